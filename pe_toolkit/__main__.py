@@ -1,0 +1,5 @@
+"""``python -m pe_toolkit`` runs the CLI."""
+
+from .cli import main
+
+main()

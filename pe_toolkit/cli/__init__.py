@@ -1,0 +1,82 @@
+"""``pe-toolkit``: a thin command line over the library.
+
+Commands live in small modules and are imported only when used, so
+``pe-toolkit --help`` is quick and works without the optional extras. Every
+expected failure (a :class:`PeToolkitError`) becomes one line on stderr and
+exit status 1; only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from ..errors import PeToolkitError
+
+# name -> (module, attribute, one-line help shown by --help without importing)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "import": ("pe_toolkit.cli.data", "import_cmd", "Import conversation files into the cache."),
+    "synth": ("pe_toolkit.cli.data", "synth_cmd", "Generate synthetic conversations (deterministic)."),
+    "info": ("pe_toolkit.cli.data", "info_cmd", "Summarize what is in the cache."),
+    "sql": ("pe_toolkit.cli.data", "sql_cmd", "Run a SQL query against the cache."),
+    "doctor": ("pe_toolkit.cli.data", "doctor_cmd", "Check configuration, cache and lock."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PeToolkitError as exc:
+            click.echo(f"pe-toolkit: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("pe-toolkit: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    envvar="PE_CACHE",
+    help="Cache file (default: $PE_CACHE, the config file, or data/pe_cache.duckdb).",
+)
+@click.version_option(package_name="pe-toolkit")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """pe_toolkit: study therapeutic and mental-health support conversations.
+
+    Pull conversations from the Pixelated Empathy API or local files into a
+    local DuckDB cache, analyze quality, empathy and safety, and export.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="pe-toolkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,110 @@
+"""Cache commands: import, synth, info, sql, doctor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import open_cli_store, progress_enabled
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "api", "openai", "sharegpt", "csv", "parquet"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto decides from the name and the first record.",
+)
+@click.option("--dataset", help="Dataset name for records that carry none (default: the file name).")
+@click.option("--skip-invalid", is_flag=True, help="Record bad records in dead_letters and import the rest.")
+@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help="CSV/Parquet column mapping (repeatable), e.g. --map content=text.")
+@click.option("--layout", type=click.Choice(["messages", "pairs"]), help="CSV/Parquet: one row per message, or per user/assistant pair.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@click.pass_context
+def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: str | None, skip_invalid: bool, mapping: tuple[str, ...], layout: str | None, no_progress: bool) -> None:
+    """Import conversation files (JSONL/JSON, OpenAI, ShareGPT, CSV, Parquet; .gz too).
+
+    Re-importing a file changes nothing. A bad record stops the import with
+    FILE:LINE: REASON before its batch is written, unless --skip-invalid.
+    """
+    from ..ingest import ColumnMap, import_file
+
+    columns = ColumnMap.parse(mapping, layout) if (mapping or layout) else None
+    with open_cli_store(ctx) as store:
+        for path in paths:
+            report = import_file(
+                store,
+                path,
+                format=fmt,
+                dataset=dataset,
+                columns=columns,
+                skip_invalid=skip_invalid,
+                progress=progress_enabled(no_progress),
+            )
+            click.echo(str(report))
+
+
+@click.command("synth")
+@click.argument("n", type=click.IntRange(min=1))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file (.jsonl or .jsonl.gz).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same conversations.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+def synth_cmd(n: int, out: str, seed: int, no_progress: bool) -> None:
+    """Write N synthetic conversations in the API's format, with ground truth in metadata."""
+    from ..ingest import synth
+
+    count = synth.write(out, n, seed=seed, progress=progress_enabled(no_progress))
+    click.echo(f"wrote {count:,} conversations to {out}")
+
+
+@click.command("info")
+@click.pass_context
+def info_cmd(ctx: click.Context) -> None:
+    """Conversations and messages per dataset and tier."""
+    with open_cli_store(ctx, read_only=True) as store:
+        click.echo(str(store.summary()))
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option("--param", "params", multiple=True, help="A value for a ? placeholder (repeatable, in order).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--write", is_flag=True, help="Open the cache for writing (default: read-only).")
+@click.pass_context
+def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, write: bool) -> None:
+    """Run QUERY against the cache and print the result.
+
+    Example: pe-toolkit sql "SELECT tier, count(*) FROM conversations GROUP BY tier"
+    """
+    import polars as pl
+
+    with open_cli_store(ctx, read_only=not write) as store:
+        frame = store.sql(query, list(params) or None)
+    if fmt == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(frame.write_ndjson())
+    else:
+        with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=160):
+            click.echo(str(frame))
+
+
+@click.command("doctor")
+@click.pass_context
+def doctor_cmd(ctx: click.Context) -> None:
+    """Check configuration, cache file, schema version and lock holder."""
+    from ..doctor import diagnose
+
+    problems = 0
+    for check in diagnose(Path(ctx.obj["db"]) if ctx.obj.get("db") else None):
+        mark = "ok  " if check.ok else "FAIL"
+        problems += not check.ok
+        click.echo(f"[{mark}] {check.name}: {check.detail}")
+    if problems:
+        click.echo(f"pe-toolkit: error: {problems} problem(s) found", err=True)
+        ctx.exit(1)

@@ -1,0 +1,182 @@
+"""Settings: environment variables > ``pe_toolkit.toml`` > defaults.
+
+The config file is the first of: ``$PE_CONFIG``; ``pe_toolkit.toml`` in the
+current directory or any parent (the project root, so notebooks run from
+``notebooks/`` find the same cache as the CLI run from the root);
+``~/.config/pe_toolkit/config.toml``. Relative paths in the file are
+relative to the file's folder.
+
+Environment variables: ``PE_CACHE``, ``PE_API_URL`` (one URL or several,
+comma-separated, for failover), ``PE_API_KEY``, ``PE_SERVER_KEYS``
+(comma-separated), ``PE_RATE_LIMIT`` (requests per key per hour served by
+the mirror), ``PE_CONFIG``.
+
+Secrets (API keys) are held in :class:`Secret`, whose ``repr``/``str`` never
+show the value, so they cannot leak into logs, tracebacks or notebook
+outputs by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_NAME = "pe_toolkit.toml"
+DEFAULT_CACHE = Path("data") / "pe_cache.duckdb"
+SAMPLE_NAME = "sample.jsonl.gz"
+
+
+class Secret:
+    """A string that does not show itself: ``repr`` and ``str`` are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_path: Path
+    sample_path: Path
+    api_urls: tuple[str, ...] = ()
+    api_key: Secret | None = None
+    timeout: float = 30.0
+    max_retries: int = 5
+    server_keys: tuple[Secret, ...] = ()
+    rate_limit: int = 1000
+    alert_threshold: float = 0.8
+    config_file: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.api_urls)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    env = os.environ.get("PE_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"PE_CONFIG points to {path}, which is not a file")
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    user = Path.home() / ".config" / "pe_toolkit" / "config.toml"
+    return user if user.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _number(name: str, raw: Any, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+
+
+def _project_root(config_file: Path | None) -> Path:
+    return config_file.parent if config_file else Path.cwd()
+
+
+def _default_sample(root: Path) -> Path:
+    local = root / "data" / SAMPLE_NAME
+    if local.is_file():
+        return local
+    # Installed without the repository: the wheel carries the sample too.
+    return Path(__file__).parent / "_data" / SAMPLE_NAME
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; keyword overrides win over everything else."""
+    config_file = find_config_file()
+    doc = _read_toml(config_file) if config_file else {}
+    root = _project_root(config_file)
+    sources: dict[str, str] = {}
+
+    def pick(env: str, section: str, key: str, default: Any) -> Any:
+        if env and os.environ.get(env):
+            sources[key] = f"${env}"
+            return os.environ[env]
+        value = doc.get(section, {}).get(key)
+        if value is not None:
+            sources[key] = str(config_file)
+            return value
+        sources[key] = "default"
+        return default
+
+    cache = Path(pick("PE_CACHE", "cache", "path", str(DEFAULT_CACHE))).expanduser()
+    if not cache.is_absolute():
+        cache = (Path.cwd() if sources["path"] == "$PE_CACHE" else root) / cache
+    sample = pick("", "cache", "sample", None)
+    sample_path = (root / sample) if sample else _default_sample(root)
+
+    urls = pick("PE_API_URL", "api", "url", ())
+    urls = _split(urls) if isinstance(urls, str) else tuple(urls)
+    key = pick("PE_API_KEY", "api", "key", None)
+    server_keys = pick("PE_SERVER_KEYS", "server", "keys", ())
+    server_keys = _split(server_keys) if isinstance(server_keys, str) else tuple(server_keys)
+
+    settings = Settings(
+        cache_path=cache,
+        sample_path=sample_path,
+        api_urls=tuple(u.rstrip("/") for u in urls),
+        api_key=Secret(key) if key else None,
+        timeout=_number("api.timeout", pick("", "api", "timeout", 30.0), float),
+        max_retries=_number("api.max_retries", pick("", "api", "max_retries", 5), int),
+        server_keys=tuple(Secret(k) for k in server_keys),
+        rate_limit=_number("PE_RATE_LIMIT", pick("PE_RATE_LIMIT", "server", "rate_limit", 1000), int),
+        alert_threshold=_number(
+            "analysis.alert_threshold", pick("", "analysis", "alert_threshold", 0.8), float
+        ),
+        config_file=config_file,
+        sources=sources,
+    )
+    if overrides:
+        if "cache_path" in overrides and overrides["cache_path"] is not None:
+            overrides["cache_path"] = Path(overrides["cache_path"]).expanduser()
+        if isinstance(overrides.get("api_key"), str):
+            overrides["api_key"] = Secret(overrides["api_key"])
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if not 0.0 <= settings.alert_threshold <= 1.0:
+        raise ConfigError(f"alert_threshold must be in [0, 1], got {settings.alert_threshold}")
+    return settings

@@ -1,0 +1,61 @@
+"""Health checks behind ``pe-toolkit doctor``: each says what it found."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import load_settings
+from .errors import PeToolkitError, StoreLockedError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def diagnose(cache: Path | None = None) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = load_settings(cache_path=cache)
+    except PeToolkitError as exc:
+        return [Check("config", False, str(exc))]
+    checks.append(Check("config", True, str(settings.config_file) if settings.config_file else "no config file (defaults and environment)"))
+    if settings.config_file and settings.api_key and settings.sources.get("key") == str(settings.config_file):
+        mode = settings.config_file.stat().st_mode
+        private = not mode & (stat.S_IRWXG | stat.S_IRWXO)
+        checks.append(Check("config permissions", private, "owner-only" if private else f"{settings.config_file} holds an API key and is readable by others: chmod 600 it"))
+    checks.append(Check("sample", settings.sample_path.is_file(), str(settings.sample_path)))
+    api = "not configured (offline: the bundled sample is the default source)"
+    if settings.api_configured:
+        api = f"{', '.join(settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
+    checks.append(Check("api", not settings.api_configured or bool(settings.api_key), api))
+    path = settings.cache_path
+    if not path.exists():
+        checks.append(Check("cache", True, f"{path} (not created yet)"))
+        return checks
+    mode = path.stat().st_mode
+    private = not mode & (stat.S_IRWXG | stat.S_IRWXO)
+    checks.append(Check("cache permissions", private, f"{path} mode {stat.filemode(mode)}" + ("" if private else ": holds sensitive conversations, chmod 600 it")))
+    from .store import Store
+    from .store.migrate import latest_version
+
+    try:
+        with Store(path, read_only=True) as store:
+            version = store.schema_version
+            checks.append(Check("schema", version == latest_version(), f"version {version} (this pe_toolkit: {latest_version()})"))
+            checks.append(Check("lock", True, "no other process holds the cache"))
+            summary = store.summary()
+            checks.append(Check("contents", True, f"{summary.conversations:,} conversations, {summary.messages:,} messages"))
+            dupes = store.scalar("SELECT count(*) - count(DISTINCT id) FROM conversations")
+            checks.append(Check("unique ids", dupes == 0, "every conversation id once" if dupes == 0 else f"{dupes} duplicate ids"))
+            if summary.open_dead_letters:
+                checks.append(Check("dead letters", True, f"{summary.open_dead_letters:,} invalid records kept in dead_letters (pe-toolkit sql \"SELECT * FROM dead_letters\")"))
+    except StoreLockedError as exc:
+        checks.append(Check("lock", False, f"held by process {exc.pid}" + (f" ({exc.holder})" if exc.holder else "")))
+    except PeToolkitError as exc:
+        checks.append(Check("cache", False, str(exc)))
+    return checks

@@ -1,0 +1,150 @@
+"""The exception tree of pe_toolkit.
+
+Every expected failure raises a subclass of :class:`PeToolkitError`, so a
+script can catch one base class and the CLI can turn any of them into one
+clear line and a non-zero exit. Lower-level exceptions (DuckDB, httpx,
+OS errors) are translated at exactly one boundary each: the store, the
+importers, the client transport, the warehouse loader.
+
+    PeToolkitError
+    ├── ConfigError                 bad or missing configuration
+    ├── StoreError                  the DuckDB cache
+    │   ├── StoreLockedError        another process holds the write lock
+    │   └── SchemaVersionError      the file needs a migration (or is newer)
+    ├── InputError                  a file or record we were asked to read
+    │   ├── RecordError             one record is invalid (carries file:line)
+    │   └── UnknownFormatError      cannot tell or handle the file's format
+    ├── AnalysisError
+    ├── ExportError
+    │   └── WarehouseError          the PostgreSQL load
+    └── ApiError                    talking to the Pixelated Empathy API
+        ├── TransportError          connect failure, timeout, dropped connection
+        ├── MalformedResponseError  the server answered something not in the contract
+        ├── CircuitOpenError        calls fail fast while the breaker is open
+        └── ApiStatusError          the server answered with an error envelope
+            ├── AuthenticationError      401
+            ├── PermissionDeniedError    403
+            ├── NotFoundError            404
+            ├── RequestValidationError   400 / 422
+            ├── RateLimitError           429 (retry_after)
+            └── ServerError              5xx
+
+Messages never contain the API key or a database password.
+"""
+
+from __future__ import annotations
+
+
+class PeToolkitError(Exception):
+    """Base of every expected pe_toolkit failure."""
+
+
+class ConfigError(PeToolkitError):
+    """Configuration is missing or invalid."""
+
+
+class StoreError(PeToolkitError):
+    """The local DuckDB cache could not be opened, read or written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the cache's write lock."""
+
+    def __init__(self, path: str, pid: int | None, holder: str | None) -> None:
+        self.path, self.pid, self.holder = path, pid, holder
+        who = f"process {pid}" if pid else "another process"
+        if holder:
+            who += f" ({holder})"
+        super().__init__(
+            f"{path} is locked by {who}; close it there, or open this store read-only"
+        )
+
+
+class SchemaVersionError(StoreError):
+    """The file's schema version does not match this pe_toolkit."""
+
+
+class InputError(PeToolkitError):
+    """A file or record we were asked to read is unusable."""
+
+
+class RecordError(InputError):
+    """One record is invalid; ``str()`` is ``file:line: reason``."""
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        self.source, self.line, self.reason = source, line, reason
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class UnknownFormatError(InputError):
+    """The format of a file cannot be detected or is not supported."""
+
+
+class AnalysisError(PeToolkitError):
+    """An analyzer could not run."""
+
+
+class ExportError(PeToolkitError):
+    """An export could not be written."""
+
+
+class WarehouseError(ExportError):
+    """Loading into the warehouse failed (nothing was committed)."""
+
+
+class ApiError(PeToolkitError):
+    """Talking to the Pixelated Empathy API failed."""
+
+
+class TransportError(ApiError):
+    """The request did not get an HTTP answer (connect, timeout, dropped)."""
+
+
+class MalformedResponseError(ApiError):
+    """The server's answer does not follow the API contract."""
+
+
+class CircuitOpenError(ApiError):
+    """Calls fail fast: the circuit breaker is open after repeated failures."""
+
+
+class ApiStatusError(ApiError):
+    """The server answered with an error status and envelope."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status, self.code = status, code
+        self.request_id, self.retry_after = request_id, retry_after
+        super().__init__(message)
+
+
+class AuthenticationError(ApiStatusError):
+    """401: missing or invalid API key."""
+
+
+class PermissionDeniedError(ApiStatusError):
+    """403: the key lacks the permission."""
+
+
+class NotFoundError(ApiStatusError):
+    """404: the resource does not exist."""
+
+
+class RequestValidationError(ApiStatusError):
+    """400/422: the request was invalid."""
+
+
+class RateLimitError(ApiStatusError):
+    """429: too many requests; see ``retry_after``."""
+
+
+class ServerError(ApiStatusError):
+    """5xx: the server failed."""

@@ -1,0 +1,118 @@
+"""Read a (possibly gzipped) JSON-lines file in chunks of whole lines.
+
+Memory stays bounded by the chunk size whatever the file size. Lines are
+split with Arrow (no Python object per line) and keep their 1-based line
+numbers, so every later error can say ``file:line``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError, RecordError
+
+DEFAULT_CHUNK_BYTES = 16 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class LineChunk:
+    lines: pa.Table  # line_no: int64, raw: string (valid UTF-8 only)
+    position: int  # bytes of the file on disk consumed so far (for progress)
+    bad_lines: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def open_maybe_gzip(path: Path) -> tuple[BinaryIO, BinaryIO]:
+    """(stream of decompressed bytes, underlying file for progress)."""
+    raw = path.open("rb")
+    if raw.read(2) == _GZIP_MAGIC:
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    raw.seek(0)
+    return raw, raw
+
+
+def _split_lines(buf: bytes) -> pa.Array:
+    parts = pc.split_pattern(pa.array([buf], pa.binary()), b"\n")
+    return parts.flatten()
+
+
+def _to_text(line_no: pa.Array, raw: pa.Array) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    try:
+        text = raw.cast(pa.string())
+        return pa.table({"line_no": line_no, "raw": text}), []
+    except pa.ArrowInvalid:
+        pass
+    # Error path only: find the lines that are not UTF-8, one by one.
+    keep_no: list[int] = []
+    keep_raw: list[str] = []
+    bad: list[tuple[int, str, str]] = []
+    for number, blob in zip(line_no.to_pylist(), raw.to_pylist()):
+        try:
+            keep_raw.append(blob.decode("utf-8"))
+            keep_no.append(number)
+        except UnicodeDecodeError as exc:
+            bad.append((number, f"invalid UTF-8 at byte {exc.start}", blob.decode("utf-8", "replace")))
+    return pa.table({"line_no": pa.array(keep_no, pa.int64()), "raw": pa.array(keep_raw, pa.string())}), bad
+
+
+def read_line_chunks(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[LineChunk]:
+    path = Path(path)
+    try:
+        stream, underlying = open_maybe_gzip(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    next_line = 1
+    first = True
+    with stream, underlying:
+        while True:
+            try:
+                buf = stream.read(chunk_bytes)
+                if buf and not buf.endswith(b"\n"):
+                    buf += stream.readline()
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                what = "truncated gzip: the file ends inside compressed data" if isinstance(exc, EOFError) else f"corrupt gzip data ({exc})"
+                raise RecordError(str(path), next_line, f"{what}; lines before {next_line} were read") from None
+            if not buf:
+                return
+            if first:
+                buf = buf.removeprefix(_BOM)
+                first = False
+            raw = _split_lines(buf)
+            if buf.endswith(b"\n"):
+                raw = raw.slice(0, len(raw) - 1)
+            count = len(raw)
+            line_no = pa.array(range(next_line, next_line + count), pa.int64())
+            table, bad = _to_text(line_no, raw)
+            next_line += count
+            yield LineChunk(table, underlying.tell(), bad)
+
+
+def peek_first_record(path: Path, limit: int = 1 << 20) -> bytes:
+    """The first non-blank line (or leading bytes) of a file, for format detection."""
+    stream, underlying = open_maybe_gzip(path)
+    with stream, underlying:
+        try:
+            head = stream.read(limit)
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            return b""
+    head = head.removeprefix(_BOM)
+    for line in io.BytesIO(head):
+        if line.strip():
+            return line.strip()
+    return b""

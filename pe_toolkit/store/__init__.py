@@ -1,0 +1,7 @@
+"""The local DuckDB cache: open, migrate, upsert batches, query as polars."""
+
+from .core import CONTENT_HASH_SQL, Store, UpsertResult, open_store
+from .filters import ConversationFilter
+from .summary import StoreSummary
+
+__all__ = ["CONTENT_HASH_SQL", "ConversationFilter", "Store", "StoreSummary", "UpsertResult", "open_store"]

@@ -1,0 +1,456 @@
+"""Store: the local DuckDB cache, the single source of truth.
+
+Open it with :func:`open_store` (or ``Store(path)``). Writes happen in one
+transaction per batch; reads come back as polars frames. DuckDB allows one
+writing process per file: a second writer gets :class:`StoreLockedError`
+naming the holder, and readers can open with ``read_only=True`` while no one
+writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import load_settings
+from ..errors import StoreError, StoreLockedError, SchemaVersionError
+from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS
+from . import migrate
+from .filters import ConversationFilter
+from .summary import StoreSummary
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+# Canonical content of a conversation, hashed to tell "changed" from
+# "unchanged". to_json escapes every string, so the concatenation is
+# unambiguous; fetched_at and source are deliberately left out.
+CONTENT_HASH_SQL = (
+    "md5(to_json(struct_pack(d := dataset, t := tier, c := created_at, "
+    + ", ".join(f"{m} := {m}" for m in QUALITY_METRICS)
+    + ", md := metadata, m := messages)))"
+)
+
+_CONVERSATION_COLUMNS = (
+    "id, source, dataset, tier, created_at, message_count, "
+    + ", ".join(QUALITY_METRICS)
+    + ", metadata, content_hash, fetched_at"
+)
+
+
+@dataclass
+class UpsertResult:
+    """What one upsert (or a whole import) changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    messages_written: int = 0
+    created_ids: list[str] = field(default_factory=list, repr=False)
+    updated_ids: list[str] = field(default_factory=list, repr=False)
+
+    def add(self, other: UpsertResult, *, keep_ids: bool = True) -> None:
+        """Accumulate another result (ids only when ``keep_ids``: a long
+        import keeps counts, not millions of ids)."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.messages_written += other.messages_written
+        if keep_ids:
+            self.created_ids += other.created_ids
+            self.updated_ids += other.updated_ids
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+def _lock_holder(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
+    return " ".join(words)[:120] or None
+
+
+def _translate_open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    text = str(exc)
+    if "lock" in text.lower():
+        match = _LOCK_PID.search(text)
+        pid = int(match[1]) if match else None
+        return StoreLockedError(str(path), pid, _lock_holder(pid) if pid else None)
+    return StoreError(f"cannot open {path}: {text.splitlines()[0]}")
+
+
+class Store:
+    """A pe_toolkit cache file.
+
+    >>> with Store("data/pe_cache.duckdb") as store:
+    ...     store.summary()
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+        self.path = Path(path) if path is not None else load_settings().cache_path
+        self.read_only = read_only
+        self._write_lock = threading.RLock()
+        self._con = self._connect()
+        self._setup()
+
+    # -- opening ---------------------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only and not self.path.exists():
+            raise StoreError(f"no cache at {self.path}; import or sync something first")
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The cache holds conversations of people in distress: create it
+        # readable by the owner only. umask covers the creation itself.
+        old = os.umask(0o077)
+        try:
+            con = duckdb.connect(str(self.path), read_only=self.read_only)
+        except duckdb.Error as exc:
+            raise _translate_open_error(self.path, exc) from None
+        finally:
+            os.umask(old)
+        # Timestamps are stored as TIMESTAMPTZ; a fixed session zone keeps
+        # every rendering (exports, hashes) independent of the machine.
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def _setup(self) -> None:
+        if self.read_only:
+            version = migrate.current_version(self._con)
+            if version != migrate.latest_version():
+                self._con.close()
+                raise SchemaVersionError(
+                    f"{self.path} has schema version {version}, this pe_toolkit needs "
+                    f"{migrate.latest_version()}: open it once for writing to migrate"
+                )
+            return
+        migrate.apply(self._con, str(self.path))
+        self._secure_files()
+
+    def _secure_files(self) -> None:
+        # DuckDB creates the .wal file lazily with the process umask; narrow it
+        # after every write so the log of recent changes is not world-readable.
+        for candidate in (self.path, Path(f"{self.path}.wal")):
+            try:
+                if candidate.exists() and candidate.stat().st_mode & 0o077:
+                    candidate.chmod(0o600)
+            except OSError:
+                pass
+
+    @property
+    def schema_version(self) -> int:
+        return migrate.current_version(self._con)
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The underlying DuckDB connection (for advanced use; not thread-safe)."""
+        return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for use from another thread."""
+        cur = self._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._secure_files()
+            self._con = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"<Store {self.path} ({mode})>"
+
+    # -- transactions ----------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction: everything inside commits or nothing does."""
+        self._require_writable()
+        with self._write_lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+        self._secure_files()
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
+
+    # -- queries -----------------------------------------------------------
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return a polars frame. Pass values as ``params``
+        (``?`` placeholders), never formatted into the query text."""
+        try:
+            table = self._con.sql(query, params=params or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        return self._con.sql(query, params=params or None).to_arrow_table()
+
+    def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self._con.execute(query, params or []).fetchall()
+        return rows[0][0] if rows else None
+
+    def conversations(
+        self,
+        filter: ConversationFilter | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        **constraints: Any,
+    ) -> pl.DataFrame:
+        """Conversation rows (no messages) in a stable order (by id)."""
+        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        page = ""
+        if limit is not None:
+            page = " LIMIT ? OFFSET ?"
+            params += [int(limit), int(offset)]
+        return self.sql(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c WHERE {where} ORDER BY c.id{page}",
+            params,
+        )
+
+    def count(self, filter: ConversationFilter | None = None, **constraints: Any) -> int:
+        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        return int(self.scalar(f"SELECT count(*) FROM conversations c WHERE {where}", params))
+
+    def messages(
+        self,
+        filter: ConversationFilter | None = None,
+        *,
+        role: str | None = None,
+        **constraints: Any,
+    ) -> pl.DataFrame:
+        """Message rows of the matching conversations, in conversation order."""
+        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        role_sql = ""
+        if role is not None:
+            role_sql = " AND m.role = ?"
+            params.append(role)
+        return self.sql(
+            "SELECT m.conversation_id, m.idx, m.role, m.content, m.timestamp "
+            "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            f"WHERE {where}{role_sql} ORDER BY m.conversation_id, m.idx",
+            params,
+        )
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """One conversation as the API's conversation object, or None."""
+        from .api_objects import api_objects_sql
+
+        sql, params = api_objects_sql(ConversationFilter(ids=[conversation_id]))
+        rows = self._con.execute(sql, params).fetchall()
+        if not rows:
+            return None
+        import orjson
+
+        return orjson.loads(rows[0][1])
+
+    def summary(self) -> StoreSummary:
+        frame = self.sql(
+            "SELECT dataset, tier, conversations, messages, avg_quality FROM ("
+            "SELECT c.dataset, c.tier, count(*) AS conversations, "
+            "sum(c.message_count)::BIGINT AS messages, "
+            "round(avg(c.overall_quality), 3) AS avg_quality "
+            "FROM conversations c GROUP BY ALL) ORDER BY dataset NULLS LAST, "
+            "list_position(['basic','standard','professional','clinical','research'], tier) NULLS LAST"
+        )
+        dead = self.scalar("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL")
+        return StoreSummary(path=str(self.path), frame=frame, open_dead_letters=int(dead))
+
+    # -- writes ------------------------------------------------------------
+    def upsert(self, batch: pa.Table | pa.RecordBatch, *, source: str | None = None) -> UpsertResult:
+        """Insert or replace a batch of conversations in one transaction.
+
+        ``batch`` follows :data:`pe_toolkit.schema.CONVERSATION_SCHEMA`.
+        Conversations are keyed by id; a conversation whose content hash is
+        unchanged is not rewritten. When an id occurs several times in the
+        batch, the last occurrence wins (as for a file with duplicates).
+        """
+        self._require_writable()
+        if isinstance(batch, pa.RecordBatch):
+            batch = pa.Table.from_batches([batch])
+        batch = batch.select(CONVERSATION_SCHEMA.names).cast(CONVERSATION_SCHEMA)
+        if source is not None:
+            batch = batch.set_column(
+                batch.schema.get_field_index("source"), "source", pa.repeat(pa.scalar(source), batch.num_rows)
+            )
+        batch = _last_occurrence_wins(batch)
+        with self._write_lock:
+            self._con.register("_incoming", _for_threads(batch))
+            try:
+                with self.transaction() as con:
+                    return self._merge(con)
+            finally:
+                self._con.unregister("_incoming")
+                self._con.execute("DROP TABLE IF EXISTS _hashes; DROP TABLE IF EXISTS _changed")
+
+    def _merge(self, con: duckdb.DuckDBPyConnection) -> UpsertResult:
+        # Reads go straight to the registered Arrow batches, which DuckDB
+        # scans in parallel; only (id, hash) pairs are materialized.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _hashes AS SELECT id, {CONTENT_HASH_SQL} AS content_hash FROM _incoming")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _changed AS "
+            "SELECT h.id, h.content_hash, c.id IS NOT NULL AS existed FROM _hashes h "
+            "LEFT JOIN conversations c ON c.id = h.id "
+            "WHERE c.id IS NULL OR c.content_hash <> h.content_hash"
+        )
+        created = [r[0] for r in con.execute("SELECT id FROM _changed WHERE NOT existed ORDER BY id").fetchall()]
+        updated = [r[0] for r in con.execute("SELECT id FROM _changed WHERE existed ORDER BY id").fetchall()]
+        total = con.execute("SELECT count(*) FROM _hashes").fetchall()[0][0]
+        if updated:
+            con.execute("DELETE FROM messages WHERE conversation_id IN (SELECT id FROM _changed WHERE existed)")
+            con.execute("DELETE FROM conversations WHERE id IN (SELECT id FROM _changed WHERE existed)")
+        written = 0
+        if created or updated:
+            con.execute(
+                f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) "
+                "SELECT i.id, i.source, i.dataset, i.tier, i.created_at, len(i.messages), "
+                + ", ".join(f"i.{m}" for m in QUALITY_METRICS)
+                + ", i.metadata, ch.content_hash, now() FROM _incoming i JOIN _changed ch ON ch.id = i.id"
+            )
+            written = con.execute(
+                "INSERT INTO messages (conversation_id, idx, role, content, timestamp) "
+                "SELECT id, unnest(range(len(messages)))::INTEGER, "
+                "unnest(messages).role, unnest(messages).content, unnest(messages).timestamp "
+                "FROM _incoming SEMI JOIN _changed USING (id)"
+            ).fetchall()[0][0]
+        return UpsertResult(
+            inserted=len(created),
+            updated=len(updated),
+            unchanged=total - len(created) - len(updated),
+            messages_written=int(written),
+            created_ids=created,
+            updated_ids=updated,
+        )
+
+    def add_dead_letters(self, rows: Sequence[tuple[str, str, str, str | None]]) -> None:
+        """Record failed records ``(source, locator, reason, payload)``.
+
+        A record that failed before (same source and locator) has its
+        attempt count raised instead of a second row.
+        """
+        if not rows:
+            return
+        table = pa.table(
+            {
+                "source": [r[0] for r in rows],
+                "locator": [r[1] for r in rows],
+                "reason": [r[2] for r in rows],
+                "payload": [r[3] for r in rows],
+            }
+        )
+        with self._write_lock:
+            self._con.register("_dead", table)
+            try:
+                with self.transaction() as con:
+                    con.execute(
+                        "UPDATE dead_letters d SET attempts = d.attempts + 1, last_seen = now(), "
+                        "reason = n.reason, payload = n.payload, resolved_at = NULL "
+                        "FROM _dead n WHERE d.source = n.source AND d.locator = n.locator"
+                    )
+                    con.execute(
+                        "INSERT INTO dead_letters (source, locator, reason, payload, attempts, first_seen, last_seen) "
+                        "SELECT source, locator, reason, payload, 1, now(), now() FROM _dead n "
+                        "WHERE NOT EXISTS (SELECT 1 FROM dead_letters d "
+                        "WHERE d.source = n.source AND d.locator = n.locator)"
+                    )
+            finally:
+                self._con.unregister("_dead")
+
+    def resolve_dead_letters(self, source: str, locators: Sequence[str]) -> None:
+        """Mark dead letters as resolved (the record later imported fine)."""
+        if not locators:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE dead_letters SET resolved_at = now() WHERE source = ? "
+                "AND locator IN (SELECT unnest(?::VARCHAR[])) AND resolved_at IS NULL",
+                [source, list(locators)],
+            )
+
+    def dead_letters(self, *, include_resolved: bool = False) -> pl.DataFrame:
+        cond = "" if include_resolved else "WHERE resolved_at IS NULL"
+        return self.sql(
+            "SELECT source, locator, reason, attempts, first_seen, last_seen, resolved_at "
+            f"FROM dead_letters {cond} ORDER BY source, locator"
+        )
+
+    # -- run bookkeeping -------------------------------------------------
+    def start_run(self, kind: str, source: str) -> str:
+        run_id = uuid.uuid4().hex
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO ingest_runs (run_id, kind, source, started_at, status) "
+                "VALUES (?, ?, ?, now(), 'running')",
+                [run_id, kind, source],
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, result: UpsertResult, *, invalid: int = 0, error: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE ingest_runs SET finished_at = now(), status = ?, inserted = ?, "
+                "updated = ?, unchanged = ?, invalid = ?, error = ? WHERE run_id = ?",
+                [
+                    "failed" if error else "completed",
+                    result.inserted,
+                    result.updated,
+                    result.unchanged,
+                    invalid,
+                    error,
+                    run_id,
+                ],
+            )
+
+
+def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
+    """Drop earlier duplicates of an id, keeping the batch order."""
+    ids = batch.column("id")
+    if pc.count_distinct(ids).as_py() == batch.num_rows:
+        return batch
+    frame = pl.from_arrow(batch).with_row_index("_ord")
+    keep = frame.unique(subset="id", keep="last", maintain_order=True)["_ord"]
+    return batch.take(pa.array(keep.to_numpy()))
+
+
+def _for_threads(table: pa.Table, parts: int = 8) -> pa.Table:
+    # DuckDB scans one Arrow record batch per thread: one big batch would be
+    # hashed and inserted on a single core.
+    rows = table.num_rows
+    if rows < 2 * parts:
+        return table
+    step = -(-rows // parts)
+    return pa.Table.from_batches([b for i in range(parts) for b in table.slice(i * step, step).to_batches()])
+
+
+def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
+    """Open the cache (``PE_CACHE`` / config / ``data/pe_cache.duckdb``)."""
+    return Store(path, read_only=read_only)

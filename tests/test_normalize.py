@@ -1,0 +1,133 @@
+"""The JSON normalizers: every kind of bad record gets its own clear reason,
+and the fast (typed) pass never accepts what the strict pass would reject."""
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pe_toolkit.ingest.normalize import _RECHECK, _run, normalize_lines
+
+from .conftest import conversation
+
+
+@pytest.fixture(scope="module")
+def con():
+    c = duckdb.connect()
+    c.execute("SET TimeZone = 'UTC'")
+    yield c
+    c.close()
+
+
+def lines_of(*records):
+    raws = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in records]
+    return pa.table({"line_no": pa.array(range(1, len(raws) + 1), pa.int64()), "raw": raws})
+
+
+def one_error(con, record, fmt="api"):
+    good, errors = normalize_lines(con, lines_of(record), fmt, dataset="d", source="s")
+    assert good.num_rows == 0, good.to_pylist()
+    assert len(errors) == 1
+    return errors[0][1]
+
+
+BAD = [
+    ("not json", "invalid JSON"),
+    ('{"id": "a", "messages": [', "invalid JSON"),
+    ("[1, 2]", "expected a JSON object, got array"),
+    ('"text"', "expected a JSON object, got string"),
+    ({"id": "a"}, 'missing "messages"'),
+    ({"id": "a", "messages": "hello"}, '"messages" must be an array, got string'),
+    ({"id": "a", "messages": {"role": "user"}}, '"messages" must be an array, got object'),
+    ({"id": "a", "messages": []}, '"messages" is empty'),
+    ({"messages": [{"role": "user", "content": "x"}]}, 'missing "id"'),
+    ({"id": 5, "messages": [{"role": "user", "content": "x"}]}, '"id" must be a string, got number'),
+    ({"id": " ", "messages": [{"role": "user", "content": "x"}]}, '"id" is empty'),
+    ({"id": "a", "messages": [{"role": "user", "content": 7}]}, "messages[0].content must be a string, got number"),
+    ({"id": "a", "messages": [{"role": "user", "content": {"text": "x"}}]}, "messages[0].content must be a string, got object"),
+    ({"id": "a", "messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content must be a string, got array"),
+    ({"id": "a", "messages": [{"role": "user", "content": True}]}, "messages[0].content must be a string, got boolean"),
+    ({"id": "a", "messages": [{"role": "user", "content": None}]}, 'messages[0] has no "content"'),
+    ({"id": "a", "messages": [{"role": "user"}]}, 'messages[0] has no "content"'),
+    ({"id": "a", "messages": [{"content": "x"}]}, 'messages[0] has no "role"'),
+    ({"id": "a", "messages": ["hello"]}, 'messages[0] has no "role"'),
+    ({"id": "a", "messages": [{"role": 1, "content": "x"}]}, "messages[0].role must be a string, got number"),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]}, 'messages[1]: unknown role "tool"'),
+    ({"id": "a", "messages": [{"role": "user", "content": "x", "timestamp": "soon"}]}, "messages[0].timestamp is not an ISO-8601 time"),
+    ({"id": "a", "messages": [{"role": "user", "content": "x", "timestamp": 1700000000}]}, "messages[0].timestamp is not an ISO-8601 time"),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "metadata": [1]}, '"metadata" must be an object, got array'),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "metadata": {"tier": "gold"}}, 'unknown tier "gold"'),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "metadata": {"created_at": "later"}}, "created_at is not an ISO-8601 time"),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "quality_metrics": 0.5}, '"quality_metrics" must be an object, got number'),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "quality_metrics": {"safety_score": 1.5}}, "quality_metrics.safety_score must be a number between 0 and 1, got 1.5"),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "quality_metrics": {"safety_score": "high"}}, 'quality_metrics.safety_score must be a number between 0 and 1, got "high"'),
+    ({"id": "a", "messages": [{"role": "user", "content": "x"}], "quality_score": "good"}, '"quality_score" must be a number'),
+]
+
+
+@pytest.mark.parametrize("record,reason", BAD, ids=[r for _, r in BAD])
+def test_each_bad_record_has_a_clear_reason(con, record, reason):
+    assert reason in one_error(con, record)
+
+
+def test_good_and_bad_lines_are_told_apart_with_line_numbers(con):
+    good, errors = normalize_lines(
+        con, lines_of(conversation(1), "garbage", conversation(2), {"id": "x", "messages": []}), "api", dataset="d", source="s"
+    )
+    assert good.column("id").to_pylist() == ["conv_00001", "conv_00002"]
+    assert [(line, reason.split(" (")[0]) for line, reason, _ in errors] == [(2, "invalid JSON"), (4, '"messages" is empty')]
+    assert errors[0][2] == "garbage"
+
+
+def test_blank_lines_are_skipped(con):
+    good, errors = normalize_lines(con, lines_of(conversation(1), "", "\r", conversation(2)), "api", dataset="d", source="s")
+    assert good.num_rows == 2 and not errors
+
+
+def test_role_aliases_and_case(con):
+    record = {"id": "a", "messages": [{"role": "Human", "content": "x"}, {"role": " GPT ", "content": "y"}, {"role": "developer", "content": "z"}]}
+    good, _ = normalize_lines(con, lines_of(record), "api", dataset="d", source="s")
+    assert [m["role"] for m in good.to_pylist()[0]["messages"]] == ["user", "assistant", "system"]
+
+
+def test_openai_and_sharegpt_shapes(con):
+    openai = {"messages": [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    good, _ = normalize_lines(con, lines_of(openai, openai), "openai", dataset="ft", source="s")
+    rows = good.to_pylist()
+    assert rows[0]["id"] == rows[1]["id"] and rows[0]["id"].startswith("openai_")
+    assert rows[0]["dataset"] == "ft" and [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
+    sharegpt = {"id": "sg1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+    good, _ = normalize_lines(con, lines_of(sharegpt), "sharegpt", dataset="sg", source="s")
+    assert good.to_pylist()[0]["messages"][1] == {"role": "assistant", "content": "hello", "timestamp": None}
+    assert "unknown role" in one_error(con, {"conversations": [{"from": "tool", "value": "x"}]}, "sharegpt")
+    assert "conversations[0].value must be a string" in one_error(con, {"conversations": [{"from": "human", "value": 3}]}, "sharegpt")
+
+
+def test_top_level_quality_score_fills_overall_quality(con):
+    record = {"id": "a", "messages": [{"role": "user", "content": "x"}], "quality_score": 0.42, "tier": "clinical"}
+    good, _ = normalize_lines(con, lines_of(record), "api", dataset="d", source="s")
+    row = good.to_pylist()[0]
+    assert row["overall_quality"] == 0.42 and row["tier"] == "clinical"
+
+
+tricky_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+) | st.sampled_from(['"content": 5', '\\"role\\": 1', "}{", "\\n", '"', "\\"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant", "system", "Human"]), tricky_text), min_size=1, max_size=5), tricky_text)
+def test_typed_pass_agrees_with_strict_pass(con, messages, note):
+    record = {"id": "x1", "messages": [{"role": r, "content": c} for r, c in messages], "metadata": {"note": note}}
+    lines = lines_of(record)
+    params = {"dataset": "d", "source": "s"}
+    typed = _run(con, lines, "api", True, params)
+    strict = _run(con, lines, "api", False, params)
+    assert strict.column("error").to_pylist() == [None]
+    if typed.column("error").to_pylist() == [_RECHECK]:
+        return  # sent to the strict pass: nothing to compare
+    cols = [c for c in strict.column_names if c != "bad_raw"]
+    assert typed.select(cols).to_pylist() == strict.select(cols).to_pylist()
+    assert typed.column("messages").to_pylist()[0] == [{"role": "user" if r == "Human" else r, "content": c, "timestamp": None} for r, c in messages]

@@ -1,0 +1,186 @@
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from pe_toolkit.errors import InputError, SchemaVersionError, StoreError, StoreLockedError
+from pe_toolkit.schema import CONVERSATION_SCHEMA
+from pe_toolkit.store import ConversationFilter, Store
+from pe_toolkit.store.migrate import latest_version
+
+from .conftest import conversation
+
+
+def batch_of(convs):
+    """API objects -> a CONVERSATION_SCHEMA batch through the real normalizer."""
+    import duckdb
+
+    from pe_toolkit.ingest.normalize import normalize_lines
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    lines = pa.table({"line_no": pa.array(range(1, len(convs) + 1), pa.int64()), "raw": [orjson.dumps(c).decode() for c in convs]})
+    good, errors = normalize_lines(con, lines, "api", dataset="unit", source="test")
+    assert not errors
+    return good
+
+
+def test_new_file_is_private_and_migrated(tmp_path):
+    path = tmp_path / "c.duckdb"
+    with Store(path) as store:
+        store.upsert(batch_of([conversation(1)]))
+        assert store.schema_version == latest_version()
+        wal = tmp_path / "c.duckdb.wal"
+        for f in (path, wal):
+            if f.exists():
+                assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_upsert_inserts_updates_and_skips_unchanged(store):
+    first = store.upsert(batch_of([conversation(1), conversation(2)]))
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    assert first.created_ids == ["conv_00001", "conv_00002"]
+    fetched = store.sql("SELECT id, fetched_at FROM conversations ORDER BY id")
+
+    again = store.upsert(batch_of([conversation(1), conversation(2)]))
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    assert store.sql("SELECT id, fetched_at FROM conversations ORDER BY id").equals(fetched)
+
+    changed = conversation(2, n_messages=6)
+    result = store.upsert(batch_of([conversation(1), changed]))
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 1)
+    assert result.updated_ids == ["conv_00002"]
+    assert store.count() == 2
+    assert store.scalar("SELECT count(*) FROM messages WHERE conversation_id = 'conv_00002'") == 6
+    assert store.scalar("SELECT count(*) FROM messages") == 10
+
+
+def test_metadata_change_counts_as_change(store):
+    store.upsert(batch_of([conversation(1)]))
+    result = store.upsert(batch_of([conversation(1, note="edited")]))
+    assert result.updated == 1
+
+
+def test_duplicate_ids_in_a_batch_last_wins(store):
+    a = conversation(1, n_messages=2)
+    b = conversation(1, n_messages=5)
+    result = store.upsert(batch_of([a, b]))
+    assert result.inserted == 1
+    assert len(store.conversation("conv_00001")["messages"]) == 5
+
+
+def test_conversation_round_trips_as_api_object(store):
+    original = conversation(7, topic="grief")
+    store.upsert(batch_of([original]))
+    back = store.conversation("conv_00007")
+    assert back["id"] == original["id"]
+    assert back["messages"] == original["messages"]
+    assert back["quality_metrics"] == original["quality_metrics"]
+    assert back["metadata"] == {**original["metadata"], "length": 4}
+    assert store.conversation("nope") is None
+
+
+def test_filters_are_parameters_not_sql(store):
+    store.upsert(batch_of([conversation(i, dataset="a" if i % 2 else "b") for i in range(10)]))
+    assert store.count(dataset="a") == 5
+    assert store.count(ConversationFilter(dataset=["a", "b"], min_quality=0.7)) == 10
+    hostile = "a' OR '1'='1"
+    assert store.count(dataset=hostile) == 0
+    assert store.conversations(ids=["conv_00003; DROP TABLE conversations; --"]).is_empty()
+    assert store.count() == 10
+    with pytest.raises(InputError, match="min_quality"):
+        store.count(min_quality=2)
+    with pytest.raises(InputError, match="unknown tier"):
+        store.count(tier="gold")
+
+
+def test_messages_accessor_orders_and_filters(store):
+    store.upsert(batch_of([conversation(1), conversation(2, dataset="x")]))
+    frame = store.messages(dataset="x", role="user")
+    assert frame["conversation_id"].unique().to_list() == ["conv_00002"]
+    assert frame["idx"].to_list() == [0, 2]
+
+
+def test_page_is_stable(store):
+    store.upsert(batch_of([conversation(i) for i in range(25)]))
+    pages = [store.conversations(limit=10, offset=o)["id"].to_list() for o in (0, 10, 20)]
+    assert sum(pages, []) == sorted(f"conv_{i:05d}" for i in range(25))
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    path = tmp_path / "ro.duckdb"
+    with Store(path) as store:
+        store.upsert(batch_of([conversation(1)]))
+    with Store(path, read_only=True) as ro:
+        assert ro.count() == 1
+        with pytest.raises(StoreError, match="read-only"):
+            ro.upsert(batch_of([conversation(2)]))
+    with pytest.raises(StoreError, match="no cache"):
+        Store(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_second_writer_is_told_who_holds_the_lock(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from pe_toolkit.store import Store
+            s = Store({str(path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as info:
+            Store(path)
+        assert info.value.pid == holder.pid
+        assert str(holder.pid) in str(info.value)
+        assert "python" in (info.value.holder or "")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.duckdb"
+    with Store(path) as store:
+        store.connection.execute("INSERT INTO schema_version VALUES (999, 'future', now())")
+    with pytest.raises(SchemaVersionError, match="newer"):
+        Store(path)
+
+
+def test_summary_renders_for_terminal_and_jupyter(store):
+    store.upsert(batch_of([conversation(1, tier="research"), conversation(2, tier="basic")]))
+    summary = store.summary()
+    assert summary.conversations == 2 and summary.messages == 8
+    text = str(summary)
+    assert "2 conversations" in text and "research" in text
+    html = summary._repr_html_()
+    assert "<table>" in html and "basic" in html
+    assert summary.frame["tier"].to_list() == ["basic", "research"]
+
+
+def test_dead_letters_count_attempts(store):
+    store.add_dead_letters([("f.jsonl", "3", "bad", "{")])
+    store.add_dead_letters([("f.jsonl", "3", "still bad", "{")])
+    frame = store.dead_letters()
+    assert frame["attempts"].to_list() == [2]
+    assert frame["reason"].to_list() == ["still bad"]
+    store.resolve_dead_letters("f.jsonl", ["3"])
+    assert store.dead_letters().is_empty()
+
+
+def test_upsert_rejects_a_batch_without_the_schema(store):
+    with pytest.raises((KeyError, pa.ArrowInvalid, ValueError)):
+        store.upsert(pa.table({"id": ["x"]}))
+    assert store.count() == 0
