@@ -119,12 +119,7 @@ def _decoded_messages(fmt: str, typed: bool) -> str:
 def _messages_ok(fmt: str, typed: bool) -> str:
     if typed:
         item = _keys(fmt)[0]
-        timestamps = (
-            f" AND len(list_filter(j.{item}, lambda m: m.timestamp IS NOT NULL))"
-            " = len(list_filter(dm, lambda m: m.timestamp IS NOT NULL))"
-            if fmt != "sharegpt"
-            else ""
-        )
+        timestamps = " AND given_timestamps = len(list_filter(dm, lambda m: m.timestamp IS NOT NULL))" if fmt != "sharegpt" else ""
         return f"list_bool_and(list_transform(dm, lambda m: m.role IS NOT NULL AND m.content IS NOT NULL)){timestamps}"
     return "list_bool_and(oks)"
 
@@ -154,20 +149,24 @@ def _metric_check(metric: str) -> str:
     )
 
 
-def _record_error(fmt: str) -> str:
+def _record_error(fmt: str, typed: bool) -> str:
     item = _keys(fmt)[0]
-    id_check = "WHEN j.id IS NULL THEN 'missing \"id\"'" if fmt == "api" else ""
-    metric_checks = "\n        ".join(_metric_check(m) for m in QUALITY_METRICS)
-    return f"""CASE
-        WHEN j IS NULL THEN 'invalid JSON'
-        WHEN dm IS NULL THEN CASE
+    # The typed pass does not carry the raw line (copying it through every
+    # step was a measurable share of the time); its rows are re-judged with
+    # the raw text by the strict pass anyway.
+    shape_error = f"'{_RECHECK}'" if typed else f"""CASE
             WHEN json_type(raw) <> 'OBJECT' THEN 'expected a JSON object, got ' || {_kind('raw')}
             WHEN json_extract(raw, '$.{item}') IS NULL THEN 'missing "{item}"'
-            ELSE '"{item}" must be an array, got ' || {_kind(f"json_extract(raw, '$.{item}')")} END
+            ELSE '"{item}" must be an array, got ' || {_kind(f"json_extract(raw, '$.{item}')")} END"""
+    id_check = "WHEN id_leaf IS NULL THEN 'missing \"id\"'" if fmt == "api" else ""
+    metric_checks = "\n        ".join(_metric_check(m) for m in QUALITY_METRICS)
+    return f"""CASE
+        WHEN no_json THEN 'invalid JSON'
+        WHEN dm IS NULL THEN {shape_error}
         WHEN len(dm) = 0 THEN '"{item}" is empty'
         {id_check}
-        WHEN j.id IS NOT NULL AND NOT {_is_string('j.id')} THEN '"id" must be a string, got ' || {_kind('j.id')}
-        WHEN j.id IS NOT NULL AND trim(j.id ->> '$') = '' THEN '"id" is empty'
+        WHEN id_leaf IS NOT NULL AND NOT {_is_string('id_leaf')} THEN '"id" must be a string, got ' || {_kind('id_leaf')}
+        WHEN id_leaf IS NOT NULL AND trim(id_leaf ->> '$') = '' THEN '"id" is empty'
         WHEN meta IS NOT NULL AND NOT starts_with(meta::VARCHAR, '{{') THEN '"metadata" must be an object, got ' || {_kind('meta')}
         WHEN tier_raw IS NOT NULL AND tier IS NULL
             THEN 'unknown tier ' || tier_raw::VARCHAR || ' (expected one of {", ".join(TIERS)})'
@@ -205,6 +204,10 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
         for m in QUALITY_METRICS
     )
     suspicious = _suspicious(fmt) if typed else "false"
+    raw = "" if typed else "raw, "
+    given_timestamps = (
+        f"len(list_filter(j.{_keys(fmt)[0]}, lambda m: m.timestamp IS NOT NULL))" if fmt != "sharegpt" else "NULL::BIGINT"
+    )
     oks = "NULL::BOOLEAN[]" if typed else (
         "list_transform(dm, lambda m: m.role IS NOT NULL AND m.content IS NOT NULL AND (m.t IS NULL OR m.timestamp IS NOT NULL))"
     )
@@ -216,9 +219,10 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
     # once per field extracted from it (measured: 3x slower).
     return f"""
     WITH parsed AS MATERIALIZED (
-        SELECT line_no, raw, {parse} AS j FROM _lines WHERE raw <> '' AND raw <> chr(13)
+        SELECT line_no, {raw}{parse} AS j, {suspicious} AS suspicious FROM _lines WHERE raw <> '' AND raw <> chr(13)
     ), decoded AS MATERIALIZED (
-        SELECT line_no, raw, j, j.metadata AS meta, {_top_level(fmt)},
+        SELECT line_no, {raw}j IS NULL AS no_json, j.id AS id_leaf, suspicious, j.metadata AS meta, {_top_level(fmt)},
+            {given_timestamps} AS given_timestamps,
             CASE WHEN starts_with(j.metadata::VARCHAR, '{{') THEN json_transform(j.metadata, '{_META_SHAPE}') END AS mx,
             {_decoded_messages(fmt, typed)} AS dm
         FROM parsed
@@ -242,10 +246,10 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
     ), judged AS (
         SELECT *, {_message_error(fmt, typed)} AS msg_error FROM typed_values
     ), shaped AS (
-        SELECT *, coalesce({_record_error(fmt)}, CASE WHEN {suspicious} THEN '{_RECHECK}' END) AS error FROM judged
+        SELECT *, coalesce({_record_error(fmt, typed)}, CASE WHEN suspicious THEN '{_RECHECK}' END) AS error FROM judged
     ), final AS (
-        SELECT line_no, error, CASE WHEN error IS NOT NULL THEN raw END AS bad_raw,
-            j.id ->> '$' AS given_id, dataset, tier, created_at,
+        SELECT line_no, error, {"NULL::VARCHAR" if typed else "CASE WHEN error IS NOT NULL THEN raw END"} AS bad_raw,
+            id_leaf ->> '$' AS given_id, dataset, tier, created_at,
             {", ".join(QUALITY_METRICS)},
             meta::VARCHAR AS metadata,
             CASE WHEN error IS NULL THEN {final_messages} END AS messages
@@ -303,7 +307,7 @@ def normalize_lines(
     flagged = pc.is_valid(first["error"])
     if not pc.any(flagged).as_py():
         return first.select(CONVERSATION_SCHEMA.names).cast(CONVERSATION_SCHEMA), []
-    recheck = first.filter(flagged).select(["line_no", "bad_raw"]).rename_columns(["line_no", "raw"])
+    recheck = lines.filter(pc.is_in(lines["line_no"], value_set=first.filter(flagged)["line_no"]))
     second = _run(con, recheck, fmt, False, params)
     merged = pa.concat_tables([first.filter(pc.invert(flagged)), second.select(first.column_names)])
     merged = merged.take(pc.sort_indices(merged["line_no"]))
