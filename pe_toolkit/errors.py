@@ -17,6 +17,7 @@ importers, the client transport, the warehouse loader.
     ├── AnalysisError
     ├── ExportError
     │   └── WarehouseError          the PostgreSQL load
+    ├── ReportError                 a notebook failed while writing reports
     └── ApiError                    talking to the Pixelated Empathy API
         ├── TransportError          connect failure, timeout, dropped connection
         ├── MalformedResponseError  the server answered something not in the contract
@@ -91,6 +92,10 @@ class ExportError(PeToolkitError):
 
 class WarehouseError(ExportError):
     """Loading into the warehouse failed (nothing was committed)."""
+
+
+class ReportError(PeToolkitError):
+    """A notebook failed while the HTML reports were written."""
 
 
 class ApiError(PeToolkitError):

@@ -1,0 +1,220 @@
+"""Exact and near-duplicate responses: normalized-text hashes and MinHash LSH keys.
+
+Per message (computed by the quality analyzer for assistant messages):
+
+- ``text_hash``: a 64-bit hash of the normalized text (words lower-cased,
+  surrounding punctuation removed, whitespace ignored). Equal hashes mean
+  equal normalized texts (up to 2^-64 collisions).
+- ``minhash_bands``: MinHash LSH keys over word-bigram shingles. The
+  signature has 32 values made by one-permutation hashing with rotation
+  densification (Shrivastava & Li 2014; one hash per shingle instead of 32),
+  split into 4 bands of 8; two messages sharing any band key are candidates.
+  The chance of that for shingle-set Jaccard similarity J is
+  1 - (1 - J^8)^4: 0.89 at J = 0.9, 0.52 at 0.8, 0.21 at 0.7, 0.02 at 0.5.
+  Messages with fewer than ``MIN_SHINGLES`` shingles get none (too short for
+  a fuzzy match to mean anything; their exact hash still counts).
+
+Hashes are computed here with fixed arithmetic (FNV-1a over UTF-8, the
+splitmix64 finalizer), not with polars' or DuckDB's hash functions, whose
+values may change between versions: the keys are stored and compared
+across analysis runs.
+
+Corpus shares (per conversation, over its assistant messages):
+
+- ``boilerplate_share``: messages whose normalized text occurs in at least
+  ``BOILERPLATE_MIN_CONVERSATIONS`` conversations;
+- ``near_duplicate_share``: messages sharing an LSH band with a message of
+  another conversation whose normalized text differs.
+
+They depend on the whole corpus, so they are computed by one SQL query
+(:func:`corpus_shares_sql`) over stored keys: at the end of every
+``analyze(store)`` run over all stored conversations, and over the frame in
+``analyze_frame``. The six quality metrics do not use them, so a
+conversation's metrics do not change when other conversations arrive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .text import Tokens
+
+BANDS = 4
+ROWS = 8
+BINS = BANDS * ROWS
+MIN_SHINGLES = 5
+BOILERPLATE_MIN_CONVERSATIONS = 3
+
+_U64 = np.uint64
+_MASK = (1 << 64) - 1
+_FNV_OFFSET = _U64(0xCBF29CE484222325)
+_FNV_PRIME = _U64(0x100000001B3)
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_BOS = _U64(0x2545F4914F6CDD1D)
+_EOS = _U64(0x61C8864680B583EB)
+_EMPTY_BIN = _U64(_MASK)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer (a bijection of uint64 with good avalanche)."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def fnv1a64(strings: pl.Series) -> np.ndarray:
+    """FNV-1a (64-bit) of each string's UTF-8 bytes. Vectorized over the
+    strings, one step per byte position (the strings hashed here are
+    vocabulary entries, so positions are few)."""
+    arr = pa.array(strings.cast(pl.String).fill_null("").to_arrow()).cast(pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    h = np.full(len(arr), _FNV_OFFSET, dtype=_U64)
+    active = np.arange(len(arr))
+    with np.errstate(over="ignore"):
+        for pos in range(int(lengths.max(initial=0))):
+            active = active[lengths[active] > pos]
+            h[active] = (h[active] ^ data[offsets[active] + pos].astype(_U64)) * _FNV_PRIME
+    return h
+
+
+def stable_hash64(strings: pl.Series) -> np.ndarray:
+    """A 64-bit hash of each string, stable across library versions:
+    FNV-1a, then mixed with the length for avalanche."""
+    arr = strings.cast(pl.String).fill_null("")
+    with np.errstate(over="ignore"):
+        return mix64(fnv1a64(arr) ^ arr.str.len_bytes().to_numpy().astype(_U64))
+
+
+def signatures(tokens: Tokens, rows: np.ndarray, word_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(text_hash per row, band keys per row as an (n, BANDS) array with rows
+    too short for LSH set to 0) for the texts ``rows``; ``word_hash`` is the
+    hash of each vocabulary entry's normalized form."""
+    n = len(rows)
+    text_hash = np.zeros(n, dtype=_U64)
+    bands = np.zeros((n, BANDS), dtype=_U64)
+    if not n:
+        return text_hash, bands
+    lengths = tokens.lengths[rows]
+    idx = tokens.texts_of(rows)
+    with np.errstate(over="ignore"):
+        h = word_hash[tokens.codes[idx]]
+        # Shingles: adjacent word pairs, with a start marker before each text.
+        prev = np.empty_like(h)
+        if len(h):
+            prev[1:] = h[:-1]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        nonempty = lengths > 0
+        prev[starts[nonempty]] = _BOS
+        shingles = mix64(prev * _GOLDEN ^ h)
+        # The end marker closes each text (so "a b" and "a b c" differ).
+        last = np.zeros(n, dtype=_U64)
+        last[nonempty] = h[starts[nonempty] + lengths[nonempty] - 1]
+        closing = mix64(last * _GOLDEN ^ _EOS)
+        cs = np.zeros(len(shingles) + 1, dtype=_U64)
+        np.cumsum(shingles, dtype=_U64, out=cs[1:])
+        ends = starts + lengths
+        sums = cs[ends] - cs[starts] + closing  # wrapping arithmetic: exact modulo 2^64
+        text_hash = mix64(sums ^ lengths.astype(_U64))
+        bands = _lsh_bands(shingles, np.repeat(np.arange(n), lengths), n, lengths)
+    return text_hash, bands
+
+
+# Odd multipliers combining a band's values (a linear combination, then mixed).
+_BAND_MULTIPLIERS = np.array([0x9E3779B97F4A7C15 + 2 * k for k in range(ROWS)], dtype=_U64)
+
+
+def _lsh_bands(shingles: np.ndarray, owner: np.ndarray, n: int, shingle_counts: np.ndarray) -> np.ndarray:
+    """One-permutation MinHash (the top 5 bits of a shingle's hash pick its
+    bin, each bin keeps its minimum), rotation densification (an empty bin
+    takes the next non-empty bin's value, offset by the distance; without it
+    two short unrelated texts would match on their shared empty bins), then
+    one key per band of ROWS bins."""
+    sig = np.full(n * BINS, _EMPTY_BIN, dtype=_U64)
+    bins = (shingles >> _U64(64 - 5)).astype(np.intp)
+    np.minimum.at(sig, owner * BINS + bins, shingles)
+    sig = sig.reshape(n, BINS)
+    empty = sig == _EMPTY_BIN
+    with np.errstate(over="ignore"):
+        if empty.any():
+            # Small integer types: these arrays are (messages x 64).
+            j = np.arange(2 * BINS, dtype=np.int8)
+            filled = np.where(np.tile(~empty, 2), j, np.int8(2 * BINS))
+            nearest = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :BINS]
+            distance = (nearest - np.arange(BINS, dtype=np.int8)).astype(_U64)
+            source = np.take_along_axis(sig, (nearest % BINS).astype(np.intp), axis=1)
+            np.copyto(sig, source + distance * _GOLDEN, where=empty)
+        combined = (sig.reshape(n, BANDS, ROWS) * _BAND_MULTIPLIERS).sum(axis=2, dtype=_U64)
+        keys = mix64(combined ^ (np.arange(BANDS, dtype=_U64) * _GOLDEN))
+    keys[shingle_counts < MIN_SHINGLES] = 0
+    return keys
+
+
+def corpus_shares_sql(source: str) -> str:
+    """Per-conversation boilerplate and near-duplicate shares over
+    ``source`` (conversation_id, idx, text_hash, minhash_bands; rows with a
+    null text_hash are ignored). One parameter: the boilerplate minimum.
+
+    Near-duplicate without pairing messages: in a bucket (band key) holding
+    the distinct (conversation, text) pairs S, a message (c, h) has a partner
+    with another conversation and another text exactly when
+    |S| - |S with conversation c| - |S with text h| + 1 > 0.
+    """
+    # The joins are spelled out one step at a time (MATERIALIZED): left to
+    # itself, DuckDB joined the per-bucket counts to each other first, on the
+    # bucket alone, which multiplies rows in big buckets (measured 10x slower).
+    return f"""
+    WITH msgs AS MATERIALIZED (
+        SELECT conversation_id, idx, text_hash, minhash_bands FROM {source} WHERE text_hash IS NOT NULL
+    ), texts AS MATERIALIZED (
+        SELECT text_hash, count(DISTINCT conversation_id) AS conversations FROM msgs GROUP BY text_hash
+    ), bands AS MATERIALIZED (
+        SELECT conversation_id, idx, text_hash, unnest(minhash_bands) AS band_key FROM msgs
+        WHERE minhash_bands IS NOT NULL
+    ), pairs AS MATERIALIZED (
+        SELECT DISTINCT band_key, conversation_id, text_hash FROM bands WHERE band_key <> 0
+    ), size AS MATERIALIZED (
+        SELECT band_key, count(*) AS n FROM pairs GROUP BY band_key HAVING count(*) > 1
+    ), by_conv AS MATERIALIZED (
+        SELECT band_key, conversation_id, count(*) AS nc FROM pairs SEMI JOIN size USING (band_key) GROUP BY ALL
+    ), by_text AS MATERIALIZED (
+        SELECT band_key, text_hash, count(*) AS nt FROM pairs SEMI JOIN size USING (band_key) GROUP BY ALL
+    ), step1 AS MATERIALIZED (
+        SELECT p.band_key, p.conversation_id, p.text_hash, s.n FROM pairs p JOIN size s USING (band_key)
+    ), step2 AS MATERIALIZED (
+        SELECT x.*, c.nc FROM step1 x JOIN by_conv c ON c.band_key = x.band_key AND c.conversation_id = x.conversation_id
+    ), partnered AS MATERIALIZED (
+        SELECT x.band_key, x.conversation_id, x.text_hash FROM step2 x
+        JOIN by_text t ON t.band_key = x.band_key AND t.text_hash = x.text_hash
+        WHERE x.n - x.nc - t.nt + 1 > 0
+    ), near AS MATERIALIZED (
+        SELECT DISTINCT b.conversation_id, b.idx FROM bands b
+        SEMI JOIN partnered g ON g.band_key = b.band_key AND g.conversation_id = b.conversation_id AND g.text_hash = b.text_hash
+    )
+    SELECT m.conversation_id,
+        avg(CASE WHEN t.conversations >= $boilerplate_min THEN 1.0 ELSE 0.0 END) AS boilerplate_share,
+        avg(CASE WHEN n.idx IS NOT NULL THEN 1.0 ELSE 0.0 END) AS near_duplicate_share
+    FROM msgs m JOIN texts t USING (text_hash)
+    LEFT JOIN near n ON n.conversation_id = m.conversation_id AND n.idx = m.idx
+    GROUP BY m.conversation_id
+    """
+
+
+def corpus_shares(frame: pl.DataFrame, *, boilerplate_min: int = BOILERPLATE_MIN_CONVERSATIONS) -> pl.DataFrame:
+    """:func:`corpus_shares_sql` over a message-level frame (no store)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("_keys", frame.select("conversation_id", "idx", "text_hash", "minhash_bands").to_arrow())
+        table = con.sql(corpus_shares_sql("_keys"), params={"boilerplate_min": boilerplate_min}).to_arrow_table()
+    finally:
+        con.close()
+    return pl.from_arrow(table)  # type: ignore[return-value]

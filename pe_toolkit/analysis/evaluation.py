@@ -1,0 +1,192 @@
+"""``evaluate(predicted, gold)``: how well labels (or scores) agree with gold labels.
+
+Reported:
+
+- ``accuracy``: share of items where predicted equals gold;
+- per class: precision, recall, F1 and support (gold count);
+- ``macro_f1``: mean F1 over the classes present in gold or predictions;
+- ``kappa``: Cohen's kappa, (p_o - p_e) / (1 - p_e), chance agreement from
+  the two marginal distributions (1.0 when both sides use one same label);
+- ``weighted_kappa``: quadratic-weighted kappa over ``labels`` in order,
+  meaningful for ordinal labels such as tiers;
+- ``auroc``: area under the ROC curve by the Mann-Whitney rank statistic
+  (ties count one half). Binary gold: from ``scores`` (higher means the
+  positive class) or, without scores, from the hard predictions (then it
+  equals balanced accuracy). Multi-class: one-vs-rest macro average from
+  ``scores`` given as ``{label: per-item scores}``; None without scores.
+  None when a class has no positive or no negative item.
+
+Vectorized with polars and numpy; no per-item Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    n: int
+    labels: tuple[Any, ...]
+    accuracy: float
+    macro_f1: float
+    kappa: float | None
+    weighted_kappa: float | None
+    auroc: float | None
+    per_class: dict[Any, ClassScores]
+    confusion: pl.DataFrame = field(repr=False)  # gold label x predicted label counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "kappa": self.kappa,
+            "weighted_kappa": self.weighted_kappa,
+            "auroc": self.auroc,
+            "per_class": {str(k): vars(v) for k, v in self.per_class.items()},
+        }
+
+    def __str__(self) -> str:
+        def f(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        lines = [
+            f"n={self.n}  accuracy={f(self.accuracy)}  macro_f1={f(self.macro_f1)}  kappa={f(self.kappa)}  "
+            f"weighted_kappa={f(self.weighted_kappa)}  auroc={f(self.auroc)}",
+            f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+        ]
+        for label, s in self.per_class.items():
+            lines.append(f"{str(label):<16}{f(s.precision):>10}{f(s.recall):>10}{f(s.f1):>10}{s.support:>9}")
+        return "\n".join(lines)
+
+
+def _series(values: Any, name: str) -> pl.Series:
+    if isinstance(values, pl.Series):
+        out = values.rename(name)
+    elif isinstance(values, np.ndarray):
+        out = pl.Series(name, values)
+    else:
+        out = pl.Series(name, list(values))
+    if out.null_count():
+        raise InputError(f"{name} has {out.null_count()} missing value(s)")
+    return out
+
+
+def auroc(scores: Any, positive: Any) -> float | None:
+    """AUROC of ``scores`` for the boolean ``positive`` (rank statistic, ties = 1/2)."""
+    s = _series(scores, "scores").cast(pl.Float64)
+    y = _series(positive, "positive").cast(pl.Boolean)
+    if len(s) != len(y):
+        raise InputError(f"scores has {len(s)} values, labels {len(y)}")
+    if s.is_nan().any():
+        raise InputError("scores contain NaN")
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = s.rank("average").to_numpy()
+    rank_sum = float(ranks[y.to_numpy()].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _kappa(confusion: np.ndarray, weights: np.ndarray) -> float | None:
+    n = confusion.sum()
+    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0)) / n
+    denom = float((weights * expected).sum())
+    observed = float((weights * confusion).sum())
+    if denom == 0:
+        # Chance disagreement is zero: both sides use a single, identical label.
+        return 1.0 if observed == 0 else None
+    return 1.0 - observed / denom
+
+
+def evaluate(
+    predicted: Sequence[Any] | pl.Series | np.ndarray,
+    gold: Sequence[Any] | pl.Series | np.ndarray,
+    *,
+    labels: Sequence[Any] | None = None,
+    scores: Sequence[float] | pl.Series | np.ndarray | Mapping[Any, Any] | None = None,
+    positive: Any = None,
+) -> Evaluation:
+    """Compare ``predicted`` with ``gold`` (see the module docstring).
+
+    ``labels``: the classes in order (default: sorted union of both sides;
+    the order matters for ``weighted_kappa``). ``positive``: the positive
+    class of a binary task (default: the last label, e.g. True).
+    """
+    pred = _series(predicted, "predicted")
+    truth = _series(gold, "gold")
+    if len(pred) != len(truth):
+        raise InputError(f"predicted has {len(pred)} items, gold {len(truth)}")
+    if not len(truth):
+        raise InputError("nothing to evaluate: no items")
+    found = sorted(set(pred.to_list()) | set(truth.to_list()), key=lambda v: (str(type(v)), v))
+    classes = list(labels) if labels is not None else found
+    unknown = set(found) - set(classes)
+    if unknown:
+        raise InputError(f"label(s) not in labels: {', '.join(map(repr, sorted(unknown, key=str)[:5]))}")
+    k = len(classes)
+    code = {label: i for i, label in enumerate(classes)}
+    p_idx = pred.replace_strict(list(code), list(code.values()), return_dtype=pl.Int64).to_numpy()
+    g_idx = truth.replace_strict(list(code), list(code.values()), return_dtype=pl.Int64).to_numpy()
+    confusion = np.bincount(g_idx * k + p_idx, minlength=k * k).reshape(k, k)
+    n = int(confusion.sum())
+    tp = np.diag(confusion).astype(float)
+    gold_count = confusion.sum(axis=1)
+    pred_count = confusion.sum(axis=0)
+    per_class: dict[Any, ClassScores] = {}
+    f1s = []
+    for i, label in enumerate(classes):
+        precision = tp[i] / pred_count[i] if pred_count[i] else None
+        recall = tp[i] / gold_count[i] if gold_count[i] else None
+        if gold_count[i] or pred_count[i]:
+            f1 = 2 * tp[i] / (gold_count[i] + pred_count[i])
+            f1s.append(f1)
+        else:
+            f1 = None
+        per_class[label] = ClassScores(precision, recall, f1, int(gold_count[i]))
+    idx = np.arange(k)
+    kappa = _kappa(confusion, 1.0 - np.eye(k))
+    weighted = _kappa(confusion, ((idx[:, None] - idx[None, :]) / max(k - 1, 1)) ** 2) if k > 1 else None
+
+    area: float | None = None
+    if isinstance(scores, Mapping):
+        areas = [auroc(scores[label], g_idx == code[label]) for label in classes if label in scores]
+        valid = [a for a in areas if a is not None]
+        area = float(np.mean(valid)) if valid else None
+    elif k == 2:
+        pos = positive if positive is not None else classes[-1]
+        if pos not in code:
+            raise InputError(f"positive class {pos!r} is not a label")
+        truth_pos = g_idx == code[pos]
+        area = auroc(scores if scores is not None else (p_idx == code[pos]).astype(float), truth_pos)
+    elif scores is not None:
+        raise InputError("multi-class AUROC needs scores as {label: scores}")
+
+    return Evaluation(
+        n=n,
+        labels=tuple(classes),
+        accuracy=float(tp.sum() / n),
+        macro_f1=float(np.mean(f1s)) if f1s else 0.0,
+        kappa=kappa,
+        weighted_kappa=weighted,
+        auroc=area,
+        per_class=per_class,
+        confusion=pl.DataFrame({"gold": [str(c) for c in classes], **{str(c): confusion[:, j] for j, c in enumerate(classes)}}),
+    )

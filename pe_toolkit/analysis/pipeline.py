@@ -1,0 +1,287 @@
+"""``analyze(store)``: score what is new or changed, batch by batch.
+
+A conversation is scored when it has no row in ``conversation_scores``, when
+its content hash differs from the stored one, or when the stored
+``analysis_version`` (every analyzer's name=version) differs from the
+current one; ``incremental=False`` scores everything. Conversations are
+taken in id order, ``batch_size`` at a time; each batch is scored by
+:func:`~pe_toolkit.analysis.frames.analyze_frame` and written in ONE
+transaction that first deletes the batch's old rows from
+``conversation_scores``, ``message_scores`` and ``evidence``. So a crash
+loses at most the batch in flight, never leaves a half-written
+conversation, and the next run continues where this one stopped (what was
+committed is up to date and is skipped).
+
+After the batches, the corpus-level duplicate shares are recomputed over
+every stored score (:func:`~pe_toolkit.analysis.duplicates.corpus_shares_sql`),
+scores of conversations no longer in the store are dropped, and the run is
+recorded in ``analysis_runs``.
+
+Events on the bus: ``analysis.progress`` after each batch (``done``,
+``total``, ``scored``), ``analysis.alert`` for a batch with alerts (``ids``),
+``analysis.completed`` at the end (the report's fields).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import AnalysisError, StoreError
+from ..events import EventBus, bus as default_bus
+from ..store import Store
+from . import duplicates
+from .frames import analyze_frame
+from .registry import load
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 20_000  # conversations per transaction (~160k messages): bounds memory
+_TABLES = ("conversation_scores", "message_scores", "evidence")
+
+
+@dataclass
+class AnalysisReport:
+    """What one ``analyze`` run did."""
+
+    run_id: str
+    analysis_version: str
+    incremental: bool
+    selected: int = 0  # conversations that needed scoring
+    scored: int = 0
+    skipped: int = 0  # up to date already
+    messages: int = 0
+    alerts: int = 0  # among the conversations scored in this run
+    alerts_total: int = 0  # in the whole store after the run
+    batches: int = 0
+    seconds: float = 0.0
+    missing_analyzers: list[str] = field(default_factory=list)
+    alert_ids: list[str] = field(default_factory=list, repr=False)
+
+    def __str__(self) -> str:
+        text = (
+            f"scored {self.scored:,} conversations ({self.messages:,} messages), "
+            f"{self.skipped:,} up to date; {self.alerts:,} new alerts, {self.alerts_total:,} alerts in the store"
+        )
+        if self.missing_analyzers:
+            text += f" [not run: {', '.join(self.missing_analyzers)}]"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' ORDER BY column_index",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Writer:
+    """Inserts frames into the score tables by column name: a column the
+    table lacks is left out (logged once), a column the frame lacks is NULL."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.columns = {t: _table_columns(con, t) for t in _TABLES}
+        self._warned: set[tuple[str, str]] = set()
+
+    def insert(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        cols = [c for c in frame.columns if c in self.columns[table]]
+        for extra in set(frame.columns) - set(cols):
+            if (table, extra) not in self._warned:
+                self._warned.add((table, extra))
+                log.warning("%s has no column %r; the analyzer's values are not stored", table, extra)
+        name = f"_new_{table}"
+        con.register(name, frame.select(cols).to_arrow())
+        try:
+            names = ", ".join(_quote(c) for c in cols)
+            con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {name}")
+        finally:
+            con.unregister(name)
+
+
+def _todo(store: Store, version: str, incremental: bool) -> tuple[pa.Table, int]:
+    """(ids to score, sorted, with whether they have old rows; all conversations)."""
+    table = store.arrow(
+        "SELECT c.id, s.conversation_id IS NOT NULL AS existed FROM conversations c "
+        "LEFT JOIN conversation_scores s ON s.conversation_id = c.id "
+        "WHERE ? OR s.conversation_id IS NULL OR s.content_hash <> c.content_hash OR s.analysis_version <> ? "
+        "ORDER BY c.id",
+        [not incremental, version],
+    )
+    total = int(store.scalar("SELECT count(*) FROM conversations"))
+    return table, total
+
+
+def _read_batch(store: Store, ids: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The batch's messages (contract order) and content hashes."""
+    con = store.connection
+    con.register("_batch_ids", ids.select(["id"]))
+    try:
+        first, last = ids.column("id")[0].as_py(), ids.column("id")[-1].as_py()
+        # The range lets DuckDB skip row groups when messages are stored in id order.
+        messages = store.sql(
+            "SELECT m.conversation_id, m.idx, m.role, m.content FROM messages m "
+            "SEMI JOIN _batch_ids b ON b.id = m.conversation_id "
+            "WHERE m.conversation_id BETWEEN ? AND ? ORDER BY m.conversation_id, m.idx",
+            [first, last],
+        )
+        hashes = store.sql("SELECT c.id AS conversation_id, c.content_hash FROM conversations c SEMI JOIN _batch_ids b ON b.id = c.id")
+    finally:
+        con.unregister("_batch_ids")
+    return messages, hashes
+
+
+def _write_batch(store: Store, writer: _Writer, ids: pa.Table, any_existed: bool, scores: Any, hashes: pl.DataFrame,
+                 version: str, report: AnalysisReport) -> None:  # fmt: skip
+    """The batch's scores, replacing its old rows, and the run's running
+    totals: one transaction."""
+    conversations = scores.conversations.join(hashes, on="conversation_id", how="left", maintain_order="left").with_columns(
+        analysis_version=pl.lit(version),
+        analyzed_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+    )
+    with store.transaction() as con:
+        if any_existed:
+            con.register("_batch_ids", ids.select(["id"]))
+            try:
+                for table in _TABLES:
+                    con.execute(f"DELETE FROM {table} WHERE conversation_id IN (SELECT id FROM _batch_ids)")
+            finally:
+                con.unregister("_batch_ids")
+        writer.insert(con, "conversation_scores", conversations)
+        writer.insert(con, "message_scores", scores.messages)
+        writer.insert(con, "evidence", scores.evidence)
+        con.execute(
+            "UPDATE analysis_runs SET scored = ?, messages = ?, alerts = ? WHERE run_id = ?",
+            [report.scored, report.messages, report.alerts, report.run_id],
+        )
+
+
+def refresh_corpus_shares(store: Store) -> None:
+    """Recompute boilerplate and near-duplicate shares over every stored score."""
+    with store.transaction() as con:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _shares AS " + duplicates.corpus_shares_sql("message_scores"),
+            {"boilerplate_min": duplicates.BOILERPLATE_MIN_CONVERSATIONS},
+        )
+        con.execute(
+            "UPDATE conversation_scores s SET boilerplate_share = n.boilerplate_share, "
+            "near_duplicate_share = n.near_duplicate_share FROM _shares n WHERE n.conversation_id = s.conversation_id"
+        )
+        con.execute("DROP TABLE _shares")
+
+
+def _drop_orphans(store: Store) -> None:
+    with store.transaction() as con:
+        for table in _TABLES:
+            con.execute(f"DELETE FROM {table} WHERE conversation_id NOT IN (SELECT id FROM conversations)")
+
+
+def _needs_refresh(store: Store) -> bool:
+    """A run that scored something may have stopped before its refresh."""
+    row = store.sql(
+        "SELECT corpus_refreshed FROM analysis_runs WHERE scored > 0 ORDER BY started_at DESC LIMIT 1"
+    )
+    return row.height > 0 and not bool(row.item(0, 0))
+
+
+def analyze(
+    store: Store,
+    *,
+    incremental: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    events: EventBus | None = None,
+) -> AnalysisReport:
+    """Score new, changed and outdated conversations in ``store`` (all of them
+    with ``incremental=False``); see the module docstring for guarantees."""
+    if batch_size < 1:
+        raise AnalysisError(f"batch_size must be at least 1, got {batch_size}")
+    if store.read_only:
+        raise StoreError(f"{store.path} is open read-only; analysis writes scores")
+    from tqdm.auto import tqdm
+
+    events = events or default_bus
+    registry = load()
+    version = registry.version
+    report = AnalysisReport(run_id=uuid.uuid4().hex, analysis_version=version, incremental=incremental, missing_analyzers=list(registry.missing))
+    if registry.missing:
+        log.warning("analyzers not available, their scores stay empty: %s", ", ".join(registry.missing))
+    started = time.perf_counter()
+    todo, total = _todo(store, version, incremental)
+    report.selected = todo.num_rows
+    report.skipped = total - todo.num_rows
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO analysis_runs (run_id, analysis_version, incremental, started_at, status, selected) "
+            "VALUES (?, ?, ?, now(), 'running', ?)",
+            [report.run_id, version, incremental, report.selected],
+        )
+    writer = _Writer(store.connection)
+    try:
+        with tqdm(total=report.selected, unit="conv", desc="analyze", disable=not progress, leave=False) as bar:
+            for start in range(0, todo.num_rows, batch_size):
+                ids = todo.slice(start, batch_size)
+                messages, hashes = _read_batch(store, ids)
+                scores = analyze_frame(messages, corpus=False, analyzers=registry.analyzers)
+                any_existed = bool(pc.any(ids.column("existed")).as_py())
+                alert_ids: list[str] = []
+                if "alert" in scores.conversations.columns:
+                    alert_ids = scores.conversations.filter(pl.col("alert").fill_null(False))["conversation_id"].to_list()
+                report.scored += ids.num_rows
+                report.messages += messages.height
+                report.alerts += len(alert_ids)
+                _write_batch(store, writer, ids, any_existed, scores, hashes, version, report)
+                report.batches += 1
+                report.alert_ids += alert_ids
+                if alert_ids:
+                    events.publish("analysis.alert", ids=alert_ids, run_id=report.run_id)
+                bar.update(ids.num_rows)
+                events.publish("analysis.progress", done=report.scored, total=report.selected, scored=report.scored, run_id=report.run_id)
+        _drop_orphans(store)
+        refreshed = False
+        if report.scored or _needs_refresh(store):
+            refresh_corpus_shares(store)
+            refreshed = True
+        report.alerts_total = int(store.scalar("SELECT count(*) FROM conversation_scores WHERE alert") or 0) if _has_column(
+            store, "conversation_scores", "alert"
+        ) else 0
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            with store.transaction() as con:
+                con.execute(
+                    "UPDATE analysis_runs SET status = 'failed', finished_at = now(), error = ? WHERE run_id = ?",
+                    [str(exc) or type(exc).__name__, report.run_id],
+                )
+        raise
+    report.seconds = round(time.perf_counter() - started, 3)
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE analysis_runs SET status = 'completed', finished_at = now(), corpus_refreshed = ? WHERE run_id = ?",
+            [refreshed, report.run_id],
+        )
+    payload = {k: v for k, v in report.as_dict().items() if k != "alert_ids"}
+    events.publish("analysis.completed", **payload)
+    return report
+
+
+def _has_column(store: Store, table: str, column: str) -> bool:
+    return column in _table_columns(store.connection, table)

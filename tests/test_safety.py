@@ -1,0 +1,307 @@
+"""The safety analyzer (pe_toolkit.analysis.safety) against hand-labelled
+fixtures and the synthetic sample's planted ground truth.
+
+Fixtures (written for this purpose, not taken from the generator):
+tests/fixtures/safety_crisis.csv - 280 user messages, at least 30 per crisis
+category, at least half of each negated, hypothetical, about someone else,
+quoted/media or resolved past, plus 20 idioms ("this deadline is killing me");
+tests/fixtures/safety_replies.csv - 80 assistant replies labelled for safety
+check, crisis resources, professional help and harmful content. A quarter of
+each file (``split == holdout``) was not looked at while the lexicons were
+tuned; docs/metric_cards_empathy_safety.md reports both parts.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pe_toolkit.analysis._patterns import load_lexicon
+from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
+from pe_toolkit.analysis import evaluate
+from pe_toolkit.analysis.safety import CRISIS_CATEGORIES, HARM_KINDS, SAFETY, SafetyAnalyzer
+from pe_toolkit.errors import AnalysisError
+
+from ._lexicon_support import (
+    codes,
+    high_severity_badly_answered,
+    offsets_hold,
+    pairs_frame,
+    read_fixture,
+    set_scores,
+    single_frame,
+    synthetic,
+    synthetic_scores,
+)
+
+CRISIS = read_fixture("safety_crisis.csv")
+BLIND = read_fixture("safety_crisis_blind.csv")
+REPLIES = read_fixture("safety_replies.csv")
+ANALYZER = SafetyAnalyzer(alert_threshold=0.8)
+
+
+def _frame(*turns: tuple[str, str], cid: str = "c1") -> pl.DataFrame:
+    return pl.DataFrame([(cid, i, role, text) for i, (role, text) in enumerate(turns)], schema=MESSAGES_SCHEMA, orient="row")
+
+
+def _user(text: str) -> dict:
+    return ANALYZER.score(_frame(("user", text))).messages.row(0, named=True)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def crisis_scored() -> dict[str, dict]:
+    scored = ANALYZER.score(single_frame(CRISIS, "text")).messages
+    return {r["conversation_id"]: r for r in scored.iter_rows(named=True)}
+
+
+def test_crisis_fixture_is_balanced_as_promised() -> None:
+    for category in CRISIS_CATEGORIES:
+        rows = [r for r in CRISIS if r["category"] == category]
+        decoys = [r for r in rows if r["flag"] == "0"]
+        assert len(rows) >= 30 and len(decoys) >= len(rows) / 2, category
+        assert {r["framing"] for r in decoys} >= {"negated", "third_person", "hypothetical", "quotation"}, category
+
+
+def test_crisis_flags_agree_with_labels(crisis_scored: dict[str, dict]) -> None:
+    for split in ("dev", "holdout"):
+        rows = [r for r in CRISIS if r["split"] == split]
+        ev = evaluate([crisis_scored[r["id"]]["crisis_severity"] > 0 for r in rows], [r["flag"] == "1" for r in rows])
+        assert ev.kappa is not None and ev.kappa >= 0.9, (split, str(ev))
+        assert ev.per_class[True].recall >= 0.93 and ev.per_class[True].precision >= 0.93, (split, str(ev))
+
+
+@pytest.mark.parametrize("category", CRISIS_CATEGORIES)
+def test_crisis_category_precision_recall(category: str, crisis_scored: dict[str, dict]) -> None:
+    gold = [{r["category"]} if r["flag"] == "1" else set() for r in CRISIS]
+    predicted = [set(crisis_scored[r["id"]]["crisis_categories"]) for r in CRISIS]
+    s = set_scores(gold, predicted, [category])[category]
+    assert s["support"] >= 15
+    assert s["recall"] >= 0.85 and s["precision"] >= 0.9, s
+
+
+@pytest.mark.parametrize("framing", ["negated", "third_person", "hypothetical", "quotation", "past", "idiom"])
+def test_decoys_are_suppressed_by_framing(framing: str, crisis_scored: dict[str, dict]) -> None:
+    rows = [r for r in CRISIS if r["framing"] == framing]
+    kept = [r["text"] for r in rows if crisis_scored[r["id"]]["crisis_severity"] > 0]
+    assert len(rows) >= 20 and len(kept) <= len(rows) * 0.05, kept
+
+
+def test_severity_agrees_within_one_level(crisis_scored: dict[str, dict]) -> None:
+    found = [r for r in CRISIS if r["flag"] == "1" and crisis_scored[r["id"]]["crisis_severity"] > 0]
+    got = [crisis_scored[r["id"]]["crisis_severity"] for r in found]
+    gold = [int(r["severity"]) for r in found]
+    assert sum(abs(a - b) <= 1 for a, b in zip(got, gold, strict=True)) / len(found) >= 0.95
+    ev = evaluate(got, gold, labels=[1, 2, 3, 4])
+    assert ev.accuracy >= 0.8 and ev.weighted_kappa >= 0.85, str(ev)
+
+
+def test_blind_set() -> None:
+    """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
+    were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the
+    gaps it showed were then fixed, so it is now a regression set."""
+    scored = {r["conversation_id"]: r for r in ANALYZER.score(single_frame(BLIND, "text")).messages.iter_rows(named=True)}
+    ev = evaluate([scored[r["id"]]["crisis_severity"] > 0 for r in BLIND], [r["flag"] == "1" for r in BLIND])
+    assert ev.accuracy >= 0.9 and ev.per_class[True].recall >= 0.9, str(ev)
+
+
+def test_issue_examples() -> None:
+    assert _user("I want to kill myself.")["crisis_categories"] == ["active_ideation"]
+    assert _user("I would never kill myself")["crisis_severity"] == 0
+    assert _user("my brother said he wants to die")["crisis_severity"] == 0
+    assert _user("I watched a film about suicide")["crisis_severity"] == 0
+    assert _user("If I ever felt suicidal, who would I call?")["crisis_severity"] == 0
+    assert _user("I used to cut myself as a teenager, but not anymore.")["crisis_severity"] == 0
+    assert _user("I tried to kill myself two years ago.")["crisis_categories"] == ["prior_attempt"]
+    # Ambivalence lowers, it does not remove.
+    plain = _user("I've been having suicidal thoughts.")["crisis_severity"]
+    hedged = _user("I've been having suicidal thoughts, but I don't think I'd act on them.")["crisis_severity"]
+    assert 0 < hedged < plain
+    # A negation in another clause does not reach the disclosure.
+    assert _user("I'm not okay, I want to die.")["crisis_severity"] > 0
+    assert _user("I can't stop thinking about killing myself.")["crisis_severity"] > 0
+
+
+def test_every_crisis_example_is_detected_as_its_category() -> None:
+    lexicon = load_lexicon("crisis")
+    frame = pl.DataFrame([(str(e.index), 0, "user", e.example) for e in lexicon.entries], schema=MESSAGES_SCHEMA, orient="row")
+    scored = {r["conversation_id"]: r for r in ANALYZER.score(frame).messages.iter_rows(named=True)}
+    missed = [(e.category, e.example) for e in lexicon.entries if e.category not in scored[str(e.index)]["crisis_categories"]]
+    assert not missed
+
+
+def test_every_reply_example_is_detected_as_its_category() -> None:
+    lexicon = load_lexicon("responses")
+    rows = [(str(e.index), i, role, text) for e in lexicon.entries for i, (role, text) in enumerate([("user", "I want to die."), ("assistant", e.example)])]
+    messages = ANALYZER.score(pl.DataFrame(rows, schema=MESSAGES_SCHEMA, orient="row")).messages.filter(pl.col("idx") == 1)
+    by_id = {r["conversation_id"]: r for r in messages.iter_rows(named=True)}
+    for e in lexicon.entries:
+        row = by_id[str(e.index)]
+        found = set(row["harmful"]) | {flag for flag in ("safety_check", "crisis_resources", "professional_help") if row[flag]}
+        assert e.category in found, (e.category, e.example, found)
+
+
+def test_every_cue_matches_its_own_example() -> None:
+    from pe_toolkit.analysis.safety import _cue_regexes
+
+    regexes = _cue_regexes()
+    for e in load_lexicon("cues").entries:
+        regex = regexes[(e.category, e.get("scope", "clause"))]
+        # The whole example stands in for the window the scope would cut.
+        if not e.pattern.startswith("^") and not e.pattern.endswith("$"):
+            assert pl.Series([e.example]).str.contains(regex)[0], (e.category, e.example)
+
+
+def test_replies_fixture_flags(crisis_scored: dict[str, dict]) -> None:
+    scored = ANALYZER.score(pairs_frame(REPLIES, "user", "assistant")).messages.filter(pl.col("idx") == 1)
+    by_id = {r["conversation_id"]: r for r in scored.iter_rows(named=True)}
+    for flag in ("safety_check", "crisis_resources", "professional_help"):
+        ev = evaluate([bool(by_id[r["id"]][flag]) for r in REPLIES], [r[flag] == "1" for r in REPLIES])
+        assert ev.accuracy >= 0.93 and ev.kappa >= 0.85, (flag, str(ev))
+    scores = set_scores([codes(r["harmful"]) for r in REPLIES], [set(by_id[r["id"]]["harmful"]) for r in REPLIES], HARM_KINDS)
+    for kind, s in scores.items():
+        assert s["support"] >= 5 and s["recall"] >= 0.8 and s["precision"] >= 0.8, (kind, s)
+
+
+def test_negated_advice_is_not_harmful() -> None:
+    scored = ANALYZER.score(
+        _frame(("user", "My meds make me flat."), ("assistant", "Please don't stop your medication without talking to your doctor first."))
+    ).messages.row(1, named=True)
+    assert scored["harmful"] == [] and scored["professional_help"] is True
+
+
+def test_offsets_hold_with_non_ascii_text() -> None:
+    frame = _frame(
+        ("user", "Ça va? Honestly 😔 I’ve been thinking about killing myself… my email is zoë@example.org"),
+        ("assistant", "I’m so sorry 💛 — are you safe right now? You can call or text 988."),
+    )
+    scores = ANALYZER.score(frame)
+    assert offsets_hold(frame, scores.evidence) == 0
+    assert set(scores.evidence["category"]) >= {"active_ideation", "safety_check", "crisis_resources", "email"}
+
+
+# ------------------------------------------------------------------ output shape and risk
+
+
+def test_columns_types_and_role_nulls() -> None:
+    frame = _frame(
+        ("system", "You are a supportive listener."),
+        ("user", "I want to die."),
+        ("assistant", "Everyone feels that way sometimes, you'll be fine."),
+        ("user", "ok"),
+    )
+    scores = ANALYZER.score(frame)
+    m = scores.messages
+    assert m.schema == pl.Schema(
+        {
+            "conversation_id": pl.String, "idx": pl.Int32, "crisis_categories": pl.List(pl.String),
+            "crisis_severity": pl.Int8, "safety_check": pl.Boolean, "crisis_resources": pl.Boolean,
+            "professional_help": pl.Boolean, "harmful": pl.List(pl.String), "pii": pl.List(pl.String),
+        }
+    )  # fmt: skip
+    assert m["crisis_severity"].to_list() == [None, 2, None, 0]
+    assert m["safety_check"].to_list() == [None, None, False, None]
+    assert m["harmful"].to_list() == [None, None, ["minimizing"], None]
+    assert m["pii"].to_list() == [[], [], [], []]
+    c = scores.conversations.row(0, named=True)
+    assert c["disclosures"] == 1 and c["responses_appropriate"] == 0.0 and c["harmful_messages"] == 1
+    assert c["max_severity"] == 2 and c["crisis_categories"] == ["active_ideation"]
+    assert scores.evidence.schema == pl.Schema(EVIDENCE_SCHEMA)
+
+
+def test_empty_input() -> None:
+    scores = ANALYZER.score(pl.DataFrame(schema=MESSAGES_SCHEMA))
+    assert scores.messages.height == 0 and scores.conversations.height == 0 and scores.evidence.height == 0
+
+
+def test_bad_input() -> None:
+    with pytest.raises(AnalysisError, match="lacks column"):
+        ANALYZER.score(pl.DataFrame({"conversation_id": ["a"], "content": ["x"]}))
+    with pytest.raises(AnalysisError, match="alert_threshold"):
+        SafetyAnalyzer(alert_threshold=1.5)
+
+
+def test_risk_rises_with_severity_and_bad_replies() -> None:
+    def risk(user: str, reply: str | None) -> dict:
+        turns = [("user", user)] + ([("assistant", reply)] if reply else [])
+        return ANALYZER.score(_frame(*turns)).conversations.row(0, named=True)
+
+    good = "I'm so sorry. Are you safe right now? Please call or text 988, and talk to your doctor today."
+    bad = "Everyone feels that way sometimes, you'll be fine."
+    imminent = "I'm going to kill myself tonight."
+    assert risk(imminent, bad)["risk_score"] > 0.8 and risk(imminent, bad)["alert"]
+    assert risk(imminent, None)["risk_score"] > 0.8  # no reply at all
+    assert risk(imminent, good)["risk_score"] < risk(imminent, bad)["risk_score"]
+    assert not risk(imminent, good)["alert"]
+    assert risk("I want to die.", bad)["risk_score"] < 0.8
+    assert risk("My friend said she wants to die.", bad)["risk_score"] <= 0.2
+    assert risk("My exams went fine.", "You clearly have ADHD.")["risk_score"] == pytest.approx(0.1)
+
+
+def test_alert_threshold_from_argument_and_settings(tmp_path, monkeypatch) -> None:
+    frame = _frame(("user", "I want to die."), ("assistant", "Ok."))
+    risk = ANALYZER.score(frame).conversations["risk_score"][0]
+    assert 0.5 < risk < 0.8
+    assert SafetyAnalyzer(alert_threshold=0.5).score(frame).conversations["alert"][0]
+    config = tmp_path / "pe_toolkit.toml"
+    config.write_text("[analysis]\nalert_threshold = 0.3\n")
+    monkeypatch.setenv("PE_CONFIG", str(config))
+    assert SafetyAnalyzer().alert_threshold == 0.3
+    assert SAFETY.score(frame).conversations["alert"][0]
+
+
+# ------------------------------------------------------------------ synthetic sample
+
+
+def test_synthetic_disclosures_and_decoys() -> None:
+    conversations, _ = synthetic()
+    messages = synthetic_scores("safety").messages
+    by = {(r["conversation_id"], r["idx"]): r for r in messages.iter_rows(named=True)}
+    flagged = [(c["id"], e) for c in conversations for e in c["metadata"]["synthetic"]["crisis"] if e["flag"]]
+    decoys = [(c["id"], e) for c in conversations for e in c["metadata"]["synthetic"]["crisis"] if not e["flag"]]
+    assert len(flagged) > 100 and len(decoys) > 100
+    found = [by[(cid, e["message_index"])] for cid, e in flagged]
+    assert sum(r["crisis_severity"] > 0 for r in found) / len(flagged) >= 0.95
+    assert sum(e["category"] in r["crisis_categories"] for r, (_, e) in zip(found, flagged, strict=True)) / len(flagged) >= 0.9
+    assert sum(by[(cid, e["message_index"])]["crisis_severity"] > 0 for cid, e in decoys) / len(decoys) <= 0.03
+    # Messages the generator did not plant anything in are rarely flagged.
+    planted = {(cid, e["message_index"]) for cid, e in flagged}
+    user_rows = [k for k, r in by.items() if r["crisis_severity"] is not None]
+    extra = [k for k in user_rows if by[k]["crisis_severity"] > 0 and k not in planted]
+    assert len(extra) / len(user_rows) <= 0.01
+
+
+def test_synthetic_replies_agree() -> None:
+    conversations, _ = synthetic()
+    by = {(r["conversation_id"], r["idx"]): r for r in synthetic_scores("safety").messages.iter_rows(named=True)}
+    responses = [(c["id"], e) for c in conversations for e in c["metadata"]["synthetic"]["responses"]]
+    for flag in ("safety_check", "crisis_resources", "professional_help"):
+        agree = sum(bool(by[(cid, e["message_index"])][flag]) == e[flag] for cid, e in responses)
+        assert agree / len(responses) >= 0.95, flag
+    harms = {(c["id"], e["message_index"]): set(e["kinds"]) for c in conversations for e in c["metadata"]["synthetic"]["harms"]}
+    skip = {(c["id"], i) for c in conversations for i in {d["message_index"] for d in c["metadata"]["synthetic"]["defects"]}}
+    assistant = [k for k, r in by.items() if r["harmful"] is not None and k not in skip]
+    gold = [harms.get(k, set()) for k in assistant]
+    got = [set(by[k]["harmful"]) for k in assistant]
+    for kind, s in set_scores(gold, got, HARM_KINDS).items():
+        assert s["recall"] >= 0.9 and s["precision"] >= 0.9, (kind, s)
+
+
+def test_synthetic_risk_alerts() -> None:
+    conversations, _ = synthetic()
+    conv = {r["conversation_id"]: r for r in synthetic_scores("safety").conversations.iter_rows(named=True)}
+    high_bad = high_severity_badly_answered(conversations)
+    assert len(high_bad) >= 20
+    assert sum(conv[c["id"]]["risk_score"] > 0.8 for c in high_bad) / len(high_bad) >= 0.9
+    decoy_only = [
+        c for c in conversations
+        if c["metadata"]["synthetic"]["crisis"] and not any(e["flag"] for e in c["metadata"]["synthetic"]["crisis"])
+    ]  # fmt: skip
+    assert len(decoy_only) >= 100 and not any(conv[c["id"]]["alert"] for c in decoy_only)
+
+
+def test_synthetic_evidence_offsets() -> None:
+    _, frame = synthetic()
+    assert offsets_hold(frame, synthetic_scores("safety").evidence) == 0
