@@ -1,0 +1,47 @@
+"""Interactive views for JupyterLab: ipywidgets controls with plotly
+FigureWidgets that update in place.
+
+They take a Store (or frames) and never call the network. Each is usable
+from a script too (set filters, read the frames and figures), and renders
+as static HTML in reports (:func:`static_mode`).
+
+- :class:`Explorer`: filters driving linked charts and a result table
+- :class:`ConversationViewer`: chat bubbles with scores and evidence
+- :class:`ReviewQueue`: label alerts or any selection; labels persist
+- :class:`LiveAnalyzer`: score a message and a reply as you type
+- :class:`LiveMonitor`: charts following the event stream
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .display import is_static, static_mode
+
+_LAZY = {
+    "Explorer": "pe_toolkit.widgets.explorer",
+    "ConversationViewer": "pe_toolkit.widgets.conversation_viewer",
+    "ReviewQueue": "pe_toolkit.widgets.review_queue",
+    "alert_ids": "pe_toolkit.widgets.review_queue",
+    "LiveAnalyzer": "pe_toolkit.widgets.live_analyzer",
+    "LiveMonitor": "pe_toolkit.widgets.live_monitor",
+    "BusSource": "pe_toolkit.widgets.live_monitor",
+    "EventSource": "pe_toolkit.widgets.live_monitor",
+    "open_for_notebook": "pe_toolkit.widgets.session",
+}
+
+__all__ = ["is_static", "static_mode", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pe_toolkit.widgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,77 @@
+"""The first cell after a notebook's parameters: open the cache, fill it
+from the configured source, bring the analysis up to date, and hand back
+a store to explore.
+
+DuckDB lets one process write a file at a time, and JupyterLab runs each
+notebook in its own process. So the writing part (import, sync, analysis)
+is kept short and the store is then reopened read-only, unless the
+notebook itself writes (the review queue's labels).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from ..store import Store
+from .scores import create_views
+
+SOURCES = ("sample", "file", "api", "cache")
+
+
+def open_for_notebook(
+    cache: str | os.PathLike[str] | None = None,
+    *,
+    source: str = "sample",
+    path: str | os.PathLike[str] | None = None,
+    analyze: bool = True,
+    writable: bool = False,
+    progress: bool = True,
+) -> Store:
+    """Open ``cache`` (None: ``$PE_CACHE`` / ``pe_toolkit.toml`` /
+    ``data/pe_cache.duckdb``) and prepare it:
+
+    - ``source="sample"``: load the bundled sample if the cache is empty;
+    - ``source="file"``: import ``path`` (idempotent);
+    - ``source="api"``: sync from the configured API (``PE_API_URL``);
+    - ``source="cache"``: use the cache as it is.
+
+    Then, with ``analyze``, score what is new or changed (incremental).
+    Prints one line per step. Returns the store, read-only unless
+    ``writable``, with the temporary views of the current scores
+    (:func:`pe_toolkit.widgets.scores.create_views`).
+    """
+    if source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "file" and not path:
+        raise InputError("source='file' needs path= (the file to import)")
+    store = Store(cache)
+    try:
+        if source == "sample":
+            from ..ingest.sample import ensure_sample
+
+            report = ensure_sample(store, progress=progress)
+            print(f"loaded the bundled sample: {report}" if report else f"using the {store.count():,} conversations already in {store.path}")
+        elif source == "file":
+            from ..ingest import import_file
+
+            print(import_file(store, Path(path), progress=progress))  # type: ignore[arg-type]
+        elif source == "api":
+            from ..ingest.sync import sync
+
+            print(sync(store, progress=progress))
+        if analyze:
+            from ..analysis import analyze as run_analysis
+
+            result = run_analysis(store, incremental=True, progress=progress)
+            print(f"analysis: {result}")
+    except BaseException:
+        store.close()
+        raise
+    if not writable:
+        location = store.path
+        store.close()
+        store = Store(location, read_only=True)
+    create_views(store)
+    return store
