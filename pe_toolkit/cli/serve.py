@@ -1,0 +1,76 @@
+"""``pe-toolkit serve``: the offline mirror (docs/server.md)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.option("--db", "db", type=click.Path(dir_okay=False), help="Cache file to serve (default: the global --db, $PE_CACHE, config).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs configured keys.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per key per window (default: $PE_RATE_LIMIT, [server] rate_limit, 1000).")
+@click.option("--rate-window", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Rate-limit window in seconds.")
+@click.option("--max-body", type=click.IntRange(min=1024), default=2 * 1024 * 1024, show_default=True, help="Largest request body (and WebSocket message) in bytes.")
+@click.option("--export-ttl", type=click.FloatRange(min=1), default=86400.0, show_default=True, help="Seconds an export stays downloadable.")
+@click.option("--access-log", is_flag=True, help="Log every request line (off by default: paths name conversations).")
+@click.option("--no-sample", is_flag=True, help="Serve an empty cache as it is instead of loading the bundled sample.")
+@click.pass_context
+def serve_cmd(
+    ctx: click.Context,
+    db: str | None,
+    host: str,
+    port: int,
+    rate_limit: int | None,
+    rate_window: float,
+    max_body: int,
+    export_ttl: float,
+    access_log: bool,
+    no_sample: bool,
+) -> None:
+    """Serve the cache as the Pixelated Empathy API v1 (the offline mirror).
+
+    Every route of the API contract, with Bearer keys from $PE_SERVER_KEYS
+    (comma-separated) or [server] keys in the config file. On loopback with
+    no key configured, a one-time key is generated and printed; any other
+    host refuses to start without keys. Stop with Ctrl-C.
+    """
+    from ..config import load_settings
+    from ..errors import ConfigError
+    from ..ingest.sample import ensure_sample
+    from ..server import ServerConfig, create_app, serve
+    from ..store import Store
+
+    settings = load_settings(cache_path=db or (ctx.obj or {}).get("db"))
+    overrides = {"host": host, "port": port, "rate_window": rate_window, "max_body_bytes": max_body, "export_ttl": export_ttl, "access_log": access_log}
+    if rate_limit is not None:
+        overrides["rate_limit"] = rate_limit
+    config = ServerConfig.from_settings(settings, generate_missing_key=True, **overrides)
+    if not no_sample:
+        with Store(config.db_path) as store:
+            try:
+                report = ensure_sample(store)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (pass --no-sample to serve the empty cache)") from None
+        if report is not None:
+            click.echo(f"loaded the bundled sample into the empty cache: {report}", err=True)
+    app = create_app(config)
+    if config.generated_key:
+        click.echo(
+            "pe-toolkit: no server keys configured; this run accepts the one-time key\n"
+            f"    {config.keys[0].reveal()}\n"
+            "(set PE_SERVER_KEYS to choose your own)",
+            err=True,
+        )
+
+    def announce(url: str) -> None:
+        click.echo(
+            f"serving {config.db_path} at {url}/v1 "
+            f"({len(config.keys)} key(s), {config.rate_limit} requests per key per {config.rate_window:g} s)",
+            err=True,
+        )
+
+    try:
+        serve(app, host=host, port=port, max_body_bytes=max_body, access_log=access_log, announce=announce)
+    finally:
+        app.state.mirror.stop()  # a no-op after a normal shutdown; closes the cache if uvicorn never started

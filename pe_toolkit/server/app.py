@@ -1,0 +1,200 @@
+"""The app factory: one :class:`Mirror` (the server's parts) behind FastAPI.
+
+>>> from pe_toolkit.server import ServerConfig, create_app
+>>> app = create_app(ServerConfig(db_path="data/pe_cache.duckdb", keys=(Secret("k"),)))
+
+The store is opened when the app is created (so a locked or unreadable
+cache fails before anything listens); background parts start with the
+app's lifespan: job workers (after resolving what a previous run left),
+the store watcher (object snapshot, search index, change events), and the
+sweeper of expired exports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Route
+
+from ..errors import PeToolkitError
+from ..events import bus as default_bus
+from ..store import ConversationFilter, Store
+from . import handlers, quality, tasks
+from .config import ServerConfig
+from .db import ServerDB
+from .exports import Exports
+from .gateway import Gateway, KeyRing, Usage
+from .hub import EventHub
+from .jobs import JobManager
+from .objects import ObjectSnapshot
+from .ratelimit import RateLimiter
+from .routes import FAST_ROUTES, routers
+from .routes.conversations import conversation_lane
+from .search import SearchIndex
+from .watcher import StoreWatcher
+
+log = logging.getLogger("pe_toolkit.server")
+
+SWEEP_EVERY = 600.0
+
+
+class Mirror:
+    """Everything the routes use, created once per app."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        assert config.state_dir is not None
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(config.db_path)  # applies migration 0003 (the server's tables) if needed
+        self.db = ServerDB(self.store)
+        self.keys = KeyRing(config.keys)
+        self.limiter = RateLimiter(config.rate_limit, config.rate_window)
+        self.usage = Usage()
+        self.hub = EventHub()
+        self.snapshot = ObjectSnapshot(config.objects_dir)
+        self.search = SearchIndex(self.db, self.snapshot)
+        self.watcher = StoreWatcher(
+            self.db,
+            self.snapshot,
+            self.hub,
+            poll_interval=config.poll_interval,
+            bus=default_bus,
+            after_change=self.search.refresh,
+        )
+        self.jobs = JobManager(self.db, self.hub, {}, workers=config.job_workers)
+        self.exports = Exports(self.db, self.jobs, self.hub, config)
+        self.jobs.runners.update(
+            {
+                "export": self.exports.run,
+                "quality_validation": tasks.run_quality_validation,
+                "analysis": tasks.run_analysis,
+            }
+        )
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self.recovered: dict[str, int] = {}
+        self._closed = False
+
+    def count(self, filter: ConversationFilter) -> int:
+        where, params = filter.where("c")
+        return int(self.db.scalar(f"SELECT count(*) FROM conversations c WHERE {where}", params) or 0)
+
+    def require_analysis(self) -> None:
+        quality.analysis()
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.db.scalar("SELECT 1")
+            store = "ok"
+        except PeToolkitError as exc:
+            store = f"failed: {exc}"
+        return {
+            "store": store,
+            "snapshot": "ready" if self.snapshot.ready else ("failed" if self.watcher.error else "building"),
+            "search_index": "ready" if self.search.ready.is_set() else "building",
+            "jobs_running": self.jobs.running(),
+        }
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.hub.attach(loop)
+        self.recovered = self.jobs.recover()
+        if self.recovered.get("failed"):
+            log.warning("%d job(s) were interrupted by the last shutdown and are marked failed", self.recovered["failed"])
+        self.exports.sweep()
+        self.jobs.start()
+        self.watcher.start()
+        self._sweeper = threading.Thread(target=self._sweep, name="pe-server-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(SWEEP_EVERY):
+            try:
+                self.exports.sweep()
+            except Exception:  # noqa: BLE001 - try again next time
+                log.exception("sweeping expired exports failed")
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self.hub.close()
+        self.jobs.stop()
+        self.watcher.stop()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        self.db.close()
+        self.store.close()
+
+
+class MirrorApp(FastAPI):
+    """FastAPI with the gateway outside its error middleware, so every
+    response, a 500 included, carries the request id and rate headers."""
+
+    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+        inner = super().build_middleware_stack()
+        m: Mirror = self.state.mirror
+        lanes = {"/v1/conversations/": conversation_lane(m.snapshot)}
+        return Gateway(inner, keys=m.keys, limiter=m.limiter, max_body_bytes=m.config.max_body_bytes, usage=m.usage, lanes=lanes)
+
+
+def create_app(config: ServerConfig) -> MirrorApp:
+    """The mirror as an ASGI app (serve it with uvicorn, see ``runner``)."""
+    mirror = Mirror(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mirror.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, mirror.stop)
+
+    app = MirrorApp(
+        title="Pixelated Empathy API (pe_toolkit offline mirror)",
+        version="1.0.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        # No telemetry: the mirror serves sensitive conversations and must
+        # not export traces (and the per-request checks cost GET budget).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
+    )
+    app.state.mirror = mirror
+    handlers.install(app)
+    for path, endpoint, methods in FAST_ROUTES:
+        app.router.routes.append(Route(path, endpoint, methods=methods, name=endpoint.__name__))
+    for router in routers():
+        _add_flat(app, router)
+    return app
+
+
+def _add_flat(app: FastAPI, router: APIRouter) -> None:
+    # Routes are added to the app itself rather than through
+    # include_router: this FastAPI resolves included routers on every
+    # request, a cost the single-conversation GET budget notices.
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            app.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=sorted(route.methods),
+                status_code=route.status_code,
+                summary=route.summary,
+                name=route.name,
+            )
+        elif isinstance(route, APIWebSocketRoute):
+            app.add_api_websocket_route(route.path, route.endpoint, name=route.name)
+        else:  # pragma: no cover - the route modules only declare these two kinds
+            raise TypeError(f"unexpected route {route!r}")

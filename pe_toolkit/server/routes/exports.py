@@ -1,0 +1,80 @@
+"""``POST /v1/export`` and the download of its file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response
+
+from ...store import ConversationFilter
+from ..envelope import JSONBytes, not_found, ok
+from ..exports import ExportPending
+from ..models import ExportParameters, json_body, validated
+from ._common import base_url, mirror, require_dataset
+
+router = APIRouter()
+
+
+class ExportForm(ExportParameters):
+    """Form fields arrive as text: convert ("0.8" -> 0.8, "true" -> True)."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+    dataset: str = "*"
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind == "application/json":  # accepted too, for convenience
+        body = await json_body(request)
+        return body if isinstance(body, dict) else {"_": body}
+    # One limit for the whole body (the gateway's 413) rather than
+    # Starlette's separate 1 MiB per-field limit.
+    form = await request.form(max_part_size=mirror(request).config.max_body_bytes)
+    try:
+        return {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+    finally:
+        await form.close()
+
+
+@router.post("/v1/export", status_code=202, summary="Export conversations (jsonl, csv, parquet, huggingface, openai)")
+async def create_export(request: Request) -> JSONBytes:
+    form = validated(ExportForm, await _fields(request))
+    m = mirror(request)
+
+    def create() -> dict[str, Any]:
+        require_dataset(request, form.dataset)
+        dataset = None if form.dataset == "*" else form.dataset
+        count = m.count(ConversationFilter(dataset=dataset, tier=form.tier, min_quality=form.min_quality))
+        filters = form.model_dump(exclude_none=True, exclude={"format", "dataset"})
+        return m.exports.create(dataset=form.dataset, fmt=form.format, filters=filters, count=count, download_base=base_url(request))
+
+    data = await run_in_threadpool(create)
+    return ok(request, data, "Export accepted", status=202)
+
+
+@router.get("/v1/exports/{export_id}", summary="An export's status (mirror extension)")
+def get_export(request: Request, export_id: str) -> JSONBytes:
+    info = mirror(request).exports.describe(export_id[:100], base_url(request))
+    if info is None:
+        raise not_found(f"export {export_id[:100]!r}")
+    job = mirror(request).jobs.get(info["export_id"])
+    info["progress"] = round(job.progress, 1) if job else None
+    return ok(request, info, "Export retrieved")
+
+
+@router.get("/v1/exports/{export_id}/download", summary="Download an export's file")
+def download(request: Request, export_id: str) -> Response:
+    try:
+        path, media_type, name = mirror(request).exports.resolve(export_id)
+    except ExportPending as pending:
+        return ok(
+            request,
+            {"export_id": pending.export_id, "status": "processing", "progress": pending.progress},
+            "Export is still being written; retry shortly",
+            status=202,
+            headers={"Retry-After": "1"},
+        )
+    return FileResponse(path, media_type=media_type, filename=name)

@@ -1,0 +1,59 @@
+"""``/`` and ``/health``: public, no key needed."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Route
+
+from ... import __version__
+from ..envelope import JSONBytes, error_body, ok, request_id_of
+from ._common import mirror
+
+router = APIRouter()
+
+
+@router.get("/", summary="API information and the list of endpoints")
+async def root(request: Request) -> JSONBytes:
+    endpoints = []
+    for route in request.app.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods - {"HEAD"}):
+                endpoints.append({"method": method, "path": route.path, "description": route.summary or ""})
+        elif isinstance(route, Route) and route.methods:
+            doc = (route.endpoint.__doc__ or "").strip().splitlines()
+            for method in sorted(route.methods - {"HEAD"}):
+                endpoints.append({"method": method, "path": route.path, "description": doc[0] if doc else ""})
+        elif isinstance(route, APIWebSocketRoute):
+            endpoints.append({"method": "WEBSOCKET", "path": route.path, "description": route.name})
+    return ok(
+        request,
+        {
+            "name": "Pixelated Empathy API",
+            "version": "1.0.0",
+            "server": f"pe_toolkit offline mirror {__version__}",
+            "base_path": "/v1",
+            "authentication": "Authorization: Bearer <API key> on every /v1 route",
+            "rate_limit": {"requests": mirror(request).config.rate_limit, "window_seconds": mirror(request).config.rate_window},
+            "endpoints": endpoints,
+        },
+        "Pixelated Empathy API v1 (pe_toolkit offline mirror)",
+    )
+
+
+@router.get("/health", summary="Health of the server and its store")
+def health(request: Request) -> JSONBytes:
+    m = mirror(request)
+    checks = m.health()
+    healthy = checks["store"] == "ok"
+    data = {
+        "status": "healthy" if healthy else "unhealthy",
+        "version": __version__,
+        "uptime_seconds": round(time.monotonic() - m.started, 1),
+        "checks": checks,
+    }
+    if healthy:
+        return ok(request, data, "Service is healthy")
+    return JSONBytes(error_body("PROCESSING_ERROR", "the store is not readable", request_id_of(request.scope)), status_code=503)
