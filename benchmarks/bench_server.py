@@ -9,7 +9,7 @@ its own process, as `pe-toolkit serve`):
   timed in the same run, rounds interleaved (the machine is noisy);
 - pages of 1,000 summaries (``/v1/conversations?limit=1000&offset=...``);
 - an export of every conversation through ``POST /v1/export`` (submit ->
-  job completed), next to ``pe_toolkit.export.export`` called directly on
+  job completed), next to ``pe_toolkit.exports.export`` called directly on
   the same store after the server stopped, and the download.
 
     python benchmarks/bench_server.py                      # 100k conversations
@@ -249,7 +249,7 @@ def asgi_cost(db: Path, ids: list[str], n: int = 20_000, rounds: int = 5) -> dic
 
 
 def direct_export(db: Path, fmt: str) -> float:
-    from pe_toolkit.export import export
+    from pe_toolkit.exports import export
     from pe_toolkit.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, Store(db, read_only=True) as store:

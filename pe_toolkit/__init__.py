@@ -33,8 +33,8 @@ _LAZY: dict[str, str] = {
     "AsyncClient": "pe_toolkit.client",
     "PixelatedEmpathyAPI": "pe_toolkit.client",
     "sync": "pe_toolkit.ingest.sync",
-    "export": "pe_toolkit.export",
-    "features": "pe_toolkit.export",
+    "export": "pe_toolkit.exports",
+    "features": "pe_toolkit.exports",
 }
 
 __all__ = [

@@ -196,3 +196,22 @@ def test_cli_import_and_one_line_errors(tmp_path, write_jsonl):
     assert result.output.splitlines() == ["n", "3"]
     result = runner.invoke(cli, ["--db", db, "sql", "SELEC nonsense"])
     assert result.exit_code == 1 and result.stderr.startswith("pe-toolkit: error: query failed")
+
+
+def test_csv_quoted_empty_cell_is_an_empty_message(store, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text('conversation_id,turn,role,content\nc1,0,user,hello\nc1,1,assistant,""\nc1,2,user,\n')
+    report = import_file(store, path, progress=False)
+    assert report.inserted == 1
+    assert [m["content"] for m in store.conversation("c1")["messages"]] == ["hello", "", ""]
+
+
+def test_csv_columns_cannot_shadow_derived_values(store, tmp_path):
+    # Columns named like the importer's own intermediate values.
+    path = tmp_path / "shadow.csv"
+    path.write_text("conversation_id,role,content,tier,msgs,row_error,_row\nc1,User,hi,Research,x,y,z\nc1,Assistant,hello,Research,x,y,z\n")
+    report = import_file(store, path, progress=False)
+    assert report.inserted == 1
+    row = store.conversations().row(0, named=True)
+    assert row["tier"] == "research"
+    assert [m["role"] for m in store.conversation("c1")["messages"]] == ["user", "assistant"]

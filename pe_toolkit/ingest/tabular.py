@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import InputError
-from ..schema import ROLE_ALIASES, TIERS
+from ..schema import QUALITY_METRICS, ROLE_ALIASES, TIERS
 from .normalize import split_errors
 
 _GUESSES: dict[str, tuple[str, ...]] = {
@@ -116,7 +116,8 @@ _TIER_LIST = "[" + ", ".join(_sql_str(t) for t in TIERS) + "]"
 
 def _reader(fmt: str) -> str:
     if fmt == "csv":
-        return "read_csv($path, all_varchar = true, header = true)"
+        # A quoted empty cell ("") is an empty message, not a missing one.
+        return "read_csv($path, all_varchar = true, header = true, allow_quoted_nulls = false)"
     if fmt == "parquet":
         return "read_parquet($path)"
     raise ValueError(fmt)
@@ -128,53 +129,51 @@ def _col(cmap: ColumnMap, name: str, default: str = "NULL") -> str:
 
 
 def _grouped_sql(fmt: str, cmap: ColumnMap) -> str:
-    """One row per conversation: line_no of its first row, error, canonical columns."""
+    """One row per conversation: line_no of its first row, error, canonical columns.
+
+    The mapped columns are first copied under ``_pe_*`` names, so that no
+    column of the file can shadow a derived value in the checks below.
+    """
+    header = 1 if fmt == "csv" else 0
     # CSV has no nulls: an empty cell is an empty message, not a missing one.
     text = (lambda e: f"coalesce({e}, '')") if fmt == "csv" else (lambda e: e)
-    header = 1 if fmt == "csv" else 0
-    turn = f"try_cast({_ident(cmap.turn)} AS BIGINT)" if cmap.turn else "NULL::BIGINT"
-    turn_bad = f"({_ident(cmap.turn)} IS NOT NULL AND {turn} IS NULL)" if cmap.turn else "false"
-    ts = f"try_cast({_ident(cmap.timestamp)}::VARCHAR AS TIMESTAMPTZ)" if cmap.timestamp else "NULL::TIMESTAMPTZ"
-    ts_bad = f"({_ident(cmap.timestamp)} IS NOT NULL AND {ts} IS NULL)" if cmap.timestamp else "false"
+    null_is_error = "false" if fmt == "csv" else "true"
+    picked = ", ".join(
+        f"{_col(cmap, name)} AS _pe_{name}"
+        for name in ("id", "role", "content", "turn", "timestamp", "user", "assistant", "system", "dataset", "tier")
+    )
+    turn = "try_cast(_pe_turn AS BIGINT)"
+    ts = "try_cast(_pe_timestamp AS TIMESTAMPTZ)"
+    common_checks = f"""WHEN _pe_turn IS NOT NULL AND {turn} IS NULL THEN 'turn is not an integer: ' || _pe_turn
+                     WHEN _pe_timestamp IS NOT NULL AND {ts} IS NULL THEN 'timestamp is not an ISO-8601 time: ' || _pe_timestamp
+                     WHEN _pe_tier IS NOT NULL AND NOT list_contains({_TIER_LIST}, lower(_pe_tier)) THEN 'unknown tier ' || _pe_tier"""
     if cmap.layout == "messages":
-        rows = f"""SELECT _row, {_col(cmap, 'id')} AS cid, {turn} AS turn,
-                lower(trim({_col(cmap, 'role')})) AS role_raw, {text(_col(cmap, 'content'))} AS content, {ts} AS ts,
-                {_col(cmap, 'dataset')} AS ds, lower({_col(cmap, 'tier')}) AS tier,
-                CASE WHEN {_col(cmap, 'id')} IS NULL OR trim({_col(cmap, 'id')}) = '' THEN {_sql_str(f'empty conversation id in column {cmap.id}')}
-                     WHEN role_raw IS NULL THEN {_sql_str(f'empty role in column {cmap.role}')}
-                     WHEN NOT map_contains({_ROLE_MAP}, role_raw) THEN 'unknown role ' || {_col(cmap, 'role')} || ' (expected user, assistant or system)'
-                     WHEN content IS NULL THEN {_sql_str(f'empty content in column {cmap.content}')}
-                     WHEN {turn_bad} THEN 'turn is not an integer: ' || {_col(cmap, 'turn')}
-                     WHEN {ts_bad} THEN 'timestamp is not an ISO-8601 time: ' || {_col(cmap, 'timestamp')}
-                     WHEN tier IS NOT NULL AND NOT list_contains({_TIER_LIST}, tier) THEN 'unknown tier ' || tier
-                END AS row_error,
-                [struct_pack(role := {_ROLE_MAP}[role_raw], content := content, timestamp := ts)] AS msgs
-            FROM src"""
+        role = "lower(trim(_pe_role))"
+        checks = f"""WHEN _pe_id IS NULL OR trim(_pe_id) = '' THEN {_sql_str(f'empty conversation id in column {cmap.id}')}
+                     WHEN _pe_role IS NULL THEN {_sql_str(f'empty role in column {cmap.role}')}
+                     WHEN NOT map_contains({_ROLE_MAP}, {role}) THEN 'unknown role ' || _pe_role || ' (expected user, assistant or system)'
+                     WHEN {null_is_error} AND _pe_content IS NULL THEN {_sql_str(f'empty content in column {cmap.content}')}"""
+        msgs = f"[struct_pack(role := {_ROLE_MAP}[{role}], content := {text('_pe_content')}, timestamp := {ts})]"
     else:
-        pair_id = _col(cmap, "id", "NULL")
-        null_is_error = "false" if fmt == "csv" else "true"
-        system = f"{_col(cmap, 'system')}" if cmap.system else "NULL"
-        rows = f"""SELECT _row, {pair_id} AS cid, {turn} AS turn,
-                {_col(cmap, 'dataset')} AS ds, lower({_col(cmap, 'tier')}) AS tier,
-                CASE WHEN {null_is_error} AND {_col(cmap, 'user')} IS NULL THEN {_sql_str(f'empty user text in column {cmap.user}')}
-                     WHEN {null_is_error} AND {_col(cmap, 'assistant')} IS NULL THEN {_sql_str(f'empty assistant text in column {cmap.assistant}')}
-                     WHEN {turn_bad} THEN 'turn is not an integer: ' || {_col(cmap, 'turn')}
-                     WHEN {ts_bad} THEN 'timestamp is not an ISO-8601 time: ' || {_col(cmap, 'timestamp')}
-                     WHEN tier IS NOT NULL AND NOT list_contains({_TIER_LIST}, tier) THEN 'unknown tier ' || tier
-                END AS row_error,
-                list_concat(
-                    CASE WHEN {system} IS NOT NULL AND trim({system}) <> '' THEN [struct_pack(role := 'system', content := {system}, timestamp := {ts})] ELSE [] END,
-                    [struct_pack(role := 'user', content := {text(_col(cmap, 'user'))}, timestamp := {ts}),
-                     struct_pack(role := 'assistant', content := {text(_col(cmap, 'assistant'))}, timestamp := {ts})]
-                ) AS msgs
-            FROM src"""
+        checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {_sql_str(f'empty user text in column {cmap.user}')}
+                     WHEN {null_is_error} AND _pe_assistant IS NULL THEN {_sql_str(f'empty assistant text in column {cmap.assistant}')}"""
+        msgs = f"""list_concat(
+                    CASE WHEN trim(_pe_system) <> '' THEN [struct_pack(role := 'system', content := _pe_system, timestamp := {ts})] ELSE [] END,
+                    [struct_pack(role := 'user', content := {text('_pe_user')}, timestamp := {ts}),
+                     struct_pack(role := 'assistant', content := {text('_pe_assistant')}, timestamp := {ts})])"""
     # Pairs without an id column: each row is a conversation of its own,
     # identified by its content so re-importing the file changes nothing.
     group_key = "coalesce(cid, 'row' || _row::VARCHAR)"
     derived = f"'{fmt}_' || substr(md5(coalesce(any_value(ds), $dataset) || to_json(flatten(list(msgs ORDER BY turn NULLS LAST, _row)))), 1, 20)"
     return f"""
-    WITH src AS (SELECT *, row_number() OVER () AS _row FROM {_reader(fmt)}),
-    rows AS ({rows})
+    WITH src AS (SELECT {picked}, row_number() OVER () AS _pe_row FROM {_reader(fmt)}),
+    rows AS (
+        SELECT _pe_row AS _row, _pe_id AS cid, {turn} AS turn, _pe_dataset AS ds, lower(_pe_tier) AS tier,
+            CASE {checks}
+                 {common_checks}
+            END AS row_error,
+            {msgs} AS msgs
+        FROM src)
     SELECT min(_row) + {header} AS line_no,
         first('row ' || (_row + {header})::VARCHAR || ': ' || row_error ORDER BY _row) FILTER (WHERE row_error IS NOT NULL) AS error,
         coalesce(any_value(cid), {derived}) AS id,
@@ -182,7 +181,7 @@ def _grouped_sql(fmt: str, cmap: ColumnMap) -> str:
         coalesce(any_value(ds), $dataset) AS dataset,
         any_value(tier) AS tier,
         NULL::TIMESTAMPTZ AS created_at,
-        {", ".join(f"NULL::DOUBLE AS {m}" for m in ("therapeutic_accuracy", "conversation_coherence", "emotional_authenticity", "clinical_compliance", "safety_score", "overall_quality"))},
+        {", ".join(f"NULL::DOUBLE AS {m}" for m in QUALITY_METRICS)},
         NULL::VARCHAR AS metadata,
         CASE WHEN error IS NULL THEN flatten(list(msgs ORDER BY turn NULLS LAST, _row)) END AS messages,
         CASE WHEN error IS NOT NULL THEN to_json(list(struct_pack(role := msgs[1].role, content := msgs[1].content) ORDER BY _row)) END AS bad_raw

@@ -1,7 +1,7 @@
-"""``POST /v1/export`` and its download: files written by pe_toolkit.export.
+"""``POST /v1/export`` and its download: files written by pe_toolkit.exports.
 
 An export is a row in ``server_exports`` plus a job (same id) that calls
-:func:`pe_toolkit.export.export` into the server's exports folder; this
+:func:`pe_toolkit.exports.export` into the server's exports folder; this
 module writes no format itself. ``huggingface`` produces a folder, which is
 packed into one uncompressed ``.tar`` (its Arrow/Parquet files are already
 compressed) so it downloads as a single file.
@@ -151,7 +151,7 @@ class Exports:
             raise
 
     def _run(self, ctx: JobContext, export_id: str) -> dict[str, Any]:
-        from ..export import export
+        from ..exports import export
 
         row = self.db.one(
             "SELECT dataset, format, filters, file_name, estimated_size FROM server_exports WHERE export_id = ?",

@@ -1,0 +1,142 @@
+"""``pe-toolkit export``: files in the usual formats, or a PostgreSQL warehouse."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from ._common import open_cli_store, progress_enabled
+
+_FORMATS = ("jsonl", "openai", "sharegpt", "csv", "parquet", "huggingface")
+_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _format_from(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    fmt = _BY_SUFFIX.get(Path(name).suffix)
+    if fmt is None:
+        raise click.UsageError(f"cannot tell the format from {path.name!r}; pass --format ({', '.join(_FORMATS)})")
+    return fmt
+
+
+def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
+    found = list(ids)
+    if ids_file:
+        found += [line.strip() for line in Path(ids_file).read_text("utf-8").splitlines() if line.strip()]
+    return found or None
+
+
+@click.command("export")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), help="Output format (default: from PATH's extension).")
+@click.option("--layout", type=click.Choice(["messages", "nested", "tables"]), help="parquet: one row per message (default), per conversation, or a folder with both tables.")
+@click.option("--to", "to", metavar="DSN", help="Load into PostgreSQL instead of writing a file (postgresql://user@host/db; default $PE_WAREHOUSE_DSN when no PATH).")
+@click.option("--schema", default="pe_toolkit", show_default=True, help="PostgreSQL schema for --to.")
+@click.option("--dataset", multiple=True, help="Only this dataset (repeatable).")
+@click.option("--tier", multiple=True, help="Only this tier (repeatable).")
+@click.option("--min-quality", type=float, help="Lowest overall_quality (0-1).")
+@click.option("--max-quality", type=float, help="Highest overall_quality (0-1).")
+@click.option("--created-after", type=click.DateTime(), help="Created at or after this time (UTC).")
+@click.option("--created-before", type=click.DateTime(), help="Created before this time (UTC).")
+@click.option("--min-risk", type=float, help="Lowest risk_score (0-1; needs `pe-toolkit analyze`).")
+@click.option("--max-risk", type=float, help="Highest risk_score (0-1; needs `pe-toolkit analyze`).")
+@click.option("--crisis", "crisis", multiple=True, help="Has this crisis category (repeatable; needs `pe-toolkit analyze`).")
+@click.option("--label", "labels", multiple=True, help="Has an annotation with this label (repeatable).")
+@click.option("--id", "ids", multiple=True, help="Only this conversation id (repeatable).")
+@click.option("--ids-file", type=click.Path(exists=True, dir_okay=False), help="A file of conversation ids, one per line.")
+@click.option("--redact", is_flag=True, help="Replace PII in message contents and metadata.")
+@click.option("--include-scores", is_flag=True, help="Add the current analysis scores.")
+@click.option("--no-features", is_flag=True, help="--to: do not load the feature table.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@click.pass_context
+def export_cmd(
+    ctx: click.Context,
+    path: Path | None,
+    fmt: str | None,
+    layout: str | None,
+    to: str | None,
+    schema: str,
+    dataset: tuple[str, ...],
+    tier: tuple[str, ...],
+    min_quality: float | None,
+    max_quality: float | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    min_risk: float | None,
+    max_risk: float | None,
+    crisis: tuple[str, ...],
+    labels: tuple[str, ...],
+    ids: tuple[str, ...],
+    ids_file: str | None,
+    redact: bool,
+    include_scores: bool,
+    no_features: bool,
+    no_progress: bool,
+) -> None:
+    """Export conversations to PATH, or load them into PostgreSQL with --to.
+
+    \b
+    pe-toolkit export out.jsonl                        # the API's objects
+    pe-toolkit export train.jsonl --format openai --tier research
+    pe-toolkit export msgs.parquet --include-scores --min-risk 0.8
+    pe-toolkit export ds/ --format huggingface --redact
+    pe-toolkit export --to postgresql://etl@db.example/research
+
+    Files appear only when complete. The warehouse load writes only what
+    changed since the last load, in one transaction. Keep passwords out of
+    the command line: use PGPASSWORD or ~/.pgpass (read by libpq), or
+    $PE_WAREHOUSE_DSN.
+    """
+    from ..store import ConversationFilter
+
+    if path is not None and to:
+        raise click.UsageError("give either PATH (a file export) or --to (a warehouse load), not both")
+    if path is None:
+        to = to or os.environ.get("PE_WAREHOUSE_DSN")
+        if not to:
+            raise click.UsageError("give PATH to write a file, or --to postgresql://... to load a warehouse")
+    base = ConversationFilter(
+        dataset=dataset or None,
+        tier=tier or None,
+        min_quality=min_quality,
+        max_quality=max_quality,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    selection = dict(
+        filter=base,
+        min_risk=min_risk,
+        max_risk=max_risk,
+        crisis_categories=crisis or None,
+        labels=labels or None,
+        ids=_read_ids(ids, ids_file),
+    )
+    progress = progress_enabled(no_progress)
+    with open_cli_store(ctx, read_only=True) as store:
+        if to:
+            if fmt or layout or redact:
+                raise click.UsageError("--format, --layout and --redact apply to file exports, not --to")
+            from ..exports.warehouse import load
+
+            report = load(store, to, schema=schema, progress=progress, include_features=not no_features, **selection)
+            click.echo(str(report))
+            return
+        from ..exports import export
+
+        assert path is not None
+        result = export(
+            store,
+            path,
+            format=fmt or _format_from(path),
+            layout=layout,
+            redact=redact,
+            include_scores=include_scores,
+            progress=progress,
+            **selection,
+        )
+    click.echo(str(result))
+    if include_scores and not result.scores:
+        click.echo("note: this store has no analysis scores; run `pe-toolkit analyze` to include them", err=True)

@@ -1,0 +1,110 @@
+"""Write a file or a directory under a temporary name, then rename it into place.
+
+A crash (or a kill) at any moment leaves either the previous file or the
+complete new one at the target path, plus at worst a hidden ``.NAME.*.part``
+leftover: never a half-written file under the real name. Exports hold
+conversations of people in distress, so what is created here is readable by
+its owner only (mode 600 / 700), like the cache itself; the mode is given
+at creation rather than through the process umask, which other threads
+share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ExportError
+
+PART_SUFFIX = ".part"
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_parent(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (created empty, mode 600); on
+    success it is flushed to disk and renamed to ``path``, replacing any
+    previous file; on failure it is removed."""
+    path = Path(path)
+    _check_parent(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder; give a file name")
+    tmp = _temp_name(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _looks_like_previous_export(path: Path, marker: str) -> bool:
+    return (path / marker).is_file()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` (mode 700); on success it is
+    renamed to ``path``. An existing folder at ``path`` is replaced only if it
+    holds ``marker`` (a previous export of the same kind): a folder of other
+    files is never deleted."""
+    path = Path(path)
+    _check_parent(path)
+    if path.exists() and not path.is_dir():
+        raise ExportError(f"{path} is a file; this format writes a folder")
+    if path.is_dir() and any(path.iterdir()) and not _looks_like_previous_export(path, marker):
+        raise ExportError(f"{path} is a folder that does not hold a previous export; choose another path")
+    tmp = _temp_name(path)
+    os.mkdir(tmp, 0o700)
+    try:
+        yield tmp
+        for child in tmp.iterdir():
+            _fsync_file(child)
+        _fsync_dir(tmp)
+        if path.is_dir():
+            # Two renames: a folder cannot replace a non-empty folder in one
+            # step. Between them the old export sits under a hidden name.
+            old = _temp_name(path).with_suffix(".old")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)

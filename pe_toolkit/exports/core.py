@@ -1,0 +1,246 @@
+"""``export()``: stream a selection of the store into a file or folder.
+
+Safe to call from a background thread (the mirror server does): pass the
+Store and every call reads through its own new DuckDB connection
+(``store.cursor()``), closed when the export ends; or pass a DuckDB
+connection that no other thread uses while the export runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ExportError, InputError
+from ..events import bus
+from ..store import ConversationFilter, Store
+from . import source
+from .atomic import atomic_dir, atomic_file
+from .filters import ExportFilter
+from .redact import load_redactor, redact_api_objects, redact_messages, redact_metadata
+from .scores import ScoreColumns
+from .writers import MANIFEST, ParquetWriter, Writer, make_writer, write_manifest
+
+FORMATS: tuple[str, ...] = ("jsonl", "openai", "sharegpt", "csv", "parquet", "huggingface")
+BATCH_ROWS = 5_000  # conversations per batch: about 40k messages, a few MB
+
+
+@dataclass
+class ExportReport:
+    path: str
+    format: str
+    conversations: int = 0
+    messages: int = 0
+    bytes: int = 0
+    layout: str | None = None
+    redacted: bool = False
+    scores: bool = False  # score columns were written
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        what = self.format + (f", {self.layout}" if self.layout else "")
+        extras = "".join(
+            f", {word}" for word, on in (("redacted", self.redacted), ("with scores", self.scores)) if on
+        )
+        return (
+            f"{self.path} ({what}{extras}): {self.conversations:,} conversations, "
+            f"{self.messages:,} messages, {_human_bytes(self.bytes)}"
+        )
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@contextlib.contextmanager
+def reading(store: Store | duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection of this call's own (see the module docstring)."""
+    if isinstance(store, Store):
+        con = store.cursor()
+        try:
+            yield con
+        finally:
+            con.close()
+    elif isinstance(store, duckdb.DuckDBPyConnection):
+        store.execute("SET TimeZone = 'UTC'")
+        yield store
+    else:
+        raise InputError(f"expected a Store or a DuckDB connection, got {type(store).__name__}")
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _check_options(fmt: str, path: Path, layout: str | None, include_scores: bool) -> tuple[str | None, bool]:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        layout = layout or "messages"
+        if layout not in ParquetWriter.LAYOUTS:
+            raise InputError(f"unknown parquet layout {layout!r}; expected one of {', '.join(ParquetWriter.LAYOUTS)}")
+    elif layout is not None:
+        raise InputError("layout applies only to the parquet format")
+    if fmt == "openai" and include_scores:
+        raise InputError("the openai format holds only messages; use jsonl, sharegpt, csv, parquet or huggingface for scores")
+    gz = path.name.lower().endswith(".gz")
+    if gz and fmt not in ("jsonl", "openai", "sharegpt", "csv"):
+        raise InputError(f"{fmt} is not gzipped as a whole (parquet compresses inside); drop the .gz")
+    return layout, gz
+
+
+def _redact_batch(batch: pa.RecordBatch, fmt_source: str, redact: Any) -> pa.RecordBatch:
+    if fmt_source == "api":
+        index = batch.schema.get_field_index("json")
+        return batch.set_column(index, "json", redact_api_objects(batch.column("json"), redact))
+    batch = batch.set_column(
+        batch.schema.get_field_index("messages"), "messages", redact_messages(batch.column("messages"), redact)
+    )
+    index = batch.schema.get_field_index("metadata")
+    return batch.set_column(index, "metadata", redact_metadata(batch.column("metadata"), redact))
+
+
+def export(
+    store: Store | duckdb.DuckDBPyConnection,
+    path: str | os.PathLike[str],
+    *,
+    format: str,
+    filter: ConversationFilter | None = None,
+    min_risk: float | None = None,
+    max_risk: float | None = None,
+    crisis_categories: str | Sequence[str] | None = None,
+    labels: str | Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    redact: bool = False,
+    include_scores: bool = False,
+    progress: bool = True,
+    layout: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    **constraints: Any,
+) -> ExportReport:
+    """Write the selected conversations to ``path`` in ``format``.
+
+    Formats: ``jsonl`` (the API's conversation objects), ``openai`` (chat
+    fine-tuning lines), ``sharegpt``, ``csv`` (one row per message),
+    ``parquet`` (``layout`` ``messages``, ``nested`` or ``tables``),
+    ``huggingface`` (a folder for ``datasets.load_from_disk``). Text formats
+    are gzipped when ``path`` ends in ``.gz``.
+
+    Selection: ``filter`` and the keyword constraints of
+    :class:`ConversationFilter` (``dataset``, ``tier``, ``min_quality``,
+    ``max_quality``, ``created_after``, ``created_before``), explicit
+    ``ids``, the risk range and crisis categories (analysis scores), and
+    annotation ``labels``. ``redact`` replaces PII in message contents and
+    metadata strings; ``include_scores`` adds the current analysis scores
+    (absent, with ``report.scores`` False, if the store was never analyzed).
+
+    The output appears under ``path`` only when complete (temporary name,
+    then rename). See docs/export.md for what each format keeps.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    layout, gz = _check_options(format, path, layout, include_scores)
+    if batch_rows < 1:
+        raise InputError("batch_rows must be at least 1")
+    selection = ExportFilter.build(
+        filter,
+        min_risk=min_risk,
+        max_risk=max_risk,
+        crisis_categories=crisis_categories,
+        labels=labels,
+        ids=ids,
+        **constraints,
+    )
+    redactor = load_redactor() if redact else None
+    writer = make_writer(format, layout=layout, include_scores=include_scores, gz=gz)
+    report = ExportReport(path=str(path), format=format, layout=layout, redacted=redact)
+    # The one boundary where file-system and DuckDB failures become ExportError.
+    try:
+        _run(store, path, format, layout, selection, writer, report, redactor, include_scores, progress, batch_rows)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except duckdb.Error as exc:
+        raise ExportError(f"reading the store for {path} failed: {str(exc).splitlines()[0]}") from None
+    report.bytes = _size(path)
+    report.seconds = time.perf_counter() - started
+    bus.publish(
+        "export.completed",
+        path=str(path),
+        format=format,
+        conversations=report.conversations,
+        messages=report.messages,
+    )
+    return report
+
+
+def _run(
+    store: Store | duckdb.DuckDBPyConnection,
+    path: Path,
+    format: str,
+    layout: str | None,
+    selection: ExportFilter,
+    writer: Writer,
+    report: ExportReport,
+    redactor: Any,
+    include_scores: bool,
+    progress: bool,
+    batch_rows: int,
+) -> None:
+    redact = redactor is not None
+    with reading(store) as con:
+        selection.check(con)
+        scores = ScoreColumns.of(con) if include_scores else ScoreColumns()
+        report.scores = bool(scores.conversation) if writer.source == "api" else bool(scores)
+        query = source.api_sql if writer.source == "api" else source.nested_sql
+        selected = source.selected_ids(con, selection)
+        total = selected.num_rows
+        empty_sql, empty_params = query(ExportFilter(ids=[]), scores)
+        empty = pa.RecordBatch.from_pylist([], schema=con.sql(empty_sql, params=empty_params).to_arrow_reader(1).schema)
+        target = atomic_dir(path, marker=MANIFEST) if writer.directory else atomic_file(path)
+        with target as tmp, _progress(total, path.name, progress) as bar:
+            writer.open(tmp, empty)
+            try:
+                for batch in source.chunked(con, selected, query, scores, batch_rows):
+                    if redactor is not None:
+                        batch = _redact_batch(batch, writer.source, redactor)
+                    report.messages += writer.write(batch)
+                    report.conversations += batch.num_rows
+                    bar.update(batch.num_rows)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            if writer.source == "api":
+                report.messages = int(pc.sum(selected.column("message_count")).as_py() or 0)
+            if writer.directory:
+                write_manifest(
+                    tmp,
+                    format=format,
+                    layout=layout,
+                    conversations=report.conversations,
+                    messages=report.messages,
+                    redacted=redact,
+                    scores=report.scores,
+                )
+
+
+def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="conv", desc=desc, disable=not enabled, leave=False)

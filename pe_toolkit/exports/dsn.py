@@ -1,0 +1,92 @@
+"""PostgreSQL connection strings, with the password kept out of every message.
+
+Accepts URIs (``postgresql://user:secret@host:5432/db?sslmode=require``, also
+``postgres://``) and libpq keyword strings (``host=... dbname=...
+password=...``). :attr:`Dsn.masked` is what may be shown; :meth:`Dsn.scrub`
+removes the password from any text (a driver's error message, say) before
+it is shown. A password may also come from ``PGPASSWORD`` or ``~/.pgpass``,
+which libpq reads itself: then it never passes through pe_toolkit at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from ..errors import InputError
+
+MASK = "***"
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_CONNECT_TIMEOUT = 10  # seconds: an unreachable host fails quickly, not after TCP's minutes
+
+
+@dataclass(frozen=True)
+class Dsn:
+    uri: str = field(repr=False)  # what libpq gets; holds the password
+    masked: str
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    @classmethod
+    def parse(cls, text: str) -> Dsn:
+        text = (text or "").strip()
+        if not text:
+            raise InputError("no PostgreSQL connection string given (postgresql://user@host/dbname)")
+        if text.lower().startswith(_SCHEMES):
+            return cls._from_uri(text)
+        if "=" in text:
+            return cls._from_keywords(text)
+        raise InputError(
+            "not a PostgreSQL connection string; expected postgresql://user@host:port/dbname "
+            "or 'host=... dbname=...'"
+        )
+
+    @classmethod
+    def _from_uri(cls, text: str) -> Dsn:
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            masked = re.sub(r"(://[^:/@]*:)[^@]*@", rf"\1{MASK}@", text)
+            raise InputError(f"cannot parse the connection string {masked}") from None
+        password = unquote(parts.password) if parts.password is not None else None
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "password" for k, _ in query):
+            password = password or next(v for k, v in query if k == "password")
+        if not any(k == "connect_timeout" for k, _ in query):
+            query.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
+        if not any(k == "application_name" for k, _ in query):
+            query.append(("application_name", "pe_toolkit"))
+        uri = urlunsplit(parts._replace(query=urlencode(query)))
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.split(':', 1)[0]}:{MASK}@{host}"
+        shown = [(k, MASK if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        masked = urlunsplit(parts._replace(netloc=netloc, query=urlencode(shown, safe="*")))
+        return cls(uri=uri, masked=masked, password=password or None)
+
+    @classmethod
+    def _from_keywords(cls, text: str) -> Dsn:
+        match = _KEYWORD_PASSWORD.search(text)
+        password = match[2].strip("'") if match else None
+        masked = _KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text)
+        uri = text
+        if "connect_timeout" not in text:
+            uri += f" connect_timeout={DEFAULT_CONNECT_TIMEOUT}"
+        if "application_name" not in text:
+            uri += " application_name=pe_toolkit"
+        return cls(uri=uri, masked=masked, password=password or None)
+
+    def scrub(self, message: str) -> str:
+        """``message`` with the password (plain, URL-encoded) and the full
+        connection string replaced by their masked forms."""
+        message = message.replace(self.uri, self.masked)
+        if self.password:
+            for form in {self.password, quote(self.password, safe=""), quote(self.password)}:
+                message = message.replace(form, MASK)
+        return message
