@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("pe_toolkit.cli.data", "info_cmd", "Summarize what is in the cache."),
     "sql": ("pe_toolkit.cli.data", "sql_cmd", "Run a SQL query against the cache."),
     "doctor": ("pe_toolkit.cli.data", "doctor_cmd", "Check configuration, cache and lock."),
+    "analyze": ("pe_toolkit.cli.analyze", "analyze_cmd", "Score sentiment, empathy, safety and quality (new or changed conversations)."),
+    "sync": ("pe_toolkit.cli.sync", "sync_cmd", "Sync conversations from the Pixelated Empathy API into the cache."),
+    "serve": ("pe_toolkit.cli.serve", "serve_cmd", "Serve the cache as the Pixelated Empathy API v1 (offline mirror)."),
+    "report": ("pe_toolkit.cli.report", "report_cmd", "Execute the notebooks and write self-contained HTML reports."),
+    "export": ("pe_toolkit.cli.export", "export_cmd", "Export to files (jsonl, openai, sharegpt, csv, parquet, huggingface) or PostgreSQL."),
 }
 
 

@@ -32,6 +32,7 @@ from ..errors import InputError, RecordError, UnknownFormatError
 from ..events import EventBus, bus as default_bus
 from ..store import Store, UpsertResult
 from .normalize import JSON_FORMATS, normalize_lines
+from .prefetch import prefetch
 from .reader import DEFAULT_CHUNK_BYTES, LineChunk, peek_first_record, read_line_chunks
 from .tabular import ColumnMap, read_tabular
 
@@ -139,59 +140,6 @@ def _array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
         con.close()
 
 
-def _prefetch(items: Iterator, depth: int = 2) -> Iterator:  # type: ignore[type-arg]
-    """Run a generator in a background thread, ``depth`` items ahead.
-
-    Parsing the next chunk (its own DuckDB connection) overlaps with writing
-    the current one; DuckDB releases the GIL while it works. Errors raised
-    by the generator re-raise here, in order.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)  # type: ignore[type-arg]
-    stop = threading.Event()
-    done = object()
-
-    def worker() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((None, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put((exc, None))
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None and stop.is_set():
-                close()
-        q.put((None, done))
-
-    thread = threading.Thread(target=worker, name="pe-import-parse", daemon=True)
-    thread.start()
-    try:
-        while True:
-            exc, item = q.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.1)
-
-
 def _progress(total: int | None, unit: str, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm.auto import tqdm
 
@@ -270,7 +218,7 @@ def import_file(
 
     run_id = store.start_run("import", source)
     try:
-        with contextlib.closing(_prefetch(batches)) as prefetched:
+        with store.deferred_checkpoints(), contextlib.closing(prefetch(batches)) as prefetched:
             for good, errors in prefetched:
                 if errors and not skip_invalid:
                     line, reason, _ = errors[0]

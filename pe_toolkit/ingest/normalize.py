@@ -251,7 +251,7 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
         SELECT line_no, error, {"NULL::VARCHAR" if typed else "CASE WHEN error IS NOT NULL THEN raw END"} AS bad_raw,
             id_leaf ->> '$' AS given_id, dataset, tier, created_at,
             {", ".join(QUALITY_METRICS)},
-            meta::VARCHAR AS metadata,
+            json_merge_patch(meta, '{_STRIP_OWNED}')::VARCHAR AS metadata,
             CASE WHEN error IS NULL THEN {final_messages} END AS messages
         FROM shaped
     )
@@ -264,6 +264,14 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
         metadata, messages
     FROM final
     """
+
+
+# The metadata keys the conversation's columns own. They are stored in the
+# columns only, so the stored metadata (and the content hash over it) is the
+# same whether a conversation arrived from a file, from the API (which
+# rebuilds metadata with these keys last) or back from an export.
+OWNED_METADATA_KEYS = ("dataset", "tier", "length", "created_at")
+_STRIP_OWNED = "{" + ",".join(f'"{k}":null' for k in OWNED_METADATA_KEYS) + "}"
 
 
 def _run(con: duckdb.DuckDBPyConnection, lines: pa.Table, fmt: str, typed: bool, params: dict[str, Any]) -> pa.Table:

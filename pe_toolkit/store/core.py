@@ -14,7 +14,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,28 @@ class Store:
                 raise
             self._con.execute("COMMIT")
         self._secure_files()
+
+    @contextmanager
+    def deferred_checkpoints(self, threshold: str = "1GiB") -> Iterator[None]:
+        """Let the write-ahead log grow during a bulk load, then checkpoint once.
+
+        DuckDB folds its WAL into the file whenever the WAL passes
+        ``checkpoint_threshold`` (16 MiB), which during a bulk load rewrites
+        the tables after every batch or two (measured on 100k conversations:
+        the merge took 4.5-8 s with it, 2.2-3.8 s plus one 1.7 s checkpoint
+        without). Durability is unchanged: every batch is still committed to
+        the WAL, which DuckDB replays after a crash.
+        """
+        self._require_writable()
+        old = self._con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+        self._con.execute(f"SET checkpoint_threshold = '{threshold}'")
+        try:
+            yield
+        finally:
+            self._con.execute(f"SET checkpoint_threshold = '{old}'")
+            with suppress(duckdb.Error):
+                self._con.execute("CHECKPOINT")
+            self._secure_files()
 
     def _require_writable(self) -> None:
         if self.read_only:

@@ -1,0 +1,401 @@
+"""The asyncio client: :class:`AsyncClient`, the same API as :class:`Client`
+with ``await``.
+
+It shares everything but the I/O with the sync client: requests are built,
+parsed, retried (tenacity's ``AsyncRetrying``), paced and routed by the same
+:mod:`.core`, :mod:`.routes` and :mod:`.flows`; only sending and sleeping
+differ. ``transport=`` takes an ``httpx.AsyncBaseTransport`` (for example
+``httpx.ASGITransport(app)`` to talk to an app in-process).
+
+    >>> async with AsyncClient() as api:
+    ...     convs = await api.fetch_conversations(ids, concurrency=16)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import polars as pl
+import tenacity
+
+from ..config import Secret, Settings
+from ..errors import ApiError, NotFoundError
+from . import flows, routes
+from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
+from .models import (
+    ApiInfo,
+    Conversation,
+    ConversationPage,
+    ConversationSummary,
+    DatasetInfo,
+    DatasetList,
+    ExportInfo,
+    Health,
+    Job,
+    QualityOverview,
+    SearchResults,
+    StatisticsOverview,
+    ValidationResult,
+    summaries_frame,
+)
+from .options import resolve_options
+from .pacing import PacingPolicy
+from .pagination import Paginator
+from .retry import RetryPolicy, retry_options
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """See :class:`~pe_toolkit.client.Client`; every method is a coroutine
+    (iterators are async iterators). Use one instance per event loop."""
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        base_url: str | Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        pacing: PacingPolicy | None = None,
+        concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        options = resolve_options(
+            api_key, base_url, timeout=timeout, max_retries=max_retries, retry=retry, breaker=breaker,
+            pacing=pacing, concurrency=concurrency, settings=settings,
+        )
+        self.options = options
+        self._core = options.core()
+        limits = httpx.Limits(max_connections=max(10, 2 * concurrency), max_keepalive_connections=max(10, 2 * concurrency))
+        self._http = httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+
+    # -- plumbing -----------------------------------------------------------
+    def __repr__(self) -> str:
+        key = "set" if self._core.has_key else "none"
+        return f"<AsyncClient urls={list(self._core.urls)} key={key}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._core.urls
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return self._core.endpoints
+
+    async def request(self, call: Call[T]) -> T:
+        return (await self._request(call))[0]
+
+    async def _request(self, call: Call[T]) -> tuple[T, Endpoint]:
+        retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **retry_options(self._core.retry, call.safety))
+        return await retrying(self._attempt, call, CallState())
+
+    async def _attempt(self, call: Call[T], state: CallState) -> tuple[T, Endpoint]:
+        attempt = self._core.plan(call, state)
+        try:
+            if attempt.delay:
+                await asyncio.sleep(attempt.delay)
+            try:
+                response = await self._http.send(attempt.request)
+            except httpx.HTTPError as exc:
+                raise self._core.transport_failed(attempt, exc) from None
+            return self._core.complete(attempt, response), attempt.endpoint
+        finally:
+            self._core.abandon(attempt)
+
+    # -- service --------------------------------------------------------------
+    async def api_info(self) -> ApiInfo:
+        return await self.request(routes.api_info())
+
+    async def health(self) -> Health:
+        return await self.request(routes.health())
+
+    async def check_endpoints(self, timeout: float = 5.0) -> dict[str, bool]:
+        found: dict[str, bool] = {}
+        for endpoint in self._core.endpoints:
+            request = self._core.build_request(self._core.health_call(endpoint, timeout), endpoint)
+            try:
+                response = await self._http.send(request)
+                body = response.json() if response.status_code == 200 else None
+                healthy = isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy"
+            except (httpx.HTTPError, ValueError):
+                healthy = False
+            self._core.record_health(endpoint, healthy)
+            found[endpoint.url] = healthy
+        return found
+
+    # -- datasets ---------------------------------------------------------------
+    async def list_datasets(self) -> DatasetList:
+        return await self.request(routes.list_datasets())
+
+    async def get_dataset(self, name: str) -> DatasetInfo:
+        return await self.request(routes.get_dataset(name))
+
+    # -- conversations ------------------------------------------------------------
+    async def list_conversations(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None, limit: int = 100, offset: int = 0
+    ) -> ConversationPage:
+        return await self.request(routes.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset))
+
+    async def get_conversation(self, conversation_id: str) -> Conversation:
+        return await self.request(routes.get_conversation(conversation_id))
+
+    async def fetch_conversations(self, ids: Iterable[str], *, concurrency: int | None = None, skip_missing: bool = False) -> list[Conversation]:
+        ids = list(ids)
+        found: dict[str, Conversation] = {}
+        async for cid, result in self.fetch_each(ids, concurrency=concurrency):
+            if isinstance(result, NotFoundError) and skip_missing:
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            found[cid] = result
+        return [found[c] for c in ids if c in found]
+
+    async def fetch_each(
+        self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ``(id, conversation or ApiError)`` as fetches complete, at
+        most ``concurrency`` in flight (see :meth:`Client.fetch_each`)."""
+        width = concurrency or self.options.concurrency
+
+        async def one(cid: str) -> Any:
+            call = routes.get_conversation(cid)
+            return await self.request(call.raw() if raw else call)
+
+        pending: dict[asyncio.Task[Any], str] = {}
+        try:
+            for cid in ids:
+                pending[asyncio.ensure_future(one(cid))] = cid
+                if len(pending) >= width:
+                    for item in await self._drain(pending):
+                        yield item
+            while pending:
+                for item in await self._drain(pending):
+                    yield item
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    @staticmethod
+    async def _drain(pending: dict[asyncio.Task[Any], str]) -> list[tuple[str, Any]]:
+        done, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
+        out = []
+        for task in done:
+            cid = pending.pop(task)
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, ApiError):
+                raise exc
+            out.append((cid, exc if exc is not None else task.result()))
+        return out
+
+    async def iter_conversations(
+        self,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        page_size: int = 1000,
+        full: bool = False,
+        concurrency: int | None = None,
+    ) -> AsyncIterator[ConversationSummary | Conversation]:
+        async for page in self.iter_pages(dataset=dataset, tier=tier, min_quality=min_quality, page_size=page_size):
+            if full:
+                for conversation in await self.fetch_conversations([s.id for s in page], concurrency=concurrency, skip_missing=True):
+                    yield conversation
+            else:
+                for summary in page:
+                    yield summary
+
+    async def iter_pages(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None, page_size: int = 1000
+    ) -> AsyncIterator[list[ConversationSummary]]:
+        pager = Paginator(page_size=page_size)
+        seen: set[str] = set()
+        while (req := pager.request()) is not None:
+            limit, offset = req
+            page = await self.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset)
+            items = list(page.items)
+            if items and pager.skip_first(items[0].id):
+                items = items[1:]
+            fresh = [s for s in items if s.id not in seen]
+            seen.update(s.id for s in fresh)
+            pager.advance(len(page.items), page.items[-1].id if page.items else None, page.total, len(seen))
+            if fresh:
+                yield fresh
+
+    async def conversations_frame(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None
+    ) -> pl.DataFrame:
+        frames = [summaries_frame(p) async for p in self.iter_pages(dataset=dataset, tier=tier, min_quality=min_quality)]
+        return pl.concat(frames) if frames else summaries_frame([])
+
+    # -- quality ------------------------------------------------------------------
+    async def get_quality_metrics(self, *, dataset: str | None = None, tier: str | None = None) -> QualityOverview:
+        return await self.request(routes.quality_metrics(dataset=dataset, tier=tier))
+
+    async def validate_conversation(self, conversation: Mapping[str, Any] | Conversation) -> ValidationResult:
+        return await self.request(routes.validate(conversation))
+
+    # -- processing jobs ----------------------------------------------------------
+    async def submit_job(self, dataset_name: str, processing_type: str, parameters: Mapping[str, Any] | None = None) -> Job:
+        job, endpoint = await self._request(routes.submit_job(dataset_name, processing_type, parameters))
+        return dataclasses.replace(job, endpoint=endpoint.url)
+
+    async def get_job(self, job: Job | str) -> Job:
+        job_id, pin = (job.job_id, job.endpoint) if isinstance(job, Job) else (job, None)
+        found, endpoint = await self._request(routes.get_job(job_id, pin=pin))
+        return dataclasses.replace(found, endpoint=endpoint.url)
+
+    async def wait_for_job(
+        self, job: Job | str, *, poll_interval: float = 2.0, timeout: float = 3600.0, progress: bool = True, raise_on_failure: bool = True
+    ) -> Job:
+        job_id = job.job_id if isinstance(job, Job) else job
+        deadline = time.monotonic() + timeout
+        current: Job | None = job if isinstance(job, Job) else None
+        with flows.progress_bar(100, f"job {job_id}", "%", progress) as bar:
+            while True:
+                current = await self.get_job(current or job_id)
+                bar.update(max(0.0, current.progress - bar.n))
+                if current.done:
+                    break
+                if time.monotonic() + poll_interval > deadline:
+                    raise flows.job_timeout(job_id, timeout, current)
+                await asyncio.sleep(poll_interval)
+        if raise_on_failure and current.status != "completed":
+            raise flows.job_failed(current)
+        return current
+
+    # -- search and statistics ----------------------------------------------------
+    async def search(
+        self,
+        query: str,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> SearchResults:
+        filters = {"dataset": dataset, "tier": tier, "min_quality": min_quality}
+        return await self.request(routes.search(query, filters=filters, limit=limit, offset=offset))
+
+    async def get_statistics(self) -> StatisticsOverview:
+        return await self.request(routes.statistics())
+
+    # -- exports ------------------------------------------------------------------
+    async def start_export(
+        self, *, dataset: str | None = None, format: str = "jsonl", tier: str | None = None, min_quality: float | None = None
+    ) -> ExportInfo:
+        info, endpoint = await self._request(routes.start_export(dataset=dataset, format=format, tier=tier, min_quality=min_quality))
+        return dataclasses.replace(info, endpoint=endpoint.url)
+
+    async def wait_for_export(self, export: ExportInfo, *, timeout: float = 3600.0, progress: bool = True) -> ExportInfo:
+        await self._download(export, None, timeout=timeout, progress=progress)
+        return dataclasses.replace(export, status="ready")
+
+    async def download_export(
+        self, export: ExportInfo | str, path: str | Path, *, timeout: float = 3600.0, progress: bool = True
+    ) -> Path:
+        path = Path(path)
+        await self._download(export, path, timeout=timeout, progress=progress)
+        return path
+
+    async def export(
+        self,
+        path: str | Path,
+        *,
+        dataset: str | None = None,
+        format: str = "jsonl",
+        tier: str | None = None,
+        min_quality: float | None = None,
+        timeout: float = 3600.0,
+        progress: bool = True,
+    ) -> Path:
+        info = await self.start_export(dataset=dataset, format=format, tier=tier, min_quality=min_quality)
+        return await self.download_export(info, path, timeout=timeout, progress=progress)
+
+    async def _download(self, export: ExportInfo | str, path: Path | None, *, timeout: float, progress: bool) -> None:
+        deadline = time.monotonic() + timeout
+        export_id = flows.export_id_of(export)
+        part = flows.part_path(path) if path is not None else None
+        call = flows.download_call(export, endpoint=self._core.urls[0] if len(self._core.urls) == 1 else None)
+        with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar:
+            while True:
+                retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **retry_options(self._core.retry, "idempotent"))
+                outcome = await retrying(self._download_attempt, call, CallState(), part, bar)
+                if outcome is None:
+                    break
+                if time.monotonic() + outcome.retry_after > deadline:
+                    raise flows.export_timeout(export_id, timeout)
+                await asyncio.sleep(outcome.retry_after)
+        if path is not None and part is not None:
+            flows.finish_download(part, path)
+
+    async def _download_attempt(self, call: Call[Any], state: CallState, part: Path | None, bar: Any) -> flows.Pending | None:
+        call = flows.with_range(call, part)
+        attempt = self._core.plan(call, state)
+        try:
+            if attempt.delay:
+                await asyncio.sleep(attempt.delay)
+            try:
+                response = await self._http.send(attempt.request, stream=True)
+            except httpx.HTTPError as exc:
+                raise self._core.transport_failed(attempt, exc) from None
+            try:
+                return await self._consume_download(attempt, response, part, bar)
+            finally:
+                await response.aclose()
+        finally:
+            self._core.abandon(attempt)
+
+    async def _consume_download(self, attempt: Attempt, response: httpx.Response, part: Path | None, bar: Any) -> flows.Pending | None:
+        core = self._core
+        if response.status_code not in (200, 206):
+            try:
+                await response.aread()
+            except httpx.HTTPError as exc:
+                raise core.transport_failed(attempt, exc) from None
+            data = core.complete(attempt, response)
+            return flows.pending_from(data, response)
+        if part is None:
+            core.stream_succeeded(attempt, response)
+            return None
+        offset = part.stat().st_size if part.exists() else 0
+        append, expected, encoded = flows.body_range(response, offset)
+        written = offset if append else 0
+        bar.reset(total=expected)
+        bar.update(written)
+        try:
+            # Local file writes are short and sequential; a thread hop per
+            # megabyte would cost more than it saves the loop.
+            with flows.open_part(part, append) as fh:
+                chunks = response.aiter_bytes(flows.DOWNLOAD_CHUNK) if encoded else response.aiter_raw(flows.DOWNLOAD_CHUNK)
+                async for chunk in chunks:
+                    fh.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+            flows.check_size(written, expected, f"download of {attempt.call.path}")
+        except (httpx.HTTPError, ApiError) as exc:
+            raise core.stream_failed(attempt, exc) from None
+        core.stream_succeeded(attempt, response)
+        return None

@@ -1,0 +1,432 @@
+"""The request/response core shared by :class:`Client` and :class:`AsyncClient`.
+
+Neither client does anything but I/O: each attempt of a request is
+``plan`` (choose an endpoint, book a pacing slot, build the
+:class:`httpx.Request`), send (the only line that differs between sync and
+async), then ``complete`` (parse the envelope, map errors, feed the
+breaker and the pacer) or ``transport_failed`` (translate httpx's
+exception). This module is the one boundary where httpx exceptions become
+:mod:`pe_toolkit.errors`, and where the API key is added to a request and
+scrubbed from every message.
+
+Endpoints: each configured base URL has its own circuit breaker and rate
+pacer. The router prefers them in the configured order, skips one whose
+breaker is open (or that failed the previous attempt of the same call),
+and raises :class:`~pe_toolkit.errors.CircuitOpenError` only when every
+endpoint is open: an unhealthy mirror is skipped until a probe finds it
+healthy again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from ..config import Secret
+from ..errors import (
+    ApiError,
+    ApiStatusError,
+    AuthenticationError,
+    CircuitOpenError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    TransportError,
+)
+from .breaker import CircuitBreaker
+from .pacing import PacingPolicy, RatePacer
+from .retry import RetryPolicy, Safety
+
+log = logging.getLogger("pe_toolkit.client")
+
+T = TypeVar("T")
+
+USER_AGENT = "pe-toolkit/0.1 (+https://api.pixelatedempathy.com)"
+
+_STATUS_ERRORS: dict[int, type[ApiStatusError]] = {
+    400: RequestValidationError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: RequestValidationError,
+    429: RateLimitError,
+}
+_CODE_STATUS = {
+    "INVALID_API_KEY": 401,
+    "INSUFFICIENT_PERMISSIONS": 403,
+    "RESOURCE_NOT_FOUND": 404,
+    "VALIDATION_ERROR": 422,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "PROCESSING_ERROR": 500,
+    "EXPORT_ERROR": 500,
+}
+# httpx exceptions raised before a single byte of the request left: repeating
+# such a request can never do anything twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _identity(data: Any) -> Any:
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One logical request of the contract (all its attempts).
+
+    ``path`` is relative to the base URL (``/conversations``) or, with
+    ``root=True``, to the server root (``/health``). ``pin`` forces one
+    base URL (jobs and exports live on the server that made them).
+    ``decode`` turns the envelope's ``data`` into the result.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    form: Mapping[str, Any] | None = None
+    safety: Safety = "idempotent"
+    root: bool = False
+    pin: str | None = None
+    decode: Callable[[Any], T] = _identity
+    timeout: float | None = None
+    headers: Mapping[str, str] | None = None
+
+    def raw(self) -> Call[Any]:
+        """The same request, returning ``data`` as the server sent it."""
+        return replace(self, decode=_identity)
+
+
+def normalize_base_url(url: str) -> str:
+    """``https://host`` -> ``https://host/v1`` (the contract's routes live
+    under ``/v1``); any explicit path is kept as given."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if parts.path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+class Endpoint:
+    """One base URL with its breaker and pacer."""
+
+    def __init__(self, url: str, breaker: CircuitBreaker, pacer: RatePacer) -> None:
+        self.url = normalize_base_url(url)
+        self.root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
+        self.origin = _origin(self.url)
+        self.breaker, self.pacer = breaker, pacer
+        self.last_error = ""  # the latest failure, quoted when the circuit is open
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.url} {self.breaker.state.value}>"
+
+
+@dataclass(slots=True)
+class CallState:
+    """What one call remembers between its attempts."""
+
+    last_failed: Endpoint | None = None
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Attempt:
+    call: Call[Any]
+    endpoint: Endpoint
+    request: httpx.Request
+    delay: float
+    state: CallState
+    settled: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """``failure_threshold`` consecutive failures (transport errors, 5xx,
+    malformed bodies) open an endpoint's circuit for ``recovery_timeout``
+    seconds; then one probe decides."""
+
+    failure_threshold: int = 10
+    recovery_timeout: float = 30.0
+
+
+class RequestCore:
+    """Everything about a request except sending it (see the module docstring)."""
+
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        api_key: Secret | None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        pacing: PacingPolicy | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one base URL is required")
+        breaker = breaker or BreakerPolicy()
+        self.endpoints = tuple(
+            Endpoint(u, CircuitBreaker(breaker.failure_threshold, breaker.recovery_timeout), RatePacer(pacing))
+            for u in urls
+        )
+        if len({e.url for e in self.endpoints}) != len(self.endpoints):
+            raise ValueError("the same base URL is configured twice")
+        self._key = api_key if api_key else None
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self.retry = retry or RetryPolicy()
+        self.user_agent = user_agent
+
+    # -- configuration views ------------------------------------------------
+    @property
+    def has_key(self) -> bool:
+        return self._key is not None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(e.url for e in self.endpoints)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key masked (servers may echo headers)."""
+        if self._key is not None:
+            secret = self._key.reveal()
+            if secret and secret in text:
+                text = text.replace(secret, "********")
+        return text
+
+    def endpoint_for(self, url: str) -> Endpoint:
+        for e in self.endpoints:
+            if e.url == url:
+                return e
+        raise ValueError(f"{url} is not one of the configured base URLs")
+
+    # -- choosing an endpoint ---------------------------------------------
+    def _choose(self, call: Call[Any], state: CallState) -> Endpoint:
+        if call.pin is not None:
+            candidates: tuple[Endpoint, ...] = (self.endpoint_for(call.pin),)
+        else:
+            candidates = self.endpoints
+            if state.last_failed is not None and len(candidates) > 1:
+                # Fail over: the endpoint that just failed goes last.
+                candidates = tuple(e for e in candidates if e is not state.last_failed) + (state.last_failed,)
+        for endpoint in candidates:
+            if endpoint.breaker.allow():
+                return endpoint
+        wait = min(e.breaker.retry_in() for e in candidates)
+        where = candidates[0].url if len(candidates) == 1 else f"all {len(candidates)} API endpoints"
+        last = next((e.last_error for e in candidates if e.last_error), "")
+        raise CircuitOpenError(
+            f"{where}: circuit open after repeated failures; failing fast, next probe in {wait:.0f} s"
+            + (f" (last error: {last})" if last else "")
+        )
+
+    # -- one attempt ------------------------------------------------------
+    def plan(self, call: Call[Any], state: CallState) -> Attempt:
+        """Choose the endpoint, book a pacing slot and build the request."""
+        state.attempts += 1
+        endpoint = self._choose(call, state)
+        try:
+            delay = endpoint.pacer.reserve()
+        except RateLimitError:
+            endpoint.breaker.release()
+            raise
+        request = self.build_request(call, endpoint)
+        return Attempt(call, endpoint, request, delay, state)
+
+    def build_request(self, call: Call[Any], endpoint: Endpoint) -> httpx.Request:
+        url = (endpoint.root if call.root else endpoint.url) + call.path
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent, **(call.headers or {})}
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        params = {k: _param(v) for k, v in (call.params or {}).items() if v is not None}
+        content: bytes | None = None
+        data: dict[str, str] | None = None
+        if call.json is not None:
+            content = orjson.dumps(call.json)
+            headers["Content-Type"] = "application/json"
+        elif call.form is not None:
+            data = {k: _param(v) for k, v in call.form.items() if v is not None}
+        timeout = self.timeout if call.timeout is None else httpx.Timeout(call.timeout, connect=min(call.timeout, 10.0))
+        return httpx.Request(
+            call.method,
+            url,
+            params=params or None,
+            headers=headers,
+            content=content,
+            data=data,
+            extensions={"timeout": timeout.as_dict()},
+        )
+
+    def complete(self, attempt: Attempt, response: httpx.Response) -> Any:
+        """Turn a read response into the result, or raise the mapped error."""
+        attempt.settled = True
+        endpoint, call = attempt.endpoint, attempt.call
+        endpoint.pacer.observe(response.headers)
+        status = response.status_code
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            body = exc
+        envelope = body if isinstance(body, dict) and isinstance(body.get("success"), bool) else None
+        where = f"{call.method} {_display(attempt.request)}"
+
+        if envelope is not None and envelope["success"] and status < 400:
+            try:
+                result = call.decode(envelope.get("data"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                endpoint.breaker.record_failure()
+                endpoint.last_error = "malformed data"
+                raise MalformedResponseError(
+                    self.scrub(f"{where}: the response's data does not follow the API contract ({_describe(exc)})")
+                ) from None
+            endpoint.breaker.record_success()
+            return result
+
+        # The server is in trouble on 5xx and on a 2xx it cannot put into
+        # words; a 4xx (429 included) is a healthy server saying no.
+        if status >= 500 or (envelope is None and status < 400):
+            endpoint.breaker.record_failure()
+            endpoint.last_error = f"HTTP {status}"
+            attempt.state.last_failed = endpoint
+        else:
+            endpoint.breaker.record_success()
+
+        if envelope is None:
+            if status < 400:
+                what = f"invalid JSON ({body})" if isinstance(body, Exception) else "not the contract's envelope"
+                raise MalformedResponseError(self.scrub(f"{where}: HTTP {status}, but the body is {what}"))
+            raise self._status_error(where, status, None, _short(response), None, _retry_after_header(response))
+
+        error = envelope.get("error") if isinstance(envelope.get("error"), dict) else {}
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        message = error.get("message") or envelope.get("message") or "no message"
+        request_id = error.get("request_id") or envelope.get("request_id")
+        retry_after = _number(error.get("retry_after"))
+        if retry_after is None:
+            retry_after = _retry_after_header(response)
+        if status < 400:  # success false with a 2xx status: map by the code
+            status = _CODE_STATUS.get(code or "", 500)
+        raise self._status_error(where, status, code, str(message), request_id, retry_after)
+
+    def _status_error(
+        self, where: str, status: int, code: str | None, message: str, request_id: str | None, retry_after: float | None
+    ) -> ApiStatusError:
+        cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else ApiStatusError)
+        text = f"{where}: HTTP {status}"
+        if code:
+            text += f" {code}"
+        text += f": {message}"
+        if cls is AuthenticationError and not self.has_key:
+            text += " (no API key configured: set PE_API_KEY or pass api_key=)"
+        if retry_after is not None and cls is RateLimitError:
+            text += f" (retry after {retry_after:g} s)"
+        if request_id:
+            text += f" [request {request_id}]"
+        return cls(self.scrub(text), status=status, code=code, request_id=request_id, retry_after=retry_after)
+
+    def transport_failed(self, attempt: Attempt, exc: httpx.HTTPError) -> TransportError:
+        """Translate httpx's exception (the request got no complete answer)."""
+        attempt.settled = True
+        attempt.endpoint.breaker.record_failure()
+        attempt.state.last_failed = attempt.endpoint
+        kind = type(exc).__name__
+        detail = self.scrub(str(exc) or kind)
+        attempt.endpoint.last_error = f"{kind}: {detail}"
+        error = TransportError(self.scrub(f"{attempt.call.method} {_display(attempt.request)}: {kind}: {detail}"))
+        # Read by the retry policy: a request that never left may be repeated
+        # even when it is not idempotent.
+        error.request_sent = not isinstance(exc, _NOT_SENT)  # type: ignore[attr-defined]
+        return error
+
+    def stream_failed(self, attempt: Attempt, exc: BaseException) -> ApiError:
+        """A streamed body broke off midway (after a 2xx start)."""
+        if isinstance(exc, httpx.HTTPError):
+            return self.transport_failed(attempt, exc)
+        attempt.settled = True
+        attempt.endpoint.breaker.record_failure()
+        attempt.state.last_failed = attempt.endpoint
+        return exc if isinstance(exc, ApiError) else TransportError(self.scrub(str(exc)))
+
+    def stream_succeeded(self, attempt: Attempt, response: httpx.Response) -> None:
+        attempt.settled = True
+        attempt.endpoint.pacer.observe(response.headers)
+        attempt.endpoint.breaker.record_success()
+
+    def abandon(self, attempt: Attempt) -> None:
+        """The attempt was cancelled: hand back a claimed half-open probe."""
+        if not attempt.settled:
+            attempt.endpoint.breaker.release()
+
+    # -- health -------------------------------------------------------------
+    def health_call(self, endpoint: Endpoint, timeout: float) -> Call[Any]:
+        return Call("GET", "/health", root=True, pin=endpoint.url, timeout=timeout)
+
+    def record_health(self, endpoint: Endpoint, healthy: bool) -> None:
+        if healthy:
+            endpoint.breaker.record_success()
+        else:
+            endpoint.breaker.trip()
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _retry_after_header(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    # The HTTP-date form.
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _display(request: httpx.Request) -> str:
+    """Path and query of the request (never headers)."""
+    url = request.url
+    return url.raw_path.decode("ascii", "replace")
+
+
+def _short(response: httpx.Response) -> str:
+    text = response.content[:200].decode("utf-8", "replace").strip()
+    return f"non-JSON body: {text!r}" if text else "empty body"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,90 @@
+"""Where a client's key, URLs and knobs come from.
+
+Arguments win; then ``PE_API_KEY`` / ``PE_API_URL`` (comma-separated for
+failover); then the config file's ``[api]`` section (``url``, ``key``,
+``timeout``, ``max_retries``). The key is wrapped in
+:class:`~pe_toolkit.config.Secret` at once and only revealed into the
+``Authorization`` header of a request to a configured base URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import Secret, Settings, load_settings
+from ..errors import ConfigError
+from .core import BreakerPolicy, RequestCore, normalize_base_url
+from .pacing import PacingPolicy
+from .retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    urls: tuple[str, ...]
+    api_key: Secret | None
+    timeout: float
+    retry: RetryPolicy
+    breaker: BreakerPolicy
+    pacing: PacingPolicy
+    concurrency: int
+
+    def core(self) -> RequestCore:
+        return RequestCore(
+            self.urls, self.api_key, timeout=self.timeout, retry=self.retry, breaker=self.breaker, pacing=self.pacing
+        )
+
+
+def resolve_options(
+    api_key: str | Secret | None = None,
+    base_url: str | Sequence[str] | None = None,
+    *,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    retry: RetryPolicy | None = None,
+    breaker: BreakerPolicy | None = None,
+    pacing: PacingPolicy | None = None,
+    concurrency: int = 8,
+    settings: Settings | None = None,
+) -> ClientOptions:
+    settings = settings or load_settings()
+    if base_url is None:
+        urls = settings.api_urls
+    elif isinstance(base_url, str):
+        urls = tuple(u.strip() for u in base_url.split(",") if u.strip())
+    else:
+        urls = tuple(base_url)
+    if not urls:
+        raise ConfigError(
+            "no API URL configured: pass base_url=, set PE_API_URL, or set [api] url in pe_toolkit.toml"
+        )
+    try:
+        urls = tuple(normalize_base_url(u) for u in urls)
+    except ValueError as exc:
+        raise ConfigError(f"API URL: {exc}") from None
+    key: Secret | None
+    if api_key is None:
+        key = settings.api_key
+    else:
+        key = api_key if isinstance(api_key, Secret) else Secret(str(api_key))
+    if key is not None and not key.reveal().strip():
+        key = None
+    timeout = settings.timeout if timeout is None else float(timeout)
+    if timeout <= 0:
+        raise ConfigError(f"timeout must be positive, got {timeout}")
+    if retry is None:
+        retries = settings.max_retries if max_retries is None else max_retries
+        if retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {retries}")
+        retry = RetryPolicy.from_max_retries(retries)
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    return ClientOptions(
+        urls=urls,
+        api_key=key,
+        timeout=timeout,
+        retry=retry,
+        breaker=breaker or BreakerPolicy(),
+        pacing=pacing or PacingPolicy(),
+        concurrency=concurrency,
+    )

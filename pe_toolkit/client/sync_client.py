@@ -1,0 +1,433 @@
+"""The blocking client: :class:`Client`.
+
+All request logic lives in :mod:`.core` (shared with :class:`AsyncClient`);
+this class sends, sleeps and loops. ``transport=`` is httpx's seam: pass
+``httpx.ASGITransport``-like or ``MockTransport`` transports, or leave the
+default connection pool.
+
+    >>> with Client() as api:                                # PE_API_URL / PE_API_KEY
+    ...     page = api.list_conversations(tier="research", limit=50)
+    ...     frame = page.to_polars()
+    ...     full = api.fetch_conversations(frame["id"].to_list())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import polars as pl
+import tenacity
+
+from ..config import Secret, Settings
+from ..errors import ApiError
+from . import flows, routes
+from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
+from .models import (
+    ApiInfo,
+    Conversation,
+    ConversationPage,
+    ConversationSummary,
+    DatasetInfo,
+    DatasetList,
+    ExportInfo,
+    Health,
+    Job,
+    QualityOverview,
+    SearchResults,
+    StatisticsOverview,
+    ValidationResult,
+    summaries_frame,
+)
+from .options import resolve_options
+from .pacing import PacingPolicy
+from .pagination import Paginator
+from .retry import RetryPolicy, retry_options
+
+T = TypeVar("T")
+
+
+class Client:
+    """Every route of the Pixelated Empathy API, with retries, pacing, a
+    circuit breaker per endpoint and failover between base URLs.
+
+    ``api_key``/``base_url`` default to ``PE_API_KEY``/``PE_API_URL`` or the
+    config file; ``base_url`` may be a list (or comma-separated) for
+    failover. ``concurrency`` bounds parallel requests of
+    :meth:`fetch_conversations`. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        base_url: str | Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        pacing: PacingPolicy | None = None,
+        concurrency: int = 8,
+        transport: httpx.BaseTransport | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        options = resolve_options(
+            api_key, base_url, timeout=timeout, max_retries=max_retries, retry=retry, breaker=breaker,
+            pacing=pacing, concurrency=concurrency, settings=settings,
+        )
+        self.options = options
+        self._core = options.core()
+        limits = httpx.Limits(max_connections=max(10, 2 * concurrency), max_keepalive_connections=max(10, 2 * concurrency))
+        self._http = httpx.Client(transport=transport, limits=limits, follow_redirects=False)
+
+    # -- plumbing -----------------------------------------------------------
+    def __repr__(self) -> str:
+        key = "set" if self._core.has_key else "none"
+        return f"<Client urls={list(self._core.urls)} key={key}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._core.urls
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The base URLs with their breaker and pacer state (read-only use)."""
+        return self._core.endpoints
+
+    def request(self, call: Call[T]) -> T:
+        """Run one :class:`~.core.Call` with retries (the building block of every method)."""
+        return self._request(call)[0]
+
+    def _request(self, call: Call[T]) -> tuple[T, Endpoint]:
+        retrying = tenacity.Retrying(sleep=time.sleep, **retry_options(self._core.retry, call.safety))
+        return retrying(self._attempt, call, CallState())
+
+    def _attempt(self, call: Call[T], state: CallState) -> tuple[T, Endpoint]:
+        attempt = self._core.plan(call, state)
+        try:
+            if attempt.delay:
+                time.sleep(attempt.delay)
+            try:
+                response = self._http.send(attempt.request)
+            except httpx.HTTPError as exc:
+                raise self._core.transport_failed(attempt, exc) from None
+            return self._core.complete(attempt, response), attempt.endpoint
+        finally:
+            self._core.abandon(attempt)
+
+    # -- service --------------------------------------------------------------
+    def api_info(self) -> ApiInfo:
+        """``GET /``: what the server announces about itself."""
+        return self.request(routes.api_info())
+
+    def health(self) -> Health:
+        """``GET /health`` of the first available endpoint."""
+        return self.request(routes.health())
+
+    def check_endpoints(self, timeout: float = 5.0) -> dict[str, bool]:
+        """Probe ``/health`` of every base URL once (no retries); a failing
+        one is skipped by the router until a later probe finds it healthy."""
+        found: dict[str, bool] = {}
+        for endpoint in self._core.endpoints:
+            call = self._core.health_call(endpoint, timeout)
+            request = self._core.build_request(call, endpoint)
+            try:
+                response = self._http.send(request)
+                body = response.json() if response.status_code == 200 else None
+                healthy = isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy"
+            except (httpx.HTTPError, ValueError):
+                healthy = False
+            self._core.record_health(endpoint, healthy)
+            found[endpoint.url] = healthy
+        return found
+
+    # -- datasets ---------------------------------------------------------------
+    def list_datasets(self) -> DatasetList:
+        return self.request(routes.list_datasets())
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        return self.request(routes.get_dataset(name))
+
+    # -- conversations ------------------------------------------------------------
+    def list_conversations(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None, limit: int = 100, offset: int = 0
+    ) -> ConversationPage:
+        """One page of summaries (``limit`` 1-1000)."""
+        return self.request(routes.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset))
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        return self.request(routes.get_conversation(conversation_id))
+
+    def fetch_conversations(self, ids: Iterable[str], *, concurrency: int | None = None, skip_missing: bool = False) -> list[Conversation]:
+        """Full conversations for ``ids`` (in that order), ``concurrency`` at
+        a time. A missing id raises :class:`NotFoundError` unless ``skip_missing``."""
+        from ..errors import NotFoundError
+
+        ids = list(ids)
+        found: dict[str, Conversation] = {}
+        for cid, result in self.fetch_each(ids, concurrency=concurrency):
+            if isinstance(result, NotFoundError) and skip_missing:
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            found[cid] = result
+        return [found[c] for c in ids if c in found]
+
+    def fetch_each(
+        self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False
+    ) -> Iterator[tuple[str, Any]]:
+        """Yield ``(id, conversation or ApiError)`` as each fetch completes,
+        with at most ``concurrency`` requests in flight. Errors are yielded,
+        not raised, so one bad id does not stop the rest; the consumer
+        decides (stop on :class:`CircuitOpenError`, record the others).
+        ``raw=True`` yields the API objects as dicts."""
+        width = concurrency or self.options.concurrency
+
+        def one(cid: str) -> Any:
+            call = routes.get_conversation(cid)
+            return self.request(call.raw() if raw else call)
+
+        # Threads rather than an event loop: this works the same in a
+        # notebook (whose loop is already running) and in a script; httpx's
+        # Client is thread-safe and the GIL is released while waiting.
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="pe-fetch") as pool:
+            pending: dict[Future[Any], str] = {}
+            source = iter(ids)
+            try:
+                for cid in source:
+                    future = pool.submit(one, cid)
+                    pending[future] = cid
+                    if len(pending) >= width:
+                        yield from self._drain(pending)
+                while pending:
+                    yield from self._drain(pending)
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    @staticmethod
+    def _drain(pending: dict[Future[Any], str]) -> Iterator[tuple[str, Any]]:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
+            cid = pending.pop(future)
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, ApiError):
+                raise exc
+            yield cid, exc if exc is not None else future.result()
+
+    def iter_conversations(
+        self,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        page_size: int = 1000,
+        full: bool = False,
+        concurrency: int | None = None,
+    ) -> Iterator[ConversationSummary] | Iterator[Conversation]:
+        """Every matching conversation once: summaries, or with ``full=True``
+        full conversations (fetched ``concurrency`` at a time per page).
+        Pages are reconciled by id (see :mod:`.pagination`)."""
+        for page in self.iter_pages(dataset=dataset, tier=tier, min_quality=min_quality, page_size=page_size):
+            if full:
+                yield from self.fetch_conversations([s.id for s in page], concurrency=concurrency, skip_missing=True)
+            else:
+                yield from page
+
+    def iter_pages(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None, page_size: int = 1000
+    ) -> Iterator[list[ConversationSummary]]:
+        """Lists of summaries never seen before, page by page (see :mod:`.pagination`)."""
+        pager = Paginator(page_size=page_size)
+        seen: set[str] = set()
+        while (req := pager.request()) is not None:
+            limit, offset = req
+            page = self.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset)
+            items = list(page.items)
+            if items and pager.skip_first(items[0].id):
+                items = items[1:]
+            fresh = [s for s in items if s.id not in seen]
+            seen.update(s.id for s in fresh)
+            pager.advance(len(page.items), page.items[-1].id if page.items else None, page.total, len(seen))
+            if fresh:
+                yield fresh
+
+    def conversations_frame(
+        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None
+    ) -> pl.DataFrame:
+        """All matching summaries as one frame (paginated, reconciled by id)."""
+        frames = [summaries_frame(p) for p in self.iter_pages(dataset=dataset, tier=tier, min_quality=min_quality)]
+        return pl.concat(frames) if frames else summaries_frame([])
+
+    # -- quality ------------------------------------------------------------------
+    def get_quality_metrics(self, *, dataset: str | None = None, tier: str | None = None) -> QualityOverview:
+        return self.request(routes.quality_metrics(dataset=dataset, tier=tier))
+
+    def validate_conversation(self, conversation: Mapping[str, Any] | Conversation) -> ValidationResult:
+        return self.request(routes.validate(conversation))
+
+    # -- processing jobs ----------------------------------------------------------
+    def submit_job(self, dataset_name: str, processing_type: str, parameters: Mapping[str, Any] | None = None) -> Job:
+        job, endpoint = self._request(routes.submit_job(dataset_name, processing_type, parameters))
+        return dataclasses.replace(job, endpoint=endpoint.url)
+
+    def get_job(self, job: Job | str) -> Job:
+        job_id, pin = (job.job_id, job.endpoint) if isinstance(job, Job) else (job, None)
+        found, endpoint = self._request(routes.get_job(job_id, pin=pin))
+        return dataclasses.replace(found, endpoint=endpoint.url)
+
+    def wait_for_job(
+        self, job: Job | str, *, poll_interval: float = 2.0, timeout: float = 3600.0, progress: bool = True, raise_on_failure: bool = True
+    ) -> Job:
+        """Poll until the job is completed, failed or cancelled (a progress
+        bar shows its percentage). A failed or cancelled job raises
+        :class:`ApiError` unless ``raise_on_failure=False``."""
+        job_id = job.job_id if isinstance(job, Job) else job
+        deadline = time.monotonic() + timeout
+        current: Job | None = job if isinstance(job, Job) else None
+        with flows.progress_bar(100, f"job {job_id}", "%", progress) as bar:
+            while True:
+                current = self.get_job(current or job_id)
+                bar.update(max(0.0, current.progress - bar.n))
+                if current.done:
+                    break
+                if time.monotonic() + poll_interval > deadline:
+                    raise flows.job_timeout(job_id, timeout, current)
+                time.sleep(poll_interval)
+        if raise_on_failure and current.status != "completed":
+            raise flows.job_failed(current)
+        return current
+
+    # -- search and statistics ----------------------------------------------------
+    def search(
+        self,
+        query: str,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> SearchResults:
+        filters = {"dataset": dataset, "tier": tier, "min_quality": min_quality}
+        return self.request(routes.search(query, filters=filters, limit=limit, offset=offset))
+
+    def get_statistics(self) -> StatisticsOverview:
+        return self.request(routes.statistics())
+
+    # -- exports ------------------------------------------------------------------
+    def start_export(
+        self, *, dataset: str | None = None, format: str = "jsonl", tier: str | None = None, min_quality: float | None = None
+    ) -> ExportInfo:
+        """``POST /v1/export``; the file is written in the background."""
+        info, endpoint = self._request(routes.start_export(dataset=dataset, format=format, tier=tier, min_quality=min_quality))
+        return dataclasses.replace(info, endpoint=endpoint.url)
+
+    def wait_for_export(self, export: ExportInfo, *, timeout: float = 3600.0, progress: bool = True) -> ExportInfo:
+        """Wait until the export's file can be downloaded."""
+        self._download(export, None, timeout=timeout, progress=progress)
+        return dataclasses.replace(export, status="ready")
+
+    def download_export(
+        self, export: ExportInfo | str, path: str | Path, *, timeout: float = 3600.0, progress: bool = True
+    ) -> Path:
+        """Wait for the export, then stream its file to ``path`` (written as
+        ``path.part`` and renamed when complete; an interrupted transfer
+        resumes with a Range request where the server allows it)."""
+        path = Path(path)
+        self._download(export, path, timeout=timeout, progress=progress)
+        return path
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        dataset: str | None = None,
+        format: str = "jsonl",
+        tier: str | None = None,
+        min_quality: float | None = None,
+        timeout: float = 3600.0,
+        progress: bool = True,
+    ) -> Path:
+        """Start an export, wait for it and download it to ``path``."""
+        info = self.start_export(dataset=dataset, format=format, tier=tier, min_quality=min_quality)
+        return self.download_export(info, path, timeout=timeout, progress=progress)
+
+    def _download(self, export: ExportInfo | str, path: Path | None, *, timeout: float, progress: bool) -> None:
+        deadline = time.monotonic() + timeout
+        export_id = flows.export_id_of(export)
+        part = flows.part_path(path) if path is not None else None
+        call = flows.download_call(export, endpoint=self._core.urls[0] if len(self._core.urls) == 1 else None)
+        with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar:
+            while True:
+                retrying = tenacity.Retrying(sleep=time.sleep, **retry_options(self._core.retry, "idempotent"))
+                outcome = retrying(self._download_attempt, call, CallState(), part, bar)
+                if outcome is None:
+                    break
+                if time.monotonic() + outcome.retry_after > deadline:
+                    raise flows.export_timeout(export_id, timeout)
+                time.sleep(outcome.retry_after)
+        if path is not None and part is not None:
+            flows.finish_download(part, path)
+
+    def _download_attempt(self, call: Call[Any], state: CallState, part: Path | None, bar: Any) -> flows.Pending | None:
+        # Every attempt resumes where the partial file ends (a Range request).
+        call = flows.with_range(call, part)
+        attempt = self._core.plan(call, state)
+        try:
+            if attempt.delay:
+                time.sleep(attempt.delay)
+            try:
+                response = self._http.send(attempt.request, stream=True)
+            except httpx.HTTPError as exc:
+                raise self._core.transport_failed(attempt, exc) from None
+            try:
+                return self._consume_download(attempt, response, part, bar)
+            finally:
+                response.close()
+        finally:
+            self._core.abandon(attempt)
+
+    def _consume_download(self, attempt: Attempt, response: httpx.Response, part: Path | None, bar: Any) -> flows.Pending | None:
+        core = self._core
+        if response.status_code not in (200, 206):
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise core.transport_failed(attempt, exc) from None
+            data = core.complete(attempt, response)  # raises on errors
+            return flows.pending_from(data, response)
+        if part is None:  # only waiting: the file is ready
+            core.stream_succeeded(attempt, response)
+            return None
+        offset = part.stat().st_size if part.exists() else 0
+        append, expected, encoded = flows.body_range(response, offset)
+        written = offset if append else 0
+        bar.reset(total=expected)
+        bar.update(written)
+        try:
+            with flows.open_part(part, append) as fh:
+                chunks = response.iter_bytes(flows.DOWNLOAD_CHUNK) if encoded else response.iter_raw(flows.DOWNLOAD_CHUNK)
+                for chunk in chunks:
+                    fh.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+            flows.check_size(written, expected, f"download of {attempt.call.path}")
+        except (httpx.HTTPError, ApiError) as exc:
+            raise core.stream_failed(attempt, exc) from None
+        core.stream_succeeded(attempt, response)
+        return None

@@ -1,0 +1,80 @@
+"""Score new conversations right after they land.
+
+:func:`auto_analyze` subscribes to ``conversation.created`` /
+``conversation.updated`` and runs the incremental analysis
+(``pe_toolkit.analysis.analyze(store, incremental=True)``, which scores
+exactly the conversations that are new or changed) in batches: once at
+least ``min_batch`` conversations have arrived, and for the remainder when
+the sync or import that wrote them ends (``sync.completed``,
+``sync.failed``, ``import.completed``). One analysis per batch of writes,
+never one per conversation.
+
+    >>> stop = auto_analyze(store)
+    >>> pe.sync(store)            # conversations are scored as batches land
+    >>> stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ..events import Event, EventBus, bus as default_bus
+from ..store import Store
+
+log = logging.getLogger(__name__)
+
+WRITE_TOPICS = ("conversation.created", "conversation.updated")
+FLUSH_TOPICS = ("sync.completed", "sync.failed", "import.completed")
+
+
+class _Batcher:
+    def __init__(self, store: Store, events: EventBus, min_batch: int) -> None:
+        self.store, self.events, self.min_batch = store, events, min_batch
+        self.waiting = 0
+        self.runs = 0
+        self._lock = threading.Lock()
+        self._running = False
+
+    def on_write(self, event: Event) -> None:
+        with self._lock:
+            self.waiting += len(event.payload.get("ids") or ())
+            due = self.waiting >= self.min_batch
+        if due:
+            self.run()
+
+    def on_flush(self, event: Event) -> None:
+        if self.waiting:
+            self.run()
+
+    def run(self) -> None:
+        from ..analysis import analyze
+
+        with self._lock:
+            if self._running:  # analysis writes scores; never re-enter from its own events
+                return
+            self._running, self.waiting = True, 0
+        try:
+            analyze(self.store, incremental=True, progress=False, events=self.events)
+            self.runs += 1
+        finally:
+            with self._lock:
+                self._running = False
+
+
+def auto_analyze(store: Store, *, bus: EventBus | None = None, min_batch: int = 5000) -> Callable[[], None]:
+    """Subscribe incremental analysis to ``bus`` (default: the process bus);
+    returns a function that unsubscribes. The analysis runs in the thread
+    that publishes (the sync's), so its writes share the store's connection."""
+    events = bus or default_bus
+    batcher = _Batcher(store, events, max(1, int(min_batch)))
+    stops = [events.subscribe(t, batcher.on_write) for t in WRITE_TOPICS]
+    stops += [events.subscribe(t, batcher.on_flush) for t in FLUSH_TOPICS]
+
+    def unsubscribe() -> None:
+        for stop in stops:
+            stop()
+
+    unsubscribe.batcher = batcher  # type: ignore[attr-defined]
+    return unsubscribe

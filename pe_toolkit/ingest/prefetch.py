@@ -1,0 +1,57 @@
+"""Run a generator a few items ahead in a background thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:  # type: ignore[type-arg]
+    """Run a generator in a background thread, ``depth`` items ahead.
+
+    Parsing the next chunk (its own DuckDB connection) overlaps with writing
+    the current one; DuckDB releases the GIL while it works. Errors raised
+    by the generator re-raise here, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)  # type: ignore[type-arg]
+    stop = threading.Event()
+    done = object()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((None, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((exc, None))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None and stop.is_set():
+                close()
+        q.put((None, done))
+
+    thread = threading.Thread(target=worker, name="pe-import-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)

@@ -1,0 +1,347 @@
+"""Sync conversations from the Pixelated Empathy API into the store.
+
+    >>> import pe_toolkit as pe
+    >>> report = pe.sync(pe.open_store(), tier="research")     # PE_API_URL / PE_API_KEY
+    >>> print(report)
+
+Modes:
+
+- ``bulk`` (:mod:`.sync_bulk`): an export job, a streamed download, loaded
+  in batches and merged by id and content hash;
+- ``incremental`` (:mod:`.sync_incremental`): list summaries, fetch only the
+  ids that are new, changed, older than ``ttl`` for this source, or open
+  dead letters, ``concurrency`` at a time;
+- ``auto`` (default): resume an interrupted sync in its mode; otherwise
+  estimate the work from one request (the filter's ``total``) and what this
+  store already holds from the source: incremental when the listing pages
+  plus the conversations to fetch come to at most ``incremental_max``
+  requests and at most ``incremental_fraction`` of the total, else bulk.
+  An incremental run whose listing finds a larger delta than that switches
+  to bulk.
+
+Guarantees: each batch is one transaction, so a killed sync loses at most
+the batch in flight, and a re-run resumes from the checkpoint (same
+source and filter) and ends with exactly the source's conversations, none
+twice. Invalid payloads go to ``dead_letters`` keyed by conversation id and
+are fetched again by the next sync; the rest goes on. Events on ``events``
+(default: the process bus): ``conversation.created`` / ``.updated`` per
+batch, ``sync.progress``, ``sync.completed`` (the report's fields) and
+``sync.failed``.
+
+Without an API configured (no ``PE_API_URL``, no ``client``), the bundled
+sample is imported instead, so the README's offline commands keep working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from ..client import Client
+from ..config import load_settings
+from ..errors import InputError
+from ..events import EventBus, bus as default_bus
+from ..store import ConversationFilter, Store
+from . import sync_state
+from .sync_writer import BatchWriter
+
+Mode = Literal["auto", "bulk", "incremental"]
+MODES = ("auto", "bulk", "incremental")
+DEFAULT_TTL = timedelta(days=7)
+MAX_ERRORS_KEPT = 20
+
+
+@dataclass
+class SyncReport:
+    """What one sync did. ``status``: ``completed``; ``partial`` (some
+    fetches kept failing: they stay queued for the next sync); ``sample``
+    (no API configured: the bundled sample was imported)."""
+
+    source: str
+    mode: str = ""
+    reason: str = ""
+    status: str = "running"
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    resolved: int = 0
+    listed: int = 0
+    planned: dict[str, int] = field(default_factory=dict)
+    fetched: int = 0
+    vanished: int = 0
+    failed: int = 0
+    gaps: int = 0
+    drift: bool = False
+    resumed: bool = False
+    export_id: str | None = None
+    seconds: float = 0.0
+    failed_ids: list[str] = field(default_factory=list, repr=False)
+    errors: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def as_event(self) -> dict[str, Any]:
+        skip = {"failed_ids", "errors"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.mode}"
+        if self.reason:
+            text += f" ({self.reason})"
+        text += f": {self.inserted:,} new, {self.updated:,} updated, {self.unchanged:,} unchanged"
+        if self.invalid:
+            text += f", {self.invalid:,} invalid (in dead_letters)"
+        if self.resolved:
+            text += f", {self.resolved:,} dead letters resolved"
+        if self.vanished:
+            text += f", {self.vanished:,} gone upstream"
+        if self.failed:
+            text += f", {self.failed:,} still failing (queued for the next sync)"
+        if self.gaps:
+            text += f", {self.gaps:,} listed by the server but never seen (corpus changing during the pull)"
+        if self.resumed:
+            text += ", resumed"
+        return text + f" in {self.seconds:.1f} s"
+
+
+@dataclass
+class SyncContext:
+    """Everything the two paths share for one run."""
+
+    store: Store
+    client: Client
+    source: str
+    scope: str
+    dataset: str | None
+    tier: str | None
+    min_quality: float | None
+    ttl: timedelta
+    concurrency: int | None
+    batch_size: int
+    page_size: int
+    chunk_bytes: int | None
+    progress: bool
+    events: EventBus
+    run_id: str
+    report: SyncReport
+    writer: BatchWriter
+    work_dir: Path
+    total: int | None = None
+
+    def expected_total(self) -> int:
+        """How many conversations the server lists for the filter (one request, cached)."""
+        if self.total is None:
+            from ..client import routes
+
+            self.total = self.client.request(
+                routes.list_conversations(dataset=self.dataset, tier=self.tier, min_quality=self.min_quality, limit=1, offset=0)
+            ).total
+        return self.total
+
+    def checkpoint(self, mode: str, phase: str, state: dict[str, Any]) -> None:
+        sync_state.save_checkpoint(self.store, self.source, self.scope, self.run_id, mode, phase, state)
+
+    @contextlib.contextmanager
+    def bar(self, total: float | None, phase: str, unit: str) -> Iterator[Any]:
+        from tqdm.auto import tqdm
+
+        scale = unit == "B"
+        with tqdm(
+            total=total, desc=f"sync {phase}", unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
+            disable=not self.progress, leave=False,
+        ) as bar:
+            yield bar
+
+
+def source_of(client: Client) -> str:
+    """The name a client's conversations are stored under (its first base URL)."""
+    return f"api:{client.urls[0]}"
+
+
+def sync(
+    store: Store,
+    client: Client | None = None,
+    *,
+    dataset: str | None = None,
+    tier: str | None = None,
+    min_quality: float | None = None,
+    mode: Mode = "auto",
+    ttl: timedelta | float = DEFAULT_TTL,
+    concurrency: int | None = None,
+    batch_size: int = 1000,
+    page_size: int = 1000,
+    incremental_max: int = 2000,
+    incremental_fraction: float = 0.25,
+    chunk_bytes: int | None = None,
+    source: str | None = None,
+    progress: bool = True,
+    events: EventBus | None = None,
+) -> SyncReport:
+    """Bring ``store`` up to date with the API for the filter; see the module docstring.
+
+    ``client``: a :class:`~pe_toolkit.client.Client` (default: one from the
+    settings, closed afterwards). ``ttl``: seconds or a timedelta after which
+    a conversation is fetched again by the incremental path. ``source``:
+    the name conversations, dead letters and checkpoints are kept under
+    (default ``api:<first base URL>``; set it when the same API moves to
+    another URL).
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown sync mode {mode!r}; expected one of {', '.join(MODES)}")
+    ConversationFilter(dataset=dataset, tier=tier, min_quality=min_quality)  # validates the filter
+    if batch_size < 1 or not 2 <= page_size <= 1000:
+        raise InputError("batch_size must be >= 1 and page_size between 2 and 1000")
+    events = events or default_bus
+    ttl = ttl if isinstance(ttl, timedelta) else timedelta(seconds=float(ttl))
+    owned = None
+    if client is None:
+        settings = load_settings()
+        if not settings.api_configured:
+            return _sample(store, progress, events)
+        client = owned = Client(settings=settings)
+    try:
+        return _run(
+            store, client, dataset=dataset, tier=tier, min_quality=min_quality, mode=mode, ttl=ttl, concurrency=concurrency,
+            batch_size=batch_size, page_size=page_size, incremental_max=incremental_max,
+            incremental_fraction=incremental_fraction, chunk_bytes=chunk_bytes, source=source, progress=progress, events=events,
+        )
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _sample(store: Store, progress: bool, events: EventBus) -> SyncReport:
+    from .importer import import_file
+
+    started = time.perf_counter()
+    path = load_settings().sample_path
+    if not path.is_file():
+        raise InputError(f"no API configured (PE_API_URL) and the bundled sample is missing: {path}")
+    imported = import_file(store, path, progress=progress, events=events)
+    report = SyncReport(source=f"file:{path.name}", mode="sample", reason="no API configured: the bundled sample", status="sample")
+    report.inserted, report.updated, report.unchanged, report.invalid = (
+        imported.inserted, imported.updated, imported.unchanged, imported.invalid,
+    )
+    report.seconds = time.perf_counter() - started
+    events.publish("sync.completed", **report.as_event())
+    return report
+
+
+def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress: bool, **opts: Any) -> SyncReport:
+    from . import sync_bulk
+
+    started = time.perf_counter()
+    source = opts["source"] or source_of(client)
+    scope = sync_state.scope_key(opts["dataset"], opts["tier"], opts["min_quality"])
+    report = SyncReport(source=source)
+    sync_state.interrupt_stale_runs(store, source)
+    checkpoint = sync_state.load_checkpoint(store, source, scope)
+    if checkpoint is not None and mode != "auto" and checkpoint.mode != mode:
+        sync_state.clear_checkpoint(store, source, scope)  # the caller asked for the other mode: start over
+        checkpoint = None
+    run_id = store.start_run("sync", source)
+    work_dir = store.path.parent / f".{store.path.name}.sync"
+    work_dir.mkdir(mode=0o700, exist_ok=True)
+    writer = BatchWriter(
+        store, source, dataset=opts["dataset"] or "api", events=events, resolve=sync_state.open_dead_letters(store, source) > 0
+    )
+    ctx = SyncContext(
+        store=store, client=client, source=source, scope=scope, dataset=opts["dataset"], tier=opts["tier"],
+        min_quality=opts["min_quality"], ttl=opts["ttl"], concurrency=opts["concurrency"], batch_size=opts["batch_size"],
+        page_size=opts["page_size"], chunk_bytes=opts["chunk_bytes"], progress=progress, events=events, run_id=run_id,
+        report=report, writer=writer, work_dir=work_dir,
+    )
+    try:
+        if len(client.urls) > 1:
+            client.check_endpoints()  # skip mirrors that are down from the first request on
+        chosen, report.reason = _choose(ctx, mode, checkpoint, opts["incremental_max"], opts["incremental_fraction"])
+        report.mode = chosen
+        if chosen == "incremental":
+            _incremental(ctx, checkpoint, switch_to_bulk_above=opts["incremental_max"] if mode == "auto" else None,
+                         fraction=opts["incremental_fraction"])
+        else:
+            sync_bulk.run_bulk(ctx, checkpoint)
+    except BaseException as exc:
+        _finish(ctx, error=exc)
+        report.seconds = time.perf_counter() - started
+        events.publish("sync.failed", source=source, error=str(exc) or type(exc).__name__, report=report.as_event())
+        raise
+    finally:
+        writer.close()
+    report.status = "partial" if report.failed else "completed"
+    if not report.failed:
+        sync_state.clear_checkpoint(store, source, scope)
+    _finish(ctx)
+    report.seconds = time.perf_counter() - started
+    events.publish("sync.completed", **report.as_event())
+    return report
+
+
+def _incremental(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None, *, switch_to_bulk_above: int | None, fraction: float) -> None:
+    """List (or resume the listing), plan, fetch; in auto mode a delta
+    larger than ``switch_to_bulk_above`` requests (or ``fraction`` of the
+    listing) is pulled with one export instead."""
+    from . import sync_bulk, sync_incremental
+
+    report = ctx.report
+    resume = checkpoint.state if checkpoint is not None and checkpoint.mode == "incremental" else None
+    if resume is not None and checkpoint is not None and checkpoint.phase == "fetching":
+        report.resumed = True
+        report.planned = dict(resume.get("planned", {}))
+        report.listed = int(resume.get("listed", 0))
+    else:
+        sync_incremental.list_all(ctx, resume)
+        todo = sum(sync_incremental.plan(ctx).values())
+        if switch_to_bulk_above is not None and report.listed and todo > min(switch_to_bulk_above, fraction * report.listed):
+            sync_state.clear_checkpoint(ctx.store, ctx.source, ctx.scope)
+            report.mode, report.reason = "bulk", f"listing found {todo:,} of {report.listed:,} to fetch"
+            sync_bulk.run_bulk(ctx, None)
+            return
+    sync_incremental.fetch_pending(ctx)
+
+
+def _finish(ctx: SyncContext, error: BaseException | None = None) -> None:
+    counts, report = ctx.writer.counts, ctx.report
+    report.inserted, report.updated, report.unchanged = counts.inserted, counts.updated, counts.unchanged
+    report.invalid, report.resolved = counts.invalid, counts.resolved
+    report.errors = report.errors[:MAX_ERRORS_KEPT]
+    message = None
+    if error is not None:
+        message = str(error) or type(error).__name__
+    elif report.failed:
+        message = f"{report.failed} conversation(s) could not be fetched; queued for the next sync"
+    with contextlib.suppress(Exception):
+        ctx.store.finish_run(ctx.run_id, counts, invalid=counts.invalid, error=message if error is not None else None)
+        if message and error is None:
+            with ctx.store.transaction() as con:
+                con.execute("UPDATE ingest_runs SET error = ? WHERE run_id = ?", [message, ctx.run_id])
+
+
+def _choose(
+    ctx: SyncContext, mode: Mode, checkpoint: sync_state.Checkpoint | None, incremental_max: int, fraction: float
+) -> tuple[str, str]:
+    if mode != "auto":
+        return mode, "requested"
+    if checkpoint is not None:
+        ctx.report.resumed = True
+        return checkpoint.mode, f"resuming the interrupted {checkpoint.mode} sync"
+    total = ctx.expected_total()
+    where, params = ConversationFilter(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality).where("c")
+    local, stale = sync_state.synced_locally(ctx.store, ctx.source, where, params, ctx.ttl)
+    dead = sync_state.open_dead_letters(ctx.store, ctx.source)
+    estimate = max(0, total - local) + stale + dead
+    requests = math.ceil(total / ctx.page_size) + estimate
+    if local == 0 and total > 0:
+        return "bulk", f"nothing synced from this source yet ({total:,} conversations)"
+    if requests > incremental_max or estimate > fraction * max(total, 1):
+        return "bulk", f"about {estimate:,} of {total:,} to fetch: one export is cheaper"
+    return "incremental", f"about {estimate:,} of {total:,} to fetch"

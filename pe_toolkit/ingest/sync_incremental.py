@@ -1,0 +1,192 @@
+"""Incremental sync: list summaries, fetch only what is new, changed or stale.
+
+Phases, each checkpointed:
+
+1. ``listing``: every page of ``GET /v1/conversations`` for the filter goes
+   into ``sync_listing`` (distinct ids; pages overlap by one item and are
+   re-walked when the corpus shifted, see
+   :mod:`pe_toolkit.client.pagination`). The pager's position is saved
+   after each page.
+2. ``fetching``: ``sync_pending`` gets the ids whose summary differs from
+   the stored row, that are missing, older than the cache TTL for this
+   source, or open dead letters; they are fetched ``concurrency`` at a
+   time in batches, each batch validated and merged in one transaction,
+   then removed from the queue. A conversation that vanished since the
+   listing (404) is dropped; one whose fetch kept failing stays queued for
+   the next sync (the run is reported ``partial``). The run stops at once
+   when the circuit breaker opens, the rate budget is exhausted or the key
+   is refused: every further request would fail the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from ..client import routes
+from ..client.models import SummaryFrame
+from ..client.pagination import Paginator
+from ..errors import (
+    ApiError,
+    AuthenticationError,
+    CircuitOpenError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from . import sync_state
+from .prefetch import prefetch
+
+if TYPE_CHECKING:
+    from .sync import SyncContext
+
+FATAL = (CircuitOpenError, RateLimitError, AuthenticationError, PermissionDeniedError)
+
+
+def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
+    """Phase 1 (resumable from ``state['pager']``)."""
+    pager = Paginator(**state["pager"]) if state and "pager" in state else Paginator(page_size=ctx.page_size)
+    if state and "pager" in state:
+        ctx.report.resumed = True
+    # The ids listed so far, to keep only new ones from each page: a set
+    # lookup per row instead of an anti-join against the growing listing.
+    seen = set(sync_state.listed_ids(ctx.store, ctx.source, ctx.scope))
+    with ctx.bar(None, "list", "conv") as bar:
+        while (req := pager.request()) is not None:
+            limit, offset = req
+            call = routes.list_conversations(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality, limit=limit, offset=offset)
+            page = ctx.client.request(dataclasses.replace(call, decode=SummaryFrame.from_api))
+            ids = page.frame["id"].to_list()
+            if ids and pager.skip_first(ids[0]):
+                ids = ids[1:]
+            fresh = []
+            for cid in ids:  # one set lookup per summary of one page
+                fresh.append(cid not in seen)
+                seen.add(cid)
+            if any(fresh):
+                rows = page.frame.tail(len(ids)).filter(pl.Series(fresh, dtype=pl.Boolean))
+                sync_state.add_listing(ctx.store, ctx.source, ctx.scope, rows.to_arrow())
+            pager.advance(page.frame.height, page.frame["id"][-1] if page.frame.height else None, page.total, len(seen))
+            bar.total = page.total
+            bar.update(max(0, len(seen) - bar.n))
+            ctx.checkpoint("incremental", "listing", {"pager": dataclasses.asdict(pager)})
+            ctx.events.publish("sync.progress", source=ctx.source, phase="list", done=len(seen), total=page.total)
+    ctx.report.listed = len(seen)
+    ctx.report.gaps = pager.gaps
+    ctx.report.drift = pager.drift_seen
+
+
+def plan(ctx: SyncContext) -> dict[str, int]:
+    planned = sync_state.plan_fetches(ctx.store, ctx.source, ctx.scope, ctx.ttl)
+    ctx.report.planned = planned
+    ctx.checkpoint("incremental", "fetching", {"planned": planned, "listed": ctx.report.listed, "gaps": ctx.report.gaps})
+    return planned
+
+
+def fetch_pending(ctx: SyncContext) -> None:
+    """Phase 2. Returns normally when the queue is empty or only failures
+    remain; raises the first fatal error after writing what was fetched."""
+    ids = sync_state.pending_ids(ctx.store, ctx.source, ctx.scope)
+    with ctx.bar(len(ids), "fetch", "conv") as bar:
+        failed = _fetch_round(ctx, ids, bar)
+    if failed:
+        # One more round for ids whose every retry failed: trouble that
+        # lasted seconds may be over by now.
+        failed = _fetch_round(ctx, failed, None)
+    ctx.report.failed = len(failed)
+    ctx.report.failed_ids = failed
+
+
+def _results(ctx: SyncContext, ids: list[str]) -> Iterator[tuple[str, Any]]:
+    """One continuous stream of fetch results; a fatal error ends it."""
+    results = ctx.client.fetch_each(ids, concurrency=ctx.concurrency, raw=True)
+    try:
+        for item in results:
+            yield item
+            if isinstance(item[1], FATAL):
+                return
+    finally:
+        results.close()  # cancels what is still queued
+
+
+def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
+    failed: list[str] = []
+    done = 0
+    batch: list[tuple[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal done, failed, batch
+        failed += _write_batch(ctx, batch)
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+        ctx.events.publish("sync.progress", source=ctx.source, phase="fetch", done=done, total=len(ids))
+        batch = []
+
+    # Fetches run on a background thread up to two batches ahead, so
+    # requests stay in flight while a batch is validated and merged here
+    # (DuckDB releases the GIL while it works). Results cross one by one,
+    # so stopping (an error, Ctrl-C) waits for at most one fetch.
+    with contextlib.closing(prefetch(_results(ctx, ids), depth=2 * ctx.batch_size)) as stream:
+        for item in stream:
+            batch.append(item)
+            if len(batch) >= ctx.batch_size or isinstance(item[1], FATAL):
+                flush()
+        if batch:
+            flush()
+    return failed
+
+
+def _write_batch(ctx: SyncContext, batch: list[tuple[str, Any]]) -> list[str]:
+    """Validate and write one batch of fetch results; returns the ids that
+    failed, raises a fatal error once what came before it is written."""
+    fetched: list[tuple[str, Any]] = []
+    failed: list[str] = []
+    vanished: list[str] = []
+    fatal: ApiError | None = None
+    for cid, result in batch:
+        if isinstance(result, FATAL):
+            fatal = result
+        elif isinstance(result, NotFoundError):
+            vanished.append(cid)
+        elif isinstance(result, ApiError):
+            failed.append(cid)
+            ctx.report.errors.append(f"{cid}: {result}")
+        else:
+            fetched.append((cid, result))
+    written = _write(ctx, fetched)
+    sync_state.drop_pending(ctx.store, ctx.source, ctx.scope, written + vanished)
+    ctx.report.fetched += len(fetched)
+    ctx.report.vanished += len(vanished)
+    if fatal is not None:
+        raise fatal
+    return failed
+
+
+def _write(ctx: SyncContext, fetched: list[tuple[str, Any]]) -> list[str]:
+    """Validate and merge fetched objects; returns the ids dealt with
+    (merged or set aside as dead letters)."""
+    if not fetched:
+        return []
+    requested: list[str] = []
+    raws: list[str] = []
+    mismatched: list[tuple[str, str, str | None]] = []
+    for cid, obj in fetched:
+        # A Python loop over at most one batch of fetched objects: each one
+        # came from its own HTTP response and must be serialized anyway.
+        raw = orjson.dumps(obj).decode()
+        if isinstance(obj, dict) and obj.get("id") not in (None, cid):
+            mismatched.append((cid, f"asked for {cid!r}, the server sent id {obj.get('id')!r}", raw))
+            continue
+        requested.append(cid)
+        raws.append(raw)
+    lines = pa.table({"line_no": pa.array(range(len(raws)), pa.int64()), "raw": pa.array(raws, pa.string())})
+    good, errors = ctx.writer.normalize(lines)
+    ctx.writer.write(good, errors, lambda line, _raw: requested[line], extra_bad=mismatched)
+    return requested + [m[0] for m in mismatched]

@@ -1,0 +1,178 @@
+"""The sync's bookkeeping tables (migration 0004): checkpoints, last-fetched
+times, and the listing and work queue of an incremental run.
+
+Every function is one short transaction. Nothing here needs to be atomic
+with ``Store.upsert``: writing a conversation twice is a no-op (the merge
+is keyed by id and content hash), so a crash between the upsert and the
+bookkeeping only means a little work is repeated on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ..store import Store
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    run_id: str
+    mode: str
+    phase: str
+    state: dict[str, Any]
+    started_at: datetime
+
+
+def scope_key(dataset: str | None, tier: str | None, min_quality: float | None) -> str:
+    """The filter as text: one checkpoint per (source, filter)."""
+    mq = "*" if min_quality is None else repr(float(min_quality))
+    return f"dataset={dataset or '*'};tier={tier or '*'};min_quality={mq}"
+
+
+def load_checkpoint(store: Store, source: str, scope: str) -> Checkpoint | None:
+    rows = store.connection.execute(
+        "SELECT run_id, mode, phase, state::VARCHAR, started_at FROM sync_checkpoints WHERE source = ? AND scope = ?",
+        [source, scope],
+    ).fetchall()
+    if not rows:
+        return None
+    run_id, mode, phase, state, started = rows[0]
+    return Checkpoint(run_id, mode, phase, orjson.loads(state), started)
+
+
+def save_checkpoint(store: Store, source: str, scope: str, run_id: str, mode: str, phase: str, state: dict[str, Any]) -> None:
+    with store.transaction() as con:
+        started = con.execute(
+            "SELECT min(started_at) FROM sync_checkpoints WHERE source = ? AND scope = ? AND mode = ?", [source, scope, mode]
+        ).fetchall()[0][0]
+        con.execute("DELETE FROM sync_checkpoints WHERE source = ? AND scope = ?", [source, scope])
+        con.execute(
+            "INSERT INTO sync_checkpoints VALUES (?, ?, ?, ?, ?, ?, coalesce(?, now()), now())",
+            [source, scope, run_id, mode, phase, orjson.dumps(state).decode(), started],
+        )
+
+
+def clear_checkpoint(store: Store, source: str, scope: str) -> None:
+    with store.transaction() as con:
+        con.execute("DELETE FROM sync_checkpoints WHERE source = ? AND scope = ?", [source, scope])
+        con.execute("DELETE FROM sync_listing WHERE source = ? AND scope = ?", [source, scope])
+        con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
+
+
+def mark_seen(store: Store, source: str, ids: pa.Array | list[str]) -> None:
+    """Record that ``ids`` were fetched from ``source`` now."""
+    if len(ids) == 0:
+        return
+    table = pa.table({"id": pa.array(ids, pa.string()) if isinstance(ids, list) else ids.cast(pa.string())})
+    # Registered inside the transaction, which holds the store's write lock:
+    # no other thread can use (or re-register) the name meanwhile.
+    with store.transaction() as con:
+        con.register("_seen_ids", table)
+        try:
+            con.execute("DELETE FROM sync_seen WHERE source = ? AND id IN (SELECT id FROM _seen_ids)", [source])
+            con.execute("INSERT INTO sync_seen SELECT DISTINCT ?, id, now() FROM _seen_ids", [source])
+        finally:
+            con.unregister("_seen_ids")
+
+
+def listed_ids(store: Store, source: str, scope: str) -> list[str]:
+    rows = store.connection.execute("SELECT id FROM sync_listing WHERE source = ? AND scope = ?", [source, scope]).fetchall()
+    return [r[0] for r in rows]
+
+
+def add_listing(store: Store, source: str, scope: str, summaries: pa.Table) -> None:
+    """Append summaries the caller has not listed before (it keeps the ids)."""
+    with store.transaction() as con:
+        con.register("_page", summaries)
+        try:
+            con.execute(
+                "INSERT INTO sync_listing SELECT ?, ?, id, dataset, tier, quality_score, message_count, created_at FROM _page",
+                [source, scope],
+            )
+        finally:
+            con.unregister("_page")
+
+
+def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta) -> dict[str, int]:
+    """Fill ``sync_pending`` from the listing: ids that are new, changed
+    (their summary differs from the stored row), stale (not fetched from
+    this source within ``ttl``) or an open dead letter of this source.
+    Returns the counts per reason."""
+    differs = " OR ".join(
+        f"c.{a} IS DISTINCT FROM l.{b}"
+        for a, b in (
+            ("dataset", "dataset"),
+            ("tier", "tier"),
+            ("overall_quality", "quality_score"),
+            ("message_count", "message_count"),
+            ("created_at", "created_at"),
+        )
+    )
+    with store.transaction() as con:
+        con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
+        con.execute(
+            "INSERT INTO sync_pending SELECT ?, ?, id, reason FROM ("
+            "SELECT l.id, CASE WHEN c.id IS NULL THEN 'new' "
+            f"WHEN {differs} THEN 'changed' "
+            "WHEN d.locator IS NOT NULL THEN 'dead_letter' "
+            "WHEN s.synced_at IS NULL OR s.synced_at < now() - ?::INTERVAL THEN 'stale' END AS reason "
+            "FROM sync_listing l LEFT JOIN conversations c ON c.id = l.id "
+            "LEFT JOIN sync_seen s ON s.source = l.source AND s.id = l.id "
+            "LEFT JOIN (SELECT DISTINCT locator FROM dead_letters WHERE source = ? AND resolved_at IS NULL) d ON d.locator = l.id "
+            "WHERE l.source = ? AND l.scope = ?) WHERE reason IS NOT NULL",
+            [source, scope, f"{int(ttl.total_seconds())} seconds", source, source, scope],
+        )
+        rows = con.execute(
+            "SELECT reason, count(*) FROM sync_pending WHERE source = ? AND scope = ? GROUP BY reason", [source, scope]
+        ).fetchall()
+    return {reason: int(n) for reason, n in rows}
+
+
+def pending_ids(store: Store, source: str, scope: str) -> list[str]:
+    rows = store.connection.execute(
+        "SELECT id FROM sync_pending WHERE source = ? AND scope = ? ORDER BY id", [source, scope]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def drop_pending(store: Store, source: str, scope: str, ids: list[str]) -> None:
+    if not ids:
+        return
+    with store.transaction() as con:
+        con.execute(
+            "DELETE FROM sync_pending WHERE source = ? AND scope = ? AND id IN (SELECT unnest(?::VARCHAR[]))",
+            [source, scope, ids],
+        )
+
+
+def synced_locally(store: Store, source: str, where: str, params: list[Any], ttl: timedelta) -> tuple[int, int]:
+    """(conversations matching the filter fetched from ``source``, how many
+    of those are older than ``ttl``)."""
+    row = store.connection.execute(
+        "SELECT count(*), count(*) FILTER (WHERE s.synced_at < now() - ?::INTERVAL) FROM conversations c "
+        f"JOIN sync_seen s ON s.id = c.id AND s.source = ? WHERE {where}",
+        [f"{int(ttl.total_seconds())} seconds", source, *params],
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
+
+
+def open_dead_letters(store: Store, source: str) -> int:
+    return int(store.scalar("SELECT count(*) FROM dead_letters WHERE source = ? AND resolved_at IS NULL", [source]))
+
+
+def interrupt_stale_runs(store: Store, source: str) -> int:
+    """Runs of this source still marked running belong to a process that
+    died (one writer per file: it cannot be running now)."""
+    with store.transaction() as con:
+        return int(
+            con.execute(
+                "UPDATE ingest_runs SET status = 'failed', finished_at = now(), error = 'interrupted' "
+                "WHERE kind = 'sync' AND source = ? AND status = 'running'",
+                [source],
+            ).fetchall()[0][0]
+        )

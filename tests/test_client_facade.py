@@ -1,0 +1,122 @@
+"""The compatibility facade: a script written for the published SDK runs
+unchanged against the mirror (only the import line names pe_toolkit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import polars as pl
+import pytest
+
+from pe_toolkit import PixelatedEmpathyAPI
+from pe_toolkit.client import PixelatedEmpathyAPIError, RateLimitError
+
+from .client_support import KEY
+from .server_support import Served, mirror, sample_store_template  # noqa: F401
+
+# The published SDK's README and integration examples, condensed: list,
+# iterate, validate, search, process and wait, export. Method names,
+# arguments and the dict keys read are the SDK's.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pe_toolkit import PixelatedEmpathyAPI
+
+    api = PixelatedEmpathyAPI(sys.argv[2], base_url=sys.argv[1], timeout=30, max_retries=3)
+    if not api.health_check():
+        print("API is not available")
+        sys.exit(1)
+
+    datasets = api.list_datasets()
+    print(f"datasets {len(datasets)}")
+    for dataset in datasets:
+        print(f"dataset {dataset['name']} {dataset['conversations']}")
+    info = api.get_dataset_info(datasets[0]["name"])
+    print(f"info {info['name']} {info['statistics']['total_conversations']}")
+
+    conversations = api.get_conversations(tier="professional", limit=5)
+    print(f"professional {len(conversations['conversations'])} of {conversations['total']}")
+    first = api.get_conversation(conversations["conversations"][0]["id"])
+    print(f"first {first['id']} {len(first['messages'])}")
+
+    count = 0
+    for conversation in api.iter_conversations(tier="research", batch_size=100):
+        count += 1
+    print(f"research {count}")
+
+    result = api.validate_conversation_quality({
+        "id": "test_conv_001",
+        "messages": [
+            {"role": "user", "content": "I'm feeling anxious about my job interview tomorrow."},
+            {"role": "assistant", "content": "It's natural to feel anxious before an important interview. What worries you most?"},
+        ],
+    })
+    print(f"validated {result['conversation_id']} {result['tier_classification']}")
+
+    search = api.search_conversations("anxiety therapy techniques", filters={"tier": "professional", "min_quality": 0.7})
+    print(f"search {search['total_matches']}")
+    metrics = api.get_quality_metrics()
+    print(f"metrics {metrics['overall_statistics']['total_conversations']}")
+
+    job = api.submit_processing_job(datasets[0]["name"], "export", {"format": "jsonl"})
+    status = api.get_job_status(job["job_id"])
+    final = api.wait_for_job(job["job_id"], poll_interval=1, timeout=300)
+    print(f"job {final['status']} {final['progress']}")
+
+    export = api.export_data(dataset=datasets[0]["name"], format="jsonl", tier="research")
+    print(f"export {export['format']} {export['download_url'].endswith('/download')}")
+    stats = api.get_statistics_overview()
+    print(f"stats {stats['total_conversations']}")
+    """
+)
+
+
+def test_a_published_sdk_script_runs_unchanged(mirror: Served, tmp_path) -> None:
+    script = tmp_path / "sdk_example.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+    env["PE_CACHE"] = str(tmp_path / "unused.duckdb")
+    out = subprocess.run(
+        [sys.executable, str(script), mirror.url + "/v1", KEY], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    table = mirror.mirror.store.conversations()
+    assert lines["datasets"] == str(table["dataset"].n_unique())
+    assert lines["professional"] == f"5 of {table.filter(pl.col('tier') == 'professional').height}"
+    assert lines["research"] == str(table.filter(pl.col("tier") == "research").height)
+    assert lines["validated"].startswith("test_conv_001 ")
+    status, progress = lines["job"].split()
+    assert status == "completed" and float(progress) == 100
+    assert lines["export"] == "jsonl True"
+    assert lines["stats"] == str(table.height)
+    assert KEY not in out.stdout and KEY not in out.stderr
+
+
+def test_facade_returns_plain_dicts_and_sdk_error_names(mirror: Served) -> None:
+    with PixelatedEmpathyAPI(KEY, base_url=mirror.url + "/v1", timeout=10, max_retries=1) as api:
+        page = api.get_conversations(limit=3)
+        assert type(page) is dict and type(page["conversations"][0]) is dict
+        conv = api.get_conversation(page["conversations"][0]["id"])
+        assert conv == mirror.mirror.store.conversation(conv["id"])
+        ids = [c["id"] for c in api.iter_conversations(batch_size=250)]
+        assert len(ids) == len(set(ids)) == mirror.mirror.store.count()
+        with pytest.raises(PixelatedEmpathyAPIError) as info:
+            api.get_conversation("not_there")
+        assert info.value.status == 404
+        assert KEY not in repr(api) and KEY not in str(vars(api))
+    assert issubclass(RateLimitError, PixelatedEmpathyAPIError)
+
+
+def test_health_check_is_false_not_an_exception_when_down() -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    api = PixelatedEmpathyAPI(KEY, base_url=f"http://127.0.0.1:{port}/v1", timeout=2, max_retries=0)
+    assert api.health_check() is False

@@ -1,0 +1,219 @@
+"""Sync modes against the mirror: auto's choice, incremental deltas (new,
+changed, stale), offset drift during the listing, events, the offline
+sample, failover between mirrors and pacing under a small rate limit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.cli import cli
+from pe_toolkit.events import EventBus
+from pe_toolkit.ingest import import_file
+from pe_toolkit.ingest.auto_analyze import auto_analyze
+from pe_toolkit.ingest.sync import sync
+from pe_toolkit.errors import AuthenticationError, InputError
+from pe_toolkit.store import Store
+
+from .client_support import KEY, assert_equal_to_source, build_source, copy_db, make_client, serve
+from .conftest import SAMPLE
+from .server_support import wait_until
+
+N = 1200
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path, _ = build_source(tmp_path_factory.mktemp("modes_source"), N, seed=41)
+    return path
+
+
+@pytest.fixture
+def served(source, tmp_path):
+    with serve(copy_db(source, tmp_path / "served")) as (served, _):
+        yield served
+
+
+def _record(bus: EventBus) -> list:
+    events: list = []
+    bus.subscribe("*", events.append)
+    return events
+
+
+def _change_at_source(served, folder, objects: list[dict]) -> None:
+    """Write conversations into the served store, as upstream would, and
+    wait until the mirror serves them."""
+    path = folder / "upstream.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objects))
+    import_file(served.mirror.store, path, progress=False)
+    def texts(messages: list[dict]) -> list[tuple[str, str]]:
+        return [(m["role"], m["content"]) for m in messages]
+
+    def served_now() -> bool:
+        found = [served.mirror.snapshot.get(o["id"]) for o in objects]
+        return all(f and texts(orjson.loads(f)["messages"]) == texts(o["messages"]) for f, o in zip(found, objects))
+
+    wait_until(served_now, what="the mirror to serve the change")
+
+
+def _new_conversation(cid: str, tier: str = "basic") -> dict:
+    return {
+        "id": cid,
+        "messages": [{"role": "user", "content": f"I can't sleep ({cid})"}, {"role": "assistant", "content": "That sounds exhausting."}],
+        "metadata": {"dataset": "late_additions", "tier": tier, "created_at": "2026-01-01T00:00:00Z"},
+    }
+
+
+def test_auto_picks_bulk_then_incremental_deltas(served, tmp_path) -> None:
+    bus = EventBus()
+    events = _record(bus)
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        first = sync(store, client, progress=False, events=bus)
+        assert first.mode == "bulk" and "nothing synced" in first.reason and first.inserted == N
+        topics = [e.topic for e in events]
+        assert "sync.completed" in topics and "conversation.created" in topics
+        assert sum(len(e.payload["ids"]) for e in events if e.topic == "conversation.created") == N
+        assert any(e.topic == "sync.progress" and e.payload["phase"] == "load" for e in events)
+
+        # Nothing changed: auto lists (one page per 1000) and fetches nothing.
+        events.clear()
+        quiet = sync(store, client, progress=False, events=bus)
+        assert quiet.mode == "incremental" and quiet.planned == {} and quiet.fetched == 0 and quiet.listed == N
+
+        # Upstream adds two and changes one (a new tier, so the summary differs).
+        cid = store.conversations(limit=1, offset=7)["id"][0]
+        changed = {**store.conversation(cid)}
+        changed["metadata"] = {**changed["metadata"], "tier": "research" if changed["metadata"]["tier"] != "research" else "basic"}
+        changed["messages"] = [*changed["messages"], {"role": "user", "content": "one more thing"}]
+        _change_at_source(served, tmp_path, [_new_conversation("zz_new_1"), _new_conversation("aa_new_2"), changed])
+        events.clear()
+        delta = sync(store, client, progress=False, events=bus)
+        assert delta.mode == "incremental"
+        assert delta.planned == {"new": 2, "changed": 1} and delta.fetched == 3
+        assert (delta.inserted, delta.updated) == (2, 1)
+        assert [e.payload["ids"] for e in events if e.topic == "conversation.updated"] == [[cid]]
+        assert store.conversation(cid)["metadata"]["tier"] == changed["metadata"]["tier"]
+        completed = [e for e in events if e.topic == "sync.completed"][0].payload
+        assert completed["mode"] == "incremental" and completed["inserted"] == 2
+
+        # A change the summary cannot show is picked up once the copy is older than the TTL.
+        assert sync(store, client, progress=False, mode="incremental").fetched == 0
+        stale = sync(store, client, progress=False, mode="incremental", ttl=timedelta(0))
+        assert stale.planned == {"stale": N + 2} and stale.unchanged == N + 2
+        assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+
+        # With everything stale, auto prefers one export to N + 2 requests.
+        assert sync(store, client, progress=False, ttl=0).mode == "bulk"
+
+
+def test_offset_drift_during_the_listing_is_reconciled_by_id(served, tmp_path) -> None:
+    """Conversations land upstream, sorted before the current offset, while
+    the incremental listing pages through: every id ends up synced once."""
+    pages = []
+    late = [_new_conversation(f"a_late_{i}") for i in range(5)]
+
+    class Hook(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            if request.url.path.endswith("/conversations") and request.url.params.get("limit") != "1":
+                pages.append(request.url.params["offset"])
+                if len(pages) == 2:
+                    _change_at_source(served, tmp_path, late)
+            return response
+
+    with make_client(served.url, transport=Hook()) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert report.drift and report.gaps == 0
+        assert report.listed == report.inserted == N + len(late)
+        assert len(pages) > N // 100 + 1  # a second pass ran
+        assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+
+
+def test_offline_sync_loads_the_bundled_sample(tmp_path, monkeypatch) -> None:
+    cache = tmp_path / "offline.duckdb"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", str(cache), "sync", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "sample" in result.output
+    info = runner.invoke(cli, ["--db", str(cache), "info"])
+    assert info.exit_code == 0 and "conversations" in info.output.lower()
+    with Store(cache) as store:
+        expected = sum(1 for _ in __import__("gzip").open(SAMPLE, "rb"))
+        assert store.count() == expected
+        assert sync(store, progress=False).mode == "sample"  # again: nothing changes
+        assert store.count() == expected
+
+
+def test_failover_to_a_second_mirror(source, tmp_path) -> None:
+    with serve(copy_db(source, tmp_path / "a")) as (primary, _), serve(copy_db(source, tmp_path / "b")) as (secondary, _):
+        primary.stop()  # the first mirror is down before the sync starts
+        with make_client([primary.url, secondary.url]) as client, Store(tmp_path / "mine.duckdb") as store:
+            report = sync(store, client, progress=False)
+            assert report.status == "completed" and report.inserted == N
+            assert report.source == f"api:{primary.url}/v1"  # the API's name does not change with the mirror
+            assert client.check_endpoints() == {primary.url + "/v1": False, secondary.url + "/v1": True}
+            assert_equal_to_source(store, secondary.mirror.store.cursor(), tmp_path / "check")
+
+
+def test_pacing_keeps_a_small_rate_limit_from_ever_answering_429(source, tmp_path) -> None:
+    small = tmp_path / "small"
+    path, _ = build_source(small, 90, seed=43)
+    with serve(path, rate_limit=40, rate_window=2.0) as (served, _):
+        with make_client(served.url, concurrency=4) as client, Store(tmp_path / "mine.duckdb") as store:
+            report = sync(store, client, mode="incremental", page_size=50, progress=False)
+            assert report.inserted == 90
+        assert served.mirror.usage.rejected_rate == 0  # slowed down before the limit, never ran into it
+        assert served.mirror.usage.requests > 40  # ...while needing more than one window's budget
+
+
+def test_auto_analyze_scores_new_conversations_in_batches(served, tmp_path) -> None:
+    bus = EventBus()
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        stop = auto_analyze(store, bus=bus, min_batch=500)
+        try:
+            sync(store, client, progress=False, events=bus, chunk_bytes=256 * 1024)
+        finally:
+            stop()
+        runs = stop.batcher.runs  # type: ignore[attr-defined]
+        assert 2 <= runs < 10  # batched: once per >= 500 conversations, plus the rest at the end
+        scored = store.scalar("SELECT count(DISTINCT conversation_id) FROM conversation_scores")
+        assert scored == N
+        # Unsubscribed: a later sync does not analyze.
+        _change_at_source(served, tmp_path, [_new_conversation("zz_after")])
+        sync(store, client, progress=False, events=bus)
+        assert store.scalar("SELECT count(DISTINCT conversation_id) FROM conversation_scores") == N
+
+
+def test_cli_sync_with_analyze(served, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PE_API_URL", served.url)
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    cache = tmp_path / "cli.duckdb"
+    result = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--analyze", "--no-progress", "--tier", "research"])
+    assert result.exit_code == 0, result.output
+    assert "bulk" in result.output and KEY not in result.output
+    with Store(cache) as store:
+        research = served.mirror.store.count(tier="research")
+        assert store.count() == research > 0
+        assert store.scalar("SELECT count(DISTINCT conversation_id) FROM conversation_scores") == research
+    for part in tmp_path.glob("cli.duckdb*"):  # the key is nowhere in the cache (nor its WAL)
+        if part.is_file():
+            assert KEY.encode() not in part.read_bytes()
+
+
+def test_failures_are_events_and_clear_errors(served, tmp_path) -> None:
+    bus = EventBus()
+    events = _record(bus)
+    with make_client(served.url, key="wrong-key") as client, Store(tmp_path / "mine.duckdb") as store:
+        with pytest.raises(AuthenticationError):
+            sync(store, client, progress=False, events=bus)
+        failed = [e for e in events if e.topic == "sync.failed"]
+        assert len(failed) == 1 and "INVALID_API_KEY" in failed[0].payload["error"]
+        assert store.scalar("SELECT status FROM ingest_runs") == "failed"
+        with pytest.raises(InputError, match="mode"):
+            sync(store, client, mode="sideways")  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="tier"):
+            sync(store, client, tier="platinum")

@@ -1,0 +1,119 @@
+"""Interrupted syncs: the server dies mid-sync (the client fails fast once
+the breaker opens, and the same command resumes after a restart), and the
+syncing process is killed with SIGKILL (a re-run gives exactly the
+source, nothing twice)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.cli import cli
+from pe_toolkit.events import bus as default_bus
+from pe_toolkit.ingest import sync_state
+from pe_toolkit.store import Store
+
+from .client_support import KEY, assert_equal_to_source, build_source, copy_db, port_of, serve
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path, _ = build_source(tmp_path_factory.mktemp("resume_source"), N, seed=31)
+    return path
+
+
+def test_server_stopped_mid_sync_then_the_same_command_resumes(source, tmp_path, monkeypatch) -> None:
+    db = copy_db(source, tmp_path / "served")
+    cache = tmp_path / "mine.duckdb"
+    runner = CliRunner()
+    command = ["--db", str(cache), "sync", "--mode", "incremental", "--no-progress"]
+    with serve(db) as (served, _):
+        url, port = served.url, port_of(served.url)
+        monkeypatch.setenv("PE_API_URL", url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        batches = []
+
+        def crash_after_first_batch(event) -> None:
+            if event.payload.get("phase") == "fetch":
+                batches.append(event.payload["done"])
+                if len(batches) == 1:
+                    served.stop()  # the server dies between two batches
+
+        stop = default_bus.subscribe("sync.progress", crash_after_first_batch)
+        try:
+            failed = runner.invoke(cli, command)
+        finally:
+            stop()
+    assert failed.exit_code == 1
+    assert "circuit open" in failed.output and "failing fast" in failed.output
+    assert len(batches) == 1  # no further batch was attempted once the breaker opened
+    with Store(cache) as store:
+        checkpoint = sync_state.load_checkpoint(store, f"api:{url}/v1", sync_state.scope_key(None, None, None))
+        assert checkpoint is not None and checkpoint.phase == "fetching"
+        done_before = store.count()
+        assert 0 < done_before < N
+        assert store.scalar("SELECT status FROM ingest_runs WHERE kind = 'sync'") == "failed"
+
+    with serve(db, port=port) as (served, _):  # restarted, same URL
+        resumed = runner.invoke(cli, command)
+        assert resumed.exit_code == 0, resumed.output
+        assert "resumed" in resumed.output and f"{N - done_before:,} new" in resumed.output
+        with Store(cache) as store:
+            assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+            assert sync_state.load_checkpoint(store, f"api:{url}/v1", sync_state.scope_key(None, None, None)) is None
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pe_toolkit.client import Client
+    from pe_toolkit.events import EventBus
+    from pe_toolkit.ingest.sync import sync
+    from pe_toolkit.store import Store
+    db, url, key, mode = sys.argv[1:5]
+    bus = EventBus()
+    bus.subscribe("conversation.created", lambda e: print("batch", len(e.payload["ids"]), flush=True))
+    with Store(db) as store, Client(key, url) as client:
+        report = sync(store, client, mode=mode, progress=False, events=bus, batch_size=200, chunk_bytes=256 * 1024)
+    print("finished", report.resumed, report.inserted, report.unchanged, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["bulk", "incremental"])
+def test_sigkill_mid_sync_then_rerun_gives_exactly_the_source(source, tmp_path, mode) -> None:
+    db = copy_db(source, tmp_path / "served")
+    cache = tmp_path / "mine.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+    with serve(db) as (served, _):
+        args = [sys.executable, "-c", CHILD, str(cache), served.url, KEY, mode]
+        with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) as proc:
+            assert proc.stdout is not None
+            seen = 0
+            for line in proc.stdout:
+                if line.startswith("batch"):
+                    seen += 1
+                    if seen == 3:
+                        os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no finally
+                        break
+            proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        with Store(cache) as store:
+            partial = store.count()
+            assert 0 < partial < N
+        rerun = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        finished = rerun.stdout.strip().splitlines()[-1].split()
+        assert finished[:2] == ["finished", "True"]  # resumed from the checkpoint
+        assert int(finished[2]) == N - partial
+        with Store(cache) as store:
+            assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+            assert store.scalar("SELECT count(*) FROM ingest_runs WHERE status = 'running'") == 0
