@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SAMPLE := data/sample.jsonl.gz
 
-.PHONY: venv demo test test-unit test-notebooks lab bench sample clean
+.PHONY: venv demo test test-notebooks lab bench sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,14 +16,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: load the bundled sample into the cache and summarize it
+## demo: load the bundled sample into the cache, summarize, analyze it and write the HTML reports
 demo: venv
 	$(BIN)/pe-toolkit import $(SAMPLE)
 	$(BIN)/pe-toolkit info
+	$(BIN)/pe-toolkit analyze
+	$(BIN)/pe-toolkit report --out reports/
+	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..04) in a browser"
 
 ## test: the whole test suite, notebooks included
 test: venv
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) --no-print-directory test-notebooks
+
+## test-notebooks: execute every notebook (nbmake) on a scratch cache, never data/pe_cache.duckdb
+test-notebooks: venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  PE_CACHE="$$tmp/cache.duckdb" $(BIN)/python -m pytest -q -p no:cacheprovider --nbmake notebooks/
 
 ## lab: JupyterLab on the curated notebooks
 lab: venv
@@ -31,7 +40,7 @@ lab: venv
 
 ## bench: the benchmarks (minutes; figures go to benchmarks/RESULTS.md by hand)
 bench: venv
-	$(BIN)/python benchmarks/bench_ingest.py
+	for b in ingest analysis server sync notebooks warehouse; do $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 ## sample: regenerate the bundled sample (deterministic: same seed, same file)
 sample: venv
