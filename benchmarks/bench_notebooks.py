@@ -154,7 +154,7 @@ def bench_explorer(n: int, repeat: int) -> None:
         shipped = sum(len(t.x or ()) for f in ex.figures.values() for t in f.data) + ex.table_frame.height
 
         # Naive references on the same store and filter (a tier change).
-        where, params = "c.tier = ?", ["research"]
+        where = "c.tier = ?"
         scores = ex.info.conversation_scores()
         joined = (
             f"FROM conversations c LEFT JOIN {scores} s ON s.conversation_id = c.id WHERE {where}"

@@ -21,6 +21,35 @@ QUALITY_METRICS: tuple[str, ...] = (
     "overall_quality",
 )
 
+# The vocabulary the analyzers, the synthetic generator's ground truth and
+# the score tables share: one definition, so a code cannot drift apart.
+CRISIS_CATEGORIES: tuple[str, ...] = (
+    "passive_ideation",
+    "active_ideation",
+    "plan_or_method",
+    "intent",
+    "preparatory_behavior",
+    "prior_attempt",
+    "self_harm",
+    "harm_to_others",
+    "abuse_disclosure",
+)
+HARM_KINDS: tuple[str, ...] = ("minimizing", "method_information", "diagnosing", "medication_instructions")
+PII_KINDS: tuple[str, ...] = ("email", "phone", "address", "url", "id_number", "date_of_birth")
+SKILL_CODES: tuple[str, ...] = (
+    "open_question",
+    "closed_question",
+    "simple_reflection",
+    "complex_reflection",
+    "affirmation",
+    "validation",
+    "reassurance",
+    "self_disclosure",
+    "suggestion",
+    "unsolicited_advice",
+    "information",
+)
+
 # Speaker labels seen in the wild, mapped to our three roles. Anything else
 # is an error naming the record: guessing a role silently would corrupt
 # every per-role analysis downstream.
@@ -44,6 +73,21 @@ ROLE_ALIASES: dict[str, str] = {
     "system": "system",
     "developer": "system",
 }
+
+# Columns of the stored `conversations` table (migrations/0001_core.sql),
+# in table order: what exports and the warehouse read.
+STORED_CONVERSATION_COLUMNS: tuple[str, ...] = (
+    "id",
+    "source",
+    "dataset",
+    "tier",
+    "created_at",
+    "message_count",
+    *QUALITY_METRICS,
+    "metadata",
+    "content_hash",
+    "fetched_at",
+)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 

@@ -61,7 +61,7 @@ def test_export_formats_download_what_the_store_holds(mirror: Served, fmt: str, 
         response = client.get(created["download_url"])
     assert response.status_code == 200
     assert response.headers["x-request-id"] and "x-ratelimit-remaining" in response.headers
-    assert f'filename="pe_export_peer_support_' in response.headers["content-disposition"]
+    assert 'filename="pe_export_peer_support_' in response.headers["content-disposition"]
     body = response.content
     assert len(body) == job["results"]["size_bytes"]
     if fmt == "jsonl":

@@ -1,4 +1,3 @@
-import os
 import stat
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import pyarrow as pa
 import pytest
 
 from pe_toolkit.errors import InputError, SchemaVersionError, StoreError, StoreLockedError
-from pe_toolkit.schema import CONVERSATION_SCHEMA
 from pe_toolkit.store import ConversationFilter, Store
 from pe_toolkit.store.migrate import latest_version
 

@@ -31,29 +31,9 @@ from pe_toolkit.ingest.synth import (
     write,
 )
 from pe_toolkit.ingest.synth_phrases import parts, to_second_person
+from pe_toolkit.schema import HARM_KINDS, QUALITY_METRICS, SKILL_CODES
 
-METRICS = (
-    "therapeutic_accuracy",
-    "conversation_coherence",
-    "emotional_authenticity",
-    "clinical_compliance",
-    "safety_score",
-    "overall_quality",
-)
-SKILL_CODES = {
-    "open_question",
-    "closed_question",
-    "simple_reflection",
-    "complex_reflection",
-    "affirmation",
-    "validation",
-    "reassurance",
-    "self_disclosure",
-    "suggestion",
-    "unsolicited_advice",
-    "information",
-}
-HARMS = {"minimizing", "method_information", "diagnosing", "medication_instructions"}
+METRICS = QUALITY_METRICS
 FRAMINGS = {"first_person", "negated", "third_person", "hypothetical", "quotation", "past"}
 PII_KINDS = {"email", "phone", "address", "url", "id_number", "date_of_birth"}
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -319,7 +299,7 @@ def test_flagged_disclosures_get_a_reply_right_after(corpus: list[dict]) -> None
         harmful = {h["message_index"]: h["kinds"] for h in t["harms"]}
         for r in replies:
             assert conv["messages"][r["message_index"]]["role"] == "assistant"
-            assert set(r["harms"]) <= HARMS
+            assert set(r["harms"]) <= set(HARM_KINDS)
             expected = r["safety_check"] and (r["crisis_resources"] or r["professional_help"]) and not r["harms"]
             assert r["appropriate"] == expected
             assert harmful.get(r["message_index"], []) == r["harms"]
@@ -357,7 +337,7 @@ def test_empathy_and_skills_cover_every_non_defect_assistant_message(corpus: lis
         for e, s in zip(t["empathy"], t["skills"], strict=True):
             levels = (e["emotional_reactions"], e["interpretations"], e["explorations"])
             assert all(v in (0, 1, 2) for v in levels)
-            assert set(s["codes"]) <= SKILL_CODES
+            assert set(s["codes"]) <= set(SKILL_CODES)
             text = msgs[e["message_index"]]["content"]
             assert text
             if e["message_index"] in reply_idx:

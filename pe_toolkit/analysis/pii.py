@@ -28,9 +28,10 @@ import functools
 import polars as pl
 
 from ..errors import AnalysisError
+from ..schema import PII_KINDS
 from ._patterns import Matcher, find_spans, fold_ascii, load_lexicon, original_text
 
-KINDS: tuple[str, ...] = ("email", "phone", "address", "url", "id_number", "date_of_birth")
+KINDS: tuple[str, ...] = PII_KINDS
 PLACEHOLDERS: dict[str, str] = {k: f"[{k.upper()}]" for k in KINDS}
 
 PII_SCHEMA: dict[str, pl.DataType] = {

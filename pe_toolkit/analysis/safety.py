@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import AnalysisError
+from ..schema import CRISIS_CATEGORIES, HARM_KINDS
 from ._patterns import (
     Matcher,
     bits_to_lists,
@@ -78,18 +79,6 @@ from .pii import pii_spans
 NAME = "safety"
 VERSION = "1"
 
-CRISIS_CATEGORIES: tuple[str, ...] = (
-    "passive_ideation",
-    "active_ideation",
-    "plan_or_method",
-    "intent",
-    "preparatory_behavior",
-    "prior_attempt",
-    "self_harm",
-    "harm_to_others",
-    "abuse_disclosure",
-)
-HARM_KINDS: tuple[str, ...] = ("minimizing", "method_information", "diagnosing", "medication_instructions")
 FRAMINGS: tuple[str, ...] = ("first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative")
 
 _REPLY_FLAGS: tuple[str, ...] = ("safety_check", "crisis_resources", "professional_help")

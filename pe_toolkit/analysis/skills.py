@@ -32,19 +32,8 @@ from __future__ import annotations
 
 import polars as pl
 
-SKILL_CODES: tuple[str, ...] = (
-    "open_question",
-    "closed_question",
-    "simple_reflection",
-    "complex_reflection",
-    "affirmation",
-    "validation",
-    "reassurance",
-    "self_disclosure",
-    "suggestion",
-    "unsolicited_advice",
-    "information",
-)
+from ..schema import SKILL_CODES  # noqa: F401 - re-exported: the codes this module assigns
+
 QUESTION_CODES: tuple[str, ...] = ("open_question", "closed_question")
 REFLECTION_CODES: tuple[str, ...] = ("simple_reflection", "complex_reflection")
 

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import QUALITY_METRICS
+from ..schema import QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from .scores import CONVERSATION_PREFIX
 
 # The conversation columns repeated on every message row of flat layouts.
@@ -19,18 +19,7 @@ from .scores import CONVERSATION_PREFIX
 # the nested and tables layouts keep it.
 FLAT_CONVERSATION_COLUMNS = ("dataset", "tier", "created_at", *QUALITY_METRICS)
 NESTED_COLUMNS = ("id", "dataset", "tier", "created_at", "message_count", *QUALITY_METRICS, "metadata")
-TABLE_COLUMNS = (
-    "id",
-    "source",
-    "dataset",
-    "tier",
-    "created_at",
-    "message_count",
-    *QUALITY_METRICS,
-    "metadata",
-    "content_hash",
-    "fetched_at",
-)
+TABLE_COLUMNS = STORED_CONVERSATION_COLUMNS
 
 _ROLE_TO_SHAREGPT = "CASE m.role WHEN 'user' THEN 'human' WHEN 'assistant' THEN 'gpt' ELSE m.role END"
 

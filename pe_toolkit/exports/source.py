@@ -23,23 +23,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ..schema import QUALITY_METRICS
+from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store.api_objects import api_objects_sql
 from .filters import ExportFilter
 from .scores import ScoreColumns, current_conversation_scores_sql, current_message_scores_sql
 
-CONVERSATION_COLUMNS = (
-    "id",
-    "source",
-    "dataset",
-    "tier",
-    "created_at",
-    "message_count",
-    *QUALITY_METRICS,
-    "metadata",
-    "content_hash",
-    "fetched_at",
-)
+CONVERSATION_COLUMNS = STORED_CONVERSATION_COLUMNS
 
 
 def _select_columns(alias: str) -> str:

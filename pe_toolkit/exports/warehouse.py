@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from ..errors import InputError, PeToolkitError, WarehouseError
 from ..events import bus
-from ..schema import QUALITY_METRICS
+from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store import ConversationFilter, Store
 from .core import reading
 from .dsn import Dsn
@@ -51,11 +51,7 @@ from .scores import MESSAGE_KEYS, analyzed, columns, current_conversation_scores
 
 DEFAULT_SCHEMA = "pe_toolkit"
 BATCH_ROWS = 100_000
-_CONVERSATION_COLUMNS = (
-    "id, source, dataset, tier, created_at, message_count, "
-    + ", ".join(QUALITY_METRICS)
-    + ", metadata, content_hash, fetched_at"
-)
+_CONVERSATION_COLUMNS = ", ".join(STORED_CONVERSATION_COLUMNS)
 
 
 @dataclass

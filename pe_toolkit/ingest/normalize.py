@@ -118,7 +118,6 @@ def _decoded_messages(fmt: str, typed: bool) -> str:
 
 def _messages_ok(fmt: str, typed: bool) -> str:
     if typed:
-        item = _keys(fmt)[0]
         timestamps = " AND given_timestamps = len(list_filter(dm, lambda m: m.timestamp IS NOT NULL))" if fmt != "sharegpt" else ""
         return f"list_bool_and(list_transform(dm, lambda m: m.role IS NOT NULL AND m.content IS NOT NULL)){timestamps}"
     return "list_bool_and(oks)"

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
-from ..store import Store
 from . import sync_state
 from .prefetch import prefetch
 from .reader import DEFAULT_CHUNK_BYTES, read_line_chunks

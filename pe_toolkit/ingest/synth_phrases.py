@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..schema import CRISIS_CATEGORIES, HARM_KINDS, PII_KINDS, TIERS  # noqa: F401 - re-exported to the generator
+
 PARTS_DIR = Path(__file__).with_name("synth_parts")
 
 DATASETS: tuple[str, ...] = ("peer_support", "counsel_sessions", "crisis_line_sim", "cbt_coaching", "wellbeing_chat")
-TIERS: tuple[str, ...] = ("basic", "standard", "professional", "clinical", "research")
 TOPICS: tuple[str, ...] = (
     "anxiety",
     "depression",
@@ -30,20 +31,7 @@ TOPICS: tuple[str, ...] = (
     "substance_use",
     "sleep",
 )
-CRISIS_CATEGORIES: tuple[str, ...] = (
-    "passive_ideation",
-    "active_ideation",
-    "plan_or_method",
-    "intent",
-    "preparatory_behavior",
-    "prior_attempt",
-    "self_harm",
-    "harm_to_others",
-    "abuse_disclosure",
-)
 DECOY_FRAMINGS: tuple[str, ...] = ("negated", "third_person", "hypothetical", "quotation", "past")
-HARM_KINDS: tuple[str, ...] = ("minimizing", "method_information", "diagnosing", "medication_instructions")
-PII_KINDS: tuple[str, ...] = ("email", "phone", "address", "url", "id_number", "date_of_birth")
 
 # Longest alternatives first: "I was" must win over "I".
 _SECOND_PERSON = {

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from ..config import load_settings
 from ..errors import StoreError, StoreLockedError, SchemaVersionError
-from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS
+from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from . import migrate
 from .filters import ConversationFilter
 from .summary import StoreSummary
@@ -45,11 +45,7 @@ CONTENT_HASH_SQL = (
     + ", m := messages))))"
 )
 
-_CONVERSATION_COLUMNS = (
-    "id, source, dataset, tier, created_at, message_count, "
-    + ", ".join(QUALITY_METRICS)
-    + ", metadata, content_hash, fetched_at"
-)
+_CONVERSATION_COLUMNS = ", ".join(STORED_CONVERSATION_COLUMNS)
 
 
 @dataclass
