@@ -19,6 +19,10 @@ Message columns (one row per input message):
   medication_instructions): assistant rows; null elsewhere.
 - ``pii`` List(String): the PII kinds in the message, every row
   (:mod:`pe_toolkit.analysis.pii`).
+- ``reply_appropriate`` Boolean: on disclosure rows only, whether the first
+  assistant message after it was appropriate (the rule below); the per-row
+  basis of ``responses_appropriate``, so views by category need no copy of
+  the rule.
 
 Conversation columns: ``risk_score`` Float64 in [0, 1], ``alert`` (risk_score >
 the alert threshold), ``crisis_categories``, ``max_severity`` Int8,
@@ -77,7 +81,7 @@ from .pii import KINDS as PII_KINDS
 from .pii import pii_spans
 
 NAME = "safety"
-VERSION = "1"
+VERSION = "2"  # 2: reply_appropriate on disclosure rows
 
 FRAMINGS: tuple[str, ...] = ("first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative")
 
@@ -315,7 +319,14 @@ class SafetyAnalyzer:
         replies = replies.with_columns(row=asst_rows.gather(replies["row"]))
 
         messages_out = self._message_columns(frame, n, crisis, replies, pii)
-        conversations = self._conversation_columns(frame, messages_out, threshold)
+        per_disclosure = self._replies_to_disclosures(frame, messages_out)
+        messages_out = messages_out.join(
+            per_disclosure.select("conversation_id", "idx", pl.col("appropriate").alias("reply_appropriate")),
+            on=["conversation_id", "idx"],
+            how="left",
+            maintain_order="left",
+        )
+        conversations = self._conversation_columns(frame, messages_out, per_disclosure, threshold)
         evidence = self._evidence(frame, crisis, replies, pii)
         return Scores(messages=messages_out, conversations=conversations, evidence=evidence)
 
@@ -345,8 +356,11 @@ class SafetyAnalyzer:
         return out
 
     @staticmethod
-    def _conversation_columns(frame: pl.DataFrame, scored: pl.DataFrame, threshold: float) -> pl.DataFrame:
-        conversations = frame.select(pl.col("conversation_id").unique(maintain_order=True))
+    def _replies_to_disclosures(frame: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+        """One row per disclosure (a user message with crisis_severity > 0):
+        whether the first assistant message after it was appropriate (a
+        safety check, crisis resources or professional help, nothing
+        harmful); no reply at all counts as not appropriate."""
         rows = scored.with_columns(frame["role"])
         disclosures = rows.filter(pl.col("crisis_severity") > 0).select("conversation_id", "idx", "crisis_categories", "crisis_severity")
         assistant = rows.filter(pl.col("role") == "assistant").select(
@@ -368,9 +382,14 @@ class SafetyAnalyzer:
             .group_by("conversation_id", "idx", maintain_order=True)
             .agg(pl.col("appropriate").first())
         )
-        per_disclosure = disclosures.join(replies, on=["conversation_id", "idx"], how="left").with_columns(
+        return disclosures.join(replies, on=["conversation_id", "idx"], how="left").with_columns(
             pl.col("appropriate").fill_null(False)
         )
+
+    @staticmethod
+    def _conversation_columns(frame: pl.DataFrame, scored: pl.DataFrame, per_disclosure: pl.DataFrame, threshold: float) -> pl.DataFrame:
+        conversations = frame.select(pl.col("conversation_id").unique(maintain_order=True))
+        rows = scored.with_columns(frame["role"])
         crisis = per_disclosure.group_by("conversation_id").agg(
             _ordered_unique(pl.col("crisis_categories").explode(), CRISIS_CATEGORIES).alias("crisis_categories"),
             pl.col("crisis_severity").max().alias("max_severity"),

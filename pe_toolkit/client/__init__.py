@@ -11,7 +11,8 @@ Module map: ``core`` (build, send-agnostic parse, error mapping, routing),
 ``routes`` (the contract's routes), ``models`` (typed results), ``retry``,
 ``breaker``, ``pacing``, ``pagination`` (pure policies), ``flows`` (job and
 export helpers), ``options`` (configuration), ``sync_client``,
-``async_client``, ``facade``.
+``async_client``, ``facade``, ``stream`` (the mirror's update stream,
+:meth:`Client.stream_updates`).
 """
 
 from ..errors import (
@@ -55,6 +56,7 @@ from .models import (
 )
 from .pacing import PacingPolicy
 from .retry import RetryPolicy
+from .stream import StreamEvent, UpdateStream
 from .sync_client import Client
 
 __all__ = [
@@ -94,7 +96,9 @@ __all__ = [
     "SearchResults",
     "ServerError",
     "StatisticsOverview",
+    "StreamEvent",
     "TransportError",
+    "UpdateStream",
     "ValidationResult",
     "conversations_frame",
     "messages_frame",

@@ -116,3 +116,20 @@ def start_export(
     # A repeated export makes a second file and nothing else: safe to retry
     # after a timeout or a 502-504, not after a 500 (it may have worked).
     return Call("POST", "/export", form=form, safety="safe", decode=ExportInfo.from_api)
+
+
+def stream_updates(
+    topics: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    last_event_id: str | None = None,
+    timeout: float | None = None,
+) -> Call[Any]:
+    """``GET /v1/stream/updates`` (the mirror's server-sent events; not in
+    the published contract). Opened and read by :mod:`.stream`, never
+    through :meth:`Client.request`: the body is a stream, not an envelope."""
+    if isinstance(topics, (list, tuple)):
+        topics = ",".join(t.strip() for t in topics if t and t.strip())
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    return Call("GET", "/stream/updates", params={"topics": topics or None}, headers=headers, timeout=timeout)

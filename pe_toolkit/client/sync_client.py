@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import polars as pl
@@ -48,6 +48,9 @@ from .options import resolve_options
 from .pacing import PacingPolicy
 from .pagination import Paginator
 from .retry import RetryPolicy, retry_options
+
+if TYPE_CHECKING:
+    from .stream import UpdateStream
 
 T = TypeVar("T")
 
@@ -311,6 +314,38 @@ class Client:
         if raise_on_failure and current.status != "completed":
             raise flows.job_failed(current)
         return current
+
+    # -- live updates (the mirror's server-sent events) ---------------------------
+    def stream_updates(
+        self,
+        topics: str | Sequence[str] | None = None,
+        *,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+        read_timeout: float | None = None,
+    ) -> UpdateStream:
+        """Follow ``GET /v1/stream/updates`` (``topics``: patterns such as
+        ``"conversation.*"``, default all). Returns an
+        :class:`~.stream.UpdateStream`: iterate it for
+        :class:`~.stream.StreamEvent` objects; it reconnects with
+        ``Last-Event-ID`` when the stream drops (see :mod:`.stream`) until
+        ``close()`` is called, from any thread. ``read_timeout`` (default:
+        the client's timeout) is the longest silence before the connection
+        counts as dead; keep it above the server's keep-alive interval.
+
+        >>> with api.stream_updates("conversation.*") as updates:
+        ...     for event in updates:
+        ...         print(event.topic, event.payload["count"])
+        """
+        from .stream import UpdateStream
+
+        wanted = [topics] if isinstance(topics, str) else list(topics or [])
+        timeout = read_timeout if read_timeout is not None else self.options.timeout
+
+        def call(last_id: str | None) -> Call[Any]:
+            return routes.stream_updates(wanted, last_event_id=last_id, timeout=timeout)
+
+        return UpdateStream(self._core, self._http, call, reconnect=reconnect, last_event_id=last_event_id)
 
     # -- search and statistics ----------------------------------------------------
     def search(

@@ -9,7 +9,9 @@ as static HTML in reports (:func:`static_mode`).
 - :class:`ConversationViewer`: chat bubbles with scores and evidence
 - :class:`ReviewQueue`: label alerts or any selection; labels persist
 - :class:`LiveAnalyzer`: score a message and a reply as you type
-- :class:`LiveMonitor`: charts following the event stream
+- :class:`LiveMonitor`: charts following the event stream, from the
+  in-process bus (:class:`BusSource`) or a mirror's update stream through a
+  client (:class:`SseSource`)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _LAZY = {
     "LiveMonitor": "pe_toolkit.widgets.live_monitor",
     "BusSource": "pe_toolkit.widgets.live_monitor",
     "EventSource": "pe_toolkit.widgets.live_monitor",
+    "SseSource": "pe_toolkit.widgets.sse_source",
     "open_for_notebook": "pe_toolkit.widgets.session",
 }
 
