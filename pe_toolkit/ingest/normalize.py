@@ -218,7 +218,7 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
     # once per field extracted from it (measured: 3x slower).
     return f"""
     WITH parsed AS MATERIALIZED (
-        SELECT line_no, {raw}{parse} AS j, {suspicious} AS suspicious FROM _lines WHERE raw <> '' AND raw <> chr(13)
+        SELECT line_no, {raw}{parse} AS j, {suspicious} AS suspicious FROM _lines WHERE raw NOT IN ('', chr(10), chr(13), chr(13) || chr(10))
     ), decoded AS MATERIALIZED (
         SELECT line_no, {raw}j IS NULL AS no_json, j.id AS id_leaf, suspicious, j.metadata AS meta, {_top_level(fmt)},
             {given_timestamps} AS given_timestamps,
@@ -327,7 +327,8 @@ def split_errors(out: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     errors: list[tuple[int, str, str]] = []
     if pc.any(error_mask).as_py():
         bad = out.filter(error_mask).select(["line_no", "error", "bad_raw"]).to_pylist()
-        errors = [(r["line_no"], _explain(r["error"], r["bad_raw"]), r["bad_raw"]) for r in bad]
+        # The raw text as the file had it, without its line ending.
+        errors = [(r["line_no"], _explain(r["error"], raw), raw) for r in bad for raw in [(r["bad_raw"] or "").rstrip("\r\n")]]
         out = out.filter(pc.invert(error_mask))
     return out.select(CONVERSATION_SCHEMA.names).cast(CONVERSATION_SCHEMA), errors
 
