@@ -9,6 +9,7 @@ import pytest
 
 from pe_toolkit.errors import InputError, SchemaVersionError, StoreError, StoreLockedError
 from pe_toolkit.store import ConversationFilter, Store
+from pe_toolkit.store.api_objects import api_objects_sql
 from pe_toolkit.store.migrate import latest_version
 
 from .conftest import conversation
@@ -182,3 +183,17 @@ def test_upsert_rejects_a_batch_without_the_schema(store):
     with pytest.raises((KeyError, pa.ArrowInvalid, ValueError)):
         store.upsert(pa.table({"id": ["x"]}))
     assert store.count() == 0
+
+
+def test_stored_metadata_leaves_owned_keys_to_the_columns(tmp_path):
+    path = tmp_path / "m.duckdb"
+    with Store(path) as store:
+        store.upsert(batch_of([conversation(1, topic="grief")]))
+        assert orjson.loads(store.scalar("SELECT metadata FROM conversations")) == {"topic": "grief"}
+        text = store.sql("SELECT json FROM (" + api_objects_sql()[0] + ")").item()
+        assert text.count('"dataset"') == 1 and orjson.loads(text)["metadata"]["dataset"] == "unit"
+        # A row written before migration 0006 still carried them: the migration strips them.
+        store.connection.execute("""UPDATE conversations SET metadata = '{"topic":"grief","dataset":"unit","length":4}'""")
+        store.connection.execute("DELETE FROM schema_version WHERE version = 6")
+    with Store(path) as store:
+        assert orjson.loads(store.scalar("SELECT metadata FROM conversations")) == {"topic": "grief"}

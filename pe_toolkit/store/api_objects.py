@@ -29,24 +29,39 @@ def quality_metrics_sql(alias: str = "c") -> str:
 
 
 def metadata_sql(alias: str = "c") -> str:
-    """Stored free-form metadata with the columns we own written over it."""
-    return (
-        f"json_merge_patch(coalesce({alias}.metadata, '{{}}')::JSON, json_object("
-        f"'dataset', {alias}.dataset, 'tier', {alias}.tier, 'length', {alias}.message_count, "
-        f"'created_at', {iso_sql(f'{alias}.created_at')}))"
+    """The metadata object's text: the keys the columns own first (those not
+    NULL), then the stored free-form keys (stored without the owned ones, see
+    pe_toolkit.ingest.normalize). Built by string concatenation: parsing and
+    re-serializing each metadata document (json_merge_patch) cost twice as
+    much, and the stored text is already minified JSON."""
+    owned = (
+        "concat_ws(',', "
+        f"CASE WHEN {alias}.dataset IS NOT NULL THEN '\"dataset\":' || to_json({alias}.dataset) END, "
+        f"CASE WHEN {alias}.tier IS NOT NULL THEN '\"tier\":' || to_json({alias}.tier) END, "
+        f"'\"length\":' || {alias}.message_count, "
+        f"CASE WHEN {alias}.created_at IS NOT NULL THEN '\"created_at\":\"' || {iso_sql(f'{alias}.created_at')} || '\"' END)"
     )
+    stored = f"coalesce({alias}.metadata::VARCHAR, '{{}}')"
+    return f"'{{' || {owned} || CASE WHEN {stored} = '{{}}' THEN '}}' ELSE ',' || substr({stored}, 2) END"
 
 
 def api_objects_sql(filter: ConversationFilter | None = None, *, order: bool = True) -> tuple[str, list[Any]]:
-    """SQL returning ``(id, json)`` rows: one API conversation object each."""
+    """SQL returning ``(id, json)`` rows: one API conversation object each (text).
+
+    Messages are gathered unordered and sorted with list_sort on their index
+    (2.5x faster here than an ordered aggregate), and the object is joined as
+    text around to_json of its parts, so no document is parsed again.
+    """
     where, params = (filter or ConversationFilter()).where("c")
+    message = "struct_pack(role := x.role, content := x.content, timestamp := x.timestamp)"
     sql = (
         "WITH sel AS (SELECT * FROM conversations c WHERE " + where + "), "
-        "msgs AS (SELECT m.conversation_id, list(struct_pack(role := m.role, content := m.content, "
-        f"timestamp := {iso_sql('m.timestamp')}) ORDER BY m.idx) AS messages "
+        "msgs AS (SELECT m.conversation_id, list_transform(list_sort(list(struct_pack(i := m.idx, role := m.role, "
+        f"content := m.content, timestamp := {iso_sql('m.timestamp')}))), lambda x: {message}) AS messages "
         "FROM messages m SEMI JOIN sel ON sel.id = m.conversation_id GROUP BY m.conversation_id) "
-        "SELECT c.id, to_json(struct_pack(id := c.id, messages := coalesce(msgs.messages, []), "
-        f"quality_metrics := {quality_metrics_sql('c')}, metadata := {metadata_sql('c')})) AS json "
+        "SELECT c.id, '{\"id\":' || to_json(c.id) || ',\"messages\":' || to_json(coalesce(msgs.messages, [])) "
+        f"|| ',\"quality_metrics\":' || coalesce(to_json({quality_metrics_sql('c')})::VARCHAR, 'null') "
+        f"|| ',\"metadata\":' || {metadata_sql('c')} || '}}' AS json "
         "FROM sel c LEFT JOIN msgs ON msgs.conversation_id = c.id"
         + (" ORDER BY c.id" if order else "")
     )
