@@ -59,7 +59,7 @@ def problems(path: Path) -> list[str]:
 
 def test_the_curated_notebooks_are_there():
     stems = [p.stem for p in NOTEBOOKS]
-    for expected in ("01_getting_started", "02_quality", "03_empathy", "04_safety"):
+    for expected in ("01_getting_started", "02_quality", "03_empathy", "04_safety", "05_pipelines", "06_live"):
         assert expected in stems
 
 

@@ -135,3 +135,11 @@ def test_static_mode_renders_views_as_html():
         static_mode(False)
         monitor.stop()
     assert not is_static() and pio.renderers.default == previous
+
+
+def test_truncated_id_lists_count_by_their_count():
+    from pe_toolkit.widgets.live_monitor import _items
+
+    assert _items({"ids": ["a"] * 1000, "count": 2500, "truncated": True}) == 2500
+    assert _items({"ids": ["a", "b"]}) == 2
+    assert _items({}) == 1

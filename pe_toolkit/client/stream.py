@@ -46,9 +46,8 @@ from typing import Any
 
 import httpx
 import orjson
-from httpx_sse import EventSource
 
-from ..errors import ApiError, CircuitOpenError, MalformedResponseError, TransportError
+from ..errors import ApiError, CircuitOpenError, ConfigError, MalformedResponseError, TransportError
 from ..events import Event
 from .core import Call, CallState, RequestCore
 from .retry import RetryPolicy, is_retryable
@@ -220,6 +219,12 @@ class UpdateStream:
         return max(delay, float(hint)) if hint else delay
 
     def _connection(self, state: CallState) -> Iterator[StreamEvent]:
+        try:
+            # Imported here so that `import pe_toolkit.client` works on an
+            # environment installed before this dependency was added.
+            from httpx_sse import EventSource
+        except ImportError:
+            raise ConfigError("the update stream needs httpx-sse: pip install 'httpx-sse>=0.4'") from None
         core = self._core
         attempt = core.plan(self._call(self.last_event_id), state)
         response: httpx.Response | None = None

@@ -1,10 +1,10 @@
 """LiveMonitor: charts that follow the event stream.
 
-Events come from an :class:`EventSource`: today the in-process bus
-(:class:`BusSource` over :data:`pe_toolkit.events.bus`, where sync, import
-and analysis publish); a server-sent-events stream from the mirror is the
-same thing behind the same two methods (``start(handler)``, ``stop()``), so
-the monitor does not change when it arrives. Handlers may be called from
+Events come from an :class:`EventSource` with two methods (``start(handler)``,
+``stop()``): the in-process bus (:class:`BusSource` over
+:data:`pe_toolkit.events.bus`, where sync, import and analysis publish), or
+the mirror's server-sent-events stream (:class:`~pe_toolkit.widgets.SseSource`
+over ``Client.stream_updates``). Handlers may be called from
 the publishing thread (a sync runs in the background): counting happens
 under a lock, and redrawing is throttled to ``min_interval`` seconds so a
 burst of events costs one figure update.
@@ -64,14 +64,16 @@ class BusSource:
 
 
 def _items(payload: dict[str, Any]) -> int:
-    """How many conversations an event is about (``ids`` lists, or a count)."""
-    ids = payload.get("ids")
-    if isinstance(ids, (list, tuple)):
-        return len(ids)
+    """How many conversations an event is about: an explicit count first (the
+    mirror truncates ``ids`` to 1,000 per event and says how many there were),
+    else the length of ``ids``."""
     for key in ("count", "conversations", "n"):
         value = payload.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+    ids = payload.get("ids")
+    if isinstance(ids, (list, tuple)):
+        return len(ids)
     return 1
 
 
