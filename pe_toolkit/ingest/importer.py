@@ -31,7 +31,7 @@ import pyarrow as pa
 from ..errors import InputError, RecordError, UnknownFormatError
 from ..events import EventBus, bus as default_bus
 from ..store import Store, UpsertResult
-from .normalize import JSON_FORMATS, normalize_lines
+from .normalize import JSON_FORMATS, normalize_lines, parse_connection
 from .prefetch import prefetch
 from .reader import DEFAULT_CHUNK_BYTES, LineChunk, peek_first_record, read_line_chunks
 from .tabular import ColumnMap, read_tabular
@@ -118,7 +118,7 @@ def _is_json_array(path: Path) -> bool:
 def _array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
     """A JSON array file streamed element by element by DuckDB; the record
     number (1-based) stands in for the line number."""
-    con = duckdb.connect()
+    con = parse_connection()
     try:
         reader = con.sql(
             "SELECT json::VARCHAR AS raw FROM read_json_objects($path, format = 'array')",
@@ -148,8 +148,7 @@ def _progress(total: int | None, unit: str, desc: str, enabled: bool):  # type: 
 
 
 def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: bool, batch_rows: int, chunk_bytes: int):  # type: ignore[no-untyped-def]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = parse_connection()
     array = _is_json_array(path)
     chunks = _array_chunks(path, batch_rows) if array else read_line_chunks(path, chunk_bytes)
     bar = _progress(None if array else os.path.getsize(path), "rec" if array else "B", path.name, progress)
@@ -168,8 +167,7 @@ def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: boo
 
 
 def _tabular_batches(path: Path, fmt: str, cmap: ColumnMap, dataset: str, source: str, progress: bool, batch_rows: int):  # type: ignore[no-untyped-def]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = parse_connection()
     try:
         total, batches = read_tabular(con, path, fmt, cmap, dataset=dataset, source=source, batch_rows=batch_rows)
         with _progress(total, "conv", path.name, progress) as bar:
@@ -218,7 +216,7 @@ def import_file(
 
     run_id = store.start_run("import", source)
     try:
-        with store.deferred_checkpoints(), contextlib.closing(prefetch(batches)) as prefetched:
+        with store.bulk_writes(), contextlib.closing(prefetch(batches)) as prefetched:
             for good, errors in prefetched:
                 if errors and not skip_invalid:
                     line, reason, _ = errors[0]

@@ -273,6 +273,20 @@ OWNED_METADATA_KEYS = ("dataset", "tier", "length", "created_at")
 _STRIP_OWNED = "{" + ",".join(f'"{k}":null' for k in OWNED_METADATA_KEYS) + "}"
 
 
+# Parsing connections hold one chunk at a time; capped so DuckDB's cache
+# cannot grow with the file (part of keeping a 1 M-conversation import
+# under 1 GB).
+PARSE_MEMORY_LIMIT = "256MB"
+
+
+def parse_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection set up for normalizing records."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{PARSE_MEMORY_LIMIT}'")
+    return con
+
+
 def _run(con: duckdb.DuckDBPyConnection, lines: pa.Table, fmt: str, typed: bool, params: dict[str, Any]) -> pa.Table:
     con.register("_lines", _for_threads(lines))
     try:

@@ -177,7 +177,7 @@ def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> None:
 
     size = path.stat().st_size
     ctx.events.publish("sync.progress", source=ctx.source, phase="load", done=0, total=size)
-    with ctx.store.deferred_checkpoints(), ctx.bar(size, "load", "B") as bar, contextlib.closing(prefetch(normalized())) as batches:
+    with ctx.store.bulk_writes(), ctx.bar(size, "load", "B") as bar, contextlib.closing(prefetch(normalized())) as batches:
         for good, errors, last, position in batches:
             writer.write(good, errors, locator)
             state["lines_done"] = last

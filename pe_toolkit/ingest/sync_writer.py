@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import duckdb
 import orjson
 import pyarrow as pa
 
 from ..events import EventBus
 from ..store import Store, UpsertResult
 from . import sync_state
-from .normalize import normalize_lines
+from .normalize import normalize_lines, parse_connection
 
 
 @dataclass
@@ -48,8 +47,7 @@ class BatchWriter:
         self.store, self.source, self.dataset, self.events = store, source, dataset, events
         self.resolve = resolve  # open dead letters of this source exist: resolve the ids that now load
         self.counts = SyncCounts()
-        self._con = duckdb.connect()
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._con = parse_connection()
 
     def close(self) -> None:
         self._con.close()
