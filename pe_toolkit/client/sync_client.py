@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +26,7 @@ import tenacity
 from ..config import Secret, Settings
 from ..errors import ApiError
 from . import flows, routes
+from .fanout import fan_out
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
 from .models import (
     ApiInfo,
@@ -62,7 +62,8 @@ class Client:
     ``api_key``/``base_url`` default to ``PE_API_KEY``/``PE_API_URL`` or the
     config file; ``base_url`` may be a list (or comma-separated) for
     failover. ``concurrency`` bounds parallel requests of
-    :meth:`fetch_conversations`. Thread-safe.
+    :meth:`fetch_conversations` (fewer run where that measures faster,
+    see :mod:`.fanout`). Thread-safe.
     """
 
     def __init__(
@@ -194,7 +195,8 @@ class Client:
         self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False
     ) -> Iterator[tuple[str, Any]]:
         """Yield ``(id, conversation or ApiError)`` as each fetch completes,
-        with at most ``concurrency`` requests in flight. Errors are yielded,
+        with at most ``concurrency`` requests in flight (fewer while that
+        measures faster: :class:`.fanout.WidthTuner`). Errors are yielded,
         not raised, so one bad id does not stop the rest; the consumer
         decides (stop on :class:`CircuitOpenError`, record the others).
         ``raw=True`` yields the API objects as dicts."""
@@ -207,30 +209,7 @@ class Client:
         # Threads rather than an event loop: this works the same in a
         # notebook (whose loop is already running) and in a script; httpx's
         # Client is thread-safe and the GIL is released while waiting.
-        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="pe-fetch") as pool:
-            pending: dict[Future[Any], str] = {}
-            source = iter(ids)
-            try:
-                for cid in source:
-                    future = pool.submit(one, cid)
-                    pending[future] = cid
-                    if len(pending) >= width:
-                        yield from self._drain(pending)
-                while pending:
-                    yield from self._drain(pending)
-            finally:
-                for future in pending:
-                    future.cancel()
-
-    @staticmethod
-    def _drain(pending: dict[Future[Any], str]) -> Iterator[tuple[str, Any]]:
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        for future in done:
-            cid = pending.pop(future)
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, ApiError):
-                raise exc
-            yield cid, exc if exc is not None else future.result()
+        yield from fan_out(one, ids, width, ApiError)
 
     def iter_conversations(
         self,

@@ -10,7 +10,7 @@ Modes:
   in batches and merged by id and content hash;
 - ``incremental`` (:mod:`.sync_incremental`): list summaries, fetch only the
   ids that are new, changed, older than ``ttl`` for this source, or open
-  dead letters, ``concurrency`` at a time;
+  dead letters, up to ``concurrency`` at a time;
 - ``auto`` (default): resume an interrupted sync in its mode; otherwise
   estimate the work from one request (the filter's ``total``) and what this
   store already holds from the source: incremental when the listing pages

@@ -1,0 +1,183 @@
+"""Run a blocking call over many items, up to ``width`` at a time, adaptively.
+
+How many requests to keep in flight depends on where the time goes. Over
+a network a request mostly waits, and eight in flight fetch about eight
+times as fast as one. Against a mirror on the same machine a request costs
+about as much client CPU (httpx, under the GIL) as it waits, so extra
+threads only contend: measured on loopback, eight threads fetched at 62-79%
+of the rate of one. No fixed default suits both, so :class:`WidthTuner`
+measures: it starts at one request at a time, doubles the width while that
+raises the completion rate by at least 10%, keeps the best, and re-checks
+the neighbouring widths from time to time (the network or the server's
+load may change during a long sync).
+
+Why not ``ThreadPoolExecutor`` with ``wait(FIRST_COMPLETED)``: that costs a
+future, a waiter installed on every pending future and a thread hand-off
+per item. Here long-lived workers take items from one queue and put
+results on another, and at width 1 the consumer makes the call itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+K = TypeVar("K")
+
+log = logging.getLogger("pe_toolkit.client")
+
+_STOP = object()
+
+GAIN = 1.10  # a wider setting must be this much faster to be kept
+RECHECK_EVERY = 40  # windows at the chosen width between re-checks
+
+
+class WidthTuner:
+    """Chooses the number of requests in flight from measured completion rates.
+
+    Feed it the time of every completion (:meth:`completed`); read
+    :attr:`width`. A window is ``max(32, 4 * width)`` completions, long
+    enough to average over request-to-request noise. Pure bookkeeping: the
+    clock is the caller's, so the tests drive it with a fake one.
+    """
+
+    def __init__(self, ceiling: int, start: float) -> None:
+        self.ceiling = max(1, ceiling)
+        self.width = 1
+        self.best_width, self.best_rate = 1, 0.0
+        self._climbing = self.ceiling > 1
+        self._probe: int | None = None  # a neighbour being re-checked
+        self._held = 0  # windows at best_width since the last check
+        self._checks = 0  # re-checks so far (odd: the wider neighbour)
+        self._window_start, self._count = start, 0
+
+    def _window(self) -> int:
+        return max(32, 4 * self.width)
+
+    def completed(self, now: float) -> int:
+        """Record one completion at ``now``; returns the width to use next."""
+        self._count += 1
+        if self._count < self._window():
+            return self.width
+        rate = self._count / max(now - self._window_start, 1e-9)
+        self._window_start, self._count = now, 0
+        self._decide(rate)
+        return self.width
+
+    def _decide(self, rate: float) -> None:
+        if self._climbing:
+            if rate >= self.best_rate * GAIN:
+                self.best_width, self.best_rate = self.width, rate
+                if self.width < self.ceiling:
+                    self.width = min(self.ceiling, self.width * 2)
+                    return
+            self._climbing = False
+            self.width = self.best_width
+            log.debug("fetching %d at a time (%.0f/s)", self.width, self.best_rate)
+            return
+        if self._probe is not None:
+            if rate >= self.best_rate * GAIN:
+                self.best_width, self.best_rate = self._probe, rate
+                log.debug("fetching %d at a time (%.0f/s)", self.best_width, rate)
+            self._probe = None
+            self.width = self.best_width
+            return
+        # Holding: the rate at the chosen width is measured afresh each
+        # window (it drifts with load), and now and then one neighbour is
+        # tried, alternately the narrower and the wider.
+        self.best_rate = rate
+        self._held += 1
+        if self._held >= RECHECK_EVERY:
+            self._held = 0
+            self._checks += 1
+            wider = self._checks % 2 == 1
+            candidate = min(self.ceiling, self.best_width * 2) if wider else max(1, self.best_width // 2)
+            if candidate != self.best_width:
+                self._probe = self.width = candidate
+
+
+def fan_out(
+    call: Callable[[K], Any], items: Iterable[K], width: int, catch: type[BaseException], *, clock: Callable[[], float] = time.perf_counter
+) -> Iterator[tuple[K, Any]]:
+    """Yield ``(item, result)`` as each call completes (not in input order),
+    with at most ``width`` calls in flight (fewer where that is faster,
+    see :class:`WidthTuner`).
+
+    An exception of type ``catch`` is yielded as the result; any other one
+    stops the run and re-raises here. Closing the generator (or breaking
+    out of the loop) drops the items not started yet and waits for the
+    calls already running.
+    """
+
+    def guarded(item: K) -> Any:
+        try:
+            return call(item)
+        except catch as exc:
+            return exc
+
+    source = iter(items)
+    tuner = WidthTuner(width, clock())
+    if tuner.ceiling == 1:
+        for item in source:
+            yield item, guarded(item)
+        return
+
+    todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[Any, Any, BaseException | None]] = queue.SimpleQueue()
+    threads: list[threading.Thread] = []
+
+    def worker() -> None:
+        while (item := todo.get()) is not _STOP:
+            try:
+                done.put((item, guarded(item), None))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
+                done.put((item, None, exc))
+
+    in_flight = 0
+    exhausted = False
+    try:
+        while True:
+            if tuner.width == 1 and in_flight == 0:
+                # One at a time: no thread hand-off at all.
+                item = next(source, _STOP)
+                if item is _STOP:
+                    return
+                result = guarded(item)
+                tuner.completed(clock())
+                yield item, result
+                continue
+            while not exhausted and in_flight < tuner.width:
+                item = next(source, _STOP)
+                if item is _STOP:
+                    exhausted = True
+                    break
+                if len(threads) < tuner.width:  # started as the width grows
+                    thread = threading.Thread(target=worker, name=f"pe-fetch_{len(threads)}", daemon=True)
+                    thread.start()
+                    threads.append(thread)
+                todo.put(item)
+                in_flight += 1
+            if in_flight == 0:
+                return
+            item, result, error = done.get()
+            in_flight -= 1
+            if error is not None:
+                raise error
+            tuner.completed(clock())
+            yield item, result
+    finally:
+        # Take back what no worker has started, then stop the workers
+        # (each finishes the call it is making).
+        while True:
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+        for _ in threads:
+            todo.put(_STOP)
+        for thread in threads:
+            thread.join()

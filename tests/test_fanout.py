@@ -1,0 +1,126 @@
+"""fan_out and its WidthTuner: bounded, adaptive concurrency for fetches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pe_toolkit.client.fanout import RECHECK_EVERY, WidthTuner, fan_out
+
+
+def settle(tuner: WidthTuner, rate_of, windows: int, clock: list[float]) -> list[int]:
+    """Drive the tuner with a fake clock: completions arrive at
+    ``rate_of(width)`` per second. Returns the width after each window."""
+    widths = []
+    for _ in range(windows):
+        width = tuner.width
+        for _ in range(max(32, 4 * width)):
+            clock[0] += 1.0 / rate_of(width)
+            tuner.completed(clock[0])
+        widths.append(tuner.width)
+    return widths
+
+
+@pytest.mark.parametrize(
+    ("rate_of", "ceiling", "expected"),
+    [
+        (lambda w: 100.0 * min(w, 4), 8, 4),  # scales up to four in flight
+        (lambda w: 100.0 * w, 8, 8),  # network-bound: the ceiling
+        (lambda w: 100.0 * w, 6, 6),  # a ceiling that is not a power of two
+        (lambda w: 1000.0, 8, 1),  # CPU-bound: width buys nothing
+        (lambda w: 1000.0 / w, 8, 1),  # contention: wider is slower
+        (lambda w: 100.0 * (1.05 ** w), 8, 1),  # gains under 10% are not worth a thread
+    ],
+)
+def test_tuner_settles_on_the_fastest_width(rate_of, ceiling: int, expected: int) -> None:
+    clock = [0.0]
+    tuner = WidthTuner(ceiling, clock[0])
+    assert tuner.width == 1
+    widths = settle(tuner, rate_of, 10, clock)
+    assert widths[-1] == expected
+    assert max(widths) <= ceiling
+
+
+def test_tuner_rechecks_neighbours_when_conditions_change() -> None:
+    clock = [0.0]
+    tuner = WidthTuner(8, clock[0])
+    settle(tuner, lambda w: 100.0 * min(w, 2), 10, clock)
+    assert tuner.width == 2
+    # The server got slower per request but parallel: wider now pays. The
+    # first re-check (after RECHECK_EVERY windows) tries the wider width.
+    widths = settle(tuner, lambda w: 50.0 * w, 2 * RECHECK_EVERY + 4, clock)
+    assert widths[-1] == 4
+    # And back: once width costs, a later re-check of the narrower one wins.
+    widths = settle(tuner, lambda w: 1000.0 / w, 4 * RECHECK_EVERY + 8, clock)
+    assert widths[-1] < 4
+
+
+def test_tuner_with_ceiling_one_never_widens() -> None:
+    clock = [0.0]
+    tuner = WidthTuner(1, clock[0])
+    assert settle(tuner, lambda w: 100.0 * w, 5, clock) == [1] * 5
+
+
+class Gauge:
+    """Counts calls in flight; the peak is what the bound is about."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.now, self.peak, self.calls = seconds, 0, 0, 0
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, item: int) -> int:
+        with self.lock:
+            self.now += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.now)
+            self.threads.add(threading.current_thread().name)
+        time.sleep(self.seconds)  # waiting, as a request over a network does
+        with self.lock:
+            self.now -= 1
+        return item * 2
+
+
+def test_waiting_calls_widen_to_the_ceiling_and_never_past_it() -> None:
+    gauge = Gauge(0.004)
+    results = dict(fan_out(gauge, range(500), 4, ValueError))
+    assert results == {i: 2 * i for i in range(500)}
+    assert gauge.peak == 4
+
+
+def test_width_one_runs_in_the_callers_thread() -> None:
+    gauge = Gauge(0.0)
+    assert sorted(r for _, r in fan_out(gauge, range(50), 1, ValueError)) == [2 * i for i in range(50)]
+    assert gauge.threads == {threading.current_thread().name}
+
+
+def test_caught_errors_are_yielded_and_others_raise() -> None:
+    def call(item: int) -> int:
+        if item == 3:
+            raise KeyError("not caught")
+        if item % 2:
+            raise ValueError(f"odd {item}")
+        return item
+
+    out = dict(fan_out(call, [0, 1, 2, 5], 4, ValueError))
+    assert out[0] == 0 and out[2] == 2
+    assert isinstance(out[1], ValueError) and str(out[5]) == "odd 5"
+    for width in (1, 4):
+        with pytest.raises(KeyError):
+            list(fan_out(call, range(10), width, ValueError))
+
+
+def test_closing_early_drops_what_has_not_started() -> None:
+    gauge = Gauge(0.002)
+    stream = fan_out(gauge, range(10_000), 8, ValueError)
+    for n, _ in enumerate(stream):
+        if n == 100:
+            break
+    stream.close()
+    calls = gauge.calls
+    time.sleep(0.05)
+    assert gauge.calls == calls  # the workers stopped
+    assert calls < 200
+    assert not [t for t in threading.enumerate() if t.name.startswith("pe-fetch_")]
