@@ -6,6 +6,7 @@ import csv
 import io
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -250,7 +251,7 @@ def test_job_records_survive_a_restart_and_interrupted_jobs_are_failed(sample_st
 
 def test_pending_then_expired_export(sample_store_template: Path, tmp_path: Path) -> None:
     db_path = copy_store(sample_store_template, tmp_path)
-    with start_mirror(db_path, export_ttl=2.0) as served, served.client() as client:
+    with start_mirror(db_path, export_ttl=2.0, download_hold=0.1) as served, served.client() as client:
         gate = threading.Event()
         served.mirror.jobs.runners["hold"] = lambda ctx: {"held": gate.wait(30)}
         served.mirror.jobs.submit("hold", "*", {})
@@ -268,6 +269,35 @@ def test_pending_then_expired_export(sample_store_template: Path, tmp_path: Path
         assert "expired" in error["message"]
         assert served.mirror.exports.sweep() == 1
         assert not path.exists()
+
+
+def test_download_holds_until_a_quick_export_is_written(sample_store_template: Path, tmp_path: Path) -> None:
+    """A download asked for while the export is still being written waits
+    for it (up to download_hold) instead of sending the client away for a
+    whole second; past the hold it answers 202 with the current progress."""
+    db_path = copy_store(sample_store_template, tmp_path)
+    with start_mirror(db_path, download_hold=10.0) as served, served.client() as client:
+        gate = threading.Event()
+        served.mirror.jobs.runners["hold"] = lambda ctx: {"held": gate.wait(30)}
+        served.mirror.jobs.submit("hold", "*", {})  # the export queues behind it
+        created = check_envelope(client.post("/v1/export", data={"format": "openai", "dataset": "peer_support"}), 202)
+        threading.Timer(0.3, gate.set).start()
+        started = time.monotonic()
+        got = client.get(created["download_url"], timeout=30)
+        assert got.status_code == 200, got.text  # one request: no 202, no Retry-After round
+        assert time.monotonic() - started >= 0.3
+        lines = [orjson.loads(line) for line in got.text.splitlines()]
+        assert lines and all(set(line) == {"messages"} for line in lines)
+    with start_mirror(copy_store(sample_store_template, tmp_path / "short"), download_hold=0.2) as served, served.client() as client:
+        gate = threading.Event()
+        served.mirror.jobs.runners["hold"] = lambda ctx: {"held": gate.wait(30)}
+        served.mirror.jobs.submit("hold", "*", {})
+        created = check_envelope(client.post("/v1/export", data={"format": "jsonl", "dataset": "peer_support"}), 202)
+        data = check_envelope(client.get(created["download_url"]), 202)
+        assert data["status"] == "processing" and data["progress"] == 0
+        gate.set()
+        finished_job(client, created["export_id"])
+        assert client.get(created["download_url"]).status_code == 200
 
 
 def test_export_progress_follows_the_bytes_written(mirror: Served, tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ class ServerConfig:
     contract's unit is an hour). ``state_dir`` holds the exports and the
     served-object snapshot; by default it sits beside the cache as
     ``<cache>.server/`` (mode 700: it holds conversations).
+    ``download_hold``: how long a download of an export still being
+    written waits for it before answering 202 (0: answer at once).
     """
 
     db_path: Path
@@ -53,6 +55,7 @@ class ServerConfig:
     rate_window: float = 3600.0
     max_body_bytes: int = 2 * 1024 * 1024
     export_ttl: float = 24 * 3600.0
+    download_hold: float = 2.0
     poll_interval: float = 1.0
     heartbeat: float = 15.0
     job_workers: int = 1
@@ -76,6 +79,7 @@ class ServerConfig:
             ("rate_window", self.rate_window > 0),
             ("max_body_bytes", self.max_body_bytes >= 1024),
             ("export_ttl", self.export_ttl > 0),
+            ("download_hold", 0 <= self.download_hold <= 30),
             ("poll_interval", self.poll_interval > 0),
             ("heartbeat", self.heartbeat > 0),
             ("job_workers", self.job_workers >= 1),

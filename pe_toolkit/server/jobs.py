@@ -234,6 +234,11 @@ class JobManager:
         self._queue.put(job.job_id)
         return job
 
+    def active(self, job_id: str) -> Job | None:
+        """The job if it is queued or running in this process (no query)."""
+        with self._lock:
+            return self._active.get(job_id)
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._active.get(job_id)

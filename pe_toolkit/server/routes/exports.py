@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +14,7 @@ from starlette.responses import FileResponse, Response
 from ...store import ConversationFilter
 from ..envelope import JSONBytes, not_found, ok
 from ..exports import ExportPending
+from ..jobs import ACTIVE
 from ..models import ExportParameters, json_body, validated
 from ._common import base_url, mirror, require_dataset
 
@@ -65,16 +68,43 @@ def get_export(request: Request, export_id: str) -> JSONBytes:
     return ok(request, info, "Export retrieved")
 
 
+# How often a held download looks at its export's job (in memory, no query).
+HOLD_STEP = 0.02
+
+
 @router.get("/v1/exports/{export_id}/download", summary="Download an export's file")
-def download(request: Request, export_id: str) -> Response:
-    try:
-        path, media_type, name = mirror(request).exports.resolve(export_id)
-    except ExportPending as pending:
-        return ok(
-            request,
-            {"export_id": pending.export_id, "status": "processing", "progress": pending.progress},
-            "Export is still being written; retry shortly",
-            status=202,
-            headers={"Retry-After": "1"},
-        )
-    return FileResponse(path, media_type=media_type, filename=name)
+async def download(request: Request, export_id: str) -> Response:
+    m = mirror(request)
+    deadline = time.monotonic() + m.config.download_hold
+    held = False
+    while True:
+        try:
+            path, media_type, name = await run_in_threadpool(m.exports.resolve, export_id)
+        except ExportPending as pending:
+            # Hold the request a little (long polling), once: a client told
+            # to come back in a second (Retry-After is whole seconds) would
+            # otherwise wait up to a second for a small export written in a
+            # fraction of one.
+            if held or not await _finished_within(m, pending.export_id, deadline):
+                job = m.jobs.active(pending.export_id)
+                progress = round(job.progress, 1) if job is not None else pending.progress
+                return ok(
+                    request,
+                    {"export_id": pending.export_id, "status": "processing", "progress": progress},
+                    "Export is still being written; retry shortly",
+                    status=202,
+                    headers={"Retry-After": "1"},
+                )
+            held = True
+            continue
+        return FileResponse(path, media_type=media_type, filename=name)
+
+
+async def _finished_within(m: Any, export_id: str, deadline: float) -> bool:
+    """Whether the export's job ended (however) before ``deadline``."""
+    while time.monotonic() < deadline:
+        job = m.jobs.active(export_id)
+        if job is None or job.status not in ACTIVE:
+            return True
+        await asyncio.sleep(HOLD_STEP)
+    return False
