@@ -22,7 +22,7 @@ demo: venv
 	$(BIN)/pe-toolkit info
 	$(BIN)/pe-toolkit analyze
 	$(BIN)/pe-toolkit report --out reports/
-	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..04) in a browser"
+	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..06) in a browser"
 
 ## test: the whole test suite, notebooks included
 test: venv

@@ -107,6 +107,22 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     return dict(papermill.inspect_notebook(str(path)))
 
 
+def _private_kernels(folder: Path) -> type:
+    """A kernel manager whose kernel talks over Unix sockets in ``folder``
+    (a private temporary directory) instead of TCP on loopback: the kernel
+    carries conversation text, and ipykernel warns, rightly, that TCP sends
+    it unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class PrivateKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(folder / "kernel")
+
+    return PrivateKernelManager
+
+
 def _strip_live_outputs(nb: Any) -> None:
     """Drop what only a live kernel can draw (widget views, widget state);
     an output that also has HTML or text keeps those."""
@@ -200,6 +216,7 @@ def build_reports(
                     cwd=str(path.parent),
                     progress_bar=progress,
                     execution_timeout=timeout,
+                    kernel_manager_class=_private_kernels(Path(scratch)),
                 )
             except PapermillExecutionError as exc:
                 error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
