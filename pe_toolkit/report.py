@@ -111,8 +111,11 @@ def _private_kernels(folder: Path) -> type:
     """A kernel manager whose kernel talks over Unix sockets in ``folder``
     (a private temporary directory) instead of TCP on loopback: the kernel
     carries conversation text, and ipykernel warns, rightly, that TCP sends
-    it unencrypted."""
+    it unencrypted. (Windows has no such sockets: TCP there.)"""
     from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
 
     class PrivateKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:

@@ -31,13 +31,15 @@ def settle(tuner: WidthTuner, rate_of, windows: int, clock: list[float]) -> list
         (lambda w: 100.0 * w, 6, 6),  # a ceiling that is not a power of two
         (lambda w: 1000.0, 8, 1),  # CPU-bound: width buys nothing
         (lambda w: 1000.0 / w, 8, 1),  # contention: wider is slower
-        (lambda w: 100.0 * (1.05 ** w), 8, 1),  # gains under 10% are not worth a thread
+        (lambda w: 100.0 * (1.05 ** w), 8, 8),  # each halving loses over 5%: stay wide
+        (lambda w: 100.0 * (1.01 ** w), 8, 1),  # within 5%: fewer threads win
+        (lambda w: 100.0 * (0.98 ** w), 8, 1),  # narrower slightly faster
     ],
 )
 def test_tuner_settles_on_the_fastest_width(rate_of, ceiling: int, expected: int) -> None:
     clock = [0.0]
     tuner = WidthTuner(ceiling, clock[0])
-    assert tuner.width == 1
+    assert tuner.width == ceiling  # starts wide: too narrow is the costlier mistake
     widths = settle(tuner, rate_of, 10, clock)
     assert widths[-1] == expected
     assert max(widths) <= ceiling

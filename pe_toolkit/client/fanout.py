@@ -6,10 +6,13 @@ times as fast as one. Against a mirror on the same machine a request costs
 about as much client CPU (httpx, under the GIL) as it waits, so extra
 threads only contend: measured on loopback, eight threads fetched at 62-79%
 of the rate of one. No fixed default suits both, so :class:`WidthTuner`
-measures: it starts at one request at a time, doubles the width while that
-raises the completion rate by at least 10%, keeps the best, and re-checks
-the neighbouring widths from time to time (the network or the server's
-load may change during a long sync).
+measures. It starts at the ceiling and halves the width while the narrower
+setting is not more than 5% slower; it widens again only for a gain of at
+least 10%, re-checking the neighbouring widths from time to time (the
+network or the server's load may change during a long sync). Starting wide
+is the cautious side: too wide costs a third on loopback, too narrow over
+a slow network (or through retries and backoff) costs a factor of the
+width.
 
 Why not ``ThreadPoolExecutor`` with ``wait(FIRST_COMPLETED)``: that costs a
 future, a waiter installed on every pending future and a thread hand-off
@@ -32,7 +35,8 @@ log = logging.getLogger("pe_toolkit.client")
 
 _STOP = object()
 
-GAIN = 1.10  # a wider setting must be this much faster to be kept
+GAIN = 1.10  # a wider setting must be this much faster to be taken
+TOLERANCE = 0.95  # a narrower one is taken unless slower than this share
 RECHECK_EVERY = 40  # windows at the chosen width between re-checks
 
 
@@ -47,9 +51,10 @@ class WidthTuner:
 
     def __init__(self, ceiling: int, start: float) -> None:
         self.ceiling = max(1, ceiling)
-        self.width = 1
-        self.best_width, self.best_rate = 1, 0.0
-        self._climbing = self.ceiling > 1
+        self.width = self.ceiling
+        self.best_width, self.best_rate = self.ceiling, 0.0
+        self._narrowing = self.ceiling > 1
+        self._first = True  # the first window only measures the ceiling
         self._probe: int | None = None  # a neighbour being re-checked
         self._held = 0  # windows at best_width since the last check
         self._checks = 0  # re-checks so far (odd: the wider neighbour)
@@ -68,27 +73,37 @@ class WidthTuner:
         self._decide(rate)
         return self.width
 
+    def _better(self, width: int, rate: float) -> bool:
+        """Whether ``width`` at ``rate`` should replace the current best."""
+        if width > self.best_width:
+            return rate >= self.best_rate * GAIN
+        return rate >= self.best_rate * TOLERANCE
+
+    def _take(self, width: int, rate: float) -> None:
+        if width != self.best_width:
+            log.debug("fetching %d at a time (%.0f/s)", width, rate)
+        self.best_width, self.best_rate = width, rate
+
     def _decide(self, rate: float) -> None:
-        if self._climbing:
-            if rate >= self.best_rate * GAIN:
-                self.best_width, self.best_rate = self.width, rate
-                if self.width < self.ceiling:
-                    self.width = min(self.ceiling, self.width * 2)
+        if self._narrowing:
+            if self._first or self._better(self.width, rate):
+                self._first = False
+                self._take(self.width, rate)
+                if self.width > 1:
+                    self.width //= 2
                     return
-            self._climbing = False
+            self._narrowing = False
             self.width = self.best_width
-            log.debug("fetching %d at a time (%.0f/s)", self.width, self.best_rate)
             return
         if self._probe is not None:
-            if rate >= self.best_rate * GAIN:
-                self.best_width, self.best_rate = self._probe, rate
-                log.debug("fetching %d at a time (%.0f/s)", self.best_width, rate)
+            if self._better(self._probe, rate):
+                self._take(self._probe, rate)
             self._probe = None
             self.width = self.best_width
             return
         # Holding: the rate at the chosen width is measured afresh each
         # window (it drifts with load), and now and then one neighbour is
-        # tried, alternately the narrower and the wider.
+        # tried, alternately the wider and the narrower.
         self.best_rate = rate
         self._held += 1
         if self._held >= RECHECK_EVERY:
