@@ -6,13 +6,12 @@ times as fast as one. Against a mirror on the same machine a request costs
 about as much client CPU (httpx, under the GIL) as it waits, so extra
 threads only contend: measured on loopback, eight threads fetched at 62-79%
 of the rate of one. No fixed default suits both, so :class:`WidthTuner`
-measures. It starts at the ceiling and halves the width while the narrower
-setting is not more than 5% slower; it widens again only for a gain of at
-least 10%, re-checking the neighbouring widths from time to time (the
-network or the server's load may change during a long sync). Starting wide
-is the cautious side: too wide costs a third on loopback, too narrow over
-a slow network (or through retries and backoff) costs a factor of the
-width.
+measures: the ceiling first, then one at a time, then wider again while
+that pays (see the class), re-checking the neighbouring widths from time
+to time (the network or the server's load may change during a long sync).
+Starting wide is the cautious side: too wide costs a third on loopback,
+too narrow over a slow network (or through retries and backoff) costs a
+factor of the width.
 
 Why not ``ThreadPoolExecutor`` with ``wait(FIRST_COMPLETED)``: that costs a
 future, a waiter installed on every pending future and a thread hand-off
@@ -38,43 +37,52 @@ _STOP = object()
 GAIN = 1.10  # a wider setting must be this much faster to be taken
 TOLERANCE = 0.95  # a narrower one is taken unless slower than this share
 RECHECK_EVERY = 40  # windows at the chosen width between re-checks
+MIN_WINDOW_SECONDS = 1.0  # on loopback 32 completions take 15 ms: too noisy to judge by
 
 
 class WidthTuner:
     """Chooses the number of requests in flight from measured completion rates.
 
     Feed it the time of every completion (:meth:`completed`); read
-    :attr:`width`. A window is ``max(32, 4 * width)`` completions, long
-    enough to average over request-to-request noise. Pure bookkeeping: the
-    clock is the caller's, so the tests drive it with a fake one.
+    :attr:`width`. A window is at least ``max(32, 4 * width)`` completions
+    and :data:`MIN_WINDOW_SECONDS`, long enough to average over
+    request-to-request noise and the consumer's pauses; :attr:`windows`
+    counts them. Pure bookkeeping: the clock is the caller's, so the tests
+    drive it with a fake one.
+
+    The first window measures the ceiling, the second one request at a
+    time: the two ends differ the most (on loopback one is 30-50% faster,
+    over a network many times slower), so noise cannot hide which side is
+    right. If one wins, twice as many are tried, and so on while each step
+    gains 10%. Then the width holds, and every :data:`RECHECK_EVERY`
+    windows a neighbour is tried, alternately the wider and the narrower.
     """
 
     def __init__(self, ceiling: int, start: float) -> None:
         self.ceiling = max(1, ceiling)
-        self.width = self.ceiling
-        self.best_width, self.best_rate = self.ceiling, 0.0
-        self._narrowing = self.ceiling > 1
-        self._first = True  # the first window only measures the ceiling
-        self._probe: int | None = None  # a neighbour being re-checked
+        self.width = self.best_width = self.ceiling
+        self.best_rate = 0.0
+        self._state = "first" if self.ceiling > 1 else "hold"
         self._held = 0  # windows at best_width since the last check
         self._checks = 0  # re-checks so far (odd: the wider neighbour)
         self._window_start, self._count = start, 0
-
-    def _window(self) -> int:
-        return max(32, 4 * self.width)
+        self.windows = 0
 
     def completed(self, now: float) -> int:
         """Record one completion at ``now``; returns the width to use next."""
         self._count += 1
-        if self._count < self._window():
+        elapsed = now - self._window_start
+        if self._count < max(32, 4 * self.width) or elapsed < MIN_WINDOW_SECONDS:
             return self.width
-        rate = self._count / max(now - self._window_start, 1e-9)
+        rate = self._count / elapsed
         self._window_start, self._count = now, 0
+        self.windows += 1
         self._decide(rate)
         return self.width
 
     def _better(self, width: int, rate: float) -> bool:
-        """Whether ``width`` at ``rate`` should replace the current best."""
+        """Whether ``width`` at ``rate`` should replace the current best:
+        a wider one must be 10% faster, a narrower one at most 5% slower."""
         if width > self.best_width:
             return rate >= self.best_rate * GAIN
         return rate >= self.best_rate * TOLERANCE
@@ -84,35 +92,42 @@ class WidthTuner:
             log.debug("fetching %d at a time (%.0f/s)", width, rate)
         self.best_width, self.best_rate = width, rate
 
+    def _try(self, width: int, state: str) -> None:
+        self.width, self._state = width, state
+
+    def _hold(self) -> None:
+        self.width, self._state = self.best_width, "hold"
+
     def _decide(self, rate: float) -> None:
-        if self._narrowing:
-            if self._first or self._better(self.width, rate):
-                self._first = False
-                self._take(self.width, rate)
-                if self.width > 1:
-                    self.width //= 2
-                    return
-            self._narrowing = False
-            self.width = self.best_width
-            return
-        if self._probe is not None:
-            if self._better(self._probe, rate):
-                self._take(self._probe, rate)
-            self._probe = None
-            self.width = self.best_width
-            return
-        # Holding: the rate at the chosen width is measured afresh each
-        # window (it drifts with load), and now and then one neighbour is
-        # tried, alternately the wider and the narrower.
-        self.best_rate = rate
-        self._held += 1
-        if self._held >= RECHECK_EVERY:
-            self._held = 0
-            self._checks += 1
-            wider = self._checks % 2 == 1
-            candidate = min(self.ceiling, self.best_width * 2) if wider else max(1, self.best_width // 2)
-            if candidate != self.best_width:
-                self._probe = self.width = candidate
+        state, width = self._state, self.width
+        if state == "first":
+            self._take(width, rate)
+            self._try(1, "ends")
+        elif state in ("ends", "climb"):
+            if not self._better(width, rate):
+                self._hold()
+                return
+            self._take(width, rate)
+            if width < self.ceiling:
+                self._try(min(self.ceiling, width * 2), "climb")
+            else:
+                self._hold()
+        elif state == "check":
+            if self._better(width, rate):
+                self._take(width, rate)
+            self._hold()
+        else:
+            # Holding: the rate at the chosen width is measured afresh each
+            # window (it drifts with load).
+            self.best_rate = rate
+            self._held += 1
+            if self._held >= RECHECK_EVERY:
+                self._held = 0
+                self._checks += 1
+                wider = self._checks % 2 == 1
+                candidate = min(self.ceiling, self.best_width * 2) if wider else max(1, self.best_width // 2)
+                if candidate != self.best_width:
+                    self._try(candidate, "check")
 
 
 def fan_out(
