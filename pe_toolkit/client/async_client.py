@@ -76,8 +76,7 @@ class AsyncClient:
         )
         self.options = options
         self._core = options.core()
-        limits = httpx.Limits(max_connections=max(10, 2 * concurrency), max_keepalive_connections=max(10, 2 * concurrency))
-        self._http = httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+        self._http = httpx.AsyncClient(transport=transport, limits=options.limits(), follow_redirects=False)
 
     # -- plumbing -----------------------------------------------------------
     def __repr__(self) -> str:

@@ -151,11 +151,6 @@ def fan_out(
 
     source = iter(items)
     tuner = WidthTuner(width, clock())
-    if tuner.ceiling == 1:
-        for item in source:
-            yield item, guarded(item)
-        return
-
     todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
     done: queue.SimpleQueue[tuple[Any, Any, BaseException | None]] = queue.SimpleQueue()
     threads: list[threading.Thread] = []

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import httpx
+
 from ..config import Secret, Settings, load_settings
 from ..errors import ConfigError
 from .core import BreakerPolicy, RequestCore, normalize_base_url
@@ -28,6 +30,13 @@ class ClientOptions:
     breaker: BreakerPolicy
     pacing: PacingPolicy
     concurrency: int
+
+    def limits(self) -> httpx.Limits:
+        """The connection pool of either client: twice the ceiling on
+        requests in flight, at least 10, so fetches never wait for a pooled
+        connection and other calls made meanwhile find one too."""
+        size = max(10, 2 * self.concurrency)
+        return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
     def core(self) -> RequestCore:
         return RequestCore(

@@ -30,11 +30,7 @@ def _temp_name(path: Path) -> Path:
 
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_file(folder)
 
 
 def _fsync_file(path: Path) -> None:

@@ -75,29 +75,36 @@ HOLD_STEP = 0.02
 @router.get("/v1/exports/{export_id}/download", summary="Download an export's file")
 async def download(request: Request, export_id: str) -> Response:
     m = mirror(request)
-    deadline = time.monotonic() + m.config.download_hold
-    held = False
-    while True:
-        try:
-            path, media_type, name = await run_in_threadpool(m.exports.resolve, export_id)
-        except ExportPending as pending:
-            # Hold the request a little (long polling), once: a client told
-            # to come back in a second (Retry-After is whole seconds) would
-            # otherwise wait up to a second for a small export written in a
-            # fraction of one.
-            if held or not await _finished_within(m, pending.export_id, deadline):
-                job = m.jobs.active(pending.export_id)
-                progress = round(job.progress, 1) if job is not None else pending.progress
-                return ok(
-                    request,
-                    {"export_id": pending.export_id, "status": "processing", "progress": progress},
-                    "Export is still being written; retry shortly",
-                    status=202,
-                    headers={"Retry-After": "1"},
-                )
-            held = True
-            continue
-        return FileResponse(path, media_type=media_type, filename=name)
+    try:
+        return await _file(m, export_id)
+    except ExportPending as pending:
+        # Hold the request a little (long polling), once: a client told to
+        # come back in a second (Retry-After is whole seconds) would
+        # otherwise wait up to a second for a small export written in a
+        # fraction of one.
+        if not await _finished_within(m, pending.export_id, time.monotonic() + m.config.download_hold):
+            return _still_writing(request, m, pending)
+    try:
+        return await _file(m, export_id)
+    except ExportPending as pending:
+        return _still_writing(request, m, pending)
+
+
+async def _file(m: Any, export_id: str) -> Response:
+    path, media_type, name = await run_in_threadpool(m.exports.resolve, export_id)
+    return FileResponse(path, media_type=media_type, filename=name)
+
+
+def _still_writing(request: Request, m: Any, pending: ExportPending) -> Response:
+    job = m.jobs.active(pending.export_id)
+    progress = round(job.progress, 1) if job is not None else pending.progress
+    return ok(
+        request,
+        {"export_id": pending.export_id, "status": "processing", "progress": progress},
+        "Export is still being written; retry shortly",
+        status=202,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _finished_within(m: Any, export_id: str, deadline: float) -> bool:
