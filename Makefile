@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SAMPLE := data/sample.jsonl.gz
 
-.PHONY: venv demo test test-notebooks lab bench sample clean
+.PHONY: venv demo test test-notebooks lab bench sample models models-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,14 @@ lab: venv
 ## bench: the benchmarks (minutes; figures go to benchmarks/RESULTS.md by hand)
 bench: venv
 	for b in ingest analysis server sync notebooks warehouse; do $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
+
+## models: rebuild the shipped models (pe_toolkit/learn/models) from ../shared/data or $$PE_VALIDATION_DATA, bit for bit
+models: venv
+	$(BIN)/python -m pe_toolkit.learn.recipes --cards docs/metric_cards_learned.md
+
+## models-check: rebuild into a scratch folder and compare with the shipped models (exit 1 if they differ)
+models-check: venv
+	$(BIN)/python -m pe_toolkit.learn.recipes --check
 
 ## sample: regenerate the bundled sample (deterministic: same seed, same file)
 sample: venv

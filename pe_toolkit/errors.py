@@ -15,6 +15,7 @@ importers, the client transport, the warehouse loader.
     │   ├── RecordError             one record is invalid (carries file:line)
     │   └── UnknownFormatError      cannot tell or handle the file's format
     ├── AnalysisError
+    │   └── ModelError              a learned model file: missing, altered, or from another version
     ├── ExportError
     │   └── WarehouseError          the PostgreSQL load
     ├── ReportError                 a notebook failed while writing reports
@@ -84,6 +85,11 @@ class UnknownFormatError(InputError):
 
 class AnalysisError(PeToolkitError):
     """An analyzer could not run."""
+
+
+class ModelError(AnalysisError):
+    """A learned model file is missing, does not match its content hash, or
+    was written by an incompatible version of pe_toolkit."""
 
 
 class ExportError(PeToolkitError):

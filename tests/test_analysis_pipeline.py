@@ -260,5 +260,5 @@ def test_parallel_chunks_give_the_same_scores(filled, monkeypatch):
     parallel = analyze_frame(messages, workers=3)
     assert parallel.messages.equals(serial.messages)
     assert parallel.conversations.equals(serial.conversations)
-    order = ["conversation_id", "idx", "analyzer", "start", "category"]
+    order = ["conversation_id", "idx", "analyzer", "start", "end", "category", "text"]
     assert parallel.evidence.sort(order).equals(serial.evidence.sort(order))  # same rows; order is not part of the contract

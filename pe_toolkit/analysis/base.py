@@ -55,6 +55,10 @@ class Scores:
     messages: pl.DataFrame
     conversations: pl.DataFrame
     evidence: pl.DataFrame = field(default_factory=empty_evidence)
+    # Message-level columns for the analyzers that run later in the same
+    # pass, never stored (the empathy rules' own levels, which quality's
+    # replicas of the API metrics were calibrated on).
+    internal: pl.DataFrame | None = None
 
 
 class Analyzer(Protocol):

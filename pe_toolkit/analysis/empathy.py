@@ -65,7 +65,7 @@ from .base import EVIDENCE_SCHEMA, Scores
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"
-VERSION = "1"
+VERSION = "2"  # 2: skills and levels refined by the skills model when it ran
 MECHANISMS: tuple[str, ...] = ("emotional_reactions", "interpretations", "explorations")
 ADVICE_PENALTY = 0.1
 
@@ -246,6 +246,60 @@ def exploration_spans(folded: pl.Series, cues: pl.DataFrame) -> tuple[pl.DataFra
     return questions.select(list(_SPAN_SCHEMA)), cues
 
 
+def _bit(code: str) -> int:
+    return 1 << SKILL_CODES.index(code)
+
+
+def _refine_with_model(frame: pl.DataFrame, levels: np.ndarray, bits: np.ndarray,
+                       learned: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Skills and EPITOME levels with the skills model's probabilities
+    (``skill_p_<code>``, thresholds from the shipped model's card).
+
+    Skills: a code the model gives (probability over its threshold) is
+    added where the rules found none; a question the model reads as a
+    suggestion or information ("Have you tried ...?") loses its question
+    code. Levels (a hypothesis, stated in the metric card): emotional
+    reactions ~ affirmation and reassurance; interpretations ~ reflection
+    and self-disclosure (on supportive forums, strong interpretations are
+    mostly a similar experience of one's own); explorations need the model
+    to read the message as a question or reflection at all (rhetorical and
+    advice questions are not explorations). Each level is the higher of the
+    rule's and the model's.
+    """
+    from .learned import SKILLS_MODEL
+
+    model = SKILLS_MODEL.model
+    thr = dict(zip(model.classes, model.thresholds.tolist(), strict=True))
+    p = {c: learned[f"skill_p_{c}"].fill_null(0.0).to_numpy() for c in model.classes}
+    primary = learned["skill"].fill_null("").to_numpy()
+    on = (frame["role"] == "assistant").to_numpy()
+    over = {c: on & (p[c] >= thr[c]) for c in model.classes}
+    bits = bits.copy()
+    questions = _bit("open_question") | _bit("closed_question")
+    reflections = _bit("simple_reflection") | _bit("complex_reflection")
+    advice = on & np.isin(primary, ["suggestion", "information"]) & ~over["question"]
+    bits[advice] &= ~questions
+    is_open = (
+        frame.select(question_code(pl.col("content")) == "open_question").to_series().to_numpy()
+    )
+    new_q = over["question"] & ((bits & questions) == 0)
+    bits[new_q] |= np.where(is_open[new_q], _bit("open_question"), _bit("closed_question"))
+    new_r = over["reflection"] & ((bits & reflections) == 0)
+    bits[new_r] |= _bit("simple_reflection")
+    for cls in ("self_disclosure", "affirmation", "suggestion", "information"):
+        bits[over[cls]] |= _bit(cls)
+    levels = levels.copy()
+    er = np.where(p["affirmation"] >= 0.5, 2, np.where(over["affirmation"], 1, 0))
+    ip = np.where((p["self_disclosure"] >= 0.5) | (p["reflection"] >= 0.5), 2,
+                  np.where(p["self_disclosure"] + p["reflection"] >= 0.3, 1, 0))  # fmt: skip
+    questioning = (p["question"] + p["reflection"]) >= 0.2
+    ex = np.where(questioning, levels[:, 2], 0)
+    levels[:, 0] = np.maximum(levels[:, 0], np.where(on, er, 0))
+    levels[:, 1] = np.maximum(levels[:, 1], np.where(on, ip, 0))
+    levels[:, 2] = np.where(on, np.maximum(ex, np.where(over["question"], 1, 0)), levels[:, 2])
+    return levels, bits
+
+
 class EmpathyAnalyzer:
     """EPITOME levels, an empathy score and counselling-skill codes."""
 
@@ -267,12 +321,14 @@ class EmpathyAnalyzer:
         spans = pl.concat([cues, questions])
         spans = spans.with_columns(row=rows.gather(spans["row"]))
         spans = spans.with_columns(text=original_text(spans, content))
-        scored = self._message_columns(frame, spans)
+        learned = (context or {}).get("skills_model")
+        scored = self._message_columns(frame, spans, None if learned is None else learned.messages)
+        rules_only = scored if learned is None else self._message_columns(frame, spans)
         conversations = self._conversation_columns(frame, scored, spans)
-        return Scores(messages=scored, conversations=conversations, evidence=self._evidence(frame, spans))
+        return Scores(messages=scored, conversations=conversations, evidence=self._evidence(frame, spans), internal=rules_only)
 
     @staticmethod
-    def _message_columns(frame: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    def _message_columns(frame: pl.DataFrame, spans: pl.DataFrame, learned: pl.DataFrame | None = None) -> pl.DataFrame:
         n = frame.height
         # Scatter-max into a (rows x 3) array and OR skill bits into a mask per
         # row: two numpy passes over the spans instead of a group-by with
@@ -291,6 +347,8 @@ class EmpathyAnalyzer:
         ).drop_nulls()
         if len(coded):
             np.bitwise_or.at(bits, coded["row"].to_numpy(), np.left_shift(1, coded["k"].to_numpy().astype(np.int64)))
+        if learned is not None:
+            levels, bits = _refine_with_model(frame, levels, bits, learned)
         distinct = np.unique(bits)
         # One list per distinct skill set (a few hundred), then a lookup.
         lists = {int(b): [c for i, c in enumerate(SKILL_CODES) if b >> i & 1] for b in distinct}

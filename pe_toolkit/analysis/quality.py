@@ -203,7 +203,11 @@ class QualityAnalyzer:
 
         keys = messages.select("conversation_id", "idx")
         on = ["conversation_id", "idx"]
-        emp = _aligned(keys, context["empathy"].messages if "empathy" in context else keys, _EMPATHY, on)
+        # The API metric replicas read the empathy rules' own levels (what they
+        # were calibrated on), not the levels refined by the skills model.
+        empathy = context.get("empathy")
+        emp_source = keys if empathy is None else (empathy.internal if empathy.internal is not None else empathy.messages)
+        emp = _aligned(keys, emp_source, _EMPATHY, on)
         saf = _aligned(keys, context["safety"].messages if "safety" in context else keys, _SAFETY, on)
         conv_keys = pl.DataFrame({"conversation_id": segments.ids})
         conv = pl.concat(

@@ -18,6 +18,9 @@ from .base import Analyzer
 # (name, module, attribute), in run order.
 ANALYZER_MODULES: tuple[tuple[str, str, str], ...] = (
     ("sentiment", "pe_toolkit.analysis.sentiment", "SENTIMENT"),
+    # The learned models run before the rule analyzers that read them.
+    ("skills_model", "pe_toolkit.analysis.learned", "SKILLS_MODEL"),
+    ("risk_model", "pe_toolkit.analysis.learned", "RISK_MODEL"),
     ("empathy", "pe_toolkit.analysis.empathy", "EMPATHY"),
     ("safety", "pe_toolkit.analysis.safety", "SAFETY"),
     ("quality", "pe_toolkit.analysis.quality", "QUALITY"),

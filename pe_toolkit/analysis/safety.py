@@ -81,7 +81,7 @@ from .pii import KINDS as PII_KINDS
 from .pii import pii_spans
 
 NAME = "safety"
-VERSION = "2"  # 2: reply_appropriate on disclosure rows
+VERSION = "3"  # 2: reply_appropriate on disclosure rows; 3: risk_score from the risk model and the rules
 
 FRAMINGS: tuple[str, ...] = ("first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative")
 
@@ -102,6 +102,18 @@ _ACCIDENT_APPLIES = frozenset({"self_harm"})
 _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
+
+
+@functools.cache
+def _combination() -> dict[str, float]:
+    """risk_score's combination of the risk model with the rule severity,
+    fitted with the shipped model and stored in its card."""
+    from .learned import RISK_MODEL
+
+    combination = RISK_MODEL.model.card.get("combination")
+    if not combination:
+        raise AnalysisError("the risk model's card holds no combination with the rules; rebuild it with make models")
+    return {k: float(v) for k, v in combination.items()}
 
 
 @functools.cache
@@ -283,7 +295,12 @@ class SafetyAnalyzer:
     """
 
     name = NAME
-    version = VERSION
+
+    @property
+    def version(self) -> str:
+        """The rules' version and the alert threshold: a new threshold
+        makes stored ``alert`` values outdated, so ``analyze`` re-scores."""
+        return f"{VERSION}+alert>{self.alert_threshold:g}"
 
     def __init__(self, alert_threshold: float | None = None) -> None:
         if alert_threshold is not None and not 0.0 <= float(alert_threshold) <= 1.0:
@@ -326,9 +343,50 @@ class SafetyAnalyzer:
             how="left",
             maintain_order="left",
         )
-        conversations = self._conversation_columns(frame, messages_out, per_disclosure, threshold)
+        learned = (context or {}).get("risk_model")
+        if learned is not None:
+            conversations = self._combined_conversation_columns(frame, messages_out, per_disclosure, learned, threshold)
+        else:
+            conversations = self._conversation_columns(frame, messages_out, per_disclosure, threshold)
         evidence = self._evidence(frame, crisis, replies, pii)
         return Scores(messages=messages_out, conversations=conversations, evidence=evidence)
+
+    def _combined_conversation_columns(self, frame: pl.DataFrame, scored: pl.DataFrame, per_disclosure: pl.DataFrame,
+                                       learned: Scores, threshold: float) -> pl.DataFrame:  # fmt: skip
+        """The rule columns, with ``risk_score`` from the risk model and the
+        rule severities (see the module docstring)."""
+        out = self._conversation_columns(frame, scored, per_disclosure, threshold)
+        combination = _combination()
+        p = learned.messages["suicide_risk_p"]
+        eps = 1e-6
+        logit = (p.clip(eps, 1 - eps) / (1 - p.clip(eps, 1 - eps))).log()
+        severity = scored["crisis_severity"].fill_null(0).cast(pl.Float64)
+        z = combination["intercept"] + combination["logit_p"] * logit + combination["severity"] * severity
+        u = 1.0 / (1.0 + (-z).exp())
+        appropriate = scored["reply_appropriate"]
+        # A disclosure's reply moves its risk: part of the way to 1 when it was
+        # missing or not appropriate, down a little when it was.
+        adjusted = (
+            pl.when(pl.col("sev") > 0)
+            .then(
+                pl.when(pl.col("ok").fill_null(False))
+                .then(pl.col("u") * (1.0 - GOOD_REPLY))
+                .otherwise(pl.col("u") + (1.0 - pl.col("u")) * BAD_REPLY)
+            )
+            .otherwise(pl.col("u"))
+        )
+        worst = (
+            pl.DataFrame({"conversation_id": frame["conversation_id"], "u": u, "sev": severity, "ok": appropriate,
+                          "user": frame["role"] == "user"})  # fmt: skip
+            .filter(pl.col("user") & pl.col("u").is_not_null())
+            .group_by("conversation_id")
+            .agg(adjusted.max().alias("worst"))
+        )
+        out = out.join(worst, on="conversation_id", how="left", maintain_order="left")
+        repeats = REPEAT * (pl.col("disclosures").cast(pl.Float64) - 1.0).clip(0.0, 2.0)
+        harm = HARM * pl.col("harmful_messages").cast(pl.Float64).clip(0.0, 2.0)
+        risk = pl.when(pl.col("worst").is_not_null()).then(pl.col("worst") + repeats + harm).otherwise(harm).clip(0.0, 1.0)
+        return out.with_columns(risk.alias("risk_score")).with_columns((pl.col("risk_score") > threshold).alias("alert")).drop("worst")
 
     @staticmethod
     def _message_columns(frame: pl.DataFrame, n: int, crisis: pl.DataFrame, replies: pl.DataFrame, pii: pl.DataFrame) -> pl.DataFrame:

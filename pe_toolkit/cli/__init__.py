@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("pe_toolkit.cli.serve", "serve_cmd", "Serve the cache as the Pixelated Empathy API v1 (offline mirror)."),
     "report": ("pe_toolkit.cli.report", "report_cmd", "Execute the notebooks and write self-contained HTML reports."),
     "export": ("pe_toolkit.cli.export", "export_cmd", "Export to files (jsonl, openai, sharegpt, csv, parquet, huggingface) or PostgreSQL."),
+    "learn": ("pe_toolkit.cli.learn", "learn_cmd", "Train, evaluate and list text classifiers on human labels."),
 }
 
 

@@ -17,6 +17,8 @@ import polars as pl
 ANALYZER_COLOURS = {
     "empathy": "#d8f0d2",
     "skills": "#d6e6f7",
+    "skills_model": "#d6e6f7",
+    "risk_model": "#f9d3d0",
     "sentiment": "#efe3f7",
     "safety": "#f9d3d0",
     "crisis": "#f9d3d0",

@@ -1,0 +1,210 @@
+"""Learned analyzers: a :class:`~pe_toolkit.learn.model.TextModel` under the
+analyzer contract (frames in, score frames and evidence out).
+
+:class:`ModelAnalyzer` runs any model over the messages of one role; its
+version is the model file's content hash, so a retrained model makes
+``analyze()`` re-score. Two are shipped and registered (see
+``docs/metric_cards_learned.md`` for their figures on human labels):
+
+- :data:`SKILLS_MODEL` (``skills_model``), assistant messages: the ESConv
+  support strategy as ``skill`` (the most probable code: question,
+  reflection, self_disclosure, affirmation, suggestion, information,
+  other) and ``skill_p_<code>`` (probabilities on a class-balanced scale).
+  The empathy analyzer reads it to refine ``skills`` and the EPITOME levels.
+- :data:`RISK_MODEL` (``risk_model``), user messages: ``suicide_risk_p``,
+  the probability that the text reads like a post to r/SuicideWatch among
+  26 other subreddits, and per conversation ``suicide_risk_p_max``. The
+  safety analyzer combines it with the rule categories into ``risk_score``.
+
+Evidence: the n-grams (or lexicon phrases) that raised the predicted class
+the most, with their spans; a message coded ``other`` gets none.
+
+A researcher's own model runs the same way::
+
+    model = pe.learn.fit(frame, text="text", label="label")
+    mine = ModelAnalyzer(model, name="my_codes", role="assistant")
+    pe.analyze_frame(messages, analyzers=(*pe.analysis.analyzers(), mine))
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..errors import AnalysisError
+from ._patterns import check_messages
+from .base import EVIDENCE_SCHEMA, Scores, empty_evidence
+from .text import tokens_of
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
+
+
+class ModelAnalyzer:
+    """A text model over the messages of ``role``.
+
+    Message columns (null on other roles): ``<prefix>`` (the most probable
+    class, when ``label_column``) and ``<prefix>_p_<class>`` per class in
+    ``columns`` (default: all). ``evidence_top`` features per message are
+    kept as evidence, for messages whose class is not in ``quiet`` and,
+    when ``evidence_min`` is set, whose probability reaches it; the class
+    explained is the most probable one, or ``evidence_class`` (evidence
+    category: the class, or ``evidence_category``).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        role: str = "assistant",
+        prefix: str | None = None,
+        columns: dict[str, str] | None = None,
+        label_column: bool = True,
+        max_columns: dict[str, str] | None = None,
+        evidence_top: int = 2,
+        evidence_min: float | None = None,
+        evidence_class: str | None = None,
+        evidence_category: str | None = None,
+        quiet: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.role = role
+        self._model = model  # a TextModel or a path, loaded on first use
+        self.prefix = prefix or name
+        self._columns = columns
+        self.label_column = label_column
+        self.max_columns = max_columns or {}
+        self.evidence_top = evidence_top
+        self.evidence_min = evidence_min
+        self.evidence_class = evidence_class
+        self.evidence_category = evidence_category
+        self.quiet = quiet
+
+    def __repr__(self) -> str:
+        return f"ModelAnalyzer(name={self.name!r}, role={self.role!r})"
+
+    @functools.cached_property
+    def model(self) -> Any:
+        if isinstance(self._model, (str, Path)):
+            from ..learn.io import load
+
+            return load(self._model)
+        return self._model
+
+    @property
+    def version(self) -> str:
+        digest = self.model.card.get("content_hash")
+        if not digest:
+            from ..learn.io import _arrays, _card, content_hash
+
+            digest = content_hash(_arrays(self.model), _card(self.model))
+        return str(digest)[:12]
+
+    def columns(self) -> dict[str, str]:
+        """class -> message column of its probability."""
+        if self._columns is not None:
+            return self._columns
+        return {c: f"{self.prefix}_p_{c}" for c in self.model.classes}
+
+    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        frame = check_messages(messages, self.name)
+        model = self.model
+        rows = (frame["role"] == self.role).arg_true().to_numpy().astype(np.int64)
+        keys = frame.select("conversation_id", "idx")
+        conversations = frame.select(pl.col("conversation_id").unique(maintain_order=True))
+        columns = self.columns()
+        if not len(rows):
+            empty = keys.with_columns(
+                *( [pl.lit(None, pl.String).alias(self.prefix)] if self.label_column else [] ),
+                *(pl.lit(None, pl.Float64).alias(col) for col in columns.values()),
+            )
+            return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
+        if model.featurizer.rule_names:
+            raise AnalysisError(f"{self.name}: models with rule columns cannot run inside analyze() yet")
+        tokens = tokens_of(messages) if messages is frame else tokens_of(frame)
+        batch = model.transform(tokens, rows)
+        proba = model.predict_proba(batch.matrix)
+        n = frame.height
+        out = keys
+        if self.label_column:
+            primary = np.full(n, None, dtype=object)
+            primary[rows] = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
+            out = out.with_columns(pl.Series(self.prefix, primary.tolist(), dtype=pl.String))
+        for cls, col in columns.items():
+            j = model.classes.index(cls)
+            values = np.full(n, np.nan)
+            values[rows] = proba[:, j]
+            out = out.with_columns(pl.Series(col, values).fill_nan(None))
+        evidence = self._evidence(frame, rows, batch, proba)
+        return Scores(out, self._conversation_columns(conversations, out), evidence)
+
+    def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+        if not self.max_columns:
+            return conversations
+        maxima = scored.group_by("conversation_id").agg(pl.col(src).max().alias(dst) for src, dst in self.max_columns.items())
+        return conversations.join(maxima, on="conversation_id", how="left", maintain_order="left")
+
+    def _evidence(self, frame: pl.DataFrame, rows: np.ndarray, batch: Any, proba: np.ndarray) -> pl.DataFrame:
+        model = self.model
+        if self.evidence_class is not None:
+            target = np.full(len(rows), model.classes.index(self.evidence_class), dtype=np.int64)
+        else:
+            target = proba.argmax(axis=1)
+        wanted = ~np.isin(np.asarray(model.classes, dtype=object)[target], list(self.quiet))
+        if self.evidence_min is not None:
+            wanted &= proba[np.arange(len(target)), target] >= self.evidence_min
+        if not wanted.any() or self.evidence_top < 1:
+            return empty_evidence()
+        # Only the texts that get evidence are explained (a sub-batch view of the matrix).
+        ev = model.evidence(batch, proba, top=self.evidence_top + 2, classes=np.where(wanted, target, -1), spans_only=True)
+        # Several features can share a span ("health?" as a word and as a
+        # question's word): one row per span, the heaviest first.
+        ev = (
+            ev.unique(subset=["row", "start", "end"], keep="first", maintain_order=True)
+            .with_columns(rank=pl.int_range(pl.len()).over("row"))
+            .filter(pl.col("rank") < self.evidence_top)
+        )
+        if ev.is_empty():
+            return empty_evidence()
+        if self.evidence_category is not None:
+            ev = ev.with_columns(pl.lit(self.evidence_category).alias("class"))
+        message_rows = rows[ev["row"].to_numpy()]
+        keys = frame.select("conversation_id", "idx")[message_rows]
+        text = frame["content"].gather(message_rows).str.slice(ev["start"], ev["end"] - ev["start"])
+        return pl.concat(
+            [keys, ev.select(pl.lit(self.name).alias("analyzer"), pl.col("class").alias("category"), "start", "end"),
+             text.alias("text").to_frame()],  # fmt: skip
+            how="horizontal",
+        ).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+
+
+SKILL_CLASSES: tuple[str, ...] = ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information", "other")
+
+SKILLS_MODEL = ModelAnalyzer(
+    MODELS_DIR / "skills.pemodel",
+    name="skills_model",
+    role="assistant",
+    prefix="skill",
+    evidence_top=2,
+    quiet=("other",),
+)
+
+RISK_MODEL = ModelAnalyzer(
+    MODELS_DIR / "risk.pemodel",
+    name="risk_model",
+    role="user",
+    prefix="suicide_risk",
+    columns={"suicidewatch": "suicide_risk_p"},
+    label_column=False,
+    max_columns={"suicide_risk_p": "suicide_risk_p_max"},
+    evidence_top=3,
+    evidence_min=0.3,
+    evidence_class="suicidewatch",
+    evidence_category="suicide_risk",
+)
+
+__all__ = ["RISK_MODEL", "SKILLS_MODEL", "SKILL_CLASSES", "ModelAnalyzer"]

@@ -1,0 +1,673 @@
+"""Text features for the learned analyzers, columnar from end to end.
+
+A :class:`Featurizer` turns texts into a sparse matrix (one row per text)
+with numpy and polars only: no Python call per message, no Python
+tokenizer. It starts from the shared whitespace tokens of
+:mod:`pe_toolkit.analysis.text` (the tokens the sentiment and quality
+analyzers already split), so inside ``analyze()`` the text is split once.
+
+Words: each distinct whitespace token is lower-cased, typographic
+apostrophes folded, and cut into its words (``[a-z0-9]+`` with inner
+apostrophes: "hurt/kill" is two words, "don't" one). That string work runs
+once per distinct token; the rest is numpy over word ids.
+
+Feature blocks (each l2-normalised on its own, then weighted):
+
+- ``words``: word n-grams up to ``spec.word_ngrams`` (within a text), plus
+  the sentence features when ``spec.sentences``: the first word and the
+  first two words of every sentence, the first three words of every
+  question (a sentence ending in "?"), whether the text ends with a
+  question, and counts of "?" and "!". Sublinear tf times smoothed idf,
+  as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``.
+- ``chars``: character n-grams (``spec.char_ngrams``) of each word with a
+  space on both sides, summed over the text's words (what
+  ``analyzer="char_wb"`` would see word by word). Computed per distinct
+  word, then one sparse product: robust to misspellings and inflections.
+- ``lexicon``: per construct of a phrase lexicon (for the risk model: the
+  Suicide Risk Lexicon), log(1 + matches); phrases of up to four words.
+- ``context``: word unigrams of the preceding turn.
+- ``rules``: dense 0/1 columns handed in by the caller (rule detections).
+
+Why a fitted vocabulary and not feature hashing: a hashed model is only
+valid for one hash function, and polars' hash is not stable across
+releases; a vocabulary keeps a model file valid and lets evidence name
+the n-gram it used.
+
+N-gram keys: a word with id ``i`` is the digit ``i + 1`` (never 0, so
+keys of different lengths never collide); with ``K`` a power of two above
+every digit, a bigram is ``a * K + b`` and so on, so every n-gram is one
+int64 and membership is a ``searchsorted`` into sorted keys. Sentence
+features carry a tag in bits 58 and up.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ..analysis.text import Tokens, tokenize
+from ..errors import InputError
+
+WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)*|[?!]"
+# Sentence features live in their own key spaces: a negative tag in the top bits.
+_SENTENCE_FIRST, _SENTENCE_FIRST2, _QUESTION_WORD, _QUESTION_FIRST2, _QUESTION, _ENDS_WITH_QUESTION = 1, 2, 3, 4, 5, 6
+_TAG_NAMES = {0: "", _SENTENCE_FIRST: "s1:", _SENTENCE_FIRST2: "s2:", _QUESTION_WORD: "q:", _QUESTION_FIRST2: "q2:",
+              _QUESTION: "<question>", _ENDS_WITH_QUESTION: "<ends with question>"}  # fmt: skip
+_MAX_LEXICON_WORDS = 4
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a :class:`Featurizer` extracts; stored in every model file."""
+
+    word_ngrams: int = 2
+    sentences: bool = True
+    char_ngrams: tuple[int, int] | None = None
+    context: bool = False
+    min_df: int = 2
+    max_features: int | None = None
+    weights: dict[str, float] = field(default_factory=dict)  # block weight, default 1.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.word_ngrams <= 3:
+            raise InputError(f"word_ngrams must be 1, 2 or 3, got {self.word_ngrams}")
+        if self.char_ngrams is not None:
+            lo, hi = self.char_ngrams
+            if not 1 <= lo <= hi <= 6:
+                raise InputError(f"char_ngrams must be (lo, hi) with 1 <= lo <= hi <= 6, got {self.char_ngrams}")
+        if self.min_df < 1:
+            raise InputError(f"min_df must be at least 1, got {self.min_df}")
+
+    def weight(self, block: str) -> float:
+        return float(self.weights.get(block, 1.0))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["char_ngrams"] = list(self.char_ngrams) if self.char_ngrams else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        data = dict(data)
+        if data.get("char_ngrams"):
+            data["char_ngrams"] = tuple(data["char_ngrams"])
+        return cls(**data)
+
+
+@dataclass
+class Words:
+    """The words of a batch of texts: ``ids`` into a token table (-1 when
+    the word is not in it), the text each belongs to, the whitespace token
+    it came from, and per word whether its token ends a sentence or a
+    question."""
+
+    ids: np.ndarray  # int64
+    text: np.ndarray  # int64, non-decreasing
+    token: np.ndarray  # int64, index into the Tokens' codes
+    ends_sentence: np.ndarray  # bool
+    ends_question: np.ndarray  # bool
+    n_texts: int
+    words_of_batch: pl.Series  # the distinct words of this batch (for char n-grams)
+    batch_ids: np.ndarray  # per word, index into words_of_batch
+
+
+def _vocab_words(vocab: pl.Series) -> pl.DataFrame:
+    """Per whitespace-token vocabulary entry: its words (list, "?" and "!"
+    count as words) and whether it ends a sentence / a question."""
+    low = vocab.str.to_lowercase().str.replace_all("[\u2018\u2019\u02bc`\u00b4]", "'")
+    frame = pl.DataFrame({"low": low})
+    return frame.select(
+        pl.col("low").str.extract_all(WORD_PATTERN).alias("words"),
+        pl.col("low").str.contains(r"[.!?]['\")\]]*$").alias("ends"),
+        pl.col("low").str.contains(r"\?['\")\]]*$").alias("question"),
+    )
+
+
+def words_of(tokens: Tokens, rows: np.ndarray, table: dict[str, int] | pl.DataFrame | None) -> Words:
+    """The words of texts ``rows`` of ``tokens``, with ids from ``table``
+    (a frame ``word``, ``id``); without a table every word gets -1."""
+    rows = np.asarray(rows, dtype=np.int64)
+    per_vocab = _vocab_words(tokens.vocab)
+    n_words = per_vocab["words"].list.len().to_numpy().astype(np.int64)
+    flat = per_vocab.select(pl.col("words").explode(keep_nulls=False, empty_as_null=False))["words"]
+    # Sorted, so a text's words are summed in the same order whatever else
+    # is in the batch: scores do not depend on how messages are batched.
+    distinct = flat.unique().sort()
+    flat_batch = flat.to_frame("word").join(
+        distinct.to_frame("word").with_row_index("bid"), on="word", how="left", maintain_order="left"
+    )["bid"].to_numpy().astype(np.int64)
+    if table is not None and len(distinct):
+        ids_by_batch = (
+            distinct.to_frame("word")
+            .join(table, on="word", how="left", maintain_order="left")["id"]
+            .fill_null(-1)
+            .to_numpy()
+            .astype(np.int64)
+        )
+    else:
+        ids_by_batch = np.full(len(distinct), -1, dtype=np.int64)
+    word_ptr = np.zeros(len(n_words) + 1, dtype=np.int64)
+    np.cumsum(n_words, out=word_ptr[1:])
+
+    tok_idx = tokens.texts_of(rows)  # every token of the chosen texts, in order
+    tok_lens = tokens.lengths[rows]
+    tok_text = np.repeat(np.arange(len(rows), dtype=np.int64), tok_lens)
+    codes = tokens.codes[tok_idx].astype(np.int64)
+    nw = n_words[codes]
+    total = int(nw.sum())
+    # Each token expands to its words: the j-th word of token t is flat[word_ptr[code] + j].
+    starts = np.repeat(word_ptr[codes], nw)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(nw) - nw, nw)
+    batch_ids = flat_batch[starts + within] if total else np.zeros(0, dtype=np.int64)
+    last_of_token = within == np.repeat(nw - 1, nw)
+    ends = per_vocab["ends"].to_numpy()
+    question = per_vocab["question"].to_numpy()
+    word_codes = np.repeat(codes, nw)
+    n = len(rows)
+    return Words(
+        ids=ids_by_batch[batch_ids] if total else np.zeros(0, dtype=np.int64),
+        text=np.repeat(tok_text, nw),
+        token=np.repeat(tok_idx, nw),
+        ends_sentence=ends[word_codes] & last_of_token,
+        ends_question=question[word_codes] & last_of_token,
+        n_texts=n,
+        words_of_batch=distinct,
+        batch_ids=batch_ids,
+    )
+
+
+def _key_base(n_tokens: int) -> int:
+    return 1 << max(1, int(n_tokens).bit_length())
+
+
+@dataclass
+class _Grams:
+    """Candidate n-gram keys: ``key`` per occurrence, the ``text`` it is in,
+    and its first and last whitespace token (for evidence spans)."""
+
+    key: np.ndarray
+    text: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Grams:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z)
+
+    def take(self, mask: np.ndarray) -> _Grams:
+        return _Grams(self.key[mask], self.text[mask], self.first[mask], self.last[mask])
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Grams]) -> _Grams:
+        parts = [p for p in parts if len(p.key)]
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("key", "text", "first", "last")))
+
+
+def word_grams(w: Words, order: int, base: int, sentences: bool) -> dict[str, _Grams]:
+    """Every candidate key of the word block, by kind: ``1``, ``2``, ``3``
+    (n-grams within a text), ``s1``/``s2`` (sentence starts), ``q`` (the
+    first words of questions). Words without an id break n-grams."""
+    ids, text, tok = w.ids + 1, w.text, w.token  # digits: 0 = unknown word
+    known = ids > 0
+    out: dict[str, _Grams] = {"1": _Grams(ids[known], text[known], tok[known], tok[known])}
+    for n in range(2, order + 1):
+        if len(ids) < n:
+            out[str(n)] = _Grams.empty()
+            continue
+        ok = known[: len(ids) - n + 1].copy()
+        key = ids[: len(ids) - n + 1].copy()
+        for j in range(1, n):
+            part = ids[j : len(ids) - n + 1 + j]
+            ok &= (part > 0) & (text[j : len(ids) - n + 1 + j] == text[: len(ids) - n + 1])
+            key = key * base + part
+        sl = slice(0, len(ids) - n + 1)
+        out[str(n)] = _Grams(key[ok], text[sl][ok], tok[sl][ok], tok[n - 1 :][ok])
+    if sentences and len(ids):
+        # A sentence starts a text or follows a word whose token ends one.
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = (text[1:] != text[:-1]) | w.ends_sentence[:-1]
+        sentence = np.cumsum(first) - 1
+        # A question: its last word's token ends in "?".
+        last = np.ones(len(ids), dtype=bool)
+        last[:-1] = first[1:]
+        is_q = np.zeros(int(sentence[-1]) + 1, dtype=bool)
+        is_q[sentence[last]] = w.ends_question[last]
+        pos = np.arange(len(ids)) - np.flatnonzero(first)[sentence]
+        tag = lambda t: np.int64(t) << np.int64(58)  # noqa: E731 - a key space per sentence feature
+        s1 = first & known
+        out["s1"] = _Grams(ids[s1] + tag(_SENTENCE_FIRST), text[s1], tok[s1], tok[s1])
+        nxt = np.zeros(len(ids), dtype=bool)
+        nxt[:-1] = first[:-1] & ~first[1:] & known[:-1] & known[1:]
+        idx = np.flatnonzero(nxt)
+        out["s2"] = _Grams(ids[idx] * base + ids[idx + 1] + tag(_SENTENCE_FIRST2), text[idx], tok[idx], tok[idx + 1])
+        q = (pos < 3) & is_q[sentence] & known
+        out["q"] = _Grams(ids[q] + tag(_QUESTION_WORD), text[q], tok[q], tok[q])
+        q2 = nxt & is_q[sentence]
+        idx = np.flatnonzero(q2)
+        out["q2"] = _Grams(ids[idx] * base + ids[idx + 1] + tag(_QUESTION_FIRST2), text[idx], tok[idx], tok[idx + 1])
+        # One "<question>" per question (at its last word), and whether the text ends with one.
+        lq = last & is_q[sentence]
+        out["hq"] = _Grams(np.full(int(lq.sum()), tag(_QUESTION)), text[lq], tok[lq], tok[lq])
+        text_last = np.ones(len(ids), dtype=bool)
+        text_last[:-1] = text[1:] != text[:-1]
+        el = text_last & is_q[sentence]
+        out["lq"] = _Grams(np.full(int(el.sum()), tag(_ENDS_WITH_QUESTION)), text[el], tok[el], tok[el])
+    return out
+
+
+def lexicon_order(base: int) -> int:
+    """The longest phrase whose key fits in an int64 for this base (at most 4)."""
+    return max(1, min(_MAX_LEXICON_WORDS, 62 // max(1, base.bit_length() - 1)))
+
+
+def lexicon_grams(w: Words, phrases: np.ndarray, base: int) -> _Grams:
+    """Occurrences of the lexicon's phrase keys (1 to 4 words) in the words."""
+    parts = []
+    ids, text, tok = w.ids + 1, w.text, w.token
+    known = ids > 0
+    for n in range(1, lexicon_order(base) + 1):
+        if len(ids) < n:
+            break
+        m = len(ids) - n + 1
+        ok = known[:m].copy()
+        key = ids[:m].copy()
+        for j in range(1, n):
+            part = ids[j : j + m]
+            ok &= (part > 0) & (text[j : j + m] == text[:m])
+            key = key * base + part
+        hit = ok & np.isin(key, phrases)
+        parts.append(_Grams(key[hit], text[:m][hit], tok[:m][hit], tok[n - 1 : n - 1 + m][hit]))
+    return _Grams.concat(parts)
+
+
+def char_grams_of(words: pl.Series, lo: int, hi: int) -> pl.DataFrame:
+    """(word index, char n-gram) for every n-gram of " word " of length lo..hi."""
+    padded = (" " + words + " ").to_frame("w").with_row_index("i")
+    frames = []
+    for n in range(lo, hi + 1):
+        frames.append(
+            padded.filter(pl.col("w").str.len_chars() >= n)
+            .with_columns(start=pl.int_ranges(0, pl.col("w").str.len_chars() - n + 1))
+            .explode("start")
+            .select("i", pl.col("w").str.slice(pl.col("start"), n).alias("gram"))
+        )
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"i": pl.UInt32, "gram": pl.String})
+
+
+def _idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float64)
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, data: np.ndarray | None = None) -> sp.csr_matrix:
+    values = np.ones(len(rows), dtype=np.float64) if data is None else data
+    m = sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols))
+    m.sum_duplicates()
+    return m
+
+
+def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+
+
+def _sublinear_tfidf(m: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    m = m.copy()
+    m.data = (1.0 + np.log(m.data)) * idf[m.indices]
+    return _l2_rows(m)
+
+
+@dataclass
+class Batch:
+    """What :meth:`Featurizer.transform` saw, kept for evidence: the word
+    features' occurrences (text, column, first and last token)."""
+
+    tokens: Tokens
+    rows: np.ndarray
+    occurrences: _Grams  # key = column index in the word block
+    matrix: sp.csr_matrix
+
+
+class Featurizer:
+    """Fitted feature extraction; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        words: np.ndarray,
+        keys: np.ndarray,
+        idf: np.ndarray,
+        char_grams: np.ndarray | None = None,
+        char_idf: np.ndarray | None = None,
+        context_keys: np.ndarray | None = None,
+        context_idf: np.ndarray | None = None,
+        lexicon_keys: np.ndarray | None = None,
+        lexicon_construct: np.ndarray | None = None,
+        constructs: Sequence[str] = (),
+        rule_names: Sequence[str] = (),
+    ) -> None:
+        self.spec = spec
+        self.words = np.asarray(words, dtype=object)
+        self.base = _key_base(len(self.words))
+        order = np.argsort(keys, kind="stable")
+        self.keys = np.asarray(keys, dtype=np.int64)[order]  # sorted word-block keys
+        self.columns = order.astype(np.int64)  # column of each sorted key
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.char_grams = None if char_grams is None else np.asarray(char_grams, dtype=object)
+        self.char_idf = None if char_idf is None else np.asarray(char_idf, dtype=np.float64)
+        self.context_keys = None if context_keys is None else np.asarray(context_keys, dtype=np.int64)
+        self.context_idf = None if context_idf is None else np.asarray(context_idf, dtype=np.float64)
+        self.lexicon_keys = None if lexicon_keys is None else np.asarray(lexicon_keys, dtype=np.int64)
+        self.lexicon_construct = None if lexicon_construct is None else np.asarray(lexicon_construct, dtype=np.int64)
+        self.constructs = tuple(constructs)
+        self.rule_names = tuple(rule_names)
+        self._table = pl.DataFrame({"word": pl.Series(self.words.tolist(), dtype=pl.String), "id": np.arange(len(self.words))})
+        self._char_table = (
+            None
+            if self.char_grams is None
+            else pl.DataFrame({"gram": pl.Series(self.char_grams.tolist(), dtype=pl.String), "col": np.arange(len(self.char_grams))})
+        )
+
+    # ------------------------------------------------------------------ names
+    @property
+    def n_word_features(self) -> int:
+        return len(self.idf)
+
+    @property
+    def block_sizes(self) -> dict[str, int]:
+        sizes = {"words": len(self.idf)}
+        if self.char_grams is not None:
+            sizes["chars"] = len(self.char_grams)
+        if self.lexicon_keys is not None:
+            sizes["lexicon"] = len(self.constructs)
+        if self.context_keys is not None:
+            sizes["context"] = len(self.context_keys)
+        if self.rule_names:
+            sizes["rules"] = len(self.rule_names)
+        return sizes
+
+    @property
+    def n_features(self) -> int:
+        return sum(self.block_sizes.values())
+
+    @functools.cached_property
+    def names_array(self) -> np.ndarray:
+        """:meth:`feature_names` as an object array, computed once."""
+        return np.asarray(self.feature_names(), dtype=object)
+
+    def feature_names(self) -> list[str]:
+        """A readable name per column ("i went", "q:how", "s1:maybe", "#hopelessness"...)."""
+        names = [""] * len(self.idf)
+        words = self.words
+        mask = (np.int64(1) << np.int64(58)) - 1
+        for key, col in zip(self.keys.tolist(), self.columns.tolist(), strict=True):
+            tag = key >> 58
+            body = key & int(mask)
+            prefix = _TAG_NAMES[tag]
+            parts = []
+            while body:
+                parts.append(words[body % self.base - 1])
+                body //= self.base
+            names[col] = prefix + " ".join(reversed(parts))
+        if self.char_grams is not None:
+            names += [f"c:{g}" for g in self.char_grams]
+        if self.lexicon_keys is not None:
+            names += [f"#{c}" for c in self.constructs]
+        if self.context_keys is not None:
+            names += [f"ctx:{words[k - 1]}" for k in self.context_keys]
+        names += [f"rule:{r}" for r in self.rule_names]
+        return names
+
+    # -------------------------------------------------------------- transform
+    def _word_block(self, w: Words) -> tuple[sp.csr_matrix, _Grams]:
+        grams = _Grams.concat(list(word_grams(w, self.spec.word_ngrams, self.base, self.spec.sentences).values()))
+        pos = np.searchsorted(self.keys, grams.key)
+        pos = np.minimum(pos, max(len(self.keys) - 1, 0))
+        hit = (self.keys[pos] == grams.key) if len(self.keys) else np.zeros(len(grams.key), dtype=bool)
+        occ = grams.take(hit)
+        occ.key = self.columns[pos[hit]]
+        counts = _csr(occ.text, occ.key, w.n_texts, len(self.idf))
+        return _sublinear_tfidf(counts, self.idf), occ
+
+    def _char_block(self, w: Words) -> sp.csr_matrix:
+        assert self.char_grams is not None and self._char_table is not None and self.char_idf is not None
+        lo, hi = self.spec.char_ngrams or (3, 5)
+        grams = char_grams_of(w.words_of_batch, lo, hi).join(self._char_table, on="gram", how="inner")
+        per_word = _csr(grams["i"].to_numpy().astype(np.int64), grams["col"].to_numpy().astype(np.int64),
+                        len(w.words_of_batch), len(self.char_grams))  # fmt: skip
+        # Each distinct word's n-grams weighted by idf and normalised (as
+        # char_wb on that word), then summed over the text's words.
+        per_word.data = per_word.data * self.char_idf[per_word.indices]
+        per_word = _l2_rows(per_word)
+        words_in_texts = _csr(w.text, w.batch_ids, w.n_texts, len(w.words_of_batch))
+        return _l2_rows(sp.csr_matrix(words_in_texts @ per_word))
+
+    def _lexicon_block(self, w: Words) -> tuple[sp.csr_matrix, _Grams]:
+        assert self.lexicon_keys is not None and self.lexicon_construct is not None
+        hits = lexicon_grams(w, self.lexicon_keys, self.base)
+        construct = self.lexicon_construct[np.searchsorted(self.lexicon_keys, hits.key)]
+        counts = _csr(hits.text, construct, w.n_texts, len(self.constructs))
+        counts.data = np.log1p(counts.data)
+        hits.key = construct
+        return counts, hits
+
+    def _context_block(self, tokens: Tokens, context_rows: np.ndarray) -> sp.csr_matrix:
+        assert self.context_keys is not None and self.context_idf is not None
+        valid = context_rows >= 0
+        w = words_of(tokens, np.where(valid, context_rows, 0), self._table)
+        keep = valid[w.text] & (w.ids >= 0)
+        digits = w.ids[keep] + 1
+        pos = np.searchsorted(self.context_keys, digits)
+        pos = np.minimum(pos, max(len(self.context_keys) - 1, 0))
+        hit = self.context_keys[pos] == digits if len(self.context_keys) else np.zeros(int(keep.sum()), dtype=bool)
+        counts = _csr(w.text[keep][hit], pos[hit], len(context_rows), len(self.context_keys))
+        return _sublinear_tfidf(counts, self.context_idf)
+
+    def transform(
+        self,
+        tokens: Tokens,
+        rows: np.ndarray,
+        *,
+        context_rows: np.ndarray | None = None,
+        rules: np.ndarray | None = None,
+    ) -> Batch:
+        """Features of texts ``rows`` of ``tokens``. ``context_rows``: per
+        text, the row of its preceding turn (-1: none); ``rules``: the rule
+        columns, one row per text (see ``rule_names``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        w = words_of(tokens, rows, self._table)
+        block, occ = self._word_block(w)
+        blocks = [block * self.spec.weight("words")]
+        if self.char_grams is not None:
+            blocks.append(self._char_block(w) * self.spec.weight("chars"))
+        if self.lexicon_keys is not None:
+            lex, hits = self._lexicon_block(w)
+            blocks.append(lex * self.spec.weight("lexicon"))
+            hits.key = hits.key + (self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0))
+            occ = _Grams.concat([occ, hits])
+        if self.context_keys is not None:
+            ctx = np.full(len(rows), -1, dtype=np.int64) if context_rows is None else np.asarray(context_rows, dtype=np.int64)
+            blocks.append(self._context_block(tokens, ctx) * self.spec.weight("context"))
+        if self.rule_names:
+            if rules is None or rules.shape != (len(rows), len(self.rule_names)):
+                raise InputError(f"this featurizer needs {len(self.rule_names)} rule column(s) per text: {', '.join(self.rule_names)}")
+            blocks.append(sp.csr_matrix(np.asarray(rules, dtype=np.float64)) * self.spec.weight("rules"))
+        return Batch(tokens, rows, occ, sp.hstack(blocks, format="csr"))
+
+    def transform_texts(self, texts: Sequence[str] | pl.Series, **kwargs: Any) -> sp.csr_matrix:
+        """Features of plain texts (tokenized here)."""
+        series = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
+        tokens = tokenize(series)
+        return self.transform(tokens, np.arange(len(series)), **kwargs).matrix
+
+    # ------------------------------------------------------------------- fit
+    @classmethod
+    def fit(
+        cls,
+        spec: FeatureSpec,
+        tokens: Tokens,
+        rows: np.ndarray,
+        *,
+        context_rows: np.ndarray | None = None,
+        lexicon: pl.DataFrame | None = None,
+        rule_names: Sequence[str] = (),
+    ) -> Featurizer:
+        """Learn the vocabulary from texts ``rows`` of ``tokens``: every
+        n-gram in at least ``spec.min_df`` texts (the ``max_features`` most
+        frequent when set). ``lexicon``: a frame ``construct``, ``phrase``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n_docs = len(rows)
+        # A provisional table: every word of the training texts.
+        w0 = words_of(tokens, rows, None)
+        provisional = w0.words_of_batch
+        w0.ids = w0.batch_ids
+        base0 = _key_base(len(provisional))
+        kinds = word_grams(w0, spec.word_ngrams, base0, spec.sentences)
+        grams = _Grams.concat(list(kinds.values()))
+        pairs = np.unique(np.stack([grams.key, grams.text]), axis=1) if len(grams.key) else np.zeros((2, 0), dtype=np.int64)
+        keys, df = np.unique(pairs[0], return_counts=True)
+        keep = df >= spec.min_df
+        keys, df = keys[keep], df[keep]
+        if spec.max_features is not None and len(keys) > spec.max_features:
+            top = np.argsort(-df, kind="stable")[: spec.max_features]
+            top.sort()
+            keys, df = keys[top], df[top]
+        # Words the kept features (and the lexicon's phrases) use, then re-key.
+        mask = (np.int64(1) << np.int64(58)) - 1
+        tags = keys >> 58
+        body = keys & mask
+        used: set[int] = set()
+        parts_by_key: list[list[int]] = []
+        for b in body.tolist():  # loop over the vocabulary (thousands), not over messages
+            parts = []
+            while b:
+                parts.append(b % base0 - 1)
+                b //= base0
+            parts.reverse()
+            parts_by_key.append(parts)
+            used.update(parts)
+        lex_phrases: list[tuple[str, list[str]]] = []
+        if lexicon is not None:
+            for construct, phrase in lexicon.select("construct", "phrase").iter_rows():  # a few thousand phrases
+                words = pl.Series([phrase.lower().replace("\u2019", "'")]).str.extract_all(WORD_PATTERN).item().to_list()
+                if 1 <= len(words) <= _MAX_LEXICON_WORDS:
+                    lex_phrases.append((construct, words))
+        provisional_words = provisional.to_list()
+        vocab_words = sorted({provisional_words[i] for i in used} | {x for _, ws in lex_phrases for x in ws})
+        if spec.context:
+            ctx_rows = np.asarray(context_rows if context_rows is not None else np.full(n_docs, -1), dtype=np.int64)
+        index = {word: i for i, word in enumerate(vocab_words)}
+        base = _key_base(len(vocab_words))
+        new_keys = np.empty(len(keys), dtype=np.int64)
+        for i, (tag, parts) in enumerate(zip(tags.tolist(), parts_by_key, strict=True)):
+            k = 0
+            for p in parts:
+                k = k * base + index[provisional_words[p]] + 1
+            new_keys[i] = k + (tag << 58)
+        idf = _idf(df.astype(np.float64), n_docs)
+        char_grams = char_idf = None
+        if spec.char_ngrams is not None:
+            lo, hi = spec.char_ngrams
+            cg = char_grams_of(provisional, lo, hi)
+            # Document frequency of a char n-gram: texts holding a word that holds it.
+            word_doc = pl.DataFrame({"i": w0.batch_ids, "doc": w0.text}).unique()
+            dfc = (
+                cg.unique().with_columns(pl.col("i").cast(pl.Int64)).join(word_doc, on="i")
+                .group_by("gram").agg(pl.col("doc").n_unique().alias("df"))
+                .filter(pl.col("df") >= spec.min_df)
+                .sort("gram")
+            )
+            if spec.max_features is not None and dfc.height > spec.max_features:
+                dfc = dfc.sort("df", "gram", descending=[True, False]).head(spec.max_features).sort("gram")
+            char_grams = np.array(dfc["gram"].to_list(), dtype=object)
+            char_idf = _idf(dfc["df"].to_numpy().astype(np.float64), n_docs)
+        lexicon_keys = lexicon_construct = None
+        constructs: list[str] = []
+        if lex_phrases:
+            constructs = sorted({c for c, _ in lex_phrases})
+            cidx = {c: i for i, c in enumerate(constructs)}
+            pairs_lex: dict[int, int] = {}
+            longest = lexicon_order(base)
+            for construct, ws in lex_phrases:
+                if len(ws) > longest:
+                    continue
+                k = 0
+                for x in ws:
+                    k = k * base + index[x] + 1
+                pairs_lex.setdefault(k, cidx[construct])  # a phrase in two constructs counts for the first
+            lk = np.array(sorted(pairs_lex), dtype=np.int64)
+            lexicon_keys = lk
+            lexicon_construct = np.array([pairs_lex[k] for k in lk.tolist()], dtype=np.int64)
+        context_keys = context_idf = None
+        if spec.context:
+            table = pl.DataFrame({"word": pl.Series(vocab_words, dtype=pl.String), "id": np.arange(len(vocab_words))})
+            valid = ctx_rows >= 0
+            wc = words_of(tokens, np.where(valid, ctx_rows, 0), None)
+            ctx_words = wc.words_of_batch.to_frame("word").join(table, on="word", how="left", maintain_order="left")["id"]
+            ids = ctx_words.fill_null(-1).to_numpy()[wc.batch_ids] if len(wc.batch_ids) else np.zeros(0, dtype=np.int64)
+            keep_c = valid[wc.text] & (ids >= 0)
+            pc = np.unique(np.stack([ids[keep_c] + 1, wc.text[keep_c]]), axis=1) if keep_c.any() else np.zeros((2, 0), dtype=np.int64)
+            ck, cdf = np.unique(pc[0], return_counts=True)
+            sel = cdf >= spec.min_df
+            context_keys, context_idf = ck[sel], _idf(cdf[sel].astype(np.float64), n_docs)
+        return cls(
+            spec,
+            np.array(vocab_words, dtype=object),
+            new_keys,
+            idf,
+            char_grams,
+            char_idf,
+            context_keys,
+            context_idf,
+            lexicon_keys,
+            lexicon_construct,
+            constructs,
+            rule_names,
+        )
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays to save (see :mod:`pe_toolkit.learn.io`)."""
+        keys_by_col = np.empty(len(self.keys), dtype=np.int64)
+        keys_by_col[self.columns] = self.keys
+        out: dict[str, np.ndarray] = {
+            "words": np.array(self.words.tolist(), dtype=np.str_),
+            "keys": keys_by_col,
+            "idf": self.idf.astype(np.float64),
+        }
+        if self.char_grams is not None and self.char_idf is not None:
+            out["char_grams"] = np.array(self.char_grams.tolist(), dtype=np.str_)
+            out["char_idf"] = self.char_idf
+        if self.context_keys is not None and self.context_idf is not None:
+            out["context_keys"] = self.context_keys
+            out["context_idf"] = self.context_idf
+        if self.lexicon_keys is not None and self.lexicon_construct is not None:
+            out["lexicon_keys"] = self.lexicon_keys
+            out["lexicon_construct"] = self.lexicon_construct
+        return out
+
+    @classmethod
+    def from_state(cls, spec: FeatureSpec, arrays: dict[str, np.ndarray], constructs: Sequence[str], rule_names: Sequence[str]) -> Featurizer:
+        return cls(
+            spec,
+            arrays["words"].astype(object),
+            arrays["keys"],
+            arrays["idf"],
+            arrays["char_grams"].astype(object) if "char_grams" in arrays else None,
+            arrays.get("char_idf"),
+            arrays.get("context_keys"),
+            arrays.get("context_idf"),
+            arrays.get("lexicon_keys"),
+            arrays.get("lexicon_construct"),
+            constructs,
+            rule_names,
+        )

@@ -1,0 +1,64 @@
+"""Labels a researcher gave in the review widget, as training data.
+
+:func:`from_store` turns the store's ``annotations`` of one task into the
+frame :func:`~pe_toolkit.learn.fit` takes: one row per labelled message
+(``text``, ``label``, ``context`` = the message before it, ``group`` =
+its conversation), or per labelled conversation (``text`` = the
+conversation's messages of ``role`` joined by newlines). Where reviewers
+disagree on an item, the most frequent label wins (ties: the first in
+alphabetical order), so one call gives one label per item.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..errors import InputError
+from ..store import Store
+from ..store.annotations import labels as stored_labels
+
+
+def from_store(store: Store, task: str = "review", *, level: str = "message", role: str | None = None) -> pl.DataFrame:
+    """Training rows from the labels of ``task`` (see the module docstring).
+    ``level``: "message" (labels given to one message) or "conversation"."""
+    if level not in ("message", "conversation"):
+        raise InputError(f"level must be 'message' or 'conversation', got {level!r}")
+    raw = stored_labels(store, task)
+    raw = raw.filter(pl.col("message_idx").is_not_null() if level == "message" else pl.col("message_idx").is_null())
+    if raw.is_empty():
+        raise InputError(f"no {level} labels in task {task!r}; label some in the review widget (ReviewQueue) first")
+    keys = ["conversation_id", "message_idx"]
+    # Majority label per item across reviewers.
+    votes = (
+        raw.group_by([*keys, "label"]).agg(pl.len().alias("votes"), pl.col("reviewer").n_unique().alias("reviewers"))
+        .sort([*keys, "votes", "label"], descending=[False, False, True, False], nulls_last=False)
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col("label").first(), pl.col("votes").sum().alias("votes"))
+    )
+    con = store.connection
+    con.register("_labelled", votes.select(keys).to_arrow())
+    try:
+        if level == "message":
+            texts = store.sql(
+                "SELECT l.conversation_id, l.message_idx, m.role, m.content AS text, "
+                "(SELECT p.content FROM messages p WHERE p.conversation_id = m.conversation_id AND p.idx < m.idx "
+                " ORDER BY p.idx DESC LIMIT 1) AS context "
+                "FROM _labelled l JOIN messages m ON m.conversation_id = l.conversation_id AND m.idx = l.message_idx"
+            )
+        else:
+            where = "" if role is None else "AND m.role = ?"
+            texts = store.sql(
+                "SELECT l.conversation_id, NULL::INTEGER AS message_idx, NULL::VARCHAR AS role, "
+                "string_agg(m.content, '\n' ORDER BY m.idx) AS text, NULL::VARCHAR AS context "
+                f"FROM _labelled l JOIN messages m ON m.conversation_id = l.conversation_id {where} "
+                "GROUP BY l.conversation_id",
+                [] if role is None else [role],
+            )
+    finally:
+        con.unregister("_labelled")
+    if level == "message" and role is not None:
+        texts = texts.filter(pl.col("role") == role)
+    out = votes.join(texts, on=keys, how="inner", nulls_equal=True)
+    return out.select(
+        pl.col("conversation_id").alias("group"), "message_idx", "role", "text", "context", "label", "votes"
+    ).sort("group", "message_idx")

@@ -1,0 +1,382 @@
+"""A linear text classifier over :mod:`.features`, trained on human labels.
+
+:func:`fit` takes any labelled polars frame (the dev data, an imported
+corpus, the review widget's labels) and returns a :class:`TextModel`.
+Inference is one sparse matrix product per batch; evidence is the n-grams
+that pushed the predicted class up the most, with their character spans.
+
+Tasks:
+
+- ``multiclass``: one label per text (a string column); multinomial
+  logistic regression, probabilities sum to 1. ``thresholds`` (per class,
+  tuned by cross-validation when asked) turn the probabilities into a set
+  of codes for a multi-code output; the primary code is the most probable.
+- ``multilabel``: a list-of-strings label column; one binary logistic
+  regression per class, each with its own threshold (0.5 unless tuned).
+
+scikit-learn fits the weights (L2-regularised logistic regression with
+``lbfgs``, class weights ``balanced`` by default, for imbalance); nothing
+from it is needed to predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ..analysis.text import Tokens, tokenize
+from ..errors import InputError
+from .features import Batch, FeatureSpec, Featurizer
+
+TASKS = ("multiclass", "multilabel")
+
+
+@dataclass
+class TextModel:
+    """A fitted model: features, weights, classes, thresholds and its card.
+
+    ``coef`` is (features x classes), float32; ``card`` holds what a
+    reader needs to trust it (training data and licence, date, settings,
+    figures); :mod:`.io` saves and loads it with a content hash.
+    """
+
+    name: str
+    task: str
+    classes: tuple[str, ...]
+    featurizer: Featurizer
+    coef: np.ndarray
+    intercept: np.ndarray
+    thresholds: np.ndarray
+    card: dict[str, Any] = field(default_factory=dict)
+
+    # ---------------------------------------------------------- prediction
+    def decision(self, matrix: sp.csr_matrix) -> np.ndarray:
+        """Raw scores (texts x classes): one sparse product."""
+        return np.asarray(matrix @ self.coef, dtype=np.float64) + self.intercept
+
+    def proba_of_decision(self, scores: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass":
+            z = scores - scores.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=1, keepdims=True)
+        return 1.0 / (1.0 + np.exp(-scores))
+
+    def predict_proba(self, matrix: sp.csr_matrix) -> np.ndarray:
+        return self.proba_of_decision(self.decision(matrix))
+
+    def transform(self, tokens: Tokens, rows: np.ndarray, *, context_rows: np.ndarray | None = None,
+                  rules: np.ndarray | None = None) -> Batch:  # fmt: skip
+        return self.featurizer.transform(tokens, rows, context_rows=context_rows, rules=rules)
+
+    def predict(self, texts: Sequence[str] | pl.Series, *, context: Sequence[str] | pl.Series | None = None,
+                rules: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
+        """Per text: ``label`` (the most probable class), ``labels`` (every
+        class over its threshold) and ``p_<class>`` for each class."""
+        batch = _batch_of(self.featurizer, texts, context, rules)
+        return self.frame_of(self.predict_proba(batch.matrix))
+
+    def frame_of(self, proba: np.ndarray) -> pl.DataFrame:
+        classes = list(self.classes)
+        over = proba >= self.thresholds
+        primary = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(classes) else np.array([], dtype=object)
+        label_lists = _lists_of(over, classes)
+        return pl.DataFrame(
+            {
+                "label": pl.Series(primary.tolist(), dtype=pl.String),
+                "labels": label_lists,
+                **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)},
+            }
+        )
+
+    # ------------------------------------------------------------ evidence
+    def evidence(self, batch: Batch, proba: np.ndarray, *, top: int = 3, classes: np.ndarray | None = None,
+                 spans_only: bool = False) -> pl.DataFrame:  # fmt: skip
+        """The ``top`` features that raised each text's class the most
+        (default: its most probable class; ``classes`` gives one class index
+        per text): ``row`` (position in ``batch.rows``), ``class``,
+        ``feature``, ``weight`` (contribution to the class score),
+        ``start``/``end`` (character span of the feature's first occurrence
+        in the text; null for a feature without one, such as a character
+        n-gram, and such features are left out with ``spans_only``)."""
+        schema = {"row": pl.Int64, "class": pl.String, "feature": pl.String, "weight": pl.Float64,
+                  "start": pl.Int32, "end": pl.Int32}  # fmt: skip
+        m = batch.matrix.tocoo()
+        if not m.nnz:
+            return pl.DataFrame(schema=schema)
+        target = proba.argmax(axis=1) if classes is None else np.asarray(classes, dtype=np.int64)
+        # Contribution of each nonzero feature to its text's target class (one
+        # gather); a negative class index leaves the text out.
+        live = target[m.row] >= 0
+        mr, mc = m.row[live].astype(np.int64), m.col[live].astype(np.int64)
+        contrib = m.data[live] * self.coef[mc, target[mr]]
+        keep = contrib > 0
+        r, c, v = mr[keep], mc[keep], contrib[keep]
+        # Where each (text, feature) first occurs, when it has a span.
+        occ = batch.occurrences
+        width = np.int64(self.featurizer.n_features + 1)
+        okey = occ.text * width + occ.key
+        order_occ = np.argsort(okey, kind="stable")
+        sorted_okey = okey[order_occ]
+        want = r * width + c
+        pos = np.minimum(np.searchsorted(sorted_okey, want), max(len(okey) - 1, 0))
+        found = (sorted_okey[pos] == want) if len(okey) else np.zeros(len(want), dtype=bool)
+        if spans_only:
+            r, c, v, pos, found = r[found], c[found], v[found], pos[found], found[found]
+        # The top few per text: a sort on (row, -weight), then the rank within the row.
+        order = np.lexsort((-v, r))
+        r, c, v, pos, found = r[order], c[order], v[order], pos[order], found[order]
+        first = np.ones(len(r), dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        rank = np.arange(len(r)) - np.maximum.accumulate(np.where(first, np.arange(len(r)), 0))
+        sel = rank < top
+        r, c, v, pos, found = r[sel], c[sel], v[sel], pos[sel], found[sel]
+        start = np.zeros(len(r), dtype=np.int64)
+        end = np.zeros(len(r), dtype=np.int64)
+        if found.any():
+            hit = order_occ[pos[found]]
+            start[found], _ = batch.tokens.spans(occ.first[hit])
+            _, end[found] = batch.tokens.spans(occ.last[hit])
+        names = self.featurizer.names_array
+        return pl.DataFrame(
+            {
+                "row": r,
+                "class": pl.Series(np.asarray(self.classes, dtype=object)[target[r]], dtype=pl.String),
+                "feature": pl.Series(names[c], dtype=pl.String),
+                "weight": v,
+                "start": pl.Series(start, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
+                "end": pl.Series(end, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
+            },
+            schema=schema,
+        )
+
+    def top_features(self, n: int = 15) -> pl.DataFrame:
+        """The ``n`` heaviest positive features of each class (for cards)."""
+        names = np.asarray(self.featurizer.feature_names(), dtype=object)
+        rows = []
+        for j, c in enumerate(self.classes):
+            order = np.argsort(-self.coef[:, j], kind="stable")[:n]
+            rows += [(c, names[i], float(self.coef[i, j])) for i in order]
+        return pl.DataFrame(rows, schema={"class": pl.String, "feature": pl.String, "weight": pl.Float64}, orient="row")
+
+
+def _lists_of(mask: np.ndarray, classes: list[str]) -> pl.Series:
+    """Per row, the classes whose column is set (one list per distinct pattern)."""
+    if not len(classes):
+        return pl.Series("labels", [[] for _ in range(len(mask))], dtype=pl.List(pl.String))
+    bits = (mask.astype(np.int64) << np.arange(len(classes), dtype=np.int64)).sum(axis=1)
+    distinct = np.unique(bits)
+    table = pl.DataFrame(
+        {
+            "bits": distinct,
+            "labels": pl.Series([[c for i, c in enumerate(classes) if int(b) >> i & 1] for b in distinct], dtype=pl.List(pl.String)),
+        }
+    )
+    return pl.DataFrame({"bits": bits}).join(table, on="bits", how="left", maintain_order="left")["labels"]
+
+
+def _batch_of(featurizer: Featurizer, texts: Any, context: Any, rules: np.ndarray | None) -> Batch:
+    text = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
+    text = text.cast(pl.String).fill_null("")
+    n = len(text)
+    if context is not None:
+        ctx = context if isinstance(context, pl.Series) else pl.Series("context", list(context), dtype=pl.String)
+        ctx = ctx.cast(pl.String)
+        if len(ctx) != n:
+            raise InputError(f"context has {len(ctx)} values for {n} texts")
+        tokens = tokenize(pl.concat([text, ctx.fill_null("")]))
+        context_rows = np.where(ctx.is_null().to_numpy(), -1, np.arange(n, 2 * n))
+    else:
+        tokens = tokenize(text)
+        context_rows = None
+    return featurizer.transform(tokens, np.arange(n), context_rows=context_rows, rules=rules)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A labelled frame checked and split into what :func:`fit` needs."""
+
+    texts: pl.Series
+    labels: list[Any]
+    classes: tuple[str, ...]
+    task: str
+    context: pl.Series | None
+    groups: np.ndarray | None
+    rules: np.ndarray | None
+
+
+def training_data(
+    frame: pl.DataFrame,
+    *,
+    text: str = "text",
+    label: str = "label",
+    context: str | None = None,
+    group: str | None = None,
+    rules: Sequence[str] = (),
+    classes: Sequence[str] | None = None,
+) -> TrainingData:
+    """Check a labelled frame: the columns exist, no text or label is
+    missing, and there are at least two classes."""
+    if not isinstance(frame, pl.DataFrame):
+        raise InputError(f"training data must be a polars DataFrame, got {type(frame).__name__}")
+    needed = [c for c in (text, label, context, group, *rules) if c is not None]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InputError(f"the labelled frame lacks column(s) {', '.join(missing)}; it has {', '.join(frame.columns)}")
+    frame = frame.filter(pl.col(text).is_not_null() & pl.col(label).is_not_null())
+    if frame.height == 0:
+        raise InputError("no labelled rows: every text or label is missing")
+    dtype = frame.schema[label]
+    if isinstance(dtype, pl.List):
+        task = "multilabel"
+        values = frame[label].cast(pl.List(pl.String))
+        found = sorted(set(values.explode().drop_nulls().to_list()))
+        labels: list[Any] = values.to_list()
+    else:
+        task = "multiclass"
+        values = frame[label].cast(pl.String)
+        found = sorted(set(values.to_list()))
+        labels = values.to_list()
+    chosen = tuple(classes) if classes is not None else tuple(found)
+    unknown = set(found) - set(chosen)
+    if unknown:
+        raise InputError(f"label(s) not among the classes: {', '.join(sorted(unknown)[:5])}")
+    if len(chosen) < 2:
+        raise InputError(f"need at least two classes to learn from, found {list(chosen)}")
+    rule_matrix = frame.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
+    return TrainingData(
+        texts=frame[text].cast(pl.String),
+        labels=labels,
+        classes=chosen,
+        task=task,
+        context=frame[context].cast(pl.String) if context else None,
+        groups=frame[group].to_numpy() if group else None,
+        rules=rule_matrix,
+    )
+
+
+def _fit_weights(x: sp.csr_matrix, y: np.ndarray, task: str, n_classes: int, c: float,
+                 class_weight: str | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    from sklearn.linear_model import LogisticRegression
+
+    if task == "multiclass":
+        present = np.unique(y)
+        model = LogisticRegression(C=c, class_weight=class_weight, max_iter=3000)
+        model.fit(x, y)
+        coef = np.zeros((x.shape[1], n_classes))
+        intercept = np.full(n_classes, -30.0)  # a class absent from the training fold is never predicted
+        if len(present) == 2:
+            # scikit-learn keeps one row for two classes (a sigmoid of z): +-z/2 gives the same softmax.
+            coef[:, present[1]] = model.coef_[0] / 2
+            coef[:, present[0]] = -model.coef_[0] / 2
+            intercept[present[1]] = model.intercept_[0] / 2
+            intercept[present[0]] = -model.intercept_[0] / 2
+        else:
+            coef[:, present] = model.coef_.T
+            intercept[present] = model.intercept_
+        return coef, intercept
+    coef = np.zeros((x.shape[1], n_classes))
+    intercept = np.zeros(n_classes)
+    for j in range(n_classes):  # one binary model per class (a handful)
+        yj = y[:, j]
+        if yj.all() or not yj.any():
+            intercept[j] = 30.0 if yj.all() else -30.0
+            continue
+        model = LogisticRegression(C=c, class_weight=class_weight, max_iter=3000)
+        model.fit(x, yj)
+        coef[:, j] = model.coef_[0]
+        intercept[j] = model.intercept_[0]
+    return coef, intercept
+
+
+def fit(
+    frame: pl.DataFrame,
+    *,
+    text: str = "text",
+    label: str = "label",
+    context: str | None = None,
+    group: str | None = None,
+    rules: Sequence[str] = (),
+    classes: Sequence[str] | None = None,
+    spec: FeatureSpec | None = None,
+    c: float = 1.0,
+    class_weight: str | None = "balanced",
+    lexicon: pl.DataFrame | None = None,
+    thresholds: Mapping[str, float] | np.ndarray | None = None,
+    name: str = "model",
+    card: Mapping[str, Any] | None = None,
+) -> TextModel:
+    """Train a text classifier on a labelled frame.
+
+    ``text``/``label``: column names (a list-of-strings label column makes
+    a multi-label model). ``context``: a column holding the preceding turn.
+    ``rules``: numeric columns (rule detections) used as features.
+    ``lexicon``: a phrase lexicon (``construct``, ``phrase``) whose
+    construct counts become features. ``thresholds``: per-class decision
+    thresholds (default 0.5 for multi-label; for multi-class, none: only
+    the most probable class is in ``labels``).
+    """
+    data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=classes)
+    spec = spec or FeatureSpec(context=context is not None)
+    if spec.context and context is None:
+        raise InputError("the feature spec uses the preceding turn: name its column with context=")
+    batch_tokens, rows, context_rows = _tokens_for(data)
+    featurizer = Featurizer.fit(spec, batch_tokens, rows, context_rows=context_rows, lexicon=lexicon, rule_names=list(rules))
+    x = featurizer.transform(batch_tokens, rows, context_rows=context_rows, rules=data.rules).matrix
+    y = _encode(data)
+    coef, intercept = _fit_weights(x, y, data.task, len(data.classes), c, class_weight)
+    model = TextModel(
+        name=name,
+        task=data.task,
+        classes=data.classes,
+        featurizer=featurizer,
+        # Rounded as the model file stores them, so what is evaluated is what is shipped.
+        coef=coef.astype(np.float16).astype(np.float32),
+        intercept=intercept.astype(np.float32).astype(np.float64),
+        thresholds=_thresholds(thresholds, data),
+        card=dict(card or {}),
+    )
+    model.card.setdefault("training", {}).update(
+        {"n": len(data.labels), "task": data.task, "classes": list(data.classes), "c": c, "class_weight": class_weight,
+         "text": text, "label": label, "context": context, "rules": list(rules), "features": spec.as_dict()}  # fmt: skip
+    )
+    return model
+
+
+def _tokens_for(data: TrainingData) -> tuple[Tokens, np.ndarray, np.ndarray | None]:
+    n = len(data.texts)
+    if data.context is None:
+        return tokenize(data.texts.fill_null("")), np.arange(n), None
+    tokens = tokenize(pl.concat([data.texts.fill_null(""), data.context.fill_null("")]))
+    return tokens, np.arange(n), np.where(data.context.is_null().to_numpy(), -1, np.arange(n, 2 * n))
+
+
+def _encode(data: TrainingData) -> np.ndarray:
+    index = {c: i for i, c in enumerate(data.classes)}
+    if data.task == "multiclass":
+        return np.array([index[v] for v in data.labels], dtype=np.int64)  # labels were checked: one lookup each
+    y = np.zeros((len(data.labels), len(data.classes)), dtype=bool)
+    for i, values in enumerate(data.labels):  # list labels: a few per row, training only
+        for v in values or ():
+            y[i, index[v]] = True
+    return y
+
+
+def _thresholds(thresholds: Mapping[str, float] | np.ndarray | None, data: TrainingData) -> np.ndarray:
+    n = len(data.classes)
+    if thresholds is None:
+        return np.full(n, 0.5 if data.task == "multilabel" else 1.01)
+    if isinstance(thresholds, Mapping):
+        unknown = set(thresholds) - set(data.classes)
+        if unknown:
+            raise InputError(f"thresholds for unknown class(es): {', '.join(sorted(unknown))}")
+        default = 0.5 if data.task == "multilabel" else 1.01
+        return np.array([float(thresholds.get(c, default)) for c in data.classes])
+    out = np.asarray(thresholds, dtype=np.float64)
+    if out.shape != (n,):
+        raise InputError(f"thresholds must have one value per class ({n}), got shape {out.shape}")
+    return out

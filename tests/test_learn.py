@@ -1,0 +1,222 @@
+"""The learned layer: features, fit, evaluate, save/load (unit checks on
+small frames written here; figures on human labels live in the cards and
+tests/test_learn_devdata.py)."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+
+from pe_toolkit.analysis.text import tokenize
+from pe_toolkit.errors import InputError, ModelError
+from pe_toolkit.learn import cross_validate, evaluate, fit, load, save
+from pe_toolkit.learn.validity import auroc_interval, folds_of, report
+from pe_toolkit.learn.features import FeatureSpec, Featurizer
+
+SAD = ["I feel so sad today", "everything is sad and grey", "so sad and tired", "sad again, sad all day",
+       "I am sad", "the sad news hit me", "why am I this sad?", "sad sad sad"]  # fmt: skip
+GLAD = ["what a great day", "I feel great and happy", "so happy for you!", "great news, happy now",
+        "happy to hear", "that is great", "great, great", "a happy, great week"]  # fmt: skip
+
+
+def toy() -> pl.DataFrame:
+    texts = SAD + GLAD
+    return pl.DataFrame({"text": texts, "label": ["sad"] * len(SAD) + ["glad"] * len(GLAD), "group": list(range(len(texts)))})
+
+
+def test_word_block_equals_scikit_learn_tfidf():
+    """Without sentence features the word block is TfidfVectorizer's matrix
+    (sublinear tf, smoothed idf, l2), column for column."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["Have you tried talking to her?", "I went through the same, it's hard.", "You're doing great! Keep going.",
+             "have you talked to her", "the same thing happened to me", "it's hard to keep going"]  # fmt: skip
+    tokens = tokenize(pl.Series(texts))
+    f = Featurizer.fit(FeatureSpec(word_ngrams=2, sentences=False, min_df=1), tokens, np.arange(len(texts)))
+    mine = f.transform(tokens, np.arange(len(texts))).matrix.toarray()
+    ref = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"[a-z0-9]+(?:'[a-z]+)*|[?!]")
+    theirs = ref.fit_transform(texts).toarray()
+    names = f.feature_names()
+    assert sorted(names) == sorted(ref.get_feature_names_out())
+    order = [names.index(n) for n in ref.get_feature_names_out()]
+    np.testing.assert_allclose(mine[:, order], theirs, atol=1e-12)
+
+
+def test_sentence_features_and_words_split_on_punctuation():
+    texts = ["Hmm. How are you feeling? Maybe rest/sleep more.", "ok"]
+    tokens = tokenize(pl.Series(texts))
+    f = Featurizer.fit(FeatureSpec(min_df=1), tokens, np.arange(2))
+    names = set(f.feature_names())
+    # "rest/sleep" is two words; sentences start at "hmm", "how", "maybe"
+    assert {"rest", "sleep", "rest sleep", "s1:hmm", "s1:how", "s1:maybe", "s2:how are", "q:how", "q:are", "q:you",
+            "q2:how are", "<question>", "?"} <= names  # fmt: skip
+    assert "q:maybe" not in names and "<ends with question>" not in names  # the last sentence is not a question
+
+
+def test_unknown_words_are_ignored_and_batches_do_not_change_scores():
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    p = model.predict(["completely unseen words", "sad"] + SAD[:3])
+    assert p.height == 5 and p["label"][1] == "sad"
+    one_by_one = pl.concat([model.predict([t]) for t in ["completely unseen words", "sad"] + SAD[:3]])
+    assert one_by_one.equals(p)  # bit for bit, whatever the batch holds
+
+
+def test_fit_learns_a_separable_task_and_probabilities_sum_to_one():
+    model = fit(toy(), spec=FeatureSpec(min_df=1), name="mood")
+    pred = model.predict(["such a sad day", "a great and happy day"])
+    assert pred["label"].to_list() == ["sad", "glad"]
+    probs = pred.select("p_glad", "p_sad").to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert model.card["training"]["n"] == 16 and model.card["training"]["classes"] == ["glad", "sad"]
+
+
+def test_multilabel_fit_with_thresholds():
+    frame = toy().with_columns(
+        pl.when(pl.col("text").str.contains("\\?|!")).then(pl.concat_list(pl.col("label"), pl.lit("punct")))
+        .otherwise(pl.concat_list(pl.col("label"))).alias("labels")
+    )
+    model = fit(frame, label="labels", spec=FeatureSpec(min_df=1), thresholds={"punct": 0.4})
+    assert model.task == "multilabel" and set(model.classes) == {"glad", "punct", "sad"}
+    out = model.predict(["so sad?", "great"])
+    assert "sad" in out["labels"][0].to_list() and out["labels"][1].to_list() == ["glad"]
+
+
+def test_evidence_points_at_the_words_that_weighed_most():
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    from pe_toolkit.learn.model import _batch_of
+
+    texts = ["Honestly, I feel sad.", "What a happy moment"]
+    batch = _batch_of(model.featurizer, texts, None, None)
+    ev = model.evidence(batch, model.predict_proba(batch.matrix), top=2, spans_only=True)
+    assert ev.height == 4
+    for row, start, end, feature in ev.select("row", "start", "end", "feature").iter_rows():
+        span = texts[row][start:end].lower()
+        # the span is the whitespace token(s) holding the feature's words
+        assert all(word in span for word in feature.split(":")[-1].split())
+    assert ev.filter(pl.col("row") == 0)["class"].unique().to_list() == ["sad"]
+    assert "sad" in ev.filter(pl.col("row") == 0)["feature"].to_list()
+
+
+def test_context_and_lexicon_blocks():
+    frame = toy().with_columns(context=pl.lit("how was your day?"))
+    lexicon = pl.DataFrame({"construct": ["Sadness", "Sadness", "Joy"], "phrase": ["sad", "so sad", "happy"]})
+    model = fit(frame, context="context", lexicon=lexicon, spec=FeatureSpec(min_df=1, context=True))
+    assert {"lexicon", "context"} <= set(model.featurizer.block_sizes)
+    assert "#Sadness" in model.featurizer.feature_names() and "ctx:day" in model.featurizer.feature_names()
+    with pytest.raises(InputError, match="preceding turn"):
+        fit(toy(), spec=FeatureSpec(context=True))
+
+
+def test_bad_training_data_fails_clearly():
+    with pytest.raises(InputError, match="lacks column"):
+        fit(toy(), label="nope")
+    with pytest.raises(InputError, match="at least two classes"):
+        fit(toy().with_columns(label=pl.lit("one")))
+    with pytest.raises(InputError, match="not among the classes"):
+        fit(toy(), classes=["sad"])
+    with pytest.raises(InputError, match="polars DataFrame"):
+        fit([{"text": "x", "label": "y"}])  # type: ignore[arg-type]
+
+
+def test_save_load_round_trip_is_exact_and_bit_for_bit(tmp_path):
+    model = fit(toy(), spec=FeatureSpec(min_df=1, char_ngrams=(2, 3)), card={"data": "toy"})
+    a = save(model, tmp_path / "a")
+    b = save(fit(toy(), spec=FeatureSpec(min_df=1, char_ngrams=(2, 3)), card={"data": "toy"}), tmp_path / "b.pemodel")
+    assert a.name == "a.pemodel" and a.read_bytes() == b.read_bytes()
+    loaded = load(a)
+    texts = ["sad and grey", "happy great"]
+    assert loaded.predict(texts).equals(model.predict(texts))
+    assert loaded.card["data"] == "toy" and len(loaded.card["content_hash"]) == 64
+
+
+def _rewrite(src, dst, change):
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    change(parts)
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+
+
+def test_altered_old_or_foreign_files_are_refused(tmp_path):
+    path = save(fit(toy(), spec=FeatureSpec(min_df=1)), tmp_path / "m")
+
+    def bump_intercept(parts):
+        arr = np.lib.format.read_array(__import__("io").BytesIO(parts["intercept.npy"]))
+        buf = __import__("io").BytesIO()
+        np.lib.format.write_array(buf, arr + 1.0)
+        parts["intercept.npy"] = buf.getvalue()
+
+    _rewrite(path, tmp_path / "altered.pemodel", bump_intercept)
+    with pytest.raises(ModelError, match="content hash"):
+        load(tmp_path / "altered.pemodel")
+
+    def old_format(parts):
+        card = orjson.loads(parts["card.json"])
+        card["format"] = 0
+        parts["card.json"] = orjson.dumps(card)
+
+    _rewrite(path, tmp_path / "old.pemodel", old_format)
+    with pytest.raises(ModelError, match="format 0.*retrain"):
+        load(tmp_path / "old.pemodel")
+    (tmp_path / "junk.pemodel").write_text("not a model")
+    with pytest.raises(ModelError, match="not a pe_toolkit model"):
+        load(tmp_path / "junk.pemodel")
+    with pytest.raises(ModelError, match="no such model"):
+        load(tmp_path / "missing.pemodel")
+
+
+def test_report_matches_scikit_learn_and_intervals_hold_the_point():
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c"]
+    gold = rng.choice(classes, 300).tolist()
+    proba = rng.dirichlet([1, 1, 1], 300)
+    proba[np.arange(300), [classes.index(g) for g in gold]] += rng.random(300)  # some signal
+    proba /= proba.sum(axis=1, keepdims=True)
+    groups = np.repeat(np.arange(100), 3)
+    r = report(gold, proba, classes, groups=groups, boot=300)
+    pred = np.asarray(classes)[proba.argmax(1)]
+    assert r.metric("accuracy") == pytest.approx(accuracy_score(gold, pred))
+    assert r.metric("kappa") == pytest.approx(cohen_kappa_score(gold, pred))
+    assert r.metric("macro_f1") == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert r.metric("auroc") == pytest.approx(roc_auc_score(gold, proba, multi_class="ovr", average="macro"))
+    for row in r.overall.iter_rows(named=True):
+        assert row["low"] <= row["value"] <= row["high"]
+    for row in r.per_class.iter_rows(named=True):
+        assert row["f1_low"] <= row["f1"] <= row["f1_high"]
+    again = report(gold, proba, classes, groups=groups, boot=300)
+    assert again.overall.equals(r.overall)  # seeded
+    merged = report(gold, proba, classes, merge={"b": "bc", "c": "bc"}, boot=50)
+    assert merged.classes == ("a", "bc") and merged.per_class["support"].sum() == 300
+    assert r.calibration["n"].sum() == 300 * 3
+
+
+def test_auroc_interval_and_group_folds():
+    y = np.array([0, 0, 1, 1, 0, 1] * 20, dtype=bool)
+    s = np.where(y, 0.7, 0.3) + np.linspace(0, 0.5, len(y))
+    point, low, high = auroc_interval(s, y, boot=200)
+    from sklearn.metrics import roc_auc_score
+
+    assert point == pytest.approx(roc_auc_score(y, s)) and low <= point <= high
+    assert auroc_interval(s, np.ones(len(y), dtype=bool)) == (None, None, None)
+    groups = np.repeat(np.arange(30), 4)
+    fold = folds_of(groups, ["x", "y"] * 60, 5)
+    for g in range(30):
+        assert len(set(fold[groups == g])) == 1  # a group never straddles folds
+    with pytest.raises(InputError, match="at least 5 groups"):
+        folds_of(np.zeros(10), ["x"] * 10, 5)
+
+
+def test_cross_validation_and_evaluate_on_a_toy_task():
+    frame = pl.concat([toy()] * 3).with_columns(group=pl.int_range(pl.len()) // 2)
+    r = cross_validate(frame, group="group", folds=4, boot=50, spec=FeatureSpec(min_df=1))
+    assert r.n == 48 and r.groups == 24 and r.metric("accuracy") > 0.8
+    model = fit(frame, spec=FeatureSpec(min_df=1))
+    e = evaluate(model, frame, boot=50)
+    assert e.metric("accuracy") == 1.0 and "glad" in str(e)

@@ -1,0 +1,82 @@
+"""``pe-toolkit learn`` and the review labels as training data (real
+DuckDB files in tmp_path, real model files)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.cli import cli
+from pe_toolkit.errors import InputError
+from pe_toolkit.ingest import import_file
+from pe_toolkit.learn import fit, from_store, load
+from pe_toolkit.learn.features import FeatureSpec
+from pe_toolkit.store.annotations import annotate
+
+from .test_learn import toy
+
+
+@pytest.fixture
+def labelled_csv(tmp_path):
+    path = tmp_path / "labels.csv"
+    pl.concat([toy()] * 3).with_columns(group=pl.int_range(pl.len()) // 2).write_csv(path)
+    return path
+
+
+def test_fit_cv_evaluate_and_list(tmp_path, labelled_csv):
+    runner = CliRunner()
+    out = tmp_path / "mood.pemodel"
+    r = runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1"])
+    assert r.exit_code == 0, r.output
+    assert "48 labelled texts" in r.output and load(out).classes == ("glad", "sad")
+    r = runner.invoke(cli, ["learn", "cv", "--data", str(labelled_csv), "--group", "group", "--folds", "4"])
+    assert r.exit_code == 0, r.output
+    assert "macro_f1" in r.output and "glad" in r.output and "(24 groups)" in r.output
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(labelled_csv)])
+    assert r.exit_code == 0 and "accuracy   1.000" in r.output, r.output
+    r = runner.invoke(cli, ["learn", "list"])
+    assert r.exit_code == 0 and "skills.pemodel" in r.output and "non-commercial" in r.output, r.output
+    r = runner.invoke(cli, ["learn", "list", str(out)])
+    assert r.exit_code == 0 and "mood.pemodel" in r.output
+
+
+def test_expected_failures_are_one_line(tmp_path, labelled_csv):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--label", "nope", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "lacks column(s) nope" in r.output
+    r = runner.invoke(cli, ["learn", "fit", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 1 and "--data FILE" in r.output
+    (tmp_path / "bad.pemodel").write_text("x")
+    r = runner.invoke(cli, ["learn", "evaluate", str(tmp_path / "bad.pemodel"), "--data", str(labelled_csv)])
+    assert r.exit_code == 1 and "not a pe_toolkit model file" in r.output
+
+
+def test_review_labels_are_one_call_from_training_data(store, write_jsonl):
+    records = []
+    for i in range(8):
+        sad = i % 2 == 0
+        records.append({
+            "id": f"c{i}",
+            "messages": [
+                {"role": "user", "content": "I feel sad and alone" if sad else "Everything went great today"},
+                {"role": "assistant", "content": "I'm so sorry, that sounds hard." if sad else "That's wonderful to hear!"},
+            ],
+        })  # fmt: skip
+    import_file(store, write_jsonl(records), progress=False)
+    for i in range(8):
+        label = "sympathy" if i % 2 == 0 else "celebration"
+        annotate(store, f"c{i}", label, reviewer="ana", task="codes", message_idx=1)
+    annotate(store, "c0", "celebration", reviewer="ben", task="codes", message_idx=1)
+    annotate(store, "c0", "sympathy", reviewer="cy", task="codes", message_idx=1)  # majority: sympathy
+    annotate(store, "c1", "whole-conversation label", reviewer="ana", task="codes")
+    frame = from_store(store, "codes")
+    assert frame.height == 8 and set(frame.columns) >= {"text", "label", "context", "group"}
+    c0 = frame.filter(pl.col("group") == "c0").row(0, named=True)
+    assert c0["label"] == "sympathy" and c0["votes"] == 3 and c0["context"] == "I feel sad and alone"
+    model = fit(frame, spec=FeatureSpec(min_df=1), context="context")
+    assert set(model.classes) == {"celebration", "sympathy"}
+    conv = from_store(store, "codes", level="conversation")
+    assert conv.height == 1 and "Everything went great" in conv["text"][0]
+    with pytest.raises(InputError, match="no message labels in task 'other'"):
+        from_store(store, "other")

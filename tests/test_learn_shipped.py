@@ -1,0 +1,138 @@
+"""The shipped models: cards, size, reproducibility from the dev data, and
+running inside the analyzers. Tests that need the human-labelled dev data
+(``../shared/data`` or ``$PE_VALIDATION_DATA``) skip with the reason where
+it is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pe_toolkit.analysis import analyze_frame
+from pe_toolkit.analysis.learned import MODELS_DIR, RISK_MODEL, SKILL_CLASSES, SKILLS_MODEL, ModelAnalyzer
+from pe_toolkit.learn import devdata
+from pe_toolkit.learn.features import FeatureSpec
+from pe_toolkit.learn.io import read_card
+from pe_toolkit.learn.model import fit
+
+
+def dev_dir():
+    try:
+        return devdata.data_dir()
+    except devdata.DevDataMissing as exc:
+        pytest.skip(str(exc))
+
+
+def test_shipped_models_are_small_and_carry_honest_cards():
+    files = sorted(MODELS_DIR.glob("*.pemodel"))
+    assert [f.stem for f in files] == ["risk", "skills"]
+    assert sum(f.stat().st_size for f in files) <= 5 * 1024 * 1024
+    skills = read_card(MODELS_DIR / "skills.pemodel")
+    assert "non-commercial" in skills["data"]["licence"]
+    v = skills["validation"]
+    assert v["n"] > 3000 and "by dialogue" in v["method"]
+    for code in ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information"):
+        f1 = v["primary_code"]["per_class"][code]
+        assert f1["f1_ci95"][0] <= f1["f1"] <= f1["f1_ci95"][1]
+    risk = read_card(MODELS_DIR / "risk.pemodel")
+    assert "Apache-2.0" in risk["lexicon"]["licence"] and (MODELS_DIR / "LICENSE-suicide-risk-lexicon").exists()
+    low, point, high = (risk["validation"]["auroc"]["model_vs_rest"][i] for i in (1, 0, 2))
+    assert low <= point <= high
+    assert set(risk["combination"]) == {"intercept", "logit_p", "severity"}
+
+
+def test_the_metric_card_page_says_what_the_shipped_files_say():
+    from pathlib import Path
+
+    from pe_toolkit.learn.cards import render
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "metric_cards_learned.md"
+    assert page.read_text(encoding="utf-8") == render(read_card(MODELS_DIR / "skills.pemodel"), read_card(MODELS_DIR / "risk.pemodel")), (
+        "docs/metric_cards_learned.md is out of date: run make models"
+    )
+
+
+def test_dev_data_parses_as_documented():
+    where = dev_dir()
+    turns = devdata.esconv(where)
+    supporter = turns.filter(pl.col("role") == "assistant")
+    assert supporter.height == 3084 and turns["dialogue"].n_unique() == 211
+    assert set(supporter["strategy"]) == set(devdata.STRATEGIES.values())
+    # every supporter turn once: no (dialogue, turn) twice
+    assert turns.select("dialogue", "turn").is_unique().all()
+    posts = devdata.reddit27(where)
+    assert posts.height == 3469 and posts["subreddit"].n_unique() == 27
+    lexicon = devdata.risk_lexicon(where)
+    assert lexicon["construct"].n_unique() >= 49 and lexicon.height > 4000
+
+
+def test_the_skills_model_is_rebuilt_bit_for_bit_from_the_dev_data():
+    dev_dir()
+    from pe_toolkit.learn.io import _arrays, _card, content_hash
+    from pe_toolkit.learn.recipes import build_skills
+
+    model, _ = build_skills(progress=False)
+    assert content_hash(_arrays(model), _card(model)) == read_card(MODELS_DIR / "skills.pemodel")["content_hash"]
+
+
+def _conversation() -> pl.DataFrame:
+    rows = [
+        ("c1", 0, "user", "I lost my job last month and I can't sleep. Sometimes I think everyone would be better off without me."),
+        ("c1", 1, "assistant", "I went through something similar when I was laid off. Have you been able to talk to anyone about these thoughts?"),
+        ("c1", 2, "user", "Not really. I'm going to kill myself tonight."),
+        ("c1", 3, "assistant", "Maybe you could try going for a walk."),
+        ("c2", 0, "user", "Any tips for my sourdough? The crust is pale."),
+        ("c2", 1, "assistant", "You are doing a great job, keep it up!"),
+    ]
+    return pl.DataFrame(rows, schema={"conversation_id": pl.String, "idx": pl.Int32, "role": pl.String, "content": pl.String}, orient="row")
+
+
+def test_learned_columns_and_evidence_in_analyze_frame():
+    frame = _conversation()
+    scores = analyze_frame(frame)
+    m = scores.messages
+    assistant = m.filter(pl.col("role") == "assistant")
+    assert assistant["skill"].null_count() == 0 and set(assistant["skill"]) <= set(SKILL_CLASSES)
+    probs = assistant.select([f"skill_p_{c}" for c in SKILL_CLASSES]).to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert m.filter(pl.col("role") == "user")["skill"].null_count() == 3
+    user_p = m.filter(pl.col("role") == "user")["suicide_risk_p"].to_numpy()
+    assert user_p[1] > user_p[2]  # "I'm going to kill myself tonight" against a bread question
+    conv = scores.conversations.sort("conversation_id")
+    assert conv["risk_score"][0] > conv["risk_score"][1] and conv["alert"].to_list() == [True, False]
+    learned = scores.evidence.filter(pl.col("analyzer").is_in(["skills_model", "risk_model"]))
+    assert learned.height > 0
+    content = dict(zip(zip(frame["conversation_id"], frame["idx"]), frame["content"], strict=True))
+    for cid, idx, start, end, text in learned.select("conversation_id", "idx", "start", "end", "text").iter_rows():
+        assert content[(cid, idx)][start:end] == text and text
+    assert "skills_model=" in scores.analysis_version and "risk_model=" in scores.analysis_version
+
+
+def test_a_researchers_own_model_is_an_analyzer():
+    train = pl.DataFrame({"text": ["thank you so much", "thanks a lot", "what happened next?", "how did it feel?"] * 3,
+                          "label": ["thanks", "thanks", "ask", "ask"] * 3})  # fmt: skip
+    model = fit(train, spec=FeatureSpec(min_df=1))
+    mine = ModelAnalyzer(model, name="my_codes", role="assistant", prefix="mine")
+    scores = analyze_frame(_conversation(), analyzers=(mine,))
+    assert scores.analysis_version.startswith("my_codes=") and "mine_p_thanks" in scores.messages.columns
+    assert scores.messages.filter(pl.col("role") == "user")["mine"].null_count() == 3
+
+
+def test_risk_score_is_continuous_not_a_few_steps():
+    texts = ["I want to die", "I feel empty and tired of everything", "nobody would miss me", "my cat is sick",
+             "I hate my job", "I cut myself again last night", "can't stop crying", "life is pointless lately",
+             "I bought a new bike", "everything hurts and I'm done"]  # fmt: skip
+    frame = pl.DataFrame({"conversation_id": [f"c{i}" for i in range(len(texts))], "idx": [0] * len(texts),
+                          "role": ["user"] * len(texts), "content": texts})  # fmt: skip
+    risk = analyze_frame(frame).conversations["risk_score"]
+    assert risk.n_unique() == len(texts) and risk.min() >= 0 and risk.max() <= 1
+
+
+def test_models_analyzers_are_registered_before_the_rules_that_read_them():
+    from pe_toolkit.analysis.registry import load
+
+    names = load().names
+    assert names.index("skills_model") < names.index("empathy") and names.index("risk_model") < names.index("safety")
+    assert SKILLS_MODEL.version == read_card(MODELS_DIR / "skills.pemodel")["content_hash"][:12]
+    assert RISK_MODEL.version == read_card(MODELS_DIR / "risk.pemodel")["content_hash"][:12]
