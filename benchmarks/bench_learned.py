@@ -81,7 +81,7 @@ def _skills_validity() -> None:
         t_base += time.perf_counter() - t
         t = time.perf_counter()
         model = fit(frame[tr], text="text", label="skill", spec=SKILLS_SPEC, c=SKILLS_C, classes=SKILL_CLASSES)
-        ours[te] = model.predict_proba(_batch_of(model.featurizer, frame[te]["text"], None, None).matrix)
+        ours[te] = model.predict_proba(_batch_of(model, frame[te]["text"], None, None))
         t_ours += time.perf_counter() - t
     groups = frame["dialogue"].to_numpy()
     rb, ro = report(labels, base, SKILL_CLASSES, groups=groups), report(labels, ours, SKILL_CLASSES, groups=groups)
@@ -121,7 +121,7 @@ def _risk_validity() -> None:
         t_base += time.perf_counter() - t
         t = time.perf_counter()
         model = fit(posts[tr], text="text", label="subreddit", spec=RISK_SPEC, c=RISK_C, class_weight=None, lexicon=lexicon)
-        proba = model.predict_proba(_batch_of(model.featurizer, posts[te]["text"], None, None).matrix)
+        proba = model.predict_proba(_batch_of(model, posts[te]["text"], None, None))
         ours[te] = proba[:, model.classes.index(RISK_POSITIVE)]
         t_ours += time.perf_counter() - t
     dep = np.isin(gold, [RISK_POSITIVE, "depression"])
@@ -143,7 +143,9 @@ def _worktree(ref: str) -> Path:
 
 def _child(code_root: Path, *args: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code_root), PE_NO_PROGRESS="1")
-    out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, cwd=str(DATA), check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, cwd=str(DATA), capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{code_root}: {' '.join(args[:1])} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -90,8 +90,8 @@ def test_evidence_points_at_the_words_that_weighed_most():
     from pe_toolkit.learn.model import _batch_of
 
     texts = ["Honestly, I feel sad.", "What a happy moment"]
-    batch = _batch_of(model.featurizer, texts, None, None)
-    ev = model.evidence(batch, model.predict_proba(batch.matrix), top=2, spans_only=True)
+    batch = _batch_of(model, texts, None, None)
+    ev = model.evidence(batch, model.predict_proba(batch), top=2, spans_only=True)
     assert ev.height == 4
     for row, start, end, feature in ev.select("row", "start", "end", "feature").iter_rows():
         span = texts[row][start:end].lower()
@@ -220,3 +220,24 @@ def test_cross_validation_and_evaluate_on_a_toy_task():
     model = fit(frame, spec=FeatureSpec(min_df=1))
     e = evaluate(model, frame, boot=50)
     assert e.metric("accuracy") == 1.0 and "glad" in str(e)
+
+
+def test_the_fast_word_block_equals_the_plain_one():
+    """The word block looked up kind by kind (dense tables, hash lookups)
+    equals every candidate key looked up one by one, matrix and spans."""
+    from pe_toolkit.learn import features as F
+
+    rng = np.random.default_rng(5)
+    vocabulary = ["how", "are", "you?", "i", "feel", "sad.", "have", "you", "tried", "it!", "so", "what", "happened?",
+                  "hurt/kill", "don't", "know.", "...", "-", "maybe", "talk", "to", "her", "ok"]  # fmt: skip
+    texts = [" ".join(rng.choice(vocabulary, size=rng.integers(0, 14))) for _ in range(300)]
+    tokens = tokenize(pl.Series(texts))
+    for spec in (FeatureSpec(min_df=1), FeatureSpec(min_df=2, word_ngrams=3), FeatureSpec(min_df=1, sentences=False)):
+        f = Featurizer.fit(spec, tokens, np.arange(150))  # fitted on half: the rest has unknown n-grams
+        w = F.words_of(tokens, np.arange(300), f._table)
+        fast, occ = f._word_block(w)
+        plain, ref = f._word_block_reference(w)
+        assert (fast != plain).nnz == 0
+        first, last = occ.tokens(np.arange(len(occ.col)))
+        ours = sorted(zip(occ.text.tolist(), occ.col.tolist(), first.tolist(), last.tolist()))
+        assert ours == sorted(zip(ref.text.tolist(), ref.key.tolist(), ref.first.tolist(), ref.last.tolist()))

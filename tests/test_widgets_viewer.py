@@ -92,6 +92,17 @@ def test_viewer_shows_scores_and_evidence(store):
     assert f">{html.escape(text)}</mark>" in bubble
     assert "ER " in viewer.to_html()  # EPITOME levels of the replies
     assert "local:" in viewer.header_html()
+    text_of_view = _text_of(viewer.to_html())
+    assert "strategy: " in text_of_view and "risk model " in text_of_view  # the learned models' scores
+
+
+def test_learned_evidence_is_highlighted(store):
+    ev = store.sql("SELECT conversation_id, idx, text FROM evidence WHERE analyzer = 'skills_model' LIMIT 1")
+    cid, idx, text = ev.row(0)
+    viewer = ConversationViewer(store, cid, reveal=True)
+    bubble = viewer._body.children[viewer.messages["idx"].to_list().index(idx)].value
+    assert "skills_model: " in bubble  # the mark's title names the analyzer and the code
+    assert text in _text_of(bubble)
 
 
 def test_distressing_messages_need_an_explicit_reveal(store):

@@ -125,9 +125,11 @@ class ModelAnalyzer:
             return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
         if model.featurizer.rule_names:
             raise AnalysisError(f"{self.name}: models with rule columns cannot run inside analyze() yet")
-        tokens = tokens_of(messages) if messages is frame else tokens_of(frame)
+        # The frame as passed (the earlier analyzers of the pass split the
+        # same object, so its tokens are shared); ``frame`` is a checked copy.
+        tokens = tokens_of(messages) if isinstance(messages, pl.DataFrame) else tokens_of(frame)
         batch = model.transform(tokens, rows)
-        proba = model.predict_proba(batch.matrix)
+        proba = model.predict_proba(batch)
         n = frame.height
         out = keys
         if self.label_column:
@@ -160,14 +162,7 @@ class ModelAnalyzer:
         if not wanted.any() or self.evidence_top < 1:
             return empty_evidence()
         # Only the texts that get evidence are explained (a sub-batch view of the matrix).
-        ev = model.evidence(batch, proba, top=self.evidence_top + 2, classes=np.where(wanted, target, -1), spans_only=True)
-        # Several features can share a span ("health?" as a word and as a
-        # question's word): one row per span, the heaviest first.
-        ev = (
-            ev.unique(subset=["row", "start", "end"], keep="first", maintain_order=True)
-            .with_columns(rank=pl.int_range(pl.len()).over("row"))
-            .filter(pl.col("rank") < self.evidence_top)
-        )
+        ev = model.evidence(batch, proba, top=self.evidence_top, classes=np.where(wanted, target, -1), spans_only=True)
         if ev.is_empty():
             return empty_evidence()
         if self.evidence_category is not None:

@@ -43,6 +43,8 @@ features carry a tag in bits 58 and up.
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,6 +55,7 @@ import scipy.sparse as sp
 
 from ..analysis.text import Tokens, tokenize
 from ..errors import InputError
+from .keyindex import KeyIndex
 
 WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)*|[?!]"
 # Sentence features live in their own key spaces: a negative tag in the top bits.
@@ -73,6 +76,11 @@ class FeatureSpec:
     min_df: int = 2
     max_features: int | None = None
     weights: dict[str, float] = field(default_factory=dict)  # block weight, default 1.0
+    # How a text's character n-grams are pooled over its words: "l2" (sum,
+    # then l2-normalised), "sqrt" or "mean" (sum divided by the square root
+    # of, or by, the number of words: linear in the words, so a model can
+    # score them per distinct word).
+    char_pooling: str = "l2"
 
     def __post_init__(self) -> None:
         if not 1 <= self.word_ngrams <= 3:
@@ -83,6 +91,8 @@ class FeatureSpec:
                 raise InputError(f"char_ngrams must be (lo, hi) with 1 <= lo <= hi <= 6, got {self.char_ngrams}")
         if self.min_df < 1:
             raise InputError(f"min_df must be at least 1, got {self.min_df}")
+        if self.char_pooling not in ("l2", "sqrt", "mean"):
+            raise InputError(f"char_pooling must be l2, sqrt or mean, got {self.char_pooling!r}")
 
     def weight(self, block: str) -> float:
         return float(self.weights.get(block, 1.0))
@@ -129,11 +139,27 @@ def _vocab_words(vocab: pl.Series) -> pl.DataFrame:
     )
 
 
+_per_vocab: weakref.WeakKeyDictionary[Tokens, pl.DataFrame] = weakref.WeakKeyDictionary()
+_per_vocab_lock = threading.Lock()
+
+
+def _vocab_words_of(tokens: Tokens) -> pl.DataFrame:
+    """:func:`_vocab_words` of the tokens' vocabulary, once per Tokens (the
+    learned analyzers of one pass share the tokens)."""
+    with _per_vocab_lock:
+        found = _per_vocab.get(tokens)
+    if found is None:
+        found = _vocab_words(tokens.vocab)
+        with _per_vocab_lock:
+            _per_vocab[tokens] = found
+    return found
+
+
 def words_of(tokens: Tokens, rows: np.ndarray, table: dict[str, int] | pl.DataFrame | None) -> Words:
     """The words of texts ``rows`` of ``tokens``, with ids from ``table``
     (a frame ``word``, ``id``); without a table every word gets -1."""
     rows = np.asarray(rows, dtype=np.int64)
-    per_vocab = _vocab_words(tokens.vocab)
+    per_vocab = _vocab_words_of(tokens)
     n_words = per_vocab["words"].list.len().to_numpy().astype(np.int64)
     flat = per_vocab.select(pl.col("words").explode(keep_nulls=False, empty_as_null=False))["words"]
     # Sorted, so a text's words are summed in the same order whatever else
@@ -212,6 +238,49 @@ class _Grams:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("key", "text", "first", "last")))
 
 
+@dataclass
+class Occurrences:
+    """Where a batch's features occur, compactly: the ``col`` of each hit,
+    the position ``pos`` of its first word in ``words`` and its ``width`` in
+    words. The text and the tokens are derived on demand (for the CSR rows,
+    and for evidence spans of the few hits that need one)."""
+
+    col: np.ndarray
+    pos: np.ndarray
+    width: np.ndarray
+    words: Words
+
+    @property
+    def text(self) -> np.ndarray:
+        return self.words.text[self.pos]
+
+    def tokens(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first token, last token) of the hits ``sel``."""
+        pos = self.pos[sel]
+        return self.words.token[pos], self.words.token[pos + self.width[sel].astype(np.int64) - 1]
+
+    @classmethod
+    def concat(cls, parts: Sequence[tuple[np.ndarray, np.ndarray, int]], words: Words) -> Occurrences:
+        """From (cols, positions, width) parts."""
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            z = np.zeros(0, dtype=np.int32)
+            return cls(z, z.astype(np.int64), np.zeros(0, dtype=np.int8), words)
+        return cls(
+            np.concatenate([p[0] for p in parts]).astype(np.int32, copy=False),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([np.full(len(p[0]), p[2], dtype=np.int8) for p in parts]),
+            words,
+        )
+
+    def with_cols_offset(self, offset: int) -> Occurrences:
+        return Occurrences((self.col.astype(np.int64) + offset).astype(np.int32), self.pos, self.width, self.words)
+
+    @classmethod
+    def join(cls, a: Occurrences, b: Occurrences) -> Occurrences:
+        return cls(np.concatenate([a.col, b.col]), np.concatenate([a.pos, b.pos]), np.concatenate([a.width, b.width]), a.words)
+
+
 def word_grams(w: Words, order: int, base: int, sentences: bool) -> dict[str, _Grams]:
     """Every candidate key of the word block, by kind: ``1``, ``2``, ``3``
     (n-grams within a text), ``s1``/``s2`` (sentence starts), ``q`` (the
@@ -269,11 +338,16 @@ def lexicon_order(base: int) -> int:
     return max(1, min(_MAX_LEXICON_WORDS, 62 // max(1, base.bit_length() - 1)))
 
 
-def lexicon_grams(w: Words, phrases: np.ndarray, base: int) -> _Grams:
-    """Occurrences of the lexicon's phrase keys (1 to 4 words) in the words."""
+def lexicon_grams(w: Words, phrases: np.ndarray, base: int, lexicon_word: np.ndarray | None = None,
+                  index: KeyIndex | None = None) -> list[tuple[np.ndarray, np.ndarray, int]]:  # fmt: skip
+    """Occurrences of the lexicon's phrase keys (sorted; 1 to 4 words) in
+    the words, as (keys, positions of the first word, width) per length.
+    ``lexicon_word``: per digit, whether any phrase uses the word (only
+    windows of such words are looked up); ``index``: the phrases in a
+    :class:`KeyIndex` (else a search in the sorted keys)."""
     parts = []
-    ids, text, tok = w.ids + 1, w.text, w.token
-    known = ids > 0
+    ids, text = w.ids + 1, w.text
+    known = ids > 0 if lexicon_word is None else lexicon_word[ids]
     for n in range(1, lexicon_order(base) + 1):
         if len(ids) < n:
             break
@@ -282,11 +356,16 @@ def lexicon_grams(w: Words, phrases: np.ndarray, base: int) -> _Grams:
         key = ids[:m].copy()
         for j in range(1, n):
             part = ids[j : j + m]
-            ok &= (part > 0) & (text[j : j + m] == text[:m])
+            ok &= known[j : j + m] & (text[j : j + m] == text[:m])
             key = key * base + part
-        hit = ok & np.isin(key, phrases)
-        parts.append(_Grams(key[hit], text[:m][hit], tok[:m][hit], tok[n - 1 : n - 1 + m][hit]))
-    return _Grams.concat(parts)
+        cand = np.flatnonzero(ok)
+        if index is not None:
+            hit = cand[index.get(key[cand]) >= 0]
+        else:
+            pos = np.minimum(np.searchsorted(phrases, key[cand]), max(len(phrases) - 1, 0))
+            hit = cand[phrases[pos] == key[cand]] if len(phrases) else cand[:0]
+        parts.append((key[hit], hit, n))
+    return parts
 
 
 def char_grams_of(words: pl.Series, lo: int, hi: int) -> pl.DataFrame:
@@ -328,13 +407,16 @@ def _sublinear_tfidf(m: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
 
 @dataclass
 class Batch:
-    """What :meth:`Featurizer.transform` saw, kept for evidence: the word
-    features' occurrences (text, column, first and last token)."""
+    """What :meth:`Featurizer.transform` saw, kept for evidence: where the
+    features with a place in the text occur."""
 
     tokens: Tokens
     rows: np.ndarray
-    occurrences: _Grams  # key = column index in the word block
+    occurrences: Occurrences  # the word block's and the lexicon's hits
     matrix: sp.csr_matrix
+    # Scores of blocks folded into the model instead of materialised (texts x
+    # classes), to add to matrix @ coef; see Featurizer.transform(fold=...).
+    offset: np.ndarray | None = None
 
 
 class Featurizer:
@@ -376,6 +458,35 @@ class Featurizer:
             if self.char_grams is None
             else pl.DataFrame({"gram": pl.Series(self.char_grams.tolist(), dtype=pl.String), "col": np.arange(len(self.char_grams))})
         )
+        # Single-word features (and the constant ones, digit 0) are looked up
+        # in a dense table per tag; only n-grams need a search.
+        mask = (np.int64(1) << np.int64(58)) - 1
+        tags, body = self.keys >> 58, self.keys & mask
+        single = body < self.base
+        self._dense = np.full((8, self.base), -1, dtype=np.int64)
+        self._dense[tags[single], body[single]] = self.columns[single]
+        self._multi_keys, self._multi_cols = self.keys[~single], self.columns[~single]
+        # Bigram keys by tag, and which digits start or end one (most word
+        # pairs are ruled out by two gathers before any search).
+        self._pairs: dict[int, KeyIndex] = {}
+        self._pair_first = np.zeros((8, self.base), dtype=bool)
+        self._pair_second = np.zeros((8, self.base), dtype=bool)
+        pair = (~single) & (body < self.base * self.base)
+        for t in np.unique(tags[pair]).tolist():
+            sel = pair & (tags == t)
+            self._pairs[t] = KeyIndex(self.keys[sel], self.columns[sel])
+            self._pair_first[t, body[sel] // self.base] = True
+            self._pair_second[t, body[sel] % self.base] = True
+        self._lexicon_index = (
+            None if self.lexicon_keys is None else KeyIndex(self.lexicon_keys, np.arange(len(self.lexicon_keys)))
+        )
+        self._lexicon_word = np.zeros(self.base, dtype=bool)
+        if self.lexicon_keys is not None and len(self.lexicon_keys):
+            digits = self.lexicon_keys.copy()
+            while digits.any():
+                self._lexicon_word[digits[digits > 0] % self.base] = True
+                digits //= self.base
+            self._lexicon_word[0] = False
 
     # ------------------------------------------------------------------ names
     @property
@@ -398,6 +509,21 @@ class Featurizer:
     @property
     def n_features(self) -> int:
         return sum(self.block_sizes.values())
+
+    @functools.cached_property
+    def has_span(self) -> np.ndarray:
+        """Per column, whether it makes good evidence: it has a place in the
+        text and is not a repeat of another feature's span (plain word
+        n-grams and lexicon phrases)."""
+        out = np.zeros(self.n_features, dtype=bool)
+        # Plain word n-grams only: a sentence feature ("q:how") shares its
+        # span with the n-gram it starts with, so it would only repeat it.
+        tags = self.keys >> 58
+        out[self.columns[tags == 0]] = True
+        if self.lexicon_keys is not None:
+            start = self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0)
+            out[start : start + len(self.constructs)] = True
+        return out
 
     @functools.cached_property
     def names_array(self) -> np.ndarray:
@@ -428,36 +554,141 @@ class Featurizer:
         return names
 
     # -------------------------------------------------------------- transform
-    def _word_block(self, w: Words) -> tuple[sp.csr_matrix, _Grams]:
+    def _columns_of(self, keys: np.ndarray) -> np.ndarray:
+        """The word-block column of each key (-1: not a feature)."""
+        mask = (np.int64(1) << np.int64(58)) - 1
+        body = keys & mask
+        single = body < self.base
+        cols = np.full(len(keys), -1, dtype=np.int64)
+        cols[single] = self._dense[keys[single] >> 58, body[single]]
+        multi = np.flatnonzero(~single)
+        if len(multi) and len(self._multi_keys):
+            pos = np.minimum(np.searchsorted(self._multi_keys, keys[multi]), len(self._multi_keys) - 1)
+            found = self._multi_keys[pos] == keys[multi]
+            cols[multi[found]] = self._multi_cols[pos[found]]
+        return cols
+
+    def _pair_hits(self, d: np.ndarray, idx: np.ndarray, tag: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, columns) of the word pairs starting at ``idx`` that are
+        features with this tag."""
+        found = self._pairs.get(tag)
+        if found is None or not len(idx):
+            return idx[:0], idx[:0]
+        idx = idx[self._pair_first[tag, d[idx]] & self._pair_second[tag, d[idx + 1]]]
+        cols = found.get(d[idx] * self.base + d[idx + 1] + (np.int64(tag) << np.int64(58)))
+        hit = cols >= 0
+        return idx[hit], cols[hit]
+
+    def _word_hits(self, w: Words) -> Occurrences:
+        """The word block's features in the words, looked up kind by kind
+        (dense tables for single words, a hash lookup only for the pairs
+        that can be features): the fast path of :func:`word_grams` +
+        :meth:`_columns_of`, tested equal to it."""
+        d = w.ids + 1
+        text = w.text
+        n = len(d)
+        parts: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+        def singles(idx: np.ndarray, tag: int) -> None:
+            cols = self._dense[tag, d[idx]]
+            keep = cols >= 0
+            parts.append((cols[keep], idx[keep], 1))
+
+        singles(np.flatnonzero(d > 0), 0)
+        if n > 1 and self.spec.word_ngrams >= 2:
+            idx, cols = self._pair_hits(d, np.flatnonzero(text[1:] == text[:-1]), 0)
+            parts.append((cols, idx, 2))
+        if n > 2 and self.spec.word_ngrams >= 3:
+            starts = np.flatnonzero((text[2:] == text[:-2]) & (d[:-2] > 0) & (d[1:-1] > 0) & (d[2:] > 0))
+            key = (d[starts] * self.base + d[starts + 1]) * self.base + d[starts + 2]
+            cols = self._columns_of(key)  # trigrams: rare in models, a search
+            keep = cols >= 0
+            parts.append((cols[keep], starts[keep], 3))
+        if self.spec.sentences and n:
+            first = np.ones(n, dtype=bool)
+            first[1:] = (text[1:] != text[:-1]) | w.ends_sentence[:-1]
+            sentence = np.cumsum(first) - 1
+            last = np.ones(n, dtype=bool)
+            last[:-1] = first[1:]
+            is_q = np.zeros(int(sentence[-1]) + 1, dtype=bool)
+            is_q[sentence[last]] = w.ends_question[last]
+            in_q = is_q[sentence]
+            singles(np.flatnonzero(first & (d > 0)), _SENTENCE_FIRST)
+            nxt = np.zeros(n, dtype=bool)
+            nxt[:-1] = first[:-1] & ~first[1:]
+            idx, cols = self._pair_hits(d, np.flatnonzero(nxt), _SENTENCE_FIRST2)
+            parts.append((cols, idx, 2))
+            idx, cols = self._pair_hits(d, np.flatnonzero(nxt & in_q), _QUESTION_FIRST2)
+            parts.append((cols, idx, 2))
+            starts_at = np.flatnonzero(first)
+            within = np.arange(n) - starts_at[sentence]
+            singles(np.flatnonzero((within < 3) & in_q & (d > 0)), _QUESTION_WORD)
+            for tag, mask in ((_QUESTION, last & in_q), (_ENDS_WITH_QUESTION, np.append(text[1:] != text[:-1], True) & in_q)):
+                col = self._dense[tag, 0]
+                if col >= 0:
+                    idx = np.flatnonzero(mask)
+                    parts.append((np.full(len(idx), col, dtype=np.int64), idx, 1))
+        return Occurrences.concat(parts, w)
+
+    def _word_block(self, w: Words) -> tuple[sp.csr_matrix, Occurrences]:
+        occ = self._word_hits(w)
+        counts = _csr(occ.text, occ.col, w.n_texts, len(self.idf))
+        return _sublinear_tfidf(counts, self.idf), occ
+
+    def _word_block_reference(self, w: Words) -> tuple[sp.csr_matrix, _Grams]:
+        """The word block the plain way (every candidate key, then a lookup):
+        what :meth:`_word_block` must equal."""
         grams = _Grams.concat(list(word_grams(w, self.spec.word_ngrams, self.base, self.spec.sentences).values()))
-        pos = np.searchsorted(self.keys, grams.key)
-        pos = np.minimum(pos, max(len(self.keys) - 1, 0))
-        hit = (self.keys[pos] == grams.key) if len(self.keys) else np.zeros(len(grams.key), dtype=bool)
+        cols = self._columns_of(grams.key)
+        hit = cols >= 0
         occ = grams.take(hit)
-        occ.key = self.columns[pos[hit]]
+        occ.key = cols[hit]
         counts = _csr(occ.text, occ.key, w.n_texts, len(self.idf))
         return _sublinear_tfidf(counts, self.idf), occ
 
-    def _char_block(self, w: Words) -> sp.csr_matrix:
+    def _char_per_word(self, w: Words) -> sp.csr_matrix:
+        """Each distinct word of the batch as its character n-grams, weighted
+        by idf and l2-normalised (as ``char_wb`` on that word)."""
         assert self.char_grams is not None and self._char_table is not None and self.char_idf is not None
         lo, hi = self.spec.char_ngrams or (3, 5)
         grams = char_grams_of(w.words_of_batch, lo, hi).join(self._char_table, on="gram", how="inner")
         per_word = _csr(grams["i"].to_numpy().astype(np.int64), grams["col"].to_numpy().astype(np.int64),
                         len(w.words_of_batch), len(self.char_grams))  # fmt: skip
-        # Each distinct word's n-grams weighted by idf and normalised (as
-        # char_wb on that word), then summed over the text's words.
         per_word.data = per_word.data * self.char_idf[per_word.indices]
-        per_word = _l2_rows(per_word)
-        words_in_texts = _csr(w.text, w.batch_ids, w.n_texts, len(w.words_of_batch))
-        return _l2_rows(sp.csr_matrix(words_in_texts @ per_word))
+        return _l2_rows(per_word)
 
-    def _lexicon_block(self, w: Words) -> tuple[sp.csr_matrix, _Grams]:
+    def _char_block(self, w: Words) -> sp.csr_matrix:
+        """The character n-grams of each text, pooled over its words."""
+        per_word = self._char_per_word(w)
+        words_in_texts = _csr(w.text, w.batch_ids, w.n_texts, len(w.words_of_batch))
+        summed = sp.csr_matrix(words_in_texts @ per_word)
+        if self.spec.char_pooling == "l2":
+            return _l2_rows(summed)
+        return sp.csr_matrix(sp.diags(self._pool_scale(w)) @ summed)
+
+    def _char_scores(self, w: Words, weights: np.ndarray) -> np.ndarray:
+        """``_char_block(w) @ weights`` for a linear pooling, without the
+        block: each distinct word's n-grams are scored once (words x
+        classes), then summed per text."""
+        per_word = self._char_per_word(w)
+        word_scores = np.asarray(per_word @ weights, dtype=np.float64)
+        words_in_texts = _csr(w.text, w.batch_ids, w.n_texts, len(w.words_of_batch))
+        return self._pool_scale(w)[:, None] * np.asarray(words_in_texts @ word_scores)
+
+    def _pool_scale(self, w: Words) -> np.ndarray:
+        """Per text, what its summed character n-grams are multiplied by."""
+        n = np.bincount(w.text, minlength=w.n_texts).astype(np.float64)
+        n[n == 0] = 1.0
+        return 1.0 / (np.sqrt(n) if self.spec.char_pooling == "sqrt" else n)
+
+    def _lexicon_block(self, w: Words) -> tuple[sp.csr_matrix, Occurrences]:
         assert self.lexicon_keys is not None and self.lexicon_construct is not None
-        hits = lexicon_grams(w, self.lexicon_keys, self.base)
-        construct = self.lexicon_construct[np.searchsorted(self.lexicon_keys, hits.key)]
-        counts = _csr(hits.text, construct, w.n_texts, len(self.constructs))
+        parts = lexicon_grams(w, self.lexicon_keys, self.base, self._lexicon_word, self._lexicon_index)
+        # The hits are few: a search maps each phrase to its construct.
+        parts = [(self.lexicon_construct[np.searchsorted(self.lexicon_keys, keys)], pos, width) for keys, pos, width in parts]
+        hits = Occurrences.concat(parts, w)
+        counts = _csr(hits.text, hits.col, w.n_texts, len(self.constructs))
         counts.data = np.log1p(counts.data)
-        hits.key = construct
         return counts, hits
 
     def _context_block(self, tokens: Tokens, context_rows: np.ndarray) -> sp.csr_matrix:
@@ -479,21 +710,32 @@ class Featurizer:
         *,
         context_rows: np.ndarray | None = None,
         rules: np.ndarray | None = None,
+        fold: np.ndarray | None = None,
     ) -> Batch:
         """Features of texts ``rows`` of ``tokens``. ``context_rows``: per
         text, the row of its preceding turn (-1: none); ``rules``: the rule
-        columns, one row per text (see ``rule_names``)."""
+        columns, one row per text (see ``rule_names``). ``fold``: a model's
+        weights (features x classes); with a linear character pooling, the
+        character block is then scored per distinct word and summed into
+        ``offset`` instead of being materialised (its columns stay, empty):
+        the same scores for a fraction of the work."""
         rows = np.asarray(rows, dtype=np.int64)
         w = words_of(tokens, rows, self._table)
         block, occ = self._word_block(w)
         blocks = [block * self.spec.weight("words")]
+        offset = None
         if self.char_grams is not None:
-            blocks.append(self._char_block(w) * self.spec.weight("chars"))
+            if fold is not None and self.spec.char_pooling != "l2":
+                start = self.n_word_features
+                weights = fold[start : start + len(self.char_grams)]
+                offset = self._char_scores(w, weights) * self.spec.weight("chars")
+                blocks.append(sp.csr_matrix((len(rows), len(self.char_grams))))
+            else:
+                blocks.append(self._char_block(w) * self.spec.weight("chars"))
         if self.lexicon_keys is not None:
             lex, hits = self._lexicon_block(w)
             blocks.append(lex * self.spec.weight("lexicon"))
-            hits.key = hits.key + (self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0))
-            occ = _Grams.concat([occ, hits])
+            occ = Occurrences.join(occ, hits.with_cols_offset(self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0)))
         if self.context_keys is not None:
             ctx = np.full(len(rows), -1, dtype=np.int64) if context_rows is None else np.asarray(context_rows, dtype=np.int64)
             blocks.append(self._context_block(tokens, ctx) * self.spec.weight("context"))
@@ -501,7 +743,7 @@ class Featurizer:
             if rules is None or rules.shape != (len(rows), len(self.rule_names)):
                 raise InputError(f"this featurizer needs {len(self.rule_names)} rule column(s) per text: {', '.join(self.rule_names)}")
             blocks.append(sp.csr_matrix(np.asarray(rules, dtype=np.float64)) * self.spec.weight("rules"))
-        return Batch(tokens, rows, occ, sp.hstack(blocks, format="csr"))
+        return Batch(tokens, rows, occ, sp.hstack(blocks, format="csr"), offset)
 
     def transform_texts(self, texts: Sequence[str] | pl.Series, **kwargs: Any) -> sp.csr_matrix:
         """Features of plain texts (tokenized here)."""

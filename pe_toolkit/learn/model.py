@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from ..analysis.text import Tokens, tokenize
 from ..errors import InputError
 from .features import Batch, FeatureSpec, Featurizer
+from .keyindex import KeyIndex
 
 TASKS = ("multiclass", "multilabel")
 
@@ -55,9 +56,14 @@ class TextModel:
     card: dict[str, Any] = field(default_factory=dict)
 
     # ---------------------------------------------------------- prediction
-    def decision(self, matrix: sp.csr_matrix) -> np.ndarray:
-        """Raw scores (texts x classes): one sparse product."""
-        return np.asarray(matrix @ self.coef, dtype=np.float64) + self.intercept
+    def decision(self, batch: Batch | sp.csr_matrix) -> np.ndarray:
+        """Raw scores (texts x classes): one sparse product (plus the scores
+        of the blocks a batch folded into its ``offset``)."""
+        matrix = batch.matrix if isinstance(batch, Batch) else batch
+        out = np.asarray(matrix @ self.coef, dtype=np.float64) + self.intercept
+        if isinstance(batch, Batch) and batch.offset is not None:
+            out += batch.offset
+        return out
 
     def proba_of_decision(self, scores: np.ndarray) -> np.ndarray:
         if self.task == "multiclass":
@@ -66,19 +72,21 @@ class TextModel:
             return e / e.sum(axis=1, keepdims=True)
         return 1.0 / (1.0 + np.exp(-scores))
 
-    def predict_proba(self, matrix: sp.csr_matrix) -> np.ndarray:
-        return self.proba_of_decision(self.decision(matrix))
+    def predict_proba(self, batch: Batch | sp.csr_matrix) -> np.ndarray:
+        return self.proba_of_decision(self.decision(batch))
 
     def transform(self, tokens: Tokens, rows: np.ndarray, *, context_rows: np.ndarray | None = None,
                   rules: np.ndarray | None = None) -> Batch:  # fmt: skip
-        return self.featurizer.transform(tokens, rows, context_rows=context_rows, rules=rules)
+        """The features of texts ``rows`` of ``tokens``, ready for
+        :meth:`predict_proba` (blocks that can be scored per word are)."""
+        return self.featurizer.transform(tokens, rows, context_rows=context_rows, rules=rules, fold=self.coef)
 
     def predict(self, texts: Sequence[str] | pl.Series, *, context: Sequence[str] | pl.Series | None = None,
                 rules: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """Per text: ``label`` (the most probable class), ``labels`` (every
         class over its threshold) and ``p_<class>`` for each class."""
-        batch = _batch_of(self.featurizer, texts, context, rules)
-        return self.frame_of(self.predict_proba(batch.matrix))
+        batch = _batch_of(self, texts, context, rules)
+        return self.frame_of(self.predict_proba(batch))
 
     def frame_of(self, proba: np.ndarray) -> pl.DataFrame:
         classes = list(self.classes)
@@ -98,56 +106,84 @@ class TextModel:
                  spans_only: bool = False) -> pl.DataFrame:  # fmt: skip
         """The ``top`` features that raised each text's class the most
         (default: its most probable class; ``classes`` gives one class index
-        per text): ``row`` (position in ``batch.rows``), ``class``,
-        ``feature``, ``weight`` (contribution to the class score),
-        ``start``/``end`` (character span of the feature's first occurrence
-        in the text; null for a feature without one, such as a character
-        n-gram, and such features are left out with ``spans_only``)."""
+        per text, negative to skip the text): ``row`` (position in
+        ``batch.rows``), ``class``, ``feature``, ``weight`` (contribution to
+        the class score), ``start``/``end`` (character span of the feature's
+        first occurrence in the text; null for a feature without one, such as
+        a character n-gram; ``spans_only`` leaves those out)."""
         schema = {"row": pl.Int64, "class": pl.String, "feature": pl.String, "weight": pl.Float64,
                   "start": pl.Int32, "end": pl.Int32}  # fmt: skip
-        m = batch.matrix.tocoo()
-        if not m.nnz:
-            return pl.DataFrame(schema=schema)
         target = proba.argmax(axis=1) if classes is None else np.asarray(classes, dtype=np.int64)
-        # Contribution of each nonzero feature to its text's target class (one
-        # gather); a negative class index leaves the text out.
-        live = target[m.row] >= 0
-        mr, mc = m.row[live].astype(np.int64), m.col[live].astype(np.int64)
-        contrib = m.data[live] * self.coef[mc, target[mr]]
-        keep = contrib > 0
-        r, c, v = mr[keep], mc[keep], contrib[keep]
-        # Where each (text, feature) first occurs, when it has a span.
-        occ = batch.occurrences
-        width = np.int64(self.featurizer.n_features + 1)
-        okey = occ.text * width + occ.key
-        order_occ = np.argsort(okey, kind="stable")
-        sorted_okey = okey[order_occ]
-        want = r * width + c
-        pos = np.minimum(np.searchsorted(sorted_okey, want), max(len(okey) - 1, 0))
-        found = (sorted_okey[pos] == want) if len(okey) else np.zeros(len(want), dtype=bool)
+        m = batch.matrix
+        wanted = np.flatnonzero(target >= 0)
+        if not len(wanted) or not m.nnz:
+            return pl.DataFrame(schema=schema)
+        sub = m[wanted] if len(wanted) < m.shape[0] else m
+        lengths = np.diff(sub.indptr)
+        rows = np.repeat(wanted, lengths)
+        cols = sub.indices.astype(np.int64)
+        # Contribution of each nonzero feature to its text's class: one gather.
+        contrib = sub.data * self.coef[cols, target[rows]]
+        live = contrib > 0
         if spans_only:
-            r, c, v, pos, found = r[found], c[found], v[found], pos[found], found[found]
-        # The top few per text: a sort on (row, -weight), then the rank within the row.
-        order = np.lexsort((-v, r))
-        r, c, v, pos, found = r[order], c[order], v[order], pos[order], found[order]
-        first = np.ones(len(r), dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        rank = np.arange(len(r)) - np.maximum.accumulate(np.where(first, np.arange(len(r)), 0))
-        sel = rank < top
-        r, c, v, pos, found = r[sel], c[sel], v[sel], pos[sel], found[sel]
+            live &= self.featurizer.has_span[cols]
+        contrib = np.where(live, contrib, 0.0)
+        # The heaviest few per text, by repeated segment maxima over the CSR
+        # rows (a few passes over the nonzeros instead of a sort of them).
+        picks: list[np.ndarray] = []
+        picked_weights: list[np.ndarray] = []
+        nonempty = np.flatnonzero(lengths > 0)
+        starts = sub.indptr[:-1][nonempty]
+        for _ in range(top if len(nonempty) else 0):
+            best = np.maximum.reduceat(contrib, starts)
+            ok = best > 0
+            if not ok.any():
+                break
+            at_max = np.flatnonzero(contrib == np.repeat(np.where(ok, best, np.inf), lengths[nonempty]))
+            first = np.ones(len(at_max), dtype=bool)  # the first nonzero holding its row's maximum
+            first[1:] = rows[at_max[1:]] != rows[at_max[:-1]]
+            picked = at_max[first]
+            picks.append(picked)
+            picked_weights.append(contrib[picked])
+            contrib[picked] = 0.0
+        if not picks:
+            return pl.DataFrame(schema=schema)
+        picked = np.concatenate(picks)
+        weights = np.concatenate(picked_weights)
+        order = np.lexsort((-weights, rows[picked]))
+        frame = pl.DataFrame({"row": rows[picked][order], "col": cols[picked][order], "weight": weights[order]})
+        # Spans: the first occurrence of each chosen feature in its text. The
+        # chosen (text, feature) pairs are few; each occurrence is looked up
+        # among them (one search), and the earliest token wins (token order
+        # is text order).
+        r = frame["row"].to_numpy()
+        c = frame["col"].to_numpy()
+        width = np.int64(self.featurizer.n_features + 1)
+        want = r * width + c  # distinct: one row per (text, feature)
+        occ = batch.occurrences
+        span_able = np.flatnonzero(self.featurizer.has_span[occ.col])
+        slot = KeyIndex(want, np.arange(len(want))).get(occ.words.text[occ.pos[span_able]] * width + occ.col[span_able])
+        hit = span_able[slot >= 0]
+        slot = slot[slot >= 0]
+        first_t, last_t = occ.tokens(hit)
+        best = np.full(len(want), np.iinfo(np.int64).max, dtype=np.int64)
+        # first token * 1024 + (last - first): the minimum is the earliest occurrence.
+        np.minimum.at(best, slot, first_t * 1024 + np.minimum(last_t - first_t, 1023))
+        chosen = best
+        found = chosen != np.iinfo(np.int64).max
+        first_tok = np.where(found, chosen // 1024, 0)
+        last_tok = first_tok + np.where(found, chosen % 1024, 0)
         start = np.zeros(len(r), dtype=np.int64)
         end = np.zeros(len(r), dtype=np.int64)
         if found.any():
-            hit = order_occ[pos[found]]
-            start[found], _ = batch.tokens.spans(occ.first[hit])
-            _, end[found] = batch.tokens.spans(occ.last[hit])
-        names = self.featurizer.names_array
+            start[found], _ = batch.tokens.spans(first_tok[found])
+            _, end[found] = batch.tokens.spans(last_tok[found])
         return pl.DataFrame(
             {
                 "row": r,
                 "class": pl.Series(np.asarray(self.classes, dtype=object)[target[r]], dtype=pl.String),
-                "feature": pl.Series(names[c], dtype=pl.String),
-                "weight": v,
+                "feature": pl.Series(self.featurizer.names_array[c], dtype=pl.String),
+                "weight": frame["weight"],
                 "start": pl.Series(start, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
                 "end": pl.Series(end, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
             },
@@ -179,7 +215,9 @@ def _lists_of(mask: np.ndarray, classes: list[str]) -> pl.Series:
     return pl.DataFrame({"bits": bits}).join(table, on="bits", how="left", maintain_order="left")["labels"]
 
 
-def _batch_of(featurizer: Featurizer, texts: Any, context: Any, rules: np.ndarray | None) -> Batch:
+def _batch_of(model: TextModel | Featurizer, texts: Any, context: Any, rules: np.ndarray | None) -> Batch:
+    """The batch of plain texts (tokenized here) for a model (its blocks
+    folded where they can be) or a featurizer (everything materialised)."""
     text = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
     text = text.cast(pl.String).fill_null("")
     n = len(text)
@@ -193,7 +231,7 @@ def _batch_of(featurizer: Featurizer, texts: Any, context: Any, rules: np.ndarra
     else:
         tokens = tokenize(text)
         context_rows = None
-    return featurizer.transform(tokens, np.arange(n), context_rows=context_rows, rules=rules)
+    return model.transform(tokens, np.arange(n), context_rows=context_rows, rules=rules)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,12 @@ SKILLS_SPEC = FeatureSpec(word_ngrams=2, sentences=True, min_df=2)
 SKILLS_C = 1.0
 SKILL_MERGE = {"restatement": "reflection", "reflection_of_feelings": "reflection"}
 
+# Character n-grams mean-pooled over a text's words (weight 3 to match the
+# other blocks' scale): as good as l2 pooling in cross-validation (AUROC
+# 0.939 / 0.774 against 0.940 / 0.768), and linear, so inference scores each
+# distinct word once instead of building the block.
 RISK_SPEC = FeatureSpec(word_ngrams=2, sentences=False, char_ngrams=(3, 5), min_df=2, max_features=20_000,
-                        weights={"lexicon": 0.5})  # fmt: skip
+                        weights={"lexicon": 0.5, "chars": 3.0}, char_pooling="mean")  # fmt: skip
 RISK_C = 10.0
 RISK_POSITIVE = "suicidewatch"
 

@@ -249,8 +249,8 @@ def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label
     if model.task != "multiclass":
         raise InputError("evaluate() scores multi-class models; score a multi-label model's classes one by one")
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=model.classes)
-    batch = _batch_of(model.featurizer, data.texts, data.context, data.rules)
-    proba = model.predict_proba(batch.matrix)
+    batch = _batch_of(model, data.texts, data.context, data.rules)
+    proba = model.predict_proba(batch)
     return report(data.labels, proba, model.classes, groups=data.groups, merge=merge, boot=boot, seed=seed)
 
 
@@ -294,5 +294,5 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
         sub = frame[test]
         ctx = sub[context] if context else None
         rule_matrix = sub.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
-        proba[test] = model.predict_proba(_batch_of(model.featurizer, sub[text], ctx, rule_matrix).matrix)
+        proba[test] = model.predict_proba(_batch_of(model, sub[text], ctx, rule_matrix))
     return report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)

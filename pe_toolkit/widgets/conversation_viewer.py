@@ -43,6 +43,12 @@ def message_badges(row: dict[str, Any]) -> str:
     role = row.get("role")
     if row.get("sentiment") is not None and role == "user":
         parts.append(badge(f"sentiment {row['sentiment']:+.2f}"))
+    if row.get("suicide_risk_p") is not None and role == "user":
+        p = row["suicide_risk_p"]
+        parts.append(badge(f"risk model {p:.2f}", "pe-risk" if p >= 0.5 else ""))
+    if role == "assistant" and row.get("skill"):
+        p = row.get(f"skill_p_{row['skill']}")
+        parts.append(badge(f"strategy: {_human(row['skill'])}" + (f" {p:.2f}" if p is not None else "")))
     if role == "assistant":
         levels = [(short, row.get(k)) for k, short in _EPITOME.items()]
         if any(v is not None for _, v in levels):
