@@ -65,7 +65,7 @@ from .base import EVIDENCE_SCHEMA, Scores
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"
-VERSION = "2"  # 2: skills and levels refined by the skills model when it ran
+VERSION = "3"  # 2: skills and levels refined by the skills model when it ran; 3: code families follow the model
 MECHANISMS: tuple[str, ...] = ("emotional_reactions", "interpretations", "explorations")
 ADVICE_PENALTY = 0.1
 
@@ -250,20 +250,37 @@ def _bit(code: str) -> int:
     return 1 << SKILL_CODES.index(code)
 
 
+# The skills model's codes and the MI codes of each (the rules' code is kept
+# when they found one; the first is the default).
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "question": ("open_question", "closed_question"),
+    "reflection": ("simple_reflection", "complex_reflection"),
+    "self_disclosure": ("self_disclosure",),
+    "affirmation": ("affirmation", "validation", "reassurance"),
+    "suggestion": ("suggestion", "unsolicited_advice"),
+    "information": ("information",),
+}
+
+
 def _refine_with_model(frame: pl.DataFrame, levels: np.ndarray, bits: np.ndarray,
                        learned: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Skills and EPITOME levels with the skills model's probabilities
     (``skill_p_<code>``, thresholds from the shipped model's card).
 
-    Skills: a code the model gives (probability over its threshold) is
-    added where the rules found none; a question the model reads as a
-    suggestion or information ("Have you tried ...?") loses its question
-    code. Levels (a hypothesis, stated in the metric card): emotional
-    reactions ~ affirmation and reassurance; interpretations ~ reflection
-    and self-disclosure (on supportive forums, strong interpretations are
-    mostly a similar experience of one's own); explorations need the model
-    to read the message as a question or reflection at all (rhetorical and
-    advice questions are not explorations). Each level is the higher of the
+    Skills: whether a message carries a family of codes (questions,
+    reflections, self-disclosure, affirmation/validation/reassurance,
+    suggestion/advice, information) follows the model (probability over its
+    threshold): on ESConv the model's decision beats both the rules and the
+    union of the two (see the metric card). Within a family, the rules'
+    code is kept (open or closed question, simple or complex reflection,
+    advice with or without permission), else the family's first code (a
+    question's openness then read from its wording). Levels (a hypothesis,
+    stated in the metric card): emotional reactions ~ affirmation and
+    reassurance; interpretations ~ reflection and self-disclosure (on
+    supportive forums, strong interpretations are mostly a similar
+    experience of one's own); explorations need the model to read the
+    message as a question or reflection at all (rhetorical and advice
+    questions are not explorations). Each level is the higher of the
     rule's and the model's.
     """
     from .learned import SKILLS_MODEL
@@ -271,23 +288,20 @@ def _refine_with_model(frame: pl.DataFrame, levels: np.ndarray, bits: np.ndarray
     model = SKILLS_MODEL.model
     thr = dict(zip(model.classes, model.thresholds.tolist(), strict=True))
     p = {c: learned[f"skill_p_{c}"].fill_null(0.0).to_numpy() for c in model.classes}
-    primary = learned["skill"].fill_null("").to_numpy()
     on = (frame["role"] == "assistant").to_numpy()
     over = {c: on & (p[c] >= thr[c]) for c in model.classes}
     bits = bits.copy()
-    questions = _bit("open_question") | _bit("closed_question")
-    reflections = _bit("simple_reflection") | _bit("complex_reflection")
-    advice = on & np.isin(primary, ["suggestion", "information"]) & ~over["question"]
-    bits[advice] &= ~questions
-    is_open = (
-        frame.select(question_code(pl.col("content")) == "open_question").to_series().to_numpy()
-    )
-    new_q = over["question"] & ((bits & questions) == 0)
-    bits[new_q] |= np.where(is_open[new_q], _bit("open_question"), _bit("closed_question"))
-    new_r = over["reflection"] & ((bits & reflections) == 0)
-    bits[new_r] |= _bit("simple_reflection")
-    for cls in ("self_disclosure", "affirmation", "suggestion", "information"):
-        bits[over[cls]] |= _bit(cls)
+    is_open = frame.select(question_code(pl.col("content")) == "open_question").to_series().to_numpy()
+    for family, codes in _FAMILIES.items():
+        mask = 0
+        for code in codes:
+            mask |= _bit(code)
+        bits[on & ~over[family]] &= ~mask
+        missing = over[family] & ((bits & mask) == 0)
+        if family == "question":
+            bits[missing] |= np.where(is_open[missing], _bit("open_question"), _bit("closed_question"))
+        else:
+            bits[missing] |= _bit(codes[0])
     levels = levels.copy()
     er = np.where(p["affirmation"] >= 0.5, 2, np.where(over["affirmation"], 1, 0))
     ip = np.where((p["self_disclosure"] >= 0.5) | (p["reflection"] >= 0.5), 2,
