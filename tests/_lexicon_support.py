@@ -88,6 +88,11 @@ def synthetic_scores(name: str) -> Any:
     return analyzer.score(frame)
 
 
+def disclosed(row: dict[str, Any]) -> bool:
+    """A kept disclosure (safety v4): crisis or abuse severity above 0."""
+    return (row["crisis_severity"] or 0) > 0 or (row.get("abuse_severity") or 0) > 0
+
+
 def defect_indices(conversation: dict[str, Any]) -> set[int]:
     """Messages whose ground truth the generator does not record (copies, empties)."""
     return {d["message_index"] for d in conversation["metadata"]["synthetic"]["defects"]}
@@ -147,7 +152,7 @@ def _report() -> None:  # pragma: no cover - a figure printer for the docs
     by_id = {r["conversation_id"]: r for r in scored.iter_rows(named=True)}
     for split in ("all", "dev", "holdout"):
         sub = [r for r in rows if split == "all" or r["split"] == split]
-        flag = evaluate([by_id[r["id"]]["crisis_severity"] > 0 for r in sub], [r["flag"] == "1" for r in sub])
+        flag = evaluate([disclosed(by_id[r["id"]]) for r in sub], [r["flag"] == "1" for r in sub])
         print(f"{split:8s} flag n {flag.n} acc {flag.accuracy:.3f} kappa {pct(flag.kappa)} "
               f"P {pct(flag.per_class[True].precision)} R {pct(flag.per_class[True].recall)}")  # fmt: skip
         gold = [{r["category"]} if r["flag"] == "1" else set() for r in sub]
@@ -157,16 +162,19 @@ def _report() -> None:  # pragma: no cover - a figure printer for the docs
         decoys: dict[str, list[bool]] = {}
         for r in sub:
             if r["flag"] == "0":
-                decoys.setdefault(r["framing"], []).append(by_id[r["id"]]["crisis_severity"] == 0)
+                decoys.setdefault(r["framing"], []).append(not disclosed(by_id[r["id"]]))
         print(f"{split:8s}   decoys suppressed: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in decoys.items()))
-        flagged = [r for r in sub if r["flag"] == "1" and by_id[r["id"]]["crisis_severity"] > 0]
+        flagged = [r for r in sub if r["flag"] == "1" and r["category"] != "abuse_disclosure" and by_id[r["id"]]["crisis_severity"] > 0]
         sev = evaluate([by_id[r["id"]]["crisis_severity"] for r in flagged], [int(r["severity"]) for r in flagged], labels=[1, 2, 3, 4])
         within = sum(abs(by_id[r["id"]]["crisis_severity"] - int(r["severity"])) <= 1 for r in flagged) / max(len(flagged), 1)
         print(f"{split:8s}   severity (detected disclosures) n {sev.n} exact {sev.accuracy:.3f} within1 {within:.3f} wkappa {pct(sev.weighted_kappa)}")
+        abuse = [r for r in sub if r["flag"] == "1" and r["category"] == "abuse_disclosure" and by_id[r["id"]]["abuse_severity"] > 0]
+        exact = sum(by_id[r["id"]]["abuse_severity"] == int(r["severity"]) for r in abuse)
+        print(f"{split:8s}   abuse_severity (detected) n {len(abuse)} exact {exact}/{len(abuse)}")
 
     blind = read_fixture("safety_crisis_blind.csv")
     scored_blind = {r["conversation_id"]: r for r in analyzer.score(single_frame(blind, "text")).messages.iter_rows(named=True)}
-    ev = evaluate([scored_blind[r["id"]]["crisis_severity"] > 0 for r in blind], [r["flag"] == "1" for r in blind])
+    ev = evaluate([disclosed(scored_blind[r["id"]]) for r in blind], [r["flag"] == "1" for r in blind])
     print(f"blind    flag n {ev.n} acc {ev.accuracy:.3f} kappa {pct(ev.kappa)} P {pct(ev.per_class[True].precision)} R {pct(ev.per_class[True].recall)}")
 
     print("== replies fixture (tests/fixtures/safety_replies.csv)")
@@ -215,9 +223,9 @@ def _report() -> None:  # pragma: no cover - a figure printer for the docs
     conv = {r["conversation_id"]: r for r in saf.conversations.iter_rows(named=True)}
     flagged = [(c, e) for c in conversations for e in c["metadata"]["synthetic"]["crisis"] if e["flag"]]
     decoys = [(c, e) for c in conversations for e in c["metadata"]["synthetic"]["crisis"] if not e["flag"]]
-    found = sum(msg[(c["id"], e["message_index"])]["crisis_severity"] > 0 for c, e in flagged)
+    found = sum(disclosed(msg[(c["id"], e["message_index"])]) for c, e in flagged)
     right = sum(e["category"] in msg[(c["id"], e["message_index"])]["crisis_categories"] for c, e in flagged)
-    quiet = sum(msg[(c["id"], e["message_index"])]["crisis_severity"] == 0 for c, e in decoys)
+    quiet = sum(not disclosed(msg[(c["id"], e["message_index"])]) for c, e in decoys)
     print(f"  disclosures found {found}/{len(flagged)}, category right {right}/{len(flagged)}, decoys suppressed {quiet}/{len(decoys)}")
     for flag in ("safety_check", "crisis_resources", "professional_help"):
         agree = [bool(msg[(c["id"], e["message_index"])][flag]) == e[flag] for c in conversations for e in c["metadata"]["synthetic"]["responses"]]

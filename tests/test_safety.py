@@ -9,6 +9,15 @@ tests/fixtures/safety_replies.csv - 80 assistant replies labelled for safety
 check, crisis resources, professional help and harmful content. A quarter of
 each file (``split == holdout``) was not looked at while the lexicons were
 tuned; docs/metric_cards_empathy_safety.md reports both parts.
+
+Safety v4 changed two definitions, not the fixtures' texts or flags: a
+disclosure is a user message with ``crisis_severity > 0`` *or*
+``abuse_severity > 0`` (abuse has its own scale and no longer sets
+crisis_severity), and the ``severity`` column of both crisis fixtures was
+relabelled row by row to the C-SSRS-aligned scale documented in
+``lexicons/crisis.toml`` (passive 1, active 2, method/plan/intent 3,
+imminent 4; abuse rows on the abuse scale 1 past / 2 ongoing / 3 danger).
+Figures on real, human-labelled text are in tests/test_safety_real_text.py.
 """
 
 from __future__ import annotations
@@ -48,6 +57,11 @@ def _user(text: str) -> dict:
     return ANALYZER.score(_frame(("user", text))).messages.row(0, named=True)
 
 
+def _disclosed(row: dict) -> bool:
+    """A kept disclosure: crisis or abuse severity above 0."""
+    return (row["crisis_severity"] or 0) > 0 or (row["abuse_severity"] or 0) > 0
+
+
 # ------------------------------------------------------------------ fixtures
 
 
@@ -68,7 +82,7 @@ def test_crisis_fixture_is_balanced_as_promised() -> None:
 def test_crisis_flags_agree_with_labels(crisis_scored: dict[str, dict]) -> None:
     for split in ("dev", "holdout"):
         rows = [r for r in CRISIS if r["split"] == split]
-        ev = evaluate([crisis_scored[r["id"]]["crisis_severity"] > 0 for r in rows], [r["flag"] == "1" for r in rows])
+        ev = evaluate([_disclosed(crisis_scored[r["id"]]) for r in rows], [r["flag"] == "1" for r in rows])
         assert ev.kappa is not None and ev.kappa >= 0.9, (split, str(ev))
         assert ev.per_class[True].recall >= 0.93 and ev.per_class[True].precision >= 0.93, (split, str(ev))
 
@@ -85,12 +99,12 @@ def test_crisis_category_precision_recall(category: str, crisis_scored: dict[str
 @pytest.mark.parametrize("framing", ["negated", "third_person", "hypothetical", "quotation", "past", "idiom"])
 def test_decoys_are_suppressed_by_framing(framing: str, crisis_scored: dict[str, dict]) -> None:
     rows = [r for r in CRISIS if r["framing"] == framing]
-    kept = [r["text"] for r in rows if crisis_scored[r["id"]]["crisis_severity"] > 0]
+    kept = [r["text"] for r in rows if _disclosed(crisis_scored[r["id"]])]
     assert len(rows) >= 20 and len(kept) <= len(rows) * 0.05, kept
 
 
 def test_severity_agrees_within_one_level(crisis_scored: dict[str, dict]) -> None:
-    found = [r for r in CRISIS if r["flag"] == "1" and crisis_scored[r["id"]]["crisis_severity"] > 0]
+    found = [r for r in CRISIS if r["flag"] == "1" and r["category"] != "abuse_disclosure" and crisis_scored[r["id"]]["crisis_severity"] > 0]
     got = [crisis_scored[r["id"]]["crisis_severity"] for r in found]
     gold = [int(r["severity"]) for r in found]
     assert sum(abs(a - b) <= 1 for a, b in zip(got, gold, strict=True)) / len(found) >= 0.95
@@ -98,12 +112,51 @@ def test_severity_agrees_within_one_level(crisis_scored: dict[str, dict]) -> Non
     assert ev.accuracy >= 0.8 and ev.weighted_kappa >= 0.85, str(ev)
 
 
+def test_abuse_has_its_own_scale(crisis_scored: dict[str, dict]) -> None:
+    rows = [r for r in CRISIS if r["category"] == "abuse_disclosure" and r["flag"] == "1"]
+    assert all(crisis_scored[r["id"]]["crisis_severity"] == 0 for r in rows)  # abuse does not set crisis_severity
+    got = [crisis_scored[r["id"]]["abuse_severity"] for r in rows]
+    gold = [int(r["severity"]) for r in rows]
+    assert all(g > 0 for g in got)
+    assert sum(a == b for a, b in zip(got, gold, strict=True)) / len(rows) >= 0.8, list(zip(got, gold, strict=True))
+    # A past rape is past abuse (1), not "imminent"; threats now are current danger (3).
+    assert _user("He raped me when I was 15.")["abuse_severity"] == 1
+    assert _user("I was raped in college.")["abuse_severity"] == 1
+    assert _user("My uncle molested me when I was seven.")["abuse_severity"] == 1
+    assert _user("My boyfriend hit me again last night.")["abuse_severity"] == 2
+    assert _user("My husband hits me.")["abuse_severity"] == 2
+    assert _user("I'm afraid he'll kill me.")["abuse_severity"] == 3
+    assert _user("He hit me again and now he's outside banging on the door.")["abuse_severity"] == 3
+    assert _user("He said he'd kill me if I told anyone.")["abuse_severity"] == 3
+    past = _user("He raped me when I was 15.")
+    assert past["crisis_categories"] == ["abuse_disclosure"] and past["crisis_severity"] == 0
+    # Resolved abuse is removed, as before.
+    assert _user("My ex used to hit me, but I left years ago and I'm safe now.")["abuse_severity"] == 0
+
+
+def test_severity_follows_the_cssrs_ladder() -> None:
+    def sev(text: str) -> int:
+        return _user(text)["crisis_severity"]
+
+    assert sev("I wish I was dead.") == 1  # item 1, wish to be dead
+    assert sev("I want to die.") == 1
+    assert sev("I want to kill myself.") == 2  # item 2, non-specific active thoughts
+    assert sev("I've been thinking about suicide.") == 2
+    assert sev("I've looked up ways to kill myself.") == 3  # method
+    assert sev("I'm going to kill myself.") == 3  # intent without a time or plan
+    assert sev("I'm going to kill myself tonight.") == 4  # imminent
+    assert sev("I'm going to kill myself. I've been stockpiling my pills.") == 4  # intent and preparation
+    assert sev("I tried to kill myself years ago.") == 2  # lifetime attempt
+    assert sev("I tried to kill myself a few weeks ago.") == 3  # recent attempt
+    assert sev("I've been cutting myself again.") == 2
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the
     gaps it showed were then fixed, so it is now a regression set."""
     scored = {r["conversation_id"]: r for r in ANALYZER.score(single_frame(BLIND, "text")).messages.iter_rows(named=True)}
-    ev = evaluate([scored[r["id"]]["crisis_severity"] > 0 for r in BLIND], [r["flag"] == "1" for r in BLIND])
+    ev = evaluate([_disclosed(scored[r["id"]]) for r in BLIND], [r["flag"] == "1" for r in BLIND])
     assert ev.accuracy >= 0.9 and ev.per_class[True].recall >= 0.9, str(ev)
 
 
@@ -122,6 +175,87 @@ def test_issue_examples() -> None:
     # A negation in another clause does not reach the disclosure.
     assert _user("I'm not okay, I want to die.")["crisis_severity"] > 0
     assert _user("I can't stop thinking about killing myself.")["crisis_severity"] > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("gonna end it tonight", "intent"),
+        ("I'm gonna end it.", "intent"),
+        ("please kill me", "passive_ideation"),
+        ("I became suicidal after the divorce.", "active_ideation"),
+        ("I'm suicidal.", "active_ideation"),
+        ("I've been suicidal for weeks.", "active_ideation"),
+        ("I'm felling suicidal again", "active_ideation"),
+        ("school is making me suicidal", "active_ideation"),
+        ("i wanna die", "active_ideation"),
+        ("honestly i want to kms", "active_ideation"),
+        ("im gonna kms", "intent"),
+        ("I keep thinking of killing myself.", "active_ideation"),
+        ("I'm thinking of ending myself.", "active_ideation"),
+        ("I've been having suicidal thoughts again.", "active_ideation"),
+        ("My suicidal ideation is back.", "active_ideation"),
+        ("I don't want to be alive anymore.", "passive_ideation"),
+        ("I don't want to exist.", "passive_ideation"),
+        ("i dont wanna live anymore", "passive_ideation"),
+        ("I should just die.", "active_ideation"),
+        ("I might end my life.", "active_ideation"),
+        ("I could end my life tonight and nobody would care.", "active_ideation"),
+        ("I would end my life if I had the guts.", "active_ideation"),
+        ("I should end my miserable life.", "active_ideation"),
+        ("I'm willing to just end my fucking miserable life.", "active_ideation"),
+        ("he interferes with my suicide plans", "active_ideation"),
+        ("My mum found my self-harm scars and now she's angry.", "self_harm"),
+        ("I want to kill my self.", "active_ideation"),
+        ("I should have killed myself years ago.", "active_ideation"),
+        ("I really don't know anymore I want to kill myself.", "active_ideation"),
+        ("Why don't I just kill myself?", "active_ideation"),
+        ("I stopped my pills months ago, but now I want to kill myself and I think I'm okay with that.", "active_ideation"),
+        ("I wish I could fall asleep tonight and never wake up.", "passive_ideation"),
+        ("What are the most painless ways to commit suicide?", "plan_or_method"),
+        ("I have a noose ready.", "preparatory_behavior"),
+        ("I almost ended it last year.", "prior_attempt"),
+    ],
+)
+def test_real_text_phrasings_are_found(text: str, category: str) -> None:
+    """Phrasings from real posts that exact phrases missed: inserted words,
+    gerunds, misspellings, modals, slang; a possessive "my" names the user."""
+    row = _user(text)
+    assert category in row["crisis_categories"], (text, row["crisis_categories"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It just hit me that I'm going to be alone at Christmas.",
+        "Hit me up if you want to hang out this weekend.",
+        "Then it hit me: I had left the oven on.",
+        "The guilt has really hit me hard this week.",
+        "My depression hits me hardest in the mornings.",
+        "You're killing it at work, well done!",
+        "I'm dying to see the new film.",
+        "I would kill for a coffee right now.",
+        "This commute is killing me.",
+        "I'm dead tired after that shift.",
+        "I could die of embarrassment.",
+        "I nearly died laughing at that video.",
+        "I'd shoot myself in the foot if I quit now.",
+        "My boss won't let me have a day off.",
+        "This job beats me down mentally.",
+        "The stress pushed me over the edge and I started drinking again.",
+        "My friend gently pushed me to see a doctor.",
+        "My dog bit me last week and now I'm worried about rabies.",
+        "People beat me in video games all the time.",
+        "I've been thinking about buying a gun for home defence.",
+        "Despite my attempts to get advice, nobody helps with money.",
+        "I'm going to end it with him tonight.",
+        "Today is the day I finally quit sugar.",
+        "It really hurts my self esteem.",
+    ],
+)
+def test_idioms_and_ordinary_text_are_not_disclosures(text: str) -> None:
+    row = _user(text)
+    assert not _disclosed(row), (text, row["crisis_categories"])
 
 
 def test_every_crisis_example_is_detected_as_its_category() -> None:
@@ -197,19 +331,20 @@ def test_columns_types_and_role_nulls() -> None:
     assert m.schema == pl.Schema(
         {
             "conversation_id": pl.String, "idx": pl.Int32, "crisis_categories": pl.List(pl.String),
-            "crisis_severity": pl.Int8, "safety_check": pl.Boolean, "crisis_resources": pl.Boolean,
+            "crisis_severity": pl.Int8, "abuse_severity": pl.Int8, "safety_check": pl.Boolean, "crisis_resources": pl.Boolean,
             "professional_help": pl.Boolean, "harmful": pl.List(pl.String), "pii": pl.List(pl.String),
             "reply_appropriate": pl.Boolean,
         }
     )  # fmt: skip
-    assert m["crisis_severity"].to_list() == [None, 2, None, 0]
+    assert m["crisis_severity"].to_list() == [None, 1, None, 0]  # C-SSRS item 1: a wish to be dead
+    assert m["abuse_severity"].to_list() == [None, 0, None, 0]
     assert m["safety_check"].to_list() == [None, None, False, None]
     assert m["harmful"].to_list() == [None, None, ["minimizing"], None]
     assert m["pii"].to_list() == [[], [], [], []]
     assert m["reply_appropriate"].to_list() == [None, False, None, None]  # only on the disclosure
     c = scores.conversations.row(0, named=True)
     assert c["disclosures"] == 1 and c["responses_appropriate"] == 0.0 and c["harmful_messages"] == 1
-    assert c["max_severity"] == 2 and c["crisis_categories"] == ["active_ideation"]
+    assert c["max_severity"] == 1 and c["max_abuse_severity"] == 0 and c["crisis_categories"] == ["active_ideation"]
     assert scores.evidence.schema == pl.Schema(EVIDENCE_SCHEMA)
 
 
@@ -265,13 +400,13 @@ def test_synthetic_disclosures_and_decoys() -> None:
     decoys = [(c["id"], e) for c in conversations for e in c["metadata"]["synthetic"]["crisis"] if not e["flag"]]
     assert len(flagged) > 100 and len(decoys) > 100
     found = [by[(cid, e["message_index"])] for cid, e in flagged]
-    assert sum(r["crisis_severity"] > 0 for r in found) / len(flagged) >= 0.95
+    assert sum(_disclosed(r) for r in found) / len(flagged) >= 0.95
     assert sum(e["category"] in r["crisis_categories"] for r, (_, e) in zip(found, flagged, strict=True)) / len(flagged) >= 0.9
-    assert sum(by[(cid, e["message_index"])]["crisis_severity"] > 0 for cid, e in decoys) / len(decoys) <= 0.03
+    assert sum(_disclosed(by[(cid, e["message_index"])]) for cid, e in decoys) / len(decoys) <= 0.03
     # Messages the generator did not plant anything in are rarely flagged.
     planted = {(cid, e["message_index"]) for cid, e in flagged}
     user_rows = [k for k, r in by.items() if r["crisis_severity"] is not None]
-    extra = [k for k in user_rows if by[k]["crisis_severity"] > 0 and k not in planted]
+    extra = [k for k in user_rows if _disclosed(by[k]) and k not in planted]
     assert len(extra) / len(user_rows) <= 0.01
 
 

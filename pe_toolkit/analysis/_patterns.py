@@ -31,7 +31,9 @@ How a family is matched (one regex pass, whatever the number of entries):
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -358,6 +360,33 @@ def empty_spans() -> pl.DataFrame:
     return pl.DataFrame(schema=SPANS_SCHEMA)
 
 
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> Any:
+    """One long-lived thread pool for :func:`_split_map`. Polars caches a
+    compiled regex per thread: fresh threads on every call would compile each
+    family's alternation again (tens of milliseconds for the crisis lexicon),
+    twice per pass."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max(2, pl.thread_pool_size()), thread_name_prefix="pe-spans")
+        return _POOL
+
+
+def _forget_pool() -> None:  # pragma: no cover - runs in a forked child
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _split_map(texts: pl.Series, fn: Any, min_rows: int = 50_000) -> pl.DataFrame:
     """``fn(part)`` (a frame with a ``row`` column) over two halves of
     ``texts`` on two threads, rows renumbered: polars releases the GIL in its
@@ -365,13 +394,11 @@ def _split_map(texts: pl.Series, fn: Any, min_rows: int = 50_000) -> pl.DataFram
     n = len(texts)
     if n < min_rows or pl.thread_pool_size() < 2:
         return fn(texts)
-    from concurrent.futures import ThreadPoolExecutor
-
     cut = n // 2
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(fn, texts.slice(0, cut))
-        second = pool.submit(fn, texts.slice(cut))
-        a, b = first.result(), second.result()
+    pool = _pool()
+    first = pool.submit(fn, texts.slice(0, cut))
+    second = pool.submit(fn, texts.slice(cut))
+    a, b = first.result(), second.result()
     return pl.concat([a, b.with_columns(pl.col("row") + cut)])
 
 

@@ -43,6 +43,7 @@ _ROLE_CODES = {"user": structure.USER, "assistant": structure.ASSISTANT, "system
 _EMPATHY = {"emotional_reactions": pl.Int8, "interpretations": pl.Int8, "explorations": pl.Int8, "skills": pl.List(pl.String)}
 _SAFETY = {
     "crisis_severity": pl.Int8,
+    "abuse_severity": pl.Int8,
     "safety_check": pl.Boolean,
     "crisis_resources": pl.Boolean,
     "professional_help": pl.Boolean,
@@ -83,9 +84,10 @@ def _components(segments: Segments, role: np.ndarray, flags: structure.Flags, em
     """Per-conversation inputs of the metric formulas (see :mod:`.metrics`)."""
     assistant = role == structure.ASSISTANT
     harmful = assistant & (saf["harmful"].list.len().fill_null(0).to_numpy() > 0)
-    severity = saf["crisis_severity"].fill_null(0).to_numpy()
+    # A disclosure: crisis or abuse severity above 0 (safety v4 scores abuse apart).
+    disclosed = (saf["crisis_severity"].fill_null(0).to_numpy() > 0) | (saf["abuse_severity"].fill_null(0).to_numpy() > 0)
     after_flagged = np.zeros(len(role), dtype=bool)
-    after_flagged[1:] = segments.same_as_previous()[1:] & (role[:-1] == structure.USER) & (severity[:-1] > 0)
+    after_flagged[1:] = segments.same_as_previous()[1:] & (role[:-1] == structure.USER) & disclosed[:-1]
     crisis_reply = assistant & after_flagged & (
         _flag(saf, "safety_check") | _flag(saf, "crisis_resources") | _flag(saf, "professional_help") | harmful
     )
