@@ -183,13 +183,21 @@ def build_risk(data: Path | None = None, *, progress: bool = True) -> tuple[Text
         tr, te = fold != k, fold == k
         combined[te] = combine(p[te], severity[te], fit_combination(p[tr], severity[tr], y[tr]))
     combination = fit_combination(p, severity, y)
+    # risk_score of a post as a one-message conversation: a disclosure left
+    # without a reply moves part of the way to 1 (the safety analyzer's rule).
+    from ..analysis.safety import BAD_REPLY
+
+    as_scored = np.where(severity > 0, combined + (1.0 - combined) * BAD_REPLY, combined)
     dep = np.isin(gold, [RISK_POSITIVE, "depression"])
     figures = {
         "model_vs_rest": auroc_interval(p, y),
         "model_vs_depression": auroc_interval(p[dep], y[dep]),
         "combined_vs_rest": auroc_interval(combined, y),
         "combined_vs_depression": auroc_interval(combined[dep], y[dep]),
+        "risk_score_vs_rest": auroc_interval(as_scored, y),
+        "risk_score_vs_depression": auroc_interval(as_scored[dep], y[dep]),
         "rules_only_vs_rest": auroc_interval(severity, y),
+        "rules_only_vs_depression": auroc_interval(severity[dep], y[dep]),
         "posts_with_rule_disclosure": {"suicidewatch": int((severity[y] > 0).sum()), "other": int((severity[~y] > 0).sum())},
     }
     card = {
@@ -203,6 +211,7 @@ def build_risk(data: Path | None = None, *, progress: bool = True) -> tuple[Text
             "method": f"{FOLDS}-fold cross-validation, folds by post, stratified by subreddit (seed {SEED}); "
             "95% intervals: percentile bootstrap over posts, 1,000 resamples",
             "n": report.n,
+            "positives": int(y.sum()),
             "auroc": {k: list(v) if isinstance(v, tuple) else v for k, v in figures.items()},
             "subreddits": _figures(report),
         },

@@ -63,7 +63,8 @@ def message_badges(row: dict[str, Any]) -> str:
         for harm in row.get("harmful") or []:
             parts.append(badge(f"harmful: {_human(harm)}", "pe-risk"))
     for category in row.get("crisis_categories") or []:
-        severity = row.get("crisis_severity")
+        # Abuse has its own scale (safety v4): 1 past, 2 ongoing, 3 current danger.
+        severity = row.get("abuse_severity") if category == "abuse_disclosure" else row.get("crisis_severity")
         parts.append(badge(f"{_human(category)}" + (f" (severity {severity})" if severity is not None else ""), "pe-risk"))
     for kind in row.get("pii") or []:
         parts.append(badge(f"PII: {_human(kind)}"))
