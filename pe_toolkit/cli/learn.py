@@ -49,6 +49,13 @@ _context = click.option("--context", "context_col", default=None, help="Column h
 _group = click.option("--group", "group_col", default=None, help="Column naming the group (dialogue, post): folds never split one.")
 
 
+def _labelled_input(command: Any) -> Any:
+    """The options naming the labelled data and its columns."""
+    for option in reversed((_data, _task, _level, _text, _label, _context)):
+        command = option(command)
+    return command
+
+
 @click.group("learn")
 def learn_cmd() -> None:
     """Train, evaluate and list text classifiers trained on human labels.
@@ -67,12 +74,7 @@ def learn_cmd() -> None:
 
 
 @learn_cmd.command("fit")
-@_data
-@_task
-@_level
-@_text
-@_label
-@_context
+@_labelled_input
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the model (.pemodel).")
 @click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
@@ -95,12 +97,7 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
 
 
 @learn_cmd.command("cv")
-@_data
-@_task
-@_level
-@_text
-@_label
-@_context
+@_labelled_input
 @_group
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds.")
 @click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
@@ -123,12 +120,7 @@ def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, t
 
 @learn_cmd.command("evaluate")
 @click.argument("model_path", type=click.Path(dir_okay=False))
-@_data
-@_task
-@_level
-@_text
-@_label
-@_context
+@_labelled_input
 @_group
 @click.pass_context
 def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: str | None, level: str, text_col: str,

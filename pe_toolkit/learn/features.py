@@ -526,6 +526,11 @@ class Featurizer:
         return out
 
     @functools.cached_property
+    def names_series(self) -> pl.Series:
+        """:meth:`feature_names` as a polars Series, computed once."""
+        return pl.Series("feature", self.feature_names(), dtype=pl.String)
+
+    @functools.cached_property
     def names_array(self) -> np.ndarray:
         """:meth:`feature_names` as an object array, computed once."""
         return np.asarray(self.feature_names(), dtype=object)

@@ -32,7 +32,6 @@ import scipy.sparse as sp
 from ..analysis.text import Tokens, tokenize
 from ..errors import InputError
 from .features import Batch, FeatureSpec, Featurizer
-from .keyindex import KeyIndex
 
 TASKS = ("multiclass", "multilabel")
 
@@ -118,71 +117,74 @@ class TextModel:
         wanted = np.flatnonzero(target >= 0)
         if not len(wanted) or not m.nnz:
             return pl.DataFrame(schema=schema)
-        sub = m[wanted] if len(wanted) < m.shape[0] else m
-        lengths = np.diff(sub.indptr)
-        rows = np.repeat(wanted, lengths)
-        cols = sub.indices.astype(np.int64)
-        # Contribution of each nonzero feature to its text's class: one gather.
-        contrib = sub.data * self.coef[cols, target[rows]]
-        live = contrib > 0
+        # The nonzeros that can be evidence: of a wanted text, with a positive
+        # contribution to its class (and a span, with spans_only), compressed
+        # once so the passes below touch only them.
+        lengths = np.diff(m.indptr)
+        all_rows = np.repeat(np.arange(m.shape[0]), lengths)
+        all_cols = m.indices
+        keep = target[all_rows] >= 0
         if spans_only:
-            live &= self.featurizer.has_span[cols]
-        contrib = np.where(live, contrib, 0.0)
-        # The heaviest few per text, by repeated segment maxima over the CSR
-        # rows (a few passes over the nonzeros instead of a sort of them).
-        picks: list[np.ndarray] = []
-        picked_weights: list[np.ndarray] = []
-        nonempty = np.flatnonzero(lengths > 0)
-        starts = sub.indptr[:-1][nonempty]
-        for _ in range(top if len(nonempty) else 0):
-            best = np.maximum.reduceat(contrib, starts)
+            keep &= self.featurizer.has_span[all_cols]
+        idx = np.flatnonzero(keep)
+        rows, cols = all_rows[idx], all_cols[idx].astype(np.int64)
+        contrib = m.data[idx] * self.coef[cols, target[rows]]
+        live = contrib > 0
+        rows, cols, contrib = rows[live], cols[live], contrib[live]
+        seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
+        lengths = np.diff(np.r_[seg, len(rows)])
+        n_texts = len(target)
+        # chosen[text, k]: the k-th heaviest feature of the text (-1: none).
+        chosen = np.full((n_texts, max(top, 1)), -1, dtype=np.int64)
+        chosen_weight = np.zeros((n_texts, max(top, 1)))
+        for k in range(top if len(seg) else 0):
+            best = np.maximum.reduceat(contrib, seg)
             ok = best > 0
             if not ok.any():
                 break
-            at_max = np.flatnonzero(contrib == np.repeat(np.where(ok, best, np.inf), lengths[nonempty]))
+            at_max = np.flatnonzero(contrib == np.repeat(np.where(ok, best, np.inf), lengths))
             first = np.ones(len(at_max), dtype=bool)  # the first nonzero holding its row's maximum
             first[1:] = rows[at_max[1:]] != rows[at_max[:-1]]
             picked = at_max[first]
-            picks.append(picked)
-            picked_weights.append(contrib[picked])
+            chosen[rows[picked], k] = cols[picked]
+            chosen_weight[rows[picked], k] = contrib[picked]
             contrib[picked] = 0.0
-        if not picks:
+        r, kk = np.nonzero(chosen >= 0)  # by text, heaviest first
+        if not len(r):
             return pl.DataFrame(schema=schema)
-        picked = np.concatenate(picks)
-        weights = np.concatenate(picked_weights)
-        order = np.lexsort((-weights, rows[picked]))
-        frame = pl.DataFrame({"row": rows[picked][order], "col": cols[picked][order], "weight": weights[order]})
-        # Spans: the first occurrence of each chosen feature in its text. The
-        # chosen (text, feature) pairs are few; each occurrence is looked up
-        # among them (one search), and the earliest token wins (token order
-        # is text order).
-        r = frame["row"].to_numpy()
-        c = frame["col"].to_numpy()
-        width = np.int64(self.featurizer.n_features + 1)
-        want = r * width + c  # distinct: one row per (text, feature)
+        c = chosen[r, kk]
+        # Spans: the first occurrence of each chosen feature in its text. Each
+        # occurrence is compared with its own text's few chosen features (a
+        # gather per rank, no search), and the earliest token wins (token
+        # order is text order).
         occ = batch.occurrences
         span_able = np.flatnonzero(self.featurizer.has_span[occ.col])
-        slot = KeyIndex(want, np.arange(len(want))).get(occ.words.text[occ.pos[span_able]] * width + occ.col[span_able])
-        hit = span_able[slot >= 0]
-        slot = slot[slot >= 0]
-        first_t, last_t = occ.tokens(hit)
-        best = np.full(len(want), np.iinfo(np.int64).max, dtype=np.int64)
-        # first token * 1024 + (last - first): the minimum is the earliest occurrence.
-        np.minimum.at(best, slot, first_t * 1024 + np.minimum(last_t - first_t, 1023))
-        chosen = best
-        found = chosen != np.iinfo(np.int64).max
-        first_tok = np.where(found, chosen // 1024, 0)
-        last_tok = first_tok + np.where(found, chosen % 1024, 0)
+        occ_text = occ.words.text[occ.pos[span_able]]
+        occ_col = occ.col[span_able].astype(np.int64)
+        best = np.full(chosen.shape, np.iinfo(np.int64).max, dtype=np.int64).ravel()
+        for k in range(chosen.shape[1]):
+            match = np.flatnonzero(chosen[occ_text, k] == occ_col)
+            if not len(match):
+                continue
+            first_t, last_t = occ.tokens(span_able[match])
+            # first token * 1024 + (last - first): the minimum is the earliest occurrence.
+            np.minimum.at(best, occ_text[match] * chosen.shape[1] + k, first_t * 1024 + np.minimum(last_t - first_t, 1023))
+        located = best[r * chosen.shape[1] + kk]
+        found = located != np.iinfo(np.int64).max
+        first_tok = np.where(found, located // 1024, 0)
+        last_tok = first_tok + np.where(found, located % 1024, 0)
         start = np.zeros(len(r), dtype=np.int64)
         end = np.zeros(len(r), dtype=np.int64)
         if found.any():
             start[found], _ = batch.tokens.spans(first_tok[found])
             _, end[found] = batch.tokens.spans(last_tok[found])
+        frame = pl.DataFrame({"weight": chosen_weight[r, kk]})
         return pl.DataFrame(
             {
                 "row": r,
-                "class": pl.Series(np.asarray(self.classes, dtype=object)[target[r]], dtype=pl.String),
-                "feature": pl.Series(self.featurizer.names_array[c], dtype=pl.String),
+                # Gathers from polars Series: no Python string per row.
+                "class": pl.Series(list(self.classes), dtype=pl.String).gather(target[r]),
+                "feature": self.featurizer.names_series.gather(c),
                 "weight": frame["weight"],
                 "start": pl.Series(start, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
                 "end": pl.Series(end, dtype=pl.Int32).scatter(np.flatnonzero(~found), None),
