@@ -61,7 +61,9 @@ def data_dir(path: str | Path | None = None) -> Path:
         candidates.append(Path(os.environ["PE_VALIDATION_DATA"]))
     else:
         repo = Path(__file__).resolve().parents[2]
-        candidates += [repo.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+        for c in (repo.parent / "shared" / "data", Path.cwd().resolve().parent / "shared" / "data"):
+            if c not in candidates:
+                candidates.append(c)
     for c in candidates:
         if (c / ESCONV_FILE).is_file() or (c / REDDIT_FILE).is_file():
             return c
