@@ -95,8 +95,9 @@ class ModelAnalyzer:
             return load(self._model)
         return self._model
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
+        """The model file's content hash (computed for a model not saved yet)."""
         digest = self.model.card.get("content_hash")
         if not digest:
             from ..learn.io import _arrays, _card, content_hash
@@ -133,9 +134,10 @@ class ModelAnalyzer:
         n = frame.height
         out = keys
         if self.label_column:
-            primary = np.full(n, None, dtype=object)
-            primary[rows] = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
-            out = out.with_columns(pl.Series(self.prefix, primary.tolist(), dtype=pl.String))
+            # The class names gathered in polars and scattered into a column of nulls.
+            labels = pl.Series(list(model.classes), dtype=pl.String).gather(proba.argmax(axis=1))
+            primary = pl.Series(self.prefix, [None] * 0, dtype=pl.String).extend_constant(None, n).scatter(rows, labels)
+            out = out.with_columns(primary)
         for cls, col in columns.items():
             j = model.classes.index(cls)
             values = np.full(n, np.nan)
