@@ -104,6 +104,22 @@ def test_changed_conversation_and_new_version_are_rescored(filled, tmp_path, mon
         assert store.scalar("SELECT count(DISTINCT analysis_version) FROM conversation_scores") == 1
 
 
+def test_a_new_alert_threshold_rescores_and_the_alerts_follow_it(filled, tmp_path, monkeypatch):
+    with Store(filled) as store:
+        first = analyze(store, progress=False)
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores WHERE alert <> (risk_score > 0.8)") == 0
+        between = store.scalar("SELECT count(*) FROM conversation_scores WHERE risk_score > 0.3 AND risk_score <= 0.8")
+        assert between > 0  # conversations whose alert the new threshold changes
+        config = tmp_path / "pe_toolkit.toml"
+        config.write_text("[analysis]\nalert_threshold = 0.3\n")
+        monkeypatch.setenv("PE_CONFIG", str(config))
+        report = analyze(store, progress=False)
+        assert report.analysis_version != first.analysis_version and "alert>0.3" in report.analysis_version
+        assert report.scored == store.count() and report.alerts_total == first.alerts_total + between
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores WHERE alert <> (risk_score > 0.3)") == 0
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores") == store.count()
+
+
 def test_full_run_rescores_everything(filled):
     with Store(filled) as store:
         analyze(store, progress=False)

@@ -389,6 +389,19 @@ def test_alert_threshold_from_argument_and_settings(tmp_path, monkeypatch) -> No
     assert SAFETY.score(frame).conversations["alert"][0]
 
 
+def test_alert_threshold_is_part_of_the_version(tmp_path, monkeypatch) -> None:
+    """Stored ``alert`` values depend on the threshold: a new one is a new
+    version, so ``analyze`` re-scores (tests/test_analysis_pipeline.py)."""
+    assert SafetyAnalyzer(alert_threshold=0.5).version != SafetyAnalyzer(alert_threshold=0.8).version
+    assert SafetyAnalyzer(alert_threshold=0.5).version == SafetyAnalyzer(alert_threshold=0.5).version
+    before = SAFETY.version
+    config = tmp_path / "pe_toolkit.toml"
+    config.write_text("[analysis]\nalert_threshold = 0.3\n")
+    monkeypatch.setenv("PE_CONFIG", str(config))
+    assert SAFETY.version != before
+    assert SAFETY.version == SafetyAnalyzer(alert_threshold=0.3).version
+
+
 # ------------------------------------------------------------------ synthetic sample
 
 

@@ -27,8 +27,10 @@ def test_file_source_then_incremental_reuse(tmp_path, synthetic_file, capsys):
     try:
         assert store.read_only
         assert store.count() == 30
-        views = store.sql("SELECT view_name FROM duckdb_views() WHERE temporary AND view_name LIKE 'current_%' ORDER BY view_name")["view_name"].to_list()
-        assert views == ["current_conversation_scores", "current_evidence", "current_message_scores"]
+        # The store's own views (migration 0009), no temporary ones shadowing them.
+        views = store.sql("SELECT view_name, temporary FROM duckdb_views() WHERE view_name LIKE 'current_%' ORDER BY view_name")
+        assert views["view_name"].to_list() == ["current_conversation_scores", "current_evidence", "current_message_scores"]
+        assert not any(views["temporary"])
         assert store.scalar("SELECT count(*) FROM current_conversation_scores") == 30
     finally:
         store.close()

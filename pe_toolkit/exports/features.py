@@ -37,7 +37,7 @@ from ..schema import QUALITY_METRICS
 from ..store import ConversationFilter, Store
 from .filters import ExportFilter
 from .scores import columns as table_columns
-from .scores import current_conversation_scores_sql, current_message_scores_sql, has_table
+from .scores import has_table
 
 # Analysis columns carried into the feature table, with the type they have
 # there whatever the analysis tables hold (NULL when absent): a stable
@@ -182,7 +182,7 @@ def conversation_features(
     if text is None:
         text = text_features(_store_messages(con, where, params, batch_rows))
     scored = has_table(con, "conversation_scores")
-    scores_join = f"LEFT JOIN ({current_conversation_scores_sql()}) s ON s.conversation_id = c.id" if scored else ""
+    scores_join = "LEFT JOIN current_conversation_scores s ON s.conversation_id = c.id" if scored else ""
     sql = (
         "SELECT c.id AS conversation_id, c.dataset, c.tier, c.created_at, t.* EXCLUDE (conversation_id), "
         + ", ".join(f"c.{m}" for m in QUALITY_METRICS)
@@ -204,7 +204,7 @@ def message_features(con: duckdb.DuckDBPyConnection, where: str, params: list[An
     stats = pl.concat(batches) if batches else message_stats(pl.DataFrame(schema=_NO_MESSAGES))
     scored = has_table(con, "message_scores")
     scores_join = (
-        f"LEFT JOIN ({current_message_scores_sql()}) ms ON ms.conversation_id = m.conversation_id AND ms.idx = m.idx"
+        "LEFT JOIN current_message_scores ms ON ms.conversation_id = m.conversation_id AND ms.idx = m.idx"
         if scored
         else ""
     )

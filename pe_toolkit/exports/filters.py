@@ -4,10 +4,11 @@ filters only exports need (risk range, crisis categories, annotation labels).
 The extra conditions are rendered into the same parameterized SQL as the
 base filter, so anything that accepts a ``ConversationFilter`` (the API
 object query, ``Store.conversations``) accepts an :class:`ExportFilter` too.
-Risk and crisis filters read ``conversation_scores``; only scores computed on
-the conversation's current content count (same ``content_hash``), so a
-conversation changed since the last ``pe-toolkit analyze`` is not selected by
-a score it no longer has.
+Risk and crisis filters read the store's view ``current_conversation_scores``:
+only scores computed on the conversation's current content (same
+``content_hash``) by the analysis version in force count, so a conversation
+changed since the last ``pe-toolkit analyze`` is not selected by a score it
+no longer has.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import duckdb
 
 from ..errors import ExportError, InputError
 from ..store import ConversationFilter
-from .scores import analyzed, current_conversation_scores_sql
+from .scores import analyzed
 
 _BASE_FIELDS = frozenset(f.name for f in fields(ConversationFilter))
 
@@ -100,7 +101,7 @@ class ExportFilter(ConversationFilter):
             params.append(list(self.crisis_categories))
         if score_conds:
             clauses.append(
-                f"EXISTS (SELECT 1 FROM ({current_conversation_scores_sql()}) s "
+                "EXISTS (SELECT 1 FROM current_conversation_scores s "
                 f"WHERE s.conversation_id = {alias}.id AND " + " AND ".join(score_conds) + ")"
             )
         if self.labels is not None:

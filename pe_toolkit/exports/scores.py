@@ -2,11 +2,13 @@
 
 ``conversation_scores`` (migration 0002, written by ``pe-toolkit analyze``)
 carries the ``content_hash`` of the content it was computed on, and
-``message_scores`` belong to that row. Exports use only *current* scores:
-rows whose hash matches the conversation's current ``content_hash``. A
-store that was never analyzed has empty (or, before 0002, no) score tables;
-exports then carry no scores, and filters on scores fail with a message
-saying to run the analysis.
+``message_scores`` belong to that row. Exports use only *current* scores,
+read from the store's views ``current_conversation_scores`` and
+``current_message_scores`` (migration 0009: the conversation unchanged since
+it was scored, by the analysis version in force; see
+:class:`pe_toolkit.store.Store`). A store that was never analyzed has empty
+(or, before 0002, no) score tables; exports then carry no scores, and
+filters on scores fail with a message saying to run the analysis.
 
 Score columns are discovered from the tables rather than listed here, so a
 new analyzer column reaches exports and the warehouse without a change in
@@ -47,23 +49,6 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]
             [table],
         ).fetchall()
     ]
-
-
-def current_conversation_scores_sql() -> str:
-    """Rows of ``conversation_scores`` computed on the current content."""
-    return (
-        "SELECT x.* FROM conversation_scores x JOIN conversations cur "
-        "ON cur.id = x.conversation_id AND cur.content_hash = x.content_hash"
-    )
-
-
-def current_message_scores_sql() -> str:
-    """Rows of ``message_scores`` whose conversation's scores are current
-    (the analysis writes both together)."""
-    return (
-        "SELECT x.* FROM message_scores x "
-        f"SEMI JOIN ({current_conversation_scores_sql()}) cs ON cs.conversation_id = x.conversation_id"
-    )
 
 
 def analyzed(con: duckdb.DuckDBPyConnection) -> bool:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store.api_objects import api_objects_sql
 from .filters import ExportFilter
-from .scores import ScoreColumns, current_conversation_scores_sql, current_message_scores_sql
+from .scores import ScoreColumns
 
 CONVERSATION_COLUMNS = STORED_CONVERSATION_COLUMNS
 
@@ -41,12 +41,12 @@ def nested_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> t
     where, params = selection.where("c")
     scores = scores or ScoreColumns()
     msg_scores_join = (
-        f"LEFT JOIN ({current_message_scores_sql()}) ms ON ms.conversation_id = m.conversation_id AND ms.idx = m.idx"
+        "LEFT JOIN current_message_scores ms ON ms.conversation_id = m.conversation_id AND ms.idx = m.idx"
         if scores.message
         else ""
     )
     conv_scores_join = (
-        f"LEFT JOIN ({current_conversation_scores_sql()}) s ON s.conversation_id = c.id" if scores.conversation else ""
+        "LEFT JOIN current_conversation_scores s ON s.conversation_id = c.id" if scores.conversation else ""
     )
     sql = (
         f"WITH sel AS (SELECT * FROM conversations c WHERE {where}), "
@@ -77,7 +77,7 @@ def api_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> tupl
     )
     sql = (
         f"SELECT a.id, {line} AS json FROM ({inner}) a "
-        f"LEFT JOIN ({current_conversation_scores_sql()}) s ON s.conversation_id = a.id ORDER BY a.id"
+        "LEFT JOIN current_conversation_scores s ON s.conversation_id = a.id ORDER BY a.id"
     )
     return sql, params
 

@@ -47,7 +47,7 @@ from .dsn import Dsn
 from .features import FEATURES_VERSION, combine, conversation_features, partial_sums
 from .filters import ExportFilter
 from .pgtables import TableSpec, quote_ident, spec_from_describe
-from .scores import MESSAGE_KEYS, analyzed, columns, current_conversation_scores_sql, current_message_scores_sql, has_table
+from .scores import MESSAGE_KEYS, analyzed, columns, has_table
 
 DEFAULT_SCHEMA = "pe_toolkit"
 BATCH_ROWS = 100_000
@@ -235,7 +235,7 @@ class _Loader:
             # When the scores were computed is not part of what they are: a
             # re-analysis giving the same values writes nothing.
             when = {"analyzed_at"} & {n for n, _ in columns(self.duck, "conversation_scores")}
-            rows = f"SELECT * EXCLUDE ({', '.join(when)}) FROM ({current_conversation_scores_sql()})" if when else current_conversation_scores_sql()
+            rows = f"SELECT * EXCLUDE ({', '.join(when)}) FROM current_conversation_scores" if when else "SELECT * FROM current_conversation_scores"
             ctes.append(
                 f"cs AS (SELECT x.conversation_id, md5(to_json(x)::VARCHAR) AS h FROM ({rows}) x "
                 "SEMI JOIN sel ON sel.id = x.conversation_id)"
@@ -245,7 +245,7 @@ class _Loader:
             if message_scored:
                 ctes.append(
                     "msh AS (SELECT x.conversation_id, md5(string_agg(to_json(x)::VARCHAR, '' ORDER BY x.idx)) AS h "
-                    f"FROM ({current_message_scores_sql()}) x SEMI JOIN sel ON sel.id = x.conversation_id GROUP BY ALL)"
+                    "FROM current_message_scores x SEMI JOIN sel ON sel.id = x.conversation_id GROUP BY ALL)"
                 )
                 joins += " LEFT JOIN msh ON msh.conversation_id = sel.id"
                 msh = "coalesce(msh.h, '')"
@@ -428,7 +428,7 @@ class _Loader:
         conv = spec_from_describe(
             "conversation_scores",
             self.describe(
-                f"SELECT x.*, k.scores_hash AS row_hash FROM ({current_conversation_scores_sql()}) x "
+                "SELECT x.*, k.scores_hash AS row_hash FROM current_conversation_scores x "
                 f"JOIN {self.KEYS} k ON k.id = x.conversation_id LIMIT 0"
             ),
             key=("conversation_id",), hash_column="row_hash", indexes=(("risk_score",),),
@@ -439,7 +439,7 @@ class _Loader:
             children = (
                 spec_from_describe(
                     "message_scores",
-                    self.describe(f"SELECT {', '.join(f'x.{quote_ident(n)}' for n in keep)} FROM ({current_message_scores_sql()}) x LIMIT 0"),
+                    self.describe(f"SELECT {', '.join(f'x.{quote_ident(n)}' for n in keep)} FROM current_message_scores x LIMIT 0"),
                     key=("conversation_id", "idx"),
                 ),
             )
@@ -451,14 +451,14 @@ class _Loader:
         rows = ", ".join(c.send_expr("x") for c in conv.columns if c.name != "row_hash")
         self.report.tables["conversation_scores"] = self.write_parent(
             conv,
-            f"SELECT {rows}, k.scores_hash AS row_hash FROM ({current_conversation_scores_sql()}) x "
+            f"SELECT {rows}, k.scores_hash AS row_hash FROM current_conversation_scores x "
             f"JOIN {self.KEYS} k ON k.id = x.conversation_id SEMI JOIN {ids} ch ON ch.id = x.conversation_id",
         )
         for msgs in family.children:
             rows = ", ".join(c.send_expr("x") for c in msgs.columns)
             self.report.tables["message_scores"] = self.write_children(
                 msgs,
-                f"SELECT {rows} FROM ({current_message_scores_sql()}) x SEMI JOIN {ids} ch ON ch.id = x.conversation_id",
+                f"SELECT {rows} FROM current_message_scores x SEMI JOIN {ids} ch ON ch.id = x.conversation_id",
                 family.changed_pg, None,
             )
 

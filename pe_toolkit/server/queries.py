@@ -195,11 +195,5 @@ def analysed_conversations(db: ServerDB) -> int | None:
     """Conversations with current analysis scores, None if never analyzed."""
     if not db.has_table("conversation_scores"):
         return None
-    cols = {r[0] for r in db.rows("SELECT column_name FROM duckdb_columns() WHERE table_name = 'conversation_scores'")}
-    if "content_hash" in cols:
-        return int(db.scalar(
-            "SELECT count(DISTINCT s.conversation_id) FROM conversation_scores s JOIN conversations c "
-            "ON c.id = s.conversation_id AND c.content_hash = s.content_hash"
-        ) or 0)
-    return int(db.scalar("SELECT count(DISTINCT conversation_id) FROM conversation_scores") or 0)
+    return int(db.scalar("SELECT count(DISTINCT conversation_id) FROM current_conversation_scores") or 0)
 

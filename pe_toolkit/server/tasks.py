@@ -2,8 +2,9 @@
 
 Both score the store with :func:`pe_toolkit.analysis.analyze` (incremental:
 only conversations that are new, changed, or scored by an older analyzer
-version are scored again), then summarize ``conversation_scores`` for the
-job's selection (dataset, ``tier``, ``min_quality``) in SQL:
+version are scored again), then summarize the current scores (the store's
+view ``current_conversation_scores``) for the job's selection (dataset,
+``tier``, ``min_quality``) in SQL:
 
 - quality_validation: the six locally computed metrics against the stored
   (API) ones, the computed tier distribution and its agreement with the
@@ -87,15 +88,13 @@ def _plain(report: Any) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(found, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
-def _scores_join(db: ServerDB) -> str:
-    cols = {r[0] for r in db.rows("SELECT column_name FROM duckdb_columns() WHERE table_name = 'conversation_scores'")}
-    on = "s.conversation_id = c.id" + (" AND s.content_hash = c.content_hash" if "content_hash" in cols else "")
-    return f"JOIN conversation_scores s ON {on}"
+# The store's view of the current scores (migration 0009; see Store).
+SCORES_JOIN = "JOIN current_conversation_scores s ON s.conversation_id = c.id"
 
 
 def quality_summary(db: ServerDB, filter: ConversationFilter) -> dict[str, Any]:
     where, params = filter.where("c")
-    join = _scores_join(db)
+    join = SCORES_JOIN
     metric_sql = ", ".join(
         f"avg(s.{m}), avg(c.{m}), avg(abs(s.{m} - c.{m}))" for m in QUALITY_METRICS
     )
@@ -171,7 +170,7 @@ def run_analysis(ctx: JobContext) -> dict[str, Any]:
     filter = selection(ctx.dataset_name, ctx.parameters)
     analysis = _score_store(ctx)
     where, params = filter.where("c")
-    join = _scores_join(ctx.db)
+    join = SCORES_JOIN
     cols = {r[0] for r in ctx.db.rows("SELECT column_name FROM duckdb_columns() WHERE table_name = 'conversation_scores'")}
     risk: dict[str, Any] = {}
     if "risk_score" in cols:

@@ -5,6 +5,22 @@ transaction per batch; reads come back as polars frames. DuckDB allows one
 writing process per file: a second writer gets :class:`StoreLockedError`
 naming the holder, and readers can open with ``read_only=True`` while no one
 writes.
+
+Analysis results: ``conversation_scores``, ``message_scores`` and
+``evidence`` hold every row ``analyze`` wrote. Which of them are *current*
+is the store's rule, kept in three views (migration 0009) that every reader
+uses: ``current_conversation_scores``, ``current_message_scores`` and
+``current_evidence``. A conversation's rows are current when the
+conversation is unchanged since it was scored (same ``content_hash``) and
+they were computed by the analysis version in force, which is the
+``analysis_version`` of the latest ``analyze`` run (``analysis_runs``): a
+view cannot know the Python analyzers' version, but each run records the
+one it scores with before writing anything and re-scores every row of
+another version, so a row is current exactly when the next incremental
+``analyze`` would leave it alone. A setting that enters a version (the
+alert threshold, say) takes effect at the next ``analyze``. With no run
+recorded, rows of any version count. :meth:`Store.scores` reads the views
+as polars frames; plain SQL can name them too, read-only included.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import load_settings
-from ..errors import StoreError, StoreLockedError, SchemaVersionError
+from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from . import migrate
 from .filters import ConversationFilter
@@ -46,6 +62,14 @@ CONTENT_HASH_SQL = (
 )
 
 _CONVERSATION_COLUMNS = ", ".join(STORED_CONVERSATION_COLUMNS)
+
+# The views of current analysis rows (migration 0009) by level, with the
+# order Store.scores returns them in.
+SCORE_VIEWS = {
+    "conversation": ("current_conversation_scores", "x.conversation_id"),
+    "message": ("current_message_scores", "x.conversation_id, x.idx"),
+    "evidence": ("current_evidence", 'x.conversation_id, x.idx, x."start", x."end", x.analyzer, x.category'),
+}
 
 
 @dataclass
@@ -95,6 +119,10 @@ def _translate_open_error(path: Path, exc: duckdb.Error) -> StoreError:
 
 class Store:
     """A pe_toolkit cache file.
+
+    Current analysis rows come from :meth:`scores` or the views
+    ``current_conversation_scores``, ``current_message_scores`` and
+    ``current_evidence`` (the rule is in the module docstring).
 
     >>> with Store("data/pe_cache.duckdb") as store:
     ...     store.summary()
@@ -291,6 +319,40 @@ class Store:
             f"WHERE {where}{role_sql} ORDER BY m.conversation_id, m.idx",
             params,
         )
+
+    def scores(
+        self,
+        level: str = "conversation",
+        filter: ConversationFilter | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        **constraints: Any,
+    ) -> pl.DataFrame:
+        """Current analysis rows of the matching conversations (see the
+        module docstring for what "current" means), from the view of
+        ``level``: ``"conversation"`` (``current_conversation_scores``, by
+        conversation id), ``"message"`` (``current_message_scores``, by
+        conversation and message index) or ``"evidence"``
+        (``current_evidence``, by message and offset). Filters as for
+        :meth:`conversations` (``ids=``, ``dataset=``, ``tier=``, quality
+        and date bounds). Empty when nothing current is stored.
+
+        >>> store.scores(ids=["conv_1"])            # one conversation's scores
+        >>> store.scores("evidence", tier="research")
+        """
+        if level not in SCORE_VIEWS:
+            raise InputError(f"level must be one of {', '.join(SCORE_VIEWS)}, got {level!r}")
+        view, order = SCORE_VIEWS[level]
+        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        selected = ""
+        if where != "TRUE":
+            selected = f" SEMI JOIN (SELECT c.id FROM conversations c WHERE {where}) c ON c.id = x.conversation_id"
+        page = ""
+        if limit is not None:
+            page = " LIMIT ? OFFSET ?"
+            params += [int(limit), int(offset)]
+        return self.sql(f"SELECT x.* FROM {view} x{selected} ORDER BY {order}{page}", params)
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """One conversation as the API's conversation object, or None."""

@@ -1,11 +1,14 @@
-"""Which analysis results a store holds, and SQL over the current ones.
+"""Which analysis results a store holds, and where the current ones are.
 
 ``pe.analyze(store)`` writes ``conversation_scores``, ``message_scores`` and
-``evidence`` (migration 0002). A store that was never analyzed has none of
-them; the views then show what the conversations alone allow and say that
-the analysis is missing. Score rows carry the ``content_hash`` of the
-content they were computed on: only rows matching the conversation's
-current hash count, so an edited conversation never shows a stale score.
+``evidence`` (migration 0002). A store that was never analyzed has no rows
+in them; the views then show what the conversations alone allow and say
+that the analysis is missing. Which rows are current (computed on the
+conversation's current content, by the analysis version in force) is the
+store's rule: the widgets read its views ``current_conversation_scores``,
+``current_message_scores`` and ``current_evidence`` (migration 0009, see
+:class:`pe_toolkit.store.Store`), so an edited conversation never shows a
+stale score.
 """
 
 from __future__ import annotations
@@ -49,43 +52,16 @@ class ScoreInfo:
     def has(self, column: str) -> bool:
         return column in self.conversation
 
-    def current_sql(self, table: str) -> str:
-        """SELECT of the rows of ``table`` computed on current content."""
-        columns = dict(zip(TABLES, (self.conversation, self.message, self.evidence)))[table]
-        if "content_hash" not in columns and table != "conversation_scores" and "content_hash" in self.conversation:
-            # Message scores and evidence belong to their conversation's
-            # score row (replaced together): current when that row is.
-            return f"SELECT x.* FROM {table} x SEMI JOIN {self.conversation_scores()} cs ON cs.conversation_id = x.conversation_id"
-        cond = "cur.id = x.conversation_id"
-        if "content_hash" in columns:
-            cond += " AND cur.content_hash = x.content_hash"
-        return f"SELECT x.* FROM {table} x SEMI JOIN conversations cur ON {cond}"
-
     def conversation_scores(self) -> str:
-        """A subquery of the current ``conversation_scores`` rows."""
-        return f"({self.current_sql('conversation_scores')})"
+        """The view of the current ``conversation_scores`` rows (for FROM)."""
+        return "current_conversation_scores"
 
     def message_scores(self) -> str:
-        return f"({self.current_sql('message_scores')})"
+        return "current_message_scores"
 
     def evidence_rows(self) -> str:
-        return f"({self.current_sql('evidence')})"
+        return "current_evidence"
 
 
 NOT_ANALYZED = "This store has not been analyzed yet: run pe.analyze(store) (or `pe-toolkit analyze`) for scores."
 
-
-def create_views(store: Store) -> list[str]:
-    """Temporary views ``current_conversation_scores``,
-    ``current_message_scores`` and ``current_evidence`` over the score rows
-    computed on each conversation's current content, so notebook SQL can
-    name them plainly. They live on this connection only (read-only stores
-    allow them) and are returned by name; none when never analyzed."""
-    info = ScoreInfo.of(store)
-    created = []
-    for table, columns in zip(TABLES, (info.conversation, info.message, info.evidence)):
-        if columns:
-            name = f"current_{table}"
-            store.connection.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {info.current_sql(table)}")
-            created.append(name)
-    return created

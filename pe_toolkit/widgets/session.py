@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..store import Store
-from .scores import create_views
 
 SOURCES = ("sample", "file", "api", "cache")
 
@@ -39,8 +38,9 @@ def open_for_notebook(
 
     Then, with ``analyze``, score what is new or changed (incremental).
     Prints one line per step. Returns the store, read-only unless
-    ``writable``, with the temporary views of the current scores
-    (:func:`pe_toolkit.widgets.scores.create_views`).
+    ``writable``; notebook SQL reads the current scores from the store's
+    views ``current_conversation_scores``, ``current_message_scores`` and
+    ``current_evidence`` (see :class:`pe_toolkit.store.Store`).
     """
     if source not in SOURCES:
         raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -73,5 +73,4 @@ def open_for_notebook(
         location = store.path
         store.close()
         store = Store(location, read_only=True)
-    create_views(store)
     return store
