@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# A throwaway PostgreSQL when none runs (tests/pg_cluster.py), and a last
+# line naming what was skipped and why (tests/skip_summary.py).
+pytest_plugins = ("tests.pg_cluster", "tests.skip_summary")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.jsonl.gz"
 
