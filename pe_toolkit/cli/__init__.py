@@ -32,6 +32,43 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def hoist_db(args: list[str], group: click.Group) -> list[str]:
+    """Move ``--db PATH`` given after the subcommand to before it, so
+    ``pe-toolkit info --db X`` works like ``pe-toolkit --db X info`` (unless
+    the subcommand has a ``--db`` of its own, as ``serve`` does). Stops at
+    ``--``; several ``--db``: the last one wins, as click does."""
+    i = 0
+    while i < len(args):  # past the group's own options to the subcommand's name
+        if args[i] == "--db":
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            break
+    if i >= len(args) or args[i] not in COMMANDS:
+        return args
+    command = group.get_command(click.Context(group), args[i])
+    if command is None or any("--db" in p.opts for p in command.params):
+        return args
+    head, tail, moved = args[: i], [], []
+    rest = iter(args[i:])
+    for token in rest:
+        if token == "--":
+            tail += [token, *rest]
+            break
+        if token == "--db":
+            value = next(rest, None)
+            if value is None:  # a dangling --db stays where it is: click then names the option
+                tail.append(token)
+            else:
+                moved += [token, value]
+        elif token.startswith("--db="):
+            moved.append(token)
+        else:
+            tail.append(token)
+    return head + moved + tail
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -48,6 +85,9 @@ class LazyGroup(click.Group):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args, self))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

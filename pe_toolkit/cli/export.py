@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import ExportError
 from ._common import open_cli_store, progress_enabled
 
 _FORMATS = ("jsonl", "openai", "sharegpt", "csv", "parquet", "huggingface")
@@ -18,7 +19,8 @@ def _format_from(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     fmt = _BY_SUFFIX.get(Path(name).suffix)
     if fmt is None:
-        raise click.UsageError(f"cannot tell the format from {path.name!r}; pass --format ({', '.join(_FORMATS)})")
+        # An expected failure (one line, exit 1), not a usage error that prints the whole usage.
+        raise ExportError(f"cannot tell the export format from {path.name!r}; pass --format ({', '.join(_FORMATS)})")
     return fmt
 
 
