@@ -8,16 +8,28 @@ SAMPLE := data/sample.jsonl.gz
 
 .PHONY: venv demo test test-notebooks lab bench sample models models-check clean
 
+DEMO_STAMP := $(VENV)/.installed-demo
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	# notebooks are committed without outputs: strip them on `git add` (nbstripout's git filter)
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install; fi
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs only the notebook extra (the reports), not the whole [dev]
+# set (test tools, benchmark baselines, browser driver, datasets).
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
 
 ## demo: load the bundled sample into the cache, summarize, analyze it and write the HTML reports
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/pe-toolkit import $(SAMPLE)
 	$(BIN)/pe-toolkit info
 	$(BIN)/pe-toolkit analyze
