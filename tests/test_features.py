@@ -147,3 +147,21 @@ def test_any_text_counts_like_python(rows):
     assert got.keys() == want.keys()
     for cid, values in want.items():
         assert_close(got[cid], values)
+
+
+def test_learned_and_safety_scores_reach_the_feature_table(store):
+    from ._export_support import analyze_for_real
+
+    analyze_for_real(store)
+    conv = features(store).sort("conversation_id")
+    current = store.scores("conversation").sort("conversation_id")
+    for name in ("suicide_risk_p_max", "max_abuse_severity", "disclosures", "responses_appropriate"):
+        assert conv[name].to_list() == current[name].to_list(), name
+    assert conv["suicide_risk_p_max"].null_count() < conv.height
+    msg = features(store, level="message").sort("conversation_id", "idx")
+    stored = store.scores("message").sort("conversation_id", "idx")
+    for name in ("skill", "skill_p_question", "suicide_risk_p", "abuse_severity", "reply_appropriate", "skills"):
+        assert msg[name].to_list() == stored[name].to_list(), name
+    assistant = msg.filter(pl.col("role") == "assistant")
+    assert assistant["skill"].null_count() == 0 and assistant.height > 0
+    assert msg.filter(pl.col("role") == "user")["skill"].null_count() == msg.filter(pl.col("role") == "user").height

@@ -20,7 +20,7 @@ def _format_from(path: Path) -> str:
     fmt = _BY_SUFFIX.get(Path(name).suffix)
     if fmt is None:
         # An expected failure (one line, exit 1), not a usage error that prints the whole usage.
-        raise ExportError(f"cannot tell the export format from {path.name!r}; pass --format ({', '.join(_FORMATS)})")
+        raise ExportError(f"cannot tell the format from {path.name!r}; pass --format ({', '.join(_FORMATS)})")
     return fmt
 
 

@@ -2,10 +2,13 @@
 
 ``features(store)`` gives one row per conversation: message counts by role,
 total and mean lengths in characters and words, the API's six quality
-metrics, and the sentiment, empathy and risk scores of the last
+metrics, and the sentiment, empathy, safety and learned scores of the last
 ``pe-toolkit analyze`` (null where a conversation has no current scores, or
-the store was never analyzed). ``level="message"`` gives one row per message
-with its length, word count and message scores.
+the store was never analyzed): ``suicide_risk_p_max`` (the risk model),
+``max_abuse_severity``, disclosures and appropriate responses.
+``level="message"`` gives one row per message with its length, word count
+and message scores, among them the skills model's ``skill`` and
+``skill_p_<code>``, ``suicide_risk_p`` and ``abuse_severity``.
 
 ``features(frame)`` computes the same text features from a messages frame
 (``conversation_id``, ``role``, ``content``, and ``idx`` for message rows):
@@ -32,6 +35,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from ..analysis.learned import SKILL_CLASSES
 from ..errors import InputError
 from ..schema import QUALITY_METRICS
 from ..store import ConversationFilter, Store
@@ -56,6 +60,10 @@ CONVERSATION_SCORES: dict[str, str] = {
     "alert": "BOOLEAN",
     "max_severity": "INTEGER",
     "crisis_categories": "VARCHAR[]",
+    "disclosures": "INTEGER",
+    "responses_appropriate": "DOUBLE",
+    "suicide_risk_p_max": "DOUBLE",
+    "max_abuse_severity": "INTEGER",
 }
 MESSAGE_SCORES: dict[str, str] = {
     "sentiment": "DOUBLE",
@@ -67,9 +75,15 @@ MESSAGE_SCORES: dict[str, str] = {
     "crisis_severity": "INTEGER",
     "harmful": "VARCHAR[]",
     "pii": "VARCHAR[]",
+    "skills": "VARCHAR[]",
+    "skill": "VARCHAR",
+    **{f"skill_p_{code}": "DOUBLE" for code in SKILL_CLASSES},
+    "suicide_risk_p": "DOUBLE",
+    "abuse_severity": "INTEGER",
+    "reply_appropriate": "BOOLEAN",
 }
 LEVELS = ("conversation", "message")
-FEATURES_VERSION = "2"  # part of the warehouse's change hash: raise when a definition changes
+FEATURES_VERSION = "3"  # part of the warehouse's change hash: raise when a definition changes
 BATCH_ROWS = 200_000  # messages per batch when reading a store
 
 # Rust regex: \s is Unicode White_Space; Python's str.split() also splits on
