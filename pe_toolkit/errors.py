@@ -105,7 +105,20 @@ class ReportError(PeToolkitError):
 
 
 class ApiError(PeToolkitError):
-    """Talking to the Pixelated Empathy API failed."""
+    """Talking to the Pixelated Empathy API failed.
+
+    ``status_code`` and ``error_code`` are the published SDK's names for
+    :class:`ApiStatusError`'s ``status`` and ``code`` (None when the server
+    gave no answer), so ``except`` blocks written for the SDK read them.
+    """
+
+    @property
+    def status_code(self) -> int | None:
+        return getattr(self, "status", None)
+
+    @property
+    def error_code(self) -> str | None:
+        return getattr(self, "code", None)
 
 
 class TransportError(ApiError):

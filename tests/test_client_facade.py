@@ -120,3 +120,92 @@ def test_health_check_is_false_not_an_exception_when_down() -> None:
     sock.close()
     api = PixelatedEmpathyAPI(KEY, base_url=f"http://127.0.0.1:{port}/v1", timeout=2, max_retries=0)
     assert api.health_check() is False
+
+
+def test_errors_answer_to_the_sdks_attribute_names_too(mirror: Served) -> None:
+    with PixelatedEmpathyAPI(KEY, base_url=mirror.url + "/v1", timeout=10, max_retries=0) as api:
+        with pytest.raises(PixelatedEmpathyAPIError) as info:
+            api.get_conversation("not_there")
+    error = info.value
+    assert (error.status_code, error.error_code) == (error.status, error.code) == (404, "RESOURCE_NOT_FOUND")
+    down = PixelatedEmpathyAPI(KEY, base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=2, max_retries=0)
+    with pytest.raises(PixelatedEmpathyAPIError) as info:
+        down.list_datasets()
+    assert info.value.status_code is None and info.value.error_code is None  # no answer, so no status
+
+
+def test_the_background_task_pattern_polls_the_exports_job_id(mirror: Served) -> None:
+    """The seed's pattern: export, poll job_id until done, fetch download_url."""
+    import httpx
+
+    with PixelatedEmpathyAPI(KEY, base_url=mirror.url + "/v1", timeout=10, max_retries=1) as api:
+        export_job = api.export_data(dataset="*", format="jsonl", tier="clinical")
+        status = api.wait_for_job(export_job["job_id"], poll_interval=0.2, timeout=120)
+    assert status["status"] == "completed"
+    response = httpx.get(status["download_url"], headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    table = mirror.mirror.store.conversations()
+    assert len(response.content.splitlines()) == table.filter(pl.col("tier") == "clinical").height
+
+
+def test_iter_conversations_serves_for_and_async_for(mirror: Served) -> None:
+    import asyncio
+
+    expected = sorted(mirror.mirror.store.conversations().filter(pl.col("tier") == "research")["id"].to_list())
+    with PixelatedEmpathyAPI(KEY, base_url=mirror.url + "/v1", timeout=10, max_retries=1) as api:
+        plain = [c["id"] for c in api.iter_conversations(tier="research", batch_size=40)]
+
+        async def pull() -> list[str]:
+            return [c["id"] async for c in api.iter_conversations(tier="research", batch_size=40)]
+
+        awaited = asyncio.run(pull())
+    assert sorted(plain) == sorted(awaited) == expected
+    assert len(awaited) == len(set(awaited))
+
+
+def test_async_iteration_leaves_the_event_loop_free_while_pages_load(sample_store_template, tmp_path) -> None:
+    """Pages answer slowly (a seeded delay on the list route); a ticker
+    task must keep ticking while they load, not only between them."""
+    import asyncio
+    import time
+
+    from .client_support import serve
+    from .fault_injection import Faults
+    from .server_support import copy_store
+
+    faults = Faults(delay=1.0, delay_seconds=0.6, paths=r"^/v1/conversations$", seed=3)
+    with serve(copy_store(sample_store_template, tmp_path), faults=faults) as (served, _):
+        with PixelatedEmpathyAPI(KEY, base_url=served.url + "/v1", timeout=10, max_retries=1) as api:
+
+            async def run() -> tuple[int, float, float]:
+                ticks: list[float] = []
+                done = asyncio.Event()
+
+                async def ticker() -> None:
+                    while not done.is_set():
+                        ticks.append(time.monotonic())
+                        await asyncio.sleep(0.01)
+
+                task = asyncio.create_task(ticker())
+                await asyncio.sleep(0)
+                started = time.monotonic()
+                count = 0
+                async for _ in api.iter_conversations(batch_size=400):
+                    count += 1
+                finished = time.monotonic()
+                done.set()
+                await task
+                marks = [started, *(t for t in ticks if started <= t <= finished), finished]
+                return count, finished - started, max(b - a for a, b in zip(marks, marks[1:]))
+
+            count, elapsed, longest_gap = asyncio.run(run())
+        assert count == served.mirror.store.count()
+    assert elapsed > 0.5  # the delays happened
+    assert longest_gap < 0.3 * elapsed, (longest_gap, elapsed)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -236,6 +236,8 @@ def test_job_records_survive_a_restart_and_interrupted_jobs_are_failed(sample_st
         )
     with start_mirror(db_path) as served, served.client() as client:
         after = check_envelope(client.get(f"/v1/processing/jobs/{done['export_id']}"), 200)
+        # the same record; only the server's address (in download_url) moved
+        assert after.pop("download_url").startswith(served.url) and before.pop("download_url").endswith("/download")
         assert after == before
         crashed = check_envelope(client.get("/v1/processing/jobs/job_crashed_aaaaaaaaaaaaaaaa"), 200)
         assert crashed["status"] == "failed" and crashed["error"] == INTERRUPTED and crashed["completed_at"]

@@ -12,13 +12,18 @@ deliberate:
 - ``iter_conversations`` reconciles pages by id (the SDK's offset loop
   repeats or skips conversations when the corpus changes mid-pull);
 - ``health_check`` asks the public ``/health`` at the server root (the SDK
-  asks ``{base_url}/health``, a route the contract does not have);
+  asks ``{base_url}/health``, a route the contract does not have; the
+  mirror serves both);
+- ``iter_conversations`` works with ``async for`` as well as ``for``;
+- exceptions carry ``status``/``code`` and the SDK's ``status_code``/``error_code``;
 - the key is held as a :class:`~pe_toolkit.config.Secret`: no attribute,
   repr or log line shows it (the SDK keeps it in ``self.api_key``).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,6 +38,42 @@ PUBLISHED_BASE_URL = "https://api.pixelatedempathy.com/v1"
 
 PixelatedEmpathyAPIError = ApiError
 """The SDK's base exception name, for ``except PixelatedEmpathyAPIError``."""
+
+
+class ConversationIterator:
+    """Conversation summaries, for ``for`` and for ``async for``.
+
+    Both walk the same pages; the async side loads each page in a worker
+    thread (``asyncio.to_thread``), so the event loop keeps running other
+    tasks while a page is on its way. One way of iterating per object.
+    """
+
+    def __init__(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+        self._pages = pages
+        self._ready: deque[dict[str, Any]] = deque()
+
+    def __iter__(self) -> ConversationIterator:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while not self._ready:
+            self._ready.extend(next(self._pages))  # StopIteration ends the loop
+        return self._ready.popleft()
+
+    def __aiter__(self) -> ConversationIterator:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while not self._ready:
+            page = await asyncio.to_thread(next, self._pages, None)
+            if page is None:
+                raise StopAsyncIteration
+            self._ready.extend(page)
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Stop early (no further page is requested)."""
+        self._pages.close()  # type: ignore[attr-defined]
 
 
 class PixelatedEmpathyAPI:
@@ -101,8 +142,16 @@ class PixelatedEmpathyAPI:
         tier: str | None = None,
         min_quality: float | None = None,
         batch_size: int = 100,
-    ) -> Iterator[dict[str, Any]]:
-        """Every matching conversation summary once, ``batch_size`` per request."""
+    ) -> ConversationIterator:
+        """Every matching conversation summary once, ``batch_size`` per
+        request; iterate it with ``for`` or, in async code (the SDK's
+        stream-processor pattern), with ``async for``."""
+        return ConversationIterator(self._pages(dataset, tier, min_quality, batch_size))
+
+    def _pages(
+        self, dataset: str | None, tier: str | None, min_quality: float | None, batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The new summaries of each page, reconciled by id."""
         pager = Paginator(page_size=max(2, min(int(batch_size), 1000)))
         seen: set[str] = set()
         while (req := pager.request()) is not None:
@@ -113,7 +162,7 @@ class PixelatedEmpathyAPI:
             fresh = [c for c in rest if c.get("id") not in seen]
             seen.update(c.get("id") for c in fresh)
             pager.advance(len(items), items[-1].get("id") if items else None, int(page.get("total", 0)), len(seen))
-            yield from fresh
+            yield fresh
 
     # -- quality ----------------------------------------------------------------
     def get_quality_metrics(self, dataset: str | None = None, tier: str | None = None) -> dict[str, Any]:

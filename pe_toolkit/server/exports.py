@@ -60,6 +60,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def download_url(base: str, export_id: str) -> str:
+    return f"{base.rstrip('/')}/v1/exports/{export_id}/download"
+
+
 class ExportPending(Exception):
     """The export's job has not finished: the download answers 202."""
 
@@ -86,10 +90,18 @@ class Exports:
         return float(PRIOR_BYTES_PER_CONVERSATION[fmt])
 
     def create(
-        self, *, dataset: str, fmt: str, filters: dict[str, Any], count: int, download_base: str
+        self,
+        *,
+        dataset: str,
+        fmt: str,
+        filters: dict[str, Any],
+        count: int,
+        download_base: str,
+        parameters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Record an export and queue its job; ``filters`` are the validated
-        ``tier``/``min_quality``/``redact`` options."""
+        ``tier``/``min_quality``/``redact`` options, ``parameters`` what the
+        job records (default: the format and the filters)."""
         export_id = new_job_id("exp")
         slug = _SLUG.sub("_", dataset if dataset != "*" else "all")[:40] or "export"
         file_name = f"{export_id}.{SUFFIX[fmt]}"
@@ -112,7 +124,7 @@ class Exports:
                     now + timedelta(seconds=self.config.export_ttl),
                 ],
             )
-        self.jobs.submit("export", dataset, {"format": fmt, **filters}, size=count, job_id=export_id)
+        self.jobs.submit("export", dataset, parameters or {"format": fmt, **filters}, size=count, job_id=export_id)
         return self.describe(export_id, download_base)  # type: ignore[return-value]
 
     def describe(self, export_id: str, download_base: str) -> dict[str, Any] | None:
@@ -122,12 +134,13 @@ class Exports:
         (eid, dataset, fmt, filters, _, download_name, _, status, convs, size, estimated, created, _, expires, error) = row
         found = {
             "export_id": eid,
+            "job_id": eid,  # the export's job (the SDK's background-task pattern polls job_id)
             "dataset": dataset,
             "format": fmt,
             "filters": orjson.loads(filters),
             "status": status,
             "estimated_size": int(size if size is not None else estimated or 0),
-            "download_url": f"{download_base.rstrip('/')}/v1/exports/{eid}/download",
+            "download_url": download_url(download_base, eid),
             "file_name": download_name,
             "created_at": iso(created),
             "expires_at": iso(expires),

@@ -9,7 +9,9 @@ reading). Unknown fields are ignored, as the published API does.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,6 +23,11 @@ from .handlers import describe_errors
 
 Tier = Literal["basic", "standard", "professional", "clinical", "research"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# What a caller says about a conversation it asks us to score: the published
+# SDK and tests send "tier": "unknown" for one not yet classified, and any
+# number as its score. Taken as information and echoed, never used.
+InformationalTier = Annotated[str, Field(max_length=200)]
+InformationalScore = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -34,11 +41,14 @@ class MessageIn(_Strict):
 
 
 class ConversationIn(_Strict):
+    """A conversation to validate; ``tier`` and ``quality_score`` are the
+    caller's information (see :data:`INFORMATIONAL`)."""
+
     id: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=10_000)]
     quality_metrics: dict[str, Unit | None] | None = None
-    quality_score: Unit | None = None
-    tier: Tier | None = None
+    quality_score: InformationalScore | None = None
+    tier: InformationalTier | None = None
     metadata: dict[str, Any] | None = None
     created_at: str | None = None
 
@@ -50,6 +60,9 @@ class ConversationIn(_Strict):
             if unknown:
                 raise ValueError(f"unknown metric(s) {', '.join(unknown)}")
         return value
+
+
+INFORMATIONAL = ("tier", "quality_score")
 
 
 class SearchFilters(_Strict):
@@ -72,22 +85,30 @@ class SubmitIn(_Strict):
 
 
 class JobParameters(_Strict):
-    """``parameters`` of quality_validation and analysis jobs."""
+    """``parameters`` of quality_validation and analysis jobs: the ones named
+    here are validated and applied; any other is kept and echoed, not
+    applied (the upstream suite sends options of its own server).
+    ``tier_filter`` is the upstream name of ``tier`` (one tier or several)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
     tier: Tier | None = None
+    tier_filter: Tier | list[Tier] | None = None
     min_quality: Unit | None = None
-    limit: Annotated[int, Field(ge=1)] | None = None
 
 
 class ExportParameters(_Strict):
-    """``parameters`` of an export job (the form fields of POST /v1/export)."""
+    """The options of an export (the form fields of POST /v1/export)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
     format: Literal["jsonl", "csv", "parquet", "huggingface", "openai"]
     tier: Tier | None = None
     min_quality: Unit | None = None
     redact: bool = False
+
+
+class ExportJobParameters(ExportParameters):
+    """``parameters`` of an export job: as :class:`JobParameters`, the
+    known ones applied, the others echoed."""
+
+    tier_filter: Tier | list[Tier] | None = None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -100,13 +121,34 @@ def _is_json(content_type: str | None) -> bool:
 async def json_body(request: Request) -> Any:
     if not _is_json(request.headers.get("content-type")):
         raise invalid("body", "expected JSON (Content-Type: application/json)", status=400)
-    raw = await request.body()
+    return parse_json(await request.body())
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a body, or the contract's 400."""
     if not raw.strip():
         raise invalid("body", "empty; expected a JSON object", status=400)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise invalid("body", f"malformed JSON ({exc.msg} at position {exc.pos})", status=400) from None
+
+
+_FORM_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def form_fields(raw: bytes) -> dict[str, str] | None:
+    """``raw`` read as an url-encoded form if it is one (every field a
+    ``name=value`` with a plain name), else None; empty values are left out
+    as in a parsed form."""
+    try:
+        text = raw.decode("utf-8").strip()
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not pairs or not all(_FORM_FIELD.fullmatch(name) for name, _ in pairs):
+        return None
+    return {name: value for name, value in pairs if value != ""}
 
 
 def validated(model: type[_Strict], value: Any, *, prefix: str = "") -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..schema import QUALITY_METRICS
 from .envelope import PROCESSING_ERROR, ApiProblem
+from .models import INFORMATIONAL
 
 
 def analysis() -> ModuleType:
@@ -29,7 +30,14 @@ def analysis() -> ModuleType:
 
 
 def validate(conversation: dict[str, Any], *, include_messages: bool = False) -> dict[str, Any]:
-    result: dict[str, Any] = analysis().validate_conversation(conversation, include_messages=include_messages)
+    """The analyzers' answer; a ``tier`` or ``quality_score`` the caller
+    sent is not scored (it is what they think, not what the text shows) and
+    comes back under ``submitted``, as sent."""
+    submitted = {k: conversation[k] for k in INFORMATIONAL if k in conversation}
+    scored = {k: v for k, v in conversation.items() if k not in submitted} if submitted else conversation
+    result: dict[str, Any] = analysis().validate_conversation(scored, include_messages=include_messages)
+    if submitted:
+        result["submitted"] = submitted
     return result
 
 

@@ -15,7 +15,7 @@ from ...store import ConversationFilter
 from ..envelope import JSONBytes, not_found, ok
 from ..exports import ExportPending
 from ..jobs import ACTIVE
-from ..models import ExportParameters, json_body, validated
+from ..models import ExportParameters, form_fields, parse_json, validated
 from ._common import base_url, mirror, require_dataset
 
 router = APIRouter()
@@ -31,7 +31,13 @@ class ExportForm(ExportParameters):
 async def _fields(request: Request) -> dict[str, Any]:
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "application/json":  # accepted too, for convenience
-        body = await json_body(request)
+        raw = await request.body()
+        # The published SDK posts its form (requests' data=) with its
+        # session's Content-Type: application/json left on: a body that is
+        # not JSON but is a well-formed form is read as the form it is.
+        if raw.lstrip()[:1] not in (b"{", b"[", b'"') and (fields := form_fields(raw)) is not None:
+            return fields
+        body = parse_json(raw)
         return body if isinstance(body, dict) else {"_": body}
     # One limit for the whole body (the gateway's 413) rather than
     # Starlette's separate 1 MiB per-field limit.

@@ -1,4 +1,10 @@
-"""``/`` and ``/health``: public, no key needed."""
+"""``/`` and ``/health``: public, no key needed; ``/v1/health`` as well.
+
+The messages are the published server's own strings: clients and
+dashboards written for it match on them. ``/v1/health`` is where the
+published SDK's ``health_check`` looks (``{base_url}/health``); like every
+``/v1`` route it needs a key, which the SDK sends.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from ..envelope import JSONBytes, error_body, ok, request_id_of
 from ._common import mirror
 
 router = APIRouter()
+
+ROOT_MESSAGE = "Welcome to Pixelated Empathy AI API"
+HEALTHY_MESSAGE = "API is healthy"
 
 
 @router.get("/", summary="API information and the list of endpoints")
@@ -39,12 +48,21 @@ async def root(request: Request) -> JSONBytes:
             "rate_limit": {"requests": mirror(request).config.rate_limit, "window_seconds": mirror(request).config.rate_window},
             "endpoints": endpoints,
         },
-        "Pixelated Empathy API v1 (pe_toolkit offline mirror)",
+        ROOT_MESSAGE,
     )
 
 
 @router.get("/health", summary="Health of the server and its store")
 def health(request: Request) -> JSONBytes:
+    return _health(request)
+
+
+@router.get("/v1/health", summary="Health, where the published SDK's health_check asks (needs a key)")
+def health_v1(request: Request) -> JSONBytes:
+    return _health(request)
+
+
+def _health(request: Request) -> JSONBytes:
     m = mirror(request)
     checks = m.health()
     healthy = checks["store"] == "ok"
@@ -55,5 +73,5 @@ def health(request: Request) -> JSONBytes:
         "checks": checks,
     }
     if healthy:
-        return ok(request, data, "Service is healthy")
+        return ok(request, data, HEALTHY_MESSAGE)
     return JSONBytes(error_body("PROCESSING_ERROR", "the store is not readable", request_id_of(request.scope)), status_code=503)

@@ -9,7 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ...store import ConversationFilter
 from ..envelope import JSONBytes, not_found, ok
-from ..models import ExportParameters, JobParameters, SubmitIn, json_body, validated
+from ..exports import download_url
+from ..jobs import Job
+from ..envelope import invalid
+from ..models import ExportJobParameters, JobParameters, SubmitIn, json_body, validated
 from ._common import base_url, mirror, require_dataset
 
 router = APIRouter()
@@ -19,24 +22,31 @@ router = APIRouter()
 async def submit(request: Request) -> JSONBytes:
     body = validated(SubmitIn, await json_body(request))
     m = mirror(request)
-    if body.processing_type == "export":
-        params: Any = validated(ExportParameters, body.parameters, prefix="parameters")
-    else:
-        params = validated(JobParameters, body.parameters, prefix="parameters")
+    model: type[JobParameters | ExportJobParameters]
+    model = ExportJobParameters if body.processing_type == "export" else JobParameters
+    if body.processing_type != "export":
         m.require_analysis()
-    chosen = params.model_dump(exclude_none=True)
+    params: Any = validated(model, body.parameters, prefix="parameters")
+    tier = _tier(params)
+    chosen = params.model_dump(exclude_none=True, exclude={"tier_filter"}) | ({"tier": tier} if tier else {})
+    # Stored and echoed: everything sent, the known options as applied.
+    recorded = {**body.parameters, **chosen}
+    unapplied = sorted(set(body.parameters) - set(model.model_fields))
 
     def create() -> dict[str, Any]:
         require_dataset(request, body.dataset_name)
         dataset = None if body.dataset_name == "*" else body.dataset_name
-        count = m.count(ConversationFilter(dataset=dataset, tier=params.tier, min_quality=params.min_quality))
+        count = m.count(ConversationFilter(dataset=dataset, tier=tier, min_quality=params.min_quality))
         if body.processing_type == "export":
             filters = {k: v for k, v in chosen.items() if k != "format"}
-            info = m.exports.create(dataset=body.dataset_name, fmt=params.format, filters=filters, count=count, download_base=base_url(request))
+            info = m.exports.create(
+                dataset=body.dataset_name, fmt=params.format, filters=filters, count=count,
+                download_base=base_url(request), parameters=recorded,
+            )
             job = m.jobs.get(info["export_id"])
             extra = {"export_id": info["export_id"], "download_url": info["download_url"]}
         else:
-            job = m.jobs.submit(body.processing_type, body.dataset_name, chosen, size=count)
+            job = m.jobs.submit(body.processing_type, body.dataset_name, recorded, size=count)
             extra = {}
         assert job is not None
         api = job.as_api()
@@ -49,6 +59,7 @@ async def submit(request: Request) -> JSONBytes:
             "estimated_completion": api["estimated_completion"],
             "parameters": api["parameters"],
             "conversations": count,
+            "unapplied_parameters": unapplied,
             **extra,
         }
 
@@ -61,7 +72,7 @@ def get_job(request: Request, job_id: str) -> JSONBytes:
     job = mirror(request).jobs.get(job_id[:200])
     if job is None:
         raise not_found(f"job {job_id[:200]!r}")
-    return ok(request, job.as_api(), "Job retrieved")
+    return ok(request, _as_api(request, job), "Job retrieved")
 
 
 @router.delete("/v1/processing/jobs/{job_id}", summary="Cancel a queued or running job (mirror extension)")
@@ -69,4 +80,21 @@ def cancel_job(request: Request, job_id: str) -> JSONBytes:
     job = mirror(request).jobs.cancel(job_id[:200])
     if job is None:
         raise not_found(f"job {job_id[:200]!r}")
-    return ok(request, job.as_api(), "Cancellation requested" if job.status in ("queued", "running") else f"Job already {job.status}")
+    return ok(request, _as_api(request, job), "Cancellation requested" if job.status in ("queued", "running") else f"Job already {job.status}")
+
+
+def _as_api(request: Request, job: Job) -> dict[str, Any]:
+    """A job's status; an export job's carries its ``download_url`` (the
+    published SDK's scripts read it there, not in ``results``)."""
+    found = job.as_api()
+    if job.processing_type == "export":
+        found["download_url"] = download_url(base_url(request), job.job_id)
+    return found
+
+
+def _tier(params: JobParameters | ExportJobParameters) -> str | list[str] | None:
+    """The tier selection of ``tier`` and its upstream name ``tier_filter``
+    (they must agree when both are sent)."""
+    if params.tier is not None and params.tier_filter is not None and params.tier_filter not in (params.tier, [params.tier]):
+        raise invalid("parameters.tier_filter", f"contradicts parameters.tier ({params.tier!r})")
+    return params.tier if params.tier is not None else params.tier_filter
