@@ -30,40 +30,29 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from ..errors import InputError, PeToolkitError, WarehouseError
 from ..events import bus
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store import ConversationFilter, Store
+from . import pgfeatures
 from .core import reading
 from .dsn import Dsn
-from .features import FEATURES_VERSION, combine, conversation_features, partial_sums
+from .features import FEATURES_VERSION, partial_sums
 from .filters import ExportFilter
+from .pgfeatures import _Collector
+from .pgsession import Family, PgSession, TableLoad, pg_literal
 from .pgtables import TableSpec, quote_ident, spec_from_describe
 from .scores import MESSAGE_KEYS, analyzed, columns, has_table
 
 DEFAULT_SCHEMA = "pe_toolkit"
 BATCH_ROWS = 100_000
 _CONVERSATION_COLUMNS = ", ".join(STORED_CONVERSATION_COLUMNS)
-
-
-@dataclass
-class TableLoad:
-    inserted: int = 0  # per-message tables: rows copied in
-    updated: int = 0
-    deleted: int = 0  # per-message tables: rows of changed conversations removed first
-    seconds: float = 0.0  # writing this table, keys and indexes included
-
-    @property
-    def written(self) -> int:
-        return self.inserted + self.updated
 
 
 @dataclass
@@ -129,102 +118,22 @@ def _check_schema_name(schema: str) -> None:
         raise InputError(f"invalid PostgreSQL schema name {schema!r}")
 
 
-@dataclass
-class _Family:
-    """Tables whose rows change together, with the per-conversation hash
-    (a column of the DuckDB keys table) that says when they did."""
+class _Loader(PgSession):
+    """One load: the change hashes (keys), what each table family must
+    write (plan), and the writes in order (run); the moves themselves are
+    :class:`PgSession`'s, the feature table's :mod:`.pgfeatures`'."""
 
-    name: str
-    hash: str  # content_hash | scores_hash | features_hash
-    parent: TableSpec
-    children: tuple[TableSpec, ...] = ()
-    changed_duck: str = ""  # DuckDB relation of the ids to write
-    changed_pg: str | None = None  # PostgreSQL temp table of the same ids, when needed
-
-
-class _Loader:
     KEYS = "_pe_wh_keys"  # DuckDB temp table: id, content_hash, scores_hash, features_hash
 
     def __init__(self, duck: duckdb.DuckDBPyConnection, pg: Any, schema: str, report: WarehouseReport, progress: bool, batch_rows: int) -> None:
-        self.duck, self.pg, self.schema = duck, pg, schema
-        self.cur = pg.cursor()
-        self.report, self.progress, self.batch_rows = report, progress, batch_rows
+        super().__init__(duck, pg, schema, progress, batch_rows)
+        self.report = report
         self.keys_in_pg = False
-        self.registered: list[str] = []
-
-    # -- helpers -----------------------------------------------------------
-    def q(self, table: str) -> str:
-        return f"{quote_ident(self.schema)}.{quote_ident(table)}"
-
-    def exec(self, sql: str) -> None:
-        self.cur.execute(sql)
-
-    def scalar(self, sql: str) -> Any:
-        self.cur.execute(sql)
-        row = self.cur.fetchone()
-        return row[0] if row else None
-
-    def describe(self, sql: str) -> list[tuple[str, str]]:
-        rel = self.duck.sql(sql)
-        return [(name, str(dtype)) for name, dtype in zip(rel.columns, rel.types)]
-
-    def _reader(
-        self, source: pa.RecordBatchReader, table: str, total: int | None, each: Callable[[pa.RecordBatch], None] | None
-    ) -> pa.RecordBatchReader:
-        """``source`` counted on a progress bar and announced as
-        ``warehouse.progress`` events as its batches go to PostgreSQL;
-        ``each(batch)`` runs after a batch is handed over, while PostgreSQL
-        is still busy with it."""
-        from tqdm.auto import tqdm
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            with tqdm(total=total, unit="row", desc=table, disable=not self.progress, leave=False) as bar:
-                for batch in source:
-                    yield batch
-                    if each is not None:
-                        each(batch)
-                    bar.update(batch.num_rows)
-                    bus.publish("warehouse.progress", table=table, rows=batch.num_rows)
-
-        return pa.RecordBatchReader.from_batches(source.schema, batches())
-
-    def copy(
-        self,
-        table: str,
-        source: str | pa.Table,
-        *,
-        total: int | None = None,
-        temporary: bool = False,
-        label: str | None = None,
-        each: Callable[[pa.RecordBatch], None] | None = None,
-    ) -> int:
-        """Binary COPY of a DuckDB query's rows (or an Arrow table) into ``table``."""
-        if isinstance(source, str):
-            reader = self.duck.sql(source).to_arrow_reader(self.batch_rows)
-        else:
-            reader = source.to_reader(max_chunksize=self.batch_rows)
-        reader = self._reader(reader, label or table, total, each)
-        if temporary:
-            return int(self.cur.adbc_ingest(table, reader, mode="create", temporary=True))
-        return int(self.cur.adbc_ingest(table, reader, mode="append", db_schema_name=self.schema))
-
-    def register(self, name: str, table: pa.Table) -> None:
-        self.duck.register(name, table)
-        self.registered.append(name)
 
     def cleanup(self) -> None:
-        for name in self.registered:
-            with contextlib.suppress(Exception):
-                self.duck.unregister(name)
+        super().cleanup()
         with contextlib.suppress(Exception):
             self.duck.execute(f"DROP TABLE IF EXISTS {self.KEYS}")
-
-    def is_empty(self, table: str) -> bool:
-        return not self.scalar(f"SELECT EXISTS (SELECT 1 FROM {self.q(table)})")
-
-    def create(self, spec: TableSpec) -> None:
-        for statement in spec.ddl(self.schema):
-            self.exec(statement)
 
     # -- keys and change sets ----------------------------------------------------
     def make_keys(self, where: str, params: list[Any], scored: bool, message_scored: bool) -> None:
@@ -267,7 +176,7 @@ class _Loader:
         self.exec("ANALYZE _pe_keys")
         self.keys_in_pg = True
 
-    def plan(self, family: _Family, *, need_pg: bool) -> None:
+    def plan(self, family: Family, *, need_pg: bool) -> None:
         """Decide what to write for a family, before anything of it is written.
 
         An empty parent table (a first load) takes every selected id with a
@@ -296,59 +205,6 @@ class _Loader:
         self.register(temp, self.cur.fetch_arrow_table())
         family.changed_duck = temp
 
-    # -- writing -------------------------------------------------------------------
-    def write_bulk(self, spec: TableSpec, rows_sql: str, total: int | None, each: Callable[[pa.RecordBatch], None] | None = None) -> int:
-        """Copy into an empty table, building its keys once afterwards:
-        maintaining a primary key row by row costs more (RESULTS.md)."""
-        for statement in spec.drop_indexes(self.schema):
-            self.exec(statement)
-        written = self.copy(spec.name, rows_sql, total=total, each=each)
-        for statement in spec.create_indexes(self.schema, with_key=True):
-            self.exec(statement)
-        return written
-
-    def write_parent(self, spec: TableSpec, rows_sql: str) -> TableLoad:
-        started = time.perf_counter()
-        load = self._write_parent(spec, rows_sql)
-        load.seconds = time.perf_counter() - started
-        return load
-
-    def _write_parent(self, spec: TableSpec, rows_sql: str) -> TableLoad:
-        if self.is_empty(spec.name):
-            return TableLoad(inserted=self.write_bulk(spec, rows_sql, None))
-        stage = f"_pe_stage_{spec.name}"
-        self.copy(stage, rows_sql, temporary=True, label=spec.name)
-        names = spec.column_names
-        cols = ", ".join(map(quote_ident, names))
-        values = ", ".join(c.insert_expr("st") for c in spec.columns)
-        updates = ", ".join(f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in names if n not in spec.key)
-        hash_col = quote_ident(spec.hash_column or "")
-        self.cur.execute(
-            f"WITH w AS (INSERT INTO {self.q(spec.name)} AS t ({cols}) SELECT {values} FROM {stage} st "
-            f"ON CONFLICT ({', '.join(map(quote_ident, spec.key))}) DO UPDATE SET {updates}, loaded_at = now() "
-            f"WHERE t.{hash_col} IS DISTINCT FROM EXCLUDED.{hash_col} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w"
-        )
-        inserted, updated = self.cur.fetchone()
-        self.exec(f"DROP TABLE {stage}")
-        return TableLoad(inserted=int(inserted), updated=int(updated))
-
-    def write_children(
-        self, spec: TableSpec, rows_sql: str, changed_pg: str | None, total: int | None,
-        each: Callable[[pa.RecordBatch], None] | None = None,
-    ) -> TableLoad:
-        """Delete the rows of changed conversations, then copy their rows in."""
-        started = time.perf_counter()
-        if self.is_empty(spec.name):
-            load = TableLoad(inserted=self.write_bulk(spec, rows_sql, total, each))
-        else:
-            assert changed_pg is not None, "a non-empty child table is planned with a PostgreSQL change set"
-            self.cur.execute(f"DELETE FROM {self.q(spec.name)} t USING {changed_pg} ch WHERE t.conversation_id = ch.id")
-            deleted = max(int(self.cur.rowcount or 0), 0)
-            load = TableLoad(inserted=self.copy(spec.name, rows_sql, total=total, each=each), deleted=deleted)
-        load.seconds = time.perf_counter() - started
-        return load
-
     # -- the load ------------------------------------------------------------------
     def run(self, selection: ExportFilter, include_scores: bool, include_features: bool) -> None:
         where, params = selection.where("c")
@@ -356,7 +212,7 @@ class _Loader:
         message_scored = scored and has_table(self.duck, "message_scores")
 
         self.exec(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
-        self.scalar(f"SELECT pg_advisory_xact_lock(hashtext('pe_toolkit.warehouse:' || {_pg_literal(self.schema)}))")
+        self.scalar(f"SELECT pg_advisory_xact_lock(hashtext('pe_toolkit.warehouse:' || {pg_literal(self.schema)}))")
         # Index builds after a bulk copy sort in memory when they can.
         self.exec("SET LOCAL maintenance_work_mem = '256MB'")
         self.make_keys(where, params, scored, message_scored)
@@ -370,7 +226,7 @@ class _Loader:
         # Stale scores are found through the content change set, so it must
         # exist in PostgreSQL whenever score tables hold rows.
         stale_possible = any(
-            self.scalar(f"SELECT to_regclass({_pg_literal(self.q(t))}) IS NOT NULL") and not self.is_empty(t)
+            self.scalar(f"SELECT to_regclass({pg_literal(self.q(t))}) IS NOT NULL") and not self.is_empty(t)
             for t in ("conversation_scores", "message_scores")
         )
         families = [f for f in (content, scores, features) if f is not None]
@@ -389,7 +245,7 @@ class _Loader:
         if features is not None:
             self.write_features(features, content, partials or [])
 
-    def content_family(self) -> _Family:
+    def content_family(self) -> Family:
         conv = spec_from_describe(
             "conversations", self.describe(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c LIMIT 0"),
             key=("id",), hash_column="content_hash", indexes=(("dataset", "tier"), ("created_at",)),
@@ -398,9 +254,9 @@ class _Loader:
             "messages", self.describe('SELECT conversation_id, idx, role, content, "timestamp" FROM messages LIMIT 0'),
             key=("conversation_id", "idx"),
         )
-        return _Family("conversations", "content_hash", conv, (msgs,))
+        return Family("conversations", "content_hash", conv, (msgs,))
 
-    def write_content(self, family: _Family, partials: list[pl.DataFrame] | None) -> None:
+    def write_content(self, family: Family, partials: list[pl.DataFrame] | None) -> None:
         conv, (msgs,) = family.parent, family.children
         ids = family.changed_duck
         rows = ", ".join(c.send_expr("c") for c in conv.columns)
@@ -424,7 +280,7 @@ class _Loader:
         if partials is not None:
             partials.extend(collected)
 
-    def scores_family(self, message_scored: bool) -> _Family:
+    def scores_family(self, message_scored: bool) -> Family:
         conv = spec_from_describe(
             "conversation_scores",
             self.describe(
@@ -443,9 +299,9 @@ class _Loader:
                     key=("conversation_id", "idx"),
                 ),
             )
-        return _Family("scores", "scores_hash", conv, children)
+        return Family("scores", "scores_hash", conv, children)
 
-    def write_scores(self, family: _Family) -> None:
+    def write_scores(self, family: Family) -> None:
         conv = family.parent
         ids = family.changed_duck
         rows = ", ".join(c.send_expr("x") for c in conv.columns if c.name != "row_hash")
@@ -462,13 +318,13 @@ class _Loader:
                 family.changed_pg, None,
             )
 
-    def drop_stale_scores(self, content: _Family) -> None:
+    def drop_stale_scores(self, content: Family) -> None:
         """Scores in the warehouse of conversations whose content changed and
         that have no current scores (not analyzed since) would describe text
         that is no longer there: remove them."""
         assert content.changed_pg is not None
         for table in ("conversation_scores", "message_scores"):
-            if not self.scalar(f"SELECT to_regclass({_pg_literal(self.q(table))}) IS NOT NULL"):
+            if not self.scalar(f"SELECT to_regclass({pg_literal(self.q(table))}) IS NOT NULL"):
                 continue
             self.cur.execute(
                 f"DELETE FROM {self.q(table)} t USING {content.changed_pg} ch "
@@ -479,123 +335,11 @@ class _Loader:
             if removed:
                 self.report.tables.setdefault(table, TableLoad()).deleted += removed
 
-    def features_family(self) -> _Family:
-        sample = conversation_features(self.duck, "FALSE")
-        spec = spec_from_describe(
-            "conversation_features",
-            [(f.name, _duck_type(self.duck, f.type)) for f in sample.schema] + [("row_hash", "VARCHAR")],
-            key=("conversation_id",), hash_column="row_hash", indexes=(("dataset", "tier"),),
-        )
-        return _Family("features", "features_hash", spec)
+    def features_family(self) -> Family:
+        return pgfeatures.features_family(self)
 
-    def write_features(self, family: _Family, content: _Family, partials: list[pl.DataFrame]) -> None:
-        started = time.perf_counter()
-        spec = family.parent
-        ids = self.duck.sql(f"SELECT id FROM {family.changed_duck} ORDER BY id").to_arrow_table()
-        # Conversations whose features changed without their content (new
-        # scores, new feature definitions): their messages are read here.
-        self.register("_pe_features_ids", ids)
-        extra = self.duck.sql(
-            f"SELECT id FROM _pe_features_ids f ANTI JOIN {content.changed_duck} c ON c.id = f.id"
-        ).to_arrow_table()
-        if extra.num_rows:
-            self.register("_pe_features_extra", extra)
-            reader = self.duck.sql(
-                "SELECT m.conversation_id, m.idx, m.role, m.content FROM messages m "
-                "SEMI JOIN _pe_features_extra e ON e.id = m.conversation_id"
-            ).to_arrow_reader(self.batch_rows)
-            partials = [*partials, *(partial_sums(pl.from_arrow(b)) for b in reader)]  # type: ignore[arg-type]
-        text = combine(partials)
-        load = TableLoad()
-        bulk = self.is_empty(spec.name)
-        if bulk:
-            for statement in spec.drop_indexes(self.schema):
-                self.exec(statement)
-        sent = ", ".join(c.send_expr("f") for c in spec.columns if c.name != "row_hash")
-        # Feature rows are built in chunks of conversations: each chunk's
-        # table is what memory holds besides the text statistics.
-        for start in range(0, ids.num_rows, FEATURE_CHUNK):
-            self.duck.register("_pe_chunk", ids.slice(start, FEATURE_CHUNK))
-            try:
-                table = conversation_features(self.duck, "c.id IN (SELECT id FROM _pe_chunk)", text=text)
-            finally:
-                self.duck.unregister("_pe_chunk")
-            self.duck.register("_pe_features", table)
-            try:
-                rows = (
-                    f"SELECT {sent}, k.features_hash AS row_hash FROM _pe_features f "
-                    f"JOIN {self.KEYS} k ON k.id = f.conversation_id"
-                )
-                if bulk:
-                    load.inserted += self.copy(spec.name, rows, label=spec.name)
-                else:
-                    part = self.write_parent(spec, rows)
-                    load.inserted += part.inserted
-                    load.updated += part.updated
-            finally:
-                self.duck.unregister("_pe_features")
-        if bulk:
-            for statement in spec.create_indexes(self.schema, with_key=True):
-                self.exec(statement)
-        load.seconds = time.perf_counter() - started
-        self.report.tables["conversation_features"] = load
-
-
-FEATURE_CHUNK = 250_000  # conversations whose features are held at once
-
-
-class _Collector:
-    """Applies ``work`` to message batches in a background thread, so the
-    statistics are computed (polars, which releases the GIL) while the main
-    thread keeps PostgreSQL's COPY fed. At most ``depth`` batches wait."""
-
-    def __init__(self, work: Callable[[pl.DataFrame], pl.DataFrame], depth: int = 4) -> None:
-        import queue
-        import threading
-
-        self._work = work
-        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
-        self._results: list[pl.DataFrame] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="pe-warehouse-stats", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is None:
-                try:
-                    self._results.append(self._work(pl.from_arrow(batch)))  # type: ignore[arg-type]
-                except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
-                    self._error = exc
-
-    def put(self, batch: pa.RecordBatch) -> None:
-        self._queue.put(batch)
-
-    def finish(self) -> list[pl.DataFrame]:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._results
-
-
-def _duck_type(con: duckdb.DuckDBPyConnection, arrow_type: pa.DataType) -> str:
-    """The DuckDB type name of an Arrow type (for the table mapping)."""
-    empty = pa.table({"x": pa.array([], arrow_type)})
-    con.register("_pe_type_probe", empty)
-    try:
-        return str(con.sql("SELECT x FROM _pe_type_probe").types[0])
-    finally:
-        con.unregister("_pe_type_probe")
-
-
-def _pg_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
+    def write_features(self, family: Family, content: Family, partials: list[pl.DataFrame]) -> None:
+        pgfeatures.write_features(self, family, content, partials)
 def load(
     store: Store | duckdb.DuckDBPyConnection,
     dsn: str | Dsn,
