@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily)
 _LAZY: dict[str, str] = {
     "import_file": "pe_toolkit.ingest",
+    "import_frame": "pe_toolkit.ingest",
+    "import_dataset": "pe_toolkit.ingest",
     "ColumnMap": "pe_toolkit.ingest",
     "ensure_sample": "pe_toolkit.ingest.sample",
     "analyze": "pe_toolkit.analysis",

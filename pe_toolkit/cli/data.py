@@ -11,30 +11,39 @@ from ._common import open_cli_store, progress_enabled
 
 
 @click.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "api", "openai", "sharegpt", "csv", "parquet"]),
+    type=click.Choice(["auto", "api", "openai", "sharegpt", "esconv", "csv", "parquet", "rows"]),
     default="auto",
     show_default=True,
-    help="Input format; auto decides from the name and the first record.",
+    help="Input format; auto decides from the name and the first record (rows: JSON lines of flat records).",
 )
 @click.option("--dataset", help="Dataset name for records that carry none (default: the file name).")
 @click.option("--skip-invalid", is_flag=True, help="Record bad records in dead_letters and import the rest.")
-@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help="CSV/Parquet column mapping (repeatable), e.g. --map content=text.")
-@click.option("--layout", type=click.Choice(["messages", "pairs"]), help="CSV/Parquet: one row per message, or per user/assistant pair.")
+@click.option(
+    "--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+    help="Table column mapping (repeatable), e.g. --map content=text, --map metadata.rating=upvotes.",
+)  # fmt: skip
+@click.option("--layout", type=click.Choice(["messages", "pairs"]), help="Tables: one row per message, or per user/assistant pair.")
+@click.option("--drop", multiple=True, metavar="COLUMN", help="Tables: a column not to keep in metadata (repeatable).")
+@click.option("--group-by", "group_by", metavar="COLUMN", help="Pairs layout: thread the rows sharing COLUMN into one conversation.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.pass_context
-def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: str | None, skip_invalid: bool, mapping: tuple[str, ...], layout: str | None, no_progress: bool) -> None:
-    """Import conversation files (JSONL/JSON, OpenAI, ShareGPT, CSV, Parquet; .gz too).
+def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: str | None, skip_invalid: bool, mapping: tuple[str, ...],
+               layout: str | None, drop: tuple[str, ...], group_by: str | None, no_progress: bool) -> None:  # fmt: skip
+    """Import conversation files (JSONL/JSON, OpenAI, ShareGPT, ESConv, CSV, Parquet, JSON rows; .gz too)
+    or a Hugging Face dataset folder (save_to_disk, or its Parquet/JSON shards).
 
-    Re-importing a file changes nothing. A bad record stops the import with
-    FILE:LINE: REASON before its batch is written, unless --skip-invalid.
+    Table columns that are not part of the conversation go into its metadata
+    (typed); the import prints what went where. Re-importing a file changes
+    nothing. A bad record stops the import with FILE:LINE: REASON before its
+    batch is written, unless --skip-invalid.
     """
     from ..ingest import ColumnMap, import_file
 
-    columns = ColumnMap.parse(mapping, layout) if (mapping or layout) else None
+    columns = ColumnMap.parse(mapping, layout, drop=drop, group_by=group_by) if (mapping or layout or drop or group_by) else None
     with open_cli_store(ctx) as store:
         for path in paths:
             report = import_file(
@@ -47,6 +56,8 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
                 progress=progress_enabled(no_progress),
             )
             click.echo(str(report))
+            for line in report.mapping:
+                click.echo(f"  {line}")
 
 
 @click.command("synth")

@@ -2,8 +2,11 @@
 
 Formats: ``api`` (the API's conversation objects), ``openai`` (chat
 fine-tuning JSONL), ``sharegpt``, as JSON lines or one JSON array (``.json``);
-``csv`` and ``parquet`` with a :class:`ColumnMap`. ``.gz`` is accepted for
-all text formats.
+``esconv`` (ESConv-style dialogues, :mod:`.esconv`); ``csv``, ``parquet``
+and ``rows`` (JSON lines of flat records such as ``Context``/``Response``)
+mapped by a :class:`ColumnMap`; a folder holding a Hugging Face dataset
+(``save_to_disk``, or its Parquet/JSON shards; :mod:`.hf`). ``.gz`` is
+accepted for all text formats.
 
 Guarantees:
 - each batch is written in one transaction, so a conversation is never
@@ -18,44 +21,29 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import orjson
-import pyarrow as pa
 
-from ..errors import InputError, RecordError, UnknownFormatError
+from ..errors import InputError, UnknownFormatError
 from ..events import EventBus, bus as default_bus
-from ..store import Store, UpsertResult
+from ..store import Store
+from . import esconv, hf
+from .columns import ColumnMap
+from .frames import relation_batches
+from .loading import Batch, ImportReport, progress_bar, write_batches
 from .normalize import JSON_FORMATS, normalize_lines, parse_connection
-from .prefetch import prefetch
-from .reader import DEFAULT_CHUNK_BYTES, LineChunk, peek_first_record, read_line_chunks
-from .tabular import ColumnMap, read_tabular
+from .reader import DEFAULT_CHUNK_BYTES, peek_first_record, record_chunks
+from .tabular import TABULAR_FORMATS, relation_of
 
-FORMATS = ("auto", *JSON_FORMATS, "csv", "parquet")
+__all__ = ["BATCH_ROWS", "FORMATS", "ImportReport", "detect_format", "import_file"]
+
+FORMATS = ("auto", *JSON_FORMATS, "esconv", *TABULAR_FORMATS)
 BATCH_ROWS = 10_000
-
-
-@dataclass
-class ImportReport(UpsertResult):
-    """An :class:`UpsertResult` plus what was set aside."""
-
-    path: str = ""
-    format: str = ""
-    invalid: int = 0
-
-    def __str__(self) -> str:
-        text = (
-            f"{self.path} ({self.format}): {self.inserted:,} new, {self.updated:,} updated, "
-            f"{self.unchanged:,} unchanged"
-        )
-        if self.invalid:
-            text += f", {self.invalid:,} invalid (in dead_letters)"
-        return text
 
 
 def _strip_gz(name: str) -> str:
@@ -77,11 +65,19 @@ def _format_of_record(record: bytes) -> str | None:
         if {"id", "metadata", "quality_metrics"} & obj.keys():
             return "api"
         return "openai"
-    return None
+    if esconv.is_esconv(obj):
+        return "esconv"
+    try:
+        ColumnMap().resolve(list(obj), "record")
+    except InputError:
+        return None
+    return "rows"
 
 
 def detect_format(path: Path) -> str:
     """Guess the format from the name, then from the first record."""
+    if path.is_dir():
+        return "hf"
     suffix = Path(_strip_gz(path.name)).suffix.lower()
     if suffix in (".csv", ".tsv"):
         return "csv"
@@ -111,47 +107,10 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def _is_json_array(path: Path) -> bool:
-    return peek_first_record(path).startswith(b"[")
-
-
-def _array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
-    """A JSON array file streamed element by element by DuckDB; the record
-    number (1-based) stands in for the line number."""
+def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: bool, batch_rows: int, chunk_bytes: int) -> Iterator[Batch]:
     con = parse_connection()
-    try:
-        reader = con.sql(
-            "SELECT json::VARCHAR AS raw FROM read_json_objects($path, format = 'array')",
-            params={"path": str(path)},
-        ).to_arrow_reader(batch_rows)
-        first = 1
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (duckdb.Error, pa.ArrowInvalid) as exc:
-                raise RecordError(str(path), first, f"invalid JSON array: {str(exc).splitlines()[0]}") from None
-            n = batch.num_rows
-            table = pa.table({"line_no": pa.array(range(first, first + n), pa.int64()), "raw": batch.column(0)})
-            first += n
-            yield LineChunk(table, 0)
-    finally:
-        con.close()
-
-
-def _progress(total: int | None, unit: str, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    scale = unit == "B"
-    return tqdm(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc, disable=not enabled, leave=False)
-
-
-def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: bool, batch_rows: int, chunk_bytes: int):  # type: ignore[no-untyped-def]
-    con = parse_connection()
-    array = _is_json_array(path)
-    chunks = _array_chunks(path, batch_rows) if array else read_line_chunks(path, chunk_bytes)
-    bar = _progress(None if array else os.path.getsize(path), "rec" if array else "B", path.name, progress)
+    array, chunks = record_chunks(path, batch_rows, chunk_bytes)
+    bar = progress_bar(None if array else os.path.getsize(path), "rec" if array else "B", path.name, progress)
     try:
         with bar:
             for chunk in chunks:
@@ -166,16 +125,33 @@ def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: boo
         con.close()
 
 
-def _tabular_batches(path: Path, fmt: str, cmap: ColumnMap, dataset: str, source: str, progress: bool, batch_rows: int):  # type: ignore[no-untyped-def]
+def _table_batches(where: str, paths: list[Path] | Path, fmt: str, cmap: ColumnMap, dataset: str, source: str, progress: bool,
+                   batch_rows: int, report: ImportReport) -> Iterator[Batch]:  # fmt: skip
     con = parse_connection()
     try:
-        total, batches = read_tabular(con, path, fmt, cmap, dataset=dataset, source=source, batch_rows=batch_rows)
-        with _progress(total, "conv", path.name, progress) as bar:
-            for good, errors in batches:
-                yield good, errors
-                bar.update(good.num_rows + len(errors))
+        value = [str(p) for p in paths] if isinstance(paths, list) else str(paths)
+        lines, total, batches = relation_batches(
+            con, relation_of(fmt), {"path": value}, cmap, where=where, what=fmt, label=fmt, dataset=dataset, source=source,
+            text=fmt == "csv", header=1 if fmt == "csv" else 0, batch_rows=batch_rows,
+        )  # fmt: skip
+        report.mapping = lines
+        yield from _counted(batches, total, Path(where).name, progress)
     finally:
         con.close()
+
+
+def _counted(batches: Iterator[Batch], total: int, desc: str, progress: bool) -> Iterator[Batch]:
+    with progress_bar(total, "conv", desc, progress) as bar:
+        for good, errors in batches:
+            yield good, errors
+            bar.update(good.num_rows + len(errors))
+
+
+def _primed(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """Run a generator up to its first batch now, so that its setup (reading
+    the columns, planning the mapping) fails before the import run is recorded."""
+    first = next(batches, None)
+    return iter(()) if first is None else itertools.chain([first], batches)
 
 
 def import_file(
@@ -191,66 +167,53 @@ def import_file(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     events: EventBus | None = None,
 ) -> ImportReport:
-    """Import one file into ``store``; see the module docstring for guarantees.
+    """Import one file (or a Hugging Face dataset folder) into ``store``;
+    see the module docstring for guarantees.
 
     ``dataset`` names the dataset of records that do not carry one (default:
     the file name without extensions). A batch is ``chunk_bytes`` of JSON
-    lines, or ``batch_rows`` records of a JSON array or table.
+    lines, or ``batch_rows`` records of a JSON array or table. The report's
+    ``mapping`` says what each column or field became.
     """
+    hf.check_local(str(path))
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
     if format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    fmt = detect_format(path) if format == "auto" else format
-    if columns is not None and fmt not in ("csv", "parquet"):
-        raise InputError("a column mapping applies only to csv and parquet files")
+    fmt = detect_format(path) if format == "auto" or path.is_dir() else format
+    if columns is not None and fmt not in (*TABULAR_FORMATS, "hf"):
+        raise InputError(f"a column mapping applies to csv, parquet, rows and Hugging Face data, not to {fmt}")
     dataset = dataset or Path(_strip_gz(path.name)).stem
     source = str(path.resolve())
+    label = f"file:{path.name}"
     events = events or default_bus
+    cmap = columns or ColumnMap()
+    if fmt == "hf":
+        return _import_folder(store, path, dataset=dataset, source=source, columns=cmap, skip_invalid=skip_invalid,
+                              progress=progress, batch_rows=batch_rows, events=events)  # fmt: skip
     report = ImportReport(path=str(path), format=fmt)
     if fmt in JSON_FORMATS:
-        batches = _json_batches(path, fmt, dataset, f"file:{path.name}", progress, batch_rows, chunk_bytes)
+        batches = _json_batches(path, fmt, dataset, label, progress, batch_rows, chunk_bytes)
+        report.mapping = [f"{'conversations' if fmt == 'sharegpt' else 'messages'} -> messages ({fmt} shape); metadata kept"]
+    elif fmt == "esconv":
+        batches = esconv.esconv_batches(path, dataset, label, batch_rows, chunk_bytes)
+        report.mapping = list(esconv.DESCRIPTION)
     else:
-        batches = _tabular_batches(path, fmt, columns or ColumnMap(), dataset, f"file:{path.name}", progress, batch_rows)
-
-    run_id = store.start_run("import", source)
-    try:
-        with store.bulk_writes(), contextlib.closing(prefetch(batches)) as prefetched:
-            for good, errors in prefetched:
-                if errors and not skip_invalid:
-                    line, reason, _ = errors[0]
-                    more = f" (and {len(errors) - 1} more in this batch)" if len(errors) > 1 else ""
-                    raise RecordError(str(path), line, reason + more)
-                if errors:
-                    store.add_dead_letters([(source, str(line), reason, raw) for line, reason, raw in errors])
-                    report.invalid += len(errors)
-                result = store.upsert(good)
-                report.add(result, keep_ids=False)
-                _announce(events, result, source)
-        _resolve_fixed(store, source, run_id)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            store.finish_run(run_id, report, invalid=report.invalid, error=str(exc) or type(exc).__name__)
-        raise
-    store.finish_run(run_id, report, invalid=report.invalid)
-    events.publish("import.completed", path=str(path), inserted=report.inserted, updated=report.updated, unchanged=report.unchanged, invalid=report.invalid)
+        batches = _primed(_table_batches(str(path), path, fmt, cmap, dataset, label, progress, batch_rows, report))
+    write_batches(store, batches, where=str(path), source=source, report=report, skip_invalid=skip_invalid, events=events)
     return report
 
 
-def _announce(events: EventBus, result: UpsertResult, source: str) -> None:
-    if result.created_ids:
-        events.publish("conversation.created", ids=result.created_ids, source=source)
-    if result.updated_ids:
-        events.publish("conversation.updated", ids=result.updated_ids, source=source)
-
-
-def _resolve_fixed(store: Store, source: str, run_id: str) -> None:
-    """Dead letters of this file that this complete run did not report again
-    were fixed in the file: mark them resolved."""
-    with store.transaction() as con:
-        con.execute(
-            "UPDATE dead_letters SET resolved_at = now() WHERE source = ? AND resolved_at IS NULL "
-            "AND last_seen < (SELECT started_at FROM ingest_runs WHERE run_id = ?)",
-            [source, run_id],
-        )
+def _import_folder(store: Store, path: Path, *, dataset: str, source: str, columns: ColumnMap, skip_invalid: bool,
+                   progress: bool, batch_rows: int, events: EventBus) -> ImportReport:  # fmt: skip
+    if hf.is_saved_dataset(path):
+        report = hf.import_splits(store, hf.saved_splits(path), name=str(path), dataset=dataset, source=source, columns=columns,
+                                  skip_invalid=skip_invalid, progress=progress, batch_rows=batch_rows, events=events)  # fmt: skip
+        report.format = "hf (save_to_disk)"
+        return report
+    fmt, files = hf.shard_files(path)
+    report = ImportReport(path=str(path), format=f"hf ({len(files)} {fmt} shard{'s' if len(files) > 1 else ''})")
+    batches = _primed(_table_batches(str(path), files, fmt, columns, dataset, f"file:{path.name}", progress, batch_rows, report))
+    write_batches(store, batches, where=str(path), source=source, report=report, skip_invalid=skip_invalid, events=events)
+    return report

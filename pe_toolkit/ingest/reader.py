@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -127,3 +128,40 @@ def peek_first_record(path: Path, limit: int = 1 << 20) -> bytes:
         if line.strip():
             return line.strip()
     return b""
+
+
+def read_array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
+    """A JSON array file streamed element by element by DuckDB; the record
+    number (1-based) stands in for the line number."""
+    from .normalize import parse_connection
+
+    con = parse_connection()
+    try:
+        reader = con.sql(
+            "SELECT json::VARCHAR AS raw FROM read_json_objects($path, format = 'array')",
+            params={"path": str(path)},
+        ).to_arrow_reader(batch_rows)
+        first = 1
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (duckdb.Error, pa.ArrowInvalid) as exc:
+                raise RecordError(str(path), first, f"invalid JSON array: {str(exc).splitlines()[0]}") from None
+            n = batch.num_rows
+            table = pa.table({"line_no": pa.array(np.arange(first, first + n, dtype=np.int64)), "raw": batch.column(0)})
+            first += n
+            yield LineChunk(table, 0)
+    finally:
+        con.close()
+
+
+def is_json_array(path: Path) -> bool:
+    return peek_first_record(path).startswith(b"[")
+
+
+def record_chunks(path: Path, batch_rows: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[bool, Iterator[LineChunk]]:
+    """(is an array, chunks of records) of a JSON-lines file or a JSON array file."""
+    array = is_json_array(path)
+    return array, (read_array_chunks(path, batch_rows) if array else read_line_chunks(path, chunk_bytes))

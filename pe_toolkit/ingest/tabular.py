@@ -1,105 +1,45 @@
-"""CSV and Parquet files: one row per message, or one row per user/assistant pair.
+"""Tables of conversations: one row per message, or one row per user/assistant pair.
 
-A :class:`ColumnMap` says which column holds what; unset names are guessed
-from common spellings (``conversation_id``, ``speaker``, ``text``,
-``Context``/``Response``...). DuckDB reads the file and groups rows into
-conversations in SQL, spilling to disk when the file is larger than memory,
-so a conversation whose rows are scattered through the file is still
-assembled whole. Errors carry the file's line number of the first bad row
-(header = line 1; exact unless a quoted field spans several lines).
+Any table-shaped input comes here: CSV, Parquet, JSON rows (``Context``/
+``Response``, ``prompt``/``response``...), Hugging Face datasets and
+in-memory frames. A :class:`~.columns.ColumnMap` says which column holds
+what. DuckDB reads the table and groups rows into conversations in SQL,
+spilling to disk when the input is larger than memory, so a conversation
+whose rows are scattered through the file is still assembled whole.
+
+Columns that are not part of the conversation's structure are kept as
+metadata, typed: a CSV column whose every value is an integer (a number,
+``true``/``false``) is stored as such, anything else as text. When rows are
+grouped into conversations, a column that varies within a conversation
+belongs to each message and is kept in ``metadata.message_metadata`` (one
+entry per message); a constant one belongs to the conversation.
+
+Errors carry the line number of the first bad row (CSV: header = line 1;
+exact unless a quoted field spans several lines; other inputs: the row
+number, 1-based).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import QUALITY_METRICS, ROLE_ALIASES, TIERS
+from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
 from .normalize import split_errors
 
-_GUESSES: dict[str, tuple[str, ...]] = {
-    "id": ("conversation_id", "conv_id", "dialog_id", "dialogue_id", "session_id", "thread_id", "chat_id", "id"),
-    "role": ("role", "speaker", "from", "author", "sender"),
-    "content": ("content", "text", "message", "utterance", "value", "body"),
-    "turn": ("turn", "turn_id", "idx", "message_index", "position", "seq", "index"),
-    "timestamp": ("timestamp", "time", "sent_at"),
-    "user": ("user", "prompt", "input", "question", "context", "human", "client", "seeker", "query"),
-    "assistant": ("assistant", "response", "output", "answer", "completion", "gpt", "counselor", "therapist", "reply"),
-    "system": ("system", "system_prompt", "instruction"),
-    "dataset": ("dataset",),
-    "tier": ("tier",),
-}
+__all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of"]
 
+TABULAR_FORMATS = ("csv", "parquet", "rows")
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which column holds what. ``layout`` is ``messages`` (role + content per
-    row), ``pairs`` (user + assistant per row) or None to decide from the
-    columns present."""
-
-    layout: str | None = None
-    id: str | None = None
-    role: str | None = None
-    content: str | None = None
-    turn: str | None = None
-    timestamp: str | None = None
-    user: str | None = None
-    assistant: str | None = None
-    system: str | None = None
-    dataset: str | None = None
-    tier: str | None = None
-
-    @classmethod
-    def parse(cls, items: list[str] | tuple[str, ...], layout: str | None = None) -> ColumnMap:
-        """From CLI ``--map field=column`` items."""
-        known = {f.name for f in fields(cls)} - {"layout"}
-        values: dict[str, str] = {}
-        for item in items:
-            key, sep, column = item.partition("=")
-            if not sep or key not in known or not column:
-                raise InputError(f"--map expects FIELD=COLUMN with FIELD one of {', '.join(sorted(known))}; got {item!r}")
-            values[key] = column
-        return cls(layout=layout, **values)
-
-    def resolve(self, columns: list[str], where: str) -> ColumnMap:
-        """Fill unset fields from the file's columns; check every named column exists."""
-        lower = {c.lower(): c for c in columns}
-        chosen: dict[str, str | None] = {}
-        for name, spellings in _GUESSES.items():
-            given = getattr(self, name)
-            if given is not None:
-                if given not in columns:
-                    raise InputError(f"{where}: no column {given!r} (columns: {', '.join(columns)})")
-                chosen[name] = given
-            else:
-                chosen[name] = next((lower[s] for s in spellings if s in lower), None)
-        layout = self.layout
-        if layout is None:
-            if chosen["role"] and chosen["content"]:
-                layout = "messages"
-            elif chosen["user"] and chosen["assistant"]:
-                layout = "pairs"
-            else:
-                raise InputError(
-                    f"{where}: cannot tell which columns hold the conversation (columns: {', '.join(columns)}); "
-                    "pass --map role=COL --map content=COL (one row per message) or "
-                    "--map user=COL --map assistant=COL (one row per pair)"
-                )
-        if layout not in ("messages", "pairs"):
-            raise InputError(f"layout must be 'messages' or 'pairs', got {layout!r}")
-        needed = ("role", "content", "id") if layout == "messages" else ("user", "assistant")
-        for name in needed:
-            if chosen[name] is None:
-                raise InputError(f"{where}: no column for {name!r} in a {layout} layout; pass --map {name}=COLUMN")
-        if layout == "pairs":
-            # A 'role'/'content' guess means nothing in a pairs layout.
-            chosen["role"] = chosen["content"] = None
-        return replace(self, layout=layout, **chosen)
+_INTEGER = r"^\s*[+-]?(0|[1-9][0-9]{0,17})\s*$"
+_NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*$"
 
 
 def _ident(name: str) -> str:
@@ -114,113 +54,275 @@ _ROLE_MAP = "MAP {" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in ROLE
 _TIER_LIST = "[" + ", ".join(_sql_str(t) for t in TIERS) + "]"
 
 
-def _reader(fmt: str) -> str:
+def relation_of(fmt: str) -> str:
+    """The DuckDB table function reading a file (or list of files) ``$path`` of ``fmt``."""
     if fmt == "csv":
-        # A quoted empty cell ("") is an empty message, not a missing one.
+        # Text throughout: a quoted empty cell ("") is an empty message, not a
+        # missing one, and metadata types are inferred over the whole column
+        # below rather than from a sample.
         return "read_csv($path, all_varchar = true, header = true, allow_quoted_nulls = false)"
     if fmt == "parquet":
-        return "read_parquet($path)"
+        return "read_parquet($path, union_by_name = true)"
+    if fmt == "rows":
+        return "read_json($path, format = 'auto', sample_size = -1, union_by_name = true)"
     raise ValueError(fmt)
 
 
-def _col(cmap: ColumnMap, name: str, default: str = "NULL") -> str:
-    column = getattr(cmap, name)
-    return f"{_ident(column)}::VARCHAR" if column else default
+@dataclass
+class Plan:
+    """What the import will do with each column (printed by ``pe-toolkit import``)."""
+
+    cmap: ColumnMap
+    extras: list[Extra]
+    left: list[str]
+
+    def describe(self) -> list[str]:
+        c = self.cmap
+        lines: list[str] = []
+        if c.layout == "messages":
+            lines.append(f"layout: messages (one row per message), conversations by {c.id!r}")
+        elif c.group_by:
+            lines.append(f"layout: pairs (one row per user/assistant pair), threaded by {c.group_by!r}")
+        else:
+            lines.append("layout: pairs (one conversation per row)")
+        what = {
+            "id": "conversation id" + (" (a row number added where repeated)" if c.layout == "pairs" and not c.group_by else ""),
+            "role": "message role", "content": "message text", "user": "user message", "assistant": "assistant message",
+            "system": "system message", "turn": "message order", "timestamp": "message time", "created_at": "created_at",
+            "dataset": "dataset", "tier": "tier",
+        }  # fmt: skip
+        for field, column in c.mapped.items():
+            if field == "id" and c.layout == "pairs" and c.group_by:
+                continue
+            lines.append(f"{column} -> {what[field]}")
+        for e in self.extras:
+            where = f"message metadata.{e.key}" if e.level == "message" else f"metadata.{e.key}"
+            kind = "" if e.kind == "native" else f" ({e.kind})"
+            lines.append(f"{e.column} -> {where}{kind}")
+        if self.left:
+            lines.append("not kept: " + ", ".join(self.left))
+        return lines
 
 
-def _grouped_sql(fmt: str, cmap: ColumnMap) -> str:
+def _kinds(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], text: bool) -> list[Extra]:
+    """The JSON kind of each text column's values, over the whole column."""
+    if not text or not extras:
+        return extras
+    # One scan for all columns: three flags and a count of values per column.
+    parts = []
+    for e in extras:
+        v = f"nullif(trim({_ident(e.column)}), '')"
+        parts += [
+            f"bool_and({v} IS NULL OR (regexp_full_match({v}, '{_INTEGER}') AND try_cast({v} AS BIGINT) IS NOT NULL))",
+            f"bool_and({v} IS NULL OR regexp_full_match({v}, '{_NUMBER}'))",
+            f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false'))",
+            f"count({v})",
+        ]
+    row = con.execute(f"SELECT {', '.join(parts)} FROM {relation}", params).fetchone()
+    assert row is not None
+    out = []
+    for i, e in enumerate(extras):
+        integer, number, boolean, n = row[4 * i : 4 * i + 4]
+        kind = "string" if not n else "integer" if integer else "number" if number else "boolean" if boolean else "string"
+        out.append(replace(e, kind=kind))
+    return out
+
+
+def _levels(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], key: str | None) -> list[Extra]:
+    """Which kept columns vary within a conversation (they belong to its messages)."""
+    if key is None or not extras:
+        return extras
+    # Distinct values, a missing value counting as one more (count(DISTINCT) skips nulls).
+    counts = ", ".join(
+        f"count(DISTINCT {_ident(e.column)}) + (count({_ident(e.column)}) BETWEEN 1 AND count(*) - 1)::INTEGER AS n{i}"
+        for i, e in enumerate(extras)
+    )
+    maxes = ", ".join(f"max(n{i})" for i in range(len(extras)))
+    row = con.execute(f"SELECT {maxes} FROM (SELECT {counts} FROM {relation} GROUP BY {_ident(key)})", params).fetchone()
+    assert row is not None
+    return [replace(e, level="message" if (n or 0) > 1 else "conversation") for e, n in zip(extras, row)]
+
+
+def _value(i: int, e: Extra) -> str:
+    x = f"_pe_x{i}"
+    if e.kind == "native":
+        return x
+    v = f"nullif(trim({x}), '')"
+    return {
+        "integer": f"CAST({v} AS BIGINT)",
+        "number": f"CAST({v} AS DOUBLE)",
+        "boolean": f"(lower({v}) = 'true')",
+        "string": f"nullif({x}, '')",
+    }[e.kind]
+
+
+def _object(pairs: list[tuple[int, Extra]]) -> str:
+    if not pairs:
+        return "NULL::JSON"
+    args = ", ".join(f"{_sql_str(e.key)}, {_value(i, e)}" for i, e in pairs)
+    # merge_patch onto {} leaves out the keys whose value is null.
+    return f"json_merge_patch('{{}}', json_object({args}))"
+
+
+def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: int, text: bool, label: str) -> str:
     """One row per conversation: line_no of its first row, error, canonical columns.
 
     The mapped columns are first copied under ``_pe_*`` names, so that no
-    column of the file can shadow a derived value in the checks below.
+    column of the input can shadow a derived value in the checks below.
     """
-    header = 1 if fmt == "csv" else 0
-    # CSV has no nulls: an empty cell is an empty message, not a missing one.
-    text = (lambda e: f"coalesce({e}, '')") if fmt == "csv" else (lambda e: e)
-    null_is_error = "false" if fmt == "csv" else "true"
-    picked = ", ".join(
-        f"{_col(cmap, name)} AS _pe_{name}"
-        for name in ("id", "role", "content", "turn", "timestamp", "user", "assistant", "system", "dataset", "tier")
-    )
+    # A text table has no nulls: an empty cell is an empty message, not a missing one.
+    as_text = (lambda e: f"coalesce({e}, '')") if text else (lambda e: e)
+    null_is_error = "false" if text else "true"
+    names = ("id", "role", "content", "turn", "timestamp", "created_at", "user", "assistant", "system", "dataset", "tier")
+    picked = [f"{_ident(getattr(cmap, n))}::VARCHAR AS _pe_{n}" if getattr(cmap, n) else f"NULL::VARCHAR AS _pe_{n}" for n in names]
+    picked.append(f"{_ident(cmap.group_by)}::VARCHAR AS _pe_group" if cmap.group_by else "NULL::VARCHAR AS _pe_group")
+    picked += [f"{_ident(e.column)} AS _pe_x{i}" for i, e in enumerate(extras)]
     turn = "try_cast(_pe_turn AS BIGINT)"
     ts = "try_cast(_pe_timestamp AS TIMESTAMPTZ)"
+    created = "try_cast(_pe_created_at AS TIMESTAMPTZ)"
     common_checks = f"""WHEN _pe_turn IS NOT NULL AND {turn} IS NULL THEN 'turn is not an integer: ' || _pe_turn
                      WHEN _pe_timestamp IS NOT NULL AND {ts} IS NULL THEN 'timestamp is not an ISO-8601 time: ' || _pe_timestamp
+                     WHEN _pe_created_at IS NOT NULL AND trim(_pe_created_at) <> '' AND {created} IS NULL THEN 'created_at is not an ISO-8601 time: ' || _pe_created_at
                      WHEN _pe_tier IS NOT NULL AND NOT list_contains({_TIER_LIST}, lower(_pe_tier)) THEN 'unknown tier ' || _pe_tier"""
+    conv_extras = [(i, e) for i, e in enumerate(extras) if e.level == "conversation"]
+    msg_extras = [(i, e) for i, e in enumerate(extras) if e.level == "message"]
+    mmeta = f"nullif({_object(msg_extras)}::VARCHAR, '{{}}')::JSON"
     if cmap.layout == "messages":
         role = "lower(trim(_pe_role))"
         checks = f"""WHEN _pe_id IS NULL OR trim(_pe_id) = '' THEN {_sql_str(f'empty conversation id in column {cmap.id}')}
                      WHEN _pe_role IS NULL THEN {_sql_str(f'empty role in column {cmap.role}')}
                      WHEN NOT map_contains({_ROLE_MAP}, {role}) THEN 'unknown role ' || _pe_role || ' (expected user, assistant or system)'
                      WHEN {null_is_error} AND _pe_content IS NULL THEN {_sql_str(f'empty content in column {cmap.content}')}"""
-        msgs = f"[struct_pack(role := {_ROLE_MAP}[{role}], content := {text('_pe_content')}, timestamp := {ts})]"
+        msgs = f"[struct_pack(role := {_ROLE_MAP}[{role}], content := {as_text('_pe_content')}, timestamp := {ts})]"
+        mm = f"[{mmeta}]"
+        cid, gkey = "_pe_id", "_pe_id"
     else:
         checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {_sql_str(f'empty user text in column {cmap.user}')}
                      WHEN {null_is_error} AND _pe_assistant IS NULL THEN {_sql_str(f'empty assistant text in column {cmap.assistant}')}"""
+        has_system = "coalesce(trim(_pe_system), '') <> ''"
         msgs = f"""list_concat(
-                    CASE WHEN trim(_pe_system) <> '' THEN [struct_pack(role := 'system', content := _pe_system, timestamp := {ts})] ELSE [] END,
-                    [struct_pack(role := 'user', content := {text('_pe_user')}, timestamp := {ts}),
-                     struct_pack(role := 'assistant', content := {text('_pe_assistant')}, timestamp := {ts})])"""
-    # Pairs without an id column: each row is a conversation of its own,
-    # identified by its content so re-importing the file changes nothing.
-    group_key = "coalesce(cid, 'row' || _row::VARCHAR)"
-    derived = f"'{fmt}_' || substr(md5(coalesce(any_value(ds), $dataset) || to_json(flatten(list(msgs ORDER BY turn NULLS LAST, _row)))), 1, 20)"
+                    CASE WHEN {has_system} THEN [struct_pack(role := 'system', content := _pe_system, timestamp := {ts})] ELSE [] END,
+                    [struct_pack(role := 'user', content := {as_text('_pe_user')}, timestamp := {ts}),
+                     struct_pack(role := 'assistant', content := {as_text('_pe_assistant')}, timestamp := {ts})])"""
+        # A pair's own columns describe its answer.
+        mm = f"list_concat(CASE WHEN {has_system} THEN [NULL::JSON] ELSE [] END, [NULL::JSON, {mmeta}])"
+        if cmap.group_by:
+            cid, gkey = "_pe_group", "coalesce(_pe_group, '')"
+        else:
+            # One conversation per row. An id shared by several rows (many
+            # answers to one question) gets the row's number among them; no
+            # id: the content names the conversation, so re-importing the
+            # input changes nothing.
+            cid = ("CASE WHEN nullif(trim(_pe_id), '') IS NULL THEN NULL "
+                   "WHEN count(*) OVER (PARTITION BY _pe_id) > 1 "
+                   "THEN _pe_id || '-' || row_number() OVER (PARTITION BY _pe_id ORDER BY _pe_row) ELSE _pe_id END")  # fmt: skip
+            gkey = "_pe_row"
+    derived = f"'{label}_' || substr(md5(coalesce(any_value(ds), $dataset) || to_json(flatten(list(msgs ORDER BY turn NULLS LAST, _row)))), 1, 20)"
+    order = "ORDER BY turn NULLS LAST, _row"
     return f"""
-    WITH src AS (SELECT {picked}, row_number() OVER () AS _pe_row FROM {_reader(fmt)}),
+    WITH src AS (SELECT {", ".join(picked)}, row_number() OVER () AS _pe_row FROM {relation}),
     rows AS (
-        SELECT _pe_row AS _row, _pe_id AS cid, {turn} AS turn, _pe_dataset AS ds, lower(_pe_tier) AS tier,
+        SELECT _pe_row AS _row, {cid} AS cid, {gkey} AS gkey, {turn} AS turn, _pe_dataset AS ds, lower(_pe_tier) AS tier,
+            {created} AS created,
             CASE {checks}
                  {common_checks}
             END AS row_error,
-            {msgs} AS msgs
-        FROM src)
-    SELECT min(_row) + {header} AS line_no,
-        first('row ' || (_row + {header})::VARCHAR || ': ' || row_error ORDER BY _row) FILTER (WHERE row_error IS NOT NULL) AS error,
-        coalesce(any_value(cid), {derived}) AS id,
-        $source AS source,
-        coalesce(any_value(ds), $dataset) AS dataset,
-        any_value(tier) AS tier,
-        NULL::TIMESTAMPTZ AS created_at,
+            {msgs} AS msgs,
+            {mm} AS mm,
+            {_object(conv_extras)} AS cmeta
+        FROM src),
+    grouped AS (
+        SELECT min(_row) + {header} AS line_no,
+            first('row ' || (_row + {header})::VARCHAR || ': ' || row_error ORDER BY _row) FILTER (WHERE row_error IS NOT NULL) AS error,
+            coalesce(any_value(cid), {derived}) AS id,
+            coalesce(any_value(ds), $dataset) AS dataset,
+            any_value(tier) AS tier,
+            min(created) AS created_at,
+            first(cmeta ORDER BY _row) AS cmeta,
+            flatten(list(mm {order})) AS mml,
+            flatten(list(msgs {order})) AS all_msgs
+        FROM rows GROUP BY gkey)
+    SELECT line_no, error, id, $source AS source, dataset, tier, created_at,
         {", ".join(f"NULL::DOUBLE AS {m}" for m in QUALITY_METRICS)},
-        NULL::VARCHAR AS metadata,
-        CASE WHEN error IS NULL THEN flatten(list(msgs ORDER BY turn NULLS LAST, _row)) END AS messages,
-        CASE WHEN error IS NOT NULL THEN to_json(list(struct_pack(role := msgs[1].role, content := msgs[1].content) ORDER BY _row)) END AS bad_raw
-    FROM rows GROUP BY {group_key}
+        nullif(json_merge_patch(coalesce(cmeta, '{{}}'),
+            CASE WHEN list_bool_or(list_transform(mml, lambda x: x IS NOT NULL))
+                 THEN json_object('{MESSAGE_METADATA_KEY}', to_json(mml)) ELSE '{{}}' END)::VARCHAR, '{{}}') AS metadata,
+        CASE WHEN error IS NULL THEN all_msgs END AS messages,
+        CASE WHEN error IS NOT NULL THEN to_json(list_transform(all_msgs, lambda m: struct_pack(role := m.role, content := m.content))) END AS bad_raw
+    FROM grouped
     ORDER BY line_no
     """
 
 
-def columns_of(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], where: str, what: str) -> list[str]:
     try:
-        return list(con.sql(f"SELECT * FROM {_reader(fmt)} LIMIT 0", params={"path": str(path)}).columns)
+        return list(con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params).columns)
     except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
+
+
+Batches = Iterator[tuple[pa.Table, list[tuple[int, str, str]]]]
+
+
+def read_table(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    params: dict[str, Any],
+    cmap: ColumnMap,
+    *,
+    where: str,
+    what: str,
+    label: str,
+    dataset: str,
+    source: str,
+    text: bool = False,
+    header: int = 0,
+    batch_rows: int = 10_000,
+) -> tuple[Plan, int, Batches]:
+    """(plan, number of conversations, iterator of (good batch, errors)) for
+    the rows of ``relation`` (a DuckDB table expression with ``params``).
+
+    ``where``/``what`` name the input in errors; ``label`` prefixes ids
+    derived from content; ``text``: every column is text (CSV), so empty
+    cells are empty strings and metadata types are inferred.
+    """
+    columns = columns_of(con, relation, params, where, what)
+    cmap = cmap.resolve(columns, where)
+    extras, left = cmap.extras(columns)
+    try:
+        extras = _kinds(con, relation, params, extras, text)
+        key = cmap.id if cmap.layout == "messages" else cmap.group_by
+        extras = _levels(con, relation, params, extras, key)
+        sql = _grouped_sql(relation, cmap, extras, header, text, label)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _tabular AS {sql}", {**params, "dataset": dataset, "source": source})
+    except duckdb.Error as exc:
+        raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
+    total = con.execute("SELECT count(*) FROM _tabular").fetchall()[0][0]
+
+    def batches() -> Batches:
+        reader = con.sql("SELECT * FROM _tabular ORDER BY line_no").to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield split_errors(pa.Table.from_batches([batch]))
+        con.execute("DROP TABLE IF EXISTS _tabular")
+
+    return Plan(cmap, extras, left), total, batches()
 
 
 def read_tabular(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
+    path: Path | list[Path],
     fmt: str,
     cmap: ColumnMap,
     *,
     dataset: str,
     source: str,
     batch_rows: int = 10_000,
-) -> tuple[int, Iterator[tuple[pa.Table, list[tuple[int, str, str]]]]]:
-    """(number of conversations, iterator of (good batch, errors))."""
-    cmap = cmap.resolve(columns_of(con, path, fmt), str(path))
-    sql = _grouped_sql(fmt, cmap)
-    params = {"dataset": dataset, "source": source, "path": str(path)}
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _tabular AS {sql}", params)
-    except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
-    total = con.execute("SELECT count(*) FROM _tabular").fetchall()[0][0]
-
-    def batches() -> Iterator[tuple[pa.Table, list[tuple[int, str, str]]]]:
-        reader = con.sql("SELECT * FROM _tabular ORDER BY line_no").to_arrow_reader(batch_rows)
-        for batch in reader:
-            yield split_errors(pa.Table.from_batches([batch]))
-        con.execute("DROP TABLE IF EXISTS _tabular")
-
-    return total, batches()
+) -> tuple[Plan, int, Batches]:
+    """:func:`read_table` over a file (or a list of shards) of ``fmt``."""
+    paths = path if isinstance(path, list) else [path]
+    where = str(paths[0].parent) if isinstance(path, list) else str(path)
+    value: Any = [str(p) for p in paths] if isinstance(path, list) else str(path)
+    return read_table(
+        con, relation_of(fmt), {"path": value}, cmap, where=where, what=fmt, label=fmt, dataset=dataset,
+        source=source, text=fmt == "csv", header=1 if fmt == "csv" else 0, batch_rows=batch_rows,
+    )  # fmt: skip

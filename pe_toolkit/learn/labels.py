@@ -62,3 +62,51 @@ def from_store(store: Store, task: str = "review", *, level: str = "message", ro
     return out.select(
         pl.col("conversation_id").alias("group"), "message_idx", "role", "text", "context", "label", "votes"
     ).sort("group", "message_idx")
+
+
+def from_metadata(store: Store, key: str, *, level: str = "message", role: str | None = None,
+                  dataset: str | None = None) -> pl.DataFrame:  # fmt: skip
+    """Training rows from a label an import carried in, in the shape of
+    :func:`from_store`: ``group``, ``message_idx``, ``role``, ``text``,
+    ``context``, ``label`` (as text; rows without the label are left out).
+
+    ``level="message"``: the label is ``key`` in each message's metadata
+    (``metadata.message_metadata[i]``: an ESConv strategy, a per-turn column
+    of a CSV); ``context`` is the message before. ``level="conversation"``:
+    ``key`` in the conversation's metadata (a topic, a rating); ``text`` is
+    the conversation's messages of ``role`` (default all) joined by newlines.
+    ``dataset`` keeps one dataset's conversations.
+
+    >>> frame = from_metadata(store, "strategy", role="assistant", dataset="esconv")
+    >>> model = fit(frame, text="text", label="label", context="context")
+    """
+    if level not in ("message", "conversation"):
+        raise InputError(f"level must be 'message' or 'conversation', got {level!r}")
+    where = "c.dataset = $dataset" if dataset is not None else "true"
+    params: dict[str, object] = {"key": key, "role": role}
+    if dataset is not None:
+        params["dataset"] = dataset
+    if level == "message":
+        sql = f"""
+        WITH m AS (
+            SELECT m.conversation_id, m.idx, m.role, m.content,
+                lag(m.content) OVER (PARTITION BY m.conversation_id ORDER BY m.idx) AS context,
+                ((c.metadata -> 'message_metadata') -> m.idx) ->> $key AS label
+            FROM messages m JOIN conversations c ON c.id = m.conversation_id
+            WHERE {where} AND json_exists(c.metadata, '$.message_metadata'))
+        SELECT conversation_id AS "group", idx AS message_idx, role, content AS text, context, label
+        FROM m WHERE label IS NOT NULL AND ($role IS NULL OR role = $role)
+        ORDER BY "group", message_idx"""
+    else:
+        sql = f"""
+        SELECT c.id AS "group", NULL::INTEGER AS message_idx, $role::VARCHAR AS role,
+            string_agg(m.content, chr(10) ORDER BY m.idx) AS text, NULL::VARCHAR AS context,
+            any_value(c.metadata ->> $key) AS label
+        FROM conversations c JOIN messages m ON m.conversation_id = c.id AND ($role IS NULL OR m.role = $role)
+        WHERE {where} AND c.metadata ->> $key IS NOT NULL
+        GROUP BY c.id ORDER BY "group" """
+    out = store.sql(sql, params)
+    if out.is_empty():
+        scope = f" of dataset {dataset!r}" if dataset is not None else ""
+        raise InputError(f"no {level} carries a {key!r} label{scope} (role: {role or 'any'})")
+    return out

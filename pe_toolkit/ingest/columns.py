@@ -1,0 +1,172 @@
+"""Which column of a table holds what: :class:`ColumnMap`.
+
+Used by every table-shaped input (CSV, Parquet, JSON rows, Hugging Face
+datasets, in-memory frames). Unset fields are guessed from common
+spellings (``conversation_id``, ``speaker``, ``text``, ``Context``/
+``Response``...). Every column that is not part of the conversation's
+structure is kept: in the conversation's ``metadata`` under its own name
+(``metadata.KEY=COLUMN`` renames it), unless dropped with ``drop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from ..errors import InputError
+
+_GUESSES: dict[str, tuple[str, ...]] = {
+    "id": ("conversation_id", "conv_id", "dialog_id", "dialogue_id", "session_id", "thread_id", "chat_id", "id"),
+    "role": ("role", "speaker", "from", "author", "sender"),
+    "content": ("content", "text", "message", "utterance", "value", "body"),
+    "turn": ("turn", "turn_id", "idx", "message_index", "position", "seq", "index"),
+    "timestamp": ("timestamp", "time", "sent_at"),
+    "created_at": ("created_at",),
+    "user": ("user", "prompt", "input", "question", "context", "human", "client", "seeker", "query"),
+    "assistant": ("assistant", "response", "output", "answer", "completion", "gpt", "counselor", "therapist", "reply"),
+    "system": ("system", "system_prompt", "instruction"),
+    "dataset": ("dataset",),
+    "tier": ("tier",),
+}
+
+# The fields each layout reads; a guess for any other field means nothing there.
+_USED: dict[str, tuple[str, ...]] = {
+    "messages": ("id", "role", "content", "turn", "timestamp", "created_at", "dataset", "tier"),
+    "pairs": ("id", "user", "assistant", "system", "turn", "timestamp", "created_at", "dataset", "tier"),
+}
+
+# Metadata keys the conversation's own columns own (see normalize.OWNED_METADATA_KEYS):
+# a column of that name is not copied into metadata unless renamed.
+_OWNED = ("dataset", "tier", "length", "created_at")
+
+# Message-level metadata is kept in the conversation's metadata under this
+# key, one entry per message (null where a message has none): the stored
+# message rows have no metadata column.
+MESSAGE_METADATA_KEY = "message_metadata"
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A column kept as metadata: its key, its column, the JSON kind of its
+    values and whether it belongs to the conversation or to each message."""
+
+    key: str
+    column: str
+    kind: str = "native"  # integer | number | boolean | string (inferred from text), native (typed source)
+    level: str = "conversation"  # conversation | message
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which column holds what. ``layout`` is ``messages`` (role + content per
+    row), ``pairs`` (user + assistant per row) or None to decide from the
+    columns present.
+
+    ``metadata``: ``(key, column)`` renames; ``drop``: columns not kept;
+    ``group_by``: in the pairs layout, thread the rows sharing this column's
+    value into one conversation (by default each row is one conversation).
+    """
+
+    layout: str | None = None
+    id: str | None = None
+    role: str | None = None
+    content: str | None = None
+    turn: str | None = None
+    timestamp: str | None = None
+    created_at: str | None = None
+    user: str | None = None
+    assistant: str | None = None
+    system: str | None = None
+    dataset: str | None = None
+    tier: str | None = None
+    group_by: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    drop: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, items: list[str] | tuple[str, ...], layout: str | None = None, *,
+              drop: list[str] | tuple[str, ...] = (), group_by: str | None = None) -> ColumnMap:  # fmt: skip
+        """From CLI ``--map FIELD=COLUMN`` / ``--map metadata.KEY=COLUMN`` items."""
+        known = set(_GUESSES)
+        values: dict[str, str] = {}
+        renames: list[tuple[str, str]] = []
+        for item in items:
+            key, sep, column = item.partition("=")
+            if key.startswith("metadata.") and sep and column and key[len("metadata."):]:
+                renames.append((key[len("metadata."):], column))
+                continue
+            if not sep or key not in known or not column:
+                raise InputError(
+                    f"--map expects FIELD=COLUMN with FIELD one of {', '.join(sorted(known))} "
+                    f"or metadata.KEY; got {item!r}"
+                )
+            values[key] = column
+        return cls(layout=layout, group_by=group_by, metadata=tuple(renames), drop=tuple(drop), **values)
+
+    @property
+    def mapped(self) -> dict[str, str]:
+        """field -> column, for the fields set."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in _GUESSES and getattr(self, f.name)}
+
+    def resolve(self, columns: list[str], where: str) -> ColumnMap:
+        """Fill unset fields from the table's columns; check every named column exists."""
+        lower = {c.lower(): c for c in columns}
+
+        def check(column: str, what: str) -> str:
+            if column not in columns:
+                raise InputError(f"{where}: no column {column!r} for {what} (columns: {', '.join(columns)})")
+            return column
+
+        chosen: dict[str, str | None] = {}
+        for name, spellings in _GUESSES.items():
+            given = getattr(self, name)
+            chosen[name] = check(given, name) if given is not None else next((lower[s] for s in spellings if s in lower), None)
+        for column in self.drop:
+            check(column, "--drop")
+        for key, column in self.metadata:
+            check(column, f"metadata.{key}")
+        if self.group_by is not None:
+            check(self.group_by, "--group-by")
+        layout = self.layout
+        if layout is None:
+            if chosen["role"] and chosen["content"]:
+                layout = "messages"
+            elif chosen["user"] and chosen["assistant"]:
+                layout = "pairs"
+            else:
+                raise InputError(
+                    f"{where}: cannot tell which columns hold the conversation (columns: {', '.join(columns)}); "
+                    "pass --map role=COL --map content=COL (one row per message) or "
+                    "--map user=COL --map assistant=COL (one row per pair)"
+                )
+        if layout not in ("messages", "pairs"):
+            raise InputError(f"layout must be 'messages' or 'pairs', got {layout!r}")
+        if layout == "messages" and self.group_by is not None and self.id is None:
+            chosen["id"] = self.group_by  # in the messages layout the conversation id is the grouping
+        needed = ("role", "content", "id") if layout == "messages" else ("user", "assistant")
+        for name in needed:
+            if chosen[name] is None:
+                raise InputError(f"{where}: no column for {name!r} in a {layout} layout; pass --map {name}=COLUMN")
+        for name in _GUESSES:
+            if name not in _USED[layout] and getattr(self, name) is None:
+                chosen[name] = None
+        return replace(self, layout=layout, **chosen)
+
+    def extras(self, columns: list[str]) -> tuple[list[Extra], list[str]]:
+        """(columns kept as metadata, columns left out with the reason) of a resolved map."""
+        consumed = set(self.mapped.values()) | set(self.drop) | {c for _, c in self.metadata}
+        if self.group_by:
+            consumed.add(self.group_by)
+        if self.layout == "pairs" and self.id and not self.group_by:
+            # Several rows may share it (many answers to one question), so
+            # the conversation ids get a row number and the value is kept.
+            consumed.discard(self.id)
+        kept = [Extra(key, column) for key, column in self.metadata]
+        left = [f"{c} (dropped)" for c in self.drop]
+        for column in columns:
+            if column in consumed:
+                continue
+            if column in _OWNED or column == MESSAGE_METADATA_KEY:
+                left.append(f"{column} (a reserved name; keep it with --map metadata.KEY={column})")
+                continue
+            kept.append(Extra(column, column))
+        return kept, left

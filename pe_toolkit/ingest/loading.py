@@ -1,0 +1,91 @@
+"""Writing batches of conversations into the store, for every importer.
+
+Each batch is written in one transaction; a bad record stops the import
+with ``where:line: reason`` before its batch is written, or, with
+``skip_invalid``, goes to ``dead_letters`` while the rest is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from ..errors import RecordError
+from ..events import EventBus
+from ..store import Store, UpsertResult
+from .prefetch import prefetch
+
+Batch = tuple[pa.Table, list[tuple[int, str, str]]]
+
+
+@dataclass
+class ImportReport(UpsertResult):
+    """An :class:`UpsertResult` plus what was set aside and how columns were mapped."""
+
+    path: str = ""
+    format: str = ""
+    invalid: int = 0
+    mapping: list[str] = field(default_factory=list)  # one line per column/field: what went where
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.path} ({self.format}): {self.inserted:,} new, {self.updated:,} updated, "
+            f"{self.unchanged:,} unchanged"
+        )
+        if self.invalid:
+            text += f", {self.invalid:,} invalid (in dead_letters)"
+        return text
+
+
+def write_batches(store: Store, batches: Iterable[Batch], *, where: str, source: str, report: ImportReport,
+                  skip_invalid: bool, events: EventBus) -> None:  # fmt: skip
+    """Write every batch as one run of ``store`` (see the module docstring)."""
+    run_id = store.start_run("import", source)
+    try:
+        with store.bulk_writes(), contextlib.closing(prefetch(iter(batches))) as prefetched:
+            for good, errors in prefetched:
+                if errors and not skip_invalid:
+                    line, reason, _ = errors[0]
+                    more = f" (and {len(errors) - 1} more in this batch)" if len(errors) > 1 else ""
+                    raise RecordError(where, line, reason + more)
+                if errors:
+                    store.add_dead_letters([(source, str(line), reason, raw) for line, reason, raw in errors])
+                    report.invalid += len(errors)
+                result = store.upsert(good)
+                report.add(result, keep_ids=False)
+                _announce(events, result, source)
+        _resolve_fixed(store, source, run_id)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            store.finish_run(run_id, report, invalid=report.invalid, error=str(exc) or type(exc).__name__)
+        raise
+    store.finish_run(run_id, report, invalid=report.invalid)
+    events.publish("import.completed", path=where, inserted=report.inserted, updated=report.updated, unchanged=report.unchanged, invalid=report.invalid)
+
+
+def _announce(events: EventBus, result: UpsertResult, source: str) -> None:
+    if result.created_ids:
+        events.publish("conversation.created", ids=result.created_ids, source=source)
+    if result.updated_ids:
+        events.publish("conversation.updated", ids=result.updated_ids, source=source)
+
+
+def _resolve_fixed(store: Store, source: str, run_id: str) -> None:
+    """Dead letters of this source that this complete run did not report again
+    were fixed: mark them resolved."""
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE dead_letters SET resolved_at = now() WHERE source = ? AND resolved_at IS NULL "
+            "AND last_seen < (SELECT started_at FROM ingest_runs WHERE run_id = ?)",
+            [source, run_id],
+        )
+
+
+def progress_bar(total: int | None, unit: str, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    scale = unit == "B"
+    return tqdm(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc, disable=not enabled, leave=False)
