@@ -15,7 +15,9 @@ committed is up to date and is skipped).
 After the batches, the corpus-level duplicate shares are recomputed over
 every stored score (:func:`~pe_toolkit.analysis.duplicates.corpus_shares_sql`),
 scores of conversations no longer in the store are dropped, and the run is
-recorded in ``analysis_runs``.
+recorded in ``analysis_runs`` with the pid and host running it: a run
+whose process is gone (killed) is marked ``interrupted`` by the next
+``analyze`` or writable open (:meth:`Store.mark_interrupted_runs`).
 
 Events on the bus: ``analysis.progress`` after each batch (``done``,
 ``total``, ``scored``), ``analysis.alert`` for a batch with alerts (``ids``),
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -219,6 +223,8 @@ def analyze(
         raise StoreError(f"{store.path} is open read-only; analysis writes scores")
     from tqdm.auto import tqdm
 
+    # A run of a process that was killed stays 'running' otherwise.
+    store.mark_interrupted_runs()
     events = events or default_bus
     registry = load()
     version = registry.version
@@ -231,9 +237,9 @@ def analyze(
     report.skipped = total - todo.num_rows
     with store.transaction() as con:
         con.execute(
-            "INSERT INTO analysis_runs (run_id, analysis_version, incremental, started_at, status, selected) "
-            "VALUES (?, ?, ?, now(), 'running', ?)",
-            [report.run_id, version, incremental, report.selected],
+            "INSERT INTO analysis_runs (run_id, analysis_version, incremental, started_at, status, selected, pid, host) "
+            "VALUES (?, ?, ?, now(), 'running', ?, ?, ?)",
+            [report.run_id, version, incremental, report.selected, os.getpid(), socket.gethostname()],
         )
     writer = _Writer(store.connection)
     try:

@@ -85,10 +85,14 @@ def info_cmd(ctx: click.Context) -> None:
 @click.argument("query")
 @click.option("--param", "params", multiple=True, help="A value for a ? placeholder (repeatable, in order).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--write", is_flag=True, help="Open the cache for writing (default: read-only).")
+@click.option("--write", is_flag=True, help="Open the cache for writing, with file access (COPY ... TO, read_csv, ATTACH).")
 @click.pass_context
 def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, write: bool) -> None:
     """Run QUERY against the cache and print the result.
+
+    Without --write the cache is read-only and so is the disk: the query
+    can neither write a file (COPY ... TO) nor read one (read_text,
+    read_csv, ATTACH), and cannot change that.
 
     Example: pe-toolkit sql "SELECT tier, count(*) FROM conversations GROUP BY tier"
     """

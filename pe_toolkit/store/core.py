@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -43,7 +44,7 @@ import pyarrow.compute as pc
 from ..config import load_settings
 from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
-from . import migrate
+from . import migrate, registry
 from .filters import ConversationFilter
 from .summary import StoreSummary
 
@@ -99,6 +100,43 @@ class UpsertResult:
         return self.inserted + self.updated + self.unchanged
 
 
+def _sandbox(con: duckdb.DuckDBPyConnection) -> None:
+    """Make a read-only connection read-only for files too, for good.
+
+    Without this, SQL on a read-only store could still ``COPY ... TO`` any
+    file (the conversations, world-readable) and read any local file
+    (``read_text``, ``read_csv``, ``ATTACH``). External access off and the
+    configuration locked leave the store's own tables, views, temporary
+    tables and the bundled JSON/Parquet functions working, and registered
+    Arrow tables still scan. DuckDB shares one instance per file and
+    settings in a process, so a second read-only connection finds the
+    instance locked already. The zone is set before locking: it cannot be
+    set after.
+    """
+    if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+        return
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        # A killed child its parent has not reaped yet still answers kill(0).
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
 def _lock_holder(pid: int) -> str | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -132,10 +170,87 @@ class Store:
         self.path = Path(path) if path is not None else load_settings().cache_path
         self.read_only = read_only
         self._write_lock = threading.RLock()
-        self._con = self._connect()
-        self._setup()
+        # The writable store whose connection this read-only one borrows a
+        # cursor of (see pe_toolkit.store.registry), or None.
+        self._lender: Store | None = None
+        self._con = None  # type: ignore[assignment]
+        with registry.LOCK:
+            self._attach()
+            try:
+                self._setup()
+            except BaseException:
+                self._detach()
+                raise
+            registry.add(self)
 
     # -- opening ---------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._con is not None
+
+    @property
+    def sandboxed(self) -> bool:
+        """True when this store's SQL can neither read nor write files (a
+        read-only store on a connection of its own; a read-only store that
+        borrows an open writer's connection in the same process is not)."""
+        return self.read_only and self._lender is None and self._con is not None
+
+    def _attach(self) -> None:
+        """Connect, reconciling with the stores of this file already open in
+        this process (the rules are in pe_toolkit.store.registry)."""
+        if self.read_only:
+            lender = registry.writer(self.path)
+            if lender is not None:
+                self._borrow(lender)
+                return
+            self._con = self._connect()
+            return
+        readers = registry.readers(self.path)
+        for reader in readers:
+            reader._release()
+        try:
+            self._con = self._connect()
+        except BaseException:
+            for reader in readers:
+                reader._rebind()
+            raise
+        for reader in readers:
+            reader._borrow(self)
+
+    def _borrow(self, lender: Store) -> None:
+        self._release()
+        cur = lender._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        self._con, self._lender = cur, lender
+
+    def _release(self) -> None:
+        if self._con is not None:
+            with suppress(duckdb.Error):
+                self._con.close()
+        self._con, self._lender = None, None  # type: ignore[assignment]
+
+    def _rebind(self) -> None:
+        """Back onto another open writer of the file, or a connection of our own."""
+        lender = registry.writer(self.path, besides=self._lender)
+        self._release()
+        if lender is not None:
+            self._borrow(lender)
+            return
+        with suppress(StoreError):
+            # Left unconnected if the file cannot be opened now (another
+            # connection outside pe_toolkit still holds it): its next query
+            # fails with "connection already closed".
+            self._con = self._connect()
+
+    def _detach(self) -> None:
+        """Close this store's connection and hand its borrowers on."""
+        self._release()
+        registry.remove(self)
+        if not self.read_only:
+            for other in registry.open_stores(self.path):
+                if other.read_only and other._lender is self:
+                    other._rebind()
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self.read_only and not self.path.exists():
             raise StoreError(f"no cache at {self.path}; import or sync something first")
@@ -150,23 +265,57 @@ class Store:
             raise _translate_open_error(self.path, exc) from None
         finally:
             os.umask(old)
-        # Timestamps are stored as TIMESTAMPTZ; a fixed session zone keeps
-        # every rendering (exports, hashes) independent of the machine.
-        con.execute("SET TimeZone = 'UTC'")
+        if self.read_only:
+            _sandbox(con)
+        else:
+            # Timestamps are stored as TIMESTAMPTZ; a fixed session zone keeps
+            # every rendering (exports, hashes) independent of the machine.
+            con.execute("SET TimeZone = 'UTC'")
         return con
 
     def _setup(self) -> None:
         if self.read_only:
             version = migrate.current_version(self._con)
             if version != migrate.latest_version():
-                self._con.close()
                 raise SchemaVersionError(
                     f"{self.path} has schema version {version}, this pe_toolkit needs "
                     f"{migrate.latest_version()}: open it once for writing to migrate"
                 )
             return
         migrate.apply(self._con, str(self.path))
+        self.mark_interrupted_runs()
         self._secure_files()
+
+    def mark_interrupted_runs(self) -> int:
+        """Mark ``analysis_runs`` rows left ``running`` by a process that is
+        gone (killed, crashed) as ``interrupted``; return how many.
+
+        Each run records the pid and host of the process running it. A row
+        of this host whose pid no longer exists cannot finish; rows without
+        a pid predate the recording (migration 0010) and are stale too,
+        since a writer of that era held the file's lock for the whole run.
+        Rows of another host are left alone (its processes are not
+        visible from here). Called on every writable open and by analyze.
+        """
+        self._require_writable()
+        if not self.scalar(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'analysis_runs' AND column_name = 'pid'"
+        ):
+            return 0  # a file not migrated to 0010 (only tests hold one back)
+        rows = self._con.execute(
+            "SELECT run_id, pid, host FROM analysis_runs WHERE status = 'running'"
+        ).fetchall()
+        host = socket.gethostname()
+        stale = [run_id for run_id, pid, run_host in rows if pid is None or (run_host == host and not _pid_alive(pid))]
+        if stale:
+            with self.transaction() as con:
+                con.execute(
+                    "UPDATE analysis_runs SET status = 'interrupted', finished_at = coalesce(finished_at, now()), "
+                    "error = coalesce(error, 'interrupted: the process running it ended before it finished') "
+                    "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND status = 'running'",
+                    [stale],
+                )
+        return len(stale)
 
     def _secure_files(self) -> None:
         # DuckDB creates the .wal file lazily with the process umask; narrow it
@@ -189,15 +338,22 @@ class Store:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for use from another thread."""
+        if self._con is None:
+            raise StoreError(f"{self.path}: this store is closed")
         cur = self._con.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
+        # A sandboxed store's configuration is locked, with the zone set
+        # before locking; setting it again would be refused.
+        if cur.execute("SELECT current_setting('TimeZone')").fetchall()[0][0] != "UTC":
+            cur.execute("SET TimeZone = 'UTC'")
         return cur
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._secure_files()
-            self._con = None  # type: ignore[assignment]
+        with registry.LOCK:
+            if self._con is None:
+                registry.remove(self)
+                return
+            self._detach()
+        self._secure_files()
 
     def __enter__(self) -> Store:
         return self
@@ -207,6 +363,8 @@ class Store:
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
+        if self._con is None:
+            mode += ", closed"
         return f"<Store {self.path} ({mode})>"
 
     # -- transactions ----------------------------------------------------
@@ -264,11 +422,28 @@ class Store:
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a query and return a polars frame. Pass values as ``params``
         (``?`` placeholders), never formatted into the query text."""
+        if self._con is None:
+            raise StoreError(f"{self.path}: this store is closed")
         try:
-            table = self._con.sql(query, params=params or None).to_arrow_table()
+            relation = self._con.sql(query, params=params or None)
+            # None: the text held no statement (empty, ';', only comments).
+            if relation is None:
+                raise InputError("empty query: give one SQL statement")
+            table = relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"query failed: {self._query_error(exc)}") from None
         return pl.from_arrow(table)  # type: ignore[return-value]
+
+    def _query_error(self, exc: duckdb.Error) -> str:
+        text = str(exc).splitlines()[0]
+        if isinstance(exc, duckdb.PermissionException) and self.read_only:
+            return (
+                f"{text} (a read-only store cannot read or write files; "
+                "open it for writing, e.g. pe-toolkit sql --write, to use files)"
+            )
+        if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in text:
+            return f"{text} (settings of a read-only store are fixed)"
+        return text
 
     def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self._con.sql(query, params=params or None).to_arrow_table()
@@ -364,7 +539,15 @@ class Store:
             return None
         import orjson
 
-        return orjson.loads(rows[0][1])
+        try:
+            return orjson.loads(rows[0][1])
+        except orjson.JSONDecodeError as exc:
+            # The importer refuses non-finite numbers since migration 0010;
+            # a document stored before can still hold one (NaN, 1e400).
+            raise StoreError(
+                f"conversation {conversation_id}: stored document is not valid JSON ({exc}); "
+                "re-import it to replace it"
+            ) from None
 
     def summary(self) -> StoreSummary:
         frame = self.sql(
