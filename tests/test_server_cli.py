@@ -145,3 +145,34 @@ def test_a_job_running_when_the_server_is_killed_is_failed_on_restart(sample_sto
         after = check_envelope(client.get(f"/v1/processing/jobs/{job['job_id']}"), 200)
     assert after["status"] == "failed" and after["error"].startswith("interrupted"), after
     assert after["completed_at"] is not None
+
+
+def test_serve_lets_an_import_beside_it_through_and_announces_it(sample_store_template: Path, tmp_path: Path) -> None:
+    """The issue's case end to end: `pe-toolkit serve` runs, `pe-toolkit
+    import` runs in another process, SSE subscribers hear of it."""
+    import orjson
+
+    from .conftest import conversation
+
+    db = copy_store(sample_store_template, tmp_path)
+    path = tmp_path / "beside.jsonl"
+    path.write_bytes(orjson.dumps(conversation(9400)) + b"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1"}
+    headers = {"Authorization": "Bearer cli-key-1"}
+    with serving(db, env={"PE_SERVER_KEYS": "cli-key-1"}) as (proc, url):
+        with httpx.stream("GET", url + "/v1/stream/updates", params={"topics": "conversation.created"}, headers=headers, timeout=30) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: stream.open"
+
+            def imported() -> bool:
+                run = subprocess.run([sys.executable, "-m", "pe_toolkit", "--db", str(db), "import", str(path)], env=env, capture_output=True, text=True, timeout=120)
+                # Until the server has been idle for RELEASE_IDLE seconds
+                # after its start, the cache is still its own.
+                assert run.returncode == 0 or "locked by" in run.stderr, run.stderr[-2000:]
+                return run.returncode == 0
+
+            wait_until(imported, timeout=60, what="the import beside the server")
+            event = next(line for line in lines if line.startswith("event:"))
+            data = orjson.loads(next(line for line in lines if line.startswith("data:"))[5:])
+    assert event == "event: conversation.created"
+    assert data["data"]["ids"] == ["conv_09400"]

@@ -17,7 +17,7 @@ from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
 from .conftest import conversation
-from .server_support import KEYS, Served, check_envelope, copy_store, sample_store_template, start_mirror  # noqa: F401
+from .server_support import KEYS, Served, check_envelope, copy_store, sample_store_template, start_mirror, wait_until  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +227,81 @@ def test_writes_that_announce_nothing_are_found_by_the_poll(served: Served, tmp_
             import_file(store, path, progress=False, events=EventBus())  # a private bus: the server hears nothing
         created = next_event(events, "conversation.created")
     assert created["data"]["data"]["ids"] == ["conv_09200"]
+
+
+def _without_pe_settings() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+
+
+def test_a_standalone_mirror_announces_what_another_process_imports(sample_store_template: Path, tmp_path: Path) -> None:
+    """`pe-toolkit serve` lets go of the cache when idle: an import run by
+    another process goes through, and its changes reach SSE and WebSocket
+    subscribers and the served objects."""
+    import subprocess
+    import sys
+
+    db = copy_store(sample_store_template, tmp_path / "standalone")
+    with start_mirror(db) as served:
+        served.mirror.db.release_when_idle(0.2)
+        with served.client() as client:
+            changed = check_envelope(client.get("/v1/conversations/syn7_0000003"), 200)
+        changed["messages"][0]["content"] += " (and the exams start next week)"
+        path = tmp_path / "from_elsewhere.jsonl"
+        path.write_bytes(orjson.dumps(conversation(9300)) + b"\n" + orjson.dumps(changed) + b"\n")
+        with served.client() as client, client.stream("GET", "/v1/stream/updates", params={"topics": "conversation.*"}) as response, ws(served) as sock:
+            events = sse_events(response)
+            next_event(events, "stream.open")
+            ask(sock, {"type": "subscribe_to_updates", "request_id": "s", "data": {"topics": ["conversation.*"]}})
+            wait_until(lambda: not served.mirror.db.is_open, what="the mirror to let go of its cache")
+            cli = Path(sys.executable).parent / "pe-toolkit"
+            run = subprocess.run(
+                [str(cli), "--db", str(db), "import", str(path)], capture_output=True, text=True, env=_without_pe_settings(), timeout=300
+            )
+            assert run.returncode == 0, run.stderr[-2000:]
+            created = next_event(events, "conversation.created")
+            updated = next_event(events, "conversation.updated")
+            pushed = [orjson.loads(sock.recv(timeout=30)) for _ in range(2)]
+            served_now = check_envelope(client.get("/v1/conversations/syn7_0000003"), 200)
+            new = check_envelope(client.get("/v1/conversations/conv_09300"), 200)
+    assert created["data"]["data"]["ids"] == ["conv_09300"]
+    assert updated["data"]["data"]["ids"] == ["syn7_0000003"]
+    assert {(p["event"], tuple(p["data"]["ids"])) for p in pushed} == {
+        ("conversation.created", ("conv_09300",)),
+        ("conversation.updated", ("syn7_0000003",)),
+    }
+    assert served_now["messages"][0]["content"].endswith("(and the exams start next week)")
+    assert new["id"] == "conv_09300"
+
+
+def test_while_another_process_holds_the_cache_queries_wait_then_answer_503(sample_store_template: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = copy_store(sample_store_template, tmp_path / "held")
+    with start_mirror(db) as served:
+        served.mirror.db.release_when_idle(0.2)
+        served.mirror.db.lock_wait = 0.5
+        wait_until(lambda: not served.mirror.db.is_open, what="the mirror to let go of its cache")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from pe_toolkit.store import Store; s = Store(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(db)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_without_pe_settings(),
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            with served.client() as client:
+                busy = client.get("/v1/datasets")
+                check_envelope(busy, 503, code="PROCESSING_ERROR")
+                assert busy.headers["retry-after"] == "1"
+                health = check_envelope(httpx.get(served.url + "/health"), 200)
+                assert health["checks"]["store"] == "busy"
+                # the objects are served from the snapshot, without the file
+                check_envelope(client.get("/v1/conversations/syn7_0000003"), 200)
+        finally:
+            assert holder.stdin is not None and holder.stdout is not None
+            holder.stdin.close()
+            holder.wait(timeout=60)
+            holder.stdout.close()
+        with served.client() as client:
+            check_envelope(client.get("/v1/datasets"), 200)

@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Route
 
-from ..errors import PeToolkitError
+from ..errors import PeToolkitError, StoreLockedError
 from ..events import bus as default_bus
 from ..store import ConversationFilter, Store
 from . import handlers, quality, tasks
@@ -54,8 +54,9 @@ class Mirror:
         self.started = time.monotonic()
         assert config.state_dir is not None
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = Store(config.db_path)  # applies migration 0003 (the server's tables) if needed
-        self.db = ServerDB(self.store)
+        # Opened now (applying migration 0003, the server's tables, if
+        # needed): a locked or unreadable cache fails before anything listens.
+        self.db = ServerDB(Store(config.db_path))
         self.keys = KeyRing(config.keys)
         self.limiter = RateLimiter(config.rate_limit, config.rate_window)
         self.usage = Usage()
@@ -84,6 +85,11 @@ class Mirror:
         self.recovered: dict[str, int] = {}
         self._closed = False
 
+    @property
+    def store(self) -> Store:
+        """The open store (see ServerDB.store)."""
+        return self.db.store
+
     def count(self, filter: ConversationFilter) -> int:
         where, params = filter.where("c")
         return int(self.db.scalar(f"SELECT count(*) FROM conversations c WHERE {where}", params) or 0)
@@ -93,8 +99,15 @@ class Mirror:
 
     def health(self) -> dict[str, Any]:
         try:
-            self.db.scalar("SELECT 1")
+            # Not waiting for a file another process holds, and not counted
+            # as use: a monitor polling /health must not keep the file.
+            with self.db.lease(wait=0, touch=False):
+                self.db.scalar("SELECT 1")
             store = "ok"
+        except StoreLockedError:
+            # Another process (an import) holds the cache for a moment: the
+            # server is well, queries wait for the file or answer 503.
+            store = "busy"
         except PeToolkitError as exc:
             store = f"failed: {exc}"
         return {
@@ -134,7 +147,6 @@ class Mirror:
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         self.db.close()
-        self.store.close()
 
 
 class MirrorApp(FastAPI):

@@ -137,7 +137,7 @@ class JobContext:
         self.parameters = job.parameters
         self.dataset_name = job.dataset_name
         self.db = manager.db
-        self.store_path = manager.db.store.path
+        self.store_path = manager.db.path
 
     def check(self) -> None:
         if self.job.cancel.is_set():

@@ -74,6 +74,12 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+# A standalone server lets go of its cache after this many idle seconds, so
+# another process (an import, a notebook's analysis) can open it between
+# requests; the watcher then notices what that process changed.
+RELEASE_IDLE = 2.0
+
+
 def serve(
     app: Any,
     *,
@@ -82,9 +88,14 @@ def serve(
     max_body_bytes: int,
     access_log: bool = False,
     announce: Callable[[str], None] | None = None,
+    release_idle: float | None = RELEASE_IDLE,
 ) -> None:
     """Run until interrupted (Ctrl-C / SIGTERM end it cleanly); ``announce``
-    gets the base URL once the port is bound."""
+    gets the base URL once the port is bound. The cache is let go after
+    ``release_idle`` seconds without a query (None: held throughout)."""
+    mirror = getattr(getattr(app, "state", None), "mirror", None)
+    if mirror is not None:
+        mirror.db.release_when_idle(release_idle)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     config = uvicorn_config(app, host=host, port=port, max_body_bytes=max_body_bytes, access_log=access_log)

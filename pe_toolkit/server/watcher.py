@@ -1,13 +1,21 @@
 """Notice changes to the store and pass them on.
 
-DuckDB lets one process write a file, and the server is that process, so
-every change comes from inside it: its own jobs, or an import or sync run in
-the same process (a notebook that serves and imports). Those publish
-``conversation.*`` on :data:`pe_toolkit.events.bus`, which wakes the
-watcher at once; anything that writes without publishing is caught by a
-cheap poll of ``count(*)`` and ``max(fetched_at)`` every ``poll_interval``
-seconds, and a full comparison every ``FULL_CHECK_EVERY`` polls catches the
-rest (e.g. two writers whose transactions committed out of order).
+Changes come from inside the server's process (its jobs; an import or sync
+in a notebook that also serves) or, when the server lets go of the file
+between units of work (``ServerDB.release_when_idle``, on for
+``pe-toolkit serve``), from another process: an import run beside it.
+
+- In-process writers publish ``conversation.*`` on
+  :data:`pe_toolkit.events.bus`, which wakes the watcher at once.
+- While the server holds the file, a cheap poll of ``count(*)`` and
+  ``max(fetched_at)`` every ``poll_interval`` seconds catches writes that
+  announce nothing, and a full comparison every ``FULL_CHECK_EVERY`` polls
+  the rest (e.g. two writers whose transactions committed out of order).
+- While the file is let go, each poll compares only the size and time of
+  the file and its log with what they were when the server closed it (no
+  DuckDB, so the other process is never kept out); when they moved, the
+  watcher opens the file (not waiting if it is still held) and makes the
+  full comparison. The poll also lets go of the file once it is idle.
 
 On a change the watcher compares the store's ``(id, content_hash)`` pairs
 with what it last saw (one anti-join in DuckDB), then updates the object
@@ -26,7 +34,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..events import Event, EventBus
-from .db import ServerDB
+from ..errors import StoreLockedError
+from .db import ServerDB, file_signature
 from .hub import EventHub, id_payload
 from .objects import ObjectSnapshot
 
@@ -86,8 +95,9 @@ class StoreWatcher:
     # -- the loop ------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self._known = self.snapshot.load_or_build(self.db.cursor())
-            self._marker = self._read_marker()
+            with self.db.lease():
+                self._known = self.snapshot.load_or_build(self.db.cursor())
+                self._marker = self._read_marker()
         except Exception as exc:  # noqa: BLE001 - reported on /health, GETs fall back to the store
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("building the conversation snapshot failed")
@@ -95,6 +105,7 @@ class StoreWatcher:
         if self.after_change is not None:
             self._safe(self.after_change)
         polls = 0
+        pending = False  # a change seen while another process held the file
         while not self._stop.is_set():
             woke = self._wake.wait(self.poll_interval)
             self._wake.clear()
@@ -102,10 +113,22 @@ class StoreWatcher:
                 break
             polls += 1
             try:
-                marker = self._read_marker()
-                if woke or marker != self._marker or polls % FULL_CHECK_EVERY == 0 or self._known is None:
-                    self._marker = marker
-                    self.check()
+                self.db.release_if_idle()
+                if self.db.is_open:
+                    with self.db.lease(touch=False):
+                        marker = self._read_marker()
+                        if woke or pending or marker != self._marker or polls % FULL_CHECK_EVERY == 0 or self._known is None:
+                            self._marker = marker
+                            pending = False
+                            self.check()
+                elif woke or pending or file_signature(self.db.path) != self.db.released_signature:
+                    pending = True
+                    with self.db.lease(wait=0, touch=False):
+                        self._marker = self._read_marker()
+                        self.check()
+                    pending = False
+            except StoreLockedError:
+                pending = True  # another process is writing: look again at the next poll
             except Exception:  # noqa: BLE001 - keep watching; the next poll retries
                 log.exception("checking the store for changes failed")
 
@@ -120,6 +143,10 @@ class StoreWatcher:
 
     def check(self) -> dict[str, list[str]]:
         """Compare the store with what was last seen and pass changes on."""
+        with self.db.lease():
+            return self._check()
+
+    def _check(self) -> dict[str, list[str]]:
         con = self.db.cursor()
         if self._known is None:
             self._known = self.snapshot.load_or_build(con)

@@ -65,7 +65,7 @@ def health_v1(request: Request) -> JSONBytes:
 def _health(request: Request) -> JSONBytes:
     m = mirror(request)
     checks = m.health()
-    healthy = checks["store"] == "ok"
+    healthy = checks["store"] in ("ok", "busy")
     data = {
         "status": "healthy" if healthy else "unhealthy",
         "version": __version__,
