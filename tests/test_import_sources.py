@@ -283,6 +283,7 @@ def test_labels_of_an_imported_corpus_train_and_evaluate(store, tmp_path):
     import_file(store, path, progress=False)
     frame = from_metadata(store, "strategy", role="assistant", dataset="support")
     assert frame.columns == ["group", "message_idx", "role", "text", "context", "label"] and frame.height == 32
+    assert store.labels("strategy", role="assistant", dataset="support").equals(frame)
     train = frame.filter(pl.col("group").str.slice(1).cast(pl.Int64) < 12)
     test = frame.filter(pl.col("group").str.slice(1).cast(pl.Int64) >= 12)
     model = fit(train, text="text", label="label", context="context")

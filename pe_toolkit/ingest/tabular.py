@@ -104,43 +104,46 @@ class Plan:
         return lines
 
 
-def _kinds(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], text: bool) -> list[Extra]:
-    """The JSON kind of each text column's values, over the whole column."""
-    if not text or not extras:
+def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], text: bool,
+             key: str | None) -> list[Extra]:  # fmt: skip
+    """Each kept column's JSON kind (text columns: over the whole column) and,
+    when rows are grouped by ``key``, whether it varies within a conversation
+    (then it belongs to each message). One scan of the input for both."""
+    if not extras:
         return extras
-    # One scan for all columns: three flags and a count of values per column.
-    parts = []
-    for e in extras:
-        v = f"nullif(trim({_ident(e.column)}), '')"
-        parts += [
-            f"bool_and({v} IS NULL OR (regexp_full_match({v}, '{_INTEGER}') AND try_cast({v} AS BIGINT) IS NOT NULL))",
-            f"bool_and({v} IS NULL OR regexp_full_match({v}, '{_NUMBER}'))",
-            f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false'))",
-            f"count({v})",
-        ]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {relation}", params).fetchone()
-    assert row is not None
-    out = []
+    inner: list[str] = []
+    outer: list[str] = []
     for i, e in enumerate(extras):
-        integer, number, boolean, n = row[4 * i : 4 * i + 4]
-        kind = "string" if not n else "integer" if integer else "number" if number else "boolean" if boolean else "string"
-        out.append(replace(e, kind=kind))
-    return out
-
-
-def _levels(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], key: str | None) -> list[Extra]:
-    """Which kept columns vary within a conversation (they belong to its messages)."""
-    if key is None or not extras:
+        col = _ident(e.column)
+        if text:
+            v = f"nullif(trim({col}), '')"
+            inner += [
+                f"bool_and({v} IS NULL OR (regexp_full_match({v}, '{_INTEGER}') AND try_cast({v} AS BIGINT) IS NOT NULL)) AS i{i}",
+                f"bool_and({v} IS NULL OR regexp_full_match({v}, '{_NUMBER}')) AS f{i}",
+                f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false')) AS b{i}",
+                f"count({v}) AS c{i}",
+            ]
+            outer += [f"bool_and(i{i})", f"bool_and(f{i})", f"bool_and(b{i})", f"sum(c{i})"]
+        if key is not None:
+            # Distinct values, a missing value counting as one more (count(DISTINCT) skips nulls).
+            inner.append(f"count(DISTINCT {col}) + (count({col}) BETWEEN 1 AND count(*) - 1)::INTEGER AS n{i}")
+            outer.append(f"max(n{i})")
+    if not inner:
         return extras
-    # Distinct values, a missing value counting as one more (count(DISTINCT) skips nulls).
-    counts = ", ".join(
-        f"count(DISTINCT {_ident(e.column)}) + (count({_ident(e.column)}) BETWEEN 1 AND count(*) - 1)::INTEGER AS n{i}"
-        for i, e in enumerate(extras)
-    )
-    maxes = ", ".join(f"max(n{i})" for i in range(len(extras)))
-    row = con.execute(f"SELECT {maxes} FROM (SELECT {counts} FROM {relation} GROUP BY {_ident(key)})", params).fetchone()
-    assert row is not None
-    return [replace(e, level="message" if (n or 0) > 1 else "conversation") for e, n in zip(extras, row)]
+    grouped = f" GROUP BY {_ident(key)}" if key is not None else ""
+    row = con.execute(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}{grouped})", params).fetchall()[0]
+    out, pos = [], 0
+    for e in extras:
+        if text:
+            integer, number, boolean, n = row[pos : pos + 4]
+            pos += 4
+            kind = "string" if not n else "integer" if integer else "number" if number else "boolean" if boolean else "string"
+            e = replace(e, kind=kind)
+        if key is not None:
+            e = replace(e, level="message" if (row[pos] or 0) > 1 else "conversation")
+            pos += 1
+        out.append(e)
+    return out
 
 
 def _value(i: int, e: Extra) -> str:
@@ -290,9 +293,7 @@ def read_table(
     cmap = cmap.resolve(columns, where)
     extras, left = cmap.extras(columns)
     try:
-        extras = _kinds(con, relation, params, extras, text)
-        key = cmap.id if cmap.layout == "messages" else cmap.group_by
-        extras = _levels(con, relation, params, extras, key)
+        extras = _profile(con, relation, params, extras, text, cmap.id if cmap.layout == "messages" else cmap.group_by)
         sql = _grouped_sql(relation, cmap, extras, header, text, label)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _tabular AS {sql}", {**params, "dataset": dataset, "source": source})
     except duckdb.Error as exc:
