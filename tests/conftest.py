@@ -7,10 +7,20 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 # A throwaway PostgreSQL when none runs (tests/pg_cluster.py), and a last
 # line naming what was skipped and why (tests/skip_summary.py).
 pytest_plugins = ("tests.pg_cluster", "tests.skip_summary")
+
+# Property tests: random examples locally (new ones every run, failures kept
+# in .hypothesis/ and replayed first), fixed ones in CI so a red run can be
+# reproduced exactly (`PE_HYPOTHESIS_PROFILE=ci pytest ...`). A test's own
+# @settings(max_examples=...) wins over the profile's count; pin every
+# counterexample found with @example.
+hypothesis_settings.register_profile("dev", deadline=None, max_examples=50)
+hypothesis_settings.register_profile("ci", deadline=None, max_examples=200, derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("PE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.jsonl.gz"

@@ -113,6 +113,40 @@ def test_iterate_all_with_pagination(client: Client, table: pl.DataFrame) -> Non
     assert frame.schema["created_at"] == pl.Datetime("us", "UTC")
 
 
+def test_the_mirror_answers_keyset_pages_after_a_cursor(mirror: Served, table: pl.DataFrame) -> None:
+    ids = sorted(table["id"])
+    headers = {"Authorization": f"Bearer {KEY}"}
+    url = mirror.url + "/v1/conversations"
+    body = httpx.get(url, params={"after": ids[9], "limit": 5, "offset": 700}, headers=headers).json()["data"]
+    assert [c["id"] for c in body["conversations"]] == ids[10:15]  # the offset is not used with a cursor
+    assert body["after"] == ids[9] and body["offset"] == 0 and body["has_more"] and body["total"] == len(ids)
+    last = httpx.get(url, params={"after": ids[-3], "limit": 2}, headers=headers).json()["data"]
+    assert [c["id"] for c in last["conversations"]] == ids[-2:] and last["has_more"] is False
+    plain = httpx.get(url, params={"limit": 2}, headers=headers).json()["data"]
+    assert "after" not in plain and [c["id"] for c in plain["conversations"]] == ids[:2]
+    assert httpx.get(url, params={"after": ""}, headers=headers).status_code == 422
+
+
+def test_the_client_pages_by_cursor_where_offered(mirror: Served, table: pl.DataFrame) -> None:
+    sent: list[httpx.URL] = []
+
+    class Spy(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/conversations"):
+                sent.append(request.url)
+            return super().handle_request(request)
+
+    with make_client(mirror.url, transport=Spy()) as c:
+        pages = list(c.iter_pages(page_size=250, raw=True))
+    ids = [d["id"] for page in pages for d in page]
+    assert isinstance(pages[0][0], dict) and len(ids) == len(set(ids)) and set(ids) == set(table["id"])
+    per_pass = -(-table.height // 250)
+    assert len(sent) == 2 * per_pass  # one pass, then the closing check finding nothing new
+    first_pass = sent[:per_pass]
+    assert "after" not in first_pass[0].params
+    assert [u.params["after"] for u in first_pass[1:]] == sorted(table["id"])[249 : 250 * (per_pass - 1) : 250]
+
+
 def test_iterate_with_full_messages(client: Client, mirror: Served, table: pl.DataFrame) -> None:
     expected = table.filter((pl.col("tier") == "research") & (pl.col("overall_quality") >= 0.93))
     convs = list(client.iter_conversations(tier="research", min_quality=0.93, full=True, page_size=50, concurrency=4))

@@ -110,27 +110,84 @@ def test_auto_picks_bulk_then_incremental_deltas(served, tmp_path) -> None:
         assert sync(store, client, progress=False, ttl=0).mode == "bulk"
 
 
-def test_offset_drift_during_the_listing_is_reconciled_by_id(served, tmp_path) -> None:
-    """Conversations land upstream, sorted before the current offset, while
-    the incremental listing pages through: every id ends up synced once."""
-    pages = []
-    late = [_new_conversation(f"a_late_{i}") for i in range(5)]
+class ListingHook(httpx.HTTPTransport):
+    """Counts the listing's page requests, runs ``change`` after the
+    ``at``-th, and with ``keyset=False`` plays a server without the keyset
+    extension (the cursor never reaches the mirror)."""
 
-    class Hook(httpx.HTTPTransport):
+    def __init__(self, change, at: int, keyset: bool) -> None:
+        super().__init__()
+        self.change, self.at, self.keyset, self.pages = change, at, keyset, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        listing = request.url.path.endswith("/conversations") and request.url.params.get("limit") != "1"
+        if listing and not self.keyset:
+            request.url = request.url.copy_remove_param("after")
+        response = super().handle_request(request)
+        if listing:
+            self.pages += 1
+            if self.pages == self.at:
+                self.change()
+        return response
+
+
+@pytest.mark.parametrize("keyset", [True, False], ids=["keyset", "offset-only server"])
+def test_offset_drift_during_the_listing_is_reconciled_by_id(served, tmp_path, keyset) -> None:
+    """Conversations land upstream, sorted before the current position,
+    while the incremental listing pages through: every id ends up synced
+    once. Keyset pages do not drift; offset pages drift and are re-walked."""
+    late = [_new_conversation(f"a_late_{i}") for i in range(5)]
+    hook = ListingHook(lambda: _change_at_source(served, tmp_path, late), 2, keyset)
+    with make_client(served.url, transport=hook) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert report.drift is (not keyset) and report.gaps == 0
+        assert report.listed == report.inserted == N + len(late)
+        assert hook.pages > N // 100 + 1  # a second pass ran
+        assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+
+
+@pytest.mark.parametrize("keyset", [True, False], ids=["keyset", "offset-only server"])
+def test_an_addition_and_a_removal_before_the_cursor_do_not_hide_a_conversation(served, tmp_path, keyset) -> None:
+    """Issue 15: one conversation added and another removed before the
+    cursor between two pages leave the page boundary and the count as they
+    were; the closing pass still finds the added one."""
+    first = served.mirror.store.conversations(limit=1)["id"][0]
+
+    def change() -> None:
+        served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [first])
+        _change_at_source(served, tmp_path, [_new_conversation("a_late_0")])
+
+    hook = ListingHook(change, 1, keyset)
+    with make_client(served.url, transport=hook) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert not report.drift and report.gaps == 0
+        assert store.conversation("a_late_0") is not None
+        assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+
+
+def test_a_listing_that_does_not_settle_is_reported_as_gaps_and_a_dead_letter(served, tmp_path) -> None:
+    """A server whose listing never reaches its own ``total`` (three more
+    claimed than listed): the pull says so, in the report and in
+    dead_letters; a later sync that settles resolves the dead letter."""
+
+    class Overcount(httpx.HTTPTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             response = super().handle_request(request)
             if request.url.path.endswith("/conversations") and request.url.params.get("limit") != "1":
-                pages.append(request.url.params["offset"])
-                if len(pages) == 2:
-                    _change_at_source(served, tmp_path, late)
+                body = orjson.loads(response.read())
+                body["data"]["total"] += 3
+                return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=orjson.dumps(body))
             return response
 
-    with make_client(served.url, transport=Hook()) as client, Store(tmp_path / "mine.duckdb") as store:
-        report = sync(store, client, mode="incremental", page_size=100, progress=False)
-        assert report.drift and report.gaps == 0
-        assert report.listed == report.inserted == N + len(late)
-        assert len(pages) > N // 100 + 1  # a second pass ran
-        assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url, transport=Overcount()) as client:
+            report = sync(store, client, mode="incremental", page_size=500, progress=False)
+        assert report.gaps == 3 and "never seen" in str(report)
+        dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
+        assert len(dead) == 1 and dead[0][0].startswith("listing:") and "3 conversation(s)" in dead[0][1]
+        with make_client(served.url) as client:
+            assert sync(store, client, mode="incremental", page_size=500, progress=False).gaps == 0
+        assert store.connection.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone() == (0,)
 
 
 def test_offline_sync_loads_the_bundled_sample(tmp_path, monkeypatch) -> None:

@@ -1,70 +1,230 @@
-"""Offset pagination that survives a corpus changing underneath it.
+"""Listing every conversation while the corpus changes underneath.
 
 ``GET /v1/conversations`` pages by ``limit``/``offset`` over a stable order.
 When conversations are added or removed before the current offset during a
-pull, the pages shift: an addition repeats an item (a duplicate) and hides
-the new one (a gap), a removal skips an item (a gap). Reconciling by id:
+pull, the pages shift: an addition repeats an item, a removal skips one.
+Two mechanisms, one state machine (:class:`Paginator`, pure, no I/O: both
+clients, the facade and the incremental sync drive the same one):
 
-- consecutive pages overlap by one item; if the next page does not start
-  with the last id of the previous one, the order shifted (*drift*);
-- the caller keeps the ids it has seen and drops repeats;
-- at the end of a pass, if drift was seen or fewer distinct ids than the
-  latest ``total`` were collected, another pass runs (up to
-  ``max_passes``); a pass that sees no drift settles it. Whatever is still
-  missing after the last pass is reported as ``gaps`` -- never silently.
+*Keyset pages* where the server offers them. From the second page on, the
+request also carries ``after=<last id seen>`` (an extension of the mirror,
+docs/server.md): a server that honours it echoes ``after`` and answers the
+ids after the cursor, so nothing before it can shift the page. A server
+that does not know the parameter ignores it and answers by ``offset``; the
+pager sees the missing echo and reconciles offsets for the rest of the pull.
 
-The state machine is pure (no I/O): the sync and async iterators and the
-sync engine drive the same one.
+*Offset reconciliation* otherwise. Consecutive pages overlap by one item;
+if the next page does not start with the last id of the previous one, the
+order shifted (*drift*). With no drift at any page boundary, consecutive
+pages cover contiguous stretches of the order, so the pass saw every
+conversation present from its start to its end -- the guarantee keyset
+pages give by construction.
+
+*The closing check.* One pass is not enough: a conversation added (and
+another removed) before the cursor during the first pass is never seen,
+and nothing in the answers reveals it (issue 15: ids ``[0, 1, 3, 4]``, 3 a
+page, ``c002`` added and ``c000`` removed after the first page: no drift,
+as many ids as ``total``). So every pull ends with a fresh pass over the
+listing, held ids against listed ids: whatever it finds that the earlier
+passes missed is returned like any other new id. The pull is *settled*
+when a pass after the first shows no drift and finds at least ``total``
+ids; then every conversation present throughout that last pass has been
+seen. Otherwise another pass runs, up to ``max_passes``; what is still
+unaccounted for after the last one is reported in ``gaps`` (at least 1
+when the last pass drifted, since a shift may have skipped ids no count
+reveals) -- never silently. The price is one more listing pass per pull:
+``total / page_size`` requests, under 0.1 % of a pull that then fetches
+each conversation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Generic, TypeVar
+
+from .core import Call
+
+log = logging.getLogger("pe_toolkit.client")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """The next page: ``limit``/``offset`` for any server, plus the keyset
+    cursor ``after`` when the server may honour it."""
+
+    limit: int
+    offset: int
+    after: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"limit": self.limit, "offset": self.offset}
+        if self.after is not None:
+            found["after"] = self.after
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Listed(Generic[T]):
+    """One page as the pager needs it: the ids in order, the server's
+    ``total``, whether it honoured ``after``; ``data`` is the decoded page."""
+
+    data: T
+    ids: list[str]
+    total: int
+    keyset: bool = False
+    has_more: bool | None = None
+
+
+def listing_call(call: Call[T], request: PageRequest) -> Call[Listed[T]]:
+    """``call`` (a ``GET /conversations`` of :mod:`.routes`) for the page
+    ``request`` names, decoding into :class:`Listed` around its own decode."""
+    inner = call.decode
+    asked = request.after
+
+    def decode(d: Any) -> Listed[T]:
+        rows = d["conversations"]
+        if not isinstance(rows, list):
+            raise TypeError("conversations must be a list")
+        ids = [str(r["id"]) for r in rows]  # one id per summary of one page
+        honoured = asked is not None and isinstance(d, Mapping) and d.get("after") == asked
+        has_more = d.get("has_more")
+        return Listed(inner(d), ids, int(d["total"]), honoured, has_more if isinstance(has_more, bool) else None)
+
+    return replace(call, params={**(call.params or {}), **request.params()}, decode=decode)
 
 
 @dataclass
 class Paginator:
+    """The listing's state; checkpointable (:meth:`checkpoint`/:meth:`restore`)
+    except ``seen``, the ids held, which the caller may keep elsewhere."""
+
     page_size: int = 1000
     max_passes: int = 3
     offset: int = 0
     passes: int = 1
     total: int | None = None
-    drift: bool = False
+    drift: bool = False  # in the current pass
     done: bool = False
     gaps: int = 0
     drift_seen: bool = False  # in any pass (for the report)
-    _expect: str | None = None
+    settled: bool = False
+    keyset: bool | None = None  # None: not known yet whether the server honours `after`
+    in_pass: int = 0  # ids read in this pass, overlaps excluded
+    last_id: str | None = None
+    seen: set[str] = field(default_factory=set, repr=False, compare=False)
+    _skip: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 2 <= self.page_size <= 1000:
             raise ValueError("page_size must be between 2 and 1000 (the contract's limit)")
+        if self.max_passes < 2:
+            raise ValueError("max_passes must be at least 2 (a pass and the closing check)")
 
+    # -- checkpoints ---------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seen", "_skip")}
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any], seen: set[str] | None = None) -> Paginator:
+        names = {f.name for f in fields(cls)} - {"seen", "_skip"}
+        known = {k: v for k, v in state.items() if k in names}
+        if "_expect" in state and "last_id" not in known:  # a checkpoint from before keyset pages
+            known["last_id"] = state["_expect"]
+        return cls(**known, seen=set(seen or ()))
+
+    # -- the walk --------------------------------------------------------------
+    def next_request(self) -> PageRequest | None:
+        """The next page to ask for, or None when the listing is complete."""
+        if self.done:
+            return None
+        # The offset is kept in step with the cursor, so a server that
+        # ignores `after` (one not known yet, or a failover endpoint without
+        # the extension) answers the same page by position.
+        after = self.last_id if self.keyset is not False else None
+        return PageRequest(self.page_size, self.offset, after)
+
+    def take(self, page: Listed[Any]) -> list[bool]:
+        """Record a page; returns, for each of its ids, whether it is new
+        (first seen now). The caller keeps the items marked True."""
+        ids = page.ids
+        keyset = page.keyset
+        if self.keyset is None and self.last_id is not None:
+            self.keyset = keyset  # the first page that could tell
+        fresh: list[bool] = []
+        start = 0
+        if not keyset and ids and self.skip_first(ids[0]):
+            fresh.append(False)
+            start = 1
+        seen = self.seen
+        # One set lookup per id of one page: the ids are not sorted in any
+        # order a columnar anti-join could rely on, and a page is small.
+        for cid in ids[start:]:
+            new = cid not in seen
+            if new:
+                seen.add(cid)
+            fresh.append(new)
+        self.in_pass += len(ids) - start
+        self._end_page(len(ids), ids[-1] if ids else None, page.total, keyset, page.has_more, len(seen))
+        return fresh
+
+    # -- the offset-only interface (callers that send no cursor) ------------------
     def request(self) -> tuple[int, int] | None:
-        """``(limit, offset)`` of the next page, or None when finished."""
+        """``(limit, offset)`` of the next page, or None when finished
+        (offset pages only; :meth:`next_request` offers keyset pages)."""
+        self.keyset = False
         return None if self.done else (self.page_size, self.offset)
 
     def skip_first(self, first_id: str | None) -> bool:
-        """Whether the page's first item is the overlap (already seen); a
-        mismatch marks drift."""
-        if self._expect is None:
+        """Whether an offset page's first item is the overlap (already seen);
+        a mismatch marks drift."""
+        self._skip = False
+        if self.last_id is None:
             return False
-        if first_id == self._expect:
+        if first_id == self.last_id:
+            self._skip = True
             return True
         self.drift = self.drift_seen = True
         return False
 
     def advance(self, ids_on_page: int, last_id: str | None, total: int, seen: int) -> None:
-        """Record a page of ``ids_on_page`` items (``last_id`` the last one),
-        the server's ``total`` and how many distinct ids the caller holds."""
+        """Record an offset page of ``ids_on_page`` items (``last_id`` the
+        last one) and the server's ``total``; ``seen`` (distinct ids the
+        caller holds) bounds the gaps from below."""
+        self.in_pass += ids_on_page - (1 if self._skip else 0)
+        self._skip = False
+        self._end_page(ids_on_page, last_id, total, False, None, seen)
+
+    # -- shared ---------------------------------------------------------------------
+    def _end_page(self, n: int, last_id: str | None, total: int, keyset: bool, has_more: bool | None, held: int) -> None:
         self.total = total
-        end_of_pass = ids_on_page == 0 or self.offset + ids_on_page >= total
+        if keyset:
+            end_of_pass = n == 0 or n < self.page_size or has_more is False
+        else:
+            end_of_pass = n == 0 or self.offset + n >= total
         if not end_of_pass:
-            self._expect = last_id
-            self.offset += ids_on_page - 1 if ids_on_page > 1 else ids_on_page
+            self.last_id = last_id
+            # The next offset page starts on this page's last item (the
+            # overlap); a keyset page has no overlap item of its own.
+            self.offset += n if keyset or n == 1 else n - 1
             return
-        if (self.drift or seen < total) and self.passes < self.max_passes:
+        settled = self.passes > 1 and not self.drift and self.in_pass >= total
+        if not settled and self.passes < self.max_passes:
             self.passes += 1
-            self.offset, self.drift, self._expect = 0, False, None
+            self.offset, self.drift, self.last_id, self.in_pass = 0, False, None, 0
             return
-        self.done = True
-        self.gaps = max(0, total - seen)
+        self.done, self.settled = True, settled
+        # Lower bounds: what the last pass read (it counts an id twice after a
+        # shift), and all the ids held (some may have been removed since).
+        self.gaps = max(0, total - self.in_pass, total - held)
+        if self.drift:
+            # The last pass shifted: ids may have been skipped that no count shows.
+            self.gaps = max(1, self.gaps)
+        if self.gaps:
+            log.warning(
+                "the conversation listing did not settle after %d passes (the corpus kept changing): "
+                "%d conversation(s) listed by the server were not seen", self.passes, self.gaps,
+            )

@@ -46,7 +46,7 @@ from .models import (
 )
 from .options import resolve_options
 from .pacing import PacingPolicy
-from .pagination import Paginator
+from .pagination import Paginator, listing_call
 from .retry import RetryPolicy, retry_options
 
 if TYPE_CHECKING:
@@ -230,20 +230,27 @@ class Client:
                 yield from page
 
     def iter_pages(
-        self, *, dataset: str | None = None, tier: str | None = None, min_quality: float | None = None, page_size: int = 1000
-    ) -> Iterator[list[ConversationSummary]]:
-        """Lists of summaries never seen before, page by page (see :mod:`.pagination`)."""
+        self,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        page_size: int = 1000,
+        raw: bool = False,
+    ) -> Iterator[list[ConversationSummary]] | Iterator[list[dict[str, Any]]]:
+        """Lists of summaries never seen before, page by page: keyset pages
+        where the server offers them, offsets reconciled by id elsewhere,
+        and a closing check (see :mod:`.pagination`). ``raw=True`` yields
+        the API's dicts. What the listing could not account for is logged
+        as a warning."""
         pager = Paginator(page_size=page_size)
-        seen: set[str] = set()
-        while (req := pager.request()) is not None:
-            limit, offset = req
-            page = self.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset)
-            items = list(page.items)
-            if items and pager.skip_first(items[0].id):
-                items = items[1:]
-            fresh = [s for s in items if s.id not in seen]
-            seen.update(s.id for s in fresh)
-            pager.advance(len(page.items), page.items[-1].id if page.items else None, page.total, len(seen))
+        base = routes.list_conversations(dataset=dataset, tier=tier, min_quality=min_quality)
+        if raw:
+            base = dataclasses.replace(base, decode=lambda d: d["conversations"])
+        while (req := pager.next_request()) is not None:
+            listed = self.request(listing_call(base, req))
+            items = listed.data if raw else listed.data.items
+            fresh = [item for item, new in zip(items, pager.take(listed)) if new]
             if fresh:
                 yield fresh
 

@@ -3,10 +3,11 @@
 Phases, each checkpointed:
 
 1. ``listing``: every page of ``GET /v1/conversations`` for the filter goes
-   into ``sync_listing`` (distinct ids; pages overlap by one item and are
-   re-walked when the corpus shifted, see
-   :mod:`pe_toolkit.client.pagination`). The pager's position is saved
-   after each page.
+   into ``sync_listing`` (distinct ids; keyset pages where the server
+   offers them, offset pages reconciled by id elsewhere, then a closing
+   pass; see :mod:`pe_toolkit.client.pagination`). The pager's position is
+   saved after each page; what the listing cannot account for is counted
+   in ``gaps`` and left as a dead letter ``listing:<scope>``.
 2. ``fetching``: ``sync_pending`` gets the ids whose summary differs from
    the stored row, that are missing, older than the cache TTL for this
    source, or open dead letters; they are fetched ``concurrency`` at a
@@ -31,7 +32,7 @@ import pyarrow as pa
 
 from ..client import routes
 from ..client.models import SummaryFrame
-from ..client.pagination import Paginator
+from ..client.pagination import Paginator, listing_call
 from ..errors import (
     ApiError,
     AuthenticationError,
@@ -50,36 +51,48 @@ FATAL = (CircuitOpenError, RateLimitError, AuthenticationError, PermissionDenied
 
 
 def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
-    """Phase 1 (resumable from ``state['pager']``)."""
-    pager = Paginator(**state["pager"]) if state and "pager" in state else Paginator(page_size=ctx.page_size)
-    if state and "pager" in state:
-        ctx.report.resumed = True
-    # The ids listed so far, to keep only new ones from each page: a set
-    # lookup per row instead of an anti-join against the growing listing.
+    """Phase 1 (resumable from ``state['pager']``). Keyset pages where the
+    server offers them, offsets reconciled by id elsewhere, and a closing
+    pass over the listing (:mod:`pe_toolkit.client.pagination`); what it
+    still cannot account for is reported in ``gaps`` and as a dead letter."""
+    # The ids listed so far, to keep only new ones from each page.
     seen = set(sync_state.listed_ids(ctx.store, ctx.source, ctx.scope))
+    if state and "pager" in state:
+        pager = Paginator.restore(state["pager"], seen)
+        ctx.report.resumed = True
+    else:
+        pager = Paginator(page_size=ctx.page_size, seen=seen)
+    base = routes.list_conversations(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality)
+    base = dataclasses.replace(base, decode=SummaryFrame.from_api)
     with ctx.bar(None, "list", "conv") as bar:
-        while (req := pager.request()) is not None:
-            limit, offset = req
-            call = routes.list_conversations(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality, limit=limit, offset=offset)
-            page = ctx.client.request(dataclasses.replace(call, decode=SummaryFrame.from_api))
-            ids = page.frame["id"].to_list()
-            if ids and pager.skip_first(ids[0]):
-                ids = ids[1:]
-            fresh = []
-            for cid in ids:  # one set lookup per summary of one page
-                fresh.append(cid not in seen)
-                seen.add(cid)
+        while (req := pager.next_request()) is not None:
+            listed = ctx.client.request(listing_call(base, req))
+            fresh = pager.take(listed)
             if any(fresh):
-                rows = page.frame.tail(len(ids)).filter(pl.Series(fresh, dtype=pl.Boolean))
+                rows = listed.data.frame.filter(pl.Series(fresh, dtype=pl.Boolean))
                 sync_state.add_listing(ctx.store, ctx.source, ctx.scope, rows.to_arrow())
-            pager.advance(page.frame.height, page.frame["id"][-1] if page.frame.height else None, page.total, len(seen))
-            bar.total = page.total
-            bar.update(max(0, len(seen) - bar.n))
-            ctx.checkpoint("incremental", "listing", {"pager": dataclasses.asdict(pager)})
-            ctx.events.publish("sync.progress", source=ctx.source, phase="list", done=len(seen), total=page.total)
-    ctx.report.listed = len(seen)
+            bar.total = listed.total
+            bar.update(max(0, len(pager.seen) - bar.n))
+            ctx.checkpoint("incremental", "listing", {"pager": pager.checkpoint()})
+            ctx.events.publish("sync.progress", source=ctx.source, phase="list", done=len(pager.seen), total=listed.total)
+    ctx.report.listed = len(pager.seen)
     ctx.report.gaps = pager.gaps
     ctx.report.drift = pager.drift_seen
+    _record_gaps(ctx, pager.gaps)
+
+
+def _record_gaps(ctx: SyncContext, gaps: int) -> None:
+    """A listing that did not settle leaves a dead letter for its scope
+    (visible in ``doctor`` and ``dead_letters``); one that settles resolves it."""
+    locator = f"listing:{ctx.scope}"
+    if gaps:
+        reason = (
+            f"{gaps:,} conversation(s) listed by the server were never seen: the corpus kept changing "
+            "during the listing; sync again to pick them up"
+        )
+        ctx.store.add_dead_letters([(ctx.source, locator, reason, None)])
+    else:
+        ctx.store.resolve_dead_letters(ctx.source, [locator])
 
 
 def plan(ctx: SyncContext) -> dict[str, int]:

@@ -38,21 +38,32 @@ def _tier_sorted(tiers: list[str] | None) -> list[str]:
     return known + sorted(t for t in (tiers or []) if t is not None and t not in TIERS)
 
 
-def conversation_page(db: ServerDB, filter: ConversationFilter, limit: int, offset: int) -> tuple[int, bytes]:
-    """(total, JSON array of summaries) in id order. The page's ids are
-    chosen first (a top-N over one column), then its rows are read: a third
-    faster than sorting whole rows on a 100k store."""
+def conversation_page(
+    db: ServerDB, filter: ConversationFilter, limit: int, offset: int, after: str | None = None
+) -> tuple[int, bytes, bool]:
+    """(total, JSON array of summaries in id order, has_more). The page's
+    ids are chosen first (a top-N over one column), then its rows are read:
+    a third faster than sorting whole rows on a 100k store.
+
+    ``after`` (the keyset extension, docs/server.md): the page is the
+    first ``limit`` ids greater than ``after`` and ``offset`` is not used,
+    so conversations added or removed before the cursor cannot shift it.
+    One id more than the page is chosen to tell whether more follow."""
     where, params = filter.where("c")
+    if after is None:
+        page_sql, page_params = f"SELECT c.id FROM conversations c WHERE {where} ORDER BY c.id LIMIT ? OFFSET ?", [*params, limit + 1, offset]
+    else:
+        page_sql, page_params = f"SELECT c.id FROM conversations c WHERE {where} AND c.id > ? ORDER BY c.id LIMIT ?", [*params, after, limit + 1]
     sql = (
-        f"WITH page AS (SELECT c.id FROM conversations c WHERE {where} ORDER BY c.id LIMIT ? OFFSET ?) "
-        f"SELECT (SELECT count(*) FROM conversations c WHERE {where}), "
+        f"WITH more AS ({page_sql}), page AS (SELECT id FROM more ORDER BY id LIMIT ?) "
+        f"SELECT (SELECT count(*) FROM conversations c WHERE {where}), (SELECT count(*) FROM more) > ?, "
         "(SELECT coalesce(to_json(list(struct_pack(id := c.id, dataset := c.dataset, tier := c.tier, "
         "quality_score := c.overall_quality, message_count := c.message_count, "
         f"created_at := {iso_sql('c.created_at')}) ORDER BY c.id)), '[]')::VARCHAR "
         "FROM conversations c SEMI JOIN page USING (id))"
     )
-    total, page = db.rows(sql, [*params, limit, offset, *params])[0]
-    return int(total), page.encode()
+    total, has_more, page = db.rows(sql, [*page_params, limit, *params, limit])[0]
+    return int(total), page.encode(), bool(has_more)
 
 
 def conversation_json(db: ServerDB, conversation_id: str) -> bytes | None:

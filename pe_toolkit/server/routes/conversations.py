@@ -39,10 +39,16 @@ def list_conversations(
     min_quality: float | None = Query(None, ge=0.0, le=1.0, allow_inf_nan=False),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    after: str | None = Query(
+        None, min_length=1, max_length=1024,
+        description="Extension: the ids after this one (keyset page; offset is then not used and answered as 0).",
+    ),
 ) -> JSONBytes:
     filter = ConversationFilter(dataset=dataset, tier=tier, min_quality=min_quality)
-    total, page = queries.conversation_page(mirror(request).db, filter, limit, offset)
-    data = {"conversations": fragment(page), "total": total, "limit": limit, "offset": offset, "has_more": offset + limit < total}
+    total, page, has_more = queries.conversation_page(mirror(request).db, filter, limit, offset, after)
+    data = {"conversations": fragment(page), "total": total, "limit": limit, "offset": 0 if after is not None else offset, "has_more": has_more}
+    if after is not None:
+        data["after"] = after  # the echo tells a client its cursor was honoured
     return ok(request, data, "Conversations retrieved")
 
 
