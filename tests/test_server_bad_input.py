@@ -173,3 +173,59 @@ def test_export_form_rejects_bad_fields(mirror: Served) -> None:
         unknown = check_envelope(client.post("/v1/export", data={"format": "csv", "dataset": "nope"}), 404, code="RESOURCE_NOT_FOUND")
         assert "nope" in unknown["message"]
         check_envelope(client.get("/v1/processing/jobs/job_nope"), 404, code="RESOURCE_NOT_FOUND")
+
+
+def test_search_with_a_huge_offset_is_a_422_not_a_500(mirror: Served) -> None:
+    with mirror.client() as client:
+        for offset in (2**63, 2**64 + 5, 10**12 + 1):
+            error = check_envelope(client.post("/v1/search", json={"query": "sad", "offset": offset}), 422, code="VALIDATION_ERROR")
+            assert error["details"] == "offset"
+        # the largest offset the list route also takes still answers
+        data = check_envelope(client.post("/v1/search", json={"query": "sad", "offset": 10**12}), 200)
+    assert data["results"] == [] and data["total_matches"] > 0
+
+
+@pytest.fixture(scope="module")
+def ready_export(mirror: Served) -> tuple[str, bytes]:
+    """(download url, the whole file) of a small finished export."""
+    from .server_support import wait_until
+
+    with mirror.client() as client:
+        created = check_envelope(client.post("/v1/export", data={"dataset": "peer_support", "format": "csv"}), 202)
+
+        def done() -> bool:
+            return check_envelope(client.get(f"/v1/processing/jobs/{created['export_id']}"), 200)["status"] == "completed"
+
+        wait_until(done, timeout=120, what="the export")
+        whole = client.get(created["download_url"])
+    assert whole.status_code == 200
+    return created["download_url"], whole.content
+
+
+@pytest.mark.parametrize("header", ["bytes", "items=0-10", "bytes=-", "bytes=abc-def", "bytes=20-10"])
+def test_a_bad_range_header_is_an_enveloped_400(mirror: Served, ready_export: tuple[str, bytes], header: str) -> None:
+    url, _ = ready_export
+    with mirror.client() as client:
+        error = check_envelope(client.get(url, headers={"Range": header}), 400, code="VALIDATION_ERROR")
+    assert error["details"] == "Range"
+
+
+def test_a_range_past_the_end_is_an_enveloped_416(mirror: Served, ready_export: tuple[str, bytes]) -> None:
+    url, whole = ready_export
+    with mirror.client() as client:
+        response = client.get(url, headers={"Range": f"bytes={len(whole) + 10}-"})
+        check_envelope(response, 416, code="VALIDATION_ERROR")
+        assert response.headers["content-range"] == f"bytes */{len(whole)}"
+        part = client.get(url, headers={"Range": "bytes=0-9"})  # a good range still works
+    assert part.status_code == 206 and part.content == whole[:10]
+
+
+def test_head_on_a_download_answers_its_headers(mirror: Served, ready_export: tuple[str, bytes]) -> None:
+    url, whole = ready_export
+    with mirror.client() as client:
+        head = client.head(url)
+        get = client.get(url)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(whole)
+    for name in ("content-type", "content-disposition", "etag"):
+        assert head.headers[name] == get.headers[name]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, Response
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+from starlette.types import Receive, Scope, Send
 
 from ...store import ConversationFilter
-from ..envelope import JSONBytes, not_found, ok
+from ..envelope import VALIDATION_ERROR, ApiProblem, JSONBytes, not_found, ok, problem_response
 from ..exports import ExportPending
 from ..jobs import ACTIVE
 from ..models import ExportParameters, form_fields, parse_json, validated
@@ -78,7 +81,7 @@ def get_export(request: Request, export_id: str) -> JSONBytes:
 HOLD_STEP = 0.02
 
 
-@router.get("/v1/exports/{export_id}/download", summary="Download an export's file")
+@router.api_route("/v1/exports/{export_id}/download", methods=["GET", "HEAD"], summary="Download an export's file")
 async def download(request: Request, export_id: str) -> Response:
     m = mirror(request)
     try:
@@ -98,7 +101,37 @@ async def download(request: Request, export_id: str) -> Response:
 
 async def _file(m: Any, export_id: str) -> Response:
     path, media_type, name = await run_in_threadpool(m.exports.resolve, export_id)
-    return FileResponse(path, media_type=media_type, filename=name)
+    return EnvelopedFileResponse(path, media_type=media_type, filename=name)
+
+
+class EnvelopedFileResponse(FileResponse):
+    """Starlette's FileResponse (ranges, HEAD), except that a bad ``Range``
+    header gets the contract's envelope (400, or 416 past the end) rather
+    than Starlette's bare text."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        http_range, if_range = headers.get("range"), headers.get("if-range")
+        if http_range is not None and self.stat_result is None:
+            self.stat_result = os.stat(self.path)
+            self.set_stat_headers(self.stat_result)
+        # The same conditions as Starlette's for reading the header at all.
+        if http_range is not None and self.status_code == 200 and (if_range is None or self._should_use_range(if_range)):
+            assert self.stat_result is not None
+            size = self.stat_result.st_size
+            problem = None
+            try:
+                self._parse_range_header(http_range, size)
+            except MalformedRangeHeader as exc:
+                problem = ApiProblem(400, VALIDATION_ERROR, f"Range: {exc.content}", details="Range")
+            except RangeNotSatisfiable:
+                problem = ApiProblem(
+                    416, VALIDATION_ERROR, f"Range: starts past the end of the file ({size} bytes)",
+                    details="Range", headers={"Content-Range": f"bytes */{size}"},
+                )
+            if problem is not None:
+                return await problem_response(scope, problem)(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 def _still_writing(request: Request, m: Any, pending: ExportPending) -> Response:

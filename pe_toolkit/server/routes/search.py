@@ -12,7 +12,7 @@ from ...store import ConversationFilter
 from ..envelope import PROCESSING_ERROR, ApiProblem, JSONBytes, invalid, ok
 from ..models import SearchIn, json_body, validated
 from ..search import snippet
-from ._common import mirror
+from ._common import MAX_OFFSET, mirror
 
 router = APIRouter()
 INDEX_WAIT = 30.0
@@ -21,6 +21,9 @@ INDEX_WAIT = 30.0
 @router.post("/v1/search", summary="Full-text search over message content, ranked by relevance")
 async def search(request: Request) -> JSONBytes:
     body = validated(SearchIn, await json_body(request))
+    if body.offset > MAX_OFFSET:
+        # The list route's cap: past it DuckDB's OFFSET overflows (a 500).
+        raise invalid("offset", f"must be at most {MAX_OFFSET}")
     m = mirror(request)
     filters = body.filters.model_dump(exclude_none=True) if body.filters else {}
 
