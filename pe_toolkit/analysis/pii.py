@@ -1,24 +1,43 @@
 """Personal data (PII) in messages: find it, and redact it with typed placeholders.
 
-Kinds: ``email``, ``phone``, ``address``, ``url``, ``id_number``,
-``date_of_birth`` (patterns and cues in ``lexicons/pii.toml``). One regex pass
-over the texts finds candidates; the few candidates are then validated with
-column expressions:
+Kinds: ``email`` (also written out: "jane(at)example.org"), ``phone`` (also
+spelled out), ``address`` (street addresses of several countries, US ZIP
+codes, UK and Canadian postcodes), ``url``, ``id_number`` (SSN, national
+insurance, NHS, member, card, passport and licence numbers, IBANs),
+``date_of_birth``, ``ip_address``, ``social_handle`` (patterns and cues in
+``lexicons/pii.toml``), and ``name`` (person names: :mod:`.pii_names`). One
+regex pass over the texts finds candidates; the few candidates are then
+validated with column expressions and, once per distinct candidate, small
+Python checks (:mod:`.pii_checks`):
 
-- a phone needs 7 to 15 digits and is not a toll-free, freephone or
-  emergency line (crisis lines are public services, not personal data);
+- a phone is what ``phonenumbers`` (libphonenumber) accepts, and not a
+  toll-free, freephone or emergency line (crisis lines are public services,
+  not personal data);
 - a bare digit group (``943 476 5919``, ``40092281``) is an ``id_number`` when an
-  ID cue ("NHS number", "member ID", "SSN"...) comes shortly before it,
-  otherwise a ``phone`` when phone-shaped, otherwise an ``id_number``;
-- a full date is a ``date_of_birth`` only after a birth cue ("born", "DOB",
+  ID cue ("NHS number", "member ID", "SSN", "passport"...) comes shortly before
+  it, otherwise a ``phone`` when phone-shaped, otherwise an ``id_number``;
+- a date is a ``date_of_birth`` only after a birth cue ("born", "DOB",
   "birthday"...) in the same sentence: appointment dates and anniversaries in
   therapeutic text are left alone;
 - digits glued to other digits or letters are not a match (``12345-6789`` is not
   the phone ``345-6789``); trailing punctuation is not part of a URL.
 
+Every pattern is linear-time (bounded repetitions: see ``pii.toml``), and
+the Python checks are capped per message (:data:`CHECKS_PER_MESSAGE`): a
+message of two megabytes of digits is scanned in about as long as two
+megabytes of prose.
+
+Names are found by :func:`find_pii`, :func:`redact` and :func:`redact_frame`
+(the export path), not by the analysis path (:func:`pii_spans` as the safety
+analyzer runs it, ``names=False``): see ``docs/metric_cards_empathy_safety.md``.
+When Presidio and a spaCy model are installed (``pe_toolkit[presidio]``, the
+model named by ``PE_PRESIDIO_MODEL``), the redaction path adds Presidio's
+person and location findings (:mod:`.pii_presidio`).
+
 Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 :func:`redact_frame` (a column, vectorized). Placeholders: ``[EMAIL]``,
-``[PHONE]``, ``[ADDRESS]``, ``[URL]``, ``[ID_NUMBER]``, ``[DATE_OF_BIRTH]``.
+``[PHONE]``, ``[ADDRESS]``, ``[URL]``, ``[ID_NUMBER]``, ``[DATE_OF_BIRTH]``,
+``[IP_ADDRESS]``, ``[SOCIAL_HANDLE]``, ``[NAME]``.
 """
 
 from __future__ import annotations
@@ -29,9 +48,11 @@ import polars as pl
 
 from ..errors import AnalysisError
 from ..schema import PII_KINDS
-from ._patterns import Matcher, find_spans, fold_ascii, load_lexicon, original_text
+from . import pii_checks
+from ._patterns import Matcher, find_spans, fold_ascii, load_lexicon
 
-KINDS: tuple[str, ...] = PII_KINDS
+# The contract's kinds (schema.PII_KINDS), then those added since.
+KINDS: tuple[str, ...] = (*PII_KINDS, "ip_address", "social_handle", "name")
 PLACEHOLDERS: dict[str, str] = {k: f"[{k.upper()}]" for k in KINDS}
 
 PII_SCHEMA: dict[str, pl.DataType] = {
@@ -44,7 +65,16 @@ PII_SCHEMA: dict[str, pl.DataType] = {
 
 # NANP toll-free area codes and UK freephone prefixes: businesses and helplines.
 _TOLL_FREE = r"^(?:1?8(?:00|88|77|66|55|44|33)[0-9]{7}|0(?:800|808|500)[0-9]{6,7})$"
-_DIGIT_KINDS = ("phone", "digits", "id_number", "date", "address")
+# Categories that must not touch a letter or digit before them, or a digit
+# after them (a value inside a longer token is not that value).
+_GLUED_KINDS = ("phone", "digits", "id_number", "date", "address", "ip_address", "iban", "cued_id", "spelled_phone",
+                "social_handle")  # fmt: skip
+# Categories that must not touch a letter after them either.
+_WORD_KINDS = ("spelled_phone", "cued_id", "iban", "social_handle")
+# libphonenumber checks per message; a message with more phone-shaped
+# candidates than this (not a conversation turn: a dump of numbers) has the
+# rest judged by shape alone (7 to 15 digits), erring towards redaction.
+CHECKS_PER_MESSAGE = 200
 
 
 @functools.cache
@@ -65,19 +95,102 @@ def _recent(pre: pl.Expr) -> pl.Expr:
     return tail.str.extract(r"^(?:.*(?:[.!?]\s+[A-Z]|[!?\n]))?(.*)$", 1).fill_null("")
 
 
-def pii_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
+# Texts worth the full alternation: every kind needs a digit, "@", "/" or
+# "www.", except e-mails written out ("(at)", " dot ") and phones spelled out
+# (seven digit words in a row). Each check is one linear scan.
+_WRITTEN_OUT = (
+    r"(?i)[(\[{<] ?at ?[)\]}>]| dot "
+    r"|(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple)"
+    r"(?:[ ,-]{1,3}(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple)){6}"
+)
+
+
+def _ascii_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
+    """``texts[rows][start:start + length]`` for ASCII texts (the folded ones),
+    as byte slices: ``str.slice`` walks each text from its start, which is
+    quadratic over the many spans of one long message."""
+    return texts.cast(pl.Binary).gather(rows).bin.slice(start, length).cast(pl.String)
+
+
+def _slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
+    """``texts[rows][start:start + length]`` in characters, for any texts:
+    byte slices on ASCII rows; on the others ``str.slice``, except in long
+    messages, sliced in Python (see below)."""
+    if not len(rows):
+        return pl.Series([], dtype=pl.String)
+    ascii_row = texts.str.len_bytes() == texts.str.len_chars()
+    long_row = texts.str.len_bytes() > _LONG
+    flags = pl.DataFrame({"a": ascii_row.gather(rows), "l": long_row.gather(rows)})
+    out = pl.Series([None] * len(rows), dtype=pl.String)
+    plain = flags["a"].arg_true()
+    if len(plain):
+        out = out.scatter(plain, _ascii_slices(texts, rows.gather(plain), start.gather(plain), length.gather(plain)))
+    other = (~flags["a"]).arg_true()
+    if len(other):
+        short = other.filter(~flags["l"].gather(other))
+        if len(short):
+            out = out.scatter(short, texts.gather(rows.gather(short)).str.slice(start.gather(short), length.gather(short)))
+        slow = other.filter(flags["l"].gather(other))
+        if len(slow):
+            # A Python loop over the spans of long non-ASCII messages only:
+            # Python strings index in constant time, polars' str.slice in
+            # time proportional to the offset.
+            values = texts.to_list()
+            cut = [values[r][a : a + n] for r, a, n in zip(rows.gather(slow).to_list(), start.gather(slow).to_list(),
+                                                          length.gather(slow).to_list())]  # fmt: skip
+            out = out.scatter(slow, pl.Series(cut, dtype=pl.String))
+    return out
+
+
+# Above this many bytes a non-ASCII message is sliced in Python (_slices).
+_LONG = 20_000
+
+
+def _candidate_rows(folded: pl.Series) -> pl.Series:
+    return pl.DataFrame({"t": folded}).select(
+        pl.col("t").str.contains(r"[0-9@/]")
+        | pl.col("t").str.contains("www.", literal=True)
+        | pl.col("t").str.contains(_WRITTEN_OUT)
+    ).to_series().arg_true()
+
+
+def pii_spans(folded: pl.Series, texts: pl.Series, *, names: bool = False) -> pl.DataFrame:
     """Validated PII spans (:data:`PII_SCHEMA`) in ``texts``, given their
-    folded form (:func:`.fold_ascii`)."""
+    folded form (:func:`.fold_ascii`). ``names`` adds person names (the
+    redaction path; the analysis path leaves them out: module docstring)."""
+    spans = _pattern_spans(folded, texts)
+    if names and len(texts):
+        from .pii_names import name_spans
+
+        found = name_spans(texts)
+        if len(found):
+            text = _slices(texts.fill_null(""), found["row"], found["start"], found["end"] - found["start"])
+            found = found.with_columns(kind=pl.lit("name"), text=text)
+            spans = _merge(spans, found.select(list(PII_SCHEMA)))
+    return spans
+
+
+def _merge(spans: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
+    """``spans`` plus the ``extra`` spans that overlap none of them (the
+    first finder wins an overlap), sorted."""
+    if not len(extra):
+        return spans
+    if not len(spans):
+        return extra.sort("row", "start")
+    both = pl.concat([spans.with_columns(first=pl.lit(True)), extra.with_columns(first=pl.lit(False))])
+    both = both.sort("row", "start", pl.col("first"), descending=[False, False, True])
+    # A span is dropped when it starts before the furthest end seen so far in
+    # its row (an overlap), keeping the earlier one.
+    reach = pl.col("end").cum_max().shift(1).over("row").fill_null(-1)
+    return both.filter(pl.col("start") >= reach).drop("first")
+
+
+def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     empty = pl.DataFrame(schema=PII_SCHEMA)
     if not len(folded):
         return empty
     matcher = _matcher()
-    # Every kind needs a digit, "@", "/" or "www." (checked by the tests on the
-    # lexicon's examples): two memchr-speed scans pick the few texts worth the
-    # full alternation.
-    candidates = pl.DataFrame({"t": folded}).select(
-        pl.col("t").str.contains(r"[0-9@/]") | pl.col("t").str.contains("www.", literal=True)
-    ).to_series().arg_true()
+    candidates = _candidate_rows(folded)
     if not len(candidates):
         return empty
     spans = find_spans(folded.gather(candidates), matcher.regex, "lexicons/pii.toml")
@@ -87,19 +200,22 @@ def pii_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     categories = matcher.table["category"]
     spans = spans.with_columns(matcher.classify(spans["text"]).alias("entry"))
     spans = spans.with_columns(pl.col("entry").replace_strict(range(len(categories)), categories, default=None).alias("cat"))
-    source = folded.gather(spans["row"])
     lo = (spans["start"] - 60).clip(lower_bound=0)
+    rows = spans["row"]
     spans = spans.with_columns(
-        pre=source.str.slice(lo, spans["start"] - lo),
-        before=source.str.slice((spans["start"] - 1).clip(lower_bound=0), (spans["start"] > 0).cast(pl.Int32)),
-        after=source.str.slice(spans["end"], 1),
+        pre=_ascii_slices(folded, rows, lo, spans["start"] - lo),
+        before=_ascii_slices(folded, rows, (spans["start"] - 1).clip(lower_bound=0), (spans["start"] > 0).cast(pl.Int32)),
+        after=_ascii_slices(folded, rows, spans["end"], pl.Series([1] * len(spans), dtype=pl.Int32)),
     )
     birth, id_cue = _cues()
     digits = pl.col("text").str.replace_all(r"[^0-9]", "")
     n_digits = digits.str.len_bytes()
     recent = _recent(pl.col("pre"))
     glued = pl.col("before").str.contains(r"^[0-9A-Za-z]$") | pl.col("after").str.contains(r"^[0-9]$")
+    glued = glued | (pl.col("cat").is_in(_WORD_KINDS) & pl.col("after").str.contains(r"^[A-Za-z_]$"))
     phone_shaped = pl.col("text").str.starts_with("+") | (n_digits == 10) | ((n_digits == 11) & digits.str.starts_with("0"))
+    # "943 476 5919" is an NHS number after its cue, a US phone otherwise.
+    nhs_shaped = (pl.col("cat") == "phone") & pl.col("text").str.contains(r"^[0-9]{3} [0-9]{3} [0-9]{4}$")
     kind = (
         pl.when(pl.col("cat") == "digits")
         .then(
@@ -109,27 +225,64 @@ def pii_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
             .then(pl.lit("phone"))
             .otherwise(pl.lit("id_number"))
         )
+        .when(nhs_shaped & recent.str.contains(id_cue))
+        .then(pl.lit("id_number"))
         .when(pl.col("cat") == "date")
         .then(pl.when(recent.str.contains(birth)).then(pl.lit("date_of_birth")).otherwise(None))
+        .when(pl.col("cat") == "cued_id")
+        .then(pl.when(recent.str.contains(id_cue)).then(pl.lit("id_number")).otherwise(None))
+        .when(pl.col("cat").is_in(["iban"]))
+        .then(pl.lit("id_number"))
+        .when(pl.col("cat").is_in(["spelled_phone"]))
+        .then(pl.lit("phone"))
+        .when(pl.col("cat") == "address_lead")
+        .then(pl.lit("address"))
         .otherwise(pl.col("cat"))
     )
     spans = spans.with_columns(kind.alias("kind")).filter(
-        pl.col("kind").is_not_null() & ~(pl.col("cat").is_in(_DIGIT_KINDS) & glued)
+        pl.col("kind").is_not_null() & ~(pl.col("cat").is_in(_GLUED_KINDS) & glued)
     )
+    spans = _checked(spans)
     spans = spans.filter(
-        (pl.col("kind") != "phone") | (n_digits.is_between(7, 15) & ~digits.str.contains(_TOLL_FREE))
+        (pl.col("kind") != "phone") | (pl.col("cat") == "spelled_phone") | ~digits.str.contains(_TOLL_FREE)
     )
     # Trim what the patterns take around the value: trailing punctuation of a
-    # URL, the "live at" lead of a lower-case address.
+    # URL, the "live at" / "zip code is" lead of an address.
     trail = pl.col("text").str.len_bytes() - pl.col("text").str.replace(r"[.,;:!?)\]'\"]+$", "").str.len_bytes()
     lead = pl.col("text").str.len_bytes() - pl.col("text").str.replace(r"^[^0-9]+", "").str.len_bytes()
     spans = spans.with_columns(
         end=pl.when(pl.col("kind") == "url").then(pl.col("end") - trail).otherwise(pl.col("end")).cast(pl.Int32),
-        start=pl.when(pl.col("kind") == "address").then(pl.col("start") + lead).otherwise(pl.col("start")).cast(pl.Int32),
+        start=pl.when(pl.col("cat") == "address_lead").then(pl.col("start") + lead).otherwise(pl.col("start")).cast(pl.Int32),
     )
     spans = spans.filter(pl.col("end") > pl.col("start"))
-    spans = spans.with_columns(text=original_text(spans, texts))
+    spans = spans.with_columns(text=_slices(texts, spans["row"], spans["start"], spans["end"] - spans["start"]))
     return spans.select(list(PII_SCHEMA)).sort("row", "start")
+
+
+def _checked(spans: pl.DataFrame) -> pl.DataFrame:
+    """Phones (written with digits or spelled) that ``phonenumbers`` accepts
+    and IBANs whose check digits hold; at most :data:`CHECKS_PER_MESSAGE`
+    libphonenumber checks per message, the rest judged by their length."""
+    if not len(spans):
+        return spans
+    spans = spans.with_columns(rank=pl.int_range(pl.len()).over("row", "cat"))
+    phone = (pl.col("kind") == "phone") & (pl.col("cat") != "digits")
+    checked = phone & (pl.col("rank") < CHECKS_PER_MESSAGE)
+    flags = spans.select(
+        phone_check=checked & (pl.col("cat") == "phone"),
+        spelled_check=checked & (pl.col("cat") == "spelled_phone"),
+        iban_check=pl.col("cat") == "iban",
+    )
+    ok = pl.Series([True] * len(spans))
+    for column, check in (("phone_check", pii_checks.is_phone), ("spelled_check", pii_checks.is_spelled_phone),
+                          ("iban_check", pii_checks.is_iban)):  # fmt: skip
+        rows = flags[column].arg_true()
+        if len(rows):
+            ok = ok.scatter(rows, pii_checks.verdicts(spans["text"].gather(rows), check))
+    n_digits = pl.col("text").str.replace_all(r"[^0-9]", "").str.len_bytes()
+    unchecked_ok = ~phone | checked | (pl.col("cat") == "spelled_phone") | n_digits.is_between(7, 15)
+    digits_ok = (pl.col("kind") != "phone") | (pl.col("cat") != "digits") | n_digits.is_between(7, 15)
+    return spans.filter(ok & unchecked_ok & digits_ok).drop("rank")
 
 
 def _texts_of(frame: pl.DataFrame | pl.Series, column: str) -> pl.Series:
@@ -140,14 +293,15 @@ def _texts_of(frame: pl.DataFrame | pl.Series, column: str) -> pl.Series:
     return frame[column].cast(pl.String)
 
 
-def find_pii(frame: pl.DataFrame | pl.Series, column: str = "content") -> pl.DataFrame:
+def find_pii(frame: pl.DataFrame | pl.Series, column: str = "content", *, names: bool = True) -> pl.DataFrame:
     """Every PII span in ``frame[column]`` (or a Series of texts): ``row``
     (position in the input), ``kind``, ``start``, ``end`` (character offsets:
     ``text == content[start:end]``), ``text``; plus ``conversation_id`` and
-    ``idx`` when the frame has them."""
+    ``idx`` when the frame has them. ``names=False`` leaves person names
+    out (what the analysis path reports)."""
     texts = _texts_of(frame, column)
     folded, _ = fold_ascii(texts)
-    spans = pii_spans(folded, texts.fill_null(""))
+    spans = pii_spans(folded, texts.fill_null(""), names=names)
     if isinstance(frame, pl.DataFrame):
         keys = [c for c in ("conversation_id", "idx") if c in frame.columns]
         if keys:
@@ -165,15 +319,12 @@ def _redact_series(texts: pl.Series) -> pl.Series:
         prev=pl.col("end").shift(1).over("row").fill_null(0),
         last=pl.col("end").last().over("row"),
     )
-    source = content.gather(spans["row"])
-    pieces = spans.select(
-        "row",
-        "last",
-        (source.str.slice(spans["prev"], spans["start"] - spans["prev"]) + spans["kind"].replace_strict(PLACEHOLDERS)).alias("piece"),
-    )
+    between = _slices(content, spans["row"], spans["prev"], spans["start"] - spans["prev"])
+    pieces = spans.select("row", "last", (between + spans["kind"].replace_strict(PLACEHOLDERS)).alias("piece"))
     joined = pieces.group_by("row", maintain_order=True).agg(pl.col("piece").str.join(""), pl.col("last").first())
     rows = joined["row"]
-    redacted = joined["piece"] + content.gather(rows).str.slice(joined["last"])
+    rest = content.gather(rows).str.len_chars().cast(pl.Int32) - joined["last"]
+    redacted = joined["piece"] + _slices(content, rows, joined["last"], rest)
     return texts.clone().scatter(rows, redacted)
 
 
