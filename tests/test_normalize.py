@@ -131,3 +131,105 @@ def test_typed_pass_agrees_with_strict_pass(con, messages, note):
     cols = [c for c in strict.column_names if c != "bad_raw"]
     assert typed.select(cols).to_pylist() == strict.select(cols).to_pylist()
     assert typed.column("messages").to_pylist()[0] == [{"role": "user" if r == "Human" else r, "content": c, "timestamp": None} for r, c in messages]
+
+
+# -- issue 15, part 8: numbers that are not JSON, metadata without duplicates --
+MSG = [{"role": "user", "content": "x"}]
+BAD_NUMBERS = [
+    ('{"id": "a", "messages": MSG, "quality_score": 7}', '"quality_score" must be a number between 0 and 1, got 7'),
+    ('{"id": "a", "messages": MSG, "quality_score": -5}', '"quality_score" must be a number between 0 and 1, got -5'),
+    ('{"id": "a", "messages": MSG, "quality_score": 1e308}', '"quality_score" must be a number between 0 and 1, got 1e308'),
+    ('{"id": "a", "messages": MSG, "quality_score": NaN}', '"quality_score" must be a number between 0 and 1, got NaN'),
+    ('{"id": "a", "messages": MSG, "quality_score": Infinity}', '"quality_score" must be a number between 0 and 1, got Infinity'),
+    ('{"id": "a", "messages": MSG, "quality_metrics": {"overall_quality": 0.5}, "quality_score": 9}', '"quality_score" must be a number between 0 and 1, got 9'),
+    ('{"id": "a", "messages": MSG, "quality_metrics": {"safety_score": NaN}}', "quality_metrics.safety_score must be a number between 0 and 1, got NaN"),
+    ('{"id": "a", "messages": MSG, "quality_metrics": {"safety_score": -Infinity}}', "quality_metrics.safety_score must be a number between 0 and 1, got -Infinity"),
+    ('{"id": "a", "messages": MSG, "metadata": {"turns": [1, NaN]}}', '"metadata" holds a number JSON cannot represent: NaN'),
+    ('{"id": "a", "messages": MSG, "metadata": {"deep": {"x": 1e400}}}', '"metadata" holds a number JSON cannot represent: 1e400'),
+    ('{"id": "a", "messages": MSG, "metadata": {"x": -Infinity, "note": "fine"}}', '"metadata" holds a number JSON cannot represent: -Infinity'),
+]
+
+
+@pytest.mark.parametrize("raw,reason", BAD_NUMBERS, ids=[r for _, r in BAD_NUMBERS])
+def test_numbers_out_of_range_or_not_finite_are_refused(con, raw, reason):
+    assert one_error(con, raw.replace("MSG", orjson.dumps(MSG).decode())) == reason
+
+
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt"])
+def test_other_formats_refuse_non_finite_metadata(con, fmt):
+    item = {"messages": MSG} if fmt == "openai" else {"conversations": [{"from": "human", "value": "x"}]}
+    raw = orjson.dumps(item).decode()[:-1] + ', "metadata": {"score": NaN}}'
+    assert one_error(con, raw, fmt) == '"metadata" holds a number JSON cannot represent: NaN'
+
+
+def test_look_alikes_of_non_finite_numbers_are_kept(con):
+    record = {"id": "a", "messages": MSG, "quality_score": 1, "metadata": {"note": "x: NaN, Infinity", "n": 1e300, "info": "inf"}}
+    good, errors = normalize_lines(con, lines_of(record), "api", dataset="d", source="s")
+    assert not errors and good.num_rows == 1
+    assert orjson.loads(good.column("metadata")[0].as_py()) == record["metadata"]
+
+
+@pytest.mark.parametrize("fmt", ["api", "openai"])
+def test_record_without_metadata_stores_none(con, fmt):
+    record = {"id": "a", "messages": MSG} if fmt == "api" else {"messages": MSG}
+    good, _ = normalize_lines(con, lines_of(record), fmt, dataset="meta", source="s")
+    assert good.column("metadata").to_pylist() == [None]
+
+
+def test_record_too_big_for_the_parser_is_an_error_not_a_crash(monkeypatch):
+    """A 50 MB message made DuckDB raise OutOfMemoryException out of the
+    import; a smaller memory cap shows the same with a few MB."""
+    from pe_toolkit.ingest import normalize
+
+    monkeypatch.setattr(normalize, "PARSE_MEMORY_LIMIT", "8MB")
+    small = normalize.parse_connection()
+    big = {"id": "big", "messages": [{"role": "user", "content": "word " * 4_000_000}]}
+    good, errors = normalize_lines(small, lines_of(conversation(1), big, conversation(2)), "api", dataset="d", source="s")
+    assert good.column("id").to_pylist() == ["conv_00001", "conv_00002"]
+    assert [(line, reason.split(" (")[0]) for line, reason, _ in errors] == [(2, "record too large to parse")]
+    assert "MB" in errors[0][1] and len(errors[0][2]) < 100_000
+
+
+def test_rows_built_elsewhere_are_held_to_the_numbers_rule(tmp_path, store):
+    """CSV/Parquet rows reach the store through split_errors: a NaN or
+    infinite float cell kept as metadata was stored as is and made the
+    conversation's JSON unreadable."""
+    import pyarrow.parquet as pq
+
+    from pe_toolkit.errors import RecordError
+    from pe_toolkit.ingest import import_file
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(
+        pa.table({
+            "conversation_id": ["a", "a", "b", "b"],
+            "role": ["user", "assistant", "user", "assistant"],
+            "content": ["hi", "hello", "hey", "there"],
+            "rating": [1.5, 2.0, float("nan"), float("inf")],
+        }),
+        path,
+    )
+    with pytest.raises(RecordError, match="cannot represent"):
+        import_file(store, path, progress=False)
+    report = import_file(store, path, skip_invalid=True, progress=False)
+    assert report.inserted == 1
+    assert store.conversation("a")["id"] == "a"
+    assert "cannot represent" in store.dead_letters()["reason"].item()
+
+
+def test_split_errors_refuses_quality_out_of_range():
+    from pe_toolkit.ingest.normalize import split_errors
+    from pe_toolkit.schema import CONVERSATION_SCHEMA
+
+    rows = []
+    for i, score in enumerate([0.5, float("nan"), 7.0, None]):
+        rows.append({"id": f"c{i}", "messages": [{"role": "user", "content": "x", "timestamp": None}], "overall_quality": score})
+    good = pa.Table.from_pylist(rows, CONVERSATION_SCHEMA)
+    out = good.append_column("line_no", pa.array(range(1, 5), pa.int64()))
+    out = out.append_column("error", pa.nulls(4, pa.string())).append_column("bad_raw", pa.nulls(4, pa.string()))
+    kept, errors = split_errors(out)
+    assert kept.column("id").to_pylist() == ["c0", "c3"]
+    assert [(line, reason) for line, reason, _ in errors] == [
+        (2, "overall_quality must be a number between 0 and 1, got nan"),
+        (3, "overall_quality must be a number between 0 and 1, got 7"),
+    ]

@@ -197,3 +197,85 @@ def test_stored_metadata_leaves_owned_keys_to_the_columns(tmp_path):
         store.connection.execute("DELETE FROM schema_version WHERE version >= 6")
     with Store(path) as store:
         assert orjson.loads(store.scalar("SELECT metadata FROM conversations")) == {"topic": "grief"}
+
+
+# -- issue 15, part 8 ---------------------------------------------------------
+def _no_duplicate_keys(text):
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), f"duplicate keys {keys} in {text[:200]}"
+        return dict(pairs)
+
+    import json
+
+    return json.loads(text, object_pairs_hook=hook)
+
+
+def test_record_without_metadata_keeps_its_dataset(tmp_path, store):
+    from pe_toolkit.ingest import import_file
+
+    api = tmp_path / "meta.jsonl"
+    api.write_text('{"id": "m1", "messages": [{"role": "user", "content": "hi"}]}\n')
+    openai = tmp_path / "chat.jsonl"
+    openai.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
+    import_file(store, api, progress=False)
+    import_file(store, openai, format="openai", progress=False)
+    assert store.conversation("m1")["metadata"] == {"dataset": "meta", "length": 1}
+    for _, text in store.connection.execute(api_objects_sql()[0]).fetchall():
+        assert _no_duplicate_keys(text)["metadata"]["dataset"] in ("meta", "chat")
+    assert store.scalar("SELECT count(*) FROM conversations WHERE metadata IS NOT NULL") == 0
+
+
+def test_migration_0010_cleans_rows_stored_before(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with Store(path) as store:
+        store.upsert(batch_of([conversation(1), conversation(2), conversation(3)]))
+        con = store.connection
+        con.execute("""UPDATE conversations SET metadata = '{"dataset":null,"tier":null,"length":null,"created_at":null}' WHERE id = 'conv_00001'""")
+        con.execute("UPDATE conversations SET overall_quality = 'nan'::DOUBLE, safety_score = 7 WHERE id = 'conv_00002'")
+        con.execute("UPDATE conversations SET overall_quality = 'inf'::DOUBLE WHERE id = 'conv_00003'")
+        con.execute("DELETE FROM schema_version WHERE version >= 10")
+    with Store(path) as store:
+        assert store.conversation("conv_00001")["metadata"]["dataset"] == "unit"
+        for cid in ("conv_00002", "conv_00003"):
+            text = store.connection.execute(api_objects_sql(ConversationFilter(ids=[cid]))[0], [[cid]]).fetchall()[0][1]
+            assert orjson.loads(text)["quality_metrics"]["overall_quality"] is None
+        assert store.conversation("conv_00002")["quality_metrics"]["safety_score"] is None
+        assert "nan" not in str(store.summary()).lower()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, 1e308])
+def test_upsert_refuses_quality_values_json_cannot_carry(store, value):
+    batch = batch_of([conversation(1)])
+    batch = batch.set_column(batch.schema.get_field_index("overall_quality"), "overall_quality", pa.array([value]))
+    with pytest.raises(InputError, match="overall_quality must be a number between 0 and 1"):
+        store.upsert(batch)
+    assert store.count() == 0
+
+
+def test_bad_scores_go_to_dead_letters_and_info_stays_finite(tmp_path):
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+
+    path = tmp_path / "scores.jsonl"
+    msg = '[{"role": "user", "content": "x"}]'
+    path.write_text(
+        "".join(
+            f'{{"id": "s{i}", "messages": {msg}, "quality_score": {score}}}\n'
+            for i, score in enumerate(["0.5", "7", "-5", "NaN", "Infinity", "1e308"])
+        )
+    )
+    db = str(tmp_path / "c.duckdb")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", db, "import", str(path)])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert ':2: "quality_score" must be a number between 0 and 1, got 7' in result.stderr
+    result = runner.invoke(cli, ["--db", db, "import", "--skip-invalid", str(path)])
+    assert result.exit_code == 0, result.output
+    info = runner.invoke(cli, ["--db", db, "info"])
+    assert info.exit_code == 0 and "nan" not in info.output.lower() and "inf" not in info.output.lower()
+    with Store(db, read_only=True) as store:
+        assert store.count() == 1
+        assert store.dead_letters().height == 5
+        assert store.conversation("s0")["quality_metrics"]["overall_quality"] == 0.5

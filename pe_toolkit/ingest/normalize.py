@@ -140,6 +140,25 @@ def _message_error(fmt: str, typed: bool) -> str:
         END), lambda e: e IS NOT NULL)[1] END"""
 
 
+# DuckDB's JSON reader accepts NaN, Infinity and numbers beyond a double
+# (1e400 reads as inf); none of them is JSON, and one in a stored document
+# breaks every reader downstream (the mirror's answers, Store.conversation,
+# exports). A cheap pattern over the metadata text finds the documents that
+# may hold one (a false alarm, "info" say, costs one walk of the document);
+# only those are walked leaf by leaf.
+_MAYBE_NON_FINITE = r"(?i)nan|inf|[0-9][eE][+]?[0-9]{3}|[0-9]{300}"
+
+
+def _non_finite_leaf(expr: str) -> str:
+    """The text of the first number in the JSON document ``expr`` that is
+    not a finite double, or NULL."""
+    return (
+        f"CASE WHEN regexp_matches({expr}::VARCHAR, '{_MAYBE_NON_FINITE}') THEN "
+        f"list_filter(json_extract({expr}, '$..*'), lambda x: CASE WHEN json_type(x) = 'DOUBLE' "
+        f"THEN NOT isfinite(x::DOUBLE) ELSE false END)[1]::VARCHAR END"
+    )
+
+
 def _metric_check(metric: str) -> str:
     value = f"qmx.{metric}"
     return (
@@ -173,7 +192,9 @@ def _record_error(fmt: str, typed: bool) -> str:
             THEN 'created_at is not an ISO-8601 time: ' || created_raw::VARCHAR
         WHEN qm IS NOT NULL AND NOT starts_with(qm::VARCHAR, '{{') THEN '"quality_metrics" must be an object, got ' || {_kind('qm')}
         {metric_checks}
-        WHEN qs IS NOT NULL AND overall_quality IS NULL THEN '"quality_score" must be a number, got ' || qs::VARCHAR
+        WHEN qs IS NOT NULL AND NOT coalesce({_number('qs')} BETWEEN 0 AND 1, false)
+            THEN '"quality_score" must be a number between 0 and 1, got ' || qs::VARCHAR
+        WHEN meta_bad IS NOT NULL THEN '"metadata" holds a number JSON cannot represent: ' || meta_bad
         ELSE msg_error END"""
 
 
@@ -223,6 +244,7 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
         SELECT line_no, {raw}j IS NULL AS no_json, j.id AS id_leaf, suspicious, j.metadata AS meta, {_top_level(fmt)},
             {given_timestamps} AS given_timestamps,
             CASE WHEN starts_with(j.metadata::VARCHAR, '{{') THEN json_transform(j.metadata, '{_META_SHAPE}') END AS mx,
+            CASE WHEN starts_with(j.metadata::VARCHAR, '{{') THEN {_non_finite_leaf('j.metadata')} END AS meta_bad,
             {_decoded_messages(fmt, typed)} AS dm
         FROM parsed
     ), valued AS (
@@ -250,7 +272,9 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
         SELECT line_no, error, {"NULL::VARCHAR" if typed else "CASE WHEN error IS NOT NULL THEN raw END"} AS bad_raw,
             id_leaf ->> '$' AS given_id, dataset, tier, created_at,
             {", ".join(QUALITY_METRICS)},
-            json_merge_patch(meta, '{_STRIP_OWNED}')::VARCHAR AS metadata,
+            -- json_merge_patch(NULL, patch) is the patch itself: the owned
+            -- keys as nulls, which the API objects would repeat.
+            CASE WHEN meta IS NOT NULL THEN json_merge_patch(meta, '{_STRIP_OWNED}')::VARCHAR END AS metadata,
             CASE WHEN error IS NULL THEN {final_messages} END AS messages
         FROM shaped
     )
@@ -322,7 +346,42 @@ def normalize_lines(
 
     Errors are ``(line_no, reason, raw)``, in line order. The good table
     follows :data:`CONVERSATION_SCHEMA`, in line order.
+
+    A chunk the parser cannot hold in its memory limit (one record of tens
+    of MB) is halved until the culprit stands alone; a record too large on
+    its own is an error ``record too large to parse`` (its raw text cut to
+    :data:`TOO_LARGE_PAYLOAD` characters), and the rest of the chunk is
+    judged as usual.
     """
+    try:
+        return _normalize_lines(con, lines, fmt, dataset=dataset, source=source)
+    except duckdb.OutOfMemoryException:
+        if lines.num_rows <= 1:
+            return CONVERSATION_SCHEMA.empty_table(), _too_large(con, lines)
+    half = lines.num_rows // 2
+    first_good, first_errors = normalize_lines(con, lines.slice(0, half), fmt, dataset=dataset, source=source)
+    rest_good, rest_errors = normalize_lines(con, lines.slice(half), fmt, dataset=dataset, source=source)
+    return pa.concat_tables([first_good, rest_good]), first_errors + rest_errors
+
+
+# How much of a record too large to parse is kept as its dead letter's payload.
+TOO_LARGE_PAYLOAD = 64 * 1024
+
+
+def _too_large(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> list[tuple[int, str, str]]:
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    errors = []
+    for row in lines.to_pylist():  # one row: the record that did not fit
+        raw = row["raw"] or ""
+        size = len(raw.encode("utf-8", "replace")) / 2**20
+        reason = f"record too large to parse ({size:,.1f} MB; the parser's memory limit is {limit})"
+        errors.append((row["line_no"], reason, raw[:TOO_LARGE_PAYLOAD]))
+    return errors
+
+
+def _normalize_lines(
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, fmt: str, *, dataset: str, source: str
+) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     params: dict[str, Any] = {"dataset": dataset, "source": source}
     first = _run(con, lines, fmt, True, params)
     flagged = pc.is_valid(first["error"])
@@ -336,7 +395,13 @@ def normalize_lines(
 
 
 def split_errors(out: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    """Separate rows with an ``error`` from good ones (schema-cast)."""
+    """Separate rows with an ``error`` from good ones (schema-cast).
+
+    Rows built elsewhere (CSV/Parquet) are also held to the numbers rule
+    here: a quality value outside 0-1 (or NaN) and metadata JSON cannot
+    represent (a NaN or infinite float cell) make the row an error.
+    """
+    out = _number_errors(out)
     error_mask = pc.is_valid(out["error"])
     errors: list[tuple[int, str, str]] = []
     if pc.any(error_mask).as_py():
@@ -345,6 +410,44 @@ def split_errors(out: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
         errors = [(r["line_no"], _explain(r["error"], raw), raw) for r in bad for raw in [(r["bad_raw"] or "").rstrip("\r\n")]]
         out = out.filter(pc.invert(error_mask))
     return out.select(CONVERSATION_SCHEMA.names).cast(CONVERSATION_SCHEMA), errors
+
+
+def _number_errors(out: pa.Table) -> pa.Table:
+    """``out`` with an ``error`` set on rows whose numbers are not valid
+    (see :func:`split_errors`); rows already in error keep theirs."""
+    reasons = pa.nulls(out.num_rows, pa.string())
+    for metric in reversed(QUALITY_METRICS):  # the first bad metric names the row
+        values = out[metric]
+        in_range = pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, 1))  # NaN compares false
+        bad = pc.fill_null(pc.invert(in_range), False)
+        if pc.any(bad).as_py():
+            text = pc.binary_join_element_wise(
+                f"{metric} must be a number between 0 and 1, got ", pc.cast(values, pa.string()), ""
+            )
+            reasons = pc.if_else(bad, text, reasons)
+    metadata = out["metadata"]
+    maybe = pc.fill_null(pc.match_substring_regex(metadata, _MAYBE_NON_FINITE), False)
+    if pc.any(maybe).as_py():
+        import orjson
+
+        # Only documents the pattern flags are parsed (a handful at most):
+        # orjson refuses exactly what JSON cannot represent.
+        flagged = pc.indices_nonzero(maybe).to_pylist()
+        texts = metadata.take(pa.array(flagged)).to_pylist()
+        bad_rows = {}
+        for index, text in zip(flagged, texts, strict=True):
+            try:
+                orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                bad_rows[index] = f'"metadata" holds a number JSON cannot represent ({exc})'
+        if bad_rows:
+            reasons = pc.coalesce(reasons, pa.array([bad_rows.get(i) for i in range(out.num_rows)], pa.string()))
+    if reasons.null_count == out.num_rows:
+        return out
+    error = pc.coalesce(out["error"], reasons)
+    bad_raw = pc.coalesce(out["bad_raw"], pc.if_else(pc.is_valid(reasons), metadata, pa.nulls(out.num_rows, pa.string())))
+    out = out.set_column(out.schema.get_field_index("error"), "error", error)
+    return out.set_column(out.schema.get_field_index("bad_raw"), "bad_raw", bad_raw)
 
 
 def _explain(reason: str, raw: str) -> str:

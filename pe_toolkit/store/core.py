@@ -579,6 +579,7 @@ class Store:
                 batch.schema.get_field_index("source"), "source", pa.repeat(pa.scalar(source), batch.num_rows)
             )
         batch = _last_occurrence_wins(batch)
+        _check_quality_values(batch)
         with self._write_lock:
             self._con.register("_incoming", _for_threads(batch))
             try:
@@ -713,6 +714,22 @@ class Store:
 
         return from_metadata(self, key, **options)
 
+
+def _check_quality_values(batch: pa.Table) -> None:
+    """Refuse quality values outside 0-1 (NaN and infinities included): the
+    importers send such records to dead_letters first; this guards batches
+    built by other code, since a NaN stored reaches JSON output as NaN,
+    which is not JSON."""
+    for metric in QUALITY_METRICS:
+        values = batch.column(metric)
+        in_range = pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, 1))  # NaN compares false
+        bad = pc.fill_null(pc.invert(in_range), False)
+        if pc.any(bad).as_py():
+            first = pc.index(bad, True).as_py()
+            raise InputError(
+                f"conversation {batch.column('id')[first].as_py()}: {metric} must be a number "
+                f"between 0 and 1, got {values[first].as_py()}"
+            )
 
 
 def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
