@@ -4,6 +4,7 @@ and the store's clean errors (issue 15, parts 4, 7 and 8)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -230,3 +231,46 @@ def test_stored_non_json_document_is_a_store_error(cache):
         with pytest.raises(StoreError, match="not valid JSON"):
             store.conversation("conv_00001")
         assert json.dumps(store.conversation("conv_00002"))
+
+
+# -- part 4 on a writable store: what the widgets run is checked -------------
+REFUSED = [
+    ("COPY (SELECT 1) TO '/tmp/pe_guard_x.csv'", "only one SELECT"),
+    ("SELECT 1; SELECT 2", "only one SELECT"),
+    ("SELECT * FROM read_text('/etc/passwd')", "read_text() is not allowed"),
+    ("SELECT * FROM conversations WHERE id IN (SELECT content FROM read_csv('/etc/passwd'))", "read_csv() is not allowed"),
+    ("SELECT * FROM '/etc/passwd'", "no table or view named '/etc/passwd'"),
+    ("SELECT getenv('HOME') AS h", "getenv() is not allowed"),
+    ("SELECT * FROM query('COPY (SELECT 1) TO ''/tmp/pe_guard_y.csv''')", "query() is not allowed"),
+]
+
+
+@pytest.mark.parametrize("query,reason", REFUSED, ids=[r for _, r in REFUSED])
+def test_read_on_a_writable_store_refuses_files_and_environment(cache, query, reason):
+    with Store(cache) as store, pytest.raises(StoreError, match=re.escape(reason)):
+        store.read(query)
+
+
+def test_read_runs_plain_selects_on_any_store(cache):
+    query = "WITH t AS (SELECT tier, overall_quality FROM conversations) SELECT count(*) AS n FROM t, range(2) r WHERE tier IS NOT NULL OR ? "
+    with Store(cache) as store:
+        assert store.read(query, [True])["n"].item() == 6
+        store.connection.execute("CREATE TEMP TABLE mine AS SELECT 1 AS x")
+        assert store.read("SELECT x FROM mine")["x"].item() == 1
+    with Store(cache, read_only=True) as store:
+        assert store.read(query, [True])["n"].item() == 6
+
+
+def test_box_stats_pieces_from_parameters_cannot_reach_files(cache, tmp_path):
+    """aggregates.box_stats puts notebook-provided SQL pieces into its query
+    (04_safety runs it on a writable store)."""
+    from pe_toolkit.widgets.aggregates import box_stats
+
+    target = tmp_path / "leak.csv"
+    with Store(cache) as store:
+        assert box_stats(store, "conversations", "overall_quality", by="tier")["n"].sum() == 3
+        with pytest.raises(StoreError, match="not allowed"):
+            box_stats(store, "read_text('/etc/passwd')", "length(content)", by="filename")
+        with pytest.raises(StoreError, match="only one SELECT"):
+            box_stats(store, "conversations", "overall_quality", by="tier", where=f"TRUE) GROUP BY 1; COPY (SELECT 1) TO '{target}'; SELECT (1")
+    assert not target.exists()

@@ -434,6 +434,21 @@ class Store:
             raise StoreError(f"query failed: {self._query_error(exc)}") from None
         return pl.from_arrow(table)  # type: ignore[return-value]
 
+    def read(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Like :meth:`sql`, for a query assembled from pieces that may come
+        from outside the code (notebook parameters, widget state): on a
+        sandboxed store it runs as is (DuckDB refuses files and settings);
+        on any other it must be one SELECT of the database's own tables and
+        views, with no file, environment or nested-SQL function
+        (:mod:`pe_toolkit.store.guard`)."""
+        if self._con is None:
+            raise StoreError(f"{self.path}: this store is closed")
+        if not self.sandboxed:
+            from .guard import check_select
+
+            check_select(self._con, query)
+        return self.sql(query, params)
+
     def _query_error(self, exc: duckdb.Error) -> str:
         text = str(exc).splitlines()[0]
         if isinstance(exc, duckdb.PermissionException) and self.read_only:

@@ -2,7 +2,10 @@
 
 ``source``, ``value`` and ``by`` are SQL written by the caller (a table
 name, a subquery, a column expression), never text a user typed; values
-that do come from users go in ``params``.
+that do come from users go in ``params``. Notebook parameters can reach
+those pieces (``pe-toolkit report -p``), so the query runs through
+:meth:`Store.read <pe_toolkit.store.Store.read>`: sandboxed on a read-only
+store, checked to be one SELECT of the store's own tables on another.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def box_stats(
     names = [k.split(".")[-1].strip('"') for k in keys]
     inner = ", ".join(f'{k} AS "{n}"' for k, n in zip(keys, names))
     group = ", ".join(f'"{n}"' for n in names)
-    return store.sql(
+    return store.read(
         f"SELECT {group}, quantile_cont(v, 0.25) AS q1, median(v) AS median, quantile_cont(v, 0.75) AS q3, "
         f"quantile_cont(v, 0.05) AS lo, quantile_cont(v, 0.95) AS hi, avg(v) AS mean, count(*) AS n "
         f"FROM (SELECT {inner}, ({value}) AS v FROM {source} WHERE {where}) WHERE v IS NOT NULL "
