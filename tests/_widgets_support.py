@@ -31,3 +31,51 @@ def copy_store(source: Path, target_dir: Path) -> Path:
     target = target_dir / source.name
     shutil.copy(source, target)
     return target
+
+
+def write_imported_corpus(folder: Path, *, dialogues: int = 120, pairs: int = 120, seed: int = 11) -> tuple[Path, Path]:
+    """Two files shaped like published corpora, with the text of synthetic
+    conversations: a counsel-chat-like CSV (one question and one therapist
+    answer per row, with topic, upvotes, views; quoted newlines, an empty
+    answer, non-ASCII, numbers as strings) and multi-turn JSONL dialogues.
+    Neither carries an API tier, scores or a creation date."""
+    import csv
+
+    import orjson
+
+    folder.mkdir(parents=True, exist_ok=True)
+    conversations = list(synth.generate(dialogues + pairs, seed=seed))
+    chat = folder / "dialogues.jsonl"
+    with chat.open("wb") as fh:
+        for i, conv in enumerate(conversations[:dialogues]):
+            turns = [{"role": m["role"], "content": m["content"]} for m in conv["messages"] if m["role"] != "system"]
+            fh.write(orjson.dumps({"id": f"dialogue-{i}", "messages": turns}) + b"\n")
+    table = folder / "counsel.csv"
+    topics = ("depression", "anxiety", "relationships", "grief")
+    with table.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["questionID", "questionTitle", "questionText", "topic", "therapistInfo", "answerText", "upvotes", "views"])
+        for i, conv in enumerate(conversations[dialogues:]):
+            user = next(m["content"] for m in conv["messages"] if m["role"] == "user")
+            reply = next(m["content"] for m in conv["messages"] if m["role"] == "assistant")
+            if i % 7 == 0:
+                user = user.replace(". ", ".\n", 1)  # a quoted newline
+            if i % 11 == 0:
+                reply = ""  # an unanswered question
+            title = "Ich fühle mich allein" if i % 5 == 0 else user[:40]
+            out.writerow([i // 2, title, user, topics[i % len(topics)], "Counsellor, LCSW", reply, i % 4, str(100 + i)])
+    return table, chat
+
+
+def build_imported_store(folder: Path, **sizes: int) -> Path:
+    """A cache holding :func:`write_imported_corpus` imported the way a user
+    would (``--layout pairs --map user=questionText --map assistant=answerText``
+    and the JSONL as it is), not analyzed; returns its path."""
+    from pe_toolkit.ingest.tabular import ColumnMap
+
+    table, chat = write_imported_corpus(folder, **sizes)
+    path = folder / "imported.duckdb"
+    with Store(path) as store:
+        import_file(store, table, columns=ColumnMap(layout="pairs", user="questionText", assistant="answerText"), progress=False)
+        import_file(store, chat, progress=False)
+    return path

@@ -9,6 +9,8 @@ as static HTML in reports (:func:`static_mode`).
 - :class:`ConversationViewer`: chat bubbles with scores and evidence
 - :class:`ReviewQueue`: label alerts or any selection; labels persist
 - :class:`LiveAnalyzer`: score a message and a reply as you type
+- :class:`Corpus`: what a store's conversations carry (tiers, dates, API
+  scores), the grouping and the one-line reasons the notebooks use
 - :class:`LiveMonitor`: charts following the event stream, from the
   in-process bus (:class:`BusSource`) or a mirror's update stream through a
   client (:class:`SseSource`)
@@ -32,6 +34,7 @@ _LAZY = {
     "EventSource": "pe_toolkit.widgets.live_monitor",
     "SseSource": "pe_toolkit.widgets.sse_source",
     "open_for_notebook": "pe_toolkit.widgets.session",
+    "Corpus": "pe_toolkit.widgets.corpus",
 }
 
 __all__ = ["is_static", "static_mode", *_LAZY]

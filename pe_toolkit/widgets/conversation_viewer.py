@@ -202,7 +202,8 @@ class ConversationViewer(View):
         c = self.conversation
         if not c:
             return '<p class="pe-note">no conversation selected</p>'
-        facts = f"<b>{esc(c['id'])}</b> · {esc(c.get('dataset'))} · tier {esc(c.get('tier'))} · {fmt(c.get('message_count'))} messages"
+        tier = f"tier {esc(c['tier'])}" if c.get("tier") else "no tier"  # imported corpora carry none
+        facts = f"<b>{esc(c['id'])}</b> · {esc(c.get('dataset'))} · {tier} · {fmt(c.get('message_count'))} messages"
         if c.get("created_at") is not None:
             facts += f" · {esc(fmt(c['created_at']))}"
         api = " ".join(badge(f"{m.replace('_', ' ')} {fmt(c.get(m))}") for m in QUALITY_METRICS if c.get(m) is not None)

@@ -13,6 +13,10 @@ Charts are linked to the filters: clicking a bar of the dataset × tier chart
 narrows to that dataset and tier, clicking a crisis category narrows to it,
 clicking a point opens that conversation below the table.
 
+An imported corpus has no tier and no API scores: its conversations are one
+"no tier" series, the tier filter and the API quality slider are hidden and
+the scatter plots the local quality instead; the status line says so.
+
 >>> ex = Explorer(store)
 >>> ex.set(tier=["research"], risk=(0.5, 1.0))
 >>> ex.count, ex.table_frame, ex.ids()
@@ -34,7 +38,9 @@ from ..schema import TIERS
 from ..store import ConversationFilter, Store
 from .conversation_viewer import ConversationViewer
 from .display import View, figure_html, static_figure
-from .figures import TIER_COLOURS, figure_widget
+from .corpus import Corpus
+from .figures import NO_TIER, colour, figure_widget
+from .figures import label as group_label
 from .html import STYLE, esc, table
 from .scores import NOT_ANALYZED, ScoreInfo
 
@@ -126,7 +132,13 @@ class Explorer(View):
             f"c.message_count, c.overall_quality{scores} FROM conversations c{join}"
         )
         self.columns = set(self.store.sql(f"SELECT * FROM {self._snapshot} LIMIT 0").columns)
-        self.total = int(self.store.scalar(f"SELECT count(*) FROM {self._snapshot}"))
+        self.total, tiered, api_scored = self.store.sql(
+            f"SELECT count(*), count(tier), count(overall_quality) FROM {self._snapshot}"
+        ).row(0)
+        self.tiered = tiered > 0
+        self.untiered = tiered < self.total  # a "no tier" series
+        self.api_scored = api_scored > 0
+        self.corpus = Corpus.of(self.store)
         self.datasets = self.store.sql(
             f"SELECT DISTINCT dataset FROM {self._snapshot} WHERE dataset IS NOT NULL ORDER BY dataset"
         )["dataset"].to_list()
@@ -139,8 +151,11 @@ class Explorer(View):
         self._drop_text_cache()
         if not getattr(self, "_built", False):
             return
-        if set(self._ranges) != {n for n, (col, _) in _RANGES.items() if n == "quality" or col in self.columns}:
-            # Scores appeared (or went): the controls and charts change shape.
+        if (set(self._ranges), self._shape) != (
+            {n for n, (col, _) in _RANGES.items() if n == "quality" or col in self.columns},
+            (self.tiered, self.untiered, self.api_scored),
+        ):
+            # Scores or tiers appeared (or went): the controls and charts change shape.
             self._build_controls()
             self._build_figures()
             self.ui.children = self._layout().children
@@ -279,6 +294,10 @@ class Explorer(View):
             )
         self._quality = self._ranges["quality"]
         self._crisis.layout.display = "flex" if "crisis_categories" in self.columns else "none"
+        # Nothing to filter on in a corpus without tiers or API scores.
+        self._tier.layout.display = "flex" if self.tiered else "none"
+        self._quality.layout.display = "flex" if self.api_scored else "none"
+        self._shape = (self.tiered, self.untiered, self.api_scored)
         self._reset = w.Button(description="reset filters", layout=w.Layout(width="auto"))
         self._reset.on_click(lambda _: self.reset())
         for control in (self._dataset, self._tier, self._crisis, self._text, *self._ranges.values()):
@@ -336,22 +355,26 @@ class Explorer(View):
 
     # -- figures -----------------------------------------------------------------
     def _build_figures(self) -> None:
-        self.fig_mix = figure_widget("Conversations by dataset and tier", barmode="stack")
-        for tier in TIERS:
-            self.fig_mix.add_bar(name=tier, x=self.datasets, y=[0] * len(self.datasets), marker_color=TIER_COLOURS[tier])
+        tiers = [*TIERS, None] if self.untiered else list(TIERS)
+        self.fig_mix = figure_widget("Conversations by dataset and tier" if self.tiered else "Conversations by dataset", barmode="stack")
+        for tier in tiers:
+            self.fig_mix.add_bar(name=group_label("tier", tier), x=self.datasets, y=[0] * len(self.datasets), marker_color=colour("tier", tier, 0))
         self.fig_quality = figure_widget("Overall quality", barmode="overlay", bargap=0.05)
         centres = [(i + 0.5) / BINS for i in range(BINS)]
-        self.fig_quality.add_bar(name="API", x=centres, y=[0] * BINS, width=1 / BINS, marker_color="#4f8fc7", opacity=0.65)
+        # An API series only when the corpus carries API scores (an imported one does not).
+        if self.api_scored or "local_quality" not in self.columns:
+            self.fig_quality.add_bar(name="API", x=centres, y=[0] * BINS, width=1 / BINS, marker_color="#4f8fc7", opacity=0.65)
         if "local_quality" in self.columns:
             self.fig_quality.add_bar(name="local", x=centres, y=[0] * BINS, width=1 / BINS, marker_color="#e07b39", opacity=0.55)
         self.fig_quality.update_xaxes(range=[0, 1], title_text="overall quality")
         self.fig_crisis = figure_widget("Crisis categories (conversations)", height=300)
         self.fig_crisis.add_bar(x=[], y=[], orientation="h", marker_color="#c44e52", name="conversations")
         y_title = "risk score" if "risk_score" in self.columns else "messages"
-        self.fig_points = figure_widget(f"API quality vs {y_title} (sample)")
-        for tier in TIERS:
-            self.fig_points.add_scatter(name=tier, x=[], y=[], mode="markers", marker=dict(size=5, color=TIER_COLOURS[tier], opacity=0.7), text=[], hovertemplate="%{text}<extra></extra>")
-        self.fig_points.update_xaxes(title_text="API overall quality")
+        x_title = "API quality" if self._points_x == "overall_quality" else "local quality"
+        self.fig_points = figure_widget(f"{x_title} vs {y_title} (sample)")
+        for tier in tiers:
+            self.fig_points.add_scatter(name=group_label("tier", tier), x=[], y=[], mode="markers", marker=dict(size=5, color=colour("tier", tier, 0), opacity=0.7), text=[], hovertemplate="%{text}<extra></extra>")
+        self.fig_points.update_xaxes(title_text=f"{x_title.replace('quality', 'overall quality')}")
         self.fig_points.update_yaxes(title_text=y_title)
         for trace in self.fig_mix.data:
             trace.on_click(self._on_mix_click)
@@ -359,10 +382,16 @@ class Explorer(View):
         for trace in self.fig_points.data:
             trace.on_click(self._on_point_click)
 
+    @property
+    def _points_x(self) -> str:
+        """The scatter's x: the API's quality, else (imported corpora) the local one."""
+        return "local_quality" if not self.api_scored and "local_quality" in self.columns else "overall_quality"
+
     def _on_mix_click(self, trace: Any, points: Any, _state: Any = None) -> None:
         if points.point_inds:
             dataset = trace.x[points.point_inds[0]]
-            self.set(dataset=[dataset], tier=[trace.name])
+            # The tier filter cannot pick "no tier": the dataset alone then.
+            self.set(dataset=[dataset], tier=[] if trace.name == NO_TIER else [trace.name])
 
     def _on_crisis_click(self, trace: Any, points: Any, _state: Any = None) -> None:
         if points.point_inds:
@@ -382,11 +411,11 @@ class Explorer(View):
         with self.fig_mix.batch_update():
             for trace in self.fig_mix.data:
                 trace.x = self.datasets
-                trace.y = [counts.get((d, trace.name), 0) for d in self.datasets]
+                tier = None if trace.name == NO_TIER else trace.name
+                trace.y = [counts.get((d, tier), 0) for d in self.datasets]
         with self.fig_quality.batch_update():
-            self.fig_quality.data[0].y = quality
-            if local is not None:
-                self.fig_quality.data[1].y = local
+            for trace in self.fig_quality.data:
+                trace.y = quality if trace.name == "API" else local
         if "crisis_categories" in self.columns:
             crisis = self._crisis_counts()
             with self.fig_crisis.batch_update():
@@ -435,15 +464,16 @@ class Explorer(View):
 
     def _update_points(self) -> None:
         y = "e.risk_score" if "risk_score" in self.columns else "e.message_count"
+        x = f"e.{self._points_x}"
         # hash(id) orders a deterministic, unbiased sample of the matches.
         points = self._query(
-            f"e.id, e.tier, e.overall_quality AS x, {y} AS y",
-            f"AND e.overall_quality IS NOT NULL AND {y} IS NOT NULL ORDER BY hash(e.id) LIMIT ?",
+            f"e.id, e.tier, {x} AS x, {y} AS y",
+            f"AND {x} IS NOT NULL AND {y} IS NOT NULL ORDER BY hash(e.id) LIMIT ?",
             [self.max_points],
         )
         with self.fig_points.batch_update():
             for trace in self.fig_points.data:
-                part = points.filter(pl.col("tier") == trace.name)
+                part = points.filter(pl.col("tier").eq_missing(None if trace.name == NO_TIER else trace.name))
                 trace.x = part["x"].to_list()
                 trace.y = part["y"].to_list()
                 trace.customdata = part["id"].to_list()
@@ -454,6 +484,9 @@ class Explorer(View):
         crit = self.criteria()
         if crit:
             text += " · " + "; ".join(f"{esc(k)}: {esc(v)}" for k, v in crit.items())
+        notes = [n for n in self.corpus.notes() if n != NOT_ANALYZED and "figures over time" not in n]
+        if notes:  # an imported corpus: what the charts cannot show
+            text += f'<br><span class="pe-note">{esc("; ".join(notes))}</span>'
         if not self.info.analyzed:
             text += f'<br><span class="pe-note">{esc(NOT_ANALYZED)}</span>'
         return text

@@ -1,10 +1,18 @@
 """Figure scaffolding shared by the views and the notebooks: one look,
 tier colours in tier order, and small helpers that turn already-aggregated
-frames into plotly figures (the browser never gets raw rows)."""
+frames into plotly figures (the browser never gets raw rows).
+
+Imported corpora carry no API tier, scores or dates, so a group value may be
+null (drawn as "no tier" / "none", never dropped) and a frame may be empty.
+A helper given an empty frame returns :class:`Skipped` instead of an empty
+plot: one line naming the figure and why it is not drawn (``empty=``, e.g.
+from :meth:`pe_toolkit.widgets.corpus.Corpus.lacks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
+from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
@@ -20,6 +28,9 @@ METRIC_LABELS = {
     "safety_score": "safety",
     "overall_quality": "overall quality",
 }
+NO_TIER = "no tier"
+NO_TIER_COLOUR = "#d9a441"
+NO_VALUE = "none"
 SERIES_COLOURS = ("#4f8fc7", "#e07b39", "#5aa05a", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
 
 
@@ -33,6 +44,66 @@ def layout(title: str, *, height: int = 320, **extra: object) -> dict[str, objec
     )
     base.update(extra)
     return base
+
+
+class Skipped:
+    """A figure that is not drawn, and why, in one line. Displays as that
+    line; absorbs the styling calls a cell chains on a figure
+    (``update_xaxes``, ``add_scatter``...), so a cell needs no branch."""
+
+    def __init__(self, title: str, reason: str) -> None:
+        self.title = title
+        self.reason = reason
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}: skipped, {self.reason}"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith(("update_", "add_", "for_each_")):
+            return lambda *args, **kwargs: self
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        html = f'<p class="pe-note pe-skipped" style="color:#666">{escape(self.text)}</p>'
+        return {"text/html": html, "text/plain": self.text}
+
+
+NOTHING = "no rows to show"
+
+
+def skipped(title: str, reason: str | None = None) -> Skipped:
+    return Skipped(title, reason or NOTHING)
+
+
+def label(group: str, value: object) -> str:
+    """A group value as shown: null is "no tier" for tiers, "none" otherwise."""
+    if value is None:
+        return NO_TIER if group == "tier" else NO_VALUE
+    return str(value)
+
+
+def colour(group: str, value: object, i: int) -> str:
+    if group == "tier":
+        return TIER_COLOURS.get(value, NO_TIER_COLOUR)  # type: ignore[arg-type]
+    return SERIES_COLOURS[i % len(SERIES_COLOURS)]
+
+
+def group_values(frame: pl.DataFrame, group: str, groups: Sequence[Any] | None = None) -> list[Any]:
+    """The groups to draw: ``groups`` when given, else those present (tiers
+    from basic to research, null last)."""
+    if groups is not None:
+        return list(groups)
+    values = frame[group].unique(maintain_order=True).to_list()
+    if group == "tier":
+        rank = {t: i for i, t in enumerate(TIERS)}
+        values.sort(key=lambda v: rank.get(v, len(TIERS) + (v is None)))
+    elif None in values:
+        values = [v for v in values if v is not None] + [None]
+    return values
 
 
 def figure_widget(title: str, *, height: int = 320, **extra: object) -> go.FigureWidget:
@@ -51,18 +122,19 @@ def grouped_bars(
     error: str | None = None,
     height: int = 340,
     yaxis_title: str | None = None,
-) -> go.Figure:
+    empty: str | None = None,
+) -> go.Figure | Skipped:
     """Bars of an aggregated frame, one trace per value of ``group``."""
+    if frame.height == 0:
+        return skipped(title, empty)
     fig = go.Figure(layout=layout(title, height=height, barmode="stack" if stacked else "group"))
-    values = list(groups) if groups is not None else frame[group].unique(maintain_order=True).to_list()
-    for i, g in enumerate(values):
-        part = frame.filter(pl.col(group) == g)
-        colour = TIER_COLOURS.get(g) if group == "tier" else SERIES_COLOURS[i % len(SERIES_COLOURS)]
+    for i, g in enumerate(group_values(frame, group, groups)):
+        part = frame.filter(pl.col(group).eq_missing(g))
         fig.add_bar(
-            name=str(g),
-            x=part[x].to_list(),
+            name=label(group, g),
+            x=[label(x, v) if v is None else v for v in part[x].to_list()],
             y=part[y].to_list(),
-            marker_color=colour,
+            marker_color=colour(group, g, i),
             error_y=dict(type="data", array=part[error].to_list(), thickness=1) if error else None,
         )
     fig.update_yaxes(title_text=yaxis_title or y)
@@ -70,32 +142,60 @@ def grouped_bars(
 
 
 def box_from_stats(
-    frame: pl.DataFrame, *, x: str, title: str, group: str | None = None, height: int = 360, yaxis_title: str = ""
-) -> go.Figure:
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    title: str,
+    group: str | None = None,
+    height: int = 360,
+    yaxis_title: str = "",
+    empty: str | None = None,
+) -> go.Figure | Skipped:
     """Box plots from precomputed statistics (columns q1, median, q3, lo, hi),
     so only five numbers per box reach the browser."""
+    if frame.height == 0:
+        return skipped(title, empty)
     fig = go.Figure(layout=layout(title, height=height, boxmode="group" if group else "overlay"))
-    groups = frame[group].unique(maintain_order=True).to_list() if group else [None]
-    for i, g in enumerate(groups):
-        part = frame.filter(pl.col(group) == g) if group else frame
-        colour = TIER_COLOURS.get(g) if group == "tier" else SERIES_COLOURS[i % len(SERIES_COLOURS)]
+    for i, g in enumerate(group_values(frame, group) if group else [None]):
+        part = frame.filter(pl.col(group).eq_missing(g)) if group else frame
         fig.add_box(
-            name=str(g) if g is not None else "",
-            x=part[x].to_list(),
+            name=label(group, g) if group else "",
+            x=[label(x, v) for v in part[x].to_list()],
             q1=part["q1"].to_list(),
             median=part["median"].to_list(),
             q3=part["q3"].to_list(),
             lowerfence=part["lo"].to_list(),
             upperfence=part["hi"].to_list(),
-            marker_color=colour,
+            marker_color=colour(group, g, i) if group else None,
             showlegend=group is not None,
         )
     fig.update_yaxes(title_text=yaxis_title)
     return fig
 
 
-def heatmap(frame: pl.DataFrame, *, x: str, y: str, z: str, title: str, height: int = 360, zmin: float | None = None, zmax: float | None = None, colorscale: str = "Blues", text_format: str = ".2f") -> go.Figure:
-    """A heatmap of an aggregated long frame (one row per cell)."""
+def heatmap(
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    z: str,
+    title: str,
+    height: int = 360,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "Blues",
+    text_format: str = ".2f",
+    empty: str | None = None,
+) -> go.Figure | Skipped:
+    """A heatmap of an aggregated long frame (one row per cell). A null
+    ``x`` or ``y`` is a row or column of its own ("no tier", "none")."""
+    if frame.height == 0:
+        return skipped(title, empty)
+    # pivot() names columns by value: a null would become "null", and the
+    # labels must be strings anyway.
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.String).fill_null(label(c, None)) for c in {x, y}
+    )
     xs = frame[x].unique(maintain_order=True).to_list()
     ys = frame[y].unique(maintain_order=True).to_list()
     wide = frame.pivot(on=x, index=y, values=z).select([y, *[str(v) for v in xs]])
@@ -124,27 +224,32 @@ def grouped_lines(
     groups: Sequence[str] | None = None,
     height: int = 360,
     markers: bool = True,
-) -> go.Figure:
+    empty: str | None = None,
+) -> go.Figure | Skipped:
     """One line per value of ``group`` over an aggregated frame."""
+    if frame.height == 0:
+        return skipped(title, empty)
     fig = go.Figure(layout=layout(title, height=height))
-    values = list(groups) if groups is not None else frame[group].unique(maintain_order=True).to_list()
-    for i, g in enumerate(values):
-        part = frame.filter(pl.col(group) == g).sort(x)
+    for i, g in enumerate(group_values(frame, group, groups)):
+        part = frame.filter(pl.col(group).eq_missing(g)).sort(x)
         if part.height == 0:
             continue
-        colour = TIER_COLOURS.get(g) if group == "tier" else SERIES_COLOURS[i % len(SERIES_COLOURS)]
         fig.add_scatter(
-            name=METRIC_LABELS.get(str(g), str(g)),
+            name=METRIC_LABELS.get(str(g), label(group, g)),
             x=part[x].to_list(),
             y=part[y].to_list(),
             mode="lines+markers" if markers else "lines",
-            line=dict(color=colour),
+            line=dict(color=colour(group, g, i)),
         )
     return fig
 
 
-def density(frame: pl.DataFrame, *, x: str, y: str, z: str, title: str, height: int = 420) -> go.Figure:
+def density(
+    frame: pl.DataFrame, *, x: str, y: str, z: str, title: str, height: int = 420, empty: str | None = None
+) -> go.Figure | Skipped:
     """A 2-D histogram drawn from pre-binned cells (bin centres in x and y)."""
+    if frame.height == 0:
+        return skipped(title, empty)
     fig = go.Figure(layout=layout(title, height=height))
     fig.add_heatmap(
         x=frame[x].to_list(), y=frame[y].to_list(), z=frame[z].to_list(), colorscale="Blues", colorbar=dict(title=z)

@@ -37,7 +37,9 @@ def open_for_notebook(
     - ``source="cache"``: use the cache as it is.
 
     Then, with ``analyze``, score what is new or changed (incremental).
-    Prints one line per step. Returns the store, read-only unless
+    Prints one line per step, and one saying what the corpus lacks (an
+    imported corpus: no tier, API scores or dates; see
+    :class:`~pe_toolkit.widgets.corpus.Corpus`). Returns the store, read-only unless
     ``writable``; notebook SQL reads the current scores from the store's
     views ``current_conversation_scores``, ``current_message_scores`` and
     ``current_evidence`` (see :class:`pe_toolkit.store.Store`).
@@ -66,6 +68,11 @@ def open_for_notebook(
 
             result = run_analysis(store, incremental=True, progress=progress)
             print(f"analysis: {result}")
+        from .corpus import Corpus
+
+        corpus = Corpus.of(store)
+        if corpus.notes():
+            print(f"this corpus: {corpus}")
     except BaseException:
         store.close()
         raise
