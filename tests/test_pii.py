@@ -252,3 +252,47 @@ def test_phone_checks_are_capped_per_message_and_the_rest_still_redacted() -> No
     numbers = [f"(212) 555 {i:04d}" for i in range(3 * CHECKS_PER_MESSAGE)]
     text = ", ".join(numbers)
     assert redact(text) == ", ".join(["[PHONE]"] * len(numbers))
+
+
+def test_export_redaction_covers_metadata_keys_and_values() -> None:
+    import orjson
+    import pyarrow as pa
+
+    from pe_toolkit.exports.redact import load_redactor, redact_metadata
+
+    meta = {"dataset": "d1", "tier": "research", "contacts": {"sam@example.org": "my sister", "jo@example.org": "x"},
+            "note": "call (212) 555 0199", "score": 3}  # fmt: skip
+    out = orjson.loads(redact_metadata(pa.array([orjson.dumps(meta).decode(), None]), load_redactor())[0].as_py())
+    assert out == {"dataset": "d1", "tier": "research", "contacts": {"[EMAIL]": "my sister", "[EMAIL] 2": "x"},
+                   "note": "call [PHONE]", "score": 3}  # fmt: skip
+
+
+def test_presidio_backend_adds_its_person_names(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A real spaCy pipeline (no statistical weights: an entity ruler) saved as
+    # a model folder, so Presidio runs for real without a download.
+    spacy = pytest.importorskip("spacy")
+    pytest.importorskip("presidio_analyzer")
+    from pe_toolkit.analysis import pii_presidio
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": [{"LOWER": "sipho"}, {"LOWER": "ndlovu"}]}])
+    nlp.to_disk(tmp_path / "model")
+    text = "Sipho Ndlovu is my best friend, mail sam@example.org"
+    monkeypatch.setenv(pii_presidio.MODEL_ENV, "off")
+    assert pii_presidio.backend() == "builtin"
+    assert redact(text) == "Sipho Ndlovu is my best friend, mail [EMAIL]"
+    monkeypatch.setenv(pii_presidio.MODEL_ENV, str(tmp_path / "model"))
+    assert pii_presidio.backend() == f"builtin+presidio:{tmp_path / 'model'}"
+    assert redact(text) == "[NAME] is my best friend, mail [EMAIL]"
+    # The analysis path never runs it.
+    texts = pl.Series([text])
+    assert pii_spans(fold_ascii(texts)[0], texts)["kind"].to_list() == ["email"]
+
+
+def test_synthetic_messages_hold_no_names() -> None:
+    # The generator plants no person names: every name found is a false alarm
+    # ("Skip your evening dose", "the UK and Ireland" were, before places and
+    # imperatives were told apart).
+    _, frame = synthetic()
+    names = find_pii(frame["content"]).filter(pl.col("kind") == "name")
+    assert names.height == 0, names["text"].value_counts()

@@ -161,12 +161,13 @@ def pii_spans(folded: pl.Series, texts: pl.Series, *, names: bool = False) -> pl
     spans = _pattern_spans(folded, texts)
     if names and len(texts):
         from .pii_names import name_spans
+        from .pii_presidio import person_spans
 
-        found = name_spans(texts)
-        if len(found):
-            text = _slices(texts.fill_null(""), found["row"], found["start"], found["end"] - found["start"])
-            found = found.with_columns(kind=pl.lit("name"), text=text)
-            spans = _merge(spans, found.select(list(PII_SCHEMA)))
+        for found in (name_spans(texts), person_spans(texts)):
+            if len(found):
+                text = _slices(texts.fill_null(""), found["row"], found["start"], found["end"] - found["start"])
+                found = found.with_columns(kind=pl.lit("name"), text=text)
+                spans = _merge(spans, found.select(list(PII_SCHEMA)))
     return spans
 
 

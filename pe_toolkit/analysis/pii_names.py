@@ -127,6 +127,10 @@ _NEVER = frozenset(
     february march april may june july august september october november december god mum mom dad mother
     father son daughter brother sister wife husband partner friend ok okay sorry hi hello hey""".split()
 )
+# After a sentence-initial word, these mark an imperative ("Skip your
+# evening dose", "Mark the date"), not a name and its verb.
+_OBJECT_WORDS = frozenset({"your", "the", "a", "an", "my", "it", "this", "that", "them", "him", "her", "me", "us",
+                           "up", "out", "off", "down", "in", "on", "to", "for", "with", "some", "any", "all"})  # fmt: skip
 _PLACE_WORDS = frozenset({"in", "from", "at", "near", "visit", "visited", "visiting", "into", "of"})
 # "to" is a place after a verb of motion ("went to Paris"), not after "talked to".
 _MOTION = frozenset({"went", "moved", "go", "going", "goes", "gone", "come", "came", "coming", "back", "flew", "fly",
@@ -181,7 +185,19 @@ def gazetteer() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     except ImportError:  # pragma: no cover - scikit-learn is a core dependency
         pass
     common |= _vader_words()
+    common |= _place_words()
     return folded(first), folded(last), frozenset(common)
+
+
+def _place_words() -> set[str]:
+    """Country, US state and British county names (Faker's address lists):
+    "Ireland", "Georgia" and "Kent" are places before they are names."""
+    from faker.providers.address.en import Provider as English
+    from faker.providers.address.en_GB import Provider as British
+    from faker.providers.address.en_US import Provider as American
+
+    names = [*English.countries, *American.states, *getattr(British, "counties", ())]
+    return {word.lower() for name in names for word in name.split() if len(word) > 2}
 
 
 def _vader_words() -> set[str]:
@@ -313,7 +329,8 @@ def name_spans(texts: pl.Series) -> pl.DataFrame:
         initial=pre.str.contains(r"(?:^|[.!?:;\n*(\"-])[ \t\"']*$"),
         previous=pre.str.extract(r"((?:[A-Za-z']+ )?[A-Za-z']+)[ \t]*$", 1).str.to_lowercase().fill_null(""),
         # A bare word at a sentence start is a name only before a lower-case word ("Rebecca said").
-        verb_next=source.str.slice(spans["end"], 2).str.contains(r"^ [a-z]"),
+        verb_next=source.str.slice(spans["end"], 2).str.contains(r"^ [a-z]")
+        & ~source.str.slice(spans["end"], 8).str.extract(r"^ ([a-z]+)", 1).is_in(sorted(_OBJECT_WORDS)).fill_null(False),
     )
     keys = spans.select("text", "initial", "previous", "verb_next").unique()
     # One Python decision per distinct candidate (module docstring, step 3).

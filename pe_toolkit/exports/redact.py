@@ -3,9 +3,9 @@
 Message contents are redacted as one column per batch (the vectorized
 ``pe_toolkit.analysis.pii.redact_frame``). Free-form metadata is JSON of any
 shape, so its string values are gathered with a small walk over the parsed
-objects, redacted in the same single vectorized call, and put back; the keys
-pe_toolkit owns (dataset, tier, created_at) are structure, not free text,
-and are left alone.
+objects, redacted in the same single vectorized call, and put back; so are
+free-form keys (an e-mail used as a key). The keys pe_toolkit owns (dataset,
+tier, created_at) are structure, not free text, and are left alone.
 """
 
 from __future__ import annotations
@@ -66,40 +66,67 @@ def redact_messages(messages: pa.ListArray, redact: Callable[[pa.Array], pa.Arra
     return replace_message_field(messages, "content", redact(content))
 
 
-def _gather(node: Any, out: list[tuple[Any, Any]], top: bool) -> None:
+def _gather(node: Any, out: list[tuple[Any, Any]], top: bool, owners: list[tuple[dict[str, Any], bool]]) -> None:
     # Free-form JSON has no columnar form: walk it to collect string leaves
-    # as (container, key) slots to write back after one vectorized call.
+    # as (container, key) slots, and the objects whose keys are free text
+    # too, to write back after one vectorized call.
     if isinstance(node, dict):
+        owners.append((node, top))
         for key, value in node.items():
             if top and key in _STRUCTURAL_KEYS:
                 continue
             if isinstance(value, str):
                 out.append((node, key))
             else:
-                _gather(value, out, False)
+                _gather(value, out, False, owners)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             if isinstance(value, str):
                 out.append((node, i))
             else:
-                _gather(value, out, False)
+                _gather(value, out, False, owners)
 
 
-def _redact_slots(slots: list[tuple[Any, Any]], redact: Callable[[pa.Array], pa.Array]) -> None:
-    if not slots:
+def _redact_slots(slots: list[tuple[Any, Any]], owners: list[tuple[dict[str, Any], bool]],
+                  redact: Callable[[pa.Array], pa.Array]) -> None:  # fmt: skip
+    """Redact the string values in ``slots`` and the keys of ``owners`` (an
+    e-mail or a name used as a key is as identifying as one used as a value)."""
+    keys = [(d, k) for d, top in owners for k in d if not (top and k in _STRUCTURAL_KEYS)]
+    if not slots and not keys:
         return
-    cleaned = redact(pa.array([c[k] for c, k in slots], pa.string())).to_pylist()
+    texts = [c[k] for c, k in slots] + [k for _, k in keys]
+    cleaned = redact(pa.array(texts, pa.string())).to_pylist()
     for (container, key), value in zip(slots, cleaned):
         container[key] = value
+    renamed: dict[int, dict[str, str]] = {}
+    for (owner, key), new in zip(keys, cleaned[len(slots) :]):
+        if new != key:
+            renamed.setdefault(id(owner), {})[key] = new
+    for owner, _ in owners:
+        mapping = renamed.get(id(owner))
+        if not mapping:
+            continue
+        items = list(owner.items())
+        owner.clear()
+        for key, value in items:
+            new = mapping.get(key, key)
+            # Two keys redacted alike ("[EMAIL]") keep both values.
+            n = 2
+            base = new
+            while new in owner:
+                new = f"{base} {n}"
+                n += 1
+            owner[new] = value
 
 
 def redact_metadata(metadata: pa.Array, redact: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """Metadata JSON texts with every free-text string value redacted."""
     objects = [None if text is None else orjson.loads(text) for text in metadata.to_pylist()]
     slots: list[tuple[Any, Any]] = []
+    owners: list[tuple[dict[str, Any], bool]] = []
     for obj in objects:
-        _gather(obj, slots, True)
-    _redact_slots(slots, redact)
+        _gather(obj, slots, True, owners)
+    _redact_slots(slots, owners, redact)
     return pa.array([None if o is None else orjson.dumps(o).decode() for o in objects], pa.string())
 
 
@@ -108,10 +135,11 @@ def redact_api_objects(texts: pa.Array, redact: Callable[[pa.Array], pa.Array]) 
     metadata strings redacted; keys keep their order."""
     objects = [orjson.loads(text) for text in texts.to_pylist()]
     slots: list[tuple[Any, Any]] = []
+    owners: list[tuple[dict[str, Any], bool]] = []
     for obj in objects:
         for message in obj.get("messages") or ():
             if isinstance(message.get("content"), str):
                 slots.append((message, "content"))
-        _gather(obj.get("metadata"), slots, True)
-    _redact_slots(slots, redact)
+        _gather(obj.get("metadata"), slots, True, owners)
+    _redact_slots(slots, owners, redact)
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
