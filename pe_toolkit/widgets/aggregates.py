@@ -51,3 +51,11 @@ def tier_order(frame: pl.DataFrame, column: str = "tier") -> pl.DataFrame:
     return frame.with_columns(pl.col(column).replace_strict(rank, default=len(TIERS), return_dtype=pl.Int32).alias("_rank")).sort(
         "_rank", maintain_order=True
     ).drop("_rank")
+
+
+def group_order(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Rows in the order figures draw groups: tiers from basic to research,
+    anything else sorted; nulls ("no tier") last."""
+    if column == "tier":
+        return tier_order(frame, column)
+    return frame.sort(column, nulls_last=True, maintain_order=True)
