@@ -9,7 +9,7 @@ relative to the file's folder.
 Environment variables: ``PE_CACHE``, ``PE_API_URL`` (one URL or several,
 comma-separated, for failover), ``PE_API_KEY``, ``PE_SERVER_KEYS``
 (comma-separated), ``PE_RATE_LIMIT`` (requests per key per hour served by
-the mirror), ``PE_CONFIG``.
+the mirror; unset: none on loopback, 1000 elsewhere), ``PE_CONFIG``.
 
 Secrets (API keys) are held in :class:`Secret`, whose ``repr``/``str`` never
 show the value, so they cannot leak into logs, tracebacks or notebook
@@ -66,7 +66,7 @@ class Settings:
     timeout: float = 30.0
     max_retries: int = 5
     server_keys: tuple[Secret, ...] = ()
-    rate_limit: int = 1000
+    rate_limit: int | None = None  # None: the mirror decides (no limit on loopback)
     alert_threshold: float = 0.8
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -112,6 +112,10 @@ def _number(name: str, raw: Any, kind: type) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+
+
+def _optional_int(name: str, raw: Any) -> int | None:
+    return None if raw is None else _number(name, raw, int)
 
 
 def _project_root(config_file: Path | None) -> Path:
@@ -164,7 +168,7 @@ def load_settings(**overrides: Any) -> Settings:
         timeout=_number("api.timeout", pick("", "api", "timeout", 30.0), float),
         max_retries=_number("api.max_retries", pick("", "api", "max_retries", 5), int),
         server_keys=tuple(Secret(k) for k in server_keys),
-        rate_limit=_number("PE_RATE_LIMIT", pick("PE_RATE_LIMIT", "server", "rate_limit", 1000), int),
+        rate_limit=_optional_int("PE_RATE_LIMIT", pick("PE_RATE_LIMIT", "server", "rate_limit", None)),
         alert_threshold=_number(
             "analysis.alert_threshold", pick("", "analysis", "alert_threshold", 0.8), float
         ),

@@ -9,7 +9,11 @@ import click
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="Cache file to serve (default: the global --db, $PE_CACHE, config).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs configured keys.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
-@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per key per window (default: $PE_RATE_LIMIT, [server] rate_limit, 1000).")
+@click.option(
+    "--rate-limit", type=click.IntRange(min=1),
+    help="Requests per key per window, as upstream's 1000/hour (default: $PE_RATE_LIMIT, [server] rate_limit; "
+    "else none on a loopback address, 1000 on any other).",
+)
 @click.option("--rate-window", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Rate-limit window in seconds.")
 @click.option("--max-body", type=click.IntRange(min=1024), default=2 * 1024 * 1024, show_default=True, help="Largest request body (and WebSocket message) in bytes.")
 @click.option("--export-ttl", type=click.FloatRange(min=1), default=86400.0, show_default=True, help="Seconds an export stays downloadable.")
@@ -63,10 +67,16 @@ def serve_cmd(
             err=True,
         )
 
+    limit = (
+        f"{config.rate_limit} requests per key per {config.rate_window:g} s"
+        if config.rate_limit is not None
+        else "no rate limit on loopback; --rate-limit 1000 for the upstream's"
+    )
+
     def announce(url: str) -> None:
         click.echo(
             f"serving {config.db_path} at {url}/v1 "
-            f"({len(config.keys)} key(s), {config.rate_limit} requests per key per {config.rate_window:g} s)",
+            f"({len(config.keys)} key(s), {limit})",
             err=True,
         )
 

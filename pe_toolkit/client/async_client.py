@@ -45,9 +45,9 @@ from .models import (
     summaries_frame,
 )
 from .options import resolve_options
-from .pacing import PacingPolicy
+from .pacing import PacingPolicy, WaitNotice
 from .pagination import Paginator, listing_call
-from .retry import RetryPolicy, retry_options
+from .retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -97,6 +97,12 @@ class AsyncClient:
         return self._core.urls
 
     @property
+    def waits(self) -> WaitNotice:
+        """Where long waits are announced; ``with client.waits.shown_on(bar):``
+        shows them on a progress bar too."""
+        return self._core.waits
+
+    @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return self._core.endpoints
 
@@ -104,7 +110,7 @@ class AsyncClient:
         return (await self._request(call))[0]
 
     async def _request(self, call: Call[T]) -> tuple[T, Endpoint]:
-        retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **retry_options(self._core.retry, call.safety))
+        retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **self._core.retry_options(call.safety))
         return await retrying(self._attempt, call, CallState())
 
     async def _attempt(self, call: Call[T], state: CallState) -> tuple[T, Endpoint]:
@@ -275,7 +281,7 @@ class AsyncClient:
         job_id = job.job_id if isinstance(job, Job) else job
         deadline = time.monotonic() + timeout
         current: Job | None = job if isinstance(job, Job) else None
-        with flows.progress_bar(100, f"job {job_id}", "%", progress) as bar:
+        with flows.progress_bar(100, f"job {job_id}", "%", progress) as bar, self._core.waits.shown_on(bar):
             while True:
                 current = await self.get_job(current or job_id)
                 bar.update(max(0.0, current.progress - bar.n))
@@ -342,9 +348,9 @@ class AsyncClient:
         export_id = flows.export_id_of(export)
         part = flows.part_path(path) if path is not None else None
         call = flows.download_call(export, endpoint=self._core.urls[0] if len(self._core.urls) == 1 else None)
-        with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar:
+        with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar, self._core.waits.shown_on(bar):
             while True:
-                retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **retry_options(self._core.retry, "idempotent"))
+                retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **self._core.retry_options("idempotent"))
                 outcome = await retrying(self._download_attempt, call, CallState(), part, bar)
                 if outcome is None:
                     break

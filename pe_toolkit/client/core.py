@@ -44,8 +44,8 @@ from ..errors import (
     TransportError,
 )
 from .breaker import CircuitBreaker
-from .pacing import PacingPolicy, RatePacer
-from .retry import RetryPolicy, Safety
+from .pacing import PacingPolicy, RatePacer, WaitNotice
+from .retry import RetryPolicy, Safety, retry_options
 
 log = logging.getLogger("pe_toolkit.client")
 
@@ -192,6 +192,23 @@ class RequestCore:
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self.retry = retry or RetryPolicy()
         self.user_agent = user_agent
+        # Long waits (pacing, Retry-After) are announced once, not endured in silence.
+        self.waits = WaitNotice((pacing or PacingPolicy()).notice_after)
+
+    def retry_options(self, safety: Safety) -> dict[str, Any]:
+        """tenacity's options for one call (:func:`.retry.retry_options`),
+        with long retry waits announced through :attr:`waits`."""
+        options = retry_options(self.retry, safety)
+        log_retry = options["before_sleep"]
+
+        def before_sleep(retry_state: Any) -> None:
+            log_retry(retry_state)
+            outcome = retry_state.outcome
+            delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+            self.waits.retry(delay, outcome.exception() if outcome is not None else None, retry_state.attempt_number)
+
+        options["before_sleep"] = before_sleep
+        return options
 
     # -- configuration views ------------------------------------------------
     @property
@@ -246,6 +263,8 @@ class RequestCore:
         except RateLimitError:
             endpoint.breaker.release()
             raise
+        if delay:
+            self.waits.pacing(endpoint.url, delay, endpoint.pacer)
         request = self.build_request(call, endpoint)
         return Attempt(call, endpoint, request, delay, state)
 
@@ -296,6 +315,7 @@ class RequestCore:
                     self.scrub(f"{where}: the response's data does not follow the API contract ({_describe(exc)})")
                 ) from None
             endpoint.breaker.record_success()
+            self.waits.succeeded()
             return result
 
         # The server is in trouble on 5xx and on a 2xx it cannot put into
@@ -367,6 +387,7 @@ class RequestCore:
         attempt.settled = True
         attempt.endpoint.pacer.observe(response.headers)
         attempt.endpoint.breaker.record_success()
+        self.waits.succeeded()
 
     def abandon(self, attempt: Attempt) -> None:
         """The attempt was cancelled: hand back a claimed half-open probe."""

@@ -14,17 +14,28 @@ Written here rather than taken from a token-bucket library (pyrate-limiter,
 aiolimiter): those enforce a rate *we* choose; this follows a budget the
 *server* reports in every response, shared with every other client of the
 same key. :func:`pacing_delay` is the whole policy, a pure function.
+
+A long wait is never silent: :class:`WaitNotice` says once, at WARNING on
+the ``pe_toolkit.client`` logger and on any progress bar attached, how long
+a request waits, why (pacing, or the server's ``Retry-After``) and the
+setting that changes it. Without it a paced pull looks like a hang.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 from ..errors import RateLimitError
+
+log = logging.getLogger("pe_toolkit.client")
 
 RESET_MARGIN = 0.1  # seconds after the reset instant, for clock granularity
 
@@ -50,12 +61,15 @@ def pacing_delay(now: float, remaining: float, reset: float, reserve: float, las
 class PacingPolicy:
     """``reserve_fraction`` of the limit (at least ``min_reserve`` requests)
     is where pacing starts; ``max_wait`` bounds one wait; ``enabled=False``
-    turns pacing off (the server's 429s are still honoured by retries)."""
+    turns pacing off (the server's 429s are still honoured by retries).
+    A wait of ``notice_after`` seconds or more (pacing or a server's
+    ``Retry-After``) is announced once (:class:`WaitNotice`)."""
 
     reserve_fraction: float = 0.1
     min_reserve: int = 2
     max_wait: float = 120.0
     enabled: bool = True
+    notice_after: float = 5.0
 
 
 class RatePacer:
@@ -119,3 +133,102 @@ class RatePacer:
 
     def __repr__(self) -> str:
         return f"<RatePacer remaining={self.remaining} limit={self.limit} reset={self.reset}>"
+
+
+def _clock_time(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).strftime("%H:%M:%S UTC")
+
+
+class WaitNotice:
+    """Announces long waits of one client, once per cause.
+
+    Pacing is announced once per endpoint and rate-limit window (the
+    spacing then stays much the same until the reset); a retry wait once
+    until a request succeeds again. Attached progress bars
+    (:meth:`shown_on`) get a short postfix with each announcement.
+    Thread-safe: fetches run on worker threads.
+    """
+
+    def __init__(self, after: float = 5.0) -> None:
+        self.after = after
+        self._lock = threading.Lock()
+        self._said: set[tuple[Any, ...]] = set()
+        self._retrying = False
+        self._bars: list[Any] = []
+
+    def pacing(self, url: str, delay: float, pacer: RatePacer) -> None:
+        """A request to ``url`` waits ``delay`` s for ``pacer``'s budget."""
+        if delay < self.after:
+            return
+        limit, remaining, reset = pacer.limit, pacer.remaining, pacer.reset
+        if not self._first(("pace", url, reset)):
+            return
+        at = _clock_time(reset) if reset is not None else "the reset"
+        budget = "The budget is the server's (for the mirror: pe-toolkit serve --rate-limit, PE_RATE_LIMIT)"
+        if remaining is not None and remaining <= 0:
+            text = (
+                f"waiting {delay:.0f} s before the next request to {url}: this key's {limit} requests of the "
+                f"rate-limit window are spent; the window resets at {at}. {budget}; "
+                "Client(pacing=PacingPolicy(max_wait=...)) sets how long the client waits before raising RateLimitError"
+            )
+            short = f"waiting {delay:.0f} s: rate limit spent"
+        else:
+            left = max(0, math.floor(remaining or 0))
+            text = (
+                f"waiting {delay:.0f} s before the next request to {url}, and about as long before each one "
+                f"until the rate-limit window resets at {at}: {left} of {limit} requests are left, and the client "
+                f"spaces them to last the window instead of running into 429s. {budget}; "
+                "Client(pacing=PacingPolicy(reserve_fraction=..., enabled=False)) changes the pacing"
+            )
+            short = f"paced: {delay:.0f} s/request until {at}"
+        self._say(text, short)
+
+    def retry(self, delay: float, exc: BaseException | None, attempt: int) -> None:
+        """A call waits ``delay`` s before its attempt ``attempt + 1`` after ``exc``."""
+        if delay < self.after:
+            return
+        hint = getattr(exc, "retry_after", None)
+        with self._lock:
+            if self._retrying:
+                return
+            self._retrying = True
+        if hint:
+            why = f"the server asked to retry after {float(hint):.0f} s (Retry-After)"
+            short = f"waiting {delay:.0f} s: server asked (Retry-After)"
+        else:
+            why = "backing off after repeated failures"
+            short = f"waiting {delay:.0f} s: backing off"
+        self._say(
+            f"waiting {delay:.0f} s before attempt {attempt + 1}: {why}; the last answer: {exc}. "
+            "Client(retry=RetryPolicy(max_elapsed=..., max_attempts=...)) bounds how long a call keeps retrying",
+            short,
+        )
+
+    def succeeded(self) -> None:
+        """A request got its answer: the next long retry wait is news again."""
+        self._retrying = False
+
+    @contextlib.contextmanager
+    def shown_on(self, bar: Any) -> Iterator[Any]:
+        """Show announcements as ``bar``'s postfix while the block runs."""
+        with self._lock:
+            self._bars.append(bar)
+        try:
+            yield bar
+        finally:
+            with self._lock:
+                self._bars.remove(bar)
+
+    def _first(self, key: tuple[Any, ...]) -> bool:
+        with self._lock:
+            if key in self._said:
+                return False
+            self._said.add(key)
+            return True
+
+    def _say(self, text: str, short: str) -> None:
+        log.warning("%s", text)
+        with self._lock:
+            bars = list(self._bars)
+        for bar in bars:
+            bar.set_postfix_str(short, refresh=False)

@@ -64,7 +64,7 @@ def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
         pager = Paginator(page_size=ctx.page_size, seen=seen)
     base = routes.list_conversations(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality)
     base = dataclasses.replace(base, decode=SummaryFrame.from_api)
-    with ctx.bar(None, "list", "conv") as bar:
+    with ctx.bar(None, "list", "conv") as bar, ctx.client.waits.shown_on(bar):
         while (req := pager.next_request()) is not None:
             listed = ctx.client.request(listing_call(base, req))
             fresh = pager.take(listed)
@@ -106,7 +106,7 @@ def fetch_pending(ctx: SyncContext) -> None:
     """Phase 2. Returns normally when the queue is empty or only failures
     remain; raises the first fatal error after writing what was fetched."""
     ids = sync_state.pending_ids(ctx.store, ctx.source, ctx.scope)
-    with ctx.bar(len(ids), "fetch", "conv") as bar:
+    with ctx.bar(len(ids), "fetch", "conv") as bar, ctx.client.waits.shown_on(bar):
         failed = _fetch_round(ctx, ids, bar)
     if failed:
         # One more round for ids whose every retry failed: trouble that

@@ -17,6 +17,9 @@ from typing import Any
 from ..config import Secret, Settings, load_settings
 from ..errors import ConfigError
 
+# The upstream research tier's budget (API_CONTRACT.md), served by default
+# on any address but loopback.
+UPSTREAM_RATE_LIMIT = 1000
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -40,7 +43,10 @@ class ServerConfig:
     """Everything :func:`pe_toolkit.server.create_app` needs.
 
     ``rate_limit`` requests per key per ``rate_window`` seconds (the
-    contract's unit is an hour). ``state_dir`` holds the exports and the
+    contract's unit is an hour). Left as None, a loopback server has no
+    limit (a lab's own mirror should not throttle its own users: a
+    "list, then get each" pull of 1,200 conversations would sit paced for
+    most of an hour) and any other address the upstream 1,000. ``state_dir`` holds the exports and the
     served-object snapshot; by default it sits beside the cache as
     ``<cache>.server/`` (mode 700: it holds conversations).
     ``download_hold``: how long a download of an export still being
@@ -51,7 +57,7 @@ class ServerConfig:
     keys: tuple[Secret, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
-    rate_limit: int = 1000
+    rate_limit: int | None = None
     rate_window: float = 3600.0
     max_body_bytes: int = 2 * 1024 * 1024
     export_ttl: float = 24 * 3600.0
@@ -65,6 +71,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_path", Path(self.db_path))
+        if self.rate_limit is None and not is_loopback(self.host):
+            object.__setattr__(self, "rate_limit", UPSTREAM_RATE_LIMIT)
         if self.state_dir is None:
             object.__setattr__(self, "state_dir", Path(f"{self.db_path}.server"))
         else:
@@ -75,7 +83,7 @@ class ServerConfig:
             if not key.reveal().strip():
                 raise ConfigError("a server key is empty")
         checks = (
-            ("rate_limit", self.rate_limit >= 1),
+            ("rate_limit", self.rate_limit is None or self.rate_limit >= 1),
             ("rate_window", self.rate_window > 0),
             ("max_body_bytes", self.max_body_bytes >= 1024),
             ("export_ttl", self.export_ttl > 0),
@@ -133,7 +141,8 @@ class ServerConfig:
                 raise ConfigError("no server keys configured: set PE_SERVER_KEYS or [server] keys")
             resolved = (generate_key(),)
             generated = True
-        overrides.setdefault("rate_limit", settings.rate_limit)
+        if overrides.get("rate_limit") is None:
+            overrides["rate_limit"] = settings.rate_limit
         return cls(
             db_path=Path(db_path) if db_path is not None else settings.cache_path,
             keys=resolved,

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RateDecision:
     allowed: bool
-    limit: int
-    remaining: int
-    reset: int  # Unix seconds when the window ends
+    limit: int | None  # None: no limit (and no budget headers)
+    remaining: int | None
+    reset: int | None  # Unix seconds when the window ends
     retry_after: int  # seconds to wait when not allowed (0 when allowed)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.limit is None:
+            return []
         found = [
             (b"x-ratelimit-limit", str(self.limit).encode()),
             (b"x-ratelimit-remaining", str(self.remaining).encode()),
@@ -37,14 +39,18 @@ class RateDecision:
         return found
 
 
+UNLIMITED = RateDecision(True, None, None, None, 0)
+
+
 class RateLimiter:
-    """``limit`` requests per bucket per ``window`` seconds; thread-safe."""
+    """``limit`` requests per bucket per ``window`` seconds; thread-safe.
+    ``limit=None``: every request is allowed and no budget is announced."""
 
     _PURGE_AT = 10_000  # buckets kept before stale ones are dropped
 
-    def __init__(self, limit: int, window: float = 3600.0, *, clock: Callable[[], float] = time.time) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("limit must be >= 1 and window > 0")
+    def __init__(self, limit: int | None, window: float = 3600.0, *, clock: Callable[[], float] = time.time) -> None:
+        if (limit is not None and limit < 1) or window <= 0:
+            raise ValueError("limit must be >= 1 (or None) and window > 0")
         self.limit, self.window, self._clock = limit, float(window), clock
         self._lock = threading.Lock()
         self._counts: dict[str, tuple[int, int]] = {}  # bucket -> (window index, used)
@@ -55,6 +61,8 @@ class RateLimiter:
 
     def hit(self, bucket: str) -> RateDecision:
         """Spend one request from ``bucket`` if its budget allows."""
+        if self.limit is None:
+            return UNLIMITED
         now = self._clock()
         index, reset = self._window(now)
         with self._lock:
@@ -72,6 +80,8 @@ class RateLimiter:
 
     def peek(self, bucket: str) -> RateDecision:
         """The bucket's state without spending anything."""
+        if self.limit is None:
+            return UNLIMITED
         now = self._clock()
         index, reset = self._window(now)
         with self._lock:
