@@ -102,3 +102,5 @@ def test_a_default_loopback_mirror_sends_no_budget(sample_store_template: Path, 
             for _ in range(3):
                 client.list_datasets()
             assert client.endpoints[0].pacer.limit is None  # nothing to pace by
+            assert client.api_info().raw["rate_limit"]["requests"] is None
+            assert client.get_statistics().raw["api_usage"]["this_key"]["remaining"] is None
