@@ -21,6 +21,7 @@ same confusion matrix per resample (a loop over resamples, not items).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,10 +273,14 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
 
 def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "label", context: str | None = None,
                    group: str | None = None, folds: int = 5, seed: int = 0, merge: Mapping[str, str] | None = None,
-                   boot: int = BOOTSTRAP, progress: bool = False, **fit_options: Any) -> Report:  # fmt: skip
+                   boot: int = BOOTSTRAP, progress: bool = False, workers: int | None = None,
+                   **fit_options: Any) -> Report:  # fmt: skip
     """``folds``-fold cross-validation split by ``group`` (each row its own
     group without one); ``fit_options`` go to :func:`~.model.fit`. The
-    report's ``predictions`` hold every item's out-of-fold probabilities."""
+    report's ``predictions`` hold every item's out-of-fold probabilities.
+    ``workers``: folds fitted at once in separate processes (default: the
+    CPU count, at most ``folds``; 1 fits them here, one after another). The
+    folds are independent, so the figures do not depend on it."""
     rules = fit_options.get("rules", ())
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=fit_options.get("classes"))
     if data.task != "multiclass":
@@ -288,11 +293,26 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
 
     options = dict(fit_options)
     options["classes"] = data.classes
-    for k in tqdm(range(folds), desc="cross-validate", disable=not progress, leave=False):
-        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        model = fit(frame[train], text=text, label=label, context=context, **options)
-        sub = frame[test]
-        ctx = sub[context] if context else None
-        rule_matrix = sub.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
-        proba[test] = model.predict_proba(_batch_of(model, sub[text], ctx, rule_matrix))
+    workers = max(1, min(folds, workers if workers is not None else (os.cpu_count() or 1)))
+    jobs = [(frame, fold == k, text, label, context, rules, options) for k in range(folds)]
+    if workers == 1:
+        done = map(_fold_proba, *zip(*jobs, strict=True))
+    else:
+        # Fitting is most of the time and mostly single-threaded (lbfgs in
+        # Python between sparse products): one process per fold.
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=workers, return_as="generator")(delayed(_fold_proba)(*job) for job in jobs)
+    for k, fold_proba in enumerate(tqdm(done, total=folds, desc="cross-validate", disable=not progress, leave=False)):
+        proba[fold == k] = fold_proba
     return report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)
+
+
+def _fold_proba(frame: pl.DataFrame, held_out: np.ndarray, text: str, label: str, context: str | None,
+                rules: Sequence[str], options: dict[str, Any]) -> np.ndarray:  # fmt: skip
+    """The held-out rows' probabilities from a model fitted on the others."""
+    model = fit(frame.filter(~held_out), text=text, label=label, context=context, **options)
+    sub = frame.filter(held_out)
+    ctx = sub[context] if context else None
+    rule_matrix = sub.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
+    return model.predict_proba(_batch_of(model, sub[text], ctx, rule_matrix))
