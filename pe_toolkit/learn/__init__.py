@@ -8,6 +8,7 @@ with intervals, save and load them with their cards.
 >>> print(report)                                     # F1 per class with 95% intervals
 >>> learn.save(model, "strategies.pemodel")
 >>> learn.from_store(store, task="review")            # the review widget's labels, ready for fit()
+>>> learn.from_metadata(store, "strategy", role="assistant")  # labels an import carried in
 
 The shipped models (``skills``, ``risk``) run inside ``analyze()``; see
 :mod:`pe_toolkit.analysis.learned` and ``docs/metric_cards_learned.md``.
@@ -31,6 +32,7 @@ _LAZY: dict[str, str] = {
     "load": "pe_toolkit.learn.io",
     "read_card": "pe_toolkit.learn.io",
     "from_store": "pe_toolkit.learn.labels",
+    "from_metadata": "pe_toolkit.learn.labels",
     "load_shipped": "pe_toolkit.learn.shipped",
     "devdata": "pe_toolkit.learn",
 }
