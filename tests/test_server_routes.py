@@ -240,7 +240,7 @@ def test_before_the_snapshot_is_built_gets_ask_the_store(sample_store_template, 
     from .server_support import KEYS, copy_store
 
     db = copy_store(sample_store_template, tmp_path)
-    app = create_app(ServerConfig(db_path=db, keys=(Secret(KEYS[0]),)))  # no lifespan: nothing is built
+    app = create_app(ServerConfig(db_path=db, keys=(Secret(KEYS[0]),), rate_limit=1000))  # no lifespan: nothing is built
     assert not app.state.mirror.snapshot.ready
 
     async def fetch() -> list[httpx.Response]:
