@@ -144,9 +144,11 @@ def _message_error(fmt: str, typed: bool) -> str:
 # (1e400 reads as inf); none of them is JSON, and one in a stored document
 # breaks every reader downstream (the mirror's answers, Store.conversation,
 # exports). A cheap pattern over the metadata text finds the documents that
-# may hold one (a false alarm, "info" say, costs one walk of the document);
-# only those are walked leaf by leaf.
-_MAYBE_NON_FINITE = r"(?i)nan|inf|[0-9][eE][+]?[0-9]{3}|[0-9]{300}"
+# may hold one: such a word where a value starts, or a number with a
+# three-digit exponent or 300 digits (a false alarm, a string holding
+# ": info" say, costs one walk of the document); only those are walked
+# leaf by leaf.
+_MAYBE_NON_FINITE = r"(?i)[:\[,]\s*[-+]?(?:nan|inf)|[0-9][eE][+]?[0-9]{3}|[0-9]{300}"
 
 
 def _non_finite_leaf(expr: str) -> str:
