@@ -149,7 +149,8 @@ def test_a_killed_run_keeps_committed_batches_and_the_next_run_continues(filled)
     with Store(filled) as store:
         assert store.scalar("SELECT count(*) FROM conversation_scores") == 120  # three committed batches
         _consistent(store)
-        assert store.scalar("SELECT status FROM analysis_runs") == "running"  # it never finished
+        # It never finished, and its process is gone: the writable open marked it.
+        assert store.scalar("SELECT status FROM analysis_runs") == "interrupted"
         report = analyze(store, progress=False)
         assert report.scored == store.count() - 120 and report.skipped == 120
         assert store.scalar("SELECT count(*) FROM conversation_scores") == store.count()
