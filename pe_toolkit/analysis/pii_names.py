@@ -322,15 +322,18 @@ def name_spans(texts: pl.Series) -> pl.DataFrame:
     spans = find_spans(folded, _REGEX, "pii_names")
     if not len(spans):
         return empty
-    source = folded.gather(spans["row"])
+    # Byte slices of the ASCII folded text: str.slice walks each text from
+    # its start, quadratic over the many spans of one long message.
+    source = folded.cast(pl.Binary).gather(spans["row"])
     lo = (spans["start"] - 24).clip(lower_bound=0)
-    pre = source.str.slice(lo, spans["start"] - lo)
+    pre = source.bin.slice(lo, spans["start"] - lo).cast(pl.String)
+    post = source.bin.slice(spans["end"], pl.Series([8] * len(spans), dtype=pl.Int32)).cast(pl.String)
     spans = spans.with_columns(
         initial=pre.str.contains(r"(?:^|[.!?:;\n*(\"-])[ \t\"']*$"),
         previous=pre.str.extract(r"((?:[A-Za-z']+ )?[A-Za-z']+)[ \t]*$", 1).str.to_lowercase().fill_null(""),
         # A bare word at a sentence start is a name only before a lower-case word ("Rebecca said").
-        verb_next=source.str.slice(spans["end"], 2).str.contains(r"^ [a-z]")
-        & ~source.str.slice(spans["end"], 8).str.extract(r"^ ([a-z]+)", 1).is_in(sorted(_OBJECT_WORDS)).fill_null(False),
+        verb_next=post.str.contains(r"^ [a-z]")
+        & ~post.str.extract(r"^ ([a-z]+)", 1).is_in(sorted(_OBJECT_WORDS)).fill_null(False),
     )
     keys = spans.select("text", "initial", "previous", "verb_next").unique()
     # One Python decision per distinct candidate (module docstring, step 3).
