@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import zlib
 
 import polars as pl
 import pytest
@@ -94,6 +95,24 @@ def test_truncated_gzip_is_a_clear_error(store, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(RecordError, match="truncated gzip"):
         import_file(store, path, progress=False)
+
+
+def test_truncated_gzip_names_the_line_where_the_stream_broke(store, tmp_path):
+    # Reported at line 1 before, although hundreds of complete lines came
+    # first (issue 15, part 8): the break is counted from what decompressed.
+    data = gzip.compress(b"".join(json.dumps(conversation(i)).encode() + b"\n" for i in range(2000)))
+    cut = data[: len(data) // 2]
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(cut)
+    complete = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(cut).count(b"\n")
+    assert 100 < complete < 2000
+    with pytest.raises(RecordError, match="truncated gzip") as info:
+        import_file(store, path, progress=False)
+    assert info.value.line == complete + 1
+    assert f":{complete + 1}:" in str(info.value) and f"{complete:,} lines before it were read" in str(info.value)
+    # What the message says was read was imported, and the run records the failure.
+    assert store.count() == complete
+    assert store.scalar("SELECT status FROM ingest_runs") == "failed"
 
 
 def test_invalid_utf8_line_is_named(store, tmp_path):
