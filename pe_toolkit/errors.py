@@ -50,16 +50,30 @@ class StoreError(PeToolkitError):
 
 
 class StoreLockedError(StoreError):
-    """Another process holds the cache's write lock."""
+    """Another process holds the cache's lock.
 
-    def __init__(self, path: str, pid: int | None, holder: str | None) -> None:
-        self.path, self.pid, self.holder = path, pid, holder
+    ``holder_writes``: whether that process has the file open for writing
+    (True; also when it cannot be told), which keeps every other process
+    out, readers included; or read-only (False), beside which other
+    read-only opens work. The advice in the message follows from it.
+    """
+
+    def __init__(self, path: str, pid: int | None, holder: str | None, *, holder_writes: bool = True) -> None:
+        self.path, self.pid, self.holder, self.holder_writes = path, pid, holder, holder_writes
         who = f"process {pid}" if pid else "another process"
         if holder:
             who += f" ({holder})"
-        super().__init__(
-            f"{path} is locked by {who}; close it there, or open this store read-only"
-        )
+        if holder_writes:
+            advice = (
+                "it has the file open for writing, which keeps every other process out, read-only opens "
+                "included: wait for it to finish (or close the store there), then retry"
+            )
+        else:
+            advice = (
+                "it has the file open read-only: close it there to write, or open this store read-only "
+                "(read_only=True) to read beside it"
+            )
+        super().__init__(f"{path} is locked by {who}; {advice}")
 
 
 class SchemaVersionError(StoreError):

@@ -1,3 +1,4 @@
+import os
 import stat
 import subprocess
 import sys
@@ -148,6 +149,91 @@ def test_second_writer_is_told_who_holds_the_lock(tmp_path):
         holder.stdin.close()
         holder.wait(timeout=30)
         holder.stdout.close()
+
+
+def _hold(path, *, read_only):
+    """A process holding ``path`` open (writable or read-only) until its stdin closes."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from pe_toolkit.store import Store
+            s = Store({str(path)!r}, read_only={read_only!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def _let_go(holder):
+    holder.stdin.close()
+    holder.wait(timeout=30)
+    holder.stdout.close()
+
+
+def test_lock_advice_is_true_while_a_writer_runs(tmp_path):
+    # The message advised a read-only open, which fails too while another
+    # process writes (issue 15, part 8): it must say to wait and retry.
+    path = tmp_path / "locked.duckdb"
+    Store(path).close()
+    holder = _hold(path, read_only=False)
+    try:
+        for read_only in (False, True):
+            with pytest.raises(StoreLockedError) as info:
+                Store(path, read_only=read_only)
+            text = str(info.value)
+            assert info.value.pid == holder.pid and info.value.holder_writes is True
+            assert f"is locked by process {holder.pid}" in text
+            assert "open this store read-only" not in text
+            assert "wait for it to finish" in text and "retry" in text
+    finally:
+        _let_go(holder)
+
+
+def test_lock_advice_offers_read_only_beside_a_reader(tmp_path):
+    path = tmp_path / "read.duckdb"
+    Store(path).close()
+    holder = _hold(path, read_only=True)
+    try:
+        with pytest.raises(StoreLockedError) as info:
+            Store(path)
+        assert info.value.holder_writes is False
+        assert "open read-only" in str(info.value) and "read_only=True" in str(info.value)
+        # ... and the advice holds: a read-only open works beside it.
+        with Store(path, read_only=True) as ro:
+            assert ro.count() == 0
+    finally:
+        _let_go(holder)
+
+
+def test_a_killed_import_is_marked_interrupted(tmp_path):
+    # ingest_runs rows of a killed import stayed 'running' forever; they are
+    # marked like analysis_runs rows now (issue 15, part 8).
+    path = tmp_path / "killed.duckdb"
+    Store(path).close()
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, signal
+            from pe_toolkit.store import Store
+            s = Store({str(path)!r})
+            s.start_run("import", "big.jsonl")
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)],
+        timeout=60,
+    )
+    assert killed.returncode == -9
+    with Store(path) as store:
+        status, error, finished = store.connection.execute(
+            "SELECT status, error, finished_at FROM ingest_runs"
+        ).fetchall()[0]
+        assert status == "interrupted" and "ended before it finished" in error and finished is not None
+        # A run of a live process (this one) is left running.
+        mine = store.start_run("import", "other.jsonl")
+        assert store.mark_interrupted_runs() == 0
+        assert store.scalar("SELECT status FROM ingest_runs WHERE run_id = ?", [mine]) == "running"
+        assert store.scalar("SELECT pid FROM ingest_runs WHERE run_id = ?", [mine]) == os.getpid()
 
 
 def test_newer_schema_is_refused(tmp_path):

@@ -146,13 +146,26 @@ def _lock_holder(pid: int) -> str | None:
     return " ".join(words)[:120] or None
 
 
-def _translate_open_error(path: Path, exc: duckdb.Error) -> StoreError:
+def _translate_open_error(path: Path, exc: duckdb.Error, *, read_only: bool) -> StoreError:
     text = str(exc)
     if "lock" in text.lower():
         match = _LOCK_PID.search(text)
         pid = int(match[1]) if match else None
-        return StoreLockedError(str(path), pid, _lock_holder(pid) if pid else None)
+        # Whether the holder writes decides the advice. A read-only open is
+        # refused only by a writer; a writable one by either, and DuckDB
+        # adds that a read-only open would work when the holder only reads.
+        holder_writes = read_only or "read-only mode" not in text
+        return StoreLockedError(str(path), pid, _lock_holder(pid) if pid else None, holder_writes=holder_writes)
     return StoreError(f"cannot open {path}: {text.splitlines()[0]}")
+
+
+# Tables of runs that record their process (pid, host) while 'running'.
+RUN_TABLES = ("analysis_runs", "ingest_runs")
+
+
+def run_owner() -> tuple[int, str]:
+    """(pid, host) recorded with a run while it runs."""
+    return os.getpid(), socket.gethostname()
 
 
 class Store:
@@ -262,7 +275,7 @@ class Store:
         try:
             con = duckdb.connect(str(self.path), read_only=self.read_only)
         except duckdb.Error as exc:
-            raise _translate_open_error(self.path, exc) from None
+            raise _translate_open_error(self.path, exc, read_only=self.read_only) from None
         finally:
             os.umask(old)
         if self.read_only:
@@ -287,35 +300,38 @@ class Store:
         self._secure_files()
 
     def mark_interrupted_runs(self) -> int:
-        """Mark ``analysis_runs`` rows left ``running`` by a process that is
-        gone (killed, crashed) as ``interrupted``; return how many.
+        """Mark runs (``analysis_runs`` and ``ingest_runs``) left ``running``
+        by a process that is gone (killed, crashed) as ``interrupted``;
+        return how many.
 
-        Each run records the pid and host of the process running it. A row
-        of this host whose pid no longer exists cannot finish; rows without
-        a pid predate the recording (migration 0010) and are stale too,
-        since a writer of that era held the file's lock for the whole run.
-        Rows of another host are left alone (its processes are not
-        visible from here). Called on every writable open and by analyze.
+        Each run records the pid and host of the process running it
+        (:func:`run_owner`). A row of this host whose pid no longer exists
+        cannot finish; rows without a pid predate the recording (migrations
+        0010 and 0011) and are stale too, since a writer of that era held
+        the file's lock for the whole run. Rows of another host are left
+        alone (its processes are not visible from here). Called on every
+        writable open and by analyze.
         """
         self._require_writable()
-        if not self.scalar(
-            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'analysis_runs' AND column_name = 'pid'"
-        ):
-            return 0  # a file not migrated to 0010 (only tests hold one back)
-        rows = self._con.execute(
-            "SELECT run_id, pid, host FROM analysis_runs WHERE status = 'running'"
-        ).fetchall()
         host = socket.gethostname()
-        stale = [run_id for run_id, pid, run_host in rows if pid is None or (run_host == host and not _pid_alive(pid))]
-        if stale:
-            with self.transaction() as con:
-                con.execute(
-                    "UPDATE analysis_runs SET status = 'interrupted', finished_at = coalesce(finished_at, now()), "
-                    "error = coalesce(error, 'interrupted: the process running it ended before it finished') "
-                    "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND status = 'running'",
-                    [stale],
-                )
-        return len(stale)
+        marked = 0
+        for table in RUN_TABLES:
+            if not self.scalar(
+                "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = 'pid'", [table]
+            ):
+                continue  # a file not migrated that far (only tests hold one back)
+            rows = self._con.execute(f"SELECT run_id, pid, host FROM {table} WHERE status = 'running'").fetchall()
+            stale = [run_id for run_id, pid, run_host in rows if pid is None or (run_host == host and not _pid_alive(pid))]
+            if stale:
+                with self.transaction() as con:
+                    con.execute(
+                        f"UPDATE {table} SET status = 'interrupted', finished_at = coalesce(finished_at, now()), "
+                        "error = coalesce(error, 'interrupted: the process running it ended before it finished') "
+                        "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND status = 'running'",
+                        [stale],
+                    )
+            marked += len(stale)
+        return marked
 
     def _secure_files(self) -> None:
         # DuckDB creates the .wal file lazily with the process umask; narrow it
@@ -697,12 +713,14 @@ class Store:
 
     # -- run bookkeeping -------------------------------------------------
     def start_run(self, kind: str, source: str) -> str:
+        """Record an import or sync as ``running``, with the process running
+        it, so a killed one is found (:meth:`mark_interrupted_runs`)."""
         run_id = uuid.uuid4().hex
         with self.transaction() as con:
             con.execute(
-                "INSERT INTO ingest_runs (run_id, kind, source, started_at, status) "
-                "VALUES (?, ?, ?, now(), 'running')",
-                [run_id, kind, source],
+                "INSERT INTO ingest_runs (run_id, kind, source, started_at, status, pid, host) "
+                "VALUES (?, ?, ?, now(), 'running', ?, ?)",
+                [run_id, kind, source, *run_owner()],
             )
         return run_id
 
