@@ -22,17 +22,18 @@ Python checks (:mod:`.pii_checks`):
 - digits glued to other digits or letters are not a match (``12345-6789`` is not
   the phone ``345-6789``); trailing punctuation is not part of a URL.
 
-Every pattern is linear-time (bounded repetitions: see ``pii.toml``), and
-the Python checks are capped per message (:data:`CHECKS_PER_MESSAGE`): a
-message of two megabytes of digits is scanned in about as long as two
-megabytes of prose.
+Every pattern is linear-time (bounded repetitions: see ``pii.toml``), the
+per-span windows are byte slices (``str.slice`` walks a text from its
+start), and the Python checks are capped per message
+(:data:`CHECKS_PER_MESSAGE`): a two-megabyte message of any one repeated
+pattern is scanned in under two seconds (``benchmarks/RESULTS.md``).
 
 Names are found by :func:`find_pii`, :func:`redact` and :func:`redact_frame`
 (the export path), not by the analysis path (:func:`pii_spans` as the safety
 analyzer runs it, ``names=False``): see ``docs/metric_cards_empathy_safety.md``.
 When Presidio and a spaCy model are installed (``pe_toolkit[presidio]``, the
 model named by ``PE_PRESIDIO_MODEL``), the redaction path adds Presidio's
-person and location findings (:mod:`.pii_presidio`).
+person names (:mod:`.pii_presidio`).
 
 Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 :func:`redact_frame` (a column, vectorized). Placeholders: ``[EMAIL]``,
