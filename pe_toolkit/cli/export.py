@@ -52,6 +52,9 @@ def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
 @click.option("--redact", is_flag=True, help="Replace PII in message contents and metadata.")
 @click.option("--include-scores", is_flag=True, help="Add the current analysis scores.")
 @click.option("--no-features", is_flag=True, help="--to: do not load the feature table.")
+@click.option("--engine", type=click.Choice(["store", "ray"]), default="store", show_default=True, help="ray: export the analysis output --scores DIR to the folder PATH, one shard per partition, on Ray.")
+@click.option("--scores", "scores_dir", type=click.Path(file_okay=False, path_type=Path), help="--engine ray: the output folder of `analyze --engine ray`.")
+@click.option("--address", metavar="ADDRESS", help="--engine ray: a Ray cluster (default: a local Ray).")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.pass_context
 def export_cmd(
@@ -76,6 +79,9 @@ def export_cmd(
     redact: bool,
     include_scores: bool,
     no_features: bool,
+    engine: str,
+    scores_dir: Path | None,
+    address: str | None,
     no_progress: bool,
 ) -> None:
     """Export conversations to PATH, or load them into PostgreSQL with --to.
@@ -86,6 +92,7 @@ def export_cmd(
     pe-toolkit export msgs.parquet --include-scores --min-risk 0.8
     pe-toolkit export ds/ --format huggingface --redact
     pe-toolkit export --to postgresql://etl@db.example/research
+    pe-toolkit export --engine ray --scores scores/ shards/ --format openai
 
     Files appear only when complete. The warehouse load writes only what
     changed since the last load, in one transaction. Keep passwords out of
@@ -117,6 +124,11 @@ def export_cmd(
         ids=_read_ids(ids, ids_file),
     )
     progress = progress_enabled(no_progress)
+    if engine == "ray":
+        _export_ray(path, scores_dir, address, fmt, layout, redact, include_scores, labels, selection, progress)
+        return
+    if scores_dir is not None or address:
+        raise click.UsageError("--scores and --address need --engine ray")
     with open_cli_store(ctx, read_only=True) as store:
         if to:
             if fmt or layout or redact:
@@ -142,3 +154,18 @@ def export_cmd(
     click.echo(str(result))
     if include_scores and not result.scores:
         click.echo("note: this store has no analysis scores; run `pe-toolkit analyze` to include them", err=True)
+
+
+def _export_ray(path: Path | None, scores_dir: Path | None, address: str | None, fmt: str | None, layout: str | None,
+                redact: bool, include_scores: bool, labels: tuple[str, ...], selection: dict, progress: bool) -> None:  # fmt: skip
+    """--engine ray: shards of the analysis output (pe_toolkit.scale.export; Ray imported only here)."""
+    if path is None or scores_dir is None or not fmt:
+        raise click.UsageError("--engine ray needs PATH (a folder for the shards), --scores DIR and --format")
+    if labels:
+        raise click.UsageError("--label needs a store (an analysis output has no annotations)")
+    from ..scale.export import export_dataset
+
+    options = {k: v for k, v in selection.items() if k != "labels"}
+    report = export_dataset(scores_dir, path, format=fmt, address=address, progress=progress, layout=layout,
+                            redact=redact, include_scores=include_scores, **options)  # fmt: skip
+    click.echo(str(report))

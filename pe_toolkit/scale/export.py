@@ -1,0 +1,153 @@
+"""``export_dataset``: the training formats from a distributed analysis
+output, one shard per partition, written by Ray tasks.
+
+Each task loads one partition (one input file's conversations and scores)
+into an in-memory DuckDB laid out as a store (``conversations``,
+``messages``, the score tables and their ``current_*`` views) and runs the
+single-node :func:`pe_toolkit.exports.export` on it, so the formats, the
+filters (dataset, tier, quality, dates, risk, crisis categories, ids) and
+the redaction are exactly the store export's. Shards are named by
+partition (``KEY.jsonl``, ``KEY.parquet``, ``KEY/`` for Hugging Face);
+``manifest.json`` lists them with their counts. Annotation labels live in a
+store, not in such an output, so there is no label filter here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import InputError
+from ..schema import STORED_CONVERSATION_COLUMNS
+from .manifest import MANIFEST, Manifest
+
+_SUFFIX = {"jsonl": ".jsonl", "openai": ".jsonl", "sharegpt": ".jsonl", "csv": ".csv", "parquet": ".parquet", "huggingface": ""}
+
+
+@dataclass
+class ScaleExportReport:
+    path: str
+    format: str
+    shards: int = 0
+    conversations: int = 0
+    messages: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        rate = self.conversations / self.seconds if self.seconds else 0.0
+        return (
+            f"wrote {self.conversations:,} conversations ({self.messages:,} messages) as {self.format} to {self.path} "
+            f"in {self.shards:,} shards: {self.seconds:.1f}s ({rate:,.0f} conversations/s) on {self.workers} workers"
+        )
+
+
+def _glob(root: Path, table: str, key: str) -> str:
+    return (root / table / f"part={key}" / "*.parquet").as_posix()
+
+
+def partition_store(output: str | os.PathLike[str], key: str) -> duckdb.DuckDBPyConnection:
+    """One partition as an in-memory store (the tables exports read)."""
+    root = Path(output)
+    con = duckdb.connect()
+    columns = ", ".join("metadata::JSON AS metadata" if c == "metadata" else c for c in STORED_CONVERSATION_COLUMNS)
+    conversations = f"read_parquet('{_glob(root, 'conversations', key)}', hive_partitioning = false)"
+    con.execute(f"CREATE TABLE conversations AS SELECT {columns} FROM {conversations}")
+    con.execute(
+        "CREATE TABLE messages AS SELECT id AS conversation_id, unnest(range(len(messages)))::INTEGER AS idx, "
+        "unnest(messages).role AS role, unnest(messages).content AS content, unnest(messages).timestamp AS timestamp "
+        f"FROM {conversations}"
+    )
+    for table in ("conversation_scores", "message_scores"):
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet('{_glob(root, table, key)}', hive_partitioning = false)")
+    con.execute("CREATE VIEW current_conversation_scores AS SELECT * FROM conversation_scores")
+    con.execute("CREATE VIEW current_message_scores AS SELECT * FROM message_scores")
+    return con
+
+
+def export_partition(batch: dict[str, Any], output: str, target: str, options: dict[str, Any]) -> pa.Table:
+    """``map_batches`` entry: one shard per partition of the batch."""
+    from ..exports import export
+
+    rows = []
+    for key in batch["key"]:
+        key = str(key)
+        shard = Path(target) / f"{key}{_SUFFIX[options['format']]}"
+        con = partition_store(output, key)
+        try:
+            result = export(con, shard, progress=False, **options)
+        finally:
+            con.close()
+        rows.append({"key": key, "file": shard.name, "conversations": result.conversations, "messages": result.messages})
+    return pa.Table.from_pylist(rows, schema=pa.schema([("key", pa.string()), ("file", pa.string()), ("conversations", pa.int64()), ("messages", pa.int64())]))
+
+
+def export_dataset(
+    output: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    format: str,
+    address: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> ScaleExportReport:
+    """Write the conversations of the analysis output ``output`` to the
+    folder ``path``, one ``format`` shard per partition. ``options``: the
+    keyword arguments of :func:`pe_toolkit.exports.export` (filters,
+    ``redact``, ``include_scores``, ``layout``) except ``labels``."""
+    from .run import _start_ray
+
+    started = time.perf_counter()
+    if format not in _SUFFIX:
+        raise InputError(f"unknown format {format!r}; expected one of {', '.join(_SUFFIX)}")
+    if options.get("labels"):
+        raise InputError("an analysis output has no annotations: the label filter needs a store")
+    options.pop("labels", None)
+    root = Path(output)
+    manifest = Manifest.load(root)
+    if not manifest.partitions or not manifest.corpus_complete:
+        raise InputError(f"{root}: not a complete analysis output; run `pe-toolkit analyze --engine ray` first")
+    target = Path(path)
+    if target.exists() and any(target.iterdir()):
+        raise InputError(f"{target}: exists and is not empty")
+    target.mkdir(parents=True, exist_ok=True)
+    keys = sorted(manifest.partitions)
+    report = ScaleExportReport(str(target), format)
+
+    owns_ray, report.workers = _start_ray(address, None)
+    import ray
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    try:
+        shards = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=len(keys)).map_batches(
+            export_partition,
+            batch_size=1,
+            batch_format="numpy",
+            fn_kwargs={"output": str(root), "target": str(target), "options": {"format": format, **options}},
+            num_cpus=1,
+        )
+        rows = [row for batch in shards.iter_batches(batch_size=None, batch_format="pyarrow") for row in batch.to_pylist()]
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    rows.sort(key=lambda r: r["key"])
+    report.shards = len(rows)
+    report.conversations = sum(r["conversations"] for r in rows)
+    report.messages = sum(r["messages"] for r in rows)
+    report.files = [r["file"] for r in rows]
+    (target / MANIFEST).write_text(
+        json.dumps({"format": format, "analysis_version": manifest.analysis_version, "shards": rows,
+                    "conversations": report.conversations, "messages": report.messages}, indent=1),  # fmt: skip
+        "utf-8",
+    )
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,189 @@
+"""``analyze_dataset``: the analysis of a corpus too big for one machine, on Ray Data.
+
+Stages (see docs/scale.md):
+
+1. one Ray task per input file that is not complete yet
+   (:mod:`.partition`): read, score with ``analyze_frame`` (without the
+   corpus shares), write the partition; the driver records each finished
+   partition in the manifest as its summary row arrives;
+2. the corpus shares as distributed group-bys (:mod:`.corpus`) over every
+   partition, joined into ``conversation_scores``; rerun whenever a
+   partition changed.
+
+Without ``address`` a local Ray is started on this machine's cores (and
+stopped at the end); with one (``ray://host:10001`` or ``auto``) the job
+runs on that cluster, whose workers must all reach ``output`` (a shared
+folder) and the input.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..analysis.registry import load
+from ..errors import AnalysisError, InputError
+from . import corpus
+from .inputs import InputFile, fingerprint, list_inputs
+from .manifest import Manifest
+from .partition import PARTITION_TABLES, run_batch
+
+
+@dataclass
+class ScaleReport:
+    """What one ``analyze_dataset`` run did."""
+
+    output: str
+    analysis_version: str
+    files: int = 0
+    computed: list[str] = field(default_factory=list)  # partition keys computed in this run
+    skipped: int = 0  # partitions already complete
+    conversations: int = 0  # in the whole output
+    messages: int = 0
+    evidence: int = 0
+    dead_letters: int = 0
+    messages_computed: int = 0  # scored in this run
+    seconds: float = 0.0
+    workers: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return self.messages_computed / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.messages:,} messages in {self.conversations:,} conversations ({self.files:,} files): "
+            f"{len(self.computed):,} partitions scored, {self.skipped:,} up to date; "
+            f"{self.messages_computed:,} messages in {self.seconds:.1f}s ({self.throughput:,.0f} messages/s) "
+            f"on {self.workers} workers"
+        )
+        if self.dead_letters:
+            text += f"; {self.dead_letters:,} bad records in dead_letters/"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def analysis_version() -> str:
+    """The version ``analyze_frame`` records with every analyzer available."""
+    return ";".join(f"{a.name}={a.version}" for a in load().analyzers)
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> tuple[bool, int]:
+    """(whether this call started Ray, CPUs of the cluster)."""
+    try:
+        import ray
+    except ImportError:
+        raise AnalysisError("the Ray engine needs Ray: pip install 'pe-toolkit[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        # Workers import pe_toolkit; a local Ray started from a source checkout
+        # must find it on their path too.
+        package_root = str(Path(__file__).resolve().parents[2])
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}}
+        ray.init(**kwargs)
+        started = True
+    return started, int(ray.cluster_resources().get("CPU", 1))
+
+
+def _prune(output: Path, keep: set[str]) -> None:
+    """Partitions of files no longer in the input leave the output."""
+    for table in PARTITION_TABLES:
+        folder = output / table
+        if not folder.is_dir():
+            continue
+        for part in folder.iterdir():
+            if part.name.startswith("part=") and part.name[5:] not in keep:
+                shutil.rmtree(part)
+
+
+def analyze_dataset(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> ScaleReport:
+    """Score every conversation of ``input`` (a file, folder, glob or
+    object-store URL, any importer format) into the Parquet dataset
+    ``output``: ``message_scores``, ``conversation_scores``, ``evidence``,
+    ``conversations`` and ``dead_letters``, each partitioned by input file
+    (``part=KEY``), plus ``manifest.json``. Partitions already complete are
+    skipped. ``address``: a Ray cluster (default: a local Ray on
+    ``num_cpus`` cores, default all)."""
+    started = time.perf_counter()
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    files = list_inputs(input)
+    out.mkdir(parents=True, exist_ok=True)
+    version = analysis_version()
+    manifest = Manifest.load(out)
+    if manifest.analysis_version != version:
+        manifest = Manifest(analysis_version=version)
+    manifest.input = os.fspath(input)
+    manifest.input_fingerprint = fingerprint(files)
+    keys = [f.key for f in files]
+    _prune(out, set(keys))
+    kept = {k: v for k, v in manifest.partitions.items() if k in set(keys)}
+    if len(kept) != len(manifest.partitions):  # a file left the input: the corpus changed
+        manifest.corpus_complete = False
+    manifest.partitions = kept
+    todo = [f for f in files if not manifest.complete(out, f.key, f.fingerprint)]
+    report = ScaleReport(str(out), version, files=len(files), skipped=len(files) - len(todo))
+
+    owns_ray, report.workers = _start_ray(address, num_cpus)
+    try:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = progress
+        if todo:
+            manifest.corpus_complete = False
+            manifest.save(out)
+            _score_partitions(todo, out, manifest, report)
+        if not manifest.corpus_complete or not (out / "conversation_scores").is_dir():
+            rows = corpus.write_conversation_scores(str(out), keys, partitions=max(1, report.workers))
+            manifest.corpus_complete = True
+            manifest.rows["conversation_scores"] = rows
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    totals = {t: sum(int(p.get(t, 0)) for p in manifest.partitions.values()) for t in ("conversations", "messages", "evidence", "dead_letters")}
+    manifest.rows.update({"message_scores": totals["messages"], "evidence": totals["evidence"],
+                          "conversations": totals["conversations"], "dead_letters": totals["dead_letters"]})  # fmt: skip
+    manifest.save(out)
+    shutil.rmtree(out / "_tmp", ignore_errors=True)
+    report.conversations, report.messages = totals["conversations"], totals["messages"]
+    report.evidence, report.dead_letters = totals["evidence"], totals["dead_letters"]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _score_partitions(todo: list[InputFile], out: Path, manifest: Manifest, report: ScaleReport) -> None:
+    import ray.data
+
+    rows = [{"uri": f.uri, "key": f.key, "fingerprint": f.fingerprint} for f in todo]
+    # One file per task (batch_size=1) and one block per file, so files are
+    # scored in parallel and each summary row arrives as its file finishes.
+    tasks = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        run_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": str(out)}, num_cpus=1
+    )
+    for batch in tasks.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            manifest.partitions[row["key"]] = row
+            report.computed.append(row["key"])
+            report.messages_computed += int(row["messages"])
+        manifest.save(out)
