@@ -21,7 +21,9 @@ importers, the client transport, the warehouse loader.
     ├── ReportError                 a notebook failed while writing reports
     └── ApiError                    talking to the Pixelated Empathy API
         ├── TransportError          connect failure, timeout, dropped connection
+        │   └── DeadlineExceededError   no complete answer within the request's deadline
         ├── MalformedResponseError  the server answered something not in the contract
+        ├── ResponseTooLargeError   the answer is larger than the client accepts
         ├── CircuitOpenError        calls fail fast while the breaker is open
         └── ApiStatusError          the server answered with an error envelope
             ├── AuthenticationError      401
@@ -137,6 +139,17 @@ class ApiError(PeToolkitError):
 
 class TransportError(ApiError):
     """The request did not get an HTTP answer (connect, timeout, dropped)."""
+
+
+class DeadlineExceededError(TransportError):
+    """The answer was not complete within the request's total deadline
+    (a server trickling bytes, or one too slow for the time allowed).
+    Retried and counted by the circuit breaker like any transport failure."""
+
+
+class ResponseTooLargeError(ApiError):
+    """The answer is larger than ``max_response_bytes``; it was not read
+    further. Not retried: the same request would get the same answer."""
 
 
 class MalformedResponseError(ApiError):

@@ -54,7 +54,9 @@ T = TypeVar("T")
 
 class AsyncClient:
     """See :class:`~pe_toolkit.client.Client`; every method is a coroutine
-    (iterators are async iterators). Use one instance per event loop."""
+    (iterators are async iterators). Use one instance per event loop.
+    Each attempt runs under ``asyncio.timeout`` until its deadline, which
+    bounds it whatever the transport."""
 
     def __init__(
         self,
@@ -67,12 +69,15 @@ class AsyncClient:
         breaker: BreakerPolicy | None = None,
         pacing: PacingPolicy | None = None,
         concurrency: int = 8,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         settings: Settings | None = None,
     ) -> None:
         options = resolve_options(
             api_key, base_url, timeout=timeout, max_retries=max_retries, retry=retry, breaker=breaker,
-            pacing=pacing, concurrency=concurrency, settings=settings,
+            pacing=pacing, concurrency=concurrency, deadline=deadline, max_response_bytes=max_response_bytes,
+            settings=settings,
         )
         self.options = options
         self._core = options.core()
@@ -118,13 +123,30 @@ class AsyncClient:
         try:
             if attempt.delay:
                 await asyncio.sleep(attempt.delay)
+            until = self._core.start(attempt)
             try:
-                response = await self._http.send(attempt.request)
-            except httpx.HTTPError as exc:
-                raise self._core.transport_failed(attempt, exc) from None
-            return self._core.complete(attempt, response), attempt.endpoint
+                async with asyncio.timeout(until - time.monotonic()):
+                    response, content = await self._send(attempt)
+            except TimeoutError:
+                raise self._core.deadline_exceeded(attempt) from None
+            return self._core.complete(attempt, response, content), attempt.endpoint
         finally:
             self._core.abandon(attempt)
+
+    async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bytes]:
+        """Send and read the body through the core's :class:`~.core.BodyReader`
+        (size cap); closing early hangs up on the server."""
+        try:
+            response = await self._http.send(attempt.request, stream=True)
+            try:
+                body = self._core.body(attempt, response)
+                async for chunk in response.aiter_bytes():
+                    body.add(chunk)
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise self._core.transport_failed(attempt, exc) from None
+        return response, body.content
 
     # -- service --------------------------------------------------------------
     async def api_info(self) -> ApiInfo:
@@ -138,10 +160,11 @@ class AsyncClient:
         for endpoint in self._core.endpoints:
             request = self._core.build_request(self._core.health_call(endpoint, timeout), endpoint)
             try:
-                response = await self._http.send(request)
+                async with asyncio.timeout(timeout):
+                    response = await self._http.send(request)
                 body = response.json() if response.status_code == 200 else None
                 healthy = isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy"
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ValueError, TimeoutError):
                 healthy = False
             self._core.record_health(endpoint, healthy)
             found[endpoint.url] = healthy
@@ -351,7 +374,7 @@ class AsyncClient:
         with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar, self._core.waits.shown_on(bar):
             while True:
                 retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **self._core.retry_options("idempotent"))
-                outcome = await retrying(self._download_attempt, call, CallState(), part, bar)
+                outcome = await retrying(self._download_attempt, call, CallState(), part, bar, deadline)
                 if outcome is None:
                     break
                 if time.monotonic() + outcome.retry_after > deadline:
@@ -360,20 +383,28 @@ class AsyncClient:
         if path is not None and part is not None:
             flows.finish_download(part, path)
 
-    async def _download_attempt(self, call: Call[Any], state: CallState, part: Path | None, bar: Any) -> flows.Pending | None:
+    async def _download_attempt(
+        self, call: Call[Any], state: CallState, part: Path | None, bar: Any, deadline: float
+    ) -> flows.Pending | None:
         call = flows.with_range(call, part)
         attempt = self._core.plan(call, state)
         try:
             if attempt.delay:
                 await asyncio.sleep(attempt.delay)
+            # A file may take long to arrive: the download's own timeout bounds it.
+            until = self._core.start(attempt, until=deadline)
             try:
-                response = await self._http.send(attempt.request, stream=True)
-            except httpx.HTTPError as exc:
-                raise self._core.transport_failed(attempt, exc) from None
-            try:
-                return await self._consume_download(attempt, response, part, bar)
-            finally:
-                await response.aclose()
+                async with asyncio.timeout(until - time.monotonic()):
+                    try:
+                        response = await self._http.send(attempt.request, stream=True)
+                    except httpx.HTTPError as exc:
+                        raise self._core.transport_failed(attempt, exc) from None
+                    try:
+                        return await self._consume_download(attempt, response, part, bar)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                raise self._core.deadline_exceeded(attempt) from None
         finally:
             self._core.abandon(attempt)
 
@@ -381,10 +412,12 @@ class AsyncClient:
         core = self._core
         if response.status_code not in (200, 206):
             try:
-                await response.aread()
+                body = core.body(attempt, response)
+                async for chunk in response.aiter_bytes():
+                    body.add(chunk)
             except httpx.HTTPError as exc:
                 raise core.transport_failed(attempt, exc) from None
-            data = core.complete(attempt, response)
+            data = core.complete(attempt, response, body.content)
             return flows.pending_from(data, response)
         if part is None:
             core.stream_succeeded(attempt, response)

@@ -15,6 +15,16 @@ breaker is open (or that failed the previous attempt of the same call),
 and raises :class:`~pe_toolkit.errors.CircuitOpenError` only when every
 endpoint is open: an unhealthy mirror is skipped until a probe finds it
 healthy again.
+
+Bounds: each attempt gets an absolute deadline when it is sent
+(:meth:`RequestCore.start`: the client's ``deadline``, and never past the
+retry budget, ``RetryPolicy.max_elapsed`` from the call's first send);
+the clients enforce it (:mod:`.deadline`) and a miss becomes
+:class:`~pe_toolkit.errors.DeadlineExceededError`, a transport failure
+for retries and the breaker. A body is read through :class:`BodyReader`,
+which stops at ``max_response_bytes`` with
+:class:`~pe_toolkit.errors.ResponseTooLargeError` instead of holding
+whatever a server sends in memory.
 """
 
 from __future__ import annotations
@@ -35,11 +45,13 @@ from ..errors import (
     ApiStatusError,
     AuthenticationError,
     CircuitOpenError,
+    DeadlineExceededError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RequestValidationError,
+    ResponseTooLargeError,
     ServerError,
     TransportError,
 )
@@ -73,6 +85,11 @@ _CODE_STATUS = {
 # httpx exceptions raised before a single byte of the request left: repeating
 # such a request can never do anything twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# A socket timeout cut to the deadline fires at it, give or take the clock's
+# granularity: a timeout this close to the deadline is the deadline.
+_DEADLINE_SLACK = 0.05
 
 
 def _identity(data: Any) -> Any:
@@ -143,6 +160,7 @@ class CallState:
 
     last_failed: Endpoint | None = None
     attempts: int = 0
+    first_sent: float | None = None  # time.monotonic() of the first attempt's send: the retry budget's start
 
 
 @dataclass(slots=True)
@@ -153,6 +171,8 @@ class Attempt:
     delay: float
     state: CallState
     settled: bool = field(default=False)
+    deadline_at: float | None = None  # set by RequestCore.start
+    deadline_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +198,8 @@ class RequestCore:
         breaker: BreakerPolicy | None = None,
         pacing: PacingPolicy | None = None,
         user_agent: str = USER_AGENT,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not urls:
             raise ValueError("at least one base URL is required")
@@ -190,6 +212,8 @@ class RequestCore:
             raise ValueError("the same base URL is configured twice")
         self._key = api_key if api_key else None
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self.deadline = timeout if deadline is None else deadline
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
         self.user_agent = user_agent
         # Long waits (pacing, Retry-After) are announced once, not endured in silence.
@@ -268,6 +292,65 @@ class RequestCore:
         request = self.build_request(call, endpoint)
         return Attempt(call, endpoint, request, delay, state)
 
+    def start(self, attempt: Attempt, *, until: float | None = None, budget: bool = True) -> float:
+        """Called just before the attempt is sent (after any pacing wait):
+        its absolute deadline (``time.monotonic()``). ``until`` replaces the
+        usual one (a download's own timeout); ``budget=False`` leaves out
+        the retry budget (the update stream's connections share one
+        :class:`CallState` for as long as the stream lasts)."""
+        now = time.monotonic()
+        state = attempt.state
+        if state.first_sent is None:
+            state.first_sent = now
+        if until is not None:
+            attempt.deadline_at, attempt.deadline_why = until, "the download's timeout"
+            return until
+        limit = self.deadline if attempt.call.timeout is None else attempt.call.timeout
+        deadline_at, why = now + limit, f"the {limit:g} s deadline (Client(deadline=...), by default its timeout)"
+        budget_end = state.first_sent + self.retry.max_elapsed
+        if budget and budget_end < deadline_at:
+            deadline_at = budget_end
+            why = f"the call's retry budget of {self.retry.max_elapsed:g} s (RetryPolicy.max_elapsed)"
+        attempt.deadline_at, attempt.deadline_why = deadline_at, why
+        return deadline_at
+
+    def deadline_exceeded(self, attempt: Attempt) -> DeadlineExceededError:
+        """The attempt had no complete answer by its deadline: a transport
+        failure (the breaker counts it; idempotent calls are retried)."""
+        attempt.settled = True
+        attempt.endpoint.breaker.record_failure()
+        attempt.state.last_failed = attempt.endpoint
+        where = f"{attempt.call.method} {_display(attempt.request)}"
+        attempt.endpoint.last_error = f"no complete answer within {attempt.deadline_why}"
+        error = DeadlineExceededError(self.scrub(f"{where}: no complete answer within {attempt.deadline_why}"))
+        error.request_sent = True  # type: ignore[attr-defined]
+        return error
+
+    def _past_deadline(self, attempt: Attempt) -> bool:
+        return attempt.deadline_at is not None and time.monotonic() >= attempt.deadline_at - _DEADLINE_SLACK
+
+    def too_large(self, attempt: Attempt, declared: int | None = None) -> ResponseTooLargeError:
+        """The answer passes ``max_response_bytes``. The server answered,
+        so its breaker hears a success (like a 4xx); not retried."""
+        attempt.settled = True
+        attempt.endpoint.breaker.record_success()
+        where = f"{attempt.call.method} {_display(attempt.request)}"
+        size = f" (it declares {_mib(declared)})" if declared is not None else ""
+        return ResponseTooLargeError(
+            self.scrub(
+                f"{where}: the answer is larger than max_response_bytes, {_mib(self.max_response_bytes)}{size}; "
+                "ask for less (a smaller limit=) or raise it: Client(max_response_bytes=...)"
+            )
+        )
+
+    def body(self, attempt: Attempt, response: httpx.Response) -> BodyReader:
+        """A reader for ``response``'s body; refuses at once a body whose
+        declared length is over the cap."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise self.too_large(attempt, int(declared))
+        return BodyReader(self, attempt)
+
     def build_request(self, call: Call[Any], endpoint: Endpoint) -> httpx.Request:
         url = (endpoint.root if call.root else endpoint.url) + call.path
         headers = {"Accept": "application/json", "User-Agent": self.user_agent, **(call.headers or {})}
@@ -292,14 +375,18 @@ class RequestCore:
             extensions={"timeout": timeout.as_dict()},
         )
 
-    def complete(self, attempt: Attempt, response: httpx.Response) -> Any:
-        """Turn a read response into the result, or raise the mapped error."""
+    def complete(self, attempt: Attempt, response: httpx.Response, content: bytes | None = None) -> Any:
+        """Turn a read response into the result, or raise the mapped error.
+        ``content``: the body as a :class:`BodyReader` read it (default: the
+        response's own, already read)."""
         attempt.settled = True
         endpoint, call = attempt.endpoint, attempt.call
         endpoint.pacer.observe(response.headers)
         status = response.status_code
+        if content is None:
+            content = response.content
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             body = exc
         envelope = body if isinstance(body, dict) and isinstance(body.get("success"), bool) else None
@@ -331,7 +418,7 @@ class RequestCore:
             if status < 400:
                 what = f"invalid JSON ({body})" if isinstance(body, Exception) else "not the contract's envelope"
                 raise MalformedResponseError(self.scrub(f"{where}: HTTP {status}, but the body is {what}"))
-            raise self._status_error(where, status, None, _short(response), None, _retry_after_header(response))
+            raise self._status_error(where, status, None, _short(content), None, _retry_after_header(response))
 
         error = envelope.get("error") if isinstance(envelope.get("error"), dict) else {}
         code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -362,6 +449,8 @@ class RequestCore:
 
     def transport_failed(self, attempt: Attempt, exc: httpx.HTTPError) -> TransportError:
         """Translate httpx's exception (the request got no complete answer)."""
+        if isinstance(exc, httpx.TimeoutException) and self._past_deadline(attempt):
+            return self.deadline_exceeded(attempt)
         attempt.settled = True
         attempt.endpoint.breaker.record_failure()
         attempt.state.last_failed = attempt.endpoint
@@ -442,9 +531,40 @@ def _display(request: httpx.Request) -> str:
     return url.raw_path.decode("ascii", "replace")
 
 
-def _short(response: httpx.Response) -> str:
-    text = response.content[:200].decode("utf-8", "replace").strip()
+def _short(content: bytes) -> str:
+    text = content[:200].decode("utf-8", "replace").strip()
     return f"non-JSON body: {text!r}" if text else "empty body"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.3g} MiB" if size >= 1024**2 else f"{size} bytes"
+
+
+class BodyReader:
+    """Collects a streamed body for :meth:`RequestCore.complete`: raises
+    :class:`ResponseTooLargeError` as soon as it passes the cap (so the
+    client hangs up instead of reading on) and
+    :class:`DeadlineExceededError` once the attempt's deadline has passed
+    (the check that bounds transports without a bounded socket)."""
+
+    __slots__ = ("_core", "_attempt", "_parts", "size")
+
+    def __init__(self, core: RequestCore, attempt: Attempt) -> None:
+        self._core, self._attempt = core, attempt
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._core.max_response_bytes:
+            raise self._core.too_large(self._attempt)
+        if self._core._past_deadline(self._attempt):
+            raise self._core.deadline_exceeded(self._attempt)
+        self._parts.append(chunk)
+
+    @property
+    def content(self) -> bytes:
+        return b"".join(self._parts)
 
 
 def _describe(exc: BaseException) -> str:

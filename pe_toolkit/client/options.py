@@ -5,6 +5,12 @@ failover); then the config file's ``[api]`` section (``url``, ``key``,
 ``timeout``, ``max_retries``). The key is wrapped in
 :class:`~pe_toolkit.config.Secret` at once and only revealed into the
 ``Authorization`` header of a request to a configured base URL.
+
+Two bounds protect the caller from a server that misbehaves: ``deadline``
+(seconds from sending an attempt to having its whole answer; default: the
+timeout, which httpx applies only to each read) and ``max_response_bytes``
+(the largest body read into memory; export downloads, which go to disk,
+are exempt). See :mod:`.deadline` and :class:`.core.BodyReader`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import httpx
 
 from ..config import Secret, Settings, load_settings
 from ..errors import ConfigError
-from .core import BreakerPolicy, RequestCore, normalize_base_url
+from .core import DEFAULT_MAX_RESPONSE_BYTES, BreakerPolicy, RequestCore, normalize_base_url
 from .pacing import PacingPolicy
 from .retry import RetryPolicy
 
@@ -30,6 +36,8 @@ class ClientOptions:
     breaker: BreakerPolicy
     pacing: PacingPolicy
     concurrency: int
+    deadline: float
+    max_response_bytes: int
 
     def limits(self) -> httpx.Limits:
         """The connection pool of either client: twice the ceiling on
@@ -40,7 +48,8 @@ class ClientOptions:
 
     def core(self) -> RequestCore:
         return RequestCore(
-            self.urls, self.api_key, timeout=self.timeout, retry=self.retry, breaker=self.breaker, pacing=self.pacing
+            self.urls, self.api_key, timeout=self.timeout, retry=self.retry, breaker=self.breaker, pacing=self.pacing,
+            deadline=self.deadline, max_response_bytes=self.max_response_bytes,
         )
 
 
@@ -54,6 +63,8 @@ def resolve_options(
     breaker: BreakerPolicy | None = None,
     pacing: PacingPolicy | None = None,
     concurrency: int = 8,
+    deadline: float | None = None,
+    max_response_bytes: int | None = None,
     settings: Settings | None = None,
 ) -> ClientOptions:
     settings = settings or load_settings()
@@ -88,6 +99,12 @@ def resolve_options(
         retry = RetryPolicy.from_max_retries(retries)
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    deadline = timeout if deadline is None else float(deadline)
+    if deadline <= 0:
+        raise ConfigError(f"deadline must be positive, got {deadline}")
+    max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else int(max_response_bytes)
+    if max_response_bytes < 1:
+        raise ConfigError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
     return ClientOptions(
         urls=urls,
         api_key=key,
@@ -96,4 +113,6 @@ def resolve_options(
         breaker=breaker or BreakerPolicy(),
         pacing=pacing or PacingPolicy(),
         concurrency=concurrency,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
     )

@@ -25,7 +25,10 @@ received resets the count.
 
 The reader waits at most the client's timeout for a byte; the mirror sends
 a keep-alive comment every 15 s, so silence longer than that means the
-connection is dead, and it is reconnected.
+connection is dead, and it is reconnected. Opening a connection (up to the
+stream's headers, or the whole of an error answer, capped at
+``max_response_bytes``) must finish within that time too; the open
+stream itself has no total deadline, it is meant to last.
 
 Parsing is httpx-sse's (the ``text/event-stream`` line and field rules);
 what is ours is the reconnection above, and skipping blocks without data,
@@ -49,6 +52,7 @@ import orjson
 
 from ..errors import ApiError, CircuitOpenError, ConfigError, MalformedResponseError, TransportError
 from ..events import Event
+from . import deadline as deadlines
 from .core import Call, CallState, RequestCore
 from .retry import RetryPolicy, is_retryable
 
@@ -232,20 +236,25 @@ class UpdateStream:
         try:
             if attempt.delay and self._closing.wait(attempt.delay):
                 return
-            try:
-                response = self._http.send(attempt.request, stream=True)
-            except httpx.HTTPError as exc:
-                raise core.transport_failed(attempt, exc) from None
+            # Only the opening is bounded (never across a yield: see deadline.bounded).
+            with deadlines.bounded(core.start(attempt, budget=False)):
+                try:
+                    response = self._http.send(attempt.request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise core.transport_failed(attempt, exc) from None
             with self._lock:
                 self._response = response
             if self._closing.is_set():
                 return
             if response.status_code != 200:
-                try:
-                    response.read()
-                except httpx.HTTPError as exc:
-                    raise core.transport_failed(attempt, exc) from None
-                core.complete(attempt, response)  # raises the mapped error
+                with deadlines.bounded(attempt.deadline_at):
+                    try:
+                        body = core.body(attempt, response)
+                        for chunk in response.iter_bytes():
+                            body.add(chunk)
+                    except httpx.HTTPError as exc:
+                        raise core.transport_failed(attempt, exc) from None
+                core.complete(attempt, response, body.content)  # raises the mapped error
                 raise core.stream_failed(attempt, MalformedResponseError(f"{where}: HTTP {response.status_code}, not an event stream"))
             kind = response.headers.get("content-type", "").partition(";")[0].strip()
             if kind != "text/event-stream":

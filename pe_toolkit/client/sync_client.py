@@ -3,7 +3,8 @@
 All request logic lives in :mod:`.core` (shared with :class:`AsyncClient`);
 this class sends, sleeps and loops. ``transport=`` is httpx's seam: pass
 ``httpx.ASGITransport``-like or ``MockTransport`` transports, or leave the
-default connection pool.
+default connection pool (whose sockets honour each request's deadline,
+see :mod:`.deadline`).
 
     >>> with Client() as api:                                # PE_API_URL / PE_API_KEY
     ...     page = api.list_conversations(tier="research", limit=50)
@@ -25,6 +26,7 @@ import tenacity
 
 from ..config import Secret, Settings
 from ..errors import ApiError
+from . import deadline as deadlines
 from . import flows, routes
 from .fanout import fan_out
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
@@ -63,7 +65,9 @@ class Client:
     config file; ``base_url`` may be a list (or comma-separated) for
     failover. ``concurrency`` bounds parallel requests of
     :meth:`fetch_conversations` (fewer run where that measures faster,
-    see :mod:`.fanout`). Thread-safe.
+    see :mod:`.fanout`). ``deadline`` (default: ``timeout``) bounds each
+    request from send to complete answer, ``max_response_bytes`` (64 MiB)
+    the body it reads (see :mod:`.options`). Thread-safe.
     """
 
     def __init__(
@@ -77,16 +81,20 @@ class Client:
         breaker: BreakerPolicy | None = None,
         pacing: PacingPolicy | None = None,
         concurrency: int = 8,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
         transport: httpx.BaseTransport | None = None,
         settings: Settings | None = None,
     ) -> None:
         options = resolve_options(
             api_key, base_url, timeout=timeout, max_retries=max_retries, retry=retry, breaker=breaker,
-            pacing=pacing, concurrency=concurrency, settings=settings,
+            pacing=pacing, concurrency=concurrency, deadline=deadline, max_response_bytes=max_response_bytes,
+            settings=settings,
         )
         self.options = options
         self._core = options.core()
-        self._http = httpx.Client(transport=transport, limits=options.limits(), follow_redirects=False)
+        transport = transport or deadlines.http_transport(options.limits())
+        self._http = httpx.Client(transport=transport, follow_redirects=False)
 
     # -- plumbing -----------------------------------------------------------
     def __repr__(self) -> str:
@@ -130,13 +138,26 @@ class Client:
         try:
             if attempt.delay:
                 time.sleep(attempt.delay)
-            try:
-                response = self._http.send(attempt.request)
-            except httpx.HTTPError as exc:
-                raise self._core.transport_failed(attempt, exc) from None
-            return self._core.complete(attempt, response), attempt.endpoint
+            with deadlines.bounded(self._core.start(attempt)):
+                response, content = self._send(attempt)
+            return self._core.complete(attempt, response, content), attempt.endpoint
         finally:
             self._core.abandon(attempt)
+
+    def _send(self, attempt: Attempt) -> tuple[httpx.Response, bytes]:
+        """Send and read the body through the core's :class:`~.core.BodyReader`
+        (size cap, deadline); closing early hangs up on the server."""
+        try:
+            response = self._http.send(attempt.request, stream=True)
+            try:
+                body = self._core.body(attempt, response)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            raise self._core.transport_failed(attempt, exc) from None
+        return response, body.content
 
     # -- service --------------------------------------------------------------
     def api_info(self) -> ApiInfo:
@@ -155,7 +176,8 @@ class Client:
             call = self._core.health_call(endpoint, timeout)
             request = self._core.build_request(call, endpoint)
             try:
-                response = self._http.send(request)
+                with deadlines.bounded(time.monotonic() + timeout):
+                    response = self._http.send(request)
                 body = response.json() if response.status_code == 200 else None
                 healthy = isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy"
             except (httpx.HTTPError, ValueError):
@@ -401,7 +423,7 @@ class Client:
         with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar, self._core.waits.shown_on(bar):
             while True:
                 retrying = tenacity.Retrying(sleep=time.sleep, **self._core.retry_options("idempotent"))
-                outcome = retrying(self._download_attempt, call, CallState(), part, bar)
+                outcome = retrying(self._download_attempt, call, CallState(), part, bar, deadline)
                 if outcome is None:
                     break
                 if time.monotonic() + outcome.retry_after > deadline:
@@ -410,21 +432,25 @@ class Client:
         if path is not None and part is not None:
             flows.finish_download(part, path)
 
-    def _download_attempt(self, call: Call[Any], state: CallState, part: Path | None, bar: Any) -> flows.Pending | None:
+    def _download_attempt(
+        self, call: Call[Any], state: CallState, part: Path | None, bar: Any, deadline: float
+    ) -> flows.Pending | None:
         # Every attempt resumes where the partial file ends (a Range request).
         call = flows.with_range(call, part)
         attempt = self._core.plan(call, state)
         try:
             if attempt.delay:
                 time.sleep(attempt.delay)
-            try:
-                response = self._http.send(attempt.request, stream=True)
-            except httpx.HTTPError as exc:
-                raise self._core.transport_failed(attempt, exc) from None
-            try:
-                return self._consume_download(attempt, response, part, bar)
-            finally:
-                response.close()
+            # A file may take long to arrive: the download's own timeout bounds it.
+            with deadlines.bounded(self._core.start(attempt, until=deadline)):
+                try:
+                    response = self._http.send(attempt.request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._core.transport_failed(attempt, exc) from None
+                try:
+                    return self._consume_download(attempt, response, part, bar)
+                finally:
+                    response.close()
         finally:
             self._core.abandon(attempt)
 
@@ -432,10 +458,12 @@ class Client:
         core = self._core
         if response.status_code not in (200, 206):
             try:
-                response.read()
+                body = core.body(attempt, response)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
             except httpx.HTTPError as exc:
                 raise core.transport_failed(attempt, exc) from None
-            data = core.complete(attempt, response)  # raises on errors
+            data = core.complete(attempt, response, body.content)  # raises on errors
             return flows.pending_from(data, response)
         if part is None:  # only waiting: the file is ready
             core.stream_succeeded(attempt, response)
