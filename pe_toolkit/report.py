@@ -9,7 +9,9 @@ otherwise fetch from a CDN (require.js, MathJax, mermaid, the widget
 manager), so a report opens offline, years later.
 
 Reports show conversations of people in distress: they are written readable
-by their owner only, like the cache.
+by their owner only, like the cache. A parameter that is a PostgreSQL
+connection string (a warehouse DSN) is shown with its password masked
+everywhere on the page and in the failure message (:func:`_secret_scrubber`).
 
 >>> build_reports("reports/")                     # every notebook, default cache
 >>> build_reports("reports/", notebooks=["04_safety"], parameters={"min_risk": 0.9})
@@ -21,8 +23,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +174,29 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
+def _secret_scrubber(params: Mapping[str, Any]) -> Callable[[str], str]:
+    """A function masking, in any text, the password of every parameter
+    that is a PostgreSQL connection string (plain, URL-encoded and
+    HTML-escaped forms)."""
+    from .exports.dsn import MASK, Dsn
+
+    dsns = []
+    for value in params.values():
+        if isinstance(value, str) and (value.lower().startswith(("postgresql://", "postgres://")) or "password" in value.lower()):
+            try:
+                dsns.append(Dsn.parse(value))
+            except InputError:
+                continue  # not a connection string after all
+    dsns = [d for d in dsns if d.password]
+
+    def scrub(text: str) -> str:
+        for dsn in dsns:
+            text = dsn.scrub(text).replace(html_escape(dsn.password or ""), MASK)
+        return text
+
+    return scrub
+
+
 def build_reports(
     out: str | os.PathLike[str] = "reports",
     *,
@@ -208,6 +234,7 @@ def build_reports(
         for path in paths:  # one kernel at a time: the cache has one writer
             wanted = {"cache": str(cache_path.resolve()), "static_report": True, "progress": False, **overrides}
             params = {k: v for k, v in wanted.items() if k in declared[path]}
+            scrub = _secret_scrubber(params)
             executed = Path(scratch) / path.name
             started = time.perf_counter()
             error = None
@@ -222,7 +249,7 @@ def build_reports(
                     kernel_manager_class=_private_kernels(Path(scratch)),
                 )
             except PapermillExecutionError as exc:
-                error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+                error = scrub(f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
             if not executed.exists():
                 raise ReportError(f"{path.name}: the notebook did not run ({error or 'no output'})")
             nb = nbformat.read(executed, as_version=4)
@@ -232,6 +259,9 @@ def build_reports(
                 f"{k}={v!r}" for k, v in sorted(params.items()) if k != "cache"
             )
             html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}, "pe_footer": footer})
+            # The whole page: the footer, papermill's injected parameters
+            # cell and any output that printed the value.
+            html = scrub(html)
             target = out_dir / f"{path.stem}.html"
             _write_private(target, html)
             reports.append(Report(path, target, seconds, error))

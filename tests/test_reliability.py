@@ -89,3 +89,34 @@ def test_sigkill_mid_import_then_rerun_gives_exactly_the_source(tmp_path, write_
         import_file(clean, path, progress=False)
         assert clean.sql("SELECT id, content_hash FROM conversations ORDER BY id").equals(got)
         assert clean.scalar("SELECT count(*) FROM messages") == sum(len(r["messages"]) for r in records)
+
+
+def test_a_dsn_passed_to_a_report_is_masked_in_the_html_and_the_error(tmp_path):
+    """A warehouse DSN given as a report parameter never reaches the page in
+    clear: not in the footer, not in the injected parameters cell, not in a
+    cell's output, not in the failure message (issue 15, part 8)."""
+    import nbformat
+    import pytest
+
+    from pe_toolkit.errors import ReportError
+    from pe_toolkit.report import build_reports
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    params = nbformat.v4.new_code_cell("cache = None\nstatic_report = False\nwarehouse_dsn = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell("print('loading into', warehouse_dsn)"),
+        nbformat.v4.new_code_cell("raise RuntimeError('cannot reach ' + warehouse_dsn)"),
+    ]
+    path = tmp_path / "09_dsn.ipynb"
+    nbformat.write(nb, path)
+    secret = "Sup3r-s3cret&pw"
+    dsn = "postgresql://analyst:Sup3r-s3cret%26pw@db.example:5432/research"
+    with pytest.raises(ReportError) as info:
+        build_reports(tmp_path / "out", notebooks=[path], parameters={"warehouse_dsn": dsn}, include_code=True, progress=False)
+    html = (tmp_path / "out" / "09_dsn.html").read_text()
+    for form in (secret, "Sup3r-s3cret%26pw", "Sup3r-s3cret&amp;pw", "Sup3r-s3cret"):
+        assert form not in html and form not in str(info.value)
+    assert "warehouse_dsn='postgresql://analyst:***@db.example:5432/research'" in html  # the footer, masked
+    assert "loading into postgresql://analyst:***@db.example:5432/research" in html  # the output, masked
