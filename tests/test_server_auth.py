@@ -112,10 +112,10 @@ def test_config_refuses_an_open_network_server_without_keys(tmp_path: Path) -> N
 
 
 def test_config_reads_keys_and_limit_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PE_SERVER_KEYS", "k-one, k-two")
+    monkeypatch.setenv("PE_SERVER_KEYS", "k-one-0123456789, k-two-0123456789")
     monkeypatch.setenv("PE_RATE_LIMIT", "25")
     config = ServerConfig.from_settings(load_settings(cache_path=tmp_path / "c.duckdb"), host="0.0.0.0")
-    assert [k.reveal() for k in config.keys] == ["k-one", "k-two"]
+    assert [k.reveal() for k in config.keys] == ["k-one-0123456789", "k-two-0123456789"]  # 16+: beyond loopback
     assert config.rate_limit == 25 and config.host == "0.0.0.0"
     with pytest.raises(ConfigError):
         ServerConfig(db_path=tmp_path / "x", keys=(Secret(" "),))

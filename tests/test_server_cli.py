@@ -107,6 +107,52 @@ def test_serve_refuses_an_open_host_without_keys(tmp_path: Path) -> None:
     assert out.stderr.startswith("pe-toolkit: error: refusing to serve on 0.0.0.0 without API keys")
 
 
+def test_serve_refuses_a_short_key_beyond_loopback(tmp_path: Path) -> None:
+    """A guessable key on an open address is refused in one line that does
+    not show it; on loopback the same key is accepted (issue 15, part 8)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_SERVER_KEYS": "a-long-enough-server-key,short-key-42"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "c.duckdb"), "serve", "--host", "0.0.0.0", "--no-sample", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith("pe-toolkit: error: refusing to serve on 0.0.0.0: server key 2 of 2 has 12 characters")
+    assert "16" in out.stderr and "short-key-42" not in out.stderr
+    with serving(tmp_path / "empty.duckdb", "--no-sample", env={"PE_SERVER_KEYS": "short-key-42"}) as (_, url):
+        check_envelope(httpx.get(url + "/v1/conversations", headers={"Authorization": "Bearer short-key-42"}), 200)
+
+
+def test_a_key_in_a_query_string_never_reaches_the_log(tmp_path: Path) -> None:
+    """uvicorn logs a WebSocket's path with its query string even without
+    --access-log, and the access log logs every path: a key sent as
+    ``?api_key=`` (as some clients do) is masked in every line."""
+    from websockets.sync.client import connect
+
+    key = "query-string-key-5b7e19c2d4"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1", "PE_SERVER_KEYS": key}
+    command = [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "empty.duckdb"), "serve", "--port", str(port), "--no-sample", "--access-log"]
+    stdout = tmp_path / "stdout.log"  # uvicorn's access lines go to stdout, the rest to stderr
+    with stdout.open("w") as out, subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.PIPE, text=True) as proc, contextmanager(_run)(proc, url):
+        ws_url = url.replace("http://", "ws://") + "/v1/ws"
+        for query in (f"?api_key={key}", f"?token={key}&x=1", f"?whatever={key}"):
+            try:
+                with connect(ws_url + query, open_timeout=10) as ws:
+                    ws.close()
+            except Exception:  # noqa: BLE001 - refused without a bearer header: the log line is what matters
+                pass
+        httpx.get(url + f"/v1/datasets?api_key={key}", headers={"Authorization": f"Bearer {key}"})
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.stderr is not None
+        err = proc.stderr.read() + stdout.read_text()
+    assert key not in err
+    assert "/v1/ws?api_key=***" in err and "/v1/ws?token=***&x=1" in err  # the lines are there, masked
+    assert "/v1/datasets?api_key=***" in err
+
+
 def test_serve_reports_a_locked_store_in_one_line(sample_store_template: Path, tmp_path: Path) -> None:
     db = copy_store(sample_store_template, tmp_path)
     with Store(db):

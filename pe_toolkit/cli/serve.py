@@ -7,7 +7,7 @@ import click
 
 @click.command("serve")
 @click.option("--db", "db", type=click.Path(dir_okay=False), help="Cache file to serve (default: the global --db, $PE_CACHE, config).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs configured keys.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs configured keys of 16+ characters.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
 @click.option(
     "--rate-limit", type=click.IntRange(min=1),
@@ -37,7 +37,9 @@ def serve_cmd(
     Every route of the API contract, with Bearer keys from $PE_SERVER_KEYS
     (comma-separated) or [server] keys in the config file. On loopback with
     no key configured, a one-time key is generated and printed; any other
-    host refuses to start without keys. Stop with Ctrl-C.
+    host refuses to start without keys, or with a key shorter than 16
+    characters. A key in a request's query string (``?api_key=``) is
+    masked in every log line. Stop with Ctrl-C.
     """
     from ..config import load_settings
     from ..errors import ConfigError

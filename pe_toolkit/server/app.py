@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Route
 
+from ..config import Secret
 from ..errors import PeToolkitError, StoreLockedError
 from ..events import bus as default_bus
 from ..store import ConversationFilter, Store
@@ -44,6 +46,60 @@ from .watcher import StoreWatcher
 log = logging.getLogger("pe_toolkit.server")
 
 SWEEP_EVERY = 600.0
+
+# uvicorn logs a WebSocket's path with its query string at INFO even without
+# --access-log ('"WebSocket /v1/ws?api_key=..." 403'), and the access log
+# logs every path: a key a client put in the URL would be kept in the logs.
+MASKED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "pe_toolkit.server")
+_QUERY_SECRET = re.compile(
+    r"([?&](?:api[_-]?key|key|token|access[_-]?token|auth|password|secret)=)[^&\s\"'#]*", re.IGNORECASE
+)
+# A configured key shorter than this is not masked where it merely occurs
+# (a loopback key "k" would garble every line); query parameters still are.
+_MIN_LITERAL = 8
+
+
+class SecretLogFilter(logging.Filter):
+    """Masks key-like query parameters and the configured server keys in
+    every record of the loggers it is attached to (message and arguments,
+    keeping the arguments' shape: uvicorn's access formatter unpacks them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+
+    def add_keys(self, keys: Iterable[Secret]) -> None:
+        self._secrets.update(s for s in (k.reveal() for k in keys) if len(s) >= _MIN_LITERAL)
+
+    def mask(self, text: str) -> str:
+        text = _QUERY_SECRET.sub(r"\1***", text)
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.mask(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.mask(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {k: self.mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+LOG_FILTER = SecretLogFilter()
+
+
+def mask_secrets_in_logs(keys: Iterable[Secret]) -> None:
+    """Attach :data:`LOG_FILTER` (once) to uvicorn's and the server's
+    loggers, and have it mask ``keys`` too. A logger's filters survive
+    uvicorn's logging setup (``dictConfig`` replaces handlers only)."""
+    LOG_FILTER.add_keys(keys)
+    for name in MASKED_LOGGERS:
+        logger = logging.getLogger(name)
+        if LOG_FILTER not in logger.filters:
+            logger.addFilter(LOG_FILTER)
 
 
 class Mirror:
@@ -162,6 +218,7 @@ class MirrorApp(FastAPI):
 
 def create_app(config: ServerConfig) -> MirrorApp:
     """The mirror as an ASGI app (serve it with uvicorn, see ``runner``)."""
+    mask_secrets_in_logs(config.keys)
     mirror = Mirror(config)
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,9 @@ from ..errors import ConfigError
 # The upstream research tier's budget (API_CONTRACT.md), served by default
 # on any address but loopback.
 UPSTREAM_RATE_LIMIT = 1000
+# Beyond loopback a key is all that stands between the network and the
+# conversations: one shorter than this could be guessed.
+MIN_KEY_LENGTH = 16
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -77,11 +80,17 @@ class ServerConfig:
             object.__setattr__(self, "state_dir", Path(f"{self.db_path}.server"))
         else:
             object.__setattr__(self, "state_dir", Path(self.state_dir))
-        for key in self.keys:
+        for number, key in enumerate(self.keys, 1):
             if not isinstance(key, Secret):
                 raise ConfigError("server keys must be pe_toolkit.config.Secret values")
             if not key.reveal().strip():
                 raise ConfigError("a server key is empty")
+            if not is_loopback(self.host) and len(key.reveal()) < MIN_KEY_LENGTH:
+                raise ConfigError(
+                    f"refusing to serve on {self.host}: server key {number} of {len(self.keys)} has "
+                    f"{len(key.reveal())} characters; beyond loopback every key needs at least {MIN_KEY_LENGTH} "
+                    "(set longer keys in PE_SERVER_KEYS or [server] keys)"
+                )
         checks = (
             ("rate_limit", self.rate_limit is None or self.rate_limit >= 1),
             ("rate_window", self.rate_window > 0),
