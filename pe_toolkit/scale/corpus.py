@@ -54,13 +54,15 @@ def _keys(batch: pa.Table) -> pa.Table:
     return batch.select(KEY_COLUMNS).append_column("part", keys)
 
 
-def _flag_rows(frame: pl.DataFrame, boilerplate: int, near: int) -> pa.Table:
+def _flag_rows(frame: pl.DataFrame, boilerplate: int | str, near: int) -> pa.Table:
+    """Flag rows; ``boilerplate``: a constant, or the name of a 0/1 column."""
+    flag = pl.col(boilerplate) if isinstance(boilerplate, str) else pl.lit(boilerplate)
     return (
         frame.select(
             pl.col("conversation_id").cast(pl.String),
             pl.col("idx").cast(pl.Int32),
             pl.col("part").cast(pl.String),
-            pl.lit(boilerplate, pl.Int8).alias("boilerplate"),
+            flag.cast(pl.Int8).alias("boilerplate"),
             pl.lit(near, pl.Int8).alias("near"),
         )
         .to_arrow()
@@ -68,13 +70,24 @@ def _flag_rows(frame: pl.DataFrame, boilerplate: int, near: int) -> pa.Table:
     )
 
 
+def _bucketed(batch: pa.Table, key: str, buckets: int) -> pa.Table:
+    """A ``bucket`` column (``key`` mod ``buckets``): the group-bys group
+    by bucket, so each call holds many whole groups and works on them with
+    one columnar pass (one call per distinct key cost ~1 ms each: minutes
+    for a few hundred thousand texts)."""
+    if buckets & (buckets - 1):
+        raise ValueError(f"buckets must be a power of two, got {buckets}")
+    bucket = pa.compute.bit_wise_and(batch.column(key), pa.scalar(buckets - 1, pa.uint64()))
+    return batch.append_column("bucket", bucket.cast(pa.int64()))
+
+
 def _boilerplate(group: pa.Table, minimum: int) -> pa.Table:
-    """One text's messages, each a message row flagged boilerplate when the
+    """Whole texts' messages, each a message row flagged boilerplate when its
     text is in at least ``minimum`` conversations."""
     frame = pl.from_arrow(group)
     assert isinstance(frame, pl.DataFrame)
-    conversations = frame["conversation_id"].n_unique()
-    return _flag_rows(frame, 1 if conversations >= minimum else 0, 0)
+    conversations = pl.col("conversation_id").n_unique().over("text_hash")
+    return _flag_rows(frame.with_columns(flag=(conversations >= minimum).cast(pl.Int8)), "flag", 0)
 
 
 def _explode_bands(batch: pa.Table) -> pa.Table:
@@ -90,37 +103,42 @@ def _explode_bands(batch: pa.Table) -> pa.Table:
 
 
 def _near(group: pa.Table) -> pa.Table:
-    """One band bucket: a flag row for each message whose (conversation,
-    text) pair has a partner of another conversation and another text."""
+    """Whole band buckets: a flag row for each message whose (conversation,
+    text) pair has, in one of its buckets, a partner of another
+    conversation and another text."""
     frame = pl.from_arrow(group)
     assert isinstance(frame, pl.DataFrame)
-    pairs = frame.select("conversation_id", "text_hash").unique()
-    if pairs.height < 2:
-        return _flag_rows(frame.clear(), -1, 1)
+    pairs = frame.select("band_key", "conversation_id", "text_hash").unique()
     # Signed counts: |S| - |S_c| - |S_h| + 1 goes below zero.
     partnered = pairs.with_columns(
-        nc=pl.len().over("conversation_id").cast(pl.Int64), nt=pl.len().over("text_hash").cast(pl.Int64)
-    ).filter(pairs.height - pl.col("nc") - pl.col("nt") + 1 > 0)
-    hits = frame.join(partnered.select("conversation_id", "text_hash"), on=["conversation_id", "text_hash"])
+        n=pl.len().over("band_key").cast(pl.Int64),
+        nc=pl.len().over("band_key", "conversation_id").cast(pl.Int64),
+        nt=pl.len().over("band_key", "text_hash").cast(pl.Int64),
+    ).filter(pl.col("n") - pl.col("nc") - pl.col("nt") + 1 > 0)
+    hits = frame.join(partnered.select("band_key", "conversation_id", "text_hash"), on=["band_key", "conversation_id", "text_hash"])
     return _flag_rows(hits.unique(["conversation_id", "idx"]), -1, 1)
 
 
-def write_flags(message_files: list[str], folder: str, *, partitions: int, boilerplate_min: int = BOILERPLATE_MIN_CONVERSATIONS) -> None:
+def write_flags(message_files: list[str], folder: str, *, buckets: int, boilerplate_min: int = BOILERPLATE_MIN_CONVERSATIONS) -> None:
     """Group-by text hash and by band key over every partition's message
     keys; the flag rows written to ``folder`` by partition (``part=KEY``).
-    ``partitions``: hash partitions of each group-by (Ray's default, 200,
-    costs minutes of per-partition overhead on a small cluster)."""
+    ``buckets``: groups per group-by (see :func:`_bucketed`); also its
+    hash partitions (Ray's default, 200, costs minutes of per-partition
+    overhead on a small cluster)."""
     import ray.data
 
     keys = ray.data.read_parquet(
         message_files, columns=KEY_COLUMNS, partitioning=None, include_paths=True
     ).map_batches(_keys, batch_format="pyarrow")
-    boiler = keys.groupby("text_hash", num_partitions=partitions).map_groups(
-        _boilerplate, batch_format="pyarrow", fn_kwargs={"minimum": boilerplate_min}
+    boiler = (
+        keys.map_batches(_bucketed, batch_format="pyarrow", fn_kwargs={"key": "text_hash", "buckets": buckets})
+        .groupby("bucket", num_partitions=buckets)
+        .map_groups(_boilerplate, batch_format="pyarrow", fn_kwargs={"minimum": boilerplate_min})
     )
     near = (
         keys.map_batches(_explode_bands, batch_format="pyarrow")
-        .groupby("band_key", num_partitions=partitions)
+        .map_batches(_bucketed, batch_format="pyarrow", fn_kwargs={"key": "band_key", "buckets": buckets})
+        .groupby("bucket", num_partitions=buckets)
         .map_groups(_near, batch_format="pyarrow")
     )
     boiler.union(near).write_parquet(folder, partition_cols=["part"])
@@ -166,7 +184,7 @@ def join_partition(batch: dict[str, Any], output: str, flags: str, target: str) 
     return pa.table({"key": pa.array(done, pa.string())})
 
 
-def write_conversation_scores(output: str, keys: list[str], *, partitions: int) -> int:
+def write_conversation_scores(output: str, keys: list[str], *, partitions: int, messages: int) -> int:
     """The corpus stage: flags, then ``conversation_scores`` rewritten whole
     in a new folder that replaces the old one; its row count."""
     import pyarrow.dataset as pads
@@ -178,7 +196,9 @@ def write_conversation_scores(output: str, keys: list[str], *, partitions: int) 
     target.mkdir(parents=True)
     message_files = sorted(str(p) for key in keys for p in (out / "message_scores" / f"part={key}").glob("*.parquet"))
     if message_files:
-        write_flags(message_files, str(flags), partitions=partitions)
+        # Power-of-two buckets, about a million messages each, two per worker at least.
+        buckets = 1 << max(partitions * 2, messages // 1_000_000, 1).bit_length()
+        write_flags(message_files, str(flags), buckets=buckets)
     ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, min(len(keys), partitions * 4))).map_batches(
         join_partition, batch_format="numpy", fn_kwargs={"output": output, "flags": str(flags), "target": str(target)}
     ).materialize()

@@ -153,7 +153,8 @@ def analyze_dataset(
             manifest.save(out)
             _score_partitions(todo, out, manifest, report)
         if not manifest.corpus_complete or not (out / "conversation_scores").is_dir():
-            rows = corpus.write_conversation_scores(str(out), keys, partitions=max(1, report.workers))
+            messages = sum(int(p.get("messages", 0)) for p in manifest.partitions.values())
+            rows = corpus.write_conversation_scores(str(out), keys, partitions=max(1, report.workers), messages=messages)
             manifest.corpus_complete = True
             manifest.rows["conversation_scores"] = rows
     finally:
