@@ -231,7 +231,7 @@ def test_job_records_survive_a_restart_and_interrupted_jobs_are_failed(sample_st
         con.execute(
             "INSERT INTO server_exports SELECT 'exp_waitingaaaaaaaaaaaaaaaa', dataset, 'jsonl', filters, "
             "'exp_waitingaaaaaaaaaaaaaaaa.jsonl', 'w.jsonl', 'application/x-ndjson', 'processing', NULL, NULL, 1, now(), NULL, "
-            "now() + INTERVAL 1 HOUR, NULL FROM server_exports WHERE export_id = ?",
+            "now() + INTERVAL 1 HOUR, NULL, key_id, NULL FROM server_exports WHERE export_id = ?",
             [done["export_id"]],
         )
     with start_mirror(db_path) as served, served.client() as client:

@@ -54,6 +54,10 @@ class ServerConfig:
     ``<cache>.server/`` (mode 700: it holds conversations).
     ``download_hold``: how long a download of an export still being
     written waits for it before answering 202 (0: answer at once).
+    ``export_quota_per_key`` / ``export_quota_total``: bytes of live
+    exports (not yet expired) one key / all keys may hold (None: no
+    limit); ``export_min_free_bytes``: free space an export must leave on
+    the disk of the exports folder (server/exports.py).
     """
 
     db_path: Path
@@ -65,6 +69,9 @@ class ServerConfig:
     max_body_bytes: int = 2 * 1024 * 1024
     export_ttl: float = 24 * 3600.0
     download_hold: float = 2.0
+    export_quota_per_key: int | None = 5 * 1024**3
+    export_quota_total: int | None = 20 * 1024**3
+    export_min_free_bytes: int = 1024**3
     poll_interval: float = 1.0
     heartbeat: float = 15.0
     job_workers: int = 1
@@ -97,6 +104,9 @@ class ServerConfig:
             ("max_body_bytes", self.max_body_bytes >= 1024),
             ("export_ttl", self.export_ttl > 0),
             ("download_hold", 0 <= self.download_hold <= 30),
+            ("export_quota_per_key", self.export_quota_per_key is None or self.export_quota_per_key > 0),
+            ("export_quota_total", self.export_quota_total is None or self.export_quota_total > 0),
+            ("export_min_free_bytes", self.export_min_free_bytes >= 0),
             ("poll_interval", self.poll_interval > 0),
             ("heartbeat", self.heartbeat > 0),
             ("job_workers", self.job_workers >= 1),

@@ -11,11 +11,25 @@ look like one we issue, its row gives a bare file name, and the resolved
 path must sit directly inside the exports folder. Expired exports (after
 ``export_ttl``) and unknown ids are 404; expired files are deleted by
 :meth:`Exports.sweep`.
+
+Exports cannot fill the disk. An export records a fingerprint of what it
+holds (dataset, format, filters, this pe_toolkit's version and the store's
+state: its conversations' ids and content hashes, and its analysis runs);
+``POST /v1/export`` asking for an export whose fingerprint matches one not
+expired (still being written, or ready with its file) gets that export,
+its lifetime renewed, instead of a new file. A new export must fit in the
+disk quotas: ``export_quota_per_key`` bytes of live exports per server key
+(429), ``export_quota_total`` for all keys and ``export_min_free_bytes``
+left free on the disk (507), counted with the estimated size until the
+file is written. Both answers carry ``Retry-After``: when the first export
+in the way expires.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import os
 import re
 import shutil
@@ -27,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from .. import __version__
 from ..errors import ExportError
 from ..store import ConversationFilter, Store
 from .config import ServerConfig
@@ -60,6 +75,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# A reused export must have at least this long left before it would
+# expire (its lifetime is renewed, but the sweep must not be racing it).
+REUSE_MARGIN = timedelta(seconds=60)
+# The store's state as far as an export's content goes: conversations (ids
+# and content hashes: messages, metadata and scores given on import) and
+# analysis runs (current scores). NULL while an analysis runs: the scores
+# change batch by batch, so nothing is reused then.
+_STORE_STATE = (
+    "SELECT CASE WHEN (SELECT count(*) FROM analysis_runs WHERE status = 'running') = 0 THEN concat_ws('|', "
+    "(SELECT count(*) FROM conversations), (SELECT coalesce(bit_xor(hash(id, content_hash)), 0) FROM conversations), "
+    "(SELECT count(*) FROM analysis_runs), (SELECT max(coalesce(finished_at, started_at)) FROM analysis_runs)) END"
+)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
 def download_url(base: str, export_id: str) -> str:
     return f"{base.rstrip('/')}/v1/exports/{export_id}/download"
 
@@ -77,6 +114,7 @@ class Exports:
         self.db, self.jobs, self.hub, self.config = db, jobs, hub, config
         self.folder = config.exports_dir
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._creating = threading.Lock()
 
     # -- creating ------------------------------------------------------------
     def bytes_per_conversation(self, fmt: str) -> float:
@@ -89,6 +127,15 @@ class Exports:
             return float(row[0]) / float(row[1])
         return float(PRIOR_BYTES_PER_CONVERSATION[fmt])
 
+    def fingerprint(self, dataset: str, fmt: str, filters: dict[str, Any]) -> str | None:
+        """What an export of these options would hold, as a digest; None
+        while the store is changing under an analysis (no reuse then)."""
+        state = self.db.scalar(_STORE_STATE)
+        if state is None:
+            return None
+        key = orjson.dumps([__version__, dataset, fmt, filters, state], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(key).hexdigest()
+
     def create(
         self,
         *,
@@ -98,34 +145,123 @@ class Exports:
         count: int,
         download_base: str,
         parameters: dict[str, Any] | None = None,
+        key_id: int | None = None,
+        reuse: bool = True,
     ) -> dict[str, Any]:
         """Record an export and queue its job; ``filters`` are the validated
         ``tier``/``min_quality``/``redact`` options, ``parameters`` what the
-        job records (default: the format and the filters)."""
-        export_id = new_job_id("exp")
-        slug = _SLUG.sub("_", dataset if dataset != "*" else "all")[:40] or "export"
-        file_name = f"{export_id}.{SUFFIX[fmt]}"
-        download_name = f"pe_export_{slug}_{export_id[4:12]}.{SUFFIX[fmt]}"
-        now = _now()
+        job records (default: the format and the filters). With ``reuse``,
+        an identical live export is returned instead (``reused: true``).
+        ``key_id`` (the server key's index) is charged for the disk; an
+        export past a quota raises an :class:`ApiProblem` (429 or 507)."""
+        fingerprint = self.fingerprint(dataset, fmt, filters)
         estimated = int(count * self.bytes_per_conversation(fmt))
-        with self.db.write() as con:
-            con.execute(
-                f"INSERT INTO server_exports ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'processing', NULL, NULL, ?, ?, NULL, ?, NULL)",
-                [
-                    export_id,
-                    dataset,
-                    fmt,
-                    orjson.dumps(filters).decode(),
-                    file_name,
-                    download_name,
-                    MEDIA_TYPE[fmt],
-                    estimated,
-                    now,
-                    now + timedelta(seconds=self.config.export_ttl),
-                ],
+        now = _now()
+        # One create at a time, from looking to queuing the job: two
+        # identical requests at once make one export, and two exports at
+        # once cannot both take the last room of a quota. (A lock of our
+        # own, not the database's write transaction: looking at a job takes
+        # the job manager's lock, which its worker holds while it writes.)
+        with self._creating:
+            found = self._reusable(fingerprint, now) if reuse and fingerprint is not None else None
+            reused = found is not None
+            if reused:
+                with self.db.write() as con:
+                    con.execute(
+                        "UPDATE server_exports SET expires_at = greatest(expires_at, ?) WHERE export_id = ?",
+                        [now + timedelta(seconds=self.config.export_ttl), found],
+                    )
+            else:
+                found = new_job_id("exp")
+                slug = _SLUG.sub("_", dataset if dataset != "*" else "all")[:40] or "export"
+                with self.db.write() as con:
+                    self._check_room(con, key_id, estimated, now)
+                    con.execute(
+                        f"INSERT INTO server_exports ({_COLUMNS}, key_id, fingerprint) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'processing', NULL, NULL, ?, ?, NULL, ?, NULL, ?, ?)",
+                        [
+                            found,
+                            dataset,
+                            fmt,
+                            orjson.dumps(filters).decode(),
+                            f"{found}.{SUFFIX[fmt]}",
+                            f"pe_export_{slug}_{found[4:12]}.{SUFFIX[fmt]}",
+                            MEDIA_TYPE[fmt],
+                            estimated,
+                            now,
+                            now + timedelta(seconds=self.config.export_ttl),
+                            key_id,
+                            fingerprint,
+                        ],
+                    )
+                self.jobs.submit("export", dataset, parameters or {"format": fmt, **filters}, size=count, job_id=found)
+        assert found is not None
+        info: dict[str, Any] = self.describe(found, download_base)  # type: ignore[assignment]
+        if reused:
+            info["reused"] = True
+        return info
+
+    def _reusable(self, fingerprint: str, now: datetime) -> str | None:
+        """The newest live export with this fingerprint whose file is there
+        (or whose job is still writing it)."""
+        rows = self.db.rows(
+            "SELECT export_id, status, file_name FROM server_exports WHERE fingerprint = ? "
+            "AND status IN ('processing', 'ready') AND expires_at > ? ORDER BY created_at DESC",
+            [fingerprint, now + REUSE_MARGIN],
+        )
+        folder = self.folder.resolve()
+        for export_id, status, file_name in rows:
+            if status == "ready" and (folder / file_name).is_file():
+                return str(export_id)
+            if status == "processing":
+                job = self.jobs.get(export_id)
+                if job is not None and job.status in ACTIVE:
+                    return str(export_id)
+        return None
+
+    def _check_room(self, con: Any, key_id: int | None, estimated: int, now: datetime) -> None:
+        """Raise the 429/507 of a quota (or the disk) this export would exceed."""
+        live = (
+            "SELECT coalesce(sum(coalesce(size_bytes, estimated_size, 0)), 0), min(expires_at) FROM server_exports "
+            "WHERE status IN ('processing', 'ready') AND expires_at > ?"
+        )
+        config = self.config
+        if config.export_quota_per_key is not None:
+            used, first = con.execute(live + " AND key_id IS NOT DISTINCT FROM ?", [now, key_id]).fetchall()[0]
+            if used + estimated > config.export_quota_per_key:
+                raise self._full(
+                    429, first, now,
+                    f"export quota per key reached: this key's exports not yet expired hold {_size(used)} of "
+                    f"{_size(config.export_quota_per_key)}, and this export needs about {_size(estimated)}; "
+                    "retry when one expires (an identical export is reused and costs nothing)",
+                )
+        if config.export_quota_total is not None:
+            used, first = con.execute(live, [now]).fetchall()[0]
+            if used + estimated > config.export_quota_total:
+                raise self._full(
+                    507, first, now,
+                    f"export quota in total reached: the server's exports not yet expired hold {_size(used)} of "
+                    f"{_size(config.export_quota_total)}, and this export needs about {_size(estimated)}; "
+                    "retry when one expires",
+                )
+        free = shutil.disk_usage(self.folder).free
+        if free - estimated < config.export_min_free_bytes:
+            first = con.execute(live, [now]).fetchall()[0][1]
+            raise self._full(
+                507, first, now,
+                f"not enough free disk space for this export: {_size(free)} free, it needs about "
+                f"{_size(estimated)} and {_size(config.export_min_free_bytes)} are kept free",
             )
-        self.jobs.submit("export", dataset, parameters or {"format": fmt, **filters}, size=count, job_id=export_id)
-        return self.describe(export_id, download_base)  # type: ignore[return-value]
+
+    def _full(self, status: int, first_expiry: datetime | None, now: datetime, message: str) -> ApiProblem:
+        # When the first export in the way expires (and its file goes);
+        # with none, the export lifetime: nothing frees room sooner.
+        wait = (first_expiry - now).total_seconds() if first_expiry is not None else self.config.export_ttl
+        retry = max(1, math.ceil(wait))
+        return ApiProblem(
+            status, EXPORT_ERROR, message, details="export_quota",
+            headers={"Retry-After": str(retry)}, extra={"retry_after": retry},
+        )
 
     def describe(self, export_id: str, download_base: str) -> dict[str, Any] | None:
         row = self.db.one(f"SELECT {_COLUMNS} FROM server_exports WHERE export_id = ?", [export_id])

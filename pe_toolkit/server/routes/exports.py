@@ -61,7 +61,10 @@ async def create_export(request: Request) -> JSONBytes:
         dataset = None if form.dataset == "*" else form.dataset
         count = m.count(ConversationFilter(dataset=dataset, tier=form.tier, min_quality=form.min_quality))
         filters = form.model_dump(exclude_none=True, exclude={"format", "dataset"})
-        return m.exports.create(dataset=form.dataset, fmt=form.format, filters=filters, count=count, download_base=base_url(request))
+        return m.exports.create(
+            dataset=form.dataset, fmt=form.format, filters=filters, count=count, download_base=base_url(request),
+            key_id=request.scope.get("state", {}).get("key_id"),
+        )
 
     data = await run_in_threadpool(create)
     return ok(request, data, "Export accepted", status=202)

@@ -42,6 +42,8 @@ async def submit(request: Request) -> JSONBytes:
             info = m.exports.create(
                 dataset=body.dataset_name, fmt=params.format, filters=filters, count=count,
                 download_base=base_url(request), parameters=recorded,
+                # A submitted job is always a new one ("queued"); the disk quotas hold.
+                key_id=request.scope.get("state", {}).get("key_id"), reuse=False,
             )
             job = m.jobs.get(info["export_id"])
             extra = {"export_id": info["export_id"], "download_url": info["download_url"]}
