@@ -28,8 +28,10 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import load_settings
+from ..config import CONFIG_NAME, load_settings
 from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from . import migrate, registry
@@ -159,6 +161,34 @@ def _translate_open_error(path: Path, exc: duckdb.Error, *, read_only: bool) -> 
     return StoreError(f"cannot open {path}: {text.splitlines()[0]}")
 
 
+class NewCacheWarning(UserWarning):
+    """The default cache (no path given, none configured) does not exist
+    and is being created empty: most often a script run outside the
+    project, whose cache it meant to open."""
+
+
+def _default_cache(read_only: bool) -> Path:
+    """The configured cache; says so when it is the bare default and a
+    writable open is about to create it, empty."""
+    settings = load_settings()
+    path = settings.cache_path
+    if not read_only and settings.sources.get("path") == "default" and not path.exists():
+        # Point at the caller's line, past this module's frames (Store(),
+        # open_store()).
+        level, frame = 2, sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == __file__:
+            level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+        warnings.warn(
+            NewCacheWarning(
+                f"no cache configured (no PE_CACHE, no {CONFIG_NAME} in {Path.cwd()} or a parent folder): "
+                f"creating a new, empty cache at {path}; to open an existing cache set PE_CACHE, "
+                "run from its project folder, or pass its path"
+            ),
+            stacklevel=level,
+        )
+    return path
+
+
 # Tables of runs that record their process (pid, host) while 'running'.
 RUN_TABLES = ("analysis_runs", "ingest_runs")
 
@@ -180,7 +210,7 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
-        self.path = Path(path) if path is not None else load_settings().cache_path
+        self.path = Path(path) if path is not None else _default_cache(read_only)
         self.read_only = read_only
         self._write_lock = threading.RLock()
         # The writable store whose connection this read-only one borrows a
