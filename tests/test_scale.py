@@ -202,3 +202,27 @@ def test_cli_analyze_engine_ray_needs_its_paths():
 
     result = CliRunner().invoke(cli, ["analyze", "--engine", "ray", "--input", "x"])
     assert result.exit_code == 2 and "--output" in result.output
+
+
+def test_cli_analyze_engine_ray_reruns_nothing_on_a_complete_output(first_run, corpus, tmp_path, local_ray):
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+
+    output = tmp_path / "out"
+    shutil.copytree(first_run[0], output)
+    result = CliRunner().invoke(cli, ["analyze", "--engine", "ray", "--input", str(corpus), "--output", str(output), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "0 partitions scored, 3 up to date" in result.output
+
+
+def test_object_store_urls_are_listed_and_read_through_pyarrow(corpus):
+    from pe_toolkit.scale.inputs import list_inputs, local_copy
+
+    local = list_inputs(corpus)
+    remote = list_inputs(f"file://{corpus}")
+    assert [f.name for f in remote] == [f.name for f in local] == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert all(f.uri.startswith("file://") for f in remote)
+    with local_copy(remote[0].uri) as path:
+        assert path.read_bytes() == (corpus / "a.jsonl").read_bytes()
+        assert path != corpus / "a.jsonl"
