@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SAMPLE := data/sample.jsonl.gz
 
-.PHONY: venv demo test test-notebooks lab bench sample models models-check clean
+.PHONY: venv demo test test-fast test-notebooks lab bench sample models models-check clean
 
 DEMO_STAMP := $(VENV)/.installed-demo
 
@@ -36,10 +36,14 @@ demo: $(DEMO_STAMP)
 	$(BIN)/pe-toolkit report --out reports/
 	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..06) in a browser"
 
-## test: the whole test suite, notebooks included
+## test: the whole test suite, notebooks included (the 15 slowest tests are listed at the end)
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 	$(MAKE) --no-print-directory test-notebooks
+
+## test-fast: the edit loop: no slow, Ray, PostgreSQL or browser tests, no notebooks, hypothesis's small dev profile
+test-fast: venv
+	PE_HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -q -m "not slow and not ray and not postgres and not browser" tests
 
 ## test-notebooks: execute every notebook (nbmake) on a scratch cache, never data/pe_cache.duckdb
 test-notebooks: venv

@@ -26,6 +26,9 @@ from pe_toolkit.cli import cli
 
 from ._widgets_support import build_imported_store
 
+# Executes six notebooks through `pe-toolkit report` (minutes): out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 _CACHE_NAMES = {"cache", "open_for_notebook", "open_store", "load_settings"}
 

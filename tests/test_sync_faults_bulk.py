@@ -7,6 +7,8 @@ next sync, and are resolved once the source is fixed."""
 
 from __future__ import annotations
 
+import pytest
+
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest.sync import sync
 from pe_toolkit.store import Store
@@ -15,6 +17,9 @@ from .client_support import assert_equal_to_source, copy_db, make_client, serve
 from .fault_injection import Faults
 from .server_support import wait_until
 from .sync_fault_support import FAULTS, INVALID, N, fix_source, source  # noqa: F401
+
+# Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_bulk_then_incremental_through_faults(source, tmp_path) -> None:

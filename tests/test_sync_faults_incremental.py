@@ -4,12 +4,17 @@ the source, damaged conversations in dead_letters."""
 
 from __future__ import annotations
 
+import pytest
+
 from pe_toolkit.ingest.sync import sync
 from pe_toolkit.store import Store
 
 from .client_support import api_objects, assert_equal_to_source, copy_db, make_client, serve
 from .fault_injection import Faults
 from .sync_fault_support import FAULTS, INVALID, N, source  # noqa: F401
+
+# Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_incremental_fetch_of_5000_through_faults(source, tmp_path) -> None:
