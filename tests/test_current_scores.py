@@ -163,10 +163,11 @@ def test_the_migration_applies_to_a_cache_of_the_previous_version(tmp_path, corp
     monkeypatch.setattr(migrate, "available", lambda: everything[:cut])
     with Store(path) as store:  # a cache as the previous release made it
         assert store.schema_version == cut
-        # Today's analyze records its process (migration 0010, which adds
-        # these columns only if missing).
-        store.connection.execute("ALTER TABLE analysis_runs ADD COLUMN pid INTEGER")
-        store.connection.execute("ALTER TABLE analysis_runs ADD COLUMN host VARCHAR")
+        # Today's import and analyze record their process (migrations 0010
+        # and 0011, which add these columns only if missing).
+        for table in ("analysis_runs", "ingest_runs"):
+            store.connection.execute(f"ALTER TABLE {table} ADD COLUMN pid INTEGER")
+            store.connection.execute(f"ALTER TABLE {table} ADD COLUMN host VARCHAR")
         import_file(store, corpus, progress=False)
         analyze(store, progress=False)
         assert store.scalar("SELECT count(*) FROM duckdb_views() WHERE view_name LIKE 'current_%'") == 0
