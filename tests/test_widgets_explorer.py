@@ -113,7 +113,7 @@ def test_text_search_matches_messages(store, cache_mb):
     ex._text.value = "  SLEEP "
     assert ex.count == expected.len() > 0
     assert set(ex.ids()) == set(expected)
-    assert ex._text_source[0] == ("messages" if cache_mb == 0 else ex._text_cache)
+    assert ex.model._text_source[0] == ("messages" if cache_mb == 0 else ex.model._text_cache)
     ex._text.value = "ÉTÉ"  # case folding beyond ASCII, like str.lower
     assert ex.count == store.messages().filter(pl.col("content").str.to_lowercase().str.contains("été", literal=True))[
         "conversation_id"
