@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from ..errors import AnalysisError, StoreError
 from ..events import EventBus, bus as default_bus
+from ..report_table import HtmlReport
 from ..store import Store
 from . import duplicates
 from .frames import analyze_frame
@@ -55,7 +56,7 @@ _TABLES = ("conversation_scores", "message_scores", "evidence")
 
 
 @dataclass
-class AnalysisReport:
+class AnalysisReport(HtmlReport):
     """What one ``analyze`` run did."""
 
     run_id: str

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ..errors import ExportError, InputError
 from ..events import bus
+from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
 from . import source
 from .atomic import atomic_dir, atomic_file
@@ -35,7 +36,7 @@ BATCH_ROWS = 5_000  # conversations per batch: about 40k messages, a few MB
 
 
 @dataclass
-class ExportReport:
+class ExportReport(HtmlReport):
     path: str
     format: str
     conversations: int = 0

@@ -38,6 +38,7 @@ import polars as pl
 
 from ..errors import InputError, PeToolkitError, WarehouseError
 from ..events import bus
+from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store import ConversationFilter, Store
 from . import pgfeatures
@@ -56,7 +57,7 @@ _CONVERSATION_COLUMNS = ", ".join(STORED_CONVERSATION_COLUMNS)
 
 
 @dataclass
-class WarehouseReport:
+class WarehouseReport(HtmlReport):
     target: str  # the connection string with the password masked
     schema: str
     conversations: int = 0  # selected in the store

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import RecordError
 from ..events import EventBus
+from ..report_table import HtmlReport
 from ..store import Store, UpsertResult
 from .prefetch import prefetch
 
@@ -22,7 +23,7 @@ Batch = tuple[pa.Table, list[tuple[int, str, str]]]
 
 
 @dataclass
-class ImportReport(UpsertResult):
+class ImportReport(UpsertResult, HtmlReport):
     """An :class:`UpsertResult` plus what was set aside and how columns were mapped."""
 
     path: str = ""

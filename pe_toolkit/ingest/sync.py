@@ -47,6 +47,7 @@ from ..client import Client
 from ..config import load_settings
 from ..errors import InputError
 from ..events import EventBus, bus as default_bus
+from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
 from . import sync_state
 from .sync_writer import BatchWriter
@@ -58,7 +59,7 @@ MAX_ERRORS_KEPT = 20
 
 
 @dataclass
-class SyncReport:
+class SyncReport(HtmlReport):
     """What one sync did. ``status``: ``completed``; ``partial`` (some
     fetches kept failing: they stay queued for the next sync); ``sample``
     (no API configured: the bundled sample was imported)."""

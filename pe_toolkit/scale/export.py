@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import InputError
+from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
 from .manifest import MANIFEST, Manifest
 
@@ -32,7 +33,7 @@ _SUFFIX = {"jsonl": ".jsonl", "openai": ".jsonl", "sharegpt": ".jsonl", "csv": "
 
 
 @dataclass
-class ScaleExportReport:
+class ScaleExportReport(HtmlReport):
     path: str
     format: str
     shards: int = 0

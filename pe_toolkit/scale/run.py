@@ -27,6 +27,7 @@ from typing import Any
 
 from ..analysis.registry import load
 from ..errors import AnalysisError, InputError
+from ..report_table import HtmlReport
 from . import corpus
 from .inputs import InputFile, fingerprint, list_inputs
 from .manifest import Manifest
@@ -34,7 +35,7 @@ from .partition import PARTITION_TABLES, run_batch
 
 
 @dataclass
-class ScaleReport:
+class ScaleReport(HtmlReport):
     """What one ``analyze_dataset`` run did."""
 
     output: str
