@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -17,9 +16,6 @@ import pyarrow as pa
 from .features import combine, conversation_features, partial_sums
 from .pgsession import Family, PgSession, TableLoad, duck_type
 from .pgtables import spec_from_describe
-
-if TYPE_CHECKING:
-    from .warehouse import _Loader
 
 
 def features_family(loader: PgSession) -> Family:
@@ -32,7 +28,9 @@ def features_family(loader: PgSession) -> Family:
     return Family("features", "features_hash", spec)
 
 
-def write_features(loader: _Loader, family: Family, content: Family, partials: list[pl.DataFrame]) -> None:
+def write_features(loader: PgSession, family: Family, content: Family, partials: list[pl.DataFrame], *, keys: str) -> None:
+    """Load the feature rows that changed; ``keys`` is the loader's DuckDB table
+    of change hashes (one row per selected conversation)."""
     started = time.perf_counter()
     spec = family.parent
     ids = loader.duck.sql(f"SELECT id FROM {family.changed_duck} ORDER BY id").to_arrow_table()
@@ -68,7 +66,7 @@ def write_features(loader: _Loader, family: Family, content: Family, partials: l
         try:
             rows = (
                 f"SELECT {sent}, k.features_hash AS row_hash FROM _pe_features f "
-                f"JOIN {loader.KEYS} k ON k.id = f.conversation_id"
+                f"JOIN {keys} k ON k.id = f.conversation_id"
             )
             if bulk:
                 load.inserted += loader.copy(spec.name, rows, label=spec.name)

@@ -37,130 +37,22 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from ..client import Client
 from ..config import load_settings
 from ..errors import InputError
 from ..events import EventBus, bus as default_bus
-from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
-from . import sync_state
+from . import sync_bulk, sync_incremental, sync_state
+from .sync_context import SyncContext, SyncReport
 from .sync_writer import BatchWriter
 
 Mode = Literal["auto", "bulk", "incremental"]
 MODES = ("auto", "bulk", "incremental")
 DEFAULT_TTL = timedelta(days=7)
 MAX_ERRORS_KEPT = 20
-
-
-@dataclass
-class SyncReport(HtmlReport):
-    """What one sync did. ``status``: ``completed``; ``partial`` (some
-    fetches kept failing: they stay queued for the next sync); ``sample``
-    (no API configured: the bundled sample was imported)."""
-
-    source: str
-    mode: str = ""
-    reason: str = ""
-    status: str = "running"
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    invalid: int = 0
-    resolved: int = 0
-    listed: int = 0
-    planned: dict[str, int] = field(default_factory=dict)
-    fetched: int = 0
-    vanished: int = 0
-    failed: int = 0
-    gaps: int = 0
-    drift: bool = False
-    resumed: bool = False
-    export_id: str | None = None
-    seconds: float = 0.0
-    failed_ids: list[str] = field(default_factory=list, repr=False)
-    errors: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def total(self) -> int:
-        return self.inserted + self.updated + self.unchanged
-
-    def as_event(self) -> dict[str, Any]:
-        skip = {"failed_ids", "errors"}
-        return {k: v for k, v in self.__dict__.items() if k not in skip}
-
-    def __str__(self) -> str:
-        text = f"{self.source}: {self.mode}"
-        if self.reason:
-            text += f" ({self.reason})"
-        text += f": {self.inserted:,} new, {self.updated:,} updated, {self.unchanged:,} unchanged"
-        if self.invalid:
-            text += f", {self.invalid:,} invalid (in dead_letters)"
-        if self.resolved:
-            text += f", {self.resolved:,} dead letters resolved"
-        if self.vanished:
-            text += f", {self.vanished:,} gone upstream"
-        if self.failed:
-            text += f", {self.failed:,} still failing (queued for the next sync)"
-        if self.gaps:
-            text += f", {self.gaps:,} listed by the server but never seen (corpus changing during the pull)"
-        if self.resumed:
-            text += ", resumed"
-        return text + f" in {self.seconds:.1f} s"
-
-
-@dataclass
-class SyncContext:
-    """Everything the two paths share for one run."""
-
-    store: Store
-    client: Client
-    source: str
-    scope: str
-    dataset: str | None
-    tier: str | None
-    min_quality: float | None
-    ttl: timedelta
-    concurrency: int | None
-    batch_size: int
-    page_size: int
-    chunk_bytes: int | None
-    progress: bool
-    events: EventBus
-    run_id: str
-    report: SyncReport
-    writer: BatchWriter
-    work_dir: Path
-    total: int | None = None
-
-    def expected_total(self) -> int:
-        """How many conversations the server lists for the filter (one request, cached)."""
-        if self.total is None:
-            from ..client import routes
-
-            self.total = self.client.request(
-                routes.list_conversations(dataset=self.dataset, tier=self.tier, min_quality=self.min_quality, limit=1, offset=0)
-            ).total
-        return self.total
-
-    def checkpoint(self, mode: str, phase: str, state: dict[str, Any]) -> None:
-        sync_state.save_checkpoint(self.store, self.source, self.scope, self.run_id, mode, phase, state)
-
-    @contextlib.contextmanager
-    def bar(self, total: float | None, phase: str, unit: str) -> Iterator[Any]:
-        from tqdm.auto import tqdm
-
-        scale = unit == "B"
-        with tqdm(
-            total=total, desc=f"sync {phase}", unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-            disable=not self.progress, leave=False,
-        ) as bar:
-            yield bar
 
 
 def source_of(client: Client) -> str:
@@ -238,8 +130,6 @@ def _sample(store: Store, progress: bool, events: EventBus) -> SyncReport:
 
 
 def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress: bool, **opts: Any) -> SyncReport:
-    from . import sync_bulk
-
     started = time.perf_counter()
     source = opts["source"] or source_of(client)
     scope = sync_state.scope_key(opts["dataset"], opts["tier"], opts["min_quality"])
@@ -291,8 +181,6 @@ def _incremental(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None, *, 
     """List (or resume the listing), plan, fetch; in auto mode a delta
     larger than ``switch_to_bulk_above`` requests (or ``fraction`` of the
     listing) is pulled with one export instead."""
-    from . import sync_bulk, sync_incremental
-
     report = ctx.report
     resume = checkpoint.state if checkpoint is not None and checkpoint.mode == "incremental" else None
     if resume is not None and checkpoint is not None and checkpoint.phase == "fetching":

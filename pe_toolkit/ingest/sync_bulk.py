@@ -37,7 +37,7 @@ from .reader import DEFAULT_CHUNK_BYTES, read_line_chunks
 from .sync_writer import id_of
 
 if TYPE_CHECKING:
-    from .sync import SyncContext
+    from .sync_context import SyncContext
 
 log = logging.getLogger("pe_toolkit.sync")
 

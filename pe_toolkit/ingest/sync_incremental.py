@@ -45,7 +45,7 @@ from . import sync_state
 from .prefetch import prefetch
 
 if TYPE_CHECKING:
-    from .sync import SyncContext
+    from .sync_context import SyncContext
 
 FATAL = (CircuitOpenError, RateLimitError, AuthenticationError, PermissionDeniedError)
 

@@ -34,7 +34,7 @@ from .synth_turns import (
 )
 
 if TYPE_CHECKING:
-    from .synth import SynthConfig
+    from .synth_config import SynthConfig
 
 SCHEMA_VERSION = 1
 

@@ -12,14 +12,16 @@ shape and every error), ``gateway`` / ``ratelimit`` (keys, budgets, body
 size), ``routes/`` (one module per area), ``objects`` (the served
 conversation snapshot), ``watcher`` (store changes), ``search`` (BM25),
 ``jobs`` / ``tasks`` / ``exports`` (background work), ``hub`` (SSE and
-WebSocket fan-out), ``app`` (the factory), ``runner`` (uvicorn).
+WebSocket fan-out), ``mirror`` (those parts, one set per app), ``app``
+(the factory), ``runner`` (uvicorn).
 docs/server.md is the user's guide.
 """
 
 from __future__ import annotations
 
-from .app import Mirror, create_app
+from .app import create_app
 from .config import ServerConfig, is_loopback
+from .mirror import Mirror
 from .runner import ServerThread, serve
 
 __all__ = ["Mirror", "ServerConfig", "ServerThread", "create_app", "is_loopback", "serve"]

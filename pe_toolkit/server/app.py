@@ -16,36 +16,19 @@ import asyncio
 import contextlib
 import logging
 import re
-import threading
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Route
 
 from ..config import Secret
-from ..errors import PeToolkitError, StoreLockedError
-from ..events import bus as default_bus
-from ..store import ConversationFilter, Store
-from . import handlers, quality, tasks
+from . import handlers
 from .config import ServerConfig
-from .db import ServerDB
-from .exports import Exports
-from .gateway import Gateway, KeyRing, Usage
-from .hub import EventHub
-from .jobs import JobManager
-from .objects import ObjectSnapshot
-from .ratelimit import RateLimiter
+from .gateway import Gateway
+from .mirror import Mirror
 from .routes import FAST_ROUTES, routers
 from .routes.conversations import conversation_lane
-from .search import SearchIndex
-from .watcher import StoreWatcher
-
-log = logging.getLogger("pe_toolkit.server")
-
-SWEEP_EVERY = 600.0
 
 # uvicorn logs a WebSocket's path with its query string at INFO even without
 # --access-log ('"WebSocket /v1/ws?api_key=..." 403'), and the access log
@@ -100,109 +83,6 @@ def mask_secrets_in_logs(keys: Iterable[Secret]) -> None:
         logger = logging.getLogger(name)
         if LOG_FILTER not in logger.filters:
             logger.addFilter(LOG_FILTER)
-
-
-class Mirror:
-    """Everything the routes use, created once per app."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.started = time.monotonic()
-        assert config.state_dir is not None
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Opened now (applying migration 0003, the server's tables, if
-        # needed): a locked or unreadable cache fails before anything listens.
-        self.db = ServerDB(Store(config.db_path))
-        self.keys = KeyRing(config.keys)
-        self.limiter = RateLimiter(config.rate_limit, config.rate_window)
-        self.usage = Usage()
-        self.hub = EventHub()
-        self.snapshot = ObjectSnapshot(config.objects_dir)
-        self.search = SearchIndex(self.db, self.snapshot)
-        self.watcher = StoreWatcher(
-            self.db,
-            self.snapshot,
-            self.hub,
-            poll_interval=config.poll_interval,
-            bus=default_bus,
-            after_change=self.search.refresh,
-        )
-        self.jobs = JobManager(self.db, self.hub, {}, workers=config.job_workers)
-        self.exports = Exports(self.db, self.jobs, self.hub, config)
-        self.jobs.runners.update(
-            {
-                "export": self.exports.run,
-                "quality_validation": tasks.run_quality_validation,
-                "analysis": tasks.run_analysis,
-            }
-        )
-        self._stop = threading.Event()
-        self._sweeper: threading.Thread | None = None
-        self.recovered: dict[str, int] = {}
-        self._closed = False
-
-    @property
-    def store(self) -> Store:
-        """The open store (see ServerDB.store)."""
-        return self.db.store
-
-    def count(self, filter: ConversationFilter) -> int:
-        where, params = filter.where("c")
-        return int(self.db.scalar(f"SELECT count(*) FROM conversations c WHERE {where}", params) or 0)
-
-    def require_analysis(self) -> None:
-        quality.analysis()
-
-    def health(self) -> dict[str, Any]:
-        try:
-            # Not waiting for a file another process holds, and not counted
-            # as use: a monitor polling /health must not keep the file.
-            with self.db.lease(wait=0, touch=False):
-                self.db.scalar("SELECT 1")
-            store = "ok"
-        except StoreLockedError:
-            # Another process (an import) holds the cache for a moment: the
-            # server is well, queries wait for the file or answer 503.
-            store = "busy"
-        except PeToolkitError as exc:
-            store = f"failed: {exc}"
-        return {
-            "store": store,
-            "snapshot": "ready" if self.snapshot.ready else ("failed" if self.watcher.error else "building"),
-            "search_index": "ready" if self.search.ready.is_set() else "building",
-            "jobs_running": self.jobs.running(),
-        }
-
-    # -- lifecycle -------------------------------------------------------------
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.hub.attach(loop)
-        self.recovered = self.jobs.recover()
-        if self.recovered.get("failed"):
-            log.warning("%d job(s) were interrupted by the last shutdown and are marked failed", self.recovered["failed"])
-        self.exports.sweep()
-        self.jobs.start()
-        self.watcher.start()
-        self._sweeper = threading.Thread(target=self._sweep, name="pe-server-sweeper", daemon=True)
-        self._sweeper.start()
-
-    def _sweep(self) -> None:
-        while not self._stop.wait(SWEEP_EVERY):
-            try:
-                self.exports.sweep()
-            except Exception:  # noqa: BLE001 - try again next time
-                log.exception("sweeping expired exports failed")
-
-    def stop(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        self.hub.close()
-        self.jobs.stop()
-        self.watcher.stop()
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
-        self.db.close()
 
 
 class MirrorApp(FastAPI):

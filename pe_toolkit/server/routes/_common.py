@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from ..envelope import not_found
 
 if TYPE_CHECKING:
-    from ..app import Mirror
+    from ..mirror import Mirror
 
 Tier = Literal["basic", "standard", "professional", "clinical", "research"]
 MAX_OFFSET = 10**12
