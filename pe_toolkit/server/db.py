@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import StoreError, StoreLockedError
-from ..store import Store
+from ..store import Store, access
 
 LOCK_WAIT = 5.0  # seconds a query waits for another process to let go of the file
 _RETRY_STEP = 0.05
@@ -175,11 +175,8 @@ class ServerDB:
         return cur
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        try:
-            with self.lease():
-                return self.cursor().execute(sql, params or []).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+        with access.store_errors(), self.lease():
+            return access.rows(self.cursor(), sql, params)
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         found = self.rows(sql, params)
@@ -190,11 +187,8 @@ class ServerDB:
         return row[0] if row else None
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        try:
-            with self.lease():
-                return self.cursor().sql(sql, params=params or None).to_arrow_table()
-        except duckdb.Error as exc:
-            raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+        with access.store_errors(), self.lease():
+            return access.arrow(self.cursor(), sql, params)
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -209,17 +203,7 @@ class ServerDB:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
-            self._private_wal()
-
-    def _private_wal(self) -> None:
-        # DuckDB creates the write-ahead log with the process umask; like
-        # Store.transaction, keep it owner-only (it holds recent writes).
-        wal = Path(f"{self.path}.wal")
-        try:
-            if wal.stat().st_mode & 0o077:
-                wal.chmod(0o600)
-        except OSError:
-            pass
+            access.secure_files(self.path)
 
     def has_table(self, name: str) -> bool:
         return bool(self.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]))

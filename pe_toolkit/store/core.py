@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from ..config import CONFIG_NAME, load_settings
 from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
-from . import migrate, registry
+from . import access, migrate, registry
 from .filters import ConversationFilter
 from .summary import StoreSummary
 
@@ -364,14 +364,7 @@ class Store:
         return marked
 
     def _secure_files(self) -> None:
-        # DuckDB creates the .wal file lazily with the process umask; narrow it
-        # after every write so the log of recent changes is not world-readable.
-        for candidate in (self.path, Path(f"{self.path}.wal")):
-            try:
-                if candidate.exists() and candidate.stat().st_mode & 0o077:
-                    candidate.chmod(0o600)
-            except OSError:
-                pass
+        access.secure_files(self.path)
 
     @property
     def schema_version(self) -> int:
@@ -470,15 +463,7 @@ class Store:
         (``?`` placeholders), never formatted into the query text."""
         if self._con is None:
             raise StoreError(f"{self.path}: this store is closed")
-        try:
-            relation = self._con.sql(query, params=params or None)
-            # None: the text held no statement (empty, ';', only comments).
-            if relation is None:
-                raise InputError("empty query: give one SQL statement")
-            table = relation.to_arrow_table()
-        except duckdb.Error as exc:
-            raise StoreError(f"query failed: {self._query_error(exc)}") from None
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        return access.frame(self._con, query, params, read_only=self.read_only)
 
     def read(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Like :meth:`sql`, for a query assembled from pieces that may come
@@ -495,23 +480,11 @@ class Store:
             check_select(self._con, query)
         return self.sql(query, params)
 
-    def _query_error(self, exc: duckdb.Error) -> str:
-        text = str(exc).splitlines()[0]
-        if isinstance(exc, duckdb.PermissionException) and self.read_only:
-            return (
-                f"{text} (a read-only store cannot read or write files; "
-                "open it for writing, e.g. pe-toolkit sql --write, to use files)"
-            )
-        if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in text:
-            return f"{text} (settings of a read-only store are fixed)"
-        return text
-
     def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self._con.sql(query, params=params or None).to_arrow_table()
+        return access.arrow(self._con, query, params)
 
     def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
-        rows = self._con.execute(query, params or []).fetchall()
-        return rows[0][0] if rows else None
+        return access.scalar(self._con, query, params)
 
     def conversations(
         self,
@@ -642,7 +615,7 @@ class Store:
         batch = _last_occurrence_wins(batch)
         _check_quality_values(batch)
         with self._write_lock:
-            self._con.register("_incoming", _for_threads(batch))
+            self._con.register("_incoming", access.for_threads(batch))
             try:
                 with self.transaction() as con:
                     return self._merge(con)
@@ -803,16 +776,6 @@ def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
     frame = pl.from_arrow(batch).with_row_index("_ord")
     keep = frame.unique(subset="id", keep="last", maintain_order=True)["_ord"]
     return batch.take(pa.array(keep.to_numpy()))
-
-
-def _for_threads(table: pa.Table, parts: int = 8) -> pa.Table:
-    # DuckDB scans one Arrow record batch per thread: one big batch would be
-    # hashed and inserted on a single core.
-    rows = table.num_rows
-    if rows < 2 * parts:
-        return table
-    step = -(-rows // parts)
-    return pa.Table.from_batches([b for i in range(parts) for b in table.slice(i * step, step).to_batches()])
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:

@@ -1,0 +1,94 @@
+"""Queries on one DuckDB connection of the cache, and the files kept private.
+
+The one access layer under :class:`~pe_toolkit.store.Store` (which runs
+these on its own connection) and the mirror's
+:class:`~pe_toolkit.server.db.ServerDB` (which runs them on a cursor per
+request thread): the same query helpers, the same error text, the same
+file permissions, whichever of the two runs the query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from ..errors import InputError, StoreError
+
+Params = Sequence[Any] | dict[str, Any] | None
+
+
+def query_error(exc: duckdb.Error, *, read_only: bool = False) -> str:
+    """DuckDB's first line, with the advice a read-only store's refusals need."""
+    text = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.PermissionException) and read_only:
+        return (
+            f"{text} (a read-only store cannot read or write files; "
+            "open it for writing, e.g. pe-toolkit sql --write, to use files)"
+        )
+    if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in text:
+        return f"{text} (settings of a read-only store are fixed)"
+    return text
+
+
+@contextmanager
+def store_errors(*, read_only: bool = False) -> Iterator[None]:
+    """A failed query inside becomes :class:`~pe_toolkit.errors.StoreError`
+    (``query failed: ...``), without DuckDB's traceback."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise StoreError(f"query failed: {query_error(exc, read_only=read_only)}") from None
+
+
+def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, read_only: bool = False) -> pl.DataFrame:
+    """One statement as a polars frame; a failure is a StoreError, a text
+    without a statement an InputError."""
+    with store_errors(read_only=read_only):
+        relation = con.sql(query, params=params or None)
+        # None: the text held no statement (empty, ';', only comments).
+        if relation is None:
+            raise InputError("empty query: give one SQL statement")
+        table = relation.to_arrow_table()
+    return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def arrow(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> pa.Table:
+    return con.sql(query, params=params or None).to_arrow_table()
+
+
+def rows(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> list[tuple[Any, ...]]:
+    return con.execute(query, params or []).fetchall()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> Any:
+    found = rows(con, query, params)
+    return found[0][0] if found else None
+
+
+def secure_files(path: Path) -> None:
+    """Narrow the database file and its write-ahead log to the owner. DuckDB
+    creates the log lazily with the process umask, so this runs after every
+    write: the log of recent changes must not be world-readable."""
+    for candidate in (path, Path(f"{path}.wal")):
+        try:
+            if candidate.exists() and candidate.stat().st_mode & 0o077:
+                candidate.chmod(0o600)
+        except OSError:
+            pass
+
+
+def for_threads(table: pa.Table, parts: int = 8) -> pa.Table:
+    """``table`` cut into ``parts`` record batches before DuckDB scans it:
+    DuckDB scans one Arrow record batch per thread, so one big batch would
+    be hashed and inserted on a single core."""
+    count = table.num_rows
+    if count < 2 * parts:
+        return table
+    step = -(-count // parts)
+    return pa.Table.from_batches([b for i in range(parts) for b in table.slice(i * step, step).to_batches()])
