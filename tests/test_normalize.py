@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pe_toolkit.ingest.normalize import _RECHECK, _run, normalize_lines
+from pe_toolkit.store.normalize import _RECHECK, _run, normalize_lines
 
 from .conftest import conversation
 
@@ -179,7 +179,7 @@ def test_record_without_metadata_stores_none(con, fmt):
 def test_record_too_big_for_the_parser_is_an_error_not_a_crash(monkeypatch):
     """A 50 MB message made DuckDB raise OutOfMemoryException out of the
     import; a smaller memory cap shows the same with a few MB."""
-    from pe_toolkit.ingest import normalize
+    from pe_toolkit.store import normalize
 
     monkeypatch.setattr(normalize, "PARSE_MEMORY_LIMIT", "8MB")
     small = normalize.parse_connection()
@@ -218,7 +218,7 @@ def test_rows_built_elsewhere_are_held_to_the_numbers_rule(tmp_path, store):
 
 
 def test_split_errors_refuses_quality_out_of_range():
-    from pe_toolkit.ingest.normalize import split_errors
+    from pe_toolkit.store.normalize import split_errors
     from pe_toolkit.schema import CONVERSATION_SCHEMA
 
     rows = []

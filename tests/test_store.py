@@ -20,7 +20,7 @@ def batch_of(convs):
     """API objects -> a CONVERSATION_SCHEMA batch through the real normalizer."""
     import duckdb
 
-    from pe_toolkit.ingest.normalize import normalize_lines
+    from pe_toolkit.store.normalize import normalize_lines
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -2,7 +2,7 @@
 ``POST /v1/quality/validate`` answers.
 
 The input is checked by the importer's own normalizer
-(:func:`pe_toolkit.ingest.normalize.normalize_lines`, format ``api``), so
+(:func:`pe_toolkit.store.normalize.normalize_lines`, format ``api``), so
 what is valid here is exactly what ``pe-toolkit import`` accepts; a bad
 conversation raises :class:`~pe_toolkit.errors.InputError` with the same
 reason the importer would give.
@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..errors import AnalysisError, InputError
-from ..ingest.normalize import normalize_lines
+from ..store.normalize import normalize_lines
 from ..schema import QUALITY_METRICS
 from .frames import FrameScores, analyze_frame
 from .registry import load

@@ -28,7 +28,7 @@ from ..events import EventBus, bus as default_bus
 from ..store import Store
 from .columns import ColumnMap
 from .loading import Batch, ImportReport, progress_bar, write_batches
-from .normalize import normalize_lines, parse_connection
+from ..store.normalize import normalize_lines, parse_connection
 from .tabular import read_table
 
 # (column, message keys, format the normalizer knows it as)

@@ -36,7 +36,7 @@ from . import esconv, hf
 from .columns import ColumnMap
 from .frames import relation_batches
 from .loading import Batch, ImportReport, progress_bar, write_batches
-from .normalize import JSON_FORMATS, normalize_lines, parse_connection
+from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
 from .reader import DEFAULT_CHUNK_BYTES, peek_first_record, record_chunks
 from .tabular import TABULAR_FORMATS, relation_of
 

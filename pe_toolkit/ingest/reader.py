@@ -170,7 +170,7 @@ def peek_first_record(path: Path, limit: int = 1 << 20) -> bytes:
 def read_array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
     """A JSON array file streamed element by element by DuckDB; the record
     number (1-based) stands in for the line number."""
-    from .normalize import parse_connection
+    from ..store.normalize import parse_connection
 
     con = parse_connection()
     try:

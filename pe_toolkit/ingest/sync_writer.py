@@ -1,7 +1,7 @@
 """Write a batch of API conversation objects: validate, upsert, set aside.
 
 Both sync paths end here, and so does the file importer's rule set: the
-raw JSON lines go through :func:`pe_toolkit.ingest.normalize.normalize_lines`
+raw JSON lines go through :func:`pe_toolkit.store.normalize.normalize_lines`
 (format ``api``), the valid ones into :meth:`Store.upsert` (one
 transaction), the invalid ones into ``dead_letters`` keyed by conversation
 id (so the next sync fetches them again), and the ids into ``sync_seen``.
@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..events import EventBus
 from ..store import Store, UpsertResult
 from . import sync_state
-from .normalize import normalize_lines, parse_connection
+from ..store.normalize import normalize_lines, parse_connection
 
 
 @dataclass

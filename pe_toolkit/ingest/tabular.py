@@ -32,7 +32,7 @@ import pyarrow as pa
 from ..errors import InputError
 from ..schema import QUALITY_METRICS, ROLE_ALIASES, TIERS
 from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
-from .normalize import split_errors
+from ..store.normalize import split_errors
 
 __all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of"]
 

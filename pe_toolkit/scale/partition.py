@@ -42,7 +42,7 @@ from ..ingest import esconv
 from ..ingest.columns import ColumnMap
 from ..ingest.importer import BATCH_ROWS, _json_batches, _strip_gz, _table_batches, detect_format
 from ..ingest.loading import ImportReport
-from ..ingest.normalize import JSON_FORMATS
+from ..store.normalize import JSON_FORMATS
 from ..ingest.reader import DEFAULT_CHUNK_BYTES
 from ..store.core import CONTENT_HASH_SQL
 from .inputs import local_copy

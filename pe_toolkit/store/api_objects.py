@@ -31,7 +31,7 @@ def quality_metrics_sql(alias: str = "c") -> str:
 def metadata_sql(alias: str = "c") -> str:
     """The metadata object's text: the keys the columns own first (those not
     NULL), then the stored free-form keys (stored without the owned ones, see
-    pe_toolkit.ingest.normalize). Built by string concatenation: parsing and
+    pe_toolkit.store.normalize). Built by string concatenation: parsing and
     re-serializing each metadata document (json_merge_patch) cost twice as
     much, and the stored text is already minified JSON."""
     owned = (

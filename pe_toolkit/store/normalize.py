@@ -19,6 +19,11 @@ cast. Two passes keep that cheap:
 
 Both passes are built from the same SQL pieces below, so they cannot
 disagree on what a valid record is; the tests check that they agree.
+
+It lives in the store layer, below everything that writes conversations
+(the file importers, sync, the mirror's validation, the scale runner): it
+defines what a batch for :meth:`Store.upsert` is made from, as
+:mod:`.api_objects` defines the way back from stored rows to API records.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, ROLE_ALIASES, TIERS
+from .access import for_threads
 
 JSON_FORMATS = ("api", "openai", "sharegpt")
 
@@ -314,7 +320,7 @@ def parse_connection() -> duckdb.DuckDBPyConnection:
 
 
 def _run(con: duckdb.DuckDBPyConnection, lines: pa.Table, fmt: str, typed: bool, params: dict[str, Any]) -> pa.Table:
-    con.register("_lines", _for_threads(lines))
+    con.register("_lines", for_threads(lines))
     try:
         try:
             return con.sql(normalize_sql(fmt, typed=typed, guarded=False), params=params).to_arrow_table()
@@ -324,16 +330,6 @@ def _run(con: duckdb.DuckDBPyConnection, lines: pa.Table, fmt: str, typed: bool,
             return con.sql(normalize_sql(fmt, typed=typed, guarded=True), params=params).to_arrow_table()
     finally:
         con.unregister("_lines")
-
-
-def _for_threads(table: pa.Table, parts: int = 8) -> pa.Table:
-    # DuckDB scans one Arrow record batch per thread: a chunk read as a
-    # single batch would be parsed on one core only.
-    rows = table.num_rows
-    if rows < 2 * parts:
-        return table
-    step = -(-rows // parts)
-    return pa.Table.from_batches([b for i in range(parts) for b in table.slice(i * step, step).to_batches()])
 
 
 def normalize_lines(
