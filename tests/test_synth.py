@@ -512,9 +512,24 @@ def test_write_is_byte_identical_across_runs(tmp_path) -> None:
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_write_with_progress_bar(tmp_path, capsys) -> None:
-    assert write(tmp_path / "p.jsonl", 1500, progress=True) == 1500
-    assert "1500" in capsys.readouterr().err
+def test_write_with_progress_bar(tmp_path, monkeypatch) -> None:
+    import fcntl
+    import os
+    import struct
+    import sys
+    import termios
+
+    # Drawn where someone watches (a terminal), not into a captured stream.
+    main, side = os.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm sizes the bar to it
+    with os.fdopen(side, "w", encoding="utf-8") as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        assert write(tmp_path / "p.jsonl", 1500, progress=True) == 1500
+        tty.flush()
+        os.set_blocking(main, False)
+        drawn = os.read(main, 1 << 16).decode()
+    os.close(main)
+    assert "synth" in drawn and "1500" in drawn
 
 
 def test_sample_of_2000_is_small(tmp_path) -> None:

@@ -222,7 +222,7 @@ def analyze(
         raise AnalysisError(f"batch_size must be at least 1, got {batch_size}")
     if store.read_only:
         raise StoreError(f"{store.path} is open read-only; analysis writes scores")
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     # A run of a process that was killed stays 'running' otherwise.
     store.mark_interrupted_runs()
@@ -244,7 +244,7 @@ def analyze(
         )
     writer = _Writer(store.connection)
     try:
-        with tqdm(total=report.selected, unit="conv", desc="analyze", disable=not progress, leave=False) as bar:
+        with progress_bar(report.selected, "analyze", "conv", enabled=progress) as bar:
             for start in range(0, todo.num_rows, batch_size):
                 ids = todo.slice(start, batch_size)
                 messages, hashes = _read_batch(store, ids)

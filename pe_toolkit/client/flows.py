@@ -120,14 +120,6 @@ def export_timeout(export_id: str, timeout: float) -> ApiError:
     return ApiError(f"export {export_id} was not ready within {timeout:g} s")
 
 
-def progress_bar(total: float | None, desc: str, unit: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    scale = unit == "B"
-    return tqdm(
-        total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, disable=not enabled, leave=False
-    )
-
 
 def export_id_of(export: ExportInfo | str) -> str:
     if isinstance(export, ExportInfo):

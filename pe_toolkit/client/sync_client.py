@@ -26,6 +26,7 @@ import tenacity
 
 from ..config import Secret, Settings
 from ..errors import ApiError
+from ..progress import progress_bar
 from . import deadline as deadlines
 from . import flows, routes
 from .fanout import fan_out
@@ -315,7 +316,7 @@ class Client:
         job_id = job.job_id if isinstance(job, Job) else job
         deadline = time.monotonic() + timeout
         current: Job | None = job if isinstance(job, Job) else None
-        with flows.progress_bar(100, f"job {job_id}", "%", progress) as bar, self._core.waits.shown_on(bar):
+        with progress_bar(100, f"job {job_id}", "%", enabled=progress, waits=self._core.waits) as bar:
             while True:
                 current = self.get_job(current or job_id)
                 bar.update(max(0.0, current.progress - bar.n))
@@ -420,7 +421,7 @@ class Client:
         export_id = flows.export_id_of(export)
         part = flows.part_path(path) if path is not None else None
         call = flows.download_call(export, endpoint=self._core.urls[0] if len(self._core.urls) == 1 else None)
-        with flows.progress_bar(None, f"export {export_id}", "B", progress) as bar, self._core.waits.shown_on(bar):
+        with progress_bar(None, f"export {export_id}", "B", enabled=progress, waits=self._core.waits) as bar:
             while True:
                 retrying = tenacity.Retrying(sleep=time.sleep, **self._core.retry_options("idempotent"))
                 outcome = retrying(self._download_attempt, call, CallState(), part, bar, deadline)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ..errors import ExportError, InputError
 from ..events import bus
+from ..progress import progress_bar
 from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
 from . import source
@@ -214,7 +215,7 @@ def _run(
         empty_sql, empty_params = query(ExportFilter(ids=[]), scores)
         empty = pa.RecordBatch.from_pylist([], schema=con.sql(empty_sql, params=empty_params).to_arrow_reader(1).schema)
         target = atomic_dir(path, marker=MANIFEST) if writer.directory else atomic_file(path)
-        with target as tmp, _progress(total, path.name, progress) as bar:
+        with target as tmp, progress_bar(total, path.name, "conv", enabled=progress) as bar:
             writer.open(tmp, empty)
             try:
                 for batch in source.chunked(con, selected, query, scores, batch_rows):
@@ -240,8 +241,3 @@ def _run(
                     scores=report.scores,
                 )
 
-
-def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="conv", desc=desc, disable=not enabled, leave=False)

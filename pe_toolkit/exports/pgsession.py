@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from ..events import bus
+from ..progress import progress_bar
 from .pgtables import TableSpec, quote_ident
 
 
@@ -81,10 +82,8 @@ class PgSession:
         ``warehouse.progress`` events as its batches go to PostgreSQL;
         ``each(batch)`` runs after a batch is handed over, while PostgreSQL
         is still busy with it."""
-        from tqdm.auto import tqdm
-
         def batches() -> Iterator[pa.RecordBatch]:
-            with tqdm(total=total, unit="row", desc=table, disable=not self.progress, leave=False) as bar:
+            with progress_bar(total, table, "row", enabled=self.progress) as bar:
                 for batch in source:
                     yield batch
                     if each is not None:

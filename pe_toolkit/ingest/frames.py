@@ -25,9 +25,10 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..events import EventBus, bus as default_bus
+from ..progress import progress_bar
 from ..store import Store
 from .columns import ColumnMap
-from .loading import Batch, ImportReport, progress_bar, write_batches
+from .loading import Batch, ImportReport, write_batches
 from ..store.normalize import normalize_lines, parse_connection
 from .tabular import read_table
 
@@ -131,7 +132,7 @@ def import_table(store: Store, table: pa.Table, *, name: str, dataset: str, colu
         report.mapping = lines
 
         def counted() -> Iterator[Batch]:
-            with progress_bar(total, "conv", name, progress) as bar:
+            with progress_bar(total, name, "conv", enabled=progress) as bar:
                 for good, errors in batches:
                     yield good, errors
                     bar.update(good.num_rows + len(errors))

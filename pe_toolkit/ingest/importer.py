@@ -31,11 +31,12 @@ import orjson
 
 from ..errors import InputError, UnknownFormatError
 from ..events import EventBus, bus as default_bus
+from ..progress import progress_bar
 from ..store import Store
 from . import esconv, hf
 from .columns import ColumnMap
 from .frames import relation_batches
-from .loading import Batch, ImportReport, progress_bar, write_batches
+from .loading import Batch, ImportReport, write_batches
 from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
 from .reader import DEFAULT_CHUNK_BYTES, peek_first_record, record_chunks
 from .tabular import TABULAR_FORMATS, relation_of
@@ -110,9 +111,9 @@ def detect_format(path: Path) -> str:
 def _json_batches(path: Path, fmt: str, dataset: str, source: str, progress: bool, batch_rows: int, chunk_bytes: int) -> Iterator[Batch]:
     con = parse_connection()
     array, chunks = record_chunks(path, batch_rows, chunk_bytes)
-    bar = progress_bar(None if array else os.path.getsize(path), "rec" if array else "B", path.name, progress)
+    size = None if array else os.path.getsize(path)
     try:
-        with bar:
+        with progress_bar(size, path.name, "rec" if array else "B", enabled=progress) as bar:
             for chunk in chunks:
                 good, errors = normalize_lines(con, chunk.lines, fmt, dataset=dataset, source=source)
                 errors = sorted(chunk.bad_lines + errors)
@@ -141,7 +142,7 @@ def _table_batches(where: str, paths: list[Path] | Path, fmt: str, cmap: ColumnM
 
 
 def _counted(batches: Iterator[Batch], total: int, desc: str, progress: bool) -> Iterator[Batch]:
-    with progress_bar(total, "conv", desc, progress) as bar:
+    with progress_bar(total, desc, "conv", enabled=progress) as bar:
         for good, errors in batches:
             yield good, errors
             bar.update(good.num_rows + len(errors))

@@ -84,9 +84,3 @@ def _resolve_fixed(store: Store, source: str, run_id: str) -> None:
             [source, run_id],
         )
 
-
-def progress_bar(total: int | None, unit: str, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    scale = unit == "B"
-    return tqdm(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc, disable=not enabled, leave=False)

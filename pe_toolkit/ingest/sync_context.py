@@ -15,6 +15,7 @@ from typing import Any
 
 from ..client import Client
 from ..events import EventBus
+from ..progress import progress_bar
 from ..report_table import HtmlReport
 from ..store import Store
 from . import sync_state
@@ -116,11 +117,5 @@ class SyncContext:
 
     @contextlib.contextmanager
     def bar(self, total: float | None, phase: str, unit: str) -> Iterator[Any]:
-        from tqdm.auto import tqdm
-
-        scale = unit == "B"
-        with tqdm(
-            total=total, desc=f"sync {phase}", unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-            disable=not self.progress, leave=False,
-        ) as bar:
+        with progress_bar(total, f"sync {phase}", unit, enabled=self.progress) as bar:
             yield bar

@@ -224,15 +224,15 @@ def write(path: str | os.PathLike[str], n: int, seed: int = 0, *, config: SynthC
     Compression and file writes run on a helper thread (zlib releases the GIL), so they
     overlap with generation instead of adding to it.
     """
-    from tqdm.auto import tqdm  # deferred: tqdm.auto probes for Jupyter on import
+    from ..progress import progress_bar
 
     target = os.fspath(path)
     tmp = target + ".tmp"
     conversations = generate(n, seed, config=config)
     count = 0
     try:
-        with open(tmp, "wb") as raw, _compressor(raw, target) as fh, ThreadPoolExecutor(1) as writer, tqdm(
-            total=n, disable=not progress, unit="conv", desc="synth"
+        with open(tmp, "wb") as raw, _compressor(raw, target) as fh, ThreadPoolExecutor(1) as writer, progress_bar(
+            n, "synth", "conv", enabled=progress
         ) as bar:
             pending: Future[int] | None = None
             batch: list[bytes] = []

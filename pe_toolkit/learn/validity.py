@@ -289,7 +289,7 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
     groups = data.groups if data.groups is not None else np.arange(frame.height)
     fold = folds_of(groups, data.labels, folds, seed)
     proba = np.zeros((frame.height, len(data.classes)))
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     options = dict(fit_options)
     options["classes"] = data.classes
@@ -303,8 +303,9 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
         from joblib import Parallel, delayed
 
         done = Parallel(n_jobs=workers, return_as="generator")(delayed(_fold_proba)(*job) for job in jobs)
-    for k, fold_proba in enumerate(tqdm(done, total=folds, desc="cross-validate", disable=not progress, leave=False)):
-        proba[fold == k] = fold_proba
+    with progress_bar(folds, "cross-validate", enabled=progress, iterable=done) as bar:
+        for k, fold_proba in enumerate(bar):
+            proba[fold == k] = fold_proba
     return report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)
 
 
