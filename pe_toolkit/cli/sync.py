@@ -50,7 +50,7 @@ def sync_cmd(
     with open_cli_store(ctx) as store:
         stop = None
         if analyze:
-            from ..ingest.auto_analyze import auto_analyze
+            from ..analysis.auto_analyze import auto_analyze
 
             stop = auto_analyze(store)
         try:

@@ -49,7 +49,7 @@ class _Batcher:
             self.run()
 
     def run(self) -> None:
-        from ..analysis import analyze
+        from . import analyze  # deferred: subscribing must not load every analyzer
 
         with self._lock:
             if self._running:  # analysis writes scores; never re-enter from its own events
