@@ -6,9 +6,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from pe_toolkit.analysis.evaluation import agreement
 from pe_toolkit.errors import InputError
 from pe_toolkit.store import Store
-from pe_toolkit.store.annotations import agreement, annotate, labels, remove_annotation
+from pe_toolkit.store.annotations import annotate, labels, remove_annotation
 from pe_toolkit.widgets import ReviewQueue
 
 from ._widgets_support import build_store, copy_store

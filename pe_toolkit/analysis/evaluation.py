@@ -17,10 +17,14 @@ Reported:
   None when a class has no positive or no negative item.
 
 Vectorized with polars and numpy; no per-item Python loop.
+
+``agreement(store, task)`` applies it to the labels reviewers stored
+(:mod:`pe_toolkit.store.annotations`): Cohen's kappa per reviewer pair.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +33,8 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
+from ..store import Store
+from ..store.annotations import labels
 
 
 @dataclass(frozen=True)
@@ -189,4 +195,39 @@ def evaluate(
         auroc=area,
         per_class=per_class,
         confusion=pl.DataFrame({"gold": [str(c) for c in classes], **{str(c): confusion[:, j] for j, c in enumerate(classes)}}),
+    )
+
+
+def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Cohen's kappa for every pair of reviewers of ``task``, over the items
+    (conversation, message) both labelled: columns ``reviewer_a, reviewer_b,
+    items, agreement`` (raw share of equal labels) and ``kappa``."""
+    frame = labels(store, task, ids=ids).select("reviewer", "conversation_id", "message_idx", "label")
+    rows = []
+    reviewers = sorted(frame["reviewer"].unique().to_list())
+    for a, b in itertools.combinations(reviewers, 2):  # reviewer pairs: a handful, not a hot path
+        pairs = (
+            frame.filter(pl.col("reviewer") == a)
+            .join(
+                frame.filter(pl.col("reviewer") == b),
+                on=["conversation_id", "message_idx"],
+                how="inner",
+                nulls_equal=True,
+                suffix="_b",
+            )
+        )
+        if pairs.height == 0:
+            continue
+        rows.append(
+            {
+                "reviewer_a": a,
+                "reviewer_b": b,
+                "items": pairs.height,
+                "agreement": float((pairs["label"] == pairs["label_b"]).mean()),
+                "kappa": evaluate(pairs["label_b"], pairs["label"]).kappa,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={"reviewer_a": pl.String, "reviewer_b": pl.String, "items": pl.Int64, "agreement": pl.Float64, "kappa": pl.Float64},
     )

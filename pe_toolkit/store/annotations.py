@@ -7,15 +7,13 @@ moves). ``message_idx`` is None for a label about the whole conversation.
 
 >>> annotate(store, "conv_1", "true_alert", reviewer="ana", task="alerts")
 >>> labels(store, task="alerts")                  # a polars frame
->>> agreement(store, task="alerts")               # Cohen's kappa per reviewer pair
 
-Kappa comes from :func:`pe_toolkit.analysis.evaluate`, the project's one
-implementation of agreement statistics.
+How far reviewers agree is :func:`pe_toolkit.analysis.evaluation.agreement`,
+next to the project's one implementation of agreement statistics.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import polars as pl
@@ -115,41 +113,4 @@ def labels(
         f"SELECT {', '.join(LABEL_COLUMNS)} FROM annotations WHERE {' AND '.join(clauses)} "
         "ORDER BY conversation_id, message_idx NULLS FIRST, reviewer, task",
         params,
-    )
-
-
-def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None = None) -> pl.DataFrame:
-    """Cohen's kappa for every pair of reviewers of ``task``, over the items
-    (conversation, message) both labelled: columns ``reviewer_a, reviewer_b,
-    items, agreement`` (raw share of equal labels) and ``kappa``."""
-    from ..analysis import evaluate  # the project's one definition of kappa
-
-    frame = labels(store, task, ids=ids).select("reviewer", "conversation_id", "message_idx", "label")
-    rows = []
-    reviewers = sorted(frame["reviewer"].unique().to_list())
-    for a, b in itertools.combinations(reviewers, 2):  # reviewer pairs: a handful, not a hot path
-        pairs = (
-            frame.filter(pl.col("reviewer") == a)
-            .join(
-                frame.filter(pl.col("reviewer") == b),
-                on=["conversation_id", "message_idx"],
-                how="inner",
-                nulls_equal=True,
-                suffix="_b",
-            )
-        )
-        if pairs.height == 0:
-            continue
-        rows.append(
-            {
-                "reviewer_a": a,
-                "reviewer_b": b,
-                "items": pairs.height,
-                "agreement": float((pairs["label"] == pairs["label_b"]).mean()),
-                "kappa": evaluate(pairs["label_b"], pairs["label"]).kappa,
-            }
-        )
-    return pl.DataFrame(
-        rows,
-        schema={"reviewer_a": pl.String, "reviewer_b": pl.String, "items": pl.Int64, "agreement": pl.Float64, "kappa": pl.Float64},
     )

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 import ipywidgets as w
 import polars as pl
 
+from ..analysis.evaluation import agreement
 from ..config import load_settings
 from ..errors import InputError
 from ..store import Store
-from ..store.annotations import agreement, annotate, labels as stored_labels
+from ..store.annotations import annotate, labels as stored_labels
 from .conversation_viewer import ConversationViewer
 from .display import View
 from .html import STYLE, esc, table
