@@ -35,6 +35,11 @@ def from_store(store: Store, task: str = "review", *, level: str = "message", ro
         .group_by(keys, maintain_order=True)
         .agg(pl.col("label").first(), pl.col("votes").sum().alias("votes"))
     )
+    with store.session():  # the registered frame lives on this connection
+        return _texts_of(store, votes, keys, level, role)
+
+
+def _texts_of(store: Store, votes: pl.DataFrame, keys: list[str], level: str, role: str | None) -> pl.DataFrame:
     con = store.connection
     con.register("_labelled", votes.select(keys).to_arrow())
     try:

@@ -33,7 +33,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from ..config import CONFIG_NAME, load_settings
 from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
-from . import access, migrate, registry
+from . import access, lease, migrate, registry
 from .filters import ConversationFilter
 from .summary import StoreSummary
 
@@ -209,14 +209,39 @@ class Store:
     ...     store.summary()
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        hold: bool = True,
+        lock_wait: float | None = None,
+        linger: float = lease.LINGER,
+    ):
+        """``hold=False``: keep the file open only for each unit of work (and
+        ``linger`` seconds after it), so other processes (notebooks, scripts,
+        the CLI) can use the cache in between. ``lock_wait``: how long to
+        wait, saying so on stderr, while another process holds the file
+        (default: 0, fail at once, for a store that holds its file;
+        ``lease.LOCK_WAIT`` for one that does not). See
+        :mod:`pe_toolkit.store.lease`."""
         self.path = Path(path) if path is not None else _default_cache(read_only)
         self.read_only = read_only
+        if lock_wait is None:
+            lock_wait = 0.0 if hold else lease.LOCK_WAIT
+        # Held while opening (setup runs Store methods); let go at the end if hold=False.
+        self._lease = lease.LeaseState(True, lock_wait, linger)
         self._write_lock = threading.RLock()
         # The writable store whose connection this read-only one borrows a
         # cursor of (see pe_toolkit.store.registry), or None.
         self._lender: Store | None = None
         self._con = None  # type: ignore[assignment]
+        lease.wait_for_file(self, self._open_first)
+        if not hold:
+            self._lease.hold = False
+            lease.let_go(self)
+
+    def _open_first(self) -> None:
         with registry.LOCK:
             self._attach()
             try:
@@ -276,6 +301,10 @@ class Store:
         """Back onto another open writer of the file, or a connection of our own."""
         lender = registry.writer(self.path, besides=self._lender)
         self._release()
+        if not self._lease.hold and not self._lease.depth:
+            # A released store between units of work: it reopens when used.
+            registry.remove(self)
+            return
         if lender is not None:
             self._borrow(lender)
             return
@@ -372,11 +401,16 @@ class Store:
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The underlying DuckDB connection (for advanced use; not thread-safe)."""
+        """The underlying DuckDB connection (for advanced use; not thread-safe).
+        On a store that does not hold its file, use it inside ``with
+        store.session():``; outside one the file stays open until
+        :meth:`release`."""
+        lease.pin(self)
         return self._con
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for use from another thread."""
+        lease.pin(self)
         if self._con is None:
             raise StoreError(f"{self.path}: this store is closed")
         cur = self._con.cursor()
@@ -386,7 +420,26 @@ class Store:
             cur.execute("SET TimeZone = 'UTC'")
         return cur
 
+    @property
+    def holds_file(self) -> bool:
+        """False for a store opened with ``hold=False`` (it opens the file per unit of work)."""
+        return self._lease.hold
+
+    def session(self) -> AbstractContextManager[Store]:
+        """``with store.session():`` holds the file for the calls inside (one
+        open instead of one per call; needed for ``connection``/``cursor()``
+        on a store opened with ``hold=False``). Re-entrant."""
+        return lease.session(self)
+
+    def release(self) -> bool:
+        """Let go of the file now (a ``hold=False`` store reopens it when
+        next used); True if it was open. A no-op inside a session."""
+        if self._lease.hold:
+            return False
+        return lease.release(self)
+
     def close(self) -> None:
+        self._lease.closed = True
         with registry.LOCK:
             if self._con is None:
                 registry.remove(self)
@@ -402,8 +455,10 @@ class Store:
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
-        if self._con is None:
+        if self._lease.closed or (self._con is None and self._lease.hold):
             mode += ", closed"
+        elif self._con is None:
+            mode += ", file not held"
         return f"<Store {self.path} ({mode})>"
 
     # -- transactions ----------------------------------------------------
@@ -778,6 +833,27 @@ def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
     return batch.take(pa.array(keep.to_numpy()))
 
 
-def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
-    """Open the cache (``PE_CACHE`` / config / ``data/pe_cache.duckdb``)."""
-    return Store(path, read_only=read_only)
+# The Store API a released store (hold=False) runs inside a lease: each call
+# opens the file if needed and lets go after (pe_toolkit.store.lease).
+for _name in ("sql", "read", "arrow", "scalar", "conversations", "count", "messages", "scores", "conversation",
+              "summary", "upsert", "add_dead_letters", "resolve_dead_letters", "dead_letters", "start_run",
+              "update_run", "finish_run", "labels", "mark_interrupted_runs"):  # fmt: skip
+    setattr(Store, _name, lease.leased(getattr(Store, _name)))
+for _name in ("transaction", "bulk_writes"):
+    setattr(Store, _name, lease.leased_context(getattr(Store, _name)))
+Store.schema_version = property(lease.leased(Store.schema_version.fget))  # type: ignore[method-assign,assignment,arg-type]  # a property re-made around its getter
+
+
+def open_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    hold: bool = True,
+    lock_wait: float = lease.LOCK_WAIT,
+) -> Store:
+    """Open the cache (``PE_CACHE`` / config / ``data/pe_cache.duckdb``),
+    waiting up to ``lock_wait`` seconds (said on stderr) while another
+    process holds it. ``hold=False``: hold the file only per unit of work,
+    so several notebooks, scripts and the CLI can use it at once (see
+    :mod:`pe_toolkit.store.lease`)."""
+    return Store(path, read_only=read_only, hold=hold, lock_wait=lock_wait)

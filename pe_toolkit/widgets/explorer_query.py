@@ -5,9 +5,12 @@
 script or a test without Jupyter.
 
 It takes a per-model snapshot of ``conversations`` joined with the current
-scores (a temporary table, allowed on a read-only store), so a filter change
-re-runs a handful of parameterized aggregates over it instead of re-joining
-the scores. Filter values never become SQL text: they are parameters, and
+scores, so a filter change re-runs a handful of parameterized aggregates
+over it instead of re-joining the scores. The snapshot (and the ids a text
+search matched) are Arrow tables held here, registered on the store's
+connection for each unit of work: a notebook's store lets go of the cache
+file between units of work (``hold=False``), which would drop temporary
+tables. Filter values never become SQL text: they are parameters, and
 every query goes through :meth:`Store.read`.
 
 >>> q = ExplorerQuery(store, tier=["research"], risk=(0.5, 1.0))
@@ -18,9 +21,13 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import TIERS
@@ -68,15 +75,49 @@ class ExplorerQuery:
         self._text_cache = f"_pe_explorer_text_{uid}"
         self._text_source: tuple[str, str] | None = None
         self._search_term: str | None = None
+        self._tables: dict[str, pa.Table] = {}  # registered on the connection of each unit of work
+        self._depth = 0
         self.filters: dict[str, Any] = {}
         self.reload()
         if initial:
             self.set(**initial)
 
+    @contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store's connection for one unit of work, with this model's
+        tables registered on it."""
+        if self._depth:
+            yield self.store.connection
+            return
+        with self.store.session():
+            con = self.store.connection
+            for name, table in self._tables.items():
+                con.register(name, table)
+            self._depth += 1
+            try:
+                yield con
+            finally:
+                self._depth -= 1
+                for name in list(self._tables):
+                    con.unregister(name)
+
+    def _hold(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list[Any] | None = None) -> None:
+        """Keep the result of ``sql`` as table ``name`` (registered now and in later units of work)."""
+        self._tables[name] = con.sql(sql, params=params or None).to_arrow_table()
+        con.register(name, self._tables[name])
+
+    def _drop(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        if self._tables.pop(name, None) is not None:
+            con.unregister(name)
+
     # -- snapshot ----------------------------------------------------------------
     def reload(self) -> None:
         """Take a fresh snapshot of the store (after an import, sync or
         analysis). Filters are kept, except score ranges no longer present."""
+        with self._session() as con:
+            self._reload(con)
+
+    def _reload(self, con: duckdb.DuckDBPyConnection) -> None:
         self.info = ScoreInfo.of(self.store)
         scores = ""
         join = ""
@@ -84,9 +125,11 @@ class ExplorerQuery:
             present = {name: src for name, src in _SCORE_COLUMNS.items() if self.info.has(src)}
             scores = "".join(f', s."{src}" AS {name}' for name, src in present.items())
             join = f" LEFT JOIN {self.info.conversation_scores()} s ON s.conversation_id = c.id"
-        self.store.connection.execute(
-            f"CREATE OR REPLACE TEMP TABLE {self._snapshot} AS SELECT c.id, c.dataset, c.tier, c.created_at, "
-            f"c.message_count, c.overall_quality{scores} FROM conversations c{join}"
+        self._hold(
+            con,
+            self._snapshot,
+            f"SELECT c.id, c.dataset, c.tier, c.created_at, c.message_count, c.overall_quality{scores} "
+            f"FROM conversations c{join}",
         )
         self.columns = set(self.store.read(f"SELECT * FROM {self._snapshot} LIMIT 0").columns)
         self.total, tiered, api_scored = self.store.read(
@@ -110,6 +153,7 @@ class ExplorerQuery:
         self.filters.update({name: FULL_RANGE for name in self.ranges})
         self.filters.update({k: v for k, v in old.items() if k in self.filters})
         self._search_term = None
+        self._drop(con, self._search_table)
         self._drop_text_cache()
 
     @property
@@ -124,12 +168,10 @@ class ExplorerQuery:
         return "local_quality" if not self.api_scored and "local_quality" in self.columns else "overall_quality"
 
     def close(self) -> None:
-        """Drop the snapshot (it also goes when the store is closed)."""
-        con = self.store.connection
-        if con is not None:
-            con.execute(f"DROP TABLE IF EXISTS {self._snapshot}")
-            con.execute(f"DROP TABLE IF EXISTS {self._search_table}")
-            self._drop_text_cache()
+        """Drop the snapshot and the search results (memory held here)."""
+        self._tables.clear()
+        self._text_source = None
+        self._search_term = None
 
     # -- filters -------------------------------------------------------------------
     def options(self, name: str) -> list[str]:
@@ -188,7 +230,8 @@ class ExplorerQuery:
 
     def where(self) -> tuple[str, list[Any]]:
         """The current filters as a parameterized condition on the snapshot (alias ``e``)."""
-        self._search(self.filters["text"])
+        with self._session():
+            self._search(self.filters["text"])
         lo, hi = self.filters["quality"]
         base = ConversationFilter(
             dataset=list(self.filters["dataset"]) or None,
@@ -218,9 +261,8 @@ class ExplorerQuery:
 
     # -- text search ----------------------------------------------------------------
     def _drop_text_cache(self) -> None:
-        if self._text_source is not None:
-            self.store.connection.execute(f"DROP TABLE IF EXISTS {self._text_cache}")
-            self._text_source = None
+        self._tables.pop(self._text_cache, None)  # unregistered at the end of the unit of work
+        self._text_source = None
 
     def _searched_text(self) -> tuple[str, str]:
         """(table, expression) the search scans. Stored text is compressed
@@ -231,10 +273,7 @@ class ExplorerQuery:
         if self._text_source is None:
             size = self.store.scalar("SELECT coalesce(sum(strlen(content)), 0) FROM messages")
             if size <= self.search_cache_mb * 2**20:
-                self.store.connection.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {self._text_cache} AS "
-                    "SELECT conversation_id, lower(content) AS text FROM messages"
-                )
+                self._hold(self.store.connection, self._text_cache, "SELECT conversation_id, lower(content) AS text FROM messages")
                 self._text_source = (self._text_cache, "text")
             else:
                 self._text_source = ("messages", "lower(content)")
@@ -247,26 +286,24 @@ class ExplorerQuery:
         term = term.strip()
         if term == (self._search_term or ""):
             return
-        con = self.store.connection
+        con = self.store.connection  # inside the caller's unit of work
         if term:
             table, text = self._searched_text()
             # lower() on both sides: Unicode-aware, and the term stays a parameter.
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {self._search_table} AS SELECT conversation_id AS id "
-                f"FROM {table} WHERE contains({text}, ?) GROUP BY ALL",
-                [term.lower()],
-            )
+            self._hold(con, self._search_table, f"SELECT conversation_id AS id FROM {table} WHERE contains({text}, ?) GROUP BY ALL",
+                       [term.lower()])  # fmt: skip
             self._search_term = term
         else:
-            con.execute(f"DROP TABLE IF EXISTS {self._search_table}")
+            self._drop(con, self._search_table)
             self._search_term = None
 
     # -- queries -------------------------------------------------------------------
     def query(self, select: str, tail: str = "", extra: list[Any] | None = None) -> pl.DataFrame:
         """``SELECT select FROM snapshot e WHERE <filters> tail``; ``extra``
         are the parameters of ``tail``."""
-        where, params = self.where()
-        return self.store.read(f"SELECT {select} FROM {self._snapshot} e WHERE {where} {tail}", params + (extra or []))
+        with self._session():
+            where, params = self.where()
+            return self.store.read(f"SELECT {select} FROM {self._snapshot} e WHERE {where} {tail}", params + (extra or []))
 
     def count(self) -> int:
         """How many conversations match."""
@@ -333,12 +370,13 @@ class ExplorerQuery:
         """Matching conversations per crisis category (``cat``, ``n``), fewest first."""
         if "crisis_categories" not in self.columns:
             return pl.DataFrame({"cat": [], "n": []}, schema={"cat": pl.String, "n": pl.Int64})
-        where, params = self.where()
-        return self.store.read(
-            f"SELECT cat, count(*) AS n FROM (SELECT unnest(e.crisis_categories) AS cat FROM {self._snapshot} e "
-            f"WHERE {where}) GROUP BY cat ORDER BY n, cat",
-            params,
-        )
+        with self._session():
+            where, params = self.where()
+            return self.store.read(
+                f"SELECT cat, count(*) AS n FROM (SELECT unnest(e.crisis_categories) AS cat FROM {self._snapshot} e "
+                f"WHERE {where}) GROUP BY cat ORDER BY n, cat",
+                params,
+            )
 
     def points(self, limit: int) -> pl.DataFrame:
         """Up to ``limit`` matches for the scatter (``id``, ``tier``, ``x``,

@@ -1,0 +1,229 @@
+"""Stores that hold the cache file only for a unit of work (``hold=False``).
+
+DuckDB lets one process write a file, and no other process open it
+meanwhile, not even to read; read-only opens of several processes can
+share it. A notebook kernel that kept its store open for the whole session
+kept every other notebook, script and CLI command out of the cache. So the
+stores handed to notebooks do not hold the file:
+
+- every query and write of the Store API (``sql``, ``read``, ``scores``,
+  ``transaction``, ``upsert``, ...) runs inside a *lease*: the file is
+  opened if it is not, the work runs, and once the outermost lease of the
+  store ends the file is closed again (``linger`` seconds later, so a
+  burst of calls, a widget redrawing, opens it once);
+- ``with store.session():`` makes one lease of several calls (and is the
+  way to use ``store.connection`` or ``store.cursor()`` on such a store);
+- opening waits while another process holds the file, up to ``lock_wait``
+  seconds, saying so once on stderr, then raises
+  :class:`~pe_toolkit.errors.StoreLockedError`;
+- ``store.connection`` / ``store.cursor()`` outside a session reopen the
+  file and keep it (the caller holds a connection object; closing it under
+  the caller would break it) until :meth:`release` or ``close``.
+
+Opening a small cache costs a few milliseconds (figures in
+benchmarks/RESULTS.md), which is nothing next to a person clicking a
+widget. Temporary tables and views live only as long as a lease.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import StoreError, StoreLockedError
+from . import registry
+
+if TYPE_CHECKING:
+    from .core import Store
+
+# Seconds to wait for another process to let go of the file (released
+# stores, open_store, the CLI); $PE_LOCK_WAIT overrides it.
+LOCK_WAIT = float(os.environ.get("PE_LOCK_WAIT") or 120.0)
+# Seconds a released store keeps the file after its last lease. Reopening
+# costs a few tens of milliseconds, and a writer elsewhere waits this long
+# at most (plus the retry step).
+LINGER = 0.5
+_RETRY_STEP = 0.1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LeaseState:
+    """The bookkeeping of one store's leases (held by the store)."""
+
+    def __init__(self, hold: bool, lock_wait: float, linger: float = LINGER) -> None:
+        self.hold = hold
+        self.lock_wait = lock_wait
+        self.linger = linger
+        self.timer: threading.Timer | None = None
+        self.ended = 0.0  # monotonic time the last lease ended
+        self.depth = 0  # leases open, all threads
+        self.pinned = False  # a connection object was handed out outside a lease
+        self.closed = False  # close() was called: no reopening
+        self.lock = threading.RLock()
+        self.opens = 0  # how many times the file was (re)opened by a lease
+
+
+def _announce(store: Store, exc: StoreLockedError, wait: float) -> None:
+    who = f"process {exc.pid}" if exc.pid else "another process"
+    if exc.holder:
+        who += f" ({' '.join(exc.holder.split())[:80]})"  # a `python -c` command line holds newlines
+    print(f"waiting for {store.path}: {who} is using it (up to {wait:.0f} s)", file=sys.stderr, flush=True)
+
+
+def wait_for_file(store: Store, open_file: Callable[[], None]) -> None:
+    """``open_file()``, retried while another process holds the file, up to
+    the store's ``lock_wait`` seconds (said once on stderr)."""
+    deadline = time.monotonic() + store._lease.lock_wait
+    announced = False
+    while True:
+        try:
+            open_file()
+        except StoreLockedError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not announced:
+                _announce(store, exc, store._lease.lock_wait)
+                announced = True
+            time.sleep(_RETRY_STEP)
+            continue
+        if announced:
+            print(f"{store.path} is free again, going on", file=sys.stderr, flush=True)
+        return
+
+
+def reopen(store: Store) -> None:
+    """Connect a released store, waiting while another process holds the file."""
+    state = store._lease
+    if state.closed:
+        raise StoreError(f"{store.path}: this store is closed")
+
+    def attach() -> None:
+        with registry.LOCK:
+            store._attach()
+            registry.add(store)
+
+    wait_for_file(store, attach)
+    state.opens += 1
+
+
+def let_go(store: Store) -> None:
+    """Close the file of a released store (it reopens on the next use)."""
+    state = store._lease
+    if state.timer is not None:
+        state.timer.cancel()
+        state.timer = None
+    with registry.LOCK:
+        if store._con is not None:
+            store._detach()
+    state.pinned = False
+    store._secure_files()
+
+
+@contextmanager
+def session(store: Store) -> Iterator[Store]:
+    """Hold the file for the calls inside (re-entrant, any thread)."""
+    state = store._lease
+    if state.hold:
+        if store._con is None:
+            raise StoreError(f"{store.path}: this store is closed")
+        yield store
+        return
+    with state.lock:
+        if store._con is None:
+            reopen(store)
+        state.depth += 1
+    try:
+        yield store
+    finally:
+        with state.lock:
+            state.depth -= 1
+            if state.depth == 0 and not state.pinned:
+                _end(store)
+
+
+def _end(store: Store) -> None:
+    """The last lease ended: let go now, or after ``linger`` seconds unless
+    another lease starts meanwhile."""
+    state = store._lease
+    if state.linger <= 0:
+        let_go(store)
+        return
+    state.ended = time.monotonic()
+    if state.timer is None:
+        state.timer = threading.Timer(state.linger, _linger_over, args=(store, state))
+        state.timer.daemon = True
+        state.timer.start()
+
+
+def _linger_over(store: Store, state: LeaseState) -> None:
+    with state.lock:
+        state.timer = None
+        if state.depth or state.pinned or state.closed or store._con is None:
+            return
+        left = state.linger - (time.monotonic() - state.ended)
+        if left > 0:  # used again meanwhile: wait out the rest
+            state.timer = threading.Timer(left, _linger_over, args=(store, state))
+            state.timer.daemon = True
+            state.timer.start()
+            return
+        let_go(store)
+
+
+def pin(store: Store) -> None:
+    """``connection``/``cursor()`` of a released store: open it and keep it
+    open until ``release()`` when no lease is running (see module doc)."""
+    state = store._lease
+    if state.hold:
+        return
+    with state.lock:
+        if store._con is None:
+            reopen(store)
+        if state.depth == 0:
+            state.pinned = True
+
+
+def release(store: Store) -> bool:
+    """Let go of the file now if no lease is running; True if it was open."""
+    state = store._lease
+    with state.lock:
+        if state.depth or store._con is None:
+            state.pinned = False if not state.depth else state.pinned
+            return False
+        let_go(store)
+        return True
+
+
+def leased(method: F) -> F:
+    """A Store method that runs inside a lease when the store does not hold its file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        if self._lease.hold:
+            return method(self, *args, **kwargs)
+        with session(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature, mypy cannot see it
+
+
+def leased_context(method: F) -> F:
+    """The same for a Store method that is a context manager (``transaction``)."""
+
+    @functools.wraps(method)
+    @contextmanager
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if self._lease.hold:
+            with method(self, *args, **kwargs) as value:
+                yield value
+            return
+        with session(self), method(self, *args, **kwargs) as value:
+            yield value
+
+    return wrapper  # type: ignore[return-value]  # as above
