@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "sync": "pe_toolkit.ingest.sync",
     "export": "pe_toolkit.exports",
     "features": "pe_toolkit.exports",
+    "open_for_notebook": "pe_toolkit.session",
 }
 
 __all__ = [

@@ -168,7 +168,7 @@ def test_sql_console_read_only_refuses_files_and_write_allows(cache, tmp_path):
 def test_widget_sql_runs_on_the_sandboxed_store(cache, tmp_path):
     """The notebooks' session helper hands widgets a sandboxed store."""
     pytest.importorskip("ipywidgets")
-    from pe_toolkit.widgets.session import open_for_notebook
+    from pe_toolkit.session import open_for_notebook
 
     store = open_for_notebook(cache, source="cache", analyze=False, progress=False)
     try:

@@ -74,3 +74,13 @@ def test_api_source_syncs_from_a_real_mirror(tmp_path, monkeypatch, capsys):
     with Store(served_db, read_only=True) as original, Store(tmp_path / "c.duckdb", read_only=True) as copy:
         assert original.conversation("syn8_0000007") == copy.conversation("syn8_0000007")
     assert KEYS[0] not in capsys.readouterr().out
+
+
+def test_one_session_helper_under_both_public_names():
+    """It lives in pe_toolkit.session (above ingest, analysis and widgets);
+    pe.open_for_notebook and the notebooks' pw.open_for_notebook are it."""
+    import pe_toolkit as pe
+    from pe_toolkit import session, widgets
+
+    assert pe.open_for_notebook is widgets.open_for_notebook is session.open_for_notebook is open_for_notebook
+    assert open_for_notebook.__module__ == "pe_toolkit.session"

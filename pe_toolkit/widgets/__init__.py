@@ -33,7 +33,9 @@ _LAZY = {
     "BusSource": "pe_toolkit.widgets.live_monitor",
     "EventSource": "pe_toolkit.widgets.live_monitor",
     "SseSource": "pe_toolkit.widgets.sse_source",
-    "open_for_notebook": "pe_toolkit.widgets.session",
+    # Lives above the widgets (it imports, syncs, analyzes); named here too
+    # because the notebooks call it as pw.open_for_notebook.
+    "open_for_notebook": "pe_toolkit.session",
     "Corpus": "pe_toolkit.widgets.corpus",
 }
 

@@ -1,6 +1,10 @@
 """The first cell after a notebook's parameters: open the cache, fill it
 from the configured source, bring the analysis up to date, and hand back
-a store to explore.
+a store to explore (``pe.open_for_notebook``, also ``pe_toolkit.widgets``'
+``open_for_notebook``, the name the notebooks use).
+
+It imports, syncs and analyzes, so it sits above ``ingest``, ``analysis``
+and ``widgets``, not inside any of them.
 
 DuckDB lets one process write a file at a time, and JupyterLab runs each
 notebook in its own process. So the writing part (import, sync, analysis)
@@ -13,8 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
-from ..store import Store
+from .errors import InputError
+from .store import Store
 
 SOURCES = ("sample", "file", "api", "cache")
 
@@ -51,24 +55,24 @@ def open_for_notebook(
     store = Store(cache)
     try:
         if source == "sample":
-            from ..ingest.sample import ensure_sample
+            from .ingest.sample import ensure_sample
 
             report = ensure_sample(store, progress=progress)
             print(f"loaded the bundled sample: {report}" if report else f"using the {store.count():,} conversations already in {store.path}")
         elif source == "file":
-            from ..ingest import import_file
+            from .ingest import import_file
 
             print(import_file(store, Path(path), progress=progress))  # type: ignore[arg-type]
         elif source == "api":
-            from ..ingest.sync import sync
+            from .ingest.sync import sync
 
             print(sync(store, progress=progress))
         if analyze:
-            from ..analysis import analyze as run_analysis
+            from .analysis import analyze as run_analysis
 
             result = run_analysis(store, incremental=True, progress=progress)
             print(f"analysis: {result}")
-        from .corpus import Corpus
+        from .widgets.corpus import Corpus
 
         corpus = Corpus.of(store)
         if corpus.notes():
