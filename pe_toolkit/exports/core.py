@@ -72,11 +72,13 @@ def _human_bytes(n: int) -> str:
 def reading(store: Store | duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection of this call's own (see the module docstring)."""
     if isinstance(store, Store):
-        con = store.cursor()
-        try:
-            yield con
-        finally:
-            con.close()
+        # A session: a store opened with hold=False keeps its file for the export only.
+        with store.session():
+            con = store.cursor()
+            try:
+                yield con
+            finally:
+                con.close()
     elif isinstance(store, duckdb.DuckDBPyConnection):
         store.execute("SET TimeZone = 'UTC'")
         yield store

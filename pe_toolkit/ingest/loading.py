@@ -44,6 +44,14 @@ class ImportReport(UpsertResult, HtmlReport):
 def write_batches(store: Store, batches: Iterable[Batch], *, where: str, source: str, report: ImportReport,
                   skip_invalid: bool, events: EventBus) -> None:  # fmt: skip
     """Write every batch as one run of ``store`` (see the module docstring)."""
+    # One unit of work: a store opened with hold=False keeps its file from the
+    # first batch to the last, then lets other processes in.
+    with store.session():
+        _write_batches(store, batches, where=where, source=source, report=report, skip_invalid=skip_invalid, events=events)
+
+
+def _write_batches(store: Store, batches: Iterable[Batch], *, where: str, source: str, report: ImportReport,
+                   skip_invalid: bool, events: EventBus) -> None:  # fmt: skip
     run_id = store.start_run("import", source)
     try:
         with store.bulk_writes(), contextlib.closing(prefetch(iter(batches))) as prefetched:
