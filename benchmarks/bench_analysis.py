@@ -201,16 +201,15 @@ def main() -> None:
         return
 
     from pe_toolkit.analysis import analyze_frame
-    from pe_toolkit.analysis.frames import check_messages
+    from pe_toolkit.analysis.base import Batch, check_messages
     from pe_toolkit.analysis.registry import load
-    from pe_toolkit.analysis.text import release_shared_tokens
 
     data = corpus(args.messages)
     frame = check_messages(pl.read_parquet(data))
     n = frame.height
     registry = load()
     print(f"corpus: {n:,} messages, {frame['conversation_id'].n_unique():,} conversations; analyzers: "
-          f"{', '.join(registry.names)}" + (f" (missing: {', '.join(registry.missing)})" if registry.missing else ""))
+          f"{', '.join(registry.names)}")
     analyze_frame(frame.head(2_000))  # warm-up: lexicons, compiled patterns
 
     ref, _ = timed(lambda: frame["content"].str.contains(r"(?i)\b(kill myself|suicid\w*|end my life|self[- ]harm)\b"), args.repeats, "regex")
@@ -220,14 +219,13 @@ def main() -> None:
     per: dict[str, list[float]] = {a.name: [] for a in registry.analyzers}
     per_cpu: dict[str, list[float]] = {a.name: [] for a in registry.analyzers}
     for _ in range(args.repeats):
-        context = {}
+        batch = Batch(frame)
         for analyzer in registry.analyzers:
             start, start_cpu = time.perf_counter(), time.process_time()
-            context[analyzer.name] = analyzer.score(frame, dict(context))
+            batch.results[analyzer.name] = analyzer.score(batch)
             per[analyzer.name].append(time.perf_counter() - start)
             per_cpu[analyzer.name].append(time.process_time() - start_cpu)
-        release_shared_tokens()
-        del context
+        del batch
     for name, times in per.items():
         t, c = statistics.median(times), statistics.median(per_cpu[name])
         print(f"  {name:<10} {t:7.3f} s  {n / t:>12,.0f} messages/s   CPU {c:7.3f} s ({c / n * 1e6:.2f} us/message)")

@@ -19,7 +19,7 @@ from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
 from pe_toolkit.analysis.empathy import EMPATHY, MECHANISMS
 from pe_toolkit.analysis import evaluate
 from pe_toolkit.analysis.skills import SKILL_CODES
-from pe_toolkit.errors import AnalysisError
+from pe_toolkit.errors import InputError
 
 from ._lexicon_support import codes, offsets_hold, pairs_frame, read_fixture, set_scores, synthetic, synthetic_scores
 
@@ -163,7 +163,7 @@ def test_empty_and_bad_input() -> None:
     assert scores.messages.height == 0 and scores.conversations.height == 0
     no_assistant = EMPATHY.score(_frame(("user", "hello")))
     assert no_assistant.conversations["empathy_mean"].to_list() == [None]
-    with pytest.raises(AnalysisError, match="lacks column"):
+    with pytest.raises(InputError, match="lacks column"):
         EMPATHY.score(pl.DataFrame({"content": ["x"]}))
 
 

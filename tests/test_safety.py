@@ -29,7 +29,7 @@ from pe_toolkit.analysis._patterns import load_lexicon
 from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
 from pe_toolkit.analysis import evaluate
 from pe_toolkit.analysis.safety import CRISIS_CATEGORIES, HARM_KINDS, SAFETY, SafetyAnalyzer
-from pe_toolkit.errors import AnalysisError
+from pe_toolkit.errors import AnalysisError, InputError
 
 from ._lexicon_support import (
     codes,
@@ -354,7 +354,7 @@ def test_empty_input() -> None:
 
 
 def test_bad_input() -> None:
-    with pytest.raises(AnalysisError, match="lacks column"):
+    with pytest.raises(InputError, match="lacks column"):
         ANALYZER.score(pl.DataFrame({"conversation_id": ["a"], "content": ["x"]}))
     with pytest.raises(AnalysisError, match="alert_threshold"):
         SafetyAnalyzer(alert_threshold=1.5)

@@ -35,13 +35,7 @@ def test_bad_input_is_an_input_error_naming_the_problem(bad, reason):
         validate_conversation(bad)
 
 
-def _need_all_analyzers() -> None:
-    pytest.importorskip("pe_toolkit.analysis.empathy", reason="pending: pe_toolkit.analysis.empathy (lexicon engineer)")
-    pytest.importorskip("pe_toolkit.analysis.safety", reason="pending: pe_toolkit.analysis.safety (lexicon engineer)")
-
-
 def test_answer_has_the_api_shape():
-    _need_all_analyzers()
     conv = next(iter(synth.generate(1, seed=11)))
     result = validate_conversation(conv)
     assert set(result) == {"conversation_id", "validation_results", "recommendations", "tier_classification", "validation_timestamp"}
@@ -55,7 +49,6 @@ def test_answer_has_the_api_shape():
 
 
 def test_include_messages_adds_scores_and_evidence_per_message():
-    _need_all_analyzers()
     conv = conversation(3, n_messages=4)
     result = validate_conversation(conv, include_messages=True)
     scores = result["message_scores"]
@@ -68,7 +61,6 @@ def test_include_messages_adds_scores_and_evidence_per_message():
 
 
 def test_a_harmful_reply_to_a_disclosure_is_flagged_and_scores_lower():
-    _need_all_analyzers()
     base = {
         "id": "crisis_demo",
         "messages": [

@@ -1,6 +1,7 @@
-"""Analyzers of conversations: sentiment, empathy, safety, quality.
+"""Analyzers of conversations: sentiment, empathy, safety, quality, and
+any a researcher registers.
 
-Every analyzer is a pure function over a messages frame (see
+Every analyzer is a pure function over a batch of messages (see
 :mod:`pe_toolkit.analysis.base`); these entry points run them all:
 
 - :func:`analyze` scores what is new or changed in a store and writes
@@ -11,8 +12,12 @@ Every analyzer is a pure function over a messages frame (see
 - :func:`evaluate` compares predictions with gold labels;
 - :func:`redact` removes PII from a text (from :mod:`.pii`).
 
-Names are imported on first use, so importing this package is cheap and an
-analyzer module in progress cannot break the others.
+A researcher's analyzer joins them with :func:`analyzer` (a decorated
+function over a polars frame, versioned by its code) or :func:`register`
+(any object with ``name``, ``version`` and ``score(batch)``); see
+``docs/analyzers.md``.
+
+Names are imported on first use, so importing this package is cheap.
 """
 
 from __future__ import annotations
@@ -30,8 +35,14 @@ _LAZY: dict[str, str] = {
     "Evaluation": "pe_toolkit.analysis.evaluation",
     "redact": "pe_toolkit.analysis.pii",
     "analyzers": "pe_toolkit.analysis.registry",
+    "register": "pe_toolkit.analysis.registry",
+    "unregister": "pe_toolkit.analysis.registry",
     "ANALYZER_MODULES": "pe_toolkit.analysis.registry",
+    "analyzer": "pe_toolkit.analysis.custom",
+    "FunctionAnalyzer": "pe_toolkit.analysis.custom",
     "Scores": "pe_toolkit.analysis.base",
+    "Batch": "pe_toolkit.analysis.base",
+    "check_messages": "pe_toolkit.analysis.base",
 }
 
 __all__ = sorted(_LAZY)

@@ -516,16 +516,3 @@ def bits_to_lists(bits: np.ndarray, codes: Sequence[str], name: str) -> pl.Serie
         }
     )
     return pl.DataFrame({"bits": pl.Series(bits, dtype=pl.Int64)}).join(table, on="bits", how="left", maintain_order="left")[name]
-
-
-def check_messages(messages: pl.DataFrame, analyzer: str) -> pl.DataFrame:
-    """The input frame with the contract's columns and types, or a clear error."""
-    from .base import MESSAGES_SCHEMA
-
-    missing = [c for c in MESSAGES_SCHEMA if c not in messages.columns]
-    if missing:
-        raise AnalysisError(f"{analyzer}: the messages frame lacks column(s) {missing}")
-    try:
-        return messages.select(pl.col(c).cast(t) for c, t in MESSAGES_SCHEMA.items())
-    except pl.exceptions.PolarsError as exc:
-        raise AnalysisError(f"{analyzer}: messages do not fit MESSAGES_SCHEMA: {exc}") from None

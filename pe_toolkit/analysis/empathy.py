@@ -53,7 +53,6 @@ import polars as pl
 
 from ._patterns import (
     Matcher,
-    check_messages,
     content_words,
     find_spans,
     fold_ascii,
@@ -61,7 +60,7 @@ from ._patterns import (
     original_text,
     sorted_entries,
 )
-from .base import EVIDENCE_SCHEMA, Scores
+from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"
@@ -323,8 +322,9 @@ class EmpathyAnalyzer:
     def __repr__(self) -> str:
         return "EmpathyAnalyzer()"
 
-    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
-        frame = check_messages(messages, NAME)
+    def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        batch = Batch.of(batch, context)
+        frame = batch.messages
         content = frame["content"].fill_null("")
         rows = (frame["role"] == "assistant").arg_true()
         texts = content.gather(rows)
@@ -335,7 +335,7 @@ class EmpathyAnalyzer:
         spans = pl.concat([cues, questions])
         spans = spans.with_columns(row=rows.gather(spans["row"]))
         spans = spans.with_columns(text=original_text(spans, content))
-        learned = (context or {}).get("skills_model")
+        learned = batch.results.get("skills_model")
         scored = self._message_columns(frame, spans, None if learned is None else learned.messages)
         rules_only = scored if learned is None else self._message_columns(frame, spans)
         conversations = self._conversation_columns(frame, scored, spans)

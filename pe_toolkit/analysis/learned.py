@@ -36,9 +36,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import AnalysisError
-from ._patterns import check_messages
-from .base import EVIDENCE_SCHEMA, Scores, empty_evidence
-from .text import tokens_of
+from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
 
@@ -111,8 +109,9 @@ class ModelAnalyzer:
             return self._columns
         return {c: f"{self.prefix}_p_{c}" for c in self.model.classes}
 
-    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
-        frame = check_messages(messages, self.name)
+    def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        batch = Batch.of(batch, context)
+        frame = batch.messages
         model = self.model
         rows = (frame["role"] == self.role).arg_true().to_numpy().astype(np.int64)
         keys = frame.select("conversation_id", "idx")
@@ -126,11 +125,9 @@ class ModelAnalyzer:
             return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
         if model.featurizer.rule_names:
             raise AnalysisError(f"{self.name}: models with rule columns cannot run inside analyze() yet")
-        # The frame as passed (the earlier analyzers of the pass split the
-        # same object, so its tokens are shared); ``frame`` is a checked copy.
-        tokens = tokens_of(messages) if isinstance(messages, pl.DataFrame) else tokens_of(frame)
-        batch = model.transform(tokens, rows)
-        proba = model.predict_proba(batch)
+        # The batch's tokens: split once for every analyzer of the pass.
+        features = model.transform(batch.tokens, rows)
+        proba = model.predict_proba(features)
         n = frame.height
         out = keys
         if self.label_column:
@@ -143,7 +140,7 @@ class ModelAnalyzer:
             values = np.full(n, np.nan)
             values[rows] = proba[:, j]
             out = out.with_columns(pl.Series(col, values).fill_nan(None))
-        evidence = self._evidence(frame, rows, batch, proba)
+        evidence = self._evidence(frame, rows, features, proba)
         return Scores(out, self._conversation_columns(conversations, out), evidence)
 
     def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +45,8 @@ from ..report_table import HtmlReport
 from ..store import Store
 from . import duplicates
 from .frames import analyze_frame
-from .registry import load
+from .base import Analyzer
+from .registry import load, version_of
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +69,13 @@ class AnalysisReport(HtmlReport):
     alerts_total: int = 0  # in the whole store after the run
     batches: int = 0
     seconds: float = 0.0
-    missing_analyzers: list[str] = field(default_factory=list)
     alert_ids: list[str] = field(default_factory=list, repr=False)
 
     def __str__(self) -> str:
-        text = (
+        return (
             f"scored {self.scored:,} conversations ({self.messages:,} messages), "
             f"{self.skipped:,} up to date; {self.alerts:,} new alerts, {self.alerts_total:,} alerts in the store"
         )
-        if self.missing_analyzers:
-            text += f" [not run: {', '.join(self.missing_analyzers)}]"
-        return text
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,24 +94,38 @@ def _quote(name: str) -> str:
 
 
 class _Writer:
-    """Inserts frames into the score tables by column name: a column the
-    table lacks is left out (logged once), a column the frame lacks is NULL."""
+    """Inserts frames into the score tables by column name; a column the
+    frame lacks is NULL. A score column the table lacks (a researcher's
+    analyzer) is added to it, with the type DuckDB gives the frame's
+    column, and recorded in ``score_columns`` (migration 0012), in the
+    transaction of the batch that first writes it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, version: str) -> None:
         self.columns = {t: _table_columns(con, t) for t in _TABLES}
-        self._warned: set[tuple[str, str]] = set()
+        self.version = version
+
+    def _add_columns(self, con: duckdb.DuckDBPyConnection, table: str, name: str, extra: list[str]) -> None:
+        if table == "evidence":
+            raise AnalysisError(f"evidence has a fixed schema; cannot store column(s) {', '.join(extra)}")
+        types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {name})").fetchall())
+        for column in extra:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_quote(column)} {types[column]}")
+            con.execute(
+                "INSERT OR IGNORE INTO score_columns VALUES (?, ?, ?, ?, now())", [table, column, types[column], self.version]
+            )
+            log.info("added column %s.%s (%s) for a registered analyzer", table, column, types[column])
+        self.columns[table] = _table_columns(con, table)
 
     def insert(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
-        cols = [c for c in frame.columns if c in self.columns[table]]
-        for extra in set(frame.columns) - set(cols):
-            if (table, extra) not in self._warned:
-                self._warned.add((table, extra))
-                log.warning("%s has no column %r; the analyzer's values are not stored", table, extra)
         name = f"_new_{table}"
-        con.register(name, frame.select(cols).to_arrow())
+        con.register(name, frame.to_arrow())
         try:
+            extra = [c for c in frame.columns if c not in self.columns[table]]
+            if extra:
+                self._add_columns(con, table, name, extra)
+            cols = frame.columns
             names = ", ".join(_quote(c) for c in cols)
             con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {name}")
         finally:
@@ -174,10 +183,7 @@ def _write_batch(store: Store, writer: _Writer, ids: pa.Table, any_existed: bool
         writer.insert(con, "conversation_scores", conversations)
         writer.insert(con, "message_scores", scores.messages)
         writer.insert(con, "evidence", scores.evidence)
-        con.execute(
-            "UPDATE analysis_runs SET scored = ?, messages = ?, alerts = ? WHERE run_id = ?",
-            [report.scored, report.messages, report.alerts, report.run_id],
-        )
+        store.update_run(report.run_id, con=con, scored=report.scored, messages=report.messages, alerts=report.alerts)
 
 
 def refresh_corpus_shares(store: Store) -> None:
@@ -215,9 +221,12 @@ def analyze(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     events: EventBus | None = None,
+    analyzers: Sequence[Analyzer] | None = None,
 ) -> AnalysisReport:
     """Score new, changed and outdated conversations in ``store`` (all of them
-    with ``incremental=False``); see the module docstring for guarantees."""
+    with ``incremental=False``) with ``analyzers`` (default: the registered
+    ones, :func:`.registry.analyzers`); see the module docstring for
+    guarantees."""
     if batch_size < 1:
         raise AnalysisError(f"batch_size must be at least 1, got {batch_size}")
     if store.read_only:
@@ -227,28 +236,21 @@ def analyze(
     # A run of a process that was killed stays 'running' otherwise.
     store.mark_interrupted_runs()
     events = events or default_bus
-    registry = load()
-    version = registry.version
-    report = AnalysisReport(run_id=uuid.uuid4().hex, analysis_version=version, incremental=incremental, missing_analyzers=list(registry.missing))
-    if registry.missing:
-        log.warning("analyzers not available, their scores stay empty: %s", ", ".join(registry.missing))
+    chosen = tuple(analyzers) if analyzers is not None else load().analyzers
+    version = version_of(chosen)
     started = time.perf_counter()
     todo, total = _todo(store, version, incremental)
+    run_id = store.start_run("analysis", analysis_version=version, incremental=incremental, selected=todo.num_rows)
+    report = AnalysisReport(run_id=run_id, analysis_version=version, incremental=incremental)
     report.selected = todo.num_rows
     report.skipped = total - todo.num_rows
-    with store.transaction() as con:
-        con.execute(
-            "INSERT INTO analysis_runs (run_id, analysis_version, incremental, started_at, status, selected, pid, host) "
-            "VALUES (?, ?, ?, now(), 'running', ?, ?, ?)",
-            [report.run_id, version, incremental, report.selected, os.getpid(), socket.gethostname()],
-        )
-    writer = _Writer(store.connection)
+    writer = _Writer(store.connection, version)
     try:
         with progress_bar(report.selected, "analyze", "conv", enabled=progress) as bar:
             for start in range(0, todo.num_rows, batch_size):
                 ids = todo.slice(start, batch_size)
                 messages, hashes = _read_batch(store, ids)
-                scores = analyze_frame(messages, corpus=False, analyzers=registry.analyzers)
+                scores = analyze_frame(messages, corpus=False, analyzers=chosen)
                 any_existed = bool(pc.any(ids.column("existed")).as_py())
                 alert_ids: list[str] = []
                 if "alert" in scores.conversations.columns:
@@ -273,18 +275,10 @@ def analyze(
         ) else 0
     except BaseException as exc:
         with contextlib.suppress(Exception):
-            with store.transaction() as con:
-                con.execute(
-                    "UPDATE analysis_runs SET status = 'failed', finished_at = now(), error = ? WHERE run_id = ?",
-                    [str(exc) or type(exc).__name__, report.run_id],
-                )
+            store.finish_run(report.run_id, error=str(exc) or type(exc).__name__)
         raise
     report.seconds = round(time.perf_counter() - started, 3)
-    with store.transaction() as con:
-        con.execute(
-            "UPDATE analysis_runs SET status = 'completed', finished_at = now(), corpus_refreshed = ? WHERE run_id = ?",
-            [refreshed, report.run_id],
-        )
+    store.finish_run(report.run_id, corpus_refreshed=refreshed)
     payload = {k: v for k, v in report.as_dict().items() if k != "alert_ids"}
     events.publish("analysis.completed", **payload)
     return report

@@ -30,9 +30,8 @@ import polars as pl
 
 from ..schema import QUALITY_METRICS
 from . import duplicates, metrics, readability, structure
-from .base import EVIDENCE_SCHEMA, Scores
+from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .segments import Segments
-from .text import tokens_of
 
 NAME = "quality"
 VERSION = "1"
@@ -156,10 +155,9 @@ class QualityAnalyzer:
     name = NAME
     version = f"{VERSION}+dup{duplicates.BANDS}x{duplicates.ROWS}"
 
-    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
-        context = context or {}
-        segments = Segments.of(messages)
-        tokens = tokens_of(messages)
+    def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        batch = Batch.of(batch, context)
+        messages, segments, tokens, context = batch.messages, batch.segments, batch.tokens, batch.results
         vocab = readability.vocab_frame(tokens)
         counts = readability.text_counts(tokens, vocab)
         role = messages["role"].replace_strict(_ROLE_CODES, return_dtype=pl.UInt8).to_numpy()

@@ -1,15 +1,18 @@
-"""Which analyzers exist, in the order one pass runs them.
+"""Which analyzers run, in the order one pass runs them.
 
-Quality runs last because it reads the others' scores from ``context``.
-Modules are imported on first use: ``import pe_toolkit.analysis`` stays
-cheap, and an analyzer whose module is not installed yet (the empathy and
-safety analyzers are developed separately) is reported as missing instead
-of breaking the others.
+The shipped analyzers come first, quality last among them because it reads
+the others' scores from the batch; then the analyzers a researcher
+registered (:func:`register`, or the :func:`~.custom.analyzer` decorator),
+in registration order, so they can read every shipped result. Shipped
+modules are imported on first use: ``import pe_toolkit.analysis`` stays
+cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import AnalysisError
@@ -25,48 +28,76 @@ ANALYZER_MODULES: tuple[tuple[str, str, str], ...] = (
     ("safety", "pe_toolkit.analysis.safety", "SAFETY"),
     ("quality", "pe_toolkit.analysis.quality", "QUALITY"),
 )
+SHIPPED: frozenset[str] = frozenset(name for name, _, _ in ANALYZER_MODULES)
+
+# Registered by researchers (this process only), by name, in order.
+_registered: dict[str, Analyzer] = {}
+_lock = threading.Lock()
+
+
+def version_of(analyzers: Sequence[Analyzer]) -> str:
+    """The analysis version of a set of analyzers (stored with every score:
+    any change makes ``analyze`` re-score)."""
+    return ";".join(f"{a.name}={a.version}" for a in analyzers)
 
 
 @dataclass(frozen=True)
 class Registry:
     analyzers: tuple[Analyzer, ...]
-    missing: tuple[str, ...]  # names whose module is not there
 
     @property
     def version(self) -> str:
-        """Stored with every score: any change makes ``analyze`` re-score."""
-        return ";".join(f"{a.name}={a.version}" for a in self.analyzers)
+        return version_of(self.analyzers)
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.analyzers)
 
 
-def load(*, require_all: bool = False) -> Registry:
-    """Import the analyzers. A module that does not exist is skipped (and
-    named in ``missing``) unless ``require_all``; any other import error is
-    a bug in that module and propagates."""
+def shipped() -> tuple[Analyzer, ...]:
+    """The analyzers pe_toolkit ships, in run order."""
     found: list[Analyzer] = []
-    missing: list[str] = []
     for name, module_name, attribute in ANALYZER_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            missing.append(name)
-            continue
-        analyzer = getattr(module, attribute, None)
+        analyzer = getattr(importlib.import_module(module_name), attribute, None)
         if analyzer is None:
             raise AnalysisError(f"{module_name} defines no {attribute}")
         if analyzer.name != name:
             raise AnalysisError(f"{module_name}.{attribute} is named {analyzer.name!r}, expected {name!r}")
         found.append(analyzer)
-    if missing and require_all:
-        raise AnalysisError(f"analyzers not available: {', '.join(missing)}")
-    return Registry(tuple(found), tuple(missing))
+    return tuple(found)
+
+
+def register(analyzer: Analyzer) -> Analyzer:
+    """Run ``analyzer`` in every pass of this process (``analyze(store)``,
+    ``analyze_frame``), after the shipped ones. Registering a name again
+    replaces the earlier one (a notebook cell run twice); a shipped name
+    cannot be taken. Returns the analyzer."""
+    name = getattr(analyzer, "name", None)
+    if not isinstance(name, str) or not name:
+        raise AnalysisError(f"an analyzer needs a non-empty name, got {name!r}")
+    if not isinstance(getattr(analyzer, "version", None), str) or not callable(getattr(analyzer, "score", None)):
+        raise AnalysisError(f"analyzer {name!r} needs a version string and a score(batch) method")
+    if name in SHIPPED:
+        raise AnalysisError(f"{name!r} is a shipped analyzer; choose another name")
+    with _lock:
+        _registered.pop(name, None)
+        _registered[name] = analyzer
+    return analyzer
+
+
+def unregister(name: str) -> None:
+    """Stop running the registered analyzer ``name`` (no error if it is not)."""
+    with _lock:
+        _registered.pop(name, None)
+
+
+def load() -> Registry:
+    """The shipped analyzers, then the registered ones."""
+    with _lock:
+        extra = tuple(_registered.values())
+    return Registry((*shipped(), *extra))
 
 
 def analyzers() -> tuple[Analyzer, ...]:
-    """The available analyzers, in run order."""
+    """Every analyzer a pass runs by default, in run order."""
     return load().analyzers

@@ -132,7 +132,6 @@ from ._patterns import (
     Matcher,
     bits_to_lists,
     code_bits,
-    check_messages,
     clause_prefix,
     find_spans,
     fold_ascii,
@@ -142,7 +141,7 @@ from ._patterns import (
     sentence_rest,
     windows,
 )
-from .base import EVIDENCE_SCHEMA, Scores
+from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .pii import KINDS as PII_KINDS
 from .pii import pii_spans
 
@@ -511,8 +510,9 @@ class SafetyAnalyzer:
     def __repr__(self) -> str:
         return f"SafetyAnalyzer(alert_threshold={self._threshold!r})"
 
-    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
-        frame = check_messages(messages, NAME)
+    def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        batch = Batch.of(batch, context)
+        frame = batch.messages
         threshold = self.alert_threshold
         n = frame.height
         content = frame["content"].fill_null("")
@@ -536,7 +536,7 @@ class SafetyAnalyzer:
             how="left",
             maintain_order="left",
         )
-        learned = (context or {}).get("risk_model")
+        learned = batch.results.get("risk_model")
         if learned is not None:
             conversations = self._combined_conversation_columns(frame, messages_out, per_disclosure, learned, threshold)
         else:

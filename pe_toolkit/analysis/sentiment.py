@@ -44,9 +44,9 @@ from importlib import resources
 import numpy as np
 import polars as pl
 
-from .base import EVIDENCE_SCHEMA, Scores
+from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .segments import Segments, gather_or_null
-from .text import EXPANSION_TYPE, Tokens, segment_sum, tokenize, tokens_of
+from .text import EXPANSION_TYPE, Tokens, segment_sum, tokenize
 
 NAME = "sentiment"
 RULES_VERSION = "1"
@@ -527,8 +527,9 @@ class SentimentAnalyzer:
         # lexicon is a different analyzer.
         return f"{RULES_VERSION}+vader.{vader().digest}"
 
-    def score(self, messages: pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
-        plain = tokens_of(messages)
+    def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
+        batch = Batch.of(batch, context)
+        messages, plain = batch.messages, batch.tokens
         result = score_texts(messages["content"], plain)
         return Scores(
             messages=messages.select("conversation_id", "idx").with_columns(

@@ -16,13 +16,13 @@ avoids them: spans and per-token text indices are computed on request, for
 the tokens asked about.
 
 Public and stable (other analyzers build on it): :class:`Tokens`,
-:func:`tokenize`, :func:`tokens_of`, :func:`segment_sum`, :data:`OTHER_WHITESPACE`,
-:data:`EXPANSION_TYPE`.
+:func:`tokenize`, :func:`segment_sum`, :data:`OTHER_WHITESPACE`,
+:data:`EXPANSION_TYPE`. In a pass the analyzers share one tokenization of
+the batch (:attr:`pe_toolkit.analysis.base.Batch.tokens`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -300,27 +300,3 @@ def tokenize(texts: pl.Series) -> Tokens:
         # Runs of spaces, leading/trailing spaces and empty texts leave empty pieces.
         tokens = tokens._delete_code(int(empty[0]))
     return tokens.expand(_split_other_whitespace)
-
-
-_shared = threading.local()
-
-
-def tokens_of(messages: pl.DataFrame) -> Tokens:
-    """``tokenize(messages["content"])``, computed once per frame.
-
-    The analyzers of one pass receive the same frame object; the tokens of
-    the last frame seen in this thread are kept (with a reference to the
-    frame, so its identity cannot be reused), so sentiment and quality split
-    the messages once. Frames are not modified in place by the analyzers.
-    """
-    cached = getattr(_shared, "entry", None)
-    if cached is not None and cached[0] is messages:
-        return cached[1]
-    tokens = tokenize(messages["content"])
-    _shared.entry = (messages, tokens)
-    return tokens
-
-
-def release_shared_tokens() -> None:
-    """Forget the cached tokens (the pipeline calls it after each batch)."""
-    _shared.entry = None

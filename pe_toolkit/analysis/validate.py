@@ -30,11 +30,10 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from ..errors import AnalysisError, InputError
+from ..errors import InputError
 from ..store.normalize import normalize_lines
 from ..schema import QUALITY_METRICS
 from .frames import FrameScores, analyze_frame
-from .registry import load
 from .recommendations import recommendations
 
 _local = threading.local()
@@ -84,10 +83,7 @@ def _plain_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def validate_conversation(conversation: dict[str, Any], *, include_messages: bool = False) -> dict[str, Any]:
     """Score one API conversation object in memory (see the module docstring)."""
     conversation_id, frame = _normalized_messages(conversation)
-    registry = load()
-    if registry.missing:
-        raise AnalysisError(f"cannot validate: analyzers not available: {', '.join(registry.missing)}")
-    scores: FrameScores = analyze_frame(frame, corpus=False, analyzers=registry.analyzers)
+    scores: FrameScores = analyze_frame(frame, corpus=False)
     conv = scores.conversations.row(0, named=True)
     result: dict[str, Any] = {
         "conversation_id": conversation_id,

@@ -30,7 +30,6 @@ import re
 import socket
 import sys
 import threading
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -47,6 +46,7 @@ from ..config import CONFIG_NAME, load_settings
 from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from . import access, lease, migrate, registry
+from . import runs
 from .filters import ConversationFilter
 from .summary import StoreSummary
 
@@ -769,34 +769,38 @@ class Store:
             f"FROM dead_letters {cond} ORDER BY source, locator"
         )
 
-    # -- run bookkeeping -------------------------------------------------
-    def start_run(self, kind: str, source: str) -> str:
-        """Record an import or sync as ``running``, with the process running
-        it, so a killed one is found (:meth:`mark_interrupted_runs`)."""
-        run_id = uuid.uuid4().hex
+    # -- run bookkeeping (pe_toolkit.store.runs) --------------------------
+    def start_run(self, kind: str, source: str | None = None, **values: Any) -> str:
+        """Record a run as ``running``, with the process running it, so a
+        killed one is found (:meth:`mark_interrupted_runs`); return its id.
+        ``kind``: ``"import"`` or ``"sync"`` (``ingest_runs``, with
+        ``source``) or ``"analysis"`` (``analysis_runs``); ``values``: the
+        table's other columns (``analysis_version``, ``selected``...)."""
+        if source is not None:
+            values["source"] = source
         with self.transaction() as con:
-            con.execute(
-                "INSERT INTO ingest_runs (run_id, kind, source, started_at, status, pid, host) "
-                "VALUES (?, ?, ?, now(), 'running', ?, ?)",
-                [run_id, kind, source, *run_owner()],
-            )
-        return run_id
+            return runs.start(con, kind, run_owner(), values)
 
-    def finish_run(self, run_id: str, result: UpsertResult, *, invalid: int = 0, error: str | None = None) -> None:
+    def update_run(self, run_id: str, *, con: duckdb.DuckDBPyConnection | None = None, **values: Any) -> None:
+        """Set a running run's counts; with ``con``, inside that open
+        transaction (so they commit with the writes they count)."""
+        if con is not None:
+            runs.update(con, run_id, values)
+            return
+        with self.transaction() as own:
+            runs.update(own, run_id, values)
+
+    def finish_run(self, run_id: str, result: UpsertResult | None = None, *, invalid: int | None = None,
+                   error: str | None = None, **values: Any) -> None:  # fmt: skip
+        """Mark a run ``completed`` (``failed`` with ``error``), with its final
+        counts: an import's ``result`` and ``invalid``, or ``values``."""
+        if result is not None:
+            values.update(inserted=result.inserted, updated=result.updated, unchanged=result.unchanged, invalid=invalid or 0)
+        elif invalid is not None:
+            values["invalid"] = invalid
+        values.update(status="failed" if error else "completed", error=error)
         with self.transaction() as con:
-            con.execute(
-                "UPDATE ingest_runs SET finished_at = now(), status = ?, inserted = ?, "
-                "updated = ?, unchanged = ?, invalid = ?, error = ? WHERE run_id = ?",
-                [
-                    "failed" if error else "completed",
-                    result.inserted,
-                    result.updated,
-                    result.unchanged,
-                    invalid,
-                    error,
-                    run_id,
-                ],
-            )
+            runs.update(con, run_id, values, finished=True)
 
     def labels(self, key: str, **options: Any) -> pl.DataFrame:
         """A label an import carried in, as training rows for ``learn.fit``: see

@@ -1,0 +1,225 @@
+"""The open analyzer seam (issue 18, part 2): a researcher's analyzer
+registered in a few lines, versioned, stored and shown like the shipped
+ones; one batch object per pass; one input check; run bookkeeping through
+the store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import pe_toolkit as pe
+from pe_toolkit.analysis import analyze, analyze_frame
+from pe_toolkit.analysis.base import MESSAGES_SCHEMA, Batch, check_messages
+from pe_toolkit.analysis.custom import FunctionAnalyzer, analyzer
+from pe_toolkit.analysis.empathy import EMPATHY
+from pe_toolkit.analysis.frames import run_analyzers
+from pe_toolkit.analysis.learned import SKILLS_MODEL
+from pe_toolkit.analysis.quality import QUALITY
+from pe_toolkit.analysis.registry import analyzers, register, shipped, unregister
+from pe_toolkit.analysis.safety import SAFETY
+from pe_toolkit.analysis.sentiment import SENTIMENT
+from pe_toolkit.errors import AnalysisError, InputError, StoreError
+from pe_toolkit.store import Store
+from pe_toolkit.widgets.scores import ScoreInfo
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "analyzers.md"
+NAMES = ("hedging", "counter", "tokens_a", "tokens_b", "clash")
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry():
+    yield
+    for name in NAMES:
+        unregister(name)
+
+
+def _frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "conversation_id": ["a", "a", "b", "b"],
+            "idx": [0, 1, 0, 1],
+            "role": ["user", "assistant", "user", "assistant"],
+            "content": ["I feel awful", "Maybe rest, perhaps", "hi", "Hello there"],
+        },
+        schema=MESSAGES_SCHEMA,
+    )
+
+
+def test_the_documented_example_runs_end_to_end(tmp_path, monkeypatch) -> None:
+    code = re.findall(r"```python\n(.*?)```", DOC.read_text("utf-8"), re.S)
+    example = next(block for block in code if "pe.Store(" in block)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, str(DOC), "exec"), {})  # noqa: S102 - the documentation's own example
+    with Store(tmp_path / "hedging_demo.duckdb") as store:
+        messages = store.scores("message")
+        assert messages["hedges"].to_list() == [0, 1, 0, 0, 0, 1]  # the second version: maybe|perhaps
+        version = store.scalar("SELECT analysis_version FROM analysis_runs ORDER BY started_at DESC LIMIT 1")
+        assert analyzers()[-1].name == "hedging" and version.endswith(f";hedging={analyzers()[-1].version}")
+        added = store.sql("SELECT table_name, column_name FROM score_columns ORDER BY ALL").rows()
+        assert added == [("conversation_scores", "hedged_turns"), ("message_scores", "hedges")]
+        # The viewers read the tables' columns: the new ones are there.
+        info = ScoreInfo.of(store)
+        assert "hedges" in info.message and "hedged_turns" in info.conversation
+        statuses = store.sql("SELECT status, scored FROM analysis_runs ORDER BY started_at").rows()
+        assert statuses == [("completed", 3), ("completed", 3)]
+
+
+def test_scores_and_evidence_reach_the_current_views(tmp_path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        pe.import_frame(store, pl.DataFrame({"user": ["I can't cope", "hello"], "assistant": ["Perhaps call someone?", "Hi!"]}))
+
+        @analyzer("hedging", version="1")
+        def hedging(messages):
+            hit = messages.select("conversation_id", "idx", at=pl.col("content").str.find("Perhaps", literal=True))
+            evidence = hit.drop_nulls("at").select("conversation_id", "idx", category=pl.lit("hedge"), start="at",
+                                                  end=pl.col("at") + 7)  # fmt: skip
+            return {"messages": messages.select(hedged=pl.col("content").str.contains("Perhaps")),
+                    "conversations": messages.group_by("conversation_id").agg(turns=pl.len()),
+                    "evidence": evidence}  # fmt: skip
+
+        first = analyze(store, progress=False)
+        assert first.scored == 2 and "hedging=1+" in first.analysis_version
+        conv = store.scores("conversation").sort("conversation_id")
+        assert conv["turns"].to_list() == [2, 2]
+        ev = store.sql("SELECT * FROM current_evidence WHERE analyzer = 'hedging'")
+        assert ev["text"].to_list() == ["Perhaps"] and ev["start"].to_list() == [0]
+        assert store.scores("message")["hedged"].sum() == 1
+        # Unchanged: nothing to do. A new version: everything again.
+        assert analyze(store, progress=False).scored == 0
+
+        @analyzer("hedging", version="2")
+        def hedging(messages):  # noqa: F811 - a new version of the same analyzer
+            return messages.select(hedged=pl.col("content").str.contains("(?i)perhaps|maybe"))
+
+        again = analyze(store, progress=False)
+        assert again.scored == 2 and again.analysis_version != first.analysis_version
+        assert store.scores("conversation")["turns"].null_count() == 2  # the column stays; this version leaves it empty
+
+
+def test_version_follows_code_and_parameters() -> None:
+    def count(messages, words):
+        return messages.select(n=pl.col("content").str.count_matches(words))
+
+    def count_changed(messages, words):
+        return messages.select(n=pl.col("content").str.count_matches(words) * 2)
+
+    one = FunctionAnalyzer(count, name="counter", params={"words": "a"})
+    assert FunctionAnalyzer(count, name="counter", params={"words": "a"}).version == one.version
+    assert FunctionAnalyzer(count, name="counter", params={"words": "b"}).version != one.version
+    assert FunctionAnalyzer(count_changed, name="counter", params={"words": "a"}).version != one.version
+    assert FunctionAnalyzer(count, name="counter", version="7", params={"words": "a"}).version.startswith("7+")
+    # Called by hand it is the plain function; scored, one row per message.
+    assert one(_frame(), words="e")["n"].to_list() == [2, 3, 0, 3]
+    assert one.score(_frame()).messages.columns == ["conversation_id", "idx", "n"]
+
+
+def test_analyze_takes_analyzers_like_analyze_frame(tmp_path) -> None:
+    counter = FunctionAnalyzer(lambda messages: messages.select(chars=pl.col("content").str.len_chars()), name="counter")
+    chosen = [*shipped(), counter]
+    with Store(tmp_path / "s.duckdb") as store:
+        pe.import_frame(store, pl.DataFrame({"user": ["one", "two"], "assistant": ["three", "four"]}))
+        report = analyze(store, progress=False, analyzers=chosen)
+        assert report.scored == 2 and report.analysis_version.endswith(f";counter={counter.version}")
+        assert "counter" not in [a.name for a in analyzers()]  # not registered: this call only
+        assert sorted(store.scores("message")["chars"].to_list()) == [3, 3, 4, 5]
+        assert analyze(store, progress=False, analyzers=chosen).scored == 0
+        assert analyze(store, progress=False).scored == 2  # the default set is another version
+    frame = analyze_frame(_frame(), analyzers=[SENTIMENT, counter])
+    assert frame.analysis_version == f"sentiment={SENTIMENT.version};counter={counter.version}"
+    assert "chars" in frame.messages.columns and "empathy" not in frame.messages.columns
+
+
+def test_one_batch_per_pass_shares_tokens_and_results() -> None:
+    seen: list[object] = []
+
+    def first(messages, batch):
+        seen.append(batch.tokens)
+        return messages.select(n_tokens=pl.Series(batch.tokens.lengths))
+
+    def second(messages, batch):
+        seen.append(batch.tokens)
+        assert "tokens_a" in batch.results and "sentiment" in batch.results
+        return messages.select(again=batch.results["tokens_a"].messages["n_tokens"] * 2)
+
+    a, b = FunctionAnalyzer(first, name="tokens_a"), FunctionAnalyzer(second, name="tokens_b")
+    batch = run_analyzers(check_messages(_frame()), [SENTIMENT, a, b])
+    assert seen[0] is seen[1] is batch.tokens  # split once for the pass
+    assert batch.results["tokens_b"].messages["again"].to_list() == [6, 6, 2, 4]
+    with pytest.raises(AnalysisError, match="two analyzers are named"):
+        run_analyzers(check_messages(_frame()), [a, a])
+
+
+def test_shipped_analyzers_answer_a_frame_as_a_batch() -> None:
+    frame = check_messages(_frame())
+    for shipped_analyzer in (SENTIMENT, SKILLS_MODEL, EMPATHY, SAFETY, QUALITY):
+        by_hand = shipped_analyzer.score(frame)
+        in_pass = shipped_analyzer.score(Batch(frame))
+        assert by_hand.messages.equals(in_pass.messages) and by_hand.conversations.equals(in_pass.conversations)
+        assert by_hand.evidence.equals(in_pass.evidence)
+
+
+def test_one_input_check_raises_input_error_everywhere() -> None:
+    no_role = _frame().drop("role")
+    for call in (lambda: analyze_frame(no_role), lambda: SENTIMENT.score(no_role), lambda: EMPATHY.score(no_role),
+                 lambda: SAFETY.score(no_role), lambda: QUALITY.score(no_role), lambda: SKILLS_MODEL.score(no_role),
+                 lambda: check_messages(no_role)):  # fmt: skip
+        with pytest.raises(InputError, match="lacks column"):
+            call()
+    with pytest.raises(InputError, match="wrong type"):
+        check_messages(_frame().with_columns(idx=pl.lit("x")))
+    with pytest.raises(InputError, match="nulls"):
+        check_messages(_frame().with_columns(content=pl.lit(None, pl.String)))
+    # By hand, an analyzer answers row for row: the order and the nulls as given.
+    reversed_rows = _frame().reverse()
+    assert check_messages(reversed_rows, complete=False)["idx"].to_list() == [1, 0, 1, 0]
+    assert check_messages(reversed_rows)["idx"].to_list() == [0, 1, 0, 1]
+
+
+def test_registry_rules() -> None:
+    with pytest.raises(AnalysisError, match="shipped analyzer"):
+        register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(1)), name="sentiment"))
+    with pytest.raises(AnalysisError, match="non-empty name"):
+        register(object())  # type: ignore[arg-type]
+    first = register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(1)), name="counter"))
+    second = register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(2)), name="counter"))
+    names = [a.name for a in analyzers()]
+    assert names.count("counter") == 1 and analyzers()[-1] is second is not first
+    assert names[: len(shipped())] == [a.name for a in shipped()]
+    unregister("counter")
+    assert "counter" not in [a.name for a in analyzers()]
+
+
+def test_an_analyzer_cannot_take_the_pipelines_columns() -> None:
+    clash = FunctionAnalyzer(lambda m: {"conversations": m.select("conversation_id", analysis_version=pl.lit("x")).unique()},
+                             name="clash")  # fmt: skip
+    with pytest.raises(AnalysisError, match="analysis_version"):
+        analyze_frame(_frame(), analyzers=[clash])
+    rows = FunctionAnalyzer(lambda m: m.head(1).select(x=pl.lit(1)), name="clash")
+    with pytest.raises(AnalysisError, match="1 message rows for 4"):
+        analyze_frame(_frame(), analyzers=[rows])
+
+
+def test_runs_of_both_kinds_go_through_the_store(tmp_path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        run = store.start_run("analysis", analysis_version="v", incremental=True, selected=5)
+        with store.transaction() as con:
+            store.update_run(run, con=con, scored=2, messages=9, alerts=1)
+        store.finish_run(run, corpus_refreshed=True)
+        row = store.sql("SELECT status, selected, scored, messages, alerts, corpus_refreshed, pid, finished_at IS NOT NULL AS done "
+                        "FROM analysis_runs").row(0, named=True)  # fmt: skip
+        assert row == {"status": "completed", "selected": 5, "scored": 2, "messages": 9, "alerts": 1,
+                       "corpus_refreshed": True, "pid": row["pid"], "done": True}  # fmt: skip
+        assert row["pid"] is not None
+        imported = store.start_run("import", "x.jsonl")
+        store.finish_run(imported, error="boom")
+        assert store.sql("SELECT kind, source, status, error FROM ingest_runs").row(0) == ("import", "x.jsonl", "failed", "boom")
+        with pytest.raises(StoreError, match="unknown run kind"):
+            store.start_run("export", "x")
+        with pytest.raises(StoreError, match="no settable column"):
+            store.start_run("analysis", analysis_version="v", incremental=True, host="elsewhere")
+        with pytest.raises(StoreError, match="no run"):
+            store.update_run("nope", scored=1)
