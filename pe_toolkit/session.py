@@ -6,10 +6,14 @@ a store to explore (``pe.open_for_notebook``, also ``pe_toolkit.widgets``'
 It imports, syncs and analyzes, so it sits above ``ingest``, ``analysis``
 and ``widgets``, not inside any of them.
 
-DuckDB lets one process write a file at a time, and JupyterLab runs each
-notebook in its own process. So the writing part (import, sync, analysis)
-is kept short and the store is then reopened read-only, unless the
-notebook itself writes (the review queue's labels).
+DuckDB lets one process open a file for writing, with no other process
+beside it, and JupyterLab runs each notebook in its own process. So no
+notebook holds the cache longer than a unit of work: the writing part
+(import, sync, analysis) holds it, waiting first (and saying so) while
+another process has it, and the store handed back does not hold the file
+(``hold=False``, :mod:`pe_toolkit.store.lease`): each query, and each
+label the review queue saves, opens it for that moment. Several notebooks,
+a script and the CLI can so work on one cache at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .store import Store
+from .store.lease import LOCK_WAIT
 
 SOURCES = ("sample", "file", "api", "cache")
 
@@ -43,16 +48,17 @@ def open_for_notebook(
     Then, with ``analyze``, score what is new or changed (incremental).
     Prints one line per step, and one saying what the corpus lacks (an
     imported corpus: no tier, API scores or dates; see
-    :class:`~pe_toolkit.widgets.corpus.Corpus`). Returns the store, read-only unless
-    ``writable``; notebook SQL reads the current scores from the store's
-    views ``current_conversation_scores``, ``current_message_scores`` and
+    :class:`~pe_toolkit.widgets.corpus.Corpus`). Returns the store,
+    read-only unless ``writable``, holding the file only while it is used;
+    notebook SQL reads the current scores from the store's views
+    ``current_conversation_scores``, ``current_message_scores`` and
     ``current_evidence`` (see :class:`pe_toolkit.store.Store`).
     """
     if source not in SOURCES:
         raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "file" and not path:
         raise InputError("source='file' needs path= (the file to import)")
-    store = Store(cache)
+    store = Store(cache, lock_wait=LOCK_WAIT)
     try:
         if source == "sample":
             from .ingest.sample import ensure_sample
@@ -80,8 +86,6 @@ def open_for_notebook(
     except BaseException:
         store.close()
         raise
-    if not writable:
-        location = store.path
-        store.close()
-        store = Store(location, read_only=True)
-    return store
+    location = store.path
+    store.close()
+    return Store(location, read_only=not writable, hold=False)

@@ -71,7 +71,8 @@ def test_failed_writer_open_leaves_the_readers_working(cache, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ok"
         with pytest.raises(StoreError):
-            open_store(cache, read_only=True)  # another process writes: nothing to read
+            # another process writes: nothing to read (open_store would wait for it)
+            open_store(cache, read_only=True, lock_wait=0)
     finally:
         holder.kill()
         holder.wait()
@@ -85,7 +86,7 @@ def test_failed_writer_open_leaves_the_readers_working(cache, tmp_path):
     try:
         assert blocker.stdout.readline().strip() == "ok"
         with pytest.raises(StoreError):
-            open_store(cache)  # another process reads: no writer now
+            open_store(cache, lock_wait=0)  # another process reads: no writer now
         assert reader.count() == 3 and reader.sandboxed
     finally:
         blocker.kill()
