@@ -231,6 +231,14 @@ def analyze(
         raise AnalysisError(f"batch_size must be at least 1, got {batch_size}")
     if store.read_only:
         raise StoreError(f"{store.path} is open read-only; analysis writes scores")
+    # One unit of work: a store opened with hold=False keeps its file for the whole run.
+    with store.session():
+        return _analyze_held(store, incremental=incremental, batch_size=batch_size, progress=progress, events=events,
+                             analyzers=analyzers)  # fmt: skip
+
+
+def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress: bool, events: EventBus | None,
+                  analyzers: Sequence[Analyzer] | None) -> AnalysisReport:  # fmt: skip
     from ..progress import progress_bar
 
     # A run of a process that was killed stays 'running' otherwise.
