@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..analysis.registry import load
+from ..analysis.registry import shipped, version_of
 from ..errors import AnalysisError, InputError
 from ..report_table import HtmlReport
 from . import corpus
@@ -71,8 +71,9 @@ class ScaleReport(HtmlReport):
 
 
 def analysis_version() -> str:
-    """The version ``analyze_frame`` records with every analyzer available."""
-    return ";".join(f"{a.name}={a.version}" for a in load().analyzers)
+    """The version ``analyze_frame`` records in the Ray workers: the shipped
+    analyzers (one registered in this process does not reach the workers)."""
+    return version_of(shipped())
 
 
 def _start_ray(address: str | None, num_cpus: int | None) -> tuple[bool, int]:
