@@ -260,8 +260,13 @@ class Store:
     def sandboxed(self) -> bool:
         """True when this store's SQL can neither read nor write files (a
         read-only store on a connection of its own; a read-only store that
-        borrows an open writer's connection in the same process is not)."""
-        return self.read_only and self._lender is None and self._con is not None
+        borrows an open writer's connection in the same process is not). A
+        store that holds its file per unit of work (``hold=False``) and has
+        let go of it: whether it would be sandboxed if used now."""
+        if self._con is None:
+            usable = not self._lease.hold and not self._lease.closed
+            return self.read_only and usable and registry.writer(self.path) is None
+        return self.read_only and self._lender is None
 
     def _attach(self) -> None:
         """Connect, reconciling with the stores of this file already open in
