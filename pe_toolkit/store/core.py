@@ -290,6 +290,18 @@ class Store:
         for reader in readers:
             reader._borrow(self)
 
+    def _reattach(self) -> None:
+        """Connect again (a store that holds its file per unit of work)."""
+        with registry.LOCK:
+            self._attach()
+            registry.add(self)
+
+    def _close_file(self) -> None:
+        """Close this store's connection, keeping it usable (it reconnects when used)."""
+        with registry.LOCK:
+            if self._con is not None:
+                self._detach()
+
     def _borrow(self, lender: Store) -> None:
         self._release()
         cur = lender._con.cursor()

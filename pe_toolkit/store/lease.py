@@ -34,13 +34,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from ..errors import StoreError, StoreLockedError
-from . import registry
 
-if TYPE_CHECKING:
-    from .core import Store
 
 # Seconds to wait for another process to let go of the file (released
 # stores, open_store, the CLI); $PE_LOCK_WAIT overrides it.
@@ -52,6 +50,22 @@ LINGER = 0.5
 _RETRY_STEP = 0.1
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Leased(Protocol):
+    """What a lease uses of a store (:class:`pe_toolkit.store.core.Store`):
+    a protocol, so this module sits below ``core`` with no import of it."""
+
+    path: Path
+    _lease: LeaseState
+    _con: Any
+
+    def _reattach(self) -> None: ...
+    def _close_file(self) -> None: ...
+    def _secure_files(self) -> None: ...
+
+
+S = TypeVar("S", bound=Leased)
 
 
 class LeaseState:
@@ -70,14 +84,14 @@ class LeaseState:
         self.opens = 0  # how many times the file was (re)opened by a lease
 
 
-def _announce(store: Store, exc: StoreLockedError, wait: float) -> None:
+def _announce(store: Leased, exc: StoreLockedError, wait: float) -> None:
     who = f"process {exc.pid}" if exc.pid else "another process"
     if exc.holder:
         who += f" ({' '.join(exc.holder.split())[:80]})"  # a `python -c` command line holds newlines
     print(f"waiting for {store.path}: {who} is using it (up to {wait:.0f} s)", file=sys.stderr, flush=True)
 
 
-def wait_for_file(store: Store, open_file: Callable[[], None]) -> None:
+def wait_for_file(store: Leased, open_file: Callable[[], None]) -> None:
     """``open_file()``, retried while another process holds the file, up to
     the store's ``lock_wait`` seconds (said once on stderr)."""
     deadline = time.monotonic() + store._lease.lock_wait
@@ -98,36 +112,29 @@ def wait_for_file(store: Store, open_file: Callable[[], None]) -> None:
         return
 
 
-def reopen(store: Store) -> None:
+def reopen(store: Leased) -> None:
     """Connect a released store, waiting while another process holds the file."""
     state = store._lease
     if state.closed:
         raise StoreError(f"{store.path}: this store is closed")
 
-    def attach() -> None:
-        with registry.LOCK:
-            store._attach()
-            registry.add(store)
-
-    wait_for_file(store, attach)
+    wait_for_file(store, store._reattach)
     state.opens += 1
 
 
-def let_go(store: Store) -> None:
+def let_go(store: Leased) -> None:
     """Close the file of a released store (it reopens on the next use)."""
     state = store._lease
     if state.timer is not None:
         state.timer.cancel()
         state.timer = None
-    with registry.LOCK:
-        if store._con is not None:
-            store._detach()
+    store._close_file()
     state.pinned = False
     store._secure_files()
 
 
 @contextmanager
-def session(store: Store) -> Iterator[Store]:
+def session(store: S) -> Iterator[S]:
     """Hold the file for the calls inside (re-entrant, any thread)."""
     state = store._lease
     if state.hold:
@@ -148,7 +155,7 @@ def session(store: Store) -> Iterator[Store]:
                 _end(store)
 
 
-def _end(store: Store) -> None:
+def _end(store: Leased) -> None:
     """The last lease ended: let go now, or after ``linger`` seconds unless
     another lease starts meanwhile."""
     state = store._lease
@@ -162,7 +169,7 @@ def _end(store: Store) -> None:
         state.timer.start()
 
 
-def _linger_over(store: Store, state: LeaseState) -> None:
+def _linger_over(store: Leased, state: LeaseState) -> None:
     with state.lock:
         state.timer = None
         if state.depth or state.pinned or state.closed or store._con is None:
@@ -176,7 +183,7 @@ def _linger_over(store: Store, state: LeaseState) -> None:
         let_go(store)
 
 
-def pin(store: Store) -> None:
+def pin(store: Leased) -> None:
     """``connection``/``cursor()`` of a released store: open it and keep it
     open until ``release()`` when no lease is running (see module doc)."""
     state = store._lease
@@ -189,7 +196,7 @@ def pin(store: Store) -> None:
             state.pinned = True
 
 
-def release(store: Store) -> bool:
+def release(store: Leased) -> bool:
     """Let go of the file now if no lease is running; True if it was open."""
     state = store._lease
     with state.lock:
@@ -204,7 +211,7 @@ def leased(method: F) -> F:
     """A Store method that runs inside a lease when the store does not hold its file."""
 
     @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self._lease.hold:
             return method(self, *args, **kwargs)
         with session(self):
@@ -218,7 +225,7 @@ def leased_context(method: F) -> F:
 
     @functools.wraps(method)
     @contextmanager
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         if self._lease.hold:
             with method(self, *args, **kwargs) as value:
                 yield value
