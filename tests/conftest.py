@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-# A throwaway PostgreSQL when none runs (tests/pg_cluster.py), and a last
-# line naming what was skipped and why (tests/skip_summary.py).
-pytest_plugins = ("tests.pg_cluster", "tests.skip_summary")
+# A throwaway PostgreSQL when none runs (tests/pg_cluster.py), a last line
+# naming what was skipped and why (tests/skip_summary.py), and the shared
+# fixtures: the served sample mirror (tests/server_support.py) and the
+# fault-injection source corpus (tests/sync_fault_support.py). Tests ask for
+# these fixtures by name; their helper functions are imported as usual.
+pytest_plugins = ("tests.pg_cluster", "tests.skip_summary", "tests.server_support", "tests.sync_fault_support")
 
 # Property tests: random examples locally (new ones every run, failures kept
 # in .hypothesis/ and replayed first), fixed ones in CI so a red run can be

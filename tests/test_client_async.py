@@ -14,7 +14,7 @@ from pe_toolkit.errors import AuthenticationError, CircuitOpenError, NotFoundErr
 
 from .client_support import FAST_RETRY, KEY, api_objects, serve
 from .fault_injection import Faults
-from .server_support import Served, copy_store, mirror, sample_store_template  # noqa: F401
+from .server_support import Served, copy_store
 
 
 def run(coro):

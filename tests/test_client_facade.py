@@ -15,7 +15,7 @@ from pe_toolkit import PixelatedEmpathyAPI
 from pe_toolkit.client import PixelatedEmpathyAPIError, RateLimitError
 
 from .client_support import KEY
-from .server_support import Served, mirror, sample_store_template  # noqa: F401
+from .server_support import Served
 
 # The published SDK's README and integration examples, condensed: list,
 # iterate, validate, search, process and wait, export. Method names,

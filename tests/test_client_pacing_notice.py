@@ -20,7 +20,7 @@ from pe_toolkit.server import ServerConfig
 from pe_toolkit.server.ratelimit import RateLimiter
 
 from .client_support import KEY, make_client
-from .server_support import copy_store, sample_store_template, start_mirror  # noqa: F401
+from .server_support import copy_store, start_mirror
 
 LOGGER = "pe_toolkit.client"
 

@@ -27,7 +27,7 @@ from pe_toolkit.errors import (
 )
 
 from .client_support import FAST_RETRY, KEY, api_objects, make_client
-from .server_support import Served, mirror, sample_store_template  # noqa: F401
+from .server_support import Served
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,7 @@ from pe_toolkit.server import ServerConfig, is_loopback
 from pe_toolkit.server.gateway import KeyRing
 from pe_toolkit.server.ratelimit import RateLimiter
 
-from .server_support import (  # noqa: F401
-    KEYS,
-    Served,
-    check_envelope,
-    copy_store,
-    mirror,
-    rate_headers,
-    sample_store_template,
-    start_mirror,
-)
+from .server_support import KEYS, Served, check_envelope, copy_store, rate_headers, start_mirror
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from .server_support import Served, check_envelope, mirror, sample_store_template  # noqa: F401
+from .server_support import Served, check_envelope
 
 VALID_CONVERSATION = {"id": "c1", "messages": [{"role": "user", "content": "I feel low"}, {"role": "assistant", "content": "I'm sorry."}]}
 

@@ -17,7 +17,7 @@ import pytest
 
 from pe_toolkit.store import Store
 
-from .server_support import check_envelope, copy_store, sample_store_template, wait_until  # noqa: F401
+from .server_support import check_envelope, copy_store, wait_until
 
 
 def free_port() -> int:

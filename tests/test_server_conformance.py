@@ -11,7 +11,7 @@ import pytest
 from pe_toolkit.schema import TIERS
 from pe_toolkit.store import ConversationFilter
 
-from .server_support import Served, check_envelope, mirror, sample_store_template, wait_until  # noqa: F401
+from .server_support import Served, check_envelope, wait_until
 
 EXCHANGE = [
     {"role": "user", "content": "I keep lying awake before every exam and I can't switch my thoughts off."},

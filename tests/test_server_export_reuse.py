@@ -13,15 +13,7 @@ from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
 from .conftest import conversation
-from .server_support import (  # noqa: F401
-    KEYS,
-    Served,
-    check_envelope,
-    copy_store,
-    sample_store_template,
-    start_mirror,
-    wait_until,
-)
+from .server_support import KEYS, Served, check_envelope, copy_store, start_mirror, wait_until
 
 PEER = {"dataset": "peer_support", "format": "jsonl"}
 

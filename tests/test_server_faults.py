@@ -13,7 +13,7 @@ from pe_toolkit.config import Secret
 from pe_toolkit.server import ServerConfig, create_app
 
 from .fault_injection import KINDS, FaultInjector, Faults, serve_with_faults
-from .server_support import KEYS, check_envelope, copy_store, sample_store_template  # noqa: F401
+from .server_support import KEYS, check_envelope, copy_store
 
 
 @pytest.fixture(scope="module")

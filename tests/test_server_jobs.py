@@ -13,20 +13,12 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from pe_toolkit.store import ConversationFilter, Store
 from pe_toolkit.server.db import ServerDB
 from pe_toolkit.server.hub import EventHub
 from pe_toolkit.server.jobs import INTERRUPTED, JobManager
+from pe_toolkit.store import ConversationFilter, Store
 
-from .server_support import (  # noqa: F401
-    Served,
-    check_envelope,
-    copy_store,
-    mirror,
-    sample_store_template,
-    start_mirror,
-    wait_until,
-)
+from .server_support import Served, check_envelope, copy_store, start_mirror, wait_until
 
 SELECTION = {"dataset": "peer_support", "tier": "professional", "min_quality": "0.6"}
 

@@ -17,7 +17,7 @@ from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
 from .conftest import conversation
-from .server_support import KEYS, Served, check_envelope, copy_store, sample_store_template, start_mirror, wait_until  # noqa: F401
+from .server_support import KEYS, Served, check_envelope, copy_store, start_mirror, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from pe_toolkit.schema import QUALITY_METRICS, TIERS
 from pe_toolkit.store import ConversationFilter
 
-from .server_support import Served, check_envelope, mirror, sample_store_template, wait_until  # noqa: F401
+from .server_support import Served, check_envelope, wait_until
 
 
 def stored(served: Served, cid: str) -> dict:

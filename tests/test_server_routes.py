@@ -11,7 +11,7 @@ import pytest
 from pe_toolkit.schema import QUALITY_METRICS, TIERS
 from pe_toolkit.store import Store
 
-from .server_support import Served, check_envelope, mirror, rate_headers, sample_store_template  # noqa: F401
+from .server_support import Served, check_envelope, rate_headers
 
 CONTRACT_ROUTES = {
     ("GET", "/"),

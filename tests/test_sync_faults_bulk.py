@@ -16,7 +16,7 @@ from pe_toolkit.store import Store
 from .client_support import assert_equal_to_source, copy_db, make_client, serve
 from .fault_injection import Faults
 from .server_support import wait_until
-from .sync_fault_support import FAULTS, INVALID, N, fix_source, source  # noqa: F401
+from .sync_fault_support import FAULTS, INVALID, N, fix_source
 
 # Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pe_toolkit.store import Store
 
 from .client_support import api_objects, assert_equal_to_source, copy_db, make_client, serve
 from .fault_injection import Faults
-from .sync_fault_support import FAULTS, INVALID, N, source  # noqa: F401
+from .sync_fault_support import FAULTS, INVALID, N
 
 # Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
 pytestmark = pytest.mark.slow
