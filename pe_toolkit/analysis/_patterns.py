@@ -316,7 +316,7 @@ class Matcher:
         matcher ignores case (ASCII, so offsets do not move)."""
         return folded.str.to_lowercase() if self.ignore_case else folded
 
-    def field(self, key: str, default: Any = None, dtype: pl.DataType | None = None) -> pl.Series:
+    def field(self, key: str, default: Any = None, dtype: pl.DataType | type[pl.DataType] | None = None) -> pl.Series:
         return pl.Series(key, [e.get(key, default) for e in self.entries], dtype=dtype)
 
     def classify(self, texts: pl.Series) -> pl.Series:
@@ -341,7 +341,7 @@ class Matcher:
         out = texts.replace_strict(mapping, return_dtype=pl.Int64)
         return pl.select(pl.when(out >= 0).then(out).cast(pl.UInt32).alias("entry")).to_series()
 
-    def frame(self, fields: Iterable[tuple[str, Any, pl.DataType | None]]) -> pl.DataFrame:
+    def frame(self, fields: Iterable[tuple[str, Any, pl.DataType | type[pl.DataType] | None]]) -> pl.DataFrame:
         """``table`` plus the named entry fields as columns."""
         return self.table.with_columns(self.field(k, d, t) for k, d, t in fields)
 
@@ -421,7 +421,7 @@ def _spans_of(texts: pl.Series, regex: str) -> pl.DataFrame:
     # does not walk the text from its start (str.slice on the k-th match of a
     # 2 MB message would, making the pass quadratic).
     text = (
-        texts.cast(pl.Binary).gather(row_series).bin.slice(start_series, end_series - start_series)
+        texts.cast(pl.Binary).gather(row_series).bin.slice(start_series, end_series - start_series)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
         .cast(pl.String).alias("text")
     )
     return pl.DataFrame([row_series, start_series, end_series, text])

@@ -76,5 +76,5 @@ def auto_analyze(store: Store, *, bus: EventBus | None = None, min_batch: int = 
         for stop in stops:
             stop()
 
-    unsubscribe.batcher = batcher  # type: ignore[attr-defined]
+    unsubscribe.batcher = batcher  # type: ignore[attr-defined]  # a function attribute: callers keep one callable, tests reach the batcher
     return unsubscribe

@@ -43,7 +43,8 @@ MESSAGES_SCHEMA: dict[str, pl.DataType] = {
     "content": pl.String(),
 }
 
-EVIDENCE_SCHEMA: dict[str, pl.DataType] = {
+# a polars Schema (an ordered dict) so frames can .cast() to it as typed
+EVIDENCE_SCHEMA = pl.Schema({
     "conversation_id": pl.String(),
     "idx": pl.Int32(),
     "analyzer": pl.String(),
@@ -51,7 +52,7 @@ EVIDENCE_SCHEMA: dict[str, pl.DataType] = {
     "start": pl.Int32(),
     "end": pl.Int32(),
     "text": pl.String(),
-}
+})
 
 
 def empty_evidence() -> pl.DataFrame:

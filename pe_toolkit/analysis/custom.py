@@ -123,7 +123,7 @@ class FunctionAnalyzer:
             part = part.join(frame.select(*_KEYS, "content"), on=list(_KEYS), how="left").with_columns(
                 text=pl.col("content").str.slice(pl.col("start"), pl.col("end") - pl.col("start"))
             )
-        return part.with_columns(analyzer=pl.lit(self.name)).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]  # polars types the schema mapping narrowly
+        return part.with_columns(analyzer=pl.lit(self.name)).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)
 
 
 def analyzer(name: str, *, version: str | None = None, params: Mapping[str, Any] | None = None,

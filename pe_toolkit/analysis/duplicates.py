@@ -137,7 +137,7 @@ def _lsh_bands(shingles: np.ndarray, owner: np.ndarray, n: int, shingle_counts: 
     takes the next non-empty bin's value, offset by the distance; without it
     two short unrelated texts would match on their shared empty bins), then
     one key per band of ROWS bins."""
-    sig = np.full(n * BINS, _EMPTY_BIN, dtype=_U64)
+    sig: np.ndarray = np.full(n * BINS, _EMPTY_BIN, dtype=_U64)
     bins = (shingles >> _U64(64 - 5)).astype(np.intp)
     np.minimum.at(sig, owner * BINS + bins, shingles)
     sig = sig.reshape(n, BINS)
@@ -217,4 +217,4 @@ def corpus_shares(frame: pl.DataFrame, *, boilerplate_min: int = BOILERPLATE_MIN
         table = con.sql(corpus_shares_sql("_keys"), params={"boilerplate_min": boilerplate_min}).to_arrow_table()
     finally:
         con.close()
-    return pl.from_arrow(table)  # type: ignore[return-value]
+    return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame

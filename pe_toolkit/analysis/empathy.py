@@ -424,7 +424,7 @@ class EmpathyAnalyzer:
         keys = frame.select("conversation_id", "idx")[parts["row"]]
         return pl.concat([keys, parts.select("category", "start", "end", "text")], how="horizontal").select(
             "conversation_id", "idx", pl.lit(NAME).alias("analyzer"), "category", "start", "end", "text"
-        ).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+        ).cast(EVIDENCE_SCHEMA)
 
 
 EMPATHY = EmpathyAnalyzer()

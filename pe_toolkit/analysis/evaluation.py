@@ -78,7 +78,7 @@ class Evaluation:
             f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
         ]
         for label, s in self.per_class.items():
-            lines.append(f"{str(label):<16}{f(s.precision):>10}{f(s.recall):>10}{f(s.f1):>10}{s.support:>9}")
+            lines.append(f"{label!s:<16}{f(s.precision):>10}{f(s.recall):>10}{f(s.f1):>10}{s.support:>9}")
         return "\n".join(lines)
 
 
@@ -223,7 +223,7 @@ def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None =
                 "reviewer_a": a,
                 "reviewer_b": b,
                 "items": pairs.height,
-                "agreement": float((pairs["label"] == pairs["label_b"]).mean()),
+                "agreement": float(pairs.select((pl.col("label") == pl.col("label_b")).mean()).item()),
                 "kappa": evaluate(pairs["label_b"], pairs["label"]).kappa,
             }
         )

@@ -11,6 +11,7 @@ duplicate shares, treating the frame as the corpus.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,7 @@ def _merge(batch: Batch, results: list[Scores], names: list[str]) -> tuple[pl.Da
                 messages = merged
             else:
                 conversations = merged
-    evidence = pl.concat([r.evidence.cast(EVIDENCE_SCHEMA) for r in results]) if results else pl.DataFrame(schema=EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+    evidence = pl.concat([r.evidence.cast(EVIDENCE_SCHEMA) for r in results]) if results else pl.DataFrame(schema=EVIDENCE_SCHEMA)
     return messages, conversations, evidence
 
 
@@ -101,7 +102,7 @@ def _chunks(frame: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
     targets = [frame.height * k // parts for k in range(1, parts)]
     cuts = np.unique(starts[np.minimum(np.searchsorted(starts, targets), len(starts) - 1)])
     bounds = [0, *(int(c) for c in cuts if c > 0), frame.height]
-    return [frame.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [frame.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def analyze_frame(

@@ -173,7 +173,7 @@ class ModelAnalyzer:
             [keys, ev.select(pl.lit(self.name).alias("analyzer"), pl.col("class").alias("category"), "start", "end"),
              text.alias("text").to_frame()],  # fmt: skip
             how="horizontal",
-        ).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+        ).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)
 
 
 SKILL_CLASSES: tuple[str, ...] = ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information", "other")

@@ -47,7 +47,12 @@ professional 0.71, clinical 0.78, research 0.89).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 from ..schema import QUALITY_METRICS, TIERS
 
@@ -100,7 +105,7 @@ def metric_expressions() -> dict[str, pl.Expr]:
 
 def tier_expression(overall: pl.Expr) -> pl.Expr:
     """The tier of an overall_quality value (null stays null)."""
-    expr = pl.when(overall.is_null()).then(None)
+    expr: Then | ChainedThen = pl.when(overall.is_null()).then(None)
     for tier in reversed(TIERS[1:]):
         expr = expr.when(overall >= TIER_BOUNDS[tier]).then(pl.lit(tier))
     return expr.otherwise(pl.lit(TIERS[0]))

@@ -11,6 +11,7 @@ messages. :func:`verdicts` applies a check to a column of candidates.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable
 
@@ -92,7 +93,7 @@ def is_spelled_phone(text: str) -> bool:
     digits = spelled_digits(text)
     if not 7 <= len(digits) <= 15:
         return False
-    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:])}
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(digits)}
     if steps in ({1}, {-1}, {0}):
         return False
     return is_phone(digits) or any(

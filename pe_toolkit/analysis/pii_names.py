@@ -211,14 +211,14 @@ def _vader_words() -> set[str]:
 
 
 @functools.cache
-def _cue_patterns() -> tuple[tuple[str, object], ...]:
+def _cue_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     import re
 
     return tuple((kind, re.compile(p)) for kind, p in _CUE_KINDS)
 
 
 @functools.cache
-def _title_prefix() -> object:
+def _title_prefix() -> re.Pattern[str]:
     import re
 
     return re.compile(rf"(?:{_TITLE}) ")
@@ -227,7 +227,7 @@ def _title_prefix() -> object:
 def _cue_of(text: str) -> tuple[str, int]:
     """The cue ``text`` starts with and where it ends ("none", 0 without one)."""
     for kind, pattern in _cue_patterns():
-        m = pattern.match(text)  # type: ignore[attr-defined]
+        m = pattern.match(text)
         if m:
             return kind, m.end()
     return "none", 0
@@ -244,7 +244,7 @@ def decide(text: str, initial: bool, previous: str) -> tuple[int, int] | None:
     start += skip
     name = rest[skip:]
     while True:
-        m = _title_prefix().match(name)  # type: ignore[attr-defined]
+        m = _title_prefix().match(name)
         if cue == "relation" and m is None:
             # "my son is called Tom": skip lower-case words up to the name.
             m = re.match(r"[a-z][a-z'-]*,? ", name)
@@ -326,8 +326,8 @@ def name_spans(texts: pl.Series) -> pl.DataFrame:
     # its start, quadratic over the many spans of one long message.
     source = folded.cast(pl.Binary).gather(spans["row"])
     lo = (spans["start"] - 24).clip(lower_bound=0)
-    pre = source.bin.slice(lo, spans["start"] - lo).cast(pl.String)
-    post = source.bin.slice(spans["end"], pl.Series([8] * len(spans), dtype=pl.Int32)).cast(pl.String)
+    pre = source.bin.slice(lo, spans["start"] - lo).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
+    post = source.bin.slice(spans["end"], pl.Series([8] * len(spans), dtype=pl.Int32)).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
     spans = spans.with_columns(
         initial=pre.str.contains(r"(?:^|[.!?:;\n*(\"-])[ \t\"']*$"),
         previous=pre.str.extract(r"((?:[A-Za-z']+ )?[A-Za-z']+)[ \t]*$", 1).str.to_lowercase().fill_null(""),

@@ -44,8 +44,8 @@ from ..events import EventBus, bus as default_bus
 from ..report_table import HtmlReport
 from ..store import Store
 from . import duplicates
-from .frames import analyze_frame
 from .base import Analyzer
+from .frames import analyze_frame
 from .registry import load, version_of
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ VERSION = "1"
 _DEFECTS = ("empty_turn", "repeated_turn", "role_order_violation")
 _ROLE_CODES = {"user": structure.USER, "assistant": structure.ASSISTANT, "system": structure.SYSTEM}
 
-_EMPATHY = {"emotional_reactions": pl.Int8, "interpretations": pl.Int8, "explorations": pl.Int8, "skills": pl.List(pl.String)}
-_SAFETY = {
+_EMPATHY: dict[str, pl.DataType | type[pl.DataType]] = {"emotional_reactions": pl.Int8, "interpretations": pl.Int8, "explorations": pl.Int8, "skills": pl.List(pl.String)}
+_SAFETY: dict[str, pl.DataType | type[pl.DataType]] = {
     "crisis_severity": pl.Int8,
     "abuse_severity": pl.Int8,
     "safety_check": pl.Boolean,
@@ -51,7 +51,7 @@ _SAFETY = {
 }
 
 
-def _aligned(keys: pl.DataFrame, other: pl.DataFrame, columns: dict[str, pl.DataType], on: list[str]) -> pl.DataFrame:
+def _aligned(keys: pl.DataFrame, other: pl.DataFrame, columns: dict[str, pl.DataType | type[pl.DataType]], on: list[str]) -> pl.DataFrame:
     """``other``'s columns row-aligned with ``keys`` (joined on ``on`` unless
     already aligned, which one equality check tells); missing ones null."""
     present = [c for c in columns if c in other.columns]
@@ -146,7 +146,7 @@ def _evidence(messages: pl.DataFrame, flags: structure.Flags) -> pl.DataFrame:
         )
     if not parts:
         return pl.DataFrame(schema=EVIDENCE_SCHEMA)
-    return pl.concat(parts).cast(EVIDENCE_SCHEMA).sort("conversation_id", "idx", maintain_order=True)  # type: ignore[arg-type]
+    return pl.concat(parts).cast(EVIDENCE_SCHEMA).sort("conversation_id", "idx", maintain_order=True)
 
 
 class QualityAnalyzer:

@@ -87,9 +87,9 @@ def recommendations(conv: dict[str, Any], messages: pl.DataFrame) -> list[str]:
         ordinary = m.filter(assistant & ~pl.col("empty_turn") & ~pl.col("repeated_turn") & pl.col("emotional_reactions").is_not_null())
         if ordinary.height:
             for column, advice_text in MECHANISMS:
-                mean = ordinary[column].cast(pl.Float64).mean()
-                if mean is not None and float(mean) < 1.0:  # type: ignore[arg-type]
-                    out.append(f"{advice_text} ({column} averages {float(mean):.1f} of 2).")  # type: ignore[arg-type]
+                mean = ordinary.select(pl.col(column).cast(pl.Float64).mean()).item()
+                if mean is not None and float(mean) < 1.0:
+                    out.append(f"{advice_text} ({column} averages {float(mean):.1f} of 2).")
     ratio, open_share = conv.get("reflection_question_ratio"), conv.get("open_question_share")
     if ratio is not None and ratio < 1.0:
         out.append(f"Reflect more before asking: {ratio:.1f} reflections per question (aim for at least 1, ideally 2).")

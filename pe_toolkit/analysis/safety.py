@@ -131,8 +131,8 @@ from ..schema import CRISIS_CATEGORIES, HARM_KINDS
 from ._patterns import (
     Matcher,
     bits_to_lists,
-    code_bits,
     clause_prefix,
+    code_bits,
     find_spans,
     fold_ascii,
     load_lexicon,
@@ -142,8 +142,7 @@ from ._patterns import (
     windows,
 )
 from .base import EVIDENCE_SCHEMA, Batch, Scores
-from .pii import KINDS as PII_KINDS
-from .pii import pii_spans
+from .pii import KINDS as PII_KINDS, pii_spans
 
 NAME = "safety"
 # 2: reply_appropriate on disclosure rows; 3: risk_score from the risk model and the rules;
@@ -713,7 +712,7 @@ class SafetyAnalyzer:
             "start",
             "end",
             "text",
-        ).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+        ).cast(EVIDENCE_SCHEMA)
 
 
 SAFETY = SafetyAnalyzer()
@@ -724,8 +723,8 @@ __all__ = [
     "HARM_KINDS",
     "SAFETY",
     "SafetyAnalyzer",
-    "crisis_spans",
     "appropriate_reply",
+    "crisis_spans",
     "disclosure_risk",
     "response_spans",
     "risk_score",

@@ -68,7 +68,7 @@ class Segments:
         return out
 
 
-def gather_or_null(values: np.ndarray, rows: np.ndarray, dtype: pl.DataType = pl.Float64) -> pl.Series:
+def gather_or_null(values: np.ndarray, rows: np.ndarray, dtype: pl.DataType | type[pl.DataType] = pl.Float64) -> pl.Series:
     """``values[rows]`` with null where ``rows`` is -1."""
     ok = rows >= 0
     out = pl.Series(np.where(ok, values[np.maximum(rows, 0)], 0), dtype=dtype)

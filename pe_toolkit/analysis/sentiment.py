@@ -499,7 +499,7 @@ def _evidence(messages: pl.DataFrame, result: SentimentResult) -> pl.DataFrame:
             "end": end.astype(np.int32),
             "text": text,
         }
-    ).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(EVIDENCE_SCHEMA)
 
 
 def conversation_sentiment(messages: pl.DataFrame, scores: np.ndarray, tokens: Tokens) -> pl.DataFrame:

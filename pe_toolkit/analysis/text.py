@@ -94,7 +94,7 @@ class Tokens:
 
     @property
     def categories(self) -> pl.Categories:
-        return self.encoded_vocab.dtype.categories  # type: ignore[attr-defined]
+        return self.encoded_vocab.dtype.categories  # type: ignore[attr-defined]  # encoded_vocab is Categorical; Series.dtype is typed as any DataType
 
     @property
     def n_texts(self) -> int:
@@ -130,7 +130,7 @@ class Tokens:
     def _piece_starts(self) -> np.ndarray:
         """Exclusive running total of piece widths + separators (computed on
         first use: one gather and one cumulative sum over all pieces)."""
-        codes, offsets, widths = self._pieces
+        codes, _offsets, widths = self._pieces
         # int32 halves the memory traffic whenever the total cannot overflow it.
         bound = len(codes) * (int(widths.max(initial=0)) + 1)
         dtype = np.int32 if bound < 2**31 else np.int64

@@ -31,8 +31,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..errors import InputError
-from ..store.normalize import normalize_lines
 from ..schema import QUALITY_METRICS
+from ..store.normalize import normalize_lines
 from .frames import FrameScores, analyze_frame
 from .recommendations import recommendations
 
@@ -77,7 +77,7 @@ def _normalized_messages(conversation: Any) -> tuple[str, pl.DataFrame]:
 
 
 def _plain_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return orjson.loads(orjson.dumps(frame.to_dicts()))  # type: ignore[no-any-return]
+    return orjson.loads(orjson.dumps(frame.to_dicts()))
 
 
 def validate_conversation(conversation: dict[str, Any], *, include_messages: bool = False) -> dict[str, Any]:
