@@ -140,6 +140,10 @@ class ApiError(PeToolkitError):
 class TransportError(ApiError):
     """The request did not get an HTTP answer (connect, timeout, dropped)."""
 
+    # Read by the retry policy: a request that never left may be repeated
+    # even when it is not idempotent (unknown counts as sent).
+    request_sent: bool = True
+
 
 class DeadlineExceededError(TransportError):
     """The answer was not complete within the request's total deadline

@@ -375,7 +375,7 @@ class AsyncClient:
         with progress_bar(None, f"export {export_id}", "B", enabled=progress, waits=self._core.waits) as bar:
             while True:
                 retrying = tenacity.AsyncRetrying(sleep=asyncio.sleep, **self._core.retry_options("idempotent"))
-                outcome = await retrying(self._download_attempt, call, CallState(), part, bar, deadline)
+                outcome: flows.Pending | None = await retrying(self._download_attempt, call, CallState(), part, bar, deadline)
                 if outcome is None:
                     break
                 if time.monotonic() + outcome.retry_after > deadline:

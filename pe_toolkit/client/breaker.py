@@ -20,7 +20,7 @@ from collections.abc import Callable
 from enum import Enum
 
 
-class BreakerState(str, Enum):
+class BreakerState(str, Enum):  # noqa: UP042 - StrEnum would change str() of a state (its value, not its name)
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"

@@ -265,7 +265,7 @@ class RequestCore:
             candidates = self.endpoints
             if state.last_failed is not None and len(candidates) > 1:
                 # Fail over: the endpoint that just failed goes last.
-                candidates = tuple(e for e in candidates if e is not state.last_failed) + (state.last_failed,)
+                candidates = (*(e for e in candidates if e is not state.last_failed), state.last_failed)
         for endpoint in candidates:
             if endpoint.breaker.allow():
                 return endpoint
@@ -323,7 +323,7 @@ class RequestCore:
         where = f"{attempt.call.method} {_display(attempt.request)}"
         attempt.endpoint.last_error = f"no complete answer within {attempt.deadline_why}"
         error = DeadlineExceededError(self.scrub(f"{where}: no complete answer within {attempt.deadline_why}"))
-        error.request_sent = True  # type: ignore[attr-defined]
+        error.request_sent = True
         return error
 
     def _past_deadline(self, attempt: Attempt) -> bool:
@@ -420,7 +420,8 @@ class RequestCore:
                 raise MalformedResponseError(self.scrub(f"{where}: HTTP {status}, but the body is {what}"))
             raise self._status_error(where, status, None, _short(content), None, _retry_after_header(response))
 
-        error = envelope.get("error") if isinstance(envelope.get("error"), dict) else {}
+        raw_error = envelope.get("error")
+        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
         code = error.get("code") if isinstance(error.get("code"), str) else None
         message = error.get("message") or envelope.get("message") or "no message"
         request_id = error.get("request_id") or envelope.get("request_id")
@@ -460,7 +461,7 @@ class RequestCore:
         error = TransportError(self.scrub(f"{attempt.call.method} {_display(attempt.request)}: {kind}: {detail}"))
         # Read by the retry policy: a request that never left may be repeated
         # even when it is not idempotent.
-        error.request_sent = not isinstance(exc, _NOT_SENT)  # type: ignore[attr-defined]
+        error.request_sent = not isinstance(exc, _NOT_SENT)
         return error
 
     def stream_failed(self, attempt: Attempt, exc: BaseException) -> ApiError:
@@ -547,7 +548,7 @@ class BodyReader:
     :class:`DeadlineExceededError` once the attempt's deadline has passed
     (the check that bounds transports without a bounded socket)."""
 
-    __slots__ = ("_core", "_attempt", "_parts", "size")
+    __slots__ = ("_attempt", "_core", "_parts", "size")
 
     def __init__(self, core: RequestCore, attempt: Attempt) -> None:
         self._core, self._attempt = core, attempt

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from ..config import Secret
-from ..errors import ApiError
-from ..errors import RateLimitError as RateLimitError  # the SDK's name, re-exported
+from ..errors import (
+    ApiError,
+    RateLimitError as RateLimitError,  # the SDK's name, re-exported
+)
 from . import routes
 from .pagination import Paginator
 from .sync_client import Client
@@ -48,7 +50,7 @@ class ConversationIterator:
     tasks while a page is on its way. One way of iterating per object.
     """
 
-    def __init__(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+    def __init__(self, pages: Generator[list[dict[str, Any]], None, None]) -> None:
         self._pages = pages
         self._ready: deque[dict[str, Any]] = deque()
 
@@ -73,7 +75,7 @@ class ConversationIterator:
 
     def close(self) -> None:
         """Stop early (no further page is requested)."""
-        self._pages.close()  # type: ignore[attr-defined]
+        self._pages.close()
 
 
 class PixelatedEmpathyAPI:
@@ -150,7 +152,7 @@ class PixelatedEmpathyAPI:
 
     def _pages(
         self, dataset: str | None, tier: str | None, min_quality: float | None, batch_size: int
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Generator[list[dict[str, Any]], None, None]:
         """The new summaries of each page, reconciled by id."""
         pager = Paginator(page_size=max(2, min(int(batch_size), 1000)))
         seen: set[str] = set()

@@ -168,12 +168,13 @@ def fan_out(
         while True:
             if tuner.width == 1 and in_flight == 0:
                 # One at a time: no thread hand-off at all.
-                item = next(source, _STOP)
-                if item is _STOP:
+                try:
+                    one = next(source)
+                except StopIteration:
                     return
-                result = guarded(item)
+                result = guarded(one)
                 tuner.completed(clock())
-                yield item, result
+                yield one, result
                 continue
             while not exhausted and in_flight < tuner.width:
                 item = next(source, _STOP)

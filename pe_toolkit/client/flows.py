@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -91,7 +91,7 @@ def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def open_part(part: Path, append: bool):  # type: ignore[no-untyped-def]
+def open_part(part: Path, append: bool) -> BinaryIO:
     """The partial download, created owner-only (it holds conversations)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     return os.fdopen(os.open(part, flags, 0o600), "ab" if append else "wb")

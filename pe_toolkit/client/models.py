@@ -13,7 +13,7 @@ server's dict where callers may want the rest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -97,7 +97,7 @@ class DatasetList:
         items = tuple(Dataset.from_api(x) for x in d["datasets"])
         return cls(items, int(d.get("total", len(items))))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Dataset]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -229,7 +229,7 @@ class ConversationPage:
         has_more = d.get("has_more")
         return cls(items, total, limit, offset, bool(has_more) if has_more is not None else offset + len(items) < total)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ConversationSummary]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -478,7 +478,7 @@ class SearchResults:
             filters_applied=dict(d.get("filters_applied") or {}),
         )
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import RateLimitError
@@ -136,7 +136,7 @@ class RatePacer:
 
 
 def _clock_time(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).strftime("%H:%M:%S UTC")
+    return datetime.fromtimestamp(unix, UTC).strftime("%H:%M:%S UTC")
 
 
 class WaitNotice:

@@ -94,7 +94,8 @@ def listing_call(call: Call[T], request: PageRequest) -> Call[Listed[T]]:
         has_more = d.get("has_more")
         return Listed(inner(d), ids, int(d["total"]), honoured, has_more if isinstance(has_more, bool) else None)
 
-    return replace(call, params={**(call.params or {}), **request.params()}, decode=decode)
+    # replace() keeps Call's type parameter; the new decode changes it from T to Listed[T]
+    return replace(call, params={**(call.params or {}), **request.params()}, decode=decode)  # type: ignore[return-value,arg-type]
 
 
 @dataclass

@@ -38,6 +38,7 @@ seen) but the SSE specification does not dispatch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -122,10 +123,8 @@ def _interrupt(response: httpx.Response) -> None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     if isinstance(sock, socket.socket):
-        try:
+        with contextlib.suppress(OSError):  # already closed
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
 
 
 class UpdateStream:

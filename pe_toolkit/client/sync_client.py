@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 import polars as pl
@@ -27,10 +27,9 @@ import tenacity
 from ..config import Secret, Settings
 from ..errors import ApiError
 from ..progress import progress_bar
-from . import deadline as deadlines
-from . import flows, routes
-from .fanout import fan_out
+from . import deadline as deadlines, flows, routes
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
+from .fanout import fan_out
 from .models import (
     ApiInfo,
     Conversation,
@@ -257,6 +256,29 @@ class Client:
                 yield from self.fetch_conversations([s.id for s in page], concurrency=concurrency, skip_missing=True)
             else:
                 yield from page
+
+    # typed per `raw`: summaries by default, the API's dicts with raw=True
+    @overload
+    def iter_pages(
+        self,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        page_size: int = 1000,
+        raw: Literal[False] = False,
+    ) -> Iterator[list[ConversationSummary]]: ...
+
+    @overload
+    def iter_pages(
+        self,
+        *,
+        dataset: str | None = None,
+        tier: str | None = None,
+        min_quality: float | None = None,
+        page_size: int = 1000,
+        raw: Literal[True],
+    ) -> Iterator[list[dict[str, Any]]]: ...
 
     def iter_pages(
         self,
