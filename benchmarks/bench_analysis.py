@@ -140,15 +140,16 @@ def baseline_patterns() -> tuple[str, list[re.Pattern[str]]]:
     try:
         from importlib import resources
 
-        from pe_toolkit.analysis import _patterns
+        from pe_toolkit.analysis.patterns.lexicon import load_lexicon
+        from pe_toolkit.analysis.patterns.translate import spaces_to_runs
 
         folder = resources.files("pe_toolkit.analysis").joinpath("lexicons")
         names = sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
         compiled = []
         for name in names:
-            entries = _patterns.load_lexicon(name).entries
+            entries = load_lexicon(name).entries
             if entries:
-                alternation = "|".join(f"(?:{_patterns._spaces_to_runs(e.pattern)})" for e in entries)
+                alternation = "|".join(f"(?:{spaces_to_runs(e.pattern)})" for e in entries)
                 compiled.append(re.compile(rf"\b(?:{alternation})\b", re.I))
         if compiled:
             return f"the analyzers' lexicons ({', '.join(names)})", compiled

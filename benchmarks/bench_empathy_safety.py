@@ -63,7 +63,8 @@ def timed(fn, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-d
 def stages(frame: pl.DataFrame, repeats: int) -> None:
     """Where the empathy analyzer's time goes."""
     from pe_toolkit.analysis import empathy
-    from pe_toolkit.analysis._patterns import find_spans, fold_ascii
+    from pe_toolkit.analysis.patterns.folding import fold_ascii
+    from pe_toolkit.analysis.patterns.spans import find_spans
 
     rows = (frame["role"] == "assistant").arg_true()
     matcher, _ = empathy._cues()
@@ -79,10 +80,11 @@ def stages(frame: pl.DataFrame, repeats: int) -> None:
 
 
 def baseline(texts: list[str]) -> None:
-    from pe_toolkit.analysis._patterns import _spaces_to_runs, load_lexicon
+    from pe_toolkit.analysis.patterns.lexicon import load_lexicon
+    from pe_toolkit.analysis.patterns.translate import spaces_to_runs
 
     patterns = [
-        re.compile("|".join(f"(?:{_spaces_to_runs(e.pattern)})" for e in load_lexicon(name).entries), re.I)
+        re.compile("|".join(f"(?:{spaces_to_runs(e.pattern)})" for e in load_lexicon(name).entries), re.I)
         for name in ("empathy", "skills", "crisis", "responses", "pii")
     ]
     for text in texts:  # the per-message loop is the point of the baseline

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--skip-adversarial", action="store_true")
     args = parser.parse_args()
 
-    from pe_toolkit.analysis._patterns import fold_ascii
+    from pe_toolkit.analysis.patterns.folding import fold_ascii
     from pe_toolkit.analysis.pii import pii_spans, redact, redact_frame
     from pe_toolkit.analysis.safety import SafetyAnalyzer
 

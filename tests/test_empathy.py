@@ -14,10 +14,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pe_toolkit.analysis._patterns import load_lexicon
+from pe_toolkit.analysis import evaluate
 from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
 from pe_toolkit.analysis.empathy import EMPATHY, MECHANISMS
-from pe_toolkit.analysis import evaluate
+from pe_toolkit.analysis.patterns.lexicon import load_lexicon
 from pe_toolkit.analysis.skills import SKILL_CODES
 from pe_toolkit.errors import InputError
 

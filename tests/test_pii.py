@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from pe_toolkit.analysis._patterns import load_lexicon
-from pe_toolkit.analysis._patterns import fold_ascii
+from pe_toolkit.analysis.patterns.folding import fold_ascii
+from pe_toolkit.analysis.patterns.lexicon import load_lexicon
 from pe_toolkit.analysis.pii import CHECKS_PER_MESSAGE, KINDS, PLACEHOLDERS, find_pii, pii_spans, redact, redact_frame
 from pe_toolkit.errors import AnalysisError
 from pe_toolkit.schema import PII_KINDS

@@ -25,9 +25,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pe_toolkit.analysis._patterns import load_lexicon
-from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
 from pe_toolkit.analysis import evaluate
+from pe_toolkit.analysis.base import EVIDENCE_SCHEMA, MESSAGES_SCHEMA
+from pe_toolkit.analysis.patterns.lexicon import load_lexicon
 from pe_toolkit.analysis.safety import CRISIS_CATEGORIES, HARM_KINDS, SAFETY, SafetyAnalyzer
 from pe_toolkit.errors import AnalysisError, InputError
 

@@ -51,16 +51,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ._patterns import (
-    Matcher,
-    content_words,
-    find_spans,
-    fold_ascii,
-    load_lexicon,
-    original_text,
-    sorted_entries,
-)
 from .base import EVIDENCE_SCHEMA, Batch, Scores
+from .patterns.context import content_words
+from .patterns.folding import fold_ascii
+from .patterns.lexicon import load_lexicon
+from .patterns.matcher import Matcher, sorted_entries
+from .patterns.spans import find_spans, original_text
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"

@@ -50,7 +50,10 @@ import polars as pl
 from ..errors import AnalysisError
 from ..schema import PII_KINDS
 from . import pii_checks
-from ._patterns import Matcher, find_spans, fold_ascii, load_lexicon
+from .patterns.folding import fold_ascii
+from .patterns.lexicon import load_lexicon
+from .patterns.matcher import Matcher
+from .patterns.spans import find_spans
 
 # The contract's kinds (schema.PII_KINDS), then those added since.
 KINDS: tuple[str, ...] = (*PII_KINDS, "ip_address", "social_handle", "name")

@@ -53,7 +53,8 @@ import re
 
 import polars as pl
 
-from ._patterns import find_spans, fold_ascii
+from .patterns.folding import fold_ascii
+from .patterns.spans import find_spans
 
 NAMES_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.UInt32(),

@@ -128,20 +128,13 @@ import polars as pl
 
 from ..errors import AnalysisError
 from ..schema import CRISIS_CATEGORIES, HARM_KINDS
-from ._patterns import (
-    Matcher,
-    bits_to_lists,
-    clause_prefix,
-    code_bits,
-    find_spans,
-    fold_ascii,
-    load_lexicon,
-    original_text,
-    sentence_prefix,
-    sentence_rest,
-    windows,
-)
 from .base import EVIDENCE_SCHEMA, Batch, Scores
+from .patterns.codes import bits_to_lists, code_bits
+from .patterns.context import clause_prefix, sentence_prefix, sentence_rest
+from .patterns.folding import fold_ascii
+from .patterns.lexicon import load_lexicon
+from .patterns.matcher import Matcher
+from .patterns.spans import find_spans, original_text, windows
 from .pii import KINDS as PII_KINDS, pii_spans
 
 NAME = "safety"

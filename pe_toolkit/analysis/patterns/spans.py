@@ -1,0 +1,124 @@
+"""Every match of a regex in a column of folded (ASCII) texts, with its
+offsets, in one regex pass; the original text of a span and the text around
+it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ...errors import AnalysisError
+from .folding import END_MARK, MARK
+
+SPANS_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.UInt32(),
+    "start": pl.Int32(),
+    "end": pl.Int32(),
+    "text": pl.String(),
+}
+
+
+def empty_spans() -> pl.DataFrame:
+    return pl.DataFrame(schema=SPANS_SCHEMA)
+
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> Any:
+    """One long-lived thread pool for :func:`_split_map`. Polars caches a
+    compiled regex per thread: fresh threads on every call would compile each
+    family's alternation again (tens of milliseconds for the crisis lexicon),
+    twice per pass."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max(2, pl.thread_pool_size()), thread_name_prefix="pe-spans")
+        return _POOL
+
+
+def _forget_pool() -> None:  # pragma: no cover - runs in a forked child
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _split_map(texts: pl.Series, fn: Any, min_rows: int = 50_000) -> pl.DataFrame:
+    """``fn(part)`` (a frame with a ``row`` column) over two halves of
+    ``texts`` on two threads, rows renumbered: polars releases the GIL in its
+    kernels, and a string kernel on one Series runs on one core."""
+    n = len(texts)
+    if n < min_rows or pl.thread_pool_size() < 2:
+        return fn(texts)
+    cut = n // 2
+    pool = _pool()
+    first = pool.submit(fn, texts.slice(0, cut))
+    second = pool.submit(fn, texts.slice(cut))
+    a, b = first.result(), second.result()
+    return pl.concat([a, b.with_columns(pl.col("row") + cut)])
+
+
+def _spans_of(texts: pl.Series, regex: str) -> pl.DataFrame:
+    marked = texts.str.replace_all(regex, MARK + "$0" + END_MARK)
+    positions = marked.str.find_many([MARK, END_MARK])
+    per_row = (positions.list.len() // 2).cast(pl.Int64).to_numpy()
+    flat = positions.explode().drop_nulls().to_numpy().astype(np.int64)
+    if not len(flat):
+        return empty_spans()
+    rows = np.repeat(np.arange(len(texts), dtype=np.uint32), per_row)
+    # The k-th match of a row (from 0) sits after 2k markers.
+    k = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    start = flat[0::2] - 2 * k
+    end = flat[1::2] - 2 * k - 1
+    row_series = pl.Series("row", rows, dtype=pl.UInt32)
+    start_series = pl.Series("start", start, dtype=pl.Int32)
+    end_series = pl.Series("end", end, dtype=pl.Int32)
+    # The texts are ASCII: byte slices are character slices, and a byte slice
+    # does not walk the text from its start (str.slice on the k-th match of a
+    # 2 MB message would, making the pass quadratic).
+    text = (
+        texts.cast(pl.Binary).gather(row_series).bin.slice(start_series, end_series - start_series)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
+        .cast(pl.String).alias("text")
+    )
+    return pl.DataFrame([row_series, start_series, end_series, text])
+
+
+def find_spans(texts: pl.Series, regex: str, where: str = "lexicon") -> pl.DataFrame:
+    """Every non-overlapping match of ``regex`` in the (ASCII) texts:
+    ``row`` (position in ``texts``), ``start``, ``end`` (character offsets),
+    ``text`` (as matched: folded, maybe lower-cased)."""
+    try:
+        return _split_map(texts, lambda part: _spans_of(part, regex))
+    except pl.exceptions.ComputeError as exc:
+        raise AnalysisError(f"{where}: the regex does not compile: {exc}") from None
+
+
+def original_text(spans: pl.DataFrame, texts: pl.Series) -> pl.Series:
+    """Each span's text in the original messages ``texts`` (indexed by
+    ``row``). Gathering string views is cheap; only the slices are new."""
+    if not len(spans):
+        return pl.Series("text", [], dtype=pl.String)
+    return texts.gather(spans["row"]).str.slice(spans["start"], spans["end"] - spans["start"]).alias("text")
+
+
+def windows(spans: pl.DataFrame, folded: pl.Series, *, before: int = 160, after: int = 160) -> pl.DataFrame:
+    """``spans`` plus ``pre`` (up to ``before`` characters before the match) and
+    ``post`` (up to ``after`` characters after it) from the folded texts."""
+    if not len(spans):
+        return spans.with_columns(pre=pl.lit("", pl.String), post=pl.lit("", pl.String))
+    text = folded.gather(spans["row"])
+    lo = (spans["start"] - before).clip(lower_bound=0)
+    return spans.with_columns(
+        pre=text.str.slice(lo, spans["start"] - lo),
+        post=text.str.slice(spans["end"], after),
+    )
