@@ -229,7 +229,8 @@ def test_redaction_plumbing_changes_only_the_text():
 
     meta = pa.array(['{"dataset": "x@y.org", "notes": ["mail z@w.com"], "n": 3, "deep": {"k": "q@r.net"}}', None])
     cleaned = [None if m is None else orjson.loads(m) for m in redact_metadata(meta, _toy_redact).to_pylist()]
-    assert cleaned == [{"dataset": "x@y.org", "notes": ["mail [EMAIL]"], "n": 3, "deep": {"k": "[EMAIL]"}}, None]
+    # a dataset name is scanned too (issue 15): its key stays, its value is free text
+    assert cleaned == [{"dataset": "[EMAIL]", "notes": ["mail [EMAIL]"], "n": 3, "deep": {"k": "[EMAIL]"}}, None]
 
     objs = pa.array(['{"id":"a","messages":[{"role":"user","content":"me@x.org","timestamp":null}],"quality_metrics":null,"metadata":{"dataset":"d","contact":"me@x.org"}}'])
     (text,) = redact_api_objects(objs, _toy_redact).to_pylist()

@@ -28,7 +28,7 @@ from ..store import ConversationFilter, Store
 from . import source
 from .atomic import atomic_dir, atomic_file
 from .filters import ExportFilter
-from .redact import load_redactor, redact_api_objects, redact_messages, redact_metadata
+from .redact import Pseudonyms, load_redactor, redact_batch
 from .scores import ScoreColumns
 from .writers import MANIFEST, ParquetWriter, Writer, make_writer, write_manifest
 
@@ -107,17 +107,6 @@ def _check_options(fmt: str, path: Path, layout: str | None, include_scores: boo
     if gz and fmt not in ("jsonl", "openai", "sharegpt", "csv"):
         raise InputError(f"{fmt} is not gzipped as a whole (parquet compresses inside); drop the .gz")
     return layout, gz
-
-
-def _redact_batch(batch: pa.RecordBatch, fmt_source: str, redact: Any) -> pa.RecordBatch:
-    if fmt_source == "api":
-        index = batch.schema.get_field_index("json")
-        return batch.set_column(index, "json", redact_api_objects(batch.column("json"), redact))
-    batch = batch.set_column(
-        batch.schema.get_field_index("messages"), "messages", redact_messages(batch.column("messages"), redact)
-    )
-    index = batch.schema.get_field_index("metadata")
-    return batch.set_column(index, "metadata", redact_metadata(batch.column("metadata"), redact))
 
 
 def export(
@@ -207,6 +196,7 @@ def _run(
     batch_rows: int,
 ) -> None:
     redact = redactor is not None
+    pseudonyms = Pseudonyms()  # one key per export: ids join within it, not across exports
     with reading(store) as con:
         selection.check(con)
         scores = ScoreColumns.of(con) if include_scores else ScoreColumns()
@@ -222,7 +212,7 @@ def _run(
             try:
                 for batch in source.chunked(con, selected, query, scores, batch_rows):
                     if redactor is not None:
-                        batch = _redact_batch(batch, writer.source, redactor)
+                        batch = redact_batch(batch, writer.source, redactor, pseudonyms)
                     report.messages += writer.write(batch)
                     report.conversations += batch.num_rows
                     bar.update(batch.num_rows)

@@ -5,11 +5,22 @@ Message contents are redacted as one column per batch (the vectorized
 shape, so its string values are gathered with a small walk over the parsed
 objects, redacted in the same single vectorized call, and put back; so are
 free-form keys (an e-mail used as a key). The keys pe_toolkit owns (dataset,
-tier, created_at) are structure, not free text, and are left alone.
+tier, created_at) are structure and keep their names; of their values only
+the dataset name is free text, and it is scanned like the rest.
+
+Identifiers are scanned too: a conversation id in which the scan finds PII
+(an e-mail or a phone number used as an id) is replaced by a pseudonym, a
+keyed hash (HMAC-SHA256 under a key drawn once per export and never
+written), so one id maps to the same pseudonym throughout an export (the
+conversations and messages tables still join) and to an unrelated one in
+the next export. Ids without PII are kept as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +32,36 @@ import pyarrow.compute as pc
 from ..errors import ExportError
 
 _STRUCTURAL_KEYS = frozenset({"dataset", "tier", "created_at"})
+# Of the owned keys, those whose values are not free text (a tier name, a
+# timestamp the date-of-birth patterns would misread).
+_OPAQUE_VALUES = frozenset({"tier", "created_at"})
+PSEUDONYM_PREFIX = "pseudo_"
+
+
+class Pseudonyms:
+    """Stable stand-ins for identifiers that hold PII, for one export."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def of(self, value: str) -> str:
+        digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return PSEUDONYM_PREFIX + digest[:20]
+
+
+def redact_ids(ids: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms: Pseudonyms) -> pa.Array:
+    """``ids`` with each one the scan changes replaced by its pseudonym (a
+    placeholder such as ``[EMAIL]`` would make distinct ids collide)."""
+    if len(ids) == 0:
+        return ids
+    ids = ids.cast(pa.string())
+    changed = pc.fill_null(pc.not_equal(redact(ids), ids), False)
+    if not pc.any(changed).as_py():
+        return ids
+    flags = changed.to_pylist()
+    return pa.array(
+        [pseudonyms.of(v) if flag else v for v, flag in zip(ids.to_pylist(), flags)], pa.string()
+    )
 
 Redactor = Callable[[list[str]], list[str]]
 
@@ -73,7 +114,7 @@ def _gather(node: Any, out: list[tuple[Any, Any]], top: bool, owners: list[tuple
     if isinstance(node, dict):
         owners.append((node, top))
         for key, value in node.items():
-            if top and key in _STRUCTURAL_KEYS:
+            if top and key in _OPAQUE_VALUES:
                 continue
             if isinstance(value, str):
                 out.append((node, key))
@@ -130,10 +171,18 @@ def redact_metadata(metadata: pa.Array, redact: Callable[[pa.Array], pa.Array]) 
     return pa.array([None if o is None else orjson.dumps(o).decode() for o in objects], pa.string())
 
 
-def redact_api_objects(texts: pa.Array, redact: Callable[[pa.Array], pa.Array]) -> pa.Array:
+def redact_api_objects(
+    texts: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms: Pseudonyms | None = None
+) -> pa.Array:
     """API conversation objects (JSON texts) with message contents and
-    metadata strings redacted; keys keep their order."""
+    metadata strings redacted and ids holding PII pseudonymized; keys keep
+    their order."""
     objects = [orjson.loads(text) for text in texts.to_pylist()]
+    pseudonyms = pseudonyms or Pseudonyms()
+    with_id = [o for o in objects if isinstance(o.get("id"), str)]
+    new_ids = redact_ids(pa.array([o["id"] for o in with_id], pa.string()), redact, pseudonyms).to_pylist()
+    for obj, new in zip(with_id, new_ids):
+        obj["id"] = new
     slots: list[tuple[Any, Any]] = []
     owners: list[tuple[dict[str, Any], bool]] = []
     for obj in objects:
@@ -143,3 +192,18 @@ def redact_api_objects(texts: pa.Array, redact: Callable[[pa.Array], pa.Array]) 
         _gather(obj.get("metadata"), slots, True, owners)
     _redact_slots(slots, owners, redact)
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
+
+
+def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array], pa.Array],
+                 pseudonyms: Pseudonyms) -> pa.RecordBatch:  # fmt: skip
+    """One export batch redacted: ``source`` "api" (id, json) or "nested"
+    (the conversation columns with their messages)."""
+    names = batch.schema.names
+    if "id" in names:
+        batch = batch.set_column(names.index("id"), "id", redact_ids(batch.column("id"), redact, pseudonyms))
+    if source == "api":
+        return batch.set_column(names.index("json"), "json", redact_api_objects(batch.column("json"), redact, pseudonyms))
+    batch = batch.set_column(names.index("messages"), "messages", redact_messages(batch.column("messages"), redact))
+    if "dataset" in names:
+        batch = batch.set_column(names.index("dataset"), "dataset", redact(batch.column("dataset").cast(pa.string())))
+    return batch.set_column(names.index("metadata"), "metadata", redact_metadata(batch.column("metadata"), redact))
