@@ -70,7 +70,7 @@ class EventBus:
         for handler in self._matching(topic):
             try:
                 handler(event)
-            except Exception:  # noqa: BLE001 - isolation is the point
+            except Exception:  # isolation is the point
                 log.exception("event handler for %s failed", topic)
         return event
 

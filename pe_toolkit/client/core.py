@@ -62,6 +62,7 @@ from .retry import RetryPolicy, Safety, retry_options
 log = logging.getLogger("pe_toolkit.client")
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 USER_AGENT = "pe-toolkit/0.1 (+https://api.pixelatedempathy.com)"
 
@@ -121,6 +122,11 @@ class Call(Generic[T]):
     def raw(self) -> Call[Any]:
         """The same request, returning ``data`` as the server sent it."""
         return replace(self, decode=_identity)
+
+    def decoded(self, decode: Callable[[Any], U], **changes: Any) -> Call[U]:
+        """The same request (with ``changes``) decoded by ``decode``."""
+        # replace() keeps the type parameter; the new decoder changes it from T to U
+        return replace(self, decode=decode, **changes)  # type: ignore[arg-type,return-value]
 
 
 def normalize_base_url(url: str) -> str:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
 from .core import Call
@@ -94,8 +94,7 @@ def listing_call(call: Call[T], request: PageRequest) -> Call[Listed[T]]:
         has_more = d.get("has_more")
         return Listed(inner(d), ids, int(d["total"]), honoured, has_more if isinstance(has_more, bool) else None)
 
-    # replace() keeps Call's type parameter; the new decode changes it from T to Listed[T]
-    return replace(call, params={**(call.params or {}), **request.params()}, decode=decode)  # type: ignore[return-value,arg-type]
+    return call.decoded(decode, params={**(call.params or {}), **request.params()})
 
 
 @dataclass

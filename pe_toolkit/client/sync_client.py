@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -220,7 +220,7 @@ class Client:
 
     def fetch_each(
         self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False
-    ) -> Iterator[tuple[str, Any]]:
+    ) -> Generator[tuple[str, Any], None, None]:
         """Yield ``(id, conversation or ApiError)`` as each fetch completes,
         with at most ``concurrency`` requests in flight (fewer while that
         measures faster: :class:`.fanout.WidthTuner`). Errors are yielded,

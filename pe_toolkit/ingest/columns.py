@@ -11,6 +11,7 @@ structure is kept: in the conversation's ``metadata`` under its own name
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from ..errors import InputError
 
@@ -116,7 +117,7 @@ class ColumnMap:
                 raise InputError(f"{where}: no column {column!r} for {what} (columns: {', '.join(columns)})")
             return column
 
-        chosen: dict[str, str | None] = {}
+        chosen: dict[str, Any] = {}  # column names or None, passed on as keyword arguments
         for name, spellings in _GUESSES.items():
             given = getattr(self, name)
             chosen[name] = check(given, name) if given is not None else next((lower[s] for s in spellings if s in lower), None)

@@ -74,7 +74,8 @@ def _kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def dialogue(obj: Any, dataset: str) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def dialogue(obj: Any, dataset: str) -> dict[str, Any]:
         metadata.pop(owned, None)
     if any(m is not None for m in per_message):
         metadata[MESSAGE_METADATA_KEY] = per_message
-    ds = obj.get("dataset") if isinstance(obj.get("dataset"), str) else dataset
+    named = obj.get("dataset")
+    ds = named if isinstance(named, str) else dataset
     if given is None:
         digest = hashlib.md5(ds.encode() + orjson.dumps(messages) + orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS))
         given = "esconv_" + digest.hexdigest()[:20]

@@ -27,9 +27,9 @@ from ..errors import InputError
 from ..events import EventBus, bus as default_bus
 from ..progress import progress_bar
 from ..store import Store
+from ..store.normalize import normalize_lines, parse_connection
 from .columns import ColumnMap
 from .loading import Batch, ImportReport, write_batches
-from ..store.normalize import normalize_lines, parse_connection
 from .tabular import read_table
 
 # (column, message keys, format the normalizer knows it as)

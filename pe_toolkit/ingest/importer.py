@@ -33,11 +33,11 @@ from ..errors import InputError, UnknownFormatError
 from ..events import EventBus, bus as default_bus
 from ..progress import progress_bar
 from ..store import Store
+from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
 from . import esconv, hf
 from .columns import ColumnMap
 from .frames import relation_batches
 from .loading import Batch, ImportReport, write_batches
-from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
 from .reader import DEFAULT_CHUNK_BYTES, peek_first_record, record_chunks
 from .tabular import TABULAR_FORMATS, relation_of
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def prefetch(items: Iterator, depth: int = 2) -> Iterator:  # type: ignore[type-arg]
+def prefetch(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Run a generator in a background thread, ``depth`` items ahead.
 
     Parsing the next chunk (its own DuckDB connection) overlaps with writing
     the current one; DuckDB releases the GIL while it works. Errors raised
     by the generator re-raise here, in order.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)  # type: ignore[type-arg]
+    q: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
 from . import sync_state
@@ -47,7 +46,7 @@ MAX_DOWNLOADS = 5  # downloads of one export that arrive damaged
 
 def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None:
     state: dict[str, Any] = dict(checkpoint.state) if checkpoint and checkpoint.mode == "bulk" else {}
-    phase = checkpoint.phase if state else "download"
+    phase = checkpoint.phase if checkpoint and state else "download"
     if state:
         ctx.report.resumed = True
     short_retried = False

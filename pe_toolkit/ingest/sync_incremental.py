@@ -22,7 +22,6 @@ Phases, each checkpointed:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -63,10 +62,10 @@ def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
     else:
         pager = Paginator(page_size=ctx.page_size, seen=seen)
     base = routes.list_conversations(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality)
-    base = dataclasses.replace(base, decode=SummaryFrame.from_api)
+    summaries = base.decoded(SummaryFrame.from_api)
     with ctx.bar(None, "list", "conv") as bar, ctx.client.waits.shown_on(bar):
         while (req := pager.next_request()) is not None:
-            listed = ctx.client.request(listing_call(base, req))
+            listed = ctx.client.request(listing_call(summaries, req))
             fresh = pager.take(listed)
             if any(fresh):
                 rows = listed.data.frame.filter(pl.Series(fresh, dtype=pl.Boolean))

@@ -9,7 +9,7 @@ id (so the next sync fetches them again), and the ids into ``sync_seen``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from ..events import EventBus
 from ..store import Store, UpsertResult
-from . import sync_state
 from ..store.normalize import normalize_lines, parse_connection
+from . import sync_state
 
 
 @dataclass
@@ -62,11 +62,11 @@ class BatchWriter:
         errors: list[tuple[int, str, str]],
         locator: Callable[[int, str], str],
         *,
-        extra_bad: list[tuple[str, str, str | None]] = (),  # type: ignore[assignment]
+        extra_bad: Sequence[tuple[str, str, str | None]] = (),
     ) -> UpsertResult:
         """Upsert ``good``; record ``errors`` (and ``extra_bad`` as
         ``(locator, reason, payload)``) as dead letters."""
-        dead = [(self.source, locator(line, raw), reason, raw) for line, reason, raw in errors]
+        dead: list[tuple[str, str, str, str | None]] = [(self.source, locator(line, raw), reason, raw) for line, reason, raw in errors]
         dead += [(self.source, loc, reason, payload) for loc, reason, payload in extra_bad]
         if dead:
             self.store.add_dead_letters(dead)

@@ -187,7 +187,6 @@ from typing import Any
 import orjson
 
 from ..errors import ExportError
-
 from . import synth_build
 from .synth_config import SynthConfig
 from .synth_phrases import CRISIS_CATEGORIES, DATASETS, TIERS, TOPICS

@@ -31,8 +31,8 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import QUALITY_METRICS, ROLE_ALIASES, TIERS
-from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
 from ..store.normalize import split_errors
+from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
 
 __all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of"]
 

@@ -155,7 +155,7 @@ def _vocab_words_of(tokens: Tokens) -> pl.DataFrame:
     return found
 
 
-def words_of(tokens: Tokens, rows: np.ndarray, table: dict[str, int] | pl.DataFrame | None) -> Words:
+def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Words:
     """The words of texts ``rows`` of ``tokens``, with ids from ``table``
     (a frame ``word``, ``id``); without a table every word gets -1."""
     rows = np.asarray(rows, dtype=np.int64)

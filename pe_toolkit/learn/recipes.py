@@ -33,10 +33,10 @@ import polars as pl
 
 from ..analysis.learned import MODELS_DIR, SKILL_CLASSES
 from . import devdata
-from .validity import Report, auroc_interval, cross_validate
 from .features import FeatureSpec
 from .io import load, save
 from .model import TextModel, fit
+from .validity import Report, auroc_interval, cross_validate
 
 # Bumped by hand when a model is retrained on purpose: the card's date is
 # part of the file, so a rebuild on another day still gives the same bytes.

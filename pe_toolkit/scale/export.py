@@ -130,13 +130,13 @@ def export_dataset(
     ray.data.DataContext.get_current().enable_progress_bars = progress
     try:
         shards = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=len(keys)).map_batches(
-            export_partition,
+            export_partition,  # type: ignore[arg-type]  # Ray types fn as one-argument; the rest come through fn_kwargs
             batch_size=1,
             batch_format="numpy",
             fn_kwargs={"output": str(root), "target": str(target), "options": {"format": format, **options}},
             num_cpus=1,
         )
-        rows = [row for batch in shards.iter_batches(batch_size=None, batch_format="pyarrow") for row in batch.to_pylist()]
+        rows = [row for batch in shards.iter_batches(batch_size=None, batch_format="pyarrow") for row in batch.to_pylist()]  # type: ignore[union-attr]  # batch_format="pyarrow": each batch is a pyarrow Table
     finally:
         if owns_ray:
             ray.shutdown()

@@ -42,9 +42,9 @@ from ..ingest import esconv
 from ..ingest.columns import ColumnMap
 from ..ingest.importer import BATCH_ROWS, _json_batches, _strip_gz, _table_batches, detect_format
 from ..ingest.loading import ImportReport
-from ..store.normalize import JSON_FORMATS
 from ..ingest.reader import DEFAULT_CHUNK_BYTES
 from ..store.core import CONTENT_HASH_SQL
+from ..store.normalize import JSON_FORMATS
 from .inputs import local_copy
 
 PARTITION_TABLES = ("conversations", "message_scores", "_conversation_base", "evidence", "dead_letters")

@@ -182,10 +182,10 @@ def _score_partitions(todo: list[InputFile], out: Path, manifest: Manifest, repo
     # One file per task (batch_size=1) and one block per file, so files are
     # scored in parallel and each summary row arrives as its file finishes.
     tasks = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        run_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": str(out)}, num_cpus=1
+        run_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": str(out)}, num_cpus=1  # type: ignore[arg-type]  # Ray types fn as one-argument; the rest come through fn_kwargs
     )
     for batch in tasks.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
+        for row in batch.to_pylist():  # type: ignore[union-attr]  # batch_format="pyarrow": each batch is a pyarrow Table
             manifest.partitions[row["key"]] = row
             report.computed.append(row["key"])
             report.messages_computed += int(row["messages"])

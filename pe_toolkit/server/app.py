@@ -89,7 +89,7 @@ class MirrorApp(FastAPI):
     """FastAPI with the gateway outside its error middleware, so every
     response, a 500 included, carries the request id and rate headers."""
 
-    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+    def build_middleware_stack(self):
         inner = super().build_middleware_stack()
         m: Mirror = self.state.mirror
         lanes = {"/v1/conversations/": conversation_lane(m.snapshot)}
@@ -138,7 +138,7 @@ def _add_flat(app: FastAPI, router: APIRouter) -> None:
             app.add_api_route(
                 route.path,
                 route.endpoint,
-                methods=sorted(route.methods),
+                methods=sorted(route.methods or ()),
                 status_code=route.status_code,
                 summary=route.summary,
                 name=route.name,

@@ -20,6 +20,7 @@ query waits up to ``lock_wait`` seconds for it, then fails with
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -148,10 +149,8 @@ class ServerDB:
     def _close_locked(self) -> None:
         # Called with self._state held and no lease out: no cursor is in use.
         for cur in self._cursors:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 cur.close()
-            except duckdb.Error:
-                pass
         self._cursors.clear()
         self._generation += 1
         if self._store is not None:

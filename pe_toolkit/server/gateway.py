@@ -77,7 +77,7 @@ class Usage:
     """Counters for /v1/statistics/overview (process lifetime)."""
 
     requests: int = 0
-    by_status: Counter = field(default_factory=Counter)  # type: ignore[type-arg]
+    by_status: Counter[int] = field(default_factory=Counter)
     rejected_auth: int = 0
     rejected_rate: int = 0
     rejected_size: int = 0
@@ -175,7 +175,7 @@ class Gateway:
             if key is None:
                 usage.rejected_auth += 1
                 body = error_body(INVALID_API_KEY, "missing or invalid API key (Authorization: Bearer <key>)", rid)
-                return await self._reply(send, 401, body, extra + [(b"www-authenticate", b"Bearer")])
+                return await self._reply(send, 401, body, [*extra, (b"www-authenticate", b"Bearer")])
             if scope["method"] == "GET":
                 path = scope["path"]
                 for prefix, lane in self.lanes:
@@ -194,7 +194,7 @@ class Gateway:
             if too_big:
                 usage.rejected_size += 1
                 body = error_body(VALIDATION_ERROR, f"request body larger than {self.max_body_bytes} bytes", rid, details="body")
-                return await self._reply(send, 413, body, extra + [(b"connection", b"close")])
+                return await self._reply(send, 413, body, [*extra, (b"connection", b"close")])
 
         limit = self.max_body_bytes
         seen = 0

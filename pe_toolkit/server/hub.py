@@ -20,6 +20,7 @@ Topics: ``conversation.created``, ``conversation.updated``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from collections import deque
@@ -44,10 +45,7 @@ class LiveEvent:
 
 
 def matches(patterns: Iterable[str], topic: str) -> bool:
-    for pattern in patterns:
-        if pattern in ("*", topic) or (pattern.endswith(".*") and topic.startswith(pattern[:-1])):
-            return True
-    return False
+    return any(pattern in ("*", topic) or (pattern.endswith(".*") and topic.startswith(pattern[:-1])) for pattern in patterns)
 
 
 def id_payload(ids: list[str], **extra: Any) -> dict[str, Any]:
@@ -106,10 +104,8 @@ class EventHub:
             self.published += 1
         loop = self._loop
         if targets and loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
                 loop.call_soon_threadsafe(self._deliver, targets, event)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
         return event
 
     @staticmethod
@@ -159,7 +155,5 @@ class EventHub:
                     sub.queue.get_nowait()
                 sub.queue.put_nowait(None)
 
-        try:
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(end)
-        except RuntimeError:
-            pass

@@ -302,7 +302,7 @@ class JobManager:
             self._persist(started)
             job.status, job.started_at = started.status, started.started_at
         self._publish(job, "job.progress", force=True)
-        started = time.perf_counter()
+        began = time.perf_counter()
         try:
             results = runner(JobContext(job, self))
         except JobCancelled:
@@ -314,11 +314,11 @@ class JobManager:
         except PeToolkitError as exc:
             self._finish(job, "failed", error=str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a job must end visibly, whatever broke
+        except Exception as exc:  # a job must end visibly, whatever broke
             log.exception("job %s (%s) failed", job.job_id, job.processing_type)
             self._finish(job, "failed", error=f"internal error: {type(exc).__name__}")
             return
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - began
         if job.size:
             old = self._rates.get(job.processing_type, elapsed / job.size)
             self._rates[job.processing_type] = 0.5 * old + 0.5 * elapsed / job.size

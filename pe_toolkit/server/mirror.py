@@ -122,7 +122,7 @@ class Mirror:
         while not self._stop.wait(SWEEP_EVERY):
             try:
                 self.exports.sweep()
-            except Exception:  # noqa: BLE001 - try again next time
+            except Exception:  # try again next time
                 log.exception("sweeping expired exports failed")
 
     def stop(self) -> None:

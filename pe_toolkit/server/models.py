@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 
 from ..schema import QUALITY_METRICS
-from .envelope import ApiProblem, VALIDATION_ERROR, invalid
+from .envelope import VALIDATION_ERROR, ApiProblem, invalid
 from .handlers import describe_errors
 
 Tier = Literal["basic", "standard", "professional", "clinical", "research"]

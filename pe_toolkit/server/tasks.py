@@ -23,9 +23,9 @@ import orjson
 from ..events import Event, EventBus, bus as default_bus
 from ..schema import QUALITY_METRICS
 from ..store import ConversationFilter, Store
+from . import quality
 from .db import ServerDB
 from .jobs import JobContext
-from . import quality
 
 WEAKEST = 5
 BATCH_MIN, BATCH_MAX = 100, 20_000

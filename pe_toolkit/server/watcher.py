@@ -33,8 +33,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from ..events import Event, EventBus
 from ..errors import StoreLockedError
+from ..events import Event, EventBus
 from .db import ServerDB, file_signature
 from .hub import EventHub, id_payload
 from .objects import ObjectSnapshot
@@ -54,7 +54,7 @@ class StoreWatcher:
         *,
         poll_interval: float,
         bus: EventBus | None = None,
-        after_change: Callable[[], None] | None = None,
+        after_change: Callable[[], object] | None = None,
     ) -> None:
         self.db, self.snapshot, self.hub = db, snapshot, hub
         self.poll_interval = poll_interval
@@ -98,7 +98,7 @@ class StoreWatcher:
             with self.db.lease():
                 self._known = self.snapshot.load_or_build(self.db.cursor())
                 self._marker = self._read_marker()
-        except Exception as exc:  # noqa: BLE001 - reported on /health, GETs fall back to the store
+        except Exception as exc:  # reported on /health, GETs fall back to the store
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("building the conversation snapshot failed")
         self.ready.set()
@@ -129,13 +129,13 @@ class StoreWatcher:
                     pending = False
             except StoreLockedError:
                 pending = True  # another process is writing: look again at the next poll
-            except Exception:  # noqa: BLE001 - keep watching; the next poll retries
+            except Exception:  # keep watching; the next poll retries
                 log.exception("checking the store for changes failed")
 
-    def _safe(self, fn: Callable[[], None]) -> None:
+    def _safe(self, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except Exception:  # noqa: BLE001
+        except Exception:  # logged: a failed refresh must not stop the watcher
             log.exception("refresh after a store change failed")
 
     def _read_marker(self) -> tuple[Any, ...]:

@@ -38,8 +38,7 @@ from ..store import Store
 from .conversation_viewer import ConversationViewer
 from .display import View, figure_html, static_figure
 from .explorer_query import BINS, FULL_RANGE, RANGES, ExplorerQuery
-from .figures import NO_TIER, colour, figure_widget
-from .figures import label as group_label
+from .figures import NO_TIER, colour, figure_widget, label as group_label
 from .html import STYLE, esc, table
 from .scores import NOT_ANALYZED, ScoreInfo
 

@@ -88,7 +88,7 @@ def label(group: str, value: object) -> str:
 
 def colour(group: str, value: object, i: int) -> str:
     if group == "tier":
-        return TIER_COLOURS.get(value, NO_TIER_COLOUR)  # type: ignore[arg-type]
+        return TIER_COLOURS.get(value, NO_TIER_COLOUR) if isinstance(value, str) else NO_TIER_COLOUR
     return SERIES_COLOURS[i % len(SERIES_COLOURS)]
 
 

@@ -6,6 +6,7 @@ small tables. Every piece of conversation text goes through
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,7 +79,7 @@ def highlight(text: str, spans: Iterable[Span]) -> str:
     cuts = sorted({0, len(text), *(s.start for s in spans), *(s.end for s in spans)})
     out: list[str] = []
     # One message at a time, a few dozen pieces at most: not a hot path.
-    for lo, hi in zip(cuts, cuts[1:]):
+    for lo, hi in itertools.pairwise(cuts):
         covering = [s for s in spans if s.start <= lo and hi <= s.end]
         piece = esc(text[lo:hi])
         if not covering:

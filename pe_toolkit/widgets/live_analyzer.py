@@ -45,7 +45,9 @@ class LiveAnalyzer(View):
         validate: Validator | None = None,
     ) -> None:
         if validate is None:
-            from ..analysis import validate_conversation as validate
+            from ..analysis import validate_conversation
+
+            validate = validate_conversation
         self._validate = validate
         self.history = [dict(m) for m in history]
         self.result: dict[str, Any] = {}

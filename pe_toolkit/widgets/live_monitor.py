@@ -208,7 +208,7 @@ class LiveMonitor(View):
             self._pending = False
         with self.fig_rate.batch_update():
             existing = {trace.name: trace for trace in self.fig_rate.data}
-            for i, (topic, series) in enumerate(rates.items()):
+            for topic, series in rates.items():
                 if topic not in existing:
                     colour = SERIES_COLOURS[len(existing) % len(SERIES_COLOURS)]
                     self.fig_rate.add_scatter(name=topic, x=[], y=[], mode="lines", line=dict(color=colour, shape="hv"))

@@ -110,7 +110,7 @@ class ReviewQueue(View):
                 self._agreement,
             ]
         )
-        self.position = 0
+        self.position: int = 0
         self.goto(self._resume_position())
 
     # -- state -----------------------------------------------------------------

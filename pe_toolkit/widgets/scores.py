@@ -40,10 +40,10 @@ class ScoreInfo:
 
     @classmethod
     def of(cls, store: Store) -> ScoreInfo:
-        columns = [_columns(store, table) for table in TABLES]
+        conversation, message, evidence = (_columns(store, table) for table in TABLES)
         # The tables exist from migration 0002 on; only rows mean an analysis ran.
-        scored = bool(columns[0]) and bool(store.scalar("SELECT EXISTS (SELECT 1 FROM conversation_scores)"))
-        return cls(*columns, scored=scored)
+        scored = bool(conversation) and bool(store.scalar("SELECT EXISTS (SELECT 1 FROM conversation_scores)"))
+        return cls(conversation, message, evidence, scored=scored)
 
     @property
     def analyzed(self) -> bool:

@@ -98,7 +98,7 @@ class SseSource:
                 self.events += 1
                 try:
                     handler(item.to_event())
-                except Exception:  # noqa: BLE001 - as on the bus: a broken chart must not end the stream
+                except Exception:  # as on the bus: a broken chart must not end the stream
                     log.exception("update stream handler failed for %s", item.topic)
         except ApiError as exc:
             self.error = exc

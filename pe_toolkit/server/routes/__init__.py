@@ -6,7 +6,6 @@ from fastapi import APIRouter
 
 from . import conversations, exports, live, meta, processing, quality, search, statistics
 
-
 FAST_ROUTES = conversations.FAST_ROUTES
 
 

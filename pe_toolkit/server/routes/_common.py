@@ -16,7 +16,7 @@ MAX_OFFSET = 10**12
 
 
 def mirror(conn: HTTPConnection) -> Mirror:
-    return conn.app.state.mirror  # type: ignore[no-any-return]
+    return conn.app.state.mirror
 
 
 def require_dataset(conn: HTTPConnection, name: str) -> None:

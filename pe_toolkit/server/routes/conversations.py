@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from ...store import ConversationFilter
 from .. import queries
-from starlette.types import Receive, Scope, Send
-
 from ..envelope import RESOURCE_NOT_FOUND, JSONBytes, error_body, fragment, not_found, ok, request_id_of, success_body
 from ..gateway import Lane
 from ..objects import NotReady, ObjectSnapshot

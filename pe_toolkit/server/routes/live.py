@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
@@ -31,7 +32,15 @@ from starlette.responses import StreamingResponse
 
 from ...errors import PeToolkitError
 from .. import quality, queries
-from ..envelope import PROCESSING_ERROR, RATE_LIMIT_EXCEEDED, RESOURCE_NOT_FOUND, VALIDATION_ERROR, ApiProblem, now_iso, request_id_of
+from ..envelope import (
+    PROCESSING_ERROR,
+    RATE_LIMIT_EXCEEDED,
+    RESOURCE_NOT_FOUND,
+    VALIDATION_ERROR,
+    ApiProblem,
+    now_iso,
+    request_id_of,
+)
 from ..handlers import translate
 from ..hub import LiveEvent, Subscription
 from ..models import ConversationIn, validated
@@ -64,7 +73,7 @@ async def updates(request: Request, topics: str | None = Query(None, max_length=
     opened = LiveEvent(0, "stream.open", {"topics": wanted, "request_id": request_id_of(request.scope)}, now_iso())
     heartbeat = m.config.heartbeat
 
-    async def stream():  # type: ignore[no-untyped-def]
+    async def stream():
         try:
             yield b"retry: 3000\n" + _sse(opened)
             while True:
@@ -119,7 +128,7 @@ class _Session:
         finally:
             await self.unsubscribe()
 
-    async def handle(self, frame: dict[str, Any]) -> None:
+    async def handle(self, frame: Mapping[str, Any]) -> None:
         text = frame.get("text")
         if text is None:
             await self.error(None, VALIDATION_ERROR, "binary frames are not supported; send JSON text")
@@ -155,11 +164,11 @@ class _Session:
         except ApiProblem as problem:
             await self.error(rid, problem.code, problem.message, details=problem.details, **problem.extra)
         except PeToolkitError as exc:
-            problem = translate(exc)
-            await self.error(rid, problem.code, problem.message)
+            translated = translate(exc)
+            await self.error(rid, translated.code, translated.message)
         except (WebSocketDisconnect, OSError, RuntimeError):
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug answers this frame, the socket stays up
+        except Exception as exc:  # a bug answers this frame, the socket stays up
             log.error("websocket %s failed", kind, exc_info=exc)
             await self.error(rid, PROCESSING_ERROR, "internal server error", details=type(exc).__name__)
 
@@ -167,13 +176,13 @@ class _Session:
         if "conversation" in data:
             conversation = data["conversation"]
             validated(ConversationIn, conversation, prefix="conversation")
-            return conversation  # type: ignore[no-any-return]
+            return conversation
         cid = data.get("conversation_id")
         if isinstance(cid, str) and cid:
             raw = await run_in_threadpool(self._stored, cid)
             if raw is None:
                 raise ApiProblem(404, RESOURCE_NOT_FOUND, f"conversation {cid[:256]!r} not found")
-            return orjson.loads(raw)  # type: ignore[no-any-return]
+            return orjson.loads(raw)
         raise ApiProblem(422, VALIDATION_ERROR, "data needs a conversation object or a conversation_id", details="conversation")
 
     def _stored(self, cid: str) -> bytes | None:
@@ -233,7 +242,7 @@ class _Session:
             except Exception:  # noqa: BLE001 - the socket went away: stop pushing
                 return
 
-    HANDLERS: dict[str, Any] = {
+    HANDLERS: ClassVar[dict[str, Any]] = {
         "analyze_conversation": analyze,
         "get_quality_suggestions": suggest,
         "subscribe_to_updates": subscribe,

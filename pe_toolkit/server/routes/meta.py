@@ -29,7 +29,7 @@ async def root(request: Request) -> JSONBytes:
     endpoints = []
     for route in request.app.routes:
         if isinstance(route, APIRoute):
-            for method in sorted(route.methods - {"HEAD"}):
+            for method in sorted((route.methods or set()) - {"HEAD"}):
                 endpoints.append({"method": method, "path": route.path, "description": route.summary or ""})
         elif isinstance(route, Route) and route.methods:
             doc = (route.endpoint.__doc__ or "").strip().splitlines()

@@ -8,11 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...store import ConversationFilter
-from ..envelope import JSONBytes, not_found, ok
+from ..envelope import JSONBytes, invalid, not_found, ok
 from ..exports import download_url
 from ..jobs import Job
-from ..envelope import invalid
-from ..models import ExportJobParameters, JobParameters, SubmitIn, json_body, validated
+from ..models import ExportJobParameters, JobParameters, SubmitIn, Tier, json_body, validated
 from ._common import base_url, mirror, require_dataset
 
 router = APIRouter()
@@ -94,7 +93,7 @@ def _as_api(request: Request, job: Job) -> dict[str, Any]:
     return found
 
 
-def _tier(params: JobParameters | ExportJobParameters) -> str | list[str] | None:
+def _tier(params: JobParameters | ExportJobParameters) -> Tier | list[Tier] | None:
     """The tier selection of ``tier`` and its upstream name ``tier_filter``
     (they must agree when both are sent)."""
     if params.tier is not None and params.tier_filter is not None and params.tier_filter not in (params.tier, [params.tier]):
