@@ -68,7 +68,8 @@ def open_for_notebook(
         elif source == "file":
             from .ingest import import_file
 
-            print(import_file(store, Path(path), progress=progress))  # type: ignore[arg-type]
+            assert path is not None  # checked on entry
+            print(import_file(store, Path(path), progress=progress))
         elif source == "api":
             from .ingest.sync import sync
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -115,7 +116,7 @@ def export_cmd(
         created_after=created_after,
         created_before=created_before,
     )
-    selection = dict(
+    selection: dict[str, Any] = dict(
         filter=base,
         min_risk=min_risk,
         max_risk=max_risk,

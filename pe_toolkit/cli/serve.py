@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -48,7 +50,7 @@ def serve_cmd(
     from ..store import Store
 
     settings = load_settings(cache_path=db or (ctx.obj or {}).get("db"))
-    overrides = {"host": host, "port": port, "rate_window": rate_window, "max_body_bytes": max_body, "export_ttl": export_ttl, "access_log": access_log}
+    overrides: dict[str, Any] = {"host": host, "port": port, "rate_window": rate_window, "max_body_bytes": max_body, "export_ttl": export_ttl, "access_log": access_log}
     if rate_limit is not None:
         overrides["rate_limit"] = rate_limit
     config = ServerConfig.from_settings(settings, generate_missing_key=True, **overrides)

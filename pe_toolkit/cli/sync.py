@@ -59,7 +59,7 @@ def sync_cmd(
                 dataset=dataset,
                 tier=tier,
                 min_quality=min_quality,
-                mode=mode,  # type: ignore[arg-type]
+                mode=mode,  # type: ignore[arg-type]  # a str to mypy; click.Choice admits only the mode names
                 ttl=timedelta(hours=ttl_hours),
                 concurrency=concurrency,
                 progress=progress_enabled(no_progress),

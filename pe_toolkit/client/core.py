@@ -125,8 +125,7 @@ class Call(Generic[T]):
 
     def decoded(self, decode: Callable[[Any], U], **changes: Any) -> Call[U]:
         """The same request (with ``changes``) decoded by ``decode``."""
-        # replace() keeps the type parameter; the new decoder changes it from T to U
-        return replace(self, decode=decode, **changes)  # type: ignore[arg-type,return-value]
+        return replace(self, decode=decode, **changes)  # type: ignore[arg-type,return-value]  # replace() keeps T; the new decoder makes it U
 
 
 def normalize_base_url(url: str) -> str:

@@ -40,8 +40,7 @@ from ..errors import InputError
 from ..schema import QUALITY_METRICS
 from ..store import ConversationFilter, Store
 from .filters import ExportFilter
-from .scores import columns as table_columns
-from .scores import has_table
+from .scores import columns as table_columns, has_table
 
 # Analysis columns carried into the feature table, with the type they have
 # there whatever the analysis tables hold (NULL when absent): a stable
@@ -177,7 +176,7 @@ def _store_messages(
         params=params or None,
     ).to_arrow_reader(batch_rows)
     for batch in reader:
-        yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+        yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]  # typed DataFrame | Series; a Table always gives a DataFrame
 
 
 def conversation_features(
@@ -278,4 +277,4 @@ def features(
         selection.check(con)
         where, params = selection.where("c")
         table = conversation_features(con, where, params) if level == "conversation" else message_features(con, where, params)
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame

@@ -28,9 +28,10 @@ def features_family(loader: PgSession) -> Family:
     return Family("features", "features_hash", spec)
 
 
-def write_features(loader: PgSession, family: Family, content: Family, partials: list[pl.DataFrame], *, keys: str) -> None:
+def write_features(loader: PgSession, family: Family, content: Family, partials: list[pl.DataFrame], *, keys: str) -> TableLoad:
     """Load the feature rows that changed; ``keys`` is the loader's DuckDB table
-    of change hashes (one row per selected conversation)."""
+    of change hashes (one row per selected conversation). Returns what was
+    loaded, for the load's report."""
     started = time.perf_counter()
     spec = family.parent
     ids = loader.duck.sql(f"SELECT id FROM {family.changed_duck} ORDER BY id").to_arrow_table()
@@ -46,7 +47,7 @@ def write_features(loader: PgSession, family: Family, content: Family, partials:
             "SELECT m.conversation_id, m.idx, m.role, m.content FROM messages m "
             "SEMI JOIN _pe_features_extra e ON e.id = m.conversation_id"
         ).to_arrow_reader(loader.batch_rows)
-        partials = [*partials, *(partial_sums(pl.from_arrow(b)) for b in reader)]  # type: ignore[arg-type]
+        partials = [*partials, *(partial_sums(pl.from_arrow(b)) for b in reader)]  # type: ignore[arg-type]  # typed DataFrame | Series; a batch always gives a DataFrame
     text = combine(partials)
     load = TableLoad()
     bulk = loader.is_empty(spec.name)
@@ -80,7 +81,7 @@ def write_features(loader: PgSession, family: Family, content: Family, partials:
         for statement in spec.create_indexes(loader.schema, with_key=True):
             loader.exec(statement)
     load.seconds = time.perf_counter() - started
-    loader.report.tables["conversation_features"] = load
+    return load
 
 
 FEATURE_CHUNK = 250_000  # conversations whose features are held at once
@@ -109,7 +110,7 @@ class _Collector:
                 return
             if loader._error is None:
                 try:
-                    loader._results.append(loader._work(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                    loader._results.append(loader._work(pl.from_arrow(batch)))  # type: ignore[arg-type]  # typed DataFrame | Series; a batch always gives a DataFrame
                 except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
                     loader._error = exc
 

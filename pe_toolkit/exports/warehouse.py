@@ -340,7 +340,7 @@ class _Loader(PgSession):
         return pgfeatures.features_family(self)
 
     def write_features(self, family: Family, content: Family, partials: list[pl.DataFrame]) -> None:
-        pgfeatures.write_features(self, family, content, partials, keys=self.KEYS)
+        self.report.tables["conversation_features"] = pgfeatures.write_features(self, family, content, partials, keys=self.KEYS)
 def load(
     store: Store | duckdb.DuckDBPyConnection,
     dsn: str | Dsn,

@@ -9,6 +9,7 @@ batch in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -67,10 +68,8 @@ class Writer:
 
     def abort(self) -> None:
         """Release handles after a failure (the temporary output is discarded)."""
-        try:
+        with contextlib.suppress(Exception):  # the original failure matters, not this one
             self.close()
-        except Exception:  # noqa: BLE001 - the original failure matters, not this one
-            pass
 
 
 def _messages_in(batch: pa.RecordBatch) -> int:
@@ -160,7 +159,7 @@ class ParquetWriter(Writer):
     LAYOUTS: ClassVar[tuple[str, ...]] = ("messages", "nested", "tables")
 
     @property
-    def directory(self) -> bool:  # type: ignore[override]
+    def directory(self) -> bool:  # type: ignore[override]  # a property here (it depends on the layout), a class constant on the other writers
         return self.layout == "tables"
 
     def _tables(self, batch: pa.RecordBatch) -> list[pa.Table]:
@@ -242,7 +241,7 @@ class HuggingFaceWriter(Writer):
             final = path.with_name(f"data-{i:05d}-of-{n:05d}.arrow")
             os.rename(path, final)
             files.append({"filename": final.name})
-        state = {
+        state: dict[str, Any] = {
             "_data_files": files,
             "_fingerprint": self._fingerprint.hexdigest()[:16],
             "_format_columns": None,
@@ -270,7 +269,7 @@ class HuggingFaceWriter(Writer):
 
 
 def make_writer(fmt: str, *, layout: str | None, include_scores: bool, gz: bool) -> Writer:
-    kwargs = {"layout": layout, "include_scores": include_scores, "gz": gz}
+    kwargs: dict[str, Any] = {"layout": layout, "include_scores": include_scores, "gz": gz}
     if fmt == "jsonl":
         return ApiLinesWriter(**kwargs)
     if fmt in ("openai", "sharegpt"):

@@ -43,7 +43,7 @@ def open_maybe_gzip(path: Path) -> tuple[BinaryIO, BinaryIO]:
     raw = path.open("rb")
     if raw.read(2) == _GZIP_MAGIC:
         raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]  # a binary stream; typeshed does not declare GzipFile a BinaryIO
     raw.seek(0)
     return raw, raw
 
@@ -101,7 +101,7 @@ def _read_chunk(stream: BinaryIO, size: int) -> tuple[bytes, BaseException | Non
     got = 0
     try:
         while got < size:
-            piece = stream.read1(min(size - got, 1 << 20))  # type: ignore[attr-defined]
+            piece = stream.read1(min(size - got, 1 << 20))  # type: ignore[attr-defined]  # both streams given here (buffered file, GzipFile) have read1; BinaryIO does not declare it
             if not piece:
                 break
             parts.append(piece)

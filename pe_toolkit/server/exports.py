@@ -196,7 +196,8 @@ class Exports:
                     )
                 self.jobs.submit("export", dataset, parameters or {"format": fmt, **filters}, size=count, job_id=found)
         assert found is not None
-        info: dict[str, Any] = self.describe(found, download_base)  # type: ignore[assignment]
+        info = self.describe(found, download_base)
+        assert info is not None  # reused or just submitted: the row exists
         if reused:
             info["reused"] = True
         return info

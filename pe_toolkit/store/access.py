@@ -55,7 +55,7 @@ def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, 
         if relation is None:
             raise InputError("empty query: give one SQL statement")
         table = relation.to_arrow_table()
-    return pl.from_arrow(table)  # type: ignore[return-value]
+    return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame
 
 
 def arrow(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> pa.Table:

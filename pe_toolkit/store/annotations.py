@@ -15,6 +15,7 @@ next to the project's one implementation of agreement statistics.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -99,7 +100,8 @@ def labels(
 ) -> pl.DataFrame:
     """Labels as a frame (:data:`LABEL_COLUMNS`), ordered by conversation,
     message, reviewer. ``task=None`` takes every task."""
-    clauses, params = ["TRUE"], []
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
     if task is not None:
         clauses.append("task = ?")
         params.append(task)

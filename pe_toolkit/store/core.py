@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import duckdb
@@ -43,10 +44,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import CONFIG_NAME, load_settings
-from ..errors import InputError, StoreError, StoreLockedError, SchemaVersionError
+from ..errors import InputError, SchemaVersionError, StoreError, StoreLockedError
 from ..schema import CONVERSATION_SCHEMA, QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
-from . import access, lease, migrate, registry
-from . import runs
+from . import access, lease, migrate, registry, runs
 from .filters import ConversationFilter
 from .summary import StoreSummary
 
@@ -175,9 +175,10 @@ def _default_cache(read_only: bool) -> Path:
     if not read_only and settings.sources.get("path") == "default" and not path.exists():
         # Point at the caller's line, past this module's frames (Store(),
         # open_store()).
-        level, frame = 2, sys._getframe(1)
+        level = 2
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename == __file__:
-            level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+            level, frame = level + 1, frame.f_back
         warnings.warn(
             NewCacheWarning(
                 f"no cache configured (no PE_CACHE, no {CONFIG_NAME} in {Path.cwd()} or a parent folder): "
@@ -235,7 +236,7 @@ class Store:
         # The writable store whose connection this read-only one borrows a
         # cursor of (see pe_toolkit.store.registry), or None.
         self._lender: Store | None = None
-        self._con = None  # type: ignore[assignment]
+        self._con: duckdb.DuckDBPyConnection = None  # type: ignore[assignment]  # None only while let go (hold=False); used only inside a lease, which opens it
         lease.wait_for_file(self, self._open_first)
         if not hold:
             self._lease.hold = False
@@ -312,7 +313,7 @@ class Store:
         if self._con is not None:
             with suppress(duckdb.Error):
                 self._con.close()
-        self._con, self._lender = None, None  # type: ignore[assignment]
+        self._con, self._lender = None, None  # type: ignore[assignment]  # let go: see __init__
 
     def _rebind(self) -> None:
         """Back onto another open writer of the file, or a connection of our own."""
@@ -849,7 +850,7 @@ def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
     ids = batch.column("id")
     if pc.count_distinct(ids).as_py() == batch.num_rows:
         return batch
-    frame = pl.from_arrow(batch).with_row_index("_ord")
+    frame = pl.from_arrow(batch).with_row_index("_ord")  # type: ignore[union-attr]  # typed DataFrame | Series; a Table always gives a DataFrame
     keep = frame.unique(subset="id", keep="last", maintain_order=True)["_ord"]
     return batch.take(pa.array(keep.to_numpy()))
 
@@ -862,7 +863,7 @@ for _name in ("sql", "read", "arrow", "scalar", "conversations", "count", "messa
     setattr(Store, _name, lease.leased(getattr(Store, _name)))
 for _name in ("transaction", "bulk_writes"):
     setattr(Store, _name, lease.leased_context(getattr(Store, _name)))
-Store.schema_version = property(lease.leased(Store.schema_version.fget))  # type: ignore[method-assign,assignment,arg-type]  # a property re-made around its getter
+Store.schema_version = property(lease.leased(Store.__dict__["schema_version"].fget))  # type: ignore[method-assign,assignment]  # a property re-made around its getter
 
 
 def open_store(

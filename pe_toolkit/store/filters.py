@@ -69,13 +69,13 @@ class ConversationFilter:
             if values is not None:
                 clauses.append(f"{alias}.{column} IN (SELECT unnest(?::VARCHAR[]))")
                 params.append(list(values))
-        for op, column, value in (
+        for op, column, bound in (
             (">=", "overall_quality", self.min_quality),
             ("<=", "overall_quality", self.max_quality),
             (">=", "created_at", self.created_after),
             ("<", "created_at", self.created_before),
         ):
-            if value is not None:
+            if bound is not None:
                 clauses.append(f"{alias}.{column} {op} ?")
-                params.append(value)
+                params.append(bound)
         return (" AND ".join(clauses) or "TRUE"), params

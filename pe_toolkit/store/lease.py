@@ -39,7 +39,6 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import StoreError, StoreLockedError
 
-
 # Seconds to wait for another process to let go of the file (released
 # stores, open_store, the CLI); $PE_LOCK_WAIT overrides it.
 LOCK_WAIT = float(os.environ.get("PE_LOCK_WAIT") or 120.0)

@@ -60,7 +60,7 @@ def update(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any], 
     """Set ``values`` on the run (and ``finished_at`` when ``finished``)."""
     table = table_of(con, run_id)
     columns = dict(values)
-    own = {k: columns.pop(k) for k in ("status", "error") if k in columns}
+    own: dict[str, Any] = {k: columns.pop(k) for k in ("status", "error") if k in columns}
     _checked(table, columns)
     columns.update(own)
     sets = [f"{name} = ?" for name in columns] + (["finished_at = now()"] if finished else [])

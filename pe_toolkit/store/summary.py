@@ -29,7 +29,7 @@ class StoreSummary:
         return line
 
     def __str__(self) -> str:
-        rows = [("dataset", "tier", "conversations", "messages", "avg_quality")]
+        rows: list[tuple[str, ...]] = [("dataset", "tier", "conversations", "messages", "avg_quality")]
         for r in self.frame.iter_rows():
             rows.append(tuple("-" if v is None else (f"{v:,}" if isinstance(v, int) else str(v)) for v in r))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
