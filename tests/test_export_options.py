@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from pe_toolkit.cli import cli
 from pe_toolkit.errors import ExportError, InputError
-from pe_toolkit.exports import ExportFilter, export
+from pe_toolkit.exports import export
 from pe_toolkit.exports.redact import redact_api_objects, redact_messages, redact_metadata
 from pe_toolkit.store import ConversationFilter, Store
 
@@ -92,7 +92,7 @@ def test_unknown_filter_and_bad_values_are_clear(tmp_path, store):
         export(store, tmp_path / "x.jsonl", format="xml")
     with pytest.raises(InputError, match="layout"):
         export(store, tmp_path / "x.jsonl", format="jsonl", layout="nested")
-    with pytest.raises(InputError, match="drop the .gz"):
+    with pytest.raises(InputError, match=r"drop the .gz"):
         export(store, tmp_path / "x.parquet.gz", format="parquet")
     assert not list(tmp_path.glob("x*"))
 
@@ -374,7 +374,7 @@ def test_concurrent_exports_from_threads_share_one_store(tmp_path, store):
 
 
 def test_export_filter_renders_extra_conditions_as_parameters():
-    sql, params = ExportFilter(labels=["x'); DROP TABLE conversations; --"], min_risk=0.2).where("c")
+    sql, params = ConversationFilter(labels=["x'); DROP TABLE conversations; --"], min_risk=0.2).where("c")
     assert "DROP" not in sql and params[-1] == ["x'); DROP TABLE conversations; --"]
 
 

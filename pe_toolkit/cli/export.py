@@ -46,7 +46,9 @@ def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
 @click.option("--created-before", type=click.DateTime(), help="Created before this time (UTC).")
 @click.option("--min-risk", type=float, help="Lowest risk_score (0-1; needs `pe-toolkit analyze`).")
 @click.option("--max-risk", type=float, help="Highest risk_score (0-1; needs `pe-toolkit analyze`).")
-@click.option("--crisis", "crisis", multiple=True, help="Has this crisis category (repeatable; needs `pe-toolkit analyze`).")
+@click.option("--alert/--no-alert", "alert", default=None, help="Only conversations whose current scores alert (or, --no-alert, analyzed ones that do not; needs `pe-toolkit analyze`).")
+@click.option("--crisis-category", "crisis_categories", multiple=True, help="Has this crisis category (repeatable; needs `pe-toolkit analyze`).")
+@click.option("--crisis", "crisis", multiple=True, hidden=True, help="Deprecated: --crisis-category.")
 @click.option("--label", "labels", multiple=True, help="Has an annotation with this label (repeatable).")
 @click.option("--id", "ids", multiple=True, help="Only this conversation id (repeatable).")
 @click.option("--ids-file", type=click.Path(exists=True, dir_okay=False), help="A file of conversation ids, one per line.")
@@ -73,6 +75,8 @@ def export_cmd(
     created_before: datetime | None,
     min_risk: float | None,
     max_risk: float | None,
+    alert: bool | None,
+    crisis_categories: tuple[str, ...],
     crisis: tuple[str, ...],
     labels: tuple[str, ...],
     ids: tuple[str, ...],
@@ -100,30 +104,30 @@ def export_cmd(
     the command line: use PGPASSWORD or ~/.pgpass (read by libpq), or
     $PE_WAREHOUSE_DSN.
     """
-    from ..store import ConversationFilter
-
     if path is not None and to:
         raise click.UsageError("give either PATH (a file export) or --to (a warehouse load), not both")
     if path is None:
         to = to or os.environ.get("PE_WAREHOUSE_DSN")
         if not to:
             raise click.UsageError("give PATH to write a file, or --to postgresql://... to load a warehouse")
-    base = ConversationFilter(
+    if crisis:
+        click.echo("pe-toolkit: warning: --crisis is deprecated; use --crisis-category", err=True)
+    # The one filter vocabulary (pe_toolkit.store.filters): each option is its name.
+    selection: dict[str, Any] = dict(
         dataset=dataset or None,
         tier=tier or None,
         min_quality=min_quality,
         max_quality=max_quality,
         created_after=created_after,
         created_before=created_before,
-    )
-    selection: dict[str, Any] = dict(
-        filter=base,
         min_risk=min_risk,
         max_risk=max_risk,
-        crisis_categories=crisis or None,
+        alert=alert,
+        crisis_categories=(crisis_categories + crisis) or None,
         labels=labels or None,
         ids=_read_ids(ids, ids_file),
     )
+    selection = {name: value for name, value in selection.items() if value is not None}
     progress = progress_enabled(no_progress)
     if engine == "ray":
         _export_ray(path, scores_dir, address, fmt, layout, redact, include_scores, labels, selection, progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
 from . import source
 from .atomic import atomic_dir, atomic_file
-from .filters import ExportFilter
 from .redact import Pseudonyms, load_redactor, redact_batch
 from .scores import ScoreColumns
 from .writers import MANIFEST, ParquetWriter, Writer, make_writer, write_manifest
@@ -115,17 +114,12 @@ def export(
     *,
     format: str,
     filter: ConversationFilter | None = None,
-    min_risk: float | None = None,
-    max_risk: float | None = None,
-    crisis_categories: str | Sequence[str] | None = None,
-    labels: str | Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
     redact: bool = False,
     include_scores: bool = False,
     progress: bool = True,
     layout: str | None = None,
     batch_rows: int = BATCH_ROWS,
-    **constraints: Any,
+    **filters: Any,
 ) -> ExportReport:
     """Write the selected conversations to ``path`` in ``format``.
 
@@ -135,11 +129,11 @@ def export(
     ``huggingface`` (a folder for ``datasets.load_from_disk``). Text formats
     are gzipped when ``path`` ends in ``.gz``.
 
-    Selection: ``filter`` and the keyword constraints of
-    :class:`ConversationFilter` (``dataset``, ``tier``, ``min_quality``,
-    ``max_quality``, ``created_after``, ``created_before``), explicit
-    ``ids``, the risk range and crisis categories (analysis scores), and
-    annotation ``labels``. ``redact`` replaces PII in message contents and
+    Selection: ``filter`` (a :class:`ConversationFilter`) and keyword
+    filters of the one vocabulary (``dataset``, ``tier``, ``ids``,
+    ``min_quality``, ``max_quality``, ``created_after``, ``created_before``,
+    ``min_risk``, ``max_risk``, ``alert``, ``crisis_categories``,
+    ``labels``; see :mod:`pe_toolkit.store.filters`). ``redact`` replaces PII in message contents and
     metadata strings; ``include_scores`` adds the current analysis scores
     (absent, with ``report.scores`` False, if the store was never analyzed).
 
@@ -151,15 +145,7 @@ def export(
     layout, gz = _check_options(format, path, layout, include_scores)
     if batch_rows < 1:
         raise InputError("batch_rows must be at least 1")
-    selection = ExportFilter.build(
-        filter,
-        min_risk=min_risk,
-        max_risk=max_risk,
-        crisis_categories=crisis_categories,
-        labels=labels,
-        ids=ids,
-        **constraints,
-    )
+    selection = ConversationFilter.build(filter, **filters)
     redactor = load_redactor() if redact else None
     writer = make_writer(format, layout=layout, include_scores=include_scores, gz=gz)
     report = ExportReport(path=str(path), format=format, layout=layout, redacted=redact)
@@ -187,7 +173,7 @@ def _run(
     path: Path,
     format: str,
     layout: str | None,
-    selection: ExportFilter,
+    selection: ConversationFilter,
     writer: Writer,
     report: ExportReport,
     redactor: Any,
@@ -198,13 +184,13 @@ def _run(
     redact = redactor is not None
     pseudonyms = Pseudonyms()  # one key per export: ids join within it, not across exports
     with reading(store) as con:
-        selection.check(con)
+        selection.check(con, ExportError)
         scores = ScoreColumns.of(con) if include_scores else ScoreColumns()
         report.scores = bool(scores.conversation) if writer.source == "api" else bool(scores)
         query = source.api_sql if writer.source == "api" else source.nested_sql
         selected = source.selected_ids(con, selection)
         total = selected.num_rows
-        empty_sql, empty_params = query(ExportFilter(ids=[]), scores)
+        empty_sql, empty_params = query(ConversationFilter(ids=[]), scores)
         empty = pa.RecordBatch.from_pylist([], schema=con.sql(empty_sql, params=empty_params).to_arrow_reader(1).schema)
         target = atomic_dir(path, marker=MANIFEST) if writer.directory else atomic_file(path)
         with target as tmp, progress_bar(total, path.name, "conv", enabled=progress) as bar:

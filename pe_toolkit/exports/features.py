@@ -36,10 +36,9 @@ import polars as pl
 import pyarrow as pa
 
 from ..analysis.learned import SKILL_CLASSES
-from ..errors import InputError
+from ..errors import ExportError, InputError
 from ..schema import QUALITY_METRICS
 from ..store import ConversationFilter, Store
-from .filters import ExportFilter
 from .scores import columns as table_columns, has_table
 
 # Analysis columns carried into the feature table, with the type they have
@@ -259,22 +258,23 @@ def features(
     *,
     level: str = "conversation",
     filter: ConversationFilter | None = None,
-    **constraints: Any,
+    **filters: Any,
 ) -> pl.DataFrame:
     """The feature table (see the module docstring); ``filter`` and keyword
-    constraints (as for :func:`pe_toolkit.exports.export`) select conversations
-    of a store."""
+    filters (the vocabulary of :mod:`pe_toolkit.store.filters`) select
+    conversations of a store."""
     if level not in LEVELS:
         raise InputError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
     if not isinstance(store_or_messages, (Store, duckdb.DuckDBPyConnection)):
-        if filter is not None or constraints:
+        if filter is not None or filters:
+            ConversationFilter.build(filter, **filters)  # an unknown name fails as everywhere
             raise InputError("filters apply to a store; filter the frame before passing it")
         return _frame_features(store_or_messages, level)
     from .core import reading
 
-    selection = ExportFilter.build(filter, **constraints)
+    selection = ConversationFilter.build(filter, **filters)
     with reading(store_or_messages) as con:
-        selection.check(con)
+        selection.check(con, ExportError)
         where, params = selection.where("c")
         table = conversation_features(con, where, params) if level == "conversation" else message_features(con, where, params)
         return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame

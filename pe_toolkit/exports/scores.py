@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ..store.filters import analyzed
+
 # Columns that identify a score row rather than score anything, and the
 # analysis' own bookkeeping (near-duplicate hashing), left out of exports and
 # the warehouse.
@@ -49,14 +51,6 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]
             [table],
         ).fetchall()
     ]
-
-
-def analyzed(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the store holds any analysis scores (the tables exist from
-    migration 0002 on, empty until ``pe-toolkit analyze`` runs)."""
-    if not has_table(con, "conversation_scores"):
-        return False
-    return bool(con.execute("SELECT EXISTS (SELECT 1 FROM conversation_scores)").fetchall()[0][0])
 
 
 @dataclass(frozen=True)

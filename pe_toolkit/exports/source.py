@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store.api_objects import api_objects_sql
-from .filters import ExportFilter
+from ..store.filters import ConversationFilter
 from .scores import ScoreColumns
 
 CONVERSATION_COLUMNS = STORED_CONVERSATION_COLUMNS
@@ -37,7 +37,7 @@ def _select_columns(alias: str) -> str:
     )
 
 
-def nested_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> tuple[str, list[Any]]:
+def nested_sql(selection: ConversationFilter, scores: ScoreColumns | None = None) -> tuple[str, list[Any]]:
     where, params = selection.where("c")
     scores = scores or ScoreColumns()
     msg_scores_join = (
@@ -63,7 +63,7 @@ def nested_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> t
     return sql, params
 
 
-def api_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> tuple[str, list[Any]]:
+def api_sql(selection: ConversationFilter, scores: ScoreColumns | None = None) -> tuple[str, list[Any]]:
     """``(id, json)``: the API objects, reused verbatim. With scores, a
     ``"scores"`` member is appended to each object's text (the object
     itself is not rebuilt); ``null`` where the conversation is not scored."""
@@ -88,7 +88,7 @@ def api_sql(selection: ExportFilter, scores: ScoreColumns | None = None) -> tupl
 CHUNK_CONVERSATIONS = 20_000
 
 
-def selected_ids(con: duckdb.DuckDBPyConnection, selection: ExportFilter) -> pa.Table:
+def selected_ids(con: duckdb.DuckDBPyConnection, selection: ConversationFilter) -> pa.Table:
     """``id, message_count`` of the selection, in id order."""
     where, params = selection.where("c")
     return con.sql(
@@ -99,7 +99,7 @@ def selected_ids(con: duckdb.DuckDBPyConnection, selection: ExportFilter) -> pa.
 def chunked(
     con: duckdb.DuckDBPyConnection,
     selected: pa.Table,
-    query: Callable[[ExportFilter, ScoreColumns | None], tuple[str, list[Any]]],
+    query: Callable[[ConversationFilter, ScoreColumns | None], tuple[str, list[Any]]],
     scores: ScoreColumns | None,
     batch_rows: int,
     chunk: int | None = None,
@@ -109,7 +109,7 @@ def chunked(
     ids = selected.column("id")
     for start in range(0, len(ids), chunk):
         part = ids.slice(start, chunk).to_pylist()
-        sql, params = query(ExportFilter(ids=part), scores)
+        sql, params = query(ConversationFilter(ids=part), scores)
         for batch in con.sql(sql, params=params or None).to_arrow_reader(batch_rows):
             if batch.num_rows:
                 yield batch

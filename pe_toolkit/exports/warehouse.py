@@ -36,7 +36,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..errors import InputError, PeToolkitError, WarehouseError
+from ..errors import ExportError, InputError, PeToolkitError, WarehouseError
 from ..events import bus
 from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
@@ -45,7 +45,6 @@ from . import pgfeatures
 from .core import reading
 from .dsn import Dsn
 from .features import FEATURES_VERSION, partial_sums
-from .filters import ExportFilter
 from .pgfeatures import _Collector
 from .pgsession import Family, PgSession, TableLoad, pg_literal
 from .pgtables import TableSpec, quote_ident, spec_from_describe
@@ -207,7 +206,7 @@ class _Loader(PgSession):
         family.changed_duck = temp
 
     # -- the load ------------------------------------------------------------------
-    def run(self, selection: ExportFilter, include_scores: bool, include_features: bool) -> None:
+    def run(self, selection: ConversationFilter, include_scores: bool, include_features: bool) -> None:
         where, params = selection.where("c")
         scored = include_scores and analyzed(self.duck)
         message_scored = scored and has_table(self.duck, "message_scores")
@@ -351,11 +350,11 @@ def load(
     include_scores: bool = True,
     include_features: bool = True,
     batch_rows: int = BATCH_ROWS,
-    **constraints: Any,
+    **filters: Any,
 ) -> WarehouseReport:
     """Load (upsert) the selected conversations into PostgreSQL; see the
-    module docstring. ``filter`` and keyword constraints select as for
-    :func:`pe_toolkit.exports.export`. Returns what was written per table.
+    module docstring. ``filter`` and keyword filters (the vocabulary of
+    :mod:`pe_toolkit.store.filters`) select as for :func:`pe_toolkit.exports.export`. Returns what was written per table.
 
     Raises :class:`WarehouseError` (one line, password masked) when the
     database is unreachable, refuses the credentials or fails mid-load; in
@@ -364,11 +363,11 @@ def load(
     started = time.perf_counter()
     target = dsn if isinstance(dsn, Dsn) else Dsn.parse(dsn)
     _check_schema_name(schema)
-    selection = ExportFilter.build(filter, **constraints)
+    selection = ConversationFilter.build(filter, **filters)
     report = WarehouseReport(target=target.masked, schema=schema)
     _, adbc_error = _driver()
     with reading(store) as duck:
-        selection.check(duck)
+        selection.check(duck, ExportError)
         pg = connect(target)
         try:
             loader = _Loader(duck, pg, schema, report, progress, batch_rows)

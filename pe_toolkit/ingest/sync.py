@@ -64,6 +64,7 @@ def sync(
     store: Store,
     client: Client | None = None,
     *,
+    filter: ConversationFilter | None = None,
     dataset: str | None = None,
     tier: str | None = None,
     min_quality: float | None = None,
@@ -78,6 +79,7 @@ def sync(
     source: str | None = None,
     progress: bool = True,
     events: EventBus | None = None,
+    **filters: Any,
 ) -> SyncReport:
     """Bring ``store`` up to date with the API for the filter; see the module docstring.
 
@@ -87,10 +89,18 @@ def sync(
     the name conversations, dead letters and checkpoints are kept under
     (default ``api:<first base URL>``; set it when the same API moves to
     another URL).
+
+    Filters: the vocabulary of :class:`~pe_toolkit.store.ConversationFilter`
+    (``filter=`` or keywords), limited to what the API applies server-side
+    (``GET /v1/conversations``, ``POST /v1/export``): one ``dataset``, one
+    ``tier`` and ``min_quality``. Any other filter is an
+    :class:`~pe_toolkit.errors.InputError` rather than a silent full sync.
     """
     if mode not in MODES:
         raise InputError(f"unknown sync mode {mode!r}; expected one of {', '.join(MODES)}")
-    ConversationFilter(dataset=dataset, tier=tier, min_quality=min_quality)  # validates the filter
+    dataset, tier, min_quality = server_side(
+        ConversationFilter.build(filter, dataset=dataset, tier=tier, min_quality=min_quality, **filters)
+    )
     if batch_size < 1 or not 2 <= page_size <= 1000:
         raise InputError("batch_size must be >= 1 and page_size between 2 and 1000")
     events = events or default_bus
@@ -110,6 +120,33 @@ def sync(
     finally:
         if owned is not None:
             owned.close()
+
+
+# What the API filters by (API_CONTRACT.md): one value each.
+SERVER_FILTERS = ("dataset", "tier", "min_quality")
+
+
+def server_side(selection: ConversationFilter) -> tuple[str | None, str | None, float | None]:
+    """``dataset, tier, min_quality`` of a filter the API can apply, or an
+    :class:`InputError` naming what it cannot."""
+    active = selection.active()
+    refused = [name for name in active if name not in SERVER_FILTERS]
+    if refused:
+        raise InputError(
+            f"sync cannot apply {', '.join(refused)}: the API filters conversations by "
+            f"{', '.join(SERVER_FILTERS)} only; sync, then select in the store "
+            "(store.conversations(...), export(...))"
+        )
+    single: dict[str, str | None] = {}
+    for name in ("dataset", "tier"):
+        value = active.get(name)
+        if value is not None and not isinstance(value, str):
+            values = list(value)
+            if len(values) != 1:
+                raise InputError(f"sync applies one {name} (the API takes one), got {len(values)}: run one sync per {name}")
+            value = values[0]
+        single[name] = value
+    return single["dataset"], single["tier"], selection.min_quality
 
 
 def _sample(store: Store, progress: bool, events: EventBus) -> SyncReport:

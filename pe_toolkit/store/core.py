@@ -559,6 +559,12 @@ class Store:
     def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
         return access.scalar(self._con, query, params)
 
+    def _selection(self, filter: ConversationFilter | None, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        """SQL over ``conversations c`` for the one filter vocabulary (pe_toolkit.store.filters)."""
+        selection = ConversationFilter.build(filter, **filters)
+        selection.check(self._con)
+        return selection.where("c")
+
     def conversations(
         self,
         filter: ConversationFilter | None = None,
@@ -567,8 +573,14 @@ class Store:
         offset: int = 0,
         **constraints: Any,
     ) -> pl.DataFrame:
-        """Conversation rows (no messages) in a stable order (by id)."""
-        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        """Conversation rows (no messages) in a stable order (by id).
+
+        ``filter`` and keyword filters: the one vocabulary of
+        :class:`ConversationFilter` (``dataset``, ``tier``, ``ids``, quality,
+        date, risk and alert bounds, ``crisis_categories``, ``labels``), as
+        for :meth:`count`, :meth:`messages`, :meth:`scores` and the exports.
+        """
+        where, params = self._selection(filter, constraints)
         page = ""
         if limit is not None:
             page = " LIMIT ? OFFSET ?"
@@ -579,7 +591,7 @@ class Store:
         )
 
     def count(self, filter: ConversationFilter | None = None, **constraints: Any) -> int:
-        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        where, params = self._selection(filter, constraints)
         return int(self.scalar(f"SELECT count(*) FROM conversations c WHERE {where}", params))
 
     def messages(
@@ -590,7 +602,7 @@ class Store:
         **constraints: Any,
     ) -> pl.DataFrame:
         """Message rows of the matching conversations, in conversation order."""
-        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        where, params = self._selection(filter, constraints)
         role_sql = ""
         if role is not None:
             role_sql = " AND m.role = ?"
@@ -617,8 +629,8 @@ class Store:
         conversation id), ``"message"`` (``current_message_scores``, by
         conversation and message index) or ``"evidence"``
         (``current_evidence``, by message and offset). Filters as for
-        :meth:`conversations` (``ids=``, ``dataset=``, ``tier=``, quality
-        and date bounds). Empty when nothing current is stored.
+        :meth:`conversations` (``ids=``, ``dataset=``, ``tier=``,
+        ``min_risk=``, ``alert=``, ...). Empty when nothing current is stored.
 
         >>> store.scores(ids=["conv_1"])            # one conversation's scores
         >>> store.scores("evidence", tier="research")
@@ -626,7 +638,7 @@ class Store:
         if level not in SCORE_VIEWS:
             raise InputError(f"level must be one of {', '.join(SCORE_VIEWS)}, got {level!r}")
         view, order = SCORE_VIEWS[level]
-        where, params = ConversationFilter.of(filter, **constraints).where("c")
+        where, params = self._selection(filter, constraints)
         selected = ""
         if where != "TRUE":
             selected = f" SEMI JOIN (SELECT c.id FROM conversations c WHERE {where}) c ON c.id = x.conversation_id"
