@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SAMPLE := data/sample.jsonl.gz
 
-.PHONY: venv demo test test-fast test-notebooks lab bench sample models models-check clean
+.PHONY: venv demo test test-fast test-notebooks lint lab bench sample models models-check clean
 
 DEMO_STAMP := $(VENV)/.installed-demo
 
@@ -44,6 +44,11 @@ test: venv
 ## test-fast: the edit loop: no slow, Ray, PostgreSQL or browser tests, no notebooks, hypothesis's small dev profile
 test-fast: venv
 	PE_HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -q -m "not slow and not ray and not postgres and not browser" tests
+
+## lint: ruff over the tree and mypy over pe_toolkit/ (settings in pyproject.toml); no `ruff format`: it would rewrap most files at once
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## test-notebooks: execute every notebook (nbmake) on a scratch cache, never data/pe_cache.duckdb
 test-notebooks: venv

@@ -56,7 +56,7 @@ def main() -> None:
             query = ExplorerQuery(store)
             flip = [False]
 
-            def explore() -> None:
+            def explore(query: ExplorerQuery = query, flip: list[bool] = flip) -> None:
                 flip[0] = not flip[0]
                 query.set(risk=(0.5, 1.0) if flip[0] else None)
                 query.count()

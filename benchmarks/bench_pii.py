@@ -29,7 +29,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_analysis import corpus  # noqa: E402
+from bench_analysis import corpus
 
 ADVERSARIAL: dict[str, str] = {
     "digit run": "7",

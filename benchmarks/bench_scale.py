@@ -87,9 +87,9 @@ def main() -> None:
         print(f"corpus: {conversations:,} conversations, {messages:,} messages in {args.files} files", flush=True)
         t_single = single_node(folder, work)
         print(f"single node analyze(): {t_single:.1f}s, {messages / t_single:,.0f} messages/s", flush=True)
-        t1, r1 = on_ray(folder, work, 1)
+        t1, _r1 = on_ray(folder, work, 1)
         print(f"ray, 1 worker: {t1:.1f}s, {messages / t1:,.0f} messages/s", flush=True)
-        t2, r2 = on_ray(folder, work, 2)
+        t2, _r2 = on_ray(folder, work, 2)
         print(f"ray, 2 workers: {t2:.1f}s, {messages / t2:,.0f} messages/s", flush=True)
         scored = [sum(p["seconds"] for p in json.loads((work / f"ray{c}" / "manifest.json").read_text())["partitions"].values()) for c in (1, 2)]
         result = {

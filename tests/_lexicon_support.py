@@ -114,8 +114,8 @@ def high_severity_badly_answered(conversations: list[dict[str, Any]]) -> list[di
 
 
 def _report() -> None:  # pragma: no cover - a figure printer for the docs
-    from pe_toolkit.analysis.empathy import EMPATHY
     from pe_toolkit.analysis import evaluate
+    from pe_toolkit.analysis.empathy import EMPATHY
     from pe_toolkit.analysis.pii import find_pii
     from pe_toolkit.analysis.safety import CRISIS_CATEGORIES, HARM_KINDS, SafetyAnalyzer
     from pe_toolkit.analysis.skills import SKILL_CODES
@@ -200,7 +200,7 @@ def _report() -> None:  # pragma: no cover - a figure printer for the docs
           f"/{sum(1 for r in rows if not r['pii'])}")  # fmt: skip
 
     print("== synthetic sample (seed 7, 2,000 conversations)")
-    conversations, frame = synthetic()
+    conversations, _frame = synthetic()
     emp = synthetic_scores("empathy").messages
     emp_by = {(r["conversation_id"], r["idx"]): r for r in emp.iter_rows(named=True)}
     for m in MECHANISMS:

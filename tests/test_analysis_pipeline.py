@@ -3,6 +3,7 @@ DuckDB files, a real killed process for the crash."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -270,7 +271,7 @@ def test_parallel_chunks_give_the_same_scores(filled, monkeypatch):
     monkeypatch.setattr(frames, "PARALLEL_MIN_ROWS", 10)
     chunks = frames._chunks(messages, 3)
     assert sum(c.height for c in chunks) == messages.height and len(chunks) == 3
-    assert all(c["conversation_id"][0] != p["conversation_id"][-1] for p, c in zip(chunks, chunks[1:], strict=False))
+    assert all(c["conversation_id"][0] != p["conversation_id"][-1] for p, c in itertools.pairwise(chunks))
     parallel = analyze_frame(messages, workers=3)
     assert parallel.messages.equals(serial.messages)
     assert parallel.conversations.equals(serial.conversations)

@@ -213,7 +213,7 @@ def test_router_fails_over_and_fails_fast_when_every_endpoint_is_open():
 def test_pinned_calls_never_fail_over():
     core = _core(("http://a.test/v1", "http://b.test/v1"))
     core.endpoints[1].breaker.trip()
-    with pytest.raises(CircuitOpenError, match="b.test"):
+    with pytest.raises(CircuitOpenError, match=r"b.test"):
         core.plan(routes.get_job("job_1", pin="http://b.test/v1"), CallState())
 
 

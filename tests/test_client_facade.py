@@ -3,6 +3,7 @@ unchanged against the mirror (only the import line names pe_toolkit)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def test_async_iteration_leaves_the_event_loop_free_while_pages_load(sample_stor
                 done.set()
                 await task
                 marks = [started, *(t for t in ticks if started <= t <= finished), finished]
-                return count, finished - started, max(b - a for a, b in zip(marks, marks[1:]))
+                return count, finished - started, max(b - a for a, b in itertools.pairwise(marks))
 
             count, elapsed, longest_gap = asyncio.run(run())
         assert count == served.mirror.store.count()

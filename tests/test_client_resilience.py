@@ -3,13 +3,13 @@ classification and backoff schedule, pagination reconciled by id."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 
 import pytest
 import tenacity
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from pe_toolkit.client.breaker import BreakerState, CircuitBreaker
 from pe_toolkit.client.pacing import PacingPolicy, RatePacer, pacing_delay
@@ -120,7 +120,7 @@ def test_pacer_slows_down_before_the_limit_not_after():
     assert all(d >= 0 for d in delays)
     assert clock.now <= 60 + 1  # the budget lasts until the reset, not beyond
     assert clock.now > 40  # ...and was really stretched over the window
-    gaps = [b - a for a, b in zip(delays, delays[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(delays)]
     assert statistics.pstdev(delays[1:]) < 1.0 or all(abs(g) < 1.0 for g in gaps)
 
 
@@ -331,7 +331,7 @@ def test_removals_before_the_offset_do_not_hide_items():
     def corpus_at(n):
         return [c for c in base if c not in ("c000", "c001", "c002")] if n >= 2 else base
 
-    seen, pager = _walk(corpus_at)
+    seen, _pager = _walk(corpus_at)
     assert set(base) - {"c000", "c001", "c002"} <= set(seen)
     assert len(seen) == len(set(seen))
 

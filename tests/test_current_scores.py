@@ -7,8 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pe_toolkit.analysis import analyze
-from pe_toolkit.analysis import pipeline
+from pe_toolkit.analysis import analyze, pipeline
 from pe_toolkit.analysis.quality import QUALITY
 from pe_toolkit.errors import InputError, SchemaVersionError
 from pe_toolkit.ingest import import_file, synth

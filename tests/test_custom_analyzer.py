@@ -53,7 +53,7 @@ def test_the_documented_example_runs_end_to_end(tmp_path, monkeypatch) -> None:
     code = re.findall(r"```python\n(.*?)```", DOC.read_text("utf-8"), re.S)
     example = next(block for block in code if "pe.Store(" in block)
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, str(DOC), "exec"), {})  # noqa: S102 - the documentation's own example
+    exec(compile(example, str(DOC), "exec"), {})  # the documentation's own example
     with Store(tmp_path / "hedging_demo.duckdb") as store:
         messages = store.scores("message")
         assert messages["hedges"].to_list() == [0, 1, 0, 0, 0, 1]  # the second version: maybe|perhaps

@@ -13,8 +13,7 @@ import orjson
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pe_toolkit.exports import export
 from pe_toolkit.ingest import import_file

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pe_toolkit.errors import ExportError, InputError
 from pe_toolkit.exports import features
 from pe_toolkit.exports.features import CONVERSATION_SCORES
 from pe_toolkit.schema import QUALITY_METRICS
 
-from ._export_support import build_corpus, stand_in_scores, make_store
+from ._export_support import build_corpus, make_store, stand_in_scores
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def python_features(messages: list[dict]) -> dict[str, dict]:
         out.setdefault(m["conversation_id"], []).append(m)  # type: ignore[arg-type]
     result = {}
     for cid, rows in out.items():
-        def of(role=None):
+        def of(role=None, rows=rows):
             return [r for r in rows if role is None or r["role"] == role]
 
         def mean(xs):

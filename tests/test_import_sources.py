@@ -97,9 +97,9 @@ def test_messages_layout_message_columns_and_renames(store, tmp_path):
 def test_mapping_errors_name_the_column(store, counsel):
     with pytest.raises(InputError, match="no column 'nope' for --drop"):
         import_file(store, counsel, columns=ColumnMap.parse(["user=questionText", "assistant=answerText"], drop=["nope"]), progress=False)
-    with pytest.raises(InputError, match="metadata.KEY"):
+    with pytest.raises(InputError, match=r"metadata.KEY"):
         ColumnMap.parse(["metadata.=topic"])
-    with pytest.raises(InputError, match="no column 'x' for metadata.k"):
+    with pytest.raises(InputError, match=r"no column 'x' for metadata.k"):
         import_file(store, counsel, columns=ColumnMap.parse(["user=questionText", "assistant=answerText", "metadata.k=x"]), progress=False)
 
 

@@ -14,8 +14,8 @@ import pytest
 from pe_toolkit.analysis.text import tokenize
 from pe_toolkit.errors import InputError, ModelError
 from pe_toolkit.learn import cross_validate, evaluate, fit, load, save
-from pe_toolkit.learn.validity import auroc_interval, folds_of, report
 from pe_toolkit.learn.features import FeatureSpec, Featurizer
+from pe_toolkit.learn.validity import auroc_interval, folds_of, report
 
 SAD = ["I feel so sad today", "everything is sad and grey", "so sad and tired", "sad again, sad all day",
        "I am sad", "the sad news hit me", "why am I this sad?", "sad sad sad"]  # fmt: skip
@@ -59,9 +59,9 @@ def test_sentence_features_and_words_split_on_punctuation():
 
 def test_unknown_words_are_ignored_and_batches_do_not_change_scores():
     model = fit(toy(), spec=FeatureSpec(min_df=1))
-    p = model.predict(["completely unseen words", "sad"] + SAD[:3])
+    p = model.predict(["completely unseen words", "sad", *SAD[:3]])
     assert p.height == 5 and p["label"][1] == "sad"
-    one_by_one = pl.concat([model.predict([t]) for t in ["completely unseen words", "sad"] + SAD[:3]])
+    one_by_one = pl.concat([model.predict([t]) for t in ["completely unseen words", "sad", *SAD[:3]]])
     assert one_by_one.equals(p)  # bit for bit, whatever the batch holds
 
 
@@ -161,7 +161,7 @@ def test_altered_old_or_foreign_files_are_refused(tmp_path):
         parts["card.json"] = orjson.dumps(card)
 
     _rewrite(path, tmp_path / "old.pemodel", old_format)
-    with pytest.raises(ModelError, match="format 0.*retrain"):
+    with pytest.raises(ModelError, match=r"format 0.*retrain"):
         load(tmp_path / "old.pemodel")
     (tmp_path / "junk.pemodel").write_text("not a model")
     with pytest.raises(ModelError, match="not a pe_toolkit model"):

@@ -5,8 +5,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pe_toolkit.store.normalize import _RECHECK, _run, normalize_lines
 
@@ -218,8 +217,8 @@ def test_rows_built_elsewhere_are_held_to_the_numbers_rule(tmp_path, store):
 
 
 def test_split_errors_refuses_quality_out_of_range():
-    from pe_toolkit.store.normalize import split_errors
     from pe_toolkit.schema import CONVERSATION_SCHEMA
+    from pe_toolkit.store.normalize import split_errors
 
     rows = []
     for i, score in enumerate([0.5, float("nan"), 7.0, None]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 
 import numpy as np
@@ -157,7 +158,7 @@ def test_text_hash_ignores_case_punctuation_and_spacing_only():
 
 def _shingles(words: list[str]) -> set[tuple[str, str]]:
     words = ["<s>", *words]
-    return set(zip(words, words[1:], strict=False))
+    return set(itertools.pairwise(words))
 
 
 def test_minhash_lsh_follows_jaccard_similarity():
@@ -179,7 +180,7 @@ def test_minhash_lsh_follows_jaccard_similarity():
     assert candidate[j >= 0.9].mean() >= 0.9
     assert candidate[(j >= 0.8) & (j < 0.9)].mean() >= 0.55
     assert candidate[j < 0.5].mean() <= 0.05
-    short, short_bands = _signatures(["too short", "way too short here"])
+    _short, short_bands = _signatures(["too short", "way too short here"])
     assert (short_bands == 0).all()
     # Short unrelated texts leave most bins empty; they must not match on those.
     unrelated = [" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 12))) for _ in range(2000)]

@@ -7,8 +7,7 @@ import sys
 import textwrap
 
 import orjson
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from pe_toolkit.analysis import evaluate

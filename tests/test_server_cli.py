@@ -205,7 +205,7 @@ def test_serve_lets_an_import_beside_it_through_and_announces_it(sample_store_te
     path.write_bytes(orjson.dumps(conversation(9400)) + b"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1"}
     headers = {"Authorization": "Bearer cli-key-1"}
-    with serving(db, env={"PE_SERVER_KEYS": "cli-key-1"}) as (proc, url):
+    with serving(db, env={"PE_SERVER_KEYS": "cli-key-1"}) as (_proc, url):
         with httpx.stream("GET", url + "/v1/stream/updates", params={"topics": "conversation.created"}, headers=headers, timeout=30) as response:
             lines = response.iter_lines()
             assert next(line for line in lines if line.startswith("event:")) == "event: stream.open"

@@ -174,7 +174,7 @@ def test_cancel_fail_and_stop(tmp_path: Path) -> None:
     def refused(ctx):  # type: ignore[no-untyped-def]
         raise InputError("dataset is empty")
 
-    store, db, hub, jobs = _job_manager(tmp_path, {"analysis": slow, "export": broken, "quality_validation": refused})
+    store, db, _hub, jobs = _job_manager(tmp_path, {"analysis": slow, "export": broken, "quality_validation": refused})
     try:
         jobs.start()
         running = jobs.submit("analysis", "*", {})

@@ -228,7 +228,7 @@ def test_client_request_id_is_echoed_when_sane(mirror: Served) -> None:
     assert weird.json()["request_id"].startswith("req_")
 
 
-def test_before_the_snapshot_is_built_gets_ask_the_store(sample_store_template, tmp_path) -> None:  # noqa: F811
+def test_before_the_snapshot_is_built_gets_ask_the_store(sample_store_template, tmp_path) -> None:
     """The first seconds after a start on a big store: same answers, from DuckDB."""
     import asyncio
 

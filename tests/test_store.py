@@ -110,7 +110,7 @@ def test_messages_accessor_orders_and_filters(store):
 def test_page_is_stable(store):
     store.upsert(batch_of([conversation(i) for i in range(25)]))
     pages = [store.conversations(limit=10, offset=o)["id"].to_list() for o in (0, 10, 20)]
-    assert sum(pages, []) == sorted(f"conv_{i:05d}" for i in range(25))
+    assert [cid for page in pages for cid in page] == sorted(f"conv_{i:05d}" for i in range(25))
 
 
 def test_read_only_store_refuses_writes(tmp_path):

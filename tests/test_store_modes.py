@@ -4,8 +4,8 @@ and the store's clean errors (issue 15, parts 4, 7 and 8)."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from pe_toolkit.analysis.auto_analyze import auto_analyze
 from pe_toolkit.cli import cli
+from pe_toolkit.errors import AuthenticationError, InputError
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import import_file
-from pe_toolkit.analysis.auto_analyze import auto_analyze
 from pe_toolkit.ingest.sync import sync
-from pe_toolkit.errors import AuthenticationError, InputError
 from pe_toolkit.store import Store
 
 from .client_support import KEY, assert_equal_to_source, build_source, copy_db, make_client, serve
@@ -97,7 +97,7 @@ def test_auto_picks_bulk_then_incremental_deltas(served, tmp_path) -> None:
         assert (delta.inserted, delta.updated) == (2, 1)
         assert [e.payload["ids"] for e in events if e.topic == "conversation.updated"] == [[cid]]
         assert store.conversation(cid)["metadata"]["tier"] == changed["metadata"]["tier"]
-        completed = [e for e in events if e.topic == "sync.completed"][0].payload
+        completed = next(e for e in events if e.topic == "sync.completed").payload
         assert completed["mode"] == "incremental" and completed["inserted"] == 2
 
         # A change the summary cannot show is picked up once the copy is older than the TTL.

@@ -8,6 +8,7 @@ config, and that generation is deterministic and chunkable.
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
 import re
 import statistics
@@ -17,8 +18,7 @@ from datetime import datetime
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pe_toolkit.ingest import synth_build
 from pe_toolkit.ingest.synth import (
@@ -119,7 +119,7 @@ def assert_valid(conv: dict) -> None:
         assert isinstance(m["content"], str)
         assert TS.match(m["timestamp"]), m["timestamp"]
         stamps.append(datetime.strptime(m["timestamp"], "%Y-%m-%dT%H:%M:%SZ"))
-    assert all(a < b for a, b in zip(stamps, stamps[1:])), "timestamps must increase"
+    assert all(a < b for a, b in itertools.pairwise(stamps)), "timestamps must increase"
     assert all(m["role"] != "system" for m in msgs[1:]), "a system message only comes first"
     qm = conv["quality_metrics"]
     assert list(qm) == list(METRICS)
@@ -418,7 +418,7 @@ def test_sentiment_arc_shows_in_first_and_last_user_messages(corpus: list[dict])
 def test_quality_increases_with_tier(corpus: list[dict]) -> None:
     by_tier = {t: [c["quality_metrics"] for c in corpus if c["metadata"]["tier"] == t] for t in TIERS}
     means = [statistics.mean(m["overall_quality"] for m in by_tier[t]) for t in TIERS]
-    assert all(a + 0.03 < b for a, b in zip(means, means[1:])), means
+    assert all(a + 0.03 < b for a, b in itertools.pairwise(means)), means
     research = [m["overall_quality"] for m in by_tier["research"]]
     assert sum(q >= 0.82 for q in research) / len(research) > 0.8
     basic = [m["overall_quality"] for m in by_tier["basic"]]

@@ -126,7 +126,7 @@ def test_the_explorer_draws_an_imported_corpus(imported):
         trace = next(t for t in ex.fig_mix.data if t.name == "no tier")
 
         class Points:
-            point_inds = [trace.x.index("counsel")]
+            point_inds = (trace.x.index("counsel"),)
 
         ex._on_mix_click(trace, Points())
         assert ex.criteria() == {"dataset": ["counsel"]} and ex.count == 30

@@ -187,9 +187,8 @@ def test_queue_takes_a_frame_and_checks_input(store_path, ids):
             queue.label("y")
         with pytest.raises(InputError, match="reviewer"):
             ReviewQueue(s, ids=ids, reviewer="")
-    with Store(store_path, read_only=True) as s:
-        with pytest.raises(InputError, match="writing"):
-            ReviewQueue(s, ids=ids, reviewer="ana")
+    with Store(store_path, read_only=True) as s, pytest.raises(InputError, match="writing"):
+        ReviewQueue(s, ids=ids, reviewer="ana")
 
 
 def test_empty_queue(store_path):
@@ -202,9 +201,8 @@ def test_empty_queue(store_path):
 
 
 def test_alert_queue_needs_an_analysis(store_path):
-    with Store(store_path) as s:
-        with pytest.raises(InputError, match="run pe.analyze"):
-            ReviewQueue(s, reviewer="ana")
+    with Store(store_path) as s, pytest.raises(InputError, match=r"run pe.analyze"):
+        ReviewQueue(s, reviewer="ana")
 
 
 def test_alert_queue_takes_the_riskiest_first(tmp_path):
