@@ -9,7 +9,12 @@ relative to the file's folder.
 Environment variables: ``PE_CACHE``, ``PE_API_URL`` (one URL or several,
 comma-separated, for failover), ``PE_API_KEY``, ``PE_SERVER_KEYS``
 (comma-separated), ``PE_RATE_LIMIT`` (requests per key per hour served by
-the mirror; unset: none on loopback, 1000 elsewhere), ``PE_CONFIG``.
+the mirror; unset: none on loopback, 1000 elsewhere), ``PE_API_DEADLINE``
+and ``PE_API_MAX_RESPONSE_BYTES`` (the client's bounds per request),
+``PE_ANALYSIS_DEADLINE``, ``PE_EXPORT_QUOTA_PER_KEY``,
+``PE_EXPORT_QUOTA_TOTAL`` and ``PE_EXPORT_MIN_FREE`` (the mirror's; byte
+sizes take K/M/G/T suffixes, powers of 1024, and a quota of 0 means no
+limit), ``PE_CONFIG``.
 
 Secrets (API keys) are held in :class:`Secret`, whose ``repr``/``str`` never
 show the value, so they cannot leak into logs, tracebacks or notebook
@@ -19,6 +24,7 @@ outputs by accident.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +74,14 @@ class Settings:
     server_keys: tuple[Secret, ...] = ()
     rate_limit: int | None = None  # None: the mirror decides (no limit on loopback)
     alert_threshold: float = 0.8
+    # None: the component's own default (client: deadline = timeout, 64 MiB;
+    # mirror: ServerConfig's). A quota of 0 means no limit.
+    api_deadline: float | None = None
+    api_max_response_bytes: int | None = None
+    analysis_deadline: float | None = None
+    export_quota_per_key: int | None = None
+    export_quota_total: int | None = None
+    export_min_free_bytes: int | None = None
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -116,6 +130,32 @@ def _number(name: str, raw: Any, kind: type) -> Any:
 
 def _optional_int(name: str, raw: Any) -> int | None:
     return None if raw is None else _number(name, raw, int)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def byte_size(name: str, raw: Any, *, minimum: int = 0) -> int | None:
+    """A byte size: an integer, or a string such as ``"5G"`` or ``"512 MiB"``."""
+    if raw is None:
+        return None
+    match = _SIZE.match(str(raw)) if not isinstance(raw, bool) else None
+    if match is None or isinstance(raw, float):
+        raise ConfigError(f"{name} must be a byte size such as 1073741824 or 1G, got {raw!r}")
+    value = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _optional_seconds(name: str, raw: Any) -> float | None:
+    if raw is None:
+        return None
+    value = _number(name, raw, float)
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return float(value)
 
 
 def _project_root(config_file: Path | None) -> Path:
@@ -171,6 +211,27 @@ def load_settings(**overrides: Any) -> Settings:
         rate_limit=_optional_int("PE_RATE_LIMIT", pick("PE_RATE_LIMIT", "server", "rate_limit", None)),
         alert_threshold=_number(
             "analysis.alert_threshold", pick("", "analysis", "alert_threshold", 0.8), float
+        ),
+        api_deadline=_optional_seconds("PE_API_DEADLINE / [api] deadline", pick("PE_API_DEADLINE", "api", "deadline", None)),
+        api_max_response_bytes=byte_size(
+            "PE_API_MAX_RESPONSE_BYTES / [api] max_response_bytes",
+            pick("PE_API_MAX_RESPONSE_BYTES", "api", "max_response_bytes", None),
+            minimum=1,
+        ),
+        analysis_deadline=_optional_seconds(
+            "PE_ANALYSIS_DEADLINE / [server] analysis_deadline", pick("PE_ANALYSIS_DEADLINE", "server", "analysis_deadline", None)
+        ),
+        export_quota_per_key=byte_size(
+            "PE_EXPORT_QUOTA_PER_KEY / [server] export_quota_per_key",
+            pick("PE_EXPORT_QUOTA_PER_KEY", "server", "export_quota_per_key", None),
+        ),
+        export_quota_total=byte_size(
+            "PE_EXPORT_QUOTA_TOTAL / [server] export_quota_total",
+            pick("PE_EXPORT_QUOTA_TOTAL", "server", "export_quota_total", None),
+        ),
+        export_min_free_bytes=byte_size(
+            "PE_EXPORT_MIN_FREE / [server] export_min_free_bytes",
+            pick("PE_EXPORT_MIN_FREE", "server", "export_min_free_bytes", None),
         ),
         config_file=config_file,
         sources=sources,

@@ -58,6 +58,10 @@ class ServerConfig:
     exports (not yet expired) one key / all keys may hold (None: no
     limit); ``export_min_free_bytes``: free space an export must leave on
     the disk of the exports folder (server/exports.py).
+    ``analysis_deadline``: seconds a request-time analysis (validate, the
+    WebSocket's analyze/suggest) may run before it answers 504 and its
+    worker is stopped; ``analysis_workers`` processes run them
+    (server/analysis_pool.py).
     """
 
     db_path: Path
@@ -72,6 +76,8 @@ class ServerConfig:
     export_quota_per_key: int | None = 5 * 1024**3
     export_quota_total: int | None = 20 * 1024**3
     export_min_free_bytes: int = 1024**3
+    analysis_deadline: float = 10.0
+    analysis_workers: int = 2
     poll_interval: float = 1.0
     heartbeat: float = 15.0
     job_workers: int = 1
@@ -107,6 +113,8 @@ class ServerConfig:
             ("export_quota_per_key", self.export_quota_per_key is None or self.export_quota_per_key > 0),
             ("export_quota_total", self.export_quota_total is None or self.export_quota_total > 0),
             ("export_min_free_bytes", self.export_min_free_bytes >= 0),
+            ("analysis_deadline", 0 < self.analysis_deadline <= 3600),
+            ("analysis_workers", 1 <= self.analysis_workers <= 64),
             ("poll_interval", self.poll_interval > 0),
             ("heartbeat", self.heartbeat > 0),
             ("job_workers", self.job_workers >= 1),
@@ -162,6 +170,14 @@ class ServerConfig:
             generated = True
         if overrides.get("rate_limit") is None:
             overrides["rate_limit"] = settings.rate_limit
+        # A setting left unset keeps the field's default; a quota of 0 means none.
+        for name in ("analysis_deadline", "export_quota_per_key", "export_quota_total", "export_min_free_bytes"):
+            if name not in overrides:
+                if getattr(settings, name) is None:
+                    continue
+                overrides[name] = getattr(settings, name)
+            if name.startswith("export_quota_") and overrides[name] == 0:
+                overrides[name] = None
         return cls(
             db_path=Path(db_path) if db_path is not None else settings.cache_path,
             keys=resolved,

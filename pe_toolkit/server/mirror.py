@@ -19,6 +19,7 @@ from ..errors import PeToolkitError, StoreLockedError
 from ..events import bus as default_bus
 from ..store import ConversationFilter, Store
 from . import quality, tasks
+from .analysis_pool import AnalysisPool
 from .config import ServerConfig
 from .db import ServerDB
 from .exports import Exports
@@ -60,6 +61,7 @@ class Mirror:
             bus=default_bus,
             after_change=self.search.refresh,
         )
+        self.analysis = AnalysisPool(config.analysis_deadline, config.analysis_workers)
         self.jobs = JobManager(self.db, self.hub, {}, workers=config.job_workers)
         self.exports = Exports(self.db, self.jobs, self.hub, config)
         self.jobs.runners.update(
@@ -131,6 +133,7 @@ class Mirror:
         self._closed = True
         self._stop.set()
         self.hub.close()
+        self.analysis.close()
         self.jobs.stop()
         self.watcher.stop()
         if self._sweeper is not None:

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from ...errors import PeToolkitError
-from .. import quality, queries
+from .. import queries
 from ..envelope import (
     PROCESSING_ERROR,
     RATE_LIMIT_EXCEEDED,
@@ -193,12 +193,12 @@ class _Session:
 
     async def analyze(self, rid: Any, data: dict[str, Any]) -> None:
         conversation = await self._conversation(data)
-        result = await run_in_threadpool(lambda: quality.validate(conversation, include_messages=True))
+        result = await self.mirror.analysis.run("validate_messages", conversation)
         await self.send({"type": "analysis_result", "request_id": rid, "success": True, "data": result})
 
     async def suggest(self, rid: Any, data: dict[str, Any]) -> None:
         conversation = await self._conversation(data)
-        result = await run_in_threadpool(quality.suggestions, conversation)
+        result = await self.mirror.analysis.run("suggestions", conversation)
         await self.send({"type": "quality_suggestions", "request_id": rid, "success": True, "data": result})
 
     async def subscribe(self, rid: Any, data: dict[str, Any]) -> None:

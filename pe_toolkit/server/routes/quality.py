@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from ...store import ConversationFilter
-from .. import quality, queries
+from .. import queries
 from ..envelope import JSONBytes, ok
 from ..models import ConversationIn, json_body, validated
 from ._common import Tier, mirror
@@ -29,5 +28,5 @@ def quality_metrics(
 async def validate(request: Request) -> JSONBytes:
     body = await json_body(request)
     validated(ConversationIn, body)
-    result = await run_in_threadpool(quality.validate, body)
+    result = await mirror(request).analysis.run("validate", body)
     return ok(request, result, "Conversation validated")
