@@ -19,6 +19,10 @@ import click
 @click.option("--rate-window", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Rate-limit window in seconds.")
 @click.option("--max-body", type=click.IntRange(min=1024), default=2 * 1024 * 1024, show_default=True, help="Largest request body (and WebSocket message) in bytes.")
 @click.option("--export-ttl", type=click.FloatRange(min=1), default=86400.0, show_default=True, help="Seconds an export stays downloadable.")
+@click.option("--analysis-deadline", type=click.FloatRange(min=0.01, max=3600), help="Seconds a request-time analysis (validate, WebSocket analyze) may run before answering 504 (default: $PE_ANALYSIS_DEADLINE, [server] analysis_deadline, else 10).")
+@click.option("--export-quota-per-key", metavar="BYTES", help="Bytes of live exports one key may hold, e.g. 5G; 0: no limit (default: $PE_EXPORT_QUOTA_PER_KEY, [server] export_quota_per_key, else 5 GiB).")
+@click.option("--export-quota-total", metavar="BYTES", help="Bytes of live exports all keys may hold; 0: no limit (default: $PE_EXPORT_QUOTA_TOTAL, [server] export_quota_total, else 20 GiB).")
+@click.option("--export-min-free", metavar="BYTES", help="Free disk space an export must leave (default: $PE_EXPORT_MIN_FREE, [server] export_min_free_bytes, else 1 GiB).")
 @click.option("--access-log", is_flag=True, help="Log every request line (off by default: paths name conversations).")
 @click.option("--no-sample", is_flag=True, help="Serve an empty cache as it is instead of loading the bundled sample.")
 @click.pass_context
@@ -31,6 +35,10 @@ def serve_cmd(
     rate_window: float,
     max_body: int,
     export_ttl: float,
+    analysis_deadline: float | None,
+    export_quota_per_key: str | None,
+    export_quota_total: str | None,
+    export_min_free: str | None,
     access_log: bool,
     no_sample: bool,
 ) -> None:
@@ -43,7 +51,7 @@ def serve_cmd(
     characters. A key in a request's query string (``?api_key=``) is
     masked in every log line. Stop with Ctrl-C.
     """
-    from ..config import load_settings
+    from ..config import byte_size, load_settings
     from ..errors import ConfigError
     from ..ingest.sample import ensure_sample
     from ..server import ServerConfig, create_app, serve
@@ -53,6 +61,12 @@ def serve_cmd(
     overrides: dict[str, Any] = {"host": host, "port": port, "rate_window": rate_window, "max_body_bytes": max_body, "export_ttl": export_ttl, "access_log": access_log}
     if rate_limit is not None:
         overrides["rate_limit"] = rate_limit
+    if analysis_deadline is not None:
+        overrides["analysis_deadline"] = analysis_deadline
+    for name, raw in (("export_quota_per_key", export_quota_per_key), ("export_quota_total", export_quota_total),
+                      ("export_min_free_bytes", export_min_free)):  # fmt: skip
+        if raw is not None:
+            overrides[name] = byte_size(f"--{name.replace('_', '-').replace('-bytes', '')}", raw)
     config = ServerConfig.from_settings(settings, generate_missing_key=True, **overrides)
     if not no_sample:
         with Store(config.db_path) as store:

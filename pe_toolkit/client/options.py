@@ -2,7 +2,8 @@
 
 Arguments win; then ``PE_API_KEY`` / ``PE_API_URL`` (comma-separated for
 failover); then the config file's ``[api]`` section (``url``, ``key``,
-``timeout``, ``max_retries``). The key is wrapped in
+``timeout``, ``max_retries``, ``deadline``, ``max_response_bytes``;
+``PE_API_DEADLINE`` / ``PE_API_MAX_RESPONSE_BYTES`` in the environment). The key is wrapped in
 :class:`~pe_toolkit.config.Secret` at once and only revealed into the
 ``Authorization`` header of a request to a configured base URL.
 
@@ -99,9 +100,13 @@ def resolve_options(
         retry = RetryPolicy.from_max_retries(retries)
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    if deadline is None:
+        deadline = settings.api_deadline
     deadline = timeout if deadline is None else float(deadline)
     if deadline <= 0:
         raise ConfigError(f"deadline must be positive, got {deadline}")
+    if max_response_bytes is None:
+        max_response_bytes = settings.api_max_response_bytes
     max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else int(max_response_bytes)
     if max_response_bytes < 1:
         raise ConfigError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
