@@ -66,6 +66,10 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> _U64(31))
 
 
+# Bytes hashed position by position for all strings at once (see fnv1a64).
+_VECTOR_BYTES = 256
+
+
 def fnv1a64(strings: pl.Series) -> np.ndarray:
     """FNV-1a (64-bit) of each string's UTF-8 bytes. Vectorized over the
     strings, one step per byte position (the strings hashed here are
@@ -79,9 +83,19 @@ def fnv1a64(strings: pl.Series) -> np.ndarray:
     h = np.full(len(arr), _FNV_OFFSET, dtype=_U64)
     active = np.arange(len(arr))
     with np.errstate(over="ignore"):
-        for pos in range(int(lengths.max(initial=0))):
+        for pos in range(min(int(lengths.max(initial=0)), _VECTOR_BYTES)):
             active = active[lengths[active] > pos]
             h[active] = (h[active] ^ data[offsets[active] + pos].astype(_U64)) * _FNV_PRIME
+    # Past _VECTOR_BYTES, a numpy step per byte position would cost ~10 us
+    # for each byte of the longest string (a megabyte of digits as one
+    # token took 8 s); the few strings that long finish in plain Python,
+    # one byte at a time (linear; the same hash).
+    prime, mask = int(_FNV_PRIME), int(_MASK)
+    for i in np.flatnonzero(lengths > _VECTOR_BYTES).tolist():
+        value = int(h[i])
+        for byte in data[offsets[i] + _VECTOR_BYTES : offsets[i + 1]].tolist():
+            value = ((value ^ byte) * prime) & mask
+        h[i] = value
     return h
 
 

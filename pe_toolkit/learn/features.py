@@ -368,14 +368,38 @@ def lexicon_grams(w: Words, phrases: np.ndarray, base: int, lexicon_word: np.nda
     return parts
 
 
+# Words longer than this many characters (with their padding) are cut into
+# pieces of _CHAR_STRIDE starting positions before their n-grams are taken:
+# str.slice finds a character offset by scanning from the start, so slicing
+# every position of one long "word" (a megabyte of digits in a request) was
+# quadratic (400 KB: 16 s in the risk model). Same n-grams, in another order.
+_CHAR_STRIDE = 64
+
+
 def char_grams_of(words: pl.Series, lo: int, hi: int) -> pl.DataFrame:
-    """(word index, char n-gram) for every n-gram of " word " of length lo..hi."""
-    padded = (" " + words + " ").to_frame("w").with_row_index("i")
+    """(word index, char n-gram) for every n-gram of " word " of length lo..hi
+    (as a multiset: the rows' order is not meaningful)."""
+    padded = (" " + words + " ").to_frame("w").with_row_index("i").with_columns(limit=pl.col("w").str.len_chars())
+    long = padded.filter(pl.col("limit") > _CHAR_STRIDE)
+    if long.height:
+        # Python over the long words only (rare in text): each becomes pieces
+        # holding _CHAR_STRIDE starting positions plus the n-grams' overhang.
+        ids: list[int] = []
+        pieces: list[str] = []
+        starts: list[int] = []
+        for i, word, length in long.iter_rows():
+            for start in range(0, length, _CHAR_STRIDE):
+                ids.append(i)
+                pieces.append(word[start : start + _CHAR_STRIDE + hi - 1])
+                starts.append(min(_CHAR_STRIDE, length - start))
+        cut = pl.DataFrame({"i": pl.Series(ids, dtype=pl.UInt32), "w": pieces, "limit": pl.Series(starts, dtype=pl.UInt32)})
+        padded = pl.concat([padded.filter(pl.col("limit") <= _CHAR_STRIDE), cut])
+    # limit: how many starting positions of the (piece of the) word are its own.
     frames = []
     for n in range(lo, hi + 1):
         frames.append(
             padded.filter(pl.col("w").str.len_chars() >= n)
-            .with_columns(start=pl.int_ranges(0, pl.col("w").str.len_chars() - n + 1))
+            .with_columns(start=pl.int_ranges(0, pl.min_horizontal(pl.col("w").str.len_chars() - n + 1, pl.col("limit"))))
             .explode("start")
             .select("i", pl.col("w").str.slice(pl.col("start"), n).alias("gram"))
         )

@@ -1,0 +1,54 @@
+"""One very long token (a megabyte of digits in a request, issue 15 part 8)
+goes through the analyzers in linear time. The fast paths for long strings
+must give exactly what the plain definitions give."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings, strategies as st
+
+from pe_toolkit.analysis.duplicates import fnv1a64
+from pe_toolkit.learn.features import char_grams_of
+
+ALPHABET = st.sampled_from("ab9 é日")
+# Lengths around the thresholds (64 characters for n-grams, 256 bytes for hashing).
+WORDS = st.lists(st.text(ALPHABET, max_size=700), min_size=1, max_size=6)
+
+
+def _char_grams_plain(words: pl.Series, lo: int, hi: int) -> list[tuple[int, str]]:
+    out = []
+    for i, word in enumerate(words.to_list()):
+        padded = f" {word} "
+        out += [(i, padded[s : s + n]) for n in range(lo, hi + 1) for s in range(len(padded) - n + 1)]
+    return sorted(out)
+
+
+def _fnv_plain(text: str) -> int:
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+@settings(max_examples=60, deadline=None)
+@given(WORDS, st.sampled_from([(3, 5), (1, 2), (2, 4)]))
+def test_char_grams_of_long_words_are_every_n_gram(words, sizes):
+    series = pl.Series(words, dtype=pl.String)
+    got = char_grams_of(series, *sizes)
+    assert sorted(zip(got["i"].to_list(), got["gram"].to_list())) == _char_grams_plain(series, *sizes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(WORDS)
+def test_fnv_of_long_strings_is_fnv(words):
+    assert [int(h) for h in fnv1a64(pl.Series(words, dtype=pl.String))] == [_fnv_plain(w) for w in words]
+
+
+def test_a_megabyte_token_is_scored(tmp_path):
+    from pe_toolkit.analysis import analyze_frame
+
+    text = "0123456789" * 100_000
+    frame = pl.DataFrame({"conversation_id": ["c", "c"], "idx": pl.Series([0, 1], dtype=pl.Int32),
+                          "role": ["user", "assistant"], "content": [text, "ok"]})  # fmt: skip
+    scores = analyze_frame(frame)
+    assert scores.messages.height == 2 and scores.conversations.height == 1
