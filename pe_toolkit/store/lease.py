@@ -199,10 +199,12 @@ def release(store: Leased) -> bool:
     """Let go of the file now if no lease is running; True if it was open."""
     state = store._lease
     with state.lock:
-        if state.depth or store._con is None:
-            state.pinned = False if not state.depth else state.pinned
+        if state.depth:
             return False
-        let_go(store)
+        if store._con is None:
+            state.pinned = False
+            return False
+        let_go(store)  # clears the pin too
         return True
 
 
