@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 from .server_support import KEYS, Served, check_envelope, copy_store, start_mirror, wait_until
 
 DEADLINE = 1.0
+BODY_LIMIT = 24 * 1024 * 1024
 SLACK = 6.0  # terminating the worker and answering, on a loaded 2-core machine
 
 SMALL = {
@@ -27,15 +28,17 @@ SMALL = {
 
 def _adversarial() -> dict:
     # Runs of what the PII patterns look at (digits, e-mail and name shapes),
-    # about 1.8 MB in all: far beyond a second of scanning.
-    parts = ["7" * 450_000, "a.b@c" * 90_000, "Dr. Jane Smith " * 30_000, "+1 212 555 0199 " * 28_000]
+    # about 18 MB in all. Since long tokens scan in linear time, 1.8 MB of this
+    # took 0.95 s on a quiet core, too close to the deadline (a CI run answered
+    # 200); this is about six seconds of scanning on that core.
+    parts = ["7" * 450_000, "a.b@c" * 90_000, "Dr. Jane Smith " * 30_000, "+1 212 555 0199 " * 28_000] * 10
     return {"id": "c_big", "messages": [{"role": "user", "content": p} for p in parts]}
 
 
 @pytest.fixture(scope="module")
 def tight(sample_store_template: Path, tmp_path_factory: pytest.TempPathFactory):
     db = copy_store(sample_store_template, tmp_path_factory.mktemp("deadline"))
-    with start_mirror(db, analysis_deadline=DEADLINE, analysis_workers=1) as served:
+    with start_mirror(db, analysis_deadline=DEADLINE, analysis_workers=1, max_body_bytes=BODY_LIMIT) as served:
         yield served
 
 
