@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from pe_toolkit.analysis import FrameScores, analyze, analyze_frame
 from pe_toolkit.analysis.base import MESSAGES_SCHEMA
 from pe_toolkit.analysis.quality import QUALITY
-from pe_toolkit.analysis.sentiment import compound
+from pe_toolkit.analysis.sentiment import SENTIMENT, compound
 from pe_toolkit.cli import cli
 from pe_toolkit.errors import InputError, StoreError
 from pe_toolkit.events import EventBus
@@ -80,7 +80,7 @@ def test_analyze_scores_everything_once_then_nothing(filled):
         runs = store.sql("SELECT status, scored, corpus_refreshed FROM analysis_runs ORDER BY started_at")
         assert runs.rows() == [("completed", total, True), ("completed", 0, False)]
     progress = [e.payload for e in seen if e.topic == "analysis.progress"]
-    assert [p["done"] for p in progress] == [100, 200, total]
+    assert [p["done"] for p in progress] == [total // 3, 2 * total // 3, total]  # three batches of equal size
     assert all(p["total"] == total for p in progress)
     completed = [e.payload for e in seen if e.topic == "analysis.completed"]
     assert [c["scored"] for c in completed] == [total, 0]
@@ -158,6 +158,56 @@ def test_a_killed_run_keeps_committed_batches_and_the_next_run_continues(filled)
         _consistent(store)
         # The corpus shares cover the batches of the killed run too.
         assert store.scalar("SELECT count(*) FROM conversation_scores WHERE boilerplate_share IS NULL AND assistant_words > 0") == 0
+
+
+def _fails_on_batch(k: int):
+    """An analyzer that raises on the k-th batch it sees (1-based)."""
+    from pe_toolkit.analysis.custom import FunctionAnalyzer
+    from pe_toolkit.errors import AnalysisError
+
+    seen = itertools.count(1)
+
+    def word_count(messages: pl.DataFrame) -> pl.DataFrame:
+        if next(seen) == k:
+            raise AnalysisError("batch refused on purpose")
+        return messages.select(pl.col("content").str.count_matches(r"\S+").alias("words_here"))
+
+    return FunctionAnalyzer(word_count, name="words_here")
+
+
+def test_a_batch_that_fails_while_the_one_before_is_written_fails_the_run_with_that_one_kept(filled):
+    # Batch 2 fails in analysis while batch 1 is being written on the writer thread.
+    from pe_toolkit.errors import AnalysisError
+
+    with Store(filled) as store:
+        with pytest.raises(AnalysisError, match="on purpose"):
+            analyze(store, batch_size=80, progress=False, analyzers=[SENTIMENT, _fails_on_batch(2)])
+        assert store.scalar("SELECT count(*) FROM conversation_scores") == 80
+        _consistent(store)
+        assert store.sql("SELECT status, scored, error FROM analysis_runs").rows() == [("failed", 80, "batch refused on purpose")]
+
+
+def test_a_write_that_fails_on_the_writer_thread_fails_the_run(filled, monkeypatch):
+    from pe_toolkit.analysis import pipeline
+
+    real, calls = pipeline._Writer.insert, itertools.count(1)
+
+    def insert(self, con, table, frame):
+        if table == "evidence" and next(calls) == 2:  # inside batch 2's transaction
+            raise StoreError("disk full (injected)")
+        return real(self, con, table, frame)
+
+    monkeypatch.setattr(pipeline._Writer, "insert", insert)
+    with Store(filled) as store:
+        with pytest.raises(StoreError, match="injected"):
+            analyze(store, batch_size=80, progress=False, analyzers=[SENTIMENT])
+        assert store.scalar("SELECT count(*) FROM conversation_scores") == 80  # batch 1 only; batch 2 rolled back
+        _consistent(store)
+        assert store.scalar("SELECT status FROM analysis_runs") == "failed"
+        monkeypatch.undo()
+        report = analyze(store, batch_size=80, progress=False, analyzers=[SENTIMENT])
+        assert (report.scored, report.skipped) == (store.count() - 80, 80)
+        _consistent(store)
 
 
 def test_corpus_shares_follow_new_conversations_and_orphans_go(filled, tmp_path):

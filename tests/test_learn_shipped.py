@@ -119,6 +119,26 @@ def test_a_researchers_own_model_is_an_analyzer():
     assert scores.messages.filter(pl.col("role") == "user")["mine"].null_count() == 3
 
 
+@pytest.mark.parametrize("analyzer", [SKILLS_MODEL, RISK_MODEL], ids=lambda a: a.name)
+def test_scoring_each_distinct_text_once_changes_nothing(analyzer: ModelAnalyzer):
+    # The conversation repeated under other ids, one user and one assistant text
+    # reworded in a copy, so some texts repeat and others do not.
+    base = _conversation()
+    copies = [base.with_columns(pl.col("conversation_id") + f"_{k}") for k in range(3)]
+    copies[1] = copies[1].with_columns(
+        pl.when(pl.col("idx") <= 1).then(pl.col("content") + " Honestly.").otherwise(pl.col("content")).alias("content")
+    )
+    frame = pl.concat([base, *copies])
+    every = ModelAnalyzer(analyzer._model, **{k: getattr(analyzer, k) for k in (
+        "name", "role", "prefix", "label_column", "max_columns", "evidence_top", "evidence_min", "evidence_class",
+        "evidence_category", "quiet")}, columns=analyzer._columns)  # fmt: skip
+    every.distinct = False
+    assert analyzer.distinct
+    once, each = analyzer.score(frame), every.score(frame)
+    assert once.messages.equals(each.messages) and once.conversations.equals(each.conversations)
+    assert once.evidence.height > 0 and once.evidence.equals(each.evidence)
+
+
 def test_risk_score_is_continuous_not_a_few_steps():
     texts = ["I want to die", "I feel empty and tired of everything", "nobody would miss me", "my cat is sick",
              "I hate my job", "I cut myself again last night", "can't stop crying", "life is pointless lately",

@@ -81,6 +81,7 @@ class ModelAnalyzer:
         self.evidence_class = evidence_class
         self.evidence_category = evidence_category
         self.quiet = quiet
+        self.distinct = True  # score each distinct text once (False: every message; the same result)
 
     def __repr__(self) -> str:
         return f"ModelAnalyzer(name={self.name!r}, role={self.role!r})"
@@ -125,9 +126,16 @@ class ModelAnalyzer:
             return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
         if model.featurizer.rule_names:
             raise AnalysisError(f"{self.name}: models with rule columns cannot run inside analyze() yet")
+        # Each distinct text is scored once (the model reads nothing but the
+        # text): repeated greetings, templates and copied answers are common in
+        # generated corpora (a quarter of the messages of the synthetic ones).
+        first, inverse = self._distinct(frame["content"].gather(rows)) if self.distinct else (None, None)
         # The batch's tokens: split once for every analyzer of the pass.
-        features = model.transform(batch.tokens, rows)
+        features = model.transform(batch.tokens, rows if first is None else rows[first])
         proba = model.predict_proba(features)
+        evidence = self._evidence(frame, rows, features, proba, inverse)
+        if inverse is not None:
+            proba = proba[inverse]
         n = frame.height
         out = keys
         if self.label_column:
@@ -140,7 +148,6 @@ class ModelAnalyzer:
             values = np.full(n, np.nan)
             values[rows] = proba[:, j]
             out = out.with_columns(pl.Series(col, values).fill_nan(None))
-        evidence = self._evidence(frame, rows, features, proba)
         return Scores(out, self._conversation_columns(conversations, out), evidence)
 
     def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
@@ -149,10 +156,25 @@ class ModelAnalyzer:
         maxima = scored.group_by("conversation_id").agg(pl.col(src).max().alias(dst) for src, dst in self.max_columns.items())
         return conversations.join(maxima, on="conversation_id", how="left", maintain_order="left")
 
-    def _evidence(self, frame: pl.DataFrame, rows: np.ndarray, batch: Any, proba: np.ndarray) -> pl.DataFrame:
+    @staticmethod
+    def _distinct(texts: pl.Series) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(position of each distinct text's first occurrence, each text's
+        distinct index), or (None, None) when every text is distinct."""
+        found = pl.DataFrame({"t": texts}).with_row_index("i")
+        firsts = found.unique("t", keep="first", maintain_order=True)
+        if firsts.height == found.height:
+            return None, None
+        inverse = found.join(firsts.select("t", pl.int_range(pl.len(), dtype=pl.UInt32).alias("u")), on="t", how="left",
+                             maintain_order="left")["u"]  # fmt: skip
+        return firsts["i"].to_numpy().astype(np.int64), inverse.to_numpy().astype(np.int64)
+
+    def _evidence(self, frame: pl.DataFrame, rows: np.ndarray, batch: Any, proba: np.ndarray,
+                  inverse: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
+        """Evidence of the texts scored (``proba``: one row per distinct
+        text when ``inverse`` maps the role's rows onto them)."""
         model = self.model
         if self.evidence_class is not None:
-            target = np.full(len(rows), model.classes.index(self.evidence_class), dtype=np.int64)
+            target = np.full(len(proba), model.classes.index(self.evidence_class), dtype=np.int64)
         else:
             target = proba.argmax(axis=1)
         wanted = ~np.isin(np.asarray(model.classes, dtype=object)[target], list(self.quiet))
@@ -166,6 +188,11 @@ class ModelAnalyzer:
             return empty_evidence()
         if self.evidence_category is not None:
             ev = ev.with_columns(pl.lit(self.evidence_category).alias("class"))
+        if inverse is not None:
+            # A distinct text's evidence goes to every message holding it, in message order.
+            members = pl.DataFrame({"row": inverse, "at": np.arange(len(inverse), dtype=np.int64)})
+            ev = (ev.join(members, on="row", how="inner", maintain_order="left").sort("at", maintain_order=True)
+                  .drop("row").rename({"at": "row"}))  # fmt: skip
         message_rows = rows[ev["row"].to_numpy()]
         keys = frame.select("conversation_id", "idx")[message_rows]
         text = frame["content"].gather(message_rows).str.slice(ev["start"], ev["end"] - ev["start"])

@@ -481,17 +481,20 @@ class Store:
 
     # -- transactions ----------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One write transaction: everything inside commits or nothing does."""
+    def transaction(self, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction: everything inside commits or nothing does.
+        ``con``: a :meth:`cursor` to run it on (from another thread) instead
+        of the store's own connection; writers still take turns."""
         self._require_writable()
         with self._write_lock:
-            self._con.execute("BEGIN TRANSACTION")
+            target = con if con is not None else self._con
+            target.execute("BEGIN TRANSACTION")
             try:
-                yield self._con
+                yield target
             except BaseException:
-                self._con.execute("ROLLBACK")
+                target.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
+            target.execute("COMMIT")
         self._secure_files()
 
     @contextmanager
