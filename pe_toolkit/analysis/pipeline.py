@@ -52,7 +52,11 @@ from .registry import load, version_of
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 20_000  # conversations per transaction (~160k messages): bounds memory
+# Conversations per transaction (~110k messages): bounds memory. Two batches
+# are held at once (one written, one scored); at 14,000 the peak at 1 M
+# messages is 1.47-1.53 GB, as it was with 20,000 written in turn
+# (20,000 overlapped: 1.85-1.96 GB, 2-5% faster).
+DEFAULT_BATCH_SIZE = 14_000
 _TABLES = ("conversation_scores", "message_scores", "evidence")
 
 
