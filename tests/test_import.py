@@ -234,3 +234,19 @@ def test_csv_columns_cannot_shadow_derived_values(store, tmp_path):
     row = store.conversations().row(0, named=True)
     assert row["tier"] == "research"
     assert [m["role"] for m in store.conversation("c1")["messages"]] == ["user", "assistant"]
+
+
+def test_openai_and_sharegpt_files_keep_their_extra_fields_as_labels(store, write_jsonl):
+    # Per-message fields of chat files (a rating, a speaker's name) were dropped
+    # while the import said "metadata kept"; now they are labels one call away.
+    rows = [
+        {"messages": [{"role": "user", "content": "I can't sleep."}, {"role": "assistant", "content": "What keeps you up?", "rating": 5}],
+         "source": "forum"},
+        {"messages": [{"role": "user", "content": "Work is too much."}, {"role": "assistant", "content": "Just quit.", "rating": 1}]},
+    ]  # fmt: skip
+    import_file(store, write_jsonl(rows, "chat.jsonl"), progress=False)
+    meta = store.sql("SELECT metadata FROM conversations ORDER BY metadata").to_series().to_list()
+    assert sorted(json.loads(m)["message_metadata"][1]["rating"] for m in meta) == [1, 5]
+    assert any(json.loads(m).get("source") == "forum" for m in meta)
+    labels = store.labels("rating", role="assistant")
+    assert sorted(zip(labels["text"], labels["label"])) == [("Just quit.", "1"), ("What keeps you up?", "5")]

@@ -232,3 +232,59 @@ def test_split_errors_refuses_quality_out_of_range():
         (2, "overall_quality must be a number between 0 and 1, got nan"),
         (3, "overall_quality must be a number between 0 and 1, got 7"),
     ]
+
+
+# -- OpenAI and ShareGPT records: fields beyond the messages are kept --------
+def _metadata(con, record, fmt):
+    good, errors = normalize_lines(con, lines_of(record), fmt, dataset="d", source="s")
+    assert not errors, errors
+    value = good.column("metadata")[0].as_py()
+    return None if value is None else orjson.loads(value)
+
+
+def test_openai_and_sharegpt_extra_fields_are_kept(con):
+    openai = {"messages": [{"role": "user", "content": "hi", "name": "ann"}, {"role": "assistant", "content": "hello", "weight": 0}],
+              "model": "m1", "metadata": {"model": "from metadata", "topic": "sleep"}}  # fmt: skip
+    assert _metadata(con, openai, "openai") == {"model": "from metadata", "topic": "sleep",
+                                                 "message_metadata": [{"name": "ann"}, {"weight": 0}]}  # fmt: skip
+    sharegpt = {"id": "s1", "source": "forum", "conversations": [{"from": "human", "value": "hi"},
+                {"from": "gpt", "value": "hello", "markdown": {"bold": [1, 2]}}]}  # fmt: skip
+    assert _metadata(con, sharegpt, "sharegpt") == {"source": "forum", "message_metadata": [None, {"markdown": {"bold": [1, 2]}}]}
+    # Only top-level extras: no message_metadata; the owned keys stay in their columns.
+    assert _metadata(con, {"messages": MSG, "category": "grief", "tier": "research"}, "openai") == {"category": "grief"}
+    # Nothing extra: as before (no metadata); the API format is the contract's record.
+    assert _metadata(con, {"messages": MSG}, "openai") is None
+    assert _metadata(con, {"id": "a", "messages": MSG, "source": "x"}, "api") is None
+    # Beside a line that is not JSON (the guarded query), the fields are still kept.
+    good, errors = normalize_lines(con, lines_of({"messages": MSG, "source": "x"}, "not json"), "openai", dataset="d", source="s")
+    assert [(e[0], e[1].startswith("invalid JSON")) for e in errors] == [(2, True)]
+    assert orjson.loads(good.column("metadata")[0].as_py()) == {"source": "x"}
+
+
+def test_a_non_finite_number_in_an_extra_field_is_refused(con):
+    raw = '{"messages": [{"role": "user", "content": "x", "score": NaN}]}'
+    assert one_error(con, raw, "openai") == '"metadata" holds a number JSON cannot represent: NaN'
+
+
+extra_value = st.none() | st.booleans() | st.integers(-10**6, 10**6) | tricky_text | st.lists(st.integers(0, 9), max_size=3)
+extra_fields = st.dictionaries(st.sampled_from(["name", "weight", "lang", "source", "note"]), extra_value, max_size=2)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant"]), tricky_text, extra_fields), min_size=1, max_size=4), extra_fields)
+def test_typed_and_strict_passes_keep_the_same_extra_fields(con, messages, top):
+    record = {**top, "messages": [{"role": r, "content": c, **x} for r, c, x in messages]}
+    lines = lines_of(record)
+    params = {"dataset": "d", "source": "s"}
+    strict = _run(con, lines, "openai", False, params)
+    assert strict.column("error").to_pylist() == [None]
+    kept = {k: v for k, v in top.items()}
+    per_message = [x or None for _, _, x in messages]
+    if any(per_message):
+        kept["message_metadata"] = per_message
+    stored = strict.column("metadata")[0].as_py()
+    assert (orjson.loads(stored) if stored is not None else None) == (kept or None)
+    typed = _run(con, lines, "openai", True, params)
+    if typed.column("error").to_pylist() != [_RECHECK]:
+        cols = [c for c in strict.column_names if c != "bad_raw"]
+        assert typed.select(cols).to_pylist() == strict.select(cols).to_pylist()

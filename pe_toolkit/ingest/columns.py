@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import InputError
+from ..schema import MESSAGE_METADATA_KEY
 
 _GUESSES: dict[str, tuple[str, ...]] = {
     "id": ("conversation_id", "conv_id", "dialog_id", "dialogue_id", "session_id", "thread_id", "chat_id", "id"),
@@ -39,10 +40,6 @@ _USED: dict[str, tuple[str, ...]] = {
 # a column of that name is not copied into metadata unless renamed.
 _OWNED = ("dataset", "tier", "length", "created_at")
 
-# Message-level metadata is kept in the conversation's metadata under this
-# key, one entry per message (null where a message has none): the stored
-# message rows have no metadata column.
-MESSAGE_METADATA_KEY = "message_metadata"
 
 
 @dataclass(frozen=True)
