@@ -34,7 +34,7 @@ demo: $(DEMO_STAMP)
 	$(BIN)/pe-toolkit info
 	$(BIN)/pe-toolkit analyze
 	$(BIN)/pe-toolkit report --out reports/
-	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..06) in a browser"
+	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..07) in a browser"
 
 ## test: the whole test suite, notebooks included (the 15 slowest tests are listed at the end)
 test: venv
