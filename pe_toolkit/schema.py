@@ -50,14 +50,14 @@ SKILL_CODES: tuple[str, ...] = (
     "information",
 )
 
-# Speaker labels seen in the wild, mapped to our three roles. Anything else
-# is an error naming the record: guessing a role silently would corrupt
-# every per-role analysis downstream.
 # Message-level metadata is kept in the conversation's metadata under this
 # key, one entry per message (null where a message has none): the stored
 # message rows have no metadata column.
 MESSAGE_METADATA_KEY = "message_metadata"
 
+# Speaker labels seen in the wild, mapped to our three roles. Anything else
+# is an error naming the record: guessing a role silently would corrupt
+# every per-role analysis downstream.
 ROLE_ALIASES: dict[str, str] = {
     "user": "user",
     "human": "user",

@@ -5,6 +5,8 @@ it is absent."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import polars as pl
 import pytest
@@ -129,9 +131,7 @@ def test_scoring_each_distinct_text_once_changes_nothing(analyzer: ModelAnalyzer
         pl.when(pl.col("idx") <= 1).then(pl.col("content") + " Honestly.").otherwise(pl.col("content")).alias("content")
     )
     frame = pl.concat([base, *copies])
-    every = ModelAnalyzer(analyzer._model, **{k: getattr(analyzer, k) for k in (
-        "name", "role", "prefix", "label_column", "max_columns", "evidence_top", "evidence_min", "evidence_class",
-        "evidence_category", "quiet")}, columns=analyzer._columns)  # fmt: skip
+    every = copy.copy(analyzer)
     every.distinct = False
     assert analyzer.distinct
     once, each = analyzer.score(frame), every.score(frame)

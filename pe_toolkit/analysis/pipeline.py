@@ -287,9 +287,10 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
             # Batches of equal size, at most batch_size: a short last batch
             # fell under analyze_frame's parallel threshold and ran on one core
             # (a ninth of the run at 1 M messages).
-            step = -(-todo.num_rows // max(1, -(-todo.num_rows // batch_size)))
+            batches = max(1, -(-todo.num_rows // batch_size))
+            step = max(1, -(-todo.num_rows // batches))
             try:
-                for start in range(0, todo.num_rows, max(step, 1)):
+                for start in range(0, todo.num_rows, step):
                     ids = todo.slice(start, step)
                     messages, hashes = _read_batch(store, ids)
                     scores = analyze_frame(messages, corpus=False, analyzers=chosen)

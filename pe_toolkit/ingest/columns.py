@@ -41,7 +41,6 @@ _USED: dict[str, tuple[str, ...]] = {
 _OWNED = ("dataset", "tier", "length", "created_at")
 
 
-
 @dataclass(frozen=True)
 class Extra:
     """A column kept as metadata: its key, its column, the JSON kind of its

@@ -27,10 +27,10 @@ from ..errors import InputError
 from ..events import EventBus, bus as default_bus
 from ..progress import progress_bar
 from ..store import Store
-from ..store.normalize import normalize_lines, parse_connection
+from ..store.normalize import normalize_lines, parse_connection, sql_str
 from .columns import ColumnMap
 from .loading import Batch, ImportReport, write_batches
-from .tabular import read_table
+from .tabular import read_table, sql_ident
 
 # (column, message keys, format the normalizer knows it as)
 _CHAT_SHAPES = (("messages", ("role", "content"), "openai"), ("conversations", ("from", "value"), "sharegpt"))
@@ -72,15 +72,9 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
     kept = [(renamed.get(c, c), c) for c in columns if c not in (column, id_col) and c not in cmap.drop and c not in renamed]
     kept += [(k, c) for k, c in cmap.metadata]
 
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def s(text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
-
-    meta = f"json_object({', '.join(f'{s(k)}, {q(c)}' for k, c in kept)})" if kept else "NULL::JSON"
-    record = f"json_object('{'messages' if fmt == 'openai' else 'conversations'}', {q(column)}, 'metadata', {meta}"
-    record += f", 'id', {q(id_col)}::VARCHAR)" if id_col else ")"
+    meta = f"json_object({', '.join(f'{sql_str(k)}, {sql_ident(c)}' for k, c in kept)})" if kept else "NULL::JSON"
+    record = f"json_object('{'messages' if fmt == 'openai' else 'conversations'}', {sql_ident(column)}, 'metadata', {meta}"
+    record += f", 'id', {sql_ident(id_col)}::VARCHAR)" if id_col else ")"
     # merge_patch onto {} leaves out null fields (an id or metadata value missing).
     sql = f"SELECT row_number() OVER () AS line_no, json_merge_patch('{{}}', {record})::VARCHAR AS raw FROM {relation}"
     total = con.execute(f"SELECT count(*) FROM {relation}", params).fetchall()[0][0]

@@ -30,11 +30,11 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import InputError
-from ..schema import QUALITY_METRICS, ROLE_ALIASES, TIERS
-from ..store.normalize import split_errors
+from ..schema import QUALITY_METRICS
+from ..store.normalize import ROLE_MAP_SQL, TIER_LIST_SQL, split_errors, sql_str
 from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
 
-__all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of"]
+__all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of", "sql_ident"]
 
 TABULAR_FORMATS = ("csv", "parquet", "rows")
 
@@ -42,16 +42,9 @@ _INTEGER = r"^\s*[+-]?(0|[1-9][0-9]{0,17})\s*$"
 _NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*$"
 
 
-def _ident(name: str) -> str:
+def sql_ident(name: str) -> str:
+    """``name`` as a quoted DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-_ROLE_MAP = "MAP {" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in ROLE_ALIASES.items()) + "}"
-_TIER_LIST = "[" + ", ".join(_sql_str(t) for t in TIERS) + "]"
 
 
 def relation_of(fmt: str) -> str:
@@ -114,7 +107,7 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
     inner: list[str] = []
     outer: list[str] = []
     for i, e in enumerate(extras):
-        col = _ident(e.column)
+        col = sql_ident(e.column)
         if text:
             v = f"nullif(trim({col}), '')"
             inner += [
@@ -130,7 +123,7 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
             outer.append(f"max(n{i})")
     if not inner:
         return extras
-    grouped = f" GROUP BY {_ident(key)}" if key is not None else ""
+    grouped = f" GROUP BY {sql_ident(key)}" if key is not None else ""
     row = con.execute(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}{grouped})", params).fetchall()[0]
     out, pos = [], 0
     for e in extras:
@@ -162,7 +155,7 @@ def _value(i: int, e: Extra) -> str:
 def _object(pairs: list[tuple[int, Extra]]) -> str:
     if not pairs:
         return "NULL::JSON"
-    args = ", ".join(f"{_sql_str(e.key)}, {_value(i, e)}" for i, e in pairs)
+    args = ", ".join(f"{sql_str(e.key)}, {_value(i, e)}" for i, e in pairs)
     # merge_patch onto {} leaves out the keys whose value is null.
     return f"json_merge_patch('{{}}', json_object({args}))"
 
@@ -177,31 +170,31 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
     as_text = (lambda e: f"coalesce({e}, '')") if text else (lambda e: e)
     null_is_error = "false" if text else "true"
     names = ("id", "role", "content", "turn", "timestamp", "created_at", "user", "assistant", "system", "dataset", "tier")
-    picked = [f"{_ident(getattr(cmap, n))}::VARCHAR AS _pe_{n}" if getattr(cmap, n) else f"NULL::VARCHAR AS _pe_{n}" for n in names]
-    picked.append(f"{_ident(cmap.group_by)}::VARCHAR AS _pe_group" if cmap.group_by else "NULL::VARCHAR AS _pe_group")
-    picked += [f"{_ident(e.column)} AS _pe_x{i}" for i, e in enumerate(extras)]
+    picked = [f"{sql_ident(getattr(cmap, n))}::VARCHAR AS _pe_{n}" if getattr(cmap, n) else f"NULL::VARCHAR AS _pe_{n}" for n in names]
+    picked.append(f"{sql_ident(cmap.group_by)}::VARCHAR AS _pe_group" if cmap.group_by else "NULL::VARCHAR AS _pe_group")
+    picked += [f"{sql_ident(e.column)} AS _pe_x{i}" for i, e in enumerate(extras)]
     turn = "try_cast(_pe_turn AS BIGINT)"
     ts = "try_cast(_pe_timestamp AS TIMESTAMPTZ)"
     created = "try_cast(_pe_created_at AS TIMESTAMPTZ)"
     common_checks = f"""WHEN _pe_turn IS NOT NULL AND {turn} IS NULL THEN 'turn is not an integer: ' || _pe_turn
                      WHEN _pe_timestamp IS NOT NULL AND {ts} IS NULL THEN 'timestamp is not an ISO-8601 time: ' || _pe_timestamp
                      WHEN _pe_created_at IS NOT NULL AND trim(_pe_created_at) <> '' AND {created} IS NULL THEN 'created_at is not an ISO-8601 time: ' || _pe_created_at
-                     WHEN _pe_tier IS NOT NULL AND NOT list_contains({_TIER_LIST}, lower(_pe_tier)) THEN 'unknown tier ' || _pe_tier"""
+                     WHEN _pe_tier IS NOT NULL AND NOT list_contains({TIER_LIST_SQL}, lower(_pe_tier)) THEN 'unknown tier ' || _pe_tier"""
     conv_extras = [(i, e) for i, e in enumerate(extras) if e.level == "conversation"]
     msg_extras = [(i, e) for i, e in enumerate(extras) if e.level == "message"]
     mmeta = f"nullif({_object(msg_extras)}::VARCHAR, '{{}}')::JSON"
     if cmap.layout == "messages":
         role = "lower(trim(_pe_role))"
-        checks = f"""WHEN _pe_id IS NULL OR trim(_pe_id) = '' THEN {_sql_str(f'empty conversation id in column {cmap.id}')}
-                     WHEN _pe_role IS NULL THEN {_sql_str(f'empty role in column {cmap.role}')}
-                     WHEN NOT map_contains({_ROLE_MAP}, {role}) THEN 'unknown role ' || _pe_role || ' (expected user, assistant or system)'
-                     WHEN {null_is_error} AND _pe_content IS NULL THEN {_sql_str(f'empty content in column {cmap.content}')}"""
-        msgs = f"[struct_pack(role := {_ROLE_MAP}[{role}], content := {as_text('_pe_content')}, timestamp := {ts})]"
+        checks = f"""WHEN _pe_id IS NULL OR trim(_pe_id) = '' THEN {sql_str(f'empty conversation id in column {cmap.id}')}
+                     WHEN _pe_role IS NULL THEN {sql_str(f'empty role in column {cmap.role}')}
+                     WHEN NOT map_contains({ROLE_MAP_SQL}, {role}) THEN 'unknown role ' || _pe_role || ' (expected user, assistant or system)'
+                     WHEN {null_is_error} AND _pe_content IS NULL THEN {sql_str(f'empty content in column {cmap.content}')}"""
+        msgs = f"[struct_pack(role := {ROLE_MAP_SQL}[{role}], content := {as_text('_pe_content')}, timestamp := {ts})]"
         mm = f"[{mmeta}]"
         cid, gkey = "_pe_id", "_pe_id"
     else:
-        checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {_sql_str(f'empty user text in column {cmap.user}')}
-                     WHEN {null_is_error} AND _pe_assistant IS NULL THEN {_sql_str(f'empty assistant text in column {cmap.assistant}')}"""
+        checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {sql_str(f'empty user text in column {cmap.user}')}
+                     WHEN {null_is_error} AND _pe_assistant IS NULL THEN {sql_str(f'empty assistant text in column {cmap.assistant}')}"""
         has_system = "coalesce(trim(_pe_system), '') <> ''"
         msgs = f"""list_concat(
                     CASE WHEN {has_system} THEN [struct_pack(role := 'system', content := _pe_system, timestamp := {ts})] ELSE [] END,

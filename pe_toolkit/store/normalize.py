@@ -66,12 +66,22 @@ def _suspicious(fmt: str) -> str:
     return f"""regexp_matches(raw, '"(?:{role}|{content})"\\s*:\\s*[^"\\s]')"""
 
 
-def _sql_str(text: str) -> str:
+def sql_str(text: str) -> str:
+    """``text`` as a DuckDB string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
-_ROLE_MAP = "MAP {" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in ROLE_ALIASES.items()) + "}"
-_TIER_LIST = "[" + ", ".join(_sql_str(t) for t in TIERS) + "]"
+def _sql_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(sql_str(t) for t in items) + "]"
+
+
+def _json_nulls(keys: tuple[str, ...]) -> str:
+    """A JSON object of ``keys`` set to null: as a merge patch, it removes them."""
+    return "{" + ",".join(f'"{k}":null' for k in keys) + "}"
+
+
+ROLE_MAP_SQL = "MAP {" + ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in ROLE_ALIASES.items()) + "}"
+TIER_LIST_SQL = _sql_list(TIERS)
 
 
 def _kind(expr: str) -> str:
@@ -99,7 +109,7 @@ def _role(text: str) -> str:
     # nearly every message.
     return (
         f"CASE {text} WHEN 'user' THEN 'user' WHEN 'assistant' THEN 'assistant' "
-        f"WHEN 'system' THEN 'system' ELSE {_ROLE_MAP}[lower(trim({text}))] END"
+        f"WHEN 'system' THEN 'system' ELSE {ROLE_MAP_SQL}[lower(trim({text}))] END"
     )
 
 
@@ -115,7 +125,7 @@ def _decoded_messages(fmt: str, typed: bool) -> str:
     else:
         fields = (
             f"r := {r}, c := {c}, t := {t}, "
-            f"role := CASE WHEN {_is_string(r)} THEN {_role(f'({r} ->> {_sql_str(chr(36))})')} END, "
+            f"role := CASE WHEN {_is_string(r)} THEN {_role(f'({r} ->> {sql_str(chr(36))})')} END, "
             f"content := CASE WHEN {_is_string(c)} THEN {c} ->> '$' END, "
             f"timestamp := try_cast({t} ->> '$' AS TIMESTAMPTZ)"
         )
@@ -224,10 +234,6 @@ def _top_level(fmt: str) -> str:
 # 3.99 s (medians of 3); the API format does not pay it.
 
 
-def _json_nulls(keys: tuple[str, ...]) -> str:
-    return "{" + ",".join(f'"{k}":null' for k in keys) + "}"
-
-
 def _extras(fmt: str) -> tuple[str, str]:
     """(the shape column for the inner pass, the ``extra`` struct over it):
     NULL for the API format, whose record is the contract's."""
@@ -236,13 +242,9 @@ def _extras(fmt: str) -> tuple[str, str]:
     item, role, content = _keys(fmt)
     top_known = ("id", item, "metadata")
     msg_known = (role, content) + (("timestamp",) if fmt != "sharegpt" else ())
-
-    def listed(keys: tuple[str, ...]) -> str:
-        return "[" + ", ".join(_sql_str(k) for k in keys) + "]"
-
     found = (
-        f"len(list_filter(coalesce(json_keys(shape_of), []), lambda k: NOT list_contains({listed(top_known)}, k))) > 0 "
-        f"OR len(list_filter(coalesce(json_keys(shape_of, '$.{item}[0]'), []), lambda k: NOT list_contains({listed(msg_known)}, k))) > 0"
+        f"len(list_filter(coalesce(json_keys(shape_of), []), lambda k: NOT list_contains({_sql_list(top_known)}, k))) > 0 "
+        f"OR len(list_filter(coalesce(json_keys(shape_of, '$.{item}[0]'), []), lambda k: NOT list_contains({_sql_list(msg_known)}, k))) > 0"
     )
     taken = (
         f"struct_pack(top := nullif(json_merge_patch(raw, '{_json_nulls(top_known)}')::VARCHAR, '{{}}'), "
@@ -321,7 +323,7 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
     ), typed_values AS (
         SELECT *,
             {_messages_ok(fmt, typed)} AS msgs_ok,
-            CASE WHEN {_is_string('tier_raw')} AND list_contains({_TIER_LIST}, lower(tier_raw ->> '$'))
+            CASE WHEN {_is_string('tier_raw')} AND list_contains({TIER_LIST_SQL}, lower(tier_raw ->> '$'))
                 THEN lower(tier_raw ->> '$') END AS tier,
             try_cast(created_raw ->> '$' AS TIMESTAMPTZ) AS created_at,
             CASE WHEN dataset_raw IS NOT NULL THEN dataset_raw ->> '$' END AS dataset,
@@ -359,7 +361,7 @@ def normalize_sql(fmt: str, *, typed: bool, guarded: bool) -> str:
 # same whether a conversation arrived from a file, from the API (which
 # rebuilds metadata with these keys last) or back from an export.
 OWNED_METADATA_KEYS = ("dataset", "tier", "length", "created_at")
-_STRIP_OWNED = "{" + ",".join(f'"{k}":null' for k in OWNED_METADATA_KEYS) + "}"
+_STRIP_OWNED = _json_nulls(OWNED_METADATA_KEYS)
 
 
 # Parsing connections hold one chunk at a time; capped so DuckDB's cache
