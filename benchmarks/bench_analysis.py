@@ -19,7 +19,7 @@ What it measures (medians of ``--repeats`` runs; the machine is noisy):
 - peak RSS of a fresh process scoring the corpus with small and large
   batches (batching is what bounds memory).
 
-Data: synthetic conversations (``pe_toolkit.ingest.synth``, seed 11) until
+Data: synthetic conversations (``pe_toolkit.synth``, seed 11) until
 the message count is reached, cached as Parquet in the temp folder.
 """
 
@@ -71,7 +71,7 @@ def corpus(messages: int) -> Path:
     path = Path(tempfile.gettempdir()) / f"pe_bench_analysis_{messages}.parquet"
     if path.exists():
         return path
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     rows: list[tuple[str, int, str, str]] = []
     for conv in synth.generate(messages, seed=11):

@@ -17,7 +17,7 @@ cores):
 - the baseline: Python ``re.finditer`` of the same lexicon alternations per
   message on a subset, extrapolated per message.
 
-Data: synthetic conversations (``pe_toolkit.ingest.synth``, seed 11) until the
+Data: synthetic conversations (``pe_toolkit.synth``, seed 11) until the
 message count is reached, cached as Parquet in the temp folder.
 """
 
@@ -37,7 +37,7 @@ def corpus(messages: int) -> Path:
     path = Path(tempfile.gettempdir()) / f"pe_bench_empathy_safety_{messages}.parquet"
     if path.exists():
         return path
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     rows: list[tuple[str, int, str, str]] = []
     for conv in synth.generate(messages, seed=11):

@@ -40,7 +40,7 @@ print(json.dumps({"seconds": elapsed, "conversations": report.inserted, "message
 
 
 def corpus(n: int) -> Path:
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"synth_{n}_seed11.jsonl"

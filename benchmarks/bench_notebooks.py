@@ -86,8 +86,8 @@ def bench_notebooks(repeat: int) -> None:
 
 
 def explorer_store(n: int) -> Path:
-    from pe_toolkit import analyze
-    from pe_toolkit.ingest import import_file, synth
+    from pe_toolkit import analyze, synth
+    from pe_toolkit.ingest import import_file
     from pe_toolkit.store import Store
 
     DATA.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ What it measures (medians of ``--repeats`` runs; the machine is shared and noisy
 
 - the analysis path: ``pii_spans`` (what ``SafetyAnalyzer`` runs inside
   ``analyze()``) and the whole ``SafetyAnalyzer.score`` over ``--messages``
-  synthetic messages (``pe_toolkit.ingest.synth``, seed 11, the corpus
+  synthetic messages (``pe_toolkit.synth``, seed 11, the corpus
   ``bench_analysis.py`` caches);
 - the export path: ``redact_frame`` over the same messages (names included);
   wall and CPU seconds (CPU is steadier on a shared machine);

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scale.py [--messages 1000000] [--files 8]
 
-Data: synthetic conversations (``pe_toolkit.ingest.synth``, seed 17, about
+Data: synthetic conversations (``pe_toolkit.synth``, seed 17, about
 8 messages each) until ``--messages`` is reached, written as ``--files``
 JSON-lines files (the partitions) in a temp folder.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 def make_corpus(folder: Path, messages: int, files: int) -> tuple[int, int]:
     """(conversations, messages) written as ``files`` JSON-lines files."""
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     per_file = max(1, messages // 8 // files)
     total_conv = total_msg = 0

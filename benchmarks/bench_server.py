@@ -62,7 +62,8 @@ def free_port() -> int:
 
 
 def build_store(n: int) -> Path:
-    from pe_toolkit.ingest import import_file, synth
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
     from pe_toolkit.store import Store
 
     DATA.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ SYNC_CHILD = """
 import json, resource, sys, time
 from pe_toolkit.client import Client
 from pe_toolkit.events import EventBus
-from pe_toolkit.ingest.sync import sync
+from pe_toolkit.apisync import sync
 from pe_toolkit.store import Store
 db, url, key, mode, concurrency = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 marks = {}
@@ -135,7 +135,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "n": len(convs), "messages
 
 
 def corpus(n: int) -> Path:
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"synth_{n}_seed11.jsonl"

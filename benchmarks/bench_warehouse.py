@@ -53,7 +53,8 @@ print(json.dumps({"seconds": elapsed, "conversations": report.conversations, "me
 
 def store_with(n: int) -> Path:
     """A cached store of n synthetic conversations (built once)."""
-    from pe_toolkit.ingest import import_file, synth
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
     from pe_toolkit.store import Store
 
     DATA.mkdir(parents=True, exist_ok=True)

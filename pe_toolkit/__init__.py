@@ -34,7 +34,7 @@ _LAZY: dict[str, str] = {
     "Client": "pe_toolkit.client",
     "AsyncClient": "pe_toolkit.client",
     "PixelatedEmpathyAPI": "pe_toolkit.client",
-    "sync": "pe_toolkit.ingest.sync",
+    "sync": "pe_toolkit.apisync",
     "export": "pe_toolkit.exports",
     "features": "pe_toolkit.exports",
     "open_for_notebook": "pe_toolkit.session",

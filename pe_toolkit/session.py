@@ -71,7 +71,7 @@ def open_for_notebook(
             assert path is not None  # checked on entry
             print(import_file(store, Path(path), progress=progress))
         elif source == "api":
-            from .ingest.sync import sync
+            from .apisync import sync
 
             print(sync(store, progress=progress))
         if analyze:

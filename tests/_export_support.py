@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from pe_toolkit.ingest import import_file, synth
+from pe_toolkit import synth
+from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 from pe_toolkit.store.api_objects import api_objects_sql
 

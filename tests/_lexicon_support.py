@@ -71,7 +71,7 @@ def offsets_hold(messages: pl.DataFrame, evidence: pl.DataFrame) -> int:
 @functools.cache
 def synthetic() -> tuple[list[dict[str, Any]], pl.DataFrame]:
     """The bundled sample's conversations (seed 7, 2,000) and their messages."""
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     conversations = list(synth.generate(2000, seed=7))
     records = [(c["id"], i, m["role"], m["content"]) for c in conversations for i, m in enumerate(c["messages"])]

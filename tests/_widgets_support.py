@@ -1,12 +1,13 @@
 """Stores for the widget, notebook and report tests: synthetic conversations
-(pe_toolkit.ingest.synth) imported into a real DuckDB file, analyzed when asked."""
+(pe_toolkit.synth) imported into a real DuckDB file, analyzed when asked."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from pe_toolkit.ingest import import_file, synth
+from pe_toolkit import synth
+from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
 

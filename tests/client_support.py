@@ -75,7 +75,8 @@ def build_source(folder: Path, n: int, *, seed: int = 5, invalid: int = 0, name:
     damaged in ways the API contract forbids (unknown role, a metric above
     1, no messages), as a buggy upstream could serve them. Returns the path
     and the damaged ids."""
-    from pe_toolkit.ingest import import_file, synth
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
 
     folder.mkdir(parents=True, exist_ok=True)
     jsonl = folder / f"{name}.jsonl"

@@ -48,7 +48,7 @@ class Served:
 def sample_file(folder: Path) -> Path:
     if SAMPLE.is_file():
         return SAMPLE
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     path = folder / "sample.jsonl.gz"
     if not path.exists():

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from pe_toolkit import synth
 from pe_toolkit.analysis import FrameScores, analyze, analyze_frame
 from pe_toolkit.analysis.base import MESSAGES_SCHEMA
 from pe_toolkit.analysis.quality import QUALITY
@@ -21,7 +22,7 @@ from pe_toolkit.analysis.sentiment import SENTIMENT, compound
 from pe_toolkit.cli import cli
 from pe_toolkit.errors import InputError, StoreError
 from pe_toolkit.events import EventBus
-from pe_toolkit.ingest import import_file, synth
+from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from pe_toolkit import synth
 from pe_toolkit.analysis import analyze, pipeline
 from pe_toolkit.analysis.quality import QUALITY
 from pe_toolkit.errors import InputError, SchemaVersionError
-from pe_toolkit.ingest import import_file, synth
+from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store, migrate
 
 VIEWS = ("current_conversation_scores", "current_message_scores", "current_evidence")

@@ -15,14 +15,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from pe_toolkit import ConversationFilter
+from pe_toolkit import ConversationFilter, synth
 from pe_toolkit.analysis import analyze
+from pe_toolkit.apisync import sync
 from pe_toolkit.cli import cli
 from pe_toolkit.errors import InputError
 from pe_toolkit.exports import export, features
 from pe_toolkit.exports.warehouse import load
-from pe_toolkit.ingest import import_file, synth
-from pe_toolkit.ingest.sync import sync
+from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 from pe_toolkit.store.filters import FILTERS
 

@@ -138,14 +138,14 @@ def test_the_three_former_circles_stay_open() -> None:
     """The shared types of issue 18's circles live below both users."""
     graph = import_graph(PACKAGE)
     for user, shared in (
-        ("pe_toolkit.ingest.sync_bulk", "pe_toolkit.ingest.sync_context"),
-        ("pe_toolkit.ingest.sync_incremental", "pe_toolkit.ingest.sync_context"),
-        ("pe_toolkit.ingest.synth_build", "pe_toolkit.ingest.synth_config"),
+        ("pe_toolkit.apisync.bulk", "pe_toolkit.apisync.context"),
+        ("pe_toolkit.apisync.incremental", "pe_toolkit.apisync.context"),
+        ("pe_toolkit.synth.build", "pe_toolkit.synth.config"),
         ("pe_toolkit.server.routes._common", "pe_toolkit.server.mirror"),
     ):
         assert shared in graph[user]
-    assert "pe_toolkit.ingest.sync" not in graph["pe_toolkit.ingest.sync_bulk"] | graph["pe_toolkit.ingest.sync_incremental"]
-    assert "pe_toolkit.ingest.synth" not in graph["pe_toolkit.ingest.synth_build"]
+    assert "pe_toolkit.apisync.run" not in graph["pe_toolkit.apisync.bulk"] | graph["pe_toolkit.apisync.incremental"]
+    assert "pe_toolkit.synth.generator" not in graph["pe_toolkit.synth.build"]
     assert "pe_toolkit.server.app" not in graph["pe_toolkit.server.routes._common"]
 
 
@@ -177,3 +177,23 @@ def test_the_detector_finds_circles_and_only_circles(tmp_path: Path, files: dict
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     assert sorted(map(sorted, circles(import_graph(root)))) == sorted(map(sorted, expected))
+
+
+def test_importers_generator_and_sync_are_layered() -> None:
+    """ingest/ (file importers) sits below apisync/ (which imports files when offline); the
+    generator imports neither, so each of the three folders can be read on its own."""
+    graph = import_graph(PACKAGE)
+
+    def reaches(prefix: str, target: str) -> list[str]:
+        return sorted(
+            f"{user} -> {dep}"
+            for user, deps in graph.items()
+            if user.startswith(prefix)
+            for dep in deps
+            if dep.startswith(target)
+        )
+
+    assert reaches("pe_toolkit.ingest", "pe_toolkit.apisync") == []
+    assert reaches("pe_toolkit.ingest", "pe_toolkit.synth") == []
+    assert reaches("pe_toolkit.synth", "pe_toolkit.ingest") + reaches("pe_toolkit.synth", "pe_toolkit.apisync") == []
+    assert "pe_toolkit.ingest.prefetch" in graph["pe_toolkit.apisync.bulk"]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pe_toolkit import synth
 from pe_toolkit.client import Client, RetryPolicy, StreamEvent
 from pe_toolkit.config import Secret
 from pe_toolkit.errors import AuthenticationError, NotFoundError, TransportError
-from pe_toolkit.ingest import import_file, synth
+from pe_toolkit.ingest import import_file
 from pe_toolkit.server.hub import id_payload
 from pe_toolkit.store import Store
 from pe_toolkit.widgets import LiveMonitor, SseSource

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pe_toolkit.ingest import synth
+from pe_toolkit import synth
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

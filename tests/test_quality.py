@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pe_toolkit import synth
 from pe_toolkit.analysis import evaluate
 from pe_toolkit.analysis.base import MESSAGES_SCHEMA, Scores
 from pe_toolkit.analysis.duplicates import corpus_shares, fnv1a64, signatures, stable_hash64
@@ -18,7 +19,6 @@ from pe_toolkit.analysis.quality import QUALITY
 from pe_toolkit.analysis.readability import syllables_expr, vocab_frame
 from pe_toolkit.analysis.sentiment import SENTIMENT
 from pe_toolkit.analysis.text import tokenize
-from pe_toolkit.ingest import synth
 from pe_toolkit.schema import QUALITY_METRICS, TIERS
 
 

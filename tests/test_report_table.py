@@ -10,11 +10,11 @@ import re
 import pytest
 
 from pe_toolkit.analysis.pipeline import AnalysisReport
+from pe_toolkit.apisync import SyncReport
 from pe_toolkit.exports.core import ExportReport
 from pe_toolkit.exports.pgsession import TableLoad
 from pe_toolkit.exports.warehouse import WarehouseReport
 from pe_toolkit.ingest.loading import ImportReport
-from pe_toolkit.ingest.sync import SyncReport
 from pe_toolkit.report_table import MAX_ITEMS, HtmlReport
 from pe_toolkit.scale.export import ScaleExportReport
 from pe_toolkit.scale.run import ScaleReport

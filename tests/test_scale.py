@@ -48,7 +48,7 @@ def corpus(tmp_path_factory):
     """Three files; the third repeats conversations of the first under new
     ids with a word added to each message (near-duplicates across files:
     same shingles mostly, another text) and has bad lines."""
-    from pe_toolkit.ingest import synth
+    from pe_toolkit import synth
 
     folder = tmp_path_factory.mktemp("scale_in")
     synth.write(folder / "a.jsonl", 30, seed=11, progress=False)

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from pe_toolkit import synth
 from pe_toolkit.analysis import evaluate
 from pe_toolkit.analysis.base import MESSAGES_SCHEMA
 from pe_toolkit.analysis.sentiment import SENTIMENT, compound, score_texts, vader
 from pe_toolkit.analysis.text import tokenize
-from pe_toolkit.ingest import synth
 
 EDGE_CASES = Path(__file__).parent / "fixtures" / "sentiment_edge_cases.txt"
 

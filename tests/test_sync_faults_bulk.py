@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from pe_toolkit.apisync import sync
 from pe_toolkit.events import EventBus
-from pe_toolkit.ingest.sync import sync
 from pe_toolkit.store import Store
 
 from .client_support import assert_equal_to_source, copy_db, make_client, serve

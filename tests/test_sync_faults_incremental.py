@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pe_toolkit.ingest.sync import sync
+from pe_toolkit.apisync import sync
 from pe_toolkit.store import Store
 
 from .client_support import api_objects, assert_equal_to_source, copy_db, make_client, serve

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from pe_toolkit.analysis.auto_analyze import auto_analyze
+from pe_toolkit.apisync import sync
 from pe_toolkit.cli import cli
 from pe_toolkit.errors import AuthenticationError, InputError
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import import_file
-from pe_toolkit.ingest.sync import sync
 from pe_toolkit.store import Store
 
 from .client_support import KEY, assert_equal_to_source, build_source, copy_db, make_client, serve

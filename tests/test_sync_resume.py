@@ -14,9 +14,9 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from pe_toolkit.apisync import state as sync_state
 from pe_toolkit.cli import cli
 from pe_toolkit.events import bus as default_bus
-from pe_toolkit.ingest import sync_state
 from pe_toolkit.store import Store
 
 from .client_support import KEY, assert_equal_to_source, build_source, copy_db, port_of, serve
@@ -76,7 +76,7 @@ CHILD = textwrap.dedent(
     import sys
     from pe_toolkit.client import Client
     from pe_toolkit.events import EventBus
-    from pe_toolkit.ingest.sync import sync
+    from pe_toolkit.apisync import sync
     from pe_toolkit.store import Store
     db, url, key, mode = sys.argv[1:5]
     bus = EventBus()

@@ -1,4 +1,4 @@
-"""Tests of the synthetic conversation generator (pe_toolkit.ingest.synth).
+"""Tests of the synthetic conversation generator (pe_toolkit.synth).
 
 The generator is the ground truth for every analyzer test, so these tests check that
 what metadata["synthetic"] claims is really in the messages, that rates match the
@@ -20,18 +20,18 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pe_toolkit.ingest import synth_build
-from pe_toolkit.ingest.synth import (
+from pe_toolkit.schema import HARM_KINDS, QUALITY_METRICS, SKILL_CODES
+from pe_toolkit.synth import (
     CRISIS_CATEGORIES,
     DATASETS,
     TIERS,
     TOPICS,
     SynthConfig,
+    build as synth_build,
     generate,
     write,
 )
-from pe_toolkit.ingest.synth_phrases import parts, to_second_person
-from pe_toolkit.schema import HARM_KINDS, QUALITY_METRICS, SKILL_CODES
+from pe_toolkit.synth.phrases import parts, to_second_person
 
 METRICS = QUALITY_METRICS
 FRAMINGS = {"first_person", "negated", "third_person", "hypothetical", "quotation", "past"}

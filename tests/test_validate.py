@@ -7,9 +7,9 @@ from datetime import datetime
 import orjson
 import pytest
 
+from pe_toolkit import synth
 from pe_toolkit.analysis import validate_conversation
 from pe_toolkit.errors import InputError
-from pe_toolkit.ingest import synth
 from pe_toolkit.schema import QUALITY_METRICS, TIERS
 
 from .conftest import conversation

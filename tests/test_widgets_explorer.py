@@ -173,7 +173,8 @@ def test_set_and_reset(store):
 def test_snapshot_follows_reload(store_path, tmp_path):
     import shutil
 
-    from pe_toolkit.ingest import import_file, synth
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
 
     path = tmp_path / "copy.duckdb"
     shutil.copy(store_path, path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from pe_toolkit import synth
 from pe_toolkit.errors import InputError
-from pe_toolkit.ingest import synth
 from pe_toolkit.store import Store
 from pe_toolkit.widgets import open_for_notebook
 

@@ -2,7 +2,7 @@
 
 The Pixelated Empathy API does not publish how it computes its metrics. The
 only written definition in this project is the reference model the
-synthetic generator uses (``pe_toolkit.ingest.synth``), so the local
+synthetic generator uses (``pe_toolkit.synth``), so the local
 metrics use the same formulas and weights, fed by what the analyzers
 *detect* instead of what the generator *planted*. On the synthetic sample
 this makes agreement a test of the detectors; on real API data the

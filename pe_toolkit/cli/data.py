@@ -67,7 +67,7 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 def synth_cmd(n: int, out: str, seed: int, no_progress: bool) -> None:
     """Write N synthetic conversations in the API's format, with ground truth in metadata."""
-    from ..ingest import synth
+    from .. import synth
 
     count = synth.write(out, n, seed=seed, progress=progress_enabled(no_progress))
     click.echo(f"wrote {count:,} conversations to {out}")

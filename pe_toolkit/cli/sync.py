@@ -45,7 +45,7 @@ def sync_cmd(
     """
     from datetime import timedelta
 
-    from ..ingest.sync import sync
+    from ..apisync import sync
 
     with open_cli_store(ctx) as store:
         stop = None

@@ -1,4 +1,4 @@
-"""Getting conversations in: file importers, the synthetic generator, the API sync."""
+"""Getting conversations in from files and frames: the importers (the generator is in ``synth``, the API sync in ``apisync``)."""
 
 from .columns import ColumnMap
 from .frames import import_frame

@@ -1,4 +1,4 @@
--- Sync bookkeeping (pe_toolkit.ingest.sync): where an interrupted sync
+-- Sync bookkeeping (pe_toolkit.apisync): where an interrupted sync
 -- resumes, when each conversation was last fetched from a source, and the
 -- listing and work queue of an incremental run in progress. No PRIMARY KEY
 -- indexes, as in 0001: every write goes through a delete-then-insert in one

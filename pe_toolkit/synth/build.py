@@ -1,4 +1,4 @@
-"""Assembly of one synthetic conversation (see pe_toolkit.ingest.synth for the contract).
+"""Assembly of one synthetic conversation (see pe_toolkit.synth.generator for the contract).
 
 The order of work: draw the conversation's frame (dataset, tier, topic, length, arc), lay
 out where each planted property goes (_layout), render the turns with their ground-truth
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .synth_crisis import IGNORED_SHARE, appropriate_reply, decoy, disclosure, harmful_reply
-from .synth_phrases import DATASETS, TIERS, TOPICS
-from .synth_pii import pii_sentence
-from .synth_quality import Tally, quality_metrics
-from .synth_turns import (
+from .crisis import IGNORED_SHARE, appropriate_reply, decoy, disclosure, harmful_reply
+from .phrases import DATASETS, TIERS, TOPICS
+from .pii import pii_sentence
+from .quality import Tally, quality_metrics
+from .turns import (
     Profile,
     Rand,
     Scene,
@@ -34,7 +34,7 @@ from .synth_turns import (
 )
 
 if TYPE_CHECKING:
-    from .synth_config import SynthConfig
+    from .config import SynthConfig
 
 SCHEMA_VERSION = 1
 

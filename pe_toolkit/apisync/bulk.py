@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
-from . import sync_state
-from .prefetch import prefetch
-from .reader import DEFAULT_CHUNK_BYTES, read_line_chunks
-from .sync_writer import id_of
+from ..ingest.prefetch import prefetch
+from ..ingest.reader import DEFAULT_CHUNK_BYTES, read_line_chunks
+from . import state as sync_state
+from .writer import id_of
 
 if TYPE_CHECKING:
-    from .sync_context import SyncContext
+    from .context import SyncContext
 
 log = logging.getLogger("pe_toolkit.sync")
 

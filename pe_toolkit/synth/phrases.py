@@ -1,6 +1,6 @@
 """Phrase parts of the synthetic conversation generator, loaded once from TOML.
 
-The parts live in ``synth_parts/*.toml`` so that wording can be reviewed and extended
+The parts live in ``parts/*.toml`` so that wording can be reviewed and extended
 without touching code. User-voice phrases ("my manager keeps moving my deadlines") are
 paired with the assistant's reflection of them ("your manager keeps moving your
 deadlines") by a pronoun swap done once at load time, so level-2 empathy turns can
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..schema import CRISIS_CATEGORIES, HARM_KINDS, PII_KINDS, TIERS  # noqa: F401 - re-exported to the generator
 
-PARTS_DIR = Path(__file__).with_name("synth_parts")
+PARTS_DIR = Path(__file__).with_name("parts")
 
 DATASETS: tuple[str, ...] = ("peer_support", "counsel_sessions", "crisis_line_sim", "cbt_coaching", "wellbeing_chat")
 TOPICS: tuple[str, ...] = (
@@ -135,7 +135,7 @@ def parts() -> Parts:
     topics_raw = _load("topics")
     missing = set(TOPICS) - set(topics_raw)
     if missing:
-        raise RuntimeError(f"synth_parts/topics.toml lacks topics: {sorted(missing)}")
+        raise RuntimeError(f"parts/topics.toml lacks topics: {sorted(missing)}")
     return Parts(
         topics={t: _topic(topics_raw[t]) for t in TOPICS},
         user=_freeze(_load("user")),

@@ -1,6 +1,6 @@
 """The six API quality metrics of a synthetic conversation, derived from what was planted.
 
-The formula is documented in ``pe_toolkit.ingest.synth``'s module docstring; keep the two
+The formula is documented in ``pe_toolkit.synth``'s module docstring; keep the two
 in step. Inputs are tallied while the conversation is built, so computing the metrics
 costs a handful of float operations per conversation.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .synth_turns import Rand
+from .turns import Rand
 
 GOOD_CODES = frozenset(
     {"open_question", "simple_reflection", "complex_reflection", "affirmation", "validation", "suggestion"}

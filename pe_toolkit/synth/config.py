@@ -1,15 +1,15 @@
 """``SynthConfig``: the rates of everything the synthetic generator plants.
 
-Its own module so that :mod:`.synth` (the entry points) and
-:mod:`.synth_build` (the conversation builder) both depend on it, and not
-on each other; ``pe_toolkit.ingest.synth.SynthConfig`` is the public name.
+Its own module so that :mod:`.generator` (the entry points) and
+:mod:`.build` (the conversation builder) both depend on it, and not
+on each other; ``pe_toolkit.synth.SynthConfig`` is the public name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .synth_phrases import DATASETS, TIERS
+from .phrases import DATASETS, TIERS
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .synth_phrases import parts
-from .synth_turns import Rand, pick, weighted
+from .phrases import parts
+from .turns import Rand, pick, weighted
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")  # fmt: skip

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .synth_phrases import HARM_KINDS, parts
-from .synth_turns import Rand, pick, weighted
+from .phrases import HARM_KINDS, parts
+from .turns import Rand, pick, weighted
 
 # Which crisis resources and safety checks fit a category.
 GROUPS: dict[str, str] = {

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .synth_phrases import Phrase, parts
+from .phrases import Phrase, parts
 
 Rand = Callable[[], float]
 

@@ -6,9 +6,9 @@
 
 Modes:
 
-- ``bulk`` (:mod:`.sync_bulk`): an export job, a streamed download, loaded
+- ``bulk`` (:mod:`.bulk`): an export job, a streamed download, loaded
   in batches and merged by id and content hash;
-- ``incremental`` (:mod:`.sync_incremental`): list summaries, fetch only the
+- ``incremental`` (:mod:`.incremental`): list summaries, fetch only the
   ids that are new, changed, older than ``ttl`` for this source, or open
   dead letters, up to ``concurrency`` at a time;
 - ``auto`` (default): resume an interrupted sync in its mode; otherwise
@@ -45,9 +45,9 @@ from ..config import load_settings
 from ..errors import InputError
 from ..events import EventBus, bus as default_bus
 from ..store import ConversationFilter, Store
-from . import sync_bulk, sync_incremental, sync_state
-from .sync_context import SyncContext, SyncReport
-from .sync_writer import BatchWriter
+from . import bulk as sync_bulk, incremental as sync_incremental, state as sync_state
+from .context import SyncContext, SyncReport
+from .writer import BatchWriter
 
 Mode = Literal["auto", "bulk", "incremental"]
 MODES = ("auto", "bulk", "incremental")
@@ -150,7 +150,7 @@ def server_side(selection: ConversationFilter) -> tuple[str | None, str | None, 
 
 
 def _sample(store: Store, progress: bool, events: EventBus) -> SyncReport:
-    from .importer import import_file
+    from ..ingest.importer import import_file
 
     started = time.perf_counter()
     path = load_settings().sample_path

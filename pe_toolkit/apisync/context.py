@@ -1,5 +1,5 @@
 """The types one sync run shares between its entry point (:mod:`.sync`)
-and its two paths (:mod:`.sync_bulk`, :mod:`.sync_incremental`): the
+and its two paths (:mod:`.bulk`, :mod:`.incremental`): the
 report it returns and the context each path works on. Kept apart from
 ``sync`` so the paths depend on these types, not on the module that
 calls them."""
@@ -18,8 +18,8 @@ from ..events import EventBus
 from ..progress import progress_bar
 from ..report_table import HtmlReport
 from ..store import Store
-from . import sync_state
-from .sync_writer import BatchWriter
+from . import state as sync_state
+from .writer import BatchWriter
 
 
 @dataclass

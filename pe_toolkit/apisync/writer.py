@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..events import EventBus
 from ..store import Store, UpsertResult
 from ..store.normalize import normalize_lines, parse_connection
-from . import sync_state
+from . import state as sync_state
 
 
 @dataclass

@@ -187,9 +187,9 @@ from typing import Any
 import orjson
 
 from ..errors import ExportError
-from . import synth_build
-from .synth_config import SynthConfig
-from .synth_phrases import CRISIS_CATEGORIES, DATASETS, TIERS, TOPICS
+from . import build as synth_build
+from .config import SynthConfig
+from .phrases import CRISIS_CATEGORIES, DATASETS, TIERS, TOPICS
 
 __all__ = ["CRISIS_CATEGORIES", "DATASETS", "TIERS", "TOPICS", "SynthConfig", "generate", "write"]
 

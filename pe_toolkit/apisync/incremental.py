@@ -40,11 +40,11 @@ from ..errors import (
     PermissionDeniedError,
     RateLimitError,
 )
-from . import sync_state
-from .prefetch import prefetch
+from ..ingest.prefetch import prefetch
+from . import state as sync_state
 
 if TYPE_CHECKING:
-    from .sync_context import SyncContext
+    from .context import SyncContext
 
 FATAL = (CircuitOpenError, RateLimitError, AuthenticationError, PermissionDeniedError)
 
