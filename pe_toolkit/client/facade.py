@@ -33,7 +33,6 @@ from ..errors import (
     RateLimitError as RateLimitError,  # the SDK's name, re-exported
 )
 from . import routes
-from .pagination import Paginator
 from .sync_client import Client
 
 PUBLISHED_BASE_URL = "https://api.pixelatedempathy.com/v1"
@@ -153,18 +152,11 @@ class PixelatedEmpathyAPI:
     def _pages(
         self, dataset: str | None, tier: str | None, min_quality: float | None, batch_size: int
     ) -> Generator[list[dict[str, Any]], None, None]:
-        """The new summaries of each page, reconciled by id."""
-        pager = Paginator(page_size=max(2, min(int(batch_size), 1000)))
-        seen: set[str] = set()
-        while (req := pager.request()) is not None:
-            limit, offset = req
-            page = self.get_conversations(dataset=dataset, tier=tier, min_quality=min_quality, limit=limit, offset=offset)
-            items = page.get("conversations", [])
-            rest = items[1:] if items and pager.skip_first(items[0].get("id")) else items
-            fresh = [c for c in rest if c.get("id") not in seen]
-            seen.update(c.get("id") for c in fresh)
-            pager.advance(len(items), items[-1].get("id") if items else None, int(page.get("total", 0)), len(seen))
-            yield fresh
+        """The new summaries of each page, reconciled by id (the client's
+        listing loop, :mod:`.pagination`)."""
+        yield from self.client.iter_pages(
+            dataset=dataset, tier=tier, min_quality=min_quality, page_size=max(2, min(int(batch_size), 1000)), raw=True
+        )
 
     # -- quality ----------------------------------------------------------------
     def get_quality_metrics(self, dataset: str | None = None, tier: str | None = None) -> dict[str, Any]:

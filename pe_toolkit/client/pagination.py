@@ -4,7 +4,7 @@
 When conversations are added or removed before the current offset during a
 pull, the pages shift: an addition repeats an item, a removal skips one.
 Two mechanisms, one state machine (:class:`Paginator`, pure, no I/O: both
-clients, the facade and the incremental sync drive the same one):
+clients, the facade through the sync one, and the incremental sync drive it):
 
 *Keyset pages* where the server offers them. From the second page on, the
 request also carries ``after=<last id seen>`` (an extension of the mirror,
@@ -116,7 +116,6 @@ class Paginator:
     in_pass: int = 0  # ids read in this pass, overlaps excluded
     last_id: str | None = None
     seen: set[str] = field(default_factory=set, repr=False, compare=False)
-    _skip: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 2 <= self.page_size <= 1000:
@@ -126,11 +125,11 @@ class Paginator:
 
     # -- checkpoints ---------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seen", "_skip")}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seen"}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any], seen: set[str] | None = None) -> Paginator:
-        names = {f.name for f in fields(cls)} - {"seen", "_skip"}
+        names = {f.name for f in fields(cls)} - {"seen"}
         known = {k: v for k, v in state.items() if k in names}
         if "_expect" in state and "last_id" not in known:  # a checkpoint from before keyset pages
             known["last_id"] = state["_expect"]
@@ -156,9 +155,14 @@ class Paginator:
             self.keyset = keyset  # the first page that could tell
         fresh: list[bool] = []
         start = 0
-        if not keyset and ids and self.skip_first(ids[0]):
-            fresh.append(False)
-            start = 1
+        if not keyset and ids and self.last_id is not None:
+            # An offset page starts on the previous page's last item (the
+            # overlap); anything else there means the order shifted.
+            if ids[0] == self.last_id:
+                fresh.append(False)
+                start = 1
+            else:
+                self.drift = self.drift_seen = True
         seen = self.seen
         # One set lookup per id of one page: the ids are not sorted in any
         # order a columnar anti-join could rely on, and a page is small.
@@ -171,34 +175,7 @@ class Paginator:
         self._end_page(len(ids), ids[-1] if ids else None, page.total, keyset, page.has_more, len(seen))
         return fresh
 
-    # -- the offset-only interface (callers that send no cursor) ------------------
-    def request(self) -> tuple[int, int] | None:
-        """``(limit, offset)`` of the next page, or None when finished
-        (offset pages only; :meth:`next_request` offers keyset pages)."""
-        self.keyset = False
-        return None if self.done else (self.page_size, self.offset)
-
-    def skip_first(self, first_id: str | None) -> bool:
-        """Whether an offset page's first item is the overlap (already seen);
-        a mismatch marks drift."""
-        self._skip = False
-        if self.last_id is None:
-            return False
-        if first_id == self.last_id:
-            self._skip = True
-            return True
-        self.drift = self.drift_seen = True
-        return False
-
-    def advance(self, ids_on_page: int, last_id: str | None, total: int, seen: int) -> None:
-        """Record an offset page of ``ids_on_page`` items (``last_id`` the
-        last one) and the server's ``total``; ``seen`` (distinct ids the
-        caller holds) bounds the gaps from below."""
-        self.in_pass += ids_on_page - (1 if self._skip else 0)
-        self._skip = False
-        self._end_page(ids_on_page, last_id, total, False, None, seen)
-
-    # -- shared ---------------------------------------------------------------------
+    # -- the end of a page ------------------------------------------------------------
     def _end_page(self, n: int, last_id: str | None, total: int, keyset: bool, has_more: bool | None, held: int) -> None:
         self.total = total
         if keyset:
