@@ -537,9 +537,7 @@ class Store:
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a query and return a polars frame. Pass values as ``params``
         (``?`` placeholders), never formatted into the query text."""
-        if self._con is None:
-            raise StoreError(f"{self.path}: this store is closed")
-        return access.frame(self._con, query, params, read_only=self.read_only)
+        return access.frame(self._checked(query), query, params, read_only=self.read_only)
 
     def read(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Like :meth:`sql`, for a query assembled from pieces that may come
@@ -548,19 +546,27 @@ class Store:
         on any other it must be one SELECT of the database's own tables and
         views, with no file, environment or nested-SQL function
         (:mod:`pe_toolkit.store.guard`)."""
+        return access.frame(self._checked(query, always=True), query, params, read_only=self.read_only)
+
+    def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        return access.arrow(self._checked(query), query, params)
+
+    def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
+        return access.scalar(self._checked(query), query, params)
+
+    def _checked(self, query: str, *, always: bool = False) -> duckdb.DuckDBPyConnection:
+        """The connection to run ``query`` on, once it may run there. A
+        read-only store on a writer's connection (same file, same process)
+        cannot be sandboxed by DuckDB (one configuration per file and
+        process), so its SQL must be one SELECT of the store's own tables,
+        as :meth:`read` asks of every unsandboxed store."""
         if self._con is None:
             raise StoreError(f"{self.path}: this store is closed")
-        if not self.sandboxed:
+        if not self.sandboxed and (always or self.read_only):
             from .guard import check_select
 
             check_select(self._con, query)
-        return self.sql(query, params)
-
-    def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return access.arrow(self._con, query, params)
-
-    def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
-        return access.scalar(self._con, query, params)
+        return self._con
 
     def _selection(self, filter: ConversationFilter | None, filters: dict[str, Any]) -> tuple[str, list[Any]]:
         """SQL over ``conversations c`` for the one filter vocabulary (pe_toolkit.store.filters)."""

@@ -22,7 +22,12 @@ import orjson
 from ..errors import StoreError
 
 # Table functions that read nothing outside the database and run no SQL text.
-SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
+SAFE_TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "json_each", "json_tree",
+    # the catalog: names and types of the database's own objects
+    "duckdb_tables", "duckdb_views", "duckdb_columns", "duckdb_schemas", "duckdb_indexes",
+    "duckdb_constraints", "pragma_table_info",
+})  # fmt: skip
 # Scalar functions that reach outside the database.
 UNSAFE_FUNCTIONS = frozenset({"getenv"})
 
