@@ -1,7 +1,8 @@
 """Empathy: the three EPITOME mechanisms and counselling-skill codes of every
 assistant message.
 
-Analyzer :data:`EMPATHY` (name ``empathy``, version ``1``); see
+Analyzer :data:`EMPATHY` (name ``empathy``; its version is ``3`` plus digests of its
+lexicons and of the skills model); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
 agrees with hand labels.
 
@@ -54,7 +55,7 @@ import polars as pl
 from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .patterns.context import content_words
 from .patterns.folding import fold_ascii
-from .patterns.lexicon import load_lexicon
+from .patterns.lexicon import lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher, sorted_entries
 from .patterns.spans import find_spans, original_text
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
@@ -317,7 +318,16 @@ class EmpathyAnalyzer:
     """EPITOME levels, an empathy score and counselling-skill codes."""
 
     name = NAME
-    version = VERSION
+
+    @property
+    def version(self) -> str:
+        """The rules' version, the lexicons read and the skills model whose
+        probabilities and thresholds refine the levels and codes: a change
+        in any makes stored scores outdated, so ``analyze`` re-scores."""
+        from .learned import SKILLS_MODEL
+
+        lexicons = lexicons_digest("empathy", "skills", "responses")
+        return f"{VERSION}+lex.{lexicons}+skills.{SKILLS_MODEL.version}"
 
     def __repr__(self) -> str:
         return "EmpathyAnalyzer()"

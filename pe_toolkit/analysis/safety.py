@@ -1,7 +1,9 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``, version ``4``); see
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``4`` plus digests of its
+lexicons, of the package data the PII pass reads and of the risk model, and the
+alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
 agrees with human labels.
 
@@ -132,7 +134,7 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .patterns.codes import bits_to_lists, code_bits
 from .patterns.context import clause_prefix, sentence_prefix, sentence_rest
 from .patterns.folding import fold_ascii
-from .patterns.lexicon import load_lexicon
+from .patterns.lexicon import lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
 from .patterns.spans import find_spans, original_text, windows
 from .pii import KINDS as PII_KINDS, pii_spans
@@ -175,6 +177,28 @@ _INTENT = "intent"
 _PLANS = ("plan_or_method", "preparatory_behavior")
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
+
+
+def _lexicons() -> str:
+    return lexicons_digest("crisis", "responses", "cues", "pii")
+
+
+@functools.cache
+def _package_data() -> str:
+    """The data the PII pass takes from other packages: phone-number
+    metadata (phonenumbers), the name gazetteer (Faker's lists less VADER's
+    words)."""
+    from importlib.metadata import version
+
+    from .sentiment import vader
+
+    return f"phonenumbers{version('phonenumbers')}.faker{version('faker')}.vader.{vader().digest}"
+
+
+def _risk_model_version() -> str:
+    from .learned import RISK_MODEL
+
+    return RISK_MODEL.version
 
 
 @functools.cache
@@ -482,9 +506,12 @@ class SafetyAnalyzer:
 
     @property
     def version(self) -> str:
-        """The rules' version and the alert threshold: a new threshold
-        makes stored ``alert`` values outdated, so ``analyze`` re-scores."""
-        return f"{VERSION}+alert>{self.alert_threshold:g}"
+        """Everything that changes the output: the rules' version, the
+        lexicons read, the data the PII pass takes from other packages, the
+        risk model (its combination with the rules is in its
+        card) and the alert threshold. A change in any makes stored scores
+        outdated, so ``analyze`` re-scores."""
+        return f"{VERSION}+lex.{_lexicons()}+data.{_package_data()}+risk.{_risk_model_version()}+alert>{self.alert_threshold:g}"
 
     def __init__(self, alert_threshold: float | None = None) -> None:
         if alert_threshold is not None and not 0.0 <= float(alert_threshold) <= 1.0:

@@ -101,3 +101,11 @@ def load_lexicon(name: str) -> Lexicon:
             # Secondary pattern lists (cues' [[subjects]]) get the same macro expansion.
             tables[key] = [{**v, "pattern": _expand(v["pattern"], macros, f"lexicons/{name}.toml {key}")} for v in value]
     return Lexicon(name, int(doc.get("version", 1)), categories, entries, tables, hashlib.sha256(data).hexdigest()[:12])
+
+
+def lexicons_digest(*names: str) -> str:
+    """One short digest of the named lexicon files. It goes into the version
+    of every analyzer that reads them, so an edited lexicon makes the scores
+    stored with the old one outdated and ``analyze`` scores again."""
+    joined = "\0".join(f"{name}:{load_lexicon(name).digest}" for name in names)
+    return hashlib.sha256(joined.encode()).hexdigest()[:10]
