@@ -23,7 +23,7 @@ from pe_toolkit.analysis.registry import analyzers, register, shipped, unregiste
 from pe_toolkit.analysis.safety import SAFETY
 from pe_toolkit.analysis.sentiment import SENTIMENT
 from pe_toolkit.errors import AnalysisError, InputError, StoreError
-from pe_toolkit.store import Store
+from pe_toolkit.store import Store, runs
 from pe_toolkit.widgets.scores import ScoreInfo
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "analyzers.md"
@@ -223,3 +223,23 @@ def test_runs_of_both_kinds_go_through_the_store(tmp_path) -> None:
             store.start_run("analysis", analysis_version="v", incremental=True, host="elsewhere")
         with pytest.raises(StoreError, match="no run"):
             store.update_run("nope", scored=1)
+
+
+def test_a_completed_run_keeps_its_note_and_a_sync_fails_its_sources_stale_runs(tmp_path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        noted = store.start_run("sync", "api")
+        store.finish_run(noted, note="2 conversation(s) could not be fetched")
+        failed = store.start_run("sync", "api")
+        store.finish_run(failed, error="boom", note="ignored beside the error")
+        stale = [store.start_run("sync", "api"), store.start_run("sync", "api")]
+        other = [store.start_run("sync", "elsewhere"), store.start_run("import", "api")]
+        with store.transaction() as con:
+            assert runs.interrupt_stale(con, "sync", "api") == 2
+            with pytest.raises(StoreError, match="have no source"):
+                runs.interrupt_stale(con, "analysis", "api")
+        rows = {r[0]: r[1:] for r in store.connection.execute(
+            "SELECT run_id, status, error, finished_at IS NOT NULL FROM ingest_runs").fetchall()}  # fmt: skip
+        assert rows[noted] == ("completed", "2 conversation(s) could not be fetched", True)
+        assert rows[failed] == ("failed", "boom", True)
+        assert [rows[r] for r in stale] == [("failed", "interrupted", True)] * 2
+        assert [rows[r] for r in other] == [("running", None, False)] * 2

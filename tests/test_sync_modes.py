@@ -274,3 +274,21 @@ def test_failures_are_events_and_clear_errors(served, tmp_path) -> None:
             sync(store, client, mode="sideways")  # type: ignore[arg-type]
         with pytest.raises(InputError, match="tier"):
             sync(store, client, tier="platinum")
+
+
+def test_a_sync_that_could_not_fetch_some_conversations_completes_with_a_note(served, tmp_path) -> None:
+    """Conversations whose every retry failed are queued for the next sync;
+    the run completes and says so in its row."""
+    broken = served.mirror.store.conversations(limit=1)["id"][0]
+
+    class Broken(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith(f"/conversations/{broken}"):
+                return httpx.Response(500, json={"error": {"code": "internal", "message": "down"}})
+            return super().handle_request(request)
+
+    with make_client(served.url, transport=Broken()) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=500, progress=False)
+        assert report.failed == 1
+        status, error = store.connection.execute("SELECT status, error FROM ingest_runs WHERE kind = 'sync'").fetchall()[0]
+        assert status == "completed" and error == "1 conversation(s) could not be fetched; queued for the next sync"

@@ -246,10 +246,9 @@ def _finish(ctx: SyncContext, error: BaseException | None = None) -> None:
     elif report.failed:
         message = f"{report.failed} conversation(s) could not be fetched; queued for the next sync"
     with contextlib.suppress(Exception):
-        ctx.store.finish_run(ctx.run_id, counts, invalid=counts.invalid, error=message if error is not None else None)
-        if message and error is None:
-            with ctx.store.transaction() as con:
-                con.execute("UPDATE ingest_runs SET error = ? WHERE run_id = ?", [message, ctx.run_id])
+        failed = error is not None
+        ctx.store.finish_run(ctx.run_id, counts, invalid=counts.invalid, error=message if failed else None,
+                             note=None if failed else message)  # fmt: skip
 
 
 def _choose(

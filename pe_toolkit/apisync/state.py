@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ..store import Store
+from ..store import Store, runs
 
 
 @dataclass(frozen=True)
@@ -169,10 +169,4 @@ def interrupt_stale_runs(store: Store, source: str) -> int:
     """Runs of this source still marked running belong to a process that
     died (one writer per file: it cannot be running now)."""
     with store.transaction() as con:
-        return int(
-            con.execute(
-                "UPDATE ingest_runs SET status = 'failed', finished_at = now(), error = 'interrupted' "
-                "WHERE kind = 'sync' AND source = ? AND status = 'running'",
-                [source],
-            ).fetchall()[0][0]
-        )
+        return runs.interrupt_stale(con, "sync", source)

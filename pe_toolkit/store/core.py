@@ -830,16 +830,16 @@ class Store:
             runs.update(own, run_id, values)
 
     def finish_run(self, run_id: str, result: UpsertResult | None = None, *, invalid: int | None = None,
-                   error: str | None = None, **values: Any) -> None:  # fmt: skip
+                   error: str | None = None, note: str | None = None, **values: Any) -> None:  # fmt: skip
         """Mark a run ``completed`` (``failed`` with ``error``), with its final
-        counts: an import's ``result`` and ``invalid``, or ``values``."""
+        counts: an import's ``result`` and ``invalid``, or ``values``;
+        ``note``: a message kept on a run that completed all the same."""
         if result is not None:
             values.update(inserted=result.inserted, updated=result.updated, unchanged=result.unchanged, invalid=invalid or 0)
         elif invalid is not None:
             values["invalid"] = invalid
-        values.update(status="failed" if error else "completed", error=error)
         with self.transaction() as con:
-            runs.update(con, run_id, values, finished=True)
+            runs.finish(con, run_id, values, error=error, note=note)
 
     def labels(self, key: str, **options: Any) -> pl.DataFrame:
         """A label an import carried in, as training rows for ``learn.fit``: see

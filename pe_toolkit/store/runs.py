@@ -2,8 +2,11 @@
 ``analyze`` (``analysis_runs``), written through :class:`~.core.Store`
 (``start_run``, ``update_run``, ``finish_run``) so every writer records its
 runs the same way: ``running`` with the process (pid, host) running it,
-then ``completed`` or ``failed`` with the time and the error. A run whose
-process is gone is marked ``interrupted`` (``Store.mark_interrupted_runs``).
+then ``completed`` or ``failed`` with the time and the error (a completed
+run may carry a note there: a sync that queued what it could not fetch).
+A run whose process is gone is marked ``interrupted``
+(``Store.mark_interrupted_runs``); a sync fails the earlier runs of its
+source still marked running (:func:`interrupt_stale`).
 """
 
 from __future__ import annotations
@@ -66,3 +69,27 @@ def update(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any], 
     sets = [f"{name} = ?" for name in columns] + (["finished_at = now()"] if finished else [])
     if sets:
         con.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE run_id = ?", [*columns.values(), run_id])
+
+
+def finish(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any], *,
+           error: str | None = None, note: str | None = None) -> None:  # fmt: skip
+    """Mark the run ``completed`` (``failed`` with ``error``) with its final
+    ``values``; ``note`` goes where the error would on a run that completed
+    all the same."""
+    values = {**values, "status": "failed" if error else "completed", "error": error if error else note}
+    update(con, run_id, values, finished=True)
+
+
+def interrupt_stale(con: duckdb.DuckDBPyConnection, kind: str, source: str) -> int:
+    """Fail the ``kind`` runs of ``source`` still marked running, whatever
+    process they name: for a caller that holds the file's only writer, so
+    none of them can be running now. Return how many."""
+    if TABLES.get(kind) != "ingest_runs":
+        raise StoreError(f"runs of kind {kind!r} have no source; expected one of import, sync")
+    return int(
+        con.execute(
+            "UPDATE ingest_runs SET status = 'failed', finished_at = now(), error = 'interrupted' "
+            "WHERE kind = ? AND source = ? AND status = 'running'",
+            [kind, source],
+        ).fetchall()[0][0]
+    )
