@@ -36,10 +36,11 @@ demo: $(DEMO_STAMP)
 	$(BIN)/pe-toolkit report --out reports/
 	@echo "open $(CURDIR)/reports/01_getting_started.html (and 02..07) in a browser"
 
-## test: the whole test suite, notebooks included (the 15 slowest tests are listed at the end)
+## test: the whole test suite, notebooks included; the notebooks run first so that the run
+## ends with the suite's summary: its 15 slowest tests and a `skipped groups:` line
 test: venv
-	$(BIN)/python -m pytest -q --durations=15 tests
 	$(MAKE) --no-print-directory test-notebooks
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 ## test-fast: the edit loop: no slow, Ray, PostgreSQL or browser tests, no notebooks, hypothesis's small dev profile
 test-fast: venv
