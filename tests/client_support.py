@@ -1,17 +1,14 @@
 """Helpers for the client and sync tests: real mirrors on loopback.
 
-Built on tests/server_support.py (the mirror's own fixtures) and
-tests/fault_injection.py. What is added here: serving a store on a chosen
-port (a restarted server keeps its URL, as a real one would) and behind a
-fault injector; a source corpus with some conversations that fail
+Built on tests/server_support.py, the mirror's own fixtures (its
+``start_mirror`` serves a store, on a chosen port and behind a fault
+injector if asked). What is added here: a client with quick retries; a source corpus with some conversations that fail
 validation; and the comparison of a synced store with its source.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +16,10 @@ import orjson
 
 from pe_toolkit.client import Client, RetryPolicy
 from pe_toolkit.client.core import BreakerPolicy
-from pe_toolkit.config import Secret
 from pe_toolkit.store import Store
 from pe_toolkit.store.api_objects import api_objects_sql
 
-from .fault_injection import FaultInjector, Faults
-from .server_support import KEYS, Served, wait_until
+from .server_support import KEYS
 
 KEY = KEYS[0]
 # Quick retries: the policy is the production one, only the waits are short.
@@ -36,34 +31,6 @@ def make_client(url: str | list[str], *, key: str = KEY, **kwargs: Any) -> Clien
     kwargs.setdefault("timeout", 10.0)
     kwargs.setdefault("breaker", BreakerPolicy(failure_threshold=1000, recovery_timeout=1.0))
     return Client(key, url, **kwargs)
-
-
-@contextlib.contextmanager
-def serve(db_path: Path, *, port: int = 0, faults: Faults | None = None, **config: Any) -> Iterator[tuple[Served, FaultInjector | None]]:
-    """Serve ``db_path`` like server_support.start_mirror, but on ``port``
-    (0: a free one) and, with ``faults``, behind a :class:`FaultInjector`."""
-    from pe_toolkit.server import ServerConfig, ServerThread, create_app
-
-    keys = tuple(Secret(k) for k in config.pop("keys", KEYS))
-    config.setdefault("rate_limit", 1_000_000)
-    config.setdefault("poll_interval", 0.1)
-    config.setdefault("heartbeat", 0.5)
-    app = create_app(ServerConfig(db_path=db_path, keys=keys, **config))
-    injector = FaultInjector(app, faults) if faults is not None else None
-    server = ServerThread(injector or app, port=port)
-    try:
-        server.start()
-    except BaseException:
-        app.state.mirror.stop()
-        raise
-    try:
-        served = Served(server.url, db_path, app)
-        served.stop = lambda: (server.stop(), app.state.mirror.stop())  # type: ignore[attr-defined]  # a crash, mid-test
-        wait_until(lambda: served.mirror.snapshot.ready and served.mirror.search.ready.is_set(), what="the mirror to be ready")
-        yield served, injector
-    finally:
-        server.stop()
-        app.state.mirror.stop()
 
 
 def port_of(url: str) -> int:

@@ -4,7 +4,8 @@
 sample (data/sample.jsonl.gz; generated with the same seed when the file is
 not there yet) with uvicorn on a free 127.0.0.1 port in a background thread.
 ``start_mirror(path, **config)`` serves any store with any settings, for
-tests that need a small rate limit or a restart.
+tests that need a small rate limit, a restart on the same port or faults
+injected between client and server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 from pe_toolkit.config import Secret
 
 from .conftest import SAMPLE
+from .fault_injection import FaultInjector, Faults
 
 KEYS = ("test-key-one", "test-key-two")
 SAMPLE_N, SAMPLE_SEED = 2000, 7
@@ -35,6 +37,9 @@ class Served:
     db_path: Path
     app: Any
     key: str = KEYS[0]
+    injector: FaultInjector | None = None
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+    """Stops the server and the mirror at once, as a crash would, mid-test."""
 
     @property
     def mirror(self) -> Any:
@@ -77,7 +82,11 @@ def copy_store(template: Path, folder: Path, name: str = "store.duckdb") -> Path
 
 
 @contextmanager
-def start_mirror(db_path: Path, **settings: Any) -> Iterator[Served]:
+def start_mirror(db_path: Path, *, port: int = 0, faults: Faults | None = None, **settings: Any) -> Iterator[Served]:
+    """Serve ``db_path`` with ``settings`` (:class:`ServerConfig` fields) on
+    ``port`` (0: a free one; a restarted server keeps its URL by passing the
+    old one) and, with ``faults``, behind a :class:`FaultInjector`
+    (``served.injector``)."""
     from pe_toolkit.server import ServerConfig, ServerThread, create_app
 
     keys = tuple(Secret(k) for k in settings.pop("keys", KEYS))
@@ -86,19 +95,24 @@ def start_mirror(db_path: Path, **settings: Any) -> Iterator[Served]:
     settings.setdefault("heartbeat", 0.5)
     config = ServerConfig(db_path=db_path, keys=keys, **settings)
     app = create_app(config)
-    server = ServerThread(app, max_body_bytes=config.max_body_bytes)
+    injector = FaultInjector(app, faults) if faults is not None else None
+    server = ServerThread(injector or app, port=port, max_body_bytes=config.max_body_bytes)
+
+    def stop() -> None:
+        server.stop()
+        app.state.mirror.stop()
+
     try:
         server.start()
     except BaseException:
         app.state.mirror.stop()
         raise
     try:
-        served = Served(server.url, db_path, app)
+        served = Served(server.url, db_path, app, injector=injector, stop=stop)
         wait_until(lambda: served.mirror.snapshot.ready and served.mirror.search.ready.is_set(), what="the mirror to be ready")
         yield served
     finally:
-        server.stop()
-        app.state.mirror.stop()
+        stop()
 
 
 @pytest.fixture(scope="module")

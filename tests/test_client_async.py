@@ -12,9 +12,9 @@ from pe_toolkit.client import AsyncClient, Conversation
 from pe_toolkit.client.core import BreakerPolicy
 from pe_toolkit.errors import AuthenticationError, CircuitOpenError, NotFoundError, RequestValidationError
 
-from .client_support import FAST_RETRY, KEY, api_objects, serve
+from .client_support import FAST_RETRY, KEY, api_objects
 from .fault_injection import Faults
-from .server_support import Served, copy_store
+from .server_support import Served, copy_store, start_mirror
 
 
 def run(coro):
@@ -114,7 +114,8 @@ def test_errors_and_the_key(mirror: Served) -> None:
 
 def test_retries_through_faults_and_breaker_fails_fast(sample_store_template, tmp_path) -> None:
     db = copy_store(sample_store_template, tmp_path / "faulty")
-    with serve(db, faults=Faults(seed=11)) as (served, injector):
+    with start_mirror(db, faults=Faults(seed=11)) as served:
+        injector = served.injector
         ids = served.mirror.store.conversations(limit=30)["id"].to_list()
         injector.script("503", "500", "truncate", "invalid_json", "drop", "429")
 

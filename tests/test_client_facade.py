@@ -169,12 +169,11 @@ def test_async_iteration_leaves_the_event_loop_free_while_pages_load(sample_stor
     import asyncio
     import time
 
-    from .client_support import serve
     from .fault_injection import Faults
-    from .server_support import copy_store
+    from .server_support import copy_store, start_mirror
 
     faults = Faults(delay=1.0, delay_seconds=0.6, paths=r"^/v1/conversations$", seed=3)
-    with serve(copy_store(sample_store_template, tmp_path), faults=faults) as (served, _):
+    with start_mirror(copy_store(sample_store_template, tmp_path), faults=faults) as served:
         with PixelatedEmpathyAPI(KEY, base_url=served.url + "/v1", timeout=10, max_retries=1) as api:
 
             async def run() -> tuple[int, float, float]:

@@ -296,13 +296,13 @@ def test_a_dead_server_fails_with_transport_errors_then_fast(tmp_path) -> None:
 def test_failover_skips_an_unhealthy_mirror_until_it_recovers(sample_store_template, tmp_path) -> None:
     from pe_toolkit.client.core import BreakerPolicy
 
-    from .client_support import serve
     from .fault_injection import Faults
-    from .server_support import copy_store
+    from .server_support import copy_store, start_mirror
 
-    with serve(copy_store(sample_store_template, tmp_path / "a"), faults=Faults()) as (a, faults_a), serve(
+    with start_mirror(copy_store(sample_store_template, tmp_path / "a"), faults=Faults()) as a, start_mirror(
         copy_store(sample_store_template, tmp_path / "b")
-    ) as (b, _):
+    ) as b:
+        faults_a = a.injector
         faults_a.configure(error_503=1.0, retry_after=0)
         breaker = BreakerPolicy(failure_threshold=3, recovery_timeout=0.5)
         with Client(KEY, [a.url, b.url], retry=FAST_RETRY, breaker=breaker) as c:

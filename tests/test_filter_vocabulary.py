@@ -26,7 +26,8 @@ from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 from pe_toolkit.store.filters import FILTERS
 
-from .client_support import make_client, serve
+from .client_support import make_client
+from .server_support import start_mirror
 
 UNKNOWN = (
     "unknown filter colour; expected some of dataset, tier, min_quality, max_quality, ids, created_after, "
@@ -212,7 +213,7 @@ def served(analyzed_store, tmp_path):
     source = tmp_path / "served" / "source.duckdb"
     source.parent.mkdir()
     shutil.copyfile(analyzed_store, source)
-    with serve(source) as (server, _):
+    with start_mirror(source) as server:
         yield server
 
 

@@ -19,7 +19,8 @@ from pe_toolkit.cli import cli
 from pe_toolkit.events import bus as default_bus
 from pe_toolkit.store import Store
 
-from .client_support import KEY, assert_equal_to_source, build_source, copy_db, port_of, serve
+from .client_support import KEY, assert_equal_to_source, build_source, copy_db, port_of
+from .server_support import start_mirror
 
 N = 2000
 
@@ -35,7 +36,7 @@ def test_server_stopped_mid_sync_then_the_same_command_resumes(source, tmp_path,
     cache = tmp_path / "mine.duckdb"
     runner = CliRunner()
     command = ["--db", str(cache), "sync", "--mode", "incremental", "--no-progress"]
-    with serve(db) as (served, _):
+    with start_mirror(db) as served:
         url, port = served.url, port_of(served.url)
         monkeypatch.setenv("PE_API_URL", url)
         monkeypatch.setenv("PE_API_KEY", KEY)
@@ -62,7 +63,7 @@ def test_server_stopped_mid_sync_then_the_same_command_resumes(source, tmp_path,
         assert 0 < done_before < N
         assert store.scalar("SELECT status FROM ingest_runs WHERE kind = 'sync'") == "failed"
 
-    with serve(db, port=port) as (served, _):  # restarted, same URL
+    with start_mirror(db, port=port) as served:  # restarted, same URL
         resumed = runner.invoke(cli, command)
         assert resumed.exit_code == 0, resumed.output
         assert "resumed" in resumed.output and f"{N - done_before:,} new" in resumed.output
@@ -93,7 +94,7 @@ def test_sigkill_mid_sync_then_rerun_gives_exactly_the_source(source, tmp_path, 
     db = copy_db(source, tmp_path / "served")
     cache = tmp_path / "mine.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
-    with serve(db) as (served, _):
+    with start_mirror(db) as served:
         args = [sys.executable, "-c", CHILD, str(cache), served.url, KEY, mode]
         with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) as proc:
             assert proc.stdout is not None
