@@ -172,7 +172,7 @@ def test_parquet_with_explicit_mapping_and_bad_role(store, tmp_path):
     path = tmp_path / "m.parquet"
     pl.DataFrame({"dialog": ["d1", "d1", "d2"], "who": ["user", "assistant", "robot"], "utt": ["a", "b", "c"]}).write_parquet(path)
     cmap = ColumnMap(id="dialog", role="who", content="utt")
-    with pytest.raises(RecordError, match="unknown role robot"):
+    with pytest.raises(RecordError, match=r"m\.parquet:3: row 3: column who: unknown role 'robot' \(expected user, assistant or system\)$"):
         import_file(store, path, columns=cmap, progress=False)
     report = import_file(store, path, columns=cmap, skip_invalid=True, progress=False)
     assert (report.inserted, report.invalid) == (1, 1)

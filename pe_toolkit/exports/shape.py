@@ -15,8 +15,10 @@ from ..schema import QUALITY_METRICS, STORED_CONVERSATION_COLUMNS
 from .scores import CONVERSATION_PREFIX
 
 # The conversation columns repeated on every message row of flat layouts.
-# Free-form metadata is left out there (it would repeat on every message);
-# the nested and tables layouts keep it.
+# Free-form metadata (JSON text) follows them on the conversation's first
+# row only: repeated, it would grow with the square of the conversation's
+# length (it holds metadata.message_metadata, one entry per message). The
+# importers read it back from whichever row has it.
 FLAT_CONVERSATION_COLUMNS = ("dataset", "tier", "created_at", *QUALITY_METRICS)
 NESTED_COLUMNS = ("id", "dataset", "tier", "created_at", "message_count", *QUALITY_METRICS, "metadata")
 TABLE_COLUMNS = STORED_CONVERSATION_COLUMNS
@@ -47,16 +49,19 @@ def rebuild_messages(messages: pa.ListArray, keep: list[str]) -> pa.ListArray:
 def flat_messages(batch: pa.RecordBatch) -> pl.DataFrame:
     """One row per message: ``conversation_id, idx, role, content, timestamp,
     message_score_*``, then the conversation's dataset, tier, created_at,
-    quality metrics and ``score_*`` columns."""
+    quality metrics, metadata (first row only) and ``score_*`` columns."""
     frame = pl.from_arrow(pa.Table.from_batches([batch]))
     assert isinstance(frame, pl.DataFrame)
     message_fields = _message_fields(batch)
-    conv = [*FLAT_CONVERSATION_COLUMNS, *_score_columns(batch.schema)]
+    conv = [*FLAT_CONVERSATION_COLUMNS, "metadata", *_score_columns(batch.schema)]
+    # A conversation's rows are consecutive after the explode.
+    first = pl.col("conversation_id").ne_missing(pl.col("conversation_id").shift(1))
     return (
         frame.select(pl.col("id").alias("conversation_id"), "messages", *conv)
         .explode("messages")
         .unnest("messages")
         .select("conversation_id", *message_fields, *conv)
+        .with_columns(pl.when(first).then(pl.col("metadata")).alias("metadata"))
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import InputError
-from ..schema import MESSAGE_METADATA_KEY
+from ..schema import MESSAGE_METADATA_KEY, QUALITY_METRICS
 
 _GUESSES: dict[str, tuple[str, ...]] = {
     "id": ("conversation_id", "conv_id", "dialog_id", "dialogue_id", "session_id", "thread_id", "chat_id", "id"),
@@ -40,16 +40,24 @@ _USED: dict[str, tuple[str, ...]] = {
 # a column of that name is not copied into metadata unless renamed.
 _OWNED = ("dataset", "tier", "length", "created_at")
 
+# The column our own flat exports carry the conversation's metadata in (JSON
+# text): when every value is a JSON object it is merged into the metadata,
+# otherwise it is an ordinary column kept as metadata.metadata.
+METADATA_COLUMN = "metadata"
+
 
 @dataclass(frozen=True)
 class Extra:
-    """A column kept as metadata: its key, its column, the JSON kind of its
-    values and whether it belongs to the conversation or to each message."""
+    """A column kept: its key, its column, the JSON kind of its values and
+    where it goes: the conversation's metadata, each message's metadata, the
+    quality metric of its name (``quality``, a column named as one) or, for
+    a column of JSON objects (``object``, see :data:`METADATA_COLUMN`), the
+    whole metadata it is merged into."""
 
     key: str
     column: str
     kind: str = "native"  # integer | number | boolean | string (inferred from text), native (typed source)
-    level: str = "conversation"  # conversation | message
+    level: str = "conversation"  # conversation | message | quality | object
 
 
 @dataclass(frozen=True)
@@ -165,5 +173,8 @@ class ColumnMap:
             if column in _OWNED or column == MESSAGE_METADATA_KEY:
                 left.append(f"{column} (a reserved name; keep it with --map metadata.KEY={column})")
                 continue
-            kept.append(Extra(column, column))
+            if column in QUALITY_METRICS:
+                kept.append(Extra(column, column, level="quality"))
+                continue
+            kept.append(Extra(column, column, level="object" if column == METADATA_COLUMN else "conversation"))
         return kept, left

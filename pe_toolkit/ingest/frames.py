@@ -17,18 +17,20 @@ table) with the same mappings as a CSV file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from ..errors import InputError
 from ..events import EventBus, bus as default_bus
 from ..progress import progress_bar
+from ..schema import QUALITY_METRICS
 from ..store import Store
 from ..store.normalize import normalize_lines, parse_connection, sql_str
-from .columns import ColumnMap
+from .columns import METADATA_COLUMN, ColumnMap
 from .loading import Batch, ImportReport, write_batches
 from .tabular import read_table, sql_ident
 
@@ -61,8 +63,20 @@ def chat_shape(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, 
 
 def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], column: str, fmt: str,
                   cmap: ColumnMap, *, dataset: str, source: str, batch_rows: int) -> tuple[list[str], int, Iterator[Batch]]:  # fmt: skip
-    """Rows as the JSON records the normalizer checks, other columns as metadata."""
-    columns = list(con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params).columns)
+    """Rows as the JSON records the normalizer checks, other columns as metadata.
+
+    Our own nested exports (parquet ``nested``, huggingface) come back whole:
+    a ``metadata`` column of JSON objects (or a struct) is the metadata the
+    other columns are added to; ``dataset``, ``tier`` and ``created_at`` are
+    read as the conversation's own (the normalizer takes them from the
+    metadata); and when every row has an id and the messages hold nothing
+    but role, content and timestamp, the rows are read as API objects, so
+    columns named as quality metrics are the metrics and ``message_count``
+    (derived) is not kept.
+    """
+    rel = con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params)
+    columns = list(rel.columns)
+    types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
     where = "the table"
     for c in (*cmap.drop, *(c for _, c in cmap.metadata), *([cmap.id] if cmap.id else [])):
         if c not in columns:
@@ -70,27 +84,63 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
     id_col = cmap.id or next((c for c in columns if c.lower() == "id"), None)
     renamed = {c: k for k, c in cmap.metadata}
     kept = [(renamed.get(c, c), c) for c in columns if c not in (column, id_col) and c not in cmap.drop and c not in renamed]
-    kept += [(k, c) for k, c in cmap.metadata]
+    obj_col = METADATA_COLUMN if (METADATA_COLUMN, METADATA_COLUMN) in kept else None
+    message_fields = {f.name for f in rel.to_arrow_table().schema.field(column).type.value_type}
 
-    meta = f"json_object({', '.join(f'{sql_str(k)}, {sql_ident(c)}' for k, c in kept)})" if kept else "NULL::JSON"
-    record = f"json_object('{'messages' if fmt == 'openai' else 'conversations'}', {sql_ident(column)}, 'metadata', {meta}"
-    record += f", 'id', {sql_ident(id_col)}::VARCHAR)" if id_col else ")"
-    # merge_patch onto {} leaves out null fields (an id or metadata value missing).
-    sql = f"SELECT row_number() OVER () AS line_no, json_merge_patch('{{}}', {record})::VARCHAR AS raw FROM {relation}"
-    total = con.execute(f"SELECT count(*) FROM {relation}", params).fetchall()[0][0]
+    checks = ["count(*) AS n", f"count({sql_ident(id_col)}) AS ids" if id_col else "0 AS ids"]
+    text_obj = obj_col is not None and types[obj_col] in ("VARCHAR", "JSON")
+    if obj_col is not None and text_obj:
+        v = f"nullif(trim({sql_ident(obj_col)}::VARCHAR), '')"
+        checks.append(f"coalesce(bool_and({v} IS NULL OR (starts_with({v}, '{{') AND json_valid({v}))), true) AS objects")
+    cur = con.execute(f"SELECT {', '.join(checks)} FROM {relation}", params)
+    row = dict(zip((d[0] for d in cur.description), cur.fetchall()[0]))
+    total = row["n"]
+    if obj_col is not None and not (row["objects"] if text_obj else types[obj_col].startswith(("STRUCT", "MAP"))):
+        obj_col = None  # an ordinary column, kept as metadata.metadata
+    as_api = fmt == "openai" and id_col is not None and row["ids"] == total and message_fields <= {"role", "content", "timestamp"}
+    quality = [c for k, c in kept if as_api and k == c and c in QUALITY_METRICS]
+    derived = ["message_count"] if as_api and ("message_count", "message_count") in kept else []
+    kept = [(k, c) for k, c in kept if c not in quality and c not in derived and c != obj_col]
+
+    # JSON members, left out where null; the metadata object keeps its own nulls.
+    def member(key: str, value: str) -> str:
+        return f"CASE WHEN {value} IS NOT NULL THEN {sql_str(orjson.dumps(key).decode() + ':')} || {value} END"
+
+    columns_json = f"json_merge_patch('{{}}', json_object({', '.join(f'{sql_str(k)}, {sql_ident(c)}' for k, c in kept)}))" if kept else None
+    obj = None
+    if obj_col is not None:
+        o = sql_ident(obj_col)
+        obj = f"CASE WHEN nullif(trim({o}::VARCHAR), '') IS NOT NULL THEN {o}::JSON END" if text_obj else f"to_json({o})"
+    if obj and columns_json:
+        meta = f"json_merge_patch(coalesce({obj}, '{{}}'), {columns_json})"
+    else:
+        meta = obj or columns_json or "NULL::JSON"
+    metrics = f"json_merge_patch('{{}}', json_object({', '.join(f'{sql_str(c)}, {sql_ident(c)}' for c in quality)}))"
+    members = [member("messages" if fmt == "openai" else "conversations", f"to_json({sql_ident(column)})::VARCHAR"),
+               member("metadata", f"({meta})::VARCHAR")]  # fmt: skip
+    if id_col:
+        members.append(member("id", f"to_json({sql_ident(id_col)}::VARCHAR)::VARCHAR"))
+    if quality:
+        members.append(member("quality_metrics", f"nullif({metrics}::VARCHAR, '{{}}')"))
+    sql = f"SELECT row_number() OVER () AS line_no, '{{' || concat_ws(',', {', '.join(members)}) || '}}' AS raw FROM {relation}"
+    norm_fmt = "api" if as_api else fmt
     lines = [f"{column} -> messages ({fmt} shape)"]
     if id_col:
         lines.append(f"{id_col} -> conversation id")
-    lines += [f"{c} -> metadata.{k}" for k, c in kept]
-    if cmap.drop:
-        lines.append("not kept: " + ", ".join(f"{c} (dropped)" for c in cmap.drop))
+    if obj_col:
+        lines.append(f"{obj_col} -> metadata (JSON objects: the other columns are added to them)")
+    lines += [f"{c} -> {c} (quality metric)" for c in quality]
+    lines += [f"{c} -> metadata.{k}" + (" (the conversation's own)" if k in ("dataset", "tier", "created_at") else "") for k, c in kept]
+    left = [f"{c} (dropped)" for c in cmap.drop] + [f"{c} (derived)" for c in derived]
+    if left:
+        lines.append("not kept: " + ", ".join(left))
 
     def batches() -> Iterator[Batch]:
         reader = con.sql(sql, params=params).to_arrow_reader(batch_rows)
         norm = parse_connection()
         try:
             for batch in reader:
-                yield normalize_lines(norm, pa.Table.from_batches([batch]), fmt, dataset=dataset, source=source)
+                yield normalize_lines(norm, pa.Table.from_batches([batch]), norm_fmt, dataset=dataset, source=source)
         finally:
             norm.close()
 
@@ -99,8 +149,9 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
 
 def relation_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], cmap: ColumnMap, *,
                      where: str, what: str, label: str, dataset: str, source: str, text: bool = False, header: int = 0,
-                     batch_rows: int = 10_000) -> tuple[list[str], int, Iterator[Batch]]:  # fmt: skip
-    """(what was mapped to what, number of conversations, batches) of a table."""
+                     batch_rows: int = 10_000, line_of: Callable[[int], int] | None = None) -> tuple[list[str], int, Iterator[Batch]]:  # fmt: skip
+    """(what was mapped to what, number of conversations, batches) of a table
+    (``line_of``: see :func:`~.tabular.read_table`)."""
     try:
         shape = None if text else chat_shape(con, relation, params)
     except duckdb.Error as exc:
@@ -109,7 +160,7 @@ def relation_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict
         lines, total, batches = _chat_batches(con, relation, params, *shape, cmap, dataset=dataset, source=source, batch_rows=batch_rows)
         return lines, total, batches
     plan, total, batches = read_table(con, relation, params, cmap, where=where, what=what, label=label, dataset=dataset,
-                                      source=source, text=text, header=header, batch_rows=batch_rows)  # fmt: skip
+                                      source=source, text=text, header=header, batch_rows=batch_rows, line_of=line_of)  # fmt: skip
     return plan.describe(), total, batches
 
 

@@ -36,6 +36,7 @@ from ..store import Store
 from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
 from . import esconv, hf
 from .columns import ColumnMap
+from .csvlines import CsvLines
 from .frames import relation_batches
 from .loading import Batch, ImportReport, write_batches
 from .reader import DEFAULT_CHUNK_BYTES, peek_first_record, record_chunks
@@ -134,6 +135,7 @@ def _table_batches(where: str, paths: list[Path] | Path, fmt: str, cmap: ColumnM
         lines, total, batches = relation_batches(
             con, relation_of(fmt), {"path": value}, cmap, where=where, what=fmt, label=fmt, dataset=dataset, source=source,
             text=fmt == "csv", header=1 if fmt == "csv" else 0, batch_rows=batch_rows,
+            line_of=CsvLines(value) if fmt == "csv" and isinstance(value, str) else None,
         )  # fmt: skip
         report.mapping = lines
         yield from _counted(batches, total, Path(where).name, progress)

@@ -14,14 +14,19 @@ grouped into conversations, a column that varies within a conversation
 belongs to each message and is kept in ``metadata.message_metadata`` (one
 entry per message); a constant one belongs to the conversation.
 
-Errors carry the line number of the first bad row (CSV: header = line 1;
-exact unless a quoted field spans several lines; other inputs: the row
-number, 1-based).
+Our own exports' columns are read back as what they were: a column named
+as a quality metric is that metric, and a ``metadata`` column of JSON
+objects is the metadata the other columns are added to (see
+:class:`~.columns.Extra`).
+
+Errors name the first bad row of a conversation and its column: CSV, by
+the line of the file the row starts on (:mod:`.csvlines`, counted on the
+error path only); other inputs, by the row's number, 1-based.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,14 +35,17 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import InputError
-from ..schema import QUALITY_METRICS
-from ..store.normalize import ROLE_MAP_SQL, TIER_LIST_SQL, split_errors, sql_str
+from ..schema import QUALITY_METRICS, TIERS
+from ..store.normalize import OWNED_METADATA_KEYS, ROLE_MAP_SQL, TIER_LIST_SQL, split_errors, sql_str
 from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
+from .csvlines import CsvLines
 
 __all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of", "sql_ident"]
 
 TABULAR_FORMATS = ("csv", "parquet", "rows")
 
+# Merged onto a metadata object, removes the keys the conversation's columns own.
+_STRIP_OWNED = "{" + ",".join(f'"{k}":null' for k in OWNED_METADATA_KEYS) + "}"
 _INTEGER = r"^\s*[+-]?(0|[1-9][0-9]{0,17})\s*$"
 _NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*$"
 
@@ -89,6 +97,12 @@ class Plan:
                 continue
             lines.append(f"{column} -> {what[field]}")
         for e in self.extras:
+            if e.level == "object":
+                lines.append(f"{e.column} -> metadata (JSON objects: the other columns are added to them)")
+                continue
+            if e.level == "quality":
+                lines.append(f"{e.column} -> {e.key} (quality metric)")
+                continue
             where = f"message metadata.{e.key}" if e.level == "message" else f"metadata.{e.key}"
             kind = "" if e.kind == "native" else f" ({e.kind})"
             lines.append(f"{e.column} -> {where}{kind}")
@@ -98,16 +112,21 @@ class Plan:
 
 
 def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], text: bool,
-             key: str | None) -> list[Extra]:  # fmt: skip
+             key: str | None, types: dict[str, str]) -> list[Extra]:  # fmt: skip
     """Each kept column's JSON kind (text columns: over the whole column) and,
     when rows are grouped by ``key``, whether it varies within a conversation
-    (then it belongs to each message). One scan of the input for both."""
-    if not extras:
-        return extras
+    (then it belongs to each message); whether a ``metadata`` column holds
+    JSON objects only (else it is an ordinary column). One scan of the input."""
     inner: list[str] = []
     outer: list[str] = []
     for i, e in enumerate(extras):
+        if e.level == "quality":
+            continue
         col = sql_ident(e.column)
+        if e.level == "object" and _is_text_type(types[e.column]):
+            v = f"nullif(trim({col}::VARCHAR), '')"
+            inner.append(f"bool_and({v} IS NULL OR (starts_with({v}, '{{') AND json_valid({v}))) AS o{i}")
+            outer.append(f"bool_and(o{i}) AS o{i}")
         if text:
             v = f"nullif(trim({col}), '')"
             inner += [
@@ -116,27 +135,51 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
                 f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false')) AS b{i}",
                 f"count({v}) AS c{i}",
             ]
-            outer += [f"bool_and(i{i})", f"bool_and(f{i})", f"bool_and(b{i})", f"sum(c{i})"]
+            outer += [f"bool_and(i{i}) AS i{i}", f"bool_and(f{i}) AS f{i}", f"bool_and(b{i}) AS b{i}", f"sum(c{i}) AS c{i}"]
         if key is not None:
             # Distinct values, a missing value counting as one more (count(DISTINCT) skips nulls).
             inner.append(f"count(DISTINCT {col}) + (count({col}) BETWEEN 1 AND count(*) - 1)::INTEGER AS n{i}")
-            outer.append(f"max(n{i})")
+            outer.append(f"max(n{i}) AS n{i}")
     if not inner:
-        return extras
+        return [_object_or_plain(e, types, None) for e in extras]
     grouped = f" GROUP BY {sql_ident(key)}" if key is not None else ""
-    row = con.execute(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}{grouped})", params).fetchall()[0]
-    out, pos = [], 0
-    for e in extras:
+    cur = con.execute(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}{grouped})", params)
+    row = dict(zip((d[0] for d in cur.description), cur.fetchall()[0]))
+    out = []
+    for i, e in enumerate(extras):
+        if e.level == "quality":
+            out.append(e)
+            continue
+        e = _object_or_plain(e, types, row.get(f"o{i}"))
+        if e.level == "object":
+            out.append(e)
+            continue
         if text:
-            integer, number, boolean, n = row[pos : pos + 4]
-            pos += 4
+            integer, number, boolean, n = (row[f"{c}{i}"] for c in "ifbc")
             kind = "string" if not n else "integer" if integer else "number" if number else "boolean" if boolean else "string"
             e = replace(e, kind=kind)
         if key is not None:
-            e = replace(e, level="message" if (row[pos] or 0) > 1 else "conversation")
-            pos += 1
+            e = replace(e, level="message" if (row[f"n{i}"] or 0) > 1 else "conversation")
         out.append(e)
     return out
+
+
+def _is_text_type(t: str) -> bool:
+    return t in ("VARCHAR", "JSON")
+
+
+def _object_or_plain(e: Extra, types: dict[str, str], all_objects: bool | None) -> Extra:
+    """A ``metadata`` column stays the metadata object when it holds JSON
+    objects only (text) or is a struct or map; otherwise it is kept as
+    ``metadata.metadata`` like any other column."""
+    if e.level != "object":
+        return e
+    t = types[e.column]
+    if _is_text_type(t):
+        return replace(e, kind="json") if all_objects else replace(e, level="conversation")
+    if t.startswith(("STRUCT", "MAP")):
+        return e
+    return replace(e, level="conversation")
 
 
 def _value(i: int, e: Extra) -> str:
@@ -160,8 +203,11 @@ def _object(pairs: list[tuple[int, Extra]]) -> str:
     return f"json_merge_patch('{{}}', json_object({args}))"
 
 
-def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: int, text: bool, label: str) -> str:
-    """One row per conversation: line_no of its first row, error, canonical columns.
+def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: int, text: bool, label: str,
+                 row_in_error: bool) -> str:  # fmt: skip
+    """One row per conversation: line_no (of its first bad row, else of its
+    first row), error, canonical columns. ``row_in_error``: the error text
+    starts with ``row N:`` (when line_no is not a line of a file).
 
     The mapped columns are first copied under ``_pe_*`` names, so that no
     column of the input can shadow a derived value in the checks below.
@@ -176,18 +222,37 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
     turn = "try_cast(_pe_turn AS BIGINT)"
     ts = "try_cast(_pe_timestamp AS TIMESTAMPTZ)"
     created = "try_cast(_pe_created_at AS TIMESTAMPTZ)"
-    common_checks = f"""WHEN _pe_turn IS NOT NULL AND {turn} IS NULL THEN 'turn is not an integer: ' || _pe_turn
-                     WHEN _pe_timestamp IS NOT NULL AND {ts} IS NULL THEN 'timestamp is not an ISO-8601 time: ' || _pe_timestamp
-                     WHEN _pe_created_at IS NOT NULL AND trim(_pe_created_at) <> '' AND {created} IS NULL THEN 'created_at is not an ISO-8601 time: ' || _pe_created_at
-                     WHEN _pe_tier IS NOT NULL AND NOT list_contains({TIER_LIST_SQL}, lower(_pe_tier)) THEN 'unknown tier ' || _pe_tier"""
+    def bad(column: str | None, what: str, value: str) -> str:
+        """SQL for ``column C: WHAT 'value'``."""
+        return f"{sql_str(f'column {column}: {what} {chr(39)}')} || {value}::VARCHAR || {sql_str(chr(39))}"
+
+    quality = [(i, e) for i, e in enumerate(extras) if e.level == "quality"]
+    qvalue = {i: f"nullif(trim(_pe_x{i}::VARCHAR), '')" if text else f"_pe_x{i}" for i, _ in quality}
+    common_checks = f"""WHEN _pe_turn IS NOT NULL AND {turn} IS NULL THEN {bad(cmap.turn, 'not an integer:', '_pe_turn')}
+                     WHEN _pe_timestamp IS NOT NULL AND {ts} IS NULL THEN {bad(cmap.timestamp, 'not an ISO-8601 time:', '_pe_timestamp')}
+                     WHEN _pe_created_at IS NOT NULL AND trim(_pe_created_at) <> '' AND {created} IS NULL
+                          THEN {bad(cmap.created_at, 'not an ISO-8601 time:', '_pe_created_at')}
+                     WHEN _pe_tier IS NOT NULL AND NOT list_contains({TIER_LIST_SQL}, lower(_pe_tier))
+                          THEN {bad(cmap.tier, 'unknown tier', '_pe_tier')} || {sql_str(f" (expected one of {', '.join(TIERS)})")}"""
+    for i, e in quality:
+        common_checks += f"""
+                     WHEN {qvalue[i]} IS NOT NULL AND try_cast({qvalue[i]} AS DOUBLE) IS NULL
+                          THEN {bad(e.column, 'not a number:', qvalue[i])}"""
     conv_extras = [(i, e) for i, e in enumerate(extras) if e.level == "conversation"]
     msg_extras = [(i, e) for i, e in enumerate(extras) if e.level == "message"]
+    objects = [(i, e) for i, e in enumerate(extras) if e.level == "object"]
+    # The metadata object as JSON text (the first non-empty one of a conversation).
+    if objects:
+        x = f"_pe_x{objects[0][0]}"
+        obj = f"nullif(trim({x}::VARCHAR), '')" if objects[0][1].kind == "json" else f"to_json({x})::VARCHAR"
+    else:
+        obj = "NULL::VARCHAR"
     mmeta = f"nullif({_object(msg_extras)}::VARCHAR, '{{}}')::JSON"
     if cmap.layout == "messages":
         role = "lower(trim(_pe_role))"
         checks = f"""WHEN _pe_id IS NULL OR trim(_pe_id) = '' THEN {sql_str(f'empty conversation id in column {cmap.id}')}
                      WHEN _pe_role IS NULL THEN {sql_str(f'empty role in column {cmap.role}')}
-                     WHEN NOT map_contains({ROLE_MAP_SQL}, {role}) THEN 'unknown role ' || _pe_role || ' (expected user, assistant or system)'
+                     WHEN NOT map_contains({ROLE_MAP_SQL}, {role}) THEN {bad(cmap.role, 'unknown role', '_pe_role')} || ' (expected user, assistant or system)'
                      WHEN {null_is_error} AND _pe_content IS NULL THEN {sql_str(f'empty content in column {cmap.content}')}"""
         msgs = f"[struct_pack(role := {ROLE_MAP_SQL}[{role}], content := {as_text('_pe_content')}, timestamp := {ts})]"
         mm = f"[{mmeta}]"
@@ -213,6 +278,14 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
                    "WHEN count(*) OVER (PARTITION BY _pe_id) > 1 "
                    "THEN _pe_id || '-' || row_number() OVER (PARTITION BY _pe_id ORDER BY _pe_row) ELSE _pe_id END")  # fmt: skip
             gkey = "_pe_row"
+    # The metadata object first (without the keys the conversation's columns
+    # own, as every importer does), the other columns over it.
+    metadata = f"""json_merge_patch(coalesce(cmeta, '{{}}'),
+            CASE WHEN list_bool_or(list_transform(mml, lambda x: x IS NOT NULL))
+                 THEN json_object('{MESSAGE_METADATA_KEY}', to_json(mml)) ELSE '{{}}' END)"""
+    if objects:
+        metadata = f"json_merge_patch(json_merge_patch(coalesce(obj, '{{}}'), {sql_str(_STRIP_OWNED)}), {metadata})"
+    row_prefix = f"'row ' || (_row + {header})::VARCHAR || ': ' || " if row_in_error else ""
     derived = f"'{label}_' || substr(md5(coalesce(any_value(ds), $dataset) || to_json(flatten(list(msgs ORDER BY turn NULLS LAST, _row)))), 1, 20)"
     order = "ORDER BY turn NULLS LAST, _row"
     return f"""
@@ -225,24 +298,25 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
             END AS row_error,
             {msgs} AS msgs,
             {mm} AS mm,
-            {_object(conv_extras)} AS cmeta
+            {_object(conv_extras)} AS cmeta,
+            {obj} AS obj{"".join(f", try_cast({qvalue[i]} AS DOUBLE) AS q{i}" for i, _ in quality)}
         FROM src),
     grouped AS (
-        SELECT min(_row) + {header} AS line_no,
-            first('row ' || (_row + {header})::VARCHAR || ': ' || row_error ORDER BY _row) FILTER (WHERE row_error IS NOT NULL) AS error,
+        SELECT coalesce(min(_row) FILTER (WHERE row_error IS NOT NULL), min(_row)) + {header} AS line_no,
+            arg_min({row_prefix}row_error, _row) FILTER (WHERE row_error IS NOT NULL) AS error,
             coalesce(any_value(cid), {derived}) AS id,
             coalesce(any_value(ds), $dataset) AS dataset,
             any_value(tier) AS tier,
             min(created) AS created_at,
             first(cmeta ORDER BY _row) AS cmeta,
+            arg_min(obj, _row) FILTER (WHERE obj IS NOT NULL) AS obj,{"".join(f'''
+            arg_min(q{i}, _row) FILTER (WHERE q{i} IS NOT NULL) AS {e.key},''' for i, e in quality)}
             flatten(list(mm {order})) AS mml,
             flatten(list(msgs {order})) AS all_msgs
         FROM rows GROUP BY gkey)
     SELECT line_no, error, id, $source AS source, dataset, tier, created_at,
-        {", ".join(f"NULL::DOUBLE AS {m}" for m in QUALITY_METRICS)},
-        nullif(json_merge_patch(coalesce(cmeta, '{{}}'),
-            CASE WHEN list_bool_or(list_transform(mml, lambda x: x IS NOT NULL))
-                 THEN json_object('{MESSAGE_METADATA_KEY}', to_json(mml)) ELSE '{{}}' END)::VARCHAR, '{{}}') AS metadata,
+        {", ".join(m if m in {e.key for _, e in quality} else f"NULL::DOUBLE AS {m}" for m in QUALITY_METRICS)},
+        nullif({metadata}::VARCHAR, '{{}}') AS metadata,
         CASE WHEN error IS NULL THEN all_msgs END AS messages,
         CASE WHEN error IS NOT NULL THEN to_json(list_transform(all_msgs, lambda m: struct_pack(role := m.role, content := m.content))) END AS bad_raw
     FROM grouped
@@ -274,20 +348,25 @@ def read_table(
     text: bool = False,
     header: int = 0,
     batch_rows: int = 10_000,
+    line_of: Callable[[int], int] | None = None,
 ) -> tuple[Plan, int, Batches]:
     """(plan, number of conversations, iterator of (good batch, errors)) for
     the rows of ``relation`` (a DuckDB table expression with ``params``).
 
     ``where``/``what`` name the input in errors; ``label`` prefixes ids
     derived from content; ``text``: every column is text (CSV), so empty
-    cells are empty strings and metadata types are inferred.
+    cells are empty strings and metadata types are inferred. Errors carry
+    the bad row's number (1-based, plus ``header``), or ``line_of(row)``, the
+    line of the file it starts on, when given (asked on errors only).
     """
     columns = columns_of(con, relation, params, where, what)
     cmap = cmap.resolve(columns, where)
     extras, left = cmap.extras(columns)
     try:
-        extras = _profile(con, relation, params, extras, text, cmap.id if cmap.layout == "messages" else cmap.group_by)
-        sql = _grouped_sql(relation, cmap, extras, header, text, label)
+        rel = con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params)
+        types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
+        extras = _profile(con, relation, params, extras, text, cmap.id if cmap.layout == "messages" else cmap.group_by, types)
+        sql = _grouped_sql(relation, cmap, extras, header, text, label, row_in_error=line_of is None)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _tabular AS {sql}", {**params, "dataset": dataset, "source": source})
     except duckdb.Error as exc:
         raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
@@ -296,7 +375,10 @@ def read_table(
     def batches() -> Batches:
         reader = con.sql("SELECT * FROM _tabular ORDER BY line_no").to_arrow_reader(batch_rows)
         for batch in reader:
-            yield split_errors(pa.Table.from_batches([batch]))
+            good, errors = split_errors(pa.Table.from_batches([batch]))
+            if errors and line_of is not None:
+                errors = [(line_of(row - header), reason, raw) for row, reason, raw in errors]
+            yield good, errors
         con.execute("DROP TABLE IF EXISTS _tabular")
 
     return Plan(cmap, extras, left), total, batches()
@@ -319,4 +401,5 @@ def read_tabular(
     return read_table(
         con, relation_of(fmt), {"path": value}, cmap, where=where, what=fmt, label=fmt, dataset=dataset,
         source=source, text=fmt == "csv", header=1 if fmt == "csv" else 0, batch_rows=batch_rows,
+        line_of=CsvLines(value) if fmt == "csv" and isinstance(value, str) else None,
     )  # fmt: skip
