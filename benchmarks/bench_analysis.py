@@ -86,7 +86,7 @@ def corpus(messages: int) -> Path:
 CPU_SECONDS: dict[str, float] = {}
 
 
-def timed(fn, repeats: int, label: str = "") -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+def timed(fn, repeats: int, label: str = "") -> tuple[float, list[float]]:
     """Median wall time of ``repeats`` runs; the median CPU time (all threads)
     goes to CPU_SECONDS[label]: on a shared machine it says what the work
     costs even when other processes take the cores."""

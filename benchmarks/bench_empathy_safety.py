@@ -49,7 +49,7 @@ def corpus(messages: int) -> Path:
     return path
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def timed(fn, repeats: int) -> tuple[float, float]:
     """(median wall seconds, median CPU seconds of all threads)."""
     wall, cpu = [], []
     for _ in range(repeats):

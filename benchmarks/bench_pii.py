@@ -52,11 +52,11 @@ ADVERSARIAL: dict[str, str] = {
 }
 
 
-def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def timed(fn, repeats: int) -> float:
     return timed_cpu(fn, repeats)[0]
 
 
-def timed_cpu(fn, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def timed_cpu(fn, repeats: int) -> tuple[float, float]:
     """Median wall and CPU (all threads) seconds: CPU time is steadier on a
     machine shared with other work."""
     wall, cpu = [], []

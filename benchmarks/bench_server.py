@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -81,7 +82,7 @@ def build_store(n: int) -> Path:
     return db
 
 
-def wait_for(url: str, check, timeout: float = 600.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(url: str, check, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -93,7 +94,7 @@ def wait_for(url: str, check, timeout: float = 600.0) -> None:  # type: ignore[n
     raise SystemExit(f"{url} did not come up")
 
 
-def start_app(db: Path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def start_app(db: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PE_SERVER_KEYS": KEY, "PE_NO_PROGRESS": "1"}
     proc = subprocess.Popen(
@@ -113,7 +114,7 @@ def start_app(db: Path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-ar
     return proc, url
 
 
-def start_baseline(pad: int = 0) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def start_baseline(pad: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BASELINE, str(port), str(pad)])
     url = f"http://127.0.0.1:{port}"
@@ -208,7 +209,7 @@ def asgi_cost(db: Path, ids: list[str], n: int = 20_000, rounds: int = 5) -> dic
     from pe_toolkit.config import Secret
     from pe_toolkit.server import ServerConfig, create_app
 
-    async def one(request):  # type: ignore[no-untyped-def]
+    async def one(request):
         return Response(orjson.dumps({"id": request.path_params["cid"]}), media_type="application/json")
 
     bare = Starlette(routes=[Route("/v1/conversations/{cid}", one)])
@@ -217,14 +218,14 @@ def asgi_cost(db: Path, ids: list[str], n: int = 20_000, rounds: int = 5) -> dic
     mirror.snapshot.load_or_build(mirror.db.cursor())
     headers = [(b"host", b"bench"), (b"authorization", f"Bearer {KEY}".encode())]
 
-    async def receive():  # type: ignore[no-untyped-def]
+    async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message):  # type: ignore[no-untyped-def]
+    async def send(message):
         if message["type"] == "http.response.start" and message["status"] != 200:
             raise SystemExit(f"status {message['status']}")
 
-    async def run(target, paths: list[str]) -> float:  # type: ignore[no-untyped-def]
+    async def run(target, paths: list[str]) -> float:
         started = time.perf_counter()
         for path in paths:
             scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
@@ -274,7 +275,7 @@ def main() -> None:
 
     with Store(db, read_only=True) as store:
         ids = [r[0] for r in store.connection.execute("SELECT id FROM conversations").fetchall()]
-    results: dict[str, object] = {"conversations": len(ids)}
+    results: dict[str, Any] = {"conversations": len(ids)}
     proc, app_url = start_app(db)
     size = len(httpx.get(f"{app_url}/v1/conversations/{ids[0]}", headers={"Authorization": f"Bearer {KEY}"}).content)
     base_proc, base_url = start_baseline()
@@ -286,7 +287,7 @@ def main() -> None:
             "mirror": (app_url, {"Authorization": f"Bearer {KEY}"}),
         }
         results["single_get"] = bench_gets(servers, ids, args.requests, args.rounds)
-        results["single_get"]["body_bytes"] = size  # type: ignore[assignment]
+        results["single_get"]["body_bytes"] = size
         base_proc.terminate()
         sized_proc.terminate()
         results["page_of_1000"] = bench_pages(app_url, len(ids), args.pages)
@@ -304,14 +305,14 @@ def main() -> None:
     results["server_work_per_get"] = asgi_cost(db, ids)
     gets = results["single_get"]
     print(json.dumps(results, indent=2))
-    ratio = gets["mirror"]["rps"] / gets["baseline"]["rps"]  # type: ignore[index]
+    ratio = gets["mirror"]["rps"] / gets["baseline"]["rps"]
     print(
-        f"\nsingle GET: {gets['mirror']['rps']:.0f} req/s (p50 {gets['mirror']['p50_ms']} ms, p99 {gets['mirror']['p99_ms']} ms); "  # type: ignore[index]
-        f"bare Starlette in the same run {gets['baseline']['rps']:.0f} req/s (ratio {ratio:.2f}), "  # type: ignore[index]
-        f"with a body of the same size {gets['baseline_same_size']['rps']:.0f} req/s (target: 800 req/s of ~1,100)"  # type: ignore[index]
+        f"\nsingle GET: {gets['mirror']['rps']:.0f} req/s (p50 {gets['mirror']['p50_ms']} ms, p99 {gets['mirror']['p99_ms']} ms); "
+        f"bare Starlette in the same run {gets['baseline']['rps']:.0f} req/s (ratio {ratio:.2f}), "
+        f"with a body of the same size {gets['baseline_same_size']['rps']:.0f} req/s (target: 800 req/s of ~1,100)"
     )
     work = results["server_work_per_get"]
-    print(f"server work per GET (in-process): mirror {work['mirror_us']} us, bare Starlette {work['bare_us']} us")  # type: ignore[index]
+    print(f"server work per GET (in-process): mirror {work['mirror_us']} us, bare Starlette {work['bare_us']} us")
 
 
 if __name__ == "__main__":

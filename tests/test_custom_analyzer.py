@@ -183,7 +183,7 @@ def test_registry_rules() -> None:
     with pytest.raises(AnalysisError, match="shipped analyzer"):
         register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(1)), name="sentiment"))
     with pytest.raises(AnalysisError, match="non-empty name"):
-        register(object())  # type: ignore[arg-type]
+        register(object())  # type: ignore[arg-type]  # not an Analyzer on purpose: the run-time check is under test
     first = register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(1)), name="counter"))
     second = register(FunctionAnalyzer(lambda m: m.select(x=pl.lit(2)), name="counter"))
     names = [a.name for a in analyzers()]

@@ -199,7 +199,9 @@ def test_real_analysis_scores_reach_the_exports(tmp_path, store):
     message_scores = store.sql("SELECT conversation_id, idx, sentiment FROM message_scores ORDER BY conversation_id, idx")
     nested = [m["message_score_sentiment"] for msgs in frame["messages"].to_list() for m in msgs]
     assert nested == message_scores["sentiment"].to_list()
-    assert not any(c.startswith("message_score_minhash") for c in frame["messages"].dtype.inner.to_schema())  # type: ignore[union-attr]
+    messages_type = frame["messages"].dtype
+    assert isinstance(messages_type, pl.List) and isinstance(messages_type.inner, pl.Struct)
+    assert not any(c.startswith("message_score_minhash") for c in messages_type.inner.to_schema())
 
 
 # -- redaction -----------------------------------------------------------------

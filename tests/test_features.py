@@ -29,9 +29,9 @@ def store(tmp_path, corpus):
 
 def python_features(messages: list[dict]) -> dict[str, dict]:
     """The documented definitions, one conversation at a time in Python."""
-    out: dict[str, dict] = {}
+    out: dict[str, list[dict]] = {}
     for m in messages:
-        out.setdefault(m["conversation_id"], []).append(m)  # type: ignore[arg-type]
+        out.setdefault(m["conversation_id"], []).append(m)
     result = {}
     for cid, rows in out.items():
         def of(role=None, rows=rows):

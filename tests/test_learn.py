@@ -119,7 +119,7 @@ def test_bad_training_data_fails_clearly():
     with pytest.raises(InputError, match="not among the classes"):
         fit(toy(), classes=["sad"])
     with pytest.raises(InputError, match="polars DataFrame"):
-        fit([{"text": "x", "label": "y"}])  # type: ignore[arg-type]
+        fit([{"text": "x", "label": "y"}])
 
 
 def test_save_load_round_trip_is_exact_and_bit_for_bit(tmp_path):

@@ -22,7 +22,7 @@ from pe_toolkit.store import Store
 from pe_toolkit.widgets import LiveMonitor, SseSource
 
 from ._widgets_support import build_store
-from .fault_injection import serve_with_faults
+from .fault_injection import FaultInjector, serve_with_faults
 from .server_support import KEYS, Served, copy_store, start_mirror, wait_until
 
 
@@ -40,7 +40,7 @@ def served(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield server
 
 
-def client_for(url: str, key: str = KEYS[0], **kwargs) -> Client:  # type: ignore[no-untyped-def]
+def client_for(url: str, key: str = KEYS[0], **kwargs) -> Client:
     return Client(base_url=url + "/v1", api_key=key, **kwargs)
 
 
@@ -54,7 +54,7 @@ def add_synthetic(db: Path, folder: Path, n: int, seed: int) -> list[str]:
     return [c["id"] for c in synth.generate(n, seed=seed)]
 
 
-def follow(stream) -> tuple[list[StreamEvent], threading.Thread]:  # type: ignore[no-untyped-def]
+def follow(stream) -> tuple[list[StreamEvent], threading.Thread]:
     """Iterate ``stream`` on a thread, collecting events (and any error)."""
     seen: list = []
 
@@ -205,7 +205,7 @@ def test_connection_failures_are_retried_then_given_up() -> None:
 
 
 @contextmanager
-def mirror_with_faults(db: Path) -> Iterator[tuple[str, object]]:
+def mirror_with_faults(db: Path) -> Iterator[tuple[str, FaultInjector]]:
     from pe_toolkit.server import ServerConfig, create_app
 
     config = ServerConfig(db_path=db, keys=(Secret(KEYS[0]),), rate_limit=1_000_000, poll_interval=0.1, heartbeat=0.5)
@@ -220,13 +220,13 @@ def mirror_with_faults(db: Path) -> Iterator[tuple[str, object]]:
 
 def test_503_and_a_dropped_connection_are_reconnected(template: Path, tmp_path: Path) -> None:
     with mirror_with_faults(copy_store(template, tmp_path)) as (url, injector):
-        injector.script("503", "drop")  # type: ignore[attr-defined]
+        injector.script("503", "drop")
         policy = RetryPolicy(max_attempts=4, backoff_base=0.01, max_backoff=0.05)
         with client_for(url, retry=policy) as api, api.stream_updates("conversation.*") as stream:
             opened = next(iter(stream))  # the 503's Retry-After (1 s) is waited, then the drop, then a stream
         assert opened.topic == "stream.open"
         assert stream.reconnects == 2
-        assert [kind for path, kind in injector.log if path == "/v1/stream/updates"] == ["503", "drop", "ok"]  # type: ignore[attr-defined]
+        assert [kind for path, kind in injector.log if path == "/v1/stream/updates"] == ["503", "drop", "ok"]
 
 
 def test_stream_event_shapes() -> None:

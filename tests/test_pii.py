@@ -116,7 +116,7 @@ def test_redact_frame_nulls_and_other_column() -> None:
 
 def test_bad_input_gives_clear_errors() -> None:
     with pytest.raises(TypeError, match="takes a str"):
-        redact(42)  # type: ignore[arg-type]
+        redact(42)  # type: ignore[arg-type]  # not a str on purpose: the run-time check is under test
     with pytest.raises(AnalysisError, match="no column 'content'"):
         find_pii(pl.DataFrame({"text": ["x"]}))
 
@@ -266,7 +266,7 @@ def test_export_redaction_covers_metadata_keys_and_values() -> None:
                    "note": "call [PHONE]", "score": 3}  # fmt: skip
 
 
-def test_presidio_backend_adds_its_person_names(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_presidio_backend_adds_its_person_names(tmp_path, monkeypatch) -> None:
     # A real spaCy pipeline (no statistical weights: an entity ruler) saved as
     # a model folder, so Presidio runs for real without a download.
     spacy = pytest.importorskip("spacy")

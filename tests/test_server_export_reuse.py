@@ -18,7 +18,7 @@ from .server_support import KEYS, Served, check_envelope, copy_store, start_mirr
 PEER = {"dataset": "peer_support", "format": "jsonl"}
 
 
-def _ready(client, export_id: str) -> dict:  # type: ignore[no-untyped-def]
+def _ready(client, export_id: str) -> dict:
     def done() -> dict | None:
         info = check_envelope(client.get(f"/v1/exports/{export_id}"), 200)
         return info if info["status"] != "processing" else None

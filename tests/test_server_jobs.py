@@ -23,7 +23,7 @@ from .server_support import Served, check_envelope, copy_store, start_mirror, wa
 SELECTION = {"dataset": "peer_support", "tier": "professional", "min_quality": "0.6"}
 
 
-def finished_job(client, job_id: str) -> dict:  # type: ignore[no-untyped-def]
+def finished_job(client, job_id: str) -> dict:
     def done() -> dict | None:
         job = check_envelope(client.get(f"/v1/processing/jobs/{job_id}"), 200)
         return job if job["status"] not in ("queued", "running") else None
@@ -125,7 +125,7 @@ def test_job_progress_moves_and_is_recorded(tmp_path: Path) -> None:
     steps = [threading.Event() for _ in range(3)]
     seen: list[float] = []
 
-    def runner(ctx):  # type: ignore[no-untyped-def]
+    def runner(ctx):
         for n, step in enumerate(steps):
             step.wait(10)
             ctx.progress((n + 1) / 4)
@@ -159,19 +159,19 @@ def test_cancel_fail_and_stop(tmp_path: Path) -> None:
     release = threading.Event()
     started = threading.Event()
 
-    def slow(ctx):  # type: ignore[no-untyped-def]
+    def slow(ctx):
         started.set()
         while not release.wait(0.01):
             ctx.progress(0.1)
         ctx.progress(0.5)
         return {}
 
-    def broken(ctx):  # type: ignore[no-untyped-def]
+    def broken(ctx):
         raise ValueError("boom")
 
     from pe_toolkit.errors import InputError
 
-    def refused(ctx):  # type: ignore[no-untyped-def]
+    def refused(ctx):
         raise InputError("dataset is empty")
 
     store, db, _hub, jobs = _job_manager(tmp_path, {"analysis": slow, "export": broken, "quality_validation": refused})

@@ -46,7 +46,7 @@ def sse_events(response: httpx.Response) -> Iterator[dict]:
             event[name] = value
 
 
-def next_event(events: Iterator[dict], topic: str, match=lambda e: True, timeout: float = 30.0) -> dict:  # type: ignore[no-untyped-def]
+def next_event(events: Iterator[dict], topic: str, match=lambda e: True, timeout: float = 30.0) -> dict:
     """The next event of ``topic``; keep-alives (every 0.5 s here) let the
     deadline be checked while nothing happens."""
     deadline = time.monotonic() + timeout

@@ -65,7 +65,7 @@ def bm25(query: str, docs: dict[str, str], k1: float = 1.2, b: float = 0.75) -> 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def served(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("search")
     source = folder / "small.jsonl"
     source.write_bytes(b"\n".join(orjson.dumps(r) for r in records()) + b"\n")
@@ -75,7 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         yield server
 
 
-def search(served: Served, **body) -> dict:  # type: ignore[no-untyped-def]
+def search(served: Served, **body) -> dict:
     with served.client() as client:
         return check_envelope(client.post("/v1/search", json=body), 200)
 

@@ -64,7 +64,9 @@ def pg_dsn():
 def query(sql: str) -> pl.DataFrame:
     with pg_connect() as con, con.cursor() as cur:
         cur.execute(sql)
-        return pl.from_arrow(cur.fetch_arrow_table())  # type: ignore[return-value]
+        frame = pl.from_arrow(cur.fetch_arrow_table())
+        assert isinstance(frame, pl.DataFrame)  # a table comes back as a frame (a Series only from an array)
+        return frame
 
 
 def execute(*statements: str) -> None:
