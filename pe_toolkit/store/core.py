@@ -36,7 +36,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import polars as pl
@@ -273,13 +273,13 @@ class Store:
         """Connect, reconciling with the stores of this file already open in
         this process (the rules are in pe_toolkit.store.registry)."""
         if self.read_only:
-            lender = registry.writer(self.path)
+            lender = cast("Store | None", registry.writer(self.path))
             if lender is not None:
                 self._borrow(lender)
                 return
             self._con = self._connect()
             return
-        readers = registry.readers(self.path)
+        readers = cast("list[Store]", registry.readers(self.path))
         for reader in readers:
             reader._release()
         try:
@@ -317,7 +317,7 @@ class Store:
 
     def _rebind(self) -> None:
         """Back onto another open writer of the file, or a connection of our own."""
-        lender = registry.writer(self.path, besides=self._lender)
+        lender = cast("Store | None", registry.writer(self.path, besides=self._lender))
         self._release()
         if not self._lease.hold and not self._lease.depth:
             # A released store between units of work: it reopens when used.
@@ -337,7 +337,7 @@ class Store:
         self._release()
         registry.remove(self)
         if not self.read_only:
-            for other in registry.open_stores(self.path):
+            for other in cast("list[Store]", registry.open_stores(self.path)):
                 if other.read_only and other._lender is self:
                     other._rebind()
 

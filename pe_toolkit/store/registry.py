@@ -19,7 +19,9 @@ and the modes are reconciled instead of failing:
 - a writer closing: the stores that borrowed from it move to another open
   writer of the file, or back onto a sandboxed connection of their own.
 
-Only stores opened through :class:`Store` are known here.
+Only stores opened through :class:`Store` are known here. This module
+reads three attributes of them (:class:`Registered`) and stays below
+``core``, which casts what it gets back to ``Store``.
 """
 
 from __future__ import annotations
@@ -28,26 +30,38 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .core import Store
+
+class Registered(Protocol):
+    """What the registry reads of a store (``core.Store`` is the only kind
+    registered)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
 
 # Held while a store opens, closes or changes connection, so two threads
 # opening the same file cannot interleave.
 LOCK = threading.RLock()
-_OPEN: dict[str, weakref.WeakSet[Store]] = {}
+_OPEN: dict[str, weakref.WeakSet[Registered]] = {}
 
 
 def key(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def add(store: Store) -> None:
+def add(store: Registered) -> None:
     _OPEN.setdefault(key(store.path), weakref.WeakSet()).add(store)
 
 
-def remove(store: Store) -> None:
+def remove(store: Registered) -> None:
     stores = _OPEN.get(key(store.path))
     if stores is not None:
         stores.discard(store)
@@ -55,12 +69,12 @@ def remove(store: Store) -> None:
             del _OPEN[key(store.path)]
 
 
-def open_stores(path: Path) -> list[Store]:
+def open_stores(path: Path) -> list[Registered]:
     """The stores of this file still open (connected) in this process."""
     return [s for s in list(_OPEN.get(key(path), ())) if s.connected]
 
 
-def writer(path: Path, *, besides: Store | None = None) -> Store | None:
+def writer(path: Path, *, besides: Registered | None = None) -> Registered | None:
     """An open writable store of the file (other than ``besides``)."""
     for store in open_stores(path):
         if not store.read_only and store is not besides:
@@ -68,5 +82,5 @@ def writer(path: Path, *, besides: Store | None = None) -> Store | None:
     return None
 
 
-def readers(path: Path) -> list[Store]:
+def readers(path: Path) -> list[Registered]:
     return [s for s in open_stores(path) if s.read_only]
