@@ -16,7 +16,7 @@ import pytest
 
 from pe_toolkit.errors import RecordError
 from pe_toolkit.exports import export
-from pe_toolkit.ingest import ColumnMap, import_file
+from pe_toolkit.ingest import ColumnMap, import_file, import_frame
 from pe_toolkit.store import Store
 
 # ESConv's shape: per-turn strategies, dialogue fields, numbers as strings.
@@ -178,4 +178,19 @@ def test_csv_errors_in_other_columns_name_them(store, tmp_path):
         ("4", "column turn: not an integer: 'two'"),
         ("5", "column tier: unknown tier 'gold' (expected one of basic, standard, professional, clinical, research)"),
         ("6", "column overall_quality: not a number: 'high'"),
+    ]
+
+
+def test_a_table_of_chats_keeps_renamed_and_struct_metadata(store):
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    chats = pl.DataFrame({"id": ["c1", "c2"], "messages": [messages, messages], "lang": ["en", "fr"],
+                          "metadata": [{"source": "forum", "n": 1}, {"source": "chat", "n": None}], "overall_quality": [0.5, None]})  # fmt: skip
+    report = import_frame(store, chats, columns=ColumnMap.parse(["metadata.language=lang"]))
+    assert report.mapping == ["messages -> messages (openai shape)", "id -> conversation id",
+                              "metadata -> metadata (JSON objects: the other columns are added to them)",
+                              "overall_quality -> overall_quality (quality metric)", "lang -> metadata.language"]  # fmt: skip
+    rows = store.sql("SELECT id, metadata, overall_quality FROM conversations ORDER BY id").rows()
+    assert [(i, orjson.loads(m), q) for i, m, q in rows] == [
+        ("c1", {"source": "forum", "n": 1, "language": "en"}, 0.5),
+        ("c2", {"source": "chat", "n": None, "language": "fr"}, None),
     ]

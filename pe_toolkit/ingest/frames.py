@@ -101,6 +101,7 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
     quality = [c for k, c in kept if as_api and k == c and c in QUALITY_METRICS]
     derived = ["message_count"] if as_api and ("message_count", "message_count") in kept else []
     kept = [(k, c) for k, c in kept if c not in quality and c not in derived and c != obj_col]
+    kept += [(k, c) for k, c in cmap.metadata]
 
     # JSON members, left out where null; the metadata object keeps its own nulls.
     def member(key: str, value: str) -> str:
