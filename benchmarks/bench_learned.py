@@ -47,9 +47,13 @@ with Store(path) as store:
         import_file(store, source, progress=False)
         print(json.dumps({"conversations": store.count()}))
     else:
+        chosen = None
+        if mode == "analyze-rules":  # this checkout without the learned models: the rules alone
+            from pe_toolkit.analysis.registry import load
+            chosen = [a for a in load().analyzers if a.name not in ("skills_model", "risk_model")]
         started = time.perf_counter()
         cpu = time.process_time()
-        report = analyze(store, progress=False)
+        report = analyze(store, progress=False) if chosen is None else analyze(store, progress=False, analyzers=chosen)
         print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
                           "messages": report.messages, "version": report.analysis_version}))
 """
@@ -149,7 +153,7 @@ def _child(code_root: Path, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _speed(messages: int, repeats: int, ref: str) -> None:
+def _speed(messages: int, repeats: int, ref: str, rules_too: bool = False) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     conversations = messages // 8 + 1  # the generator averages about 7.9 messages per conversation
     source = DATA / f"learned_bench_{conversations}.jsonl.gz"
@@ -157,9 +161,11 @@ def _speed(messages: int, repeats: int, ref: str) -> None:
         subprocess.run([sys.executable, "-m", "pe_toolkit", "synth", str(conversations), "--seed", "11", "--out", str(source)],
                        check=True, cwd=str(ROOT), env=dict(os.environ, PE_NO_PROGRESS="1"))  # fmt: skip
     codes = {"this checkout": ROOT, f"baseline {ref}": _worktree(ref)}
+    if rules_too:
+        codes["this checkout, rules only"] = ROOT
     templates = {}
     for name, root in codes.items():
-        template = DATA / f"learned_bench_{name.split()[-1]}_{conversations}.duckdb"
+        template = DATA / f"learned_bench_{name.split()[-1] if root != ROOT else 'checkout'}_{conversations}.duckdb"
         if not template.exists():
             _child(root, "import", str(template), str(source))
         templates[name] = template
@@ -170,7 +176,7 @@ def _speed(messages: int, repeats: int, ref: str) -> None:
             for leftover in (work, work.with_name(work.name + ".wal")):
                 leftover.unlink(missing_ok=True)
             shutil.copy(templates[name], work)
-            result = _child(root, "analyze", str(work), str(source))
+            result = _child(root, "analyze-rules" if name.endswith("rules only") else "analyze", str(work), str(source))
             runs[name].append(result)
             print(f"  run {r + 1} {name}: {result['messages']:,} messages in {result['seconds']:.1f} s (CPU {result['cpu']:.1f} s)", flush=True)
     print(f"\nanalyze(store) end to end, {conversations:,} synthetic conversations, medians of {repeats}:")
@@ -183,6 +189,10 @@ def _speed(messages: int, repeats: int, ref: str) -> None:
         print(f"  {name:<24} {secs:7.1f} s  CPU {cpu:7.1f} s  {n / secs:>10,.0f} messages/s   [{rs[0]['version']}]")
     now, before = med["this checkout"], med[f"baseline {ref}"]
     print(f"  ratio: {now / before:.2f}x the time of {ref} (target: at most 1.25x)")
+    if rules_too:
+        rules = med["this checkout, rules only"]
+        print(f"  the learned models' own share: {now / rules:.2f}x this checkout's rules alone; "
+              f"the rules alone: {rules / before:.2f}x {ref} (what other issues added to them)")
 
 
 def main() -> None:
@@ -192,6 +202,8 @@ def main() -> None:
     parser.add_argument("--baseline-ref", default="95b0608", help="the code to compare speed with (before the learned layer)")
     parser.add_argument("--skip-validity", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--rules-too", action="store_true",
+                        help="also time this checkout without the learned models, to split the ratio in two")
     args = parser.parse_args()
     print(f"bench_learned {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     if not args.skip_validity:
@@ -205,7 +217,7 @@ def main() -> None:
             _skills_validity()
             _risk_validity()
     if not args.skip_speed:
-        _speed(args.messages, args.repeats, args.baseline_ref)
+        _speed(args.messages, args.repeats, args.baseline_ref, args.rules_too)
 
 
 if __name__ == "__main__":
