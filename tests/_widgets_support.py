@@ -1,5 +1,6 @@
 """Stores for the widget, notebook and report tests: synthetic conversations
-(pe_toolkit.synth) imported into a real DuckDB file, analyzed when asked."""
+(pe_toolkit.synth) imported into a real DuckDB file, analyzed when asked,
+and corpora shaped like published ones (counsel-chat, ESConv)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from pathlib import Path
 from pe_toolkit import synth
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
+
+# Eight ESConv-style dialogues written for these tests: free text as people
+# type it (lower case, "lol", a slipped deadline, a café), several seeker
+# turns in a row, a strategy on every supporter turn and feedback on some
+# seeker turns, survey scores as strings. No crisis disclosure, no templated
+# reply, local quality 0.42-0.52: the figures of zeros and the selection
+# bound the notebooks must cope with on published text.
+ESCONV = Path(__file__).resolve().parent / "fixtures" / "esconv_dialogues.json"
 
 
 def build_store(folder: Path, n: int = 300, *, seed: int = 3, analyze: bool = False) -> Path:
@@ -34,17 +43,22 @@ def copy_store(source: Path, target_dir: Path) -> Path:
     return target
 
 
-def write_imported_corpus(folder: Path, *, dialogues: int = 120, pairs: int = 120, seed: int = 11) -> tuple[Path, Path]:
-    """Two files shaped like published corpora, with the text of synthetic
-    conversations: a counsel-chat-like CSV (one question and one therapist
-    answer per row, with topic, upvotes, views; quoted newlines, an empty
-    answer, non-ASCII, numbers as strings) and multi-turn JSONL dialogues.
-    Neither carries an API tier, scores or a creation date."""
+def write_imported_corpus(folder: Path, *, dialogues: int = 120, pairs: int = 120, seed: int = 11) -> list[Path]:
+    """Files shaped like published corpora: a counsel-chat-like CSV (one
+    question and one therapist answer per row, with topic, upvotes, views;
+    quoted newlines, an empty answer, non-ASCII, numbers as strings) and
+    multi-turn JSONL dialogues, both with the text of synthetic
+    conversations (left out when their size is 0), and :data:`ESCONV`. None
+    carries an API tier, scores or a creation date."""
     import csv
 
     import orjson
 
     folder.mkdir(parents=True, exist_ok=True)
+    esconv = folder / "esconv.json"
+    shutil.copy(ESCONV, esconv)
+    if not dialogues + pairs:
+        return [esconv]
     conversations = list(synth.generate(dialogues + pairs, seed=seed))
     chat = folder / "dialogues.jsonl"
     with chat.open("wb") as fh:
@@ -65,18 +79,23 @@ def write_imported_corpus(folder: Path, *, dialogues: int = 120, pairs: int = 12
                 reply = ""  # an unanswered question
             title = "Ich fühle mich allein" if i % 5 == 0 else user[:40]
             out.writerow([i // 2, title, user, topics[i % len(topics)], "Counsellor, LCSW", reply, i % 4, str(100 + i)])
-    return table, chat
+    return [table, chat, esconv]
 
 
 def build_imported_store(folder: Path, **sizes: int) -> Path:
     """A cache holding :func:`write_imported_corpus` imported the way a user
-    would (``--layout pairs --map user=questionText --map assistant=answerText``
-    and the JSONL as it is), not analyzed; returns its path."""
+    would (the CSV with ``--layout pairs --map user=questionText --map
+    assistant=answerText``, the JSONL as it is, the ESConv file with
+    ``--format esconv``), not analyzed; returns its path. With
+    ``dialogues=0, pairs=0`` it holds the ESConv dialogues alone: published
+    text only, nothing synthetic."""
     from pe_toolkit.ingest.tabular import ColumnMap
 
-    table, chat = write_imported_corpus(folder, **sizes)
     path = folder / "imported.duckdb"
     with Store(path) as store:
-        import_file(store, table, columns=ColumnMap(layout="pairs", user="questionText", assistant="answerText"), progress=False)
-        import_file(store, chat, progress=False)
+        for file in write_imported_corpus(folder, **sizes):
+            if file.suffix == ".csv":
+                import_file(store, file, columns=ColumnMap(layout="pairs", user="questionText", assistant="answerText"), progress=False)
+            else:
+                import_file(store, file, format="esconv" if file.name == "esconv.json" else "auto", progress=False)
     return path

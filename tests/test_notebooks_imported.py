@@ -3,9 +3,13 @@
 Published corpora carry no API tier, no API scores and often no creation
 date. Every notebook that reads the cache must still run on them, draw its
 figures grouped by what exists, and say in one line why a figure is
-skipped: no empty plot without a word. The corpus is built with the
-importer as a user would (a counsel-chat-like CSV in the pairs layout and
-multi-turn JSONL dialogues) and ``pe-toolkit report`` runs once for the module.
+skipped: no empty plot without a word, and no plot of zeros either. The
+corpus is built with the importer as a user would (a counsel-chat-like CSV
+in the pairs layout, multi-turn JSONL dialogues and ESConv-style dialogues
+with ``--format esconv``) and ``pe-toolkit report`` runs once on it and once
+on the ESConv dialogues alone: published text, where no user discloses a
+crisis, no reply is templated and no conversation reaches the export's
+quality bound of 0.8.
 """
 
 from __future__ import annotations
@@ -49,15 +53,28 @@ def uses_cache(path: Path) -> bool:
 READING = [p for p in NOTEBOOKS if uses_cache(p)]
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    """``pe-toolkit report`` on the imported cache, as a user runs it."""
-    folder = tmp_path_factory.mktemp("imported")
-    cache = build_imported_store(folder)
+def _report(folder: Path, **sizes: int) -> dict:
+    """``pe-toolkit report`` on an imported cache, as a user runs it."""
+    cache = build_imported_store(folder, **sizes)
     chosen = [arg for p in READING for arg in ("--notebook", str(p))]
     result = CliRunner().invoke(cli, ["--db", str(cache), "report", "--out", str(folder / "reports"), "--no-progress", *chosen])
     pages = {p.stem: (folder / "reports" / f"{p.stem}.html").read_text(encoding="utf-8") for p in READING}
     return {"exit_code": result.exit_code, "output": result.output, "pages": pages}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """On counsel-chat-like pairs, JSONL dialogues and ESConv dialogues."""
+    return _report(tmp_path_factory.mktemp("imported"))
+
+
+@pytest.fixture(scope="module")
+def published_reports(tmp_path_factory):
+    """On the ESConv dialogues alone (published text, nothing synthetic)."""
+    return _report(tmp_path_factory.mktemp("published"), dialogues=0, pairs=0)
+
+
+CORPORA = ("reports", "published_reports")
 
 
 def _values(array) -> list:
@@ -101,15 +118,18 @@ def test_only_the_validity_notebook_leaves_the_cache_alone():
     assert [p.stem for p in NOTEBOOKS if p not in READING] == ["07_validity"]
 
 
-def test_the_report_runs_on_an_imported_corpus(reports):
+@pytest.mark.parametrize("corpus", CORPORA)
+def test_the_report_runs_on_an_imported_corpus(request, corpus):
+    reports = request.getfixturevalue(corpus)
     assert reports["exit_code"] == 0, reports["output"]
     assert all(f"{p.stem}.html" in reports["output"] for p in READING)
 
 
+@pytest.mark.parametrize("corpus", CORPORA)
 @pytest.mark.parametrize("name", [p.stem for p in READING])
-def test_no_plot_is_empty_without_a_word(reports, name):
-    page = reports["pages"][name]
-    empty = [title for title, drawn in plots(page) if not drawn]
+def test_no_plot_is_empty_without_a_word(request, corpus, name):
+    page = request.getfixturevalue(corpus)["pages"][name]
+    empty = [title for title, drawn in plots(page) if not drawn]  # no data, or every value 0
     assert empty == []
     for note in skipped(page):  # each skip names the figure and why
         title, sep, reason = note.partition(": skipped, ")
@@ -134,7 +154,23 @@ def test_what_is_missing_is_said_once_per_figure(reports):
     assert "no API tier" in pages["01_getting_started"]
 
 
-def test_the_default_export_selection_selects_something(reports):
-    found = re.search(r"selected: ([\d,]+) of ([\d,]+) conversations", reports["pages"]["05_pipelines"])
+@pytest.mark.parametrize("corpus", CORPORA)
+def test_the_default_export_selection_selects_something(request, corpus):
+    page = html.unescape(request.getfixturevalue(corpus)["pages"]["05_pipelines"])
+    found = re.search(r"selected: ([\d,]+) of ([\d,]+) conversations \((.*)\)", page)
     assert found, "the selection line is missing"
     assert int(found.group(1).replace(",", "")) > 0
+    # Published text stays under the bound: the line says what stood in for it.
+    if corpus == "published_reports":
+        assert int(found.group(1)) < int(found.group(2)) == 8
+        assert "its top quarter (none reaches 0.8; no API scores in this corpus)" in found.group(3)
+
+
+def test_figures_of_zeros_on_published_text_say_so(published_reports):
+    notes = {name: skipped(page) for name, page in published_reports["pages"].items()}
+    assert "Crisis categories (conversations): skipped, no matching conversation has a crisis disclosure" in notes["01_getting_started"]
+    assert (
+        "Mean share of templated replies by dataset: skipped, no reply is boilerplate or a near-duplicate of another"
+        in notes["02_quality"]
+    )
+    assert "Share of conversations with a disclosure: skipped, no user message discloses a crisis: 0% everywhere" in notes["04_safety"]

@@ -1,8 +1,11 @@
 """The figure helpers, the Explorer and the corpus summary on what imported
-corpora look like: no tier (null), no API scores, no creation dates."""
+corpora look like: no tier (null), no API scores, no creation dates; and on
+published text alone (ESConv-style dialogues), where no user discloses a
+crisis, no reply is templated and the local quality stays well under 0.8."""
 
 from __future__ import annotations
 
+import orjson
 import polars as pl
 import pytest
 
@@ -13,12 +16,21 @@ from pe_toolkit.widgets.aggregates import group_order
 from pe_toolkit.widgets.corpus import Corpus
 from pe_toolkit.widgets.explorer import Explorer
 
-from ._widgets_support import build_imported_store, build_store
+from ._widgets_support import ESCONV, build_imported_store, build_store
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     path = build_imported_store(tmp_path_factory.mktemp("imported"), dialogues=30, pairs=30)
+    with Store(path) as store:
+        analyze(store, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The ESConv-style dialogues alone, analyzed."""
+    path = build_imported_store(tmp_path_factory.mktemp("published"), dialogues=0, pairs=0)
     with Store(path) as store:
         analyze(store, progress=False)
     return path
@@ -78,15 +90,36 @@ def test_an_empty_frame_is_a_skipped_line_not_an_empty_plot(helper):
         out.data  # noqa: B018 - not a figure: nothing else pretends to be one
 
 
+@pytest.mark.parametrize("helper", ["grouped_bars", "grouped_lines", "heatmap", "box_from_stats", "density"])
+def test_a_frame_of_zeros_is_a_line_stating_the_zero(helper):
+    stats = ("q1", "median", "q3", "lo", "hi")
+    frame = pl.DataFrame({"x": [0.1, 0.2, 0.3], "g": ["a", "b", None], "y": [0.0, None, 0.0], **{c: [0.0] * 3 for c in stats}})
+    args = {
+        "grouped_bars": dict(x="x", y="y", group="g"),
+        "grouped_lines": dict(x="x", y="y", group="g"),
+        "heatmap": dict(x="x", y="g", z="y"),
+        "box_from_stats": dict(x="g"),
+        "density": dict(x="x", y="x", z="y"),
+    }[helper]
+    draw = getattr(pf, helper)
+    out = draw(frame, title="Share of conversations with a disclosure", **args)
+    assert isinstance(out, pf.Skipped) and out.text == "Share of conversations with a disclosure: skipped, every value is 0"
+    said = draw(frame, title="t", zero="no user message discloses a crisis", **args)
+    assert said.text == "t: skipped, no user message discloses a crisis"
+    # One value that is not 0 is something to draw: the zeros are data beside it.
+    one = frame.with_columns(pl.Series("y", [0.0, None, 0.25]), pl.Series("median", [0.0, 0.0, 0.25]))
+    assert not isinstance(draw(one, title="t", **args), pf.Skipped)
+
+
 def test_the_corpus_says_what_an_imported_store_lacks(imported):
     with Store(imported, read_only=True) as store:
         corpus = Corpus.of(store)
-    assert (corpus.conversations, corpus.tiered, corpus.dated, corpus.api_scored) == (60, 0, 0, 0)
-    assert corpus.datasets == ("counsel", "dialogues") and corpus.analyzed
+    assert (corpus.conversations, corpus.tiered, corpus.dated, corpus.api_scored) == (68, 0, 0, 0)
+    assert corpus.datasets == ("counsel", "dialogues", "esconv") and corpus.analyzed
     assert corpus.by == "dataset" and corpus.by_label == "dataset"
     assert "creation date" in corpus.lacks("created_at") and "API tier" in corpus.lacks("tier")
     assert corpus.lacks("analysis") is None
-    assert str(corpus).startswith("60 conversations in 2 datasets; no API tier")
+    assert str(corpus).startswith("68 conversations in 3 datasets; no API tier")
     with pytest.raises(ValueError):
         corpus.lacks("colour")
 
@@ -112,14 +145,49 @@ def test_the_default_selection_selects_something_on_any_corpus(imported, synced)
         assert corpus.selection(store, tier=None, min_quality=None).filters == {}
 
 
+def test_on_published_text_the_default_selection_is_the_top_quarter(published):
+    with Store(published, read_only=True) as store:
+        local = store.sql("SELECT overall_quality AS q FROM current_conversation_scores")["q"]
+        assert local.len() == 8 and local.max() < 0.8  # the bound alone would select nothing
+        corpus = Corpus.of(store)
+        sel = corpus.selection(store, tier="auto", min_quality=0.8)
+        bound = float(str(sel).split("local overall quality >= ")[1].split(",")[0])
+        assert bound == int(local.quantile(0.75, "linear") * 100) / 100
+        assert str(sel) == (
+            f"every tier (the corpus has none), local overall quality >= {bound:.2f}, its top quarter "
+            "(none reaches 0.8; no API scores in this corpus)"
+        )
+        assert sel.filters["ids"] == store.sql(
+            "SELECT conversation_id FROM current_conversation_scores WHERE overall_quality >= ? ORDER BY 1", [bound]
+        )["conversation_id"].to_list()
+        assert 2 <= store.count(**sel.filters) <= 4  # a quarter of eight, ties and rounding aside
+        # A bound some conversation reaches is kept as it is.
+        reached = corpus.selection(store, tier="auto", min_quality=float(local.min()))
+        assert store.count(**reached.filters) == 8 and "top quarter" not in str(reached)
+
+
+def test_published_dialogues_keep_their_turns_and_strategies(published):
+    with Store(published, read_only=True) as store:
+        turns = store.sql(
+            "SELECT count(*) AS n, count(DISTINCT conversation_id) AS dialogues, "
+            "count(*) FILTER (WHERE role = 'user') AS seeker FROM messages"
+        ).row(0, named=True)
+        meta = store.sql("SELECT metadata FROM conversations ORDER BY id LIMIT 1")["metadata"][0]
+    dialogues = orjson.loads(ESCONV.read_bytes())
+    seeker = sum(t["speaker"] == "seeker" for d in dialogues for t in d["dialog"])
+    assert turns == {"n": sum(len(d["dialog"]) for d in dialogues), "dialogues": len(dialogues), "seeker": seeker}
+    assert any(a["speaker"] == b["speaker"] for d in dialogues for a, b in zip(d["dialog"], d["dialog"][1:]))
+    assert '"strategy"' in meta and '"problem_type"' in meta
+
+
 def test_the_explorer_draws_an_imported_corpus(imported):
     with Store(imported, read_only=True) as store:
         ex = Explorer(store)
         mix = {t.name: sum(t.y) for t in ex.fig_mix.data}
-        assert mix["no tier"] == 60 and ex.fig_mix.layout.title.text == "Conversations by dataset"
+        assert mix["no tier"] == 68 and ex.fig_mix.layout.title.text == "Conversations by dataset"
         # No API scores: the scatter plots the local quality, and every conversation is in it.
-        assert sum(len(t.x) for t in ex.fig_points.data) == 60
-        assert [t.name for t in ex.fig_quality.data] == ["local"] and sum(ex.fig_quality.data[0].y) == 60
+        assert sum(len(t.x) for t in ex.fig_points.data) == 68
+        assert [t.name for t in ex.fig_quality.data] == ["local"] and sum(ex.fig_quality.data[0].y) == 68
         assert ex._tier.layout.display == "none" and ex._quality.layout.display == "none"
         assert "no API tier" in ex._status.value
         # Clicking a "no tier" bar narrows to the dataset alone.
@@ -131,3 +199,17 @@ def test_the_explorer_draws_an_imported_corpus(imported):
         ex._on_mix_click(trace, Points())
         assert ex.criteria() == {"dataset": ["counsel"]} and ex.count == 30
         assert "no tier" in ex.to_html()
+
+
+def test_the_explorer_says_when_no_conversation_discloses_a_crisis(published, imported):
+    with Store(published, read_only=True) as store:
+        ex = Explorer(store)
+        assert len(ex.fig_crisis.data[0].x) == 0
+        assert ex.fig_crisis.layout.title.text == "Crisis categories (conversations): no matching conversation has a crisis disclosure"
+        html = ex.to_html()
+    assert "Crisis categories (conversations): skipped, no matching conversation has a crisis disclosure" in html
+    assert html.count("Plotly.newPlot") == len(ex.figures) - 1  # the line stands in for the empty chart
+    with Store(imported, read_only=True) as store:  # the synthetic text does disclose
+        ex = Explorer(store)
+        assert ex.fig_crisis.layout.title.text == "Crisis categories (conversations)"
+        assert "pe-skipped" not in ex.to_html()

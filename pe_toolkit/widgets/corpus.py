@@ -18,6 +18,7 @@ that selects something on any corpus.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -132,7 +133,8 @@ class Corpus:
         ``tier="auto"`` is the highest tier present, or every conversation
         when none has a tier. ``min_quality`` bounds the API's overall
         quality when the corpus carries it, else the local overall quality
-        of the analysis (as a list of ids), else nothing (and says so)."""
+        of the analysis (as a list of ids; its top quarter when nothing
+        reaches the bound), else nothing (and says so)."""
         said = []
         if tier == "auto":
             tier = self.tiers[-1] if self.tiers else None
@@ -147,13 +149,36 @@ class Corpus:
                 filters["min_quality"] = min_quality
                 said.append(f"API overall quality >= {min_quality}")
             elif self.analyzed:
-                where, params = ConversationFilter(tier=tier).where("c")
-                filters["ids"] = store.sql(
-                    f"SELECT c.id FROM conversations c JOIN {self._info.conversation_scores()} s "
-                    f"ON s.conversation_id = c.id WHERE {where} AND s.overall_quality >= ? ORDER BY c.id",
-                    [*params, min_quality],
-                )["id"].to_list()
-                said.append(f"local overall quality >= {min_quality} (no API scores in this corpus)")
+                filters["ids"], bound = self._best_local(store, tier, min_quality)
+                said.append(bound)
             else:
                 said.append(f"no quality bound ({_LACKS['api_scores']}, and no analysis)")
         return Selection(filters, ", ".join(said) or "every conversation")
+
+    def _best_local(self, store: Store, tier: str | None, min_quality: float) -> tuple[list[str], str]:
+        """Ids at or above ``min_quality`` by the local overall quality, and
+        how they were chosen. The local scale runs lower than the API's (0.4
+        to 0.65 on published corpora, where the API's research tier starts at
+        0.8), so when no conversation reaches the bound the top quarter of the
+        local quality stands in, and the description says so."""
+        where, params = ConversationFilter(tier=tier).where("c")
+        scored = (
+            f"conversations c JOIN {self._info.conversation_scores()} s ON s.conversation_id = c.id "
+            f"WHERE {where} AND s.overall_quality IS NOT NULL"
+        )
+
+        def at_least(bound: float) -> list[str]:
+            return store.sql(f"SELECT c.id FROM {scored} AND s.overall_quality >= ? ORDER BY c.id", [*params, bound])["id"].to_list()
+
+        ids = at_least(min_quality)
+        if ids:
+            return ids, f"local overall quality >= {min_quality} (no API scores in this corpus)"
+        quartile = store.sql(f"SELECT quantile_cont(s.overall_quality, 0.75) AS q FROM {scored}", params)["q"][0]
+        if quartile is None:
+            return [], f"local overall quality >= {min_quality}: no conversation{' of tier ' + tier if tier else ''} is scored"
+        # Rounded down so the bound printed is the bound applied.
+        bound = math.floor(quartile * 100) / 100
+        return at_least(bound), (
+            f"local overall quality >= {bound:.2f}, its top quarter "
+            f"(none reaches {min_quality}; no API scores in this corpus)"
+        )

@@ -38,7 +38,7 @@ from ..store import Store
 from .conversation_viewer import ConversationViewer
 from .display import View, figure_html, static_figure
 from .explorer_query import BINS, FULL_RANGE, RANGES, ExplorerQuery
-from .figures import NO_TIER, colour, figure_widget, label as group_label
+from .figures import NO_TIER, colour, figure_widget, label as group_label, skipped
 from .html import STYLE, esc, table
 from .scores import NOT_ANALYZED, ScoreInfo
 
@@ -48,6 +48,8 @@ TABLE_COLUMNS = (
     "id", "dataset", "tier", "message_count", "overall_quality", "local_quality",
     "empathy_mean", "risk_score", "crisis_categories",
 )
+CRISIS_TITLE = "Crisis categories (conversations)"
+NO_CRISIS = "no matching conversation has a crisis disclosure"
 
 
 class Explorer(View):
@@ -221,7 +223,7 @@ class Explorer(View):
         if "local_quality" in model.columns:
             self.fig_quality.add_bar(name="local", x=centres, y=[0] * BINS, width=1 / BINS, marker_color="#e07b39", opacity=0.55)
         self.fig_quality.update_xaxes(range=[0, 1], title_text="overall quality")
-        self.fig_crisis = figure_widget("Crisis categories (conversations)", height=300)
+        self.fig_crisis = figure_widget(CRISIS_TITLE, height=300)
         self.fig_crisis.add_bar(x=[], y=[], orientation="h", marker_color="#c44e52", name="conversations")
         y_title = "risk score" if "risk_score" in model.columns else "messages"
         x_title = "API quality" if model.points_x == "overall_quality" else "local quality"
@@ -270,6 +272,7 @@ class Explorer(View):
             with self.fig_crisis.batch_update():
                 self.fig_crisis.data[0].x = crisis["n"].to_list()
                 self.fig_crisis.data[0].y = crisis["cat"].to_list()
+                self.fig_crisis.layout.title.text = CRISIS_TITLE if crisis.height else f"{CRISIS_TITLE}: {NO_CRISIS}"
         self._update_points()
         self.table_frame = model.frame(limit=self.table_rows)
         self._table.value = table(self.table_frame, columns=TABLE_COLUMNS, max_rows=self.table_rows)
@@ -310,6 +313,13 @@ class Explorer(View):
             self.viewer.show(conversation_id)
         return self.viewer
 
+    def _figure_html(self, name: str, fig: go.FigureWidget) -> str:
+        # No category among the matches (common on real text): a line saying
+        # so, not an empty chart.
+        if name == "crisis" and not len(fig.data[0].x or ()):
+            return skipped(CRISIS_TITLE, NO_CRISIS)._repr_mimebundle_()["text/html"]
+        return figure_html(static_figure(fig))
+
     # -- layout --------------------------------------------------------------------
     def _layout(self) -> w.Widget:
         half = w.Layout(width="50%")
@@ -341,8 +351,8 @@ class Explorer(View):
 
     def to_html(self) -> str:
         plots = "".join(
-            f'<div style="display:inline-block;width:49%;vertical-align:top">{figure_html(static_figure(f))}</div>'
-            for f in self.figures.values()
+            f'<div style="display:inline-block;width:49%;vertical-align:top">{self._figure_html(name, f)}</div>'
+            for name, f in self.figures.items()
         )
         return (
             f'{STYLE}<div class="pe-view"><p>{self._status.value}</p>{plots}'

@@ -6,7 +6,10 @@ Imported corpora carry no API tier, scores or dates, so a group value may be
 null (drawn as "no tier" / "none", never dropped) and a frame may be empty.
 A helper given an empty frame returns :class:`Skipped` instead of an empty
 plot: one line naming the figure and why it is not drawn (``empty=``, e.g.
-from :meth:`pe_toolkit.widgets.corpus.Corpus.lacks`)."""
+from :meth:`pe_toolkit.widgets.corpus.Corpus.lacks`). A frame whose values
+are all 0 is skipped the same way, with a line that states the zero
+(``zero=``): on real text no reply may be templated and no user disclose a
+crisis, and a plot of zeros reads as a plot that failed to draw."""
 
 from __future__ import annotations
 
@@ -73,10 +76,21 @@ class Skipped:
 
 
 NOTHING = "no rows to show"
+ALL_ZERO = "every value is 0"
 
 
 def skipped(title: str, reason: str | None = None) -> Skipped:
     return Skipped(title, reason or NOTHING)
+
+
+def _nothing(frame: pl.DataFrame, values: Sequence[str], title: str, empty: str | None, zero: str | None) -> Skipped | None:
+    """The line standing in for a figure with no rows, or whose ``values``
+    are all 0 or missing; None when there is something to draw."""
+    if frame.height == 0:
+        return skipped(title, empty)
+    if all(frame[c].cast(pl.Float64).fill_nan(None).fill_null(0).eq(0).all() for c in values):
+        return skipped(title, zero or ALL_ZERO)
+    return None
 
 
 def label(group: str, value: object) -> str:
@@ -123,10 +137,11 @@ def grouped_bars(
     height: int = 340,
     yaxis_title: str | None = None,
     empty: str | None = None,
+    zero: str | None = None,
 ) -> go.Figure | Skipped:
     """Bars of an aggregated frame, one trace per value of ``group``."""
-    if frame.height == 0:
-        return skipped(title, empty)
+    if nothing := _nothing(frame, [y], title, empty, zero):
+        return nothing
     fig = go.Figure(layout=layout(title, height=height, barmode="stack" if stacked else "group"))
     for i, g in enumerate(group_values(frame, group, groups)):
         part = frame.filter(pl.col(group).eq_missing(g))
@@ -150,11 +165,12 @@ def box_from_stats(
     height: int = 360,
     yaxis_title: str = "",
     empty: str | None = None,
+    zero: str | None = None,
 ) -> go.Figure | Skipped:
     """Box plots from precomputed statistics (columns q1, median, q3, lo, hi),
     so only five numbers per box reach the browser."""
-    if frame.height == 0:
-        return skipped(title, empty)
+    if nothing := _nothing(frame, ["q1", "median", "q3", "lo", "hi"], title, empty, zero):
+        return nothing
     fig = go.Figure(layout=layout(title, height=height, boxmode="group" if group else "overlay"))
     for i, g in enumerate(group_values(frame, group) if group else [None]):
         part = frame.filter(pl.col(group).eq_missing(g)) if group else frame
@@ -186,11 +202,12 @@ def heatmap(
     colorscale: str = "Blues",
     text_format: str = ".2f",
     empty: str | None = None,
+    zero: str | None = None,
 ) -> go.Figure | Skipped:
     """A heatmap of an aggregated long frame (one row per cell). A null
     ``x`` or ``y`` is a row or column of its own ("no tier", "none")."""
-    if frame.height == 0:
-        return skipped(title, empty)
+    if nothing := _nothing(frame, [z], title, empty, zero):
+        return nothing
     # pivot() names columns by value: a null would become "null", and the
     # labels must be strings anyway.
     frame = frame.with_columns(
@@ -225,10 +242,11 @@ def grouped_lines(
     height: int = 360,
     markers: bool = True,
     empty: str | None = None,
+    zero: str | None = None,
 ) -> go.Figure | Skipped:
     """One line per value of ``group`` over an aggregated frame."""
-    if frame.height == 0:
-        return skipped(title, empty)
+    if nothing := _nothing(frame, [y], title, empty, zero):
+        return nothing
     fig = go.Figure(layout=layout(title, height=height))
     for i, g in enumerate(group_values(frame, group, groups)):
         part = frame.filter(pl.col(group).eq_missing(g)).sort(x)
@@ -245,11 +263,19 @@ def grouped_lines(
 
 
 def density(
-    frame: pl.DataFrame, *, x: str, y: str, z: str, title: str, height: int = 420, empty: str | None = None
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    z: str,
+    title: str,
+    height: int = 420,
+    empty: str | None = None,
+    zero: str | None = None,
 ) -> go.Figure | Skipped:
     """A 2-D histogram drawn from pre-binned cells (bin centres in x and y)."""
-    if frame.height == 0:
-        return skipped(title, empty)
+    if nothing := _nothing(frame, [z], title, empty, zero):
+        return nothing
     fig = go.Figure(layout=layout(title, height=height))
     fig.add_heatmap(
         x=frame[x].to_list(), y=frame[y].to_list(), z=frame[z].to_list(), colorscale="Blues", colorbar=dict(title=z)
