@@ -317,7 +317,9 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
         if report.scored or _needs_refresh(store):
             refresh_corpus_shares(store)
             refreshed = True
-        report.alerts_total = int(store.scalar("SELECT count(*) FROM current_conversation_scores WHERE alert") or 0) if _has_column(
+        # After a completed run every row is current (all re-scored, orphans
+        # dropped), so the table itself answers.
+        report.alerts_total = int(store.scalar("SELECT count(*) FROM conversation_scores WHERE alert") or 0) if _has_column(
             store, "conversation_scores", "alert"
         ) else 0
     except BaseException as exc:
