@@ -5,7 +5,10 @@ datasets, in-memory frames). Unset fields are guessed from common
 spellings (``conversation_id``, ``speaker``, ``text``, ``Context``/
 ``Response``...). Every column that is not part of the conversation's
 structure is kept: in the conversation's ``metadata`` under its own name
-(``metadata.KEY=COLUMN`` renames it), unless dropped with ``drop``.
+(``metadata.KEY=COLUMN`` renames it), unless dropped with ``drop``. The
+columns our own exports write are read as what they were: a column named
+as a quality metric is that metric, a ``metadata`` column of JSON objects
+the metadata itself (see :class:`Extra`).
 """
 
 from __future__ import annotations
