@@ -26,6 +26,7 @@ error path only); other inputs, by the row's number, 1-based.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -334,6 +335,34 @@ def columns_of(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, 
 Batches = Iterator[tuple[pa.Table, list[tuple[int, str, str]]]]
 
 
+def table_memory_limit() -> str:
+    """How much memory grouping a table into conversations may take.
+
+    The grouping is one query over the whole table, with list aggregates
+    DuckDB cannot spill to disk, so it needs memory in proportion to the
+    file (about 3.5x a CSV's size: a 300 MB export takes about 1 GB). The
+    parser's own cap (``PARSE_MEMORY_LIMIT``, sized for JSON lines read a
+    chunk at a time) would refuse any table of more than about 70 MB, so a
+    table gets half the machine's memory, or ``$PE_IMPORT_MEMORY``."""
+    chosen = os.environ.get("PE_IMPORT_MEMORY", "").strip()
+    if chosen:
+        return chosen
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return "2GB"
+    return f"{max(total // 2 // 2**20, 256)}MB"
+
+
+def _allow_table_memory(con: duckdb.DuckDBPyConnection) -> str:
+    limit = table_memory_limit()
+    try:
+        con.execute(f"SET memory_limit = {sql_str(limit)}")
+    except duckdb.Error as exc:
+        raise InputError(f"PE_IMPORT_MEMORY={limit!r} is not a memory size (e.g. 4GB): {str(exc).splitlines()[0]}") from None
+    return limit
+
+
 def read_table(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -362,12 +391,18 @@ def read_table(
     columns = columns_of(con, relation, params, where, what)
     cmap = cmap.resolve(columns, where)
     extras, left = cmap.extras(columns)
+    limit = _allow_table_memory(con)
     try:
         rel = con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params)
         types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
         extras = _profile(con, relation, params, extras, text, cmap.id if cmap.layout == "messages" else cmap.group_by, types)
         sql = _grouped_sql(relation, cmap, extras, header, text, label, row_in_error=line_of is None)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _tabular AS {sql}", {**params, "dataset": dataset, "source": source})
+    except duckdb.OutOfMemoryException:
+        raise InputError(
+            f"{where}: grouping the {what} rows into conversations needs more memory than the import may use ({limit}); "
+            "set PE_IMPORT_MEMORY higher (e.g. 8GB) or import the file in parts"
+        ) from None
     except duckdb.Error as exc:
         raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
     total = con.execute("SELECT count(*) FROM _tabular").fetchall()[0][0]
