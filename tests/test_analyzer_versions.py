@@ -40,9 +40,15 @@ def test_an_edited_lexicon_changes_the_version_of_those_that_read_it(monkeypatch
         assert (analyzer.version != before[key]) == (name in READS[key]), (key, name)
 
 
-def test_the_models_read_are_in_the_versions() -> None:
+def test_the_models_and_package_data_read_are_in_the_versions() -> None:
+    from importlib.metadata import version
+
     assert f"+risk.{RISK_MODEL.version}+" in SAFETY.version
     assert EMPATHY.version.endswith(f"+skills.{SKILLS_MODEL.version}")
+    assert f"+data.phonenumbers{version('phonenumbers')}+" in SAFETY.version
+    # Faker's name lists serve redaction only (pii_spans(names=True)): a Faker
+    # release must not make every stored safety score outdated.
+    assert "faker" not in SAFETY.version
 
 
 def test_analyze_scores_again_after_a_lexicon_edit(tmp_path, monkeypatch) -> None:

@@ -185,14 +185,12 @@ def _lexicons() -> str:
 
 @functools.cache
 def _package_data() -> str:
-    """The data the PII pass takes from other packages: phone-number
-    metadata (phonenumbers), the name gazetteer (Faker's lists less VADER's
-    words)."""
+    """The data the PII pass takes from another package: phonenumbers'
+    metadata. (Person names, from Faker's lists, are found only when
+    redacting, never here: ``pii_spans(names=False)``.)"""
     from importlib.metadata import version
 
-    from .sentiment import vader
-
-    return f"phonenumbers{version('phonenumbers')}.faker{version('faker')}.vader.{vader().digest}"
+    return f"phonenumbers{version('phonenumbers')}"
 
 
 def _risk_model_version() -> str:
@@ -507,7 +505,7 @@ class SafetyAnalyzer:
     @property
     def version(self) -> str:
         """Everything that changes the output: the rules' version, the
-        lexicons read, the data the PII pass takes from other packages, the
+        lexicons read, the phone-number data the PII pass takes from phonenumbers, the
         risk model (its combination with the rules is in its
         card) and the alert threshold. A change in any makes stored scores
         outdated, so ``analyze`` re-scores."""
