@@ -109,6 +109,10 @@ def test_a_frame_of_zeros_is_a_line_stating_the_zero(helper):
     # One value that is not 0 is something to draw: the zeros are data beside it.
     one = frame.with_columns(pl.Series("y", [0.0, None, 0.25]), pl.Series("median", [0.0, 0.0, 0.25]))
     assert not isinstance(draw(one, title="t", **args), pf.Skipped)
+    # Nothing measured at all is not "every value is 0".
+    missing = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("y", *stats))
+    unmeasured = draw(missing, title="t", empty="nothing measured here", **args)
+    assert isinstance(unmeasured, pf.Skipped) and unmeasured.text == "t: skipped, nothing measured here"
 
 
 def test_the_corpus_says_what_an_imported_store_lacks(imported):

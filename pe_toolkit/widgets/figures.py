@@ -88,7 +88,10 @@ def _nothing(frame: pl.DataFrame, values: Sequence[str], title: str, empty: str 
     are all 0 or missing; None when there is something to draw."""
     if frame.height == 0:
         return skipped(title, empty)
-    if all(frame[c].cast(pl.Float64).fill_nan(None).fill_null(0).eq(0).all() for c in values):
+    numbers = [frame[c].cast(pl.Float64).fill_nan(None) for c in values]
+    if all(v.null_count() == len(v) for v in numbers):  # nothing measured is not a measured 0
+        return skipped(title, empty)
+    if all(v.fill_null(0).eq(0).all() for v in numbers):
         return skipped(title, zero or ALL_ZERO)
     return None
 
