@@ -8,7 +8,9 @@ metrics and metadata, so the labels an import carried in
 (``store.labels``) are the same before and after.
 """
 
+import csv
 import gzip
+import sys
 
 import orjson
 import polars as pl
@@ -17,7 +19,10 @@ import pytest
 from pe_toolkit.errors import RecordError
 from pe_toolkit.exports import export
 from pe_toolkit.ingest import ColumnMap, import_file, import_frame
+from pe_toolkit.ingest.csvlines import CsvLines
 from pe_toolkit.store import Store
+
+from ._export_support import stand_in_scores
 
 # ESConv's shape: per-turn strategies, dialogue fields, numbers as strings.
 ESCONV = [
@@ -194,3 +199,84 @@ def test_a_table_of_chats_keeps_renamed_and_struct_metadata(store):
         ("c1", {"source": "forum", "n": 1, "language": "en"}, 0.5),
         ("c2", {"source": "chat", "n": None, "language": "fr"}, None),
     ]
+
+
+@pytest.mark.parametrize(("name", "fmt", "layout"), [("scored.csv", "csv", None), ("scored.parquet", "parquet", "messages"),
+                                                     ("nested.parquet", "parquet", "nested")])  # fmt: skip
+def test_an_export_with_scores_imports_back_without_them(tmp_path, corpus, name, fmt, layout):
+    stand_in_scores(corpus)
+    report = export(corpus, tmp_path / name, format=fmt, layout=layout, progress=False, include_scores=True)
+    assert report.scores
+    columns = pl.read_csv(tmp_path / name, n_rows=1).columns if fmt == "csv" else pl.read_parquet_schema(tmp_path / name)
+    assert "score_risk_score" in columns and ("message_score_sentiment" in columns or layout == "nested")
+    with Store(tmp_path / "back.duckdb") as back:
+        report = import_file(back, tmp_path / name, progress=False)
+        assert report.inserted == 5
+        assert conversations(back).to_dicts() == conversations(corpus).to_dicts()  # no score_* key in metadata
+        assert back.labels("strategy").equals(corpus.labels("strategy"))
+        assert back.labels("strategy").height == 3
+        left = next(line for line in report.mapping if line.startswith("not kept: "))
+        assert "score_" in left and left.endswith(" more (scores: analyze computes them again)")
+        assert not any("score_" in line for line in report.mapping if line != left)
+
+def test_per_message_columns_beside_a_metadata_object_merge_into_its_message_metadata(store, tmp_path):
+    path = tmp_path / "merged.csv"
+    meta = orjson.dumps({"topic": "x", "message_metadata": [None, {"strategy": "Question"}]}).decode().replace('"', '""')
+    path.write_text(f'conversation_id,role,content,metadata,rating\nc1,user,hi,"{meta}",1\nc1,assistant,yo,,5\n')
+    import_file(store, path, progress=False)
+    assert orjson.loads(store.sql("SELECT metadata FROM conversations").item()) == {
+        "topic": "x", "message_metadata": [{"rating": 1}, {"strategy": "Question", "rating": 5}]
+    }
+
+
+def test_a_metadata_column_of_objects_on_every_row_stays_per_message(store, tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text('conversation_id,role,content,metadata\nc1,user,hi,"{""rating"":1}"\nc1,assistant,yo,"{""rating"":5}"\n'
+                    'c2,user,hey,"{""rating"":2}"\nc2,assistant,hi,"{""rating"":2}"\n')  # fmt: skip
+    report = import_file(store, path, progress=False)
+    assert "metadata -> message metadata.metadata (string)" in report.mapping
+    rows = store.sql("SELECT id, metadata FROM conversations ORDER BY id").rows()
+    assert [(i, orjson.loads(m)) for i, m in rows] == [
+        ("c1", {"message_metadata": [{"metadata": '{"rating":1}'}, {"metadata": '{"rating":5}'}]}),
+        ("c2", {"message_metadata": [{"metadata": '{"rating":2}'}, {"metadata": '{"rating":2}'}]}),
+    ]
+    # One object per conversation (what our exports write) is its metadata.
+    once = tmp_path / "once.csv"
+    once.write_text('conversation_id,role,content,metadata\nc3,user,hi,"{""rating"":1}"\nc3,assistant,yo,"{""rating"":1}"\n'
+                    'c4,user,hey,""\nc4,assistant,hi,"{""rating"":2}"\n')  # fmt: skip
+    report = import_file(store, once, progress=False)
+    assert "metadata -> metadata (JSON objects: the other columns are added to them)" in report.mapping
+    rows = store.sql("SELECT id, metadata FROM conversations WHERE id IN ('c3', 'c4') ORDER BY id").rows()
+    assert [(i, orjson.loads(m)) for i, m in rows] == [("c3", {"rating": 1}), ("c4", {"rating": 2})]
+    # A struct column (Parquet, frames) likewise.
+    frame = pl.DataFrame({"conversation_id": ["f1", "f1"], "role": ["user", "assistant"], "content": ["a", "b"],
+                          "metadata": [{"rating": 1}, {"rating": 5}]})  # fmt: skip
+    import_frame(store, frame)
+    assert orjson.loads(store.sql("SELECT metadata FROM conversations WHERE id = 'f1'").item()) == {
+        "message_metadata": [{"metadata": {"rating": 1}}, {"metadata": {"rating": 5}}]
+    }
+
+
+def test_an_out_of_range_quality_value_names_its_line_and_column(store, tmp_path):
+    path = tmp_path / "range.csv"
+    path.write_text("id,role,content,overall_quality\na,user,hi,0.5\na,assistant,yo,\na,user,again,85\nb,user,x,1\n")
+    report = import_file(store, path, skip_invalid=True, progress=False)
+    assert (report.inserted, report.invalid) == (1, 1)
+    assert store.sql("SELECT locator, reason FROM dead_letters").rows() == [
+        ("4", "column overall_quality: not a number between 0 and 1: '85'")
+    ]
+
+
+def test_csv_lines_raise_the_field_limit_within_what_every_platform_takes(tmp_path):
+    path = _bad_csv(tmp_path)
+    before = csv.field_size_limit()
+    try:
+        csv.field_size_limit(131072)
+        lines = CsvLines(str(path))
+        assert lines(3) == 6
+        assert csv.field_size_limit() == min(sys.maxsize, 2**31 - 1)
+        lines.close()
+        assert lines(1) == 2  # read again from the start after close
+        lines.close()
+    finally:
+        csv.field_size_limit(before)

@@ -8,7 +8,9 @@ structure is kept: in the conversation's ``metadata`` under its own name
 (``metadata.KEY=COLUMN`` renames it), unless dropped with ``drop``. The
 columns our own exports write are read as what they were: a column named
 as a quality metric is that metric, a ``metadata`` column of JSON objects
-the metadata itself (see :class:`Extra`).
+the metadata itself (see :class:`Extra`); score columns (``score_*``,
+``message_score_*``, written with ``--include-scores``) are not kept, as
+``analyze`` computes scores again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import InputError
+from ..exports.scores import CONVERSATION_PREFIX, MESSAGE_PREFIX
 from ..schema import MESSAGE_METADATA_KEY, QUALITY_METRICS
 
 _GUESSES: dict[str, tuple[str, ...]] = {
@@ -47,6 +50,21 @@ _OWNED = ("dataset", "tier", "length", "created_at")
 # text): when every value is a JSON object it is merged into the metadata,
 # otherwise it is an ordinary column kept as metadata.metadata.
 METADATA_COLUMN = "metadata"
+
+
+
+def is_score_column(column: str) -> bool:
+    """Named as the score columns our exports write (``score_*``, ``message_score_*``)."""
+    return column.startswith((CONVERSATION_PREFIX, MESSAGE_PREFIX))
+
+
+def scores_left(columns: list[str]) -> list[str]:
+    """The "not kept" entry for score columns of our exports (``--include-scores``):
+    scores belong to an analysis of the content, not to the content."""
+    if not columns:
+        return []
+    more = f" and {len(columns) - 3} more" if len(columns) > 3 else ""
+    return [f"{', '.join(columns[:3])}{more} (scores: analyze computes them again)"]
 
 
 @dataclass(frozen=True)
@@ -170,14 +188,18 @@ class ColumnMap:
             consumed.discard(self.id)
         kept = [Extra(key, column) for key, column in self.metadata]
         left = [f"{c} (dropped)" for c in self.drop]
+        scores: list[str] = []
         for column in columns:
             if column in consumed:
                 continue
             if column in _OWNED or column == MESSAGE_METADATA_KEY:
                 left.append(f"{column} (a reserved name; keep it with --map metadata.KEY={column})")
                 continue
+            if is_score_column(column):
+                scores.append(column)
+                continue
             if column in QUALITY_METRICS:
                 kept.append(Extra(column, column, level="quality"))
                 continue
             kept.append(Extra(column, column, level="object" if column == METADATA_COLUMN else "conversation"))
-        return kept, left
+        return kept, left + scores_left(scores)

@@ -17,7 +17,7 @@ table) with the same mappings as a CSV file.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -30,9 +30,10 @@ from ..progress import progress_bar
 from ..schema import QUALITY_METRICS
 from ..store import Store
 from ..store.normalize import normalize_lines, parse_connection, sql_str
-from .columns import METADATA_COLUMN, ColumnMap
+from .columns import METADATA_COLUMN, ColumnMap, is_score_column, scores_left
+from .csvlines import CsvLines
 from .loading import Batch, ImportReport, write_batches
-from .tabular import read_table, sql_ident
+from .tabular import is_object_column, is_text_type, json_objects_sql, read_table, sql_ident
 
 # (column, message keys, format the normalizer knows it as)
 _CHAT_SHAPES = (("messages", ("role", "content"), "openai"), ("conversations", ("from", "value"), "sharegpt"))
@@ -84,20 +85,27 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
     id_col = cmap.id or next((c for c in columns if c.lower() == "id"), None)
     renamed = {c: k for k, c in cmap.metadata}
     kept = [(renamed.get(c, c), c) for c in columns if c not in (column, id_col) and c not in cmap.drop and c not in renamed]
+    scores = [c for _, c in kept if is_score_column(c)]
+    kept = [(k, c) for k, c in kept if c not in scores]
     obj_col = METADATA_COLUMN if (METADATA_COLUMN, METADATA_COLUMN) in kept else None
-    message_fields = {f.name for f in rel.to_arrow_table().schema.field(column).type.value_type}
+    message_fields = [f.name for f in rel.to_arrow_table().schema.field(column).type.value_type]
+    # Message scores (nested exports with scores) are left out of each message.
+    scores += [f"{column}.{f}" for f in message_fields if is_score_column(f)]
+    chats = sql_ident(column)
+    if any(is_score_column(f) for f in message_fields):
+        message_fields = [f for f in message_fields if not is_score_column(f)]
+        chats = f"list_transform({chats}, lambda m: struct_pack({', '.join(f'{sql_ident(f)} := m.{sql_ident(f)}' for f in message_fields)}))"
 
     checks = ["count(*) AS n", f"count({sql_ident(id_col)}) AS ids" if id_col else "0 AS ids"]
-    text_obj = obj_col is not None and types[obj_col] in ("VARCHAR", "JSON")
+    text_obj = obj_col is not None and is_text_type(types[obj_col])
     if obj_col is not None and text_obj:
-        v = f"nullif(trim({sql_ident(obj_col)}::VARCHAR), '')"
-        checks.append(f"coalesce(bool_and({v} IS NULL OR (starts_with({v}, '{{') AND json_valid({v}))), true) AS objects")
+        checks.append(f"coalesce({json_objects_sql(sql_ident(obj_col))}, true) AS objects")
     cur = con.execute(f"SELECT {', '.join(checks)} FROM {relation}", params)
     row = dict(zip((d[0] for d in cur.description), cur.fetchall()[0]))
     total = row["n"]
-    if obj_col is not None and not (row["objects"] if text_obj else types[obj_col].startswith(("STRUCT", "MAP"))):
+    if obj_col is not None and not is_object_column(types[obj_col], row.get("objects")):
         obj_col = None  # an ordinary column, kept as metadata.metadata
-    as_api = fmt == "openai" and id_col is not None and row["ids"] == total and message_fields <= {"role", "content", "timestamp"}
+    as_api = fmt == "openai" and id_col is not None and row["ids"] == total and set(message_fields) <= {"role", "content", "timestamp"}
     quality = [c for k, c in kept if as_api and k == c and c in QUALITY_METRICS]
     derived = ["message_count"] if as_api and ("message_count", "message_count") in kept else []
     kept = [(k, c) for k, c in kept if c not in quality and c not in derived and c != obj_col]
@@ -117,7 +125,7 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
     else:
         meta = obj or columns_json or "NULL::JSON"
     metrics = f"json_merge_patch('{{}}', json_object({', '.join(f'{sql_str(c)}, {sql_ident(c)}' for c in quality)}))"
-    members = [member("messages" if fmt == "openai" else "conversations", f"to_json({sql_ident(column)})::VARCHAR"),
+    members = [member("messages" if fmt == "openai" else "conversations", f"to_json({chats})::VARCHAR"),
                member("metadata", f"({meta})::VARCHAR")]  # fmt: skip
     if id_col:
         members.append(member("id", f"to_json({sql_ident(id_col)}::VARCHAR)::VARCHAR"))
@@ -132,7 +140,7 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
         lines.append(f"{obj_col} -> metadata (JSON objects: the other columns are added to them)")
     lines += [f"{c} -> {c} (quality metric)" for c in quality]
     lines += [f"{c} -> metadata.{k}" + (" (the conversation's own)" if k in ("dataset", "tier", "created_at") else "") for k, c in kept]
-    left = [f"{c} (dropped)" for c in cmap.drop] + [f"{c} (derived)" for c in derived]
+    left = [f"{c} (dropped)" for c in cmap.drop] + [f"{c} (derived)" for c in derived] + scores_left(scores)
     if left:
         lines.append("not kept: " + ", ".join(left))
 
@@ -150,7 +158,7 @@ def _chat_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[st
 
 def relation_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], cmap: ColumnMap, *,
                      where: str, what: str, label: str, dataset: str, source: str, text: bool = False, header: int = 0,
-                     batch_rows: int = 10_000, line_of: Callable[[int], int] | None = None) -> tuple[list[str], int, Iterator[Batch]]:  # fmt: skip
+                     batch_rows: int = 10_000, line_of: CsvLines | None = None) -> tuple[list[str], int, Iterator[Batch]]:  # fmt: skip
     """(what was mapped to what, number of conversations, batches) of a table
     (``line_of``: see :func:`~.tabular.read_table`)."""
     try:

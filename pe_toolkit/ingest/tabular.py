@@ -27,9 +27,8 @@ error path only); other inputs, by the row's number, 1-based.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -37,16 +36,14 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import QUALITY_METRICS, TIERS
-from ..store.normalize import OWNED_METADATA_KEYS, ROLE_MAP_SQL, TIER_LIST_SQL, split_errors, sql_str
+from ..store.normalize import _STRIP_OWNED, ROLE_MAP_SQL, TIER_LIST_SQL, split_errors, sql_str
 from .columns import MESSAGE_METADATA_KEY, ColumnMap, Extra
 from .csvlines import CsvLines
 
-__all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "read_table", "read_tabular", "relation_of", "sql_ident"]
+__all__ = ["TABULAR_FORMATS", "ColumnMap", "Plan", "columns_of", "is_object_column", "json_objects_sql", "read_table",
+           "relation_of", "sql_ident"]  # fmt: skip
 
 TABULAR_FORMATS = ("csv", "parquet", "rows")
-
-# Merged onto a metadata object, removes the keys the conversation's columns own.
-_STRIP_OWNED = "{" + ",".join(f'"{k}":null' for k in OWNED_METADATA_KEYS) + "}"
 _INTEGER = r"^\s*[+-]?(0|[1-9][0-9]{0,17})\s*$"
 _NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*$"
 
@@ -112,22 +109,45 @@ class Plan:
         return lines
 
 
+def is_text_type(t: str) -> bool:
+    return t in ("VARCHAR", "JSON")
+
+
+def json_objects_sql(column: str) -> str:
+    """SQL aggregate: every non-empty value of the text column ``column`` (SQL) is a JSON object."""
+    v = f"nullif(trim({column}::VARCHAR), '')"
+    return f"bool_and({v} IS NULL OR (starts_with({v}, '{{') AND json_valid({v})))"
+
+
+def is_object_column(t: str, all_objects: bool | None) -> bool:
+    """A column of DuckDB type ``t`` holds metadata objects: text whose every
+    value is a JSON object (``all_objects``, from :func:`json_objects_sql`),
+    or a struct or map."""
+    return bool(all_objects) if is_text_type(t) else t.startswith(("STRUCT", "MAP"))
+
+
 def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], extras: list[Extra], text: bool,
              key: str | None, types: dict[str, str]) -> list[Extra]:  # fmt: skip
     """Each kept column's JSON kind (text columns: over the whole column) and,
     when rows are grouped by ``key``, whether it varies within a conversation
     (then it belongs to each message); whether a ``metadata`` column holds
-    JSON objects only (else it is an ordinary column). One scan of the input."""
+    JSON objects only, at most one distinct one per conversation (else it is
+    an ordinary column). One scan of the input."""
     inner: list[str] = []
     outer: list[str] = []
     for i, e in enumerate(extras):
         if e.level == "quality":
             continue
         col = sql_ident(e.column)
-        if e.level == "object" and _is_text_type(types[e.column]):
-            v = f"nullif(trim({col}::VARCHAR), '')"
-            inner.append(f"bool_and({v} IS NULL OR (starts_with({v}, '{{') AND json_valid({v}))) AS o{i}")
+        if e.level == "object" and is_text_type(types[e.column]):
+            inner.append(f"{json_objects_sql(col)} AS o{i}")
             outer.append(f"bool_and(o{i}) AS o{i}")
+        if e.level == "object" and key is not None:
+            # Our flat exports write the object on a conversation's first
+            # row; one on every row, differing, belongs to each message.
+            v = f"nullif(trim({col}::VARCHAR), '')" if is_text_type(types[e.column]) else f"to_json({col})::VARCHAR"
+            inner.append(f"count(DISTINCT {v}) <= 1 AS s{i}")
+            outer.append(f"bool_and(s{i}) AS s{i}")
         if text:
             v = f"nullif(trim({col}), '')"
             inner += [
@@ -142,7 +162,7 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
             inner.append(f"count(DISTINCT {col}) + (count({col}) BETWEEN 1 AND count(*) - 1)::INTEGER AS n{i}")
             outer.append(f"max(n{i}) AS n{i}")
     if not inner:
-        return [_object_or_plain(e, types, None) for e in extras]
+        return [_object_or_plain(e, types, None, True) for e in extras]
     grouped = f" GROUP BY {sql_ident(key)}" if key is not None else ""
     cur = con.execute(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}{grouped})", params)
     row = dict(zip((d[0] for d in cur.description), cur.fetchall()[0]))
@@ -151,7 +171,7 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
         if e.level == "quality":
             out.append(e)
             continue
-        e = _object_or_plain(e, types, row.get(f"o{i}"))
+        e = _object_or_plain(e, types, row.get(f"o{i}"), row.get(f"s{i}", True) is not False)
         if e.level == "object":
             out.append(e)
             continue
@@ -165,22 +185,17 @@ def _profile(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, An
     return out
 
 
-def _is_text_type(t: str) -> bool:
-    return t in ("VARCHAR", "JSON")
-
-
-def _object_or_plain(e: Extra, types: dict[str, str], all_objects: bool | None) -> Extra:
+def _object_or_plain(e: Extra, types: dict[str, str], all_objects: bool | None, one_per_conversation: bool) -> Extra:
     """A ``metadata`` column stays the metadata object when it holds JSON
-    objects only (text) or is a struct or map; otherwise it is kept as
-    ``metadata.metadata`` like any other column."""
+    objects only (text) or is a struct or map, and each conversation has at
+    most one; otherwise it is kept as ``metadata.metadata`` like any other
+    column."""
     if e.level != "object":
         return e
     t = types[e.column]
-    if _is_text_type(t):
-        return replace(e, kind="json") if all_objects else replace(e, level="conversation")
-    if t.startswith(("STRUCT", "MAP")):
-        return e
-    return replace(e, level="conversation")
+    if not (one_per_conversation and is_object_column(t, all_objects)):
+        return replace(e, level="conversation")
+    return replace(e, kind="json") if is_text_type(t) else e
 
 
 def _value(i: int, e: Extra) -> str:
@@ -238,7 +253,9 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
     for i, e in quality:
         common_checks += f"""
                      WHEN {qvalue[i]} IS NOT NULL AND try_cast({qvalue[i]} AS DOUBLE) IS NULL
-                          THEN {bad(e.column, 'not a number:', qvalue[i])}"""
+                          THEN {bad(e.column, 'not a number:', qvalue[i])}
+                     WHEN {qvalue[i]} IS NOT NULL AND NOT try_cast({qvalue[i]} AS DOUBLE) BETWEEN 0 AND 1
+                          THEN {bad(e.column, 'not a number between 0 and 1:', qvalue[i])}"""
     conv_extras = [(i, e) for i, e in enumerate(extras) if e.level == "conversation"]
     msg_extras = [(i, e) for i, e in enumerate(extras) if e.level == "message"]
     objects = [(i, e) for i, e in enumerate(extras) if e.level == "object"]
@@ -281,9 +298,20 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
             gkey = "_pe_row"
     # The metadata object first (without the keys the conversation's columns
     # own, as every importer does), the other columns over it.
+    if objects and msg_extras:
+        # The object's message_metadata and the per-message columns, merged
+        # message by message (a merge patch would replace the whole list).
+        mm_path = f"'$.{MESSAGE_METADATA_KEY}'"
+        own = f"CASE WHEN json_type(obj, {mm_path}) = 'ARRAY' THEN json_extract(obj, {mm_path} || '[*]') END"
+        mml = f"""list_transform(range(1, greatest(len({own}), len(mml)) + 1), lambda i:
+                CASE WHEN nullif(({own})[i]::VARCHAR, 'null') IS NULL THEN mml[i]
+                     WHEN mml[i] IS NULL THEN ({own})[i]
+                     ELSE json_merge_patch(({own})[i], mml[i]) END)"""
+    else:
+        mml = "mml"
     metadata = f"""json_merge_patch(coalesce(cmeta, '{{}}'),
-            CASE WHEN list_bool_or(list_transform(mml, lambda x: x IS NOT NULL))
-                 THEN json_object('{MESSAGE_METADATA_KEY}', to_json(mml)) ELSE '{{}}' END)"""
+            CASE WHEN list_bool_or(list_transform({mml}, lambda x: x IS NOT NULL))
+                 THEN json_object('{MESSAGE_METADATA_KEY}', to_json({mml})) ELSE '{{}}' END)"""
     if objects:
         metadata = f"json_merge_patch(json_merge_patch(coalesce(obj, '{{}}'), {sql_str(_STRIP_OWNED)}), {metadata})"
     row_prefix = f"'row ' || (_row + {header})::VARCHAR || ': ' || " if row_in_error else ""
@@ -377,7 +405,7 @@ def read_table(
     text: bool = False,
     header: int = 0,
     batch_rows: int = 10_000,
-    line_of: Callable[[int], int] | None = None,
+    line_of: CsvLines | None = None,
 ) -> tuple[Plan, int, Batches]:
     """(plan, number of conversations, iterator of (good batch, errors)) for
     the rows of ``relation`` (a DuckDB table expression with ``params``).
@@ -409,32 +437,16 @@ def read_table(
 
     def batches() -> Batches:
         reader = con.sql("SELECT * FROM _tabular ORDER BY line_no").to_arrow_reader(batch_rows)
-        for batch in reader:
-            good, errors = split_errors(pa.Table.from_batches([batch]))
-            if errors and line_of is not None:
-                errors = [(line_of(row - header), reason, raw) for row, reason, raw in errors]
-            yield good, errors
+        try:
+            for batch in reader:
+                good, errors = split_errors(pa.Table.from_batches([batch]))
+                if errors and line_of is not None:
+                    errors = [(line_of(row - header), reason, raw) for row, reason, raw in errors]
+                yield good, errors
+        finally:
+            if line_of is not None:
+                line_of.close()
         con.execute("DROP TABLE IF EXISTS _tabular")
 
     return Plan(cmap, extras, left), total, batches()
 
-
-def read_tabular(
-    con: duckdb.DuckDBPyConnection,
-    path: Path | list[Path],
-    fmt: str,
-    cmap: ColumnMap,
-    *,
-    dataset: str,
-    source: str,
-    batch_rows: int = 10_000,
-) -> tuple[Plan, int, Batches]:
-    """:func:`read_table` over a file (or a list of shards) of ``fmt``."""
-    paths = path if isinstance(path, list) else [path]
-    where = str(paths[0].parent) if isinstance(path, list) else str(path)
-    value: Any = [str(p) for p in paths] if isinstance(path, list) else str(path)
-    return read_table(
-        con, relation_of(fmt), {"path": value}, cmap, where=where, what=fmt, label=fmt, dataset=dataset,
-        source=source, text=fmt == "csv", header=1 if fmt == "csv" else 0, batch_rows=batch_rows,
-        line_of=CsvLines(value) if fmt == "csv" and isinstance(value, str) else None,
-    )  # fmt: skip
