@@ -6,11 +6,12 @@ conversations failed at the parser's 256 MB: benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 
 from pe_toolkit.errors import InputError
-from pe_toolkit.ingest import import_file
+from pe_toolkit.ingest import import_file, tabular
 from pe_toolkit.ingest.tabular import table_memory_limit
 from pe_toolkit.store import Store, normalize
 
@@ -51,3 +52,16 @@ def test_too_little_memory_is_one_clear_error(tmp_path, table, monkeypatch):
     with Store(tmp_path / "s.duckdb") as store:
         with pytest.raises(InputError, match="PE_IMPORT_MEMORY='lots' is not a memory size"):
             import_file(store, table, progress=False)
+
+
+def test_a_containers_limit_caps_the_default(tmp_path, monkeypatch):
+    """Half of a container's cgroup limit, not of the host's memory: past the
+    cgroup limit the kernel kills the process instead of DuckDB refusing."""
+    monkeypatch.delenv("PE_IMPORT_MEMORY", raising=False)
+    limit = tmp_path / "memory.max"
+    limit.write_text(f"{1024 * 2**20}\n")  # a 1 GiB container
+    monkeypatch.setattr(tabular, "CGROUP_LIMIT_FILES", (str(tmp_path / "absent"), str(limit)))
+    assert table_memory_limit() == "512MB"
+    limit.write_text("max\n")  # unlimited: the machine's memory decides
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert table_memory_limit() == f"{max(machine // 2 // 2**20, 256)}MB"

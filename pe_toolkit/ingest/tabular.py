@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -371,7 +372,9 @@ def table_memory_limit() -> str:
     file (about 3.5x a CSV's size: a 300 MB export takes about 1 GB). The
     parser's own cap (``PARSE_MEMORY_LIMIT``, sized for JSON lines read a
     chunk at a time) would refuse any table of more than about 70 MB, so a
-    table gets half the machine's memory, or ``$PE_IMPORT_MEMORY``."""
+    table gets half the memory this process may have (the machine's, or a
+    container's cgroup limit when lower: past it the kernel would kill the
+    import instead of DuckDB refusing it), or ``$PE_IMPORT_MEMORY``."""
     chosen = os.environ.get("PE_IMPORT_MEMORY", "").strip()
     if chosen:
         return chosen
@@ -379,7 +382,20 @@ def table_memory_limit() -> str:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system
         return "2GB"
-    return f"{max(total // 2 // 2**20, 256)}MB"
+    limits = [total, *(n for n in map(_cgroup_bytes, CGROUP_LIMIT_FILES) if n)]
+    return f"{max(min(limits) // 2 // 2**20, 256)}MB"
+
+
+# cgroup v2, then v1 ("max" or a huge number when unlimited).
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def _cgroup_bytes(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _allow_table_memory(con: duckdb.DuckDBPyConnection) -> str:
