@@ -275,3 +275,52 @@ def test_box_stats_pieces_from_parameters_cannot_reach_files(cache, tmp_path):
         with pytest.raises(StoreError, match="only one SELECT"):
             box_stats(store, "conversations", "overall_quality", by="tier", where=f"TRUE) GROUP BY 1; COPY (SELECT 1) TO '{target}'; SELECT (1")
     assert not target.exists()
+
+
+# -- parts 4 and 7: a read-only store on a writer's connection ---------------
+# DuckDB cannot sandbox that connection (one configuration per file and
+# process), so the store checks its SQL: it refuses what a sandboxed store
+# refuses (files, settings) and writes.
+def _pairs(path):
+    """(writer, reader) in both opening orders, held and per unit of work."""
+    writer = open_store(path)
+    yield "writer first", writer, open_store(path, read_only=True)
+    writer.close()
+    reader = open_store(path, read_only=True)
+    writer = open_store(path)
+    yield "reader first", writer, reader
+    writer.close()
+    writer = open_store(path, hold=False)
+    yield "both per unit of work", writer, open_store(path, read_only=True, hold=False)
+    writer.close()
+
+
+def test_a_reader_beside_a_writer_refuses_files_settings_and_writes(cache, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    target = tmp_path / "leak.csv"
+    for case, writer, reader in _pairs(cache):
+        with writer.session():
+            assert not reader.sandboxed, case
+            for method in (reader.sql, reader.arrow, reader.scalar):
+                with pytest.raises(StoreError, match="refused"):
+                    method(f"COPY (SELECT * FROM conversations) TO '{target}'")
+                with pytest.raises(StoreError, match="refused"):
+                    method(f"SELECT * FROM read_text('{secret}')")
+                with pytest.raises(StoreError, match="refused"):
+                    method("DELETE FROM conversations")
+                with pytest.raises(StoreError, match="refused"):
+                    method("SET enable_external_access = true")
+            # Reading the store still works, catalog functions included.
+            assert reader.sql("SELECT count(*) AS n FROM conversations")["n"].item() == 3, case
+            assert reader.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'messages'") == 1
+            assert reader.arrow("SELECT id FROM conversations ORDER BY id").num_rows == 3
+            assert reader.count() == 3 and reader.conversation("conv_00001")["id"] == "conv_00001"
+            # The writer's own SQL is not restricted.
+            writer.sql(f"COPY (SELECT id FROM conversations) TO '{target}'")
+            assert target.exists(), case
+            target.unlink()
+        reader.close()
+    assert not target.exists()
+    with Store(cache) as store:
+        assert store.count() == 3

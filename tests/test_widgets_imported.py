@@ -19,21 +19,22 @@ from pe_toolkit.widgets.explorer import Explorer
 from ._widgets_support import ESCONV, build_imported_store, build_store
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    path = build_imported_store(tmp_path_factory.mktemp("imported"), dialogues=30, pairs=30)
+def _analyzed(folder, **sizes):
+    path = build_imported_store(folder, **sizes)
     with Store(path) as store:
         analyze(store, progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    return _analyzed(tmp_path_factory.mktemp("imported"), dialogues=30, pairs=30)
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """The ESConv-style dialogues alone, analyzed."""
-    path = build_imported_store(tmp_path_factory.mktemp("published"), dialogues=0, pairs=0)
-    with Store(path) as store:
-        analyze(store, progress=False)
-    return path
+    return _analyzed(tmp_path_factory.mktemp("published"), dialogues=0, pairs=0)
 
 
 @pytest.fixture(scope="module")
