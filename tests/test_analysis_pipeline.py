@@ -328,3 +328,37 @@ def test_parallel_chunks_give_the_same_scores(filled, monkeypatch):
     assert parallel.conversations.equals(serial.conversations)
     order = ["conversation_id", "idx", "analyzer", "start", "end", "category", "text"]
     assert parallel.evidence.sort(order).equals(serial.evidence.sort(order))  # same rows; order is not part of the contract
+
+
+def test_batches_scored_in_parts_on_a_shared_pool_store_what_one_pass_stores(filled, tmp_path, monkeypatch):
+    """Several batches in flight, each in three parts on one pool (the
+    parts of the next batch start while this one's last part runs): the
+    stored scores equal one batch scored on one thread."""
+    import shutil
+
+    from pe_toolkit.analysis import frames
+
+    one = tmp_path / "one.duckdb"
+    shutil.copy(filled, one)
+    with Store(one) as store:
+        analyze(store, batch_size=10_000, progress=False)
+    monkeypatch.setattr(frames, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(frames, "default_workers", lambda: 3)
+    seen: list[int] = []
+    real = frames.score_part
+
+    def counted(part, analyzers):
+        seen.append(part.height)
+        return real(part, analyzers)
+
+    monkeypatch.setattr(frames, "score_part", counted)
+    with Store(filled) as store:
+        report = analyze(store, batch_size=50, progress=False)
+        assert report.batches == 5 and len(seen) == 15 and sum(seen) == report.messages
+        _consistent(store)
+        tables = {t: store.sql(f"SELECT * EXCLUDE (analyzed_at) FROM {t} ORDER BY ALL") if t == "conversation_scores"
+                  else store.sql(f"SELECT * FROM {t} ORDER BY ALL") for t in ("conversation_scores", "message_scores", "evidence")}  # fmt: skip
+    with Store(one) as store:
+        for table, frame in tables.items():
+            exclude = " EXCLUDE (analyzed_at)" if table == "conversation_scores" else ""
+            assert store.sql(f"SELECT *{exclude} FROM {table} ORDER BY ALL").equals(frame), table

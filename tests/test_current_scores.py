@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pe_toolkit import synth
-from pe_toolkit.analysis import analyze, pipeline
+from pe_toolkit.analysis import analyze, frames
 from pe_toolkit.analysis.quality import QUALITY
 from pe_toolkit.errors import InputError, SchemaVersionError
 from pe_toolkit.ingest import import_file
@@ -79,7 +79,7 @@ def test_rows_of_another_analysis_version_are_not_current(analyzed, monkeypatch)
     with Store(analyzed) as store:
         total = store.count()
         monkeypatch.setattr(QUALITY, "version", "changed-for-test")
-        real, calls = pipeline.analyze_frame, []
+        real, calls = frames.score_part, []
 
         def stops_after_one_batch(*args, **kwargs):
             calls.append(1)
@@ -87,7 +87,7 @@ def test_rows_of_another_analysis_version_are_not_current(analyzed, monkeypatch)
                 raise KeyboardInterrupt
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(pipeline, "analyze_frame", stops_after_one_batch)
+        monkeypatch.setattr(frames, "score_part", stops_after_one_batch)
         with pytest.raises(KeyboardInterrupt):
             analyze(store, batch_size=20, progress=False)
         assert store.scalar("SELECT count(*) FROM conversation_scores") == total
@@ -97,7 +97,7 @@ def test_rows_of_another_analysis_version_are_not_current(analyzed, monkeypatch)
         assert store.scores("message")["conversation_id"].n_unique() == 20
         assert set(store.scores("evidence")["conversation_id"]) <= set(store.scores()["conversation_id"])
 
-        monkeypatch.setattr(pipeline, "analyze_frame", real)
+        monkeypatch.setattr(frames, "score_part", real)
         assert analyze(store, progress=False).scored == total - 20
         assert store.scores().height == total
 

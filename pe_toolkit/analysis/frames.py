@@ -90,7 +90,9 @@ def run_analyzers(frame: pl.DataFrame, analyzers: Sequence[Analyzer]) -> Batch:
     return batch
 
 
-def _score(frame: pl.DataFrame, analyzers: Sequence[Analyzer]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def score_part(frame: pl.DataFrame, analyzers: Sequence[Analyzer]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(message, conversation, evidence) scores of one part of a checked
+    frame (see :func:`parts_of`)."""
     batch = run_analyzers(frame, analyzers)
     names = list(batch.results)
     return _merge(batch, [batch.results[n] for n in names], names)
@@ -103,6 +105,28 @@ def _chunks(frame: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
     cuts = np.unique(starts[np.minimum(np.searchsorted(starts, targets), len(starts) - 1)])
     bounds = [0, *(int(c) for c in cuts if c > 0), frame.height]
     return [frame.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+
+
+def default_workers() -> int:
+    """Threads scoring at once: the CPU count, at most 4."""
+    return min(4, os.cpu_count() or 1)
+
+
+def parts_of(frame: pl.DataFrame, workers: int) -> list[pl.DataFrame]:
+    """A checked frame as the parts scored at once: one per worker at
+    conversation boundaries, or the whole frame under ``PARALLEL_MIN_ROWS``
+    rows (splitting costs more than it gains there)."""
+    if workers > 1 and frame.height >= PARALLEL_MIN_ROWS:
+        return _chunks(frame, workers)
+    return [frame]
+
+
+def join_parts(parts: Sequence[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The scores of a frame's parts, in order, as the frame's."""
+    if len(parts) == 1:
+        return parts[0]
+    messages, conversations, evidence = (pl.concat([p[i] for p in parts]) for i in range(3))
+    return messages, conversations, evidence
 
 
 def analyze_frame(
@@ -120,15 +144,15 @@ def analyze_frame(
     4; frames under ``PARALLEL_MIN_ROWS`` rows use one)."""
     frame = check_messages(messages)
     chosen = tuple(analyzers) if analyzers is not None else load().analyzers
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    if workers > 1 and frame.height >= PARALLEL_MIN_ROWS:
+    parts = parts_of(frame, workers if workers is not None else default_workers())
+    if len(parts) > 1:
         # Conversations are independent, and polars and numpy release the GIL
         # in their kernels: threads over conversation chunks use every core.
-        with ThreadPoolExecutor(workers, thread_name_prefix="pe-analyze") as pool:
-            parts = list(pool.map(lambda chunk: _score(chunk, chosen), _chunks(frame, workers)))
-        messages_out, conversations, evidence = (pl.concat([p[i] for p in parts]) for i in range(3))
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="pe-analyze") as pool:
+            scored = list(pool.map(lambda part: score_part(part, chosen), parts))
     else:
-        messages_out, conversations, evidence = _score(frame, chosen)
+        scored = [score_part(parts[0], chosen)]
+    messages_out, conversations, evidence = join_parts(scored)
     if corpus and "text_hash" in messages_out.columns:
         shares = duplicates.corpus_shares(messages_out)
         conversations = conversations.join(shares, on="conversation_id", how="left", maintain_order="left")

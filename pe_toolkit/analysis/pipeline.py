@@ -4,12 +4,13 @@ A conversation is scored when it has no row in ``conversation_scores``, when
 its content hash differs from the stored one, or when the stored
 ``analysis_version`` (every analyzer's name=version) differs from the
 current one; ``incremental=False`` scores everything. Conversations are
-taken in id order, in batches of equal size (at most ``batch_size``); each batch is scored by
-:func:`~pe_toolkit.analysis.frames.analyze_frame` and written in ONE
-transaction that first deletes the batch's old rows from
-``conversation_scores``, ``message_scores`` and ``evidence``; that
-transaction runs on a writer thread while the next batch is scored. So a
-crash loses at most the two batches in flight, never leaves a half-written
+taken in id order, in batches of equal size (at most ``batch_size``); each
+batch is scored as :func:`~pe_toolkit.analysis.frames.analyze_frame` scores
+a frame (in parts, on a pool of threads) and written in ONE transaction that
+first deletes the batch's old rows from ``conversation_scores``,
+``message_scores`` and ``evidence``; that transaction runs on a writer
+thread while the next batch is scored and the one after it read. So a
+crash loses at most the three batches in flight, never leaves a half-written
 conversation, and the next run continues where this one stopped (what was
 committed is up to date and is skipped).
 
@@ -27,6 +28,7 @@ Events on the bus: ``analysis.progress`` after each batch (``done``,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import time
@@ -45,9 +47,8 @@ from ..errors import AnalysisError, StoreError
 from ..events import EventBus, bus as default_bus
 from ..report_table import HtmlReport
 from ..store import Store
-from . import duplicates
-from .base import Analyzer
-from .frames import analyze_frame
+from . import duplicates, frames
+from .base import Analyzer, check_messages
 from .registry import load, version_of
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,16 @@ def _todo(store: Store, version: str, incremental: bool) -> tuple[pa.Table, int]
     )
     total = int(store.scalar("SELECT count(*) FROM conversations"))
     return table, total
+
+
+@dataclass
+class _Scoring:
+    """A batch whose parts are being scored."""
+
+    ids: pa.Table
+    hashes: pl.DataFrame
+    messages: int
+    parts: list[Future[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]]
 
 
 def _read_batch(store: Store, ids: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -259,15 +270,21 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
     report.selected = todo.num_rows
     report.skipped = total - todo.num_rows
     writer = _Writer(store.connection, version)
+    workers = frames.default_workers()
     try:
         with progress_bar(report.selected, "analyze", "conv", enabled=progress) as bar, \
+                ThreadPoolExecutor(workers, thread_name_prefix="pe-analyze") as scoring, \
                 ThreadPoolExecutor(1, thread_name_prefix="pe-analyze-write") as out:  # fmt: skip
-            # Batch k is written (one transaction on the writer thread's own
-            # cursor) while batch k+1 is read and scored: the write was a fifth
-            # of the run's time, with a core partly idle while DuckDB inserted.
-            # One write in flight at most, so two batches are held at a time.
+            # Three stages overlap: batch k is written (one transaction on the
+            # writer thread's own cursor) while batch k+1 is scored and batch
+            # k+2 is read and queued. The parts of consecutive batches share
+            # one pool, so a core that finishes its part of batch k+1 starts
+            # on k+2 instead of waiting for the other part (waiting at each
+            # batch's end, and while the next one was read, left a core idle
+            # for a tenth of the run at 1 M messages). One write in flight.
             cursor = store.cursor()
             pending: tuple[Future[None], int, list[str]] | None = None
+            scoring_now: collections.deque[_Scoring] = collections.deque()
 
             def landed() -> None:
                 # The batch in flight has committed: now it counts as done.
@@ -284,31 +301,49 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
                 bar.update(done)
                 events.publish("analysis.progress", done=report.scored, total=report.selected, scored=report.scored, run_id=report.run_id)
 
+            def finish(batch: _Scoring) -> None:
+                # The oldest batch's scores, once every part is done, go to the writer.
+                nonlocal pending
+                messages, conversations, evidence = frames.join_parts([part.result() for part in batch.parts])
+                scores = frames.FrameScores(messages, conversations, evidence, version)
+                any_existed = bool(pc.any(batch.ids.column("existed")).as_py())
+                alert_ids: list[str] = []
+                if "alert" in conversations.columns:
+                    alert_ids = conversations.filter(pl.col("alert").fill_null(False))["conversation_id"].to_list()
+                landed()
+                report.scored += batch.ids.num_rows
+                report.messages += batch.messages
+                report.alerts += len(alert_ids)
+                totals = {"scored": report.scored, "messages": report.messages, "alerts": report.alerts}
+                future = out.submit(_write_batch, store, cursor, writer, batch.ids, any_existed, scores, batch.hashes,
+                                    version, report.run_id, totals)  # fmt: skip
+                pending = (future, batch.ids.num_rows, alert_ids)
+
             # Batches of equal size, at most batch_size: a short last batch
-            # fell under analyze_frame's parallel threshold and ran on one core
-            # (a ninth of the run at 1 M messages).
+            # fell under the parallel threshold and ran on one core (a ninth
+            # of the run at 1 M messages).
             batches = max(1, -(-todo.num_rows // batch_size))
             step = max(1, -(-todo.num_rows // batches))
             try:
                 for start in range(0, todo.num_rows, step):
                     ids = todo.slice(start, step)
                     messages, hashes = _read_batch(store, ids)
-                    scores = analyze_frame(messages, corpus=False, analyzers=chosen)
-                    any_existed = bool(pc.any(ids.column("existed")).as_py())
-                    alert_ids: list[str] = []
-                    if "alert" in scores.conversations.columns:
-                        alert_ids = scores.conversations.filter(pl.col("alert").fill_null(False))["conversation_id"].to_list()
-                    landed()
-                    report.scored += ids.num_rows
-                    report.messages += messages.height
-                    report.alerts += len(alert_ids)
-                    totals = {"scored": report.scored, "messages": report.messages, "alerts": report.alerts}
-                    future = out.submit(_write_batch, store, cursor, writer, ids, any_existed, scores, hashes, version,
-                                        report.run_id, totals)  # fmt: skip
-                    pending = (future, ids.num_rows, alert_ids)
+                    parts = frames.parts_of(check_messages(messages), workers)
+                    scoring_now.append(_Scoring(ids, hashes, messages.height,
+                                                [scoring.submit(frames.score_part, part, chosen) for part in parts]))  # fmt: skip
+                    del messages, parts
+                    if len(scoring_now) > 1:
+                        finish(scoring_now.popleft())
+                while scoring_now:
+                    finish(scoring_now.popleft())
                 landed()
             finally:
-                if pending is not None:  # failing: let the write in flight commit or roll back first
+                # Failing: batches still queued are not scored; the write in
+                # flight commits or rolls back before the run is closed.
+                for batch in scoring_now:
+                    for part in batch.parts:
+                        part.cancel()
+                if pending is not None:
                     with contextlib.suppress(BaseException):
                         pending[0].result()
                 cursor.close()
