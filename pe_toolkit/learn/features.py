@@ -603,7 +603,9 @@ class Featurizer:
         found = self._pairs.get(tag)
         if found is None or not len(idx):
             return idx[:0], idx[:0]
-        idx = idx[self._pair_first[tag, d[idx]] & self._pair_second[tag, d[idx + 1]]]
+        # One row of each table, then 1-D gathers (a scalar and an array
+        # as a 2-D index cost a third more here).
+        idx = idx[self._pair_first[tag][d[idx]] & self._pair_second[tag][d[idx + 1]]]
         cols = found.get(d[idx] * self.base + d[idx + 1] + (np.int64(tag) << np.int64(58)))
         hit = cols >= 0
         return idx[hit], cols[hit]
@@ -619,7 +621,7 @@ class Featurizer:
         parts: list[tuple[np.ndarray, np.ndarray, int]] = []
 
         def singles(idx: np.ndarray, tag: int) -> None:
-            cols = self._dense[tag, d[idx]]
+            cols = self._dense[tag][d[idx]]
             keep = cols >= 0
             parts.append((cols[keep], idx[keep], 1))
 

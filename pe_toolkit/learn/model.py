@@ -128,7 +128,8 @@ class TextModel:
             keep &= self.featurizer.has_span[all_cols]
         idx = np.flatnonzero(keep)
         rows, cols = all_rows[idx], all_cols[idx].astype(np.int64)
-        contrib = m.data[idx] * self.coef[cols, target[rows]]
+        # A flat gather (one index) instead of a 2-D one.
+        contrib = m.data[idx] * self.coef.ravel()[cols * self.coef.shape[1] + target[rows]]
         live = contrib > 0
         rows, cols, contrib = rows[live], cols[live], contrib[live]
         seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
