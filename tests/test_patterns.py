@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 from pe_toolkit.analysis.patterns.codes import bits_to_lists, code_bits
 from pe_toolkit.analysis.patterns.context import clause_prefix, content_words
 from pe_toolkit.analysis.patterns.folding import END_MARK, MARK, fold_ascii
-from pe_toolkit.analysis.patterns.lexicon import Entry, load_lexicon
+from pe_toolkit.analysis.patterns.lexicon import Entry, check_patterns, load_lexicon
 from pe_toolkit.analysis.patterns.matcher import Matcher, sorted_entries
 from pe_toolkit.analysis.patterns.spans import _spans_of, _split_map, find_spans, original_text, windows
 from pe_toolkit.analysis.patterns.translate import lower_pattern, rust_pattern, spaces_to_runs
@@ -70,6 +70,18 @@ def test_matcher_finds_entries_in_priority_order_and_classifies_matches_back():
     assert matcher.frame([("priority", 0, pl.Int64)])["priority"].to_list() == [1, 5]
     with pytest.raises(AnalysisError):
         Matcher([])
+
+
+def test_a_pattern_that_does_not_compile_is_named_by_lexicon_and_entry():
+    good, bad = _entry(0, "feel sad", "general"), _entry(1, "feel (sad", "general")
+    with pytest.raises(AnalysisError, match=r"lexicons/test.toml entry 2: bad pattern"):
+        Matcher([good, bad])
+    with pytest.raises(AnalysisError, match=r"lexicons/test.toml entry 2: bad pattern"):
+        check_patterns([good, bad])
+    check_patterns([good])
+    # Every shipped lexicon's entries compile (checked where they are compiled, not at load).
+    for name in ("crisis", "responses", "cues", "empathy", "skills", "pii"):
+        check_patterns(load_lexicon(name).entries)
 
 
 @given(st.lists(st.text(alphabet="ab \u2019x", max_size=30), max_size=6))

@@ -134,7 +134,7 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .patterns.codes import bits_to_lists, code_bits
 from .patterns.context import clause_prefix, sentence_prefix, sentence_rest
 from .patterns.folding import fold_ascii
-from .patterns.lexicon import lexicons_digest, load_lexicon
+from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
 from .patterns.spans import find_spans, original_text, windows
 from .pii import KINDS as PII_KINDS, pii_spans
@@ -237,6 +237,7 @@ def _responses() -> tuple[Matcher, pl.DataFrame]:
 def _cue_regexes() -> dict[tuple[str, str], str]:
     """One case-insensitive regex per (cue kind, scope)."""
     parts: dict[tuple[str, str], list[str]] = {}
+    check_patterns(load_lexicon("cues").entries)  # they go to polars, not through a Matcher
     for e in load_lexicon("cues").entries:
         scope = e.get("scope", "clause")
         if scope not in {"clause", "sentence", "after", "near"}:

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from ...errors import AnalysisError
-from .lexicon import Entry
+from .lexicon import Entry, check_patterns
 from .translate import ASCII_BOUNDARY, lower_pattern, rust_pattern, spaces_to_runs
 
 _CACHE_LIMIT = 200_000
@@ -41,7 +41,11 @@ class Matcher:
             return f"(?:{p})"
 
         self.regex = "|".join(wrap(e, p) for e, p in zip(self.entries, parts, strict=True))
-        self._py = re.compile("|".join(f"(?P<e{i}>{p})" for i, p in enumerate(parts)))
+        try:
+            self._py = re.compile("|".join(f"(?P<e{i}>{p})" for i, p in enumerate(parts)))
+        except re.error as exc:
+            check_patterns(self.entries)  # names the entry at fault
+            raise AnalysisError(f"the lexicon patterns do not compile together: {exc}") from None
         self._cache: dict[str, int] = {}
         self.table = pl.DataFrame(
             {
