@@ -241,3 +241,32 @@ def test_the_fast_word_block_equals_the_plain_one():
         first, last = occ.tokens(np.arange(len(occ.col)))
         ours = sorted(zip(occ.text.tolist(), occ.col.tolist(), first.tolist(), last.tolist()))
         assert ours == sorted(zip(ref.text.tolist(), ref.key.tolist(), ref.first.tolist(), ref.last.tolist()))
+
+
+def test_words_of_equals_a_plain_walk_over_tokens_and_their_words():
+    """The vectorized expansion of tokens into words (gathers from
+    per-vocabulary tables) against a Python walk, on texts with empty
+    rows, punctuation-only tokens and multi-word tokens, any row order."""
+    from pe_toolkit.learn.features import _vocab_words_of, words_of
+
+    texts = ["", "Hi there. How are you?", "...", "it's fine!! ok", "", "a-b c?d e.", "?", "why? me. "]
+    tokens = tokenize(pl.Series(texts))
+    table = pl.DataFrame({"word": ["hi", "how", "you", "?", "ok", "why", "me", "it"], "id": np.arange(8)})
+    lookup = dict(zip(table["word"].to_list(), table["id"].to_list(), strict=True))
+    per_vocab = _vocab_words_of(tokens)
+    vocab_words, ends, question = per_vocab["words"].to_list(), per_vocab["ends"].to_list(), per_vocab["question"].to_list()
+    for rows in (np.arange(len(texts)), np.array([7, 0, 3, 3, 4]), np.array([0, 4]), np.array([], dtype=np.int64)):
+        w = words_of(tokens, rows, table)
+        expected = []
+        for i, row in enumerate(rows.tolist()):
+            for t in range(int(tokens.offsets[row]), int(tokens.offsets[row + 1])):
+                code = int(tokens.codes[t])
+                words = vocab_words[code] or []
+                for j, word in enumerate(words):
+                    last = j == len(words) - 1
+                    expected.append((lookup.get(word, -1), i, t, bool(ends[code]) and last, bool(question[code]) and last,
+                                     w.words_of_batch.to_list().index(word)))  # fmt: skip
+        got = list(zip(w.ids.tolist(), w.text.tolist(), w.token.tolist(), w.ends_sentence.tolist(), w.ends_question.tolist(),
+                       w.batch_ids.tolist(), strict=True))  # fmt: skip
+        assert got == expected and w.n_texts == len(rows)
+    assert len(words_of(tokens, np.arange(len(texts)), table).ids) > 10

@@ -122,9 +122,9 @@ class Tokens:
         """Indices (into ``codes``) of every token of the given texts, in order."""
         rows = np.asarray(rows, dtype=np.int64)
         lens = self.lengths[rows]
-        firsts = np.repeat(self.offsets[:-1][rows], lens)
-        within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        return firsts + within
+        # Token k of the output is offsets[row] + (k - tokens before the row): one repeat.
+        shift = self.offsets[:-1][rows] - (np.cumsum(lens) - lens)
+        return np.repeat(shift, lens) + np.arange(int(lens.sum()), dtype=np.int64)
 
     @cached_property
     def _piece_starts(self) -> np.ndarray:

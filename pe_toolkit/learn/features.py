@@ -180,31 +180,40 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
         ids_by_batch = np.full(len(distinct), -1, dtype=np.int64)
     word_ptr = np.zeros(len(n_words) + 1, dtype=np.int64)
     np.cumsum(n_words, out=word_ptr[1:])
+    # Per flat word (the vocabulary's words, entry by entry): its id, and
+    # whether it is its token's last word and that token ends a sentence or a
+    # question. The batch's words are gathers from these small tables.
+    entry = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
+    last_word = np.zeros(len(flat_batch), dtype=bool)
+    last_word[word_ptr[1:][n_words > 0] - 1] = True
+    flat_ids = ids_by_batch[flat_batch] if len(flat_batch) else np.zeros(0, dtype=np.int64)
+    flat_ends = per_vocab["ends"].to_numpy()[entry] & last_word
+    flat_question = per_vocab["question"].to_numpy()[entry] & last_word
 
     tok_idx = tokens.texts_of(rows)  # every token of the chosen texts, in order
     tok_lens = tokens.lengths[rows]
-    tok_text = np.repeat(np.arange(len(rows), dtype=np.int64), tok_lens)
     codes = tokens.codes[tok_idx].astype(np.int64)
     nw = n_words[codes]
     total = int(nw.sum())
-    # Each token expands to its words: the j-th word of token t is flat[word_ptr[code] + j].
-    starts = np.repeat(word_ptr[codes], nw)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(nw) - nw, nw)
-    batch_ids = flat_batch[starts + within] if total else np.zeros(0, dtype=np.int64)
-    last_of_token = within == np.repeat(nw - 1, nw)
-    ends = per_vocab["ends"].to_numpy()
-    question = per_vocab["question"].to_numpy()
-    word_codes = np.repeat(codes, nw)
+    words_before = np.zeros(len(nw) + 1, dtype=np.int64)
+    np.cumsum(nw, out=words_before[1:])
+    token_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(tok_lens, out=token_ptr[1:])
+    # Each token expands to its words: the j-th word of token t is flat word
+    # word_ptr[code] + j, i.e. word k of the batch is flat word
+    # k + (word_ptr[code] - words before its token): one repeat.
+    at = np.repeat(word_ptr[codes] - words_before[:-1], nw) + np.arange(total, dtype=np.int64)
+    words_per_text = words_before[token_ptr[1:]] - words_before[token_ptr[:-1]]
     n = len(rows)
     return Words(
-        ids=ids_by_batch[batch_ids] if total else np.zeros(0, dtype=np.int64),
-        text=np.repeat(tok_text, nw),
+        ids=flat_ids[at],
+        text=np.repeat(np.arange(n, dtype=np.int64), words_per_text),
         token=np.repeat(tok_idx, nw),
-        ends_sentence=ends[word_codes] & last_of_token,
-        ends_question=question[word_codes] & last_of_token,
+        ends_sentence=flat_ends[at],
+        ends_question=flat_question[at],
         n_texts=n,
         words_of_batch=distinct,
-        batch_ids=batch_ids,
+        batch_ids=flat_batch[at],
     )
 
 
