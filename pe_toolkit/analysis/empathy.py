@@ -346,13 +346,17 @@ class EmpathyAnalyzer:
         spans = spans.with_columns(row=rows.gather(spans["row"]))
         spans = spans.with_columns(text=original_text(spans, content))
         learned = batch.results.get("skills_model")
-        scored = self._message_columns(frame, spans, None if learned is None else learned.messages)
-        rules_only = scored if learned is None else self._message_columns(frame, spans)
+        levels, bits = self._levels_and_bits(frame, spans)
+        rules_only = self._message_frame(frame, levels, bits)
+        scored = rules_only
+        if learned is not None:
+            scored = self._message_frame(frame, *_refine_with_model(frame, levels, bits, learned.messages))
         conversations = self._conversation_columns(frame, scored, spans)
         return Scores(messages=scored, conversations=conversations, evidence=self._evidence(frame, spans), internal=rules_only)
 
     @staticmethod
-    def _message_columns(frame: pl.DataFrame, spans: pl.DataFrame, learned: pl.DataFrame | None = None) -> pl.DataFrame:
+    def _levels_and_bits(frame: pl.DataFrame, spans: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per message, the rules' EPITOME levels (rows x 3) and skill codes (a bit mask)."""
         n = frame.height
         # Scatter-max into a (rows x 3) array and OR skill bits into a mask per
         # row: two numpy passes over the spans instead of a group-by with
@@ -371,8 +375,10 @@ class EmpathyAnalyzer:
         ).drop_nulls()
         if len(coded):
             np.bitwise_or.at(bits, coded["row"].to_numpy(), np.left_shift(1, coded["k"].to_numpy().astype(np.int64)))
-        if learned is not None:
-            levels, bits = _refine_with_model(frame, levels, bits, learned)
+        return levels, bits
+
+    @staticmethod
+    def _message_frame(frame: pl.DataFrame, levels: np.ndarray, bits: np.ndarray) -> pl.DataFrame:
         distinct = np.unique(bits)
         # One list per distinct skill set (a few hundred), then a lookup.
         lists = {int(b): [c for i, c in enumerate(SKILL_CODES) if b >> i & 1] for b in distinct}

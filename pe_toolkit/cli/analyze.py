@@ -12,7 +12,7 @@ from ._common import open_cli_store, progress_enabled
 
 @click.command("analyze")
 @click.option("--full", is_flag=True, help="Score every conversation again, not only new, changed or outdated ones.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Conversations per transaction (default 14,000; two batches are held at a time).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Conversations per transaction (default 14,000; three batches are held at a time).")
 @click.option("--engine", type=click.Choice(["store", "ray"]), default="store", show_default=True, help="store: the cache; ray: --input files to an --output Parquet dataset on Ray.")
 @click.option("--input", "input_", metavar="PATH", help="--engine ray: a file, folder, glob or object-store URL of conversations (any import format).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="--engine ray: the output folder (re-runs skip the partitions it completed).")
