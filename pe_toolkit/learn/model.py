@@ -122,14 +122,17 @@ class TextModel:
         # once so the passes below touch only them.
         lengths = np.diff(m.indptr)
         all_rows = np.repeat(np.arange(m.shape[0]), lengths)
-        all_cols = m.indices
-        keep = target[all_rows] >= 0
+        n_classes = self.coef.shape[1]
+        # (feature, class) pairs that can raise the class: a positive weight
+        # (and a span, with spans_only); one flat gather per nonzero decides.
+        can_raise = self.coef > 0
         if spans_only:
-            keep &= self.featurizer.has_span[all_cols]
-        idx = np.flatnonzero(keep)
-        rows, cols = all_rows[idx], all_cols[idx].astype(np.int64)
-        # A flat gather (one index) instead of a 2-D one.
-        contrib = m.data[idx] * self.coef.ravel()[cols * self.coef.shape[1] + target[rows]]
+            can_raise &= self.featurizer.has_span[:, None]
+        on_class = target[all_rows]
+        at = m.indices.astype(np.int64) * n_classes + on_class  # masked below where on_class < 0
+        idx = np.flatnonzero((on_class >= 0) & can_raise.ravel()[at])
+        rows, cols = all_rows[idx], m.indices[idx].astype(np.int64)
+        contrib = m.data[idx] * self.coef.ravel()[at[idx]]
         live = contrib > 0
         rows, cols, contrib = rows[live], cols[live], contrib[live]
         seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
