@@ -162,7 +162,12 @@ class TextModel:
         # gather per rank, no search), and the earliest token wins (token
         # order is text order).
         occ = batch.occurrences
-        span_able = np.flatnonzero(self.featurizer.has_span[occ.col])
+        # Only occurrences of a column chosen for some text can be a span
+        # (a few thousand columns; a small table, one gather per occurrence).
+        chosen_col = np.zeros(self.coef.shape[0], dtype=bool)
+        chosen_col[c] = True
+        chosen_col &= self.featurizer.has_span
+        span_able = np.flatnonzero(chosen_col[occ.col])
         occ_text = occ.words.text[occ.pos[span_able]]
         occ_col = occ.col[span_able].astype(np.int64)
         best = np.full(chosen.shape, np.iinfo(np.int64).max, dtype=np.int64).ravel()
