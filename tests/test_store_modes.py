@@ -194,6 +194,7 @@ def test_killed_analyze_is_marked_interrupted(cache, tmp_path):
     script = textwrap.dedent(
         f"""
         import os, sys
+        import pe_toolkit.analysis.frames as frames
         import pe_toolkit.analysis.pipeline as pipeline
         from pe_toolkit.store import Store
 
@@ -201,7 +202,7 @@ def test_killed_analyze_is_marked_interrupted(cache, tmp_path):
             print("scoring", flush=True)
             os.kill(os.getpid(), 9)
 
-        pipeline.analyze_frame = stop
+        frames.score_part = stop  # the first part scored kills the process
         pipeline.analyze(Store({str(cache)!r}), progress=False)
         """
     )
