@@ -270,3 +270,27 @@ def test_words_of_equals_a_plain_walk_over_tokens_and_their_words():
                        w.batch_ids.tolist(), strict=True))  # fmt: skip
         assert got == expected and w.n_texts == len(rows)
     assert len(words_of(tokens, np.arange(len(texts)), table).ids) > 10
+
+
+def test_evidence_counts_a_negative_value_under_a_negative_weight_and_skips_any_negative_class():
+    """A rule column may hold negative values: a negative value under a
+    negative weight raises the class and is evidence (against a brute-force
+    ranking of every contribution); any negative class index skips a text."""
+    from pe_toolkit.learn.model import _batch_of
+
+    frame = toy().with_columns(mood=pl.Series([-1.0] * len(SAD) + [1.0] * len(GLAD)))
+    model = fit(frame, rules=["mood"], spec=FeatureSpec(min_df=1))
+    texts, mood = ["sad and grey", "a great week"], np.array([[-1.0], [1.0]])
+    batch = _batch_of(model, texts, None, mood)
+    proba = model.predict_proba(batch)
+    target = proba.argmax(axis=1)
+    ev = model.evidence(batch, proba, top=3)
+    dense = batch.matrix.toarray()
+    names = model.featurizer.feature_names()
+    for row in range(2):
+        contrib = dense[row] * model.coef[:, target[row]]
+        order = [j for j in np.argsort(-contrib, kind="stable")[:3] if contrib[j] > 0]
+        assert ev.filter(pl.col("row") == row)["feature"].to_list() == [names[j] for j in order]
+    assert "rule:mood" in ev["feature"].to_list()
+    skipped = model.evidence(batch, proba, top=3, classes=np.array([-10**9, target[1]]))
+    assert skipped["row"].unique().to_list() == [1]

@@ -332,10 +332,14 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
                     scoring_now.append(_Scoring(ids, hashes, messages.height,
                                                 [scoring.submit(frames.score_part, part, chosen) for part in parts]))  # fmt: skip
                     del messages, parts
+                    # A batch leaves the queue once finished, so a failure
+                    # cancels its own queued parts too (see finally).
                     if len(scoring_now) > 1:
-                        finish(scoring_now.popleft())
+                        finish(scoring_now[0])
+                        scoring_now.popleft()
                 while scoring_now:
-                    finish(scoring_now.popleft())
+                    finish(scoring_now[0])
+                    scoring_now.popleft()
                 landed()
             finally:
                 # Failing: batches still queued are not scored; the write in

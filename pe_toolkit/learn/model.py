@@ -125,11 +125,13 @@ class TextModel:
         n_classes = self.coef.shape[1]
         # (feature, class) pairs that can raise the class: a positive weight
         # (and a span, with spans_only); one flat gather per nonzero decides.
-        can_raise = self.coef > 0
+        # (A negative value, such as a rule column's, raises a class with a
+        # negative weight: then any nonzero weight is a candidate.)
+        can_raise = self.coef != 0 if (m.data < 0).any() else self.coef > 0
         if spans_only:
             can_raise &= self.featurizer.has_span[:, None]
         on_class = target[all_rows]
-        at = m.indices.astype(np.int64) * n_classes + on_class  # masked below where on_class < 0
+        at = m.indices.astype(np.int64) * n_classes + np.maximum(on_class, 0)  # masked below where on_class < 0
         idx = np.flatnonzero((on_class >= 0) & can_raise.ravel()[at])
         rows, cols = all_rows[idx], m.indices[idx].astype(np.int64)
         contrib = m.data[idx] * self.coef.ravel()[at[idx]]
