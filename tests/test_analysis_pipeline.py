@@ -161,15 +161,15 @@ def test_a_killed_run_keeps_committed_batches_and_the_next_run_continues(filled)
         assert store.scalar("SELECT count(*) FROM conversation_scores WHERE boilerplate_share IS NULL AND assistant_words > 0") == 0
 
 
-def _fails_on_batch(k: int):
-    """An analyzer that raises on the k-th batch it sees (1-based)."""
+def _fails_on_batch_from(first_id: str):
+    """An analyzer that raises on the batch starting at conversation
+    ``first_id`` (by content: batches are scored on threads, so the order
+    of calls is not the order of batches)."""
     from pe_toolkit.analysis.custom import FunctionAnalyzer
     from pe_toolkit.errors import AnalysisError
 
-    seen = itertools.count(1)
-
     def word_count(messages: pl.DataFrame) -> pl.DataFrame:
-        if next(seen) == k:
+        if messages["conversation_id"].min() == first_id:
             raise AnalysisError("batch refused on purpose")
         return messages.select(pl.col("content").str.count_matches(r"\S+").alias("words_here"))
 
@@ -181,8 +181,9 @@ def test_a_batch_that_fails_while_the_one_before_is_written_fails_the_run_with_t
     from pe_toolkit.errors import AnalysisError
 
     with Store(filled) as store:
+        second = store.sql("SELECT id FROM conversations ORDER BY id LIMIT 1 OFFSET 80").item()
         with pytest.raises(AnalysisError, match="on purpose"):
-            analyze(store, batch_size=80, progress=False, analyzers=[SENTIMENT, _fails_on_batch(2)])
+            analyze(store, batch_size=80, progress=False, analyzers=[SENTIMENT, _fails_on_batch_from(second)])
         assert store.scalar("SELECT count(*) FROM conversation_scores") == 80
         _consistent(store)
         assert store.sql("SELECT status, scored, error FROM analysis_runs").rows() == [("failed", 80, "batch refused on purpose")]
