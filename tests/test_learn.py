@@ -294,3 +294,11 @@ def test_evidence_counts_a_negative_value_under_a_negative_weight_and_skips_any_
     assert "rule:mood" in ev["feature"].to_list()
     skipped = model.evidence(batch, proba, top=3, classes=np.array([-10**9, target[1]]))
     assert skipped["row"].unique().to_list() == [1]
+
+
+def test_ranges_concatenates_each_run_in_order():
+    from pe_toolkit.analysis.text import ranges
+
+    starts, lengths = np.array([5, 0, 9, 2, 7]), np.array([3, 0, 1, 2, 0])
+    assert ranges(starts, lengths).tolist() == [s + j for s, n in zip(starts, lengths, strict=True) for j in range(n)]
+    assert ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []

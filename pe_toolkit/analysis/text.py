@@ -52,6 +52,15 @@ def segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1`` for
+    every i, concatenated: element k of the output is ``k`` plus its run's
+    start minus the elements before the run (one repeat)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    shift = np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
+    return np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class _Splice:
     """How one :meth:`Tokens.expand` changed the token sequence: enough to map
@@ -121,10 +130,7 @@ class Tokens:
     def texts_of(self, rows: np.ndarray) -> np.ndarray:
         """Indices (into ``codes``) of every token of the given texts, in order."""
         rows = np.asarray(rows, dtype=np.int64)
-        lens = self.lengths[rows]
-        # Token k of the output is offsets[row] + (k - tokens before the row): one repeat.
-        shift = self.offsets[:-1][rows] - (np.cumsum(lens) - lens)
-        return np.repeat(shift, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+        return ranges(self.offsets[:-1][rows], self.lengths[rows])
 
     @cached_property
     def _piece_starts(self) -> np.ndarray:
@@ -212,7 +218,7 @@ class Tokens:
         shift_before = np.cumsum(delta) - delta
         out_first = affected + shift_before
         # Parts of every affected token, in order, and where they go.
-        take = np.repeat(a_first, a_n) + (np.arange(int(a_n.sum()), dtype=np.int64) - np.repeat(np.cumsum(a_n) - a_n, a_n))
+        take = ranges(a_first, a_n)
         insert_at = np.repeat(affected - np.arange(len(affected)), a_n)
         kept = np.delete(self.codes, affected)
         codes = np.insert(kept, insert_at, part_codes[take]).astype(np.uint32)

@@ -53,7 +53,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ..analysis.text import Tokens, tokenize
+from ..analysis.text import Tokens, ranges, segment_sum, tokenize
 from ..errors import InputError
 from .keyindex import KeyIndex
 
@@ -186,7 +186,7 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
     entry = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
     last_word = np.zeros(len(flat_batch), dtype=bool)
     last_word[word_ptr[1:][n_words > 0] - 1] = True
-    flat_ids = ids_by_batch[flat_batch] if len(flat_batch) else np.zeros(0, dtype=np.int64)
+    flat_ids = ids_by_batch[flat_batch]
     flat_ends = per_vocab["ends"].to_numpy()[entry] & last_word
     flat_question = per_vocab["question"].to_numpy()[entry] & last_word
 
@@ -194,16 +194,11 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
     tok_lens = tokens.lengths[rows]
     codes = tokens.codes[tok_idx].astype(np.int64)
     nw = n_words[codes]
-    total = int(nw.sum())
-    words_before = np.zeros(len(nw) + 1, dtype=np.int64)
-    np.cumsum(nw, out=words_before[1:])
+    # Each token expands to its words: the j-th word of token t is flat word word_ptr[code] + j.
+    at = ranges(word_ptr[codes], nw)
     token_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(tok_lens, out=token_ptr[1:])
-    # Each token expands to its words: the j-th word of token t is flat word
-    # word_ptr[code] + j, i.e. word k of the batch is flat word
-    # k + (word_ptr[code] - words before its token): one repeat.
-    at = np.repeat(word_ptr[codes] - words_before[:-1], nw) + np.arange(total, dtype=np.int64)
-    words_per_text = words_before[token_ptr[1:]] - words_before[token_ptr[:-1]]
+    words_per_text = segment_sum(nw, token_ptr)
     n = len(rows)
     return Words(
         ids=flat_ids[at],
