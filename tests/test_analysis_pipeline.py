@@ -357,9 +357,13 @@ def test_batches_scored_in_parts_on_a_shared_pool_store_what_one_pass_stores(fil
         report = analyze(store, batch_size=50, progress=False)
         assert report.batches == 5 and len(seen) == 15 and sum(seen) == report.messages
         _consistent(store)
-        tables = {t: store.sql(f"SELECT * EXCLUDE (analyzed_at) FROM {t} ORDER BY ALL") if t == "conversation_scores"
-                  else store.sql(f"SELECT * FROM {t} ORDER BY ALL") for t in ("conversation_scores", "message_scores", "evidence")}  # fmt: skip
+        pooled = {table: _stored_rows(store, table) for table in ("conversation_scores", "message_scores", "evidence")}
     with Store(one) as store:
-        for table, frame in tables.items():
-            exclude = " EXCLUDE (analyzed_at)" if table == "conversation_scores" else ""
-            assert store.sql(f"SELECT *{exclude} FROM {table} ORDER BY ALL").equals(frame), table
+        for table, frame in pooled.items():
+            assert _stored_rows(store, table).equals(frame), table
+
+
+def _stored_rows(store: Store, table: str) -> pl.DataFrame:
+    """A score table's rows in a fixed order, without the time they were written."""
+    exclude = " EXCLUDE (analyzed_at)" if table == "conversation_scores" else ""
+    return store.sql(f"SELECT *{exclude} FROM {table} ORDER BY ALL")
