@@ -35,14 +35,6 @@ def build_store(folder: Path, n: int = 300, *, seed: int = 3, analyze: bool = Fa
     return path
 
 
-def copy_store(source: Path, target_dir: Path) -> Path:
-    """A private copy, for tests that write (labels) or hold the write lock."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / source.name
-    shutil.copy(source, target)
-    return target
-
-
 def write_imported_corpus(folder: Path, *, dialogues: int = 120, pairs: int = 120, seed: int = 11) -> list[Path]:
     """Files shaped like published corpora: a counsel-chat-like CSV (one
     question and one therapist answer per row, with topic, upvotes, views;

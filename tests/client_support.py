@@ -8,7 +8,6 @@ validation; and the comparison of a synced store with its source.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +67,6 @@ def build_source(folder: Path, n: int, *, seed: int = 5, invalid: int = 0, name:
                 con.execute("UPDATE conversations SET content_hash = 'damaged-' || content_hash WHERE id = ?", [cid])
     jsonl.unlink()
     return path, bad
-
-
-def copy_db(path: Path, folder: Path, name: str = "served.duckdb") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    shutil.copyfile(path, target)
-    return target
 
 
 def api_objects(con_or_store: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from pe_toolkit.apisync import sync
 from pe_toolkit.events import EventBus
 from pe_toolkit.store import Store
 
-from .client_support import assert_equal_to_source, copy_db, make_client
+from .client_support import assert_equal_to_source, make_client
 from .fault_injection import Faults
-from .server_support import start_mirror, wait_until
+from .server_support import copy_store, start_mirror, wait_until
 from .sync_fault_support import FAULTS, INVALID, N, fix_source
 
 # Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def test_bulk_then_incremental_through_faults(source, tmp_path) -> None:
     path, bad, originals = source
-    db = copy_db(path, tmp_path / "served")
+    db = copy_store(path, tmp_path / "served")
     bus = EventBus()
     with start_mirror(db, faults=Faults(seed=3, burst_length=2, **FAULTS)) as served:
         injector = served.injector

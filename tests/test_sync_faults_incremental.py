@@ -9,9 +9,9 @@ import pytest
 from pe_toolkit.apisync import sync
 from pe_toolkit.store import Store
 
-from .client_support import api_objects, assert_equal_to_source, copy_db, make_client
+from .client_support import api_objects, assert_equal_to_source, make_client
 from .fault_injection import Faults
-from .server_support import start_mirror
+from .server_support import copy_store, start_mirror
 from .sync_fault_support import FAULTS, INVALID, N
 
 # Fault-injection syncs of thousands of conversations (minutes): out of `make test-fast`.
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_incremental_fetch_of_5000_through_faults(source, tmp_path) -> None:
     path, bad, _ = source
-    db = copy_db(path, tmp_path / "served")
+    db = copy_store(path, tmp_path / "served")
     with start_mirror(db, faults=Faults(seed=8, **FAULTS)) as served:
         injector = served.injector
         injector.script("429")  # at least one burst, whatever the dice say

@@ -19,9 +19,9 @@ from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
-from .client_support import KEY, assert_equal_to_source, build_source, copy_db, make_client
+from .client_support import KEY, assert_equal_to_source, build_source, make_client
 from .conftest import SAMPLE
-from .server_support import start_mirror, wait_until
+from .server_support import copy_store, start_mirror, wait_until
 
 N = 1200
 
@@ -34,7 +34,7 @@ def source(tmp_path_factory):
 
 @pytest.fixture
 def served(source, tmp_path):
-    with start_mirror(copy_db(source, tmp_path / "served")) as served:
+    with start_mirror(copy_store(source, tmp_path / "served")) as served:
         yield served
 
 
@@ -206,7 +206,7 @@ def test_offline_sync_loads_the_bundled_sample(tmp_path, monkeypatch) -> None:
 
 
 def test_failover_to_a_second_mirror(source, tmp_path) -> None:
-    with start_mirror(copy_db(source, tmp_path / "a")) as primary, start_mirror(copy_db(source, tmp_path / "b")) as secondary:
+    with start_mirror(copy_store(source, tmp_path / "a")) as primary, start_mirror(copy_store(source, tmp_path / "b")) as secondary:
         primary.stop()  # the first mirror is down before the sync starts
         with make_client([primary.url, secondary.url]) as client, Store(tmp_path / "mine.duckdb") as store:
             report = sync(store, client, progress=False)

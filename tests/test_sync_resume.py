@@ -19,8 +19,8 @@ from pe_toolkit.cli import cli
 from pe_toolkit.events import bus as default_bus
 from pe_toolkit.store import Store
 
-from .client_support import KEY, assert_equal_to_source, build_source, copy_db, port_of
-from .server_support import start_mirror
+from .client_support import KEY, assert_equal_to_source, build_source, port_of
+from .server_support import copy_store, start_mirror
 
 N = 2000
 
@@ -32,7 +32,7 @@ def source(tmp_path_factory):
 
 
 def test_server_stopped_mid_sync_then_the_same_command_resumes(source, tmp_path, monkeypatch) -> None:
-    db = copy_db(source, tmp_path / "served")
+    db = copy_store(source, tmp_path / "served")
     cache = tmp_path / "mine.duckdb"
     runner = CliRunner()
     command = ["--db", str(cache), "sync", "--mode", "incremental", "--no-progress"]
@@ -91,7 +91,7 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["bulk", "incremental"])
 def test_sigkill_mid_sync_then_rerun_gives_exactly_the_source(source, tmp_path, mode) -> None:
-    db = copy_db(source, tmp_path / "served")
+    db = copy_store(source, tmp_path / "served")
     cache = tmp_path / "mine.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
     with start_mirror(db) as served:

@@ -12,7 +12,8 @@ from pe_toolkit.store import Store
 from pe_toolkit.store.annotations import annotate, labels, remove_annotation
 from pe_toolkit.widgets import ReviewQueue
 
-from ._widgets_support import build_store, copy_store
+from ._widgets_support import build_store
+from .server_support import copy_store
 
 
 @pytest.fixture(scope="module")
