@@ -170,6 +170,26 @@ def test_altered_old_or_foreign_files_are_refused(tmp_path):
         load(tmp_path / "missing.pemodel")
 
 
+def test_a_damaged_byte_anywhere_is_refused_or_harmless(tmp_path):
+    # Every offset of a small model file, one byte inverted: load() either
+    # refuses with ModelError or (a byte the zip never reads, such as a
+    # header's timestamp) returns the same model; never another exception.
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    data = save(model, tmp_path / "m").read_bytes()
+    target = tmp_path / "damaged.pemodel"
+    texts = ["sad and grey", "happy great"]
+    refused = 0
+    for offset in range(0, len(data), max(1, len(data) // 400)):
+        target.write_bytes(data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1 :])
+        try:
+            loaded = load(target)
+        except ModelError:
+            refused += 1
+            continue
+        assert loaded.predict(texts).equals(model.predict(texts))
+    assert refused > 0
+
+
 def test_report_matches_scikit_learn_and_intervals_hold_the_point():
     from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 

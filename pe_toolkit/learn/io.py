@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,13 @@ def save(model: TextModel, path: str | Path) -> Path:
     return path
 
 
+# What reading a damaged file can raise: a bad zip directory, a bad deflate
+# stream (zlib.error, EOFError), a CRC mismatch (BadZipFile), a bad .npy
+# header or JSON (ValueError), a renamed member (KeyError), a flag bit asking
+# for an unsupported method (NotImplementedError) or a password (RuntimeError).
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError, NotImplementedError, RuntimeError)
+
+
 def read_card(path: str | Path) -> dict[str, Any]:
     """The card of a model file, without loading (or checking) its arrays."""
     try:
@@ -104,7 +112,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
             return orjson.loads(z.read("card.json"))
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
-    except (zipfile.BadZipFile, KeyError, orjson.JSONDecodeError) as exc:
+    except _DAMAGE as exc:
         raise ModelError(f"{path} is not a pe_toolkit model file ({exc})") from None
 
 
@@ -125,7 +133,7 @@ def load(path: str | Path) -> TextModel:
             for name in z.namelist():
                 if name.endswith(".npy"):
                     arrays[name[: -len(".npy")]] = np.lib.format.read_array(io.BytesIO(z.read(name)), allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except _DAMAGE as exc:
         raise ModelError(f"{path} is damaged: {exc}") from None
     expected = card.get("content_hash")
     if not expected or content_hash(arrays, card) != expected:
