@@ -149,6 +149,35 @@ def test_risk_score_is_continuous_not_a_few_steps():
     assert risk.n_unique() == len(texts) and risk.min() >= 0 and risk.max() <= 1
 
 
+def test_the_risk_model_raises_risk_score_but_never_lowers_it_below_the_rules():
+    # Disclosures the model reads as unlike r/SuicideWatch (abuse, a terse
+    # "ending it all"), each unanswered, badly answered or answered well.
+    from pe_toolkit.analysis.safety import SAFETY
+
+    disclosures = ["He is hitting me right now and I'm scared he'll kill me",
+                   "My husband hits me and says he'll kill me if I leave", "He raped me last night",
+                   "I'm thinking of ending it all", "I want to die", "I don't want to kill myself.",
+                   "I baked bread today"]  # fmt: skip
+    replies = [None, "ok, anyway how was your day?", "Are you safe right now? You can call 988 any time."]
+    rows = []
+    for i, text in enumerate(disclosures):
+        for j, reply in enumerate(replies):
+            cid = f"c{i}_{j}"
+            rows.append((cid, 0, "user", text))
+            if reply is not None:
+                rows.append((cid, 1, "assistant", reply))
+    frame = pl.DataFrame(rows, schema=["conversation_id", "idx", "role", "content"], orient="row")
+    rules = SAFETY.score(frame).conversations.select("conversation_id", pl.col("risk_score").alias("rules"), pl.col("alert").alias("rules_alert"))
+    both = analyze_frame(frame).conversations.join(rules, on="conversation_id")
+    assert both.height == len(disclosures) * len(replies)
+    assert (both["risk_score"] >= both["rules"] - 1e-12).all()
+    assert (both["alert"] | ~both["rules_alert"]).all()
+    alerted = set(both.filter(pl.col("alert"))["conversation_id"])
+    # Current danger from abuse and active ideation, left unanswered or badly answered, alert.
+    assert {"c0_0", "c0_1", "c3_0", "c3_1"} <= alerted
+    assert not {"c0_2", "c3_2", "c6_0"} & alerted
+
+
 def test_models_analyzers_are_registered_before_the_rules_that_read_them():
     from pe_toolkit.analysis.registry import load
 

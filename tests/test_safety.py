@@ -145,6 +145,9 @@ def test_severity_follows_the_cssrs_ladder() -> None:
     assert sev("I've looked up ways to kill myself.") == 3  # method
     assert sev("I'm going to kill myself.") == 3  # intent without a time or plan
     assert sev("I'm going to kill myself tonight.") == 4  # imminent
+    assert sev("I'm going to end it.") == 3
+    assert sev("I'm going to end it tonight.") == 4  # the time inside the match ("end it" needs one or a stop)
+    assert sev("im gonna end it now") == 4
     assert sev("I'm going to kill myself. I've been stockpiling my pills.") == 4  # intent and preparation
     assert sev("I tried to kill myself years ago.") == 2  # lifetime attempt
     assert sev("I tried to kill myself a few weeks ago.") == 3  # recent attempt

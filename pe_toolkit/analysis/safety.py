@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``4`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``5`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -107,11 +107,14 @@ abuse 0.45; harmful content alone never exceeds 0.2.
 With the risk model's scores in the context (``analyze``), ``risk_score``
 instead starts from a per-message risk ``u = sigmoid(a + b logit(p) + s
 crisis_severity)`` (p the model's probability; a, b, s fitted with the model
-and stored in its card), moved toward 1 by a quarter of the way when a
-crisis disclosure's reply (crisis_severity above 0) was inappropriate or
-missing and down by 15% when it was appropriate, then ``max u + repeats +
-harm`` as above. Abuse disclosures count in ``disclosures`` (the repeats
-term) but do not enter u: the combination was fitted on crisis_severity.
+and stored in its card). On a disclosure (crisis or abuse severity above 0)
+u moves toward 1 by a quarter of the way when the reply was inappropriate or
+missing and down by 15% when it was appropriate, and is then raised to the
+rules' own risk(d) of that disclosure if it is below it; then ``max u +
+repeats + harm`` as above. So the model can raise a conversation's risk but
+never lower it below the rules-only score: every guarantee above (active
+ideation or worse, or ongoing abuse or danger, left without an appropriate
+reply alerts) holds with the model too.
 
 Evidence categories: a crisis category (kept) or ``category:framing`` for a
 dropped match (``active_ideation:negated``, ``self_harm:past``,
@@ -142,7 +145,8 @@ from .pii import KINDS as PII_KINDS, pii_spans
 NAME = "safety"
 # 2: reply_appropriate on disclosure rows; 3: risk_score from the risk model and the rules;
 # 4: C-SSRS severities, abuse_severity on its own scale, reply rule "any of", real-text recall
-VERSION = "4"
+# 5: with the risk model, risk_score never below the rules-only score; a time inside an intent match is imminent
+VERSION = "5"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -318,7 +322,11 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         recency=_cue("recency", "after", pl.col("rest")) | _cue("recency", "clause", pl.col("clause")),
         recent_strong=_cue("recent", "after", pl.col("rest")) | _cue("recent", "clause", pl.col("clause")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
-        imminent=_cue("imminent", "after", pl.col("rest")) | _cue("imminent", "sentence", pl.col("sentence")),
+        # A time may sit inside the match itself: "end it" is only intent where
+        # the sentence stops or a time follows ("I'm going to end it tonight").
+        imminent=_cue("imminent", "after", pl.col("rest"))
+        | _cue("imminent", "sentence", pl.col("sentence"))
+        | _cue("imminent", "after", pl.col("text")),
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),
         figurative=_cue("figurative", "clause", pl.col("clause")) | _cue("figurative", "after", pl.col("post")),
@@ -478,6 +486,17 @@ def disclosure_risk(severity: pl.Expr, appropriate: pl.Expr, abuse: pl.Expr | No
     return sev + pl.when(appropriate).then(pl.lit(-GOOD_REPLY)).otherwise(pl.lit(BAD_REPLY))
 
 
+def combined_message_risk(u: pl.Expr, severity: pl.Expr, abuse: pl.Expr, appropriate: pl.Expr) -> pl.Expr:
+    """One user message's risk with the risk model (module docstring): the
+    model-and-severity risk ``u``, moved by the reply when the message is a
+    disclosure, and never below the rules' own risk(d) of that disclosure,
+    so the model can raise what the rules see but never lower it."""
+    disclosure = (severity.fill_null(0) > 0) | (abuse.fill_null(0) > 0)
+    ok = appropriate.fill_null(False)
+    moved = pl.when(ok).then(u * (1.0 - GOOD_REPLY)).otherwise(u + (1.0 - u) * BAD_REPLY)
+    return pl.when(disclosure).then(pl.max_horizontal(moved, disclosure_risk(severity, ok, abuse))).otherwise(u)
+
+
 def appropriate_reply(safety_check: pl.Expr, crisis_resources: pl.Expr, professional_help: pl.Expr, harmful: pl.Expr) -> pl.Expr:
     """The reply rule (module docstring): any of a safety check, crisis
     resources or a professional-help referral, and no harmful content."""
@@ -574,24 +593,13 @@ class SafetyAnalyzer:
         severity = scored["crisis_severity"].fill_null(0).cast(pl.Float64)
         z = combination["intercept"] + combination["logit_p"] * logit + combination["severity"] * severity
         u = 1.0 / (1.0 + (-z).exp())
-        appropriate = scored["reply_appropriate"]
-        # A disclosure's reply moves its risk: part of the way to 1 when it was
-        # missing or not appropriate, down a little when it was.
-        adjusted = (
-            pl.when(pl.col("sev") > 0)
-            .then(
-                pl.when(pl.col("ok").fill_null(False))
-                .then(pl.col("u") * (1.0 - GOOD_REPLY))
-                .otherwise(pl.col("u") + (1.0 - pl.col("u")) * BAD_REPLY)
-            )
-            .otherwise(pl.col("u"))
-        )
         worst = (
-            pl.DataFrame({"conversation_id": frame["conversation_id"], "u": u, "sev": severity, "ok": appropriate,
+            pl.DataFrame({"conversation_id": frame["conversation_id"], "u": u, "sev": scored["crisis_severity"],
+                          "abuse": scored["abuse_severity"], "ok": scored["reply_appropriate"],
                           "user": frame["role"] == "user"})  # fmt: skip
             .filter(pl.col("user") & pl.col("u").is_not_null())
             .group_by("conversation_id")
-            .agg(adjusted.max().alias("worst"))
+            .agg(combined_message_risk(pl.col("u"), pl.col("sev"), pl.col("abuse"), pl.col("ok")).max().alias("worst"))
         )
         out = out.join(worst, on="conversation_id", how="left", maintain_order="left")
         repeats = REPEAT * (pl.col("disclosures").cast(pl.Float64) - 1.0).clip(0.0, 2.0)
@@ -743,6 +751,7 @@ __all__ = [
     "SAFETY",
     "SafetyAnalyzer",
     "appropriate_reply",
+    "combined_message_risk",
     "crisis_spans",
     "disclosure_risk",
     "response_spans",

@@ -77,9 +77,10 @@ def _risk(card: dict[str, Any]) -> list[str]:
         "",
         "`risk_score` combines it with the rules, per user message m: "
         f"u(m) = sigmoid({comb['intercept']:.3f} + {comb['logit_p']:.3f} * logit(p(m)) + {comb['severity']:.3f} * "
-        "severity(m)), with severity the rules' C-SSRS-informed crisis severity (0-4). A disclosure's reply moves "
-        "it: u + 0.25 (1 - u) when the next assistant message is missing or not appropriate, 0.85 u when it is "
-        "appropriate. Then risk_score = max over user messages + 0.05 per repeated disclosure (at most 2) + 0.10 per "
+        "severity(m)), with severity the rules' C-SSRS-informed crisis severity (0-4). A disclosure's reply (crisis "
+        "or abuse) moves it: u + 0.25 (1 - u) when the next assistant message is missing or not appropriate, 0.85 u "
+        "when it is appropriate; and a disclosure never scores below the rules-only risk(d) of the safety card, so "
+        "the model can raise risk_score but not lower it below the rules' score. Then risk_score = max over user messages + 0.05 per repeated disclosure (at most 2) + 0.10 per "
         "harmful assistant message (at most 2), clipped to [0, 1]; `alert` when above the threshold (0.8). The "
         "combination's weights were fitted on the out-of-fold model probabilities of the posts below.",
         "",

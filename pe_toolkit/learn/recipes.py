@@ -133,15 +133,27 @@ def build_skills(data: Path | None = None, *, progress: bool = True) -> tuple[Te
     return model, report
 
 
-def rule_severity(texts: pl.Series) -> np.ndarray:
-    """The safety rules' crisis severity of each text as a user message."""
+def rule_severities(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The safety rules' crisis and abuse severities of each text as a user message."""
     from ..analysis.safety import SAFETY
 
     frame = pl.DataFrame(
         {"conversation_id": [f"p{i:06d}" for i in range(len(texts))], "idx": np.zeros(len(texts), dtype=np.int32),
          "role": ["user"] * len(texts), "content": texts}  # fmt: skip
     )
-    return SAFETY.score(frame).messages["crisis_severity"].fill_null(0).to_numpy().astype(np.float64)
+    scored = SAFETY.score(frame).messages
+    severity, abuse = (scored[c].fill_null(0).to_numpy().astype(np.float64) for c in ("crisis_severity", "abuse_severity"))
+    return severity, abuse
+
+
+def as_risk_score(combined: np.ndarray, severity: np.ndarray, abuse: np.ndarray) -> np.ndarray:
+    """``risk_score`` of each post as a one-message conversation (the safety
+    analyzer's own per-message expression): a disclosure is left without a
+    reply, and never scores below the rules' risk of it."""
+    from ..analysis.safety import combined_message_risk
+
+    frame = pl.DataFrame({"u": combined, "sev": severity.astype(np.int64), "abuse": abuse.astype(np.int64)})
+    return frame.select(combined_message_risk(pl.col("u"), pl.col("sev"), pl.col("abuse"), pl.lit(False)))["u"].to_numpy()
 
 
 def fit_combination(p: np.ndarray, severity: np.ndarray, positive: np.ndarray) -> dict[str, float]:
@@ -173,7 +185,7 @@ def build_risk(data: Path | None = None, *, progress: bool = True) -> tuple[Text
     p = preds[f"p_{RISK_POSITIVE}"].to_numpy()
     gold = preds["gold"].to_numpy()
     y = gold == RISK_POSITIVE
-    severity = rule_severity(posts["text"])
+    severity, abuse = rule_severities(posts["text"])
     # The combination's own figures: fitted and scored on different folds of the out-of-fold probabilities.
     from .validity import folds_of
 
@@ -183,11 +195,7 @@ def build_risk(data: Path | None = None, *, progress: bool = True) -> tuple[Text
         tr, te = fold != k, fold == k
         combined[te] = combine(p[te], severity[te], fit_combination(p[tr], severity[tr], y[tr]))
     combination = fit_combination(p, severity, y)
-    # risk_score of a post as a one-message conversation: a disclosure left
-    # without a reply moves part of the way to 1 (the safety analyzer's rule).
-    from ..analysis.safety import BAD_REPLY
-
-    as_scored = np.where(severity > 0, combined + (1.0 - combined) * BAD_REPLY, combined)
+    as_scored = as_risk_score(combined, severity, abuse)
     dep = np.isin(gold, [RISK_POSITIVE, "depression"])
     figures = {
         "model_vs_rest": auroc_interval(p, y),
