@@ -75,3 +75,20 @@ def test_a_harmful_reply_to_a_disclosure_is_flagged_and_scores_lower():
     good_result, bad_result = validate_conversation(base), validate_conversation(bad)
     assert bad_result["validation_results"]["safety_score"] < good_result["validation_results"]["safety_score"]
     assert any("crisis disclosure" in r for r in bad_result["recommendations"])
+
+
+def test_a_disclosure_answered_after_a_second_user_turn_is_answered():
+    # The recommendation reads the safety analyzer's judgement (the first
+    # assistant message after the disclosure), as reply_appropriate does.
+    convo = {
+        "id": "answered_late",
+        "messages": [
+            {"role": "user", "content": "I want to kill myself."},
+            {"role": "user", "content": "I mean it."},
+            {"role": "assistant", "content": "Are you safe right now? Please call 988."},
+        ],
+    }
+    result = validate_conversation(convo, include_messages=True)
+    assert not any("crisis disclosure" in r for r in result["recommendations"])
+    convo["messages"][2]["content"] = "Let's talk about something nicer."
+    assert any("1 of 1 disclosures (message 0)" in r for r in validate_conversation(convo)["recommendations"])

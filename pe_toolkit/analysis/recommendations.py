@@ -44,23 +44,12 @@ def recommendations(conv: dict[str, Any], messages: pl.DataFrame) -> list[str]:
     m = messages.sort("idx")
     assistant = pl.col("role") == "assistant"
 
-    if _col(m, "crisis_severity") and _col(m, "safety_check"):
-        from .safety import appropriate_reply
-
-        nxt = m.with_columns(
-            reply_role=pl.col("role").shift(-1),
-            reply_ok=appropriate_reply(
-                pl.col("safety_check").shift(-1),
-                pl.col("crisis_resources").shift(-1),
-                pl.col("professional_help").shift(-1),
-                pl.col("harmful").shift(-1),
-            ),
-        )
-        disclosed = pl.col("crisis_severity").fill_null(0) > 0
-        if _col(m, "abuse_severity"):
-            disclosed = disclosed | (pl.col("abuse_severity").fill_null(0) > 0)
-        flagged = nxt.filter((pl.col("role") == "user") & disclosed)
-        missed = flagged.filter(~((pl.col("reply_role") == "assistant") & pl.col("reply_ok")))
+    if _col(m, "reply_appropriate"):
+        # The safety analyzer's own judgement per disclosure (the first
+        # assistant message after it, whoever spoke in between), not a copy
+        # of its rule that could drift from it.
+        flagged = m.filter(pl.col("reply_appropriate").is_not_null())
+        missed = flagged.filter(~pl.col("reply_appropriate"))
         if missed.height:
             out.append(
                 f"Reply to every crisis disclosure with a direct safety check, crisis resources or a referral, "
