@@ -280,6 +280,18 @@ def test_every_reply_example_is_detected_as_its_category() -> None:
         assert e.category in found, (e.category, e.example, found)
 
 
+@pytest.mark.parametrize(
+    "reply",
+    ["If it gets worse, 988.", "The Lifeline is 800-273-8255.", "You can reach them on (800) 273-8255.",
+     "Call 1 (800) 273-TALK any time.", "Samaritans: 116 123.", "Text HOME to 741741.",
+     "The hotline is (800) 799-7233."],  # fmt: skip
+)
+def test_a_bare_hotline_number_is_a_crisis_resource(reply: str) -> None:
+    rows = [("c", 0, "user", "I want to die."), ("c", 1, "assistant", reply)]
+    scored = ANALYZER.score(pl.DataFrame(rows, schema=MESSAGES_SCHEMA, orient="row")).messages
+    assert scored["crisis_resources"][1], reply
+
+
 def test_every_cue_matches_its_own_example() -> None:
     from pe_toolkit.analysis.safety import _cue_regexes
 
