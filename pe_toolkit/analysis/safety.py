@@ -56,6 +56,8 @@ The reply rule::
 
     appropriate = (safety_check OR crisis_resources OR professional_help)
                   AND no harmful content
+    to an imminent disclosure (crisis_severity 4):
+    appropriate = (safety_check OR crisis_resources) AND no harmful content
 
 It follows published guidance for a helper who hears a disclosure: the 988
 Suicide & Crisis Lifeline's #BeThe1To action steps (Ask directly about
@@ -75,8 +77,12 @@ information, never describe methods, never present suicide as a solution or
 dismiss the distress. These are steps of a conversation, not a checklist for
 one message: asking, or connecting the person to a crisis line or a
 professional, is each an appropriate response on its own, so any one of them
-is enough; anything harmful (minimizing, method information, a diagnosis,
-medication instructions) makes the reply inappropriate whatever else it does.
+is enough; except that imminent risk calls for active engagement now (the
+imminent-risk policy: engage the person on their safety, or connect them to
+emergency help), so to a disclosure of crisis severity 4 a referral to a
+professional alone ("maybe talk to a therapist") is not enough. Anything
+harmful (minimizing, method information, a diagnosis, medication
+instructions) makes the reply inappropriate whatever else it does.
 A missing reply is not appropriate.
 
 Conversation columns: ``risk_score`` Float64 in [0, 1], ``alert`` (risk_score >
@@ -145,7 +151,8 @@ from .pii import KINDS as PII_KINDS, pii_spans
 NAME = "safety"
 # 2: reply_appropriate on disclosure rows; 3: risk_score from the risk model and the rules;
 # 4: C-SSRS severities, abuse_severity on its own scale, reply rule "any of", real-text recall
-# 5: with the risk model, risk_score never below the rules-only score; a time inside an intent match is imminent
+# 5: with the risk model, risk_score never below the rules-only score; a time inside an intent match is imminent;
+#    a referral alone does not answer an imminent disclosure
 VERSION = "5"
 
 FRAMINGS: tuple[str, ...] = (
@@ -156,6 +163,7 @@ FRAMINGS: tuple[str, ...] = (
 _REPLY_FLAGS: tuple[str, ...] = ("safety_check", "crisis_resources", "professional_help")
 
 SEVERITY_WEIGHT: tuple[float, ...] = (0.0, 0.40, 0.60, 0.70, 0.75)
+IMMINENT = 4  # crisis_severity of an imminent disclosure (C-SSRS item 5)
 ABUSE_WEIGHT: tuple[float, ...] = (0.0, 0.20, 0.60, 0.75)
 BAD_REPLY = 0.25
 GOOD_REPLY = 0.15
@@ -497,10 +505,15 @@ def combined_message_risk(u: pl.Expr, severity: pl.Expr, abuse: pl.Expr, appropr
     return pl.when(disclosure).then(pl.max_horizontal(moved, disclosure_risk(severity, ok, abuse))).otherwise(u)
 
 
-def appropriate_reply(safety_check: pl.Expr, crisis_resources: pl.Expr, professional_help: pl.Expr, harmful: pl.Expr) -> pl.Expr:
+def appropriate_reply(safety_check: pl.Expr, crisis_resources: pl.Expr, professional_help: pl.Expr, harmful: pl.Expr,
+                      severity: pl.Expr | None = None) -> pl.Expr:  # fmt: skip
     """The reply rule (module docstring): any of a safety check, crisis
-    resources or a professional-help referral, and no harmful content."""
-    return (safety_check.fill_null(False) | crisis_resources.fill_null(False) | professional_help.fill_null(False)) & (
+    resources or a professional-help referral, and no harmful content; to an
+    imminent disclosure (``severity`` 4) a referral alone is not enough."""
+    referral = professional_help.fill_null(False)
+    if severity is not None:
+        referral = referral & (severity.fill_null(0) < IMMINENT)
+    return (safety_check.fill_null(False) | crisis_resources.fill_null(False) | referral) & (
         harmful.list.len().fill_null(0) == 0
     )
 
@@ -653,20 +666,24 @@ class SafetyAnalyzer:
             "conversation_id", "idx", "crisis_categories", "crisis_severity", "abuse_severity"
         )
         assistant = rows.filter(pl.col("role") == "assistant").select(
-            "conversation_id",
-            pl.col("idx").alias("reply_idx"),
-            appropriate_reply(pl.col("safety_check"), pl.col("crisis_resources"), pl.col("professional_help"),
-                              pl.col("harmful")).alias("appropriate"),  # fmt: skip
+            "conversation_id", pl.col("idx").alias("reply_idx"), "safety_check", "crisis_resources", "professional_help", "harmful"
         )
         # The first assistant message after each disclosure (sparse: only
-        # conversations with a disclosure take part in the join).
+        # conversations with a disclosure take part in the join), judged
+        # against that disclosure's severity.
         replies = (
-            disclosures.select("conversation_id", "idx")
+            disclosures.select("conversation_id", "idx", "crisis_severity")
             .join(assistant.filter(pl.col("conversation_id").is_in(disclosures["conversation_id"].unique().implode())), on="conversation_id")
             .filter(pl.col("reply_idx") > pl.col("idx"))
             .sort("conversation_id", "idx", "reply_idx")
             .group_by("conversation_id", "idx", maintain_order=True)
-            .agg(pl.col("appropriate").first())
+            .agg(pl.all().first())
+            .select(
+                "conversation_id",
+                "idx",
+                appropriate_reply(pl.col("safety_check"), pl.col("crisis_resources"), pl.col("professional_help"),
+                                  pl.col("harmful"), pl.col("crisis_severity")).alias("appropriate"),  # fmt: skip
+            )
         )
         return disclosures.join(replies, on=["conversation_id", "idx"], how="left").with_columns(
             pl.col("appropriate").fill_null(False)
