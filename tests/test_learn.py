@@ -85,6 +85,49 @@ def test_multilabel_fit_with_thresholds():
     assert "sad" in out["labels"][0].to_list() and out["labels"][1].to_list() == ["glad"]
 
 
+def test_multilabel_report_matches_scikit_learn():
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+
+    from pe_toolkit.learn import multilabel_report
+
+    rng = np.random.default_rng(5)
+    classes = ["a", "b", "c"]
+    y = rng.random((240, 3)) < [0.5, 0.3, 0.1]
+    proba = np.clip(y * 0.35 + rng.random((240, 3)) * 0.65, 0, 1)
+    gold = [[c for c, hit in zip(classes, row, strict=True) if hit] for row in y]
+    cut = np.array([0.5, 0.45, 0.6])
+    r = multilabel_report(gold, proba, classes, thresholds=cut, groups=np.repeat(np.arange(80), 3), boot=200)
+    pred = proba >= cut
+    assert r.metric("macro_f1") == pytest.approx(f1_score(y, pred, average="macro"))
+    assert r.metric("micro_f1") == pytest.approx(f1_score(y, pred, average="micro"))
+    assert r.metric("subset_accuracy") == pytest.approx(accuracy_score(y, pred))
+    assert r.metric("kappa") == pytest.approx(np.mean([cohen_kappa_score(y[:, j], pred[:, j]) for j in range(3)]))
+    assert r.metric("auroc") == pytest.approx(roc_auc_score(y, proba, average="macro"))
+    for j, c in enumerate(classes):
+        assert r.f1(c) == pytest.approx(f1_score(y[:, j], pred[:, j]))
+    for metric, value, low, high in r.overall.iter_rows():
+        assert low <= value <= high, metric
+    assert r.confusion.filter(pl.col("class") == "b")["tp"].item() == int((y[:, 1] & pred[:, 1]).sum())
+    assert r.predictions["gold"].to_list() == gold and set(r.calibration["class"]) == set(classes)
+
+
+def test_a_multilabel_model_is_evaluated_and_cross_validated():
+    frame = toy().with_columns(
+        pl.when(pl.col("text").str.contains("\\?|!")).then(pl.concat_list(pl.col("label"), pl.lit("punct")))
+        .otherwise(pl.concat_list(pl.col("label"))).alias("labels")
+    )
+    model = fit(frame, label="labels", spec=FeatureSpec(min_df=1))
+    r = evaluate(model, frame, label="labels", boot=50)
+    assert r.n == frame.height and set(r.per_class["class"]) == {"glad", "punct", "sad"}
+    assert r.f1("sad") == pytest.approx(1.0) and r.metric("micro_f1") > 0.8
+    # Each label set often enough for stratified folds.
+    many = pl.concat([frame.with_columns(pl.col("text") + f" {k}") for k in range(4)])
+    cv = cross_validate(many, label="labels", folds=4, spec=FeatureSpec(min_df=1), boot=50, workers=1)
+    assert cv.predictions.height == many.height and cv.metric("macro_f1") is not None
+    with pytest.raises(InputError, match="multilabel model cannot be scored on multiclass labels"):
+        evaluate(model, frame, label="label")
+
+
 def test_evidence_points_at_the_words_that_weighed_most():
     model = fit(toy(), spec=FeatureSpec(min_df=1))
     from pe_toolkit.learn.model import _batch_of

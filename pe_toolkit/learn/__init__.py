@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "evaluate": "pe_toolkit.learn.validity",
     "cross_validate": "pe_toolkit.learn.validity",
     "Report": "pe_toolkit.learn.validity",
+    "multilabel_report": "pe_toolkit.learn.validity",
     "save": "pe_toolkit.learn.io",
     "load": "pe_toolkit.learn.io",
     "read_card": "pe_toolkit.learn.io",

@@ -5,8 +5,9 @@
   group (a dialogue, a post, a conversation) so no group is in both the
   training and the test part, and keeps the out-of-fold probabilities.
 
-Both return a :class:`Report`: accuracy, macro-F1, Cohen's kappa and AUROC
-(one-vs-rest, averaged over classes), per-class precision, recall and F1,
+Both return a :class:`Report` (for a multi-label task, each class as its
+own binary task: :func:`multilabel_report`): accuracy, macro-F1, Cohen's
+kappa and AUROC (one-vs-rest, averaged over classes), per-class precision, recall and F1,
 each with a 95% bootstrap interval (percentile, 1,000 resamples of whole
 groups: items of one dialogue are not independent), a confusion matrix and
 a calibration table (predicted probability by decile against the observed
@@ -137,6 +138,8 @@ def auroc_interval(scores: np.ndarray, positive: np.ndarray, groups: np.ndarray 
 
 
 def _calibration(gold: np.ndarray, proba: np.ndarray, classes: Sequence[str], bins: int = 10) -> pl.DataFrame:
+    """``gold``: the labels, or a boolean (items x classes) matrix of them."""
+    truth = gold if gold.ndim == 2 else np.column_stack([gold == c for c in classes])
     rows = []
     edges = np.linspace(0, 1, bins + 1)
     for j, c in enumerate(classes):
@@ -144,7 +147,7 @@ def _calibration(gold: np.ndarray, proba: np.ndarray, classes: Sequence[str], bi
         b = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
         n = np.bincount(b, minlength=bins)
         mean_p = np.bincount(b, weights=p, minlength=bins)
-        hits = np.bincount(b, weights=(gold == c).astype(float), minlength=bins)
+        hits = np.bincount(b, weights=truth[:, j].astype(float), minlength=bins)
         for k in np.flatnonzero(n):
             rows.append((c, f"{edges[k]:.1f}-{edges[k + 1]:.1f}", int(n[k]), float(mean_p[k] / n[k]), float(hits[k] / n[k])))
     return pl.DataFrame(rows, schema={"class": pl.String, "bin": pl.String, "n": pl.Int64, "predicted": pl.Float64,
@@ -242,16 +245,91 @@ def report(gold: Sequence[str], proba: np.ndarray, classes: Sequence[str], *, gr
     )
 
 
+def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, classes: Sequence[str], *,
+                      thresholds: np.ndarray | None = None, groups: np.ndarray | None = None, boot: int = BOOTSTRAP,
+                      seed: int = 0) -> Report:  # fmt: skip
+    """A :class:`Report` for a multi-label task: each class is its own binary
+    task (present or not; predicted when its probability reaches its
+    threshold, default 0.5). ``overall``: macro-F1 (mean over classes),
+    micro-F1 (pooled counts), subset accuracy (every class right), mean
+    Cohen's kappa and mean AUROC over classes, each with its bootstrap
+    interval; ``confusion``: per class, tp / fp / fn / tn."""
+    k = len(classes)
+    if proba.shape != (len(gold), k):
+        raise InputError(f"probabilities of shape {proba.shape} for {len(gold)} items and {k} classes")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.zeros((len(gold), k), dtype=bool)
+    for i, values in enumerate(gold):  # evaluation only: one pass over the gold lists
+        for v in values or ():
+            y[i, index[v]] = True
+    cut = np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    pred = proba >= cut
+    groups = np.arange(len(gold)) if groups is None else np.asarray(groups)
+    weights = np.vstack([np.ones(len(gold)), _group_weights(groups, boot, seed)])  # row 0: the point figures
+    tp, fp = weights @ (y & pred), weights @ (~y & pred)
+    fn, tn = weights @ (y & ~pred), weights @ (~y & ~pred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        total = tp + fp + fn + tn
+        expected = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / total
+        kappa = np.where(total != expected, ((tp + tn) - expected) / (total - expected), np.nan)
+        micro = 2 * tp.sum(1) / (2 * tp.sum(1) + fp.sum(1) + fn.sum(1))
+        macro = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in f1])
+        mean_kappa = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in kappa])
+    subset = (weights @ (y == pred).all(axis=1)) / weights.sum(axis=1)
+    aurocs = np.full((len(weights), k), np.nan)
+    for j in range(k):  # one AUROC per class (a handful)
+        if y[:, j].any() and not y[:, j].all():
+            aurocs[:, j] = _weighted_auroc(proba[:, j], y[:, j], weights)
+    with np.errstate(invalid="ignore"):
+        mean_auroc = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in aurocs])
+
+    def value(x: float) -> float | None:
+        return None if not np.isfinite(x) else float(x)
+
+    overall = pl.DataFrame(
+        [(name, value(v[0]), *_interval(v[1:])) for name, v in
+         (("macro_f1", macro), ("micro_f1", micro), ("subset_accuracy", subset), ("kappa", mean_kappa), ("auroc", mean_auroc))],
+        schema={"metric": pl.String, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+    per_class = pl.DataFrame(
+        [(c, value(precision[0, j]), value(recall[0, j]), value(f1[0, j]), *_interval(f1[1:, j]), value(aurocs[0, j]),
+          int(y[:, j].sum())) for j, c in enumerate(classes)],
+        schema={"class": pl.String, "precision": pl.Float64, "recall": pl.Float64, "f1": pl.Float64,
+                "f1_low": pl.Float64, "f1_high": pl.Float64, "auroc": pl.Float64, "support": pl.Int64},
+        orient="row",
+    )  # fmt: skip
+    confusion = pl.DataFrame({"class": list(classes), **{name: m[0].astype(np.int64) for name, m in
+                              (("tp", tp), ("fp", fp), ("fn", fn), ("tn", tn))}})  # fmt: skip
+    names = np.asarray(classes, dtype=object)
+    predictions = pl.DataFrame(
+        {"gold": pl.Series([[c for c in names[r]] for r in y], dtype=pl.List(pl.String)),
+         "predicted": pl.Series([[c for c in names[r]] for r in pred], dtype=pl.List(pl.String)),
+         **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)}, "group": groups}  # fmt: skip
+    )
+    return Report(n=len(gold), groups=len(np.unique(groups)), classes=tuple(classes), overall=overall,
+                  per_class=per_class, confusion=confusion, calibration=_calibration(y, proba, classes),
+                  predictions=predictions)  # fmt: skip
+
+
 def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label: str = "label",
              context: str | None = None, group: str | None = None, rules: Sequence[str] = (),
              merge: Mapping[str, str] | None = None, boot: int = BOOTSTRAP, seed: int = 0) -> Report:  # fmt: skip
-    """Score ``model`` on a labelled frame (multi-class models; for a
-    multi-label one, evaluate each class as its own binary task)."""
-    if model.task != "multiclass":
-        raise InputError("evaluate() scores multi-class models; score a multi-label model's classes one by one")
+    """Score ``model`` on a labelled frame (a multi-label model: each class
+    as its own binary task at the model's thresholds, :func:`multilabel_report`)."""
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=model.classes)
+    if data.task != model.task:
+        raise InputError(f"a {model.task} model cannot be scored on {data.task} labels (column {label!r})")
     batch = _batch_of(model, data.texts, data.context, data.rules)
     proba = model.predict_proba(batch)
+    if model.task == "multilabel":
+        if merge:
+            raise InputError("merge= folds the classes of a multi-class task; a multi-label report keeps every class")
+        return multilabel_report(data.labels, proba, model.classes, thresholds=model.thresholds, groups=data.groups,
+                                 boot=boot, seed=seed)  # fmt: skip
     return report(data.labels, proba, model.classes, groups=data.groups, merge=merge, boot=boot, seed=seed)
 
 
@@ -283,11 +361,13 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
     folds are independent, so the figures do not depend on it."""
     rules = fit_options.get("rules", ())
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=fit_options.get("classes"))
-    if data.task != "multiclass":
-        raise InputError("cross_validate() handles multi-class labels")
+    if data.task == "multilabel" and merge:
+        raise InputError("merge= folds the classes of a multi-class task; a multi-label report keeps every class")
     frame = frame.filter(pl.col(text).is_not_null() & pl.col(label).is_not_null())
     groups = data.groups if data.groups is not None else np.arange(frame.height)
-    fold = folds_of(groups, data.labels, folds, seed)
+    # Multi-label rows are stratified by their sorted set of labels.
+    strata = data.labels if data.task == "multiclass" else ["|".join(sorted(v or ())) for v in data.labels]
+    fold = folds_of(groups, strata, folds, seed)
     proba = np.zeros((frame.height, len(data.classes)))
     from ..progress import progress_bar
 
@@ -306,7 +386,20 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
     with progress_bar(folds, "cross-validate", enabled=progress, iterable=done) as bar:
         for k, fold_proba in enumerate(bar):
             proba[fold == k] = fold_proba
+    if data.task == "multilabel":
+        # Each fold's model keeps the default 0.5 thresholds unless fit_options give others.
+        return multilabel_report(data.labels, proba, data.classes, thresholds=_cv_thresholds(fit_options, data.classes),
+                                 groups=groups, boot=boot, seed=seed)  # fmt: skip
     return report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)
+
+
+def _cv_thresholds(fit_options: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray | None:
+    given = fit_options.get("thresholds")
+    if given is None:
+        return None
+    if isinstance(given, Mapping):
+        return np.array([float(given.get(c, 0.5)) for c in classes])
+    return np.asarray(given, dtype=np.float64)
 
 
 def _fold_proba(frame: pl.DataFrame, held_out: np.ndarray, text: str, label: str, context: str | None,
