@@ -35,8 +35,11 @@ def _skills(card: dict[str, Any]) -> list[str]:
         "not a question.",
         "",
         f"**Validity on human labels.** Data: {card['data']['name']}, {card['data']['split']}; n = {v['n']:,} "
-        f"supporter turns in {v['groups']} dialogues. Method: {v['method']}. Primary code against the crowd "
-        "workers' strategy (one per turn):",
+        f"supporter turns in {v['groups']} dialogues. Method: {v['method']}. (The data's README counts 4,672 "
+        "supporter turns: its lines are windows of a dialogue's history, and a turn whose window starts at a "
+        "different seeker turn counts again as a (seeker turn, supporter turn) pair, 4,684 such pairs by our "
+        "count; chained back into dialogues, every supporter turn once, there are the n here.) Primary code "
+        "against the crowd workers' strategy (one per turn):",
         "",
         "| code | precision | recall | F1 | F1 95% CI | AUROC (one vs rest) | n | threshold in `skills` |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
