@@ -207,7 +207,10 @@ def test_issue_examples() -> None:
         ("I would end my life if I had the guts.", "active_ideation"),
         ("I should end my miserable life.", "active_ideation"),
         ("I'm willing to just end my fucking miserable life.", "active_ideation"),
-        ("he interferes with my suicide plans", "active_ideation"),
+        ("he interferes with my suicide plans", "plan_or_method"),  # a plan exists (C-SSRS item 3)
+        ("she found my suicide note", "preparatory_behavior"),
+        ("I want to kil myself", "active_ideation"),
+        ("I want to k*ll myself", "active_ideation"),
         ("My mum found my self-harm scars and now she's angry.", "self_harm"),
         ("I want to kill my self.", "active_ideation"),
         ("I should have killed myself years ago.", "active_ideation"),
