@@ -69,6 +69,16 @@ def test_pairs_without_id_and_with_group_by(store, tmp_path, counsel):
         assert "layout: pairs (one row per user/assistant pair), threaded by 'questionID'" in report.mapping
 
 
+def test_identical_rows_without_an_id_are_stored_once_and_reported(store, tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("user,assistant\nhi,hello\nhi,hello\nI feel sad,I am sorry\n")
+    report = import_file(store, path, progress=False)
+    assert (report.inserted, report.repeated, store.count()) == (2, 1, 2)
+    assert "1 row(s) repeated another row's id in the same batch and were stored once" in str(report)
+    again = import_file(store, path, progress=False)
+    assert (again.unchanged, again.repeated) == (2, 1)
+
+
 def test_messages_layout_message_columns_and_renames(store, tmp_path):
     path = tmp_path / "turns.csv"
     path.write_text(

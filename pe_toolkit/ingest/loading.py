@@ -38,6 +38,9 @@ class ImportReport(UpsertResult, HtmlReport):
         )
         if self.invalid:
             text += f", {self.invalid:,} invalid (in dead_letters)"
+        if self.repeated:
+            text += (f"; {self.repeated:,} row(s) repeated another row's id in the same batch and were stored once "
+                     "(without an id column the id is the content's hash: identical conversations are one)")  # fmt: skip
         return text
 
 

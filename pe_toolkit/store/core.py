@@ -83,6 +83,10 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     messages_written: int = 0
+    # Rows whose id occurred again later in the same batch: stored once (the
+    # last). Rows without an id get their content's hash, so identical rows
+    # count here.
+    repeated: int = 0
     created_ids: list[str] = field(default_factory=list, repr=False)
     updated_ids: list[str] = field(default_factory=list, repr=False)
 
@@ -93,6 +97,7 @@ class UpsertResult:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.messages_written += other.messages_written
+        self.repeated += other.repeated
         if keep_ids:
             self.created_ids += other.created_ids
             self.updated_ids += other.updated_ids
@@ -706,13 +711,16 @@ class Store:
             batch = batch.set_column(
                 batch.schema.get_field_index("source"), "source", pa.repeat(pa.scalar(source), batch.num_rows)
             )
+        rows = batch.num_rows
         batch = _last_occurrence_wins(batch)
         _check_quality_values(batch)
         with self._write_lock:
             self._con.register("_incoming", access.for_threads(batch))
             try:
                 with self.transaction() as con:
-                    return self._merge(con)
+                    result = self._merge(con)
+                    result.repeated = rows - batch.num_rows
+                    return result
             finally:
                 self._con.unregister("_incoming")
                 self._con.execute("DROP TABLE IF EXISTS _hashes; DROP TABLE IF EXISTS _changed")
