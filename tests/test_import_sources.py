@@ -241,6 +241,11 @@ def test_hugging_face_saved_shards_and_objects(store, tmp_path):
     pairs.select([1]).to_parquet(str(shards / "train-00001-of-00002.parquet"))
     report = import_file(store, tmp_path / "shards", progress=False)
     assert (report.inserted, report.format) == (2, "hf (2 parquet shards)")
+    # Splits of other shapes: each split's mapping is in the report.
+    mixed = datasets.DatasetDict({"chats": chats.select([0]), "pairs": pairs.select([1])})
+    report = import_dataset(store, mixed, dataset="mixed")
+    assert report.inserted == 2 and "messages -> messages (openai shape)" in report.mapping
+    assert any(line.startswith("[pairs] ") and "Context" in line for line in report.mapping), report.mapping
     shuffled = pairs.shuffle(seed=1).select([0])
     report = import_dataset(store, shuffled, dataset="picked")
     assert report.inserted == 1

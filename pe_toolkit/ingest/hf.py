@@ -109,15 +109,22 @@ def _with_split(table: pa.Table, split: str | None) -> pa.Table:
 def import_splits(store: Store, splits: list[tuple[str | None, pa.Table]], *, name: str, dataset: str, source: str,
                   columns: ColumnMap | None, skip_invalid: bool, progress: bool, batch_rows: int,
                   events: EventBus | None) -> ImportReport:  # fmt: skip
-    """Import every split into one report (its mapping: the first split's)."""
+    """Import every split into one report. Its mapping is the first split's;
+    a split mapped otherwise (other columns) adds its own lines, prefixed
+    with ``[split]``."""
     total = ImportReport(path=name, format="hf")
+    first: list[str] | None = None
     for split, table in splits:
         part = import_table(store, _with_split(table, split), name=f"{name}[{split}]" if split else name, dataset=dataset,
                             columns=columns, skip_invalid=skip_invalid, progress=progress, batch_rows=batch_rows,
                             events=events, source=f"{source}[{split}]" if split else source)  # fmt: skip
         total.add(part, keep_ids=False)
         total.invalid += part.invalid
-        total.mapping = total.mapping or part.mapping
+        if first is None:
+            first = part.mapping
+            total.mapping = list(part.mapping)
+        elif part.mapping != first:
+            total.mapping += [f"[{split}] {line}" for line in part.mapping]
     return total
 
 
