@@ -153,7 +153,7 @@ def as_risk_score(combined: np.ndarray, severity: np.ndarray, abuse: np.ndarray)
     from ..analysis.safety import combined_message_risk
 
     frame = pl.DataFrame({"u": combined, "sev": severity.astype(np.int64), "abuse": abuse.astype(np.int64)})
-    return frame.select(combined_message_risk(pl.col("u"), pl.col("sev"), pl.col("abuse"), pl.lit(False)))["u"].to_numpy()
+    return frame.select(combined_message_risk(pl.col("u"), pl.col("sev"), pl.col("abuse"), pl.lit(False)).alias("risk"))["risk"].to_numpy()
 
 
 def fit_combination(p: np.ndarray, severity: np.ndarray, positive: np.ndarray) -> dict[str, float]:
