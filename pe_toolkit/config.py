@@ -163,11 +163,13 @@ def _project_root(config_file: Path | None) -> Path:
 
 
 def _default_sample(root: Path) -> Path:
-    local = root / "data" / SAMPLE_NAME
-    if local.is_file():
-        return local
-    # Installed without the repository: the wheel carries the sample too.
-    return Path(__file__).parent / "_data" / SAMPLE_NAME
+    package = Path(__file__).parent
+    # The project's own data/ first (a user may replace the sample there);
+    # then the copy a wheel carries (pyproject maps data/ into _data/); then
+    # the checkout the package was installed from in editable mode, so the
+    # sample is found from any working directory.
+    candidates = (root / "data" / SAMPLE_NAME, package / "_data" / SAMPLE_NAME, package.parent / "data" / SAMPLE_NAME)
+    return next((c for c in candidates if c.is_file()), candidates[1])
 
 
 def load_settings(**overrides: Any) -> Settings:

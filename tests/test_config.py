@@ -45,3 +45,24 @@ def test_missing_pe_config_file(monkeypatch, tmp_path):
     monkeypatch.setenv("PE_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="not a file"):
         load_settings()
+
+
+def test_the_bundled_sample_is_found_from_any_folder(tmp_path, monkeypatch):
+    # From a folder with no data/ of its own (a user's project, /tmp), the
+    # default source is still the bundled sample, not a path that is missing.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PE_CONFIG", raising=False)
+    assert load_settings().sample_path.is_file()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sample.jsonl.gz").write_bytes(b"")
+    assert load_settings().sample_path == tmp_path / "data" / "sample.jsonl.gz"
+
+
+def test_the_wheel_carries_the_sample():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    mapping = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert mapping == {"data/sample.jsonl.gz": "pe_toolkit/_data/sample.jsonl.gz"}
+    assert (root / "data" / "sample.jsonl.gz").is_file()

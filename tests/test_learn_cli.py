@@ -52,6 +52,30 @@ def test_expected_failures_are_one_line(tmp_path, labelled_csv):
     assert r.exit_code == 1 and "not a pe_toolkit model file" in r.output
 
 
+def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
+    # A researcher's labels named otherwise (ESConv's eight strategies against
+    # the skills model's seven) are renamed on the command line, not by hand.
+    from datetime import date
+
+    runner = CliRunner()
+    out = tmp_path / "mood.pemodel"
+    assert runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1"]).exit_code == 0
+    renamed = tmp_path / "renamed.csv"
+    pl.read_csv(labelled_csv).with_columns(pl.col("label").replace({"sad": "unhappy"})).write_csv(renamed)
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed)])
+    assert r.exit_code == 1 and "not among the classes (glad, sad): unhappy" in r.output, r.output
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy=sad"])
+    assert r.exit_code == 0 and "accuracy   1.000" in r.output, r.output
+    assert "not held-out" in r.output and "labels.csv (48 texts)" in r.output
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy"])
+    assert r.exit_code == 1 and "expected FROM=TO" in r.output
+    again = tmp_path / "again.pemodel"
+    r = runner.invoke(cli, ["learn", "fit", "--data", str(renamed), "--out", str(again), "--min-df", "1", "--relabel", "glad=happy"])
+    assert r.exit_code == 0 and load(again).classes == ("happy", "unhappy"), r.output
+    r = runner.invoke(cli, ["learn", "list", str(again)])
+    assert f"trained {date.today().isoformat()}" in r.output and "relabel glad=happy" in r.output, r.output
+
+
 def test_review_labels_are_one_call_from_training_data(store, write_jsonl):
     records = []
     for i in range(8):

@@ -295,7 +295,7 @@ def training_data(
     chosen = tuple(classes) if classes is not None else tuple(found)
     unknown = set(found) - set(chosen)
     if unknown:
-        raise InputError(f"label(s) not among the classes: {', '.join(sorted(unknown)[:5])}")
+        raise InputError(f"label(s) not among the classes ({', '.join(chosen)}): {', '.join(sorted(unknown)[:5])}")
     if len(chosen) < 2:
         raise InputError(f"need at least two classes to learn from, found {list(chosen)}")
     rule_matrix = frame.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
