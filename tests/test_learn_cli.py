@@ -67,6 +67,10 @@ def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy=sad"])
     assert r.exit_code == 0 and "accuracy   1.000" in r.output, r.output
     assert "not held-out" in r.output and "labels.csv (48 texts)" in r.output
+    cased = tmp_path / "cased.csv"  # labels that differ from the classes only by case need no --relabel
+    pl.read_csv(labelled_csv).with_columns(pl.col("label").str.to_uppercase()).write_csv(cased)
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(cased)])
+    assert r.exit_code == 0 and "accuracy   1.000" in r.output, r.output
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy"])
     assert r.exit_code == 1 and "expected FROM=TO" in r.output
     again = tmp_path / "again.pemodel"

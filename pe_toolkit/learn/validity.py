@@ -320,6 +320,7 @@ def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label
              merge: Mapping[str, str] | None = None, boot: int = BOOTSTRAP, seed: int = 0) -> Report:  # fmt: skip
     """Score ``model`` on a labelled frame (a multi-label model: each class
     as its own binary task at the model's thresholds, :func:`multilabel_report`)."""
+    frame = _classes_cased(frame, label, model.classes)
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=model.classes)
     if data.task != model.task:
         raise InputError(f"a {model.task} model cannot be scored on {data.task} labels (column {label!r})")
@@ -331,6 +332,25 @@ def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label
         return multilabel_report(data.labels, proba, model.classes, thresholds=model.thresholds, groups=data.groups,
                                  boot=boot, seed=seed)  # fmt: skip
     return report(data.labels, proba, model.classes, groups=data.groups, merge=merge, boot=boot, seed=seed)
+
+
+def _classes_cased(frame: pl.DataFrame, label: str, classes: Sequence[str]) -> pl.DataFrame:
+    """``frame`` with labels that name a class but for case ("SuicideWatch"
+    for the risk model's "suicidewatch") renamed to it; any other unknown
+    label is left for :func:`~.model.training_data` to report."""
+    if label not in frame.columns:
+        return frame
+    column = pl.col(label)
+    listed = isinstance(frame.schema[label], pl.List)
+    found = frame.select((column.explode() if listed else column).cast(pl.String).drop_nulls().unique())[label].to_list()
+    folded: dict[str, list[str]] = {}
+    for c in classes:
+        folded.setdefault(c.lower(), []).append(c)
+    mapping = {v: folded[v.lower()][0] for v in found if v not in classes and len(folded.get(v.lower(), ())) == 1}
+    if not mapping:
+        return frame
+    renamed = column.list.eval(pl.element().cast(pl.String).replace(mapping)) if listed else column.cast(pl.String).replace(mapping)
+    return frame.with_columns(renamed.alias(label))
 
 
 def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 0) -> np.ndarray:
