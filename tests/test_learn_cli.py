@@ -108,3 +108,13 @@ def test_review_labels_are_one_call_from_training_data(store, write_jsonl):
     assert conv.height == 1 and "Everything went great" in conv["text"][0]
     with pytest.raises(InputError, match="no message labels in task 'other'"):
         from_store(store, "other")
+
+
+def test_rename_labels_in_string_and_list_columns():
+    from pe_toolkit.learn import rename_labels
+
+    single = rename_labels(pl.DataFrame({"label": ["restatement", "question", None]}), "label", {"restatement": "reflection"})
+    assert single["label"].to_list() == ["reflection", "question", None]
+    multi = pl.DataFrame({"label": [["restatement", "reflection_of_feelings"], ["question"], None]})
+    merged = {"restatement": "reflection", "reflection_of_feelings": "reflection"}
+    assert rename_labels(multi, "label", merged)["label"].to_list() == [["reflection"], ["question"], None]

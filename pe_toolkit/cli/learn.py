@@ -62,28 +62,17 @@ def _labelled_input(command: Any) -> Any:
 
 
 def _relabelled(frame: Any, label: str, relabels: tuple[str, ...]) -> Any:
-    """``frame`` with the --relabel FROM=TO renames applied to its label column
-    (a list column of labels too)."""
-    import polars as pl
-
+    """``frame`` with the --relabel FROM=TO renames applied to its label column."""
     from ..errors import InputError
+    from ..learn.labels import rename_labels
 
-    if not relabels:
-        return frame
     mapping: dict[str, str] = {}
     for item in relabels:
         old, sep, new = item.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise InputError(f"--relabel {item!r}: expected FROM=TO, e.g. --relabel restatement=reflection")
         mapping[old.strip()] = new.strip()
-    if label not in frame.columns:
-        return frame  # the model's own check names the missing column
-    column = pl.col(label)
-    if isinstance(frame.schema[label], pl.List):
-        renamed = column.list.eval(pl.element().cast(pl.String).replace(mapping)).list.unique(maintain_order=True)
-    else:
-        renamed = column.cast(pl.String).replace(mapping)
-    return frame.with_columns(renamed.alias(label))
+    return rename_labels(frame, label, mapping)
 
 
 @click.group("learn")

@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "read_card": "pe_toolkit.learn.io",
     "from_store": "pe_toolkit.learn.labels",
     "from_metadata": "pe_toolkit.learn.labels",
+    "rename_labels": "pe_toolkit.learn.labels",
     "load_shipped": "pe_toolkit.learn.shipped",
     "devdata": "pe_toolkit.learn",
 }

@@ -11,11 +11,26 @@ alphabetical order), so one call gives one label per item.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
 from ..errors import InputError
 from ..store import Store
 from ..store.annotations import labels as stored_labels
+
+
+def rename_labels(frame: pl.DataFrame, label: str, mapping: Mapping[str, str]) -> pl.DataFrame:
+    """``frame`` with the labels in ``label`` (a string column, or a list
+    column of a multi-label task) renamed by ``mapping``; others unchanged."""
+    if not mapping or label not in frame.columns:
+        return frame
+    column = pl.col(label)
+    if isinstance(frame.schema[label], pl.List):
+        renamed = column.list.eval(pl.element().cast(pl.String).replace(dict(mapping))).list.unique(maintain_order=True)
+    else:
+        renamed = column.cast(pl.String).replace(dict(mapping))
+    return frame.with_columns(renamed.alias(label))
 
 
 def from_store(store: Store, task: str = "review", *, level: str = "message", role: str | None = None) -> pl.DataFrame:

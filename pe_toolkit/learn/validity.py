@@ -32,6 +32,7 @@ import polars as pl
 
 from ..analysis.evaluation import evaluate as agreement
 from ..errors import InputError
+from .labels import rename_labels
 from .model import TextModel, _batch_of, fit, training_data
 
 BOOTSTRAP = 1000
@@ -341,16 +342,14 @@ def _classes_cased(frame: pl.DataFrame, label: str, classes: Sequence[str]) -> p
     if label not in frame.columns:
         return frame
     column = pl.col(label)
-    listed = isinstance(frame.schema[label], pl.List)
-    found = frame.select((column.explode() if listed else column).cast(pl.String).drop_nulls().unique())[label].to_list()
+    if isinstance(frame.schema[label], pl.List):
+        column = column.explode()
+    found = frame.select(column.cast(pl.String).drop_nulls().unique())[label].to_list()
     folded: dict[str, list[str]] = {}
     for c in classes:
         folded.setdefault(c.lower(), []).append(c)
     mapping = {v: folded[v.lower()][0] for v in found if v not in classes and len(folded.get(v.lower(), ())) == 1}
-    if not mapping:
-        return frame
-    renamed = column.list.eval(pl.element().cast(pl.String).replace(mapping)) if listed else column.cast(pl.String).replace(mapping)
-    return frame.with_columns(renamed.alias(label))
+    return rename_labels(frame, label, mapping)
 
 
 def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 0) -> np.ndarray:
