@@ -3,6 +3,8 @@ DuckDB files in tmp_path, real model files)."""
 
 from __future__ import annotations
 
+import warnings
+
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -118,3 +120,15 @@ def test_rename_labels_in_string_and_list_columns():
     multi = pl.DataFrame({"label": [["restatement", "reflection_of_feelings"], ["question"], None]})
     merged = {"restatement": "reflection", "reflection_of_feelings": "reflection"}
     assert rename_labels(multi, "label", merged)["label"].to_list() == [["reflection"], ["question"], None]
+
+
+def test_too_few_labels_for_the_folds_is_one_warning_line(tmp_path, labelled_csv):
+    rows = pl.read_csv(labelled_csv)
+    few = tmp_path / "few.csv"
+    pl.concat([rows.filter(pl.col("label") == "glad"), rows.filter(pl.col("label") == "sad").head(3)]).write_csv(few)
+    with warnings.catch_warnings():  # the suite turns warnings into errors; a user's shell shows them
+        warnings.simplefilter("always")
+        r = CliRunner().invoke(cli, ["learn", "cv", "--data", str(few), "--folds", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "pe-toolkit: warning: label 'sad' has 3 item(s), fewer than the 4 folds" in r.output
+    assert "UserWarning" not in r.output and ".py:" not in r.output and "least populated" not in r.output

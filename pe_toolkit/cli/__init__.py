@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -69,6 +70,12 @@ def hoist_db(args: list[str], group: click.Group) -> list[str]:
     return head + moved + tail
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:  # fmt: skip
+    """Warnings as one line, like errors: not a source path and line number."""
+    click.echo(f"pe-toolkit: warning: {message}", err=True)
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -118,6 +125,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+    warnings.showwarning = _one_line_warning
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ same confusion matrix per resample (a loop over resamples, not items).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -362,9 +363,15 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
         raise InputError(f"{folds}-fold cross-validation needs at least {folds} groups, found {n_groups}")
     fold = np.empty(len(groups), dtype=np.int64)
     y = np.asarray([str(v) for v in labels], dtype=object)  # evaluation only
+    values, counts = np.unique(y, return_counts=True)
+    if counts.min() < folds:
+        warnings.warn(f"label {values[counts.argmin()]!r} has {counts.min()} item(s), fewer than the {folds} folds: "
+                      "some folds cannot test it", stacklevel=3)  # fmt: skip
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), y, groups)):
-        fold[test] = k
+    with warnings.catch_warnings():  # said above in our words, once
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for k, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), y, groups)):
+            fold[test] = k
     return fold
 
 
