@@ -69,6 +69,28 @@ def test_pairs_without_id_and_with_group_by(store, tmp_path, counsel):
         assert "layout: pairs (one row per user/assistant pair), threaded by 'questionID'" in report.mapping
 
 
+def test_posts_without_replies_are_one_user_message_each(store, tmp_path):
+    # Reddit-style posts (a text and its subreddit, no answer): --map user=COL
+    # alone; each row is a conversation of one user message that analyze scores.
+    path = tmp_path / "posts.csv"
+    path.write_text('subreddit,post\nSuicideWatch,"I want to end it, tonight"\nteaching,Any tips for a first class?\n')
+    r = CliRunner().invoke(cli, ["--db", str(store.path), "import", str(path), "--map", "user=post", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "layout: pairs (one conversation per row: a user message alone)" in r.output
+    ids = store.conversations()["id"].to_list()
+    assert len(ids) == 2
+    convs = [store.conversation(i) for i in ids]
+    assert sorted((c["messages"][0]["content"], len(c["messages"]), c["messages"][0]["role"]) for c in convs) == [
+        ("Any tips for a first class?", 1, "user"), ("I want to end it, tonight", 1, "user")]
+    assert sorted(_meta(store, i)["subreddit"] for i in ids) == ["SuicideWatch", "teaching"]
+    with pytest.raises(InputError, match="no column for 'user'"):
+        import_file(store, path, columns=ColumnMap.parse(["assistant=post"], "pairs"), progress=False)
+    threaded = ColumnMap.parse(["user=post"], "pairs", group_by="subreddit")
+    with Store(tmp_path / "threads.duckdb") as threads:
+        report = import_file(threads, path, columns=threaded, progress=False)
+        assert "layout: pairs (one row per user message (no assistant column)), threaded by 'subreddit'" in report.mapping
+
+
 def test_identical_rows_without_an_id_are_stored_once_and_reported(store, tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("user,assistant\nhi,hello\nhi,hello\nI feel sad,I am sorry\n")

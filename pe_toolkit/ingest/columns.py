@@ -156,19 +156,21 @@ class ColumnMap:
         if layout is None:
             if chosen["role"] and chosen["content"]:
                 layout = "messages"
-            elif chosen["user"] and chosen["assistant"]:
-                layout = "pairs"
+            elif chosen["user"] and (chosen["assistant"] or self.user is not None):
+                layout = "pairs"  # --map user=COL alone: posts without replies
             else:
                 raise InputError(
                     f"{where}: cannot tell which columns hold the conversation (columns: {', '.join(columns)}); "
                     "pass --map role=COL --map content=COL (one row per message) or "
-                    "--map user=COL --map assistant=COL (one row per pair)"
+                    "--map user=COL --map assistant=COL (one row per pair; --map user=COL alone for posts without replies)"
                 )
         if layout not in ("messages", "pairs"):
             raise InputError(f"layout must be 'messages' or 'pairs', got {layout!r}")
         if layout == "messages" and self.group_by is not None and self.id is None:
             chosen["id"] = self.group_by  # in the messages layout the conversation id is the grouping
-        needed = ("role", "content", "id") if layout == "messages" else ("user", "assistant")
+        # Pairs need a user column; without an assistant column each row is
+        # one user message (posts, questions without answers).
+        needed = ("role", "content", "id") if layout == "messages" else ("user",)
         for name in needed:
             if chosen[name] is None:
                 raise InputError(f"{where}: no column for {name!r} in a {layout} layout; pass --map {name}=COLUMN")

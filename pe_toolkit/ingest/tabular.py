@@ -82,9 +82,10 @@ class Plan:
         if c.layout == "messages":
             lines.append(f"layout: messages (one row per message), conversations by {c.id!r}")
         elif c.group_by:
-            lines.append(f"layout: pairs (one row per user/assistant pair), threaded by {c.group_by!r}")
+            unit = "user/assistant pair" if c.assistant else "user message (no assistant column)"
+            lines.append(f"layout: pairs (one row per {unit}), threaded by {c.group_by!r}")
         else:
-            lines.append("layout: pairs (one conversation per row)")
+            lines.append("layout: pairs (one conversation per row" + ("" if c.assistant else ": a user message alone") + ")")
         what = {
             "id": "conversation id" + (" (a row number added where repeated)" if c.layout == "pairs" and not c.group_by else ""),
             "role": "message role", "content": "message text", "user": "user message", "assistant": "assistant message",
@@ -277,15 +278,21 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
         mm = f"[{mmeta}]"
         cid, gkey = "_pe_id", "_pe_id"
     else:
-        checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {sql_str(f'empty user text in column {cmap.user}')}
-                     WHEN {null_is_error} AND _pe_assistant IS NULL THEN {sql_str(f'empty assistant text in column {cmap.assistant}')}"""
+        checks = f"""WHEN {null_is_error} AND _pe_user IS NULL THEN {sql_str(f'empty user text in column {cmap.user}')}"""
         has_system = "coalesce(trim(_pe_system), '') <> ''"
+        user = f"struct_pack(role := 'user', content := {as_text('_pe_user')}, timestamp := {ts})"
+        if cmap.assistant:
+            checks += f"""
+                     WHEN {null_is_error} AND _pe_assistant IS NULL THEN {sql_str(f'empty assistant text in column {cmap.assistant}')}"""
+            turn_msgs = f"[{user}, struct_pack(role := 'assistant', content := {as_text('_pe_assistant')}, timestamp := {ts})]"
+            # A pair's own columns describe its answer.
+            turn_mm = f"[NULL::JSON, {mmeta}]"
+        else:  # user messages alone (posts): a row's own columns describe it
+            turn_msgs, turn_mm = f"[{user}]", f"[{mmeta}]"
         msgs = f"""list_concat(
                     CASE WHEN {has_system} THEN [struct_pack(role := 'system', content := _pe_system, timestamp := {ts})] ELSE [] END,
-                    [struct_pack(role := 'user', content := {as_text('_pe_user')}, timestamp := {ts}),
-                     struct_pack(role := 'assistant', content := {as_text('_pe_assistant')}, timestamp := {ts})])"""
-        # A pair's own columns describe its answer.
-        mm = f"list_concat(CASE WHEN {has_system} THEN [NULL::JSON] ELSE [] END, [NULL::JSON, {mmeta}])"
+                    {turn_msgs})"""
+        mm = f"list_concat(CASE WHEN {has_system} THEN [NULL::JSON] ELSE [] END, {turn_mm})"
         if cmap.group_by:
             cid, gkey = "_pe_group", "coalesce(_pe_group, '')"
         else:
