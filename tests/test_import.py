@@ -124,6 +124,13 @@ def test_invalid_utf8_line_is_named(store, tmp_path):
     assert (report.inserted, report.invalid) == (1, 1)
 
 
+def test_cli_import_of_a_missing_file_creates_no_cache(tmp_path):
+    cache = tmp_path / "new.duckdb"
+    r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(tmp_path / "nope.csv")])
+    assert r.exit_code == 1 and "nope.csv: no such file" in r.output
+    assert not cache.exists()
+
+
 def test_missing_file_and_unknown_format(store, tmp_path):
     with pytest.raises(InputError, match="no such file"):
         import_file(store, tmp_path / "nope.jsonl")
