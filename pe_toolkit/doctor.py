@@ -6,7 +6,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_settings
+from .config import Settings, load_settings
 from .errors import PeToolkitError, StoreLockedError
 
 
@@ -17,7 +17,31 @@ class Check:
     detail: str
 
 
-def diagnose(cache: Path | None = None) -> list[Check]:
+def check_online(settings: Settings) -> Check:
+    """One authenticated request to each configured API URL (its dataset
+    list): reachable, and the key accepted? Few retries, a short deadline,
+    so a down server is reported in seconds, not after a sync's patience."""
+    from .client import Client
+    from .client.retry import RetryPolicy
+    from .errors import ApiError, AuthenticationError, PermissionDeniedError
+
+    found: list[str] = []
+    ok = True
+    for url in settings.api_urls:
+        try:
+            with Client(base_url=url, settings=settings, retry=RetryPolicy(max_attempts=2, max_elapsed=10.0), timeout=10.0) as client:
+                count = len(client.list_datasets().items)
+            found.append(f"{url}: reachable, key accepted ({count} dataset(s))")
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            ok = False
+            found.append(f"{url}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
+        except ApiError as exc:
+            ok = False
+            found.append(f"{url}: {exc}")
+    return Check("api online", ok, "; ".join(found))
+
+
+def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
     checks: list[Check] = []
     try:
         settings = load_settings(cache_path=cache)
@@ -33,6 +57,9 @@ def diagnose(cache: Path | None = None) -> list[Check]:
     if settings.api_configured:
         api = f"{', '.join(settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
     checks.append(Check("api", not settings.api_configured or bool(settings.api_key), api))
+    if online:
+        checks.append(check_online(settings) if settings.api_configured and settings.api_key
+                      else Check("api online", False, "no API URL and key to try (PE_API_URL, PE_API_KEY)"))  # fmt: skip
     path = settings.cache_path
     if not path.exists():
         checks.append(Check("cache", True, f"{path} (not created yet)"))

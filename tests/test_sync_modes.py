@@ -292,3 +292,23 @@ def test_a_sync_that_could_not_fetch_some_conversations_completes_with_a_note(se
         assert report.failed == 1
         status, error = store.connection.execute("SELECT status, error FROM ingest_runs WHERE kind = 'sync'").fetchall()[0]
         assert status == "completed" and error == "1 conversation(s) could not be fetched; queued for the next sync"
+
+
+def test_doctor_online_says_whether_the_api_answers_and_takes_the_key(served, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PE_API_URL", served.url)
+    runner = CliRunner()
+    cache = str(tmp_path / "none.duckdb")
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    r = runner.invoke(cli, ["--db", cache, "doctor", "--online"])
+    assert r.exit_code == 0, r.output
+    assert "[ok  ] api online:" in r.output and "reachable, key accepted" in r.output
+    monkeypatch.setenv("PE_API_KEY", "not-the-right-key-9")
+    r = runner.invoke(cli, ["--db", cache, "doctor", "--online"])
+    assert r.exit_code == 1 and "the key was refused (HTTP 401)" in r.output, r.output
+    assert "not-the-right-key-9" not in r.output
+    r = runner.invoke(cli, ["--db", cache, "doctor"])  # without --online, nothing is sent
+    assert r.exit_code == 0 and "api online" not in r.output
+    served.stop()
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    r = runner.invoke(cli, ["--db", cache, "doctor", "--online"])
+    assert r.exit_code == 1 and "[FAIL] api online:" in r.output and KEY not in r.output, r.output

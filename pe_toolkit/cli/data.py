@@ -116,13 +116,15 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
 
 
 @click.command("doctor")
+@click.option("--online", is_flag=True, help="Also send one request to each API URL: reachable, key accepted?")
 @click.pass_context
-def doctor_cmd(ctx: click.Context) -> None:
-    """Check configuration, cache file, schema version and lock holder."""
+def doctor_cmd(ctx: click.Context, online: bool) -> None:
+    """Check configuration, cache file, schema version and lock holder
+    (and with --online, that the API answers and accepts the key)."""
     from ..doctor import diagnose
 
     problems = 0
-    for check in diagnose(Path(ctx.obj["db"]) if ctx.obj.get("db") else None):
+    for check in diagnose(Path(ctx.obj["db"]) if ctx.obj.get("db") else None, online=online):
         mark = "ok  " if check.ok else "FAIL"
         problems += not check.ok
         click.echo(f"[{mark}] {check.name}: {check.detail}")
