@@ -121,6 +121,47 @@ def test_a_researchers_own_model_is_an_analyzer():
     assert scores.messages.filter(pl.col("role") == "user")["mine"].null_count() == 3
 
 
+def test_a_model_fitted_with_the_preceding_turn_reads_it_inside_analyze():
+    # The label depends on the turn before only: the same reply "ok" is
+    # "agree" after a suggestion and "ack" after a greeting. Inside analyze the
+    # preceding message is the context (before: none was given, so the model
+    # scored every "ok" the same).
+    # (The context block's words are the messages' vocabulary, so the
+    # preceding turns are also among the texts.)
+    before = ["you could try a walk", "maybe rest a bit", "hello there", "hi, how are you"] * 4
+    train = pl.DataFrame({"text": ["ok"] * len(before) + before[:4], "context": before + [None] * 4,
+                          "label": ["agree", "agree", "ack", "ack"] * 5})  # fmt: skip
+    model = fit(train, text="text", label="label", context="context", spec=FeatureSpec(min_df=1, context=True))
+    frame = pl.DataFrame([("a", 0, "user", "you could try a walk"), ("a", 1, "assistant", "ok"),
+                          ("b", 0, "user", "hello there"), ("b", 1, "assistant", "ok"), ("c", 0, "assistant", "ok")],
+                         schema={"conversation_id": pl.String, "idx": pl.Int32, "role": pl.String, "content": pl.String},
+                         orient="row")  # fmt: skip
+    mine = ModelAnalyzer(model, name="replies", role="assistant")
+    got = mine.score(frame).messages.filter(pl.col("replies").is_not_null())
+    want = model.predict(["ok", "ok", "ok"], context=["you could try a walk", "hello there", None])
+    assert got["replies"].to_list()[:2] == ["agree", "ack"]
+    np.testing.assert_allclose(got["replies_p_agree"].to_numpy(), want["p_agree"].to_numpy(), rtol=1e-12)
+
+
+def test_a_model_with_rule_columns_reads_them_from_the_analyzers_before_it():
+    from pe_toolkit.analysis import analyzers
+    from pe_toolkit.errors import AnalysisError
+
+    frame = _conversation()
+    levels = analyze_frame(frame).messages.select("conversation_id", "idx", "explorations")
+    scored = frame.join(levels, on=["conversation_id", "idx"], maintain_order="left").filter(pl.col("role") == "assistant")
+    train = pl.concat([scored.select(pl.col("content").alias("text"), "explorations")] * 4).with_columns(
+        label=pl.when(pl.col("explorations") > 0).then(pl.lit("explores")).otherwise(pl.lit("other")))
+    model = fit(train, text="text", label="label", rules=["explorations"], spec=FeatureSpec(min_df=1))
+    mine = ModelAnalyzer(model, name="mine", role="assistant")
+    got = analyze_frame(frame, analyzers=(*analyzers(), mine)).messages.filter(pl.col("role") == "assistant")
+    rules = scored.select(pl.col("explorations").cast(pl.Float64).fill_null(0.0)).to_numpy()
+    want = model.predict(scored["content"], rules=rules)
+    np.testing.assert_allclose(got["mine_p_explores"].to_numpy(), want["p_explores"].to_numpy(), rtol=1e-12)
+    with pytest.raises(AnalysisError, match=r"rule column\(s\) explorations are not message columns"):
+        analyze_frame(frame, analyzers=(mine,))
+
+
 @pytest.mark.parametrize("analyzer", [SKILLS_MODEL, RISK_MODEL], ids=lambda a: a.name)
 def test_scoring_each_distinct_text_once_changes_nothing(analyzer: ModelAnalyzer):
     # The conversation repeated under other ids, one user and one assistant text

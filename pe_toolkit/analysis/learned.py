@@ -19,6 +19,10 @@ version is the model file's content hash, so a retrained model makes
 Evidence: the n-grams (or lexicon phrases) that raised the predicted class
 the most, with their spans; a message coded ``other`` gets none.
 
+A model fitted with a ``context`` column reads the message before each
+scored one; one fitted with ``rules`` reads those columns from the
+analyzers that ran before it in the pass.
+
 A researcher's own model runs the same way::
 
     model = pe.learn.fit(frame, text="text", label="label")
@@ -124,14 +128,17 @@ class ModelAnalyzer:
                 *(pl.lit(None, pl.Float64).alias(col) for col in columns.values()),
             )
             return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
-        if model.featurizer.rule_names:
-            raise AnalysisError(f"{self.name}: models with rule columns cannot run inside analyze() yet")
-        # Each distinct text is scored once (the model reads nothing but the
-        # text): repeated greetings, templates and copied answers are common in
-        # generated corpora (a quarter of the messages of the synthetic ones).
-        first, inverse = self._distinct(frame["content"].gather(rows)) if self.distinct else (None, None)
+        context_rows = self._context_rows(frame, rows) if model.featurizer.spec.context else None
+        rules = self._rule_matrix(batch, rows) if model.featurizer.rule_names else None
+        # Each distinct text is scored once when the model reads nothing but
+        # the text: repeated greetings, templates and copied answers are
+        # common in generated corpora (a quarter of the messages of the
+        # synthetic ones). A model that also reads the preceding turn or rule
+        # columns scores every message.
+        text_only = context_rows is None and rules is None
+        first, inverse = self._distinct(frame["content"].gather(rows)) if self.distinct and text_only else (None, None)
         # The batch's tokens: split once for every analyzer of the pass.
-        features = model.transform(batch.tokens, rows if first is None else rows[first])
+        features = model.transform(batch.tokens, rows if first is None else rows[first], context_rows=context_rows, rules=rules)
         proba = model.predict_proba(features)
         evidence = self._evidence(frame, rows, features, proba, inverse)
         if inverse is not None:
@@ -149,6 +156,41 @@ class ModelAnalyzer:
             values[rows] = proba[:, j]
             out = out.with_columns(pl.Series(col, values).fill_nan(None))
         return Scores(out, self._conversation_columns(conversations, out), evidence)
+
+    @staticmethod
+    def _context_rows(frame: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """Per scored row, the row of the message before it in its
+        conversation (-1 for a first message): the ``context`` a model was
+        fitted with (``learn.from_store``'s, and ESConv's preceding turn)."""
+        conv = frame["conversation_id"].to_numpy()
+        before = rows - 1
+        same = before >= 0
+        same[same] = conv[before[same]] == conv[rows[same]]
+        return np.where(same, before, -1).astype(np.int64)
+
+    def _rule_matrix(self, batch: Batch, rows: np.ndarray) -> np.ndarray:
+        """The model's rule columns, taken from the message columns of the
+        analyzers that ran before it in the pass (as ``fit(rules=...)`` read
+        them: numbers, nulls as 0)."""
+        names = self.model.featurizer.rule_names
+        found: dict[str, pl.Series] = {}
+        for scores in batch.results.values():
+            for part in (scores.messages, scores.internal):
+                if part is None:
+                    continue
+                for name in names:
+                    if name in part.columns and name not in found:
+                        found[name] = part[name]
+        missing = [n for n in names if n not in found]
+        if missing:
+            ran = ", ".join(batch.results) or "none"
+            raise AnalysisError(f"{self.name}: rule column(s) {', '.join(missing)} are not message columns of the analyzers "
+                                f"that run before it (ran: {ran}); list the analyzers that make them first")  # fmt: skip
+        try:
+            values = [found[n].cast(pl.Float64).fill_null(0.0).to_numpy()[rows] for n in names]
+        except pl.exceptions.PolarsError as exc:
+            raise AnalysisError(f"{self.name}: a rule column is not numeric: {str(exc).splitlines()[0]}") from None
+        return np.column_stack(values)
 
     def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
         if not self.max_columns:
