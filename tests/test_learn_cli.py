@@ -132,3 +132,13 @@ def test_too_few_labels_for_the_folds_is_one_warning_line(tmp_path, labelled_csv
     assert r.exit_code == 0, r.output
     assert "pe-toolkit: warning: label 'sad' has 3 item(s), fewer than the 4 folds" in r.output
     assert "UserWarning" not in r.output and ".py:" not in r.output and "least populated" not in r.output
+
+
+def test_evaluating_a_context_model_without_context_warns(tmp_path, labelled_csv):
+    frame = pl.read_csv(labelled_csv).with_columns(context=pl.col("text").shift(1))
+    model = fit(frame, text="text", label="label", context="context", spec=FeatureSpec(min_df=1, context=True))
+    from pe_toolkit.learn import evaluate
+
+    with pytest.warns(UserWarning, match="fitted with the preceding turn"):
+        evaluate(model, frame, boot=10)
+    evaluate(model, frame, context="context", boot=10)  # no warning (the suite makes warnings errors)

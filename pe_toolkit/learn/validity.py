@@ -322,6 +322,9 @@ def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label
              merge: Mapping[str, str] | None = None, boot: int = BOOTSTRAP, seed: int = 0) -> Report:  # fmt: skip
     """Score ``model`` on a labelled frame (a multi-label model: each class
     as its own binary task at the model's thresholds, :func:`multilabel_report`)."""
+    if model.featurizer.spec.context and context is None:
+        warnings.warn(f"{model.name} was fitted with the preceding turn as context; without context= it is scored "
+                      "as if every text had none", stacklevel=2)  # fmt: skip
     frame = _classes_cased(frame, label, model.classes)
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=model.classes)
     if data.task != model.task:
