@@ -138,6 +138,8 @@ def test_a_model_fitted_with_the_preceding_turn_reads_it_inside_analyze():
                          orient="row")  # fmt: skip
     mine = ModelAnalyzer(model, name="replies", role="assistant")
     got = mine.score(frame).messages.filter(pl.col("replies").is_not_null())
+    shuffled = mine.score(frame.reverse()).messages.filter(pl.col("replies").is_not_null()).reverse()
+    assert shuffled.equals(got)  # by hand, in any row order: the preceding message by idx
     want = model.predict(["ok", "ok", "ok"], context=["you could try a walk", "hello there", None])
     assert got["replies"].to_list()[:2] == ["agree", "ack"]
     np.testing.assert_allclose(got["replies_p_agree"].to_numpy(), want["p_agree"].to_numpy(), rtol=1e-12)

@@ -162,11 +162,14 @@ class ModelAnalyzer:
         """Per scored row, the row of the message before it in its
         conversation (-1 for a first message): the ``context`` a model was
         fitted with (``learn.from_store``'s, and ESConv's preceding turn)."""
-        conv = frame["conversation_id"].to_numpy()
-        before = rows - 1
-        same = before >= 0
-        same[same] = conv[before[same]] == conv[rows[same]]
-        return np.where(same, before, -1).astype(np.int64)
+        # By idx, not by row position: a frame scored by hand may come in any order.
+        prev = (
+            frame.select("conversation_id", "idx").with_row_index("row")
+            .sort("conversation_id", "idx", maintain_order=True)
+            .select("row", pl.col("row").shift(1).over("conversation_id").alias("before"))
+            .sort("row")["before"].fill_null(-1).to_numpy().astype(np.int64)
+        )  # fmt: skip
+        return prev[rows]
 
     def _rule_matrix(self, batch: Batch, rows: np.ndarray) -> np.ndarray:
         """The model's rule columns, taken from the message columns of the
