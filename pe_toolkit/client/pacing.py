@@ -83,10 +83,6 @@ class RatePacer:
         self.remaining: float | None = None  # our estimate: server's figure minus what we sent since
         self.reset: float | None = None
         self._last_slot = 0.0
-        # Requests sent after the known window ended, before a response of the
-        # next window said what is left: the server counts them in the new
-        # window, but its first figure there may predate some of them.
-        self._unaccounted = 0
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Take the budget from a response's headers (ignored when absent or garbled)."""
@@ -98,11 +94,8 @@ class RatePacer:
             return
         with self._lock:
             if self.reset is None or reset > self.reset + 0.5:
-                # A new window: the server's figure replaces our estimate, less
-                # the requests sent into it unseen (some may be in the figure
-                # already: erring by a few requests on the safe side).
-                self.reset, self.remaining, self._last_slot = reset, float(remaining - self._unaccounted), 0.0
-                self._unaccounted = 0
+                # A new window: the server's figure replaces our estimate.
+                self.reset, self.remaining, self._last_slot = reset, float(remaining), 0.0
             elif abs(reset - self.reset) <= 0.5:
                 # Same window: responses arrive out of order under concurrency;
                 # the budget only shrinks, so the smaller figure is the truer one.
@@ -122,7 +115,6 @@ class RatePacer:
                 return 0.0
             now = self._clock()
             if now >= self.reset:
-                self._unaccounted += 1
                 return 0.0
             reserve = max(policy.min_reserve, policy.reserve_fraction * self.limit)
             delay = pacing_delay(now, self.remaining, self.reset, reserve, self._last_slot)
