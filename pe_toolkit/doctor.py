@@ -23,7 +23,7 @@ def check_online(settings: Settings) -> Check:
     so a down server is reported in seconds, not after a sync's patience."""
     from .client import Client
     from .client.retry import RetryPolicy
-    from .errors import ApiError, AuthenticationError, PermissionDeniedError
+    from .errors import AuthenticationError, PermissionDeniedError
 
     found: list[str] = []
     ok = True
@@ -35,7 +35,7 @@ def check_online(settings: Settings) -> Check:
         except (AuthenticationError, PermissionDeniedError) as exc:
             ok = False
             found.append(f"{url}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
-        except ApiError as exc:
+        except PeToolkitError as exc:  # ApiError, or a URL or setting the client refuses
             ok = False
             found.append(f"{url}: {exc}")
     return Check("api online", ok, "; ".join(found))

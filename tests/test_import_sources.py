@@ -76,7 +76,7 @@ def test_posts_without_replies_are_one_user_message_each(store, tmp_path):
     path.write_text('subreddit,post\nSuicideWatch,"I want to end it, tonight"\nteaching,Any tips for a first class?\n')
     r = CliRunner().invoke(cli, ["--db", str(store.path), "import", str(path), "--map", "user=post", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "layout: pairs (one conversation per row: a user message alone)" in r.output
+    assert "layout: pairs (one conversation per row: a user message alone; --map assistant=COL if the rows hold answers)" in r.output
     ids = store.conversations()["id"].to_list()
     assert len(ids) == 2
     convs = [store.conversation(i) for i in ids]

@@ -142,3 +142,16 @@ def test_evaluating_a_context_model_without_context_warns(tmp_path, labelled_csv
     with pytest.warns(UserWarning, match="fitted with the preceding turn"):
         evaluate(model, frame, boot=10)
     evaluate(model, frame, context="context", boot=10)  # no warning (the suite makes warnings errors)
+
+
+def test_the_cli_warning_hook_does_not_outlive_the_command(tmp_path, labelled_csv):
+    before = warnings.showwarning
+    CliRunner().invoke(cli, ["learn", "list"])
+    assert warnings.showwarning is before
+
+
+def test_too_few_items_of_every_label_for_the_folds_is_one_error_line(tmp_path, labelled_csv):
+    few = tmp_path / "few.csv"
+    pl.read_csv(labelled_csv).group_by("label", maintain_order=True).head(3).write_csv(few)
+    r = CliRunner().invoke(cli, ["learn", "cv", "--data", str(few), "--folds", "5", "--no-progress"])
+    assert r.exit_code == 1 and "needs a label with at least 5 items" in r.output and "Traceback" not in r.output, r.output

@@ -312,3 +312,10 @@ def test_doctor_online_says_whether_the_api_answers_and_takes_the_key(served, tm
     monkeypatch.setenv("PE_API_KEY", KEY)
     r = runner.invoke(cli, ["--db", cache, "doctor", "--online"])
     assert r.exit_code == 1 and "[FAIL] api online:" in r.output and KEY not in r.output, r.output
+
+
+def test_doctor_online_reports_a_malformed_url_and_goes_on(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PE_API_URL", "notaurl")
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    r = CliRunner().invoke(cli, ["--db", str(tmp_path / "none.duckdb"), "doctor", "--online"])
+    assert r.exit_code == 1 and "[FAIL] api online: notaurl:" in r.output and "[ok  ] cache:" in r.output, r.output

@@ -73,7 +73,7 @@ def hoist_db(args: list[str], group: click.Group) -> list[str]:
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:  # fmt: skip
     """Warnings as one line, like errors: not a source path and line number."""
-    click.echo(f"pe-toolkit: warning: {message}", err=True)
+    click.echo(f"pe-toolkit: warning: {message}", file=file, err=file is None)
 
 
 class LazyGroup(click.Group):
@@ -98,7 +98,11 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            # One-line warnings for this command only: the hook is restored on
+            # return, so a notebook or script calling the CLI keeps its own.
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
         except PeToolkitError as exc:
             click.echo(f"pe-toolkit: error: {exc}", err=True)
             ctx.exit(1)
@@ -125,7 +129,6 @@ def cli(ctx: click.Context, db: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
-    warnings.showwarning = _one_line_warning
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,7 +85,8 @@ class Plan:
             unit = "user/assistant pair" if c.assistant else "user message (no assistant column)"
             lines.append(f"layout: pairs (one row per {unit}), threaded by {c.group_by!r}")
         else:
-            lines.append("layout: pairs (one conversation per row" + ("" if c.assistant else ": a user message alone") + ")")
+            lines.append("layout: pairs (one conversation per row" + ("" if c.assistant else ": a user message alone; "
+                         "--map assistant=COL if the rows hold answers") + ")")  # fmt: skip
         what = {
             "id": "conversation id" + (" (a row number added where repeated)" if c.layout == "pairs" and not c.group_by else ""),
             "role": "message role", "content": "message text", "user": "user message", "assistant": "assistant message",

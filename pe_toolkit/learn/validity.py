@@ -367,6 +367,9 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
     fold = np.empty(len(groups), dtype=np.int64)
     y = np.asarray([str(v) for v in labels], dtype=object)  # evaluation only
     values, counts = np.unique(y, return_counts=True)
+    if counts.max() < folds:
+        raise InputError(f"{folds}-fold cross-validation needs a label with at least {folds} items; the most frequent, "
+                         f"{values[counts.argmax()]!r}, has {counts.max()} (use fewer folds)")  # fmt: skip
     if counts.min() < folds:
         warnings.warn(f"label {values[counts.argmin()]!r} has {counts.min()} item(s), fewer than the {folds} folds: "
                       "some folds cannot test it", stacklevel=3)  # fmt: skip
