@@ -133,6 +133,43 @@ def test_pacer_keeps_the_smaller_remaining_within_a_window_and_resets_on_a_new_o
     assert pacer.remaining == 99 and pacer.reset == 120
 
 
+def test_requests_sleeping_into_the_next_window_are_taken_off_its_figure():
+    # The end of a 40-per-2-s window is spent: three more requests are booked
+    # to go out just after the reset. The first response of the new window
+    # (from one of them) cannot count the two still asleep; before, the
+    # pacer took its figure as it was, let two requests too many through at
+    # the end of the window, and the mirror answered 429 twice.
+    clock = Clock(0.0)
+    pacer = RatePacer(clock=clock)
+    pacer.observe(_headers(40, 0, 2))
+    assert [round(pacer.reserve(), 1) for _ in range(3)] == [2.1, 2.1, 2.1]  # asleep until the reset
+    clock.now = 2.1
+    pacer.observe(_headers(40, 39, 4))  # the first sleeper's answer
+    assert pacer.remaining == 37 and pacer.reset == 4
+    pacer.release()
+    pacer.observe(_headers(40, 38, 4))  # the second's: one still pending
+    assert pacer.remaining == 37
+    pacer.release()
+    pacer.observe(_headers(40, 37, 4))
+    pacer.release()
+    assert pacer.remaining == 37
+
+
+def test_requests_that_fail_before_an_answer_do_not_weigh_on_the_next_window():
+    # A booking handed back without an answer (connection refused, a retry)
+    # is not subtracted from later figures: the next window starts from the
+    # server's figure as it is.
+    pacer = RatePacer(clock=Clock(0.0))
+    pacer.observe(_headers(1000, 900, 3600))
+    for _ in range(10):
+        pacer.reserve()
+        pacer.release()
+    assert pacer.remaining == 890  # within the window our own count stands (it may only err low)
+    pacer.reserve()
+    pacer.observe(_headers(1000, 999, 7200))
+    assert pacer.remaining == 999
+
+
 def test_pacer_raises_instead_of_sleeping_past_max_wait():
     pacer = RatePacer(PacingPolicy(max_wait=5), clock=Clock(0.0))
     pacer.observe(_headers(100, 0, 3600))

@@ -176,6 +176,7 @@ class Attempt:
     delay: float
     state: CallState
     settled: bool = field(default=False)
+    released: bool = field(default=False)  # its pacing booking handed back (RequestCore.abandon)
     deadline_at: float | None = None  # set by RequestCore.start
     deadline_why: str = ""
 
@@ -292,9 +293,13 @@ class RequestCore:
         except RateLimitError:
             endpoint.breaker.release()
             raise
-        if delay:
-            self.waits.pacing(endpoint.url, delay, endpoint.pacer)
-        request = self.build_request(call, endpoint)
+        try:
+            if delay:
+                self.waits.pacing(endpoint.url, delay, endpoint.pacer)
+            request = self.build_request(call, endpoint)
+        except BaseException:
+            endpoint.pacer.release()
+            raise
         return Attempt(call, endpoint, request, delay, state)
 
     def start(self, attempt: Attempt, *, until: float | None = None, budget: bool = True) -> float:
@@ -485,7 +490,12 @@ class RequestCore:
         self.waits.succeeded()
 
     def abandon(self, attempt: Attempt) -> None:
-        """The attempt was cancelled: hand back a claimed half-open probe."""
+        """The attempt is over (every caller of :meth:`plan` calls this in a
+        ``finally``): hand back its pacing booking, and a claimed half-open
+        probe when it was cancelled."""
+        if not attempt.released:
+            attempt.released = True
+            attempt.endpoint.pacer.release()
         if not attempt.settled:
             attempt.endpoint.breaker.release()
 

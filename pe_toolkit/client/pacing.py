@@ -10,6 +10,13 @@ exactly to the end of the window. With nothing left it waits for the reset
 :class:`~pe_toolkit.errors.RateLimitError` at once, so a sync stops with a
 clear message instead of sleeping for an hour).
 
+The server's figures cannot count the requests it has not seen yet: the
+pacer keeps the number booked and not yet finished, and takes the others
+off each figure (erring low by at most the requests in flight). Without
+that, requests sleeping out a pacing delay past a window's end landed in
+the next window unseen by its first figures, and a 40-per-2-s mirror
+answered 429 at that window's end.
+
 Written here rather than taken from a token-bucket library (pyrate-limiter,
 aiolimiter): those enforce a rate *we* choose; this follows a budget the
 *server* reports in every response, shared with every other client of the
@@ -83,9 +90,18 @@ class RatePacer:
         self.remaining: float | None = None  # our estimate: server's figure minus what we sent since
         self.reset: float | None = None
         self._last_slot = 0.0
+        # Requests booked and not yet finished (:meth:`release`), the one
+        # being observed included. A server's figure cannot count those it
+        # has not seen yet: above all the ones sleeping out a pacing delay,
+        # which may land in the next window (a 40-per-2-s mirror answered 429
+        # when three such sleepers spent the end of the window after them).
+        self._pending = 0
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Take the budget from a response's headers (ignored when absent or garbled)."""
+        """Take the budget from a response's headers (ignored when absent or
+        garbled): the server's figure less the other requests still pending,
+        which it may not have seen (one it has seen is then counted twice:
+        the estimate errs low by at most the requests in flight)."""
         try:
             limit = int(headers["x-ratelimit-limit"])
             remaining = int(headers["x-ratelimit-remaining"])
@@ -93,43 +109,56 @@ class RatePacer:
         except (KeyError, ValueError):
             return
         with self._lock:
+            left = float(remaining - max(0, self._pending - 1))
             if self.reset is None or reset > self.reset + 0.5:
                 # A new window: the server's figure replaces our estimate.
-                self.reset, self.remaining, self._last_slot = reset, float(remaining), 0.0
+                self.reset, self.remaining, self._last_slot = reset, left, 0.0
             elif abs(reset - self.reset) <= 0.5:
                 # Same window: responses arrive out of order under concurrency;
                 # the budget only shrinks, so the smaller figure is the truer one.
-                self.remaining = min(self.remaining if self.remaining is not None else remaining, remaining)
+                self.remaining = min(self.remaining if self.remaining is not None else left, left)
             self.limit = limit
+
+    def release(self) -> None:
+        """A request booked by :meth:`reserve` is finished (answered, failed
+        or never sent)."""
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
 
     def reserve(self) -> float:
         """Book the next request; return how long to sleep before sending it.
 
         Raises :class:`RateLimitError` when the wait would exceed ``max_wait``.
         """
+        with self._lock:
+            delay = self._book()
+            self._pending += 1
+            return delay
+
+    def _book(self) -> float:
+        """The delay of the next request (called under the lock)."""
         policy = self.policy
         if not policy.enabled:
             return 0.0
-        with self._lock:
-            if self.remaining is None or self.reset is None or self.limit is None:
-                return 0.0
-            now = self._clock()
-            if now >= self.reset:
-                return 0.0
-            reserve = max(policy.min_reserve, policy.reserve_fraction * self.limit)
-            delay = pacing_delay(now, self.remaining, self.reset, reserve, self._last_slot)
-            if delay > policy.max_wait:
-                raise RateLimitError(
-                    f"rate-limit budget exhausted ({max(0, math.floor(self.remaining))} of {self.limit} requests "
-                    f"left, window resets in {self.reset - now:.0f} s); try again later",
-                    status=429,
-                    code="RATE_LIMIT_EXCEEDED",
-                    retry_after=delay,
-                )
-            if delay > 0 or self.remaining <= reserve:
-                self._last_slot = now + delay
-            self.remaining -= 1
-            return delay
+        if self.remaining is None or self.reset is None or self.limit is None:
+            return 0.0
+        now = self._clock()
+        if now >= self.reset:
+            return 0.0
+        reserve = max(policy.min_reserve, policy.reserve_fraction * self.limit)
+        delay = pacing_delay(now, self.remaining, self.reset, reserve, self._last_slot)
+        if delay > policy.max_wait:
+            raise RateLimitError(
+                f"rate-limit budget exhausted ({max(0, math.floor(self.remaining))} of {self.limit} requests "
+                f"left, window resets in {self.reset - now:.0f} s); try again later",
+                status=429,
+                code="RATE_LIMIT_EXCEEDED",
+                retry_after=delay,
+            )
+        if delay > 0 or self.remaining <= reserve:
+            self._last_slot = now + delay
+        self.remaining -= 1
+        return delay
 
     def __repr__(self) -> str:
         return f"<RatePacer remaining={self.remaining} limit={self.limit} reset={self.reset}>"
