@@ -218,6 +218,12 @@ class Exports:
                 job = self.jobs.get(export_id)
                 if job is not None and job.status in ACTIVE:
                     return str(export_id)
+                # Finished since the row was read: the job marks the row ready
+                # before it ends, so look again (twenty identical requests at
+                # once made two exports when one finished in between).
+                again = self.db.rows("SELECT status FROM server_exports WHERE export_id = ?", [export_id])
+                if again and again[0][0] == "ready" and (folder / file_name).is_file():
+                    return str(export_id)
         return None
 
     def _check_room(self, con: Any, key_id: int | None, estimated: int, now: datetime) -> None:
