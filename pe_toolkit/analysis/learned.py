@@ -189,11 +189,12 @@ class ModelAnalyzer:
             ran = ", ".join(batch.results) or "none"
             raise AnalysisError(f"{self.name}: rule column(s) {', '.join(missing)} are not message columns of the analyzers "
                                 f"that run before it (ran: {ran}); list the analyzers that make them first")  # fmt: skip
+        from ..learn.model import rule_values
+
         try:
-            values = [found[n].cast(pl.Float64).fill_null(0.0).to_numpy()[rows] for n in names]
+            return rule_values(pl.DataFrame([found[n].alias(n) for n in names]), names)[rows]
         except pl.exceptions.PolarsError as exc:
             raise AnalysisError(f"{self.name}: a rule column is not numeric: {str(exc).splitlines()[0]}") from None
-        return np.column_stack(values)
 
     def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
         if not self.max_columns:

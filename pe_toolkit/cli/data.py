@@ -41,15 +41,12 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
     nothing. A bad record stops the import with FILE:LINE: REASON before its
     batch is written, unless --skip-invalid.
     """
-    from ..errors import InputError
     from ..ingest import ColumnMap, import_file
-    from ..ingest.hf import check_local
+    from ..ingest.importer import local_source
 
     columns = ColumnMap.parse(mapping, layout, drop=drop, group_by=group_by) if (mapping or layout or drop or group_by) else None
     for path in paths:  # a mistyped name fails before a cache is created for it
-        check_local(path)
-        if not Path(path).exists():
-            raise InputError(f"{path}: no such file")
+        local_source(path)
     with open_cli_store(ctx) as store:
         for path in paths:
             report = import_file(

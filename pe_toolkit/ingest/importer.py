@@ -157,6 +157,16 @@ def _primed(batches: Iterator[Batch]) -> Iterator[Batch]:
     return iter(()) if first is None else itertools.chain([first], batches)
 
 
+def local_source(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a local file or folder that exists; :class:`InputError`
+    for a Hugging Face Hub name or a missing path."""
+    hf.check_local(str(path))
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    return path
+
+
 def import_file(
     store: Store,
     path: str | os.PathLike[str],
@@ -178,10 +188,7 @@ def import_file(
     lines, or ``batch_rows`` records of a JSON array or table. The report's
     ``mapping`` says what each column or field became.
     """
-    hf.check_local(str(path))
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+    path = local_source(path)
     if format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if format == "auto" or path.is_dir() else format

@@ -260,6 +260,13 @@ class TrainingData:
     rules: np.ndarray | None
 
 
+def rule_values(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """The rule columns ``names`` of ``frame`` as a texts x rules matrix:
+    numbers, nulls as 0 (how :func:`fit` reads them, and a model reads them
+    inside ``analyze()``)."""
+    return frame.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in names]).to_numpy()
+
+
 def training_data(
     frame: pl.DataFrame,
     *,
@@ -298,7 +305,7 @@ def training_data(
         raise InputError(f"label(s) not among the classes ({', '.join(chosen)}): {', '.join(sorted(unknown)[:5])}")
     if len(chosen) < 2:
         raise InputError(f"need at least two classes to learn from, found {list(chosen)}")
-    rule_matrix = frame.select([pl.col(r).cast(pl.Float64).fill_null(0.0) for r in rules]).to_numpy() if rules else None
+    rule_matrix = rule_values(frame, rules) if rules else None
     return TrainingData(
         texts=frame[text].cast(pl.String),
         labels=labels,
