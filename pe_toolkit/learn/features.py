@@ -422,13 +422,24 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, data: np.
 
 
 def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    """``m`` (canonical, owned by the caller) with each row scaled to unit
+    length, in place. Summed and scaled on the nonzeros themselves, in the
+    order ``m.multiply(m).sum(axis=1)`` and ``diags(1 / norms) @ m`` used
+    (the same bits), without their two intermediate matrices: a tenth of a
+    learned model's time per batch went to them."""
+    lengths = np.diff(m.indptr)
+    sums = np.zeros(m.shape[0])
+    filled = lengths > 0
+    if m.nnz:
+        sums[filled] = np.add.reduceat(m.data * m.data, m.indptr[:-1][filled])
+    norms = np.sqrt(sums)
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+    m.data *= np.repeat(1.0 / norms, lengths)
+    return m
 
 
 def _sublinear_tfidf(m: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    m = m.copy()
+    """Sublinear tf-idf of the counts ``m`` (owned by the caller: changed in place)."""
     m.data = (1.0 + np.log(m.data)) * idf[m.indices]
     return _l2_rows(m)
 
