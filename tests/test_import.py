@@ -3,6 +3,7 @@
 import gzip
 import json
 import zlib
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,6 +13,7 @@ from pe_toolkit.cli import cli
 from pe_toolkit.errors import InputError, RecordError
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import ColumnMap, detect_format, import_file
+from pe_toolkit.store import Store
 
 from .conftest import conversation
 
@@ -129,6 +131,30 @@ def test_cli_import_of_a_missing_file_creates_no_cache(tmp_path):
     r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(tmp_path / "nope.csv")])
     assert r.exit_code == 1 and "nope.csv: no such file" in r.output
     assert not cache.exists()
+
+
+def test_cli_import_that_fails_leaves_no_new_cache_but_keeps_an_existing_one(tmp_path, write_jsonl):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"broken": \n', encoding="utf-8")
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n", encoding="utf-8")
+    cache = tmp_path / "new.duckdb"
+    for source in (bad, table):
+        r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(source)])
+        assert r.exit_code == 1, r.output
+        assert not cache.exists() and not Path(f"{cache}.wal").exists()
+    # A cache that existed stays, with what it held, when a later import fails.
+    good = write_jsonl([conversation(i) for i in range(3)], name="good.jsonl")
+    assert CliRunner().invoke(cli, ["--db", str(cache), "import", str(good)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(bad)])
+    assert r.exit_code == 1 and "bad.jsonl:1" in r.output
+    with Store(cache, read_only=True) as store:
+        assert store.count() == 3
+    # An empty cache that existed before is not removed either.
+    empty = tmp_path / "empty.duckdb"
+    Store(empty).close()
+    assert CliRunner().invoke(cli, ["--db", str(empty), "import", str(bad)]).exit_code == 1
+    assert empty.exists()
 
 
 def test_missing_file_and_unknown_format(store, tmp_path):

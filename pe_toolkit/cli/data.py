@@ -47,20 +47,43 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
     columns = ColumnMap.parse(mapping, layout, drop=drop, group_by=group_by) if (mapping or layout or drop or group_by) else None
     for path in paths:  # a mistyped name fails before a cache is created for it
         local_source(path)
-    with open_cli_store(ctx) as store:
-        for path in paths:
-            report = import_file(
-                store,
-                path,
-                format=fmt,
-                dataset=dataset,
-                columns=columns,
-                skip_invalid=skip_invalid,
-                progress=progress_enabled(no_progress),
-            )
-            click.echo(str(report))
-            for line in report.mapping:
-                click.echo(f"  {line}")
+    cache = _cache_path(ctx)
+    created = not cache.exists()
+    left_empty = False
+    try:
+        with open_cli_store(ctx) as store:
+            try:
+                for path in paths:
+                    report = import_file(
+                        store,
+                        path,
+                        format=fmt,
+                        dataset=dataset,
+                        columns=columns,
+                        skip_invalid=skip_invalid,
+                        progress=progress_enabled(no_progress),
+                    )
+                    click.echo(str(report))
+                    for line in report.mapping:
+                        click.echo(f"  {line}")
+            except BaseException:
+                left_empty = created and store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
+                raise
+    finally:
+        if left_empty:
+            # A first import that failed (a malformed file, an unmapped table)
+            # leaves no new, empty cache behind; a cache that existed, or
+            # that holds anything, is never removed.
+            for leftover in (cache, Path(f"{cache}.wal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _cache_path(ctx: click.Context) -> Path:
+    """The cache file ``open_cli_store`` opens (--db, or the configured one)."""
+    from ..config import load_settings
+
+    db = ctx.obj.get("db") if ctx.obj else None
+    return Path(db) if db else load_settings().cache_path
 
 
 @click.command("synth")
