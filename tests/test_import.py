@@ -143,6 +143,10 @@ def test_cli_import_that_fails_leaves_no_new_cache_but_keeps_an_existing_one(tmp
         r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(source)])
         assert r.exit_code == 1, r.output
         assert not cache.exists() and not Path(f"{cache}.wal").exists()
+    # Folders made for it go too; the folder it was asked into stays.
+    nested = tmp_path / "made" / "here" / "c.duckdb"
+    assert CliRunner().invoke(cli, ["--db", str(nested), "import", str(bad)]).exit_code == 1
+    assert not (tmp_path / "made").exists() and tmp_path.exists()
     # A cache that existed stays, with what it held, when a later import fails.
     good = write_jsonl([conversation(i) for i in range(3)], name="good.jsonl")
     assert CliRunner().invoke(cli, ["--db", str(cache), "import", str(good)]).exit_code == 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._common import open_cli_store, progress_enabled
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @click.command("import")
@@ -48,34 +52,53 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
     for path in paths:  # a mistyped name fails before a cache is created for it
         local_source(path)
     cache = _cache_path(ctx)
-    created = not cache.exists()
-    left_empty = False
+    # A link to a file not there yet is the user's: never "created" here.
+    created = not cache.exists() and not cache.is_symlink()
+    new_folders = [p for p in (cache.parent, *cache.parent.parents) if not p.exists()] if created else []
+    with open_cli_store(ctx) as store:
+        try:
+            for path in paths:
+                report = import_file(
+                    store,
+                    path,
+                    format=fmt,
+                    dataset=dataset,
+                    columns=columns,
+                    skip_invalid=skip_invalid,
+                    progress=progress_enabled(no_progress),
+                )
+                click.echo(str(report))
+                for line in report.mapping:
+                    click.echo(f"  {line}")
+        except BaseException:
+            if created:
+                _remove_if_empty(store, cache, new_folders)
+            raise
+
+
+def _remove_if_empty(store: Store, cache: Path, new_folders: list[Path]) -> None:
+    """A first import that failed (a malformed file, an unmapped table)
+    leaves no new, empty cache behind: removed while this command still
+    holds it, so a command waiting for the file creates its own instead of
+    losing what it writes. A cache holding anything stays; so does one the
+    check cannot read (the import's own error is what gets reported)."""
+    import duckdb
+
+    from ..errors import PeToolkitError
+
     try:
-        with open_cli_store(ctx) as store:
-            try:
-                for path in paths:
-                    report = import_file(
-                        store,
-                        path,
-                        format=fmt,
-                        dataset=dataset,
-                        columns=columns,
-                        skip_invalid=skip_invalid,
-                        progress=progress_enabled(no_progress),
-                    )
-                    click.echo(str(report))
-                    for line in report.mapping:
-                        click.echo(f"  {line}")
-            except BaseException:
-                left_empty = created and store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
-                raise
-    finally:
-        if left_empty:
-            # A first import that failed (a malformed file, an unmapped table)
-            # leaves no new, empty cache behind; a cache that existed, or
-            # that holds anything, is never removed.
-            for leftover in (cache, Path(f"{cache}.wal")):
-                leftover.unlink(missing_ok=True)
+        empty = store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
+    except (duckdb.Error, PeToolkitError):
+        return
+    if not empty:
+        return
+    for leftover in (cache, Path(f"{cache}.wal")):
+        leftover.unlink(missing_ok=True)
+    for folder in new_folders:  # innermost first; only folders this command made, and only empty ones
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _cache_path(ctx: click.Context) -> Path:

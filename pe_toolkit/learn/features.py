@@ -422,11 +422,13 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, data: np.
 
 
 def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    """``m`` (canonical, owned by the caller) with each row scaled to unit
-    length, in place. Summed and scaled on the nonzeros themselves, in the
-    order ``m.multiply(m).sum(axis=1)`` and ``diags(1 / norms) @ m`` used
-    (the same bits), without their two intermediate matrices: a tenth of a
-    learned model's time per batch went to them."""
+    """``m`` (float, no repeated column in a row, owned by the caller) with
+    each row scaled to unit length, in place: summed and scaled on the
+    nonzeros themselves, without the two intermediate matrices of
+    ``m.multiply(m).sum(axis=1)`` and ``diags(1 / norms) @ m`` (a tenth of a
+    learned model's time per batch). The same values as those, up to the
+    order of summation in a row whose columns are not sorted (a pooled
+    character block: differences near 1e-16)."""
     lengths = np.diff(m.indptr)
     sums = np.zeros(m.shape[0])
     filled = lengths > 0
