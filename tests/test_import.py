@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import warnings
 import zlib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from pe_toolkit.cli import cli
 from pe_toolkit.errors import InputError, RecordError
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import ColumnMap, detect_format, import_file
-from pe_toolkit.store import Store
+from pe_toolkit.store import NewCacheWarning, Store
 
 from .conftest import conversation
 
@@ -133,7 +134,7 @@ def test_cli_import_of_a_missing_file_creates_no_cache(tmp_path):
     assert not cache.exists()
 
 
-def test_cli_import_that_fails_leaves_no_new_cache_but_keeps_an_existing_one(tmp_path, write_jsonl):
+def test_cli_import_that_fails_leaves_no_new_cache_but_keeps_an_existing_one(tmp_path, write_jsonl, monkeypatch):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"broken": \n', encoding="utf-8")
     table = tmp_path / "t.csv"
@@ -143,10 +144,26 @@ def test_cli_import_that_fails_leaves_no_new_cache_but_keeps_an_existing_one(tmp
         r = CliRunner().invoke(cli, ["--db", str(cache), "import", str(source)])
         assert r.exit_code == 1, r.output
         assert not cache.exists() and not Path(f"{cache}.wal").exists()
+        assert f"the new cache {cache} was removed" in r.output
     # Folders made for it go too; the folder it was asked into stays.
     nested = tmp_path / "made" / "here" / "c.duckdb"
     assert CliRunner().invoke(cli, ["--db", str(nested), "import", str(bad)]).exit_code == 1
     assert not (tmp_path / "made").exists() and tmp_path.exists()
+    # A link to a file not there yet stays; the empty file made at its target goes.
+    link, target = tmp_path / "link.duckdb", tmp_path / "elsewhere.duckdb"
+    link.symlink_to(target)
+    assert CliRunner().invoke(cli, ["--db", str(link), "import", str(bad)]).exit_code == 1
+    assert link.is_symlink() and not target.exists() and not Path(f"{link}.wal").exists()
+    # The default cache: the warning that announced it is followed by its removal.
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("PE_CACHE", raising=False)
+    with warnings.catch_warnings():  # shown by the CLI, not raised
+        warnings.simplefilter("always", NewCacheWarning)
+        r = CliRunner().invoke(cli, ["import", str(bad)])
+    assert r.exit_code == 1 and "creating a new, empty cache" in r.output and "was removed" in r.output, r.output
+    assert list(project.iterdir()) == []
     # A cache that existed stays, with what it held, when a later import fails.
     good = write_jsonl([conversation(i) for i in range(3)], name="good.jsonl")
     assert CliRunner().invoke(cli, ["--db", str(cache), "import", str(good)]).exit_code == 0

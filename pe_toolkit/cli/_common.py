@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from ..store import Store
+from ..store import Store, cache_path
 from ..store.lease import LOCK_WAIT
 
 
-def open_cli_store(ctx: click.Context, *, read_only: bool = False) -> Store:
-    """The cache named by --db / $PE_CACHE / config."""
+def cli_cache(ctx: click.Context, *, read_only: bool = False) -> Path:
+    """The cache named by --db / $PE_CACHE / config (the same choice, and
+    warning, as ``Store``'s own)."""
+    return cache_path(ctx.obj.get("db") if ctx.obj else None, read_only=read_only)
+
+
+def open_cli_store(ctx: click.Context, *, read_only: bool = False, path: Path | None = None) -> Store:
+    """The cache at ``path``, already resolved by :func:`cli_cache`, or else
+    the one :func:`cli_cache` names."""
     # Waits (saying so) while a notebook or another command holds the cache.
-    return Store(ctx.obj.get("db") if ctx.obj else None, read_only=read_only, lock_wait=LOCK_WAIT)
+    return Store(path if path is not None else cli_cache(ctx, read_only=read_only), read_only=read_only, lock_wait=LOCK_WAIT)
 
 
 def progress_enabled(no_progress: bool) -> bool:

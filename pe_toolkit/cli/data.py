@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import open_cli_store, progress_enabled
+from ._common import cli_cache, open_cli_store, progress_enabled
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -51,11 +51,12 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
     columns = ColumnMap.parse(mapping, layout, drop=drop, group_by=group_by) if (mapping or layout or drop or group_by) else None
     for path in paths:  # a mistyped name fails before a cache is created for it
         local_source(path)
-    cache = _cache_path(ctx)
-    # A link to a file not there yet is the user's: never "created" here.
-    created = not cache.exists() and not cache.is_symlink()
+    cache = cli_cache(ctx)
+    created = not cache.exists()
+    # A link to a file not there yet is the user's and stays; only the file
+    # made at its target goes (DuckDB's .wal sits beside the link).
     new_folders = [p for p in (cache.parent, *cache.parent.parents) if not p.exists()] if created else []
-    with open_cli_store(ctx) as store:
+    with open_cli_store(ctx, path=cache) as store:
         try:
             for path in paths:
                 report = import_file(
@@ -72,11 +73,11 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
                     click.echo(f"  {line}")
         except BaseException:
             if created:
-                _remove_if_empty(store, cache, new_folders)
+                _remove_if_empty(store, cache.resolve(), Path(f"{cache}.wal"), new_folders)
             raise
 
 
-def _remove_if_empty(store: Store, cache: Path, new_folders: list[Path]) -> None:
+def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Path]) -> None:
     """A first import that failed (a malformed file, an unmapped table)
     leaves no new, empty cache behind: removed while this command still
     holds it, so a command waiting for the file creates its own instead of
@@ -92,21 +93,15 @@ def _remove_if_empty(store: Store, cache: Path, new_folders: list[Path]) -> None
         return
     if not empty:
         return
-    for leftover in (cache, Path(f"{cache}.wal")):
+    for leftover in (cache, wal):
         leftover.unlink(missing_ok=True)
+    # Said, because a NewCacheWarning may have announced the file.
+    click.echo(f"pe-toolkit: the import stored nothing; the new cache {cache} was removed", err=True)
     for folder in new_folders:  # innermost first; only folders this command made, and only empty ones
         try:
             folder.rmdir()
         except OSError:
             break
-
-
-def _cache_path(ctx: click.Context) -> Path:
-    """The cache file ``open_cli_store`` opens (--db, or the configured one)."""
-    from ..config import load_settings
-
-    db = ctx.obj.get("db") if ctx.obj else None
-    return Path(db) if db else load_settings().cache_path
 
 
 @click.command("synth")

@@ -218,11 +218,11 @@ class Exports:
                 job = self.jobs.get(export_id)
                 if job is not None and job.status in ACTIVE:
                     return str(export_id)
-                # Finished since the row was read: the job marks the row ready
-                # before it ends, so look again (twenty identical requests at
-                # once made two exports when one finished in between).
-                # A job that completed has written its file and marked its
-                # row, even if this read does not see the row's update yet.
+                # Finished since the row was read (twenty identical requests
+                # at once made two exports when one finished in between): the
+                # job writes its file and marks the row ready before it ends,
+                # so a completed job's export is reusable even where this
+                # second read does not see the row's update yet.
                 again = self.db.rows("SELECT status FROM server_exports WHERE export_id = ?", [export_id])
                 done = (again and again[0][0] == "ready") or (job is not None and job.status == "completed")
                 if done and (folder / file_name).is_file():

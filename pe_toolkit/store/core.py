@@ -172,6 +172,13 @@ class NewCacheWarning(UserWarning):
     project, whose cache it meant to open."""
 
 
+def cache_path(path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Path:
+    """The file ``Store(path, read_only=...)`` opens: ``path``, or else the
+    configured cache (warning :class:`NewCacheWarning` when that is the
+    bare default and a writable open is about to create it, empty)."""
+    return Path(path) if path is not None else _default_cache(read_only)
+
+
 def _default_cache(read_only: bool) -> Path:
     """The configured cache; says so when it is the bare default and a
     writable open is about to create it, empty."""
@@ -231,7 +238,7 @@ class Store:
         (default: 0, fail at once, for a store that holds its file;
         ``lease.LOCK_WAIT`` for one that does not). See
         :mod:`pe_toolkit.store.lease`."""
-        self.path = Path(path) if path is not None else _default_cache(read_only)
+        self.path = cache_path(path, read_only=read_only)
         self.read_only = read_only
         if lock_wait is None:
             lock_wait = 0.0 if hold else lease.LOCK_WAIT
