@@ -64,6 +64,17 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class ConfiguredModel:
+    """A model trained with ``pe_toolkit.learn`` that every pass of the
+    project runs (``[[analysis.models]]`` in the config file)."""
+
+    path: Path
+    name: str
+    role: str = "assistant"
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     cache_path: Path
     sample_path: Path
@@ -82,6 +93,7 @@ class Settings:
     export_quota_per_key: int | None = None
     export_quota_total: int | None = None
     export_min_free_bytes: int | None = None
+    models: tuple[ConfiguredModel, ...] = ()
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -156,6 +168,40 @@ def _optional_seconds(name: str, raw: Any) -> float | None:
     if not 0 < value < float("inf"):
         raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
     return float(value)
+
+
+_MODEL_KEYS = {"path", "name", "role", "prefix"}
+
+
+def _models(raw: Any, root: Path, where: Path | None) -> tuple[ConfiguredModel, ...]:
+    """``[[analysis.models]]``: tables with ``path`` and ``name`` (and
+    optionally ``role``, ``prefix``); paths relative to the config file."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        raise ConfigError(f"{where}: analysis.models must be a list of tables ([[analysis.models]]), got {raw!r}")
+    found: list[ConfiguredModel] = []
+    for n, entry in enumerate(raw, 1):
+        label = f"{where}: [[analysis.models]] #{n}"
+        unknown = set(entry) - _MODEL_KEYS
+        if unknown:
+            raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_MODEL_KEYS))}")
+        for key in ("path", "name"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise ConfigError(f"{label}: needs {key} = \"...\"")
+        role = entry.get("role", "assistant")
+        if role not in ("user", "assistant"):
+            raise ConfigError(f"{label}: role must be \"user\" or \"assistant\", got {role!r}")
+        prefix = entry.get("prefix")
+        if prefix is not None and (not isinstance(prefix, str) or not prefix.strip()):
+            raise ConfigError(f"{label}: prefix must be a non-empty string, got {prefix!r}")
+        path = Path(entry["path"]).expanduser()
+        found.append(ConfiguredModel(path if path.is_absolute() else root / path, entry["name"], role, prefix))
+    names = [m.name for m in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{where}: analysis.models names must differ; repeated: {', '.join(twice)}")
+    return tuple(found)
 
 
 def _project_root(config_file: Path | None) -> Path:
@@ -235,6 +281,7 @@ def load_settings(**overrides: Any) -> Settings:
             "PE_EXPORT_MIN_FREE / [server] export_min_free_bytes",
             pick("PE_EXPORT_MIN_FREE", "server", "export_min_free_bytes", None),
         ),
+        models=_models(doc.get("analysis", {}).get("models"), root, config_file),
         config_file=config_file,
         sources=sources,
     )

@@ -1,11 +1,14 @@
 """Which analyzers run, in the order one pass runs them.
 
 The shipped analyzers come first, quality last among them because it reads
-the others' scores from the batch; then the analyzers a researcher
-registered (:func:`register`, or the :func:`~.custom.analyzer` decorator),
-in registration order, so they can read every shipped result. Shipped
-modules are imported on first use: ``import pe_toolkit.analysis`` stays
-cheap.
+the others' scores from the batch; then the project's models
+(``[[analysis.models]]`` in ``pe_toolkit.toml``, so the CLI, notebooks and
+scripts of a project all run them); then the analyzers a researcher
+registered in this process (:func:`register`, or the
+:func:`~.custom.analyzer` decorator), in registration order, so they can
+read every shipped result. A registered analyzer replaces a configured one
+of the same name. Shipped modules are imported on first use:
+``import pe_toolkit.analysis`` stays cheap.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import importlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from ..errors import AnalysisError
 from .base import Analyzer
@@ -33,6 +37,9 @@ SHIPPED: frozenset[str] = frozenset(name for name, _, _ in ANALYZER_MODULES)
 # Registered by researchers (this process only), by name, in order.
 _registered: dict[str, Analyzer] = {}
 _lock = threading.Lock()
+# The configured models' analyzers, by entry and file state: a model file
+# is read (and hashed) once, and again when it is replaced.
+_configured: dict[object, tuple[tuple[int, int], Analyzer]] = {}
 
 
 def version_of(analyzers: Sequence[Analyzer]) -> str:
@@ -91,11 +98,42 @@ def unregister(name: str) -> None:
         _registered.pop(name, None)
 
 
+def configured() -> tuple[Analyzer, ...]:
+    """The project's models (``[[analysis.models]]`` in the config file), as
+    analyzers."""
+    from ..config import load_settings
+    from ..errors import ConfigError
+
+    found: list[Analyzer] = []
+    for entry in load_settings().models:
+        if entry.name in SHIPPED:
+            raise ConfigError(f"analysis.models: {entry.name!r} is a shipped analyzer's name; choose another")
+        try:
+            stat = entry.path.stat()
+        except OSError:
+            raise ConfigError(f"analysis.models {entry.name!r}: no model file at {entry.path}") from None
+        state = (stat.st_mtime_ns, stat.st_size)
+        with _lock:
+            known = _configured.get(entry)
+            if known is not None and known[0] == state:
+                analyzer = known[1]
+            else:
+                from .learned import ModelAnalyzer
+
+                analyzer = cast(Analyzer, ModelAnalyzer(entry.path, name=entry.name, role=entry.role, prefix=entry.prefix))
+                _configured[entry] = (state, analyzer)
+        found.append(analyzer)
+    return tuple(found)
+
+
 def load() -> Registry:
-    """The shipped analyzers, then the registered ones."""
+    """The shipped analyzers, then the configured models, then the
+    registered analyzers (one of those replaces a configured model of its
+    name)."""
     with _lock:
         extra = tuple(_registered.values())
-    return Registry((*shipped(), *extra))
+    project = tuple(a for a in configured() if a.name not in {e.name for e in extra})
+    return Registry((*shipped(), *project, *extra))
 
 
 def analyzers() -> tuple[Analyzer, ...]:

@@ -21,7 +21,8 @@ from ._common import open_cli_store, progress_enabled
 @click.pass_context
 def analyze_cmd(ctx: click.Context, full: bool, batch_size: int | None, engine: str, input_: str | None,
                 output: Path | None, address: str | None, no_progress: bool) -> None:  # fmt: skip
-    """Score sentiment, empathy, safety and quality into the cache.
+    """Score sentiment, empathy, safety and quality into the cache (and the
+    project's models listed under [[analysis.models]] in pe_toolkit.toml).
 
     Only conversations that are new, changed since they were scored, or
     scored by an older analyzer version are scored, unless --full. Each

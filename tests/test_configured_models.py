@@ -1,0 +1,99 @@
+"""A project's own models in pe_toolkit.toml run in every pass: the CLI's, a
+script's and a notebook's, so one does not undo the other's scores."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+import pe_toolkit as pe
+from pe_toolkit.analysis import register, unregister
+from pe_toolkit.analysis.learned import ModelAnalyzer
+from pe_toolkit.analysis.registry import load
+from pe_toolkit.cli import cli
+from pe_toolkit.errors import ConfigError
+from pe_toolkit.learn import FeatureSpec, fit, save
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with a cache of two conversations and a model file;
+    returns a function writing its config."""
+    train = pl.DataFrame({"text": ["thank you so much", "thanks a lot", "what happened next?", "how did it feel?"] * 3,
+                          "label": ["thanks", "thanks", "ask", "ask"] * 3})  # fmt: skip
+    (tmp_path / "models").mkdir()
+    save(fit(train, spec=FeatureSpec(min_df=1)), tmp_path / "models" / "codes.pemodel")
+    with pe.Store(tmp_path / "cache.duckdb") as store:
+        pe.import_frame(store, pl.DataFrame({"user": ["I lost my job.", "My dog died."],
+                                             "assistant": ["What happened next?", "Thank you for telling me."]}))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PE_CACHE")
+
+    def configure(models: str) -> None:
+        (tmp_path / "pe_toolkit.toml").write_text(f'[cache]\npath = "cache.duckdb"\n\n{models}\n', encoding="utf-8")
+        monkeypatch.setenv("PE_CONFIG", str(tmp_path / "pe_toolkit.toml"))
+
+    return configure
+
+
+MODEL = '[[analysis.models]]\npath = "models/codes.pemodel"\nname = "my_codes"\nprefix = "code"\n'
+
+
+def test_the_cli_and_a_script_run_the_configured_model_and_agree_on_its_version(project, tmp_path):
+    project(MODEL)
+    r = CliRunner().invoke(cli, ["analyze"])
+    assert r.exit_code == 0, r.output
+    with pe.Store(tmp_path / "cache.duckdb") as store:
+        scored = store.scores("message").filter(pl.col("role") == "assistant").sort("conversation_id")
+        assert sorted(scored["code"].to_list()) == ["ask", "thanks"]
+        assert scored["code_p_thanks"].null_count() == 0
+        evidence = store.scores("evidence").filter(pl.col("analyzer") == "my_codes")
+        assert evidence.height > 0
+        # A script in the same project runs the same analyzers: nothing to re-score.
+        assert pe.analyze(store, progress=False).scored == 0
+    # ... and so does the CLI after it.
+    assert "scored 0" in CliRunner().invoke(cli, ["analyze"]).output
+
+
+def test_a_replaced_model_file_is_read_again(project, tmp_path):
+    project(MODEL)
+    first = next(a for a in load().analyzers if a.name == "my_codes")
+    version = first.version
+    assert next(a for a in load().analyzers if a.name == "my_codes") is first  # read once
+    other = pl.DataFrame({"text": ["yes", "no", "maybe so", "never again"] * 3, "label": ["a", "b", "a", "b"] * 3})
+    save(fit(other, spec=FeatureSpec(min_df=1)), tmp_path / "models" / "codes.pemodel")
+    again = next(a for a in load().analyzers if a.name == "my_codes")
+    assert again is not first and again.version != version
+
+
+def test_a_registered_analyzer_replaces_the_configured_one_of_its_name(project):
+    project(MODEL)
+    mine = ModelAnalyzer(fit(pl.DataFrame({"text": ["a b", "c d"] * 4, "label": ["x", "y"] * 4}), spec=FeatureSpec(min_df=1)),
+                         name="my_codes")  # fmt: skip
+    register(mine)
+    try:
+        assert [a for a in load().analyzers if a.name == "my_codes"] == [mine]
+    finally:
+        unregister("my_codes")
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ('[[analysis.models]]\npath = "models/none.pemodel"\nname = "gone"\n', "no model file at"),
+        ('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "skills_model"\n', "shipped analyzer's name"),
+        ('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "x"\ncolour = "red"\n', "unknown key"),
+        ('[[analysis.models]]\npath = "models/codes.pemodel"\n', "needs name"),
+        ('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "x"\nrole = "bot"\n', "role must be"),
+        ('[analysis]\nmodels = "models/codes.pemodel"\n', "must be a list of tables"),
+        (MODEL + MODEL, "names must differ"),
+    ],
+)
+def test_a_bad_entry_is_one_clear_error(project, models, message):
+    project(models)
+    with pytest.raises(ConfigError, match=message):
+        load()
+    r = CliRunner().invoke(cli, ["analyze"])
+    assert r.exit_code == 1 and r.output.startswith("pe-toolkit: error:") and message in r.output, r.output
+    assert "Traceback" not in r.output
