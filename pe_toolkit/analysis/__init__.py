@@ -14,7 +14,8 @@ Every analyzer is a pure function over a batch of messages (see
 
 A researcher's analyzer joins them with :func:`analyzer` (a decorated
 function over a polars frame, versioned by its code) or :func:`register`
-(any object with ``name``, ``version`` and ``score(batch)``); see
+(any object with ``name``, ``version`` and ``score(batch)``, such as a
+:class:`ModelAnalyzer` over a model trained with ``pe_toolkit.learn``); see
 ``docs/analyzers.md``.
 
 Names are imported on first use, so importing this package is cheap.
@@ -40,6 +41,7 @@ _LAZY: dict[str, str] = {
     "ANALYZER_MODULES": "pe_toolkit.analysis.registry",
     "analyzer": "pe_toolkit.analysis.custom",
     "FunctionAnalyzer": "pe_toolkit.analysis.custom",
+    "ModelAnalyzer": "pe_toolkit.analysis.learned",
     "Scores": "pe_toolkit.analysis.base",
     "Batch": "pe_toolkit.analysis.base",
     "check_messages": "pe_toolkit.analysis.base",
