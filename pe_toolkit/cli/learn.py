@@ -41,8 +41,9 @@ def _read_labelled(path: str | None, task: str | None, ctx: click.Context, level
 
 _data = click.option("--data", "path", type=click.Path(dir_okay=False), help="Labelled CSV, TSV, Parquet or JSONL file.")
 _task = click.option("--task", default=None, help="Use the review labels of this task in the cache instead of a file.")
-_level = click.option("--level", type=click.Choice(["message", "conversation"]), default="message", show_default=True,
-                      help="With --task: labels given to messages or to whole conversations.")  # fmt: skip
+_level = click.option("--level", type=click.Choice(["auto", "message", "conversation"]), default="auto", show_default=True,
+                      help="With --task: labels given to messages or to whole conversations (the review widget's); "
+                      "auto: the level the task has labels at.")  # fmt: skip
 _text = click.option("--text", "text_col", default="text", show_default=True, help="Column holding the text.")
 _label = click.option("--label", "label_col", default="label", show_default=True, help="Column holding the label.")
 _context = click.option("--context", "context_col", default=None, help="Column holding the preceding turn (used as features).")
@@ -86,7 +87,7 @@ def learn_cmd() -> None:
 
     \b
     pe-toolkit learn cv --data labels.csv --label code --group dialogue
-    pe-toolkit learn fit --data labels.csv --label code --out codes.pemodel
+    pe-toolkit learn fit --data labels.csv --label code --out codes.pemodel --cv 5 --group dialogue
     pe-toolkit learn evaluate codes.pemodel --data held_out.csv --label code
     pe-toolkit learn list
     """
@@ -98,25 +99,70 @@ def learn_cmd() -> None:
 @click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
 @click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True, help="Texts an n-gram must occur in.")
+@click.option("--cv", "cv_folds", type=click.IntRange(min=2), default=None,
+              help="Also cross-validate with N folds (same settings, split by --group) and keep the figures in the card.")  # fmt: skip
+@_group
 @click.pass_context
 def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, text_col: str, label_col: str,
-            context_col: str | None, relabels: tuple[str, ...], out: str, c: float, ngrams: int, min_df: int) -> None:  # fmt: skip
+            context_col: str | None, relabels: tuple[str, ...], out: str, c: float, ngrams: int, min_df: int,
+            cv_folds: int | None, group_col: str | None) -> None:  # fmt: skip
     """Train a model on a labelled file (or the review labels) and save it."""
-    from datetime import date
-
     from ..learn.features import FeatureSpec
     from ..learn.io import save
     from ..learn.model import fit
 
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
+    if task is not None:
+        level = "conversation" if frame["message_idx"].is_null().all() else "message"  # what "auto" chose
+        group_col = group_col or "group"
     spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
     source = {"file": str(path)} if path else {"review_task": task, "level": level}
     if relabels:
         source["relabel"] = ", ".join(relabels)
-    model = fit(frame, text=text_col, label=label_col, context=context_col, spec=spec, c=c, name=Path(out).stem,
-                card={"data": source, "date": date.today().isoformat()})  # fmt: skip
+    settings: dict[str, Any] = {"text": text_col, "label": label_col, "context": context_col, "spec": spec, "c": c}
+    card: dict[str, Any] = {"data": source}
+    if cv_folds is not None:
+        card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
+    # save() dates the card (UTC).
+    model = fit(frame, group=group_col, name=Path(out).stem, card=card, **settings)
     written = save(model, out)
     click.echo(f"wrote {written}: {model.card['training']['n']:,} labelled texts, classes {', '.join(model.classes)}")
+    if cv_folds is not None:
+        for line in _validation_lines(model.card):
+            click.echo(line)
+
+
+def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, folds: int) -> dict[str, Any]:
+    """The card's validation section: ``folds``-fold cross-validation of the
+    settings the model is fitted with, split by ``group``."""
+    from ..learn.validity import BOOTSTRAP, cross_validate
+
+    report = cross_validate(frame, group=group, folds=folds, progress=progress_enabled(False), **settings)
+    by = f"by {group!r}" if group else "by row (no --group)"
+    method = (f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; "
+              f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples")  # fmt: skip
+    return {"method": method, **report.as_dict()}
+
+
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _validation_lines(card: dict[str, Any]) -> list[str]:
+    """A card's validation figures, a line or two (the shipped cards' own
+    sections are in docs/metric_cards_learned.md: only their method here)."""
+    v = card.get("validation")
+    if not isinstance(v, dict):
+        return ["  validation: none in the card (pe-toolkit learn fit --cv N stores cross-validated figures)"]
+    lines = [f"  validation: {v.get('method', '?')}; n={v.get('n', '?')}"]
+    overall = v.get("overall")
+    if isinstance(overall, list):
+
+        def f(x: Any) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        lines.append("  " + ", ".join(f"{r['metric']} {f(r['value'])} [{f(r['low'])}, {f(r['high'])}]" for r in overall))
+    return lines
 
 
 @learn_cmd.command("cv")
@@ -160,30 +206,52 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
     data = model.card.get("data", {})
     parts = [data.get(k) for k in ("name", "split", "file", "review_task")] if isinstance(data, dict) else [data]
     trained_on = ", ".join(str(p) for p in parts if p)
-    n = model.card.get("training", {}).get("n", "?")
+    n = model.card.get("training", {}).get("n")
     # The shipped models' own development data scores far above their
-    # cross-validated figures; say so where the figures are read.
-    click.echo(f"note: {model.name} was trained on {trained_on or 'data not named in its card'} ({n:,} texts); "
-               "figures on those texts are not held-out; `pe-toolkit learn cv` gives cross-validated ones", err=True)  # fmt: skip
+    # cross-validated figures; say so where the figures are read, plainly
+    # when the card names the very data evaluated, conditionally otherwise.
+    same = isinstance(data, dict) and (
+        (path is not None and data.get("file") is not None and Path(str(data["file"])).resolve() == Path(path).resolve())
+        or (task is not None and data.get("review_task") == task)
+    )
+    held = ("these are its training texts: the figures are not held-out" if same
+            else "if the data evaluated here overlaps them, the figures are not held-out")  # fmt: skip
+    click.echo(f"note: {model.name} was trained on {trained_on or 'data not named in its card'} ({_count(n)} texts); "
+               f"{held}; `pe-toolkit learn cv` gives cross-validated ones", err=True)  # fmt: skip
 
 
 @learn_cmd.command("list")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
 def list_cmd(paths: tuple[str, ...]) -> None:
-    """The shipped models (or the given model files) with their cards' summary."""
-    from ..learn.io import read_card
+    """The shipped models (or the given model files) with their cards' summary.
+
+    Each file is checked as loading it would (content hash, format): one
+    that fails is listed as REFUSED with the reason, and the command exits
+    1 after the list."""
+    from ..errors import ModelError
+    from ..learn.io import load
     from ..learn.shipped import NAMES, path as shipped_path
 
     targets = [Path(p) for p in paths] or [shipped_path(n) for n in NAMES]
+    refused = 0
     for target in targets:
-        card = read_card(target)
+        try:
+            card = load(target).card
+        except ModelError as exc:
+            refused += 1
+            click.echo(f"{target.name}: REFUSED: {exc}")
+            continue
         training = card.get("training", {})
         data = card.get("data", {})
         if isinstance(data, dict):
             data = data.get("name") or ", ".join(f"{k} {v}" for k, v in data.items())
         click.echo(f"{target.name}: {card.get('name')} ({card.get('task')}, {len(card.get('classes', []))} classes), "
-                   f"trained {card.get('date', '?')} on {training.get('n', '?'):,} texts; data: {data}; "
+                   f"trained {card.get('date', '?')} on {_count(training.get('n'))} texts; data: {data}; "
                    f"hash {str(card.get('content_hash', ''))[:12]}")  # fmt: skip
         licence = card.get("data", {}).get("licence") if isinstance(card.get("data"), dict) else None
         if licence:
             click.echo(f"  licence: {licence}")
+        for line in _validation_lines(card):
+            click.echo(line)
+    if refused:
+        raise ModelError(f"{refused} of {len(targets)} model file(s) refused (listed above): do not use them")

@@ -16,17 +16,19 @@ that a shipped model is rebuilt exactly from its data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import zipfile
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .features import FeatureSpec, Featurizer
 from .model import TextModel
 
@@ -77,24 +79,37 @@ def _card(model: TextModel) -> dict[str, Any]:
 
 def save(model: TextModel, path: str | Path) -> Path:
     """Write ``model`` to ``path`` (the suffix ``.pemodel`` is added when
-    missing); returns the path. The card gains ``content_hash``."""
-    path = Path(path)
-    if path.suffix != _SUFFIX:
-        path = path.with_name(path.name + _SUFFIX)
+    missing); returns the path. The card gains ``content_hash``, and
+    ``date`` (today, UTC) when it has none. A path that is a folder, or
+    that cannot be written, raises :class:`~pe_toolkit.errors.ModelError`."""
+    given = Path(path)
+    path = given if given.suffix == _SUFFIX else given.with_name(given.name + _SUFFIX)
+    for p in dict.fromkeys((given, path)):
+        if p.is_dir():
+            raise ModelError(f"{p} is a folder; give the model file's path, such as {p / ('model' + _SUFFIX)}")
     arrays = _arrays(model)
     card = _card(model)
+    # A card without a date cannot tell a reader which of two models is newer.
+    card.setdefault("date", datetime.now(UTC).date().isoformat())
     card["content_hash"] = content_hash(arrays, card)
-    model.card = card
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name in ["card.json", *sorted(arrays)]:
-            info = zipfile.ZipInfo(name if name == "card.json" else f"{name}.npy", date_time=_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
-            z.writestr(info, data, compresslevel=9)
-    tmp.replace(path)  # a crash while writing leaves the old file, never half a model
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for name in ["card.json", *sorted(arrays)]:
+                info = zipfile.ZipInfo(name if name == "card.json" else f"{name}.npy", date_time=_EPOCH)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
+                z.writestr(info, data, compresslevel=9)
+        tmp.replace(path)  # a crash while writing leaves the old file, never half a model
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # the half-written file, if any; the error below is the one to tell
+            tmp.unlink(missing_ok=True)
+        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise ModelError(f"cannot write the model to {path}: {why}") from None
+    model.card = card
     return path
 
 
@@ -109,11 +124,14 @@ def read_card(path: str | Path) -> dict[str, Any]:
     """The card of a model file, without loading (or checking) its arrays."""
     try:
         with zipfile.ZipFile(path) as z:
-            return orjson.loads(z.read("card.json"))
+            card = orjson.loads(z.read("card.json"))
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
     except _DAMAGE as exc:
         raise ModelError(f"{path} is not a pe_toolkit model file ({exc})") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{path} is not a pe_toolkit model file (its card.json is a JSON {type(card).__name__}, not an object)")
+    return card
 
 
 def load(path: str | Path) -> TextModel:
@@ -122,6 +140,9 @@ def load(path: str | Path) -> TextModel:
     path = Path(path)
     card = read_card(path)
     version = card.get("format")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ModelError(f"{path} is a model of format {version}, written by a newer pe_toolkit; this one reads format "
+                         f"{FORMAT_VERSION}: upgrade pe_toolkit to load it")  # fmt: skip
     if version != FORMAT_VERSION:
         raise ModelError(
             f"{path} is a model of format {version!r}, this pe_toolkit reads format {FORMAT_VERSION}: "
@@ -152,8 +173,10 @@ def load(path: str | Path) -> TextModel:
             thresholds=arrays["thresholds"],
             card=card,
         )
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"{path} lacks part of a model ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, InputError) as exc:
+        # A card whose settings are not what this version wrote (hash intact:
+        # written by hand or by another tool): a bad model file, not a bug here.
+        raise ModelError(f"{path} lacks part of a model or its card's settings are invalid ({type(exc).__name__}: {exc})") from None
     if model.coef.shape != (featurizer.n_features, len(model.classes)):
         raise ModelError(f"{path}: weights of shape {model.coef.shape} do not fit {featurizer.n_features} features x {len(model.classes)} classes")
     return model

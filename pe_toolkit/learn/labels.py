@@ -6,7 +6,9 @@ frame :func:`~pe_toolkit.learn.fit` takes: one row per labelled message
 its conversation), or per labelled conversation (``text`` = the
 conversation's messages of ``role`` joined by newlines). Where reviewers
 disagree on an item, the most frequent label wins (ties: the first in
-alphabetical order), so one call gives one label per item.
+alphabetical order), so one call gives one label per item. The review
+widget (ReviewQueue) labels whole conversations; ``level="auto"`` (the
+default) reads whichever level the task's labels are at.
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ def rename_labels(frame: pl.DataFrame, label: str, mapping: Mapping[str, str]) -
     return frame.with_columns(renamed.alias(label))
 
 
-def from_store(store: Store, task: str = "review", *, level: str = "message", role: str | None = None) -> pl.DataFrame:
+def from_store(store: Store, task: str = "review", *, level: str = "auto", role: str | None = None) -> pl.DataFrame:
     """Training rows from the labels of ``task`` (see the module docstring).
-    ``level``: "message" (labels given to one message) or "conversation"."""
-    if level not in ("message", "conversation"):
-        raise InputError(f"level must be 'message' or 'conversation', got {level!r}")
+    ``level``: "message" (labels given to one message), "conversation"
+    (labels given to a whole conversation, as the review widget gives them),
+    or "auto": the level that has labels; a task with labels at both levels
+    must name one."""
+    if level not in LEVELS:
+        raise InputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     raw = stored_labels(store, task)
+    level = resolve_level(raw, task, level)
     raw = raw.filter(pl.col("message_idx").is_not_null() if level == "message" else pl.col("message_idx").is_null())
-    if raw.is_empty():
-        raise InputError(f"no {level} labels in task {task!r}; label some in the review widget (ReviewQueue) first")
     keys = ["conversation_id", "message_idx"]
     # Majority label per item across reviewers.
     votes = (
@@ -52,6 +56,30 @@ def from_store(store: Store, task: str = "review", *, level: str = "message", ro
     )
     with store.session():  # the registered frame lives on this connection
         return _texts_of(store, votes, keys, level, role)
+
+
+LEVELS = ("auto", "message", "conversation")
+
+
+def resolve_level(raw: pl.DataFrame, task: str, level: str) -> str:
+    """The level to read ``raw`` (a task's stored labels) at: ``level``, or
+    for "auto" the one level that has labels. Fails, naming the level that
+    does have labels, when the one asked for has none."""
+    n_message = raw["message_idx"].count()
+    counts = {"message": n_message, "conversation": raw.height - n_message}
+    if raw.is_empty():
+        raise InputError(f"no labels in task {task!r}; label some in the review widget (ReviewQueue) first")
+    if level == "auto":
+        if counts["message"] and counts["conversation"]:
+            raise InputError(f"task {task!r} has labels of both levels ({counts['message']:,} of messages, "
+                             f"{counts['conversation']:,} of conversations): choose one with level='message' or "
+                             "level='conversation' (on the command line: --level message|conversation)")  # fmt: skip
+        return "message" if counts["message"] else "conversation"
+    if not counts[level]:
+        other = "conversation" if level == "message" else "message"
+        raise InputError(f"no {level} labels in task {task!r}, but {counts[other]:,} {other} label(s): use "
+                         f"level='{other}' (on the command line: --level {other})")  # fmt: skip
+    return level
 
 
 def _texts_of(store: Store, votes: pl.DataFrame, keys: list[str], level: str, role: str | None) -> pl.DataFrame:

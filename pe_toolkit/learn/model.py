@@ -83,13 +83,18 @@ class TextModel:
     def predict(self, texts: Sequence[str] | pl.Series, *, context: Sequence[str] | pl.Series | None = None,
                 rules: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """Per text: ``label`` (the most probable class), ``labels`` (every
-        class over its threshold) and ``p_<class>`` for each class."""
+        class over its threshold; a multi-class model fitted without
+        thresholds: the most probable class) and ``p_<class>`` for each class."""
         batch = _batch_of(self, texts, context, rules)
         return self.frame_of(self.predict_proba(batch))
 
     def frame_of(self, proba: np.ndarray) -> pl.DataFrame:
         classes = list(self.classes)
         over = proba >= self.thresholds
+        if self.task == "multiclass" and len(classes) and (self.thresholds > 1).all():
+            # No thresholds set (all above any probability): labels holds the
+            # most probable class, as label does, rather than nothing.
+            over = proba.argmax(axis=1)[:, None] == np.arange(len(classes))
         primary = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(classes) else np.array([], dtype=object)
         label_lists = _lists_of(over, classes)
         return pl.DataFrame(
@@ -285,13 +290,22 @@ def training_data(
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise InputError(f"the labelled frame lacks column(s) {', '.join(missing)}; it has {', '.join(frame.columns)}")
+    _check_types(frame, text, label, context, rules)
     frame = frame.filter(pl.col(text).is_not_null() & pl.col(label).is_not_null())
     if frame.height == 0:
         raise InputError("no labelled rows: every text or label is missing")
+    if group is not None and frame[group].null_count():
+        raise InputError(f"the group column {group!r} is missing in {frame[group].null_count():,} labelled row(s); "
+                         "fill it (each row its own group, say) or drop those rows")  # fmt: skip
     dtype = frame.schema[label]
     if isinstance(dtype, pl.List):
         task = "multilabel"
         values = frame[label].cast(pl.List(pl.String))
+        holes = values.list.eval(pl.element().is_null()).list.any().fill_null(False)
+        if holes.any():
+            raise InputError(f"the label lists in column {label!r} hold a missing value in {int(holes.sum()):,} row(s) "
+                             f"(first: row {int(holes.arg_true()[0])} of the labelled rows); drop them with "
+                             f"pl.col({label!r}).list.drop_nulls()")  # fmt: skip
         found = sorted(set(values.explode().drop_nulls().to_list()))
         labels: list[Any] = values.to_list()
     else:
@@ -315,6 +329,36 @@ def training_data(
         groups=frame[group].to_numpy() if group else None,
         rules=rule_matrix,
     )
+
+
+def _check_types(frame: pl.DataFrame, text: str, label: str, context: str | None, rules: Sequence[str]) -> None:
+    """Refuse columns of a type :func:`fit` cannot read (before polars or
+    scikit-learn fail on them with their own words)."""
+    for name in (text, context):
+        if name is not None and isinstance(frame.schema[name], _NESTED):
+            raise InputError(f"column {name!r} holds {frame.schema[name]} values; a text column must hold strings "
+                             "(join a list with pl.col(...).list.join(' '))")  # fmt: skip
+    dtype = frame.schema[label]
+    if isinstance(dtype, _NESTED) and not isinstance(dtype, pl.List):
+        raise InputError(f"the label column {label!r} holds {dtype} values; labels must be strings (one per text) "
+                         "or lists of strings (a multi-label task)")  # fmt: skip
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, _NESTED):
+        raise InputError(f"the label column {label!r} holds {dtype} values; a multi-label column holds lists of strings")
+    bad = [r for r in rules if not (frame.schema[r].is_numeric() or frame.schema[r] in (pl.Boolean, pl.Null))]
+    if bad:
+        raise InputError(f"rule column(s) {', '.join(repr(r) for r in bad)} are not numbers "
+                         f"({', '.join(str(frame.schema[r]) for r in bad)}); rules= names numeric detection columns")  # fmt: skip
+
+
+_NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
+
+
+def _check_options(c: Any, class_weight: Any) -> None:
+    """The regularisation options, checked here rather than by scikit-learn."""
+    if isinstance(c, bool) or not isinstance(c, int | float) or not np.isfinite(c) or c <= 0:
+        raise InputError(f"c (inverse regularisation strength) must be a positive number, got {c!r}")
+    if class_weight not in (None, "balanced"):
+        raise InputError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
 
 
 def _fit_weights(x: sp.csr_matrix, y: np.ndarray, task: str, n_classes: int, c: float,
@@ -376,14 +420,24 @@ def fit(
     ``lexicon``: a phrase lexicon (``construct``, ``phrase``) whose
     construct counts become features. ``thresholds``: per-class decision
     thresholds (default 0.5 for multi-label; for multi-class, none: only
-    the most probable class is in ``labels``).
+    the most probable class is in ``labels``). ``c`` must be positive and
+    ``class_weight`` "balanced" or None.
     """
+    _check_options(c, class_weight)
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=classes)
+    if data.task == "multiclass" and len(set(data.labels)) < 2:
+        # classes= may name more, but a classifier needs two of them among the
+        # labels (evaluating on one class is fine, so this is fit's check).
+        raise InputError(f"every label in column {label!r} is {data.labels[0]!r}: a classifier needs at least two "
+                         "different labels among the rows")  # fmt: skip
     spec = spec or FeatureSpec(context=context is not None)
     if spec.context and context is None:
         raise InputError("the feature spec uses the preceding turn: name its column with context=")
     batch_tokens, rows, context_rows = _tokens_for(data)
     featurizer = Featurizer.fit(spec, batch_tokens, rows, context_rows=context_rows, lexicon=lexicon, rule_names=list(rules))
+    if featurizer.n_features == 0:
+        raise InputError(f"no features to learn from: no word of column {text!r} occurs in {spec.min_df} or more "
+                         "texts (are the texts empty or only numbers?); check the column or lower min_df")  # fmt: skip
     x = featurizer.transform(batch_tokens, rows, context_rows=context_rows, rules=data.rules).matrix
     y = _encode(data)
     coef, intercept = _fit_weights(x, y, data.task, len(data.classes), c, class_weight)

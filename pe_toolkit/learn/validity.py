@@ -34,7 +34,7 @@ import polars as pl
 from ..analysis.evaluation import evaluate as agreement
 from ..errors import InputError
 from .labels import rename_labels
-from .model import TextModel, _batch_of, fit, training_data
+from .model import TextModel, _batch_of, _check_options, fit, training_data
 
 BOOTSTRAP = 1000
 LEVEL = 0.95
@@ -361,6 +361,8 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
     by size and by label (scikit-learn's StratifiedGroupKFold)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
+        raise InputError(f"folds must be a whole number of at least 2, got {folds!r}")
     n_groups = len(np.unique(groups))
     if n_groups < folds:
         raise InputError(f"{folds}-fold cross-validation needs at least {folds} groups, found {n_groups}")
@@ -392,6 +394,7 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
     CPU count, at most ``folds``; 1 fits them here, one after another). The
     folds are independent, so the figures do not depend on it."""
     rules = fit_options.get("rules", ())
+    _check_options(fit_options.get("c", 1.0), fit_options.get("class_weight", "balanced"))  # before any fold is fitted
     data = training_data(frame, text=text, label=label, context=context, group=group, rules=rules, classes=fit_options.get("classes"))
     if data.task == "multilabel" and merge:
         raise InputError("merge= folds the classes of a multi-class task; a multi-label report keeps every class")

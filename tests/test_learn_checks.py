@@ -1,0 +1,237 @@
+"""Expected failures of the learn layer stay inside the exception tree, and
+the cards a researcher's models get are complete (real frames, real model
+files and DuckDB files in tmp_path, the real CLI)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.cli import cli
+from pe_toolkit.errors import InputError, ModelError
+from pe_toolkit.learn import cross_validate, fit, from_store, load, read_card, save
+from pe_toolkit.learn.features import FeatureSpec
+from pe_toolkit.learn.io import content_hash
+
+from .test_learn import toy
+
+
+def _one_line_error(result, *needles):
+    """The CLI's contract for an expected failure: exit 1, one line, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("pe-toolkit: error: ") and result.output.count("\n") == 1, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+# ------------------------------------------------------- 1: review labels
+def _review_store(tmp_path, *, message_label: bool = False):
+    from pe_toolkit.ingest import import_file
+    from pe_toolkit.store import Store
+    from pe_toolkit.store.annotations import annotate
+
+    src = tmp_path / "convs.jsonl"
+    lines = []
+    for i in range(8):
+        sad = i % 2 == 0
+        text = "I feel sad and alone" if sad else "Everything went great today"
+        lines.append(orjson.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": text}]}).decode())
+    src.write_text("\n".join(lines) + "\n")
+    db = tmp_path / "cache.duckdb"
+    with Store(db) as store:
+        import_file(store, src, progress=False)
+        for i in range(8):  # as ReviewQueue stores them: the whole conversation, message_idx null
+            annotate(store, f"c{i}", "sad" if i % 2 == 0 else "glad", reviewer="ana", task="review")
+        if message_label:
+            annotate(store, "c0", "sad", reviewer="ana", task="review", message_idx=0)
+    return db
+
+
+def test_review_widget_labels_train_with_the_default_level(tmp_path):
+    from pe_toolkit.store import Store
+
+    db = _review_store(tmp_path)
+    with Store(db, read_only=True) as store:
+        frame = from_store(store, "review")  # default level: the one the labels are at
+        assert frame.height == 8 and frame["message_idx"].is_null().all()
+        with pytest.raises(InputError, match=r"no message labels in task .review., but 8 conversation.*--level conversation"):
+            from_store(store, "review", level="message")
+    runner = CliRunner()
+    out = tmp_path / "rq.pemodel"
+    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--out", str(out), "--min-df", "1"])
+    assert r.exit_code == 0 and "8 labelled texts" in r.output, r.output
+    assert load(out).card["data"]["level"] == "conversation"
+    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--level", "message", "--out", str(out)])
+    _one_line_error(r, "--level conversation")
+
+
+def test_a_task_with_labels_at_both_levels_must_name_one(tmp_path):
+    from pe_toolkit.store import Store
+
+    db = _review_store(tmp_path, message_label=True)
+    with Store(db, read_only=True) as store:
+        with pytest.raises(InputError, match=r"both levels \(1 of messages, 8 of conversations\).*--level"):
+            from_store(store, "review")
+        assert from_store(store, "review", level="conversation").height == 8
+        with pytest.raises(InputError, match="no labels in task 'other'"):
+            from_store(store, "other")
+
+
+# ------------------------------------------------ 2: bad input, InputError
+@pytest.mark.parametrize(
+    ("change", "options", "needle"),
+    [
+        (lambda f: f.with_columns(text=pl.int_range(pl.len()).cast(pl.String)), {"spec": FeatureSpec()}, "no features"),
+        (lambda f: f.with_columns(text=pl.lit("")), {}, "no features to learn from"),
+        (lambda f: f, {"spec": FeatureSpec(min_df=100)}, "lower min_df"),
+        (lambda f: f.with_columns(label=pl.lit("sad")), {"classes": ["sad", "glad"]}, "every label in column 'label' is 'sad'"),
+        (lambda f: f, {"c": 0}, "c (inverse regularisation strength) must be a positive number"),
+        (lambda f: f, {"class_weight": "foo"}, "class_weight must be 'balanced' or None"),
+        (lambda f: f.with_columns(rule=pl.lit("x")), {"rules": ["rule"]}, "rule column(s) 'rule' are not numbers"),
+        (lambda f: f.with_columns(text=pl.concat_list("text")), {}, "column 'text' holds List(String) values"),
+        (lambda f: f.with_columns(label=pl.struct("text", "label")), {}, "the label column 'label' holds Struct"),
+        (lambda f: f.with_columns(label=pl.concat_list("label", pl.lit(None, pl.String))), {}, "hold a missing value"),
+    ],
+    ids=["numeric-text", "empty-text", "min-df", "one-class", "c0", "class-weight", "string-rule", "list-text",
+         "struct-label", "null-in-list"],  # fmt: skip
+)
+def test_unusable_training_data_is_an_input_error(change, options, needle):
+    with pytest.raises(InputError) as info:
+        fit(change(toy()), **({"spec": FeatureSpec(min_df=1)} | options))
+    assert needle in str(info.value)
+
+
+def test_cross_validation_refuses_bad_folds_and_missing_groups():
+    with pytest.raises(InputError, match="folds must be a whole number of at least 2, got 1"):
+        cross_validate(toy(), folds=1, workers=1, boot=10)
+    with_gap = toy().with_columns(group=pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("group")))
+    with pytest.raises(InputError, match="group column 'group' is missing in 3 labelled row"):
+        cross_validate(with_gap, group="group", workers=1, boot=10)
+
+
+def test_cli_fit_on_numeric_text_is_one_error_line(tmp_path):
+    data = tmp_path / "num.csv"
+    data.write_text("text,label\n1,a\n2,b\n3,a\n4,b\n")
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(tmp_path / "m.pemodel")])
+    _one_line_error(r, "no features to learn from")
+
+
+# --------------------------------------------------- 3: save's OS errors
+def test_save_refuses_a_folder_and_wraps_os_errors(tmp_path):
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    with pytest.raises(ModelError, match="is a folder"):
+        save(model, tmp_path)
+    assert not (tmp_path.parent / f"{tmp_path.name}.pemodel").exists()
+    blocker = tmp_path / "labels.csv"
+    blocker.write_text("x")
+    with pytest.raises(ModelError, match=r"cannot write the model to .*labels.csv/x.pemodel: .*labels.csv is a file"):
+        save(model, blocker / "x.pemodel")
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(_csv(tmp_path)), "--min-df", "1", "--out", str(blocker / "x")])
+    _one_line_error(r, "labels.csv is a file, not a folder")
+
+
+def _csv(tmp_path):
+    path = tmp_path / "toy.csv"
+    pl.concat([toy()] * 3).with_columns(group=pl.int_range(pl.len()) // 2).write_csv(path)
+    return path
+
+
+# ------------------------------------------ 4: labels without thresholds
+def test_labels_hold_the_most_probable_class_without_thresholds():
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    out = model.predict(["so sad today", "a great, happy day"])
+    assert out["labels"].to_list() == [["sad"], ["glad"]] and out["label"].to_list() == ["sad", "glad"]
+    tuned = fit(toy(), spec=FeatureSpec(min_df=1), thresholds={"sad": 0.99, "glad": 0.99})
+    assert tuned.predict(["so sad today"])["labels"].to_list() == [[]]  # thresholds set: they decide
+
+
+# ------------------------------------------------- 5: dated cards, --cv
+def test_save_dates_a_card_without_a_date(tmp_path):
+    path = save(fit(toy(), spec=FeatureSpec(min_df=1)), tmp_path / "m")
+    assert read_card(path)["date"] == datetime.now(UTC).date().isoformat()
+    kept = save(fit(toy(), spec=FeatureSpec(min_df=1), card={"date": "2020-01-02"}), tmp_path / "k")
+    assert read_card(kept)["date"] == "2020-01-02"
+    r = CliRunner().invoke(cli, ["learn", "list", str(path)])
+    assert r.exit_code == 0 and "trained ?" not in r.output and "validation: none" in r.output, r.output
+
+
+def test_fit_with_cv_keeps_the_figures_in_the_card(tmp_path):
+    out = tmp_path / "cv.pemodel"
+    args = ["learn", "fit", "--data", str(_csv(tmp_path)), "--out", str(out), "--min-df", "1", "--cv", "3", "--group", "group"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "macro_f1" in r.output, r.output
+    v = load(out).card["validation"]
+    assert v["n"] == 48 and v["groups"] == 24 and "3-fold cross-validation, folds by 'group'" in v["method"]
+    assert {row["metric"] for row in v["overall"]} >= {"accuracy", "macro_f1"}
+    r = CliRunner().invoke(cli, ["learn", "list", str(out)])
+    assert r.exit_code == 0 and "validation: 3-fold" in r.output and "macro_f1" in r.output, r.output
+
+
+# --------------------------------------- 6 and 7: altered or foreign cards
+def _recard(src, dst, change, *, rehash=False):
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    card = orjson.loads(parts["card.json"])
+    card = change(card)
+    if rehash:
+        arrays = {n[:-4]: np.lib.format.read_array(io.BytesIO(b)) for n, b in parts.items() if n.endswith(".npy")}
+        card["content_hash"] = content_hash(arrays, card)
+    parts["card.json"] = orjson.dumps(card)
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+    return dst
+
+
+def test_list_refuses_an_altered_file_and_exits_1(tmp_path):
+    good = save(fit(toy(), spec=FeatureSpec(min_df=1)), tmp_path / "good")
+    edited = _recard(good, tmp_path / "ed.pemodel", lambda c: c | {"name": "evil"})
+    r = CliRunner().invoke(cli, ["learn", "list", str(good), str(edited)])
+    assert r.exit_code == 1, r.output
+    assert "good.pemodel: model (multiclass" in r.output
+    assert "ed.pemodel: REFUSED: " in r.output and "content hash" in r.output and "evil" not in r.output
+    assert r.output.rstrip().endswith("pe-toolkit: error: 1 of 2 model file(s) refused (listed above): do not use them")
+
+
+def test_a_card_that_is_not_an_object_or_has_bad_settings_is_a_model_error(tmp_path):
+    good = save(fit(toy(), spec=FeatureSpec(min_df=1)), tmp_path / "good")
+    listed = _recard(good, tmp_path / "cl.pemodel", lambda c: [1, 2])
+    with pytest.raises(ModelError, match=r"card\.json is a JSON list"):
+        load(listed)
+    with pytest.raises(ModelError, match=r"card\.json is a JSON list"):
+        read_card(listed)
+    garbage = _recard(good, tmp_path / "bs.pemodel", lambda c: c | {"features": "garbage"}, rehash=True)
+    with pytest.raises(ModelError, match="card's settings are invalid"):
+        load(garbage)
+    r = CliRunner().invoke(cli, ["learn", "list", str(listed)])
+    assert r.exit_code == 1 and "cl.pemodel: REFUSED" in r.output and "Traceback" not in r.output, r.output
+
+
+# --------------------------------------------------------------- 8: nits
+def test_a_newer_format_says_upgrade(tmp_path):
+    good = save(fit(toy(), spec=FeatureSpec(min_df=1)), tmp_path / "good")
+    newer = _recard(good, tmp_path / "new.pemodel", lambda c: c | {"format": 99})
+    with pytest.raises(ModelError, match=r"written by a newer pe_toolkit.*upgrade pe_toolkit") as info:
+        load(newer)
+    assert "retrain" not in str(info.value)
+
+
+def test_evaluate_says_not_held_out_only_of_the_training_file(tmp_path):
+    data = _csv(tmp_path)
+    out = tmp_path / "m.pemodel"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1"]).exit_code == 0
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(data)])
+    assert r.exit_code == 0 and "these are its training texts: the figures are not held-out" in r.output, r.output
+    other = tmp_path / "held_out.csv"
+    other.write_bytes(data.read_bytes())
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(other)])
+    assert r.exit_code == 0 and "if the data evaluated here overlaps them" in r.output, r.output
+    assert "these are its training texts" not in r.output
