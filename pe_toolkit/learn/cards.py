@@ -115,10 +115,12 @@ def render(skills: dict[str, Any], risk: dict[str, Any]) -> str:
         "# Metric cards: the learned analyzers",
         "",
         "Written by `make models` from the shipped models' own cards (`pe_toolkit/learn/models/*.pemodel`); a test "
-        "checks this page against them. Every figure is cross-validated on human-labelled development data split by "
-        "dialogue or post, with 95% bootstrap intervals. The same sources' other splits are used to measure these "
-        "models from the outside: a model that only fits the development split will show it there. How to train "
-        "your own: [learn.md](learn.md).",
+        "checks this page against them. The models' figures are cross-validated on human-labelled development data "
+        "split by dialogue or post, with 95% bootstrap intervals; rows that involve the rules say where the rules "
+        "were revised on the same data (in-sample for them). Other splits of the same sources, which this project "
+        "does not have, are used to measure the models from the outside; no figures from them are shown here, and "
+        "a model that only fits the development split will show it there. How to train your own: "
+        "[learn.md](learn.md).",
         "",
     ]
     return "\n".join(head + _skills(skills) + _risk(risk)).rstrip() + "\n"
