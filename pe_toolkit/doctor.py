@@ -41,6 +41,21 @@ def check_online(settings: Settings) -> Check:
     return Check("api online", ok, "; ".join(found))
 
 
+def check_models() -> Check:
+    """The project's models (``[[analysis.models]]``) load, as ``analyze``
+    would load them: file there, content hash and format checked."""
+    from .analysis.registry import configured
+
+    found: list[str] = []
+    try:
+        for analyzer in configured():
+            model = analyzer.model  # type: ignore[attr-defined]  # a ModelAnalyzer: configured() makes only those
+            found.append(f"{analyzer.name}: {len(model.classes)} classes, hash {analyzer.version}")
+    except PeToolkitError as exc:
+        return Check("models", False, "; ".join([*found, str(exc)]))
+    return Check("models", True, "; ".join(found))
+
+
 def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
     checks: list[Check] = []
     try:
@@ -53,6 +68,8 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
         private = not mode & (stat.S_IRWXG | stat.S_IRWXO)
         checks.append(Check("config permissions", private, "owner-only" if private else f"{settings.config_file} holds an API key and is readable by others: chmod 600 it"))
     checks.append(Check("sample", settings.sample_path.is_file(), str(settings.sample_path)))
+    if settings.models:
+        checks.append(check_models())
     api = "not configured (offline: the bundled sample is the default source)"
     if settings.api_configured:
         api = f"{', '.join(settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"

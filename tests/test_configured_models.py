@@ -97,3 +97,12 @@ def test_a_bad_entry_is_one_clear_error(project, models, message):
     r = CliRunner().invoke(cli, ["analyze"])
     assert r.exit_code == 1 and r.output.startswith("pe-toolkit: error:") and message in r.output, r.output
     assert "Traceback" not in r.output
+
+
+def test_doctor_loads_the_configured_models(project, tmp_path):
+    project(MODEL)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert "my_codes: 2 classes, hash" in r.output, r.output
+    (tmp_path / "models" / "codes.pemodel").write_bytes(b"not a model")
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 1 and "models" in r.output and "not a pe_toolkit model file" in r.output, r.output
