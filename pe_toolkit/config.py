@@ -196,7 +196,8 @@ def _models(raw: Any, root: Path, where: Path | None) -> tuple[ConfiguredModel, 
         if prefix is not None and (not isinstance(prefix, str) or not prefix.strip()):
             raise ConfigError(f"{label}: prefix must be a non-empty string, got {prefix!r}")
         path = Path(entry["path"]).expanduser()
-        found.append(ConfiguredModel(path if path.is_absolute() else root / path, entry["name"], role, prefix))
+        found.append(ConfiguredModel(path if path.is_absolute() else root / path, entry["name"].strip(), role,
+                                     prefix.strip() if prefix else None))  # fmt: skip
     names = [m.name for m in found]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -106,3 +106,24 @@ def test_doctor_loads_the_configured_models(project, tmp_path):
     (tmp_path / "models" / "codes.pemodel").write_bytes(b"not a model")
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.exit_code == 1 and "models" in r.output and "not a pe_toolkit model file" in r.output, r.output
+
+
+def test_a_model_of_whole_conversations_is_refused_for_message_scoring(project, tmp_path):
+    project(MODEL)
+    model = fit(pl.DataFrame({"text": ["a b", "c d"] * 4, "label": ["x", "y"] * 4}), spec=FeatureSpec(min_df=1))
+    model.card["data"] = {"review_task": "review", "level": "conversation"}
+    save(model, tmp_path / "models" / "codes.pemodel")
+    with pytest.raises(ConfigError, match="trained on whole conversations"):
+        load()
+
+
+def test_the_api_answer_runs_the_shipped_analyzers_only(project):
+    # A configured model's missing file must not fail the mirror's validation
+    # route (a 500 naming a server path), nor add columns to its answer.
+    from pe_toolkit.analysis import validate_conversation
+
+    project('[[analysis.models]]\npath = "models/none.pemodel"\nname = "gone"\n')
+    conversation = {"id": "c1", "messages": [{"role": "user", "content": "I lost my job."},
+                                              {"role": "assistant", "content": "What happened next?"}]}  # fmt: skip
+    answer = validate_conversation(conversation, include_messages=True)
+    assert answer["conversation_id"] == "c1" and not any(k.startswith("code") for k in answer["message_scores"][1])

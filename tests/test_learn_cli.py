@@ -79,7 +79,8 @@ def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
     r = runner.invoke(cli, ["learn", "fit", "--data", str(renamed), "--out", str(again), "--min-df", "1", "--relabel", "glad=happy"])
     assert r.exit_code == 0 and load(again).classes == ("happy", "unhappy"), r.output
     r = runner.invoke(cli, ["learn", "list", str(again)])
-    assert f"trained {datetime.now(UTC).date().isoformat()}" in r.output  # save() dates the card in UTC and "relabel glad=happy" in r.output, r.output
+    # save() dates the card in UTC.
+    assert f"trained {datetime.now(UTC).date().isoformat()}" in r.output and "relabel glad=happy" in r.output, r.output
 
 
 def test_review_labels_are_one_call_from_training_data(store, write_jsonl):

@@ -17,7 +17,8 @@ import importlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 from ..errors import AnalysisError
 from .base import Analyzer
@@ -39,7 +40,7 @@ _registered: dict[str, Analyzer] = {}
 _lock = threading.Lock()
 # The configured models' analyzers, by entry and file state: a model file
 # is read (and hashed) once, and again when it is replaced.
-_configured: dict[object, tuple[tuple[int, int], Analyzer]] = {}
+_configured: dict[Any, tuple[tuple[int, ...], Analyzer]] = {}
 
 
 def version_of(analyzers: Sequence[Analyzer]) -> str:
@@ -100,30 +101,67 @@ def unregister(name: str) -> None:
 
 def configured() -> tuple[Analyzer, ...]:
     """The project's models (``[[analysis.models]]`` in the config file), as
-    analyzers."""
+    analyzers, each over a model loaded (and its hash checked) here."""
     from ..config import load_settings
     from ..errors import ConfigError
 
+    settings = load_settings()
+    where = settings.config_file
     found: list[Analyzer] = []
-    for entry in load_settings().models:
+    for entry in settings.models:
+        label = f"{where}: analysis.models {entry.name!r}"
         if entry.name in SHIPPED:
-            raise ConfigError(f"analysis.models: {entry.name!r} is a shipped analyzer's name; choose another")
-        try:
-            stat = entry.path.stat()
-        except OSError:
-            raise ConfigError(f"analysis.models {entry.name!r}: no model file at {entry.path}") from None
-        state = (stat.st_mtime_ns, stat.st_size)
+            raise ConfigError(f"{label} is a shipped analyzer's name; choose another")
         with _lock:
             known = _configured.get(entry)
-            if known is not None and known[0] == state:
-                analyzer = known[1]
-            else:
-                from .learned import ModelAnalyzer
-
-                analyzer = cast(Analyzer, ModelAnalyzer(entry.path, name=entry.name, role=entry.role, prefix=entry.prefix))
-                _configured[entry] = (state, analyzer)
-        found.append(analyzer)
+            state = _file_state(entry.path, label)
+            if known is None or known[0] != state:
+                known = _model_analyzer(entry, state, label)
+                _configured[entry] = known
+        found.append(known[1])
+    with _lock:  # entries no longer configured are let go
+        for gone in set(_configured) - set(settings.models):
+            del _configured[gone]
     return tuple(found)
+
+
+def _file_state(path: Path, label: str) -> tuple[int, ...]:
+    """What tells a replaced file from the one read: ``save`` writes a new
+    file and renames it over the old, so the inode changes even when size
+    and modification time do not (``cp -p``, coarse timestamps)."""
+    from ..errors import ConfigError
+
+    try:
+        st = path.stat()
+    except OSError:
+        raise ConfigError(f"{label}: no model file at {path}") from None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _model_analyzer(entry: Any, state: tuple[int, ...], label: str) -> tuple[tuple[int, ...], Analyzer]:
+    """(the file's state, the analyzer over the model at ``entry.path``),
+    loaded now (not on first use, when the file may have changed again) and
+    read again if the file changed while it was read."""
+    from ..errors import ConfigError, ModelError
+    from ..learn.io import load as load_model
+    from .learned import ModelAnalyzer
+
+    for _ in range(3):
+        try:
+            model = load_model(entry.path)
+        except ModelError as exc:
+            raise ModelError(f"{label}: {exc}") from None
+        after = _file_state(entry.path, label)
+        if after == state:
+            break
+        state = after
+    else:
+        raise ConfigError(f"{label}: {entry.path} keeps changing while it is read")
+    data = model.card.get("data")
+    if isinstance(data, dict) and data.get("level") == "conversation":
+        raise ConfigError(f"{label}: the model was trained on whole conversations (review labels of conversations); "
+                          "analyze scores single messages with it: retrain it on message labels (--level message)")  # fmt: skip
+    return state, cast(Analyzer, ModelAnalyzer(model, name=entry.name, role=entry.role, prefix=entry.prefix))
 
 
 def load() -> Registry:

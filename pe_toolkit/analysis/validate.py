@@ -35,6 +35,7 @@ from ..schema import QUALITY_METRICS
 from ..store.normalize import normalize_lines
 from .frames import FrameScores, analyze_frame
 from .recommendations import recommendations
+from .registry import shipped
 
 _local = threading.local()
 # Message columns that are internal keys, not scores (and not JSON-safe integers).
@@ -83,7 +84,10 @@ def _plain_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def validate_conversation(conversation: dict[str, Any], *, include_messages: bool = False) -> dict[str, Any]:
     """Score one API conversation object in memory (see the module docstring)."""
     conversation_id, frame = _normalized_messages(conversation)
-    scores: FrameScores = analyze_frame(frame, corpus=False)
+    # The API's answer: the shipped analyzers only, not a project's configured
+    # models or this process's registrations (a server would fail or expose
+    # paths on a researcher's missing model file, and pay for every model).
+    scores: FrameScores = analyze_frame(frame, corpus=False, analyzers=shipped())
     conv = scores.conversations.row(0, named=True)
     result: dict[str, Any] = {
         "conversation_id": conversation_id,

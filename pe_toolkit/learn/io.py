@@ -9,9 +9,12 @@ the card without that field. :func:`load` refuses, with a clear
 whose content does not match its hash (altered or truncated), and one of
 another format version.
 
-Files are written bit for bit the same for the same model: entries in a
-fixed order, fixed timestamps, sorted JSON; so ``make models`` can show
-that a shipped model is rebuilt exactly from its data.
+Files are written bit for bit the same for the same model and card:
+entries in a fixed order, fixed timestamps, sorted JSON; so ``make models``
+can show that a shipped model is rebuilt exactly from its data. A card
+without a date is dated on saving (today, UTC), and the date is part of
+the hash: the recipes give theirs (``MODEL_DATE``) so that a rebuild on
+another day matches.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..analysis.frames import analyze_frame
+from ..analysis.registry import shipped
 from ..ingest import esconv
 from ..ingest.columns import ColumnMap
 from ..ingest.importer import BATCH_ROWS, _json_batches, _strip_gz, _table_batches, detect_format
@@ -177,7 +178,10 @@ def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, batch_row
                 if not good.num_rows:
                     continue
                 conversations = _with_store_columns(good, fetched_at)
-                scores = analyze_frame(_in_store_order(messages_of(good)), corpus=False)
+                # The shipped analyzers, whose version the manifest records
+                # (scale.run.analysis_version): a worker's own config must not
+                # add models the version does not name.
+                scores = analyze_frame(_in_store_order(messages_of(good)), corpus=False, analyzers=shipped())
                 _write(tmp, "conversations", n, conversations)
                 _write(tmp, "message_scores", n, scores.messages.to_arrow())
                 _write(tmp, "_conversation_base", n, scores.conversations.to_arrow())
