@@ -127,3 +127,21 @@ def test_the_api_answer_runs_the_shipped_analyzers_only(project):
                                               {"role": "assistant", "content": "What happened next?"}]}  # fmt: skip
     answer = validate_conversation(conversation, include_messages=True)
     assert answer["conversation_id"] == "c1" and not any(k.startswith("code") for k in answer["message_scores"][1])
+
+
+def test_a_ray_worker_scores_with_the_shipped_analyzers_its_manifest_names(project, tmp_path, write_jsonl):
+    # The worker's task, run here without Ray: a configured model in the
+    # worker's folder must not add columns that the manifest's version
+    # (the shipped analyzers') does not name.
+    import pyarrow.parquet as pq
+
+    from pe_toolkit.scale.partition import analyze_file, partition_dir
+
+    from .conftest import conversation
+
+    project(MODEL)
+    source = write_jsonl([conversation(i) for i in range(3)], name="in.jsonl")
+    row = analyze_file(str(source), "k0", str(tmp_path / "out"), "fp")
+    assert row["conversations"] == 3
+    columns = pq.read_table(partition_dir(tmp_path / "out", "message_scores", "k0")).column_names
+    assert "skill" in columns and not any(c.startswith("code") for c in columns)
