@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Settings, load_settings
 from .errors import PeToolkitError, StoreLockedError
@@ -41,19 +42,36 @@ def check_online(settings: Settings) -> Check:
     return Check("api online", ok, "; ".join(found))
 
 
-def check_models() -> Check:
+def check_models() -> tuple[Check, list[str]]:
     """The project's models (``[[analysis.models]]``) load, as ``analyze``
-    would load them: file there, content hash and format checked."""
+    would load them: file there, content hash and format checked. Also
+    their ``name=version`` parts of an analysis version."""
     from .analysis.registry import configured
 
     found: list[str] = []
+    versions: list[str] = []
     try:
         for analyzer in configured():
             model = analyzer.model  # type: ignore[attr-defined]  # a ModelAnalyzer: configured() makes only those
             found.append(f"{analyzer.name}: {len(model.classes)} classes, hash {analyzer.version}")
+            versions.append(f"{analyzer.name}={analyzer.version}")
     except PeToolkitError as exc:
-        return Check("models", False, "; ".join([*found, str(exc)]))
-    return Check("models", True, "; ".join(found))
+        return Check("models", False, "; ".join([*found, str(exc)])), []
+    return Check("models", True, "; ".join(found)), versions
+
+
+def check_model_scores(store: Any, versions: list[str]) -> Check | None:
+    """Whether the scores in force were computed by the configured models as
+    they are now: a model file replaced (or added) since the latest
+    ``analyze`` leaves the old scores current until the next run."""
+    in_force = store.scalar("SELECT arg_max(analysis_version, started_at) FROM analysis_runs")
+    if in_force is None:
+        return None
+    missing = [v.split("=", 1)[0] for v in versions if v not in str(in_force).split(";")]
+    if not missing:
+        return Check("model scores", True, "the latest analysis ran with the configured models as they are")
+    return Check("model scores", False, f"{', '.join(missing)}: not what the latest analysis ran with (a model "
+                 "added or replaced since): run pe-toolkit analyze")  # fmt: skip
 
 
 def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
@@ -68,8 +86,10 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
         private = not mode & (stat.S_IRWXG | stat.S_IRWXO)
         checks.append(Check("config permissions", private, "owner-only" if private else f"{settings.config_file} holds an API key and is readable by others: chmod 600 it"))
     checks.append(Check("sample", settings.sample_path.is_file(), str(settings.sample_path)))
+    model_versions: list[str] = []
     if settings.models:
-        checks.append(check_models())
+        models_check, model_versions = check_models()
+        checks.append(models_check)
     api = "not configured (offline: the bundled sample is the default source)"
     if settings.api_configured:
         api = f"{', '.join(settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
@@ -96,6 +116,9 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
             checks.append(Check("contents", True, f"{summary.conversations:,} conversations, {summary.messages:,} messages"))
             dupes = store.scalar("SELECT count(*) - count(DISTINCT id) FROM conversations")
             checks.append(Check("unique ids", dupes == 0, "every conversation id once" if dupes == 0 else f"{dupes} duplicate ids"))
+            scores_check = check_model_scores(store, model_versions) if model_versions else None
+            if scores_check is not None:
+                checks.append(scores_check)
             if summary.open_dead_letters:
                 checks.append(Check("dead letters", True, f"{summary.open_dead_letters:,} invalid records kept in dead_letters (pe-toolkit sql \"SELECT * FROM dead_letters\")"))
     except StoreLockedError as exc:

@@ -102,7 +102,15 @@ def test_a_bad_entry_is_one_clear_error(project, models, message):
 def test_doctor_loads_the_configured_models(project, tmp_path):
     project(MODEL)
     r = CliRunner().invoke(cli, ["doctor"])
-    assert "my_codes: 2 classes, hash" in r.output, r.output
+    assert "my_codes: 2 classes, hash" in r.output and "model scores" not in r.output, r.output  # nothing analyzed yet
+    assert CliRunner().invoke(cli, ["analyze"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 0 and "the latest analysis ran with the configured models" in r.output, r.output
+    # A model replaced since the latest analysis: its old scores are still in force.
+    other = pl.DataFrame({"text": ["yes", "no", "maybe so", "never again"] * 3, "label": ["a", "b", "a", "b"] * 3})
+    save(fit(other, spec=FeatureSpec(min_df=1)), tmp_path / "models" / "codes.pemodel")
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 1 and "my_codes: not what the latest analysis ran with" in r.output, r.output
     (tmp_path / "models" / "codes.pemodel").write_bytes(b"not a model")
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.exit_code == 1 and "models" in r.output and "not a pe_toolkit model file" in r.output, r.output
@@ -113,6 +121,19 @@ def test_a_model_of_whole_conversations_is_refused_for_message_scoring(project, 
     model = fit(pl.DataFrame({"text": ["a b", "c d"] * 4, "label": ["x", "y"] * 4}), spec=FeatureSpec(min_df=1))
     model.card["data"] = {"review_task": "review", "level": "conversation"}
     save(model, tmp_path / "models" / "codes.pemodel")
+    with pytest.raises(ConfigError, match="trained on whole conversations"):
+        load()
+    # Fitted in Python on labels of conversations (as the review widget gives
+    # them), the card records the level itself.
+    from pe_toolkit import learn
+    from pe_toolkit.store.annotations import annotate
+
+    with pe.Store(tmp_path / "cache.duckdb") as store:
+        ids = store.sql("SELECT id FROM conversations ORDER BY id")["id"].to_list()
+        for cid, code in zip(ids, ["x", "y"], strict=True):
+            annotate(store, cid, code, reviewer="ana", task="t")
+        frame = learn.from_store(store, task="t")
+    save(fit(frame, spec=FeatureSpec(min_df=1)), tmp_path / "models" / "codes.pemodel")
     with pytest.raises(ConfigError, match="trained on whole conversations"):
         load()
 
@@ -145,3 +166,18 @@ def test_a_ray_worker_scores_with_the_shipped_analyzers_its_manifest_names(proje
     assert row["conversations"] == 3
     columns = pq.read_table(partition_dir(tmp_path / "out", "message_scores", "k0")).column_names
     assert "skill" in columns and not any(c.startswith("code") for c in columns)
+
+
+def test_a_prefix_that_takes_a_shipped_column_is_one_error_naming_both(project):
+    project('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "my_codes"\nprefix = "skill"\n')
+    r = CliRunner().invoke(cli, ["analyze"])
+    assert r.exit_code == 1 and "analyzer 'my_codes' returns message column(s) already set: skill (set by analyzer 'skills_model')" in r.output, r.output
+    project('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "my_codes"\nprefix = "role"\n')
+    r = CliRunner().invoke(cli, ["analyze"])
+    assert r.exit_code == 1 and "role (set by the messages themselves)" in r.output, r.output
+
+
+def test_learn_list_shows_the_project_models_beside_the_shipped_ones(project):
+    project(MODEL)
+    r = CliRunner().invoke(cli, ["learn", "list"])
+    assert r.exit_code == 0 and "skills.pemodel" in r.output and "codes.pemodel" in r.output, r.output

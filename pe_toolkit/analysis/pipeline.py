@@ -81,7 +81,7 @@ class AnalysisReport(HtmlReport):
     def __str__(self) -> str:
         return (
             f"scored {self.scored:,} conversations ({self.messages:,} messages), "
-            f"{self.skipped:,} up to date; {self.alerts:,} new alerts, {self.alerts_total:,} alerts in the store"
+            f"{self.skipped:,} up to date; {self.alerts:,} alerts among those scored, {self.alerts_total:,} in the store"
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -157,10 +157,12 @@ def _model_analyzer(entry: Any, state: tuple[int, ...], label: str) -> tuple[tup
         state = after
     else:
         raise ConfigError(f"{label}: {entry.path} keeps changing while it is read")
-    data = model.card.get("data")
-    if isinstance(data, dict) and data.get("level") == "conversation":
-        raise ConfigError(f"{label}: the model was trained on whole conversations (review labels of conversations); "
-                          "analyze scores single messages with it: retrain it on message labels (--level message)")  # fmt: skip
+    levels = {part.get("level") for part in (model.card.get("data"), model.card.get("training")) if isinstance(part, dict)}
+    if "conversation" in levels:
+        raise ConfigError(f"{label}: the model was trained on whole conversations (labels of conversations, as the "
+                          "review widget gives them), and analyze scores single messages; train it on labels of "
+                          "messages (pe_toolkit.store.annotations.annotate(store, conversation_id, label, reviewer=..., task=..., "
+                          "message_idx=...), or a labelled file of messages)")  # fmt: skip
     return state, cast(Analyzer, ModelAnalyzer(model, name=entry.name, role=entry.role, prefix=entry.prefix))
 
 

@@ -109,11 +109,12 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     """Train a model on a labelled file (or the review labels) and save it."""
     from ..learn.features import FeatureSpec
     from ..learn.io import save
+    from ..learn.labels import level_of
     from ..learn.model import fit
 
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
     if task is not None:
-        level = "conversation" if frame["message_idx"].is_null().all() else "message"  # what "auto" chose
+        level = level_of(frame) or level  # what "auto" chose
         group_col = group_col or "group"
     spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
     source = {"file": str(path)} if path else {"review_task": task, "level": level}
@@ -223,16 +224,18 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
 @learn_cmd.command("list")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
 def list_cmd(paths: tuple[str, ...]) -> None:
-    """The shipped models (or the given model files) with their cards' summary.
+    """The shipped models and the project's ([[analysis.models]] in
+    pe_toolkit.toml), or the given model files, with their cards' summary.
 
     Each file is checked as loading it would (content hash, format): one
     that fails is listed as REFUSED with the reason, and the command exits
     1 after the list."""
+    from ..config import load_settings
     from ..errors import ModelError
     from ..learn.io import load
     from ..learn.shipped import NAMES, path as shipped_path
 
-    targets = [Path(p) for p in paths] or [shipped_path(n) for n in NAMES]
+    targets = [Path(p) for p in paths] or [*(shipped_path(n) for n in NAMES), *(m.path for m in load_settings().models)]
     refused = 0
     for target in targets:
         try:

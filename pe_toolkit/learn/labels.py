@@ -61,6 +61,15 @@ def from_store(store: Store, task: str = "review", *, level: str = "auto", role:
 LEVELS = ("auto", "message", "conversation")
 
 
+def level_of(frame: pl.DataFrame) -> str | None:
+    """The level of a frame in the shape of :func:`from_store` or
+    :func:`from_metadata` (``message_idx`` is null on a conversation's
+    label), or None for a frame of another shape."""
+    if "message_idx" not in frame.columns or frame.is_empty():
+        return None
+    return "conversation" if frame["message_idx"].is_null().all() else "message"
+
+
 def resolve_level(raw: pl.DataFrame, task: str, level: str) -> str:
     """The level to read ``raw`` (a task's stored labels) at: ``level``, or
     for "auto" the one level that has labels. Fails, naming the level that

@@ -456,6 +456,13 @@ def fit(
         {"n": len(data.labels), "task": data.task, "classes": list(data.classes), "c": c, "class_weight": class_weight,
          "text": text, "label": label, "context": context, "rules": list(rules), "features": spec.as_dict()}  # fmt: skip
     )
+    from .labels import level_of  # labels reads the store; imported here, where a store frame is fitted
+
+    level = level_of(frame)
+    if level is not None:
+        # Whether it learned whole conversations or single messages: analyze
+        # scores messages, and refuses a conversation model (registry).
+        model.card["training"]["level"] = level
     return model
 
 
