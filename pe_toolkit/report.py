@@ -84,6 +84,9 @@ def notebooks_dir() -> Path:
 def find_notebooks(names: Sequence[str | os.PathLike[str]] | None = None, folder: Path | None = None) -> list[Path]:
     """Notebook paths for names (``04_safety``, ``04``, a path), in order;
     all curated notebooks when ``names`` is empty."""
+    paths = [Path(n) for n in names or ()]
+    if paths and all(p.suffix == ".ipynb" and p.is_file() for p in paths):
+        return paths  # notebook files given: no notebooks folder needed
     folder = folder or notebooks_dir()
     available = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if not names:

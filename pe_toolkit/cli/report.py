@@ -26,7 +26,7 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.command("report")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Folder for the HTML files.")
 @click.option("--notebook", "names", multiple=True, metavar="NAME", help="Only this notebook (e.g. 04_safety or 04; repeatable). Default: all.")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a notebook parameter (repeatable), e.g. -p min_risk=0.9.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a notebook parameter (repeatable), e.g. -p alert_threshold=0.9 (04_safety).")
 @click.option("--code", "include_code", is_flag=True, help="Show the code cells too (default: text and results only).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
 @click.pass_context
