@@ -235,3 +235,26 @@ def test_evaluate_says_not_held_out_only_of_the_training_file(tmp_path):
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(other)])
     assert r.exit_code == 0 and "if the data evaluated here overlaps them" in r.output, r.output
     assert "these are its training texts" not in r.output
+
+
+def test_a_conversations_text_leaves_its_system_prompt_out(tmp_path):
+    # A system prompt names the dataset or its template: a model fitted on it
+    # would learn where a conversation came from, not what was said.
+    import pe_toolkit as pe
+    from pe_toolkit.learn import from_metadata
+    from pe_toolkit.store.annotations import annotate
+
+    conversations = [{"id": f"c{i}", "metadata": {"dataset": "d", "topic": "t" if i % 2 else "u"},
+                      "messages": [{"role": "system", "content": f"You are counsellor bot {i}."},
+                                   {"role": "user", "content": f"hello {i}"},
+                                   {"role": "assistant", "content": f"hi {i}"}]} for i in range(4)]  # fmt: skip
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in conversations))
+    with pe.Store(tmp_path / "s.duckdb") as store:
+        pe.import_file(store, path, progress=False)
+        for c in conversations:
+            annotate(store, c["id"], "x", reviewer="ana", task="t")
+        for frame in (from_store(store, "t"), from_metadata(store, "topic", level="conversation")):
+            assert frame.height == 4 and not frame["text"].str.contains("counsellor bot").any(), frame
+            assert frame["text"].str.contains("hello").all()
+        assert from_store(store, "t", role="system")["text"].str.contains("counsellor bot").all()  # asked for: kept

@@ -221,3 +221,15 @@ def test_alert_queue_takes_the_riskiest_first(tmp_path):
         default = ReviewQueue(s, reviewer="bo")
         assert default.items == risks.filter(pl.col("risk_score") > 0.8).sort(
             ["risk_score", "conversation_id"], descending=[True, False])["conversation_id"].to_list()
+
+
+def test_agreement_keeps_conversation_and_message_labels_apart(store_path, ids):
+    # Labels of whole conversations and of single messages are different items.
+    with Store(store_path) as s:
+        for cid in ids[:4]:
+            annotate(s, cid, "a", reviewer="ana", task="t")
+            annotate(s, cid, "a", reviewer="bo", task="t")
+            annotate(s, cid, "m", reviewer="ana", task="t", message_idx=0)
+            annotate(s, cid, "n", reviewer="bo", task="t", message_idx=0)
+        frame = agreement(s, "t")
+    assert frame.select("level", "items", "agreement").rows() == [("conversation", 4, 1.0), ("message", 4, 0.0)]

@@ -200,13 +200,15 @@ def evaluate(
 
 def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None = None) -> pl.DataFrame:
     """Cohen's kappa for every pair of reviewers of ``task``, over the items
-    (conversation, message) both labelled: columns ``reviewer_a, reviewer_b,
-    items, agreement`` (raw share of equal labels) and ``kappa``."""
+    (conversation, message) both labelled, per level (labels of whole
+    conversations and of single messages are different items): columns
+    ``reviewer_a, reviewer_b, level, items, agreement`` (raw share of equal
+    labels) and ``kappa``."""
     frame = labels(store, task, ids=ids).select("reviewer", "conversation_id", "message_idx", "label")
     rows = []
     reviewers = sorted(frame["reviewer"].unique().to_list())
     for a, b in itertools.combinations(reviewers, 2):  # reviewer pairs: a handful, not a hot path
-        pairs = (
+        both = (
             frame.filter(pl.col("reviewer") == a)
             .join(
                 frame.filter(pl.col("reviewer") == b),
@@ -216,18 +218,22 @@ def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None =
                 suffix="_b",
             )
         )
-        if pairs.height == 0:
-            continue
-        rows.append(
-            {
-                "reviewer_a": a,
-                "reviewer_b": b,
-                "items": pairs.height,
-                "agreement": float(pairs.select((pl.col("label") == pl.col("label_b")).mean()).item()),
-                "kappa": evaluate(pairs["label_b"], pairs["label"]).kappa,
-            }
-        )
+        for level, pairs in (("conversation", both.filter(pl.col("message_idx").is_null())),
+                             ("message", both.filter(pl.col("message_idx").is_not_null()))):  # fmt: skip
+            if pairs.height == 0:
+                continue
+            rows.append(
+                {
+                    "reviewer_a": a,
+                    "reviewer_b": b,
+                    "level": level,
+                    "items": pairs.height,
+                    "agreement": float(pairs.select((pl.col("label") == pl.col("label_b")).mean()).item()),
+                    "kappa": evaluate(pairs["label_b"], pairs["label"]).kappa,
+                }
+            )
     return pl.DataFrame(
         rows,
-        schema={"reviewer_a": pl.String, "reviewer_b": pl.String, "items": pl.Int64, "agreement": pl.Float64, "kappa": pl.Float64},
+        schema={"reviewer_a": pl.String, "reviewer_b": pl.String, "level": pl.String, "items": pl.Int64, "agreement": pl.Float64,
+                "kappa": pl.Float64},  # fmt: skip
     )

@@ -4,7 +4,8 @@
 frame :func:`~pe_toolkit.learn.fit` takes: one row per labelled message
 (``text``, ``label``, ``context`` = the message before it, ``group`` =
 its conversation), or per labelled conversation (``text`` = the
-conversation's messages of ``role`` joined by newlines). Where reviewers
+conversation's messages of ``role`` joined by newlines; without ``role``,
+all but the system prompt). Where reviewers
 disagree on an item, the most frequent label wins (ties: the first in
 alphabetical order), so one call gives one label per item. The review
 widget (ReviewQueue) labels whole conversations; ``level="auto"`` (the
@@ -103,7 +104,9 @@ def _texts_of(store: Store, votes: pl.DataFrame, keys: list[str], level: str, ro
                 "FROM _labelled l JOIN messages m ON m.conversation_id = l.conversation_id AND m.idx = l.message_idx"
             )
         else:
-            where = "" if role is None else "AND m.role = ?"
+            # A system prompt is left out unless asked for: it names the
+            # dataset or template, which a model would learn instead of the talk.
+            where = "AND m.role <> 'system'" if role is None else "AND m.role = ?"
             texts = store.sql(
                 "SELECT l.conversation_id, NULL::INTEGER AS message_idx, NULL::VARCHAR AS role, "
                 "string_agg(m.content, '\n' ORDER BY m.idx) AS text, NULL::VARCHAR AS context "
@@ -131,7 +134,7 @@ def from_metadata(store: Store, key: str, *, level: str = "message", role: str |
     (``metadata.message_metadata[i]``: an ESConv strategy, a per-turn column
     of a CSV); ``context`` is the message before. ``level="conversation"``:
     ``key`` in the conversation's metadata (a topic, a rating); ``text`` is
-    the conversation's messages of ``role`` (default all) joined by newlines.
+    the conversation's messages of ``role`` (default: all but the system prompt) joined by newlines.
     ``dataset`` keeps one dataset's conversations.
 
     >>> frame = from_metadata(store, "strategy", role="assistant", dataset="esconv")
@@ -159,7 +162,8 @@ def from_metadata(store: Store, key: str, *, level: str = "message", role: str |
         SELECT c.id AS "group", NULL::INTEGER AS message_idx, $role::VARCHAR AS role,
             string_agg(m.content, chr(10) ORDER BY m.idx) AS text, NULL::VARCHAR AS context,
             any_value(c.metadata ->> $key) AS label
-        FROM conversations c JOIN messages m ON m.conversation_id = c.id AND ($role IS NULL OR m.role = $role)
+        FROM conversations c JOIN messages m ON m.conversation_id = c.id
+            AND ($role IS NULL AND m.role <> 'system' OR m.role = $role)
         WHERE {where} AND c.metadata ->> $key IS NOT NULL
         GROUP BY c.id ORDER BY "group" """
     out = store.sql(sql, params)
