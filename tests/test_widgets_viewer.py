@@ -152,3 +152,21 @@ def test_empty_viewer_renders(store):
     viewer = ConversationViewer(store, ids=[])
     assert viewer.collapsed == [] and viewer._body.children == ()
     assert "no conversation selected" in viewer.to_html()
+
+
+def test_a_researchers_model_shows_as_badges_beside_the_shipped_scores(tmp_path):
+    # Its label with that label's probability, not every class's column.
+    import pe_toolkit as pe
+    from pe_toolkit.analysis import ModelAnalyzer
+    from pe_toolkit.learn import FeatureSpec, fit
+
+    train = pl.DataFrame({"text": ["thank you so much", "thanks a lot", "what happened next?", "how did it feel?"] * 3,
+                          "label": ["thanks", "thanks", "ask", "ask"] * 3})  # fmt: skip
+    mine = ModelAnalyzer(fit(train, spec=FeatureSpec(min_df=1)), name="my_codes", prefix="code")
+    with Store(tmp_path / "s.duckdb") as store:
+        pe.import_frame(store, pl.DataFrame({"user": ["I lost my job."], "assistant": ["What happened next?"]}))
+        pe.analyze(store, progress=False, analyzers=[*pe.analysis.analyzers(), mine])
+        cid = store.sql("SELECT id FROM conversations")["id"][0]
+        p = store.sql("SELECT code_p_ask FROM message_scores WHERE code = 'ask'")["code_p_ask"][0]
+        text = _text_of(ConversationViewer(store, cid, reveal=True).to_html())
+    assert f"code: ask {p:.2f}" in text and "code_p_" not in text, text

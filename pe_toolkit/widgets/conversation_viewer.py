@@ -74,6 +74,26 @@ def message_badges(row: dict[str, Any]) -> str:
     return f'<div class="pe-badges">{"".join(parts)}</div>' if parts else ""
 
 
+def custom_badges(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    """Badges of a researcher's message columns (a model's label with its
+    probability, a function's values): what is present, the per-class
+    probability columns of a label only beside that label."""
+    labels = {c for c in columns if any(o.startswith(f"{c}_p_") for o in columns)}
+    parts: list[str] = []
+    for c in columns:
+        if any(c.startswith(f"{label}_p_") for label in labels):
+            continue
+        value = row.get(c)
+        if value is None or value == [] or value is False:
+            continue
+        if isinstance(value, str):
+            p = row.get(f"{c}_p_{value}")
+            parts.append(badge(f"{c}: {_human(value)}" + (f" {p:.2f}" if isinstance(p, float) else "")))
+        else:
+            parts.append(badge(f"{c} {fmt(value)}"))
+    return f'<div class="pe-badges">{"".join(parts)}</div>' if parts else ""
+
+
 def warning_text(row: dict[str, Any]) -> str:
     topics = [*(row.get("crisis_categories") or []), *(row.get("harmful") or [])]
     return "Content warning: " + (", ".join(_human(t) for t in topics) or "distressing content")
@@ -231,7 +251,7 @@ class ConversationViewer(View):
         role = row["role"]
         return (
             f'<div class="pe-msg pe-{esc(role)}"><div class="pe-role">{esc(role)} · #{row["idx"]}</div>'
-            f"{highlight(text, spans)}{message_badges(row)}</div>"
+            f"{highlight(text, spans)}{message_badges(row)}{custom_badges(row, self.info.custom_message)}</div>"
         )
 
     def _rows(self) -> list[tuple[dict[str, Any], str]]:
