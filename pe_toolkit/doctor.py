@@ -64,9 +64,13 @@ def check_model_scores(store: Any, versions: list[str]) -> Check | None:
     """Whether the scores in force were computed by the configured models as
     they are now: a model file replaced (or added) since the latest
     ``analyze`` leaves the old scores current until the next run."""
-    in_force = store.scalar("SELECT arg_max(analysis_version, started_at) FROM analysis_runs")
-    if in_force is None:
+    latest = store.sql("SELECT analysis_version, status FROM analysis_runs ORDER BY started_at DESC LIMIT 1")
+    if latest.is_empty():
         return None
+    in_force, status = latest.row(0)
+    if status != "completed":
+        # Its version is in force, but only the conversations it finished have current scores.
+        return Check("model scores", False, f"the latest analysis is {status}, not completed: run pe-toolkit analyze")
     missing = [v.split("=", 1)[0] for v in versions if v not in str(in_force).split(";")]
     if not missing:
         return Check("model scores", True, "the latest analysis ran with the configured models as they are")

@@ -111,6 +111,12 @@ def test_doctor_loads_the_configured_models(project, tmp_path):
     save(fit(other, spec=FeatureSpec(min_df=1)), tmp_path / "models" / "codes.pemodel")
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.exit_code == 1 and "my_codes: not what the latest analysis ran with" in r.output, r.output
+    # An analysis that stopped partway (here a column clash) is in force only for what it finished.
+    project('[[analysis.models]]\npath = "models/codes.pemodel"\nname = "my_codes"\nprefix = "skill"\n')
+    assert CliRunner().invoke(cli, ["analyze"]).exit_code == 1
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 1 and "the latest analysis is failed, not completed" in r.output, r.output
+    project(MODEL)
     (tmp_path / "models" / "codes.pemodel").write_bytes(b"not a model")
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.exit_code == 1 and "models" in r.output and "not a pe_toolkit model file" in r.output, r.output
@@ -181,3 +187,26 @@ def test_learn_list_shows_the_project_models_beside_the_shipped_ones(project):
     project(MODEL)
     r = CliRunner().invoke(cli, ["learn", "list"])
     assert r.exit_code == 0 and "skills.pemodel" in r.output and "codes.pemodel" in r.output, r.output
+
+
+def test_a_clash_names_the_analyzer_that_set_the_column_at_that_level():
+    from pe_toolkit.analysis import analyze_frame
+    from pe_toolkit.analysis.custom import analyzer
+    from pe_toolkit.errors import AnalysisError
+
+    frame = pl.DataFrame({"conversation_id": ["c"], "idx": [0], "role": ["user"], "content": ["hi"]})
+
+    @analyzer("first", register_it=False)
+    def first(messages):
+        return messages.select(score=pl.lit(1.0))
+
+    @analyzer("second", register_it=False)
+    def second(messages):
+        return {"conversations": messages.select("conversation_id").unique().with_columns(score=pl.lit(2.0))}
+
+    @analyzer("third", register_it=False)
+    def third(messages):
+        return messages.select(score=pl.lit(3.0))
+
+    with pytest.raises(AnalysisError, match=r"message column\(s\) already set: score \(set by analyzer 'first'\)"):
+        analyze_frame(frame, analyzers=[first, second, third])

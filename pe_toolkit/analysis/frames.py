@@ -57,18 +57,18 @@ def _merge(batch: Batch, results: list[Scores], names: list[str]) -> tuple[pl.Da
         {"conversation_id": segments.ids, "message_count": np.diff(np.append(segments.starts, frame.height)).astype(np.int32)}
     )
     # Who set each column, for the error that names both sides of a clash.
-    owner = {"role": "the messages themselves", "message_count": "the pass itself",
-             **dict.fromkeys(RESERVED_CONVERSATION_COLUMNS, "the store (a reserved column)")}  # fmt: skip
+    owner = {("message", "role"): "the messages themselves", ("conversation", "message_count"): "the pass itself",
+             **{("conversation", c): "the store (a reserved column)" for c in RESERVED_CONVERSATION_COLUMNS}}  # fmt: skip
     for name, scores in zip(names, results, strict=True):
         for level, base, part in (("message", messages, scores.messages), ("conversation", conversations, scores.conversations)):
             keys = ["conversation_id", "idx"] if level == "message" else ["conversation_id"]
             extra = [c for c in part.columns if c not in keys]
             clash = [c for c in extra if c in base.columns or (level == "conversation" and c in RESERVED_CONVERSATION_COLUMNS)]
             if clash:
-                by = ", ".join(f"{c} (set by {owner.get(c, 'another analyzer')!s})" for c in clash)
+                by = ", ".join(f"{c} (set by {owner.get((level, c), 'another analyzer')!s})" for c in clash)
                 raise AnalysisError(f"analyzer {name!r} returns {level} column(s) already set: {by}; rename its columns "
                                     "(a model's prefix=, a function's output names)")  # fmt: skip
-            owner.update(dict.fromkeys(extra, f"analyzer {name!r}"))
+            owner.update({(level, c): f"analyzer {name!r}" for c in extra})
             expected = base.height
             if part.height != expected:
                 raise AnalysisError(f"analyzer {name!r} returned {part.height} {level} rows for {expected}")
