@@ -46,7 +46,7 @@ def check_models() -> tuple[Check, list[str]]:
     """The project's models (``[[analysis.models]]``) load, as ``analyze``
     would load them: file there, content hash and format checked. Also
     their ``name=version`` parts of an analysis version."""
-    from .analysis.registry import configured
+    from .analysis.registry import configured, version_of
 
     found: list[str] = []
     versions: list[str] = []
@@ -54,7 +54,7 @@ def check_models() -> tuple[Check, list[str]]:
         for analyzer in configured():
             model = analyzer.model  # type: ignore[attr-defined]  # a ModelAnalyzer: configured() makes only those
             found.append(f"{analyzer.name}: {len(model.classes)} classes, hash {analyzer.version}")
-            versions.append(f"{analyzer.name}={analyzer.version}")
+            versions.append(version_of((analyzer,)))
     except PeToolkitError as exc:
         return Check("models", False, "; ".join([*found, str(exc)])), []
     return Check("models", True, "; ".join(found)), versions

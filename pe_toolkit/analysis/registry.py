@@ -18,10 +18,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..errors import AnalysisError
 from .base import Analyzer
+
+if TYPE_CHECKING:
+    from ..config import ConfiguredModel
 
 # (name, module, attribute), in run order.
 ANALYZER_MODULES: tuple[tuple[str, str, str], ...] = (
@@ -40,7 +43,7 @@ _registered: dict[str, Analyzer] = {}
 _lock = threading.Lock()
 # The configured models' analyzers, by entry and file state: a model file
 # is read (and hashed) once, and again when it is replaced.
-_configured: dict[Any, tuple[tuple[int, ...], Analyzer]] = {}
+_configured: dict[ConfiguredModel, tuple[tuple[int, ...], Analyzer]] = {}
 
 
 def version_of(analyzers: Sequence[Analyzer]) -> str:
@@ -138,7 +141,7 @@ def _file_state(path: Path, label: str) -> tuple[int, ...]:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _model_analyzer(entry: Any, state: tuple[int, ...], label: str) -> tuple[tuple[int, ...], Analyzer]:
+def _model_analyzer(entry: ConfiguredModel, state: tuple[int, ...], label: str) -> tuple[tuple[int, ...], Analyzer]:
     """(the file's state, the analyzer over the model at ``entry.path``),
     loaded now (not on first use, when the file may have changed again) and
     read again if the file changed while it was read."""
@@ -172,7 +175,8 @@ def load() -> Registry:
     name)."""
     with _lock:
         extra = tuple(_registered.values())
-    project = tuple(a for a in configured() if a.name not in {e.name for e in extra})
+    replaced = {a.name for a in extra}
+    project = tuple(a for a in configured() if a.name not in replaced)
     return Registry((*shipped(), *project, *extra))
 
 

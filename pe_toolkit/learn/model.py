@@ -92,8 +92,9 @@ class TextModel:
         classes = list(self.classes)
         over = proba >= self.thresholds
         if self.task == "multiclass" and len(classes) and (self.thresholds > 1).all():
-            # No thresholds set (all above any probability): labels holds the
-            # most probable class, as label does, rather than nothing.
+            # No thresholds set (NO_THRESHOLD, above any probability, for
+            # every class): labels holds the most probable class, as label
+            # does, rather than nothing.
             over = proba.argmax(axis=1)[:, None] == np.arange(len(classes))
         primary = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(classes) else np.array([], dtype=object)
         label_lists = _lists_of(over, classes)
@@ -485,15 +486,19 @@ def _encode(data: TrainingData) -> np.ndarray:
     return y
 
 
+# A multi-class class's threshold when none is set: above any probability.
+NO_THRESHOLD = 1.01
+
+
 def _thresholds(thresholds: Mapping[str, float] | np.ndarray | None, data: TrainingData) -> np.ndarray:
     n = len(data.classes)
     if thresholds is None:
-        return np.full(n, 0.5 if data.task == "multilabel" else 1.01)
+        return np.full(n, 0.5 if data.task == "multilabel" else NO_THRESHOLD)
     if isinstance(thresholds, Mapping):
         unknown = set(thresholds) - set(data.classes)
         if unknown:
             raise InputError(f"thresholds for unknown class(es): {', '.join(sorted(unknown))}")
-        default = 0.5 if data.task == "multilabel" else 1.01
+        default = 0.5 if data.task == "multilabel" else NO_THRESHOLD
         return np.array([float(thresholds.get(c, default)) for c in data.classes])
     out = np.asarray(thresholds, dtype=np.float64)
     if out.shape != (n,):

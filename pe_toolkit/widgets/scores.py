@@ -29,10 +29,6 @@ def _columns(store: Store, table: str) -> tuple[str, ...]:
     return tuple(frame["column_name"].to_list())
 
 
-def _tables(store: Store) -> set[str]:
-    return set(store.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")["table_name"].to_list())
-
-
 @dataclass(frozen=True)
 class ScoreInfo:
     """The analysis columns present in a store (empty tuples when absent)."""
@@ -50,10 +46,9 @@ class ScoreInfo:
         conversation, message, evidence = (_columns(store, table) for table in TABLES)
         # The tables exist from migration 0002 on; only rows mean an analysis ran.
         scored = bool(conversation) and bool(store.scalar("SELECT EXISTS (SELECT 1 FROM conversation_scores)"))
-        custom: tuple[str, ...] = ()
-        if "score_columns" in _tables(store):
-            found = store.sql("SELECT column_name FROM score_columns WHERE table_name = 'message_scores' ORDER BY added_at, column_name")
-            custom = tuple(c for c in found["column_name"].to_list() if c in message)
+        # score_columns is there: a store opens only at the latest schema.
+        found = store.sql("SELECT column_name FROM score_columns WHERE table_name = 'message_scores' ORDER BY added_at, column_name")
+        custom = tuple(c for c in found["column_name"].to_list() if c in message)
         return cls(conversation, message, evidence, scored=scored, custom_message=custom)
 
     @property
