@@ -230,8 +230,12 @@ def test_evaluate_says_not_held_out_only_of_the_training_file(tmp_path):
     assert runner.invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1"]).exit_code == 0
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(data)])
     assert r.exit_code == 0 and "these are its training texts: the figures are not held-out" in r.output, r.output
+    copy = tmp_path / "copy.csv"  # the same bytes under another name: still the training texts
+    copy.write_bytes(data.read_bytes())
+    r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(copy)])
+    assert r.exit_code == 0 and "these are its training texts: the figures are not held-out" in r.output, r.output
     other = tmp_path / "held_out.csv"
-    other.write_bytes(data.read_bytes())
+    other.write_bytes(data.read_bytes() + data.read_bytes().splitlines(keepends=True)[1])  # one more row
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(other)])
     assert r.exit_code == 0 and "if the data evaluated here overlaps them" in r.output, r.output
     assert "these are its training texts" not in r.output

@@ -117,7 +117,9 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
         level = level_of(frame) or level  # what "auto" chose
         group_col = group_col or "group"
     spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
-    source = {"file": str(path)} if path else {"review_task": task, "level": level}
+    # The file's content hash lets `learn evaluate` recognise the training
+    # data under another name or path (a copy, a moved file).
+    source = {"file": str(path), "sha256": _sha256(path)} if path else {"review_task": task, "level": level}
     if relabels:
         source["relabel"] = ", ".join(relabels)
     settings: dict[str, Any] = {"text": text_col, "label": label_col, "context": context_col, "spec": spec, "c": c}
@@ -143,6 +145,16 @@ def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, fo
     method = (f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; "
               f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples")  # fmt: skip
     return {"method": method, **report.as_dict()}
+
+
+def _sha256(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:  # read once already: a file that vanished since is named by path alone
+        return None
 
 
 def _count(n: Any) -> str:
@@ -210,9 +222,12 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
     n = model.card.get("training", {}).get("n")
     # The shipped models' own development data scores far above their
     # cross-validated figures; say so where the figures are read, plainly
-    # when the card names the very data evaluated, conditionally otherwise.
+    # when the card names the very data evaluated (its path or, for a file
+    # fitted since the card kept one, its content hash), conditionally
+    # otherwise.
     same = isinstance(data, dict) and (
         (path is not None and data.get("file") is not None and Path(str(data["file"])).resolve() == Path(path).resolve())
+        or (path is not None and data.get("sha256") is not None and data["sha256"] == _sha256(path))
         or (task is not None and data.get("review_task") == task)
     )
     held = ("these are its training texts: the figures are not held-out" if same

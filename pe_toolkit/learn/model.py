@@ -83,19 +83,22 @@ class TextModel:
     def predict(self, texts: Sequence[str] | pl.Series, *, context: Sequence[str] | pl.Series | None = None,
                 rules: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """Per text: ``label`` (the most probable class), ``labels`` (every
-        class over its threshold; a multi-class model fitted without
-        thresholds: the most probable class) and ``p_<class>`` for each class."""
+        class over its threshold; in a multi-class model, a class without a
+        threshold where it is the most probable) and ``p_<class>`` for each class."""
         batch = _batch_of(self, texts, context, rules)
         return self.frame_of(self.predict_proba(batch))
 
     def frame_of(self, proba: np.ndarray) -> pl.DataFrame:
         classes = list(self.classes)
         over = proba >= self.thresholds
-        if self.task == "multiclass" and len(classes) and (self.thresholds > 1).all():
-            # No thresholds set (NO_THRESHOLD, above any probability, for
-            # every class): labels holds the most probable class, as label
-            # does, rather than nothing.
-            over = proba.argmax(axis=1)[:, None] == np.arange(len(classes))
+        if self.task == "multiclass" and len(classes):
+            # A class without a threshold (NO_THRESHOLD, above any
+            # probability) is labelled where it is the most probable class,
+            # as `label` is, rather than never: with no thresholds at all,
+            # labels holds the argmax; with some, the argmax still shows
+            # when its class has none.
+            unset = self.thresholds > 1
+            over |= (proba.argmax(axis=1)[:, None] == np.arange(len(classes))) & unset
         primary = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(classes) else np.array([], dtype=object)
         label_lists = _lists_of(over, classes)
         return pl.DataFrame(
