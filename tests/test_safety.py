@@ -154,6 +154,43 @@ def test_severity_follows_the_cssrs_ladder() -> None:
     assert sev("I've been cutting myself again.") == 2
 
 
+def test_intent_told_in_the_past_is_never_imminent() -> None:
+    """C-SSRS imminence is intent now: an intent that was not carried out is
+    not item 5, whatever time it names (before safety v6 these scored 4)."""
+
+    def sev(text: str) -> int:
+        return _user(text)["crisis_severity"]
+
+    assert sev("This morning I was going to kill myself, but I called my sister instead.") == 3  # recent, not now
+    assert sev("I was planning to kill myself back then.") == 0  # remote past: dropped
+    assert sev("We were going to end it all together.") == 2
+    # Nor does a past intent make a plan in the same message imminent.
+    assert sev("I was going to kill myself. I have been stockpiling my pills.") == 3  # the preparation's own 3
+    # Present intent is unchanged.
+    assert sev("I'm planning to kill myself. I bought the pills.") == 4
+    assert sev("I am going to kill myself tonight.") == 4
+
+
+def test_remote_past_times_and_named_abusers_without_a_time() -> None:
+    # A year or more ago, or a named year, is remote past (not a current disclosure).
+    assert _user("A year ago I was cutting myself every day.")["crisis_severity"] == 0
+    assert _user("In 2019 I started self harming.")["crisis_severity"] == 0
+    assert _user("I've been cutting myself again.")["crisis_severity"] == 2  # recency still wins
+    # An abuser named without a time is past abuse; in the present, ongoing.
+    assert _user("I was in an abusive relationship for eight years.")["abuse_severity"] == 1
+    assert _user("I left my abusive girlfriend.")["abuse_severity"] == 1
+    assert _user("I'm stuck in an abusive relationship.")["abuse_severity"] == 2
+    assert _user("I live with my abusive dad.")["abuse_severity"] == 2
+    assert _user("I'm going to leave my abusive household.")["abuse_severity"] == 2
+
+
+def test_a_bare_tried_before_needs_a_word_of_suicide_near_it() -> None:
+    assert _user("All the medications I tried before this one failed.")["crisis_categories"] == []
+    assert _user("I asked her to leave. I have tried before.")["crisis_categories"] == []
+    assert "prior_attempt" in _user("I think about suicide a lot. I've tried twice.")["crisis_categories"]
+    assert _user("I've attempted twice before.")["crisis_categories"] == ["prior_attempt"]
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``5`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``6`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -26,7 +26,8 @@ Message columns (one row per input message):
   intent without a time or plan (item 4), preparatory acts, a recent attempt,
   violence toward someone; 4 imminent, only intent with a plan, a time or
   preparation now (item 5: "I'm going to kill myself tonight", "this is my
-  last message", intent and a plan in one message). Ambivalence ("but I
+  last message", intent and a plan in one message); intent told in the past
+  tense ("I was going to ...") is never imminent (2, or 3 when recent). Ambivalence ("but I
   wouldn't act on it") lowers it by one, escalation ("needed stitches",
   "right now") raises it by one. User rows; null elsewhere.
 - ``abuse_severity`` Int8, abuse disclosures on their own scale (they are a
@@ -153,7 +154,9 @@ NAME = "safety"
 # 4: C-SSRS severities, abuse_severity on its own scale, reply rule "any of", real-text recall
 # 5: with the risk model, risk_score never below the rules-only score; a time inside an intent match is imminent;
 #    a referral alone does not answer an imminent disclosure
-VERSION = "5"
+# 6: intent told in the past tense is never imminent; more remote-past times; an abuser named without a time
+#    is past abuse; a bare "I've tried before" needs a word of suicide near it
+VERSION = "6"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -182,6 +185,7 @@ _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # interferes with my suicide plans") names the user, whoever the subject is;
 # not for harm to others, whose victim is "my brother".
 _MY_IN_MATCH = r"(?i)(?-u:\b)my(?-u:\b)"
+_PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
 _MY_BEFORE = r"(?i)(?-u:\b)my\s+(?:own\s+)?$"
 _NO_MY = frozenset({"harm_to_others"})
 # Intent together with a plan or preparation in one message is imminent (C-SSRS 5).
@@ -231,6 +235,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("severity", 1, pl.Int8),
             ("subject_check", True, pl.Boolean),
             ("requires", None, pl.String),
+            ("requires_near", None, pl.String),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
@@ -326,6 +331,8 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         # Someone else named anywhere earlier in the sentence: an abuser as the agent.
         agent=pl.col("sentence").str.contains(other_subject),
         past_time=_cue("past", "clause", pl.col("clause")) | _cue("past", "after", pl.col("rest")),
+        # The subject may open the match ("I was going to kill myself").
+        past_intent=_cue("past_intent", "clause", pl.col("clause")) | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
         resolved=_cue("resolved", "after", pl.col("rest")),
         recency=_cue("recency", "after", pl.col("rest")) | _cue("recency", "clause", pl.col("clause")),
         recent_strong=_cue("recent", "after", pl.col("rest")) | _cue("recent", "clause", pl.col("clause")),
@@ -349,20 +356,28 @@ def crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     (crisis severity after cues, 0 for abuse), abuse (abuse severity after cues,
     0 for other categories), framing (``first_person`` when kept). ``folded``
     is :func:`.fold_ascii` of ``texts``."""
+    return _crisis_spans(folded, texts).drop("past_intent")
+
+
+def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
+    """:func:`crisis_spans` plus ``past_intent`` (intent told in the past
+    tense), which the message-level intent-and-plan rule leaves out."""
     matcher, table = _crisis()
     folded = matcher.prepare(folded)
     spans = find_spans(folded, matcher.regex, "lexicons/crisis.toml")
     schema = {"row": pl.UInt32, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "category": pl.String,
-              "severity": pl.Int8, "abuse": pl.Int8, "framing": pl.String}  # fmt: skip
+              "severity": pl.Int8, "abuse": pl.Int8, "framing": pl.String, "past_intent": pl.Boolean}  # fmt: skip
     if not len(spans):
         return pl.DataFrame(schema=schema)
     table = table.rename({"imminent": "imminent_entry"})
     spans = spans.with_columns(matcher.classify(spans["text"]).alias("entry")).join(table, on="entry", how="left")
     c = _context(spans, folded)
     # An entry may need a word earlier in its sentence ("just in case" after "goodbye").
+    # Or within the 160 characters before it, across sentences (requires_near).
     needed = [
-        ((pl.col("requires") == rule) & ~pl.col("sentence").str.contains("(?i)" + rule)).fill_null(False)
-        for rule in table["requires"].drop_nulls().unique().to_list()
+        ((pl.col(field) == rule) & ~pl.col(window).str.contains("(?i)" + rule)).fill_null(False)
+        for field, window in (("requires", "sentence"), ("requires_near", "pre"))
+        for rule in table[field].drop_nulls().unique().to_list()
     ]
     if needed:
         c = c.filter(~pl.any_horizontal(needed))
@@ -413,6 +428,11 @@ def crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         # Prior attempts (C-SSRS behaviour): 2, or 3 when recent; never imminent.
         .when(cat == "prior_attempt")
         .then((base + recent.cast(i16)).clip(1, 3))
+        # Intent told in the past tense was not carried out: not imminent,
+        # whatever time it names ("this morning I was going to ..."); 2, or 3
+        # when recent, as an interrupted or aborted attempt is.
+        .when((cat == _INTENT) & pl.col("past_intent"))
+        .then((pl.lit(2, i16) + recent.cast(i16)).clip(2, 3))
         # Stated intent with a time now is imminent.
         .when(pl.col("imminent") & pl.col("imminent_entry"))
         .then(pl.lit(4, i16))
@@ -572,7 +592,7 @@ class SafetyAnalyzer:
         pii = pii_spans(folded, content)
 
         user_rows = (role == "user").arg_true()
-        crisis = crisis_spans(folded.gather(user_rows), content.gather(user_rows))
+        crisis = _crisis_spans(folded.gather(user_rows), content.gather(user_rows))
         crisis = crisis.with_columns(row=user_rows.gather(crisis["row"]))
         asst_rows = (role == "assistant").arg_true()
         replies = response_spans(folded.gather(asst_rows), content.gather(asst_rows))
@@ -634,10 +654,11 @@ class SafetyAnalyzer:
             np.maximum.at(abuse, rows, kept["abuse"].to_numpy())
         categories = code_bits(n, kept["row"], kept["category"], CRISIS_CATEGORIES)
         # Stated intent with a plan or preparation in the same message is
-        # imminent (C-SSRS item 5).
-        intent = 1 << CRISIS_CATEGORIES.index(_INTENT)
+        # imminent (C-SSRS item 5); intent told in the past tense is not.
+        present = kept.filter(~pl.col("past_intent"))
+        intent = code_bits(n, present["row"], present["category"], CRISIS_CATEGORIES) & (1 << CRISIS_CATEGORIES.index(_INTENT))
         plans = sum(1 << CRISIS_CATEGORIES.index(c) for c in _PLANS)
-        severity[((categories & intent) != 0) & ((categories & plans) != 0)] = 4
+        severity[(intent != 0) & ((categories & plans) != 0)] = 4
         live = replies.filter(pl.col("framing") == "first_person")
         flags = code_bits(n, live["row"], live["category"], _REPLY_FLAGS) | code_bits(n, live["row"], live["also"], _REPLY_FLAGS)
         harms = code_bits(n, live["row"], live["category"], HARM_KINDS)
