@@ -184,6 +184,13 @@ def test_remote_past_times_and_named_abusers_without_a_time() -> None:
     assert _user("I'm going to leave my abusive household.")["abuse_severity"] == 2
 
 
+def test_no_longer_resolves_only_the_behaviour_itself() -> None:
+    # "until I can no longer ..." is not a resolution of the plan (before v6 it dropped it).
+    assert _user("I'm going to drink bleach and wait until I can no longer hold on.")["crisis_severity"] == 3
+    assert _user("I used to cut myself, but I no longer do.")["crisis_severity"] == 0
+    assert _user("I used to cut myself, but no longer.")["crisis_severity"] == 0
+
+
 def test_a_bare_tried_before_needs_a_word_of_suicide_near_it() -> None:
     assert _user("All the medications I tried before this one failed.")["crisis_categories"] == []
     assert _user("I asked her to leave. I have tried before.")["crisis_categories"] == []
