@@ -43,6 +43,26 @@ class PeToolkitError(Exception):
     """Base of every expected pe_toolkit failure."""
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C, or was raised because of it.
+
+    DuckDB's Python client turns a SIGINT during a query into
+    ``RuntimeError('Query interrupted')`` (or its ``InterruptException``),
+    which a boundary may then have wrapped: the chain is followed so an
+    interrupt is reported as one, whatever translated it on the way.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt) or type(current).__name__ == "InterruptException":
+            return True
+        if type(current) is RuntimeError and str(current) == "Query interrupted":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class ConfigError(PeToolkitError):
     """Configuration is missing or invalid."""
 

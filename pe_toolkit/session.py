@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .store import Store
-from .store.lease import LOCK_WAIT
+from .store.lease import lock_wait
 
 SOURCES = ("sample", "file", "api", "cache")
 
@@ -43,7 +43,8 @@ def open_for_notebook(
     - ``source="sample"``: load the bundled sample if the cache is empty;
     - ``source="file"``: import ``path`` (idempotent);
     - ``source="api"``: sync from the configured API (``PE_API_URL``);
-    - ``source="cache"``: use the cache as it is.
+    - ``source="cache"``: load nothing (with ``analyze``, what is new or
+      changed is still scored, and the scores written into the cache).
 
     Then, with ``analyze``, score what is new or changed (incremental).
     Prints one line per step, and one saying what the corpus lacks (an
@@ -58,7 +59,7 @@ def open_for_notebook(
         raise InputError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "file" and not path:
         raise InputError("source='file' needs path= (the file to import)")
-    store = Store(cache, lock_wait=LOCK_WAIT)
+    store = Store(cache, lock_wait=lock_wait())
     try:
         if source == "sample":
             from .ingest.sample import ensure_sample

@@ -260,7 +260,7 @@ def test_a_failure_mid_export_leaves_the_previous_file(tmp_path, store, monkeypa
     from pe_toolkit.exports import writers
 
     target = tmp_path / "out.jsonl"
-    target.write_text("previous export\n")
+    target.write_text('{"id": "previous export"}\n')
     calls = {"n": 0}
     original = writers.ApiLinesWriter.write
 
@@ -273,7 +273,7 @@ def test_a_failure_mid_export_leaves_the_previous_file(tmp_path, store, monkeypa
     monkeypatch.setattr(writers.ApiLinesWriter, "write", failing)
     with pytest.raises(ExportError, match=r"cannot write .*out.jsonl: disk full"):
         export(store, target, format="jsonl", progress=False, batch_rows=10)
-    assert target.read_text() == "previous export\n"
+    assert target.read_text() == '{"id": "previous export"}\n'
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "store.duckdb" and not p.name.endswith(".wal")) == ["out.jsonl"]
 
 
@@ -333,6 +333,42 @@ def test_an_existing_folder_of_other_files_is_never_replaced(tmp_path, store):
     assert report.conversations == store.count()
     manifest = orjson.loads((tmp_path / "hf" / "pe_toolkit_export.json").read_bytes())
     assert manifest["conversations"] == store.count()
+
+
+def test_the_cache_itself_is_never_an_export_target(tmp_path, store):
+    db = tmp_path / "store.duckdb"
+    before = store.count()
+    for target, force in ((db, False), (db, True), (tmp_path / "store.duckdb.wal", True)):
+        with pytest.raises(ExportError, match="cache being exported from"):
+            export(store, target, format="jsonl", progress=False, force=force)
+    store.close()
+    for args in (["export", str(db), "--format", "jsonl"], ["export", str(db), "--format", "jsonl", "--force"]):
+        result = CliRunner().invoke(cli, ["--db", str(db), *args])
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+        assert "cache being exported from" in result.stderr
+    with Store(db, read_only=True) as again:
+        assert again.count() == before
+
+
+def test_an_unrelated_file_is_replaced_only_with_force(tmp_path, store):
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my own,notes\n")
+    with pytest.raises(ExportError, match="does not look like a previous export"):
+        export(store, notes, format="csv", progress=False)
+    assert notes.read_text() == "my own,notes\n"
+    store.close()
+    db = str(tmp_path / "store.duckdb")
+    result = CliRunner().invoke(cli, ["--db", db, "export", str(notes)])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "--force" in result.stderr and notes.read_text() == "my own,notes\n"
+    # a previous export of the same format is replaced as before, any file with --force
+    for name in ("again.csv", "again.csv.gz", "again.parquet", "again.jsonl"):
+        for _ in range(2):
+            result = CliRunner().invoke(cli, ["--db", db, "export", str(tmp_path / name)])
+            assert result.exit_code == 0, (name, result.output)
+    result = CliRunner().invoke(cli, ["--db", db, "export", str(notes), "--force"])
+    assert result.exit_code == 0, result.output
+    assert notes.read_text().startswith("conversation_id")
 
 
 def test_an_unwritable_place_is_one_clear_error(tmp_path, store):

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..client import Client
 from ..config import load_settings
@@ -55,9 +57,23 @@ DEFAULT_TTL = timedelta(days=7)
 MAX_ERRORS_KEPT = 20
 
 
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|auth|sig|credential", re.IGNORECASE)
+
+
+def public_url(url: str) -> str:
+    """``url`` without what may be a credential (``user:KEY@`` and query
+    parameters named like a key or token): it is stored in ingest_runs and
+    printed, and API keys are never stored or shown."""
+    parts = urlsplit(str(url))
+    host = parts.netloc.rpartition("@")[2]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])
+    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
+
+
 def source_of(client: Client) -> str:
-    """The name a client's conversations are stored under (its first base URL)."""
-    return f"api:{client.urls[0]}"
+    """The name a client's conversations are stored under (its first base
+    URL, without credentials)."""
+    return f"api:{public_url(client.urls[0])}"
 
 
 def sync(

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import PeToolkitError
+from ..errors import PeToolkitError, is_interrupt
 
 # name -> (module, attribute, one-line help shown by --help without importing)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -103,12 +103,18 @@ class LazyGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = _one_line_warning
                 return super().invoke(ctx)
-        except PeToolkitError as exc:
-            click.echo(f"pe-toolkit: error: {exc}", err=True)
+        except (KeyboardInterrupt, Exception) as exc:
+            # Ctrl-C inside a DuckDB query arrives as a RuntimeError (or as an
+            # error wrapping one): still an interrupt, not a failure or a bug.
+            if is_interrupt(exc):
+                click.echo("pe-toolkit: interrupted", err=True)
+                ctx.exit(130)
+            if not isinstance(exc, PeToolkitError):
+                raise
+            # Notes (e.g. what a failed import already committed) on the same line.
+            line = "; ".join([str(exc), *getattr(exc, "__notes__", [])])
+            click.echo(f"pe-toolkit: error: {' '.join(line.split())}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("pe-toolkit: interrupted", err=True)
-            ctx.exit(130)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..store import Store, cache_path
-from ..store.lease import LOCK_WAIT
+from ..store.lease import lock_wait
 
 
 def cli_cache(ctx: click.Context, *, read_only: bool = False) -> Path:
@@ -22,7 +22,7 @@ def open_cli_store(ctx: click.Context, *, read_only: bool = False, path: Path | 
     """The cache at ``path``, already resolved by :func:`cli_cache`, or else
     the one :func:`cli_cache` names."""
     # Waits (saying so) while a notebook or another command holds the cache.
-    return Store(path if path is not None else cli_cache(ctx, read_only=read_only), read_only=read_only, lock_wait=LOCK_WAIT)
+    return Store(path if path is not None else cli_cache(ctx, read_only=read_only), read_only=read_only, lock_wait=lock_wait())
 
 
 def progress_enabled(no_progress: bool) -> bool:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ._common import open_cli_store, progress_enabled
+from ..errors import StoreError
+from ._common import cli_cache, open_cli_store, progress_enabled
 
 
 @click.command("analyze")
@@ -49,7 +50,12 @@ def analyze_cmd(ctx: click.Context, full: bool, batch_size: int | None, engine: 
         raise click.UsageError("--input, --output and --address need --engine ray")
     from ..analysis.pipeline import DEFAULT_BATCH_SIZE, analyze
 
-    with open_cli_store(ctx) as store:
+    # Like info and export: nothing to score without a cache, and a mistyped
+    # --db must not leave a new folder and an empty cache behind.
+    cache = cli_cache(ctx, read_only=True)
+    if not cache.exists():
+        raise StoreError(f"no cache at {cache}; import or sync something first")
+    with open_cli_store(ctx, path=cache) as store:
         report = analyze(
             store,
             incremental=not full,

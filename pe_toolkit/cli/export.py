@@ -58,6 +58,7 @@ def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
 @click.option("--engine", type=click.Choice(["store", "ray"]), default="store", show_default=True, help="ray: export the analysis output --scores DIR to the folder PATH, one shard per partition, on Ray.")
 @click.option("--scores", "scores_dir", type=click.Path(file_okay=False, path_type=Path), help="--engine ray: the output folder of `analyze --engine ray`.")
 @click.option("--address", metavar="ADDRESS", help="--engine ray: a Ray cluster (default: a local Ray).")
+@click.option("--force", is_flag=True, help="Replace an existing file at PATH even if it is not a previous export (never the cache itself).")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.pass_context
 def export_cmd(
@@ -87,6 +88,7 @@ def export_cmd(
     engine: str,
     scores_dir: Path | None,
     address: str | None,
+    force: bool,
     no_progress: bool,
 ) -> None:
     """Export conversations to PATH, or load them into PostgreSQL with --to.
@@ -99,8 +101,9 @@ def export_cmd(
     pe-toolkit export --to postgresql://etl@db.example/research
     pe-toolkit export --engine ray --scores scores/ shards/ --format openai
 
-    Files appear only when complete. The warehouse load writes only what
-    changed since the last load, in one transaction. Keep passwords out of
+    Files appear only when complete. An existing file is replaced only if it
+    is a previous export of the same format, or with --force. The warehouse
+    load writes only what changed since the last load, in one transaction. Keep passwords out of
     the command line: use PGPASSWORD or ~/.pgpass (read by libpq), or
     $PE_WAREHOUSE_DSN.
     """
@@ -154,6 +157,7 @@ def export_cmd(
             redact=redact,
             include_scores=include_scores,
             progress=progress,
+            force=force,
             **selection,
         )
     click.echo(str(result))

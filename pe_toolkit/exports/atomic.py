@@ -46,15 +46,37 @@ def _check_parent(path: Path) -> None:
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
 
 
+def _looks_like_previous_file(path: Path, signatures: tuple[bytes, ...]) -> bool:
+    """An empty file, or one starting as this format's output does: replacing
+    it loses at most an earlier export, never someone's other data."""
+    if not signatures:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(max(len(s) for s in signatures))
+    except OSError:
+        return False
+    return not head or any(head.startswith(s) for s in signatures)
+
+
 @contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_file(
+    path: str | os.PathLike[str], *, signatures: tuple[bytes, ...] = (), force: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (created empty, mode 600); on
-    success it is flushed to disk and renamed to ``path``, replacing any
-    previous file; on failure it is removed."""
+    success it is flushed to disk and renamed to ``path``; on failure it is
+    removed. An existing file at ``path`` is replaced only if it is empty or
+    starts with one of ``signatures`` (a previous export of the same kind),
+    or with ``force``: an unrelated file is never replaced silently."""
     path = Path(path)
     _check_parent(path)
     if path.is_dir():
         raise ExportError(f"{path} is a folder; give a file name")
+    if path.exists() and not force and not _looks_like_previous_file(path, signatures):
+        raise ExportError(
+            f"{path} exists and does not look like a previous export of this format; "
+            "choose another path, or replace it with --force (force=True)"
+        )
     tmp = _temp_name(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:

@@ -91,6 +91,41 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
+# How each format's output starts: an existing file starting so is taken for a
+# previous export and may be replaced without --force.
+_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "jsonl": (b"{",),
+    "openai": (b"{",),
+    "sharegpt": (b"{",),
+    "csv": (b"conversation_id",),
+    "parquet": (b"PAR1",),
+}
+
+
+def _signatures(fmt: str, gz: bool) -> tuple[bytes, ...]:
+    return (b"\x1f\x8b",) if gz else _SIGNATURES.get(fmt, ())
+
+
+def _store_files(store: Store | duckdb.DuckDBPyConnection) -> list[Path]:
+    if isinstance(store, Store):
+        files = [Path(store.path)]
+    elif isinstance(store, duckdb.DuckDBPyConnection):
+        rows = store.execute("SELECT path FROM duckdb_databases() WHERE path IS NOT NULL").fetchall()
+        files = [Path(row[0]) for row in rows]
+    else:
+        return []
+    return [f for db in files for f in (db, db.with_name(db.name + ".wal"))]
+
+
+def _refuse_store_file(store: Store | duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Never write over the cache being read (or its WAL), even with force:
+    the export would replace the very data it came from."""
+    for file in _store_files(store):
+        same = file.exists() and path.exists() and os.path.samefile(file, path)
+        if same or path.resolve() == file.resolve():
+            raise ExportError(f"{path} is the cache being exported from; choose another path")
+
+
 def _check_options(fmt: str, path: Path, layout: str | None, include_scores: bool) -> tuple[str | None, bool]:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -119,6 +154,7 @@ def export(
     progress: bool = True,
     layout: str | None = None,
     batch_rows: int = BATCH_ROWS,
+    force: bool = False,
     **filters: Any,
 ) -> ExportReport:
     """Write the selected conversations to ``path`` in ``format``.
@@ -138,11 +174,15 @@ def export(
     (absent, with ``report.scores`` False, if the store was never analyzed).
 
     The output appears under ``path`` only when complete (temporary name,
-    then rename). See docs/export.md for what each format keeps.
+    then rename). An existing file is replaced only if it looks like a
+    previous export of the same format (or is empty), or with ``force``; the
+    store's own file is never replaced. See docs/export.md for what each
+    format keeps.
     """
     started = time.perf_counter()
     path = Path(path)
     layout, gz = _check_options(format, path, layout, include_scores)
+    _refuse_store_file(store, path)
     if batch_rows < 1:
         raise InputError("batch_rows must be at least 1")
     selection = ConversationFilter.build(filter, **filters)
@@ -151,7 +191,7 @@ def export(
     report = ExportReport(path=str(path), format=format, layout=layout, redacted=redact)
     # The one boundary where file-system and DuckDB failures become ExportError.
     try:
-        _run(store, path, format, layout, selection, writer, report, redactor, include_scores, progress, batch_rows)
+        _run(store, path, format, layout, selection, writer, report, redactor, include_scores, progress, batch_rows, force)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     except duckdb.Error as exc:
@@ -180,6 +220,7 @@ def _run(
     include_scores: bool,
     progress: bool,
     batch_rows: int,
+    force: bool,
 ) -> None:
     redact = redactor is not None
     pseudonyms = Pseudonyms()  # one key per export: ids join within it, not across exports
@@ -192,7 +233,10 @@ def _run(
         total = selected.num_rows
         empty_sql, empty_params = query(ConversationFilter(ids=[]), scores)
         empty = pa.RecordBatch.from_pylist([], schema=con.sql(empty_sql, params=empty_params).to_arrow_reader(1).schema)
-        target = atomic_dir(path, marker=MANIFEST) if writer.directory else atomic_file(path)
+        if writer.directory:
+            target = atomic_dir(path, marker=MANIFEST)
+        else:
+            target = atomic_file(path, signatures=_signatures(format, writer.gz), force=force)
         with target as tmp, progress_bar(total, path.name, "conv", enabled=progress) as bar:
             writer.open(tmp, empty)
             try:

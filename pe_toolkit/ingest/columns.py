@@ -15,6 +15,7 @@ the metadata itself (see :class:`Extra`); score columns (``score_*``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -79,6 +80,19 @@ class Extra:
     column: str
     kind: str = "native"  # integer | number | boolean | string (inferred from text), native (typed source)
     level: str = "conversation"  # conversation | message | quality | object
+
+
+def shown_columns(columns: Sequence[str], *, most: int = 12, chars: int = 24, total: int = 120) -> str:
+    """Column names for an error line, cut short: a file read in the wrong
+    format (JSON lines as CSV) has its first record, private text, as its
+    "column names", which must not land on stderr or in logs."""
+    if columns and columns[0].lstrip().startswith(("{", "[")):
+        return "the first line looks like JSON, not a header: for JSON lines use --format api, openai, sharegpt or rows"
+    names = [" ".join(c.split()) for c in columns[:most]]
+    shown = ", ".join(n if len(n) <= chars else n[: chars - 1] + "…" for n in names)
+    if len(shown) > total:
+        shown = shown[: total - 1] + "…"
+    return shown + (f", and {len(columns) - most} more" if len(columns) > most else "")
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,7 @@ class ColumnMap:
                 layout = "pairs"  # --map user=COL alone: posts without replies
             else:
                 raise InputError(
-                    f"{where}: cannot tell which columns hold the conversation (columns: {', '.join(columns)}); "
+                    f"{where}: cannot tell which columns hold the conversation (columns: {shown_columns(columns)}); "
                     "pass --map role=COL --map content=COL (one row per message) or "
                     "--map user=COL --map assistant=COL (one row per pair; --map user=COL alone for posts without replies)"
                 )

@@ -33,7 +33,7 @@ from ..store.normalize import normalize_lines, parse_connection, sql_str
 from .columns import METADATA_COLUMN, ColumnMap, is_score_column, scores_left
 from .csvlines import CsvLines
 from .loading import Batch, ImportReport, write_batches
-from .tabular import is_object_column, is_text_type, json_objects_sql, read_table, sql_ident
+from .tabular import duckdb_reason, is_object_column, is_text_type, json_objects_sql, read_table, sql_ident
 
 # (column, message keys, format the normalizer knows it as)
 _CHAT_SHAPES = (("messages", ("role", "content"), "openai"), ("conversations", ("from", "value"), "sharegpt"))
@@ -164,7 +164,7 @@ def relation_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict
     try:
         shape = None if text else chat_shape(con, relation, params)
     except duckdb.Error as exc:
-        raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{where}: cannot read as {what}: {duckdb_reason(exc)}") from None
     if shape is not None:
         lines, total, batches = _chat_batches(con, relation, params, *shape, cmap, dataset=dataset, source=source, batch_rows=batch_rows)
         return lines, total, batches
@@ -178,6 +178,8 @@ def import_table(store: Store, table: pa.Table, *, name: str, dataset: str, colu
     """Import an Arrow table (a frame, a dataset split) as conversations."""
     source = source or f"frame:{name}"
     report = ImportReport(path=name, format="table")
+    if table.num_columns == 0:  # DuckDB refuses to register it with an error of its own
+        raise InputError(f"{name}: the table has no columns; nothing to import")
     con = parse_connection()
     con.register("_pe_frame", table)
     try:

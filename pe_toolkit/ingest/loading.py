@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..errors import RecordError
+from ..errors import PeToolkitError, RecordError, is_interrupt
 from ..events import EventBus
 from ..report_table import HtmlReport
 from ..store import Store, UpsertResult
@@ -71,11 +71,27 @@ def _write_batches(store: Store, batches: Iterable[Batch], *, where: str, source
                 _announce(events, result, source)
         _resolve_fixed(store, source, run_id)
     except BaseException as exc:
+        error = "interrupted" if is_interrupt(exc) else (str(exc) or type(exc).__name__)
         with contextlib.suppress(Exception):
-            store.finish_run(run_id, report, invalid=report.invalid, error=str(exc) or type(exc).__name__)
+            store.finish_run(run_id, report, invalid=report.invalid, error=error)
+        if isinstance(exc, PeToolkitError):
+            _note_committed(exc, report)
         raise
     store.finish_run(run_id, report, invalid=report.invalid)
     events.publish("import.completed", path=where, inserted=report.inserted, updated=report.updated, unchanged=report.unchanged, invalid=report.invalid)
+
+
+def _note_committed(exc: PeToolkitError, report: ImportReport) -> None:
+    """Say what the batches before the failure committed: they stay, and a
+    re-run is safe because unchanged conversations (same content hash) are
+    skipped. A note (``__notes__``), so the error keeps its type and the CLI
+    shows it on the same line."""
+    done = report.inserted + report.updated + report.unchanged
+    if done:
+        exc.add_note(
+            f"{done:,} conversation(s) before it are already in the cache ({report.inserted:,} new, "
+            f"{report.updated:,} updated); importing the file again after fixing it is safe (unchanged ones are skipped)"
+        )
 
 
 def _announce(events: EventBus, result: UpsertResult, source: str) -> None:

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InputError, RecordError
+from ..errors import InputError, RecordError, is_interrupt
 
 DEFAULT_CHUNK_BYTES = 16 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -184,8 +184,12 @@ def read_array_chunks(path: Path, batch_rows: int) -> Iterator[LineChunk]:
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
-            except (duckdb.Error, pa.ArrowInvalid) as exc:
-                raise RecordError(str(path), first, f"invalid JSON array: {str(exc).splitlines()[0]}") from None
+            except (duckdb.Error, pa.ArrowInvalid, OSError) as exc:
+                # OSError: DuckDB's error as pyarrow's stream reader hands it on.
+                if is_interrupt(exc):
+                    raise
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise RecordError(str(path), first, f"invalid JSON array: {reason}") from None
             n = batch.num_rows
             table = pa.table({"line_no": pa.array(np.arange(first, first + n, dtype=np.int64)), "raw": batch.column(0)})
             first += n

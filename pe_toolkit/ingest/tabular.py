@@ -362,11 +362,31 @@ def _grouped_sql(relation: str, cmap: ColumnMap, extras: list[Extra], header: in
     """
 
 
+REASON_CHARS = 300
+
+
+def duckdb_reason(exc: BaseException) -> str:
+    """DuckDB's error as one line that keeps its reason: its first line is
+    often only "CSV Error on Line: 2", the cause ("not utf-8 encoded") is on
+    the next. Stops at the blank line before the hints and reader settings,
+    and leaves out "Original Line:", which quotes the file's (private) text."""
+    kept: list[str] = []
+    for line in str(exc).splitlines():
+        if not line.strip():
+            if kept:
+                break
+            continue
+        if not line.startswith("Original Line:"):
+            kept.append(line.strip())
+    reason = " ".join(kept) or type(exc).__name__
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
+
+
 def columns_of(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any], where: str, what: str) -> list[str]:
     try:
         return list(con.sql(f"SELECT * FROM {relation} LIMIT 0", params=params).columns)
     except duckdb.Error as exc:
-        raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{where}: cannot read as {what}: {duckdb_reason(exc)}") from None
 
 
 Batches = Iterator[tuple[pa.Table, list[tuple[int, str, str]]]]
@@ -456,7 +476,7 @@ def read_table(
             "set PE_IMPORT_MEMORY higher (e.g. 8GB) or import the file in parts"
         ) from None
     except duckdb.Error as exc:
-        raise InputError(f"{where}: cannot read as {what}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{where}: cannot read as {what}: {duckdb_reason(exc)}") from None
     total = con.execute("SELECT count(*) FROM _tabular").fetchall()[0][0]
 
     def batches() -> Batches:

@@ -145,12 +145,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _lock_holder(pid: int) -> str | None:
+    """The holder's program name only: its other arguments may hold secrets
+    (a key, a DSN) and newlines, and the message is one line on stderr."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
     words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
-    return " ".join(words)[:120] or None
+    if not words:
+        return None
+    # `python -m pe_toolkit` / `.../bin/pe-toolkit ...`: the interpreter says
+    # little, so name the script or module it runs (never what follows).
+    name = Path(words[0]).name
+    if name.startswith("python") and len(words) > 1:
+        nxt = words[2] if words[1] == "-m" and len(words) > 2 else words[1]
+        if not nxt.startswith("-"):
+            name = f"{name} {Path(nxt).name}"
+    return " ".join(name.split())[:60] or None
 
 
 def _translate_open_error(path: Path, exc: duckdb.Error, *, read_only: bool) -> StoreError:
@@ -241,7 +252,7 @@ class Store:
         self.path = cache_path(path, read_only=read_only)
         self.read_only = read_only
         if lock_wait is None:
-            lock_wait = 0.0 if hold else lease.LOCK_WAIT
+            lock_wait = 0.0 if hold else lease.lock_wait()
         # Held while opening (setup runs Store methods); let go at the end if hold=False.
         self._lease = lease.LeaseState(True, lock_wait, linger)
         self._write_lock = threading.RLock()
@@ -357,7 +368,10 @@ class Store:
         if self.read_only and not self.path.exists():
             raise StoreError(f"no cache at {self.path}; import or sync something first")
         if not self.read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder {self.path.parent} for the cache: {exc.strerror or exc}") from None
         # The cache holds conversations of people in distress: create it
         # readable by the owner only. umask covers the creation itself.
         old = os.umask(0o077)
@@ -378,10 +392,13 @@ class Store:
     def _setup(self) -> None:
         if self.read_only:
             version = migrate.current_version(self._con)
-            if version != migrate.latest_version():
+            latest = migrate.latest_version()
+            if version != latest:
+                # A newer file cannot be migrated back: only a newer pe_toolkit reads it.
+                advice = ("it was written by a newer pe_toolkit: upgrade pe_toolkit to read it" if version > latest
+                          else "open it once for writing to migrate")  # fmt: skip
                 raise SchemaVersionError(
-                    f"{self.path} has schema version {version}, this pe_toolkit needs "
-                    f"{migrate.latest_version()}: open it once for writing to migrate"
+                    f"{self.path} has schema version {version}, this pe_toolkit needs {latest}: {advice}"
                 )
             return
         migrate.apply(self._con, str(self.path))
@@ -907,11 +924,11 @@ def open_store(
     *,
     read_only: bool = False,
     hold: bool = True,
-    lock_wait: float = lease.LOCK_WAIT,
+    lock_wait: float | None = None,
 ) -> Store:
     """Open the cache (``PE_CACHE`` / config / ``data/pe_cache.duckdb``),
-    waiting up to ``lock_wait`` seconds (said on stderr) while another
+    waiting up to ``lock_wait`` seconds (default $PE_LOCK_WAIT, else 120; said on stderr) while another
     process holds it. ``hold=False``: hold the file only per unit of work,
     so several notebooks, scripts and the CLI can use it at once (see
     :mod:`pe_toolkit.store.lease`)."""
-    return Store(path, read_only=read_only, hold=hold, lock_wait=lock_wait)
+    return Store(path, read_only=read_only, hold=hold, lock_wait=lease.lock_wait() if lock_wait is None else lock_wait)

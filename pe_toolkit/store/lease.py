@@ -28,6 +28,7 @@ widget. Temporary tables and views live only as long as a lease.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import threading
@@ -37,11 +38,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import StoreError, StoreLockedError
+from ..errors import ConfigError, StoreError, StoreLockedError
 
 # Seconds to wait for another process to let go of the file (released
-# stores, open_store, the CLI); $PE_LOCK_WAIT overrides it.
-LOCK_WAIT = float(os.environ.get("PE_LOCK_WAIT") or 120.0)
+# stores, open_store, the CLI); $PE_LOCK_WAIT overrides it (see lock_wait()).
+LOCK_WAIT = 120.0
+
+
+def lock_wait() -> float:
+    """``$PE_LOCK_WAIT`` or :data:`LOCK_WAIT`, read when a store opens (not at
+    import: a bad value must not break ``import pe_toolkit``)."""
+    raw = os.environ.get("PE_LOCK_WAIT", "").strip()
+    if not raw:
+        return LOCK_WAIT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"PE_LOCK_WAIT={raw!r} is not a number of seconds (e.g. 120)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"PE_LOCK_WAIT={raw!r} must be a finite number of seconds, 0 or more")
+    return seconds
 # Seconds a released store keeps the file after its last lease. Reopening
 # costs a few tens of milliseconds, and a writer elsewhere waits this long
 # at most (plus the retry step).
