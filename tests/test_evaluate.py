@@ -87,7 +87,8 @@ def test_weighted_kappa_rewards_near_misses_on_ordinal_labels():
 def test_perfect_and_single_label_agreement():
     e = evaluate(["x", "y", "x"], ["x", "y", "x"])
     assert e.accuracy == e.macro_f1 == e.kappa == e.auroc == 1.0
-    assert evaluate(["x", "x"], ["x", "x"]).kappa == 1.0
+    # one same label on both sides: chance agreement is total, kappa 0/0 is undefined
+    assert evaluate(["x", "x"], ["x", "x"]).kappa is None
 
 
 def test_bad_input_is_an_input_error():

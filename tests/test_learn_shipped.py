@@ -6,6 +6,7 @@ it is absent."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import polars as pl
@@ -53,6 +54,22 @@ def test_the_metric_card_page_says_what_the_shipped_files_say():
     assert page.read_text(encoding="utf-8") == render(read_card(MODELS_DIR / "skills.pemodel"), read_card(MODELS_DIR / "risk.pemodel")), (
         "docs/metric_cards_learned.md is out of date: run make models"
     )
+
+
+def test_the_figures_quoted_to_researchers_are_the_risk_cards():
+    """04_safety and the README quote risk_score's AUROCs: they must move with
+    the card when `make models` rebuilds it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    auroc = read_card(MODELS_DIR / "risk.pemodel")["validation"]["auroc"]
+    rest, dep = auroc["risk_score_vs_rest"], auroc["risk_score_vs_depression"]
+    cells = json.loads((root / "notebooks" / "04_safety.ipynb").read_text(encoding="utf-8"))["cells"]
+    notebook = " ".join(" ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown").split())
+    assert f"AUROC {rest[0]:.3f} (95% CI {rest[1]:.3f}–{rest[2]:.3f}) against 26 other subreddits" in notebook
+    assert f"{dep[0]:.3f} ({dep[1]:.3f}–{dep[2]:.3f}) against r/depression" in notebook
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    assert f"AUROC {rest[0]:.3f} against 26 other subreddits, {dep[0]:.3f} against r/depression" in readme
 
 
 def test_dev_data_parses_as_documented():

@@ -143,7 +143,9 @@ def test_queue_label_persists_and_reopened_queue_resumes(store_path, ids):
         assert queue.viewer.conversation["id"] == ids[0]
         queue._note.value = "looks fine"
         queue._choice.value = "good"  # what clicking the toggle does
-        assert queue.current_id == ids[1]  # advanced to the next unlabelled item
+        assert queue.current_id == ids[0]  # a click stays, so a note typed next is on this item
+        queue._next.click()  # "next unlabelled"
+        assert queue.current_id == ids[1]
         queue.label("bad")
         assert labels(s)["label"].to_list() == ["good", "bad"]
     with Store(store_path) as s:

@@ -76,7 +76,7 @@ def test_viewer_escapes_everything(tmp_path, write_jsonl):
     conv["messages"][0]["content"] = "<script>alert('x')</script> & <img src=x onerror=alert(1)>"
     with Store(tmp_path / "c.duckdb") as s:
         import_file(s, write_jsonl([conv]), progress=False)
-        viewer = ConversationViewer(s, conv["id"])
+        viewer = ConversationViewer(s, conv["id"], reveal=True)  # unscored user text is collapsed otherwise
         rendered = [child.value for child in viewer._body.children] + [viewer.to_html()]
     for markup in rendered:
         assert "<script>alert" not in markup and "<img" not in markup
@@ -144,7 +144,9 @@ def test_unanalyzed_store_says_so(tmp_path, write_jsonl):
     with Store(tmp_path / "c.duckdb") as s:
         import_file(s, write_jsonl([conversation(2)]), progress=False)
         viewer = ConversationViewer(s, "conv_00002")
-        assert viewer.collapsed == []
+        # nothing says which messages are distressing: every user message is collapsed
+        users = viewer.messages.filter(pl.col("role") == "user")["idx"].to_list()
+        assert users and viewer.collapsed == users
         assert "not been analyzed" in viewer.header_html()
 
 

@@ -6,7 +6,8 @@ Reported:
 - per class: precision, recall, F1 and support (gold count);
 - ``macro_f1``: mean F1 over the classes present in gold or predictions;
 - ``kappa``: Cohen's kappa, (p_o - p_e) / (1 - p_e), chance agreement from
-  the two marginal distributions (1.0 when both sides use one same label);
+  the two marginal distributions (None when both sides use one same label,
+  one item included: chance agreement is then total and kappa 0/0);
 - ``weighted_kappa``: quadratic-weighted kappa over ``labels`` in order,
   meaningful for ordinal labels such as tiers;
 - ``auroc``: area under the ROC curve by the Mann-Whitney rank statistic
@@ -117,8 +118,10 @@ def _kappa(confusion: np.ndarray, weights: np.ndarray) -> float | None:
     denom = float((weights * expected).sum())
     observed = float((weights * confusion).sum())
     if denom == 0:
-        # Chance disagreement is zero: both sides use a single, identical label.
-        return 1.0 if observed == 0 else None
+        # Chance disagreement is zero (both sides use one same label, e.g. a
+        # single item): kappa is 0/0, undefined. Reporting 1.0 read as perfect
+        # agreement on what is no evidence at all.
+        return None
     return 1.0 - observed / denom
 
 

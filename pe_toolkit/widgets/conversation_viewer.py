@@ -4,6 +4,9 @@ scores and the evidence behind them highlighted.
 Distressing messages (a user message with a crisis disclosure, an assistant
 message with harmful content) are collapsed behind a content warning and
 shown only on an explicit click (in reports: a ``<details>`` element).
+When a conversation has no safety scores (never analysed), nothing says
+which messages are distressing, so every user message is collapsed: the
+warning fails closed.
 Every text is escaped; nothing here reaches the network.
 
 >>> viewer = ConversationViewer(store, "conv_000042")
@@ -95,6 +98,8 @@ def custom_badges(row: dict[str, Any], columns: tuple[str, ...]) -> str:
 
 
 def warning_text(row: dict[str, Any]) -> str:
+    if row.get("unchecked"):
+        return "Content warning: not checked for crisis disclosures (no safety scores)"
     topics = [*(row.get("crisis_categories") or []), *(row.get("harmful") or [])]
     return "Content warning: " + (", ".join(_human(t) for t in topics) or "distressing content")
 
@@ -162,11 +167,15 @@ class ConversationViewer(View):
             [conversation_id],
         )
         distress = pl.lit(False)
+        # A user message without crisis scores (never analysed, new since the
+        # last analysis, or no safety analyzer) may disclose anything: collapse it.
+        unchecked = pl.col("role") == "user"
         if "crisis_categories" in messages.columns:
+            unchecked = unchecked & pl.col("crisis_categories").is_null()
             distress = distress | ((pl.col("role") == "user") & (pl.col("crisis_categories").list.len().fill_null(0) > 0))
         if "harmful" in messages.columns:
             distress = distress | ((pl.col("role") == "assistant") & (pl.col("harmful").list.len().fill_null(0) > 0))
-        self.messages = messages.with_columns(distress.alias("distressing"))
+        self.messages = messages.with_columns((distress | unchecked).alias("distressing"), unchecked.alias("unchecked"))
         if self.info.evidence:
             self.evidence = self.store.sql(
                 f"SELECT idx, analyzer, category, start, \"end\", text FROM {self.info.evidence_rows()} "
@@ -239,8 +248,14 @@ class ConversationViewer(View):
                     local.append(badge(f"{key.replace('_', ' ')} {fmt(scores[key])}", kind))
             if local:
                 parts.append(f'<div class="pe-badges">local: {"".join(local)}</div>')
-        elif not self.info.analyzed:
-            parts.append(f'<p class="pe-note">{esc(NOT_ANALYZED)} Distressing messages cannot be flagged until then.</p>')
+        elif self.info.analyzed:
+            parts.append('<p class="pe-note">This conversation has no current scores (new since the last analysis): '
+                         "every user message stays collapsed.</p>")
+        else:
+            parts.append(
+                f'<p class="pe-note">{esc(NOT_ANALYZED)} Distressing messages cannot be flagged until then, '
+                "so every user message stays collapsed.</p>"
+            )
         return "".join(parts)
 
     def _bubble(self, row: dict[str, Any], text: str) -> str:

@@ -104,10 +104,14 @@ class LiveMonitor(View):
         autostart: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if bucket <= 0 or window < bucket:
+        if not bucket > 0 or not window >= bucket:
             from ..errors import InputError
 
-            raise InputError("LiveMonitor needs bucket > 0 and window >= bucket")
+            # Name the argument that is wrong and its value: a caller passing
+            # only window= never chose the bucket it is compared with.
+            if not bucket > 0:
+                raise InputError(f"LiveMonitor needs bucket > 0 seconds, got bucket={bucket!r}")
+            raise InputError(f"LiveMonitor's window ({window!r} s) must be at least its bucket ({bucket:g} s)")
         self.source = source or BusSource()
         self.window, self.bucket, self.min_interval = float(window), float(bucket), float(min_interval)
         self._clock = clock

@@ -6,6 +6,13 @@ loses nothing; reopening the queue resumes at the first item this reviewer
 has not labelled yet. When two or more reviewers labelled the same items,
 their agreement (Cohen's kappa) is shown.
 
+In the widget, a click labels the conversation on screen and stays on it:
+the note typed next is saved on that same conversation, and *next
+unlabelled* (or *next*) moves on. (Advancing on the click cleared the note
+box under a reviewer about to explain the label, and the explanation then
+landed on the next conversation.) ``label()`` from code takes the note in
+the same call, so it advances with ``auto_advance``.
+
 >>> queue = ReviewQueue(store, reviewer="ana")            # the alert queue
 >>> queue = ReviewQueue(store, ids=explorer.ids(), reviewer="ana", task="quality",
 ...                     labels=("good", "bad"))
@@ -28,18 +35,31 @@ from ..store.annotations import annotate, labels as stored_labels
 from .conversation_viewer import ConversationViewer
 from .display import View
 from .html import STYLE, esc, table
+from .params import check_number
 from .scores import ScoreInfo
 
 ALERT_LABELS = ("true_alert", "false_alarm", "unsure")
 
 
+def check_threshold(threshold: float | None, name: str = "threshold") -> float:
+    """``threshold`` (None: the configured alert threshold) as a float in
+    [0, 1]; risk scores live there, so a value outside would silently make
+    every conversation an alert (or none). ``name`` is what the caller calls
+    it (a notebook's ``alert_threshold``)."""
+    if threshold is None:
+        return float(load_settings().alert_threshold)
+    return check_number(threshold, name, low=0.0, high=1.0)
+
+
 def alert_ids(store: Store, threshold: float | None = None) -> list[str]:
     """Conversations whose current risk score is above ``threshold``
     (default: the configured alert threshold, 0.8), riskiest first."""
+    threshold = check_threshold(threshold)
+    if store.count() == 0:
+        return []  # nothing to score, so nothing to review: not a missing analysis
     info = ScoreInfo.of(store)
     if not (info.analyzed and info.has("risk_score")):
         raise InputError("the alert queue needs risk scores: run pe.analyze(store) first")
-    threshold = load_settings().alert_threshold if threshold is None else float(threshold)
     frame = store.sql(
         f"SELECT conversation_id FROM {info.conversation_scores()} WHERE risk_score > ? "
         "ORDER BY risk_score DESC, conversation_id",
@@ -90,12 +110,16 @@ class ReviewQueue(View):
         self.viewer = ConversationViewer(store, reveal=reveal)
         self._status = w.HTML()
         self._choice = w.ToggleButtons(options=self.options, value=None, description="label")
-        self._note = w.Textarea(placeholder="note (saved with the label)", continuous_update=False, layout=w.Layout(width="60%"))
+        self._note = w.Textarea(
+            placeholder="note on this conversation (saved with its label)", continuous_update=False, layout=w.Layout(width="60%")
+        )
         self._prev = w.Button(description="◀ previous", layout=w.Layout(width="auto"))
-        self._skip = w.Button(description="skip ▶", layout=w.Layout(width="auto"))
+        self._skip = w.Button(description="next ▶", layout=w.Layout(width="auto"))
+        self._next = w.Button(description="next unlabelled ▶▶", layout=w.Layout(width="auto"))
         self._agreement = w.HTML()
         self._prev.on_click(lambda _: self.goto(self.position - 1))
         self._skip.on_click(lambda _: self.goto(self.position + 1))
+        self._next.on_click(lambda _: self.next_unlabelled())
         self._choice.observe(self._on_choice, "value")
         self._note.observe(self._on_note, "value")
         self._syncing = False
@@ -103,7 +127,7 @@ class ReviewQueue(View):
             [
                 w.HTML(STYLE),
                 self._status,
-                w.HBox([self._prev, self._skip]),
+                w.HBox([self._prev, self._skip, self._next]),
                 self.viewer.ui,
                 self._choice,
                 self._note,
@@ -149,7 +173,7 @@ class ReviewQueue(View):
             self.viewer.ui.layout.display = "flex"
         else:
             self.viewer.ui.layout.display = "none"
-        self._choice.disabled = self._note.disabled = current is None
+        self._choice.disabled = self._note.disabled = self._skip.disabled = self._next.disabled = current is None
         self._refresh_status(mine)
 
     def next_unlabelled(self) -> None:
@@ -161,9 +185,10 @@ class ReviewQueue(View):
         self.goto(len(self.items))
 
     # -- labelling ---------------------------------------------------------------
-    def label(self, value: str, note: str | None = None) -> None:
-        """Label the current item (persisted at once) and, with
-        ``auto_advance``, move to the next item not yet labelled."""
+    def label(self, value: str, note: str | None = None, *, advance: bool | None = None) -> None:
+        """Label the current item (persisted at once) and, with ``advance``
+        (default: ``auto_advance``), move to the next item not yet labelled.
+        ``note=None`` keeps the note typed in the box for this item."""
         if value not in self.options:
             raise InputError(f"unknown label {value!r}; expected one of {', '.join(self.options)}")
         current = self.current_id
@@ -171,7 +196,7 @@ class ReviewQueue(View):
             raise InputError("the queue is finished: nothing to label")
         note = self._note.value if note is None else note
         annotate(self.store, current, value, reviewer=self.reviewer, task=self.task, note=note or None)
-        if self.auto_advance:
+        if self.auto_advance if advance is None else advance:
             self.next_unlabelled()
         else:
             self.goto(self.position)
@@ -179,10 +204,13 @@ class ReviewQueue(View):
     def _on_choice(self, change: dict) -> None:
         if self._syncing or change["new"] is None:
             return
-        self.label(change["new"])
+        # A click never advances: the reviewer may still type why, and the
+        # note box must stay with the conversation it is about.
+        self.label(change["new"], advance=False)
 
     def _on_note(self, change: dict) -> None:
-        # A note typed after the label updates that label's row.
+        # A note typed after the label updates that label's row; one typed
+        # before stays in the box and is saved by the click, on this item.
         if self._syncing or self._choice.value is None or self.current_id is None:
             return
         annotate(self.store, self.current_id, self._choice.value, reviewer=self.reviewer, task=self.task, note=change["new"] or None)

@@ -1,0 +1,125 @@
+"""The notebooks on the caches and parameters the audit found them failing
+on: an empty cache, one conversation, a never-analysed import, parameters
+out of range (refused by name, before anything is created) and notebook 07
+without bootstrap, run from outside notebooks/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import orjson
+import pytest
+
+from pe_toolkit.ingest import import_file
+from pe_toolkit.store import Store
+
+from ._widgets_support import build_store
+
+pytestmark = pytest.mark.slow  # kernels: out of `make test-fast`
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run(name: str, out: Path, cwd: Path | None = None, **parameters) -> str:
+    """Execute a notebook with papermill; the text of its outputs."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name), str(out), cwd=str(cwd or NOTEBOOKS), progress_bar=False, execution_timeout=600,
+        parameters={"progress": False, **parameters},
+    )
+    outputs = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])]
+    # printed lines, and what figures and views display (a skipped figure says why in its HTML)
+    return "".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values()) for o in outputs)
+
+
+def fails(name: str, out: Path, **parameters) -> str:
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as caught:
+        run(name, out, **parameters)
+    return f"{caught.value.ename}: {caught.value.evalue}"
+
+
+@pytest.fixture(scope="module")
+def empty_cache(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("empty") / "cache.duckdb"
+    Store(path).close()
+    return path
+
+
+def test_01_and_04_on_an_empty_cache_say_there_is_nothing(empty_cache, tmp_path):
+    assert "nothing to show" in run("01_getting_started.ipynb", tmp_path / "01.ipynb", cache=str(empty_cache),
+                                    source="cache", analyze=False)
+    text = run("04_safety.ipynb", tmp_path / "04.ipynb", cache=str(empty_cache), source="cache")
+    assert "nothing to review" in text and "nothing to export" in text
+
+
+def test_01_does_not_call_an_unanalysed_conversation_the_riskiest(tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(orjson.dumps({"id": "c1", "messages": [{"role": "user", "content": "I want to die"},
+                                                            {"role": "assistant", "content": "I'm here."}]}) + b"\n")
+    cache = tmp_path / "cache.duckdb"
+    with Store(cache) as s:
+        import_file(s, data, progress=False)
+    text = run("01_getting_started.ipynb", tmp_path / "01.ipynb", cache=str(cache), source="cache", analyze=False)
+    assert "no risk scores in this cache" in text and "the riskiest" not in text
+
+
+@pytest.fixture(scope="module")
+def one_conversation(tmp_path_factory) -> Path:
+    return build_store(tmp_path_factory.mktemp("one"), n=1, seed=4, analyze=True)
+
+
+def test_02_03_05_on_one_conversation(one_conversation, tmp_path):
+    cache = {"cache": str(one_conversation), "source": "cache"}
+    text = run("02_quality.ipynb", tmp_path / "02.ipynb", **cache)
+    assert "Cohen's kappa undefined" in text and "kappa 1.00" not in text
+    text = run("03_empathy.ipynb", tmp_path / "03.ipynb", **cache)
+    assert "none left to show" in text or "of 0 conversations" in text
+    text = run("05_pipelines.ipynb", tmp_path / "05.ipynb", **cache, incoming_n=5)
+    assert "a correlation needs at least 2 conversations" in text
+
+
+@pytest.mark.parametrize(
+    "name, parameters, message",
+    [
+        ("04_safety.ipynb", {"alert_threshold": -0.1}, "alert_threshold must be a number between 0 and 1"),
+        ("02_quality.ipynb", {"examples": -1}, "examples must be a whole number of at least 0"),
+        ("03_empathy.ipynb", {"examples": -1}, "examples must be a whole number of at least 0"),
+        ("06_live.ipynb", {"window": 0.2}, "window must be a number at least 0.5"),
+    ],
+)
+def test_a_parameter_out_of_range_is_refused_by_name(empty_cache, tmp_path, name, parameters, message):
+    error = fails(name, tmp_path / name, cache=str(empty_cache), source="cache", **parameters)
+    assert "InputError" in error and message in error
+
+
+def test_06_cleanup_runs_after_a_failed_setup(tmp_path):
+    # What a reader does after an error: run the last cells anyway. The cleanup
+    # must not raise NameError and must leave no scratch store behind.
+    import papermill
+
+    nb = nbformat.read(NOTEBOOKS / "06_live.ipynb", as_version=4)
+    cleanup = next(c for c in nb.cells if c.cell_type == "code" and "rmtree(arrivals_dir" in c.source)
+    setup = next(c for c in nb.cells if c.cell_type == "code" and "arrivals_dir = Path(tempfile.mkdtemp" in c.source)
+    imports = next(c for c in nb.cells if c.cell_type == "code" and "import shutil" in c.source)
+    probe = nbformat.v4.new_notebook(metadata=nb.metadata)
+    probe.cells = [nbformat.v4.new_code_cell("import shutil\nfrom pathlib import Path\nlive_source = 'bus'\nmirror_url = None\n"
+                                             + "import tempfile, secrets\nimport pe_toolkit as pe\nfrom pe_toolkit import widgets as pw"),
+                   nbformat.v4.new_code_cell(setup.source),
+                   nbformat.v4.new_code_cell("monitor_failed = True  # cells 5-10 failed: no `monitor`"),
+                   nbformat.v4.new_code_cell(cleanup.source),
+                   nbformat.v4.new_code_cell("print('left behind:', arrivals_dir.exists(), len(events_source._unsubscribe))")]
+    assert imports is not None
+    src, out = tmp_path / "probe.ipynb", tmp_path / "probe_out.ipynb"
+    nbformat.write(probe, src)
+    papermill.execute_notebook(str(src), str(out), progress_bar=False, execution_timeout=120)
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    assert "left behind: False 0" in text
+
+
+def test_07_without_bootstrap_from_another_directory(tmp_path):
+    text = run("07_validity.ipynb", tmp_path / "07.ipynb", cwd=tmp_path, boot=0, data_dir=str(tmp_path / "no-data"))
+    assert "rule crisis severity, r/SuicideWatch against the others: AUROC" in text
