@@ -371,6 +371,23 @@ def test_an_unrelated_file_is_replaced_only_with_force(tmp_path, store):
     assert notes.read_text().startswith("conversation_id")
 
 
+def test_a_file_the_cache_was_imported_from_is_replaced_only_with_force(tmp_path):
+    from pe_toolkit.ingest import import_file
+
+    source = tmp_path / "mine.jsonl"  # starts with "{", as a JSON lines export does
+    lines = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"hello {i}"}, {"role": "assistant", "content": "hi"}]}
+             for i in range(3)]  # fmt: skip
+    source.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in lines))
+    before = source.read_bytes()
+    with Store(tmp_path / "c.duckdb") as s:
+        import_file(s, source, progress=False)
+        with pytest.raises(ExportError, match="imported from"):
+            export(s, source, format="jsonl", progress=False)
+        assert source.read_bytes() == before
+        export(s, source, format="jsonl", progress=False, force=True)
+    assert source.read_bytes() != before
+
+
 def test_an_unwritable_place_is_one_clear_error(tmp_path, store):
     with pytest.raises(ExportError, match="does not exist"):
         export(store, tmp_path / "no" / "such" / "x.jsonl", format="jsonl", progress=False)

@@ -166,9 +166,11 @@ def test_intent_told_in_the_past_is_never_imminent() -> None:
     assert sev("We were going to end it all together.") == 2
     # Nor does a past intent make a plan in the same message imminent.
     assert sev("I was going to kill myself. I have been stockpiling my pills.") == 3  # the preparation's own 3
-    # Present intent is unchanged.
+    # Present intent is unchanged, also after a clause ending in "was".
     assert sev("I'm planning to kill myself. I bought the pills.") == 4
     assert sev("I am going to kill myself tonight.") == 4
+    assert sev("My only thought was I'm going to kill myself tonight.") == 4
+    assert sev("What I decided was I am going to end it tonight.") == 4
 
 
 def test_remote_past_times_and_named_abusers_without_a_time() -> None:
@@ -182,6 +184,13 @@ def test_remote_past_times_and_named_abusers_without_a_time() -> None:
     assert _user("I'm stuck in an abusive relationship.")["abuse_severity"] == 2
     assert _user("I live with my abusive dad.")["abuse_severity"] == 2
     assert _user("I'm going to leave my abusive household.")["abuse_severity"] == 2
+    assert _user("I have an abusive boyfriend and I don't know what to do.")["abuse_severity"] == 2
+    assert _user("I still live at home with my abusive parents.")["abuse_severity"] == 2
+    assert _user("I grew up with abusive parents.")["abuse_severity"] == 1
+    # "since last year", "for the last year": ongoing, not remote past.
+    assert _user("Since last year I have been cutting myself.")["crisis_severity"] == 2
+    assert _user("I've been cutting myself for the last year.")["crisis_severity"] == 2
+    assert _user("Last year I was cutting myself every day.")["crisis_severity"] == 0
 
 
 def test_no_longer_resolves_only_the_behaviour_itself() -> None:
@@ -189,12 +198,16 @@ def test_no_longer_resolves_only_the_behaviour_itself() -> None:
     assert _user("I'm going to drink bleach and wait until I can no longer hold on.")["crisis_severity"] == 3
     assert _user("I used to cut myself, but I no longer do.")["crisis_severity"] == 0
     assert _user("I used to cut myself, but no longer.")["crisis_severity"] == 0
+    assert _user("I want to kill myself because I can no longer do this.")["crisis_severity"] == 2
 
 
 def test_a_bare_tried_before_needs_a_word_of_suicide_near_it() -> None:
     assert _user("All the medications I tried before this one failed.")["crisis_categories"] == []
     assert _user("I asked her to leave. I have tried before.")["crisis_categories"] == []
     assert "prior_attempt" in _user("I think about suicide a lot. I've tried twice.")["crisis_categories"]
+    # An idiom or a word inside another is not a word of suicide.
+    assert _user("This job is killing me. I've tried twice.")["crisis_categories"] == []
+    assert _user("Should I recommend it to her? I've tried before.")["crisis_categories"] == []
     assert _user("I've attempted twice before.")["crisis_categories"] == ["prior_attempt"]
 
 

@@ -70,6 +70,21 @@ def test_label_from_code_still_advances(store_path):
         assert queue.current_id == ids[1]
 
 
+def test_next_unlabelled_wraps_round_to_an_item_passed_over(store_path):
+    ids = _ids(store_path)[:3]
+    with Store(store_path) as s:
+        queue = ReviewQueue(s, ids=ids, reviewer="ana", labels=("good", "bad"))
+        queue._skip.click()  # pass over the first item
+        queue._choice.value = "good"
+        queue._next.click()
+        queue._choice.value = "bad"
+        queue._next.click()  # wraps round to the first, not "done"
+        assert queue.current_id == ids[0] and "Done" not in queue._status.value
+        queue._choice.value = "good"
+        queue._next.click()
+        assert queue.done and "Done" in queue._status.value and queue._next.disabled
+
+
 # -- 2 · unscored text stays behind the content warning -------------------------------
 
 

@@ -186,6 +186,7 @@ _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # not for harm to others, whose victim is "my brother".
 _MY_IN_MATCH = r"(?i)(?-u:\b)my(?-u:\b)"
 _PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
+_SUBJECT_OPENS_MATCH = r"(?i)^(?:i|i'?m|im|we|we'?re)(?-u:\b)"
 _MY_BEFORE = r"(?i)(?-u:\b)my\s+(?:own\s+)?$"
 _NO_MY = frozenset({"harm_to_others"})
 # Intent together with a plan or preparation in one message is imminent (C-SSRS 5).
@@ -331,8 +332,11 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         # Someone else named anywhere earlier in the sentence: an abuser as the agent.
         agent=pl.col("sentence").str.contains(other_subject),
         past_time=_cue("past", "clause", pl.col("clause")) | _cue("past", "after", pl.col("rest")),
-        # The subject may open the match ("I was going to kill myself").
-        past_intent=_cue("past_intent", "clause", pl.col("clause")) | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
+        # The subject may open the match ("I was going to kill myself"); a
+        # match that opens with its own present subject is present whatever
+        # precedes it ("my only thought was I'm going to kill myself").
+        past_intent=(_cue("past_intent", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_SUBJECT_OPENS_MATCH))
+        | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
         resolved=_cue("resolved", "after", pl.col("rest")),
         recency=_cue("recency", "after", pl.col("rest")) | _cue("recency", "clause", pl.col("clause")),
         recent_strong=_cue("recent", "after", pl.col("rest")) | _cue("recent", "clause", pl.col("clause")),

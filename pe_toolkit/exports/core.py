@@ -126,6 +126,17 @@ def _refuse_store_file(store: Store | duckdb.DuckDBPyConnection, path: Path) -> 
             raise ExportError(f"{path} is the cache being exported from; choose another path")
 
 
+def _refuse_import_source(store: Store | duckdb.DuckDBPyConnection, path: Path, force: bool) -> None:
+    """Without force, never write over a file this cache was imported from:
+    it may look like a previous export (a JSON lines file starts with "{"),
+    but it is the researcher's own data."""
+    if force or not isinstance(store, Store) or not path.exists():
+        return
+    rows = store.sql("SELECT 1 FROM ingest_runs WHERE kind = 'import' AND source = ? LIMIT 1", [str(path.resolve())])
+    if rows.height:
+        raise ExportError(f"{path} is a file this cache was imported from; choose another path, or replace it with --force (force=True)")
+
+
 def _check_options(fmt: str, path: Path, layout: str | None, include_scores: bool) -> tuple[str | None, bool]:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -183,6 +194,7 @@ def export(
     path = Path(path)
     layout, gz = _check_options(format, path, layout, include_scores)
     _refuse_store_file(store, path)
+    _refuse_import_source(store, path, force)
     if batch_rows < 1:
         raise InputError("batch_rows must be at least 1")
     selection = ConversationFilter.build(filter, **filters)

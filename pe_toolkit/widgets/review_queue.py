@@ -173,16 +173,23 @@ class ReviewQueue(View):
             self.viewer.ui.layout.display = "flex"
         else:
             self.viewer.ui.layout.display = "none"
-        self._choice.disabled = self._note.disabled = self._skip.disabled = self._next.disabled = current is None
+        self._choice.disabled = self._note.disabled = self._skip.disabled = current is None
+        # At the end of the queue, still there while items were passed over.
+        self._next.disabled = mine.height >= len(self.items)
         self._refresh_status(mine)
 
     def next_unlabelled(self) -> None:
+        """Move to the next item this reviewer has not labelled, wrapping
+        round to the start (an item passed over with *next* is not lost);
+        to the end of the queue when every item is labelled."""
         done = set(self._mine()["conversation_id"].to_list())
-        for i in range(self.position + 1, len(self.items)):
+        n = len(self.items)
+        for step in range(1, n + 1):
+            i = (self.position + step) % n
             if self.items[i] not in done:
                 self.goto(i)
                 return
-        self.goto(len(self.items))
+        self.goto(n)
 
     # -- labelling ---------------------------------------------------------------
     def label(self, value: str, note: str | None = None, *, advance: bool | None = None) -> None:
@@ -230,8 +237,11 @@ class ReviewQueue(View):
         labelled = mine.height
         if n == 0:
             self._status.value = '<p class="pe-note">Nothing to review: the selection is empty.</p>'
-        elif self.done:
+        elif self.done and labelled >= n:
             self._status.value = f"<b>Done:</b> all {n:,} items reviewed by {esc(self.reviewer)} ({esc(self.task)})."
+        elif self.done:
+            self._status.value = (f"<b>End of the queue:</b> {labelled:,} of {n:,} items labelled by {esc(self.reviewer)}; "
+                                  "<i>next unlabelled</i> goes back to the others.")  # fmt: skip
         else:
             self._status.value = (
                 f"<b>Item {self.position + 1:,} of {n:,}</b> · {labelled:,} labelled by {esc(self.reviewer)} "
