@@ -154,8 +154,8 @@ NAME = "safety"
 # 4: C-SSRS severities, abuse_severity on its own scale, reply rule "any of", real-text recall
 # 5: with the risk model, risk_score never below the rules-only score; a time inside an intent match is imminent;
 #    a referral alone does not answer an imminent disclosure
-# 6: intent told in the past tense is never imminent; more remote-past times; an abuser named without a time
-#    is past abuse; a bare "I've tried before" needs a word of suicide near it
+# 6: intent told in the past tense is never imminent; more remote-past times; an abuser named in the past is
+#    past abuse; a bare "I've tried before" needs a word of suicide near it; "no longer" resolves only the act
 VERSION = "6"
 
 FRAMINGS: tuple[str, ...] = (
@@ -185,10 +185,12 @@ _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # interferes with my suicide plans") names the user, whoever the subject is;
 # not for harm to others, whose victim is "my brother".
 _MY_IN_MATCH = r"(?i)(?-u:\b)my(?-u:\b)"
-_PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
-_SUBJECT_OPENS_MATCH = r"(?i)^(?:i|i'?m|im|we|we'?re)(?-u:\b)"
 _MY_BEFORE = r"(?i)(?-u:\b)my\s+(?:own\s+)?$"
 _NO_MY = frozenset({"harm_to_others"})
+# Intent told in the past tense, its subject inside the match ("I was going
+# to ..."); a match opening with its own subject is not read from the clause.
+_PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
+_SUBJECT_OPENS_MATCH = r"(?i)^(?:i|i'?m|im|we|we'?re)(?-u:\b)"
 # Intent together with a plan or preparation in one message is imminent (C-SSRS 5).
 _INTENT = "intent"
 _PLANS = ("plan_or_method", "preparatory_behavior")
@@ -376,8 +378,8 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     table = table.rename({"imminent": "imminent_entry"})
     spans = spans.with_columns(matcher.classify(spans["text"]).alias("entry")).join(table, on="entry", how="left")
     c = _context(spans, folded)
-    # An entry may need a word earlier in its sentence ("just in case" after "goodbye").
-    # Or within the 160 characters before it, across sentences (requires_near).
+    # An entry may need a word earlier in its sentence ("just in case" after
+    # "goodbye"), or within the 160 characters before it (requires_near).
     needed = [
         ((pl.col(field) == rule) & ~pl.col(window).str.contains("(?i)" + rule)).fill_null(False)
         for field, window in (("requires", "sentence"), ("requires_near", "pre"))
