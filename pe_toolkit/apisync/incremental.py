@@ -12,7 +12,9 @@ Phases, each checkpointed:
    the stored row, that are missing, older than the cache TTL for this
    source, or open dead letters; they are fetched ``concurrency`` at a
    time in batches, each batch validated and merged in one transaction,
-   then removed from the queue. A conversation that vanished since the
+   then removed from the queue (a batch is also written after
+   ``FLUSH_SECONDS``, and whatever was fetched is written when the run is
+   interrupted or fails). A conversation that vanished since the
    listing (404) is dropped; one whose fetch kept failing stays queued for
    the next sync (the run is reported ``partial``). The run stops at once
    when the circuit breaker opens, the rate budget is exhausted or the key
@@ -22,6 +24,9 @@ Phases, each checkpointed:
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +50,8 @@ from . import state as sync_state
 
 if TYPE_CHECKING:
     from .context import SyncContext
+
+log = logging.getLogger("pe_toolkit.apisync")
 
 FATAL = (CircuitOpenError, RateLimitError, AuthenticationError, PermissionDeniedError)
 
@@ -127,32 +134,81 @@ def _results(ctx: SyncContext, ids: list[str]) -> Iterator[tuple[str, Any]]:
         results.close()  # cancels what is still queued
 
 
+# A partial batch is also written once it is this old (seconds): at a slow
+# pace (a rate-limited key) a batch of 1,000 takes an hour to fill, and a
+# kill would lose all of it.
+FLUSH_SECONDS = 30.0
+
+
 def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
     failed: list[str] = []
     done = 0
     batch: list[tuple[str, Any]] = []
+    # The results the fetch thread has handed over and this loop has not
+    # taken yet (the prefetch buffer, in the same order), so that on an
+    # interrupt they are written too. Taken ones leave it at once: it never
+    # holds more than the buffer. deque append/popleft are thread-safe.
+    produced: deque[tuple[str, Any]] = deque()
+
+    def recorded() -> Iterator[tuple[str, Any]]:
+        for item in _results(ctx, ids):
+            produced.append(item)  # before it is queued: this runs on the prefetch thread
+            yield item
 
     def flush() -> None:
         nonlocal done, failed, batch
-        failed += _write_batch(ctx, batch)
-        done += len(batch)
+        # Taken out first: if the write raises (a fatal error, after writing
+        # the rest), the except path below must not write it twice.
+        taken, batch = batch, []
+        done += len(taken)
         if bar is not None:
-            bar.update(len(batch))
+            bar.update(len(taken))
+        failed += _write_batch(ctx, taken)
         ctx.events.publish("sync.progress", source=ctx.source, phase="fetch", done=done, total=len(ids))
-        batch = []
 
     # Fetches run on a background thread up to two batches ahead, so
     # requests stay in flight while a batch is validated and merged here
     # (DuckDB releases the GIL while it works). Results cross one by one,
     # so stopping (an error, Ctrl-C) waits for at most one fetch.
-    with contextlib.closing(prefetch(_results(ctx, ids), depth=2 * ctx.batch_size)) as stream:
-        for item in stream:
-            batch.append(item)
-            if len(batch) >= ctx.batch_size or isinstance(item[1], FATAL):
-                flush()
+    flushed_at = time.monotonic()
+    try:
+        with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size)) as stream:
+            for item in stream:
+                produced.popleft()  # this very item: the buffer is first in, first out
+                batch.append(item)
+                if (
+                    len(batch) >= ctx.batch_size
+                    or isinstance(item[1], FATAL)
+                    or time.monotonic() - flushed_at >= FLUSH_SECONDS
+                ):
+                    flush()
+                    flushed_at = time.monotonic()
         if batch:
             flush()
+    except BaseException:
+        # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or any
+        # error: the stream is closed, so the fetch thread has stopped; write
+        # what was fetched, then let the exception go on. Each write is one
+        # transaction, so a kill -9 meanwhile leaves the cache as the last
+        # committed batch, with the rest still queued.
+        leftover = batch + list(produced)
+        batch = []
+        _save_on_the_way_out(ctx, leftover)
+        raise
     return failed
+
+
+def _save_on_the_way_out(ctx: SyncContext, items: list[tuple[str, Any]]) -> None:
+    """Write the fetched objects among ``items`` while an exception is on
+    its way up; never raises an ``Exception`` of its own (the one already
+    raised is the one to report)."""
+    keep = [(cid, result) for cid, result in items if not isinstance(result, ApiError)]
+    if not keep:
+        return
+    try:
+        _write_batch(ctx, keep)
+    except Exception as exc:  # noqa: BLE001 - the original exception is the one reported
+        log.warning("could not write %d fetched conversation(s) before stopping: %s", len(keep), exc)
 
 
 def _write_batch(ctx: SyncContext, batch: list[tuple[str, Any]]) -> list[str]:

@@ -28,8 +28,13 @@ are fetched again by the next sync; the rest goes on. Events on ``events``
 batch, ``sync.progress``, ``sync.completed`` (the report's fields) and
 ``sync.failed``.
 
-Without an API configured (no ``PE_API_URL``, no ``client``), the bundled
-sample is imported instead, so the README's offline commands keep working.
+Without an API configured (no ``PE_API_URL``, no ``client``), a plain
+``sync(store)`` -- no API key, no filter, the default mode -- imports the
+bundled sample instead (report status ``sample``), so the README's offline
+commands keep working. A key, a filter or an explicit mode say a real API
+was meant: then a missing or blank ``PE_API_URL`` is a
+:class:`~pe_toolkit.errors.ConfigError`, never the sample quietly loaded
+into the cache in the API's place.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..client import Client
 from ..config import load_settings
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..events import EventBus, bus as default_bus
 from ..store import ConversationFilter, Store
 from . import bulk as sync_bulk, incremental as sync_incremental, state as sync_state
@@ -125,6 +130,21 @@ def sync(
     if client is None:
         settings = load_settings()
         if not settings.api_configured:
+            asked = [
+                what
+                for what, given in (
+                    ("an API key (PE_API_KEY)", settings.api_key is not None),
+                    ("a filter", dataset is not None or tier is not None or min_quality is not None),
+                    (f"mode {mode!r}", mode != "auto"),
+                )
+                if given
+            ]
+            if asked:
+                raise ConfigError(
+                    f"PE_API_URL is not set (nor [api] url in the config file), but {' and '.join(asked)} "
+                    "says an API sync was meant: set PE_API_URL to the API's base URL. "
+                    "(pe-toolkit sync with no key, filter or mode loads the bundled sample)"
+                )
             return _sample(store, progress, events)
         client = owned = Client(settings=settings)
     try:

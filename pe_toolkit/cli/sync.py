@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import click
 
 from ._common import open_cli_store, progress_enabled
@@ -37,11 +44,14 @@ def sync_cmd(
     """Sync conversations from the Pixelated Empathy API into the cache.
 
     Uses PE_API_URL (several comma-separated URLs fail over) and PE_API_KEY,
-    or [api] in pe_toolkit.toml. An interrupted sync resumes where it
-    stopped when run again; invalid payloads go to dead_letters and are
-    retried by the next sync. Exit status 1 when conversations could not be
-    fetched (they are queued for the next run). With no API configured,
-    loads the bundled sample instead.
+    or [api] in pe_toolkit.toml. An interrupted sync (Ctrl-C, SIGTERM)
+    writes what it fetched and resumes where it stopped when run again;
+    invalid payloads go to dead_letters and are retried by the next sync.
+    Exit status 1 when conversations could not be fetched (they are queued
+    for the next run) or when any payload was invalid. With no API
+    configured and no key, filter or --mode given, loads the bundled
+    sample instead (and says so on stderr); otherwise a missing PE_API_URL
+    is an error.
     """
     from datetime import timedelta
 
@@ -54,22 +64,75 @@ def sync_cmd(
 
             stop = auto_analyze(store)
         try:
-            report = sync(
-                store,
-                dataset=dataset,
-                tier=tier,
-                min_quality=min_quality,
-                mode=mode,  # type: ignore[arg-type]  # a str to mypy; click.Choice admits only the mode names
-                ttl=timedelta(hours=ttl_hours),
-                concurrency=concurrency,
-                progress=progress_enabled(no_progress),
-            )
+            with _terminate_as_interrupt(), _wait_notices_on_bars_only():
+                report = sync(
+                    store,
+                    dataset=dataset,
+                    tier=tier,
+                    min_quality=min_quality,
+                    mode=mode,  # type: ignore[arg-type]  # a str to mypy; click.Choice admits only the mode names
+                    ttl=timedelta(hours=ttl_hours),
+                    concurrency=concurrency,
+                    progress=progress_enabled(no_progress),
+                )
         finally:
             if stop is not None:
                 stop()
     click.echo(str(report))
+    if report.status == "sample":
+        # Not the API: say so where a person (or a cron log) will see it.
+        click.echo("pe-toolkit: note: PE_API_URL is not set: loaded the bundled sample, not the API", err=True)
+    problems = []
     if report.status == "partial":
         # Some fetches kept failing: a cron job must notice; they are queued
         # and the next run picks them up.
-        click.echo(f"pe-toolkit: error: {report.failed:,} conversation(s) could not be fetched; run sync again", err=True)
+        problems.append(f"{report.failed:,} conversation(s) could not be fetched")
+    if report.invalid:
+        # Invalid payloads are as much "not synced" as failed fetches (they
+        # wait in dead_letters for the next run): a run with any is not a
+        # success, even when nothing else went wrong.
+        problems.append(f"{report.invalid:,} payload(s) were invalid (kept in dead_letters)")
+    if problems:
+        click.echo(f"pe-toolkit: error: {'; '.join(problems)}; run sync again", err=True)
         ctx.exit(1)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, ``timeout``, ``kill``) stops the sync
+    like Ctrl-C: the fetched conversations are written and the checkpoint
+    kept, instead of the process dying with up to a batch fetched and
+    unwritten. Only from the main thread, where signal handlers live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _wait_notices_on_bars_only() -> Iterator[None]:
+    """The client's long-wait announcements ("waiting 8 s before attempt 6:
+    ...") go to the progress bar only, not as log lines on stderr: on a
+    terminal the bar shows them while they matter and they go away with
+    it, and an expected failure stays the one error line the CLI prints
+    (cron mail, scripts reading stderr). Library users keep the WARNING."""
+    from ..client.pacing import is_wait_notice
+
+    logger = logging.getLogger("pe_toolkit.client")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not is_wait_notice(record)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)

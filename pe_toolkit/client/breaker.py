@@ -9,15 +9,29 @@ Written here rather than taken from pybreaker/aiobreaker: those are either
 sync-only or async-only, count exceptions inside a wrapped call (we count
 outcomes the shared request core classifies, from both clients), and none
 gives the "which endpoint may I use, and when is the next probe" answer the
-failover router needs. The whole machine is four fields behind a lock.
+failover router needs. The whole machine is a few fields behind a lock.
+
+*Isolated failures.* A request that keeps failing while other requests to
+the same endpoint succeed is that resource's trouble, not the server's (one
+conversation the server cannot render). Each failure names its request
+(``key``); once a success has come after a key's first failure, later
+failures of that key are not counted. Without this, two such ids retried
+six times each at the end of a sync were twelve "consecutive" failures: the
+circuit opened, the run failed as if the API were down, and every re-run
+ended the same way. A server that is down fails new requests too, which
+still count.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from enum import Enum
+
+# Failing request keys remembered per breaker (oldest forgotten first).
+_KEYS_KEPT = 4096
 
 
 class BreakerState(str, Enum):  # noqa: UP042 - StrEnum would change str() of a state (its value, not its name)
@@ -51,6 +65,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        # key -> whether a success came after its first failure (isolated).
+        self._failed_keys: OrderedDict[Hashable, bool] = OrderedDict()
 
     @property
     def state(self) -> BreakerState:
@@ -91,9 +107,20 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._probe_in_flight = False
+            for key in self._failed_keys:
+                self._failed_keys[key] = True
 
-    def record_failure(self) -> None:
+    def record_failure(self, key: Hashable | None = None) -> None:
+        """One failure; ``key`` names the request (see *Isolated failures*
+        in the module docstring). A failed half-open probe always re-opens."""
         with self._lock:
+            if key is not None:
+                if self._failed_keys.get(key) and self._state is not BreakerState.HALF_OPEN:
+                    return  # it fails alone: others succeeded since its first failure
+                if key not in self._failed_keys:
+                    self._failed_keys[key] = False
+                    if len(self._failed_keys) > _KEYS_KEPT:
+                        self._failed_keys.popitem(last=False)
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
                 self._open()

@@ -328,7 +328,7 @@ class RequestCore:
         """The attempt had no complete answer by its deadline: a transport
         failure (the breaker counts it; idempotent calls are retried)."""
         attempt.settled = True
-        attempt.endpoint.breaker.record_failure()
+        attempt.endpoint.breaker.record_failure(_failure_key(attempt))
         attempt.state.last_failed = attempt.endpoint
         where = f"{attempt.call.method} {_display(attempt.request)}"
         attempt.endpoint.last_error = f"no complete answer within {attempt.deadline_why}"
@@ -406,19 +406,33 @@ class RequestCore:
             try:
                 result = call.decode(envelope.get("data"))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                endpoint.breaker.record_failure()
+                endpoint.breaker.record_failure(_failure_key(attempt))
                 endpoint.last_error = "malformed data"
-                raise MalformedResponseError(
+                malformed = MalformedResponseError(
                     self.scrub(f"{where}: the response's data does not follow the API contract ({_describe(exc)})")
-                ) from None
+                )
+                # A complete, well-formed envelope whose data breaks the
+                # contract is the server's answer, not a transfer accident:
+                # asking again gets the same answer (read by .retry).
+                malformed.transient = False  # type: ignore[attr-defined]
+                raise malformed from None
             endpoint.breaker.record_success()
             self.waits.succeeded()
             return result
 
+        if 300 <= status < 400:
+            # httpx follows no redirect (and must not: the Authorization
+            # header would go to wherever it points). The answer is
+            # configuration, so it is reported at once and not retried; only
+            # the target's origin is named, since its path or query may carry
+            # a token.
+            endpoint.breaker.record_success()
+            raise ApiStatusError(self.scrub(f"{where}: HTTP {status}: {_redirect_text(attempt.request, response)}"), status=status)
+
         # The server is in trouble on 5xx and on a 2xx it cannot put into
         # words; a 4xx (429 included) is a healthy server saying no.
         if status >= 500 or (envelope is None and status < 400):
-            endpoint.breaker.record_failure()
+            endpoint.breaker.record_failure(_failure_key(attempt))
             endpoint.last_error = f"HTTP {status}"
             attempt.state.last_failed = endpoint
         else:
@@ -463,7 +477,7 @@ class RequestCore:
         if isinstance(exc, httpx.TimeoutException) and self._past_deadline(attempt):
             return self.deadline_exceeded(attempt)
         attempt.settled = True
-        attempt.endpoint.breaker.record_failure()
+        attempt.endpoint.breaker.record_failure(_failure_key(attempt))
         attempt.state.last_failed = attempt.endpoint
         kind = type(exc).__name__
         detail = self.scrub(str(exc) or kind)
@@ -479,7 +493,7 @@ class RequestCore:
         if isinstance(exc, httpx.HTTPError):
             return self.transport_failed(attempt, exc)
         attempt.settled = True
-        attempt.endpoint.breaker.record_failure()
+        attempt.endpoint.breaker.record_failure(_failure_key(attempt))
         attempt.state.last_failed = attempt.endpoint
         return exc if isinstance(exc, ApiError) else TransportError(self.scrub(str(exc)))
 
@@ -541,10 +555,28 @@ def _retry_after_header(response: httpx.Response) -> float | None:
         return None
 
 
+def _failure_key(attempt: Attempt) -> tuple[str, str]:
+    """What the breaker tells one request from another by (method, path
+    and query): the same conversation retried is one key."""
+    return attempt.call.method, _display(attempt.request)
+
+
 def _display(request: httpx.Request) -> str:
     """Path and query of the request (never headers)."""
     url = request.url
     return url.raw_path.decode("ascii", "replace")
+
+
+def _redirect_text(request: httpx.Request, response: httpx.Response) -> str:
+    location = response.headers.get("location", "")
+    try:
+        target = urlsplit(str(request.url.join(location))) if location else None
+    except (httpx.InvalidURL, ValueError):
+        target = None
+    where = f"redirected to {target.scheme}://{target.hostname}{f':{target.port}' if target.port else ''}/…" if (
+        target is not None and target.hostname
+    ) else "a redirect"
+    return f"{where}; redirects are not followed: fix PE_API_URL (the base URL must answer directly)"
 
 
 def _short(content: bytes) -> str:

@@ -83,6 +83,14 @@ def resolve_options(
         urls = tuple(normalize_base_url(u) for u in urls)
     except ValueError as exc:
         raise ConfigError(f"API URL: {exc}") from None
+    # Checked here, not only by RequestCore (a ValueError there), so a URL
+    # repeated in PE_API_URL is one ConfigError line, not a traceback.
+    repeated = sorted({u for u in urls if urls.count(u) > 1})
+    if repeated:
+        raise ConfigError(
+            f"API URL: {', '.join(repeated)} is configured twice (after adding /v1 where the path is empty); "
+            "list each base URL once in PE_API_URL / [api] url"
+        )
     key: Secret | None
     if api_key is None:
         key = settings.api_key

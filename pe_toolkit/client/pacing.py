@@ -168,6 +168,15 @@ def _clock_time(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%H:%M:%S UTC")
 
 
+# The attribute of a log record that is a WaitNotice announcement.
+WAIT_NOTICE = "wait_notice"
+
+
+def is_wait_notice(record: logging.LogRecord) -> bool:
+    """Whether ``record`` is a :class:`WaitNotice` announcement."""
+    return bool(getattr(record, WAIT_NOTICE, False))
+
+
 class WaitNotice:
     """Announces long waits of one client, once per cause.
 
@@ -176,6 +185,11 @@ class WaitNotice:
     until a request succeeds again. Attached progress bars
     (:meth:`shown_on`) get a short postfix with each announcement.
     Thread-safe: fetches run on worker threads.
+
+    The full text is a WARNING of ``pe_toolkit.client`` whose record carries
+    ``wait_notice=True`` (:data:`WAIT_NOTICE`), so a program with its own
+    output contract (the CLI: one line for a failure) can keep these to
+    its progress bars with a logging filter (:func:`is_wait_notice`).
     """
 
     def __init__(self, after: float = 5.0) -> None:
@@ -256,7 +270,7 @@ class WaitNotice:
             return True
 
     def _say(self, text: str, short: str) -> None:
-        log.warning("%s", text)
+        log.warning("%s", text, extra={WAIT_NOTICE: True})
         with self._lock:
             bars = list(self._bars)
         for bar in bars:

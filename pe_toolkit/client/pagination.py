@@ -35,20 +35,37 @@ when the last pass drifted, since a shift may have skipped ids no count
 reveals) -- never silently. The price is one more listing pass per pull:
 ``total / page_size`` requests, under 0.1 % of a pull that then fetches
 each conversation.
+
+*A listing that does not advance.* A server that repeats the ``after``
+cursor, answers the same ids whatever the offset, or keeps saying
+``has_more`` past ``total`` would otherwise be paged forever (the audit saw
+2,669 requests in 30 s). The pull stops with
+:class:`~pe_toolkit.errors.MalformedResponseError` when a keyset page ends on
+the cursor it was asked for, when :data:`STALL_PAGES` pages in a row bring
+no id the last few pages did not already hold, or when the offset passes
+``total`` by more than a page. A changing corpus shifts a page by a few
+ids, never several whole pages in a row, so these never stop a sound pull.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
+from ..errors import MalformedResponseError
 from .core import Call
 
 log = logging.getLogger("pe_toolkit.client")
 
 T = TypeVar("T")
+
+# Consecutive pages with nothing beyond the last RECENT_PAGES pages that
+# stop a pull as not advancing (one such page can be a shifted order).
+STALL_PAGES = 3
+RECENT_PAGES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +132,13 @@ class Paginator:
     keyset: bool | None = None  # None: not known yet whether the server honours `after`
     in_pass: int = 0  # ids read in this pass, overlaps excluded
     last_id: str | None = None
+    stalled: int = 0  # consecutive pages that brought no id beyond the recent pages
     seen: set[str] = field(default_factory=set, repr=False, compare=False)
+    # The ids of the last RECENT_PAGES pages (not checkpointed: a resumed
+    # pull rebuilds it within a few pages).
+    _recent: deque[frozenset[str]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_PAGES), repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not 2 <= self.page_size <= 1000:
@@ -125,11 +148,11 @@ class Paginator:
 
     # -- checkpoints ---------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seen"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seen", "_recent")}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any], seen: set[str] | None = None) -> Paginator:
-        names = {f.name for f in fields(cls)} - {"seen"}
+        names = {f.name for f in fields(cls)} - {"seen", "_recent"}
         known = {k: v for k, v in state.items() if k in names}
         if "_expect" in state and "last_id" not in known:  # a checkpoint from before keyset pages
             known["last_id"] = state["_expect"]
@@ -172,8 +195,34 @@ class Paginator:
                 seen.add(cid)
             fresh.append(new)
         self.in_pass += len(ids) - start
+        self._check_progress(ids[start:])
         self._end_page(len(ids), ids[-1] if ids else None, page.total, keyset, page.has_more, len(seen))
         return fresh
+
+    # -- a listing that does not advance ------------------------------------------
+    def _check_progress(self, ids: list[str]) -> None:
+        """Count pages that bring nothing the last few pages did not hold;
+        :data:`STALL_PAGES` in a row mean the server answers the same ids
+        whatever it is asked (one alone may be a shifted order)."""
+        if not ids:
+            return
+        page = frozenset(ids)
+        if self._recent and page <= frozenset().union(*self._recent):
+            self.stalled += 1
+        else:
+            self.stalled = 0
+        self._recent.append(page)
+        if self.stalled >= STALL_PAGES:
+            raise MalformedResponseError(
+                f"the conversation listing does not advance: {self.stalled + 1} pages in a row "
+                f"(offset {self.offset:,}) answered the same ids; the server ignores offset/after. Stopped instead of "
+                "paging forever"
+            )
+
+    def _stuck(self, why: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"the conversation listing does not advance: {why}; stopped instead of paging forever"
+        )
 
     # -- the end of a page ------------------------------------------------------------
     def _end_page(self, n: int, last_id: str | None, total: int, keyset: bool, has_more: bool | None, held: int) -> None:
@@ -183,6 +232,15 @@ class Paginator:
         else:
             end_of_pass = n == 0 or self.offset + n >= total
         if not end_of_pass:
+            if keyset and last_id is not None and last_id == self.last_id:
+                # The page ends where it was asked to start: the next request
+                # would carry the same cursor and get the same page.
+                raise self._stuck(f"the page after {last_id!r} ends on {last_id!r} again (the cursor repeats)")
+            if self.offset > total + self.page_size:
+                raise self._stuck(
+                    f"offset {self.offset:,} is more than a page past the listing's total of {total:,}, "
+                    "and the server still says there is more"
+                )
             self.last_id = last_id
             # The next offset page starts on this page's last item (the
             # overlap); a keyset page has no overlap item of its own.
@@ -192,6 +250,9 @@ class Paginator:
         if not settled and self.passes < self.max_passes:
             self.passes += 1
             self.offset, self.drift, self.last_id, self.in_pass = 0, False, None, 0
+            # A new pass reads the same ids again by design: not a stall.
+            self.stalled = 0
+            self._recent.clear()
             return
         self.done, self.settled = True, settled
         # Lower bounds: what the last pass read (it counts an id twice after a

@@ -3,7 +3,9 @@
 Every request is classified by what repeating it does:
 
 - ``idempotent``: GETs and read-only POSTs (search, validate). Retried on
-  connect errors, timeouts, dropped connections, malformed bodies, 429,
+  connect errors, timeouts, dropped connections, malformed bodies (not
+  complete envelopes whose data breaks the contract: the same request
+  gets the same answer), 429,
   500, 502, 503 and 504.
 - ``safe``: repeating it is harmless but not a no-op (``POST /v1/export``
   makes a second export file; the client uses the one it gets). As
@@ -78,7 +80,10 @@ def is_retryable(exc: BaseException, safety: Safety) -> bool:
     if safety == "unsafe":
         return False
     if isinstance(exc, MalformedResponseError):
-        return True
+        # A cut-off or garbled body may come out whole next time; data that
+        # breaks the contract in a complete envelope will not (core.complete
+        # marks it transient=False).
+        return getattr(exc, "transient", True)
     if isinstance(exc, ServerError):
         return exc.status in GATEWAY_STATUSES or (exc.status == 500 and safety == "idempotent")
     return False

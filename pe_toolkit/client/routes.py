@@ -3,7 +3,10 @@
 The sync and async clients and the compatibility facade all build their
 requests here, so a route's path, parameters, retry safety and decoding
 are written once. Path parameters are percent-encoded (an id containing
-``/`` stays one path segment).
+``/`` stays one path segment); ``.`` and ``..`` are refused
+(:class:`~pe_toolkit.errors.InputError`): URL normalisation (httpx's, and
+any proxy's) resolves them even percent-encoded, so
+``/v1/conversations/..`` would reach ``/v1``, another route.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from ..errors import InputError
 from .core import Call
 from .models import (
     ApiInfo,
@@ -35,7 +39,12 @@ PROCESSING_TYPES = ("quality_validation", "export", "analysis")
 
 def _seg(value: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise InputError(f"expected a non-empty string as a path parameter, got {value!r}")
+    if value in (".", ".."):
+        # Dot segments are removed by URL normalisation (RFC 3986 5.2.4),
+        # and %2E is the same unreserved character, so no encoding keeps
+        # them in place: the request would go to another route.
+        raise InputError(f"{value!r} cannot be a path parameter: it would name another route")
     return quote(value, safe="")
 
 

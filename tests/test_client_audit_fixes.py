@@ -1,0 +1,403 @@
+"""The API client and sync against servers that misbehave (the API audit):
+a listing that never advances, Ctrl-C mid-fetch, two conversations that
+keep failing, no PE_API_URL, a URL given twice, redirects, data outside
+the contract, invalid payloads, dot-segment ids, and retry notices in the
+CLI's output. Each server is real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.apisync import incremental, state as sync_state, sync
+from pe_toolkit.cli import cli
+from pe_toolkit.client import Client, RetryPolicy
+from pe_toolkit.client.core import BreakerPolicy
+from pe_toolkit.client.pacing import WaitNotice
+from pe_toolkit.client.pagination import Listed, Paginator
+from pe_toolkit.errors import ApiStatusError, ConfigError, InputError, MalformedResponseError
+from pe_toolkit.store import Store
+
+KEY = "audit-key-0123456789abcdef"
+QUICK = RetryPolicy(max_attempts=6, max_elapsed=30.0, backoff_base=0.001, max_backoff=0.01)
+METRICS = ("therapeutic_accuracy", "conversation_coherence", "emotional_authenticity", "clinical_compliance",
+           "safety_score", "overall_quality")  # fmt: skip
+
+
+def _envelope(data: Any, ok: bool = True, code: str | None = None, message: str = "ok") -> dict[str, Any]:
+    body: dict[str, Any] = {"success": ok, "data": data, "message": message,
+                            "timestamp": datetime.now(UTC).isoformat(), "request_id": "r1"}  # fmt: skip
+    if not ok:
+        body["error"] = {"code": code, "message": message, "details": "", "request_id": "r1"}
+    return body
+
+
+def _summary(i: int) -> dict[str, Any]:
+    return {"id": f"c{i:05d}", "dataset": "d1", "tier": "research", "quality_score": 0.9, "message_count": 2,
+            "created_at": "2025-01-01T00:00:00Z"}  # fmt: skip
+
+
+def _conversation(i: int) -> dict[str, Any]:
+    return {
+        "id": f"c{i:05d}",
+        "messages": [{"role": "user", "content": f"hello {i}, I feel low"},
+                     {"role": "assistant", "content": "That sounds hard. What happened?"}],  # fmt: skip
+        "quality_metrics": dict.fromkeys(METRICS, 0.9),
+        "metadata": {"dataset": "d1", "tier": "research", "length": 2, "created_at": "2025-01-01T00:00:00Z"},
+    }
+
+
+Reply = tuple[int, Any, dict[str, str]]
+
+
+class Fake:
+    """A loopback server answering through ``answer(path, query, n)``
+    (``n``: the request's number); records every request's path."""
+
+    def __init__(self, answer: Callable[[str, dict[str, str], int], Reply]) -> None:
+        self.answer, self.paths, self.lock = answer, [], threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                with fake.lock:
+                    fake.paths.append(self.path)
+                    n = len(fake.paths)
+                status, body, headers = fake.answer(parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}, n)
+                raw = body if isinstance(body, bytes) else orjson.dumps(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> int:
+        return len(self.paths)
+
+
+@contextmanager
+def serving(answer: Callable[[str, dict[str, str], int], Reply]) -> Iterator[Fake]:
+    fake = Fake(answer)
+    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+def corpus(total: int, *, conversation: Callable[[int], Reply] | None = None) -> Callable[[str, dict[str, str], int], Reply]:
+    """A well-behaved listing of ``total`` ids; ``conversation`` answers the GETs of one."""
+
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        if path == "/v1/conversations":
+            limit, offset = int(query.get("limit", 100)), int(query.get("offset", 0))
+            rows = [_summary(i) for i in range(offset, min(offset + limit, total))]
+            return 200, _envelope({"conversations": rows, "total": total, "limit": limit, "offset": offset}), {}
+        if path.startswith("/v1/conversations/"):
+            i = int(path.rsplit("/", 1)[1][1:])
+            if conversation is not None:
+                return conversation(i)
+            return 200, _envelope(_conversation(i)), {}
+        return 404, _envelope(None, False, "RESOURCE_NOT_FOUND", "no route"), {}
+
+    return answer
+
+
+def client_for(url: str, **kwargs: Any) -> Client:
+    kwargs.setdefault("retry", QUICK)
+    kwargs.setdefault("timeout", 10.0)
+    return Client(KEY, url, **kwargs)
+
+
+# -- 1. a listing that does not advance ------------------------------------------------
+
+
+def _ignores_offset(path: str, query: dict[str, str], n: int) -> Reply:
+    # Always the first five ids, whatever the offset or cursor; a huge total.
+    rows = [_summary(i) for i in range(5)]
+    return 200, _envelope({"conversations": rows, "total": 1_000_000, "limit": 1000, "offset": 0}), {}
+
+
+def _repeats_cursor(path: str, query: dict[str, str], n: int) -> Reply:
+    # Echoes `after` (a keyset server) but answers the same full page forever.
+    limit = int(query.get("limit", 100))
+    data: dict[str, Any] = {"conversations": [_summary(i) for i in range(limit)], "total": 10_000, "has_more": True}
+    if "after" in query:
+        data["after"] = query["after"]
+    return 200, _envelope(data), {}
+
+
+@pytest.mark.parametrize("answer", [_ignores_offset, _repeats_cursor], ids=["ignores-offset", "repeats-cursor"])
+def test_a_listing_that_does_not_advance_stops_with_a_malformed_response(answer) -> None:
+    with serving(answer) as fake, client_for(fake.url) as client:
+        with pytest.raises(MalformedResponseError, match="does not advance"):
+            for _ in client.iter_conversations(page_size=50):
+                pass
+        assert fake.requests <= 6  # was: thousands, until the offset reached the claimed total
+
+
+def test_a_keyset_listing_past_total_stops() -> None:
+    pager = Paginator(page_size=10)
+    with pytest.raises(MalformedResponseError, match="past the listing's total"):
+        for page in range(100):
+            request = pager.next_request()
+            assert request is not None
+            ids = [f"x{page}-{k}" for k in range(10)]  # new ids every time, has_more forever
+            pager.take(Listed(None, ids, total=25, keyset=page > 0, has_more=True))
+
+
+def test_a_sound_listing_still_settles_with_the_guard_in_place() -> None:
+    with serving(corpus(137)) as fake, client_for(fake.url) as client:
+        assert len(list(client.iter_conversations(page_size=10))) == 137
+
+
+def test_sync_of_a_listing_that_does_not_advance_is_one_error_line(tmp_path, monkeypatch) -> None:
+    with serving(_ignores_offset) as fake:
+        monkeypatch.setenv("PE_API_URL", fake.url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        result = CliRunner().invoke(cli, ["--db", str(tmp_path / "c.duckdb"), "sync", "--mode", "incremental", "--no-progress"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not advance" in lines[0] and KEY not in result.output
+
+
+# -- 2. an interrupted fetch keeps what it fetched ---------------------------------------
+
+
+def test_ctrl_c_during_the_fetch_writes_what_was_fetched(tmp_path) -> None:
+    total, stop_at = 60, 30
+    interrupted = threading.Event()
+
+    def conversation(i: int) -> Reply:
+        # The Nth conversation GET is answered, then Ctrl-C hits the main
+        # thread (as a terminal would), well inside the first batch of 1,000.
+        gets = sum(1 for p in fake.paths if p.startswith("/v1/conversations/"))
+        if gets >= stop_at and not interrupted.is_set():
+            interrupted.set()
+            _thread.interrupt_main()
+        if interrupted.is_set():
+            time.sleep(0.05)  # the rest arrive slowly: the interrupt lands mid-fetch
+        return 200, _envelope(_conversation(i)), {}
+
+    with serving(corpus(total, conversation=conversation)) as fake, Store(tmp_path / "mine.duckdb") as store:
+        with client_for(fake.url, concurrency=2) as client, pytest.raises(KeyboardInterrupt):
+            sync(store, client, mode="incremental", page_size=100, progress=False)
+        stored = store.count()
+        assert stored >= stop_at - 2  # was 0: the partial batch was dropped
+        source = f"api:{fake.url}"
+        pending = sync_state.pending_ids(store, source, sync_state.scope_key(None, None, None))
+        assert stored + len(pending) == total  # written and still queued: nothing lost, nothing twice
+        interrupted.set()
+        with client_for(fake.url) as client:
+            report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert report.status == "completed" and store.count() == total
+
+
+def test_batches_are_also_written_on_a_timer(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(incremental, "FLUSH_SECONDS", 0.0)  # every result is "old enough"
+    writes: list[int] = []
+    with serving(corpus(20)) as fake, Store(tmp_path / "mine.duckdb") as store, client_for(fake.url) as client:
+        from pe_toolkit.events import EventBus
+
+        bus = EventBus()
+        bus.subscribe("sync.progress", lambda e: writes.append(e.payload["done"]) if e.payload.get("phase") == "fetch" else None)
+        sync(store, client, mode="incremental", page_size=100, progress=False, events=bus)
+    assert len(writes) == 20  # not one write at the end of a batch of 1,000
+
+
+# -- 3. two conversations that keep failing ----------------------------------------------
+
+
+def test_two_ids_that_keep_failing_leave_a_partial_run_not_an_open_circuit(tmp_path) -> None:
+    def conversation(i: int) -> Reply:
+        if i in (3, 7):
+            return 503, _envelope(None, False, "PROCESSING_ERROR", "cannot render this one"), {}
+        return 200, _envelope(_conversation(i)), {}
+
+    with serving(corpus(40, conversation=conversation)) as fake, Store(tmp_path / "mine.duckdb") as store:
+        # The production breaker (10 consecutive failures) and 6 attempts per id.
+        with client_for(fake.url, breaker=BreakerPolicy()) as client:
+            report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert report.status == "partial" and report.failed == 2
+        assert sorted(report.failed_ids) == ["c00003", "c00007"]
+        assert store.count() == 38
+
+
+def test_a_server_that_is_down_still_opens_the_circuit() -> None:
+    def down(path: str, query: dict[str, str], n: int) -> Reply:
+        return 503, _envelope(None, False, "PROCESSING_ERROR", "down"), {}
+
+    with serving(down) as fake, client_for(fake.url, breaker=BreakerPolicy(failure_threshold=10)) as client:
+        results = dict(client.fetch_each([f"c{i:05d}" for i in range(40)], concurrency=1))
+    from pe_toolkit.errors import CircuitOpenError
+
+    assert any(isinstance(r, CircuitOpenError) for r in results.values())
+    assert fake.requests < 40 * 6
+
+
+# -- 4. no PE_API_URL ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [None, "", "  "])
+def test_sync_without_an_api_url_but_with_a_key_or_filter_is_a_config_error(tmp_path, monkeypatch, url) -> None:
+    if url is not None:
+        monkeypatch.setenv("PE_API_URL", url)
+    monkeypatch.setenv("PE_API_KEY", "x")
+    cache = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--tier", "research", "--no-progress"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PE_API_URL is not set" in lines[0]
+    with Store(cache) as store:
+        assert store.count() == 0  # the sample did not stand in for the API
+
+
+def test_a_filter_alone_without_an_api_url_is_a_config_error(tmp_path) -> None:
+    with Store(tmp_path / "s.duckdb") as store, pytest.raises(ConfigError, match="PE_API_URL is not set"):
+        sync(store, tier="research", progress=False)
+
+
+def test_the_plain_offline_sync_still_loads_the_sample_and_says_so(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "s.duckdb"), "sync", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "bundled sample" in result.stderr and "PE_API_URL is not set" in result.stderr
+
+
+# -- 5. the same URL twice ------------------------------------------------------------------
+
+
+def test_the_same_base_url_twice_is_a_config_error(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ConfigError, match="configured twice"):
+        Client(KEY, "http://127.0.0.1:1/v1,http://127.0.0.1:1")
+    monkeypatch.setenv("PE_API_URL", "http://127.0.0.1:1/v1,http://127.0.0.1:1")
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "s.duckdb"), "sync", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "configured twice" in result.stderr
+
+
+# -- 6. redirects ------------------------------------------------------------------------------
+
+
+def test_a_redirect_is_reported_at_once_naming_only_the_host() -> None:
+    def redirect(path: str, query: dict[str, str], n: int) -> Reply:
+        return 302, b"", {"Location": "https://other.example/v1/datasets?token=SECRET123"}
+
+    with serving(redirect) as fake, client_for(fake.url) as client:
+        with pytest.raises(ApiStatusError) as caught:
+            client.list_datasets()
+    text = str(caught.value)
+    assert caught.value.status == 302 and fake.requests == 1  # not retried
+    assert "redirected to https://other.example/" in text and "fix PE_API_URL" in text
+    assert "SECRET123" not in text and "invalid JSON" not in text
+
+
+# -- 8. data outside the contract ------------------------------------------------------------
+
+
+def test_a_complete_answer_whose_data_breaks_the_contract_is_not_retried() -> None:
+    def no_total(path: str, query: dict[str, str], n: int) -> Reply:
+        return 200, _envelope({"conversations": [_summary(0)]}), {}
+
+    with serving(no_total) as fake, client_for(fake.url) as client:
+        with pytest.raises(MalformedResponseError, match="missing field 'total'"):
+            client.list_conversations()
+    assert fake.requests == 1  # was 6
+
+
+def test_a_cut_off_body_is_still_retried() -> None:
+    def truncated_once(path: str, query: dict[str, str], n: int) -> Reply:
+        whole = orjson.dumps(_envelope({"conversations": [_summary(0)], "total": 1, "limit": 100, "offset": 0}))
+        return 200, whole[:30] if n == 1 else whole, {}
+
+    with serving(truncated_once) as fake, client_for(fake.url) as client:
+        assert client.list_conversations().total == 1
+    assert fake.requests == 2
+
+
+# -- 9. invalid payloads -----------------------------------------------------------------------
+
+
+def test_a_sync_whose_payloads_are_all_invalid_exits_1_with_its_summary(tmp_path, monkeypatch) -> None:
+    def no_messages(i: int) -> Reply:
+        return 200, _envelope({"id": f"c{i:05d}"}), {}
+
+    with serving(corpus(5, conversation=no_messages)) as fake:
+        monkeypatch.setenv("PE_API_URL", fake.url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        result = CliRunner().invoke(cli, ["--db", str(tmp_path / "s.duckdb"), "sync", "--mode", "incremental", "--no-progress"])
+    assert result.exit_code == 1
+    assert "5 invalid" in result.stdout  # the summary line is kept
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid" in lines[0]
+
+
+# -- 10. dot-segment ids -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [".", ".."])
+def test_dot_segment_ids_are_refused_before_any_request(bad) -> None:
+    with serving(corpus(3)) as fake, client_for(fake.url) as client:
+        with pytest.raises(InputError, match="another route"):
+            client.get_conversation(bad)
+    assert fake.requests == 0
+
+
+def test_ids_with_dots_inside_still_work() -> None:
+    def echo(path: str, query: dict[str, str], n: int) -> Reply:
+        return 200, _envelope(dict(_conversation(0), id="a..b")), {}
+
+    with serving(echo) as fake, client_for(fake.url) as client:
+        assert client.get_conversation("a..b").id == "a..b"
+    assert fake.paths == ["/v1/conversations/a..b"]
+
+
+# -- 7. retry notices in the CLI -----------------------------------------------------------
+
+
+def test_the_cli_keeps_wait_notices_on_its_progress_bars(caplog) -> None:
+    from pe_toolkit.cli.sync import _wait_notices_on_bars_only
+
+    class Bar:
+        postfix = ""
+
+        def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+            self.postfix = text
+
+    caplog.set_level(logging.WARNING, logger="pe_toolkit.client")
+    bar = Bar()
+    notice = WaitNotice(after=0.0)
+    with _wait_notices_on_bars_only(), notice.shown_on(bar):
+        notice.retry(8.0, RuntimeError("HTTP 503"), 5)
+    assert "backing off" in bar.postfix  # on the bar, where a terminal shows it
+    assert not [r for r in caplog.records if "before attempt 6" in r.getMessage()]  # no stderr line
+    notice.succeeded()
+    notice.retry(8.0, RuntimeError("HTTP 503"), 5)  # outside the CLI: a WARNING as before
+    assert [r for r in caplog.records if "before attempt 6" in r.getMessage()]
