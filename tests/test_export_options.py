@@ -388,6 +388,14 @@ def test_a_file_the_cache_was_imported_from_is_replaced_only_with_force(tmp_path
     assert source.read_bytes() != before
 
 
+def test_force_is_refused_where_it_would_do_nothing(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--db", str(tmp_path / "c.duckdb"), "export", "--to", "postgresql://x@127.0.0.1/y", "--force"])
+    assert r.exit_code == 2 and "--force applies to a file export" in r.output
+    r = runner.invoke(cli, ["export", "--engine", "ray", "--scores", str(tmp_path), str(tmp_path / "out"), "--format", "jsonl", "--force"])
+    assert r.exit_code == 2 and "--force applies to a file export" in r.output
+
+
 def test_an_unwritable_place_is_one_clear_error(tmp_path, store):
     with pytest.raises(ExportError, match="does not exist"):
         export(store, tmp_path / "no" / "such" / "x.jsonl", format="jsonl", progress=False)

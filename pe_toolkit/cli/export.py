@@ -113,6 +113,10 @@ def export_cmd(
         to = to or os.environ.get("PE_WAREHOUSE_DSN")
         if not to:
             raise click.UsageError("give PATH to write a file, or --to postgresql://... to load a warehouse")
+    if force and (to or engine == "ray"):
+        # A warehouse load and Ray shards never replace a file: say so
+        # rather than accept a flag that does nothing.
+        raise click.UsageError("--force applies to a file export (PATH), not to --to or --engine ray")
     if crisis:
         click.echo("pe-toolkit: warning: --crisis is deprecated; use --crisis-category", err=True)
     # The one filter vocabulary (pe_toolkit.store.filters): each option is its name.
