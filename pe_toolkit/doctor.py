@@ -23,6 +23,7 @@ def check_online(settings: Settings) -> Check:
     list): reachable, and the key accepted? Few retries, a short deadline,
     so a down server is reported in seconds, not after a sync's patience."""
     from .client import Client
+    from .client.core import public_url
     from .client.retry import RetryPolicy
     from .errors import AuthenticationError, PermissionDeniedError
 
@@ -32,13 +33,13 @@ def check_online(settings: Settings) -> Check:
         try:
             with Client(base_url=url, settings=settings, retry=RetryPolicy(max_attempts=2, max_elapsed=10.0), timeout=10.0) as client:
                 count = len(client.list_datasets().items)
-            found.append(f"{url}: reachable, key accepted ({count} dataset(s))")
+            found.append(f"{public_url(url)}: reachable, key accepted ({count} dataset(s))")
         except (AuthenticationError, PermissionDeniedError) as exc:
             ok = False
-            found.append(f"{url}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
+            found.append(f"{public_url(url)}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
         except PeToolkitError as exc:  # ApiError, or a URL or setting the client refuses
             ok = False
-            found.append(f"{url}: {exc}")
+            found.append(f"{public_url(url)}: {exc}")
     return Check("api online", ok, "; ".join(found))
 
 
@@ -96,7 +97,9 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
         checks.append(models_check)
     api = "not configured (offline: the bundled sample is the default source)"
     if settings.api_configured:
-        api = f"{', '.join(settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
+        from .client.core import public_url
+
+        api = f"{', '.join(public_url(u) for u in settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
     checks.append(Check("api", not settings.api_configured or bool(settings.api_key), api))
     if online:
         checks.append(check_online(settings) if settings.api_configured and settings.api_key

@@ -76,10 +76,21 @@ def test_the_lock_holder_is_named_by_program_only(tmp_path):
 
 
 def test_api_urls_are_stored_without_credentials():
-    from pe_toolkit.apisync.run import public_url
+    from pe_toolkit.client.core import public_url
 
     assert public_url("http://user:KEY@host:8080/v1?api_key=K2&page=2") == "http://host:8080/v1?page=2"
     assert public_url("https://api.example/v1") == "https://api.example/v1"
+
+
+def test_doctor_shows_api_urls_without_credentials(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+
+    monkeypatch.setenv("PE_API_URL", "http://user:S3CRET@127.0.0.1:9/v1")
+    monkeypatch.setenv("PE_API_KEY", "k")
+    r = CliRunner().invoke(cli, ["--db", str(tmp_path / "none.duckdb"), "doctor", "--online"])
+    assert "127.0.0.1:9/v1" in r.output and "S3CRET" not in r.output, r.output
 
 
 def test_an_empty_frame_is_an_input_error(tmp_path):

@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import time
 from datetime import timedelta
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..client import Client
+from ..client.core import public_url
 from ..config import load_settings
 from ..errors import ConfigError, InputError
 from ..events import EventBus, bus as default_bus
@@ -60,19 +59,6 @@ Mode = Literal["auto", "bulk", "incremental"]
 MODES = ("auto", "bulk", "incremental")
 DEFAULT_TTL = timedelta(days=7)
 MAX_ERRORS_KEPT = 20
-
-
-_SECRET_PARAM = re.compile(r"key|token|secret|passw|auth|sig|credential", re.IGNORECASE)
-
-
-def public_url(url: str) -> str:
-    """``url`` without what may be a credential (``user:KEY@`` and query
-    parameters named like a key or token): it is stored in ingest_runs and
-    printed, and API keys are never stored or shown."""
-    parts = urlsplit(str(url))
-    host = parts.netloc.rpartition("@")[2]
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])
-    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
 
 
 def source_of(client: Client) -> str:

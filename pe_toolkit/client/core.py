@@ -30,11 +30,12 @@ whatever a server sends in memory.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -138,6 +139,19 @@ def normalize_base_url(url: str) -> str:
     if parts.path in ("", "/"):
         url += "/v1"
     return url
+
+
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|auth|sig|credential", re.IGNORECASE)
+
+
+def public_url(url: str) -> str:
+    """``url`` without what may be a credential (``user:KEY@`` and query
+    parameters named like a key or token): what a base URL is stored and shown as
+    (a sync's source in ingest_runs, doctor), since API keys never are."""
+    parts = urlsplit(str(url))
+    host = parts.netloc.rpartition("@")[2]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])
+    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
 
 
 def _origin(url: str) -> tuple[str, str]:
