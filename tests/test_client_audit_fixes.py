@@ -370,6 +370,22 @@ def test_dot_segment_ids_are_refused_before_any_request(bad) -> None:
     assert fake.requests == 0
 
 
+def test_a_dot_segment_id_in_a_listing_is_set_aside_and_the_sync_goes_on(tmp_path) -> None:
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        if path == "/v1/conversations":
+            rows = [_summary(0), dict(_summary(1), id=".."), _summary(2)]
+            return 200, _envelope({"conversations": rows, "total": 3, "limit": 100, "offset": 0}), {}
+        return 200, _envelope(_conversation(int(path.rsplit("/", 1)[1][1:]))), {}
+
+    with serving(answer) as fake, client_for(fake.url) as client, Store(tmp_path / "s.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert sorted(store.sql("SELECT id FROM conversations")["id"]) == ["c00000", "c00002"]
+        letters = store.dead_letters()
+        assert letters["locator"].to_list() == [".."] and "cannot be fetched" in letters["reason"][0]
+        assert report.failed == 0
+    assert "/v1/conversations/.." not in fake.paths and "/v1/conversations/c00002" in fake.paths
+
+
 def test_ids_with_dots_inside_still_work() -> None:
     def echo(path: str, query: dict[str, str], n: int) -> Reply:
         return 200, _envelope(dict(_conversation(0), id="a..b")), {}

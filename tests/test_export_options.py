@@ -260,7 +260,7 @@ def test_a_failure_mid_export_leaves_the_previous_file(tmp_path, store, monkeypa
     from pe_toolkit.exports import writers
 
     target = tmp_path / "out.jsonl"
-    target.write_text('{"id": "previous export"}\n')
+    target.write_text('{"id": "previous export", "messages": []}\n')
     calls = {"n": 0}
     original = writers.ApiLinesWriter.write
 
@@ -273,7 +273,7 @@ def test_a_failure_mid_export_leaves_the_previous_file(tmp_path, store, monkeypa
     monkeypatch.setattr(writers.ApiLinesWriter, "write", failing)
     with pytest.raises(ExportError, match=r"cannot write .*out.jsonl: disk full"):
         export(store, target, format="jsonl", progress=False, batch_rows=10)
-    assert target.read_text() == '{"id": "previous export"}\n'
+    assert target.read_text() == '{"id": "previous export", "messages": []}\n'
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "store.duckdb" and not p.name.endswith(".wal")) == ["out.jsonl"]
 
 
@@ -369,6 +369,29 @@ def test_an_unrelated_file_is_replaced_only_with_force(tmp_path, store):
     result = CliRunner().invoke(cli, ["--db", db, "export", str(notes), "--force"])
     assert result.exit_code == 0, result.output
     assert notes.read_text().startswith("conversation_id")
+
+
+def test_a_json_or_gzip_file_that_is_not_an_export_is_replaced_only_with_force(tmp_path, store):
+    import gzip
+
+    mine = {
+        "settings.json": b'{\n  "theme": "dark"\n}\n',  # starts with "{" as JSON lines do
+        "one_line.jsonl": b'{"theme": "dark"}\n',
+        "notes.jsonl.gz": gzip.compress(b"my own notes\n"),
+        "broken.csv.gz": b"\x1f\x8b not really gzip",
+        "other.csv": b"conversation_id_of_mine\n",
+    }
+    for name, data in mine.items():
+        (tmp_path / name).write_bytes(data)
+        fmt = {"json": "openai", "jsonl": "jsonl", "gz": "jsonl" if "jsonl" in name else "csv", "csv": "csv"}[name.rsplit(".", 1)[1]]
+        with pytest.raises(ExportError, match="does not look like a previous export"):
+            export(store, tmp_path / name, format=fmt, progress=False)
+        assert (tmp_path / name).read_bytes() == data, name
+    # each format's own output is recognised, gzipped too, and replaced again
+    for name, fmt in (("a.jsonl", "jsonl"), ("b.jsonl.gz", "jsonl"), ("c.jsonl", "openai"), ("d.jsonl", "sharegpt"),
+                      ("e.csv.gz", "csv")):  # fmt: skip
+        for _ in range(2):
+            export(store, tmp_path / name, format=fmt, progress=False)
 
 
 def test_a_file_the_cache_was_imported_from_is_replaced_only_with_force(tmp_path):

@@ -41,6 +41,7 @@ from ..errors import (
     ApiError,
     AuthenticationError,
     CircuitOpenError,
+    InputError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -217,18 +218,23 @@ def _write_batch(ctx: SyncContext, batch: list[tuple[str, Any]]) -> list[str]:
     fetched: list[tuple[str, Any]] = []
     failed: list[str] = []
     vanished: list[str] = []
+    unnameable: list[tuple[str, str, str | None]] = []
     fatal: ApiError | None = None
     for cid, result in batch:
         if isinstance(result, FATAL):
             fatal = result
         elif isinstance(result, NotFoundError):
             vanished.append(cid)
+        elif isinstance(result, InputError):
+            # an id from the listing that no URL can name ('..'): retrying
+            # cannot help, so it is set aside as a dead letter
+            unnameable.append((cid, f"the listing gave an id that cannot be fetched: {result}", None))
         elif isinstance(result, ApiError):
             failed.append(cid)
             ctx.report.errors.append(f"{cid}: {result}")
         else:
             fetched.append((cid, result))
-    written = _write(ctx, fetched)
+    written = _write(ctx, fetched, unnameable)
     sync_state.drop_pending(ctx.store, ctx.source, ctx.scope, written + vanished)
     ctx.report.fetched += len(fetched)
     ctx.report.vanished += len(vanished)
@@ -237,14 +243,14 @@ def _write_batch(ctx: SyncContext, batch: list[tuple[str, Any]]) -> list[str]:
     return failed
 
 
-def _write(ctx: SyncContext, fetched: list[tuple[str, Any]]) -> list[str]:
+def _write(ctx: SyncContext, fetched: list[tuple[str, Any]], bad: list[tuple[str, str, str | None]]) -> list[str]:
     """Validate and merge fetched objects; returns the ids dealt with
-    (merged or set aside as dead letters)."""
-    if not fetched:
+    (merged, or set aside as dead letters with those of ``bad``)."""
+    if not fetched and not bad:
         return []
     requested: list[str] = []
     raws: list[str] = []
-    mismatched: list[tuple[str, str, str | None]] = []
+    mismatched: list[tuple[str, str, str | None]] = list(bad)
     for cid, obj in fetched:
         # A Python loop over at most one batch of fetched objects: each one
         # came from its own HTTP response and must be serialized anyway.

@@ -25,7 +25,7 @@ import polars as pl
 import tenacity
 
 from ..config import Secret, Settings
-from ..errors import ApiError, NotFoundError
+from ..errors import ApiError, InputError, NotFoundError
 from ..progress import progress_bar
 from . import flows, routes
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
@@ -206,7 +206,10 @@ class AsyncClient:
         width = concurrency or self.options.concurrency
 
         async def one(cid: str) -> Any:
-            call = routes.get_conversation(cid)
+            try:
+                call = routes.get_conversation(cid)
+            except InputError as exc:
+                return exc  # an id no URL can name ('..'): it fails alone, the others go on
             return await self.request(call.raw() if raw else call)
 
         pending: dict[asyncio.Task[Any], str] = {}

@@ -25,7 +25,7 @@ import polars as pl
 import tenacity
 
 from ..config import Secret, Settings
-from ..errors import ApiError
+from ..errors import ApiError, InputError
 from ..progress import progress_bar
 from . import deadline as deadlines, flows, routes
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
@@ -224,13 +224,17 @@ class Client:
         """Yield ``(id, conversation or ApiError)`` as each fetch completes,
         with at most ``concurrency`` requests in flight (fewer while that
         measures faster: :class:`.fanout.WidthTuner`). Errors are yielded,
-        not raised, so one bad id does not stop the rest; the consumer
+        not raised, so one bad id does not stop the rest (an ``ApiError``, or
+        an ``InputError`` for an id no URL can name, such as ``".."``); the consumer
         decides (stop on :class:`CircuitOpenError`, record the others).
         ``raw=True`` yields the API objects as dicts."""
         width = concurrency or self.options.concurrency
 
         def one(cid: str) -> Any:
-            call = routes.get_conversation(cid)
+            try:
+                call = routes.get_conversation(cid)
+            except InputError as exc:
+                return exc  # an id no URL can name ('..'): it fails alone, the others go on
             return self.request(call.raw() if raw else call)
 
         # Threads rather than an event loop: this works the same in a

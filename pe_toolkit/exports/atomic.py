@@ -12,10 +12,12 @@ share.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,33 +48,51 @@ def _check_parent(path: Path) -> None:
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
 
 
-def _looks_like_previous_file(path: Path, signatures: tuple[bytes, ...]) -> bool:
-    """An empty file, or one starting as this format's output does: replacing
-    it loses at most an earlier export, never someone's other data."""
-    if not signatures:
-        return False
+def _first_line(path: Path, gz: bool) -> bytes | None:
+    """The file's first line (at most ``FIRST_LINE_LIMIT`` bytes, decompressed
+    if ``gz``), or None if it cannot be read as such."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(max(len(s) for s in signatures))
-    except OSError:
+        opener = gzip.open if gz else open
+        with opener(path, "rb") as f:
+            return f.readline(FIRST_LINE_LIMIT)
+    except (OSError, EOFError, zlib.error):  # gzip.BadGzipFile is an OSError
+        return None
+
+
+# How much of a file's first line is read to recognise a previous export.
+FIRST_LINE_LIMIT = 1 << 20
+
+
+def _looks_like_previous_file(path: Path, previous: Callable[[bytes], bool] | None, gz: bool) -> bool:
+    """An empty file, or one whose first line is what this format writes:
+    replacing it loses at most an earlier export, never someone's other data."""
+    if previous is None:
         return False
-    return not head or any(head.startswith(s) for s in signatures)
+    if path.stat().st_size == 0:
+        return True
+    line = _first_line(path, gz)
+    return line is not None and previous(line)
 
 
 @contextmanager
 def atomic_file(
-    path: str | os.PathLike[str], *, signatures: tuple[bytes, ...] = (), force: bool = False
+    path: str | os.PathLike[str],
+    *,
+    previous: Callable[[bytes], bool] | None = None,
+    gz: bool = False,
+    force: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (created empty, mode 600); on
     success it is flushed to disk and renamed to ``path``; on failure it is
-    removed. An existing file at ``path`` is replaced only if it is empty or
-    starts with one of ``signatures`` (a previous export of the same kind),
-    or with ``force``: an unrelated file is never replaced silently."""
+    removed. An existing file at ``path`` is replaced only if it is empty,
+    if ``previous`` accepts its first line (decompressed when ``gz``: a
+    previous export of the same kind), or with ``force``: an unrelated file
+    is never replaced silently."""
     path = Path(path)
     _check_parent(path)
     if path.is_dir():
         raise ExportError(f"{path} is a folder; give a file name")
-    if path.exists() and not force and not _looks_like_previous_file(path, signatures):
+    if path.exists() and not force and not _looks_like_previous_file(path, previous, gz):
         raise ExportError(
             f"{path} exists and does not look like a previous export of this format; "
             "choose another path, or replace it with --force (force=True)"

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,7 +28,7 @@ from ..progress import progress_bar
 from ..report_table import HtmlReport
 from ..store import ConversationFilter, Store
 from . import source
-from .atomic import atomic_dir, atomic_file
+from .atomic import FIRST_LINE_LIMIT, atomic_dir, atomic_file
 from .redact import Pseudonyms, load_redactor, redact_batch
 from .scores import ScoreColumns
 from .writers import MANIFEST, ParquetWriter, Writer, make_writer, write_manifest
@@ -91,19 +93,28 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-# How each format's output starts: an existing file starting so is taken for a
-# previous export and may be replaced without --force.
-_SIGNATURES: dict[str, tuple[bytes, ...]] = {
-    "jsonl": (b"{",),
-    "openai": (b"{",),
-    "sharegpt": (b"{",),
-    "csv": (b"conversation_id",),
-    "parquet": (b"PAR1",),
+def _json_object_with(*keys: str) -> Callable[[bytes], bool]:
+    def check(line: bytes) -> bool:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # a first line longer than the limit is cut: its opening must name a key
+            return len(line) >= FIRST_LINE_LIMIT and re.match(rb'\{"(%s)":' % "|".join(keys).encode(), line) is not None
+        return isinstance(obj, dict) and all(k in obj for k in keys)
+
+    return check
+
+
+# What the first line of each format's output is: an existing file whose
+# first line is so is taken for a previous export and may be replaced
+# without --force. A bare "{" is not enough: settings.json starts so too.
+_PREVIOUS: dict[str, Callable[[bytes], bool]] = {
+    "jsonl": _json_object_with("id", "messages"),
+    "openai": _json_object_with("messages"),
+    "sharegpt": _json_object_with("conversations"),
+    "csv": lambda line: line.startswith(b"conversation_id,"),
+    "parquet": lambda line: line.startswith(b"PAR1"),
 }
-
-
-def _signatures(fmt: str, gz: bool) -> tuple[bytes, ...]:
-    return (b"\x1f\x8b",) if gz else _SIGNATURES.get(fmt, ())
 
 
 def _store_files(store: Store | duckdb.DuckDBPyConnection) -> list[Path]:
@@ -248,7 +259,7 @@ def _run(
         if writer.directory:
             target = atomic_dir(path, marker=MANIFEST)
         else:
-            target = atomic_file(path, signatures=_signatures(format, writer.gz), force=force)
+            target = atomic_file(path, previous=_PREVIOUS.get(format), gz=writer.gz, force=force)
         with target as tmp, progress_bar(total, path.name, "conv", enabled=progress) as bar:
             writer.open(tmp, empty)
             try:
