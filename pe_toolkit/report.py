@@ -15,6 +15,7 @@ everywhere on the page and in the failure message (:func:`_secret_scrubber`).
 
 >>> build_reports("reports/")                     # every notebook, default cache
 >>> build_reports("reports/", notebooks=["04_safety"], parameters={"min_risk": 0.9})
+>>> build_reports("shared/", redact=True)        # personal data replaced in the conversations shown
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ def build_reports(
     include_code: bool = False,
     progress: bool = True,
     timeout: float = 900,
+    redact: bool = False,
 ) -> list[Report]:
     """Execute notebooks (all curated ones by default) on ``cache`` (default:
     the configured cache) and write ``OUT/<notebook>.html`` for each.
@@ -216,7 +218,10 @@ def build_reports(
     ``parameters`` override notebook parameters by name; a name no selected
     notebook declares is an error. A notebook that fails still gets its
     report (showing the failing cell); a :class:`ReportError` listing the
-    failures is raised after all have run.
+    failures is raised after all have run. ``redact=True`` replaces personal
+    data (names, e-mails, phone numbers...) in the conversations the
+    notebooks show (their ``redact_views`` parameter), for a report that
+    leaves the team; aggregate figures are unchanged.
     """
     import nbformat
     import papermill
@@ -236,6 +241,8 @@ def build_reports(
     with tempfile.TemporaryDirectory(prefix="pe-report-") as scratch:
         for path in paths:  # one kernel at a time: the cache has one writer
             wanted = {"cache": str(cache_path.resolve()), "static_report": True, "progress": False, **overrides}
+            if redact:
+                wanted["redact_views"] = True
             params = {k: v for k, v in wanted.items() if k in declared[path]}
             scrub = _secret_scrubber(params)
             executed = Path(scratch) / path.name

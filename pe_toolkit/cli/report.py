@@ -28,14 +28,18 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--notebook", "names", multiple=True, metavar="NAME", help="Only this notebook (e.g. 04_safety or 04; repeatable). Default: all.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a notebook parameter (repeatable), e.g. -p alert_threshold=0.9 (04_safety).")
 @click.option("--code", "include_code", is_flag=True, help="Show the code cells too (default: text and results only).")
+@click.option("--redact", is_flag=True, help="Replace personal data (names, e-mails, phones...) in the conversations shown.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
 @click.pass_context
-def report_cmd(ctx: click.Context, out: str, names: tuple[str, ...], params: tuple[str, ...], include_code: bool, no_progress: bool) -> None:
+def report_cmd(
+    ctx: click.Context, out: str, names: tuple[str, ...], params: tuple[str, ...], include_code: bool, redact: bool, no_progress: bool
+) -> None:
     """Execute the notebooks on the cache and write one self-contained HTML
     report per notebook (plots included; opens offline).
 
     The cache is --db / $PE_CACHE / the config's. Reports contain
-    conversation text: they are written readable by you only.
+    conversation text: they are written readable by you only. With
+    --redact the conversations shown have personal data replaced.
     """
     from ..report import build_reports
 
@@ -46,6 +50,7 @@ def report_cmd(ctx: click.Context, out: str, names: tuple[str, ...], params: tup
         parameters=_parse_params(params),
         include_code=include_code,
         progress=progress_enabled(no_progress),
+        redact=redact,
     )
     for report in reports:
         click.echo(str(report))

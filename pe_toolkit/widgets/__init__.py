@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .display import is_static, static_mode
+from .display import is_redacting, is_static, redact_views, static_mode
 
 _LAZY = {
     "Explorer": "pe_toolkit.widgets.explorer",
@@ -42,7 +42,7 @@ _LAZY = {
     "Corpus": "pe_toolkit.widgets.corpus",
 }
 
-__all__ = ["is_static", "static_mode", *_LAZY]
+__all__ = ["is_redacting", "is_static", "redact_views", "static_mode", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

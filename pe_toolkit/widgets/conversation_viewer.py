@@ -26,7 +26,7 @@ import polars as pl
 from ..errors import InputError
 from ..schema import QUALITY_METRICS
 from ..store import Store
-from .display import View
+from .display import View, is_redacting
 from .html import STYLE, Span, badge, esc, fmt, highlight
 from .scores import NOT_ANALYZED, ScoreInfo
 
@@ -115,12 +115,13 @@ class ConversationViewer(View):
         *,
         ids: Sequence[str] | None = None,
         reveal: bool = False,
-        redact: bool = False,
+        redact: bool | None = None,
     ) -> None:
         self.store = store
         self.info = ScoreInfo.of(store)
         self.reveal_default = reveal
-        self.redact = redact
+        # None: the kernel's setting (pw.redact_views, a report's --redact)
+        self.redact = is_redacting() if redact is None else bool(redact)
         self.ids: list[str] = list(ids) if ids is not None else []
         self.conversation: dict[str, Any] = {}
         self.messages = pl.DataFrame()
@@ -232,7 +233,12 @@ class ConversationViewer(View):
         if not c:
             return '<p class="pe-note">no conversation selected</p>'
         tier = f"tier {esc(c['tier'])}" if c.get("tier") else "no tier"  # imported corpora carry none
-        facts = f"<b>{esc(c['id'])}</b> · {esc(c.get('dataset'))} · {tier} · {fmt(c.get('message_count'))} messages"
+        ident, dataset = c["id"], c.get("dataset")
+        if self.redact:  # an id or a dataset name can hold an e-mail or a name too
+            from ..analysis import redact
+
+            ident, dataset = redact(ident), None if dataset is None else redact(dataset)
+        facts = f"<b>{esc(ident)}</b> · {esc(dataset)} · {tier} · {fmt(c.get('message_count'))} messages"
         if c.get("created_at") is not None:
             facts += f" · {esc(fmt(c['created_at']))}"
         api = " ".join(badge(f"{m.replace('_', ' ')} {fmt(c.get(m))}") for m in QUALITY_METRICS if c.get(m) is not None)

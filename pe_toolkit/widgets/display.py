@@ -18,7 +18,7 @@ import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 
 _RENDERER = "pe_static"
-_state: dict[str, Any] = {"static": False, "plotlyjs_sent": False, "previous_renderer": None}
+_state: dict[str, Any] = {"static": False, "plotlyjs_sent": False, "previous_renderer": None, "redact": False}
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -66,6 +66,19 @@ def static_mode(on: bool = True) -> None:
 
 def is_static() -> bool:
     return bool(_state["static"])
+
+
+def redact_views(on: bool = True) -> None:
+    """Replace personal data in the conversations every view shows from now
+    on in this kernel (a view's own ``redact=`` argument still wins). The
+    notebooks switch it on from their ``redact_views`` parameter, which
+    ``pe-toolkit report --redact`` sets, so a report shared outside the
+    team shows no names, e-mails or phone numbers."""
+    _state["redact"] = bool(on)
+
+
+def is_redacting() -> bool:
+    return bool(_state["redact"])
 
 
 class View:

@@ -66,9 +66,11 @@ class Explorer(View):
         table_rows: int = 25,
         max_points: int = 2000,
         search_cache_mb: int = 512,
+        redact: bool | None = None,
         **initial: Any,
     ) -> None:
         self.store = store
+        self.redact = redact  # for the conversation opened under the table
         self.model = ExplorerQuery(store, search_cache_mb=search_cache_mb)
         self.table_rows = int(table_rows)
         self.max_points = int(max_points)
@@ -307,7 +309,7 @@ class Explorer(View):
     def open(self, conversation_id: str) -> ConversationViewer:
         """Show one conversation under the table."""
         if self.viewer is None:
-            self.viewer = ConversationViewer(self.store, conversation_id)
+            self.viewer = ConversationViewer(self.store, conversation_id, redact=self.redact)
             self._viewer_box.children = [self.viewer.ui]
         else:
             self.viewer.show(conversation_id)

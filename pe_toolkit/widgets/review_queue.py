@@ -93,6 +93,7 @@ class ReviewQueue(View):
         threshold: float | None = None,
         auto_advance: bool = True,
         reveal: bool = False,
+        redact: bool | None = None,
     ) -> None:
         if store.read_only:
             raise InputError("ReviewQueue saves labels: open the store for writing (read_only=False)")
@@ -107,7 +108,7 @@ class ReviewQueue(View):
         self.items = alert_ids(store, threshold) if ids is None else _as_ids(ids)
         self.auto_advance = auto_advance
 
-        self.viewer = ConversationViewer(store, reveal=reveal)
+        self.viewer = ConversationViewer(store, reveal=reveal, redact=redact)
         self._status = w.HTML()
         self._choice = w.ToggleButtons(options=self.options, value=None, description="label")
         self._note = w.Textarea(

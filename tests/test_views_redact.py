@@ -1,0 +1,78 @@
+"""Personal data in what the views show: the viewer, the review queue and
+the explorer redact on request or by the kernel's setting (pw.redact_views),
+and `pe-toolkit report --redact` makes every notebook's views do so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pe_toolkit import widgets as pw
+from pe_toolkit.ingest import import_file
+from pe_toolkit.report import build_reports
+from pe_toolkit.store import Store
+
+EMAIL, PHONE, ID = "sam.rivers@example.org", "07700 900123", "intake-jo.bloggs@example.com"
+
+
+def _cache(folder: Path) -> Path:
+    """Three conversations; each user message carries an e-mail and a phone,
+    and one conversation's id is an e-mail (ids come from the source)."""
+    data = folder / "mine.jsonl"
+    lines = []
+    for i, cid in enumerate((ID, "c1", "c2")):
+        messages = [
+            {"role": "user", "content": f"I feel so low lately ({i}). Reach me at {EMAIL} or on {PHONE}."},
+            {"role": "assistant", "content": "That sounds really hard. What has been weighing on you most?"},
+        ]
+        lines.append(orjson.dumps({"id": cid, "dataset": "clinic", "messages": messages}))
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    path = folder / "cache.duckdb"
+    with Store(path) as store:
+        import_file(store, data, progress=False)
+    return path
+
+
+@pytest.fixture
+def kernel_setting():
+    yield
+    pw.redact_views(False)  # the setting is kernel-wide: never leak it into other tests
+
+
+def test_the_viewer_redacts_text_and_header_by_request_or_kernel_setting(tmp_path, kernel_setting):
+    with Store(_cache(tmp_path), read_only=True) as store:
+        plain = pw.ConversationViewer(store, ID, reveal=True).to_html()
+        assert EMAIL in plain and PHONE in plain and ID in plain  # the control: shown as stored
+        asked = pw.ConversationViewer(store, ID, reveal=True, redact=True).to_html()
+        pw.redact_views(True)
+        by_setting = pw.ConversationViewer(store, ID, reveal=True).to_html()
+        explicit = pw.ConversationViewer(store, ID, reveal=True, redact=False).to_html()
+    for html in (asked, by_setting):
+        assert EMAIL not in html and PHONE not in html and ID not in html
+        assert "[EMAIL]" in html and "[PHONE]" in html
+    assert EMAIL in explicit  # a view's own argument wins over the kernel's setting
+
+
+def test_the_review_queue_and_the_explorer_pass_redact_to_their_viewer(tmp_path, kernel_setting):
+    with Store(_cache(tmp_path)) as store:
+        queue = pw.ReviewQueue(store, ids=[ID, "c1"], reviewer="r1", redact=True)
+        assert EMAIL not in queue.viewer.to_html() and "[EMAIL]" in queue.viewer.to_html()
+        explorer = pw.Explorer(store, redact=True)
+        assert "[PHONE]" in explorer.open("c1").to_html()
+        pw.redact_views(True)
+        assert "[EMAIL]" in pw.ReviewQueue(store, ids=["c2"], reviewer="r1").viewer.to_html()
+
+
+def test_a_redacted_report_shows_no_personal_data(tmp_path):
+    cache = _cache(tmp_path)
+    (built,) = build_reports(tmp_path / "out", notebooks=["01_getting_started"], cache=cache,
+                             parameters={"source": "cache"}, progress=False, redact=True)  # fmt: skip
+    html = built.html.read_text()
+    assert built.error is None, built.error
+    assert "[EMAIL]" in html  # a conversation is shown, redacted
+    # (the explorer's table and plots still show ids as stored: an id that is
+    # an e-mail is the source's choice, and exports pseudonymise it)
+    assert EMAIL not in html and PHONE not in html
+    assert "redact_views=True" in html  # the footer says how it was made
