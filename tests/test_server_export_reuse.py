@@ -80,8 +80,8 @@ def test_exports_are_held_to_a_quota_per_key_and_in_total(sample_store_template:
     # Key one already holds `size` bytes of exports (the record survives a
     # restart); a quota of a little more leaves no room for another.
     with start_mirror(db, export_quota_per_key=size + 1000) as served, served.client() as client:
-        error = check_envelope(client.post("/v1/export", data=other), 429, code="EXPORT_ERROR")
-        assert "quota" in error["message"] and "per key" in error["message"]
+        error = check_envelope(client.post("/v1/export", data=other), 429, code="RATE_LIMIT_EXCEEDED")  # the contract's 429
+        assert "quota" in error["message"] and "per key" in error["message"] and error["details"] == "export_quota"
         retry = client.post("/v1/export", data=other).headers["retry-after"]
         assert 0 < int(retry) <= 24 * 3600
         # The same export again costs no disk: still answered.
@@ -103,6 +103,11 @@ def test_exports_are_held_to_a_quota_per_key_and_in_total(sample_store_template:
             json={"dataset_name": "wellbeing_chat", "processing_type": "export", "parameters": {"format": "jsonl"}},
         )
         check_envelope(submitted, 507, code="EXPORT_ERROR")
+    # An export larger than the quota itself: no wait helps, so no 429 and no Retry-After.
+    with start_mirror(db, export_quota_per_key=1000) as served, served.client() as client:
+        refused = client.post("/v1/export", data=third)
+        error = check_envelope(refused, 403, code="EXPORT_ERROR")
+        assert "more than the export quota per key" in error["message"] and "retry-after" not in refused.headers
     # And never past the free space of the disk (a reserve kept free).
     with start_mirror(db, export_min_free_bytes=1 << 62) as served, served.client() as client:
         error = check_envelope(client.post("/v1/export", data=third), 507, code="EXPORT_ERROR")

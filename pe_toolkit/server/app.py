@@ -115,6 +115,9 @@ def create_app(config: ServerConfig) -> MirrorApp:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # "/v1/datasets/" is not a route: an enveloped 404, not a bodiless 307
+        # to a Location built from the client's Host header
+        redirect_slashes=False,
         lifespan=lifespan,
         # No telemetry: the mirror serves sensitive conversations and must
         # not export traces (and the per-request checks cost GET budget).

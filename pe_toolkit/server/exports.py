@@ -46,7 +46,7 @@ from ..errors import ExportError
 from ..store import ConversationFilter, Store
 from .config import ServerConfig
 from .db import ServerDB
-from .envelope import EXPORT_ERROR, ApiProblem, iso, not_found
+from .envelope import EXPORT_ERROR, RATE_LIMIT_EXCEEDED, ApiProblem, iso, not_found
 from .hub import EventHub
 from .jobs import ACTIVE, JobContext, JobManager, new_job_id
 
@@ -230,12 +230,23 @@ class Exports:
         return None
 
     def _check_room(self, con: Any, key_id: int | None, estimated: int, now: datetime) -> None:
-        """Raise the 429/507 of a quota (or the disk) this export would exceed."""
+        """Raise the 403 of a quota this export alone exceeds, or the 429/507 of
+        a quota (or the disk) it would exceed with the exports held."""
         live = (
             "SELECT coalesce(sum(coalesce(size_bytes, estimated_size, 0)), 0), min(expires_at) FROM server_exports "
             "WHERE status IN ('processing', 'ready') AND expires_at > ?"
         )
         config = self.config
+        for quota, which in ((config.export_quota_per_key, "per key"), (config.export_quota_total, "in total")):
+            if quota is not None and estimated > quota:
+                # No wait frees enough room: a 429 with Retry-After would have
+                # a client retry for a day in vain.
+                raise ApiProblem(
+                    403, EXPORT_ERROR,
+                    f"this export needs about {_size(estimated)}, more than the export quota {which} "
+                    f"({_size(quota)}); export less (a dataset, a tier, min_quality) or raise the quota",
+                    details="export_quota",
+                )  # fmt: skip
         if config.export_quota_per_key is not None:
             used, first = con.execute(live + " AND key_id IS NOT DISTINCT FROM ?", [now, key_id]).fetchall()[0]
             if used + estimated > config.export_quota_per_key:
@@ -268,8 +279,10 @@ class Exports:
         # with none, the export lifetime: nothing frees room sooner.
         wait = (first_expiry - now).total_seconds() if first_expiry is not None else self.config.export_ttl
         retry = max(1, math.ceil(wait))
+        # The contract: a 429's error.code is RATE_LIMIT_EXCEEDED (details says which limit)
+        code = RATE_LIMIT_EXCEEDED if status == 429 else EXPORT_ERROR
         return ApiProblem(
-            status, EXPORT_ERROR, message, details="export_quota",
+            status, code, message, details="export_quota",
             headers={"Retry-After": str(retry)}, extra={"retry_after": retry},
         )
 

@@ -49,8 +49,13 @@ _COLUMNS = (
 )
 
 
-class JobCancelled(Exception):
-    """Raised inside a job by ``ctx.progress`` once it should stop."""
+class JobCancelled(BaseException):
+    """Raised inside a job by ``ctx.progress`` once it should stop.
+
+    A BaseException, as KeyboardInterrupt is: the analysis reports progress
+    through the event bus, whose handlers are isolated with ``except
+    Exception``, so an Exception raised there was logged and swallowed and a
+    cancelled analysis job ran to its end."""
 
 
 def new_job_id(prefix: str = "job") -> str:

@@ -22,7 +22,7 @@ def list_datasets(request: Request) -> JSONBytes:
     return ok(request, {"datasets": found, "total": len(found)}, f"{len(found)} datasets")
 
 
-@router.get("/v1/datasets/{name}", summary="One dataset's statistics and schema")
+@router.get("/v1/datasets/{name:path}", summary="One dataset's statistics and schema")
 def get_dataset(request: Request, name: str) -> JSONBytes:
     found = queries.dataset_detail(mirror(request).db, name)
     if found is None:
@@ -105,4 +105,5 @@ def conversation_lane(snapshot: ObjectSnapshot) -> Lane:
 
 
 # (path, endpoint, methods): plain Starlette routes, matched before the rest
-FAST_ROUTES = [("/v1/conversations/{conversation_id}", get_conversation, ["GET"])]
+# ":path": an id may hold a "/" (sent as %2F, decoded before routing)
+FAST_ROUTES = [("/v1/conversations/{conversation_id:path}", get_conversation, ["GET"])]

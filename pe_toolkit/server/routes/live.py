@@ -68,7 +68,8 @@ async def updates(request: Request, topics: str | None = Query(None, max_length=
     m = mirror(request)
     wanted = _topics(topics)
     last = request.headers.get("last-event-id")
-    after = int(last) if last and last.isdigit() else None
+    # isascii too: str.isdigit() takes "²", which int() refuses (a 500 before)
+    after = int(last) if last and last.isascii() and last.isdigit() else None
     sub = m.hub.subscribe(wanted, after=after)
     opened = LiveEvent(0, "stream.open", {"topics": wanted, "request_id": request_id_of(request.scope)}, now_iso())
     heartbeat = m.config.heartbeat

@@ -8,6 +8,7 @@ published SDK's ``health_check`` looks (``{base_url}/health``); like every
 
 from __future__ import annotations
 
+import re
 import time
 
 from fastapi import APIRouter, Request
@@ -24,19 +25,24 @@ ROOT_MESSAGE = "Welcome to Pixelated Empathy AI API"
 HEALTHY_MESSAGE = "API is healthy"
 
 
+def _shown(path: str) -> str:
+    """A route's path as the contract writes it: "{id:path}" is "{id}"."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
 @router.get("/", summary="API information and the list of endpoints")
 async def root(request: Request) -> JSONBytes:
     endpoints = []
     for route in request.app.routes:
         if isinstance(route, APIRoute):
             for method in sorted((route.methods or set()) - {"HEAD"}):
-                endpoints.append({"method": method, "path": route.path, "description": route.summary or ""})
+                endpoints.append({"method": method, "path": _shown(route.path), "description": route.summary or ""})
         elif isinstance(route, Route) and route.methods:
             doc = (route.endpoint.__doc__ or "").strip().splitlines()
             for method in sorted(route.methods - {"HEAD"}):
-                endpoints.append({"method": method, "path": route.path, "description": doc[0] if doc else ""})
+                endpoints.append({"method": method, "path": _shown(route.path), "description": doc[0] if doc else ""})
         elif isinstance(route, APIWebSocketRoute):
-            endpoints.append({"method": "WEBSOCKET", "path": route.path, "description": route.name})
+            endpoints.append({"method": "WEBSOCKET", "path": _shown(route.path), "description": route.name})
     return ok(
         request,
         {

@@ -78,10 +78,16 @@ def get_job(request: Request, job_id: str) -> JSONBytes:
 
 @router.delete("/v1/processing/jobs/{job_id}", summary="Cancel a queued or running job (mirror extension)")
 def cancel_job(request: Request, job_id: str) -> JSONBytes:
-    job = mirror(request).jobs.cancel(job_id[:200])
-    if job is None:
+    jobs = mirror(request).jobs
+    found = jobs.get(job_id[:200])
+    # the status before this call (the job object changes under it): a queued
+    # job is cancelled by this call, not "already cancelled"
+    before = found.status if found is not None else None
+    job = jobs.cancel(job_id[:200])
+    if job is None or before is None:
         raise not_found(f"job {job_id[:200]!r}")
-    return ok(request, _as_api(request, job), "Cancellation requested" if job.status in ("queued", "running") else f"Job already {job.status}")
+    done = before not in ("queued", "running")
+    return ok(request, _as_api(request, job), f"Job already {before}" if done else "Cancellation requested")
 
 
 def _as_api(request: Request, job: Job) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""Mirror fixes from a conformance audit: ids and dataset names holding a
+"/", a trailing slash, an odd Last-Event-ID, the cancel message. Real
+mirror on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pe_toolkit.apisync import sync
+from pe_toolkit.client import Client
+from pe_toolkit.ingest import import_file
+from pe_toolkit.store import Store
+
+from .server_support import KEYS, Served, check_envelope, copy_store, start_mirror, wait_until
+
+
+def _store(folder: Path) -> Path:
+    data = folder / "odd.jsonl"
+    rows = [
+        {"id": f"plain-{i}", "metadata": {"dataset": "org/team"},
+         "messages": [{"role": "user", "content": f"hello {i}"}, {"role": "assistant", "content": "hi, how are you?"}]}
+        for i in range(3)
+    ] + [{"id": "weird/slash", "messages": [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]}]  # fmt: skip
+    data.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    path = folder / "odd.duckdb"
+    with Store(path) as store:
+        import_file(store, data, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory: pytest.TempPathFactory):
+    with start_mirror(_store(tmp_path_factory.mktemp("odd"))) as served:
+        yield served
+
+
+def test_an_id_or_a_dataset_with_a_slash_is_served(odd: Served) -> None:
+    with odd.client() as http:
+        got = check_envelope(http.get("/v1/conversations/weird%2Fslash"), 200)
+        assert got["id"] == "weird/slash"
+        assert check_envelope(http.get("/v1/datasets/org%2Fteam"), 200)["name"] == "org/team"
+    with Client(KEYS[0], odd.url) as client:
+        assert client.get_conversation("weird/slash").id == "weird/slash"
+
+
+def test_a_sync_from_the_mirror_gets_every_conversation(odd: Served, tmp_path: Path) -> None:
+    with Client(KEYS[0], odd.url) as client, Store(tmp_path / "copy.duckdb") as store:
+        report = sync(store, client, mode="incremental", progress=False)
+        assert report.vanished == 0 and report.failed == 0
+        assert sorted(store.sql("SELECT id FROM conversations")["id"]) == ["plain-0", "plain-1", "plain-2", "weird/slash"]
+
+
+def test_a_trailing_slash_is_an_enveloped_404_not_a_redirect(odd: Served) -> None:
+    with odd.client() as http:
+        for path in ("/v1/datasets/", "/v1/search/", "/v1/processing/jobs/"):
+            check_envelope(http.get(path), 404, code="RESOURCE_NOT_FOUND")
+
+
+def test_a_non_ascii_digit_last_event_id_starts_the_stream_afresh(odd: Served) -> None:
+    with odd.client() as http, http.stream("GET", "/v1/stream/updates", headers={"Last-Event-ID": b"\xb2"}) as r:
+        assert r.status_code == 200
+        first = next(r.iter_lines())
+        assert first.startswith("retry:")
+
+
+def test_a_cancelled_analysis_job_stops_and_says_so(tmp_path: Path, sample_store_template: Path, caplog) -> None:
+
+    # A store big enough that the analysis is still running when cancelled.
+    with start_mirror(copy_store(sample_store_template, tmp_path)) as served, served.client() as http:
+        submitted = http.post("/v1/processing/submit", json={"dataset_name": "peer_support", "processing_type": "analysis", "parameters": {}})
+        job = check_envelope(submitted, 201)["job_id"]
+        wait_until(lambda: check_envelope(http.get(f"/v1/processing/jobs/{job}"), 200)["status"] == "running", what="the job to run")
+        first = check_envelope(http.delete(f"/v1/processing/jobs/{job}"), 200)
+        assert http.delete(f"/v1/processing/jobs/{job}").json()["message"] in ("Cancellation requested", "Job already cancelled")
+        done = wait_until(lambda: (j := check_envelope(http.get(f"/v1/processing/jobs/{job}"), 200))["status"] != "running" and j,
+                          what="the job to stop")  # fmt: skip
+        again = http.delete(f"/v1/processing/jobs/{job}").json()["message"]
+    assert first is not None and done["status"] == "cancelled", done
+    assert again == "Job already cancelled"
+    assert not [r for r in caplog.records if "event handler" in r.getMessage()]  # the bus no longer swallows it
