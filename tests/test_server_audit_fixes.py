@@ -81,3 +81,40 @@ def test_a_cancelled_analysis_job_stops_and_says_so(tmp_path: Path, sample_store
     assert first is not None and done["status"] == "cancelled", done
     assert again == "Job already cancelled"
     assert not [r for r in caplog.records if "event handler" in r.getMessage()]  # the bus no longer swallows it
+
+
+def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_template: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    db = copy_store(sample_store_template, tmp_path / "busy")
+    data = tmp_path / "more.jsonl"
+    data.write_bytes(orjson.dumps({"id": "from-elsewhere", "messages": [{"role": "user", "content": "hello"}]}) + b"\n")
+    stop, answered = threading.Event(), []
+    with start_mirror(db) as served:
+        # Released only after a minute idle: the requests below never leave it idle.
+        served.mirror.db.release_when_idle(60.0)
+
+        def traffic() -> None:
+            with served.client() as http:
+                while not stop.is_set():
+                    answered.append(http.get("/v1/conversations", params={"limit": 5}).status_code)
+                    stop.wait(0.2)
+
+        poller = threading.Thread(target=traffic)
+        poller.start()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_LOCK_WAIT": "20"}
+            cli = Path(sys.executable).parent / "pe-toolkit"
+            run = subprocess.run([str(cli), "--db", str(db), "import", str(data)], capture_output=True, text=True, env=env, timeout=120)
+        finally:
+            stop.set()
+            poller.join()
+        assert run.returncode == 0, run.stderr[-1000:]
+        assert not list(db.parent.glob(f".{db.name}.waiting-*"))  # the waiter's marker is gone
+        with served.client() as http:  # the server takes the file back and sees the import
+            wait_until(lambda: http.get("/v1/conversations/from-elsewhere").status_code == 200, what="the import to show")
+    # the traffic went on throughout (a request meeting the import's hold may be a 503)
+    assert answered.count(200) >= 1 and set(answered) <= {200, 503}

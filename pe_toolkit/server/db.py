@@ -13,7 +13,10 @@ every other process (an import, a notebook's analysis) out of it. With
 :meth:`ServerDB.release_when_idle` (``pe-toolkit serve`` turns it on), the
 file is closed once no query has run for that many seconds and reopened by
 the next one: every query runs inside a :meth:`lease`, and the file is
-closed only when no lease is held. When another process holds the file, a
+closed only when no lease is held. Steady traffic never leaves it idle, so
+the file is also let go as soon as another process is waiting for it (its
+marker beside the file, :func:`pe_toolkit.store.lease.others_waiting`), and
+kept closed for up to ``YIELD_SECONDS`` while it takes the file. When another process holds the file, a
 query waits up to ``lock_wait`` seconds for it, then fails with
 :class:`~pe_toolkit.errors.StoreLockedError` (a 503 with ``Retry-After``).
 """
@@ -33,8 +36,13 @@ import pyarrow as pa
 
 from ..errors import StoreError, StoreLockedError
 from ..store import Store, access
+from ..store.lease import others_waiting
 
 LOCK_WAIT = 5.0  # seconds a query waits for another process to let go of the file
+# Seconds the file stays closed after letting go for a waiting process: it
+# retries every 0.1 s (store.lease), so it takes the file well within this,
+# even on a loaded machine; a query waits for the file up to LOCK_WAIT anyway.
+YIELD_SECONDS = 5.0
 _RETRY_STEP = 0.05
 
 
@@ -63,6 +71,7 @@ class ServerDB:
         self._state = threading.Condition(threading.Lock())
         self._leases = 0
         self._last_used = time.monotonic()
+        self._yield_until = 0.0  # monotonic time until which a waiting process gets the file
         self._write_lock = threading.RLock()
         self._closed = False
         self.released_signature: tuple[tuple[int, int], ...] | None = None
@@ -120,6 +129,14 @@ class ServerDB:
     def _open(self, wait: float) -> None:
         deadline = time.monotonic() + wait
         with self._state:
+            # Let go for a waiting process (release_if_idle): give it time to
+            # take the file rather than grabbing it back at the next request.
+            while (
+                self._store is None
+                and time.monotonic() < min(self._yield_until, deadline)
+                and others_waiting(self.path)
+            ):
+                self._state.wait(_RETRY_STEP)
             while self._store is None:
                 try:
                     self._store = Store(self.path)
@@ -131,16 +148,18 @@ class ServerDB:
                     self._state.wait(_RETRY_STEP)
 
     def release_if_idle(self) -> bool:
-        """Close the file if releasing is on, no lease is held and none was
-        for ``release_after`` seconds; True if it was closed."""
+        """Close the file if releasing is on, no lease is held, and none was
+        for ``release_after`` seconds or another process waits for the file
+        (steady traffic would otherwise keep an import out for good); True
+        if it was closed."""
         with self._state:
-            if (
-                self.release_after is None
-                or self._store is None
-                or self._leases
-                or time.monotonic() - self._last_used < self.release_after
-            ):
+            if self.release_after is None or self._store is None or self._leases:
                 return False
+            waited_for = others_waiting(self.path)
+            if not waited_for and time.monotonic() - self._last_used < self.release_after:
+                return False
+            if waited_for:
+                self._yield_until = time.monotonic() + YIELD_SECONDS
             self._close_locked()
             self.released_signature = file_signature(self.path)
             self.releases += 1

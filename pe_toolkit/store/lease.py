@@ -27,7 +27,9 @@ widget. Temporary tables and views live only as long as a lease.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import math
 import os
 import sys
@@ -106,25 +108,64 @@ def _announce(store: Leased, exc: StoreLockedError, wait: float) -> None:
     print(f"waiting for {store.path}: {who} is using it (up to {wait:.0f} s)", file=sys.stderr, flush=True)
 
 
+# A process waiting for the file leaves a marker beside it, named with its
+# pid, so that a holder that would otherwise keep the file under steady use
+# (the mirror serving requests) can let go of it for the waiter.
+_WAITING = ".waiting-"
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_WAITING}{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def others_waiting(path: Path) -> bool:
+    """Whether another live process is waiting to open ``path`` (a crashed
+    waiter's marker is ignored: its pid is gone)."""
+    for marker in path.parent.glob(f".{glob.escape(path.name)}{_WAITING}*"):
+        pid = marker.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            return True
+    return False
+
+
 def wait_for_file(store: Leased, open_file: Callable[[], None]) -> None:
     """``open_file()``, retried while another process holds the file, up to
-    the store's ``lock_wait`` seconds (said once on stderr)."""
+    the store's ``lock_wait`` seconds (said once on stderr; a marker beside
+    the file says so to the holder meanwhile, see :func:`others_waiting`)."""
     deadline = time.monotonic() + store._lease.lock_wait
     announced = False
-    while True:
-        try:
-            open_file()
-        except StoreLockedError as exc:
-            if time.monotonic() >= deadline:
-                raise
-            if not announced:
-                _announce(store, exc, store._lease.lock_wait)
-                announced = True
-            time.sleep(_RETRY_STEP)
-            continue
+    marker = _marker(Path(store.path))
+    try:
+        while True:
+            try:
+                open_file()
+            except StoreLockedError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                if not announced:
+                    _announce(store, exc, store._lease.lock_wait)
+                    announced = True
+                    with contextlib.suppress(OSError):  # a read-only folder: wait without it
+                        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
+                time.sleep(_RETRY_STEP)
+                continue
+            if announced:
+                print(f"{store.path} is free again, going on", file=sys.stderr, flush=True)
+            return
+    finally:
         if announced:
-            print(f"{store.path} is free again, going on", file=sys.stderr, flush=True)
-        return
+            with contextlib.suppress(OSError):
+                marker.unlink()
 
 
 def reopen(store: Leased) -> None:
