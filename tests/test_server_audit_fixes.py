@@ -118,3 +118,47 @@ def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_temp
             wait_until(lambda: http.get("/v1/conversations/from-elsewhere").status_code == 200, what="the import to show")
     # the traffic went on throughout (a request meeting the import's hold may be a 503)
     assert answered.count(200) >= 1 and set(answered) <= {200, 503}
+
+
+def test_health_answers_while_queries_queue_for_a_held_cache(sample_store_template: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    db = copy_store(sample_store_template, tmp_path / "held")
+    with start_mirror(db) as served:
+        served.mirror.db.release_when_idle(0.2)  # queries then wait LOCK_WAIT (5 s) for the file
+        wait_until(lambda: not served.mirror.db.is_open, what="the mirror to let go of its cache")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from pe_toolkit.store import Store; s = Store(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(db)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        done: list[int] = []
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+            def query() -> None:
+                with served.client() as http:
+                    done.append(http.get("/v1/datasets").status_code)
+
+            # More than the request pool's 40 threads: the later ones queue behind the first.
+            threads = [threading.Thread(target=query) for _ in range(60)]
+            for t in threads:
+                t.start()
+            wait_until(lambda: served.mirror.db._leases >= 1, what="the queries to wait for the file")
+            health = check_envelope(httpx.get(served.url + "/health", timeout=60), 200)
+            finished_before_health = len(done)
+            for t in threads:
+                t.join()
+        finally:
+            assert holder.stdin is not None and holder.stdout is not None
+            holder.stdin.close()
+            holder.wait(timeout=60)
+            holder.stdout.close()
+    assert health["checks"]["store"] == "busy"
+    assert finished_before_health < 40, finished_before_health  # it did not queue behind them
+    assert len(done) == 60
