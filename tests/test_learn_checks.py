@@ -65,7 +65,7 @@ def test_review_widget_labels_train_with_the_default_level(tmp_path):
             from_store(store, "review", level="message")
     runner = CliRunner()
     out = tmp_path / "rq.pemodel"
-    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--out", str(out), "--min-df", "1"])
+    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"])
     assert r.exit_code == 0 and "8 labelled texts" in r.output, r.output
     assert load(out).card["data"]["level"] == "conversation"
     r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--level", "message", "--out", str(out)])
@@ -133,7 +133,7 @@ def test_save_refuses_a_folder_and_wraps_os_errors(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ModelError, match=r"cannot write the model to .*labels.csv/x.pemodel: .*labels.csv is a file"):
         save(model, blocker / "x.pemodel")
-    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(_csv(tmp_path)), "--min-df", "1", "--out", str(blocker / "x")])
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(_csv(tmp_path)), "--min-df", "1", "--allow-rare-ngrams", "--out", str(blocker / "x")])
     _one_line_error(r, "labels.csv is a file, not a folder")
 
 
@@ -164,7 +164,7 @@ def test_save_dates_a_card_without_a_date(tmp_path):
 
 def test_fit_with_cv_keeps_the_figures_in_the_card(tmp_path):
     out = tmp_path / "cv.pemodel"
-    args = ["learn", "fit", "--data", str(_csv(tmp_path)), "--out", str(out), "--min-df", "1", "--cv", "3", "--group", "group"]
+    args = ["learn", "fit", "--data", str(_csv(tmp_path)), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams", "--cv", "3", "--group", "group"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and "macro_f1" in r.output, r.output
     v = load(out).card["validation"]
@@ -227,7 +227,7 @@ def test_evaluate_says_not_held_out_only_of_the_training_file(tmp_path):
     data = _csv(tmp_path)
     out = tmp_path / "m.pemodel"
     runner = CliRunner()
-    assert runner.invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1"]).exit_code == 0
+    assert runner.invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"]).exit_code == 0
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(data)])
     assert r.exit_code == 0 and "these are its training texts: the figures are not held-out" in r.output, r.output
     copy = tmp_path / "copy.csv"  # the same bytes under another name: still the training texts

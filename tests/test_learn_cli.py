@@ -29,7 +29,7 @@ def labelled_csv(tmp_path):
 def test_fit_cv_evaluate_and_list(tmp_path, labelled_csv):
     runner = CliRunner()
     out = tmp_path / "mood.pemodel"
-    r = runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1"])
+    r = runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"])
     assert r.exit_code == 0, r.output
     assert "48 labelled texts" in r.output and load(out).classes == ("glad", "sad")
     r = runner.invoke(cli, ["learn", "cv", "--data", str(labelled_csv), "--group", "group", "--folds", "4"])
@@ -61,7 +61,7 @@ def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
 
     runner = CliRunner()
     out = tmp_path / "mood.pemodel"
-    assert runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1"]).exit_code == 0
+    assert runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"]).exit_code == 0
     renamed = tmp_path / "renamed.csv"
     pl.read_csv(labelled_csv).with_columns(pl.col("label").replace({"sad": "unhappy"})).write_csv(renamed)
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed)])
@@ -76,7 +76,7 @@ def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy"])
     assert r.exit_code == 1 and "expected FROM=TO" in r.output
     again = tmp_path / "again.pemodel"
-    r = runner.invoke(cli, ["learn", "fit", "--data", str(renamed), "--out", str(again), "--min-df", "1", "--relabel", "glad=happy"])
+    r = runner.invoke(cli, ["learn", "fit", "--data", str(renamed), "--out", str(again), "--min-df", "1", "--allow-rare-ngrams", "--relabel", "glad=happy"])
     assert r.exit_code == 0 and load(again).classes == ("happy", "unhappy"), r.output
     r = runner.invoke(cli, ["learn", "list", str(again)])
     # save() dates the card in UTC.

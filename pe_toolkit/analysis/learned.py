@@ -48,12 +48,14 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
 class ModelAnalyzer:
     """A text model over the messages of ``role``.
 
-    Message columns (null on other roles): ``<prefix>`` (the most probable
-    class, when ``label_column``) and ``<prefix>_p_<class>`` per class in
+    Message columns (null on other roles): ``<prefix>`` (when
+    ``label_column``: the most probable class; for a multi-label model the
+    most probable of the classes at or over their thresholds, null when
+    none is) and ``<prefix>_p_<class>`` per class in
     ``columns`` (default: all). ``evidence_top`` features per message are
     kept as evidence, for messages whose class is not in ``quiet`` and,
     when ``evidence_min`` is set, whose probability reaches it; the class
-    explained is the most probable one, or ``evidence_class`` (evidence
+    explained is the label column's class, or ``evidence_class`` (evidence
     category: the class, or ``evidence_category``).
     """
 
@@ -114,6 +116,22 @@ class ModelAnalyzer:
             return self._columns
         return {c: f"{self.prefix}_p_{c}" for c in self.model.classes}
 
+    def _checked_columns(self) -> dict[str, str]:
+        """:meth:`columns`, refusing two message columns whose names differ
+        only in case (classes "Question" and "question" of a model fitted
+        before fit refused them): the cache's column names ignore case, and
+        the second would overwrite the first or fail with a KeyError."""
+        columns = self.columns()
+        names = [*([self.prefix] if self.label_column else []), *columns.values()]
+        seen: dict[str, str] = {}
+        for name in names:
+            other = seen.setdefault(name.lower(), name)
+            if other is not name:
+                raise AnalysisError(f"{self.name}: message columns {other!r} and {name!r} differ only in case (the "
+                                    "cache's column names ignore case); retrain the model with one label for both "
+                                    "(pe-toolkit learn fit --relabel FROM=TO) or give columns= other names")  # fmt: skip
+        return columns
+
     def score(self, batch: Batch | pl.DataFrame, context: dict[str, Scores] | None = None) -> Scores:
         batch = Batch.of(batch, context)
         frame = batch.messages
@@ -121,7 +139,7 @@ class ModelAnalyzer:
         rows = (frame["role"] == self.role).arg_true().to_numpy().astype(np.int64)
         keys = frame.select("conversation_id", "idx")
         conversations = frame.select(pl.col("conversation_id").unique(maintain_order=True))
-        columns = self.columns()
+        columns = self._checked_columns()
         if not len(rows):
             empty = keys.with_columns(
                 *( [pl.lit(None, pl.String).alias(self.prefix)] if self.label_column else [] ),
@@ -147,7 +165,9 @@ class ModelAnalyzer:
         out = keys
         if self.label_column:
             # The class names gathered in polars and scattered into a column of nulls.
-            labels = pl.Series(list(model.classes), dtype=pl.String).gather(proba.argmax(axis=1))
+            primary_at = self._primary(proba)
+            labels = pl.Series(list(model.classes), dtype=pl.String).gather(np.maximum(primary_at, 0))
+            labels = labels.scatter(np.flatnonzero(primary_at < 0), None)  # no class reached its threshold
             primary = pl.Series(self.prefix, [None] * 0, dtype=pl.String).extend_constant(None, n).scatter(rows, labels)
             out = out.with_columns(primary)
         for cls, col in columns.items():
@@ -156,6 +176,20 @@ class ModelAnalyzer:
             values[rows] = proba[:, j]
             out = out.with_columns(pl.Series(col, values).fill_nan(None))
         return Scores(out, self._conversation_columns(conversations, out), evidence)
+
+    def _primary(self, proba: np.ndarray) -> np.ndarray:
+        """Per text, the index of the class in the label column (-1: no
+        class). Multi-class: the most probable class (the shipped skills
+        model's ``skill``). Multi-label: each class is its own yes or no, so
+        the most probable of those at or over their thresholds, and none
+        when no class reaches its threshold (the argmax would name a class
+        the model says is absent)."""
+        best = proba.argmax(axis=1)
+        if self.model.task != "multilabel":
+            return best
+        passing = proba >= self.model.thresholds
+        best = np.where(passing, proba, -np.inf).argmax(axis=1)
+        return np.where(passing.any(axis=1), best, -1)
 
     @staticmethod
     def _context_rows(frame: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -222,10 +256,10 @@ class ModelAnalyzer:
         if self.evidence_class is not None:
             target = np.full(len(proba), model.classes.index(self.evidence_class), dtype=np.int64)
         else:
-            target = proba.argmax(axis=1)
-        wanted = ~np.isin(np.asarray(model.classes, dtype=object)[target], list(self.quiet))
+            target = self._primary(proba)  # the label column's class (a multi-label text may have none)
+        wanted = (target >= 0) & ~np.isin(np.asarray(model.classes, dtype=object)[np.maximum(target, 0)], list(self.quiet))
         if self.evidence_min is not None:
-            wanted &= proba[np.arange(len(target)), target] >= self.evidence_min
+            wanted &= proba[np.arange(len(target)), np.maximum(target, 0)] >= self.evidence_min
         if not wanted.any() or self.evidence_top < 1:
             return empty_evidence()
         # Only the texts that get evidence are explained (a sub-batch view of the matrix).

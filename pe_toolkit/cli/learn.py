@@ -98,20 +98,38 @@ def learn_cmd() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the model (.pemodel).")
 @click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
-@click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True, help="Texts an n-gram must occur in.")
+@click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Texts an n-gram must occur in; the model file keeps every n-gram found in that many texts.")  # fmt: skip
+@click.option("--allow-rare-ngrams", is_flag=True,
+              help="Allow --min-df 1 with word pairs (--ngrams 2 or 3): every word pair of every training text is then "
+              "in the model file. Only for texts that are not private.")  # fmt: skip
+@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True,
+              help="balanced: every class weighs the same in training (rare codes are found more often, and their "
+              "probabilities are inflated above their base rates); none: every text weighs the same.")  # fmt: skip
 @click.option("--cv", "cv_folds", type=click.IntRange(min=2), default=None,
               help="Also cross-validate with N folds (same settings, split by --group) and keep the figures in the card.")  # fmt: skip
 @_group
 @click.pass_context
 def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, text_col: str, label_col: str,
             context_col: str | None, relabels: tuple[str, ...], out: str, c: float, ngrams: int, min_df: int,
-            cv_folds: int | None, group_col: str | None) -> None:  # fmt: skip
-    """Train a model on a labelled file (or the review labels) and save it."""
+            allow_rare_ngrams: bool, class_weight: str, cv_folds: int | None, group_col: str | None) -> None:  # fmt: skip
+    """Train a model on a labelled file (or the review labels) and save it.
+
+    The model file (created readable by you only) holds every word n-gram
+    found in --min-df or more training texts: share it as you would share
+    the texts."""
+    from ..errors import InputError
     from ..learn.features import FeatureSpec
     from ..learn.io import save
     from ..learn.labels import level_of
     from ..learn.model import fit
 
+    if min_df < 2 and ngrams >= 2 and not allow_rare_ngrams:
+        # With min_df 1 the vocabulary keeps every word pair of every text: a
+        # name with its surname, a sentence one person wrote, readable back
+        # out of the model file. Refused before the data is read.
+        raise InputError(f"--min-df {min_df} with --ngrams {ngrams} stores every word pair of every training text in the "
+                         "model file; use --min-df 2 or more, or give --allow-rare-ngrams if the texts are not private")  # fmt: skip
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
     if task is not None:
         level = level_of(frame) or level  # what "auto" chose
@@ -122,8 +140,10 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     source = {"file": str(path), "sha256": _sha256(path)} if path else {"review_task": task, "level": level}
     if relabels:
         source["relabel"] = ", ".join(relabels)
-    settings: dict[str, Any] = {"text": text_col, "label": label_col, "context": context_col, "spec": spec, "c": c}
-    card: dict[str, Any] = {"data": source}
+    weight = None if class_weight == "none" else class_weight
+    settings: dict[str, Any] = {"text": text_col, "label": label_col, "context": context_col, "spec": spec, "c": c,
+                                "class_weight": weight}  # fmt: skip
+    card: dict[str, Any] = {"data": source, "privacy": _PRIVACY.format(min_df=min_df), "probabilities": _PROBABILITIES[weight]}
     if cv_folds is not None:
         card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
     # save() dates the card (UTC).
@@ -135,16 +155,29 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
             click.echo(line)
 
 
+# What a reader of a researcher's model card must know (the shipped cards
+# say theirs in docs/metric_cards_learned.md).
+_PRIVACY = ("the vocabulary holds every word n-gram and sentence opening found in at least {min_df} training "
+            "text(s), readable from this file; with min_df 1 every text's word pairs are in it. Share a model "
+            "trained on private text as you would share the text.")  # fmt: skip
+_PROBABILITIES = {
+    "balanced": "class-balanced training (class_weight balanced): the probabilities are not calibrated to the base rates "
+    "of the training data (rare classes get higher ones); compare them across texts, not with frequencies",
+    None: "unweighted training (class_weight none): the probabilities follow the base rates of the training data",
+}
+
+
 def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, folds: int) -> dict[str, Any]:
     """The card's validation section: ``folds``-fold cross-validation of the
-    settings the model is fitted with, split by ``group``."""
-    from ..learn.validity import BOOTSTRAP, cross_validate
+    settings the model is fitted with, split by ``group``, with the Brier
+    score of the out-of-fold probabilities."""
+    from ..learn.validity import BOOTSTRAP, brier_score, cross_validate
 
     report = cross_validate(frame, group=group, folds=folds, progress=progress_enabled(False), **settings)
     by = f"by {group!r}" if group else "by row (no --group)"
     method = (f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; "
               f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples")  # fmt: skip
-    return {"method": method, **report.as_dict()}
+    return {"method": method, **report.as_dict(), "brier": brier_score(report)}
 
 
 def _sha256(path: str) -> str | None:
@@ -215,6 +248,10 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
 
     model = load(shipped_path(model_path) if model_path in NAMES else model_path)
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
+    if task is not None and group_col is None:
+        # As fit and cv: review labels come per conversation, and the
+        # messages of one are not independent draws for the intervals.
+        group_col = "group"
     click.echo(str(evaluate(model, frame, text=text_col, label=label_col, context=context_col, group=group_col)))
     data = model.card.get("data", {})
     parts = [data.get(k) for k in ("name", "split", "file", "review_task")] if isinstance(data, dict) else [data]

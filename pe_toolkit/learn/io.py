@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import uuid
 import zipfile
 import zlib
 from datetime import UTC, datetime
@@ -80,11 +82,17 @@ def _card(model: TextModel) -> dict[str, Any]:
     return card
 
 
-def save(model: TextModel, path: str | Path) -> Path:
+def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     """Write ``model`` to ``path`` (the suffix ``.pemodel`` is added when
     missing); returns the path. The card gains ``content_hash``, and
     ``date`` (today, UTC) when it has none. A path that is a folder, or
-    that cannot be written, raises :class:`~pe_toolkit.errors.ModelError`."""
+    that cannot be written, raises :class:`~pe_toolkit.errors.ModelError`.
+
+    The file is created readable by its owner only (``mode`` 600), like the
+    cache and the exports: its vocabulary holds word n-grams of the
+    training texts (every one found in ``min_df`` or more of them), so it
+    is shared as the texts would be. The shipped models, trained on public
+    data, are written with ``mode=0o644``."""
     given = Path(path)
     path = given if given.suffix == _SUFFIX else given.with_name(given.name + _SUFFIX)
     for p in dict.fromkeys((given, path)):
@@ -95,10 +103,14 @@ def save(model: TextModel, path: str | Path) -> Path:
     # A card without a date cannot tell a reader which of two models is newer.
     card.setdefault("date", datetime.now(UTC).date().isoformat())
     card["content_hash"] = content_hash(arrays, card)
-    tmp = path.with_name(path.name + ".tmp")
+    # A fresh name each time (O_EXCL): the mode is given at creation, not
+    # through the process umask (other threads share it) nor after the
+    # bytes are written, and a stale file of an earlier crash keeps its own.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with (os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f,
+              zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z):  # fmt: skip
             for name in ["card.json", *sorted(arrays)]:
                 info = zipfile.ZipInfo(name if name == "card.json" else f"{name}.npy", date_time=_EPOCH)
                 info.compress_type = zipfile.ZIP_DEFLATED

@@ -318,6 +318,7 @@ def training_data(
         found = sorted(set(values.to_list()))
         labels = values.to_list()
     chosen = tuple(classes) if classes is not None else tuple(found)
+    _check_class_names(chosen, label)
     unknown = set(found) - set(chosen)
     if unknown:
         raise InputError(f"label(s) not among the classes ({', '.join(chosen)}): {', '.join(sorted(unknown)[:5])}")
@@ -333,6 +334,26 @@ def training_data(
         groups=frame[group].to_numpy() if group else None,
         rules=rule_matrix,
     )
+
+
+def _check_class_names(classes: Sequence[str], label: str) -> None:
+    """Refuse class names a model cannot carry into ``analyze()``: each class
+    becomes a column ``<prefix>_p_<class>``, and column names in the cache
+    (DuckDB) ignore case, so "Question" and "question" would be one column;
+    an empty name makes a column named after the prefix alone."""
+    empty = [c for c in classes if not str(c).strip()]
+    if empty:
+        raise InputError(f"the label column {label!r} holds an empty label ({', '.join(repr(c) for c in empty)}); a class "
+                         "needs a name: drop those rows or give them a label")  # fmt: skip
+    by_case: dict[str, list[str]] = {}
+    for c in classes:
+        by_case.setdefault(str(c).lower(), []).append(str(c))
+    clashes = [names for names in by_case.values() if len(names) > 1]
+    if clashes:
+        named = "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
+        raise InputError(f"labels in column {label!r} differ only in case: {named}; a model's classes become column "
+                         "names, which ignore case in the cache: make them one label (pe-toolkit learn fit --relabel "
+                         "FROM=TO, or learn.rename_labels)")  # fmt: skip
 
 
 def _check_types(frame: pl.DataFrame, text: str, label: str, context: str | None, rules: Sequence[str]) -> None:
@@ -423,8 +444,8 @@ def fit(
     ``rules``: numeric columns (rule detections) used as features.
     ``lexicon``: a phrase lexicon (``construct``, ``phrase``) whose
     construct counts become features. ``thresholds``: per-class decision
-    thresholds (default 0.5 for multi-label; for multi-class, none: only
-    the most probable class is in ``labels``). ``c`` must be positive and
+    thresholds, probabilities in [0, 1] (default 0.5 for multi-label; for
+    multi-class, none: only the most probable class is in ``labels``). ``c`` must be positive and
     ``class_weight`` "balanced" or None.
     """
     _check_options(c, class_weight)
@@ -493,6 +514,20 @@ def _encode(data: TrainingData) -> np.ndarray:
 NO_THRESHOLD = 1.01
 
 
+def _threshold_value(cls: str, value: Any) -> float:
+    """A threshold the caller gave: a probability, so a number in [0, 1]
+    (-1 or 1.5 would make a class always or never labelled without a word)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"the threshold of class {cls!r} must be a number in [0, 1], got {value!r}") from None
+    if not (np.isfinite(out) and 0.0 <= out <= 1.0):
+        raise InputError(f"the threshold of class {cls!r} must be a number in [0, 1] (a probability), got {value!r}; "
+                         "leave a class out of thresholds= for the default (none in a multi-class model, 0.5 in a "
+                         "multi-label one)")  # fmt: skip
+    return out
+
+
 def _thresholds(thresholds: Mapping[str, float] | np.ndarray | None, data: TrainingData) -> np.ndarray:
     n = len(data.classes)
     if thresholds is None:
@@ -502,8 +537,10 @@ def _thresholds(thresholds: Mapping[str, float] | np.ndarray | None, data: Train
         if unknown:
             raise InputError(f"thresholds for unknown class(es): {', '.join(sorted(unknown))}")
         default = 0.5 if data.task == "multilabel" else NO_THRESHOLD
-        return np.array([float(thresholds.get(c, default)) for c in data.classes])
+        # Only the given values are checked: NO_THRESHOLD (above 1) is how a
+        # class without one is stored, and loading a model does not come here.
+        return np.array([_threshold_value(c, thresholds[c]) if c in thresholds else default for c in data.classes])
     out = np.asarray(thresholds, dtype=np.float64)
     if out.shape != (n,):
         raise InputError(f"thresholds must have one value per class ({n}), got shape {out.shape}")
-    return out
+    return np.array([_threshold_value(c, v) for c, v in zip(data.classes, out.tolist(), strict=True)])

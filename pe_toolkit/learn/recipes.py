@@ -234,10 +234,12 @@ def build_all(data: Path | None, out: Path, *, progress: bool = True) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     skills, skills_report = build_skills(data, progress=progress)
-    paths = {"skills": save(skills, out / "skills.pemodel")}
+    # Public data, installed for every user of the package: readable by all
+    # (save's default, owner-only, is for models of private texts).
+    paths = {"skills": save(skills, out / "skills.pemodel", mode=0o644)}
     print(f"skills: {skills_report.n} turns; cross-validated primary code\n{skills_report}", flush=True)
     risk, _, figures = build_risk(data, progress=progress)
-    paths["risk"] = save(risk, out / "risk.pemodel")
+    paths["risk"] = save(risk, out / "risk.pemodel", mode=0o644)
     print(f"risk: AUROC {', '.join(f'{k} {v}' for k, v in figures.items())}", flush=True)
     lexicon = devdata.data_dir(data) / devdata.LEXICON_DIR / "LICENSE"
     (out / "LICENSE-suicide-risk-lexicon").write_bytes(lexicon.read_bytes())

@@ -15,16 +15,23 @@ rate, per class). ``merge`` folds classes together before scoring (ESConv's
 "Restatement or Paraphrasing" and "Reflection of feelings" as one
 "reflections" class), probabilities summed.
 
+With fewer than ``MIN_GROUPS`` (10) groups there are no intervals (None,
+and a line in the report's ``notes``). An average over classes keeps the
+classes of the full sample in every resample: a resample missing a class
+counts its F1 as 0 in the macro-F1; one in which a class of the mean AUROC
+(or mean kappa) has no item in or out of it is left out of that interval.
+
 Point figures come from :func:`pe_toolkit.analysis.evaluate`, the project's
-one implementation of agreement statistics; the bootstrap reweights the
-same confusion matrix per resample (a loop over resamples, not items).
+one implementation of agreement statistics; the bootstrap tallies the
+counts per group once and reweights them per resample (a loop over
+resamples, never a resamples x items matrix).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,7 @@ class Report:
     confusion: pl.DataFrame  # gold x predicted
     calibration: pl.DataFrame  # class, bin, n, predicted, observed
     predictions: pl.DataFrame = field(repr=False)  # per item: gold, predicted, p_<class>, group
+    notes: tuple[str, ...] = ()  # what a reader of the figures must know (no intervals with too few groups)
 
     def metric(self, name: str) -> float | None:
         row = self.overall.filter(pl.col("metric") == name)
@@ -81,41 +89,96 @@ class Report:
         lines.append(f"  {'class':<26}{'prec':>7}{'recall':>7}{'f1':>7}  {'95% CI':<17}{'auroc':>7}{'n':>6}")
         for cls, p, r, f1, lo, hi, au, n in self.per_class.iter_rows():
             lines.append(f"  {cls:<26}{f(p):>7}{f(r):>7}{f(f1):>7}  [{f(lo)}, {f(hi)}]{f(au):>7}{n:>6}")
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n": self.n,
             "groups": self.groups,
             "overall": self.overall.to_dicts(),
             "per_class": self.per_class.to_dicts(),
         }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
-def _group_weights(groups: np.ndarray, boot: int, seed: int) -> np.ndarray:
-    """(boot x items) weights: how often each item's group was drawn."""
-    codes, inverse = np.unique(groups, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(codes), size=(boot, len(codes)))
-    counts = np.zeros((boot, len(codes)))
-    for b in range(boot):  # one bincount per resample
-        counts[b] = np.bincount(draws[b], minlength=len(codes))
-    return counts[:, inverse]
+# Below this many groups no interval is given: a bootstrap over a handful of
+# groups draws the same few items again and again, and its "interval" (a
+# single point with one to five rows) shows no uncertainty that is there.
+MIN_GROUPS = 10
+
+# Draws per chunk of resamples: the resamples are drawn a chunk at a time
+# (the same numbers as one draw of them all: a Generator's integers come
+# off one stream) so memory stays O(groups + items), not resamples x items.
+_CHUNK = 1 << 20
 
 
-def _weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC per row of ``weights`` (ties count one half)."""
-    _, rank = np.unique(scores, return_inverse=True)
-    k = int(rank.max()) + 1 if len(rank) else 0
-    out = np.full(len(weights), np.nan)
-    for b, w in enumerate(weights):  # one pass of bincounts per resample
-        pos = np.bincount(rank[y], weights=w[y], minlength=k)
-        neg = np.bincount(rank[~y], weights=w[~y], minlength=k)
+@dataclass(frozen=True)
+class _Resamples:
+    """The bootstrap's resamples of whole groups: ``inverse`` maps each item
+    to its group; :meth:`counts` yields, per resample, how often each group
+    was drawn."""
+
+    inverse: np.ndarray
+    n_groups: int
+    boot: int
+    seed: int
+
+    @classmethod
+    def of(cls, groups: np.ndarray, boot: int, seed: int) -> _Resamples:
+        codes, inverse = np.unique(groups, return_inverse=True)
+        return cls(inverse.reshape(-1), len(codes), boot, seed)
+
+    @property
+    def enough(self) -> bool:
+        return self.n_groups >= MIN_GROUPS and self.boot > 0
+
+    def counts(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        step = max(1, _CHUNK // max(self.n_groups, 1))
+        for start in range(0, self.boot, step):
+            draws = rng.integers(0, self.n_groups, size=(min(step, self.boot - start), self.n_groups))
+            for row in draws:  # one bincount per resample
+                yield np.bincount(row, minlength=self.n_groups).astype(np.float64)
+
+    def item_weights(self) -> Iterator[np.ndarray]:
+        """Per resample, each item's weight (how often its group was drawn)."""
+        for counts in self.counts():
+            yield counts[self.inverse]
+
+    def tally(self, values: np.ndarray) -> np.ndarray:
+        """Per group, the sums of the rows of ``values`` (items x columns)."""
+        out = np.zeros((self.n_groups, values.shape[1]))
+        np.add.at(out, self.inverse, values)
+        return out
+
+
+def _few_groups_note(n_groups: int) -> str:
+    return (f"{n_groups} group(s): no 95% intervals below {MIN_GROUPS} groups (a bootstrap over so few cannot show "
+            "the uncertainty); label more groups")  # fmt: skip
+
+
+class _Auroc:
+    """AUROC of ``scores`` for the boolean ``y`` under item weights (ties
+    count one half); the ranks are computed once for every resample."""
+
+    def __init__(self, scores: np.ndarray, y: np.ndarray) -> None:
+        _, rank = np.unique(scores, return_inverse=True)
+        rank = rank.reshape(-1)
+        self.k = int(rank.max()) + 1 if len(rank) else 0
+        self.y = y
+        self.pos_rank, self.neg_rank = rank[y], rank[~y]
+
+    def __call__(self, w: np.ndarray) -> float:
+        pos = np.bincount(self.pos_rank, weights=w[self.y], minlength=self.k)
+        neg = np.bincount(self.neg_rank, weights=w[~self.y], minlength=self.k)
         wp, wn = pos.sum(), neg.sum()
-        if wp > 0 and wn > 0:
-            below = np.cumsum(neg) - neg
-            out[b] = float((pos * (below + 0.5 * neg)).sum() / (wp * wn))
-    return out
+        if not (wp > 0 and wn > 0):
+            return np.nan
+        below = np.cumsum(neg) - neg
+        return float((pos * (below + 0.5 * neg)).sum() / (wp * wn))
 
 
 def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
@@ -128,15 +191,36 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
 
 def auroc_interval(scores: np.ndarray, positive: np.ndarray, groups: np.ndarray | None = None, *, boot: int = BOOTSTRAP,
                    seed: int = 0) -> tuple[float | None, float | None, float | None]:  # fmt: skip
-    """(AUROC, low, high) of ``scores`` for the boolean ``positive``."""
+    """(AUROC, low, high) of ``scores`` for the boolean ``positive``; the
+    interval is (None, None) with fewer than ``MIN_GROUPS`` groups."""
     y = np.asarray(positive, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     if y.all() or not y.any():
         return None, None, None
-    point = _weighted_auroc(s, y, np.ones((1, len(s))))[0]
-    g = np.arange(len(s)) if groups is None else np.asarray(groups)
-    low, high = _interval(_weighted_auroc(s, y, _group_weights(g, boot, seed)))
+    auroc = _Auroc(s, y)
+    point = auroc(np.ones(len(s)))
+    resamples = _Resamples.of(np.arange(len(s)) if groups is None else np.asarray(groups), boot, seed)
+    if not resamples.enough:
+        return float(point), None, None
+    low, high = _interval(np.array([auroc(w) for w in resamples.item_weights()], dtype=np.float64))
     return float(point), low, high
+
+
+def brier_score(report: Report) -> float | None:
+    """The Brier score of a report's probabilities (0 is best): per item,
+    the squared distance of its probabilities from its labels summed over
+    the classes (multi-class), or each class's binary score averaged over
+    the classes (multi-label); the mean over items. Unlike F1 it sees
+    whether the probabilities are calibrated, not only which class wins."""
+    if not report.n:
+        return None
+    pred = report.predictions
+    proba = np.column_stack([pred[f"p_{c}"].to_numpy() for c in report.classes])
+    if isinstance(pred.schema["gold"], pl.List):
+        truth = np.column_stack([pred["gold"].list.contains(c).to_numpy() for c in report.classes])
+        return float(((proba - truth) ** 2).mean())
+    truth = np.column_stack([(pred["gold"] == c).to_numpy() for c in report.classes])
+    return float(((proba - truth) ** 2).sum(axis=1).mean())
 
 
 def _calibration(gold: np.ndarray, proba: np.ndarray, classes: Sequence[str], bins: int = 10) -> pl.DataFrame:
@@ -185,32 +269,60 @@ def report(gold: Sequence[str], proba: np.ndarray, classes: Sequence[str], *, gr
     index = {c: i for i, c in enumerate(cls)}
     gi = np.array([index[v] for v in g.tolist()], dtype=np.int64)  # evaluation only
     pi = p.argmax(axis=1)
-    weights = _group_weights(groups, boot, seed)
-    acc, macro, kap = np.empty(boot), np.empty(boot), np.empty(boot)
-    f1s = np.full((boot, k), np.nan)
-    for b in range(boot):  # one weighted confusion matrix per resample
-        conf = np.bincount(gi * k + pi, weights=weights[b], minlength=k * k).reshape(k, k)
-        n = conf.sum()
-        tp = np.diag(conf)
-        denom = conf.sum(axis=0) + conf.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(denom > 0, 2 * tp / denom, np.nan)
-        f1s[b] = f
-        acc[b] = tp.sum() / n
-        macro[b] = np.nanmean(f) if np.isfinite(f).any() else np.nan
-        expected = (conf.sum(axis=1) @ conf.sum(axis=0)) / n
-        kap[b] = (tp.sum() - expected) / (n - expected) if n != expected else np.nan
-    aurocs = []
+    cell = gi * k + pi
+    # The classes the point figures average over, fixed for every resample:
+    # macro-F1 over the classes in gold or predicted, AUROC over those with
+    # items in and out of the class. A resample that misses a class keeps it
+    # (its F1 is 0 there) rather than averaging over the others only, which
+    # pulled the interval of a task with a one-example class up to 1.
+    full = np.bincount(cell, minlength=k * k).reshape(k, k)
+    in_f1 = (full.sum(axis=0) + full.sum(axis=1)) > 0
+    scored = [j for j in range(k) if (gi == j).any() and not (gi == j).all()]
+    resamples = _Resamples.of(groups, boot, seed)
+    rows = boot if resamples.enough else 0
+    acc, macro, kap = np.empty(rows), np.empty(rows), np.empty(rows)
+    f1s = np.full((rows, k), np.nan)
+    per_auroc = np.full((k, rows), np.nan)
+    aurocs = {j: _Auroc(p[:, j], gi == j) for j in scored}
+    if rows:
+        # Per group, how many of its items fall in each confusion cell (a
+        # table of at most one row per item); each resample reweights it.
+        pairs, pair_n = np.unique(resamples.inverse * (k * k) + cell, return_counts=True)
+        pair_group, pair_cell = pairs // (k * k), pairs % (k * k)
+        for b, counts in enumerate(resamples.counts()):  # one weighted confusion matrix per resample
+            conf = np.bincount(pair_cell, weights=counts[pair_group] * pair_n, minlength=k * k).reshape(k, k)
+            n = conf.sum()
+            tp = np.diag(conf)
+            denom = conf.sum(axis=0) + conf.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f = np.where(denom > 0, 2 * tp / denom, np.nan)
+            f1s[b] = f  # a class's own interval: over the resamples that hold it
+            macro[b] = np.nanmean(np.where(in_f1 & np.isnan(f), 0.0, f)) if in_f1.any() else np.nan
+            acc[b] = tp.sum() / n
+            expected = (conf.sum(axis=1) @ conf.sum(axis=0)) / n
+            kap[b] = (tp.sum() - expected) / (n - expected) if n != expected else np.nan
+            if aurocs:
+                w = counts[resamples.inverse]
+                for j, auroc in aurocs.items():
+                    per_auroc[j, b] = auroc(w)
     class_auroc: dict[str, tuple[float | None, float | None, float | None]] = {}
     for j, c in enumerate(cls):
-        y = gi == j
-        if y.all() or not y.any():
+        if j not in aurocs:
             class_auroc[c] = (None, None, None)
             continue
-        per = _weighted_auroc(p[:, j], y, weights)
-        aurocs.append(per)
-        class_auroc[c] = (_weighted_auroc(p[:, j], y, np.ones((1, len(y))))[0], *_interval(per))
-    macro_auroc = np.nanmean(np.vstack(aurocs), axis=0) if aurocs else np.full(boot, np.nan)
+        class_auroc[c] = (aurocs[j](np.ones(len(gi))), *_interval(per_auroc[j]))
+    if scored and rows:
+        # The mean over the fixed classes; a resample in which one of them
+        # has no item in (or out of) it has no such mean and is left out.
+        # (The left-out ones are averaged as zeros and then set aside, so no
+        # mean is of nothing; the C-ordered block sums its rows in order,
+        # the same bits as before the class set was fixed.)
+        block = np.ascontiguousarray(per_auroc[scored])
+        complete = ~np.isnan(block).any(axis=0)
+        macro_auroc = np.nanmean(np.where(complete, block, 0.0), axis=0)
+        macro_auroc[~complete] = np.nan
+    else:
+        macro_auroc = np.full(rows, np.nan)
     overall = pl.DataFrame(
         [
             ("accuracy", point.accuracy, *_interval(acc)),
@@ -244,7 +356,20 @@ def report(gold: Sequence[str], proba: np.ndarray, classes: Sequence[str], *, gr
         confusion=point.confusion,
         calibration=_calibration(g, p, cls),
         predictions=predictions,
+        notes=() if resamples.enough or not boot else (_few_groups_note(resamples.n_groups),),
     )
+
+
+def _fixed_mean(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Per row of ``values`` (point figures, then resamples), the mean over
+    the columns ``fixed``; nan for a row in which one of them is nan (and
+    when none is fixed)."""
+    out = np.full(len(values), np.nan)
+    if not fixed.any():
+        return out
+    complete = ~np.isnan(values[:, fixed]).any(axis=1)
+    out[complete] = [np.nanmean(r) for r in values[complete]]  # a row's own mean, as the point figure's
+    return out
 
 
 def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, classes: Sequence[str], *,
@@ -267,9 +392,34 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
     cut = np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     pred = proba >= cut
     groups = np.arange(len(gold)) if groups is None else np.asarray(groups)
-    weights = np.vstack([np.ones(len(gold)), _group_weights(groups, boot, seed)])  # row 0: the point figures
-    tp, fp = weights @ (y & pred), weights @ (~y & pred)
-    fn, tn = weights @ (y & ~pred), weights @ (~y & ~pred)
+    resamples = _Resamples.of(groups, boot, seed)
+    # Row 0: the point figures; then one row per resample (none with fewer
+    # than MIN_GROUPS groups). Per item: tp, fp, fn, tn of each class, all
+    # classes right, 1; tallied per group once, then each resample
+    # reweights the groups (integer sums: the same figures as summing items).
+    n_items = len(gold)
+    per_item = np.concatenate([y & pred, ~y & pred, y & ~pred, ~y & ~pred, (y == pred).all(axis=1, keepdims=True),
+                               np.ones((n_items, 1), dtype=bool)], axis=1).astype(np.float64)  # fmt: skip
+    ranked = {j: _Auroc(proba[:, j], y[:, j]) for j in range(k) if y[:, j].any() and not y[:, j].all()}
+    table = [per_item.sum(axis=0)]
+    auroc_rows = [[auroc(np.ones(n_items)) for auroc in ranked.values()]]
+    if resamples.enough:
+        by_group = resamples.tally(per_item)
+        for counts in resamples.counts():
+            table.append(counts @ by_group)
+            if ranked:
+                w = counts[resamples.inverse]
+                auroc_rows.append([auroc(w) for auroc in ranked.values()])
+    sums = np.array(table)
+    aurocs = np.full((len(sums), k), np.nan)  # one AUROC per class (a handful)
+    if ranked:
+        aurocs[:, list(ranked)] = np.array(auroc_rows)
+    tp, fp, fn, tn = (sums[:, i * k : (i + 1) * k] for i in range(4))
+    subset = sums[:, 4 * k] / sums[:, 4 * k + 1]
+    # The classes the point figures average over, fixed for every resample:
+    # a resample missing one keeps it in the macro-F1 (its F1 is 0 there);
+    # for kappa and AUROC, whose mean over fewer classes would be of another
+    # task, such a resample is left out of the interval.
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
         precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
@@ -278,15 +428,10 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
         expected = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / total
         kappa = np.where(total != expected, ((tp + tn) - expected) / (total - expected), np.nan)
         micro = 2 * tp.sum(1) / (2 * tp.sum(1) + fp.sum(1) + fn.sum(1))
-        macro = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in f1])
-        mean_kappa = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in kappa])
-    subset = (weights @ (y == pred).all(axis=1)) / weights.sum(axis=1)
-    aurocs = np.full((len(weights), k), np.nan)
-    for j in range(k):  # one AUROC per class (a handful)
-        if y[:, j].any() and not y[:, j].all():
-            aurocs[:, j] = _weighted_auroc(proba[:, j], y[:, j], weights)
-    with np.errstate(invalid="ignore"):
-        mean_auroc = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in aurocs])
+    in_f1, in_kappa = np.isfinite(f1[0]), np.isfinite(kappa[0])
+    macro = _fixed_mean(np.where(in_f1 & np.isnan(f1), 0.0, f1), in_f1)
+    mean_kappa = _fixed_mean(kappa, in_kappa)
+    mean_auroc = _fixed_mean(aurocs, np.isfinite(aurocs[0]))
 
     def value(x: float) -> float | None:
         return None if not np.isfinite(x) else float(x)
@@ -314,7 +459,8 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
     )
     return Report(n=len(gold), groups=len(np.unique(groups)), classes=tuple(classes), overall=overall,
                   per_class=per_class, confusion=confusion, calibration=_calibration(y, proba, classes),
-                  predictions=predictions)  # fmt: skip
+                  predictions=predictions,
+                  notes=() if resamples.enough or not boot else (_few_groups_note(resamples.n_groups),))  # fmt: skip
 
 
 def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label: str = "label",
@@ -356,9 +502,34 @@ def _classes_cased(frame: pl.DataFrame, label: str, classes: Sequence[str]) -> p
     return rename_labels(frame, label, mapping)
 
 
-def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 0) -> np.ndarray:
+def _refuse_labels_in_one_group(groups: np.ndarray, classes_of: Sequence[Sequence[Any] | None]) -> None:
+    """Refuse a label whose items all sit in one group: only the fold that
+    holds the group tests it, and that fold's model is trained without it,
+    so it can never be predicted right (with two labels, that fold's fit
+    has a single label and fails, naming the other one)."""
+    group_ids = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    lengths = [len(v or ()) for v in classes_of]
+    found = pl.DataFrame(
+        {"label": pl.Series([str(c) for v in classes_of for c in v or ()], dtype=pl.String),  # evaluation only
+         "group": np.repeat(group_ids, lengths)}  # fmt: skip
+    )
+    per_label = found.group_by("label").agg(pl.col("group").n_unique().alias("groups"), pl.len().alias("items"))
+    alone = per_label.filter(pl.col("groups") < 2).sort("label")
+    if alone.height:
+        named = ", ".join(f"{lab!r} ({items} item(s), all in one group)" for lab, _, items in alone.head(5).iter_rows())
+        named += f" and {alone.height - 5} more" if alone.height > 5 else ""
+        raise InputError(f"cross-validation needs every label in at least 2 groups (one to train on, another to test; "
+                         f"without a group column each row is one): {named}; label it in more groups, merge it into "
+                         "another label or drop its rows")  # fmt: skip
+
+
+def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 0, *,
+             classes_of: Sequence[Sequence[Any] | None] | None = None) -> np.ndarray:  # fmt: skip
     """A fold number per item; whole groups go to one fold, folds balanced
-    by size and by label (scikit-learn's StratifiedGroupKFold)."""
+    by size and by label (scikit-learn's StratifiedGroupKFold). A label
+    found in one group only is refused (InputError naming it); for a
+    multi-label task ``labels`` are the strata (label sets) and
+    ``classes_of`` each item's labels, which are what is checked."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
@@ -372,6 +543,7 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
     if counts.max() < folds:
         raise InputError(f"{folds}-fold cross-validation needs a label with at least {folds} items; the most frequent, "
                          f"{values[counts.argmax()]!r}, has {counts.max()} (use fewer folds)")  # fmt: skip
+    _refuse_labels_in_one_group(groups, [[v] for v in y] if classes_of is None else classes_of)
     if counts.min() < folds:
         warnings.warn(f"label {values[counts.argmin()]!r} has {counts.min()} item(s), fewer than the {folds} folds: "
                       "some folds cannot test it", stacklevel=3)  # fmt: skip
@@ -402,7 +574,7 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
     groups = data.groups if data.groups is not None else np.arange(frame.height)
     # Multi-label rows are stratified by their sorted set of labels.
     strata = data.labels if data.task == "multiclass" else ["|".join(sorted(v or ())) for v in data.labels]
-    fold = folds_of(groups, strata, folds, seed)
+    fold = folds_of(groups, strata, folds, seed, classes_of=data.labels if data.task == "multilabel" else None)
     proba = np.zeros((frame.height, len(data.classes)))
     from ..progress import progress_bar
 
