@@ -201,6 +201,29 @@ def test_no_longer_resolves_only_the_behaviour_itself() -> None:
     assert _user("I want to kill myself because I can no longer do this.")["crisis_severity"] == 2
 
 
+def test_when_im_gone_is_preparation_only_beside_an_arrangement() -> None:
+    """Before safety v7 a bare "when I'm gone" was preparatory behaviour
+    (severity 3): a divorce post ("what will happen to him when I'm gone")
+    and a post imagining the world after one's death both raised alerts."""
+    assert _user("I'm very afraid for what will happen to him when I'm gone.")["crisis_categories"] == []
+    assert _user("When I'm gone on holiday my sister will feed the cat.")["crisis_categories"] == []
+    prepared = _user("I've made sure someone will look after my dog when I'm gone.")
+    assert prepared["crisis_categories"] == ["preparatory_behavior"] and prepared["crisis_severity"] == 3
+    for text in ("when i'm gone i'm sure no one will notice a difference",
+                 "When I am gone everyone will be better off.",
+                 "will it all be fine after I'm gone, will they smile more",
+                 "all I think about is what it may be like when I'm gone"):  # fmt: skip
+        found = _user(text)
+        assert found["crisis_categories"] == ["passive_ideation"] and found["crisis_severity"] == 1, text
+
+
+def test_pushes_me_is_abuse_only_as_a_blow() -> None:
+    assert _user("He pushes me away whenever I try to talk.")["crisis_categories"] == []
+    assert _user("My mum pushes me to do better at school.")["crisis_categories"] == []
+    assert _user("He pushes me against the wall when he's drunk.")["abuse_severity"] == 2
+    assert _user("My boyfriend pushes me and calls me names.")["abuse_severity"] == 2
+
+
 def test_a_bare_tried_before_needs_a_word_of_suicide_near_it() -> None:
     assert _user("All the medications I tried before this one failed.")["crisis_categories"] == []
     assert _user("I asked her to leave. I have tried before.")["crisis_categories"] == []

@@ -156,7 +156,9 @@ NAME = "safety"
 #    a referral alone does not answer an imminent disclosure
 # 6: intent told in the past tense is never imminent; more remote-past times; an abuser named in the past is
 #    past abuse; a bare "I've tried before" needs a word of suicide near it; "no longer" resolves only the act
-VERSION = "6"
+# 7: "when I'm gone" is preparatory only beside an arrangement, else passive ideation when it imagines the world
+#    after ("no one will notice"); "pushes me away" is not abuse; the pii column follows the PII fixes of 2026-12-06
+VERSION = "7"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
