@@ -26,6 +26,8 @@ def _cache(folder: Path) -> Path:
         messages = [
             {"role": "user", "content": f"I feel so low lately ({i}). Reach me at {EMAIL} or on {PHONE}."},
             {"role": "assistant", "content": "That sounds really hard. What has been weighing on you most?"},
+            {"role": "user", "content": "My name is Priya, by the way."},
+            {"role": "assistant", "content": "Thank you for telling me, Priya."},
         ]
         lines.append(orjson.dumps({"id": cid, "dataset": "clinic", "messages": messages}))
     data.write_bytes(b"\n".join(lines) + b"\n")
@@ -49,9 +51,11 @@ def test_the_viewer_redacts_text_and_header_by_request_or_kernel_setting(tmp_pat
         pw.redact_views(True)
         by_setting = pw.ConversationViewer(store, ID, reveal=True).to_html()
         explicit = pw.ConversationViewer(store, ID, reveal=True, redact=False).to_html()
+    assert "Priya" in plain
     for html in (asked, by_setting):
         assert EMAIL not in html and PHONE not in html and ID not in html
         assert "[EMAIL]" in html and "[PHONE]" in html
+        assert "Priya" not in html  # the reply's "Priya" too: the conversation is redacted as one
     assert EMAIL in explicit  # a view's own argument wins over the kernel's setting
 
 

@@ -10,9 +10,17 @@ regex pass over the texts finds candidates; the few candidates are then
 validated with column expressions and, once per distinct candidate, small
 Python checks (:mod:`.pii_checks`):
 
-- a phone is what ``phonenumbers`` (libphonenumber) accepts, and not a
-  toll-free, freephone or emergency line (crisis lines are public services,
-  not personal data);
+- a phone is what ``phonenumbers`` (libphonenumber) accepts (a leading +,
+  00 or "011 " names the country), and not a toll-free, shared-cost,
+  universal-access or emergency line or a listed crisis line (crisis lines
+  are public services, not personal data: :mod:`.pii_checks`); a bare
+  seven-digit "555-0142" only after a phone cue, never a range of amounts
+  ("300-1200 calories", "$200-1500"); groups of one or two digits ("24 21
+  19 17") are scores;
+- a card number in its printed groups (4-4-4-4, Amex's 4-6-5) is an
+  ``id_number`` when its Luhn checksum holds or after an ID cue; a list of
+  years ("2015 2016 2017") is no number; a dotted quad after "version" is
+  not an IP address;
 - a bare digit group (``943 476 5919``, ``40092281``) is an ``id_number`` when an
   ID cue ("NHS number", "member ID", "SSN", "passport"...) comes shortly before
   it, otherwise a ``phone`` when phone-shaped, otherwise an ``id_number``;
@@ -20,7 +28,10 @@ Python checks (:mod:`.pii_checks`):
   "birthday"...) in the same sentence: appointment dates and anniversaries in
   therapeutic text are left alone;
 - digits glued to other digits or letters are not a match (``12345-6789`` is not
-  the phone ``345-6789``); trailing punctuation is not part of a URL.
+  the phone ``345-6789``); trailing punctuation is not part of a URL;
+- a name found anywhere in a conversation (the ``conversation_id`` column,
+  or ``by=``) is redacted at each of its whole-word occurrences in it
+  (:func:`_spread_names`).
 
 Every pattern is linear-time (bounded repetitions: see ``pii.toml``), the
 per-span windows are byte slices (``str.slice`` walks a text from its
@@ -44,6 +55,7 @@ Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 from __future__ import annotations
 
 import functools
+import re
 
 import polars as pl
 
@@ -72,7 +84,7 @@ _TOLL_FREE = r"^(?:1?8(?:00|88|77|66|55|44|33)[0-9]{7}|0(?:800|808|500)[0-9]{6,7
 # Categories that must not touch a letter or digit before them, or a digit
 # after them (a value inside a longer token is not that value).
 _GLUED_KINDS = ("phone", "digits", "id_number", "date", "address", "ip_address", "iban", "cued_id", "spelled_phone",
-                "social_handle")  # fmt: skip
+                "social_handle", "card", "local_phone")  # fmt: skip
 # Categories that must not touch a letter after them either.
 _WORD_KINDS = ("spelled_phone", "cued_id", "iban", "social_handle")
 # libphonenumber checks per message; a message with more phone-shaped
@@ -87,9 +99,19 @@ def _matcher() -> Matcher:
 
 
 @functools.cache
-def _cues() -> tuple[str, str]:
-    cues = load_lexicon("pii").tables["cues"]
-    return cues["birth"], cues["id"]
+def _cues() -> dict[str, str]:
+    return dict(load_lexicon("pii").tables["cues"])
+
+
+# A list of years ("in 2015 2016 2017"): digit groups shaped like an ID, a
+# card or a phone that are none of them unless an ID cue precedes them.
+_YEARS = r"^(?:(?:19|20)[0-9]{2}[ ,]{1,2}){2,5}(?:19|20)[0-9]{2}$"
+# Groups of one or two digits only, not starting with 0 or +: scores or
+# ages ("24 21 19 17 14"), never how a phone number is written.
+_SMALL_GROUPS = r"^[1-9][0-9]?(?:[ .-][0-9]{1,2}){2,}$"
+_CURRENCY = "$\u00a3\u20ac\u00a5\u20b9"
+# The categories decided by the words before them (an ID, birth or phone cue).
+_CONTEXT_KINDS = ["digits", "phone", "date", "cued_id", "card", "local_phone"]
 
 
 def _recent(pre: pl.Expr) -> pl.Expr:
@@ -207,15 +229,35 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     spans = spans.with_columns(pl.col("entry").replace_strict(range(len(categories)), categories, default=None).alias("cat"))
     lo = (spans["start"] - 60).clip(lower_bound=0)
     rows = spans["row"]
+    cat = pl.col("cat")
     spans = spans.with_columns(
         pre=_ascii_slices(folded, rows, lo, spans["start"] - lo),
         before=_ascii_slices(folded, rows, (spans["start"] - 1).clip(lower_bound=0), (spans["start"] > 0).cast(pl.Int32)),
         after=_ascii_slices(folded, rows, spans["end"], pl.Series([1] * len(spans), dtype=pl.Int32)),
+        # What follows a bare seven-digit number ("300-1200 calories"); empty for the rest.
+        post=_ascii_slices(folded, rows, spans["end"], (spans["cat"] == "local_phone").cast(pl.Int32) * 24),
     )
-    birth, id_cue = _cues()
+    cues = _cues()
+    birth, id_cue = cues["birth"], cues["id"]
+    # The context regexes run only on the categories that read them (null
+    # elsewhere): a megabyte of "@jo_" is 250,000 handle spans that need none.
+    recent = _recent(pl.when(cat.is_in(_CONTEXT_KINDS)).then(pl.col("pre")))
+    spans = spans.with_columns(money=_currency_before(spans, texts), recent=recent)
+    recent = pl.col("recent")
+    cued = recent.str.contains(id_cue)
+    numeric = pl.when(cat.is_in(["digits", "card", "phone"])).then(pl.col("text"))
+    spans = spans.with_columns(
+        cued=cued,
+        # A bare "555-0142" is a phone after a phone cue, and never a price
+        # range or a quantity ("$200-1500", "300-1200 calories", "per month").
+        local_phone=recent.str.contains(cues["phone"]) & ~pl.col("post").str.contains(cues["unit"]) & ~pl.col("money"),
+        years=numeric.str.contains(_YEARS).fill_null(False) & ~cued,
+        small=numeric.str.contains(_SMALL_GROUPS).fill_null(False) & (cat == "phone"),
+        version=pl.when(cat == "ip_address").then(pl.col("pre")).str.contains(cues["version"]).fill_null(False),
+    )
+    cued = pl.col("cued")
     digits = pl.col("text").str.replace_all(r"[^0-9]", "")
     n_digits = digits.str.len_bytes()
-    recent = _recent(pl.col("pre"))
     glued = pl.col("before").str.contains(r"^[0-9A-Za-z]$") | pl.col("after").str.contains(r"^[0-9]$")
     glued = glued | (pl.col("cat").is_in(_WORD_KINDS) & pl.col("after").str.contains(r"^[A-Za-z_]$"))
     phone_shaped = pl.col("text").str.starts_with("+") | (n_digits == 10) | ((n_digits == 11) & digits.str.starts_with("0"))
@@ -224,18 +266,24 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     kind = (
         pl.when(pl.col("cat") == "digits")
         .then(
-            pl.when(recent.str.contains(id_cue))
+            pl.when(cued)
             .then(pl.lit("id_number"))
             .when(phone_shaped)
             .then(pl.lit("phone"))
             .otherwise(pl.lit("id_number"))
         )
-        .when(nhs_shaped & recent.str.contains(id_cue))
+        .when(nhs_shaped & cued)
         .then(pl.lit("id_number"))
         .when(pl.col("cat") == "date")
         .then(pl.when(recent.str.contains(birth)).then(pl.lit("date_of_birth")).otherwise(None))
         .when(pl.col("cat") == "cued_id")
-        .then(pl.when(recent.str.contains(id_cue)).then(pl.lit("id_number")).otherwise(None))
+        .then(pl.when(cued).then(pl.lit("id_number")).otherwise(None))
+        .when(pl.col("cat") == "card")
+        .then(pl.lit("id_number"))
+        .when(pl.col("cat") == "local_phone")
+        .then(pl.when(pl.col("local_phone")).then(pl.lit("phone")).otherwise(None))
+        .when(pl.col("small") | pl.col("version"))
+        .then(None)
         .when(pl.col("cat").is_in(["iban"]))
         .then(pl.lit("id_number"))
         .when(pl.col("cat").is_in(["spelled_phone"]))
@@ -245,7 +293,7 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         .otherwise(pl.col("cat"))
     )
     spans = spans.with_columns(kind.alias("kind")).filter(
-        pl.col("kind").is_not_null() & ~(pl.col("cat").is_in(_GLUED_KINDS) & glued)
+        pl.col("kind").is_not_null() & ~(pl.col("cat").is_in(_GLUED_KINDS) & glued) & ~pl.col("years")
     )
     spans = _checked(spans)
     spans = spans.filter(
@@ -264,9 +312,26 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     return spans.select(list(PII_SCHEMA)).sort("row", "start")
 
 
+def _currency_before(spans: pl.DataFrame, texts: pl.Series) -> pl.Series:
+    """Whether a currency sign comes right before each bare seven-digit
+    span ("$200-1500", "\u00a3200-1500"): read from the original texts, as
+    folding turns "\u00a3" and "\u20ac" into spaces; only those spans are sliced."""
+    out = pl.Series([False] * len(spans))
+    which = ((spans["cat"] == "local_phone") & (spans["start"] > 0)).arg_true()
+    if len(which):
+        # Sliced from those messages only: _slices reads every text it is given.
+        own = texts.gather(spans["row"].gather(which))
+        start = spans["start"].gather(which) - 1
+        at = pl.Series(range(len(which)), dtype=pl.UInt32)
+        sign = _slices(own, at, start, pl.Series([1] * len(which), dtype=pl.Int32))
+        out = out.scatter(which, sign.str.contains(f"^[{_CURRENCY}]$"))
+    return out
+
+
 def _checked(spans: pl.DataFrame) -> pl.DataFrame:
-    """Phones (written with digits or spelled) that ``phonenumbers`` accepts
-    and IBANs whose check digits hold; at most :data:`CHECKS_PER_MESSAGE`
+    """Phones (written with digits or spelled) that ``phonenumbers`` accepts,
+    IBANs whose check digits hold and card numbers whose Luhn checksum holds
+    (or that follow an ID cue); at most :data:`CHECKS_PER_MESSAGE`
     libphonenumber checks per message, the rest judged by their length."""
     if not len(spans):
         return spans
@@ -274,20 +339,21 @@ def _checked(spans: pl.DataFrame) -> pl.DataFrame:
     phone = (pl.col("kind") == "phone") & (pl.col("cat") != "digits")
     checked = phone & (pl.col("rank") < CHECKS_PER_MESSAGE)
     flags = spans.select(
-        phone_check=checked & (pl.col("cat") == "phone"),
+        phone_check=checked & pl.col("cat").is_in(["phone", "local_phone"]),
         spelled_check=checked & (pl.col("cat") == "spelled_phone"),
         iban_check=pl.col("cat") == "iban",
+        card_check=(pl.col("cat") == "card") & ~pl.col("cued"),
     )
     ok = pl.Series([True] * len(spans))
     for column, check in (("phone_check", pii_checks.is_phone), ("spelled_check", pii_checks.is_spelled_phone),
-                          ("iban_check", pii_checks.is_iban)):  # fmt: skip
+                          ("iban_check", pii_checks.is_iban), ("card_check", pii_checks.is_card)):  # fmt: skip
         rows = flags[column].arg_true()
         if len(rows):
             ok = ok.scatter(rows, pii_checks.verdicts(spans["text"].gather(rows), check))
     n_digits = pl.col("text").str.replace_all(r"[^0-9]", "").str.len_bytes()
     unchecked_ok = ~phone | checked | (pl.col("cat") == "spelled_phone") | n_digits.is_between(7, 15)
     digits_ok = (pl.col("kind") != "phone") | (pl.col("cat") != "digits") | n_digits.is_between(7, 15)
-    return spans.filter(ok & unchecked_ok & digits_ok).drop("rank")
+    return spans.filter(ok & unchecked_ok & digits_ok).drop("rank", "cued")
 
 
 def _texts_of(frame: pl.DataFrame | pl.Series, column: str) -> pl.Series:
@@ -298,15 +364,130 @@ def _texts_of(frame: pl.DataFrame | pl.Series, column: str) -> pl.Series:
     return frame[column].cast(pl.String)
 
 
-def find_pii(frame: pl.DataFrame | pl.Series, column: str = "content", *, names: bool = True) -> pl.DataFrame:
+# The column that names each message's conversation, used when the frame has it.
+CONVERSATION = "conversation_id"
+
+
+def _groups_of(frame: pl.DataFrame | pl.Series, by: str | None) -> pl.Series | None:
+    """The conversation of each row (``frame[by]``), or None: each message
+    its own (a Series of texts, ``by=None``, or no ``conversation_id``)."""
+    if by is None or isinstance(frame, pl.Series):
+        return None
+    if by not in frame.columns:
+        if by == CONVERSATION:
+            return None
+        raise AnalysisError(f"the frame has no column {by!r} (columns: {frame.columns})")
+    return frame[by]
+
+
+def _spread_names(spans: pl.DataFrame, texts: pl.Series, groups: pl.Series | None) -> pl.DataFrame:
+    """``spans`` plus every other whole-word occurrence of each name found,
+    in the same conversation (``groups``; each text its own without): "My
+    name is Sarah." makes "Sarah, I hear you." in the next message a name
+    too, and so is a second "Sarah" in one text. Which forms spread (the
+    parts of a full name, lower case or not) is :func:`.pii_names.spread_forms`'s
+    rule; lower case only in a conversation typed in lower case (below).
+    One regex pass over the messages of conversations with a name."""
+    from .pii_names import fold_names, spread_forms
+
+    found = spans.filter(pl.col("kind") == "name")
+    if not len(found):
+        return spans
+    n = len(texts)
+    # Conversation numbers; a message without one is a conversation alone.
+    if groups is None:
+        gid = pl.Series("gid", range(n), dtype=pl.Int64)
+    else:
+        ranked = pl.DataFrame({"g": groups}).select(pl.col("g").rank("dense").cast(pl.Int64)).to_series()
+        gid = ranked.fill_null(-1 - pl.Series(range(n), dtype=pl.Int64)).alias("gid")
+    names = found.select(gid=gid.gather(found["row"]), name=fold_names(found["text"]))
+    forms = spread_forms(names["name"].unique().to_list())
+    if not forms:
+        return spans
+    table = pl.DataFrame(
+        [(name, form, fold) for name, items in forms.items() for form, fold in items],
+        schema={"name": pl.String, "form": pl.String, "fold": pl.Boolean},
+        orient="row",
+    )
+    rows = (
+        pl.DataFrame({"gid": gid}).with_row_index("i").join(names.select("gid").unique(), on="gid", how="semi")
+    )["i"].sort()
+    folded = fold_names(texts.gather(rows))
+    # A conversation typed in lower case (a lower-case "i" as a word) writes
+    # names in lower case too ("doug" after "Doug" in ESConv); in one typed
+    # with capitals a lower-case "unique" or "brain" is the word, not the
+    # "Unique" or "Brain" the gazetteer took for a name.
+    casual = pl.DataFrame({"gid": gid.gather(rows), "i": folded.str.contains(_LOWER_I)})
+    casual = casual.group_by("gid").agg(pl.col("i").any())
+    # The forms each conversation spreads; "key" is how a match is compared:
+    # lower-cased for a name that is not a common word in a casual
+    # conversation, or that was found in lower case ("jake"); as written
+    # otherwise ("Hope", not "hope").
+    wanted = (
+        names.join(table, on="name")
+        .join(casual, on="gid", how="left")
+        .select("gid", "form", fold=pl.col("fold") & (pl.col("i").fill_null(False) | (pl.col("name") == pl.col("name").str.to_lowercase())))
+        .select("gid", key=pl.when(pl.col("fold")).then(pl.col("form").str.to_lowercase()).otherwise(pl.col("form")), fold="fold")
+        .unique()
+    )
+    folded_forms = sorted({f for items in forms.values() for f, fold in items if fold}, key=len, reverse=True)
+    exact_forms = sorted({f for items in forms.values() for f, fold in items if not fold}, key=len, reverse=True)
+    alternatives = []
+    if folded_forms:
+        alternatives.append("(?i:" + "|".join(_literal(f) for f in folded_forms) + ")")
+    alternatives += [_literal(f) for f in exact_forms]
+    regex = r"(?-u:\b)(?:" + "|".join(alternatives) + r")(?-u:\b)"
+    matches = find_spans(folded, regex, "pii name spread")
+    if not len(matches):
+        return spans
+    matches = matches.with_columns(row=rows.gather(matches["row"]))
+    matches = matches.with_columns(gid=gid.gather(matches["row"]))
+    hits = pl.concat(
+        [
+            matches.with_columns(key=pl.col("text").str.to_lowercase(), fold=pl.lit(True)),
+            matches.with_columns(key=pl.col("text"), fold=pl.lit(False)),
+        ]
+    ).join(wanted, on=["gid", "key", "fold"], how="semi")
+    hits = hits.unique(["row", "start"]).sort("row", "start")
+    if not len(hits):
+        return spans
+    extra = hits.select(
+        "row",
+        kind=pl.lit("name"),
+        start="start",
+        end="end",
+        text=_slices(texts, hits["row"], hits["start"], hits["end"] - hits["start"]),
+    )
+    return _merge(spans, extra.select(list(PII_SCHEMA)).cast(PII_SCHEMA))  # type: ignore[arg-type]  # a dict of dtypes is what cast takes
+
+
+# "i" as a word in lower case: "i think", "i'm", "and i".
+_LOWER_I = r"(?:^|[\s(,])i(?:[\s,.!?]|'(?:m|ve|ll|d)\b|$)"
+
+
+def _literal(form: str) -> str:
+    """``form`` as a regex matching itself (names: letters, "'", "-", ".", spaces)."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$#&~-])", r"\\\1", form)
+
+
+def find_pii(
+    frame: pl.DataFrame | pl.Series, column: str = "content", *, names: bool = True, by: str | None = CONVERSATION
+) -> pl.DataFrame:
     """Every PII span in ``frame[column]`` (or a Series of texts): ``row``
     (position in the input), ``kind``, ``start``, ``end`` (character offsets:
     ``text == content[start:end]``), ``text``; plus ``conversation_id`` and
     ``idx`` when the frame has them. ``names=False`` leaves person names
-    out (what the analysis path reports)."""
+    out (what the analysis path reports). A name found anywhere in a
+    conversation (the column ``by``: ``conversation_id`` when the frame has
+    it; ``by=None``, or a Series, each text alone) is found at each of its
+    whole-word occurrences in that conversation."""
     texts = _texts_of(frame, column)
+    groups = _groups_of(frame, by)
     folded, _ = fold_ascii(texts)
-    spans = pii_spans(folded, texts.fill_null(""), names=names)
+    content = texts.fill_null("")
+    spans = pii_spans(folded, content, names=names)
+    if names:
+        spans = _spread_names(spans, content, groups)
     if isinstance(frame, pl.DataFrame):
         keys = [c for c in ("conversation_id", "idx") if c in frame.columns]
         if keys:
@@ -314,9 +495,9 @@ def find_pii(frame: pl.DataFrame | pl.Series, column: str = "content", *, names:
     return spans
 
 
-def _redact_series(texts: pl.Series) -> pl.Series:
+def _redact_spans(texts: pl.Series, spans: pl.DataFrame) -> pl.Series:
+    """``texts`` with each of ``spans`` replaced by its placeholder."""
     texts = texts.cast(pl.String)
-    spans = find_pii(texts)
     if not len(spans):
         return texts
     content = texts.fill_null("")
@@ -333,11 +514,18 @@ def _redact_series(texts: pl.Series) -> pl.Series:
     return texts.clone().scatter(rows, redacted)
 
 
-def redact_frame(frame: pl.DataFrame, column: str = "content") -> pl.DataFrame:
+def redact_frame(frame: pl.DataFrame, column: str = "content", *, by: str | None = CONVERSATION) -> pl.DataFrame:
     """``frame`` with every PII span in ``column`` replaced by its placeholder
-    (``[EMAIL]``, ``[PHONE]``...). Other columns are untouched."""
+    (``[EMAIL]``, ``[PHONE]``...). Other columns are untouched.
+
+    ``by`` names the column that says which conversation each message is in
+    (``conversation_id`` by default, used when the frame has it): a name
+    found in one message is redacted at each of its whole-word occurrences
+    in its conversation ("My name is Sarah." then "Sarah, I hear you.").
+    ``by=None`` redacts each message on its own (its repeats still go)."""
     texts = _texts_of(frame, column)
-    return frame.with_columns(_redact_series(texts).alias(column))
+    spans = find_pii(frame, column, by=by).select(list(PII_SCHEMA))
+    return frame.with_columns(_redact_spans(texts, spans).alias(column))
 
 
 def redact(text: str) -> str:
@@ -348,4 +536,5 @@ def redact(text: str) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"redact() takes a str, got {type(text).__name__}")
-    return _redact_series(pl.Series([text]))[0]
+    texts = pl.Series([text])
+    return _redact_spans(texts, find_pii(texts))[0]

@@ -20,7 +20,10 @@ candidate):
    - title: Dr., Mr., Mrs., Ms., Mx., Prof., Miss, Nurse, Uncle...;
    - relation: "my son", "my therapist is", "her ex-husband", "our GP"...;
    - weak: "I'm", "I am", "this is", "hi", "dear", "thanks";
+   - sign-off: "Love,\\nSarah", "Cheers,\\nmarta", "- Sarah" ending the message;
    - none: a bare run of capitalised words.
+   After a name-giving cue ("my name is", "call me", "I'm", "this is") or a
+   sign-off, one lower-case word is a candidate too ("my name is jake").
 3. Each distinct (cue, words, sentence-initial, previous word) is decided
    in Python (a few thousand distinct candidates per million messages,
    cached):
@@ -31,16 +34,35 @@ candidate):
      words plus the list below);
    - weak cue: a gazetteer first name that is not a common English word
      ("I'm Anxious" and "I'm Grace" both stay: the second is a miss);
+   - sign-off: a gazetteer first name (common words too: "Love,\\nGrace") or
+     a capitalised word that is not common English; after a dash, a gazetteer
+     first name or surname;
+   - a lower-case word (after a name-giving cue or a sign-off): a gazetteer
+     first name of three letters or more that is not a common word ("i'm
+     jake", not "i'm tired", "call me crazy");
    - no cue: two or more words, the first a gazetteer first name and the
      last a gazetteer surname or first name, not both common words ("Sarah
      Connor", "Will Smith"; not "Good Morning"); or a single gazetteer first
-     name that is not a common word, not at the start of a sentence and not
-     after "in", "to", "from", "at" (places).
+     name that is not a common word and not after "in", "to", "from", "at"
+     (places); at the start of a sentence only with three letters or more
+     and before a verb ("Rebecca said", "David and I"; not "Ah i see", "Rock
+     climbing helps", "Skip your dose").
+   Never a name: a word before "'t" ("I Don't Know"), interjections ("Ah",
+   "Oh", "Lol"), helplines and organisations ("Trevor Project",
+   "Samaritans", a run with "Project", "Foundation", "Line"... after its
+   first word), a run after an article ("an Avis rental"). A capitalised
+   function word starting a sentence is skipped ("Then Tomasz told me").
+   An unlisted word after a first name is a surname unless it is shaped
+   like an English derived word ("Loan Passed", "Royal Commission").
    Trailing words that are common (days, "And"...) are dropped from a span.
+   Common English: VADER's lexicon, scikit-learn's stop words, Faker's
+   English lorem word list (about 1,000 everyday words: "rock", "job",
+   "bank"), places, the list below; a plural of one counts ("Banks").
 
-Known misses: names in non-Latin scripts (folded to "x"), lower-case names,
-names that are common words without a cue ("Grace", "Will" alone), single
-names at the start of a sentence. Known false alarms: capitalised pairs of
+Known misses: names in non-Latin scripts (folded to "x"), lower-case names
+without a name-giving cue or sign-off, names that are common words without
+a cue ("Grace", "Will" alone), single names at the start of a sentence not
+followed by a verb ("Sarah wtf"). Known false alarms: capitalised pairs of
 gazetteer words that are a place or a brand ("Georgia Power").
 """
 
@@ -82,6 +104,20 @@ _RELATION = (
     r"|carer|caregiver|mentor|tutor|classmate|bully|abuser|dog|cat"
 )
 _WEAK = r"i'm|i am|im|this is|it's|hi|hello|hey|dear|thanks|thank you|love|cheers"
+# Cues after which a lower-case word may be a name: the person gives it.
+_INTRO = rf"{_STRONG}|i'm|i am|im|this is"
+_LOWER = r"[a-z]{3,25}"
+# Closing words of a message before a name on its own line.
+_SIGNOFF_WORDS = (
+    r"love|lots of love|all my love|cheers|thanks|thanks again|thank you|best|best wishes|regards|kind regards"
+    r"|warm regards|all the best|take care|xoxo|xx|hugs|yours|sincerely|peace"
+)
+# A sign-off or a dash, then a name, then the end of the message (a few
+# spaces or "." / "!" allowed): "Love,\nSarah", "thanks all\n- Sarah".
+_SIGNOFF = (
+    rf"(?-u:\b)(?i:{_SIGNOFF_WORDS})[,.!]?[ \t]{{0,3}}\r?\n[ \t\r\n]{{0,4}}(?:{_NAME}|{_LOWER})[ \t\r\n.!]{{0,4}}$"
+    rf"|-{{1,2}}[ \t]{{0,2}}(?:{_NAME}|{_LOWER})[ \t\r\n.!]{{0,4}}$"
+)
 _CUED = (
     rf"(?i:{_STRONG})[ ,:]{{1,3}}(?:{_TITLE} )?{_NAME}"
     rf"|(?i:{_NAMED}) (?:{_TITLE} )?{_NAME}"
@@ -89,10 +125,14 @@ _CUED = (
     rf"|(?i:my|our|his|her|their|your) (?:(?i:late|older|younger|little|big|eldest|youngest|baby|new|best|old|twin) ){{0,2}}"
     rf"(?i:{_RELATION})(?:,? (?i:is called|is named|named|called|is|was))?,? (?:{_TITLE} )?{_NAME}"
     rf"|(?i:{_WEAK}),? (?:{_TITLE} )?{_NAME}"
+    rf"|(?i:{_INTRO})[ ,:]{{1,3}}{_LOWER}"
 )
-_REGEX = rf"(?-u:\b)(?:{_CUED}|{_NAME})(?-u:\b)"
+# Sign-offs first: at the same position "Love" alone would be a bare word.
+_REGEX = rf"{_SIGNOFF}|(?-u:\b)(?:{_CUED}|{_NAME})(?-u:\b)"
 # Recognise which cue a matched text starts with (Python re, on distinct texts).
 _CUE_KINDS = (
+    ("signoff", rf"(?i:{_SIGNOFF_WORDS})[,.!]?[ \t]*\r?\n[ \t\r\n]*"),
+    ("dash", r"-{1,2}[ \t]*"),
     ("strong", rf"(?i:{_STRONG})[ ,:]"),
     ("named", rf"(?i:{_NAMED}) "),
     ("title", rf"(?:{_TITLE}) "),
@@ -106,7 +146,7 @@ _COMMON_EXTRA = """
 will may june april august mark bill rose frank art dawn summer autumn winter spring hope faith joy grace
 honey angel amber crystal ivy holly daisy lily iris violet ruby pearl jade sunny sky rain storm river
 christian hunter guy pat rich young long man son an ha ma do le so hu ho ki ok sung king star chance
-patience precious happy lucky major deacon bishop
+patience precious happy lucky major deacon bishop doc boss
 today yesterday tomorrow tonight maybe sometimes honestly okay ok yeah yes no last every recently also
 still just then when what why how where who which because though although however anyway well so but
 and or if since after before during until while once again already always never often usually
@@ -121,17 +161,62 @@ great glad new old big little first second next other another some any many much
 hi hello hey dear thanks thank please sorry welcome morning evening night afternoon day week month year
 i me my mine we us our you your he him his she her they them their it its this that these those there here
 """.split()
-# Words never taken as a name even after a strong cue.
+# Words never taken as a name even after a strong cue; the second half are
+# interjections ("Ah i see" was [NAME] in 7 of 18 names found in ESConv).
 _NEVER = frozenset(
     """i the a an and or but so my your his her our their me you he she it we they this that is was not no
     yes just really very too also still monday tuesday wednesday thursday friday saturday sunday january
     february march april may june july august september october november december god mum mom dad mother
-    father son daughter brother sister wife husband partner friend ok okay sorry hi hello hey""".split()
+    father son daughter brother sister wife husband partner friend ok okay sorry hi hello hey
+    ah ahh ahhh aah aha oh ohh ooh oooh uh uhh um umm hmm hmmm hm mm mmm er erm eh aw aww awww ha haha hahaha
+    heh hehe lol lmao omg wow yay ugh yo oops whoa welp meh nah yep yup yeah alright sure bye huh phew gosh
+    damn dang jeez geez wtf idk tbh imo btw fyi ty np xd xo xx""".split()
 )
-# After a sentence-initial word, these mark an imperative ("Skip your
-# evening dose", "Mark the date"), not a name and its verb.
-_OBJECT_WORDS = frozenset({"your", "the", "a", "an", "my", "it", "this", "that", "them", "him", "her", "me", "us",
-                           "up", "out", "off", "down", "in", "on", "to", "for", "with", "some", "any", "all"})  # fmt: skip
+# Helplines and support organisations (lower case, as runs of capitalised
+# words): public services a reply should keep ("Trevor Project: 1-866-...").
+_HELPLINES = frozenset(
+    {"trevor project", "the trevor project", "samaritans", "crisis text line", "lifeline", "trans lifeline",
+     "kids helpline", "childline", "beyond blue", "befrienders", "befrienders worldwide", "befrienders kenya",
+     "papyrus", "shout", "mind", "rethink", "rethink mental illness", "nami", "samhsa", "veterans crisis line",
+     "kooth", "headspace", "sane", "sane australia", "sos amitie", "telefonseelsorge", "aasra", "vandrevala",
+     "icall", "sadag", "kids help phone", "talk suicide canada", "pieta", "pieta house", "young minds",
+     "youngminds", "hopeline", "hopelineuk", "hope line", "calm", "the mix", "jigsaw", "crisis line",
+     "suicide hotline", "national suicide prevention lifeline", "lifeline australia", "lifeline aotearoa",
+     "youthline", "samaritans ireland"}
+)  # fmt: skip
+# A capitalised run with one of these after its first word is an
+# organisation, not a person ("Trevor Project", "Jordan Foundation").
+_ORG_WORDS = frozenset(
+    """Project Line Lifeline Helpline Hotline Foundation Trust Society Association Institute Centre Center Clinic
+    Hospital Network Services Service University College School Council Bank Mail Company Inc Ltd Corp Group
+    Fund Charity Alliance Coalition Agency Department Ministry Club Commission Committee Court Party Government
+    Police Army Navy Office Board Authority Union Museum Library Gallery Hotel Airport Station Street Road Avenue
+    Bridge Treatment Program Programme""".split()
+)
+# An unlisted word after a first name is taken as a surname ("Hiroshi
+# Sato"), but not one shaped like an English derived word: "Loan Passed",
+# "Assisted Outpatient Treatment", "Royal Commission" were names on Reddit.
+_WORD_SUFFIX = re.compile(
+    r"(?:ed|ing|tion|sion|ment|ness|ity|ies|ous|ive|able|ible|ful|less|ism|ist|ance|ence|ship|hood|wards?|ics|ient)$"
+)
+# A run of capitalised words after one of these is a thing ("an Avis rental",
+# "the Juul"), not a person.
+_ARTICLES = frozenset({"a", "an", "the", "this", "that", "these", "those", "every", "each", "any", "some", "no"})
+# A sentence-initial word is a name only before one of these ("Rebecca
+# said", "David and I", "Bob has"), or a past tense in -ed; not before any
+# lower-case word ("Rock climbing", "Job stability", "Ah i see").
+_VERBS = frozenset(
+    """said says say told tells asked asks is was has had does did will would can could should might must
+    isn wasn hasn hadn doesn didn won wouldn couldn shouldn wants wanted thinks thought knows knew went goes
+    came comes called calls texted texts got gets made makes left leaves loves loved likes liked hates hated
+    seems seemed feels felt keeps kept tried tries helped helps took takes gave gives found finds lives lived
+    works worked died passed moved started stopped broke cried laughed yelled screamed hit hurt never always
+    just also still and y et und""".split()
+)
+# Lower-case words that may follow a name given after "i'm" ("i'm jake and
+# I'm 17", "i'm jake from Leeds"); any other makes it a state ("i'm fed up").
+_AFTER_NAME = frozenset({"and", "btw", "from", "here", "lol", "haha", "by", "too", "again", "i", "im", "but", "so",
+                         "aged", "age", "yo", "fyi"})  # fmt: skip
 _PLACE_WORDS = frozenset({"in", "from", "at", "near", "visit", "visited", "visiting", "into", "of"})
 # "to" is a place after a verb of motion ("went to Paris"), not after "talked to".
 _MOTION = frozenset({"went", "moved", "go", "going", "goes", "gone", "come", "came", "coming", "back", "flew", "fly",
@@ -148,6 +233,25 @@ def fold_names(texts: pl.Series) -> pl.Series:
         fixed = texts.gather(non_ascii).str.replace_all(r"[\p{Lu}\p{Lt}&&[^\x00-\x7f]]", "X")
         texts = texts.clone().scatter(non_ascii, fixed)
     return fold_ascii(texts)[0]
+
+
+@functools.cache
+def _lower_first_names() -> pl.Series:
+    return pl.Series(sorted(n.lower() for n in gazetteer()[0]), dtype=pl.String)
+
+
+@functools.cache
+def _common_series() -> pl.Series:
+    return pl.Series(sorted(gazetteer()[2] | _NEVER), dtype=pl.String)
+
+
+def _lorem_words() -> set[str]:
+    """Faker's English lorem list: about a thousand everyday words ("rock",
+    "job", "bank") that VADER and the stop words leave out, several of them
+    also first names or surnames somewhere."""
+    from faker.providers.lorem.en_US import Provider as Lorem
+
+    return {word.lower() for word in Lorem.word_list}
 
 
 def _person_lists() -> tuple[set[str], set[str]]:
@@ -187,17 +291,33 @@ def gazetteer() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
         pass
     common |= _vader_words()
     common |= _place_words()
+    common |= _lorem_words()
     return folded(first), folded(last), frozenset(common)
 
 
+@functools.cache
+def _function_words() -> frozenset[str]:
+    """Words that start a sentence before a name ("Then Tomasz told me",
+    "Yesterday Emily called"): stop words, :data:`_NEVER`, time words. Not
+    any common word: "Discord Server" is not "Discord" then a name."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    times = {"yesterday", "today", "tonight", "tomorrow", "maybe", "recently", "honestly", "sometimes", "later"}
+    return frozenset(ENGLISH_STOP_WORDS) | _NEVER | times
+
+
 def _place_words() -> set[str]:
-    """Country, US state and British county names (Faker's address lists):
-    "Ireland", "Georgia" and "Kent" are places before they are names."""
+    """Country, US state, Canadian province and British county names
+    (Faker's address lists) and the continents: "Ireland", "Georgia", "Kent",
+    "Alberta" and "Asia" are places before they are names."""
     from faker.providers.address.en import Provider as English
+    from faker.providers.address.en_CA import Provider as Canadian
     from faker.providers.address.en_GB import Provider as British
     from faker.providers.address.en_US import Provider as American
 
-    names = [*English.countries, *American.states, *getattr(British, "counties", ())]
+    continents = ["Africa", "America", "Antarctica", "Asia", "Europe", "Oceania"]
+    names = [*English.countries, *American.states, *getattr(British, "counties", ()), *getattr(Canadian, "provinces", ()),
+             *continents]  # fmt: skip
     return {word.lower() for name in names for word in name.split() if len(word) > 2}
 
 
@@ -234,16 +354,41 @@ def _cue_of(text: str) -> tuple[str, int]:
     return "none", 0
 
 
+def _is_common(word: str, common: frozenset[str]) -> bool:
+    """``word`` (lower case) or the singular of it is a common English word
+    ("banks")."""
+    if word in common:
+        return True
+    if len(word) > 4 and word.endswith("ies") and word[:-3] + "y" in common:
+        return True  # "families"
+    return len(word) > 3 and word.endswith("s") and word[:-1] in common
+
+
+def _helpline(words: list[str]) -> bool:
+    """The run of words names a helpline or an organisation: one of
+    :data:`_HELPLINES` (the whole run or its first one to three words), or
+    a word of :data:`_ORG_WORDS` after the first."""
+    lowered = [w.lower() for w in words]
+    if any(" ".join(lowered[:n]) in _HELPLINES for n in range(1, min(3, len(lowered)) + 1)):
+        return True
+    return any(w in _ORG_WORDS for w in words[1:])
+
+
 @functools.lru_cache(maxsize=200_000)
-def decide(text: str, initial: bool, previous: str) -> tuple[int, int] | None:
+def decide(
+    text: str, initial: bool, previous: str, verb_next: bool = False, word_next: bool = False
+) -> tuple[int, int] | None:
     """(offset, length) of the name inside the matched ``text``, or None when
-    it is not taken as a name (rules: module docstring)."""
+    it is not taken as a name (rules: module docstring). ``initial``: the
+    match starts a sentence; ``verb_next``: a verb follows it; ``word_next``:
+    a lower-case word other than "and", "from"... follows it."""
     cue, start = _cue_of(text)
     # After the cue: a relation's verb ("is called"), a comma, then a title.
     rest = text[start:]
     skip = len(rest) - len(rest.lstrip(" ,"))
     start += skip
-    name = rest[skip:]
+    # A sign-off's match runs to the end of the message.
+    name = rest[skip:].rstrip(" \t\r\n.!")
     while True:
         m = _title_prefix().match(name)
         if cue == "relation" and m is None:
@@ -257,23 +402,46 @@ def decide(text: str, initial: bool, previous: str) -> tuple[int, int] | None:
         name = name[m.end():]
     first_names, surnames, common = gazetteer()
     words = name.split(" ")
+    # Before trailing common words are dropped: "Trevor Project" is an
+    # organisation, not "Trevor" and a common word.
+    if _helpline([w for w in words if w[:1].isupper()]):
+        return None
     # Drop trailing capitalised words that are common ("Jane Smith Thursday").
     while len(words) > 1 and (words[-1].lower() in common or words[-1].lower() in _NEVER):
         words.pop()
     while words and words[0] in _TITLES:
         start += len(words[0]) + 1
         words.pop(0)
-    if not words:
+    if not words or not words[0]:
         return None
+    if not words[0][:1].isupper():
+        # One lower-case word, after a name-giving cue or a sign-off.
+        word = words[0]
+        ok = word.title() in first_names and not _is_common(word, common) and word not in _NEVER
+        # After "i'm" a word that runs on into the sentence is a state ("i'm
+        # fed up"), not a name ("i'm jake", "i'm jake and i'm 17").
+        ok = ok and not (cue == "weak" and word_next)
+        return (start, len(word)) if ok and cue in ("strong", "weak", "signoff", "dash") else None
     caps = [w for w in words if w[:1].isupper()]
     head = caps[0]
     lower = head.lower()
     known = head in first_names or head in surnames
-    is_common = lower in common
+    is_common = _is_common(lower, common)
+    if cue == "none" and len(words) > 1 and lower in _function_words() and not _pair(caps, first_names, surnames, common):
+        # "Then Tomasz told me", "In Paris": a capitalised word of the
+        # sentence, then what follows it decided on its own.
+        sub = decide(" ".join(words[1:]), False, lower, verb_next, word_next)
+        return None if sub is None else (start + len(words[0]) + 1 + sub[0], sub[1])
     if lower in _NEVER:
+        return None
+    if cue == "none" and previous.rsplit(" ", 1)[-1] in _ARTICLES:
         return None
     if cue == "strong":
         ok = True
+    elif cue == "signoff":
+        ok = head in first_names or not is_common
+    elif cue == "dash":
+        ok = known
     elif cue in ("title", "relation", "named"):
         ok = known or not is_common
     elif cue == "weak":
@@ -282,25 +450,27 @@ def decide(text: str, initial: bool, previous: str) -> tuple[int, int] | None:
             ok = _pair(caps, first_names, surnames, common)
     elif len(caps) >= 2:
         ok = _pair(caps, first_names, surnames, common)
-        if not ok and not initial:
+        if not ok and not (initial and not verb_next):
             # "I told Priya Monday": the first word alone may still be a name.
             words = caps = [head]
-            ok = _single(head, initial, previous, first_names, common)
+            ok = _single(head, initial, previous, verb_next, first_names, common)
     else:
-        ok = _single(head, initial, previous, first_names, common)
+        ok = _single(head, initial, previous, verb_next, first_names, common)
     if not ok:
         return None
     return start, len(" ".join(words))
 
 
-def _single(head: str, initial: bool, previous: str, first_names: frozenset[str], common: frozenset[str]) -> bool:
-    # At the start of a sentence any word is capitalised: there a single
-    # word must be a gazetteer name of three letters or more (not "Al").
+def _single(head: str, initial: bool, previous: str, verb_next: bool, first_names: frozenset[str],
+            common: frozenset[str]) -> bool:  # fmt: skip
     words = previous.split(" ")
     place = words[-1] in _PLACE_WORDS or (words[-1] == "to" and words[0] in _MOTION)
-    if head not in first_names or head.lower() in common or place:
+    if head not in first_names or _is_common(head.lower(), common) or place:
         return False
-    return not initial
+    # At the start of a sentence any word is capitalised: there a single
+    # word must be a gazetteer name of three letters or more (not "Al")
+    # followed by a verb ("Rebecca said"; not "Rock climbing helps").
+    return not initial or (verb_next and len(head) >= 3)
 
 
 def _pair(caps: list[str], first_names: frozenset[str], surnames: frozenset[str], common: frozenset[str]) -> bool:
@@ -310,8 +480,35 @@ def _pair(caps: list[str], first_names: frozenset[str], surnames: frozenset[str]
     if tail not in surnames and tail not in first_names:
         # An unlisted surname ("Hiroshi Sato") after a first name that is not
         # a common word.
-        return head.lower() not in common and tail.lower() not in common
-    return not (head.lower() in common and tail.lower() in common)
+        lower = tail.lower()
+        return not _is_common(head.lower(), common) and not _is_common(lower, common) and not _WORD_SUFFIX.search(lower)
+    return not (_is_common(head.lower(), common) and _is_common(tail.lower(), common))
+
+
+
+
+def spread_forms(names: list[str]) -> dict[str, list[tuple[str, bool]]]:
+    """For each name found (folded like the texts), the forms whose other
+    occurrences are that person too: the name as found and, for a full name,
+    each of its capitalised words of three letters or more that is not a
+    title (not the particles "van", "de"...: "Sarah Okafor": "Sarah", "Okafor"). With each form, whether it
+    is compared ignoring case: yes unless it is a common word ("sarah" is
+    Sarah; "hope" is not Hope), and never for one of two letters."""
+    _, _, common = gazetteer()
+    out: dict[str, list[tuple[str, bool]]] = {}
+    # A Python loop over the distinct names found (a few per conversation).
+    for name in names:
+        words = [w for w in name.split(" ") if w]
+        forms = [name] if len(words) == 1 else [name, *(w for w in words if len(w) >= 3 and w[:1].isupper() and w not in _TITLES)]
+        items = []
+        for form in dict.fromkeys(forms):
+            lower = form.lower()
+            if lower in _NEVER or (len(words) > 1 and form != name and _is_common(lower, common)):
+                continue  # "Will" of "Will Smith" alone is the verb more often than the man
+            items.append((form, len(form) >= 3 and not _is_common(lower, common)))
+        if items:
+            out[name] = items
+    return out
 
 
 def name_spans(texts: pl.Series) -> pl.DataFrame:
@@ -321,6 +518,16 @@ def name_spans(texts: pl.Series) -> pl.DataFrame:
         return empty
     folded = fold_names(texts)
     spans = find_spans(folded, _REGEX, "pii_names")
+    # A match ending in a lower-case word ("i'm sorry", "my name is jake") is
+    # a name only if that word is a first name: checked here in one column
+    # lookup, as "I'm" + a word is a fifth of all candidates.
+    text = spans["text"]
+    last = text.str.extract(r"[ ,:\n]([a-z]{3,25})[ \t\r\n.!]*$", 1)
+    # A lone capitalised common word ("The", "What", "Today": most
+    # candidates) is never a name (decide's rules): dropped before the
+    # context columns are cut for it.
+    lone = ~text.str.contains(" ", literal=True) & text.str.to_lowercase().is_in(_common_series().implode())
+    spans = spans.filter((last.is_null() | last.is_in(_lower_first_names().implode())) & ~lone)
     if not len(spans):
         return empty
     # Byte slices of the ASCII folded text: str.slice walks each text from
@@ -328,22 +535,25 @@ def name_spans(texts: pl.Series) -> pl.DataFrame:
     source = folded.cast(pl.Binary).gather(spans["row"])
     lo = (spans["start"] - 24).clip(lower_bound=0)
     pre = source.bin.slice(lo, spans["start"] - lo).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
-    post = source.bin.slice(spans["end"], pl.Series([8] * len(spans), dtype=pl.Int32)).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
+    post = source.bin.slice(spans["end"], pl.Series([16] * len(spans), dtype=pl.Int32)).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
+    following = post.str.extract(r"^ ([a-z]+)", 1)
     spans = spans.with_columns(
         initial=pre.str.contains(r"(?:^|[.!?:;\n*(\"-])[ \t\"']*$"),
         previous=pre.str.extract(r"((?:[A-Za-z']+ )?[A-Za-z']+)[ \t]*$", 1).str.to_lowercase().fill_null(""),
-        # A bare word at a sentence start is a name only before a lower-case word ("Rebecca said").
-        verb_next=post.str.contains(r"^ [a-z]")
-        & ~post.str.extract(r"^ ([a-z]+)", 1).is_in(sorted(_OBJECT_WORDS)).fill_null(False),
-    )
-    keys = spans.select("text", "initial", "previous", "verb_next").unique()
+        # A bare word at a sentence start is a name only before a verb ("Rebecca said").
+        verb_next=(following.is_in(sorted(_VERBS)) | following.str.contains(r"^[a-z]{2,}ed$")).fill_null(False),
+        word_next=(~following.is_in(sorted(_AFTER_NAME))).fill_null(False),
+        # "Don't", "Won't": the word before "'t" is a verb, never a name.
+        contraction=post.str.contains(r"^'t\b"),
+    ).filter(~pl.col("contraction"))
+    keys = spans.select("text", "initial", "previous", "verb_next", "word_next").unique()
     # One Python decision per distinct candidate (module docstring, step 3).
-    decided = [decide(t, i and not v, p) for t, i, p, v in keys.iter_rows()]
+    decided = [decide(*key) for key in keys.iter_rows()]
     keys = keys.with_columns(
         offset=pl.Series([d[0] if d else None for d in decided], dtype=pl.Int32),
         length=pl.Series([d[1] if d else None for d in decided], dtype=pl.Int32),
     )
-    spans = spans.join(keys, on=["text", "initial", "previous", "verb_next"], how="inner").drop_nulls("offset")
+    spans = spans.join(keys, on=["text", "initial", "previous", "verb_next", "word_next"], how="inner").drop_nulls("offset")
     return spans.select(
         "row",
         (pl.col("start") + pl.col("offset")).cast(pl.Int32).alias("start"),

@@ -1,12 +1,15 @@
 """PII redaction of exported text with the analyzers' redactor.
 
 Message contents are redacted as one column per batch (the vectorized
-``pe_toolkit.analysis.pii.redact_frame``). Free-form metadata is JSON of any
-shape, so its string values are gathered with a small walk over the parsed
-objects, redacted in the same single vectorized call, and put back; so are
-free-form keys (an e-mail used as a key). The keys pe_toolkit owns (dataset,
-tier, created_at) are structure and keep their names; of their values only
-the dataset name is free text, and it is scanned like the rest.
+``pe_toolkit.analysis.pii.redact_frame``), each value with the conversation
+it belongs to, so that a name found in one message ("My name is Sarah.") is
+redacted in every message of that conversation ("Sarah, I hear you.") and
+in its metadata, and in no other conversation. Free-form metadata is JSON of
+any shape, so its string values are gathered with a small walk over the
+parsed objects, redacted in the same single vectorized call, and put back;
+so are free-form keys (an e-mail used as a key). The keys pe_toolkit owns
+(dataset, tier, created_at) are structure and keep their names; of their
+values only the dataset name is free text, and it is scanned like the rest.
 
 Identifiers are scanned too: a conversation id in which the scan finds PII
 (an e-mail or a phone number used as an id) is replaced by a pseudonym, a
@@ -66,23 +69,44 @@ def redact_ids(ids: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms
 Redactor = Callable[[list[str]], list[str]]
 
 
-def load_redactor() -> Callable[[pa.Array], pa.Array]:
-    """A function redacting an Arrow string array (nulls stay null)."""
+class ConversationRedactor:
+    """The analyzers' redactor over an Arrow string array (nulls stay null).
+    Called with ``groups`` (one conversation number per value), a name found
+    in one value is redacted in every value of its group; without, each
+    value is redacted on its own. A plain ``Callable[[pa.Array], pa.Array]``
+    works wherever this does, minus the grouping."""
+
+    def __init__(self, redact_frame: Callable[..., pl.DataFrame]) -> None:
+        self._redact_frame = redact_frame
+
+    def __call__(self, values: pa.Array, groups: pa.Array | None = None) -> pa.Array:
+        if len(values) == 0:
+            return values
+        columns = {"content": pl.from_arrow(values)}
+        if groups is not None:
+            columns["conversation"] = pl.from_arrow(groups)
+        frame = pl.DataFrame(columns)
+        out = self._redact_frame(frame, column="content", by="conversation" if groups is not None else None)
+        return out["content"].to_arrow().cast(pa.string())
+
+
+def load_redactor() -> ConversationRedactor:
+    """The redactor for ``export --redact`` (:class:`ConversationRedactor`)."""
     try:
         from ..analysis.pii import redact_frame
     except ImportError as exc:
         raise ExportError(
             f"redaction needs pe_toolkit.analysis.pii.redact_frame, which is not available ({exc})"
         ) from None
+    return ConversationRedactor(redact_frame)
 
-    def redact(values: pa.Array) -> pa.Array:
-        if len(values) == 0:
-            return values
-        frame = pl.DataFrame({"content": pl.from_arrow(values)})
-        out = redact_frame(frame, column="content")
-        return out["content"].to_arrow().cast(pa.string())
 
-    return redact
+def _apply(redact: Callable[[pa.Array], pa.Array], values: pa.Array, groups: pa.Array) -> pa.Array:
+    """``redact(values)``, with the conversation of each value when the
+    redactor takes it."""
+    if isinstance(redact, ConversationRedactor):
+        return redact(values, groups)
+    return redact(values)
 
 
 def _flat_children(messages: pa.ListArray) -> tuple[pa.StructArray, pa.Array]:
@@ -101,49 +125,80 @@ def replace_message_field(messages: pa.ListArray, name: str, values: pa.Array) -
     return pa.ListArray.from_arrays(offsets, rebuilt, mask=messages.is_null() if messages.null_count else None)
 
 
-def redact_messages(messages: pa.ListArray, redact: Callable[[pa.Array], pa.Array]) -> pa.ListArray:
+def _contents(messages: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+    """The message contents of a list column and the row (conversation) of each."""
     structs, _ = _flat_children(messages)
     content = structs.flatten()[structs.type.get_field_index("content")]
-    return replace_message_field(messages, "content", redact(content))
+    return content, pc.list_parent_indices(messages)
 
 
-def _gather(node: Any, out: list[tuple[Any, Any]], top: bool, owners: list[tuple[dict[str, Any], bool]]) -> None:
+def redact_messages(messages: pa.ListArray, redact: Callable[[pa.Array], pa.Array]) -> pa.ListArray:
+    """The messages with their contents redacted, each list one conversation."""
+    content, groups = _contents(messages)
+    return replace_message_field(messages, "content", _apply(redact, content, groups))
+
+
+class _Slots:
+    """String leaves of free-form JSON as (container, key) slots, and the
+    objects whose keys are free text too, each with its conversation (row)
+    number, to write back after one vectorized call."""
+
+    def __init__(self) -> None:
+        self.slots: list[tuple[Any, Any]] = []
+        self.slot_groups: list[int] = []
+        self.owners: list[tuple[dict[str, Any], bool, int]] = []
+
+    def add(self, container: Any, key: Any, group: int) -> None:
+        self.slots.append((container, key))
+        self.slot_groups.append(group)
+
+
+def _gather(node: Any, out: _Slots, top: bool, group: int) -> None:
     # Free-form JSON has no columnar form: walk it to collect string leaves
     # as (container, key) slots, and the objects whose keys are free text
     # too, to write back after one vectorized call.
     if isinstance(node, dict):
-        owners.append((node, top))
+        out.owners.append((node, top, group))
         for key, value in node.items():
             if top and key in _OPAQUE_VALUES:
                 continue
             if isinstance(value, str):
-                out.append((node, key))
+                out.add(node, key, group)
             else:
-                _gather(value, out, False, owners)
+                _gather(value, out, False, group)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             if isinstance(value, str):
-                out.append((node, i))
+                out.add(node, i, group)
             else:
-                _gather(value, out, False, owners)
+                _gather(value, out, False, group)
 
 
-def _redact_slots(slots: list[tuple[Any, Any]], owners: list[tuple[dict[str, Any], bool]],
-                  redact: Callable[[pa.Array], pa.Array]) -> None:  # fmt: skip
-    """Redact the string values in ``slots`` and the keys of ``owners`` (an
-    e-mail or a name used as a key is as identifying as one used as a value)."""
-    keys = [(d, k) for d, top in owners for k in d if not (top and k in _STRUCTURAL_KEYS)]
-    if not slots and not keys:
-        return
-    texts = [c[k] for c, k in slots] + [k for _, k in keys]
-    cleaned = redact(pa.array(texts, pa.string())).to_pylist()
+def _redact_slots(found: _Slots, redact: Callable[[pa.Array], pa.Array],
+                  before: tuple[pa.Array, pa.Array] | None = None) -> pa.Array | None:  # fmt: skip
+    """Redact the string values in ``found``'s slots and its owners' keys (an
+    e-mail or a name used as a key is as identifying as one used as a value),
+    in one call with ``before`` (texts and their conversations: a batch's
+    message contents), whose redacted texts are returned."""
+    keys = [(d, k, g) for d, top, g in found.owners for k in d if not (top and k in _STRUCTURAL_KEYS)]
+    slots = found.slots
+    texts = pa.array([c[k] for c, k in slots] + [k for _, k, _ in keys], pa.string())
+    groups = pa.array(found.slot_groups + [g for _, _, g in keys], pa.int64())
+    if before is not None:
+        texts = pa.concat_arrays([before[0].cast(pa.string()), texts])
+        groups = pa.concat_arrays([before[1].cast(pa.int64()), groups])
+    if len(texts) == 0:
+        return before[0] if before is not None else None
+    everything = _apply(redact, texts, groups)
+    lead = 0 if before is None else len(before[0])
+    cleaned = everything.slice(lead).to_pylist()
     for (container, key), value in zip(slots, cleaned):
         container[key] = value
     renamed: dict[int, dict[str, str]] = {}
-    for (owner, key), new in zip(keys, cleaned[len(slots) :]):
+    for (owner, key, _), new in zip(keys, cleaned[len(slots) :]):
         if new != key:
             renamed.setdefault(id(owner), {})[key] = new
-    for owner, _ in owners:
+    for owner, _, _ in found.owners:
         mapping = renamed.get(id(owner))
         if not mapping:
             continue
@@ -158,17 +213,27 @@ def _redact_slots(slots: list[tuple[Any, Any]], owners: list[tuple[dict[str, Any
                 new = f"{base} {n}"
                 n += 1
             owner[new] = value
+    return everything.slice(0, lead) if before is not None else None
+
+
+def _parsed(metadata: pa.Array) -> tuple[list[Any], _Slots]:
+    """Metadata JSON texts parsed, with their string slots (row = conversation)."""
+    objects = [None if text is None else orjson.loads(text) for text in metadata.to_pylist()]
+    found = _Slots()
+    for row, obj in enumerate(objects):
+        _gather(obj, found, True, row)
+    return objects, found
+
+
+def _dumped(objects: list[Any]) -> pa.Array:
+    return pa.array([None if o is None else orjson.dumps(o).decode() for o in objects], pa.string())
 
 
 def redact_metadata(metadata: pa.Array, redact: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """Metadata JSON texts with every free-text string value redacted."""
-    objects = [None if text is None else orjson.loads(text) for text in metadata.to_pylist()]
-    slots: list[tuple[Any, Any]] = []
-    owners: list[tuple[dict[str, Any], bool]] = []
-    for obj in objects:
-        _gather(obj, slots, True, owners)
-    _redact_slots(slots, owners, redact)
-    return pa.array([None if o is None else orjson.dumps(o).decode() for o in objects], pa.string())
+    objects, found = _parsed(metadata)
+    _redact_slots(found, redact)
+    return _dumped(objects)
 
 
 def redact_api_objects(
@@ -183,14 +248,13 @@ def redact_api_objects(
     new_ids = redact_ids(pa.array([o["id"] for o in with_id], pa.string()), redact, pseudonyms).to_pylist()
     for obj, new in zip(with_id, new_ids):
         obj["id"] = new
-    slots: list[tuple[Any, Any]] = []
-    owners: list[tuple[dict[str, Any], bool]] = []
-    for obj in objects:
+    found = _Slots()
+    for row, obj in enumerate(objects):
         for message in obj.get("messages") or ():
             if isinstance(message.get("content"), str):
-                slots.append((message, "content"))
-        _gather(obj.get("metadata"), slots, True, owners)
-    _redact_slots(slots, owners, redact)
+                found.add(message, "content", row)
+        _gather(obj.get("metadata"), found, True, row)
+    _redact_slots(found, redact)
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
 
 
@@ -203,7 +267,12 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
         batch = batch.set_column(names.index("id"), "id", redact_ids(batch.column("id"), redact, pseudonyms))
     if source == "api":
         return batch.set_column(names.index("json"), "json", redact_api_objects(batch.column("json"), redact, pseudonyms))
-    batch = batch.set_column(names.index("messages"), "messages", redact_messages(batch.column("messages"), redact))
+    # A conversation's messages and metadata in one call, grouped by row.
+    messages = batch.column("messages")
+    objects, found = _parsed(batch.column("metadata"))
+    content = _redact_slots(found, redact, before=_contents(messages))
+    batch = batch.set_column(names.index("messages"), "messages", replace_message_field(messages, "content", content))
+    batch = batch.set_column(names.index("metadata"), "metadata", _dumped(objects))
     if "dataset" in names:
         batch = batch.set_column(names.index("dataset"), "dataset", redact(batch.column("dataset").cast(pa.string())))
-    return batch.set_column(names.index("metadata"), "metadata", redact_metadata(batch.column("metadata"), redact))
+    return batch

@@ -189,9 +189,12 @@ class ConversationViewer(View):
         contents = self.messages["content"].to_list()
         if not self.redact:
             return contents
-        from ..analysis import redact  # the analyzers' PII redactor
+        from ..analysis.pii import redact_frame
 
-        return [redact(t) for t in contents]  # one conversation: a handful of calls
+        # One conversation as one group: a name given in one message is
+        # redacted in the replies that use it too.
+        frame = pl.DataFrame({"content": contents, "conversation_id": ""}, schema={"content": pl.String, "conversation_id": pl.String})
+        return redact_frame(frame)["content"].to_list()
 
     # -- navigation ------------------------------------------------------------
     def show(self, conversation_id: str) -> None:
