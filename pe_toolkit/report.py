@@ -236,6 +236,11 @@ def build_reports(
     unknown = sorted(set(overrides) - set().union(*(d.keys() for d in declared.values())))
     if unknown:
         raise InputError(f"no selected notebook has a parameter named {', '.join(unknown)}")
+    # A notebook that cannot redact would show raw text in a report its
+    # reader believes redacted: refused before anything runs.
+    unredacted = [p.stem for p in paths if redact and "redact_views" not in declared[p]]
+    if unredacted:
+        raise InputError(f"--redact: {', '.join(unredacted)} has no redact_views parameter, so its conversations would show as stored")
     exporter = _exporter(include_code)
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="pe-report-") as scratch:

@@ -387,6 +387,15 @@ def test_a_json_or_gzip_file_that_is_not_an_export_is_replaced_only_with_force(t
         with pytest.raises(ExportError, match="does not look like a previous export"):
             export(store, tmp_path / name, format=fmt, progress=False)
         assert (tmp_path / name).read_bytes() == data, name
+    # an empty selection's export, gzipped (20 bytes), is replaced again too
+    for _ in range(2):
+        export(store, tmp_path / "none.jsonl.gz", format="jsonl", ids=["no_such_id"], progress=False)
+    # a first line longer than what is read: the sharegpt writer's opens with "id"
+    from pe_toolkit.exports.atomic import FIRST_LINE_LIMIT
+
+    long_line = tmp_path / "long.jsonl"
+    long_line.write_bytes(b'{"id":"x","conversations":[{"from":"human","value":"' + b"a" * FIRST_LINE_LIMIT + b'"}]}\n')
+    export(store, long_line, format="sharegpt", progress=False)
     # each format's own output is recognised, gzipped too, and replaced again
     for name, fmt in (("a.jsonl", "jsonl"), ("b.jsonl.gz", "jsonl"), ("c.jsonl", "openai"), ("d.jsonl", "sharegpt"),
                       ("e.csv.gz", "csv")):  # fmt: skip

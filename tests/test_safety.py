@@ -209,17 +209,28 @@ def test_when_im_gone_is_preparation_only_beside_an_arrangement() -> None:
     assert _user("When I'm gone on holiday my sister will feed the cat.")["crisis_categories"] == []
     prepared = _user("I've made sure someone will look after my dog when I'm gone.")
     assert prepared["crisis_categories"] == ["preparatory_behavior"] and prepared["crisis_severity"] == 3
+    # the arrangement may come after the phrase, and beside a thought of the world after
+    for text in ("When I'm gone my kids will be provided for, I've taken care of everything.",
+                 "When I'm gone, I've left instructions and my will is written.",
+                 "When I'm gone I've arranged for my sister to take the cat.",
+                 "When I'm gone my family will be fine, I've sorted out my insurance and my will."):  # fmt: skip
+        found = _user(text)
+        assert "preparatory_behavior" in found["crisis_categories"] and found["crisis_severity"] == 3, text
     for text in ("when i'm gone i'm sure no one will notice a difference",
                  "When I am gone everyone will be better off.",
-                 "will it all be fine after I'm gone, will they smile more",
-                 "all I think about is what it may be like when I'm gone"):  # fmt: skip
+                 "will it all be fine after I'm gone, will they smile more"):  # fmt: skip
         found = _user(text)
         assert found["crisis_categories"] == ["passive_ideation"] and found["crisis_severity"] == 1, text
+    # without "when I'm gone" before it, "no one will notice" is no thought of death
+    assert _user("Don't worry about the stain, no one will notice.")["crisis_categories"] == []
+    assert "passive_ideation" in _user("Nobody would care if I died.")["crisis_categories"]  # not shadowed
 
 
 def test_pushes_me_is_abuse_only_as_a_blow() -> None:
     assert _user("He pushes me away whenever I try to talk.")["crisis_categories"] == []
     assert _user("My mum pushes me to do better at school.")["crisis_categories"] == []
+    assert _user("She pushes me into doing things I don't want to do.")["crisis_categories"] == []
+    assert _user("He pushes me out of the way when he's angry.")["abuse_severity"] == 2
     assert _user("He pushes me against the wall when he's drunk.")["abuse_severity"] == 2
     assert _user("My boyfriend pushes me and calls me names.")["abuse_severity"] == 2
 

@@ -67,21 +67,29 @@ def test_a_non_ascii_digit_last_event_id_starts_the_stream_afresh(odd: Served) -
 
 
 def test_a_cancelled_analysis_job_stops_and_says_so(tmp_path: Path, sample_store_template: Path, caplog) -> None:
-
-    # A store big enough that the analysis is still running when cancelled.
+    # A store big enough that the first analysis is still running when the
+    # second job, queued behind it (one job worker), is cancelled.
     with start_mirror(copy_store(sample_store_template, tmp_path)) as served, served.client() as http:
-        submitted = http.post("/v1/processing/submit", json={"dataset_name": "peer_support", "processing_type": "analysis", "parameters": {}})
-        job = check_envelope(submitted, 201)["job_id"]
-        wait_until(lambda: check_envelope(http.get(f"/v1/processing/jobs/{job}"), 200)["status"] == "running", what="the job to run")
-        first = check_envelope(http.delete(f"/v1/processing/jobs/{job}"), 200)
-        assert http.delete(f"/v1/processing/jobs/{job}").json()["message"] in ("Cancellation requested", "Job already cancelled")
-        done = wait_until(lambda: (j := check_envelope(http.get(f"/v1/processing/jobs/{job}"), 200))["status"] != "running" and j,
-                          what="the job to stop")  # fmt: skip
-        again = http.delete(f"/v1/processing/jobs/{job}").json()["message"]
-    assert first is not None and done["status"] == "cancelled", done
+
+        def submit() -> str:
+            body = {"dataset_name": "peer_support", "processing_type": "analysis", "parameters": {}}
+            return check_envelope(http.post("/v1/processing/submit", json=body), 201)["job_id"]
+
+        def status(job: str) -> dict:
+            return check_envelope(http.get(f"/v1/processing/jobs/{job}"), 200)
+
+        running = submit()
+        wait_until(lambda: status(running)["status"] == "running", what="the job to run")
+        queued = submit()
+        # the queued one is cancelled by this call, not "already cancelled" (before the fix)
+        assert http.delete(f"/v1/processing/jobs/{queued}").json()["message"] == "Cancellation requested"
+        assert http.delete(f"/v1/processing/jobs/{running}").json()["message"] == "Cancellation requested"
+        done = wait_until(lambda: (j := status(running))["status"] != "running" and j, what="the job to stop")
+        again = http.delete(f"/v1/processing/jobs/{running}").json()["message"]
+        assert status(queued)["status"] == "cancelled"
+    assert done["status"] == "cancelled", done  # it ran to completion before the fix
     assert again == "Job already cancelled"
     assert not [r for r in caplog.records if "event handler" in r.getMessage()]  # the bus no longer swallows it
-
 
 def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_template: Path, tmp_path: Path) -> None:
     import os
@@ -94,24 +102,27 @@ def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_temp
     data.write_bytes(orjson.dumps({"id": "from-elsewhere", "messages": [{"role": "user", "content": "hello"}]}) + b"\n")
     stop, answered = threading.Event(), []
     with start_mirror(db) as served:
-        # Released only after a minute idle: the requests below never leave it idle.
+        # Released only after a minute idle: the requests below never leave it idle,
+        # and three clients overlap, so hardly a moment passes with no query running.
         served.mirror.db.release_when_idle(60.0)
 
         def traffic() -> None:
             with served.client() as http:
                 while not stop.is_set():
                     answered.append(http.get("/v1/conversations", params={"limit": 5}).status_code)
-                    stop.wait(0.2)
+                    stop.wait(0.01)
 
-        poller = threading.Thread(target=traffic)
-        poller.start()
+        pollers = [threading.Thread(target=traffic) for _ in range(3)]
+        for poller in pollers:
+            poller.start()
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_LOCK_WAIT": "20"}
             cli = Path(sys.executable).parent / "pe-toolkit"
             run = subprocess.run([str(cli), "--db", str(db), "import", str(data)], capture_output=True, text=True, env=env, timeout=120)
         finally:
             stop.set()
-            poller.join()
+            for poller in pollers:
+                poller.join()
         assert run.returncode == 0, run.stderr[-1000:]
         assert not list(db.parent.glob(f".{db.name}.waiting-*"))  # the waiter's marker is gone
         with served.client() as http:  # the server takes the file back and sees the import
@@ -162,3 +173,52 @@ def test_health_answers_while_queries_queue_for_a_held_cache(sample_store_templa
     assert health["checks"]["store"] == "busy"
     assert finished_before_health < 40, finished_before_health  # it did not queue behind them
     assert len(done) == 60
+
+
+def test_a_waiting_marker_counts_only_while_it_is_fresh_and_its_process_lives(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pe_toolkit.store.lease import MARKER_FRESH, others_waiting
+
+    cache = tmp_path / "c.duckdb"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker = tmp_path / f".c.duckdb.waiting-{sleeper.pid}-1"
+        marker.touch()
+        assert others_waiting(cache)
+        old = time.time() - MARKER_FRESH - 5
+        os.utime(marker, (old, old))  # a waiter killed long ago whose pid lives on
+        assert not others_waiting(cache)
+        os.utime(marker)
+        (tmp_path / f".c.duckdb.waiting-{os.getpid()}-1").touch()  # our own: never a reason to let go
+        assert others_waiting(cache)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not others_waiting(cache)  # its process is gone
+
+
+def test_a_no_wait_lease_does_not_take_the_file_back_from_a_waiter(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pe_toolkit.errors import StoreLockedError
+    from pe_toolkit.server.db import ServerDB
+
+    path = tmp_path / "c.duckdb"
+    db = ServerDB(Store(path))
+    db.release_when_idle(60.0)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f".c.duckdb.waiting-{sleeper.pid}-1").touch()
+        assert db.release_if_idle() and not db.is_open  # let go at once for the waiter
+        with pytest.raises(StoreLockedError), db.lease(wait=0):  # /health, the watcher: no reopening
+            pass
+        assert not db.is_open
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        db.close()

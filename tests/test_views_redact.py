@@ -80,3 +80,27 @@ def test_a_redacted_report_shows_no_personal_data(tmp_path):
     # an e-mail is the source's choice, and exports pseudonymise it)
     assert EMAIL not in html and PHONE not in html
     assert "redact_views=True" in html  # the footer says how it was made
+
+
+def test_the_live_analyzer_redacts_under_the_kernel_setting(kernel_setting):
+    analyzer = pw.LiveAnalyzer(user=f"I'm Priya. Mail me at {EMAIL}.", reply="Thanks for reaching out, Priya.")
+    assert EMAIL in analyzer.to_html() and "Priya" in analyzer.to_html()
+    pw.redact_views(True)
+    analyzer = pw.LiveAnalyzer(user=f"I'm Priya. Mail me at {EMAIL}.", reply="Thanks for reaching out, Priya.")
+    html = analyzer.to_html()
+    assert EMAIL not in html and "Priya" not in html and "[EMAIL]" in html
+
+
+def test_every_curated_notebook_can_redact_and_others_are_refused(tmp_path):
+    from pe_toolkit.errors import InputError
+    from pe_toolkit.report import declared_parameters, find_notebooks
+
+    assert all("redact_views" in declared_parameters(p) for p in find_notebooks(None))
+    mine = tmp_path / "mine.ipynb"
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("cache = None", metadata={"tags": ["parameters"]})
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata=kernel), mine)
+    with pytest.raises(InputError, match="no redact_views parameter"):
+        build_reports(tmp_path / "out", notebooks=[mine], cache=_cache(tmp_path), progress=False, redact=True)

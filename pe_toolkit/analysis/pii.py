@@ -250,7 +250,9 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         cued=cued,
         # A bare "555-0142" is a phone after a phone cue, and never a price
         # range or a quantity ("$200-1500", "300-1200 calories", "per month").
-        local_phone=recent.str.contains(cues["phone"]) & ~pl.col("post").str.contains(cues["unit"]) & ~pl.col("money"),
+        local_phone=(recent.str.contains(cues["phone"]) | pl.col("post").str.contains(cues["phone_after"]))
+        & ~pl.col("post").str.contains(cues["unit"])
+        & ~pl.col("money"),
         years=numeric.str.contains(_YEARS).fill_null(False) & ~cued,
         small=numeric.str.contains(_SMALL_GROUPS).fill_null(False) & (cat == "phone"),
         version=pl.when(cat == "ip_address").then(pl.col("pre")).str.contains(cues["version"]).fill_null(False),
@@ -387,7 +389,8 @@ def _spread_names(spans: pl.DataFrame, texts: pl.Series, groups: pl.Series | Non
     too, and so is a second "Sarah" in one text. Which forms spread (the
     parts of a full name, lower case or not) is :func:`.pii_names.spread_forms`'s
     rule; lower case only in a conversation typed in lower case (below).
-    One regex pass over the messages of conversations with a name."""
+    One pass over the words of the messages of conversations with a name
+    (:func:`_form_hits`)."""
     from .pii_names import fold_names, spread_forms
 
     found = spans.filter(pl.col("kind") == "name")
@@ -430,27 +433,10 @@ def _spread_names(spans: pl.DataFrame, texts: pl.Series, groups: pl.Series | Non
         .select("gid", key=pl.when(pl.col("fold")).then(pl.col("form").str.to_lowercase()).otherwise(pl.col("form")), fold="fold")
         .unique()
     )
-    folded_forms = sorted({f for items in forms.values() for f, fold in items if fold}, key=len, reverse=True)
-    exact_forms = sorted({f for items in forms.values() for f, fold in items if not fold}, key=len, reverse=True)
-    alternatives = []
-    if folded_forms:
-        alternatives.append("(?i:" + "|".join(_literal(f) for f in folded_forms) + ")")
-    alternatives += [_literal(f) for f in exact_forms]
-    regex = r"(?-u:\b)(?:" + "|".join(alternatives) + r")(?-u:\b)"
-    matches = find_spans(folded, regex, "pii name spread")
-    if not len(matches):
-        return spans
-    matches = matches.with_columns(row=rows.gather(matches["row"]))
-    matches = matches.with_columns(gid=gid.gather(matches["row"]))
-    hits = pl.concat(
-        [
-            matches.with_columns(key=pl.col("text").str.to_lowercase(), fold=pl.lit(True)),
-            matches.with_columns(key=pl.col("text"), fold=pl.lit(False)),
-        ]
-    ).join(wanted, on=["gid", "key", "fold"], how="semi")
-    hits = hits.unique(["row", "start"]).sort("row", "start")
+    hits = _form_hits(folded, gid.gather(rows), wanted)
     if not len(hits):
         return spans
+    hits = hits.with_columns(row=rows.gather(hits["row"]))
     extra = hits.select(
         "row",
         kind=pl.lit("name"),
@@ -459,6 +445,70 @@ def _spread_names(spans: pl.DataFrame, texts: pl.Series, groups: pl.Series | Non
         text=_slices(texts, hits["row"], hits["start"], hits["end"] - hits["start"]),
     )
     return _merge(spans, extra.select(list(PII_SCHEMA)).cast(PII_SCHEMA))  # type: ignore[arg-type]  # a dict of dtypes is what cast takes
+
+
+# A name form is words joined by single spaces, hyphens or apostrophes
+# ("Sarah", "Anne-Marie", "O'Neil", "Sarah Okafor"); longer forms are not
+# looked for.
+_FORM_WORDS = 6
+_WORD = r"[A-Za-z0-9_]+"
+_JOINERS = (" ", "-", "'")
+
+
+def _form_hits(folded: pl.Series, gid: pl.Series, wanted: pl.DataFrame) -> pl.DataFrame:
+    """Where each conversation's name forms occur in its messages, as whole
+    words: ``row`` (position in ``folded``), ``start``, ``end``; the longest
+    form wins at a place, the leftmost where two overlap. ``wanted``: ``gid``,
+    ``key`` (the form, lower-cased when ``fold``), ``fold``; ``gid``:
+    the conversation of each text of ``folded``.
+
+    A join of the messages' word n-grams on (conversation, form), not one
+    regex of every form: with thousands of distinct names in a batch the
+    alternation took seconds per thousand and then exceeded the regex size
+    limit (an export failed)."""
+    words = find_spans(folded.alias("t"), _WORD, "pii name spread")
+    if not len(words):
+        return words.select("row", "start", "end")
+    words = words.sort("row", "start").with_columns(
+        after=folded.gather(words["row"]).str.slice(words["end"], 1)
+    )
+    joiners = wanted["key"].str.count_matches(r"[ '-]").max()
+    longest = (joiners if isinstance(joiners, int) else 0) + 1
+    grams = [words.select("row", "start", "end", "text")]
+    current = words.select("row", "start", "end", "text", "after", last=pl.int_range(pl.len(), dtype=pl.Int64))
+    # Each round extends every n-gram by the word that follows it, when only
+    # one joiner stands between them: a few rounds over the words, no loop over rows.
+    for _ in range(1, min(longest, _FORM_WORDS)):
+        nxt = current["last"] + 1
+        inside = nxt < len(words)
+        current = current.filter(inside)
+        follow = words.gather(nxt.filter(inside))
+        current = current.with_columns(
+            n_row=follow["row"], n_start=follow["start"], n_end=follow["end"], n_text=follow["text"], n_after=follow["after"]
+        ).filter(
+            (pl.col("n_row") == pl.col("row")) & (pl.col("n_start") == pl.col("end") + 1) & pl.col("after").is_in(_JOINERS)
+        )
+        if not len(current):
+            break
+        current = current.select(
+            "row", "start", end="n_end", text=pl.concat_str(["text", "after", "n_text"]), after="n_after", last=pl.col("last") + 1
+        )
+        grams.append(current.select("row", "start", "end", "text"))
+    found = pl.concat(grams)
+    found = found.with_columns(gid=gid.gather(found["row"]))
+    hits = pl.concat(
+        [
+            found.with_columns(key=pl.col("text").str.to_lowercase(), fold=pl.lit(True)),
+            found.with_columns(key=pl.col("text"), fold=pl.lit(False)),
+        ]
+    ).join(wanted, on=["gid", "key", "fold"], how="semi")
+    if not len(hits):
+        return hits.select("row", "start", "end")
+    # The longest at each start, then left to right, none overlapping the one before.
+    hits = hits.unique(["row", "start", "end"]).sort("row", "start", "end", descending=[False, False, True])
+    hits = hits.unique(["row", "start"], keep="first", maintain_order=True)
+    reach = pl.col("end").cum_max().shift(1).over("row").fill_null(-1)
+    return hits.filter(pl.col("start") >= reach).select("row", "start", "end")
 
 
 # "i" as a word in lower case: "i think", "i'm", "and i".

@@ -240,6 +240,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("severity", 1, pl.Int8),
             ("subject_check", True, pl.Boolean),
             ("requires", None, pl.String),
+            ("requires_sentence", None, pl.String),
             ("requires_near", None, pl.String),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
@@ -381,10 +382,13 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     spans = spans.with_columns(matcher.classify(spans["text"]).alias("entry")).join(table, on="entry", how="left")
     c = _context(spans, folded)
     # An entry may need a word earlier in its sentence ("just in case" after
-    # "goodbye"), or within the 160 characters before it (requires_near).
+    # "goodbye"), anywhere in its sentence (requires_sentence: "when I'm gone"
+    # beside an arrangement, before or after it), or within the 160
+    # characters before it (requires_near).
+    whole_sentence = pl.concat_str([pl.col("sentence"), pl.col("text"), pl.col("rest")], separator=" ")
     needed = [
-        ((pl.col(field) == rule) & ~pl.col(window).str.contains("(?i)" + rule)).fill_null(False)
-        for field, window in (("requires", "sentence"), ("requires_near", "pre"))
+        ((pl.col(field) == rule) & ~window.str.contains("(?i)" + rule)).fill_null(False)
+        for field, window in (("requires", pl.col("sentence")), ("requires_sentence", whole_sentence), ("requires_near", pl.col("pre")))
         for rule in table[field].drop_nulls().unique().to_list()
     ]
     if needed:

@@ -71,7 +71,8 @@ def _looks_like_previous_file(path: Path, previous: Callable[[bytes], bool] | No
     if path.stat().st_size == 0:
         return True
     line = _first_line(path, gz)
-    return line is not None and previous(line)
+    # b"": an empty export, compressed (a gzip stream of nothing is 20 bytes)
+    return line is not None and (line == b"" or previous(line))
 
 
 @contextmanager

@@ -98,8 +98,10 @@ def _json_object_with(*keys: str) -> Callable[[bytes], bool]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            # a first line longer than the limit is cut: its opening must name a key
-            return len(line) >= FIRST_LINE_LIMIT and re.match(rb'\{"(%s)":' % "|".join(keys).encode(), line) is not None
+            # a first line longer than the limit is cut: its opening must name
+            # one of the keys, or "id", which the jsonl and sharegpt writers put first
+            opening = "|".join(dict.fromkeys(("id", *keys))).encode()
+            return len(line) >= FIRST_LINE_LIMIT and re.match(rb'\{"(%s)":' % opening, line) is not None
         return isinstance(obj, dict) and all(k in obj for k in keys)
 
     return check

@@ -109,13 +109,16 @@ def _announce(store: Leased, exc: StoreLockedError, wait: float) -> None:
 
 
 # A process waiting for the file leaves a marker beside it, named with its
-# pid, so that a holder that would otherwise keep the file under steady use
-# (the mirror serving requests) can let go of it for the waiter.
+# pid and thread, so that a holder that would otherwise keep the file under
+# steady use (the mirror serving requests) can let go of it for the waiter.
+# The waiter touches it at each retry: a marker not touched for
+# MARKER_FRESH seconds (a killed waiter's, a pid since reused) is ignored.
 _WAITING = ".waiting-"
+MARKER_FRESH = 10.0
 
 
 def _marker(path: Path) -> Path:
-    return path.with_name(f".{path.name}{_WAITING}{os.getpid()}")
+    return path.with_name(f".{path.name}{_WAITING}{os.getpid()}-{threading.get_ident()}")
 
 
 def _alive(pid: int) -> bool:
@@ -129,11 +132,18 @@ def _alive(pid: int) -> bool:
 
 
 def others_waiting(path: Path) -> bool:
-    """Whether another live process is waiting to open ``path`` (a crashed
-    waiter's marker is ignored: its pid is gone)."""
+    """Whether another live process is waiting to open ``path`` now: a
+    marker of another pid, touched in the last ``MARKER_FRESH`` seconds."""
+    now = time.time()
     for marker in path.parent.glob(f".{glob.escape(path.name)}{_WAITING}*"):
-        pid = marker.name.rsplit("-", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        pid = marker.name[len(f".{path.name}{_WAITING}") :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            fresh = now - marker.stat().st_mtime < MARKER_FRESH
+        except OSError:
+            continue  # gone meanwhile
+        if fresh and _alive(int(pid)):
             return True
     return False
 
@@ -155,8 +165,9 @@ def wait_for_file(store: Leased, open_file: Callable[[], None]) -> None:
                 if not announced:
                     _announce(store, exc, store._lease.lock_wait)
                     announced = True
-                    with contextlib.suppress(OSError):  # a read-only folder: wait without it
-                        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
+                with contextlib.suppress(OSError):  # a read-only folder: wait without it
+                    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
+                    os.utime(marker)  # still waiting (see MARKER_FRESH)
                 time.sleep(_RETRY_STEP)
                 continue
             if announced:

@@ -19,7 +19,7 @@ import polars as pl
 from ..errors import InputError
 from ..schema import QUALITY_METRICS
 from .conversation_viewer import message_badges
-from .display import View, figure_html, static_figure
+from .display import View, figure_html, is_redacting, static_figure
 from .figures import METRIC_LABELS, figure_widget
 from .html import STYLE, Span, badge, esc, highlight
 
@@ -107,6 +107,13 @@ class LiveAnalyzer(View):
         scores = self.message_scores
         evidence = self.evidence
         start = len(self.history)
+        texts = [m["content"] for m in conversation["messages"]]
+        redacting = is_redacting()  # pw.redact_views / report --redact: text taken from a cache
+        if redacting:
+            from ..analysis.pii import redact_frame
+
+            frame = pl.DataFrame({"content": texts, "conversation_id": ""}, schema={"content": pl.String, "conversation_id": pl.String})
+            texts = redact_frame(frame)["content"].to_list()
         for idx, message in enumerate(conversation["messages"]):
             if idx < start:
                 continue
@@ -117,12 +124,12 @@ class LiveAnalyzer(View):
                     row.update(match.row(0, named=True))
             row["role"] = message["role"]
             spans = []
-            if evidence.height and "idx" in evidence.columns:
+            if not redacting and evidence.height and "idx" in evidence.columns:  # redacted: the offsets moved
                 ev = evidence.filter(pl.col("idx") == idx)
                 spans = [Span(r["start"], r["end"], r["analyzer"], r["category"]) for r in ev.iter_rows(named=True)]
             parts.append(
                 f'<div class="pe-msg pe-{esc(message["role"])}"><div class="pe-role">{esc(message["role"])}</div>'
-                f"{highlight(message['content'], spans)}{message_badges(row)}</div>"
+                f"{highlight(texts[idx], spans)}{message_badges(row)}</div>"
             )
         tips = self.result.get("recommendations") or []
         if tips:
