@@ -469,9 +469,10 @@ def _form_hits(folded: pl.Series, gid: pl.Series, wanted: pl.DataFrame) -> pl.Da
     words = find_spans(folded.alias("t"), _WORD, "pii name spread")
     if not len(words):
         return words.select("row", "start", "end")
-    words = words.sort("row", "start").with_columns(
-        after=folded.gather(words["row"]).str.slice(words["end"], 1)
-    )
+    words = words.sort("row", "start")
+    # byte slices (folded is ASCII): str.slice walks a long message from its
+    # start for each word, quadratic in a megabyte of names
+    words = words.with_columns(after=_ascii_slices(folded, words["row"], words["end"], pl.repeat(1, len(words), eager=True)))
     joiners = wanted["key"].str.count_matches(r"[ '-]").max()
     longest = (joiners if isinstance(joiners, int) else 0) + 1
     grams = [words.select("row", "start", "end", "text")]
