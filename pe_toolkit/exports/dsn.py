@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from ..errors import InputError
 
@@ -57,17 +57,24 @@ class Dsn:
         query = parse_qsl(parts.query, keep_blank_values=True)
         if any(k == "password" for k, _ in query):
             password = password or next(v for k, v in query if k == "password")
+        # The defaults are appended to the query string as given: decoding
+        # and re-encoding it (urlencode) would turn %20 into "+", which libpq
+        # does not read as a space (options=-c%20statement_timeout%3D0 broke).
+        added = []
         if not any(k == "connect_timeout" for k, _ in query):
-            query.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
+            added.append(f"connect_timeout={DEFAULT_CONNECT_TIMEOUT}")
         if not any(k == "application_name" for k, _ in query):
-            query.append(("application_name", "pe_toolkit"))
-        uri = urlunsplit(parts._replace(query=urlencode(query)))
+            added.append("application_name=pe_toolkit")
+        uri = urlunsplit(parts._replace(query="&".join(p for p in (parts.query, *added) if p)))
         netloc = parts.netloc
         if parts.password is not None:
             user, _, host = netloc.rpartition("@")
             netloc = f"{user.split(':', 1)[0]}:{MASK}@{host}"
-        shown = [(k, MASK if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        masked = urlunsplit(parts._replace(netloc=netloc, query=urlencode(shown, safe="*")))
+        shown = [
+            f"{item.split('=', 1)[0]}={MASK}" if unquote(item.split("=", 1)[0]) == "password" else item
+            for item in parts.query.split("&")
+        ]
+        masked = urlunsplit(parts._replace(netloc=netloc, query="&".join(shown)))
         return cls(uri=uri, masked=masked, password=password or None)
 
     @classmethod

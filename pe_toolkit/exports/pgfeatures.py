@@ -36,10 +36,13 @@ def write_features(loader: PgSession, family: Family, content: Family, partials:
     spec = family.parent
     ids = loader.duck.sql(f"SELECT id FROM {family.changed_duck} ORDER BY id").to_arrow_table()
     # Conversations whose features changed without their content (new
-    # scores, new feature definitions): their messages are read here.
+    # scores, new feature definitions): their messages are read here. So are
+    # those whose id holds a NUL: the statistics taken on the way to
+    # PostgreSQL carry the id as sent (NUL as U+FFFD), which matches no id
+    # of the store.
     loader.register("_pe_features_ids", ids)
     extra = loader.duck.sql(
-        f"SELECT id FROM _pe_features_ids f ANTI JOIN {content.changed_duck} c ON c.id = f.id"
+        f"SELECT id FROM _pe_features_ids f ANTI JOIN {content.changed_duck} c ON c.id = f.id AND NOT contains(c.id, chr(0))"
     ).to_arrow_table()
     if extra.num_rows:
         loader.register("_pe_features_extra", extra)
@@ -72,7 +75,7 @@ def write_features(loader: PgSession, family: Family, content: Family, partials:
             if bulk:
                 load.inserted += loader.copy(spec.name, rows, label=spec.name)
             else:
-                part = loader.write_parent(spec, rows)
+                part = loader.write_parent(spec, rows, rewrite=family.rewrite)
                 load.inserted += part.inserted
                 load.updated += part.updated
         finally:

@@ -48,6 +48,10 @@ class Family:
     children: tuple[TableSpec, ...] = ()
     changed_duck: str = ""  # DuckDB relation of the ids to write
     changed_pg: str | None = None  # PostgreSQL temp table of the same ids, when needed
+    # A column was added to one of its tables by this load: the hashes say
+    # nothing about it (they cover the store's data, not the warehouse's
+    # columns), so every selected row is written again to fill it.
+    rewrite: bool = False
 
 
 class PgSession:
@@ -125,9 +129,33 @@ class PgSession:
     def is_empty(self, table: str) -> bool:
         return not self.scalar(f"SELECT EXISTS (SELECT 1 FROM {self.q(table)})")
 
-    def create(self, spec: TableSpec) -> None:
-        for statement in spec.ddl(self.schema):
-            self.exec(statement)
+    def create(self, spec: TableSpec) -> list[str]:
+        """Make ``spec``'s table, columns and indexes exist; returns the
+        columns added to a table that already existed.
+
+        What exists is read first and DDL issued only for what is missing:
+        ``CREATE TABLE IF NOT EXISTS`` still needs CREATE on the schema, and
+        ``ADD COLUMN IF NOT EXISTS`` or ``CREATE INDEX IF NOT EXISTS`` need
+        ownership and take their lock (AccessExclusiveLock for ALTER TABLE,
+        blocking every reader until commit) even when there is nothing to
+        do. A load that adds nothing then needs only SELECT, INSERT, UPDATE
+        and DELETE on the tables, and readers are not blocked."""
+        oid = self.scalar(f"SELECT to_regclass({pg_literal(self.q(spec.name))})::oid")
+        if oid is None:
+            for statement in spec.create_table(self.schema):
+                self.exec(statement)
+            present: set[str] = set()
+        else:
+            self.cur.execute(f"SELECT attname::text FROM pg_attribute WHERE attrelid = {int(oid)} AND attnum > 0 AND NOT attisdropped")
+            present = {row[0] for row in self.cur.fetchall()}
+        added = [c.name for c in spec.columns if oid is not None and c.name not in present]
+        for column in spec.columns:
+            if column.name in added:
+                self.exec(spec.add_column(self.schema, column))
+        for name, cols in spec.index_names():
+            if self.scalar(f"SELECT to_regclass({pg_literal(f'{quote_ident(self.schema)}.{quote_ident(name)}')}) IS NULL"):
+                self.exec(f"CREATE INDEX {quote_ident(name)} ON {self.q(spec.name)} ({', '.join(map(quote_ident, cols))})")
+        return added
 
     # -- writing -------------------------------------------------------------------
     def write_bulk(self, spec: TableSpec, rows_sql: str, total: int | None, each: Callable[[pa.RecordBatch], None] | None = None) -> int:
@@ -140,13 +168,13 @@ class PgSession:
             self.exec(statement)
         return written
 
-    def write_parent(self, spec: TableSpec, rows_sql: str) -> TableLoad:
+    def write_parent(self, spec: TableSpec, rows_sql: str, *, rewrite: bool = False) -> TableLoad:
         started = time.perf_counter()
-        load = self._write_parent(spec, rows_sql)
+        load = self._write_parent(spec, rows_sql, rewrite)
         load.seconds = time.perf_counter() - started
         return load
 
-    def _write_parent(self, spec: TableSpec, rows_sql: str) -> TableLoad:
+    def _write_parent(self, spec: TableSpec, rows_sql: str, rewrite: bool) -> TableLoad:
         if self.is_empty(spec.name):
             return TableLoad(inserted=self.write_bulk(spec, rows_sql, None))
         stage = f"_pe_stage_{spec.name}"
@@ -156,10 +184,11 @@ class PgSession:
         values = ", ".join(c.insert_expr("st") for c in spec.columns)
         updates = ", ".join(f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in names if n not in spec.key)
         hash_col = quote_ident(spec.hash_column or "")
+        only_changed = "" if rewrite else f"WHERE t.{hash_col} IS DISTINCT FROM EXCLUDED.{hash_col} "
         self.cur.execute(
             f"WITH w AS (INSERT INTO {self.q(spec.name)} AS t ({cols}) SELECT {values} FROM {stage} st "
             f"ON CONFLICT ({', '.join(map(quote_ident, spec.key))}) DO UPDATE SET {updates}, loaded_at = now() "
-            f"WHERE t.{hash_col} IS DISTINCT FROM EXCLUDED.{hash_col} RETURNING (xmax = 0) AS inserted) "
+            f"{only_changed}RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w"
         )
         inserted, updated = self.cur.fetchone()

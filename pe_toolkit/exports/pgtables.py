@@ -2,7 +2,8 @@
 
 Column types come from the DuckDB query that feeds a table (``DESCRIBE``),
 so a new analysis column reaches the warehouse as a new column
-(``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``) without a change here. Each
+(``ALTER TABLE ... ADD COLUMN``, issued only for a column the table lacks)
+without a change here. Each
 DuckDB type maps to the PostgreSQL type the ADBC driver writes for the
 matching Arrow type, so batches can be copied (binary COPY) straight into
 the table; values PostgreSQL cannot take as they are (structs, maps, JSON)
@@ -38,6 +39,12 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def text_without_nul(expr: str) -> str:
+    """DuckDB SQL for the VARCHAR ``expr`` as PostgreSQL text can hold it:
+    text cannot hold NUL, so U+FFFD marks where one was."""
+    return f"CASE WHEN contains({expr}, chr(0)) THEN replace({expr}, chr(0), chr(65533)) ELSE {expr} END"
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -60,8 +67,7 @@ def column_for(name: str, duck_type: str) -> Column:
         pg, send = _SCALARS[t]
         expr = "{col}" if send == t or t == "TIMESTAMP WITH TIME ZONE" else f"CAST({{col}} AS {send})"
         if t == "VARCHAR":
-            # PostgreSQL text cannot hold NUL; U+FFFD marks where one was.
-            expr = "CASE WHEN contains({col}, chr(0)) THEN replace({col}, chr(0), chr(65533)) ELSE {col} END"
+            expr = text_without_nul("{col}")
         return Column(name, duck_type, pg, expr)
     if t == "TIMESTAMP":
         # Naive timestamps are UTC in pe_toolkit (the session zone is UTC).
@@ -70,6 +76,9 @@ def column_for(name: str, duck_type: str) -> Column:
         return Column(name, duck_type, "double precision", "CAST({col} AS DOUBLE)")
     if t.endswith("[]") and t[:-2] in _SCALARS and t[:-2] != "TIMESTAMP WITH TIME ZONE":
         pg, send = _SCALARS[t[:-2]]
+        if t == "VARCHAR[]":
+            # Each element is text too: one NUL would fail the whole COPY.
+            return Column(name, duck_type, "text[]", f"list_transform({{col}}, lambda x: {text_without_nul('x')})")
         return Column(name, duck_type, f"{pg}[]", f"CAST({{col}} AS {send}[])")
     # JSON, STRUCT, MAP, nested lists, anything else: JSON text in a ``json``
     # column. json (not jsonb) because its binary COPY format is the text
@@ -123,20 +132,19 @@ class TableSpec:
             f"DROP INDEX IF EXISTS {quote_ident(schema)}.{quote_ident(name)}" for name, _ in self.index_names()
         ]
 
-    def ddl(self, schema: str) -> list[str]:
+    def create_table(self, schema: str) -> list[str]:
+        """The statements that create the table (which does not exist yet)."""
         table = f"{quote_ident(schema)}.{quote_ident(self.name)}"
         required = {*self.key, self.hash_column}
         cols = [f"{quote_ident(c.name)} {c.pg_type}" + (" NOT NULL" if c.name in required else "") for c in self.columns]
         cols.append("loaded_at timestamp with time zone NOT NULL DEFAULT now()")
-        statements = [
-            f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}, "
+        return [
+            f"CREATE TABLE {table} ({', '.join(cols)}, "
             f"CONSTRAINT {quote_ident(self.pk_name)} PRIMARY KEY ({', '.join(map(quote_ident, self.key))}))"
         ]
-        # A table created by an older pe_toolkit (or before an analyzer
-        # gained a column) gets the new columns; existing ones are kept.
-        for c in self.columns:
-            statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote_ident(c.name)} {c.pg_type}")
-        return statements + self.create_indexes(schema, with_key=False)
+
+    def add_column(self, schema: str, column: Column) -> str:
+        return f"ALTER TABLE {quote_ident(schema)}.{quote_ident(self.name)} ADD COLUMN {quote_ident(column.name)} {column.pg_type}"
 
 
 def spec_from_describe(

@@ -12,7 +12,10 @@ copied to a temporary table and compared with the ones stored beside the
 rows; only conversations whose hash differs are read from the store and
 written (``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the hash differs for
 the per-conversation tables; delete-and-copy of their rows for the
-per-message tables). A second load after no change writes nothing. Into
+per-message tables). A second load after no change writes nothing. The
+hashes cover the store's data, not the warehouse's columns: when a load
+adds a column to a table, it rewrites every selected row of that table's
+family, so the column is filled rather than left NULL. Into
 an empty table (a first load) rows are copied straight in and its keys and
 indexes built afterwards, which is faster than maintaining them row by row.
 
@@ -47,7 +50,7 @@ from .dsn import Dsn
 from .features import FEATURES_VERSION, partial_sums
 from .pgfeatures import _Collector
 from .pgsession import Family, PgSession, TableLoad, pg_literal
-from .pgtables import TableSpec, quote_ident, spec_from_describe
+from .pgtables import TableSpec, quote_ident, spec_from_describe, text_without_nul
 from .scores import MESSAGE_KEYS, analyzed, columns, has_table
 
 DEFAULT_SCHEMA = "pe_toolkit"
@@ -72,7 +75,8 @@ class WarehouseReport(HtmlReport):
         for name, t in self.tables.items():
             text = f"{name} {t.inserted:,} new" + (f", {t.updated:,} updated" if t.updated else "")
             parts.append(text + (f", {t.deleted:,} removed" if t.deleted else ""))
-        written = "; ".join(parts) if self.rows_written else "nothing changed"
+        changed = self.rows_written or any(t.deleted for t in self.tables.values())
+        written = "; ".join(parts) if changed else "nothing changed"
         return (
             f"{self.target} (schema {self.schema}): {self.conversations:,} conversations selected; "
             f"{written} [{self.seconds:.1f} s]"
@@ -129,11 +133,13 @@ class _Loader(PgSession):
         super().__init__(duck, pg, schema, progress, batch_rows)
         self.report = report
         self.keys_in_pg = False
+        self.duck_temps: list[str] = []  # DuckDB temp tables of changed ids
 
     def cleanup(self) -> None:
         super().cleanup()
-        with contextlib.suppress(Exception):
-            self.duck.execute(f"DROP TABLE IF EXISTS {self.KEYS}")
+        for table in (self.KEYS, *self.duck_temps):
+            with contextlib.suppress(Exception):
+                self.duck.execute(f"DROP TABLE IF EXISTS {table}")
 
     # -- keys and change sets ----------------------------------------------------
     def make_keys(self, where: str, params: list[Any], scored: bool, message_scored: bool) -> None:
@@ -167,11 +173,28 @@ class _Loader(PgSession):
             params or None,
         )
         self.report.conversations = int(self.duck.execute(f"SELECT count(*) FROM {self.KEYS}").fetchall()[0][0])
+        # Ids reach PostgreSQL with a NUL as U+FFFD (text_without_nul), as
+        # every text column does. Two selected ids that differ only there
+        # would become one key: refuse them with a clear line rather than
+        # fail on a duplicate key (or let one overwrite the other).
+        clash = self.duck.execute(
+            f"SELECT list(id ORDER BY id) FROM {self.KEYS} GROUP BY {text_without_nul('id')} HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        if clash:
+            first, second = clash[0][0][:2]
+            raise WarehouseError(
+                f"conversation ids {first!r} and {second!r} would be one key in PostgreSQL, which cannot "
+                "store NUL characters (they become U+FFFD): load without one of them"
+            )
 
     def keys_to_pg(self) -> None:
         if self.keys_in_pg:
             return
-        self.copy("_pe_keys", f"SELECT * FROM {self.KEYS}", temporary=True, label="keys")
+        self.copy(
+            "_pe_keys",
+            f"SELECT {text_without_nul('id')} AS id, * EXCLUDE (id) FROM {self.KEYS}",
+            temporary=True, label="keys",
+        )
         self.exec("ALTER TABLE _pe_keys ADD PRIMARY KEY (id)")
         self.exec("ANALYZE _pe_keys")
         self.keys_in_pg = True
@@ -182,27 +205,35 @@ class _Loader(PgSession):
         An empty parent table (a first load) takes every selected id with a
         hash, without a round trip. Otherwise the hashes go to PostgreSQL and
         come back as the ids that differ."""
-        parent_empty = self.is_empty(family.parent.name)
+        every = self.is_empty(family.parent.name) or family.rewrite
         all_ids = f"(SELECT id FROM {self.KEYS} WHERE {family.hash} IS NOT NULL)"
-        if parent_empty and not need_pg:
+        if every and not need_pg:
             family.changed_duck = all_ids
             return
         self.keys_to_pg()
         temp = f"_pe_changed_{family.name}"
         hash_col = family.parent.hash_column or ""
         key = family.parent.key[0]
+        differs = "" if family.rewrite else f" AND t.{quote_ident(hash_col)} IS DISTINCT FROM k.{family.hash}"
         self.exec(
             f"CREATE TEMP TABLE {temp} AS SELECT k.id FROM _pe_keys k "
             f"LEFT JOIN {self.q(family.parent.name)} t ON t.{quote_ident(key)} = k.id "
-            f"WHERE k.{family.hash} IS NOT NULL AND t.{quote_ident(hash_col)} IS DISTINCT FROM k.{family.hash}"
+            f"WHERE k.{family.hash} IS NOT NULL{differs}"
         )
         self.exec(f"ANALYZE {temp}")
         family.changed_pg = temp
-        if parent_empty:
+        if every:
             family.changed_duck = all_ids
             return
         self.cur.execute(f"SELECT id FROM {temp}")
-        self.register(temp, self.cur.fetch_arrow_table())
+        self.register(f"{temp}_pg", self.cur.fetch_arrow_table())
+        # The ids come back as PostgreSQL holds them (NUL as U+FFFD): the
+        # store's ids are what the DuckDB side joins on.
+        self.duck.execute(
+            f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT k.id FROM {self.KEYS} k "
+            f"SEMI JOIN {temp}_pg p ON p.id = {text_without_nul('k.id')}"
+        )
+        self.duck_temps.append(temp)
         family.changed_duck = temp
 
     # -- the load ------------------------------------------------------------------
@@ -211,8 +242,14 @@ class _Loader(PgSession):
         scored = include_scores and analyzed(self.duck)
         message_scored = scored and has_table(self.duck, "message_scores")
 
-        self.exec(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+        # The lock comes first and is keyed on the schema's name, not on the
+        # schema: two first loads into a new schema then wait for each other
+        # instead of both inserting it (a duplicate key on pg_namespace).
         self.scalar(f"SELECT pg_advisory_xact_lock(hashtext('pe_toolkit.warehouse:' || {pg_literal(self.schema)}))")
+        # CREATE SCHEMA IF NOT EXISTS checks CREATE on the database before it
+        # looks: a role that may only write the existing tables would fail.
+        if self.scalar(f"SELECT to_regnamespace({pg_literal(quote_ident(self.schema))}) IS NULL"):
+            self.exec(f"CREATE SCHEMA {quote_ident(self.schema)}")
         # Index builds after a bulk copy sort in memory when they can.
         self.exec("SET LOCAL maintenance_work_mem = '256MB'")
         self.make_keys(where, params, scored, message_scored)
@@ -222,7 +259,8 @@ class _Loader(PgSession):
         features = self.features_family() if include_features else None
         for family in filter(None, (content, scores, features)):
             for spec in (family.parent, *family.children):
-                self.create(spec)
+                if self.create(spec):
+                    family.rewrite = True
         # Stale scores are found through the content change set, so it must
         # exist in PostgreSQL whenever score tables hold rows.
         stale_possible = any(
@@ -237,9 +275,11 @@ class _Loader(PgSession):
         # their way to PostgreSQL (computed while it digests each batch),
         # rather than read from the store a second time.
         partials: list[pl.DataFrame] | None = [] if features is not None else None
+        if stale_possible:
+            self.find_stale_scores(content)
         self.write_content(content, partials)
         if stale_possible:
-            self.drop_stale_scores(content)
+            self.drop_stale_scores()
         if scores is not None:
             self.write_scores(scores)
         if features is not None:
@@ -261,7 +301,7 @@ class _Loader(PgSession):
         ids = family.changed_duck
         rows = ", ".join(c.send_expr("c") for c in conv.columns)
         self.report.tables["conversations"] = self.write_parent(
-            conv, f"SELECT {rows} FROM conversations c SEMI JOIN {ids} ch ON ch.id = c.id"
+            conv, f"SELECT {rows} FROM conversations c SEMI JOIN {ids} ch ON ch.id = c.id", rewrite=family.rewrite
         )
         total = self.duck.sql(
             f"SELECT coalesce(sum(message_count), 0)::BIGINT FROM conversations c SEMI JOIN {ids} ch ON ch.id = c.id"
@@ -305,32 +345,50 @@ class _Loader(PgSession):
         conv = family.parent
         ids = family.changed_duck
         rows = ", ".join(c.send_expr("x") for c in conv.columns if c.name != "row_hash")
-        self.report.tables["conversation_scores"] = self.write_parent(
+        self._record("conversation_scores", self.write_parent(
             conv,
             f"SELECT {rows}, k.scores_hash AS row_hash FROM current_conversation_scores x "
             f"JOIN {self.KEYS} k ON k.id = x.conversation_id SEMI JOIN {ids} ch ON ch.id = x.conversation_id",
-        )
+            rewrite=family.rewrite,
+        ))
         for msgs in family.children:
             rows = ", ".join(c.send_expr("x") for c in msgs.columns)
-            self.report.tables["message_scores"] = self.write_children(
+            self._record("message_scores", self.write_children(
                 msgs,
                 f"SELECT {rows} FROM current_message_scores x SEMI JOIN {ids} ch ON ch.id = x.conversation_id",
                 family.changed_pg, None,
-            )
+            ))
 
-    def drop_stale_scores(self, content: Family) -> None:
+    def _record(self, table: str, load: TableLoad) -> None:
+        """Report a table's writes, keeping the rows :meth:`drop_stale_scores`
+        removed from it earlier in the load (not replaced by the write)."""
+        earlier = self.report.tables.get(table)
+        if earlier is not None:
+            load.deleted += earlier.deleted
+            load.seconds += earlier.seconds
+        self.report.tables[table] = load
+
+    STALE = "_pe_stale_scores"  # PostgreSQL temp table: ids whose warehouse scores are stale
+
+    def find_stale_scores(self, content: Family) -> None:
         """Scores in the warehouse of conversations whose content changed and
         that have no current scores (not analyzed since) would describe text
-        that is no longer there: remove them."""
+        that is no longer there: find them before the content is written.
+        The content hashes are compared here, not taken from the content's
+        change set, which holds every selected conversation when a column
+        was added to a content table (a rewrite changes no text)."""
         assert content.changed_pg is not None
+        self.exec(
+            f"CREATE TEMP TABLE {self.STALE} AS SELECT ch.id FROM {content.changed_pg} ch "
+            "JOIN _pe_keys k ON k.id = ch.id WHERE k.scores_hash IS NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {self.q('conversations')} c WHERE c.id = ch.id AND c.content_hash = k.content_hash)"
+        )
+
+    def drop_stale_scores(self) -> None:
         for table in ("conversation_scores", "message_scores"):
             if not self.scalar(f"SELECT to_regclass({pg_literal(self.q(table))}) IS NOT NULL"):
                 continue
-            self.cur.execute(
-                f"DELETE FROM {self.q(table)} t USING {content.changed_pg} ch "
-                "WHERE t.conversation_id = ch.id AND NOT EXISTS "
-                "(SELECT 1 FROM _pe_keys k WHERE k.id = ch.id AND k.scores_hash IS NOT NULL)"
-            )
+            self.cur.execute(f"DELETE FROM {self.q(table)} t USING {self.STALE} s WHERE t.conversation_id = s.id")
             removed = max(int(self.cur.rowcount or 0), 0)
             if removed:
                 self.report.tables.setdefault(table, TableLoad()).deleted += removed
