@@ -183,3 +183,28 @@ def test_the_migration_applies_to_a_cache_of_the_previous_version(tmp_path, corp
         assert store.scores("evidence").height == evidence
     with Store(path, read_only=True) as store:
         assert store.scores("message").height == store.scalar("SELECT count(*) FROM messages")
+
+
+def test_a_run_that_failed_before_writing_leaves_the_current_scores_alone(tmp_path, corpus):
+    """Before migration 0013 a run whose analyzer raised at once recorded a
+    new version and scored nothing: every current score and alert vanished."""
+    from pe_toolkit.analysis.sentiment import SENTIMENT
+
+    class Broken:
+        name = "broken"
+        version = "1"
+
+        def score(self, messages, context=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("kaboom")
+
+    with Store(tmp_path / "c.duckdb") as store:
+        import_file(store, corpus, progress=False)
+        analyze(store, progress=False)
+        before = store.scores().height
+        alerts = store.scalar("SELECT count(*) FROM current_conversation_scores WHERE alert")
+        assert before == store.count()
+        with pytest.raises(Exception, match="kaboom"):
+            analyze(store, analyzers=[SENTIMENT, Broken()], progress=False)
+        assert store.scalar("SELECT status FROM analysis_runs ORDER BY started_at DESC LIMIT 1") == "failed"
+        assert store.scores().height == before
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores WHERE alert") == alerts

@@ -496,3 +496,17 @@ def test_thousands_of_distinct_names_in_one_batch_are_spread_without_a_giant_reg
     replies = out.gather(range(1, len(out), 2))
     # the first name, given in the first message, is redacted in the reply too
     assert (replies == "Thanks [NAME], I hear you.").mean() > 0.9
+
+
+def test_overlapping_name_forms_leave_no_part_of_a_name() -> None:
+    """A review caught two overlap slips in spreading names: a detector's
+    span dropped for an earlier spread one, and a form dropped after a
+    discarded overlapping one ("[NAME] Okafor")."""
+    frame = pl.DataFrame(
+        {
+            "conversation_id": ["c", "c"],
+            "content": ["hi i'm Sarah Jane and i need help, i think", "so sarah Jane Okafor is on my mind"],
+        }
+    )
+    out = redact_frame(frame)["content"].to_list()
+    assert "Okafor" not in out[1] and "Jane" not in out[1] and "sarah" not in out[1], out

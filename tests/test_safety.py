@@ -221,6 +221,12 @@ def test_when_im_gone_is_preparation_only_beside_an_arrangement() -> None:
                  "will it all be fine after I'm gone, will they smile more"):  # fmt: skip
         found = _user(text)
         assert found["crisis_categories"] == ["passive_ideation"] and found["crisis_severity"] == 1, text
+    assert _user("All I think about is what it may be like when I'm gone.")["crisis_categories"] == ["passive_ideation"]
+    assert _user("When I'm gone they'll be better off.")["crisis_categories"] == ["passive_ideation"]
+    # the entry for the world after does not shadow "better off without me" (a review caught it)
+    for text in ("Everyone will be better off without me.", "My family will be better off without me.",
+                 "People will be happier without me around.", "They will be happier if I was gone."):  # fmt: skip
+        assert "passive_ideation" in _user(text)["crisis_categories"], text
     # without "when I'm gone" before it, "no one will notice" is no thought of death
     assert _user("Don't worry about the stain, no one will notice.")["crisis_categories"] == []
     assert "passive_ideation" in _user("Nobody would care if I died.")["crisis_categories"]  # not shadowed
@@ -231,6 +237,7 @@ def test_pushes_me_is_abuse_only_as_a_blow() -> None:
     assert _user("My mum pushes me to do better at school.")["crisis_categories"] == []
     assert _user("She pushes me into doing things I don't want to do.")["crisis_categories"] == []
     assert _user("He pushes me out of the way when he's angry.")["abuse_severity"] == 2
+    assert _user("My mum pushes me into the kitchen wall.")["abuse_severity"] == 2
     assert _user("He pushes me against the wall when he's drunk.")["abuse_severity"] == 2
     assert _user("My boyfriend pushes me and calls me names.")["abuse_severity"] == 2
 

@@ -55,7 +55,6 @@ Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 from __future__ import annotations
 
 import functools
-import re
 
 import polars as pl
 
@@ -199,17 +198,46 @@ def pii_spans(folded: pl.Series, texts: pl.Series, *, names: bool = False) -> pl
 
 def _merge(spans: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
     """``spans`` plus the ``extra`` spans that overlap none of them (the
-    first finder wins an overlap), sorted."""
+    first finder wins an overlap) nor an earlier kept extra, sorted.
+    ``spans`` do not overlap one another."""
     if not len(extra):
         return spans
-    if not len(spans):
-        return extra.sort("row", "start")
-    both = pl.concat([spans.with_columns(first=pl.lit(True)), extra.with_columns(first=pl.lit(False))])
-    both = both.sort("row", "start", pl.col("first"), descending=[False, False, True])
-    # A span is dropped when it starts before the furthest end seen so far in
-    # its row (an overlap), keeping the earlier one.
-    reach = pl.col("end").cum_max().shift(1).over("row").fill_null(-1)
-    return both.filter(pl.col("start") >= reach).drop("first")
+    extra = extra.sort("row", "start", pl.col("end"), descending=[False, False, True])
+    if len(spans):
+        # One key for (row, offset), so a single as-of join finds, for each
+        # extra span, the nearest original at or before its start and the
+        # nearest at or after it: no row-by-row comparison.
+        key = (pl.col("row").cast(pl.Int64) * (1 << 32)) + pl.col("start").cast(pl.Int64)
+        e = extra.with_row_index("_e").with_columns(_k=key)
+        o = spans.select(o_row="row", o_start="start", o_end="end").with_columns(
+            _k=(pl.col("o_row").cast(pl.Int64) * (1 << 32)) + pl.col("o_start").cast(pl.Int64)
+        ).sort("_k")
+        e = e.sort("_k")
+        before = e.join_asof(o, on="_k", strategy="backward")
+        after = e.join_asof(o.rename({"o_row": "a_row", "o_start": "a_start", "o_end": "a_end"}), on="_k", strategy="forward")
+        hit = ((before["o_row"] == before["row"]) & (before["o_end"] > before["start"])).fill_null(False) | (
+            (after["a_row"] == after["row"]) & (after["a_start"] < after["end"])
+        ).fill_null(False)
+        extra = e.filter(~hit).sort("_e").drop("_e", "_k")
+    extra = _non_overlapping(extra)
+    return pl.concat([spans, extra.select(spans.columns)]).sort("row", "start") if len(spans) else extra
+
+
+def _non_overlapping(spans: pl.DataFrame) -> pl.DataFrame:
+    """``spans`` (sorted by row, start, longest first) without those that
+    overlap one kept before them, left to right."""
+    # A Python loop over the spans: the greedy choice is sequential (a
+    # running maximum of every end would also drop spans after a dropped
+    # one). They are PII values found, a few per message.
+    keep: list[int] = []
+    last_row, reach = -1, -1
+    for i, (row, start, end) in enumerate(zip(spans["row"].to_list(), spans["start"].to_list(), spans["end"].to_list(), strict=True)):
+        if row != last_row:
+            last_row, reach = row, -1
+        if start >= reach:
+            keep.append(i)
+            reach = end
+    return spans[keep]
 
 
 def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
@@ -457,8 +485,9 @@ _JOINERS = (" ", "-", "'")
 
 def _form_hits(folded: pl.Series, gid: pl.Series, wanted: pl.DataFrame) -> pl.DataFrame:
     """Where each conversation's name forms occur in its messages, as whole
-    words: ``row`` (position in ``folded``), ``start``, ``end``; the longest
-    form wins at a place, the leftmost where two overlap. ``wanted``: ``gid``,
+    words: ``row`` (position in ``folded``), ``start``, ``end``; they may
+    overlap (:func:`_merge` chooses: longest first, left to right, after the
+    detector's own spans). ``wanted``: ``gid``,
     ``key`` (the form, lower-cased when ``fold``), ``fold``; ``gid``:
     the conversation of each text of ``folded``.
 
@@ -505,20 +534,13 @@ def _form_hits(folded: pl.Series, gid: pl.Series, wanted: pl.DataFrame) -> pl.Da
     ).join(wanted, on=["gid", "key", "fold"], how="semi")
     if not len(hits):
         return hits.select("row", "start", "end")
-    # The longest at each start, then left to right, none overlapping the one before.
-    hits = hits.unique(["row", "start", "end"]).sort("row", "start", "end", descending=[False, False, True])
-    hits = hits.unique(["row", "start"], keep="first", maintain_order=True)
-    reach = pl.col("end").cum_max().shift(1).over("row").fill_null(-1)
-    return hits.filter(pl.col("start") >= reach).select("row", "start", "end")
+    # Every candidate: overlaps are settled by _merge, after the spans the
+    # detector found (which win), longest first, left to right.
+    return hits.unique(["row", "start", "end"]).select("row", "start", "end")
 
 
 # "i" as a word in lower case: "i think", "i'm", "and i".
 _LOWER_I = r"(?:^|[\s(,])i(?:[\s,.!?]|'(?:m|ve|ll|d)\b|$)"
-
-
-def _literal(form: str) -> str:
-    """``form`` as a regex matching itself (names: letters, "'", "-", ".", spaces)."""
-    return re.sub(r"([\\.+*?()|\[\]{}^$#&~-])", r"\\\1", form)
 
 
 def find_pii(

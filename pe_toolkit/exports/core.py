@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,15 +92,14 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _json_object_with(*keys: str) -> Callable[[bytes], bool]:
+def _json_object_with(*keys: str, first: str) -> Callable[[bytes], bool]:
     def check(line: bytes) -> bool:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            # a first line longer than the limit is cut: its opening must name
-            # one of the keys, or "id", which the jsonl and sharegpt writers put first
-            opening = "|".join(dict.fromkeys(("id", *keys))).encode()
-            return len(line) >= FIRST_LINE_LIMIT and re.match(rb'\{"(%s)":' % opening, line) is not None
+            # a first line longer than the limit is cut: it must open with the
+            # key this format's writer puts first
+            return len(line) >= FIRST_LINE_LIMIT and line.startswith(b'{"%s":' % first.encode())
         return isinstance(obj, dict) and all(k in obj for k in keys)
 
     return check
@@ -111,9 +109,9 @@ def _json_object_with(*keys: str) -> Callable[[bytes], bool]:
 # first line is so is taken for a previous export and may be replaced
 # without --force. A bare "{" is not enough: settings.json starts so too.
 _PREVIOUS: dict[str, Callable[[bytes], bool]] = {
-    "jsonl": _json_object_with("id", "messages"),
-    "openai": _json_object_with("messages"),
-    "sharegpt": _json_object_with("conversations"),
+    "jsonl": _json_object_with("id", "messages", first="id"),
+    "openai": _json_object_with("messages", first="messages"),
+    "sharegpt": _json_object_with("conversations", first="id"),
     "csv": lambda line: line.startswith(b"conversation_id,"),
     "parquet": lambda line: line.startswith(b"PAR1"),
 }

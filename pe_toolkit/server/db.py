@@ -72,7 +72,6 @@ class ServerDB:
         self._leases = 0
         self._last_used = time.monotonic()
         self._yield_until = 0.0  # monotonic time until which a waiting process gets the file
-        self._draining = False  # a process waits: no new lease until the file is let go
         self._write_lock = threading.RLock()
         self._closed = False
         self.released_signature: tuple[tuple[int, int], ...] | None = None
@@ -113,12 +112,6 @@ class ServerDB:
         with self._state:
             if self._closed:
                 raise StoreError("the server is shutting down")
-            # A process waits for the file (release_if_idle): no new lease
-            # while the ones out end, or overlapping requests never let it in.
-            # (Not the watcher's polls, touch=False: it is the one that lets go.)
-            give_up = time.monotonic() + (self.lock_wait if wait is None else wait)
-            while touch and self._draining and self._store is not None and time.monotonic() < give_up:
-                self._state.wait(_RETRY_STEP)
             self._leases += 1
         try:
             self._open(self.lock_wait if wait is None else wait)
@@ -162,15 +155,13 @@ class ServerDB:
         with self._state:
             if self.release_after is None or self._store is None:
                 return False
-            waited_for = others_waiting(self.path)
-            self._draining = waited_for and self._leases > 0
             if self._leases:
                 return False
+            waited_for = others_waiting(self.path)
             if not waited_for and time.monotonic() - self._last_used < self.release_after:
                 return False
             if waited_for:
                 self._yield_until = time.monotonic() + YIELD_SECONDS
-            self._draining = False
             self._close_locked()
             self.released_signature = file_signature(self.path)
             self.releases += 1

@@ -13,7 +13,8 @@ uses: ``current_conversation_scores``, ``current_message_scores`` and
 ``current_evidence``. A conversation's rows are current when the
 conversation is unchanged since it was scored (same ``content_hash``) and
 they were computed by the analysis version in force, which is the
-``analysis_version`` of the latest ``analyze`` run (``analysis_runs``): a
+``analysis_version`` of the latest ``analyze`` run that wrote a batch or
+completed (``analysis_runs``; migration 0013): a
 view cannot know the Python analyzers' version, but each run records the
 one it scores with before writing anything and re-scores every row of
 another version, so a row is current exactly when the next incremental
