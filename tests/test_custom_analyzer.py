@@ -243,3 +243,36 @@ def test_a_completed_run_keeps_its_note_and_a_sync_fails_its_sources_stale_runs(
         assert rows[failed] == ("failed", "boom", True)
         assert [rows[r] for r in stale] == [("failed", "interrupted", True)] * 2
         assert [rows[r] for r in other] == [("running", None, False)] * 2
+
+
+def test_a_column_differing_only_in_case_or_changing_type_is_refused_by_name(tmp_path) -> None:
+    """An analyze audit: "Sentiment" beside "sentiment" died with a KeyError
+    (DuckDB's names ignore case); a column whose type changed between
+    versions was cast silently (fractions stored as 0 and 1); a failed write
+    surfaced as "Current transaction is aborted", hiding its cause."""
+    frame = pl.DataFrame({"user": ["one", "two"], "assistant": ["three", "four"]})
+    upper = FunctionAnalyzer(lambda messages: messages.select(Sentiment=pl.col("content").str.len_chars() * 0.5), name="counter")
+    with Store(tmp_path / "s.duckdb") as store:
+        pe.import_frame(store, frame)
+        with pytest.raises(AnalysisError, match="'sentiment' and 'Sentiment' differ only in case"):
+            analyze(store, progress=False, analyzers=[*shipped(), upper])
+        counts = FunctionAnalyzer(lambda messages: messages.select(share=pl.col("content").str.len_chars()), name="counter", version="1")
+        analyze(store, progress=False, analyzers=[*shipped(), counts])
+        fractions = FunctionAnalyzer(lambda messages: messages.select(share=pl.col("content").str.len_chars() / 10), name="counter", version="2")
+        with pytest.raises(AnalysisError, match=r"message_scores.share holds UINTEGER, and this analysis gives DOUBLE"):
+            analyze(store, progress=False, analyzers=[*shipped(), fractions])
+        typeless = FunctionAnalyzer(lambda messages: messages.select(nothing=pl.repeat(None, pl.len())), name="clash")
+        with pytest.raises(AnalysisError, match="every value is null"):
+            analyze(store, progress=False, analyzers=[*shipped(), typeless])
+
+
+def test_ctrl_c_during_analyze_is_recorded_as_interrupted(tmp_path) -> None:
+    def stop(messages):
+        raise KeyboardInterrupt
+
+    frame = pl.DataFrame({"user": ["one"], "assistant": ["two"]})
+    with Store(tmp_path / "s.duckdb") as store:
+        pe.import_frame(store, frame)
+        with pytest.raises(KeyboardInterrupt):
+            analyze(store, progress=False, analyzers=[*shipped(), FunctionAnalyzer(stop, name="clash")])
+        assert store.sql("SELECT status, error FROM analysis_runs").rows() == [("failed", "interrupted")]

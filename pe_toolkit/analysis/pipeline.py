@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import AnalysisError, StoreError
+from ..errors import AnalysisError, StoreError, is_interrupt
 from ..events import EventBus, bus as default_bus
 from ..report_table import HtmlReport
 from ..store import Store
@@ -110,6 +110,11 @@ class _Writer:
     def __init__(self, con: duckdb.DuckDBPyConnection, version: str) -> None:
         self.columns = {t: _table_columns(con, t) for t in _TABLES}
         self.version = version
+        # The researchers' columns and their types (score_columns, migration 0012).
+        self.registered: dict[str, dict[str, str]] = {t: {} for t in _TABLES}
+        if _table_columns(con, "score_columns"):
+            for table, column, dtype in con.execute("SELECT table_name, column_name, data_type FROM score_columns").fetchall():
+                self.registered.setdefault(table, {})[column] = dtype
 
     def _add_columns(self, con: duckdb.DuckDBPyConnection, table: str, name: str, extra: list[str]) -> None:
         if table == "evidence":
@@ -120,8 +125,32 @@ class _Writer:
             con.execute(
                 "INSERT OR IGNORE INTO score_columns VALUES (?, ?, ?, ?, now())", [table, column, types[column], self.version]
             )
+            self.registered[table][column] = types[column]
             log.info("added column %s.%s (%s) for a registered analyzer", table, column, types[column])
         self.columns[table] = _table_columns(con, table)
+
+    def _check(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+        """Refuse what DuckDB would otherwise take silently or fail on with
+        a stray KeyError: names differing only in case (its column names
+        ignore case: "Sentiment" would write into "sentiment"), a new column
+        with no type (all null), and a researcher's column whose type
+        changed (v1 counts, v2 fractions: 0.4 was stored as 0)."""
+        seen: dict[str, str] = {}
+        for column in [*self.columns[table], *frame.columns]:
+            other = seen.setdefault(column.lower(), column)
+            if other != column:
+                raise AnalysisError(f"{table}: columns {other!r} and {column!r} differ only in case; rename one")
+        registered = self.registered[table]
+        for column, dtype in frame.schema.items():
+            if dtype == pl.Null and column not in self.columns[table]:
+                raise AnalysisError(f"{table}.{column}: every value is null, so it has no type; cast it (e.g. pl.lit(None, pl.Float64))")
+            if column in registered and dtype != pl.Null:
+                given = con.execute(f"SELECT column_type FROM (DESCRIBE SELECT {_quote(column)} FROM _new_{table})").fetchall()[0][0]
+                if given != registered[column]:
+                    raise AnalysisError(
+                        f"{table}.{column} holds {registered[column]}, and this analysis gives {given}: "
+                        "rename the column, or drop it from the cache first"
+                    )
 
     def insert(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
@@ -129,14 +158,20 @@ class _Writer:
         name = f"_new_{table}"
         con.register(name, frame.to_arrow())
         try:
+            self._check(con, table, frame)
             extra = [c for c in frame.columns if c not in self.columns[table]]
             if extra:
                 self._add_columns(con, table, name, extra)
             cols = frame.columns
             names = ", ".join(_quote(c) for c in cols)
             con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {name}")
+        except duckdb.Error as exc:
+            raise AnalysisError(f"cannot write the scores into {table}: {exc}") from exc
         finally:
-            con.unregister(name)
+            # After a failed statement the transaction is aborted and this
+            # raises too, which would hide the cause above.
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
 
 
 def _todo(store: Store, version: str, incremental: bool) -> tuple[pa.Table, int]:
@@ -362,8 +397,10 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
             store, "conversation_scores", "alert"
         ) else 0
     except BaseException as exc:
+        # Ctrl-C is recorded as an import's is: "interrupted", not "KeyboardInterrupt"
+        error = "interrupted" if is_interrupt(exc) else (str(exc) or type(exc).__name__)
         with contextlib.suppress(Exception):
-            store.finish_run(report.run_id, error=str(exc) or type(exc).__name__)
+            store.finish_run(report.run_id, error=error)
         raise
     report.seconds = round(time.perf_counter() - started, 3)
     store.finish_run(report.run_id, corpus_refreshed=refreshed)
