@@ -276,3 +276,32 @@ def test_ctrl_c_during_analyze_is_recorded_as_interrupted(tmp_path) -> None:
         with pytest.raises(KeyboardInterrupt):
             analyze(store, progress=False, analyzers=[*shipped(), FunctionAnalyzer(stop, name="clash")])
         assert store.sql("SELECT status, error FROM analysis_runs").rows() == [("failed", "interrupted")]
+
+
+def test_the_version_follows_set_and_frame_parameters_across_processes(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def fn(messages, words, table):
+        return messages.select(n=pl.col("content").str.len_chars())
+
+    table = pl.DataFrame({"w": [f"word{i}" for i in range(100)]})
+    base = FunctionAnalyzer(fn, name="counter", params={"words": {"maybe", "perhaps", "might"}, "table": table})
+    edited = table.with_columns(pl.when(pl.int_range(pl.len()) == 50).then(pl.lit("changed")).otherwise(pl.col("w")).alias("w"))
+    # row 50 of 100 is past what repr shows: the version must change all the same
+    assert FunctionAnalyzer(fn, name="counter", params={"words": {"maybe", "perhaps", "might"}, "table": edited}).version != base.version
+    # a set's order differs between processes (hash seeds): the version must not
+    script = (
+        "import polars as pl\n"
+        "from pe_toolkit.analysis.custom import FunctionAnalyzer\n"
+        "def fn(messages, words, table):\n"
+        "    return messages.select(n=pl.col('content').str.len_chars())\n"
+        "table = pl.DataFrame({'w': [f'word{i}' for i in range(100)]})\n"
+        "print(FunctionAnalyzer(fn, name='counter', params={'words': {'maybe', 'perhaps', 'might'}, 'table': table}).version)\n"
+    )
+    versions = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in (1, 2, 3)}  # fmt: skip
+    assert len(versions) == 1, versions
+    with pytest.raises(InputError, match="no stable representation"):
+        FunctionAnalyzer(fn, name="counter", params={"words": object(), "table": table})

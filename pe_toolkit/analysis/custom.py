@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import marshal
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from ..errors import AnalysisError
+from ..errors import AnalysisError, InputError
 from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
 from .registry import register
 
@@ -50,6 +52,31 @@ def _code_digest(fn: Callable[..., Any]) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
+def _canonical(value: Any) -> bytes:
+    """Bytes that stand for ``value`` the same way in every process, for the
+    version: ``repr`` orders a set by hash (a new version each process, and
+    every row re-scored) and cuts a DataFrame's rows ("..."), so an edited
+    row 50 of 100 kept the version and stale scores counted as current."""
+    if isinstance(value, Mapping):
+        items = sorted((_canonical(k), _canonical(v)) for k, v in value.items())
+        return b"{" + b",".join(k + b":" + v for k, v in items) + b"}"
+    if isinstance(value, (set, frozenset)):
+        return b"set(" + b",".join(sorted(_canonical(v) for v in value)) + b")"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__.encode() + b"(" + b",".join(_canonical(v) for v in value) + b")"
+    if isinstance(value, (pl.DataFrame, pl.Series)):
+        frame = value.to_frame() if isinstance(value, pl.Series) else value
+        out = io.BytesIO()
+        frame.write_ipc(out, compression="uncompressed")
+        return b"frame:" + hashlib.sha256(out.getvalue()).hexdigest().encode()
+    if isinstance(value, np.ndarray):
+        return b"array:" + f"{value.dtype}{value.shape}".encode() + hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest().encode()
+    text = repr(value)
+    if " at 0x" in text:
+        raise InputError(f"parameter {text[:80]} has no stable representation for the analyzer's version; pass plain values")
+    return text.encode()
+
+
 class FunctionAnalyzer:
     """A function under the analyzer contract (see the module docstring)."""
 
@@ -60,8 +87,8 @@ class FunctionAnalyzer:
         self.params = dict(params or {})
         self._wants_batch = "batch" in inspect.signature(fn).parameters
         digest = hashlib.sha256(_code_digest(fn).encode())
-        digest.update(repr(sorted(self.params.items())).encode())
-        digest.update(repr((fn.__defaults__, fn.__kwdefaults__)).encode())
+        digest.update(_canonical(self.params))
+        digest.update(_canonical((fn.__defaults__, fn.__kwdefaults__)))
         self.version = f"{version}+{digest.hexdigest()[:12]}" if version else digest.hexdigest()[:12]
 
     def __repr__(self) -> str:
