@@ -326,3 +326,24 @@ def test_doctor_online_reports_a_malformed_url_and_goes_on(tmp_path, monkeypatch
     monkeypatch.setenv("PE_API_KEY", KEY)
     r = CliRunner().invoke(cli, ["--db", str(tmp_path / "none.duckdb"), "doctor", "--online"])
     assert r.exit_code == 1 and "[FAIL] api online: notaurl:" in r.output and "[ok  ] cache:" in r.output, r.output
+
+
+def test_cli_sync_with_analyze_says_when_the_analysis_failed(served, tmp_path, monkeypatch) -> None:
+    """Before, the bus logged the analysis's traceback and the sync exited 0
+    with nothing scored."""
+    from pe_toolkit.analysis.custom import FunctionAnalyzer
+    from pe_toolkit.analysis.registry import register, unregister
+
+    def broken(messages):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setenv("PE_API_URL", served.url)
+    monkeypatch.setenv("PE_API_KEY", KEY)
+    register(FunctionAnalyzer(broken, name="broken_in_sync"))
+    try:
+        result = CliRunner().invoke(cli, ["--db", str(tmp_path / "c.duckdb"), "sync", "--analyze", "--no-progress", "--tier", "research"])
+    finally:
+        unregister("broken_in_sync")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "analysis of what was synced failed (kaboom)" in lines[0], result.stderr

@@ -36,6 +36,10 @@ class _Batcher:
         self.runs = 0
         self._lock = threading.Lock()
         self._running = False
+        # The last analysis that failed. The event bus isolates handlers (a
+        # raise here would be logged as a traceback and the sync would go on
+        # to exit 0 with nothing scored): the caller reads it instead.
+        self.error: BaseException | None = None
 
     def on_write(self, event: Event) -> None:
         with self._lock:
@@ -58,6 +62,9 @@ class _Batcher:
         try:
             analyze(self.store, incremental=True, progress=False, events=self.events)
             self.runs += 1
+        except Exception as exc:  # noqa: BLE001 - any failure is kept and reported by the caller
+            self.error = exc
+            log.warning("the analysis after the sync's writes failed: %s", exc)
         finally:
             with self._lock:
                 self._running = False
@@ -66,7 +73,9 @@ class _Batcher:
 def auto_analyze(store: Store, *, bus: EventBus | None = None, min_batch: int = 5000) -> Callable[[], None]:
     """Subscribe incremental analysis to ``bus`` (default: the process bus);
     returns a function that unsubscribes. The analysis runs in the thread
-    that publishes (the sync's), so its writes share the store's connection."""
+    that publishes (the sync's), so its writes share the store's connection.
+    A failed analysis is kept in ``unsubscribe.batcher.error`` (the sync goes
+    on; its caller says so)."""
     events = bus or default_bus
     batcher = _Batcher(store, events, max(1, int(min_batch)))
     stops = [events.subscribe(t, batcher.on_write) for t in WRITE_TOPICS]

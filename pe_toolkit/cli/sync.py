@@ -92,6 +92,9 @@ def sync_cmd(
         # wait in dead_letters for the next run): a run with any is not a
         # success, even when nothing else went wrong.
         problems.append(f"{report.invalid:,} payload(s) were invalid (kept in dead_letters)")
+    failed_analysis = getattr(getattr(stop, "batcher", None), "error", None)
+    if failed_analysis is not None:
+        problems.append(f"the analysis of what was synced failed ({failed_analysis}); fix it and run analyze")
     if problems:
         click.echo(f"pe-toolkit: error: {'; '.join(problems)}; run sync again", err=True)
         ctx.exit(1)
