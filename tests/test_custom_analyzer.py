@@ -305,3 +305,21 @@ def test_the_version_follows_set_and_frame_parameters_across_processes(tmp_path)
     assert len(versions) == 1, versions
     with pytest.raises(InputError, match="no stable representation"):
         FunctionAnalyzer(fn, name="counter", params={"words": object(), "table": table})
+
+
+def test_an_analyzers_own_error_names_the_analyzer_in_one_cli_line(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+
+    def broken(messages):
+        raise ZeroDivisionError("division by zero")
+
+    cache = tmp_path / "s.duckdb"
+    with Store(cache) as store:
+        pe.import_frame(store, pl.DataFrame({"user": ["one"], "assistant": ["two"]}))
+    register(FunctionAnalyzer(broken, name="clash"))
+    result = CliRunner().invoke(cli, ["--db", str(cache), "analyze", "--no-progress"])
+    assert result.exit_code == 1, result.output  # before: a traceback
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "analyzer 'clash' failed: ZeroDivisionError: division by zero" in lines[0], result.stderr

@@ -346,4 +346,4 @@ def test_cli_sync_with_analyze_says_when_the_analysis_failed(served, tmp_path, m
         unregister("broken_in_sync")
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "analysis of what was synced failed (kaboom)" in lines[0], result.stderr
+    assert len(lines) == 1 and "analysis of what was synced failed (analyzer 'broken_in_sync' failed: RuntimeError: kaboom)" in lines[0], result.stderr

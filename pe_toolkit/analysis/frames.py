@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import AnalysisError
+from ..errors import AnalysisError, PeToolkitError
 from . import duplicates
 from .base import EVIDENCE_SCHEMA, Analyzer, Batch, Scores, check_messages
 from .registry import load, version_of
@@ -92,7 +92,12 @@ def run_analyzers(frame: pl.DataFrame, analyzers: Sequence[Analyzer]) -> Batch:
     for analyzer in analyzers:
         if analyzer.name in batch.results:
             raise AnalysisError(f"two analyzers are named {analyzer.name!r}")
-        batch.results[analyzer.name] = analyzer.score(batch)
+        try:
+            batch.results[analyzer.name] = analyzer.score(batch)
+        except PeToolkitError:
+            raise
+        except Exception as exc:  # a researcher's code may raise anything: say whose it was
+            raise AnalysisError(f"analyzer {analyzer.name!r} failed: {type(exc).__name__}: {exc}") from exc
     return batch
 
 
