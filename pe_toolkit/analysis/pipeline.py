@@ -203,6 +203,13 @@ def _read_batch(store: Store, ids: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame
     con.register("_batch_ids", ids.select(["id"]))
     try:
         first, last = ids.column("id")[0].as_py(), ids.column("id")[-1].as_py()
+        # The hashes before the messages: an import between the two reads
+        # (another thread of this process) then leaves scores of the new
+        # text under the old hash, which the next run re-scores. The other
+        # order stored the old text's scores under the new hash, counted
+        # current for good (an edit that added a disclosure kept its old,
+        # low risk).
+        hashes = store.sql("SELECT c.id AS conversation_id, c.content_hash FROM conversations c SEMI JOIN _batch_ids b ON b.id = c.id")
         # The range lets DuckDB skip row groups when messages are stored in id order.
         messages = store.sql(
             "SELECT m.conversation_id, m.idx, m.role, m.content FROM messages m "
@@ -210,7 +217,6 @@ def _read_batch(store: Store, ids: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame
             "WHERE m.conversation_id BETWEEN ? AND ? ORDER BY m.conversation_id, m.idx",
             [first, last],
         )
-        hashes = store.sql("SELECT c.id AS conversation_id, c.content_hash FROM conversations c SEMI JOIN _batch_ids b ON b.id = c.id")
     finally:
         con.unregister("_batch_ids")
     return messages, hashes
