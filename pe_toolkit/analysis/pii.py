@@ -601,6 +601,13 @@ def redact_frame(frame: pl.DataFrame, column: str = "content", *, by: str | None
     return frame.with_columns(_redact_spans(texts, spans).alias(column))
 
 
+def redact_conversation(texts: list[str]) -> list[str]:
+    """The messages of one conversation, redacted as one (a name given in
+    one message is redacted in the others too): what the viewers show."""
+    frame = pl.DataFrame({"content": texts, CONVERSATION: ""}, schema={"content": pl.String, CONVERSATION: pl.String})
+    return redact_frame(frame)["content"].to_list()
+
+
 def redact(text: str) -> str:
     """``text`` with every PII span replaced by its placeholder.
 

@@ -189,12 +189,9 @@ class ConversationViewer(View):
         contents = self.messages["content"].to_list()
         if not self.redact:
             return contents
-        from ..analysis.pii import redact_frame
+        from ..analysis.pii import redact_conversation
 
-        # One conversation as one group: a name given in one message is
-        # redacted in the replies that use it too.
-        frame = pl.DataFrame({"content": contents, "conversation_id": ""}, schema={"content": pl.String, "conversation_id": pl.String})
-        return redact_frame(frame)["content"].to_list()
+        return redact_conversation(contents)
 
     # -- navigation ------------------------------------------------------------
     def show(self, conversation_id: str) -> None:

@@ -110,10 +110,9 @@ class LiveAnalyzer(View):
         texts = [m["content"] for m in conversation["messages"]]
         redacting = is_redacting()  # pw.redact_views / report --redact: text taken from a cache
         if redacting:
-            from ..analysis.pii import redact_frame
+            from ..analysis.pii import redact_conversation
 
-            frame = pl.DataFrame({"content": texts, "conversation_id": ""}, schema={"content": pl.String, "conversation_id": pl.String})
-            texts = redact_frame(frame)["content"].to_list()
+            texts = redact_conversation(texts)
         for idx, message in enumerate(conversation["messages"]):
             if idx < start:
                 continue
