@@ -252,6 +252,30 @@ def test_a_bare_tried_before_needs_a_word_of_suicide_near_it() -> None:
     assert _user("I've attempted twice before.")["crisis_categories"] == ["prior_attempt"]
 
 
+def test_a_verb_phrase_after_and_shares_the_pronoun_subject_before_it() -> None:
+    """Before safety v8 the clause was cut at "and", so the subject was lost: a
+    mother's self-harm, told by her child, read as the user's (a schizophrenia
+    post)."""
+    assert _user("She would scream and cry and self mutilate in front of my brother and I.")["crisis_categories"] == []
+    assert _user("They drink all night and want to kill themselves.")["crisis_categories"] == []
+    # A noun or an object form may be the object of the verb before: the user's.
+    assert _user("I miss her and want to die.")["crisis_severity"] == 1
+    assert _user("I talked to my mom and want to die.")["crisis_severity"] == 1
+    assert _user("They abused me and kept me feeling down and wanting to die.")["crisis_severity"] == 1
+    # A comma does not carry it ("My mom is sick, want to die"), nor does "but".
+    assert _user("My mom is sick, want to die.")["crisis_severity"] == 1
+    assert _user("She tries to help but want to die anyway.")["crisis_severity"] == 1
+
+
+def test_a_stretch_of_time_up_to_now_is_not_a_time_now() -> None:
+    """Before safety v8 "for about 6 years now" made a stated intent imminent (4)."""
+    post = "Finally going to end it all. I've been depressed and suicidal for about 6 years now."
+    assert _user(post)["crisis_severity"] == 3
+    assert _user("Going to end it all, been thinking about it for a while now.")["crisis_severity"] == 3
+    assert _user("I'm going to end it all now.")["crisis_severity"] == 4
+    assert _user("I've planned it for months now and I'm going to kill myself tonight.")["crisis_severity"] == 4
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

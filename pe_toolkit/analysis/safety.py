@@ -142,7 +142,7 @@ from ..errors import AnalysisError
 from ..schema import CRISIS_CATEGORIES, HARM_KINDS
 from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .patterns.codes import bits_to_lists, code_bits
-from .patterns.context import clause_prefix, sentence_prefix, sentence_rest
+from .patterns.context import clause_prefix, coordinated_prefix, sentence_prefix, sentence_rest
 from .patterns.folding import fold_ascii
 from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
@@ -158,7 +158,9 @@ NAME = "safety"
 #    past abuse; a bare "I've tried before" needs a word of suicide near it; "no longer" resolves only the act
 # 7: "when I'm gone" is preparatory only beside an arrangement, else passive ideation when it imagines the world
 #    after ("no one will notice"); "pushes me away" is not abuse; the pii column follows the PII fixes of 2026-12-06
-VERSION = "7"
+# 8: a verb phrase after "and" shares the pronoun subject before it ("she would scream and cry and self
+#    mutilate"); a stretch of time up to now ("for 6 years now") is not a time now
+VERSION = "8"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -196,6 +198,11 @@ _SUBJECT_OPENS_MATCH = r"(?i)^(?:i|i'?m|im|we|we'?re)(?-u:\b)"
 # Intent together with a plan or preparation in one message is imminent (C-SSRS 5).
 _INTENT = "intent"
 _PLANS = ("plan_or_method", "preparatory_behavior")
+# The mentions a coordinated verb phrase takes as its subject: the pronouns that
+# can only be one ("she would scream and cry and self mutilate"). A noun or an
+# object form may be the object of the verb before ("I told my mom and want to
+# die", "I miss her and want to die" are the user's).
+_SHARED_SUBJECT = r"(?i)^(?:he|she|they|he'?s|she'?s|they'?re|they'?ve|he'?d|she'?d|they'?d)$"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
 
@@ -292,10 +299,16 @@ def _cue(kind: str, scope: str, window: pl.Expr) -> pl.Expr:
     return window.str.contains(regex) if regex else pl.lit(False)
 
 
+def _without_durations(window: pl.Expr) -> pl.Expr:
+    regex = _cue_regexes().get(("duration", "sentence"))
+    return window.str.replace_all(regex, " ") if regex else window
+
+
 def _windows(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     """``spans`` with the text around them: pre, post, clause, sentence, rest."""
     return windows(spans, folded).with_columns(
         clause=clause_prefix(pl.col("pre")),
+        coordinated=coordinated_prefix(pl.col("pre")),
         sentence=sentence_prefix(pl.col("pre")),
         rest=sentence_rest(pl.col("post")),
     )
@@ -317,7 +330,12 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     """The cue flags of each crisis span."""
     w = _windows(spans, folded)
     any_subject, first_person, other_subject = _subject_regexes()
-    last_subject = pl.col("clause").str.extract_all(any_subject).list.last()
+    # A clause without a subject of its own, opened by "and", shares the
+    # subject of the verb phrase before it ("she would scream and cry and self
+    # mutilate"); only a pronoun that is a subject carries over (_SHARED_SUBJECT).
+    own_subject = pl.col("clause").str.extract_all(any_subject).list.last()
+    shared = pl.col("coordinated").str.extract_all(any_subject).list.last()
+    last_subject = pl.coalesce(own_subject, pl.when(shared.str.contains(_SHARED_SUBJECT)).then(shared))
     return w.with_columns(
         negated=_cue("negation", "clause", pl.col("clause")) & ~_cue("pseudo_negation", "clause", pl.col("clause")),
         hypothetical=_cue("hypothetical", "clause", pl.col("clause"))
@@ -348,8 +366,9 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
-        imminent=_cue("imminent", "after", pl.col("rest"))
-        | _cue("imminent", "sentence", pl.col("sentence"))
+        # A stretch of time up to now ("for about 6 years now") is not a time now.
+        imminent=_cue("imminent", "after", _without_durations(pl.col("rest")))
+        | _cue("imminent", "sentence", _without_durations(pl.col("sentence")))
         | _cue("imminent", "after", pl.col("text")),
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),

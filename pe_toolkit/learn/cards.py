@@ -90,7 +90,7 @@ def _risk(card: dict[str, Any]) -> list[str]:
         f"**Validity on human labels.** Data: {card['data']['name']}, {card['data']['split']}; n = {v['n']:,} posts "
         f"({v['positives']:,} from r/SuicideWatch). Method: {v['method']}. The label is the subreddit a post was "
         "written to, a proxy for risk, not a clinical rating. The model is cross-validated; the safety rules were "
-        "revised while reading these same posts (safety v4, v6 and v7), so the rows that involve the rule severity are "
+        "revised while reading these same posts (safety v4, v6, v7 and v8), so the rows that involve the rule severity are "
         "in-sample for the rules and optimistic to that extent.",
         "",
         "| what is ranked | AUROC | 95% CI |",

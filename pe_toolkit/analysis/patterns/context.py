@@ -15,11 +15,23 @@ CLAUSE_BOUNDARY = (
     + r"(?:but|and|so|because|cos|although|though|yet|however|whereas|except|then)"
     + ASCII_BOUNDARY
 )
+# The same without "and", which also joins verb phrases that share the subject
+# before them ("she would scream and cry and self mutilate").
+COORDINATION_BOUNDARY = (
+    r"[.!?;:,\n]|" + ASCII_BOUNDARY + r"(?:but|so|because|cos|although|though|yet|however|whereas|except|then)" + ASCII_BOUNDARY
+)
 
 
 def clause_prefix(pre: pl.Expr, tokens: int = 8) -> pl.Expr:
     """The last ``tokens`` tokens of the clause that ends where the match starts."""
     clause = pre.str.extract(r"(?is)^(?:.*(?:" + CLAUSE_BOUNDARY + r"))?(.*)$", 1)
+    return clause.str.extract(r"((?:\S+\s*){0," + str(tokens) + r"})$", 1).fill_null("")
+
+
+def coordinated_prefix(pre: pl.Expr, tokens: int = 16) -> pl.Expr:
+    """The last ``tokens`` tokens before the match up to a clause boundary
+    other than "and": where a clause without a subject takes it from."""
+    clause = pre.str.extract(r"(?is)^(?:.*(?:" + COORDINATION_BOUNDARY + r"))?(.*)$", 1)
     return clause.str.extract(r"((?:\S+\s*){0," + str(tokens) + r"})$", 1).fill_null("")
 
 
