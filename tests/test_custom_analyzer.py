@@ -323,3 +323,37 @@ def test_an_analyzers_own_error_names_the_analyzer_in_one_cli_line(tmp_path, mon
     assert result.exit_code == 1, result.output  # before: a traceback
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "analyzer 'clash' failed: ZeroDivisionError: division by zero" in lines[0], result.stderr
+
+
+def test_rows_for_items_outside_the_batch_or_twice_for_one_are_refused() -> None:
+    """An analyze audit: a second row for one message was dropped at random
+    (keep last), a row for a message outside the batch dropped without a word,
+    and evidence naming another conversation was stored on it."""
+    frame = _frame()
+    twice = FunctionAnalyzer(
+        lambda m: pl.concat([m.select("conversation_id", "idx", n=pl.lit(1)), m.head(1).select("conversation_id", "idx", n=pl.lit(2))]),
+        name="counter",
+    )
+    with pytest.raises(AnalysisError, match=r"'counter': its message frame has 2 rows for 1 item\(s\), the first \('a', 0\)"):
+        twice.score(frame)
+    shifted = FunctionAnalyzer(lambda m: m.select("conversation_id", pl.col("idx") + 1, n=pl.lit(1)), name="counter")
+    with pytest.raises(AnalysisError, match=r"2 message row\(s\) name items outside the batch, the first \('a', 2\)"):
+        shifted.score(frame)
+    per_conversation = FunctionAnalyzer(
+        lambda m: {"conversations": pl.DataFrame({"conversation_id": ["a", "a"], "n": [1, 2]})}, name="counter"
+    )
+    with pytest.raises(AnalysisError, match="its conversation frame has 2 rows"):
+        per_conversation.score(frame)
+    foreign = pl.DataFrame({"conversation_id": ["zz"], "idx": [0], "category": ["x"], "start": [0], "end": [1]})
+    elsewhere = FunctionAnalyzer(lambda m: {"evidence": foreign}, name="counter")
+    with pytest.raises(AnalysisError, match=r"1 evidence row\(s\) name items outside the batch, the first \('zz', 0\)"):
+        elsewhere.score(frame)
+    # A subset is fine: the others are null; two evidence rows on one message are fine.
+    subset = FunctionAnalyzer(
+        lambda m: {"messages": m.head(1).select("conversation_id", "idx", n=pl.lit(1)),
+                   "evidence": pl.DataFrame({"conversation_id": ["a", "a"], "idx": [0, 0], "category": ["x", "y"], "start": [0, 2], "end": [1, 4]})},
+        name="counter",
+    )
+    out = subset.score(frame)
+    assert out.messages["n"].to_list() == [1, None, None, None]
+    assert out.evidence["text"].to_list() == ["I", "fe"]

@@ -123,7 +123,8 @@ class FunctionAnalyzer:
         if part is None:
             return keys
         if all(k in part.columns for k in _KEYS):
-            return keys.join(part.unique(_KEYS, keep="last"), on=list(_KEYS), how="left", maintain_order="left")
+            self._check_keys("message", part, keys, _KEYS)
+            return keys.join(part, on=list(_KEYS), how="left", maintain_order="left")
         if part.height != frame.height:
             raise AnalysisError(
                 f"analyzer {self.name!r} returned {part.height} message rows for {frame.height} messages "
@@ -137,7 +138,8 @@ class FunctionAnalyzer:
             return ids
         if "conversation_id" not in part.columns:
             raise AnalysisError(f"analyzer {self.name!r}: its conversations frame needs a conversation_id column")
-        return ids.join(part.unique("conversation_id", keep="last"), on="conversation_id", how="left", maintain_order="left")
+        self._check_keys("conversation", part, ids, ("conversation_id",))
+        return ids.join(part, on="conversation_id", how="left", maintain_order="left")
 
     def _evidence(self, frame: pl.DataFrame, part: pl.DataFrame | None) -> pl.DataFrame:
         if part is None or part.is_empty():
@@ -146,11 +148,32 @@ class FunctionAnalyzer:
         if need:
             raise AnalysisError(f"analyzer {self.name!r}: its evidence lacks column(s) {', '.join(need)}")
         part = part.with_columns(pl.col("idx").cast(pl.Int32), pl.col("start").cast(pl.Int32), pl.col("end").cast(pl.Int32))
+        self._check_keys("evidence", part, frame.select(_KEYS), _KEYS, unique=False)
         if "text" not in part.columns:
             part = part.join(frame.select(*_KEYS, "content"), on=list(_KEYS), how="left").with_columns(
                 text=pl.col("content").str.slice(pl.col("start"), pl.col("end") - pl.col("start"))
             )
         return part.with_columns(analyzer=pl.lit(self.name)).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)
+
+
+    def _check_keys(self, what: str, part: pl.DataFrame, batch: pl.DataFrame, on: tuple[str, ...], *,
+                    unique: bool = True) -> None:
+        """Refuse rows for items outside the batch (evidence would land on
+        another conversation; scores were dropped without a word) and two rows
+        for one item (one of them was kept at random)."""
+        keys = part.select(pl.col(k).cast(batch.schema[k]) for k in on)
+        foreign = keys.join(batch, on=list(on), how="anti")
+        if foreign.height:
+            raise AnalysisError(
+                f"analyzer {self.name!r}: {foreign.height} {what} row(s) name items outside the batch, "
+                f"the first {foreign.row(0)}"
+            )
+        repeated = keys.filter(keys.is_duplicated())
+        if unique and repeated.height:
+            raise AnalysisError(
+                f"analyzer {self.name!r}: its {what} frame has {repeated.height} rows for {repeated.n_unique()} "
+                f"item(s), the first {repeated.row(0)}; return one row each"
+            )
 
 
 def analyzer(name: str, *, version: str | None = None, params: Mapping[str, Any] | None = None,
