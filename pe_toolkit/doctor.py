@@ -18,29 +18,61 @@ class Check:
     detail: str
 
 
+_MALFORMED = "(a malformed URL, not shown)"
+
+
+def _shown(url: str) -> str:
+    """``url`` as doctor prints it: without credentials, and without failing
+    on a URL too malformed to split (doctor reports it, it does not crash)."""
+    from .client.core import public_url
+
+    try:
+        return public_url(url)
+    except ValueError:
+        return _MALFORMED
+
+
+def _key_problem(key: str) -> str | None:
+    """Why the key cannot go into an HTTP header (as the client judges it), or None."""
+    from .client.options import key_problem
+
+    return key_problem(key.strip())
+
+
+def _scrub(text: str, key: str) -> str:
+    """``text`` without the key, raw or as an escaped repr shows it: a
+    message from the HTTP layer may quote the header it refused."""
+    for form in {key, repr(key)[1:-1], key.strip()} - {""}:
+        text = text.replace(form, "********")
+    return text
+
+
 def check_online(settings: Settings) -> Check:
     """One authenticated request to each configured API URL (its dataset
     list): reachable, and the key accepted? Few retries, a short deadline,
     so a down server is reported in seconds, not after a sync's patience."""
     from .client import Client
-    from .client.core import public_url
     from .client.retry import RetryPolicy
     from .errors import AuthenticationError, PermissionDeniedError
 
+    key = settings.api_key.reveal() if settings.api_key else ""
+    problem = _key_problem(key)
+    if problem:
+        return Check("api online", False, f"{problem}; nothing was sent")
     found: list[str] = []
     ok = True
     for url in settings.api_urls:
         try:
             with Client(base_url=url, settings=settings, retry=RetryPolicy(max_attempts=2, max_elapsed=10.0), timeout=10.0) as client:
                 count = len(client.list_datasets().items)
-            found.append(f"{public_url(url)}: reachable, key accepted ({count} dataset(s))")
+            found.append(f"{_shown(url)}: reachable, key accepted ({count} dataset(s))")
         except (AuthenticationError, PermissionDeniedError) as exc:
             ok = False
-            found.append(f"{public_url(url)}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
+            found.append(f"{_shown(url)}: the key was refused (HTTP {exc.status}); check PE_API_KEY")
         except PeToolkitError as exc:  # ApiError, or a URL or setting the client refuses
             ok = False
-            found.append(f"{public_url(url)}: {exc}")
-    return Check("api online", ok, "; ".join(found))
+            found.append(f"{_shown(url)}: {exc}")
+    return Check("api online", ok, _scrub("; ".join(found), key))
 
 
 def check_models() -> tuple[Check, list[str]]:
@@ -69,14 +101,26 @@ def check_model_scores(store: Any, versions: list[str]) -> Check | None:
     if latest.is_empty():
         return None
     in_force, status = latest.row(0)
-    if status != "completed":
-        # Its version is in force, but only the conversations it finished have current scores.
-        return Check("model scores", False, f"the latest analysis is {status}, not completed: run pe-toolkit analyze")
+    if status != "completed":  # check_analysis says so
+        return None
     missing = [v.split("=", 1)[0] for v in versions if v not in str(in_force).split(";")]
     if not missing:
         return Check("model scores", True, "the latest analysis ran with the configured models as they are")
     return Check("model scores", False, f"{', '.join(missing)}: not what the latest analysis ran with (a model "
                  "added or replaced since): run pe-toolkit analyze")  # fmt: skip
+
+
+def check_analysis(store: Any) -> Check | None:
+    """Whether the latest ``analyze`` completed. Its version is in force as
+    soon as it wrote a batch, so one that failed or was killed partway
+    leaves the conversations it did not reach without current scores."""
+    latest = store.sql("SELECT status FROM analysis_runs ORDER BY started_at DESC LIMIT 1")
+    if latest.is_empty():
+        return None
+    status = latest.item()
+    if status == "completed":
+        return Check("analysis", True, "the latest analysis completed")
+    return Check("analysis", False, f"the latest analysis is {status}, not completed: run pe-toolkit analyze")
 
 
 def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
@@ -96,11 +140,13 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
         models_check, model_versions = check_models()
         checks.append(models_check)
     api = "not configured (offline: the bundled sample is the default source)"
+    key_problem = _key_problem(settings.api_key.reveal()) if settings.api_key else None
+    urls = [_shown(u) for u in settings.api_urls]
     if settings.api_configured:
-        from .client.core import public_url
-
-        api = f"{', '.join(public_url(u) for u in settings.api_urls)}; key {'set' if settings.api_key else 'MISSING'}"
-    checks.append(Check("api", not settings.api_configured or bool(settings.api_key), api))
+        api = f"{', '.join(urls)}; key {'set' if settings.api_key else 'MISSING'}"
+        api += f": {key_problem}" if key_problem else ""
+    usable = bool(settings.api_key) and not key_problem and _MALFORMED not in urls
+    checks.append(Check("api", not settings.api_configured or usable, api))
     if online:
         checks.append(check_online(settings) if settings.api_configured and settings.api_key
                       else Check("api online", False, "no API URL and key to try (PE_API_URL, PE_API_KEY)"))  # fmt: skip
@@ -123,6 +169,9 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
             checks.append(Check("contents", True, f"{summary.conversations:,} conversations, {summary.messages:,} messages"))
             dupes = store.scalar("SELECT count(*) - count(DISTINCT id) FROM conversations")
             checks.append(Check("unique ids", dupes == 0, "every conversation id once" if dupes == 0 else f"{dupes} duplicate ids"))
+            analysis_check = check_analysis(store)
+            if analysis_check is not None:
+                checks.append(analysis_check)
             scores_check = check_model_scores(store, model_versions) if model_versions else None
             if scores_check is not None:
                 checks.append(scores_check)

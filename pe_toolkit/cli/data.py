@@ -12,6 +12,8 @@ import click
 from ._common import cli_cache, open_cli_store, progress_enabled
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from ..store import Store
 
 
@@ -117,12 +119,22 @@ def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Pat
 @click.argument("n", type=click.IntRange(min=1))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file (.jsonl or .jsonl.gz).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same conversations.")
+@click.option("--force", is_flag=True, help="Replace an existing file at --out.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-def synth_cmd(n: int, out: str, seed: int, no_progress: bool) -> None:
-    """Write N synthetic conversations in the API's format, with ground truth in metadata."""
-    from .. import synth
+@click.pass_context
+def synth_cmd(ctx: click.Context, n: int, out: str, seed: int, force: bool, no_progress: bool) -> None:
+    """Write N synthetic conversations in the API's format, with ground truth in metadata.
 
-    count = synth.write(out, n, seed=seed, progress=progress_enabled(no_progress))
+    The file appears only when complete; an existing file is replaced only
+    with --force, and the cache never.
+    """
+    from .. import synth
+    from ..errors import ExportError
+
+    cache = cli_cache(ctx, read_only=True)
+    if cache.exists() and Path(out).exists() and Path(out).samefile(cache):
+        raise ExportError(f"{out} is the cache; choose another path")
+    count = synth.write(out, n, seed=seed, progress=progress_enabled(no_progress), force=force)
     click.echo(f"wrote {count:,} conversations to {out}")
 
 
@@ -136,8 +148,11 @@ def info_cmd(ctx: click.Context) -> None:
 
 @click.command("sql")
 @click.argument("query")
-@click.option("--param", "params", multiple=True, help="A value for a ? placeholder (repeatable, in order).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--param", "params", multiple=True, help="A value for a ? placeholder (repeatable, in order; passed as text).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+    help="json: one object per line. csv and json: BLOBs as hex; csv: lists, structs and maps as JSON text.",
+)  # fmt: skip
 @click.option("--write", is_flag=True, help="Open the cache for writing, with file access (COPY ... TO, read_csv, ATTACH).")
 @click.pass_context
 def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, write: bool) -> None:
@@ -151,15 +166,76 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
     """
     import polars as pl
 
-    with open_cli_store(ctx, read_only=not write) as store:
-        frame = store.sql(query, list(params) or None)
+    from ..errors import StoreError
+
+    cache = cli_cache(ctx, read_only=True)
+    if write and not cache.exists():
+        # A mistyped --db must not become a new, empty cache the query "succeeds" on.
+        raise StoreError(f"no cache at {cache}; import or sync something first")
+    with open_cli_store(ctx, read_only=not write, path=cache) as store:
+        try:
+            frame = store.sql(query, list(params) or None)
+        except StoreError as exc:
+            if write and "cannot be held as a frame" in str(exc):
+                raise StoreError(f"the query ran, but {exc}") from None
+            if write or "read-only mode" not in str(exc):
+                raise
+            raise StoreError(f"{exc} (pass --write to change the cache)") from None
     if fmt == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(_csv_ready(frame).write_csv())
     elif fmt == "json":
-        sys.stdout.write(frame.write_ndjson())
+        sys.stdout.write(_ndjson(frame))
     else:
         with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=160):
             click.echo(str(frame))
+
+
+def _awkward(dtype: object) -> bool:
+    """Whether polars' JSON writer fails on ``dtype``: it panics on BLOBs
+    and refuses maps with keys other than text, at any depth."""
+    import polars as pl
+
+    if isinstance(dtype, (pl.Binary, pl.Map)):
+        return True
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _awkward(dtype.inner)
+    return isinstance(dtype, pl.Struct) and any(_awkward(f.dtype) for f in dtype.fields)
+
+
+def _json_default(value: object) -> str:
+    # BLOBs as hex, as in CSV; Decimal (exact) and anything else orjson lacks as text.
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
+def _ndjson(frame: pl.DataFrame) -> str:
+    """One JSON object per row: polars' writer, or row by row with orjson
+    for the few types that writer cannot take."""
+    import orjson
+
+    if not any(_awkward(dtype) for dtype in frame.dtypes):
+        return frame.write_ndjson()
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+    return b"".join(orjson.dumps(row, default=_json_default, option=option) for row in frame.iter_rows(named=True)).decode()
+
+
+def _csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as CSV can hold it: CSV has no nesting, so lists, structs
+    and maps become JSON text, and BLOBs hex (polars refuses both)."""
+    import orjson
+    import polars as pl
+
+    def text(value: object) -> str | None:
+        return None if value is None else orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    columns: list[pl.Expr | pl.Series] = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Binary):
+            columns.append(pl.col(name).bin.encode("hex"))
+        elif dtype.is_nested():
+            columns.append(pl.Series(name, [text(v) for v in frame[name].to_list()], dtype=pl.String))
+        else:
+            columns.append(pl.col(name))
+    return frame.select(columns)
 
 
 @click.command("doctor")

@@ -54,6 +54,14 @@ class ClientOptions:
         )
 
 
+def key_problem(key: str) -> str | None:
+    """Why ``key`` (already stripped) cannot go into an HTTP header, without
+    quoting it; None when it can."""
+    if not (key.isascii() and key.isprintable()):
+        return "it holds a line break, a control or a non-ASCII character (check PE_API_KEY / the key file)"
+    return None
+
+
 def resolve_options(
     api_key: str | Secret | None = None,
     base_url: str | Sequence[str] | None = None,
@@ -96,8 +104,15 @@ def resolve_options(
         key = settings.api_key
     else:
         key = api_key if isinstance(api_key, Secret) else Secret(str(api_key))
-    if key is not None and not key.reveal().strip():
-        key = None
+    if key is not None:
+        # Surrounding whitespace is never part of a key (a key file saved with
+        # \r\n); anything else that cannot go into a header is refused here,
+        # as the HTTP layer's error would quote the key.
+        value = key.reveal().strip()
+        problem = key_problem(value)
+        if problem:
+            raise ConfigError(f"API key: {problem}")
+        key = Secret(value) if value else None
     timeout = settings.timeout if timeout is None else float(timeout)
     if timeout <= 0:
         raise ConfigError(f"timeout must be positive, got {timeout}")

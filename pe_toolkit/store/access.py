@@ -55,7 +55,15 @@ def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, 
         if relation is None:
             raise InputError("empty query: give one SQL statement")
         table = relation.to_arrow_table()
-    return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame
+    try:
+        return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame
+    except pl.exceptions.PolarsError as exc:
+        # polars refuses repeated column names and a few types (INTERVAL,
+        # UNION): the query ran, its result has no frame.
+        reason = str(exc).splitlines()[0].split(" Hint:")[0] if str(exc) else type(exc).__name__
+        raise StoreError(
+            f"the result cannot be held as a frame ({reason}): alias repeated column names, cast other columns to VARCHAR"
+        ) from None
 
 
 def arrow(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> pa.Table:

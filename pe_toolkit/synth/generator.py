@@ -12,8 +12,9 @@ Public API
 ``start + n - 1``. Conversation ``i`` depends only on ``(seed, i, config)`` (its random
 stream is ``random.Random(f"{seed}:{i}")``), so chunks generated separately, in any order
 or process, concatenate to exactly the corpus of one pass. ``write(path, n, seed=0, *,
-config=None, progress=True)`` writes JSON lines (gzip when the path ends in ``.gz``) via a
-``.tmp`` file and ``os.replace``; the same arguments give byte-identical files.
+config=None, progress=True, force=True)`` writes JSON lines (gzip when the path ends in
+``.gz``) under a temporary name renamed into place when complete; the same arguments give
+byte-identical files.
 ``SynthConfig`` holds the rates (see its docstring); ``TOPICS``, ``DATASETS``, ``TIERS``
 and ``CRISIS_CATEGORIES`` are the vocabularies.
 
@@ -215,25 +216,30 @@ _BATCH = 1000
 
 
 def write(path: str | os.PathLike[str], n: int, seed: int = 0, *, config: SynthConfig | None = None,
-          progress: bool = True) -> int:  # fmt: skip
+          progress: bool = True, force: bool = True) -> int:  # fmt: skip
     """Write n conversations as JSON lines (gzip when path ends in .gz); returns the count.
 
-    Written to ``path + '.tmp'`` and renamed into place, so an interrupted run never leaves a
-    complete-looking file. Gzip output carries no timestamp or file name, so the same
-    arguments always give byte-identical files (the bundled sample stays diff-stable).
-    Compression and file writes run on a helper thread (zlib releases the GIL), so they
-    overlap with generation instead of adding to it.
+    Written under a unique temporary name beside ``path``, flushed to disk and
+    renamed into place (:func:`pe_toolkit.exports.atomic.atomic_file`), so an
+    interrupted run or a crash never leaves a half-written file, and no other
+    file is touched on the way. ``force=False`` refuses to replace an existing
+    file (the CLI's default: ``--force`` to replace). Gzip output carries no
+    timestamp or file name, so the same arguments always give byte-identical
+    files (the bundled sample stays diff-stable). Compression and file writes
+    run on a helper thread (zlib releases the GIL), so they overlap with
+    generation instead of adding to it.
     """
+    from ..exports.atomic import atomic_file
     from ..progress import progress_bar
 
     target = os.fspath(path)
-    tmp = target + ".tmp"
+    if not force and os.path.lexists(target):
+        raise ExportError(f"{target} exists; choose another path, or replace it with --force (force=True)")
     conversations = generate(n, seed, config=config)
     count = 0
     try:
-        with open(tmp, "wb") as raw, _compressor(raw, target) as fh, ThreadPoolExecutor(1) as writer, progress_bar(
-            n, "synth", "conv", enabled=progress
-        ) as bar:
+        with atomic_file(target, force=force) as tmp, open(tmp, "wb") as raw, _compressor(raw, target) as fh, \
+                ThreadPoolExecutor(1) as writer, progress_bar(n, "synth", "conv", enabled=progress) as bar:  # fmt: skip
             pending: Future[int] | None = None
             batch: list[bytes] = []
             for conv in conversations:
@@ -247,13 +253,8 @@ def write(path: str | os.PathLike[str], n: int, seed: int = 0, *, config: SynthC
             if pending is not None:
                 pending.result()
             bar.update(count - bar.n)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
-        raise
+    except OSError as exc:
+        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
     return count
 
 
