@@ -74,7 +74,7 @@ models-check: venv
 
 ## sample: regenerate the bundled sample (deterministic: same seed, same file)
 sample: venv
-	$(BIN)/pe-toolkit synth 2000 --seed 7 --out $(SAMPLE)
+	$(BIN)/pe-toolkit synth 2000 --seed 7 --out $(SAMPLE) --force
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .hypothesis
