@@ -14,13 +14,17 @@ connection string (a warehouse DSN) is shown with its password masked
 everywhere on the page and in the failure message (:func:`_secret_scrubber`).
 
 >>> build_reports("reports/")                     # every notebook, default cache
->>> build_reports("reports/", notebooks=["04_safety"], parameters={"min_risk": 0.9})
->>> build_reports("shared/", redact=True)        # personal data replaced in the conversations shown
+>>> build_reports("reports/", notebooks=["04_safety"], parameters={"alert_threshold": 0.9})
+>>> build_reports("shared/", redact=True)        # personal data replaced in the conversations shown, ids pseudonymised
 """
 
 from __future__ import annotations
 
+import ast
+import datetime
+import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_settings
-from .errors import ConfigError, InputError, ReportError
+from .errors import ConfigError, InputError, ReportError, is_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -114,23 +118,36 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     return dict(papermill.inspect_notebook(str(path)))
 
 
-def _private_kernels(folder: Path) -> type:
+def _private_kernels(folder: Path, log_path: Path) -> type:
     """A kernel manager whose kernel talks over Unix sockets in ``folder``
     (a private temporary directory) instead of TCP on loopback: the kernel
     carries conversation text, and ipykernel warns, rightly, that TCP sends
-    it unencrypted. (Windows has no such sockets: TCP there.)"""
+    it unencrypted. (Windows has no such sockets: TCP there.) The kernel's
+    own log goes to ``log_path``, not to our stderr: a kernel
+    stopped by Ctrl-C or a timeout prints a traceback of its closed sockets
+    there, and the CLI's failures are one line (:func:`_kernel_log_tail`
+    names its last line when the kernel dies)."""
     from jupyter_client.manager import AsyncKernelManager
-
-    if os.name != "posix":
-        return AsyncKernelManager
 
     class PrivateKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.transport = "ipc"
-            self.ip = str(folder / "kernel")
+            if os.name == "posix":
+                self.transport = "ipc"
+                self.ip = str(folder / "kernel")
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with open(log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
+                kw["stderr"] = log_file
+                await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return PrivateKernelManager
+
+
+def _kernel_log_tail(log_file: Path) -> str:
+    lines = log_file.read_text(errors="replace").split("\n") if log_file.exists() else []
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return f" ({last[:200]})" if last else ""
 
 
 def _strip_live_outputs(nb: Any) -> None:
@@ -201,6 +218,132 @@ def _secret_scrubber(params: Mapping[str, Any]) -> Callable[[str], str]:
     return scrub
 
 
+# Set by build_reports itself: a report is always static (live widgets need a
+# kernel and a CDN), and the cache is --db / ``cache=``, which the footer names.
+_RESERVED = {"static_report": "a report is always static", "cache": "the cache is --db PATH (build_reports(cache=...))"}
+
+
+def _check_values(overrides: Mapping[str, Any], declared: Mapping[Path, Mapping[str, Any]]) -> None:
+    """Refuse, before anything runs, a value whose type differs from the
+    notebook's default (``-p examples=ten``): the notebook would fail minutes
+    in, or worse compute with it. A default of None or of another type
+    (a list) accepts anything."""
+    kinds: tuple[tuple[type, tuple[type, ...], str], ...] = (
+        (bool, (bool,), "True or False"), (int, (int,), "a whole number"), (float, (int, float), "a number"), (str, (str,), "text"),
+    )
+    for name, value in overrides.items():
+        if name in _RESERVED:
+            raise InputError(f"parameter {name} cannot be set: {_RESERVED[name]}")
+        for path, params in declared.items():
+            if name not in params:
+                continue
+            try:
+                default = ast.literal_eval(params[name]["default"])
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue  # an expression, not a literal: nothing to compare with
+            for kind, accepted, words in kinds:
+                if type(default) is kind:
+                    if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                        raise InputError(
+                            f"parameter {name}={value!r}: {path.stem} expects {words} (its default is {default!r});"
+                            " quote text given on the command line, e.g. -p 'name=\"text\"'"
+                        )
+                    break
+
+
+def _check_cache(cache_path: Path, overrides: Mapping[str, Any], declared: Mapping[Path, Mapping[str, Any]]) -> None:
+    """A cache file that does not exist is refused: the curated notebooks
+    would create it, fill it with the bundled sample (``source="sample"``)
+    or leave it empty (``"cache"``), and the report would present that as
+    the cache asked for (a typo in --db). Unless a ``source`` is given, the
+    reader's choice; notebooks without a ``source`` parameter manage their
+    own input."""
+    if cache_path.exists() or "source" in overrides or not any("source" in d for d in declared.values()):
+        return
+    raise InputError(
+        f"no cache at {cache_path}: import or sync into it first (pe-toolkit import FILE), name another with --db PATH,"
+        " or pass -p source=sample to report on the bundled sample"
+    )
+
+
+def _prepare_out(out_dir: Path) -> None:
+    """Create the output folder and prove it writable before any notebook
+    runs (minutes of work lost to a folder found unwritable at the end)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"cannot write reports to {out_dir}: it is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".pe-report-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from None
+
+
+# What plotly escapes in the JSON it puts in a page (plotly.io._json._swap_orjson).
+_PLOTLY_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "/": "\\u002f", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _id_scrubber(cache_path: Path, pseudonyms: Any) -> Callable[[str], str]:
+    """For ``redact=True``: a function replacing, anywhere in a page, each
+    conversation id in which the PII scan finds something (an e-mail or a
+    phone used as an id) by its pseudonym, and each such dataset name by its
+    redacted text, as exports do (docs/export.md). Ids reach a page through
+    tables and plot data as well as the views, so the page is scrubbed in
+    all the forms they take there: plain, HTML-escaped and in JSON (plotly
+    also escapes ``<``, ``>`` and ``/``), and as a table shows it cut with
+    an ellipsis. One Aho-Corasick pass
+    (polars' ``replace_many``), however many ids."""
+    import polars as pl
+
+    from .analysis.pii import redact_frame
+    from .store import Store
+
+    if not cache_path.exists():
+        return lambda text: text
+    with Store(cache_path, read_only=True) as store:
+        ids = store.sql("SELECT DISTINCT id FROM conversations")["id"]
+        datasets = store.sql("SELECT DISTINCT dataset FROM conversations WHERE dataset IS NOT NULL")["dataset"]
+    redacted_ids = redact_frame(pl.DataFrame({"content": ids.cast(pl.String)}), by=None)["content"]
+    changed = ids.filter(redacted_ids != ids).to_list()
+    redacted_sets = redact_frame(pl.DataFrame({"content": datasets.cast(pl.String)}), by=None)["content"]
+    keep = redacted_sets != datasets
+    plain = {v: pseudonyms.of(v) for v in changed} | dict(zip(datasets.filter(keep).to_list(), redacted_sets.filter(keep).to_list(), strict=True))
+    if not plain:
+        return lambda text: text
+    forms: dict[str, str] = {}
+    for raw, new in plain.items():  # per flagged id only, not per conversation
+        forms.setdefault(raw, new)
+        forms.setdefault(html_escape(raw), html_escape(new))
+        forms.setdefault(html_escape(raw, quote=False), html_escape(new, quote=False))
+        # A table cuts long text to its first characters and "…" (polars, at
+        # 32 by default): each cut of the id, as it would show.
+        for cut in range(8, len(raw)):
+            forms.setdefault(html_escape(raw[:cut], quote=False) + "…", new)
+            forms.setdefault(html_escape(raw[:cut]) + "…", new)
+        for ascii_only in (True, False):  # json's and orjson's (plotly's) way with non-ASCII
+            as_json = json.dumps(raw, ensure_ascii=ascii_only)[1:-1]
+            forms.setdefault(as_json, new)
+            forms.setdefault(as_json.translate(_PLOTLY_JSON_ESCAPES), new)
+    patterns = sorted(forms, key=len, reverse=True)  # the longest form first where two overlap
+    replacements = [forms[f] for f in patterns]
+
+    def scrub(text: str) -> str:
+        return str(pl.Series([text]).str.replace_many(patterns, replacements, leftmost=True)[0])
+
+    return scrub
+
+
+def _failure_banner(nb: Any, error: str) -> None:
+    """Put the failure at the top of the page: a reader of the file alone
+    must see that it is incomplete (code cells are hidden by default, and a
+    timeout or a dead kernel leaves no error output at all)."""
+    import nbformat
+
+    text = f"**This report is incomplete: the notebook failed** ({html_escape(error)}). What follows is what ran before."
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+
+
 def build_reports(
     out: str | os.PathLike[str] = "reports",
     *,
@@ -211,46 +354,62 @@ def build_reports(
     progress: bool = True,
     timeout: float = 900,
     redact: bool = False,
+    on_report: Callable[[Report], None] | None = None,
 ) -> list[Report]:
     """Execute notebooks (all curated ones by default) on ``cache`` (default:
     the configured cache) and write ``OUT/<notebook>.html`` for each.
 
     ``parameters`` override notebook parameters by name; a name no selected
-    notebook declares is an error. A notebook that fails still gets its
-    report (showing the failing cell); a :class:`ReportError` listing the
-    failures is raised after all have run. ``redact=True`` replaces personal
-    data (names, e-mails, phone numbers...) in the conversations the
-    notebooks show (their ``redact_views`` parameter), for a report that
-    leaves the team; aggregate figures are unchanged.
+    notebook declares, a value of another type than the notebook's default,
+    and a cache file that does not exist (unless a ``source`` parameter is
+    given) are errors, raised before anything runs. ``timeout``: seconds one
+    cell may run. A notebook that fails (an error, a timeout, a dead kernel)
+    still gets its report, saying so at the top; a :class:`ReportError`
+    listing the failures is raised after all have run. ``on_report`` is
+    called with each report as soon as it is written. ``redact=True``
+    replaces personal data (names, e-mails, phone numbers...) in the
+    conversations the notebooks show (their ``redact_views`` parameter) and
+    pseudonymises, anywhere on the page, the conversation ids in which the
+    scan finds any (as exports do), for a report that leaves the team;
+    aggregate figures are unchanged.
     """
     import nbformat
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    from .exports.redact import Pseudonyms
+
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"timeout must be a positive number of seconds, got {timeout!r}")
     paths = find_notebooks(notebooks)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cache_path = Path(cache) if cache is not None else load_settings().cache_path
+    cache_path = (Path(cache) if cache is not None else load_settings().cache_path).resolve()
     overrides = dict(parameters or {})
     declared = {p: declared_parameters(p) for p in paths}
     unknown = sorted(set(overrides) - set().union(*(d.keys() for d in declared.values())))
     if unknown:
         raise InputError(f"no selected notebook has a parameter named {', '.join(unknown)}")
+    _check_values(overrides, declared)
     # A notebook that cannot redact would show raw text in a report its
     # reader believes redacted: refused before anything runs.
     unredacted = [p.stem for p in paths if redact and "redact_views" not in declared[p]]
     if unredacted:
         raise InputError(f"--redact: {', '.join(unredacted)} has no redact_views parameter, so its conversations would show as stored")
+    _check_cache(cache_path, overrides, declared)
+    _prepare_out(out_dir)
     exporter = _exporter(include_code)
+    pseudonyms = Pseudonyms()  # one key per run: an id has the same pseudonym on every page of it
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="pe-report-") as scratch:
         for path in paths:  # one kernel at a time: the cache has one writer
-            wanted = {"cache": str(cache_path.resolve()), "static_report": True, "progress": False, **overrides}
+            wanted = {"cache": str(cache_path), "static_report": True, "progress": False, **overrides}
             if redact:
                 wanted["redact_views"] = True
             params = {k: v for k, v in wanted.items() if k in declared[path]}
             scrub = _secret_scrubber(params)
             executed = Path(scratch) / path.name
+            kernel_log = Path(scratch) / f"{path.stem}.kernel.log"  # one per notebook: a dead kernel's last words are its own
             started = time.perf_counter()
             error = None
             try:
@@ -261,26 +420,41 @@ def build_reports(
                     cwd=str(path.parent),
                     progress_bar=progress,
                     execution_timeout=timeout,
-                    kernel_manager_class=_private_kernels(Path(scratch)),
+                    kernel_manager_class=_private_kernels(Path(scratch), kernel_log),
                 )
             except PapermillExecutionError as exc:
                 error = scrub(f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
+            except CellTimeoutError:
+                error = f"the timeout: a cell ran longer than {timeout:g} s"
+            except DeadKernelError:
+                error = scrub(f"a kernel crash (out of memory?){_kernel_log_tail(kernel_log)}")
+            except RuntimeError as exc:  # the kernel did not start (jupyter_client's own errors)
+                if is_interrupt(exc):
+                    raise
+                error = scrub(f"the kernel's start: {exc}")
             if not executed.exists():
                 raise ReportError(f"{path.name}: the notebook did not run ({error or 'no output'})")
             nb = nbformat.read(executed, as_version=4)
             _strip_live_outputs(nb)
+            if error:
+                _failure_banner(nb, error)
             seconds = time.perf_counter() - started
-            footer = f"pe_toolkit report of {path.name} on {cache_path.name}; parameters: " + ", ".join(
+            written = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            footer = f"pe_toolkit report of {path.name} on {cache_path.name}, written {written}; parameters: " + ", ".join(
                 f"{k}={v!r}" for k, v in sorted(params.items()) if k != "cache"
             )
             html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}, "pe_footer": footer})
             # The whole page: the footer, papermill's injected parameters
             # cell and any output that printed the value.
             html = scrub(html)
+            if redact:  # after the run: a notebook may have loaded conversations
+                html = _id_scrubber(cache_path, pseudonyms)(html)
             target = out_dir / f"{path.stem}.html"
             _write_private(target, html)
             reports.append(Report(path, target, seconds, error))
             log.info("report %s", reports[-1])
+            if on_report is not None:
+                on_report(reports[-1])
     failed = [r for r in reports if r.error]
     if failed:
         raise ReportError(

@@ -76,9 +76,8 @@ def test_a_redacted_report_shows_no_personal_data(tmp_path):
     html = built.html.read_text()
     assert built.error is None, built.error
     assert "[EMAIL]" in html  # a conversation is shown, redacted
-    # (the explorer's table and plots still show ids as stored: an id that is
-    # an e-mail is the source's choice, and exports pseudonymise it)
-    assert EMAIL not in html and PHONE not in html
+    # An id holding an e-mail is pseudonymised on the page too, as exports do.
+    assert EMAIL not in html and PHONE not in html and ID not in html
     assert "redact_views=True" in html  # the footer says how it was made
 
 
@@ -104,3 +103,18 @@ def test_every_curated_notebook_can_redact_and_others_are_refused(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata=kernel), mine)
     with pytest.raises(InputError, match="no redact_views parameter"):
         build_reports(tmp_path / "out", notebooks=[mine], cache=_cache(tmp_path), progress=False, redact=True)
+
+
+def test_quoted_texts_behind_a_warning_are_redacted_under_the_kernel_setting(kernel_setting):
+    """07_validity's tables of confident errors quote the labelled texts: a
+    report --redact showed them as written (a review of the report audit)."""
+    import polars as pl
+
+    from pe_toolkit.widgets.html import warned_table
+
+    frame = pl.DataFrame({"gold": ["other"], "text": [f"Write to me at {EMAIL} or call {PHONE}."]})
+    plain = warned_table("errors", frame)
+    assert EMAIL in plain and "content warning" in plain and "<details" in plain  # the control
+    pw.redact_views(True)
+    html = warned_table("errors", frame)
+    assert EMAIL not in html and PHONE not in html and "[EMAIL]" in html and "[PHONE]" in html
