@@ -144,13 +144,17 @@ class _Writer:
         for column, dtype in frame.schema.items():
             if dtype == pl.Null and column not in self.columns[table]:
                 raise AnalysisError(f"{table}.{column}: every value is null, so it has no type; cast it (e.g. pl.lit(None, pl.Float64))")
-            if column in registered and dtype != pl.Null:
-                given = con.execute(f"SELECT column_type FROM (DESCRIBE SELECT {_quote(column)} FROM _new_{table})").fetchall()[0][0]
-                if given != registered[column]:
-                    raise AnalysisError(
-                        f"{table}.{column} holds {registered[column]}, and this analysis gives {given}: "
-                        "rename the column, or drop it from the cache first"
-                    )
+        typed = [c for c, dtype in frame.schema.items() if c in registered and dtype != pl.Null]
+        if not typed:
+            return
+        # One DESCRIBE for the batch: DuckDB's own reading of the Arrow types.
+        query = f"SELECT column_name, column_type FROM (DESCRIBE SELECT {', '.join(_quote(c) for c in typed)} FROM _new_{table})"
+        for column, given in con.execute(query).fetchall():
+            if given != registered[column]:
+                raise AnalysisError(
+                    f"{table}.{column} holds {registered[column]}, and this analysis gives {given}: "
+                    "rename the column, or drop it from the cache first"
+                )
 
     def insert(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
