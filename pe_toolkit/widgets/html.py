@@ -123,3 +123,21 @@ def table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None, max_rows
     if frame.height > max_rows:
         more = f'<p class="pe-note">first {max_rows:,} of {frame.height:,} rows</p>'
     return f'<table class="pe-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+
+
+def warned_table(title: str, frame: pl.DataFrame, *, text: str = "text", max_rows: int = 100) -> str:
+    """``frame`` as a table collapsed behind a content warning (it quotes
+    texts), with personal data in its ``text`` column replaced while views
+    redact (:func:`pe_toolkit.widgets.redact_views`, ``report --redact``)."""
+    from .display import is_redacting
+
+    if is_redacting() and text in frame.columns:
+        from ..analysis.pii import redact_frame
+
+        frame = redact_frame(frame, text, by=None)
+    return (
+        STYLE
+        + f'<details class="pe-cw"><summary>{esc(title)} (content warning: opens quoted texts)</summary>'
+        + table(frame, max_rows=max_rows)
+        + "</details>"
+    )
