@@ -148,7 +148,7 @@ def _refuse_import_source(store: Store | duckdb.DuckDBPyConnection, path: Path, 
         raise ExportError(f"{path} is a file this cache was imported from; choose another path, or replace it with --force (force=True)")
 
 
-def _check_options(fmt: str, path: Path, layout: str | None, include_scores: bool) -> tuple[str | None, bool]:
+def check_options(fmt: str, path: Path, layout: str | None, include_scores: bool) -> tuple[str | None, bool]:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -203,7 +203,7 @@ def export(
     """
     started = time.perf_counter()
     path = Path(path)
-    layout, gz = _check_options(format, path, layout, include_scores)
+    layout, gz = check_options(format, path, layout, include_scores)
     _refuse_store_file(store, path)
     _refuse_import_source(store, path, force)
     if batch_rows < 1:

@@ -19,7 +19,7 @@ import duckdb
 
 from ..errors import InputError
 from ..schema import STORED_CONVERSATION_COLUMNS
-from .manifest import MANIFEST
+from .manifest import MANIFEST, Manifest
 
 
 def _files(root: Path, table: str) -> str:
@@ -37,6 +37,12 @@ def attach_scores(output: str | os.PathLike[str], con: duckdb.DuckDBPyConnection
     root = Path(output).resolve()
     if not (root / MANIFEST).exists() or not (root / "conversation_scores").is_dir():
         raise InputError(f"{root}: not a complete analysis output (no {MANIFEST} or conversation_scores); run analyze --engine ray")
+    if not Manifest.load(root).corpus_complete:
+        # A run that stopped (killed, or a file failed) after rescoring some
+        # partitions: conversation_scores still holds the previous run's rows
+        # (old scores for changed files, shares of another corpus) beside the
+        # new partitions. Attaching it would mix the two without a sign.
+        raise InputError(f"{root}: an unfinished analysis output (the last run did not complete); run analyze --engine ray again")
     if "'" in root.as_posix():
         raise InputError(f"{root}: a path with a quote cannot be attached")
     con = con or duckdb.connect()

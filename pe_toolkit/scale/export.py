@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ..errors import InputError
+from ..errors import ExportError, InputError, PeToolkitError
 from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
 from .manifest import MANIFEST, Manifest
@@ -74,21 +76,36 @@ def partition_store(output: str | os.PathLike[str], key: str) -> duckdb.DuckDBPy
     return con
 
 
+_SHARD_SCHEMA = pa.schema(
+    [("key", pa.string()), ("file", pa.string()), ("conversations", pa.int64()), ("messages", pa.int64()), ("error", pa.string())]
+)
+
+
 def export_partition(batch: dict[str, Any], output: str, target: str, options: dict[str, Any]) -> pa.Table:
-    """``map_batches`` entry: one shard per partition of the batch."""
+    """``map_batches`` entry: one shard per partition of the batch. An
+    expected failure (an unreadable partition, an export error) comes back
+    as the row's ``error`` for the driver to report in one line, not as an
+    exception Ray would print as a traceback."""
     from ..exports import export
 
     rows = []
     for key in batch["key"]:
         key = str(key)
         shard = Path(target) / f"{key}{_SUFFIX[options['format']]}"
-        con = partition_store(output, key)
         try:
-            result = export(con, shard, progress=False, **options)
-        finally:
-            con.close()
-        rows.append({"key": key, "file": shard.name, "conversations": result.conversations, "messages": result.messages})
-    return pa.Table.from_pylist(rows, schema=pa.schema([("key", pa.string()), ("file", pa.string()), ("conversations", pa.int64()), ("messages", pa.int64())]))
+            try:
+                con = partition_store(output, key)
+            except duckdb.Error as exc:
+                raise InputError(f"partition {key} of {output}: cannot read it: {str(exc).splitlines()[0]}") from None
+            try:
+                result = export(con, shard, progress=False, **options)
+            finally:
+                con.close()
+        except PeToolkitError as exc:
+            rows.append({"key": key, "file": shard.name, "conversations": 0, "messages": 0, "error": " ".join(str(exc).split())})
+            continue
+        rows.append({"key": key, "file": shard.name, "conversations": result.conversations, "messages": result.messages, "error": None})
+    return pa.Table.from_pylist(rows, schema=_SHARD_SCHEMA)
 
 
 def export_dataset(
@@ -104,7 +121,7 @@ def export_dataset(
     folder ``path``, one ``format`` shard per partition. ``options``: the
     keyword arguments of :func:`pe_toolkit.exports.export` (filters,
     ``redact``, ``include_scores``, ``layout``) except ``labels``."""
-    from .run import _start_ray
+    from ..exports.core import check_options
 
     started = time.perf_counter()
     if format not in _SUFFIX:
@@ -112,16 +129,62 @@ def export_dataset(
     if options.get("labels"):
         raise InputError("an analysis output has no annotations: the label filter needs a store")
     options.pop("labels", None)
+    # The store export's own option checks (layout, openai with scores), here
+    # in the driver: in a task they would fail once per shard, as Ray tracebacks.
+    check_options(format, Path(f"shard{_SUFFIX[format]}"), options.get("layout"), bool(options.get("include_scores")))
     root = Path(output)
+    if "'" in root.resolve().as_posix():
+        raise InputError(f"{root}: a path with a quote cannot be read")
     manifest = Manifest.load(root)
     if not manifest.partitions or not manifest.corpus_complete:
         raise InputError(f"{root}: not a complete analysis output; run `pe-toolkit analyze --engine ray` first")
     target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target}: exists and is not a folder")
     if target.exists() and any(target.iterdir()):
         raise InputError(f"{target}: exists and is not empty")
-    target.mkdir(parents=True, exist_ok=True)
-    keys = sorted(manifest.partitions)
+    # A partition of a file with no good record has no Parquet file to read:
+    # it has no shard (its conversations, none, are in no format).
+    keys = sorted(k for k, entry in manifest.partitions.items() if int(entry.get("conversations") or 0) > 0)
     report = ScaleExportReport(str(target), format)
+    # The shards go to a hidden sibling folder that becomes ``target`` only
+    # when every shard and the manifest are written: a killed or failed
+    # export leaves no folder that looks like a (partial) result, and the
+    # same command can simply be run again.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        rows = _export_shards(root, staging, keys, format, options, address, progress, report) if keys else []
+        failed = [r for r in rows if r["error"]]
+        if failed:
+            raise ExportError(
+                f"{len(failed)} of {len(rows)} shards failed ({failed[0]['key']}: {failed[0]['error']}); nothing was written to {target}"
+            )
+        rows.sort(key=lambda r: r["key"])
+        for row in rows:
+            del row["error"]
+        report.shards = len(rows)
+        report.conversations = sum(r["conversations"] for r in rows)
+        report.messages = sum(r["messages"] for r in rows)
+        report.files = [r["file"] for r in rows]
+        (staging / MANIFEST).write_text(
+            json.dumps({"format": format, "analysis_version": manifest.analysis_version, "shards": rows,
+                        "conversations": report.conversations, "messages": report.messages}, indent=1),  # fmt: skip
+            "utf-8",
+        )
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _export_shards(root: Path, staging: Path, keys: list[str], format: str, options: dict[str, Any], address: str | None,
+                   progress: bool, report: ScaleExportReport) -> list[dict[str, Any]]:  # fmt: skip
+    from .run import _start_ray
 
     owns_ray, report.workers = _start_ray(address, None)
     import ray
@@ -133,22 +196,10 @@ def export_dataset(
             export_partition,  # type: ignore[arg-type]  # Ray types fn as one-argument; the rest come through fn_kwargs
             batch_size=1,
             batch_format="numpy",
-            fn_kwargs={"output": str(root), "target": str(target), "options": {"format": format, **options}},
+            fn_kwargs={"output": str(root), "target": str(staging), "options": {"format": format, **options}},
             num_cpus=1,
         )
-        rows = [row for batch in shards.iter_batches(batch_size=None, batch_format="pyarrow") for row in batch.to_pylist()]  # type: ignore[union-attr]  # batch_format="pyarrow": each batch is a pyarrow Table
+        return [row for batch in shards.iter_batches(batch_size=None, batch_format="pyarrow") for row in batch.to_pylist()]  # type: ignore[union-attr]  # batch_format="pyarrow": each batch is a pyarrow Table
     finally:
         if owns_ray:
             ray.shutdown()
-    rows.sort(key=lambda r: r["key"])
-    report.shards = len(rows)
-    report.conversations = sum(r["conversations"] for r in rows)
-    report.messages = sum(r["messages"] for r in rows)
-    report.files = [r["file"] for r in rows]
-    (target / MANIFEST).write_text(
-        json.dumps({"format": format, "analysis_version": manifest.analysis_version, "shards": rows,
-                    "conversations": report.conversations, "messages": report.messages}, indent=1),  # fmt: skip
-        "utf-8",
-    )
-    report.seconds = time.perf_counter() - started
-    return report

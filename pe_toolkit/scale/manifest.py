@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .partition import PARTITION_TABLES, partition_dir
 
 MANIFEST = "manifest.json"
@@ -39,8 +40,11 @@ class Manifest:
         path = Path(output) / MANIFEST
         if not path.exists():
             return cls()
-        data = json.loads(path.read_text("utf-8"))
-        if data.get("format") != FORMAT:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: json's decode error
+            raise InputError(f"{path}: unreadable manifest ({exc}); delete the output folder to start over") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             return cls()
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 

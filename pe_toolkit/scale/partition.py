@@ -38,7 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..analysis.frames import analyze_frame
-from ..analysis.registry import shipped
+from ..analysis.registry import shipped, version_of
+from ..errors import AnalysisError, PeToolkitError
 from ..ingest import esconv
 from ..ingest.columns import ColumnMap
 from ..ingest.importer import BATCH_ROWS, _json_batches, _strip_gz, _table_batches, detect_format
@@ -63,6 +64,11 @@ SUMMARY_SCHEMA = pa.schema(
         ("dead_letters", pa.int64()),
         ("seconds", pa.float64()),
         ("worker", pa.string()),
+        # The version of the analyzers this worker ran (its own install), and
+        # an expected failure (an unreadable file, another version) that
+        # kept the partition from being written: the driver reports it.
+        ("analysis_version", pa.string()),
+        ("error", pa.string()),
     ]
 )
 
@@ -158,9 +164,20 @@ def _write(folder: Path, table: str, n: int, data: pa.Table) -> None:
     pq.write_table(data, target / f"part-{n:05d}.parquet")
 
 
-def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, batch_rows: int = BATCH_ROWS) -> dict[str, Any]:
-    """Score one input file into ``output``'s partition ``key``; the summary row."""
+def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, version: str | None = None,
+                 batch_rows: int = BATCH_ROWS) -> dict[str, Any]:  # fmt: skip
+    """Score one input file into ``output``'s partition ``key``; the summary row.
+    ``version``: the analysis version the driver records in the manifest; a
+    worker whose analyzers are another version (another install, a model
+    file replaced mid-run) refuses rather than write scores the manifest
+    would attribute to the wrong version."""
     started = time.perf_counter()
+    own = version_of(shipped())
+    if version is not None and own != version:
+        raise AnalysisError(
+            f"worker {os.uname().nodename}:{os.getpid()} runs analysis version {own!r}, the run records {version!r}: "
+            "install the same pe-toolkit (and models) on every node"
+        )
     out = Path(output)
     tmp = out / "_tmp" / f"{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
@@ -211,6 +228,8 @@ def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, batch_row
         **counts,
         "seconds": time.perf_counter() - started,
         "worker": f"{os.uname().nodename}:{os.getpid()}",
+        "analysis_version": own,
+        "error": None,
     }
 
 
@@ -231,10 +250,18 @@ def _publish(tmp: Path, out: Path, key: str) -> None:
         os.replace(source, target)
 
 
-def run_batch(batch: dict[str, Any], output: str) -> pa.Table:
-    """``map_batches`` entry: one summary row per input file of the batch."""
-    rows = [
-        analyze_file(str(uri), str(key), output, str(fp))
-        for uri, key, fp in zip(batch["uri"], batch["key"], batch["fingerprint"], strict=True)
-    ]
+def run_batch(batch: dict[str, Any], output: str, version: str | None = None) -> pa.Table:
+    """``map_batches`` entry: one summary row per input file of the batch.
+
+    An expected failure of one file (a :class:`PeToolkitError`: a format
+    the readers cannot tell, another analysis version) comes back as the
+    row's ``error``, not as a raised exception: Ray would abort every other
+    task and the CLI would print Ray's traceback instead of one line. The
+    driver records the files that succeeded and then reports the others."""
+    rows = []
+    for uri, key, fp in zip(batch["uri"], batch["key"], batch["fingerprint"], strict=True):
+        try:
+            rows.append(analyze_file(str(uri), str(key), output, str(fp), version=version))
+        except PeToolkitError as exc:
+            rows.append({"key": str(key), "uri": str(uri), "fingerprint": str(fp), "error": " ".join(str(exc).split())})
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,6 +77,21 @@ def analysis_version() -> str:
     return version_of(shipped())
 
 
+def _check_address(address: str) -> None:
+    """Refuse an address Ray would not answer on, before ``ray.init``: for a
+    ``HOST:PORT`` that nothing listens on, Ray retries the connection for
+    minutes and then exits the process (``SystemExit``), not an exception."""
+    if address == "auto" or address.startswith("ray://"):
+        return  # "auto": Ray looks up the local cluster itself; Ray Client fails fast
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise AnalysisError(f"bad Ray address {address!r}: expected HOST:PORT, ray://HOST:10001 or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise AnalysisError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def _start_ray(address: str | None, num_cpus: int | None) -> tuple[bool, int]:
     """(whether this call started Ray, CPUs of the cluster)."""
     try:
@@ -86,6 +102,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> tuple[bool, int]:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
+            _check_address(address)
             kwargs["address"] = address
         else:
             kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
@@ -93,7 +110,13 @@ def _start_ray(address: str | None, num_cpus: int | None) -> tuple[bool, int]:
         # must find it on their path too.
         package_root = str(Path(__file__).resolve().parents[2])
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}}
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            # No cluster at "auto", Ray Client not installed, a malformed
+            # address: expected failures, one line (ray.init raises them plain).
+            where = address or "a local Ray"
+            raise AnalysisError(f"cannot start or reach Ray ({where}): {' '.join(str(exc).split())[:300]}") from None
         started = True
     return started, int(ray.cluster_resources().get("CPU", 1))
 
@@ -182,11 +205,25 @@ def _score_partitions(todo: list[InputFile], out: Path, manifest: Manifest, repo
     # One file per task (batch_size=1) and one block per file, so files are
     # scored in parallel and each summary row arrives as its file finishes.
     tasks = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        run_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": str(out)}, num_cpus=1  # type: ignore[arg-type]  # Ray types fn as one-argument; the rest come through fn_kwargs
+        run_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"output": str(out), "version": manifest.analysis_version}, num_cpus=1  # type: ignore[arg-type]  # Ray types fn as one-argument; the rest come through fn_kwargs
     )
+    failed: list[dict[str, Any]] = []
     for batch in tasks.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():  # type: ignore[union-attr]  # batch_format="pyarrow": each batch is a pyarrow Table
+            if row.get("error") or row.get("analysis_version") != manifest.analysis_version:
+                # Not recorded: the partition is not complete (a rerun retries it).
+                failed.append(row)
+                continue
             manifest.partitions[row["key"]] = row
             report.computed.append(row["key"])
             report.messages_computed += int(row["messages"])
         manifest.save(out)
+    if failed:
+        # The other partitions are saved and recorded; the corpus stage waits
+        # for every file, so the output stays incomplete (attach refuses it).
+        first = failed[0]
+        reason = first.get("error") or f"scored under analysis version {first.get('analysis_version')!r}, not {manifest.analysis_version!r}"
+        raise AnalysisError(
+            f"{len(failed)} of {len(todo)} input files could not be scored ({first['uri']}: {reason}); "
+            f"the {len(todo) - len(failed)} others are saved: fix or remove the file{'s' if len(failed) > 1 else ''} and run again"
+        )
