@@ -87,6 +87,7 @@ def messages(store: Store) -> pl.DataFrame:
         ("out.csv.gz", "csv", None),
         ("out.parquet", "parquet", "messages"),
         ("nested.parquet", "parquet", "nested"),
+        ("tables", "parquet", "tables"),  # a folder of two tables, joined back on import
         ("hf", "huggingface", None),
     ],
 )
@@ -202,13 +203,14 @@ def test_a_table_of_chats_keeps_renamed_and_struct_metadata(store):
 
 
 @pytest.mark.parametrize(("name", "fmt", "layout"), [("scored.csv", "csv", None), ("scored.parquet", "parquet", "messages"),
-                                                     ("nested.parquet", "parquet", "nested")])  # fmt: skip
+                                                     ("nested.parquet", "parquet", "nested"), ("tables", "parquet", "tables")])  # fmt: skip
 def test_an_export_with_scores_imports_back_without_them(tmp_path, corpus, name, fmt, layout):
     stand_in_scores(corpus)
     report = export(corpus, tmp_path / name, format=fmt, layout=layout, progress=False, include_scores=True)
     assert report.scores
-    columns = pl.read_csv(tmp_path / name, n_rows=1).columns if fmt == "csv" else pl.read_parquet_schema(tmp_path / name)
-    assert "score_risk_score" in columns and ("message_score_sentiment" in columns or layout == "nested")
+    first = tmp_path / name / "conversations.parquet" if layout == "tables" else tmp_path / name
+    columns = pl.read_csv(first, n_rows=1).columns if fmt == "csv" else pl.read_parquet_schema(first)
+    assert "score_risk_score" in columns and ("message_score_sentiment" in columns or layout in ("nested", "tables"))
     with Store(tmp_path / "back.duckdb") as back:
         report = import_file(back, tmp_path / name, progress=False)
         assert report.inserted == 5

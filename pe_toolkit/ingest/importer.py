@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from ..events import EventBus, bus as default_bus
 from ..progress import progress_bar
 from ..store import Store
 from ..store.normalize import JSON_FORMATS, normalize_lines, parse_connection
-from . import esconv, hf
+from . import esconv, hf, tables_export
 from .columns import ColumnMap
 from .csvlines import CsvLines
 from .frames import relation_batches
@@ -217,6 +218,13 @@ def import_file(
 
 def _import_folder(store: Store, path: Path, *, dataset: str, source: str, columns: ColumnMap, skip_invalid: bool,
                    progress: bool, batch_rows: int, events: EventBus) -> ImportReport:  # fmt: skip
+    if tables_export.is_tables_export(path):
+        report = ImportReport(path=str(path), format="parquet (a tables export: conversations.parquet + messages.parquet)")
+        with tempfile.TemporaryDirectory(prefix="pe-import-") as scratch:
+            nested = tables_export.nested_copy(path, Path(scratch))
+            batches = _primed(_table_batches(str(path), nested, "parquet", columns, dataset, f"file:{path.name}", progress, batch_rows, report))
+            write_batches(store, batches, where=str(path), source=source, report=report, skip_invalid=skip_invalid, events=events)
+        return report
     if hf.is_saved_dataset(path):
         report = hf.import_splits(store, hf.saved_splits(path), name=str(path), dataset=dataset, source=source, columns=columns,
                                   skip_invalid=skip_invalid, progress=progress, batch_rows=batch_rows, events=events)  # fmt: skip
