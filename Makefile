@@ -56,8 +56,9 @@ test-notebooks: venv
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  PE_CACHE="$$tmp/cache.duckdb" $(BIN)/python -m pytest -q -p no:cacheprovider --nbmake notebooks/
 
-## lab: JupyterLab on the curated notebooks
-lab: venv
+## lab: JupyterLab on the curated notebooks (the demo's install, not the whole [dev] set;
+## contributors get the notebook output filter from `make venv` / `make test`)
+lab: $(DEMO_STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 ## bench: the benchmarks (minutes; figures go to benchmarks/RESULTS.md by hand)

@@ -40,3 +40,24 @@ def test_module_entry_point():
 def test_unknown_command_exits_nonzero():
     result = CliRunner().invoke(cli, ["nope"])
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "extra"),
+    [("fastapi", ["serve", "--port", "0", "--no-sample"], "server"), ("papermill", ["report", "--notebook", "01"], "notebooks")],
+)
+def test_a_command_needing_a_missing_extra_says_which_in_one_line(tmp_path, blocked, args, extra):
+    """A new user audit: after `make demo` (no server extra), `serve` ended in
+    a 25-line traceback (ModuleNotFoundError: fastapi)."""
+    cache = tmp_path / "c.duckdb"
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None  # as if not installed: importing it raises ModuleNotFoundError\n"
+        "from pe_toolkit.cli import main\n"
+        f"main({['--db', str(cache), *args]!r})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"pe-toolkit: error: {args[0]} needs {blocked!r}, in the {extra} extra: pip install 'pe-toolkit[{extra}]'"
+    ]

@@ -109,12 +109,38 @@ class LazyGroup(click.Group):
             if is_interrupt(exc):
                 click.echo("pe-toolkit: interrupted", err=True)
                 ctx.exit(130)
+            extra = _missing_extra(exc)
+            if extra:
+                click.echo(f"pe-toolkit: error: {ctx.invoked_subcommand or ctx.info_name} needs {extra[0]!r}, in the {extra[1]} extra: "
+                           f"pip install 'pe-toolkit[{extra[1]}]'", err=True)  # fmt: skip
+                ctx.exit(1)
             if not isinstance(exc, PeToolkitError):
                 raise
             # Notes (e.g. what a failed import already committed) on the same line.
             line = "; ".join([str(exc), *getattr(exc, "__notes__", [])])
             click.echo(f"pe-toolkit: error: {' '.join(line.split())}", err=True)
             ctx.exit(1)
+
+
+# The optional packages (pyproject's extras) by their import name: a command
+# that needs one not installed is an expected failure, one line naming the
+# extra, not a traceback ending in ModuleNotFoundError.
+_EXTRAS = {
+    **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart"), "server"),
+    **dict.fromkeys(("papermill", "nbformat", "nbconvert", "nbclient", "ipykernel", "ipywidgets", "anywidget", "jupyterlab"), "notebooks"),
+    **dict.fromkeys(("adbc_driver_postgresql", "adbc_driver_manager"), "warehouse"),
+    "datasets": "hf",
+    **dict.fromkeys(("ray", "aiohttp"), "ray"),
+    **dict.fromkeys(("presidio_analyzer", "spacy"), "presidio"),
+}
+
+
+def _missing_extra(exc: BaseException) -> tuple[str, str] | None:
+    """(module, extra) when ``exc`` is the import of an optional package that is not installed."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    return (top, _EXTRAS[top]) if top in _EXTRAS else None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
