@@ -98,11 +98,25 @@ def test_unknown_filter_and_bad_values_are_clear(tmp_path, store):
 
 
 def test_empty_selection_writes_an_empty_but_valid_file(tmp_path, store):
-    report = export(store, tmp_path / "e.parquet", format="parquet", progress=False, dataset="nothing")
+    report = export(store, tmp_path / "e.parquet", format="parquet", progress=False, ids=["no_such_id"])
     assert report.conversations == 0
     assert pl.read_parquet(tmp_path / "e.parquet").height == 0
-    export(store, tmp_path / "e.csv", format="csv", progress=False, dataset="nothing")
+    export(store, tmp_path / "e.csv", format="csv", progress=False, dataset="edge", min_quality=1.0, max_quality=1.0)
     assert (tmp_path / "e.csv").read_text().startswith("conversation_id,idx,role,content")
+
+
+def test_a_filter_value_the_cache_does_not_hold_is_refused_when_nothing_matched(tmp_path, store):
+    """A new-user audit: `--dataset peer_suport` (a typo) and an unknown crisis
+    category wrote an empty file and exited 0; `--tier reserch` was refused."""
+    with pytest.raises(ExportError, match=r"no conversation matched: the cache holds no dataset 'edg', label 'nosuch'; nothing"):
+        export(store, tmp_path / "t.jsonl", format="jsonl", progress=False, dataset=["edg"], labels="nosuch")
+    with pytest.raises(InputError, match="unknown crisis category 'suicidal_ideation'; expected one of passive_ideation"):
+        export(store, tmp_path / "t.jsonl", format="jsonl", progress=False, crisis_categories="suicidal_ideation")
+    assert not list(tmp_path.glob("t*"))
+    result = CliRunner().invoke(cli, ["--db", store.path.as_posix(), "export", str(tmp_path / "t.jsonl"), "--dataset", "edg"])
+    assert result.exit_code == 1 and "the cache holds no dataset 'edg'" in result.stderr, result.output
+    # A typo beside a value that matches is a selection, not an error.
+    assert export(store, tmp_path / "t.jsonl", format="jsonl", progress=False, dataset=["edge", "edg"]).conversations > 0
 
 
 # -- scores --------------------------------------------------------------------

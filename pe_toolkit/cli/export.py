@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import ExportError
+from ..schema import CRISIS_CATEGORIES
 from ._common import open_cli_store, progress_enabled
 
 _FORMATS = ("jsonl", "openai", "sharegpt", "csv", "parquet", "huggingface")
@@ -47,7 +48,7 @@ def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
 @click.option("--min-risk", type=float, help="Lowest risk_score (0-1; needs `pe-toolkit analyze`).")
 @click.option("--max-risk", type=float, help="Highest risk_score (0-1; needs `pe-toolkit analyze`).")
 @click.option("--alert/--no-alert", "alert", default=None, help="Only conversations whose current scores alert (or, --no-alert, analyzed ones that do not; needs `pe-toolkit analyze`).")
-@click.option("--crisis-category", "crisis_categories", multiple=True, help="Has this crisis category (repeatable; needs `pe-toolkit analyze`).")
+@click.option("--crisis-category", "crisis_categories", multiple=True, help="Has this crisis category (repeatable; needs `pe-toolkit analyze`): " + ", ".join(CRISIS_CATEGORIES) + ".")
 @click.option("--crisis", "crisis", multiple=True, hidden=True, help="Deprecated: --crisis-category.")
 @click.option("--label", "labels", multiple=True, help="Has an annotation with this label (repeatable).")
 @click.option("--id", "ids", multiple=True, help="Only this conversation id (repeatable).")

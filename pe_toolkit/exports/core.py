@@ -254,6 +254,11 @@ def _run(
         query = source.api_sql if writer.source == "api" else source.nested_sql
         selected = source.selected_ids(con, selection)
         total = selected.num_rows
+        absent = selection.absent_values(con) if total == 0 else []
+        if absent:
+            # Nothing matched and the filter names what the cache does not
+            # hold: a typo, not an empty selection worth an empty file.
+            raise ExportError(f"no conversation matched: the cache holds no {', '.join(absent)}; nothing was written")
         empty_sql, empty_params = query(ConversationFilter(ids=[]), scores)
         empty = pa.RecordBatch.from_pylist([], schema=con.sql(empty_sql, params=empty_params).to_arrow_reader(1).schema)
         if writer.directory:

@@ -17,7 +17,6 @@ from ..store.normalize import sql_str
 from .tabular import sql_ident
 
 
-
 def is_tables_export(folder: Path) -> bool:
     from ..exports.writers import MANIFEST
 

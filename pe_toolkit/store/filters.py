@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from ..errors import InputError, PeToolkitError
-from ..schema import TIERS
+from ..schema import CRISIS_CATEGORIES, TIERS
 
 # Conditions that read the analysis scores (current_conversation_scores).
 SCORE_FILTERS = ("min_risk", "max_risk", "alert", "crisis_categories")
@@ -91,6 +91,9 @@ class ConversationFilter:
             raise InputError(f"min_risk ({self.min_risk}) is above max_risk ({self.max_risk})")
         if self.alert is not None and not isinstance(self.alert, bool):
             raise InputError(f"alert must be True, False or None, got {self.alert!r}")
+        for category in _as_tuple(self.crisis_categories) or ():
+            if category not in CRISIS_CATEGORIES:
+                raise InputError(f"unknown crisis category {category!r}; expected one of {', '.join(CRISIS_CATEGORIES)}")
         # Normalized so the frozen filter is hashable and prints cleanly.
         object.__setattr__(self, "crisis_categories", _as_tuple(self.crisis_categories))
         object.__setattr__(self, "labels", _as_tuple(self.labels))
@@ -129,6 +132,19 @@ class ConversationFilter:
             raise error(
                 "risk, alert and crisis filters need analysis scores, and this store has none: run `pe-toolkit analyze` first"
             )
+
+    def absent_values(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        """The datasets and labels this filter names that the store does not
+        hold (a typo selects nothing without a word): ``dataset 'x'``..."""
+        found: list[str] = []
+        for what, values, query in (
+            ("dataset", _as_tuple(self.dataset), "SELECT DISTINCT dataset FROM conversations WHERE dataset IN (SELECT unnest(?::VARCHAR[]))"),
+            ("label", self.labels, "SELECT DISTINCT label FROM annotations WHERE label IN (SELECT unnest(?::VARCHAR[]))"),
+        ):
+            if values:
+                held = {row[0] for row in con.execute(query, [list(values)]).fetchall()}
+                found += [f"{what} {v!r}" for v in values if v not in held]
+        return found
 
     def where(self, alias: str = "c") -> tuple[str, list[Any]]:
         """SQL condition over ``conversations AS alias`` and its parameters."""
