@@ -305,3 +305,16 @@ def test_openai_and_sharegpt_files_keep_their_extra_fields_as_labels(store, writ
     assert any(json.loads(m).get("source") == "forum" for m in meta)
     labels = store.labels("rating", role="assistant")
     assert sorted(zip(labels["text"], labels["label"])) == [("Just quit.", "1"), ("What keeps you up?", "5")]
+
+
+def test_cli_sync_that_fails_leaves_no_new_cache(tmp_path, monkeypatch):
+    """A new-user audit: `--db new.duckdb sync --tier research` with no API
+    URL failed correctly but left a new, empty cache (import removes its own)."""
+    monkeypatch.delenv("PE_API_URL", raising=False)
+    monkeypatch.delenv("PE_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no pe_toolkit.toml naming an API here
+    cache = tmp_path / "new.duckdb"
+    r = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--tier", "research", "--no-progress"])
+    assert r.exit_code == 1 and "PE_API_URL" in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not cache.exists() and not Path(f"{cache}.wal").exists()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -30,3 +33,56 @@ def progress_enabled(no_progress: bool) -> bool:
     if no_progress or os.environ.get("PE_NO_PROGRESS"):
         return False
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def filling_store(ctx: click.Context, what: str) -> Iterator[Store]:
+    """The cache for a command that fills it (import, sync). A first run
+    that fails (a malformed file, no API URL) leaves no new, empty cache
+    behind: removed while this command still holds it, so a command waiting
+    for the file creates its own instead of losing what it writes."""
+    from ..store import NewCacheWarning
+
+    # Whether a NewCacheWarning announces the cache: only then does its
+    # removal need saying (an expected failure is one line).
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always", NewCacheWarning)
+        cache = cli_cache(ctx)
+    for w in shown:  # shown as they would have been
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    created = not cache.exists()
+    # A link to a file not there yet is the user's and stays; only the file
+    # made at its target goes (DuckDB's .wal sits beside the link).
+    new_folders = [p for p in (cache.parent, *cache.parent.parents) if not p.exists()] if created else []
+    with open_cli_store(ctx, path=cache) as store:
+        try:
+            yield store
+        except BaseException:
+            if created:
+                announced = any(issubclass(w.category, NewCacheWarning) for w in shown)
+                _remove_if_empty(store, cache.resolve(), Path(f"{cache}.wal"), new_folders, what=what, say=announced)
+            raise
+
+
+def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Path], *, what: str, say: bool) -> None:
+    """A cache holding anything stays; so does one the check cannot read
+    (the command's own error is what gets reported)."""
+    import duckdb
+
+    from ..errors import PeToolkitError
+
+    try:
+        empty = store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
+    except (duckdb.Error, PeToolkitError):
+        return
+    if not empty:
+        return
+    for leftover in (cache, wal):
+        leftover.unlink(missing_ok=True)
+    if say:  # a NewCacheWarning announced the file
+        click.echo(f"pe-toolkit: the {what} stored nothing; the new cache {cache} was removed", err=True)
+    for folder in new_folders:  # innermost first; only folders this command made, and only empty ones
+        try:
+            folder.rmdir()
+        except OSError:
+            break

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from ._common import cli_cache, open_cli_store, progress_enabled
+from ._common import cli_cache, filling_store, open_cli_store, progress_enabled
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from ..store import Store
 
 
 @click.command("import")
@@ -50,69 +48,24 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], fmt: str, dataset: st
     """
     from ..ingest import ColumnMap, import_file
     from ..ingest.importer import local_source
-    from ..store import NewCacheWarning
 
     columns = ColumnMap.parse(mapping, layout, drop=drop, group_by=group_by) if (mapping or layout or drop or group_by) else None
     for path in paths:  # a mistyped name fails before a cache is created for it
         local_source(path)
-    # Whether a NewCacheWarning announces the cache: only then does a failed
-    # import's removal of it need saying (an expected failure is one line).
-    with warnings.catch_warnings(record=True) as shown:
-        warnings.simplefilter("always", NewCacheWarning)
-        cache = cli_cache(ctx)
-    for w in shown:  # shown as they would have been
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    created = not cache.exists()
-    # A link to a file not there yet is the user's and stays; only the file
-    # made at its target goes (DuckDB's .wal sits beside the link).
-    new_folders = [p for p in (cache.parent, *cache.parent.parents) if not p.exists()] if created else []
-    with open_cli_store(ctx, path=cache) as store:
-        try:
-            for path in paths:
-                report = import_file(
-                    store,
-                    path,
-                    format=fmt,
-                    dataset=dataset,
-                    columns=columns,
-                    skip_invalid=skip_invalid,
-                    progress=progress_enabled(no_progress),
-                )
-                click.echo(str(report))
-                for line in report.mapping:
-                    click.echo(f"  {line}")
-        except BaseException:
-            if created:
-                announced = any(issubclass(w.category, NewCacheWarning) for w in shown)
-                _remove_if_empty(store, cache.resolve(), Path(f"{cache}.wal"), new_folders, say=announced)
-            raise
-
-
-def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Path], *, say: bool) -> None:
-    """A first import that failed (a malformed file, an unmapped table)
-    leaves no new, empty cache behind: removed while this command still
-    holds it, so a command waiting for the file creates its own instead of
-    losing what it writes. A cache holding anything stays; so does one the
-    check cannot read (the import's own error is what gets reported)."""
-    import duckdb
-
-    from ..errors import PeToolkitError
-
-    try:
-        empty = store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
-    except (duckdb.Error, PeToolkitError):
-        return
-    if not empty:
-        return
-    for leftover in (cache, wal):
-        leftover.unlink(missing_ok=True)
-    if say:  # a NewCacheWarning announced the file
-        click.echo(f"pe-toolkit: the import stored nothing; the new cache {cache} was removed", err=True)
-    for folder in new_folders:  # innermost first; only folders this command made, and only empty ones
-        try:
-            folder.rmdir()
-        except OSError:
-            break
+    with filling_store(ctx, "import") as store:
+        for path in paths:
+            report = import_file(
+                store,
+                path,
+                format=fmt,
+                dataset=dataset,
+                columns=columns,
+                skip_invalid=skip_invalid,
+                progress=progress_enabled(no_progress),
+            )
+            click.echo(str(report))
+            for line in report.mapping:
+                click.echo(f"  {line}")
 
 
 @click.command("synth")

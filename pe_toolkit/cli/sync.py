@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._common import open_cli_store, progress_enabled
+from ._common import filling_store, progress_enabled
 
 
 @click.command("sync")
@@ -57,7 +57,7 @@ def sync_cmd(
 
     from ..apisync import sync
 
-    with open_cli_store(ctx) as store:
+    with filling_store(ctx, "sync") as store:
         stop = None
         if analyze:
             from ..analysis.auto_analyze import auto_analyze
