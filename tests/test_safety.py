@@ -257,14 +257,27 @@ def test_a_verb_phrase_after_and_shares_the_pronoun_subject_before_it() -> None:
     mother's self-harm, told by her child, read as the user's (a schizophrenia
     post)."""
     assert _user("She would scream and cry and self mutilate in front of my brother and I.")["crisis_categories"] == []
-    assert _user("They drink all night and want to kill themselves.")["crisis_categories"] == []
-    # A noun or an object form may be the object of the verb before: the user's.
-    assert _user("I miss her and want to die.")["crisis_severity"] == 1
-    assert _user("I talked to my mom and want to die.")["crisis_severity"] == 1
-    assert _user("They abused me and kept me feeling down and wanting to die.")["crisis_severity"] == 1
-    # A comma does not carry it ("My mom is sick, want to die"), nor does "but".
-    assert _user("My mom is sick, want to die.")["crisis_severity"] == 1
-    assert _user("She tries to help but want to die anyway.")["crisis_severity"] == 1
+    assert _user("They would scream and self harm.")["crisis_categories"] == []
+    assert _user("She cried all night and wanted to die.")["crisis_categories"] == []
+    # Only where nothing else could be the subject: a noun or an object form
+    # may be the object of the verb before, another person may be named, and a
+    # verb that does not agree is the user's own, their "I" dropped (a review
+    # found twelve such disclosures dropped by the first version of v8).
+    for text in (
+        "I miss her and want to die.",
+        "I talked to my mom and want to die.",
+        "They abused me and kept me feeling down and wanting to die.",
+        "I feel like they don't care and want to die.",
+        "I know he's gone and want to die every day.",
+        "I asked if they cared and started cutting again.",
+        "I cant tell if they care and have been self harming.",
+        "I think they'd be better off and want to end it all.",
+        "She left and want to die.",
+        "She's gone and want to die.",
+        "My mom is sick, want to die.",  # nor across a comma
+        "She tries to help but want to die anyway.",  # nor "but"
+    ):
+        assert _user(text)["crisis_severity"] > 0, text
 
 
 def test_a_stretch_of_time_up_to_now_is_not_a_time_now() -> None:

@@ -203,6 +203,11 @@ _PLANS = ("plan_or_method", "preparatory_behavior")
 # object form may be the object of the verb before ("I told my mom and want to
 # die", "I miss her and want to die" are the user's).
 _SHARED_SUBJECT = r"(?i)^(?:he|she|they|he'?s|she'?s|they'?re|they'?ve|he'?d|she'?d|they'?d)$"
+# The verbs showing that a verb phrase after "and" shares that subject: a
+# modal right after it ("she would scream and cry and ..."), or a verb after
+# "and" inflected as the user's would not be ("... and cuts herself").
+_SHARED_MODAL = r"(?i)(?-u:\b)(?:he|she|they)(?:'d|\s+(?:would|will|could|can|might|may|should|must|used\s+to))(?-u:\b)"
+_INFLECTED = r"(?i)^[a-z']*[^s's]s$|^[a-z']+ed$"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
 
@@ -332,10 +337,19 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     any_subject, first_person, other_subject = _subject_regexes()
     # A clause without a subject of its own, opened by "and", shares the
     # subject of the verb phrase before it ("she would scream and cry and self
-    # mutilate"); only a pronoun that is a subject carries over (_SHARED_SUBJECT).
+    # mutilate"), but only where nothing else could be: that phrase names no
+    # other person (else "I feel like they don't care and want to die" is
+    # theirs), its subject is a he, she or they (_SHARED_SUBJECT), and the verbs
+    # show the sharing, a modal before "and" or a verb inflected for it after
+    # (else "She left and want to die", a user's dropped "I", is hers).
+    # When in doubt the disclosure stays the user's.
     own_subject = pl.col("clause").str.extract_all(any_subject).list.last()
-    shared = pl.col("coordinated").str.extract_all(any_subject).list.last()
-    last_subject = pl.coalesce(own_subject, pl.when(shared.str.contains(_SHARED_SUBJECT)).then(shared))
+    mentions = pl.col("coordinated").str.extract_all(any_subject)
+    shared = mentions.list.last()
+    verb_after_and = pl.concat_str([pl.col("clause"), pl.col("text")], separator=" ").str.extract(r"^\s*([a-z']+)", 1)
+    shows = pl.col("coordinated").str.contains(_SHARED_MODAL) | verb_after_and.str.contains(_INFLECTED)
+    carried = (mentions.list.len() == 1) & shared.str.contains(_SHARED_SUBJECT) & shows
+    last_subject = pl.coalesce(own_subject, pl.when(carried).then(shared))
     return w.with_columns(
         negated=_cue("negation", "clause", pl.col("clause")) & ~_cue("pseudo_negation", "clause", pl.col("clause")),
         hypothetical=_cue("hypothetical", "clause", pl.col("clause"))
