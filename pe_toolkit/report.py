@@ -251,14 +251,16 @@ def _check_values(overrides: Mapping[str, Any], declared: Mapping[Path, Mapping[
                     break
 
 
-def _check_cache(cache_path: Path, overrides: Mapping[str, Any], declared: Mapping[Path, Mapping[str, Any]]) -> None:
-    """A cache file that does not exist is refused: the curated notebooks
-    would create it, fill it with the bundled sample (``source="sample"``)
-    or leave it empty (``"cache"``), and the report would present that as
-    the cache asked for (a typo in --db). Unless a ``source`` is given, the
-    reader's choice; notebooks without a ``source`` parameter manage their
-    own input."""
-    if cache_path.exists() or "source" in overrides or not any("source" in d for d in declared.values()):
+def _check_cache(cache_path: Path, named: bool, overrides: Mapping[str, Any], declared: Mapping[Path, Mapping[str, Any]]) -> None:
+    """A cache named (``cache=``, --db, $PE_CACHE) that does not exist is
+    refused: the curated notebooks would create it, fill it with the bundled
+    sample (``source="sample"``) or leave it empty (``"cache"``), and the
+    report would present that as the cache asked for (a typo in --db). The
+    default cache is filled with the sample as documented (README: the
+    notebooks run on the bundled sample by default). Nor is it refused when
+    a ``source`` is given, the reader's choice; notebooks without a
+    ``source`` parameter manage their own input."""
+    if not named or cache_path.exists() or "source" in overrides or not any("source" in d for d in declared.values()):
         return
     raise InputError(
         f"no cache at {cache_path}: import or sync into it first (pe-toolkit import FILE), name another with --db PATH,"
@@ -396,7 +398,7 @@ def build_reports(
     unredacted = [p.stem for p in paths if redact and "redact_views" not in declared[p]]
     if unredacted:
         raise InputError(f"--redact: {', '.join(unredacted)} has no redact_views parameter, so its conversations would show as stored")
-    _check_cache(cache_path, overrides, declared)
+    _check_cache(cache_path, cache is not None, overrides, declared)
     _prepare_out(out_dir)
     exporter = _exporter(include_code)
     pseudonyms = Pseudonyms()  # one key per run: an id has the same pseudonym on every page of it

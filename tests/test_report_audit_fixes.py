@@ -117,7 +117,10 @@ def test_a_missing_cache_is_refused_for_the_curated_notebooks_unless_a_source_is
         build_reports(tmp_path / "out", notebooks=["02"], cache=missing, progress=False)
     assert not missing.exists() and not (tmp_path / "out").exists()
     # Given a source, the reader asked for the cache to be filled: not refused here.
-    report_module._check_cache(missing, {"source": "sample"}, {Path("02_quality.ipynb"): declared_parameters(find_notebooks(["02"])[0])})
+    declared = {Path("02_quality.ipynb"): declared_parameters(find_notebooks(["02"])[0])}
+    report_module._check_cache(missing, True, {"source": "sample"}, declared)
+    # The default cache, not named: filled with the bundled sample, as the README says.
+    report_module._check_cache(missing, False, {}, declared)
 
 
 EMAIL_ID = "jo&sam/intake-jo.bloggs@example.com"  # "&" and "/" take other forms in HTML and in plotly's JSON

@@ -125,16 +125,20 @@ def table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None, max_rows
     return f'<table class="pe-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
 
 
-def warned_table(title: str, frame: pl.DataFrame, *, text: str = "text", max_rows: int = 100) -> str:
+def warned_table(title: str, frame: pl.DataFrame, *, text: str = "text", max_rows: int = 100, max_chars: int | None = None) -> str:
     """``frame`` as a table collapsed behind a content warning (it quotes
     texts), with personal data in its ``text`` column replaced while views
-    redact (:func:`pe_toolkit.widgets.redact_views`, ``report --redact``)."""
+    redact (:func:`pe_toolkit.widgets.redact_views`, ``report --redact``),
+    then cut to ``max_chars``: cut first, an e-mail across the cut would no
+    longer be recognised and half of it would show."""
     from .display import is_redacting
 
     if is_redacting() and text in frame.columns:
         from ..analysis.pii import redact_frame
 
         frame = redact_frame(frame, text, by=None)
+    if max_chars is not None and text in frame.columns:
+        frame = frame.with_columns(pl.col(text).str.slice(0, max_chars))
     return (
         STYLE
         + f'<details class="pe-cw"><summary>{esc(title)} (content warning: opens quoted texts)</summary>'
