@@ -438,6 +438,18 @@ def build_reports(
                 raise ReportError(f"{path.name}: the notebook did not run ({error or 'no output'})")
             nb = nbformat.read(executed, as_version=4)
             _strip_live_outputs(nb)
+            if error and redact:
+                # A cell's error may quote conversation text (a KeyError on a
+                # name, a value in a message): redacted like the views, for
+                # the banner and the CLI's error line.
+                from .analysis.pii import redact as redact_text
+
+                error = redact_text(error)
+                for cell in nb.cells:  # the failing cell's own output says the same
+                    for output in cell.get("outputs", []):
+                        if output.get("output_type") == "error":
+                            output["evalue"] = redact_text(output.get("evalue", ""))
+                            output["traceback"] = [redact_text(line) for line in output.get("traceback", [])]
             if error:
                 _failure_banner(nb, error)
             seconds = time.perf_counter() - started
@@ -450,7 +462,9 @@ def build_reports(
             # cell and any output that printed the value.
             html = scrub(html)
             if redact:  # after the run: a notebook may have loaded conversations
-                html = _id_scrubber(cache_path, pseudonyms)(html)
+                scrub_ids = _id_scrubber(cache_path, pseudonyms)
+                html = scrub_ids(html)
+                error = scrub_ids(error) if error else error
             target = out_dir / f"{path.stem}.html"
             _write_private(target, html)
             reports.append(Report(path, target, seconds, error))

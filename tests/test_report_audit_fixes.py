@@ -177,3 +177,19 @@ def test_the_documented_examples_name_parameters_the_notebooks_declare():
         for name, params in re.findall(r'notebooks=\["(\w+)"\], parameters=\{([^}]*)\}', text):
             (path,) = find_notebooks([name])
             assert set(re.findall(r'"(\w+)":', params)) <= set(declared_parameters(path)), (name, params)
+
+
+def test_a_redacted_report_redacts_a_failing_cells_error_too(tmp_path):
+    """A cell's error may quote conversation text: under --redact the page's
+    traceback, its banner and the error line showed it as written (a review)."""
+    email, phone = "sam.rivers@example.org", "07700 900123"
+    failing = notebook(tmp_path / "13_fails.ipynb", f"raise ValueError('no score for: mail {email} or call {phone}')",
+                       params="cache = None\nstatic_report = False\nredact_views = False")  # fmt: skip
+    cache = tmp_path / "c.duckdb"
+    Store(cache).close()
+    with pytest.raises(report_module.ReportError) as raised:
+        build_reports(tmp_path / "out", notebooks=[str(failing)], cache=cache, progress=False, redact=True)
+    page = (tmp_path / "out" / "13_fails.html").read_text()
+    for shown in (page, str(raised.value)):
+        assert email not in shown and phone not in shown and "[EMAIL]" in shown, shown[:300]
+    assert "This report is incomplete" in page and "ValueError" in page
