@@ -55,6 +55,7 @@ Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 from __future__ import annotations
 
 import functools
+import unicodedata
 
 import polars as pl
 
@@ -543,6 +544,77 @@ def _form_hits(folded: pl.Series, gid: pl.Series, wanted: pl.DataFrame) -> pl.Da
 _LOWER_I = r"(?:^|[\s(,])i(?:[\s,.!?]|'(?:m|ve|ll|d)\b|$)"
 
 
+# Characters that hide a value from the patterns without changing how it
+# reads: invisible format characters inside an e-mail or a phone number
+# ("jo\u200b.smith@example.org", a soft hyphen, a byte-order mark, bidi
+# controls), and digits and ASCII written in another form (full-width
+# "\uff10\uff17\uff17\uff10\uff10", "\uff20" for "@", which Japanese and Chinese input
+# methods type; Arabic-Indic or Devanagari digits). Folding maps one
+# character to one and cannot drop the invisible ones, so the texts holding
+# any are rewritten first (:func:`_visible`) and the spans mapped back.
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+_DISGUISED = "[" + _INVISIBLE + "\uff01-\uff5e]|[\\p{Nd}&&[^0-9]]"
+
+
+def _plain(text: str) -> tuple[str, list[int]]:
+    """``text`` without invisible characters, full-width ASCII as ASCII and
+    every decimal digit as an ASCII one; and, for each character kept, its
+    offset in ``text``."""
+    out: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in _INVISIBLE:
+            continue
+        code = ord(ch)
+        if 0xFF01 <= code <= 0xFF5E:
+            ch = chr(code - 0xFEE0)
+        elif code > 0x7F and ch.isdecimal():
+            ch = str(unicodedata.decimal(ch))
+        out.append(ch)
+        where.append(i)
+    return "".join(out), where
+
+
+def _visible(content: pl.Series) -> tuple[pl.Series, dict[int, list[int]]]:
+    """``content`` with the texts that hide characters (:data:`_DISGUISED`)
+    made plain (:func:`_plain`), and the offset map of each of them by row.
+    Finding them is one regex over the non-ASCII texts only."""
+    non_ascii = (content.str.len_bytes() != content.str.len_chars()).arg_true()
+    if not len(non_ascii):
+        return content, {}
+    hit = content.gather(non_ascii).str.contains(_DISGUISED)
+    rows = non_ascii.filter(hit).to_list()
+    if not rows:
+        return content, {}
+    maps: dict[int, list[int]] = {}
+    plain: list[str] = []
+    for row in rows:
+        text, where = _plain(content[row])
+        maps[row] = where
+        plain.append(text)
+    return content.clone().scatter(rows, pl.Series(plain, dtype=pl.String)), maps
+
+
+def _mapped_back(spans: pl.DataFrame, maps: dict[int, list[int]], content: pl.Series) -> pl.DataFrame:
+    """``spans`` found in the plain texts, as offsets into ``content`` (a
+    span keeps the invisible characters inside it)."""
+    if not maps or not len(spans):
+        return spans
+    inside = spans["row"].is_in(list(maps))
+    moved = spans.filter(inside)
+    starts, ends, texts = [], [], []
+    for row, start, end in zip(moved["row"].to_list(), moved["start"].to_list(), moved["end"].to_list(), strict=True):
+        where = maps[row]
+        a, b = where[start], where[end - 1] + 1
+        starts.append(a)
+        ends.append(b)
+        texts.append(content[row][a:b])
+    moved = moved.with_columns(
+        start=pl.Series(starts, dtype=pl.Int32), end=pl.Series(ends, dtype=pl.Int32), text=pl.Series(texts, dtype=pl.String)
+    )
+    return pl.concat([spans.filter(~inside), moved]).sort("row", "start")
+
+
 def find_pii(
     frame: pl.DataFrame | pl.Series, column: str = "content", *, names: bool = True, by: str | None = CONVERSATION
 ) -> pl.DataFrame:
@@ -553,14 +625,18 @@ def find_pii(
     out (what the analysis path reports). A name found anywhere in a
     conversation (the column ``by``: ``conversation_id`` when the frame has
     it; ``by=None``, or a Series, each text alone) is found at each of its
-    whole-word occurrences in that conversation."""
+    whole-word occurrences in that conversation. Invisible characters and
+    full-width or non-ASCII digits do not hide a value (:func:`_visible`);
+    offsets are into the text as given."""
     texts = _texts_of(frame, column)
     groups = _groups_of(frame, by)
-    folded, _ = fold_ascii(texts)
     content = texts.fill_null("")
-    spans = pii_spans(folded, content, names=names)
+    plain, maps = _visible(content)
+    folded, _ = fold_ascii(plain)
+    spans = pii_spans(folded, plain, names=names)
     if names:
-        spans = _spread_names(spans, content, groups)
+        spans = _spread_names(spans, plain, groups)
+    spans = _mapped_back(spans, maps, content)
     if isinstance(frame, pl.DataFrame):
         keys = [c for c in ("conversation_id", "idx") if c in frame.columns]
         if keys:

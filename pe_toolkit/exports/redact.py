@@ -17,6 +17,16 @@ keyed hash (HMAC-SHA256 under a key drawn once per export and never
 written), so one id maps to the same pseudonym throughout an export (the
 conversations and messages tables still join) and to an unrelated one in
 the next export. Ids without PII are kept as they are.
+
+Score columns (``include_scores``) are data too: a researcher's analyzer
+may write text (an opening line, a quoted phrase) to a score column, so
+every string score value (and every string in a list of them) is redacted
+in the same call as its conversation's messages; only the analysis'
+bookkeeping (``analysis_version``, ``analyzed_at``) and the tier label are
+left as they are. The store's own bookkeeping that the ``tables`` layout
+carries is keyed like the ids: ``source`` (the imported file's name, often
+a client's) and ``content_hash`` (a hash of the unredacted content, which
+would confirm a guessed conversation) become keyed hashes of this export.
 """
 
 from __future__ import annotations
@@ -33,12 +43,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ExportError
+from .scores import CONVERSATION_PREFIX, MESSAGE_PREFIX
 
 _STRUCTURAL_KEYS = frozenset({"dataset", "tier", "created_at"})
 # Of the owned keys, those whose values are not free text (a tier name, a
 # timestamp the date-of-birth patterns would misread).
 _OPAQUE_VALUES = frozenset({"tier", "created_at"})
 PSEUDONYM_PREFIX = "pseudo_"
+# Score values that are bookkeeping, not text about a person: the version
+# string ("phonenumbers9.0.43" would read as digits of a phone or an IP),
+# the time of the analysis, the tier label.
+_OPAQUE_SCORES = frozenset({"analysis_version", "analyzed_at", "tier"})
+# Stored bookkeeping columns replaced by keyed hashes in a redacted export.
+_KEYED_COLUMNS = ("source", "content_hash")
 
 
 class Pseudonyms:
@@ -50,6 +67,12 @@ class Pseudonyms:
     def of(self, value: str) -> str:
         digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
         return PSEUDONYM_PREFIX + digest[:20]
+
+    def column(self, values: pa.Array, kind: str) -> pa.Array:
+        """Every non-null value of a bookkeeping column keyed (``kind``
+        separates the columns: an equal text in two of them gets two
+        unrelated pseudonyms)."""
+        return pa.array([None if v is None else self.of(f"{kind}\x00{v}") for v in values.to_pylist()], pa.string())
 
 
 def redact_ids(ids: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms: Pseudonyms) -> pa.Array:
@@ -236,6 +259,47 @@ def redact_metadata(metadata: pa.Array, redact: Callable[[pa.Array], pa.Array]) 
     return _dumped(objects)
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _text_leaves(array: pa.Array, groups: pa.Array) -> tuple[pa.Array, pa.Array, Callable[[pa.Array], pa.Array]] | None:
+    """The strings of a string or list-of-strings ``array`` (one value per
+    entry of ``groups``), the group of each, and how to rebuild an array of
+    the same type from them redacted; None for any other type."""
+    t = array.type
+    if _is_text(t):
+        return array.cast(pa.string()), groups, lambda new: new.cast(t)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_text(t.value_type):
+        values = array.flatten()
+        inner = pc.take(groups, pc.list_parent_indices(array))
+        offsets = pc.subtract(array.offsets, array.offsets[0])
+        mask = array.is_null() if array.null_count else None
+        cls = pa.ListArray if pa.types.is_list(t) else pa.LargeListArray
+
+        def rebuild(new: pa.Array) -> pa.Array:
+            return cls.from_arrays(offsets, new.cast(t.value_type), type=t, mask=mask)
+
+        return values.cast(pa.string()), inner, rebuild
+    return None
+
+
+def _gather_scores(scores: Any, found: _Slots, group: int) -> None:
+    """The text values of an API object's ``scores`` member (its keys are
+    column names, not free text)."""
+    if not isinstance(scores, dict):
+        return
+    for key, value in scores.items():
+        if key in _OPAQUE_SCORES:
+            continue
+        if isinstance(value, str):
+            found.add(scores, key, group)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    found.add(value, i, group)
+
+
 def redact_api_objects(
     texts: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms: Pseudonyms | None = None
 ) -> pa.Array:
@@ -254,6 +318,7 @@ def redact_api_objects(
             if isinstance(message.get("content"), str):
                 found.add(message, "content", row)
         _gather(obj.get("metadata"), found, True, row)
+        _gather_scores(obj.get("scores"), found, row)
     _redact_slots(found, redact)
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
 
@@ -267,12 +332,42 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
         batch = batch.set_column(names.index("id"), "id", redact_ids(batch.column("id"), redact, pseudonyms))
     if source == "api":
         return batch.set_column(names.index("json"), "json", redact_api_objects(batch.column("json"), redact, pseudonyms))
-    # A conversation's messages and metadata in one call, grouped by row.
+    # A conversation's messages, metadata and text scores in one call, grouped by row.
     messages = batch.column("messages")
+    content, groups = _contents(messages)
+    rows = pa.array(range(batch.num_rows), pa.int64())
+    leaves: list[tuple[str, bool, tuple[pa.Array, pa.Array, Callable[[pa.Array], pa.Array]]]] = []
+    for name in names:
+        # The dataset name with its conversation, as the API objects' metadata
+        # has it: a name said in the messages is redacted in it too.
+        scored = name.startswith(CONVERSATION_PREFIX) and name[len(CONVERSATION_PREFIX):] not in _OPAQUE_SCORES
+        if scored or name == "dataset":
+            leaf = _text_leaves(batch.column(name), rows)
+            if leaf is not None:
+                leaves.append((name, False, leaf))
+    structs, _ = _flat_children(messages)
+    for field, child in zip(structs.type, structs.flatten()):
+        if field.name.startswith(MESSAGE_PREFIX) and field.name[len(MESSAGE_PREFIX):] not in _OPAQUE_SCORES:
+            leaf = _text_leaves(child, groups)
+            if leaf is not None:
+                leaves.append((field.name, True, leaf))
+    texts = pa.concat_arrays([content.cast(pa.string()), *(values for _, _, (values, _, _) in leaves)])
+    text_groups = pa.concat_arrays([groups.cast(pa.int64()), *(g.cast(pa.int64()) for _, _, (_, g, _) in leaves)])
     objects, found = _parsed(batch.column("metadata"))
-    content = _redact_slots(found, redact, before=_contents(messages))
-    batch = batch.set_column(names.index("messages"), "messages", replace_message_field(messages, "content", content))
+    redacted = _redact_slots(found, redact, before=(texts, text_groups))
+    assert redacted is not None
+    messages = replace_message_field(messages, "content", redacted.slice(0, len(content)))
+    at = len(content)
+    for name, in_messages, (values, _, rebuild) in leaves:
+        new = rebuild(redacted.slice(at, len(values)))
+        at += len(values)
+        if in_messages:
+            messages = replace_message_field(messages, name, new)
+        else:
+            batch = batch.set_column(names.index(name), name, new)
+    batch = batch.set_column(names.index("messages"), "messages", messages)
     batch = batch.set_column(names.index("metadata"), "metadata", _dumped(objects))
-    if "dataset" in names:
-        batch = batch.set_column(names.index("dataset"), "dataset", redact(batch.column("dataset").cast(pa.string())))
+    for name in _KEYED_COLUMNS:
+        if name in names:
+            batch = batch.set_column(names.index(name), name, pseudonyms.column(batch.column(name), name))
     return batch
