@@ -176,7 +176,7 @@ def test_minhash_lsh_follows_jaccard_similarity():
     j = np.array(jaccard)
     _, bands = _signatures(texts)
     candidate = (bands[0::2] == bands[1::2]).any(axis=1)
-    # Measured on 3,000 pairs: J >= 0.9 -> 0.98, 0.8-0.9 -> 0.74, 0.5-0.6 -> 0.06, < 0.5 -> 0.02.
+    # Measured on 3,000 pairs: J >= 0.9 -> 0.98, 0.8-0.9 -> 0.79, 0.5-0.6 -> 0.05, 0.3-0.5 -> 0.01.
     assert candidate[j >= 0.9].mean() >= 0.9
     assert candidate[(j >= 0.8) & (j < 0.9)].mean() >= 0.55
     assert candidate[j < 0.5].mean() <= 0.05
@@ -189,7 +189,13 @@ def test_minhash_lsh_follows_jaccard_similarity():
 
 
 def test_corpus_shares_boilerplate_and_near_duplicates():
-    template = "I hear how hard this week has been for you and I am glad you told me about it today"
+    # Long enough that one changed word leaves J = 0.94, detected with
+    # probability 0.996 (1-(1-J^8)^6); a 20-word template's 0.83 gave 0.77.
+    template = (
+        "I hear how hard this week has been for you and I am glad you told me about it today, because carrying "
+        "all of that on your own while still going to work and looking after everyone at home sounds exhausting, "
+        "and it makes sense that you feel worn down and unsure where to start with any of it right now"
+    )
     variant = template.replace("week", "month")
     m = frame(
         [

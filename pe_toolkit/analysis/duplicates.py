@@ -6,11 +6,11 @@ Per message (computed by the quality analyzer for assistant messages):
   surrounding punctuation removed, whitespace ignored). Equal hashes mean
   equal normalized texts (up to 2^-64 collisions).
 - ``minhash_bands``: MinHash LSH keys over word-bigram shingles. The
-  signature has 32 values made by one-permutation hashing with rotation
-  densification (Shrivastava & Li 2014; one hash per shingle instead of 32),
-  split into 4 bands of 8; two messages sharing any band key are candidates.
-  The chance of that for shingle-set Jaccard similarity J is
-  1 - (1 - J^8)^4: 0.89 at J = 0.9, 0.52 at 0.8, 0.21 at 0.7, 0.02 at 0.5.
+  signature has 48 values, the minima of 48 independent hash functions
+  over the text's shingles, split into 6 bands of 8; two messages sharing
+  any band key are candidates. The chance of that for shingle-set Jaccard
+  similarity J is 1 - (1 - J^8)^6: 0.99 at J = 0.95, 0.75 at 0.82, 0.15 at
+  0.65, 0.02 at 0.5, whatever the texts' length (see :func:`_lsh_bands`).
   Messages with fewer than ``MIN_SHINGLES`` shingles get none (too short for
   a fuzzy match to mean anything; their exact hash still counts).
 
@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from .text import Tokens
 
-BANDS = 4
+BANDS = 6
 ROWS = 8
 BINS = BANDS * ROWS
 MIN_SHINGLES = 5
@@ -54,7 +54,6 @@ _FNV_PRIME = _U64(0x100000001B3)
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _BOS = _U64(0x2545F4914F6CDD1D)
 _EOS = _U64(0x61C8864680B583EB)
-_EMPTY_BIN = _U64(_MASK)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -137,37 +136,60 @@ def signatures(tokens: Tokens, rows: np.ndarray, word_hash: np.ndarray) -> tuple
         ends = starts + lengths
         sums = cs[ends] - cs[starts] + closing  # wrapping arithmetic: exact modulo 2^64
         text_hash = mix64(sums ^ lengths.astype(_U64))
-        bands = _lsh_bands(shingles, np.repeat(np.arange(n), lengths), n, lengths)
+        bands = _lsh_bands(shingles, lengths)
     return text_hash, bands
 
 
 # Odd multipliers combining a band's values (a linear combination, then mixed).
 _BAND_MULTIPLIERS = np.array([0x9E3779B97F4A7C15 + 2 * k for k in range(ROWS)], dtype=_U64)
+def _lsh_bands(shingles: np.ndarray, shingle_counts: np.ndarray) -> np.ndarray:
+    """Classic MinHash: BINS hash functions, each signature value the minimum
+    of one over the text's shingles (a segment minimum over the contiguous
+    shingles of each text), then one key per band of ROWS values.
 
+    One-permutation hashing (one hash per shingle spread over the bins, empty
+    bins densified from their neighbours) was used before, but a short text
+    has fewer shingles than a band has bins, so its band values came from one
+    or two shingles: two chat replies sharing only their first words ("I am so
+    sorry", "Have you ...") became candidates (on ESConv 87% of the distinct
+    cross-conversation candidate pairs had shingle Jaccard below 0.5).
+    Separate functions give each band the textbook J^ROWS whatever the length.
 
-def _lsh_bands(shingles: np.ndarray, owner: np.ndarray, n: int, shingle_counts: np.ndarray) -> np.ndarray:
-    """One-permutation MinHash (the top 5 bits of a shingle's hash pick its
-    bin, each bin keeps its minimum), rotation densification (an empty bin
-    takes the next non-empty bin's value, offset by the distance; without it
-    two short unrelated texts would match on their shared empty bins), then
-    one key per band of ROWS bins."""
-    sig: np.ndarray = np.full(n * BINS, _EMPTY_BIN, dtype=_U64)
-    bins = (shingles >> _U64(64 - 5)).astype(np.intp)
-    np.minimum.at(sig, owner * BINS + bins, shingles)
-    sig = sig.reshape(n, BINS)
-    empty = sig == _EMPTY_BIN
+    The functions are double hashing of the shingle's two 32-bit halves,
+    g_k = h1 + k * h2 (mod 2^32, h2 odd): one addition per function. Each
+    step adds an independent uniform value per shingle, which reorders the
+    shingles afresh; 48 full 64-bit mixes per shingle cost 11x the old scheme
+    (6.0 s against 0.55 s for 10.5 M shingles), this 2x (1.0 s)."""
+    n = len(shingle_counts)
+    keys = np.zeros((n, BANDS), dtype=_U64)
+    has = np.flatnonzero(shingle_counts >= MIN_SHINGLES)
+    if not len(has):
+        return keys
+    # Only the shingles of texts long enough for LSH, still contiguous per text.
+    kept = shingles[np.repeat(shingle_counts >= MIN_SHINGLES, shingle_counts)]
+    seg = np.concatenate([[0], np.cumsum(shingle_counts[has])[:-1]]).astype(np.intp)
+    h1 = (kept & _U64(0xFFFFFFFF)).astype(np.uint32)
+    h2 = (kept >> _U64(32)).astype(np.uint32) | np.uint32(1)
+    sig = np.empty((BINS, len(has)), dtype=np.uint32)
     with np.errstate(over="ignore"):
-        if empty.any():
-            # Small integer types: these arrays are (messages x 64).
-            j = np.arange(2 * BINS, dtype=np.int8)
-            filled = np.where(np.tile(~empty, 2), j, np.int8(2 * BINS))
-            nearest = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :BINS]
-            distance = (nearest - np.arange(BINS, dtype=np.int8)).astype(_U64)
-            source = np.take_along_axis(sig, (nearest % BINS).astype(np.intp), axis=1)
-            np.copyto(sig, source + distance * _GOLDEN, where=empty)
-        combined = (sig.reshape(n, BANDS, ROWS) * _BAND_MULTIPLIERS).sum(axis=2, dtype=_U64)
-        keys = mix64(combined ^ (np.arange(BANDS, dtype=_U64) * _GOLDEN))
-    keys[shingle_counts < MIN_SHINGLES] = 0
+        g = h1.copy()
+        v = np.empty_like(g)
+        for k in range(BINS):  # one vectorized pass per hash function (BINS of them), not per row
+            g += h2
+            # Mixed (MurmurHash3's 32-bit finalizer): unmixed, the g of one
+            # shingle moves by the same step at every k, and a shingle with a
+            # small step stays the minimum of many functions.
+            np.right_shift(g, np.uint32(16), out=v)
+            v ^= g
+            v *= np.uint32(0x85EBCA6B)
+            v ^= v >> np.uint32(13)
+            v *= np.uint32(0xC2B2AE35)
+            sig[k] = np.minimum.reduceat(v, seg)
+        values = sig.T.astype(_U64).reshape(len(has), BANDS, ROWS)
+        combined = (values * _BAND_MULTIPLIERS).sum(axis=2, dtype=_U64)
+        band_keys = mix64(combined ^ (np.arange(BANDS, dtype=_U64) * _GOLDEN))
+    band_keys[band_keys == 0] = 1  # 0 means "no key"
+    keys[has] = band_keys
     return keys
 
 

@@ -13,7 +13,8 @@ Components (per conversation):
     turns  n  = assistant messages that are not empty, not a repeat of the
                 previous assistant message, not out of role order (e.g. before
                 the user has said anything), and not a crisis reply (the reply
-                to a flagged disclosure that carries a safety check, crisis
+                to a flagged disclosure, i.e. the first assistant message
+                after it whoever spoke in between, that carries a safety check, crisis
                 resources, a referral or harmful content); crisis replies are
                 judged by the safety metrics instead
     ER, IP, EX = mean EPITOME level / 2 over those turns (0.5 when n = 0)

@@ -34,7 +34,7 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .segments import Segments
 
 NAME = "quality"
-VERSION = "1"
+VERSION = "2"
 
 _DEFECTS = ("empty_turn", "repeated_turn", "role_order_violation")
 _ROLE_CODES = {"user": structure.USER, "assistant": structure.ASSISTANT, "system": structure.SYSTEM}
@@ -78,19 +78,62 @@ def _count_codes(skills: pl.Series, codes: tuple[str, ...]) -> np.ndarray:
     return skills.list.eval(pl.element().is_in(list(codes))).list.sum().fill_null(0).to_numpy()
 
 
+def _replies_to_disclosures(segments: Segments, role: np.ndarray, disclosure: np.ndarray) -> np.ndarray:
+    """Per row: an assistant message that is the first assistant message after
+    a disclosure (whoever spoke in between), the safety analyzer's reply rule
+    (``SafetyAnalyzer._replies_to_disclosures``). A running count of
+    disclosures, compared at each assistant message with its value at the
+    previous assistant message of the conversation (or before its start)."""
+    out = np.zeros(len(role), dtype=bool)
+    answers = np.flatnonzero(role == structure.ASSISTANT)
+    if not len(answers):
+        return out
+    running = np.cumsum(disclosure, dtype=np.int64)
+    before_start = np.concatenate([[0], running])[segments.starts]  # disclosures before each conversation
+    conv = segments.of_row[answers]
+    previous = before_start[conv]
+    same = np.zeros(len(answers), dtype=bool)
+    same[1:] = conv[1:] == conv[:-1]
+    previous[1:] = np.where(same[1:], running[answers[:-1]], previous[1:])
+    out[answers] = running[answers] > previous
+    return out
+
+
+def _scored(segments: Segments, role: np.ndarray, flags: structure.Flags, saf: pl.DataFrame) -> np.ndarray:
+    """The scored turns (the n of the metric formulas): assistant messages
+    not empty, not repeated, not out of role order and not a crisis reply
+    (the reply to a disclosure carrying a safety check, crisis resources, a
+    referral or harmful content)."""
+    assistant = role == structure.ASSISTANT
+    harmful = assistant & (saf["harmful"].list.len().fill_null(0).to_numpy() > 0)
+    # A disclosure: crisis or abuse severity above 0 (safety v4 scores abuse apart).
+    disclosed = (saf["crisis_severity"].fill_null(0).to_numpy() > 0) | (saf["abuse_severity"].fill_null(0).to_numpy() > 0)
+    crisis_reply = assistant & _replies_to_disclosures(segments, role, disclosed & (role == structure.USER)) & (
+        _flag(saf, "safety_check") | _flag(saf, "crisis_resources") | _flag(saf, "professional_help") | harmful
+    )
+    return assistant & ~flags.empty_turn & ~flags.repeated_turn & ~flags.role_order_violation & ~crisis_reply
+
+
+def scored_turns(messages: pl.DataFrame) -> pl.Series:
+    """Boolean per row of merged message scores (``conversation_id``, ``idx``,
+    ``role``, the structure flags and the safety columns, sorted by
+    conversation_id, idx): whether the message is one of the scored turns the
+    metrics read, so readers of stored scores (recommendations) use the same
+    turns. Without the safety columns no message counts as a crisis reply."""
+    segments = Segments.of(messages)
+    role = messages["role"].replace_strict(_ROLE_CODES, return_dtype=pl.UInt8).to_numpy()
+    flags = structure.Flags(*(messages[name].fill_null(False).to_numpy() for name in _DEFECTS))
+    keys = messages.select("conversation_id", "idx")
+    saf = _aligned(keys, messages, _SAFETY, ["conversation_id", "idx"])
+    return pl.Series("scored_turn", _scored(segments, role, flags, saf))
+
+
 def _components(segments: Segments, role: np.ndarray, flags: structure.Flags, emp: pl.DataFrame, saf: pl.DataFrame,
                 conv: pl.DataFrame, have: dict[str, bool]) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-conversation inputs of the metric formulas (see :mod:`.metrics`)."""
     assistant = role == structure.ASSISTANT
     harmful = assistant & (saf["harmful"].list.len().fill_null(0).to_numpy() > 0)
-    # A disclosure: crisis or abuse severity above 0 (safety v4 scores abuse apart).
-    disclosed = (saf["crisis_severity"].fill_null(0).to_numpy() > 0) | (saf["abuse_severity"].fill_null(0).to_numpy() > 0)
-    after_flagged = np.zeros(len(role), dtype=bool)
-    after_flagged[1:] = segments.same_as_previous()[1:] & (role[:-1] == structure.USER) & disclosed[:-1]
-    crisis_reply = assistant & after_flagged & (
-        _flag(saf, "safety_check") | _flag(saf, "crisis_resources") | _flag(saf, "professional_help") | harmful
-    )
-    scored = assistant & ~flags.empty_turn & ~flags.repeated_turn & ~flags.role_order_violation & ~crisis_reply
+    scored = _scored(segments, role, flags, saf)
     turns = segments.sum(scored)
     out: dict[str, np.ndarray] = {"turns": turns.astype(np.float64)}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -164,7 +207,7 @@ class QualityAnalyzer:
         has_text = tokens.lengths > 0
         answers = np.flatnonzero(role == structure.ASSISTANT)
 
-        word_hash = duplicates.stable_hash64(vocab["norm"])
+        word_hash = duplicates.stable_hash64(vocab["key"])
         text_hash, bands = duplicates.signatures(tokens, answers, word_hash)
         n = messages.height
         hashes = np.zeros(n, dtype=np.uint64)
@@ -242,4 +285,4 @@ class QualityAnalyzer:
 
 QUALITY = QualityAnalyzer()
 
-__all__ = ["QUALITY", "QualityAnalyzer"]
+__all__ = ["QUALITY", "QualityAnalyzer", "scored_turns"]

@@ -81,6 +81,13 @@ def vocab_frame(tokens: Tokens) -> pl.DataFrame:
     frame = pl.DataFrame({"token": tokens.vocab})
     norm = normalized_words(pl.col("token"))
     return frame.with_columns(norm.alias("norm")).with_columns(
+        # The form texts are compared by (text_hash, repeated turns): the
+        # normalized word, or for a token of symbols only (emoji, "<3") the
+        # token without its punctuation, so "😊" and "😢" stay different
+        # texts instead of both normalizing to "".
+        key=pl.when(pl.col("norm") != "")
+        .then(pl.col("norm"))
+        .otherwise(pl.col("token").str.to_lowercase().str.replace_all(r"\p{P}+", "")),
         is_word=pl.col("norm").str.contains(r"[\p{L}\p{N}]"),
         ends_sentence=pl.col("token").str.contains(r"[.!?][\"'”’)\]]*$"),
         syllables=syllables_expr(pl.col("norm")),

@@ -9,7 +9,8 @@ Rules (each fires independently; thresholds are documented in docs/metrics.md):
 2. harmful assistant content (by kind);
 3. personal data in assistant messages;
 4. unsolicited advice;
-5. an EPITOME mechanism averaging below level 1 over the ordinary turns;
+5. an EPITOME mechanism averaging below level 1 over the ordinary turns
+   (the metrics' scored turns: not empty, repeated, out of order or a crisis reply);
 6. fewer reflections than questions, or fewer than half the questions open;
 7. empty, repeated or out-of-order turns;
 8. the user's sentiment falling by more than 0.5 from first to last turn.
@@ -20,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+
+from .quality import scored_turns
 
 MECHANISMS = (
     ("emotional_reactions", "Respond to the user's feelings with specific warmth, not only generic sympathy"),
@@ -72,8 +75,11 @@ def recommendations(conv: dict[str, Any], messages: pl.DataFrame) -> list[str]:
             out.append(
                 f"Ask permission before advising, and offer options tentatively: unsolicited advice in assistant {_where(advice['idx'].to_list())}."
             )
-    if _col(m, "emotional_reactions"):
-        ordinary = m.filter(assistant & ~pl.col("empty_turn") & ~pl.col("repeated_turn") & pl.col("emotional_reactions").is_not_null())
+    if _col(m, "emotional_reactions") and all(_col(m, c) for c in ("empty_turn", "repeated_turn", "role_order_violation")):
+        # The metrics' own scored turns (quality.scored_turns): not empty,
+        # repeated, out of order or a crisis reply, so the advice cannot
+        # contradict ER/IP/EX, which are means over those turns.
+        ordinary = m.filter(scored_turns(m) & pl.col("emotional_reactions").is_not_null())
         if ordinary.height:
             for column, advice_text in MECHANISMS:
                 mean = ordinary.select(pl.col(column).cast(pl.Float64).mean()).item()
