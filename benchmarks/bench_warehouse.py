@@ -10,9 +10,17 @@
    the pandas path (compared as rows/s).
 2. Exports: 100,000 conversations to each file format, each in a fresh
    process (time and peak RSS of that process).
+3. ``--memory N``: peak RSS and time of a first load and of a second load
+   (nothing changed) of N analyzed conversations (the real analysis, so the
+   change hashes cover conversation and message scores), each load in a
+   fresh process. ``--baseline-module FILE`` runs another version of
+   ``pe_toolkit/exports/warehouse.py`` in the same run, alternating with the
+   current one, e.g. ``git show HEAD~1:pe_toolkit/exports/warehouse.py >
+   /tmp/wh_old.py``.
 
     python benchmarks/bench_warehouse.py
     python benchmarks/bench_warehouse.py --conversations 20000 --export-n 10000 --repeat 1   # quick
+    python benchmarks/bench_warehouse.py --memory 50000 --baseline-module /tmp/wh_old.py
 
 Needs PostgreSQL: $PE_BENCH_PG_DSN or $PE_TEST_PG_DSN, else the role set up
 by .ci/run (postgresql://pe_test:pe_test@127.0.0.1:5432/pe_test).
@@ -51,6 +59,38 @@ print(json.dumps({"seconds": elapsed, "conversations": report.conversations, "me
 """
 
 
+# One load in a fresh process. Its peak RSS is Linux's VmHWM, reset just
+# before the load (clear_refs 5): ru_maxrss would also count the parent's
+# peak before the fork (kept across exec), here the analysis of the store.
+LOAD_CHILD = """
+import importlib.util, json, sys, time
+db, dsn, schema, module = sys.argv[1:5]
+if module:
+    spec = importlib.util.spec_from_file_location("pe_toolkit.exports._bench_warehouse_variant", module)
+    variant = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = variant
+    spec.loader.exec_module(variant)
+    load = variant.load
+else:
+    from pe_toolkit.exports.warehouse import load
+from pe_toolkit.store import Store
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key + ":"))
+
+with Store(db, read_only=True) as store:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    t = time.perf_counter()
+    report = load(store, dsn, schema=schema, progress=False)
+    elapsed = time.perf_counter() - t
+    peak = status("VmHWM")
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak, "base_mb": base, "rows_written": report.rows_written}))
+"""
+
+
 def store_with(n: int) -> Path:
     """A cached store of n synthetic conversations (built once)."""
     from pe_toolkit import synth
@@ -73,6 +113,74 @@ def store_with(n: int) -> Path:
         import_file(store, corpus, progress=True)
     tmp.rename(db)
     return db
+
+
+def analyzed_store_with(n: int) -> Path:
+    """A cached copy of :func:`store_with`'s store with the real analysis run."""
+    from pe_toolkit.analysis import analyze
+    from pe_toolkit.store import Store
+
+    db = DATA / f"warehouse_{n}_seed{SEED}_analyzed.duckdb"
+    if db.exists():
+        Store(db).close()
+        return db
+    tmp = db.with_suffix(".building")
+    shutil.copy(store_with(n), tmp)
+    t = time.perf_counter()
+    with Store(tmp) as store:
+        analyze(store, progress=True)
+    print(f"analyzed {n:,} conversations in {time.perf_counter() - t:.1f} s")
+    tmp.rename(db)
+    return db
+
+
+def memory(dsn: str, db: Path, repeat: int, baseline: str | None) -> dict[str, dict[str, list[dict]]]:
+    """First and second (nothing changed) load, each in a fresh process, per
+    variant ("current" and, given a file, "baseline"), alternating."""
+    variants = {"current": ""} | ({"baseline": baseline} if baseline else {})
+    runs: dict[str, dict[str, list[dict]]] = {v: {"first": [], "second": []} for v in variants}
+
+    def child(schema: str, module: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", LOAD_CHILD, str(db), dsn, schema, module],
+            check=True, capture_output=True, text=True, timeout=1800,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    for i in range(repeat):
+        for name, module in (variants.items() if i % 2 == 0 else reversed(variants.items())):
+            schema = f"pe_bench_mem_{uuid.uuid4().hex[:8]}"
+            try:
+                first = child(schema, module)
+                second = child(schema, module)
+            finally:
+                pg_execute(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            assert first["rows_written"] > 0 and second["rows_written"] == 0, (first, second)
+            runs[name]["first"].append(first)
+            runs[name]["second"].append(second)
+            print(f"  {name} run {i + 1}: first {first['seconds']:.2f} s, peak RSS {first['peak_rss_mb']:.0f} MB; "
+                  f"second {second['seconds']:.2f} s, peak RSS {second['peak_rss_mb']:.0f} MB")
+    return runs
+
+
+def print_memory(runs: dict[str, dict[str, list[dict]]]) -> None:
+    def median(name: str, which: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name][which])
+
+    for name, loads in runs.items():
+        for which, rs in loads.items():
+            rss_runs = ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rs)
+            time_runs = ", ".join(f"{r['seconds']:.2f}" for r in rs)
+            print(
+                f"  {name:8s} {which:6s} load: peak RSS median {median(name, which, 'peak_rss_mb'):6.0f} MB (runs {rss_runs}; "
+                f"{median(name, which, 'base_mb'):.0f} MB before loading), time median {median(name, which, 'seconds'):6.2f} s "
+                f"(runs {time_runs})"
+            )
+    if "baseline" in runs:
+        for which in ("first", "second"):
+            rss = median("current", which, "peak_rss_mb") / median("baseline", which, "peak_rss_mb")
+            secs = median("current", which, "seconds") / median("baseline", which, "seconds")
+            print(f"  {which} load, current / baseline: peak RSS {rss:.2f}x, time {secs:.2f}x")
 
 
 def pg_execute(dsn: str, *statements: str) -> None:
@@ -213,8 +321,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-exports", action="store_true")
     parser.add_argument("--skip-warehouse", action="store_true")
+    parser.add_argument("--memory", type=int, metavar="N", help="only: peak RSS of a first and a second load of N analyzed conversations")
+    parser.add_argument("--baseline-module", metavar="FILE", help="with --memory: another warehouse.py to compare with, same run")
     args = parser.parse_args()
     dsn = os.environ.get("PE_BENCH_PG_DSN") or os.environ.get("PE_TEST_PG_DSN") or DEFAULT_DSN
+
+    if args.memory:
+        db = analyzed_store_with(args.memory)
+        from pe_toolkit.store import Store
+
+        with Store(db, read_only=True) as store:
+            sizes = [store.scalar(f"SELECT count(*) FROM {t}") for t in ("conversations", "messages", "message_scores")]
+        print(f"warehouse load memory: {sizes[0]:,} conversations, {sizes[1]:,} messages, {sizes[2]:,} message-score rows; "
+              f"{args.repeat} runs, each load in a fresh process")
+        runs = memory(dsn, db, args.repeat, args.baseline_module)
+        print()
+        print_memory(runs)
+        return
 
     if not args.skip_warehouse:
         db = store_with(args.conversations)

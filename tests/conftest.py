@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 # fixtures: the served sample mirror (tests/server_support.py) and the
 # fault-injection source corpus (tests/sync_fault_support.py). Tests ask for
 # these fixtures by name; their helper functions are imported as usual.
-pytest_plugins = ("tests.pg_cluster", "tests.skip_summary", "tests.server_support", "tests.sync_fault_support")
+pytest_plugins = ("tests.pg_cluster", "tests.skip_summary", "tests.server_support", "tests.sync_fault_support", "tests.warehouse_support")
 
 # Property tests: random examples locally (new ones every run, failures kept
 # in .hypothesis/ and replayed first), fixed ones in CI so a red run can be

@@ -7,14 +7,13 @@ without PostgreSQL) they skip, saying how to get a server.
 
 from __future__ import annotations
 
+import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import orjson
 import polars as pl
@@ -26,94 +25,19 @@ from pe_toolkit.errors import WarehouseError
 from pe_toolkit.exports import features
 from pe_toolkit.exports.dsn import Dsn
 from pe_toolkit.ingest import import_file
-from pe_toolkit.store import Store
 
 from ._export_support import analyze_for_real, stand_in_scores
+from .warehouse_support import (
+    PG_DSN,
+    execute,
+    load,
+    pg_connect as pg_connect,  # test_filter_vocabulary imports it from here
+    query,
+    schema_exists,
+    tables_in,
+)
 
 pytestmark = pytest.mark.postgres
-
-# Read at import: the autouse fixture clears PE_* variables inside tests.
-PG_DSN = os.environ.get("PE_TEST_PG_DSN") or "postgresql://pe_test:pe_test@127.0.0.1:5432/pe_test"
-REQUIRE_PG = os.environ.get("PE_REQUIRE_PG") == "1"
-SAMPLE = os.path.join(os.path.dirname(__file__), "..", "data", "sample.jsonl.gz")
-
-
-def pg_connect(dsn: str = PG_DSN):
-    import adbc_driver_postgresql.dbapi as pg
-
-    return pg.connect(dsn)
-
-
-@pytest.fixture(scope="module")
-def pg_dsn():
-    try:
-        pg_connect().close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
-        from pe_toolkit.exports.warehouse import first_line
-
-        reason = Dsn.parse(PG_DSN).scrub(first_line(str(exc)))
-        if REQUIRE_PG:
-            pytest.fail(f"PE_REQUIRE_PG=1 but PostgreSQL at {Dsn.parse(PG_DSN).masked} is unavailable: {reason}")
-        pytest.skip(
-            f"no PostgreSQL at {Dsn.parse(PG_DSN).masked} ({reason}); run `pg_ctlcluster 15 main start` and the "
-            "role/database setup in .ci/run, or set PE_TEST_PG_DSN"
-        )
-    return PG_DSN
-
-
-def query(sql: str) -> pl.DataFrame:
-    with pg_connect() as con, con.cursor() as cur:
-        cur.execute(sql)
-        frame = pl.from_arrow(cur.fetch_arrow_table())
-        assert isinstance(frame, pl.DataFrame)  # a table comes back as a frame (a Series only from an array)
-        return frame
-
-
-def execute(*statements: str) -> None:
-    with pg_connect() as con:
-        with con.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-        con.commit()
-
-
-def tables_in(schema: str) -> list[str]:
-    return query(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' ORDER BY 1")[
-        "table_name"
-    ].to_list()
-
-
-def schema_exists(schema: str) -> bool:
-    return query(f"SELECT count(*) AS n FROM pg_namespace WHERE nspname = '{schema}'")["n"][0] == 1
-
-
-@pytest.fixture
-def schema(pg_dsn):
-    name = f"pe_t_{uuid.uuid4().hex[:10]}"
-    yield name
-    execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-@pytest.fixture(scope="module")
-def sample_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sample") / "sample.duckdb"
-    with Store(path) as store:
-        import_file(store, SAMPLE, progress=False)
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, sample_db):
-    path = tmp_path / "store.duckdb"
-    shutil.copy(sample_db, path)
-    with Store(path) as s:
-        yield s
-
-
-def load(store, schema, **kwargs):
-    from pe_toolkit.exports.warehouse import load as _load
-
-    return _load(store, PG_DSN, schema=schema, progress=False, **kwargs)
 
 
 def versions(schema: str, table: str, key: str = "conversation_id") -> dict:
@@ -133,16 +57,16 @@ def all_versions(schema: str) -> dict:
 # -- content ---------------------------------------------------------------------
 
 
-def test_load_matches_the_store(store, schema):
-    report = load(store, schema)
-    assert report.conversations == store.count() == 2000
+def test_load_matches_the_store(sample_store, schema):
+    report = load(sample_store, schema)
+    assert report.conversations == sample_store.count() == 2000
     assert report.tables["conversations"].inserted == 2000
-    assert report.tables["messages"].inserted == store.messages().height
+    assert report.tables["messages"].inserted == sample_store.messages().height
     assert "***" not in report.target or "pe_test" in report.target
     assert tables_in(schema) == ["conversation_features", "conversations", "messages"]
 
     pg_conv = query(f'SELECT * FROM "{schema}".conversations ORDER BY id')
-    stored = store.conversations()
+    stored = sample_store.conversations()
     for col in ("id", "source", "dataset", "tier", "message_count", "content_hash", *(c for c in stored.columns if c.endswith(("_score", "_quality", "accuracy", "coherence", "authenticity", "compliance")))):
         assert pg_conv[col].to_list() == stored[col].to_list(), col
     for col in ("created_at", "fetched_at"):
@@ -150,12 +74,12 @@ def test_load_matches_the_store(store, schema):
     assert [orjson.loads(m) for m in pg_conv["metadata"]] == [orjson.loads(m) for m in stored["metadata"]]
 
     pg_msgs = query(f'SELECT conversation_id, idx, role, content, "timestamp" FROM "{schema}".messages ORDER BY conversation_id, idx')
-    msgs = store.messages()
+    msgs = sample_store.messages()
     assert pg_msgs.drop("timestamp").equals(msgs.drop("timestamp"))
     assert pg_msgs["timestamp"].dt.epoch("us").to_list() == msgs["timestamp"].dt.epoch("us").to_list()
 
     pg_feat = query(f'SELECT * FROM "{schema}".conversation_features ORDER BY conversation_id')
-    feat = features(store)
+    feat = features(sample_store)
     for col in feat.columns:
         if feat[col].dtype == pl.Datetime("us", "UTC"):
             assert pg_feat[col].dt.epoch("us").to_list() == feat[col].dt.epoch("us").to_list(), col
@@ -165,25 +89,25 @@ def test_load_matches_the_store(store, schema):
     assert {"conversations_pkey", "messages_pkey", "conversation_features_pkey", "conversations_dataset_tier_idx"} <= set(keys)
 
 
-def test_second_load_writes_nothing(store, schema):
-    load(store, schema)
+def test_second_load_writes_nothing(sample_store, schema):
+    load(sample_store, schema)
     before = all_versions(schema)
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.rows_written == 0
     assert "nothing changed" in str(report)
     assert all_versions(schema) == before
 
 
-def test_only_a_changed_conversation_is_rewritten(store, schema, tmp_path):
-    load(store, schema)
+def test_only_a_changed_conversation_is_rewritten(sample_store, schema, tmp_path):
+    load(sample_store, schema)
     before = all_versions(schema)
-    changed = store.conversation("syn7_0000042")
+    changed = sample_store.conversation("syn7_0000042")
     changed["messages"] = changed["messages"][:2]  # shorter: old rows beyond must go
     changed["messages"][1]["content"] = "A rewritten reply."
     (tmp_path / "one.jsonl").write_bytes(orjson.dumps(changed) + b"\n")
-    assert import_file(store, tmp_path / "one.jsonl", progress=False).updated == 1
+    assert import_file(sample_store, tmp_path / "one.jsonl", progress=False).updated == 1
 
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversations"].updated == 1 and report.tables["conversations"].inserted == 0
     assert report.tables["messages"].inserted == 2
     assert report.tables["conversation_features"].updated == 1
@@ -197,21 +121,21 @@ def test_only_a_changed_conversation_is_rewritten(store, schema, tmp_path):
     assert feat["message_count"][0] == 2
 
 
-def test_filtered_load_and_a_wider_load_later(store, schema):
-    report = load(store, schema, dataset="crisis_line_sim")
-    want = store.count(dataset="crisis_line_sim")
+def test_filtered_load_and_a_wider_load_later(sample_store, schema):
+    report = load(sample_store, schema, dataset="crisis_line_sim")
+    want = sample_store.count(dataset="crisis_line_sim")
     assert 0 < want < 2000 and report.conversations == want
     assert query(f'SELECT DISTINCT dataset FROM "{schema}".conversations')["dataset"].to_list() == ["crisis_line_sim"]
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversations"].inserted == 2000 - want
 
 
-def test_text_postgresql_cannot_hold_is_marked_not_fatal(store, schema, tmp_path):
+def test_text_postgresql_cannot_hold_is_marked_not_fatal(sample_store, schema, tmp_path):
     (tmp_path / "nul.jsonl").write_bytes(
         b'{"id":"nul_1","messages":[{"role":"user","content":"a\\u0000b"}],"metadata":{"dataset":"edge","note":"x\\u0000y"}}\n'
     )
-    import_file(store, tmp_path / "nul.jsonl", progress=False)
-    load(store, schema, ids=["nul_1"])
+    import_file(sample_store, tmp_path / "nul.jsonl", progress=False)
+    load(sample_store, schema, ids=["nul_1"])
     row = query(f"SELECT m.content, c.metadata FROM \"{schema}\".messages m JOIN \"{schema}\".conversations c ON c.id = m.conversation_id")
     assert row["content"][0] == "a\ufffdb"
     assert orjson.loads(row["metadata"][0])["note"] == "x\ufffdy"
@@ -220,21 +144,21 @@ def test_text_postgresql_cannot_hold_is_marked_not_fatal(store, schema, tmp_path
 # -- scores ------------------------------------------------------------------------
 
 
-def test_scores_are_loaded_and_reloaded_only_when_changed(store, schema):
-    stand_in_scores(store)
-    report = load(store, schema)
-    assert report.tables["conversation_scores"].inserted == store.scalar("SELECT count(*) FROM conversation_scores")
-    assert report.tables["message_scores"].inserted == store.scalar("SELECT count(*) FROM message_scores")
+def test_scores_are_loaded_and_reloaded_only_when_changed(sample_store, schema):
+    stand_in_scores(sample_store)
+    report = load(sample_store, schema)
+    assert report.tables["conversation_scores"].inserted == sample_store.scalar("SELECT count(*) FROM conversation_scores")
+    assert report.tables["message_scores"].inserted == sample_store.scalar("SELECT count(*) FROM message_scores")
     pg_scores = query(f'SELECT conversation_id, risk_score, crisis_categories FROM "{schema}".conversation_scores ORDER BY 1')
-    stored = store.sql("SELECT conversation_id, risk_score, crisis_categories FROM conversation_scores ORDER BY 1")
+    stored = sample_store.sql("SELECT conversation_id, risk_score, crisis_categories FROM conversation_scores ORDER BY 1")
     assert pg_scores["risk_score"].to_list() == stored["risk_score"].to_list()
     assert pg_scores["crisis_categories"].to_list() == stored["crisis_categories"].to_list()
-    assert load(store, schema).rows_written == 0
+    assert load(sample_store, schema).rows_written == 0
 
     target = stored["conversation_id"][7]
-    store.connection.execute("UPDATE conversation_scores SET risk_score = 0.123 WHERE conversation_id = ?", [target])
+    sample_store.connection.execute("UPDATE conversation_scores SET risk_score = 0.123 WHERE conversation_id = ?", [target])
     before = versions(schema, "conversation_scores")
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversation_scores"].updated == 1
     assert report.tables["conversations"].written == 0
     after = versions(schema, "conversation_scores")
@@ -245,20 +169,56 @@ def test_scores_are_loaded_and_reloaded_only_when_changed(store, schema):
     assert query(f"SELECT risk_score FROM \"{schema}\".conversation_features WHERE conversation_id = '{target}'")["risk_score"][0] == 0.123
 
 
-def test_features_added_to_an_existing_warehouse(store, schema):
-    load(store, schema, include_features=False)
+@pytest.mark.parametrize("filters", [{}, {"dataset": "crisis_line_sim"}], ids=["all", "filtered"])
+def test_message_score_hashes_do_not_depend_on_the_id_ranges(sample_store, schema, monkeypatch, filters):
+    from pe_toolkit.exports import warehouse
+
+    stand_in_scores(sample_store)
+    ranges: list[list] = []
+    key_ranges = warehouse._Loader.key_ranges
+    monkeypatch.setattr(warehouse._Loader, "key_ranges", lambda self, *a: ranges.append(key_ranges(self, *a)) or ranges[-1])
+    load(sample_store, schema, **filters)
+    assert len(ranges[-1]) == 1  # the sample's ~16,000 message scores: one range
+    # In ranges of ~200 rows the hashes are the same: nothing to write.
+    monkeypatch.setattr(warehouse._Loader, "KEY_CHUNK_ROWS", 200)
+    monkeypatch.setattr(warehouse._Loader, "KEY_CHUNKS_MAX", 1000)
+    assert load(sample_store, schema, **filters).rows_written == 0
+    many = ranges[-1]
+    assert len(many) > 5 and many[0][0] is None and many[-1][1] is None
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(many))  # adjacent, no id left out
+    # A message score changed in a middle range is found there, alone.
+    middle = many[len(many) // 2][0]
+    target = sample_store.scalar(
+        "SELECT min(conversation_id) FROM message_scores m JOIN conversations c ON c.id = m.conversation_id "
+        "WHERE conversation_id >= ? AND c.dataset = 'crisis_line_sim'",
+        [middle],
+    )
+    sample_store.connection.execute("UPDATE message_scores SET sentiment = -0.5 WHERE conversation_id = ? AND idx = 0", [target])
+    report = load(sample_store, schema, **filters)
+    assert report.tables["conversation_scores"].updated == 1
+    rows = sample_store.scalar("SELECT count(*) FROM message_scores WHERE conversation_id = ?", [target])
+    assert report.tables["message_scores"].inserted == rows and report.tables["message_scores"].deleted == rows
+    assert query(f"SELECT sentiment FROM \"{schema}\".message_scores WHERE conversation_id = '{target}' AND idx = 0")["sentiment"][0] == -0.5
+    # Past KEY_CHUNKS_MAX ranges, the ranges grow instead.
+    monkeypatch.setattr(warehouse._Loader, "KEY_CHUNKS_MAX", 3)
+    assert load(sample_store, schema, **filters).rows_written == 0
+    assert len(ranges[-1]) == 3
+
+
+def test_features_added_to_an_existing_warehouse(sample_store, schema):
+    load(sample_store, schema, include_features=False)
     assert tables_in(schema) == ["conversations", "messages"]
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversations"].written == 0 and report.tables["messages"].written == 0
     assert report.tables["conversation_features"].inserted == 2000
     pg_feat = query(f'SELECT conversation_id, words_total, user_chars_mean FROM "{schema}".conversation_features ORDER BY 1')
-    assert pg_feat.equals(features(store).select("conversation_id", "words_total", "user_chars_mean"))
+    assert pg_feat.equals(features(sample_store).select("conversation_id", "words_total", "user_chars_mean"))
 
 
-def test_real_analysis_scores_load(store, schema):
-    analyze_for_real(store)
-    report = load(store, schema)
-    duck = store.sql("SELECT * FROM conversation_scores ORDER BY conversation_id")
+def test_real_analysis_scores_load(sample_store, schema):
+    analyze_for_real(sample_store)
+    report = load(sample_store, schema)
+    duck = sample_store.sql("SELECT * FROM conversation_scores ORDER BY conversation_id")
     pg = query(f'SELECT * FROM "{schema}".conversation_scores ORDER BY conversation_id')
     assert report.tables["conversation_scores"].inserted == duck.height == 2000
     for col in duck.columns:
@@ -267,20 +227,20 @@ def test_real_analysis_scores_load(store, schema):
         else:
             assert pg[col].to_list() == duck[col].to_list(), col
     pg_msg = query(f'SELECT conversation_id, idx, sentiment, skills FROM "{schema}".message_scores ORDER BY 1, 2')
-    duck_msg = store.sql("SELECT conversation_id, idx, sentiment, skills FROM message_scores ORDER BY 1, 2")
+    duck_msg = sample_store.sql("SELECT conversation_id, idx, sentiment, skills FROM message_scores ORDER BY 1, 2")
     assert pg_msg.equals(duck_msg)
-    assert load(store, schema).rows_written == 0
+    assert load(sample_store, schema).rows_written == 0
     # a re-analysis with the same results writes nothing either
     from pe_toolkit.analysis import analyze
 
-    analyze(store, incremental=False, progress=False)
-    assert load(store, schema).rows_written == 0
+    analyze(sample_store, incremental=False, progress=False)
+    assert load(sample_store, schema).rows_written == 0
 
 
 # -- all or nothing --------------------------------------------------------------
 
 
-def test_a_database_failure_mid_load_commits_nothing(store, schema):
+def test_a_database_failure_mid_load_commits_nothing(sample_store, schema):
     # A CHECK the third message of every conversation violates: the COPY of
     # messages fails after conversations were written in the transaction.
     execute(
@@ -290,32 +250,32 @@ def test_a_database_failure_mid_load_commits_nothing(store, schema):
         "CONSTRAINT messages_pkey PRIMARY KEY (conversation_id, idx))"
     )
     with pytest.raises(WarehouseError) as info:
-        load(store, schema)
+        load(sample_store, schema)
     message = str(info.value)
     assert "nothing was committed" in message and "\n" not in message and "check constraint" in message
     assert tables_in(schema) == ["messages"]
     assert query(f'SELECT count(*) AS n FROM "{schema}".messages')["n"][0] == 0
 
 
-def test_a_failure_after_writing_leaves_the_previous_load(store, schema, tmp_path, monkeypatch):
+def test_a_failure_after_writing_leaves_the_previous_load(sample_store, schema, tmp_path, monkeypatch):
     from pe_toolkit.exports import warehouse
 
-    load(store, schema)
+    load(sample_store, schema)
     before = all_versions(schema)
-    changed = store.conversation("syn7_0000007")
+    changed = sample_store.conversation("syn7_0000007")
     changed["messages"][0]["content"] += " (edited)"
     (tmp_path / "one.jsonl").write_bytes(orjson.dumps(changed) + b"\n")
-    import_file(store, tmp_path / "one.jsonl", progress=False)
+    import_file(sample_store, tmp_path / "one.jsonl", progress=False)
 
     def fail(self, *args):
         raise RuntimeError("injected after conversations and messages were written")
 
     monkeypatch.setattr(warehouse._Loader, "write_features", fail)
     with pytest.raises(RuntimeError, match="injected"):
-        load(store, schema)
+        load(sample_store, schema)
     assert all_versions(schema) == before
     monkeypatch.undo()
-    assert load(store, schema).tables["conversations"].updated == 1
+    assert load(sample_store, schema).tables["conversations"].updated == 1
 
 
 def _wait_for_backend_exit(timeout: float = 20.0) -> None:
@@ -328,11 +288,11 @@ def _wait_for_backend_exit(timeout: float = 20.0) -> None:
 
 
 @pytest.mark.parametrize("first_load", [True, False])
-def test_a_killed_load_leaves_nothing(store, schema, first_load):
+def test_a_killed_load_leaves_nothing(sample_store, schema, first_load):
     if not first_load:
-        load(store, schema, dataset="crisis_line_sim")
+        load(sample_store, schema, dataset="crisis_line_sim")
         before = all_versions(schema)
-    store.close()
+    sample_store.close()
     dsn = PG_DSN + ("&" if "?" in PG_DSN else "?") + "application_name=pe_toolkit_kill_test"
     script = textwrap.dedent(
         f"""
@@ -347,7 +307,7 @@ def test_a_killed_load_leaves_nothing(store, schema, first_load):
                 time.sleep(120)
 
         bus.subscribe("warehouse.progress", pause)
-        load(Store({str(store.path)!r}, read_only=True), {dsn!r}, schema={schema!r}, progress=False, batch_rows=1000)
+        load(Store({str(sample_store.path)!r}, read_only=True), {dsn!r}, schema={schema!r}, progress=False, batch_rows=1000)
         """
     )
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
@@ -379,31 +339,31 @@ def _with_password(dsn: str, password: str, port: int | None = None) -> str:
     ("port", "expected"),
     [(None, "password authentication failed"), (1, "Connection refused")],
 )
-def test_connection_failures_are_one_line_without_the_password(store, schema, port, expected):
+def test_connection_failures_are_one_line_without_the_password(sample_store, schema, port, expected):
     from pe_toolkit.exports.warehouse import load as _load
 
     secret = "s3cr3t-Pa55word"
     dsn = _with_password(PG_DSN, secret, port)
     with pytest.raises(WarehouseError) as info:
-        _load(store, dsn, schema=schema, progress=False)
+        _load(sample_store, dsn, schema=schema, progress=False)
     message = str(info.value)
     assert expected in message and "\n" not in message and secret not in message
     assert message.startswith("cannot connect to postgresql://pe_test:***@")
 
-    store.close()
-    result = CliRunner().invoke(cli, ["--db", str(store.path), "export", "--to", dsn, "--schema", schema])
+    sample_store.close()
+    result = CliRunner().invoke(cli, ["--db", str(sample_store.path), "export", "--to", dsn, "--schema", schema])
     assert result.exit_code == 1
     assert secret not in result.output
     assert result.output.strip().count("\n") == 0 and expected in result.output
 
 
-def test_cli_load_and_env_dsn(store, schema, monkeypatch):
-    store.close()
-    result = CliRunner().invoke(cli, ["--db", str(store.path), "export", "--to", PG_DSN, "--schema", schema, "--tier", "research"])
+def test_cli_load_and_env_dsn(sample_store, schema, monkeypatch):
+    sample_store.close()
+    result = CliRunner().invoke(cli, ["--db", str(sample_store.path), "export", "--to", PG_DSN, "--schema", schema, "--tier", "research"])
     assert result.exit_code == 0, result.output
     assert "pe_test:***@" in result.output and "pe_test:pe_test@" not in result.output
     monkeypatch.setenv("PE_WAREHOUSE_DSN", PG_DSN)
-    result = CliRunner().invoke(cli, ["--db", str(store.path), "export", "--schema", schema, "--tier", "research"])
+    result = CliRunner().invoke(cli, ["--db", str(sample_store.path), "export", "--schema", schema, "--tier", "research"])
     assert result.exit_code == 0 and "nothing changed" in result.output
 
 

@@ -5,39 +5,32 @@ from __future__ import annotations
 
 import pytest
 
-from . import test_warehouse as _wh
 from ._export_support import stand_in_scores
-from .test_warehouse import execute, load, query
+from .warehouse_support import execute, load, query
 
 pytestmark = pytest.mark.postgres
 
-# test_warehouse's fixtures, under the names pytest looks them up by here.
-pg_dsn = _wh.pg_dsn
-sample_db = _wh.sample_db
-schema = _wh.schema
-store = _wh.store
 
-
-def test_a_column_the_warehouse_lacks_is_added_and_filled(store, schema):
-    stand_in_scores(store)
-    load(store, schema)
+def test_a_column_the_warehouse_lacks_is_added_and_filled(sample_store, schema):
+    stand_in_scores(sample_store)
+    load(sample_store, schema)
     # As an older pe_toolkit (or one before an analyzer gained a column)
     # would have left it: a parent's and a per-message table's column missing.
     execute(
         f'ALTER TABLE "{schema}".conversations DROP COLUMN source',
         f'ALTER TABLE "{schema}".message_scores DROP COLUMN sentiment',
     )
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversations"].updated == 2000
-    assert report.tables["message_scores"].inserted == store.scalar("SELECT count(*) FROM message_scores")
+    assert report.tables["message_scores"].inserted == sample_store.scalar("SELECT count(*) FROM message_scores")
     assert "nothing changed" not in str(report)
 
     pg = query(f'SELECT id, source FROM "{schema}".conversations ORDER BY id')
-    assert pg["source"].to_list() == store.sql("SELECT source FROM conversations ORDER BY id")["source"].to_list()
+    assert pg["source"].to_list() == sample_store.sql("SELECT source FROM conversations ORDER BY id")["source"].to_list()
     pg = query(f'SELECT sentiment FROM "{schema}".message_scores ORDER BY conversation_id, idx')
-    duck = store.sql("SELECT sentiment FROM message_scores ORDER BY conversation_id, idx")
+    duck = sample_store.sql("SELECT sentiment FROM message_scores ORDER BY conversation_id, idx")
     assert pg["sentiment"].to_list() == duck["sentiment"].to_list()
     assert None not in pg["sentiment"].to_list()
     # the families without a new column were left alone, and then all is current
     assert report.tables["conversation_features"].written == 0
-    assert load(store, schema).rows_written == 0
+    assert load(sample_store, schema).rows_written == 0

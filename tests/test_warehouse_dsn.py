@@ -6,12 +6,7 @@ import pytest
 
 from pe_toolkit.exports.dsn import Dsn
 
-from . import test_warehouse as _wh
-
 pytestmark = pytest.mark.postgres
-
-# test_warehouse's fixtures, under the names pytest looks them up by here.
-pg_dsn = _wh.pg_dsn
 
 
 def _with_query(dsn: str, query: str) -> str:

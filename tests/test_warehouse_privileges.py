@@ -17,15 +17,10 @@ from pe_toolkit.events import bus
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
-from . import pg_cluster, test_warehouse as _wh
-from .test_warehouse import pg_connect
+from . import pg_cluster
+from .warehouse_support import pg_connect
 
 pytestmark = pytest.mark.postgres
-
-# test_warehouse's fixtures, under the names pytest looks them up by here.
-pg_dsn = _wh.pg_dsn
-sample_db = _wh.sample_db
-store = _wh.store
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +93,11 @@ def _edit_one(store, tmp_path, cid: str = "syn7_0000042") -> None:
     assert import_file(store, tmp_path / "one.jsonl", progress=False).updated == 1
 
 
-def test_a_role_that_may_only_write_the_tables_can_load(store, schema, tmp_path):
+def test_a_role_that_may_only_write_the_tables_can_load(sample_store, schema, tmp_path):
     from pe_toolkit.exports.warehouse import load as _load
 
-    load(store, schema)
-    _edit_one(store, tmp_path)
+    load(sample_store, schema)
+    _edit_one(sample_store, tmp_path)
     role, secret = f"etl_{uuid.uuid4().hex[:8]}", "etl-pw-123"
     # No CREATE on the database or the schema, not the tables' owner.
     execute(
@@ -111,7 +106,7 @@ def test_a_role_that_may_only_write_the_tables_can_load(store, schema, tmp_path)
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {role}',
     )
     try:
-        report = _load(store, _dsn(role, secret), schema=schema, progress=False)
+        report = _load(sample_store, _dsn(role, secret), schema=schema, progress=False)
         assert report.tables["conversations"].updated == 1
         assert report.tables["conversation_features"].updated == 1
         content = query(f"SELECT content FROM \"{schema}\".messages WHERE conversation_id = 'syn7_0000042' AND idx = 0")
@@ -120,10 +115,10 @@ def test_a_role_that_may_only_write_the_tables_can_load(store, schema, tmp_path)
         execute(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
-def test_a_load_that_adds_nothing_takes_no_lock_that_blocks_readers(store, schema):
+def test_a_load_that_adds_nothing_takes_no_lock_that_blocks_readers(sample_store, schema):
     from pe_toolkit.exports.warehouse import load as _load
 
-    load(store, schema)
+    load(sample_store, schema)
     app = f"pe_wh_locks_{uuid.uuid4().hex[:8]}"
     seen: list = []
 
@@ -139,7 +134,7 @@ def test_a_load_that_adds_nothing_takes_no_lock_that_blocks_readers(store, schem
 
     unsubscribe = bus.subscribe("warehouse.progress", look)
     try:
-        report = _load(store, _dsn(app=app), schema=schema, progress=False)
+        report = _load(sample_store, _dsn(app=app), schema=schema, progress=False)
     finally:
         unsubscribe()
     assert report.rows_written == 0
@@ -157,7 +152,7 @@ def _waiting(app: str) -> bool:
     )["n"][0])
 
 
-def test_two_first_loads_into_a_new_schema_wait_for_each_other(store, schema, sample_db, tmp_path):
+def test_two_first_loads_into_a_new_schema_wait_for_each_other(sample_store, schema, sample_db, tmp_path):
     from pe_toolkit.exports.warehouse import load as _load
 
     other = tmp_path / "other.duckdb"
@@ -178,10 +173,10 @@ def test_two_first_loads_into_a_new_schema_wait_for_each_other(store, schema, sa
         except Exception as exc:  # noqa: BLE001 - examined below
             results[name] = exc
 
-    store.close()
+    sample_store.close()
     apps = {n: f"pe_wh_{n}_{uuid.uuid4().hex[:8]}" for n in ("first", "second")}
     unsubscribe = bus.subscribe("warehouse.progress", pause)
-    first = threading.Thread(target=run, args=("first", store.path, apps["first"]))
+    first = threading.Thread(target=run, args=("first", sample_store.path, apps["first"]))
     second = threading.Thread(target=run, args=("second", other, apps["second"]))
     try:
         first.start()

@@ -7,31 +7,24 @@ import pytest
 
 from pe_toolkit.ingest import import_file
 
-from . import test_warehouse as _wh
 from ._export_support import stand_in_scores
-from .test_warehouse import load, query
+from .warehouse_support import load, query
 
 pytestmark = pytest.mark.postgres
 
-# test_warehouse's fixtures, under the names pytest looks them up by here.
-pg_dsn = _wh.pg_dsn
-sample_db = _wh.sample_db
-schema = _wh.schema
-store = _wh.store
 
-
-def test_scores_of_changed_text_are_reported_removed(store, schema, tmp_path):
-    stand_in_scores(store)
-    load(store, schema)
+def test_scores_of_changed_text_are_reported_removed(sample_store, schema, tmp_path):
+    stand_in_scores(sample_store)
+    load(sample_store, schema)
     cid = "syn7_0000042"
     messages = query(f"SELECT count(*) AS n FROM \"{schema}\".message_scores WHERE conversation_id = '{cid}'")["n"][0]
     assert messages > 0
-    changed = store.conversation(cid)
+    changed = sample_store.conversation(cid)
     changed["messages"][0]["content"] += " (edited)"  # its scores are no longer current
     (tmp_path / "one.jsonl").write_bytes(orjson.dumps(changed) + b"\n")
-    assert import_file(store, tmp_path / "one.jsonl", progress=False).updated == 1
+    assert import_file(sample_store, tmp_path / "one.jsonl", progress=False).updated == 1
 
-    report = load(store, schema)
+    report = load(sample_store, schema)
     assert report.tables["conversation_scores"].deleted == 1
     assert report.tables["conversation_scores"].written == 0
     assert report.tables["message_scores"].deleted == messages

@@ -142,6 +142,19 @@ class _Loader(PgSession):
                 self.duck.execute(f"DROP TABLE IF EXISTS {table}")
 
     # -- keys and change sets ----------------------------------------------------
+    MESSAGE_HASHES = "_pe_wh_msh"  # DuckDB temp table: conversation_id, h (its message scores' hash)
+    # The hash of a conversation's message scores is the md5 of their JSON
+    # texts joined in idx order, and DuckDB holds every group's texts until
+    # such an aggregate ends (it cannot spill): over a whole selection, ~3 kB
+    # per message-score row, 1.5 GB at 50,000 conversations (RESULTS.md,
+    # 2026-12-06). It is computed over ranges of conversation ids of about
+    # KEY_CHUNK_ROWS rows each, so memory holds one range's texts. Each
+    # range also evaluates the per-conversation side of
+    # current_message_scores again (a scan of every current score row):
+    # past KEY_CHUNKS_MAX ranges they grow instead of multiplying.
+    KEY_CHUNK_ROWS = 50_000
+    KEY_CHUNKS_MAX = 16
+
     def make_keys(self, where: str, params: list[Any], scored: bool, message_scored: bool) -> None:
         ctes = [f"sel AS (SELECT c.id, c.content_hash FROM conversations c WHERE {where})"]
         scores_hash = "NULL::VARCHAR"
@@ -158,11 +171,8 @@ class _Loader(PgSession):
             joins += " LEFT JOIN cs ON cs.conversation_id = sel.id"
             msh = "''"
             if message_scored:
-                ctes.append(
-                    "msh AS (SELECT x.conversation_id, md5(string_agg(to_json(x)::VARCHAR, '' ORDER BY x.idx)) AS h "
-                    "FROM current_message_scores x SEMI JOIN sel ON sel.id = x.conversation_id GROUP BY ALL)"
-                )
-                joins += " LEFT JOIN msh ON msh.conversation_id = sel.id"
+                self.message_hashes(where, params)
+                joins += f" LEFT JOIN {self.MESSAGE_HASHES} msh ON msh.conversation_id = sel.id"
                 msh = "coalesce(msh.h, '')"
             scores_hash = f"CASE WHEN cs.h IS NOT NULL THEN md5(cs.h || {msh}) END"
         self.duck.execute(
@@ -172,6 +182,7 @@ class _Loader(PgSession):
             f"'features-v{FEATURES_VERSION}') AS features_hash FROM k",
             params or None,
         )
+        self.duck.execute(f"DROP TABLE IF EXISTS {self.MESSAGE_HASHES}")
         self.report.conversations = int(self.duck.execute(f"SELECT count(*) FROM {self.KEYS}").fetchall()[0][0])
         # Ids reach PostgreSQL with a NUL as U+FFFD (text_without_nul), as
         # every text column does. Two selected ids that differ only there
@@ -185,6 +196,51 @@ class _Loader(PgSession):
             raise WarehouseError(
                 f"conversation ids {first!r} and {second!r} would be one key in PostgreSQL, which cannot "
                 "store NUL characters (they become U+FFFD): load without one of them"
+            )
+
+    def key_ranges(self, where: str, params: list[Any]) -> list[tuple[str | None, str | None]]:
+        """The ranges ``[low, high)`` of selected conversation ids that
+        :meth:`message_hashes` aggregates one at a time (None: unbounded):
+        the ids in order, cut every KEY_CHUNK_ROWS messages, or in
+        KEY_CHUNKS_MAX equal parts when that gives bigger ones.
+        ``message_count`` stands in for a conversation's message-score rows,
+        plus one so that conversations without messages count too."""
+        # sum() is HUGEINT and `/` gives a DOUBLE, on which `//` does not floor.
+        per = f"greatest({int(self.KEY_CHUNK_ROWS)}, ceil(sum(w) OVER () / {int(self.KEY_CHUNKS_MAX)}))::BIGINT"
+        starts = [
+            row[0]
+            for row in self.duck.execute(
+                f"SELECT min(id) FROM (SELECT id, (sum(w) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - w) // {per} AS part "
+                f"FROM (SELECT c.id, c.message_count + 1 AS w FROM conversations c WHERE {where})) GROUP BY part ORDER BY 1",
+                params or None,
+            ).fetchall()
+        ]
+        # The first range has no lower bound and the last no upper one: every
+        # id falls in exactly one, whatever the comparison puts first.
+        return list(zip([None, *starts[1:]], [*starts[1:], None])) if starts else []
+
+    def message_hashes(self, where: str, params: list[Any]) -> None:
+        """The hash of each selected conversation's current message scores,
+        into :attr:`MESSAGE_HASHES`, one range of conversation ids at a time
+        (see :attr:`KEY_CHUNK_ROWS`). The values are the ones one query over
+        the whole selection gives: a conversation's rows all fall in one
+        range, aggregated by the same expression."""
+        table = self.MESSAGE_HASHES
+        self.duck.execute(f"CREATE OR REPLACE TEMP TABLE {table} (conversation_id VARCHAR, h VARCHAR)")
+        self.duck_temps.append(table)
+        for low, high in self.key_ranges(where, params):
+            bounds = [(op, value) for op, value in ((">=", low), ("<", high)) if value is not None]
+            values = [value for _, value in bounds]
+            # The range restricts both sides: the scan of message scores
+            # (DuckDB pushes it into the scan) and the selection joined on.
+            on_sel = "".join(f" AND c.id {op} ?" for op, _ in bounds)
+            on_scores = "".join(f" AND x.conversation_id {op} ?" for op, _ in bounds)
+            self.duck.execute(
+                f"INSERT INTO {table} WITH sel AS (SELECT c.id FROM conversations c WHERE {where}{on_sel}) "
+                "SELECT x.conversation_id, md5(string_agg(to_json(x)::VARCHAR, '' ORDER BY x.idx)) AS h "
+                f"FROM current_message_scores x SEMI JOIN sel ON sel.id = x.conversation_id WHERE TRUE{on_scores} "
+                "GROUP BY ALL",
+                [*params, *values, *values] or None,
             )
 
     def keys_to_pg(self) -> None:
