@@ -157,9 +157,10 @@ def _lsh_bands(shingles: np.ndarray, shingle_counts: np.ndarray) -> np.ndarray:
 
     The functions are double hashing of the shingle's two 32-bit halves,
     g_k = h1 + k * h2 (mod 2^32, h2 odd): one addition per function. Each
-    step adds an independent uniform value per shingle, which reorders the
-    shingles afresh; 48 full 64-bit mixes per shingle cost 11x the old scheme
-    (6.0 s against 0.55 s for 10.5 M shingles), this 2x (1.0 s)."""
+    step adds an independent uniform value per shingle, and MurmurHash3's
+    32-bit finalizer mixes it (unmixed, a shingle with a small h2 stays the
+    minimum of many functions). For 10.5 M shingles on the 2-core VM: 2.2 s
+    against 1.1 s for the old scheme; 48 full 64-bit mixes took 6.0 s."""
     n = len(shingle_counts)
     keys = np.zeros((n, BANDS), dtype=_U64)
     has = np.flatnonzero(shingle_counts >= MIN_SHINGLES)
