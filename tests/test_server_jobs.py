@@ -112,6 +112,9 @@ def test_redacted_export_hides_planted_pii(mirror: Served) -> None:
     emails = {p["text"] for line in before.splitlines() for p in orjson.loads(line)["metadata"]["synthetic"]["pii"] if p["kind"] == "email"}
     assert emails and any(e in before for e in emails)
     assert not any(e in after for e in emails)
+    # Nor does the file's name carry the dataset's (a redaction audit).
+    assert "wellbeing_chat" in plain["file_name"] and "wellbeing_chat" not in redacted["file_name"]
+    assert "redacted" in redacted["file_name"]
 
 
 def _job_manager(tmp_path: Path, runners: dict) -> tuple[Store, ServerDB, EventHub, JobManager]:

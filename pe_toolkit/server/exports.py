@@ -173,7 +173,10 @@ class Exports:
                     )
             else:
                 found = new_job_id("exp")
-                slug = _SLUG.sub("_", dataset if dataset != "*" else "all")[:40] or "export"
+                # A redacted file travels: its name must not carry the dataset's
+                # (which may hold a client's name or address).
+                named = "redacted" if filters.get("redact") else dataset if dataset != "*" else "all"
+                slug = _SLUG.sub("_", named)[:40] or "export"
                 with self.db.write() as con:
                     self._check_room(con, key_id, estimated, now)
                     con.execute(
