@@ -18,15 +18,11 @@ import orjson
 import polars as pl
 import pytest
 
+from ._ray_support import RAY_MARKS
+
 ray = pytest.importorskip("ray", reason="the Ray engine needs `pip install 'pe-toolkit[ray]'`")
 
-pytestmark = [
-    pytest.mark.ray,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = RAY_MARKS
 
 ROOT = Path(__file__).resolve().parent.parent
 
