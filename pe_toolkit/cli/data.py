@@ -129,8 +129,6 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
         try:
             frame = store.sql(query, list(params) or None)
         except StoreError as exc:
-            if write and "cannot be held as a frame" in str(exc):
-                raise StoreError(f"the query ran, but {exc}") from None
             if write or "read-only mode" not in str(exc):
                 raise
             raise StoreError(f"{exc} (pass --write to change the cache)") from None

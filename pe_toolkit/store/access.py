@@ -59,10 +59,11 @@ def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, 
         return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame
     except pl.exceptions.PolarsError as exc:
         # polars refuses repeated column names and a few types (INTERVAL,
-        # UNION): the query ran, its result has no frame.
+        # UNION): the statement ran (a write took effect), its result has no frame.
         reason = str(exc).splitlines()[0].split(" Hint:")[0] if str(exc) else type(exc).__name__
         raise StoreError(
-            f"the result cannot be held as a frame ({reason}): alias repeated column names, cast other columns to VARCHAR"
+            f"the query ran, but its result cannot be held as a frame ({reason}): alias repeated column names, "
+            "cast other columns to VARCHAR"
         ) from None
 
 
