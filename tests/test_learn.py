@@ -285,10 +285,16 @@ def test_cross_validation_and_evaluate_on_a_toy_task():
     assert e.metric("accuracy") == 1.0 and "glad" in str(e)
 
 
-def test_the_fast_word_block_equals_the_plain_one():
+@pytest.mark.parametrize("pair_tables", [True, False], ids=["dense pair tables", "hashed pairs"])
+def test_the_fast_word_block_equals_the_plain_one(pair_tables, monkeypatch):
     """The word block looked up kind by kind (dense tables, hash lookups)
-    equals every candidate key looked up one by one, matrix and spans."""
+    equals every candidate key looked up one by one, matrix and spans; word
+    pairs through the dense rank tables and through the hash a model with a
+    large vocabulary falls back to."""
     from pe_toolkit.learn import features as F
+
+    if not pair_tables:
+        monkeypatch.setattr(F, "_PAIR_TABLE_MAX", 0)
 
     rng = np.random.default_rng(5)
     vocabulary = ["how", "are", "you?", "i", "feel", "sad.", "have", "you", "tried", "it!", "so", "what", "happened?",
@@ -297,6 +303,7 @@ def test_the_fast_word_block_equals_the_plain_one():
     tokens = tokenize(pl.Series(texts))
     for spec in (FeatureSpec(min_df=1), FeatureSpec(min_df=2, word_ngrams=3), FeatureSpec(min_df=1, sentences=False)):
         f = Featurizer.fit(spec, tokens, np.arange(150))  # fitted on half: the rest has unknown n-grams
+        assert bool(f._pair_tables) == pair_tables and f._pairs
         w = F.words_of(tokens, np.arange(300), f._table)
         fast, occ = f._word_block(w)
         plain, ref = f._word_block_reference(w)

@@ -142,6 +142,8 @@ def signatures(tokens: Tokens, rows: np.ndarray, word_hash: np.ndarray) -> tuple
 
 # Odd multipliers combining a band's values (a linear combination, then mixed).
 _BAND_MULTIPLIERS = np.array([0x9E3779B97F4A7C15 + 2 * k for k in range(ROWS)], dtype=_U64)
+
+
 def _lsh_bands(shingles: np.ndarray, shingle_counts: np.ndarray) -> np.ndarray:
     """Classic MinHash: BINS hash functions, each signature value the minimum
     of one over the text's shingles (a segment minimum over the contiguous
@@ -172,20 +174,23 @@ def _lsh_bands(shingles: np.ndarray, shingle_counts: np.ndarray) -> np.ndarray:
     h1 = (kept & _U64(0xFFFFFFFF)).astype(np.uint32)
     h2 = (kept >> _U64(32)).astype(np.uint32) | np.uint32(1)
     sig = np.empty((BINS, len(has)), dtype=np.uint32)
+    c1, c2, s13, s16 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35), np.uint32(13), np.uint32(16)
     with np.errstate(over="ignore"):
-        g = h1.copy()
-        v = np.empty_like(g)
+        g = h1  # a fresh array (astype copies): advanced in place
+        v, w = np.empty_like(g), np.empty_like(g)
         for k in range(BINS):  # one vectorized pass per hash function (BINS of them), not per row
-            g += h2
+            np.add(g, h2, out=g)
             # Mixed (MurmurHash3's 32-bit finalizer): unmixed, the g of one
             # shingle moves by the same step at every k, and a shingle with a
-            # small step stays the minimum of many functions.
-            np.right_shift(g, np.uint32(16), out=v)
-            v ^= g
-            v *= np.uint32(0x85EBCA6B)
-            v ^= v >> np.uint32(13)
-            v *= np.uint32(0xC2B2AE35)
-            sig[k] = np.minimum.reduceat(v, seg)
+            # small step stays the minimum of many functions. Every step
+            # writes into v or w: no temporary arrays per function.
+            np.right_shift(g, s16, out=v)
+            np.bitwise_xor(v, g, out=v)
+            np.multiply(v, c1, out=v)
+            np.right_shift(v, s13, out=w)
+            np.bitwise_xor(v, w, out=v)
+            np.multiply(v, c2, out=v)
+            np.minimum.reduceat(v, seg, out=sig[k])
         values = sig.T.astype(_U64).reshape(len(has), BANDS, ROWS)
         combined = (values * _BAND_MULTIPLIERS).sum(axis=2, dtype=_U64)
         band_keys = mix64(combined ^ (np.arange(BANDS, dtype=_U64) * _GOLDEN))

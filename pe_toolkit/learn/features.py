@@ -410,6 +410,11 @@ def char_grams_of(words: pl.Series, lo: int, hi: int) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema={"i": pl.UInt32, "gram": pl.String})
 
 
+# The most cells (int32 each) of a dense word-pair table per tag; above it
+# (a researcher's model with a large vocabulary) pairs go through the hash.
+_PAIR_TABLE_MAX = 1 << 23
+
+
 def _idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float64)
 
@@ -513,11 +518,25 @@ class Featurizer:
         self._pair_first = np.zeros((8, self.base), dtype=bool)
         self._pair_second = np.zeros((8, self.base), dtype=bool)
         pair = (~single) & (body < self.base * self.base)
+        # Where the words that start and end a tag's pairs are few enough,
+        # a dense table by their ranks answers with one gather, no probing
+        # (the shipped models: 2 and 15 MB; a third less time than the hash).
+        self._pair_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
         for t in np.unique(tags[pair]).tolist():
             sel = pair & (tags == t)
             self._pairs[t] = KeyIndex(self.keys[sel], self.columns[sel])
-            self._pair_first[t, body[sel] // self.base] = True
-            self._pair_second[t, body[sel] % self.base] = True
+            first, second = body[sel] // self.base, body[sel] % self.base
+            self._pair_first[t, first] = True
+            self._pair_second[t, second] = True
+            firsts, seconds = np.unique(first), np.unique(second)
+            if len(firsts) * len(seconds) <= _PAIR_TABLE_MAX:
+                first_rank = np.full(self.base, -1, dtype=np.int64)
+                first_rank[firsts] = np.arange(len(firsts))
+                second_rank = np.full(self.base, -1, dtype=np.int64)
+                second_rank[seconds] = np.arange(len(seconds))
+                cells = np.full(len(firsts) * len(seconds), -1, dtype=np.int32)
+                cells[first_rank[first] * len(seconds) + second_rank[second]] = self.columns[sel]
+                self._pair_tables[t] = (first_rank, second_rank, cells, len(seconds))
         self._lexicon_index = (
             None if self.lexicon_keys is None else KeyIndex(self.lexicon_keys, np.arange(len(self.lexicon_keys)))
         )
@@ -620,6 +639,14 @@ class Featurizer:
         found = self._pairs.get(tag)
         if found is None or not len(idx):
             return idx[:0], idx[:0]
+        table = self._pair_tables.get(tag)
+        if table is not None:
+            first_rank, second_rank, cells, width = table
+            r1, r2 = first_rank[d[idx]], second_rank[d[idx + 1]]
+            ok = np.flatnonzero((r1 >= 0) & (r2 >= 0))
+            cols = cells[r1[ok] * width + r2[ok]]
+            hit = cols >= 0
+            return idx[ok[hit]], cols[hit].astype(np.int64)
         # One row of each table, then 1-D gathers (a scalar and an array
         # as a 2-D index cost a third more here).
         idx = idx[self._pair_first[tag][d[idx]] & self._pair_second[tag][d[idx + 1]]]

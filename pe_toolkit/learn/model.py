@@ -53,6 +53,10 @@ class TextModel:
     intercept: np.ndarray
     thresholds: np.ndarray
     card: dict[str, Any] = field(default_factory=dict)
+    # The (feature, class) pairs that can raise a class, per kind of batch
+    # (see _raisers): a pass over the whole weight table, kept instead of
+    # redone for every batch (40k x 27 for the risk model).
+    _raising: dict[tuple[bool, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ---------------------------------------------------------- prediction
     def decision(self, batch: Batch | sp.csr_matrix) -> np.ndarray:
@@ -110,6 +114,19 @@ class TextModel:
         )
 
     # ------------------------------------------------------------ evidence
+    def _raisers(self, negatives: bool, spans_only: bool) -> np.ndarray:
+        """(features x classes) Boolean: a feature's value can raise the
+        class (a positive weight; any nonzero weight when the batch holds
+        negative values), and with ``spans_only`` the feature has a span."""
+        key = (negatives, spans_only)
+        found = self._raising.get(key)
+        if found is None:
+            found = self.coef != 0 if negatives else self.coef > 0
+            if spans_only:
+                found &= self.featurizer.has_span[:, None]
+            self._raising[key] = found  # two threads may both compute it: the same array
+        return found
+
     def evidence(self, batch: Batch, proba: np.ndarray, *, top: int = 3, classes: np.ndarray | None = None,
                  spans_only: bool = False) -> pl.DataFrame:  # fmt: skip
         """The ``top`` features that raised each text's class the most
@@ -136,9 +153,7 @@ class TextModel:
         # (and a span, with spans_only); one flat gather per nonzero decides.
         # (A negative value, such as a rule column's, raises a class with a
         # negative weight: then any nonzero weight is a candidate.)
-        can_raise = self.coef != 0 if (m.data < 0).any() else self.coef > 0
-        if spans_only:
-            can_raise &= self.featurizer.has_span[:, None]
+        can_raise = self._raisers(bool((m.data < 0).any()), spans_only)
         on_class = target[all_rows]
         at = m.indices.astype(np.int64) * n_classes + np.maximum(on_class, 0)  # masked below where on_class < 0
         idx = np.flatnonzero((on_class >= 0) & can_raise.ravel()[at])
@@ -173,20 +188,19 @@ class TextModel:
         # gather per rank, no search), and the earliest token wins (token
         # order is text order).
         occ = batch.occurrences
-        # Only occurrences of a column chosen for some text can be a span
-        # (a few thousand columns; a small table, one gather per occurrence).
-        chosen_col = np.zeros(self.coef.shape[0], dtype=bool)
-        chosen_col[c] = True
-        chosen_col &= self.featurizer.has_span
-        span_able = np.flatnonzero(chosen_col[occ.col])
-        occ_text = occ.words.text[occ.pos[span_able]]
-        occ_col = occ.col[span_able].astype(np.int64)
+        # A chosen feature without a place in the text (possible without
+        # spans_only) matches no occurrence: -1.
+        spanned = np.where((chosen >= 0) & self.featurizer.has_span[np.maximum(chosen, 0)], chosen, -1).astype(occ.col.dtype)
+        occ_text = occ.text
         best = np.full(chosen.shape, np.iinfo(np.int64).max, dtype=np.int64).ravel()
         for k in range(chosen.shape[1]):
-            match = np.flatnonzero(chosen[occ_text, k] == occ_col)
+            # One gather of the rank's column per occurrence (every
+            # occurrence: filtering them first by "chosen for some text"
+            # kept most of them and cost more than it saved).
+            match = np.flatnonzero(np.ascontiguousarray(spanned[:, k])[occ_text] == occ.col)
             if not len(match):
                 continue
-            first_t, last_t = occ.tokens(span_able[match])
+            first_t, last_t = occ.tokens(match)
             # first token * 1024 + (last - first): the minimum is the earliest occurrence.
             np.minimum.at(best, occ_text[match] * chosen.shape[1] + k, first_t * 1024 + np.minimum(last_t - first_t, 1023))
         located = best[r * chosen.shape[1] + kk]
