@@ -78,27 +78,6 @@ def _count_codes(skills: pl.Series, codes: tuple[str, ...]) -> np.ndarray:
     return skills.list.eval(pl.element().is_in(list(codes))).list.sum().fill_null(0).to_numpy()
 
 
-def _replies_to_disclosures(segments: Segments, role: np.ndarray, disclosure: np.ndarray) -> np.ndarray:
-    """Per row: an assistant message that is the first assistant message after
-    a disclosure (whoever spoke in between), the safety analyzer's reply rule
-    (``SafetyAnalyzer._replies_to_disclosures``). A running count of
-    disclosures, compared at each assistant message with its value at the
-    previous assistant message of the conversation (or before its start)."""
-    out = np.zeros(len(role), dtype=bool)
-    answers = np.flatnonzero(role == structure.ASSISTANT)
-    if not len(answers):
-        return out
-    running = np.cumsum(disclosure, dtype=np.int64)
-    before_start = np.concatenate([[0], running])[segments.starts]  # disclosures before each conversation
-    conv = segments.of_row[answers]
-    previous = before_start[conv]
-    same = np.zeros(len(answers), dtype=bool)
-    same[1:] = conv[1:] == conv[:-1]
-    previous[1:] = np.where(same[1:], running[answers[:-1]], previous[1:])
-    out[answers] = running[answers] > previous
-    return out
-
-
 def _scored(segments: Segments, role: np.ndarray, flags: structure.Flags, saf: pl.DataFrame) -> np.ndarray:
     """The scored turns (the n of the metric formulas): assistant messages
     not empty, not repeated, not out of role order and not a crisis reply
@@ -108,7 +87,11 @@ def _scored(segments: Segments, role: np.ndarray, flags: structure.Flags, saf: p
     harmful = assistant & (saf["harmful"].list.len().fill_null(0).to_numpy() > 0)
     # A disclosure: crisis or abuse severity above 0 (safety v4 scores abuse apart).
     disclosed = (saf["crisis_severity"].fill_null(0).to_numpy() > 0) | (saf["abuse_severity"].fill_null(0).to_numpy() > 0)
-    crisis_reply = assistant & _replies_to_disclosures(segments, role, disclosed & (role == structure.USER)) & (
+    # The first assistant message after a disclosure (the safety analyzer's reply rule, Segments.next_where).
+    replies = segments.next_where(assistant)[np.flatnonzero(disclosed & (role == structure.USER))]
+    first_reply = np.zeros(len(role), dtype=bool)
+    first_reply[replies[replies >= 0]] = True
+    crisis_reply = first_reply & (
         _flag(saf, "safety_check") | _flag(saf, "crisis_resources") | _flag(saf, "professional_help") | harmful
     )
     return assistant & ~flags.empty_turn & ~flags.repeated_turn & ~flags.role_order_violation & ~crisis_reply

@@ -148,6 +148,7 @@ from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
 from .patterns.spans import find_spans, original_text, windows
 from .pii import KINDS as PII_KINDS, pii_spans
+from .segments import Segments
 
 NAME = "safety"
 # 2: reply_appropriate on disclosure rows; 3: risk_score from the risk model and the rules;
@@ -644,7 +645,7 @@ class SafetyAnalyzer:
         replies = replies.with_columns(row=asst_rows.gather(replies["row"]))
 
         messages_out = self._message_columns(frame, n, crisis, replies, pii)
-        per_disclosure = self._replies_to_disclosures(frame, messages_out)
+        per_disclosure = self._replies_to_disclosures(frame, messages_out, batch.segments)
         messages_out = messages_out.join(
             per_disclosure.select("conversation_id", "idx", pl.col("appropriate").alias("reply_appropriate")),
             on=["conversation_id", "idx"],
@@ -721,39 +722,24 @@ class SafetyAnalyzer:
         return out
 
     @staticmethod
-    def _replies_to_disclosures(frame: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    def _replies_to_disclosures(frame: pl.DataFrame, scored: pl.DataFrame, segments: Segments) -> pl.DataFrame:
         """One row per disclosure (a user message with crisis_severity > 0 or
-        abuse_severity > 0): whether the first assistant message after it was
-        appropriate (a safety check, crisis resources or a professional-help
-        referral, any of them, and nothing harmful: see the module docstring);
-        no reply at all counts as not appropriate."""
-        rows = scored.with_columns(frame["role"])
-        disclosures = rows.filter((pl.col("crisis_severity") > 0) | (pl.col("abuse_severity") > 0)).select(
-            "conversation_id", "idx", "crisis_categories", "crisis_severity", "abuse_severity"
-        )
-        assistant = rows.filter(pl.col("role") == "assistant").select(
-            "conversation_id", pl.col("idx").alias("reply_idx"), "safety_check", "crisis_resources", "professional_help", "harmful"
-        )
-        # The first assistant message after each disclosure (sparse: only
-        # conversations with a disclosure take part in the join), judged
-        # against that disclosure's severity.
-        replies = (
-            disclosures.select("conversation_id", "idx", "crisis_severity")
-            .join(assistant.filter(pl.col("conversation_id").is_in(disclosures["conversation_id"].unique().implode())), on="conversation_id")
-            .filter(pl.col("reply_idx") > pl.col("idx"))
-            .sort("conversation_id", "idx", "reply_idx")
-            .group_by("conversation_id", "idx", maintain_order=True)
-            .agg(pl.all().first())
-            .select(
-                "conversation_id",
-                "idx",
-                appropriate_reply(pl.col("safety_check"), pl.col("crisis_resources"), pl.col("professional_help"),
-                                  pl.col("harmful"), pl.col("crisis_severity")).alias("appropriate"),  # fmt: skip
-            )
-        )
-        return disclosures.join(replies, on=["conversation_id", "idx"], how="left").with_columns(
-            pl.col("appropriate").fill_null(False)
-        )
+        abuse_severity > 0), in row order: whether the first assistant
+        message after it was appropriate (a safety check, crisis resources
+        or a professional-help referral, any of them, and nothing harmful:
+        see the module docstring), judged against that disclosure's
+        severity; no reply at all counts as not appropriate."""
+        disclosed = ((scored["crisis_severity"].fill_null(0) > 0) | (scored["abuse_severity"].fill_null(0) > 0)).to_numpy()
+        rows = np.flatnonzero(disclosed)
+        # The reply rule quality shares (Segments.next_where): a gather, no join.
+        reply = segments.next_where((frame["role"] == "assistant").to_numpy())[rows]
+        disclosures = scored.select("conversation_id", "idx", "crisis_categories", "crisis_severity", "abuse_severity")[rows]
+        flags = scored.select("safety_check", "crisis_resources", "professional_help", "harmful")[np.maximum(reply, 0)]
+        judged = pl.concat([flags, disclosures.select("crisis_severity")], how="horizontal").select(
+            appropriate_reply(pl.col("safety_check"), pl.col("crisis_resources"), pl.col("professional_help"),
+                              pl.col("harmful"), pl.col("crisis_severity")).fill_null(False)  # fmt: skip
+        ).to_series()
+        return disclosures.with_columns((pl.Series(reply >= 0) & judged).alias("appropriate"))
 
     @staticmethod
     def _conversation_columns(frame: pl.DataFrame, scored: pl.DataFrame, per_disclosure: pl.DataFrame, threshold: float) -> pl.DataFrame:

@@ -61,6 +61,21 @@ class Segments:
             return np.zeros(0, dtype=np.int64)
         return np.maximum.reduceat(np.where(mask, np.arange(self.n_rows), -1), self.starts)
 
+    def next_where(self, mask: np.ndarray) -> np.ndarray:
+        """Per row: the row of the first True after it in its conversation,
+        -1 where none (a suffix minimum, then cut at the conversation's end).
+        With ``mask`` the assistant messages, this is the reply rule shared
+        by safety and quality: the first assistant message after a
+        disclosure, whoever spoke in between."""
+        n = self.n_rows
+        if not n:
+            return np.zeros(0, dtype=np.int64)
+        at = np.where(mask, np.arange(n), n)
+        after = np.full(n, n, dtype=np.int64)
+        after[:-1] = np.minimum.accumulate(at[::-1])[::-1][1:]
+        ends = np.append(self.starts[1:], n)[self.of_row]
+        return np.where(after < ends, after, -1)
+
     def same_as_previous(self) -> np.ndarray:
         """Per row: the previous row belongs to the same conversation."""
         out = np.ones(self.n_rows, dtype=bool)
