@@ -86,3 +86,44 @@ def test_without_redact_ids_are_exported_as_stored(tmp_path, store):
     export(store, tmp_path / "raw.jsonl", format="jsonl", progress=False)
     ids = {orjson.loads(line)["id"] for line in (tmp_path / "raw.jsonl").read_text().splitlines()}
     assert ids == {EMAIL_ID, PHONE_ID, PLAIN_ID}
+
+
+NAMED_ID = "session-priya-raman-01"
+
+
+@pytest.fixture
+def named_store(tmp_path):
+    """A conversation whose id carries the client's name, said in its messages."""
+    records = [
+        {"id": NAMED_ID, "messages": [
+            {"role": "user", "content": "Hi, my name is Priya Raman and I can't sleep."},
+            {"role": "assistant", "content": "Thank you for telling me, Priya. What keeps you awake?"},
+        ], "metadata": {"dataset": "intake"}},
+        # The same words in an id, but no one in this conversation is named so.
+        {"id": "session-raman-effect-02", "messages": [
+            {"role": "user", "content": "I read about light scattering today and felt calmer."},
+            {"role": "assistant", "content": "What about it helped?"},
+        ], "metadata": {"dataset": "intake"}},
+        _record(PLAIN_ID, "plain", {}),
+    ]  # fmt: skip
+    src = tmp_path / "named.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    with Store(tmp_path / "named.duckdb") as s:
+        import_file(s, src, progress=False)
+        yield s
+
+
+@pytest.mark.parametrize(("fmt", "layout"), [("jsonl", None), ("parquet", "tables"), ("csv", None), ("parquet", "messages")])
+def test_an_id_holding_a_name_said_in_its_conversation_is_pseudonymised(tmp_path, named_store, fmt, layout):
+    out = tmp_path / ("t" if layout == "tables" else f"x.{fmt}")
+    export(named_store, out, format=fmt, progress=False, redact=True, **({"layout": layout} if layout else {}))
+    files = sorted(out.iterdir()) if out.is_dir() else [out]
+    text = "".join(f.read_text() if f.suffix != ".parquet" else pl.read_parquet(f).write_csv() for f in files)
+    assert "priya" not in text.lower()
+    # Ids without a name of their own conversation are kept.
+    assert "session-raman-effect-02" in text and PLAIN_ID in text
+    assert PSEUDONYM_PREFIX in text
+    if layout == "tables":
+        conversations = pl.read_parquet(out / "conversations.parquet")
+        messages = pl.read_parquet(out / "messages.parquet")
+        assert set(messages["conversation_id"]) == set(conversations["id"])

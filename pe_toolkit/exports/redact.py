@@ -11,12 +11,16 @@ so are free-form keys (an e-mail used as a key). The keys pe_toolkit owns
 (dataset, tier, created_at) are structure and keep their names; of their
 values only the dataset name is free text, and it is scanned like the rest.
 
-Identifiers are scanned too: a conversation id in which the scan finds PII
-(an e-mail or a phone number used as an id) is replaced by a pseudonym, a
-keyed hash (HMAC-SHA256 under a key drawn once per export and never
-written), so one id maps to the same pseudonym throughout an export (the
-conversations and messages tables still join) and to an unrelated one in
-the next export. Ids without PII are kept as they are.
+Identifiers are scanned too, with their conversation: a conversation id in
+which the scan finds PII (an e-mail or a phone number used as an id), or
+which holds a name found in its conversation ("session-priya-raman-01"
+for a client who says "I'm Priya"), is replaced by a pseudonym, a keyed
+hash (HMAC-SHA256 under a key drawn once per export and never written), so
+one id maps to the same pseudonym throughout an export (the conversations
+and messages tables still join) and to an unrelated one in the next
+export. For the names, the id is also scanned as words (:func:`id_words`),
+since an id runs its words together in lower case. Ids without PII are
+kept as they are.
 
 Score columns (``include_scores``) are data too: a researcher's analyzer
 may write text (an opening line, a quoted phrase) to a score column, so
@@ -75,19 +79,39 @@ class Pseudonyms:
         return pa.array([None if v is None else self.of(f"{kind}\x00{v}") for v in values.to_pylist()], pa.string())
 
 
-def redact_ids(ids: pa.Array, redact: Callable[[pa.Array], pa.Array], pseudonyms: Pseudonyms) -> pa.Array:
-    """``ids`` with each one the scan changes replaced by its pseudonym (a
-    placeholder such as ``[EMAIL]`` would make distinct ids collide)."""
-    if len(ids) == 0:
-        return ids
+def id_words(ids: pa.Array) -> pa.Array:
+    """Each id as words for the name scan: split at whatever is not a letter
+    or a digit, each word capitalised ("session-priya-raman-01" -> "Session
+    Priya Raman 01"), so a name said in the conversation matches it in any
+    case. Alone, such words are not names to the scan (no context says so):
+    only the conversation's names make an id change."""
+    return pc.utf8_title(pc.replace_substring_regex(ids.cast(pa.string()), r"[^\p{L}\p{N}]+", " "))
+
+
+def id_texts(ids: pa.Array) -> pa.Array:
+    """What an id contributes to its conversation's scan: the id as stored
+    (an e-mail or phone used as an id) and :func:`id_words` of it, in that
+    order (two texts per id)."""
     ids = ids.cast(pa.string())
-    changed = pc.fill_null(pc.not_equal(redact(ids), ids), False)
-    if not pc.any(changed).as_py():
+    return pa.concat_arrays([ids, id_words(ids)])
+
+
+def pseudonymised_ids(ids: pa.Array, redacted: pa.Array, pseudonyms: Pseudonyms) -> pa.Array:
+    """``ids`` with each one the scan changed replaced by its pseudonym (a
+    placeholder such as ``[EMAIL]`` would make distinct ids collide);
+    ``redacted`` is :func:`id_texts` of them after the scan."""
+    ids = ids.cast(pa.string())
+    n = len(ids)
+    if n == 0:
         return ids
-    flags = changed.to_pylist()
-    return pa.array(
-        [pseudonyms.of(v) if flag else v for v, flag in zip(ids.to_pylist(), flags)], pa.string()
-    )
+    before = id_texts(ids)
+    changed = pc.fill_null(pc.not_equal(redacted, before), False)
+    either = pc.or_(changed.slice(0, n), changed.slice(n, n))
+    if not pc.any(either).as_py():
+        return ids
+    flags = either.to_pylist()
+    return pa.array([pseudonyms.of(v) if flag else v for v, flag in zip(ids.to_pylist(), flags)], pa.string())
+
 
 Redactor = Callable[[list[str]], list[str]]
 
@@ -308,10 +332,9 @@ def redact_api_objects(
     their order."""
     objects = [orjson.loads(text) for text in texts.to_pylist()]
     pseudonyms = pseudonyms or Pseudonyms()
-    with_id = [o for o in objects if isinstance(o.get("id"), str)]
-    new_ids = redact_ids(pa.array([o["id"] for o in with_id], pa.string()), redact, pseudonyms).to_pylist()
-    for obj, new in zip(with_id, new_ids):
-        obj["id"] = new
+    with_id = [(row, o) for row, o in enumerate(objects) if isinstance(o.get("id"), str)]
+    ids = pa.array([o["id"] for _, o in with_id], pa.string())
+    id_rows = pa.array([row for row, _ in with_id], pa.int64())
     found = _Slots()
     for row, obj in enumerate(objects):
         for message in obj.get("messages") or ():
@@ -319,7 +342,11 @@ def redact_api_objects(
                 found.add(message, "content", row)
         _gather(obj.get("metadata"), found, True, row)
         _gather_scores(obj.get("scores"), found, row)
-    _redact_slots(found, redact)
+    # The ids with their conversations (two texts each, see id_texts).
+    scanned = _redact_slots(found, redact, before=(id_texts(ids), pa.concat_arrays([id_rows, id_rows])))
+    assert scanned is not None
+    for (_, obj), new in zip(with_id, pseudonymised_ids(ids, scanned, pseudonyms).to_pylist()):
+        obj["id"] = new
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
 
 
@@ -328,8 +355,6 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
     """One export batch redacted: ``source`` "api" (id, json) or "nested"
     (the conversation columns with their messages)."""
     names = batch.schema.names
-    if "id" in names:
-        batch = batch.set_column(names.index("id"), "id", redact_ids(batch.column("id"), redact, pseudonyms))
     if source == "api":
         return batch.set_column(names.index("json"), "json", redact_api_objects(batch.column("json"), redact, pseudonyms))
     # A conversation's messages, metadata and text scores in one call, grouped by row.
@@ -351,6 +376,10 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
             leaf = _text_leaves(child, groups)
             if leaf is not None:
                 leaves.append((field.name, True, leaf))
+    # The ids with their conversations (two texts each, see id_texts).
+    ids = batch.column("id").cast(pa.string()) if "id" in names else pa.array([], pa.string())
+    id_rows = pa.array(range(len(ids)), pa.int64())
+    leaves.append(("id", False, (id_texts(ids), pa.concat_arrays([id_rows, id_rows]), lambda new: pseudonymised_ids(ids, new, pseudonyms))))
     texts = pa.concat_arrays([content.cast(pa.string()), *(values for _, _, (values, _, _) in leaves)])
     text_groups = pa.concat_arrays([groups.cast(pa.int64()), *(g.cast(pa.int64()) for _, _, (_, g, _) in leaves)])
     objects, found = _parsed(batch.column("metadata"))
@@ -363,7 +392,7 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
         at += len(values)
         if in_messages:
             messages = replace_message_field(messages, name, new)
-        else:
+        elif name in names:
             batch = batch.set_column(names.index(name), name, new)
     batch = batch.set_column(names.index("messages"), "messages", messages)
     batch = batch.set_column(names.index("metadata"), "metadata", _dumped(objects))
