@@ -361,7 +361,8 @@ def test_export_redaction_spreads_names_over_each_conversation_only() -> None:
     )
     done = redact_batch(batch, "nested", redactor, Pseudonyms(b"k"))
     assert done.column("messages").to_pylist() == out
-    assert orjson.loads(done.column("metadata")[0].as_py()) == {"note": "[NAME], again"}
+    assert orjson.loads(done.column("metadata")[0].as_py()) == {"note": "[NAME], again", "pe_redacted": True}
+    assert orjson.loads(done.column("metadata")[1].as_py()) == {"pe_redacted": True}
     api = pa.array([orjson.dumps({"id": "a", "messages": [{"content": "call me Sarah"}, {"content": "Sarah, ok"}]}).decode(),
                     orjson.dumps({"id": "b", "messages": [{"content": "Sarah, ok"}]}).decode()])  # fmt: skip
     done = redact_batch(pa.RecordBatch.from_pydict({"id": ["a", "b"], "json": api}), "api", redactor, Pseudonyms(b"k"))

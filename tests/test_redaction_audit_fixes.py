@@ -126,8 +126,9 @@ def test_score_labels_and_bookkeeping_are_left_as_scored(tmp_path, scored_with_t
     export(scored_with_text, plain, format="parquet", layout="nested", include_scores=True, progress=False)
     export(scored_with_text, red, format="parquet", layout="nested", include_scores=True, redact=True, progress=False)
     a, b = pl.read_parquet(plain), pl.read_parquet(red)
-    text_columns = {"score_opening"}
+    text_columns = {"score_opening", "metadata"}  # metadata: marked as redacted (pe_redacted)
     assert a.drop(["messages", *text_columns]).equals(b.drop(["messages", *text_columns]))
+    assert all(orjson.loads(m)["pe_redacted"] is True for m in b["metadata"].to_list())
     assert b["score_analysis_version"].to_list() == a["score_analysis_version"].to_list()
     ma, mb = a["messages"].explode().struct.unnest(), b["messages"].explode().struct.unnest()
     labels = [c for c in ma.columns if c.startswith("message_score_") and c not in ("message_score_first_words", "message_score_clauses")]

@@ -49,7 +49,11 @@ import pyarrow.compute as pc
 from ..errors import ExportError
 from .scores import CONVERSATION_PREFIX, MESSAGE_PREFIX
 
-_STRUCTURAL_KEYS = frozenset({"dataset", "tier", "created_at"})
+# Set to true in the metadata of every conversation of a redacted export, so
+# an import can tell the copy from the full record (Store.upsert refuses to
+# replace a stored full conversation with its redacted copy).
+REDACTED_KEY = "pe_redacted"
+_STRUCTURAL_KEYS = frozenset({"dataset", "tier", "created_at", REDACTED_KEY})
 # Of the owned keys, those whose values are not free text (a tier name, a
 # timestamp the date-of-birth patterns would misread).
 _OPAQUE_VALUES = frozenset({"tier", "created_at"})
@@ -272,6 +276,19 @@ def _parsed(metadata: pa.Array) -> tuple[list[Any], _Slots]:
     return objects, found
 
 
+def _marked(objects: list[Any]) -> list[Any]:
+    """Metadata objects with :data:`REDACTED_KEY` set (an object made for
+    a conversation without metadata; one that is not an object is kept)."""
+    out = []
+    for obj in objects:
+        if obj is None:
+            obj = {}
+        if isinstance(obj, dict):
+            obj[REDACTED_KEY] = True
+        out.append(obj)
+    return out
+
+
 def _dumped(objects: list[Any]) -> pa.Array:
     return pa.array([None if o is None else orjson.dumps(o).decode() for o in objects], pa.string())
 
@@ -347,6 +364,8 @@ def redact_api_objects(
     assert scanned is not None
     for (_, obj), new in zip(with_id, pseudonymised_ids(ids, scanned, pseudonyms).to_pylist()):
         obj["id"] = new
+    for obj, metadata in zip(objects, _marked([o.get("metadata") for o in objects])):
+        obj["metadata"] = metadata
     return pa.array([orjson.dumps(o).decode() for o in objects], pa.string())
 
 
@@ -395,7 +414,7 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
         elif name in names:
             batch = batch.set_column(names.index(name), name, new)
     batch = batch.set_column(names.index("messages"), "messages", messages)
-    batch = batch.set_column(names.index("metadata"), "metadata", _dumped(objects))
+    batch = batch.set_column(names.index("metadata"), "metadata", _dumped(_marked(objects)))
     for name in _KEYED_COLUMNS:
         if name in names:
             batch = batch.set_column(names.index(name), name, pseudonyms.column(batch.column(name), name))

@@ -762,6 +762,8 @@ class Store:
         )
         created = [r[0] for r in con.execute("SELECT id FROM _changed WHERE NOT existed ORDER BY id").fetchall()]
         updated = [r[0] for r in con.execute("SELECT id FROM _changed WHERE existed ORDER BY id").fetchall()]
+        if updated:
+            _refuse_redacted_over_full(con)
         total = con.execute("SELECT count(*) FROM _hashes").fetchall()[0][0]
         if updated:
             con.execute("DELETE FROM messages WHERE conversation_id IN (SELECT id FROM _changed WHERE existed)")
@@ -897,6 +899,29 @@ def _check_quality_values(batch: pa.Table) -> None:
                 f"conversation {batch.column('id')[first].as_py()}: {metric} must be a number "
                 f"between 0 and 1, got {values[first].as_py()}"
             )
+
+
+# Set in the metadata of each conversation of a redacted export (see
+# pe_toolkit.exports.redact.REDACTED_KEY; the store does not import the exports).
+_REDACTED_PATH = "$.pe_redacted"
+
+
+def _refuse_redacted_over_full(con: duckdb.DuckDBPyConnection) -> None:
+    """A redacted export's copy of a conversation stored here in full would
+    replace its text with the redacted one (a researcher importing a shared
+    file back into the cache it came from): refused, the batch rolled back.
+    A redacted copy over a redacted copy, or a new id, is imported."""
+    flag = "coalesce(try_cast(json_extract({}.metadata, '" + _REDACTED_PATH + "') AS BOOLEAN), false)"
+    clash = con.execute(
+        "SELECT ch.id FROM _changed ch JOIN _incoming i ON i.id = ch.id JOIN conversations c ON c.id = ch.id "
+        f"WHERE ch.existed AND {flag.format('i')} AND NOT {flag.format('c')} ORDER BY ch.id"
+    ).fetchall()
+    if clash:
+        raise InputError(
+            f"{len(clash):,} conversation(s) are redacted copies (metadata.pe_redacted, written by export --redact) of "
+            f"conversations stored in full in this cache (first: {clash[0][0]!r}); importing them would replace the "
+            "stored text with the redacted one: import the file into another cache"
+        )
 
 
 def _last_occurrence_wins(batch: pa.Table) -> pa.Table:
