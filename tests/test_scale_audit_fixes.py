@@ -209,3 +209,20 @@ def test_a_bad_address_is_one_line(inputs, tmp_path, address):
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert address in _one_error_line(done.stderr)
+
+
+def test_an_output_in_a_folder_with_a_quote_is_attached_and_exported(scored, tmp_path):
+    """A quote in a path ("O'Brien's study") was refused: the paths are now
+    quoted as SQL literals where DuckDB reads them."""
+    from pe_toolkit.scale import attach_scores
+    from pe_toolkit.scale.export import export_dataset
+
+    quoted = tmp_path / "O'Brien's study" / "out"
+    shutil.copytree(scored, quoted)
+    expected = attach_scores(scored).sql("SELECT id FROM conversations ORDER BY id").pl()["id"].to_list()
+    con = attach_scores(quoted)
+    assert con.sql("SELECT id FROM conversations ORDER BY id").pl()["id"].to_list() == expected
+    assert con.sql("SELECT count(*) FROM conversation_scores").fetchall()[0][0] == len(expected)
+    export_dataset(quoted, tmp_path / "it's shards", format="jsonl", progress=False)
+    got = sorted(orjson.loads(line)["id"] for f in (tmp_path / "it's shards").glob("*.jsonl") for line in f.read_bytes().splitlines())
+    assert got == expected

@@ -19,6 +19,7 @@ import duckdb
 
 from ..errors import InputError
 from ..schema import STORED_CONVERSATION_COLUMNS
+from ..store.normalize import sql_str
 from .manifest import MANIFEST, Manifest
 
 
@@ -28,7 +29,7 @@ def _files(root: Path, table: str) -> str:
 
 def _source(root: Path, table: str) -> str:
     # hive_partitioning off: the partition key is bookkeeping, not a score column.
-    return f"read_parquet('{_files(root, table)}', hive_partitioning = false, union_by_name = true)"
+    return f"read_parquet({sql_str(_files(root, table))}, hive_partitioning = false, union_by_name = true)"
 
 
 def attach_scores(output: str | os.PathLike[str], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
@@ -43,8 +44,6 @@ def attach_scores(output: str | os.PathLike[str], con: duckdb.DuckDBPyConnection
         # (old scores for changed files, shares of another corpus) beside the
         # new partitions. Attaching it would mix the two without a sign.
         raise InputError(f"{root}: an unfinished analysis output (the last run did not complete); run analyze --engine ray again")
-    if "'" in root.as_posix():
-        raise InputError(f"{root}: a path with a quote cannot be attached")
     con = con or duckdb.connect()
     columns = ", ".join("metadata::JSON AS metadata" if c == "metadata" else c for c in STORED_CONVERSATION_COLUMNS)
     con.execute(f"CREATE OR REPLACE VIEW conversations AS SELECT {columns} FROM {_source(root, 'conversations')}")
@@ -55,7 +54,7 @@ def attach_scores(output: str | os.PathLike[str], con: duckdb.DuckDBPyConnection
     )
     con.execute(
         "CREATE OR REPLACE VIEW conversation_scores AS SELECT * FROM "
-        f"read_parquet('{(root / 'conversation_scores' / '*' / '*.parquet').as_posix()}', hive_partitioning = false)"
+        f"read_parquet({sql_str(_files(root, 'conversation_scores'))}, hive_partitioning = false)"
     )
     for table in ("message_scores", "evidence", "dead_letters"):
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {_source(root, table)}")

@@ -29,6 +29,7 @@ import pyarrow as pa
 from ..errors import ExportError, InputError, PeToolkitError
 from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
+from ..store.normalize import sql_str
 from .manifest import MANIFEST, Manifest
 
 _SUFFIX = {"jsonl": ".jsonl", "openai": ".jsonl", "sharegpt": ".jsonl", "csv": ".csv", "parquet": ".parquet", "huggingface": ""}
@@ -62,7 +63,7 @@ def partition_store(output: str | os.PathLike[str], key: str) -> duckdb.DuckDBPy
     root = Path(output)
     con = duckdb.connect()
     columns = ", ".join("metadata::JSON AS metadata" if c == "metadata" else c for c in STORED_CONVERSATION_COLUMNS)
-    conversations = f"read_parquet('{_glob(root, 'conversations', key)}', hive_partitioning = false)"
+    conversations = f"read_parquet({sql_str(_glob(root, 'conversations', key))}, hive_partitioning = false)"
     con.execute(f"CREATE TABLE conversations AS SELECT {columns} FROM {conversations}")
     con.execute(
         "CREATE TABLE messages AS SELECT id AS conversation_id, unnest(range(len(messages)))::INTEGER AS idx, "
@@ -70,7 +71,7 @@ def partition_store(output: str | os.PathLike[str], key: str) -> duckdb.DuckDBPy
         f"FROM {conversations}"
     )
     for table in ("conversation_scores", "message_scores"):
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet('{_glob(root, table, key)}', hive_partitioning = false)")
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet({sql_str(_glob(root, table, key))}, hive_partitioning = false)")
     con.execute("CREATE VIEW current_conversation_scores AS SELECT * FROM conversation_scores")
     con.execute("CREATE VIEW current_message_scores AS SELECT * FROM message_scores")
     return con
@@ -133,8 +134,6 @@ def export_dataset(
     # in the driver: in a task they would fail once per shard, as Ray tracebacks.
     check_options(format, Path(f"shard{_SUFFIX[format]}"), options.get("layout"), bool(options.get("include_scores")))
     root = Path(output)
-    if "'" in root.resolve().as_posix():
-        raise InputError(f"{root}: a path with a quote cannot be read")
     manifest = Manifest.load(root)
     if not manifest.partitions or not manifest.corpus_complete:
         raise InputError(f"{root}: not a complete analysis output; run `pe-toolkit analyze --engine ray` first")
