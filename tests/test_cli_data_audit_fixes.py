@@ -186,3 +186,13 @@ def test_a_key_with_surrounding_whitespace_is_sent_stripped_and_a_broken_one_nev
     monkeypatch.setenv("PE_API_KEY", "sk-S3CRETVALUE\nx")
     line = one_error_line(CliRunner().invoke(cli, ["--db", cache, "sync", "--no-progress"]))
     assert "S3CRET" not in line and "API key: it holds a line break" in line, line
+
+
+def test_a_write_to_a_read_only_store_says_how_to_write(cache):
+    """The advice comes from the store's error (library and CLI alike), not
+    from the CLI matching DuckDB's text."""
+    result = CliRunner().invoke(cli, ["--db", str(cache), "sql", "CREATE TABLE notes (a INTEGER)"])
+    assert "read-only mode" in one_error_line(result) and "sql --write" in result.stderr
+    with Store(cache, read_only=True) as store, pytest.raises(StoreError, match=r"read-only mode.*sql --write"):
+        store.sql("DELETE FROM conversations")
+    assert CliRunner().invoke(cli, ["--db", str(cache), "sql", "--write", "CREATE TABLE notes (a INTEGER)"]).exit_code == 0

@@ -126,12 +126,7 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
         # A mistyped --db must not become a new, empty cache the query "succeeds" on.
         raise StoreError(f"no cache at {cache}; import or sync something first")
     with open_cli_store(ctx, read_only=not write, path=cache) as store:
-        try:
-            frame = store.sql(query, list(params) or None)
-        except StoreError as exc:
-            if write or "read-only mode" not in str(exc):
-                raise
-            raise StoreError(f"{exc} (pass --write to change the cache)") from None
+        frame = store.sql(query, list(params) or None)
     if fmt == "csv":
         sys.stdout.write(_csv_ready(frame).write_csv())
     elif fmt == "json":

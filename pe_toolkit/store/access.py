@@ -33,6 +33,8 @@ def query_error(exc: duckdb.Error, *, read_only: bool = False) -> str:
         )
     if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in text:
         return f"{text} (settings of a read-only store are fixed)"
+    if isinstance(exc, duckdb.InvalidInputException) and read_only and "read-only mode" in text:
+        return f"{text} (open the store for writing, e.g. pe-toolkit sql --write, to change it)"
     return text
 
 
