@@ -72,11 +72,11 @@ def test_cli_fit_refuses_min_df_1_with_word_pairs_unless_allowed(tmp_path):
     _one_line_error(r, "--min-df 1 with --ngrams 2", "--allow-rare-ngrams")
     assert not out.exists()
     # Single words, or the flag, are accepted; the card says what the file holds.
-    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1", "--ngrams", "1"])
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1", "--ngrams", "1", "--force"])
     assert r.exit_code == 0, r.output
     once = tmp_path / "once.csv"  # a word pair found in one text only
     pl.concat([toy(), pl.DataFrame({"text": ["Maria Kowalska cried"], "label": ["sad"], "group": [99]})]).write_csv(once)
-    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"])
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams", "--force"])
     assert r.exit_code == 0, r.output
     model = load(out)
     assert "maria kowalska" in model.featurizer.feature_names()  # what the card warns of

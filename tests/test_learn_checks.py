@@ -68,7 +68,7 @@ def test_review_widget_labels_train_with_the_default_level(tmp_path):
     r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--out", str(out), "--min-df", "1", "--allow-rare-ngrams"])
     assert r.exit_code == 0 and "8 labelled texts" in r.output, r.output
     assert load(out).card["data"]["level"] == "conversation"
-    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--level", "message", "--out", str(out)])
+    r = runner.invoke(cli, ["--db", str(db), "learn", "fit", "--task", "review", "--level", "message", "--out", str(out), "--force"])
     _one_line_error(r, "--level conversation")
 
 

@@ -48,7 +48,7 @@ def test_expected_failures_are_one_line(tmp_path, labelled_csv):
     r = runner.invoke(cli, ["learn", "fit", "--data", str(labelled_csv), "--label", "nope", "--out", str(tmp_path / "m")])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "lacks column(s) nope" in r.output
     r = runner.invoke(cli, ["learn", "fit", "--out", str(tmp_path / "m")])
-    assert r.exit_code == 1 and "--data FILE" in r.output
+    assert r.exit_code == 2 and "--data FILE" in r.output  # a usage error, as click reports them
     (tmp_path / "bad.pemodel").write_text("x")
     r = runner.invoke(cli, ["learn", "evaluate", str(tmp_path / "bad.pemodel"), "--data", str(labelled_csv)])
     assert r.exit_code == 1 and "not a pe_toolkit model file" in r.output
@@ -74,7 +74,7 @@ def test_relabel_maps_labels_to_a_models_classes(tmp_path, labelled_csv):
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(cased)])
     assert r.exit_code == 0 and "accuracy   1.000" in r.output, r.output
     r = runner.invoke(cli, ["learn", "evaluate", str(out), "--data", str(renamed), "--relabel", "unhappy"])
-    assert r.exit_code == 1 and "expected FROM=TO" in r.output
+    assert r.exit_code == 2 and "expected FROM=TO" in r.output  # a usage error
     again = tmp_path / "again.pemodel"
     r = runner.invoke(cli, ["learn", "fit", "--data", str(renamed), "--out", str(again), "--min-df", "1", "--allow-rare-ngrams", "--relabel", "glad=happy"])
     assert r.exit_code == 0 and load(again).classes == ("happy", "unhappy"), r.output
@@ -104,7 +104,9 @@ def test_review_labels_are_one_call_from_training_data(store, write_jsonl):
     frame = from_store(store, "codes", level="message")  # labels at both levels: name one
     assert frame.height == 8 and set(frame.columns) >= {"text", "label", "context", "group"}
     c0 = frame.filter(pl.col("group") == "c0").row(0, named=True)
-    assert c0["label"] == "sympathy" and c0["votes"] == 3 and c0["context"] == "I feel sad and alone"
+    assert c0["label"] == "sympathy" and c0["context"] == "I feel sad and alone"
+    # How much the reviewers agreed: the winner's votes, of how many reviewers.
+    assert (c0["votes"], c0["reviewers"], round(c0["agreement"], 3), c0["tied"]) == (2, 3, 0.667, False)
     model = fit(frame, spec=FeatureSpec(min_df=1), context="context")
     assert set(model.classes) == {"celebration", "sympathy"}
     conv = from_store(store, "codes", level="conversation")

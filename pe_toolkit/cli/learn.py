@@ -7,22 +7,28 @@ from typing import Any
 
 import click
 
-from ._common import open_cli_store, progress_enabled
+from ._common import cli_cache, open_cli_store, progress_enabled
 
 
 def _read_labelled(path: str | None, task: str | None, ctx: click.Context, level: str) -> Any:
     """A labelled frame from a CSV/Parquet/JSONL file, or the review labels of ``task``."""
+    import re
+
     import polars as pl
 
     from ..errors import InputError
 
     if (path is None) == (task is None):
-        raise InputError("give either a labelled file (--data FILE) or a review task from the cache (--task NAME)")
+        raise click.UsageError("give either a labelled file (--data FILE) or a review task from the cache (--task NAME)")
     if task is not None:
         from ..learn.labels import from_store
 
         with open_cli_store(ctx, read_only=True) as store:
-            return from_store(store, task, level=level)
+            frame = from_store(store, task, level=level, ties="keep")
+        tied = int(frame["tied"].sum())
+        if tied:
+            click.echo(f"note: {tied:,} item(s) of task {task!r} whose reviewers tied are left out (no label won)", err=True)
+        return frame.filter(~pl.col("tied"))
     assert path is not None
     p = Path(path)
     if not p.is_file():
@@ -32,11 +38,40 @@ def _read_labelled(path: str | None, task: str | None, ctx: click.Context, level
             return pl.read_parquet(p)
         if p.suffix in (".jsonl", ".ndjson"):
             return pl.read_ndjson(p)
+        # Every column as text: labels are read as written ("1.10" is not
+        # "1.1", "02" not "2"), never guessed from the first rows. A TSV has
+        # no quoting: a text that opens with a quote is text.
         if p.suffix in (".tsv", ".tab"):
-            return pl.read_csv(p, separator="\t", infer_schema_length=10_000)
-        return pl.read_csv(p, infer_schema_length=10_000)
+            return pl.read_csv(p, separator="\t", infer_schema=False, quote_char=None)
+        return pl.read_csv(p, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"{p}: cannot read it as a table: {str(exc).splitlines()[0]}") from None
+        # polars quotes the offending value between backticks: a piece of
+        # someone's text, which stays out of the terminal and the logs.
+        reason = re.sub(r"`[^`]*`?", "`...`", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise InputError(f"{p}: cannot read it as a table: {reason}") from None
+
+
+def _checked_columns(frame: Any, label: str, group: str | None) -> Any:
+    """Refuse a label column that holds free text (every text would become a
+    class, printed and kept in the model card) and a group column of lists
+    or objects (not a group name)."""
+    import polars as pl
+
+    from ..errors import InputError
+
+    if label in frame.columns and not isinstance(frame.schema[label], pl.List):
+        n = frame.height
+        distinct = frame[label].n_unique()
+        if distinct > _MAX_CLASSES and distinct > n // 2:
+            raise InputError(f"column {label!r} has {distinct:,} distinct values in {n:,} rows: it reads as text, not "
+                             "labels; name the label column with --label")  # fmt: skip
+    if group is not None and group in frame.columns and isinstance(frame.schema[group], (pl.List, pl.Struct, pl.Array)):
+        raise InputError(f"column {group!r} holds lists or objects; --group needs a column of group names")
+    return frame
+
+
+# More distinct labels than this, and than half the rows, is a text column.
+_MAX_CLASSES = 50
 
 
 _data = click.option("--data", "path", type=click.Path(dir_okay=False), help="Labelled CSV, TSV, Parquet or JSONL file.")
@@ -64,6 +99,8 @@ def _labelled_input(command: Any) -> Any:
 
 def _relabelled(frame: Any, label: str, relabels: tuple[str, ...]) -> Any:
     """``frame`` with the --relabel FROM=TO renames applied to its label column."""
+    import polars as pl
+
     from ..errors import InputError
     from ..learn.labels import rename_labels
 
@@ -71,8 +108,17 @@ def _relabelled(frame: Any, label: str, relabels: tuple[str, ...]) -> Any:
     for item in relabels:
         old, sep, new = item.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise InputError(f"--relabel {item!r}: expected FROM=TO, e.g. --relabel restatement=reflection")
+            raise click.BadParameter(f"{item!r}: expected FROM=TO, e.g. --relabel restatement=reflection",
+                                     param_hint="--relabel")  # fmt: skip
         mapping[old.strip()] = new.strip()
+    if mapping and label in frame.columns:
+        column = frame[label]
+        present = set((column.explode() if isinstance(column.dtype, pl.List) else column).cast(pl.String).drop_nulls().to_list())
+        unknown = [old for old in mapping if old not in present]
+        if unknown:
+            # A typo would rename nothing while the card says it was applied.
+            shown = ", ".join(sorted(present)[:12]) + (", ..." if len(present) > 12 else "")
+            raise InputError(f"--relabel: no label {', '.join(map(repr, unknown))} in column {label!r} (its labels: {shown})")
     return rename_labels(frame, label, mapping)
 
 
@@ -96,6 +142,7 @@ def learn_cmd() -> None:
 @learn_cmd.command("fit")
 @_labelled_input
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the model (.pemodel).")
+@click.option("--force", is_flag=True, help="Replace a model file that exists at --out.")
 @click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
 @click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
@@ -111,7 +158,7 @@ def learn_cmd() -> None:
 @_group
 @click.pass_context
 def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, text_col: str, label_col: str,
-            context_col: str | None, relabels: tuple[str, ...], out: str, c: float, ngrams: int, min_df: int,
+            context_col: str | None, relabels: tuple[str, ...], out: str, force: bool, c: float, ngrams: int, min_df: int,
             allow_rare_ngrams: bool, class_weight: str, cv_folds: int | None, group_col: str | None) -> None:  # fmt: skip
     """Train a model on a labelled file (or the review labels) and save it.
 
@@ -130,14 +177,19 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
         # out of the model file. Refused before the data is read.
         raise InputError(f"--min-df {min_df} with --ngrams {ngrams} stores every word pair of every training text in the "
                          "model file; use --min-df 2 or more, or give --allow-rare-ngrams if the texts are not private")  # fmt: skip
+    target = _model_target(out, force)  # before the training, which may take minutes
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
     if task is not None:
         level = level_of(frame) or level  # what "auto" chose
         group_col = group_col or "group"
+    _checked_columns(frame, label_col, group_col)
     spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
     # The file's content hash lets `learn evaluate` recognise the training
-    # data under another name or path (a copy, a moved file).
-    source = {"file": str(path), "sha256": _sha256(path)} if path else {"review_task": task, "level": level}
+    # data under another name or path (a copy, a moved file); the absolute
+    # path, and the cache of a review task, tell it from another file or
+    # cache of the same name.
+    source = ({"file": str(Path(path).resolve()), "sha256": _sha256(path)} if path
+              else {"review_task": task, "level": level, "cache": str(cli_cache(ctx, read_only=True).resolve())})  # fmt: skip
     if relabels:
         source["relabel"] = ", ".join(relabels)
     weight = None if class_weight == "none" else class_weight
@@ -148,7 +200,7 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
         card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
     # save() dates the card (UTC).
     model = fit(frame, group=group_col, name=Path(out).stem, card=card, **settings)
-    written = save(model, out)
+    written = save(model, target)
     click.echo(f"wrote {written}: {model.card['training']['n']:,} labelled texts, classes {', '.join(model.classes)}")
     if cv_folds is not None:
         for line in _validation_lines(model.card):
@@ -178,6 +230,24 @@ def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, fo
     method = (f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; "
               f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples")  # fmt: skip
     return {"method": method, **report.as_dict(), "brier": brier_score(report)}
+
+
+def _model_target(out: str, force: bool) -> Path:
+    """Where fit writes (with the suffix save adds), checked before any
+    training: an existing model is replaced only with --force, and a folder
+    or a parent that is a file is refused now rather than after the fitting."""
+    from ..errors import InputError
+    from ..learn.io import model_path
+
+    target = model_path(out)
+    if target.is_dir():
+        raise InputError(f"{target} is a folder; give the model file's path")
+    blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"cannot write the model to {target}: {blocker} is a file, not a folder")
+    if target.exists() and not force:
+        raise InputError(f"{target} exists; pass --force to replace it")
+    return target
 
 
 def _sha256(path: str) -> str | None:
@@ -228,6 +298,7 @@ def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, t
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
     if task is not None and group_col is None:
         group_col = "group"
+    _checked_columns(frame, label_col, group_col)
     report = cross_validate(frame, text=text_col, label=label_col, context=context_col, group=group_col, folds=folds,
                             spec=FeatureSpec(word_ngrams=ngrams, context=context_col is not None),
                             progress=progress_enabled(no_progress))  # fmt: skip
@@ -237,7 +308,8 @@ def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, t
 @learn_cmd.command("evaluate")
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @_labelled_input
-@_group
+@click.option("--group", "group_col", default=None,
+              help="Column naming the group (dialogue, post): the unit the 95% intervals resample.")  # fmt: skip
 @click.pass_context
 def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: str | None, level: str, text_col: str,
                  label_col: str, context_col: str | None, relabels: tuple[str, ...], group_col: str | None) -> None:  # fmt: skip
@@ -252,6 +324,7 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
         # As fit and cv: review labels come per conversation, and the
         # messages of one are not independent draws for the intervals.
         group_col = "group"
+    _checked_columns(frame, label_col, group_col)
     click.echo(str(evaluate(model, frame, text=text_col, label=label_col, context=context_col, group=group_col)))
     data = model.card.get("data", {})
     parts = [data.get(k) for k in ("name", "split", "file", "review_task")] if isinstance(data, dict) else [data]
@@ -262,15 +335,26 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
     # when the card names the very data evaluated (its path or, for a file
     # fitted since the card kept one, its content hash), conditionally
     # otherwise.
-    same = isinstance(data, dict) and (
-        (path is not None and data.get("file") is not None and Path(str(data["file"])).resolve() == Path(path).resolve())
-        or (path is not None and data.get("sha256") is not None and data["sha256"] == _sha256(path))
-        or (task is not None and data.get("review_task") == task)
-    )
+    same = isinstance(data, dict) and _same_data(data, path, task, ctx)
     held = ("these are its training texts: the figures are not held-out" if same
             else "if the data evaluated here overlaps them, the figures are not held-out")  # fmt: skip
     click.echo(f"note: {model.name} was trained on {trained_on or 'data not named in its card'} ({_count(n)} texts); "
                f"{held}; `pe-toolkit learn cv` gives cross-validated ones", err=True)  # fmt: skip
+
+
+def _same_data(data: dict[str, Any], path: str | None, task: str | None, ctx: click.Context) -> bool:
+    """Whether the card's training data is the data evaluated: by content
+    hash where the card has one (a copy under another name is the same, an
+    edited file of the same name is not), else by absolute path; a review
+    task by name and cache."""
+    if path is not None:
+        if data.get("sha256") is not None:
+            return bool(data["sha256"] == _sha256(path))
+        return data.get("file") is not None and Path(str(data["file"])).resolve() == Path(path).resolve()
+    if task is None or data.get("review_task") != task:
+        return False
+    cache = data.get("cache")
+    return cache is None or Path(str(cache)) == cli_cache(ctx, read_only=True).resolve()
 
 
 @learn_cmd.command("list")

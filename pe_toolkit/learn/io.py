@@ -82,6 +82,12 @@ def _card(model: TextModel) -> dict[str, Any]:
     return card
 
 
+def model_path(path: str | Path) -> Path:
+    """The file :func:`save` writes for ``path``: ``.pemodel`` added when missing."""
+    given = Path(path)
+    return given if given.suffix == _SUFFIX else given.with_name(given.name + _SUFFIX)
+
+
 def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     """Write ``model`` to ``path`` (the suffix ``.pemodel`` is added when
     missing); returns the path. The card gains ``content_hash``, and
@@ -94,7 +100,7 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     is shared as the texts would be. The shipped models, trained on public
     data, are written with ``mode=0o644``."""
     given = Path(path)
-    path = given if given.suffix == _SUFFIX else given.with_name(given.name + _SUFFIX)
+    path = model_path(given)
     for p in dict.fromkeys((given, path)):
         if p.is_dir():
             raise ModelError(f"{p} is a folder; give the model file's path, such as {p / ('model' + _SUFFIX)}")
@@ -118,9 +124,13 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
                 data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
                 z.writestr(info, data, compresslevel=9)
         tmp.replace(path)  # a crash while writing leaves the old file, never half a model
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # the half-written file, if any; the error below is the one to tell
+    except BaseException as exc:
+        # The half-written file goes on any failure, Ctrl-C included: it
+        # holds the vocabulary, words of the training texts.
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
         why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
         raise ModelError(f"cannot write the model to {path}: {why}") from None

@@ -6,8 +6,12 @@ frame :func:`~pe_toolkit.learn.fit` takes: one row per labelled message
 its conversation), or per labelled conversation (``text`` = the
 conversation's messages of ``role`` joined by newlines; without ``role``,
 all but the system prompt). Where reviewers
-disagree on an item, the most frequent label wins (ties: the first in
-alphabetical order), so one call gives one label per item. The review
+disagree on an item, the most frequent label wins, so one call gives one
+label per item, with how much the reviewers agreed: ``votes`` (the
+winning label's), ``reviewers`` (who labelled the item) and ``agreement``
+(the winning label's share of its votes). An item whose reviewers tie is
+not a label: it is left out (``ties="keep"`` keeps it, with the first of
+the tied labels in alphabetical order and ``tied`` true). The review
 widget (ReviewQueue) labels whole conversations; ``level="auto"`` (the
 default) reads whichever level the task's labels are at.
 """
@@ -36,25 +40,43 @@ def rename_labels(frame: pl.DataFrame, label: str, mapping: Mapping[str, str]) -
     return frame.with_columns(renamed.alias(label))
 
 
-def from_store(store: Store, task: str = "review", *, level: str = "auto", role: str | None = None) -> pl.DataFrame:
+def from_store(store: Store, task: str = "review", *, level: str = "auto", role: str | None = None,
+               ties: str = "drop") -> pl.DataFrame:  # fmt: skip
     """Training rows from the labels of ``task`` (see the module docstring).
     ``level``: "message" (labels given to one message), "conversation"
     (labels given to a whole conversation, as the review widget gives them),
     or "auto": the level that has labels; a task with labels at both levels
-    must name one."""
+    must name one. ``ties``: "drop" leaves out the items whose reviewers
+    tie, "keep" keeps them (``tied`` true)."""
     if level not in LEVELS:
         raise InputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if ties not in ("drop", "keep"):
+        raise InputError(f"ties must be 'drop' or 'keep', got {ties!r}")
     raw = stored_labels(store, task)
     level = resolve_level(raw, task, level)
     raw = raw.filter(pl.col("message_idx").is_not_null() if level == "message" else pl.col("message_idx").is_null())
     keys = ["conversation_id", "message_idx"]
-    # Majority label per item across reviewers.
+    # Majority label per item across reviewers; a tie is flagged, not decided.
+    per_label = raw.group_by([*keys, "label"]).agg(pl.len().alias("votes"))
     votes = (
-        raw.group_by([*keys, "label"]).agg(pl.len().alias("votes"), pl.col("reviewer").n_unique().alias("reviewers"))
-        .sort([*keys, "votes", "label"], descending=[False, False, True, False], nulls_last=False)
+        per_label.sort([*keys, "votes", "label"], descending=[False, False, True, False], nulls_last=False)
         .group_by(keys, maintain_order=True)
-        .agg(pl.col("label").first(), pl.col("votes").sum().alias("votes"))
+        .agg(
+            pl.col("label").first(),
+            pl.col("votes").first(),
+            (pl.col("votes") == pl.col("votes").first()).sum().gt(1).alias("tied"),
+            pl.col("votes").sum().alias("total"),
+        )
+        .join(raw.group_by(keys).agg(pl.col("reviewer").n_unique().cast(pl.Int64).alias("reviewers")), on=keys,
+              nulls_equal=True)  # fmt: skip
+        .with_columns(agreement=pl.col("votes") / pl.col("total"))
+        .drop("total")
     )
+    if ties == "drop":
+        votes = votes.filter(~pl.col("tied"))
+        if votes.is_empty():
+            raise InputError(f"every labelled item of task {task!r} is a tie between its reviewers; "
+                             "from_store(..., ties='keep') shows them")  # fmt: skip
     with store.session():  # the registered frame lives on this connection
         return _texts_of(store, votes, keys, level, role)
 
@@ -120,7 +142,8 @@ def _texts_of(store: Store, votes: pl.DataFrame, keys: list[str], level: str, ro
         texts = texts.filter(pl.col("role") == role)
     out = votes.join(texts, on=keys, how="inner", nulls_equal=True)
     return out.select(
-        pl.col("conversation_id").alias("group"), "message_idx", "role", "text", "context", "label", "votes"
+        pl.col("conversation_id").alias("group"), "message_idx", "role", "text", "context", "label", "votes", "reviewers",
+        "agreement", "tied",
     ).sort("group", "message_idx")
 
 
