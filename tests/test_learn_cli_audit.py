@@ -153,3 +153,13 @@ def test_reviewers_who_tie_give_no_label(voted):
     r = CliRunner().invoke(cli, ["--db", str(voted), "learn", "cv", "--task", "t", "--folds", "3"])
     assert r.exit_code == 0, r.output
     assert "1 item(s) of task 't' whose reviewers tied are left out" in r.stderr
+
+
+def test_a_card_with_too_few_groups_says_it_has_no_intervals(tmp_path):
+    frame = toy().with_columns(dialogue=pl.col("group") % 4)  # 16 texts in 4 dialogues
+    frame.write_csv(tmp_path / "g.csv")
+    r = _fit("--data", tmp_path / "g.csv", "--out", tmp_path / "m.pemodel", "--cv", "2", "--group", "dialogue")
+    assert r.exit_code == 0, r.output
+    method = load(tmp_path / "m.pemodel").card["validation"]["method"]
+    assert "no 95% intervals (4 groups, fewer than 10)" in method and "percentile bootstrap" not in method
+    assert "note: 4 group(s): no 95% intervals" in r.output

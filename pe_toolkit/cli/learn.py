@@ -223,12 +223,13 @@ def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, fo
     """The card's validation section: ``folds``-fold cross-validation of the
     settings the model is fitted with, split by ``group``, with the Brier
     score of the out-of-fold probabilities."""
-    from ..learn.validity import BOOTSTRAP, brier_score, cross_validate
+    from ..learn.validity import BOOTSTRAP, MIN_GROUPS, brier_score, cross_validate
 
     report = cross_validate(frame, group=group, folds=folds, progress=progress_enabled(False), **settings)
     by = f"by {group!r}" if group else "by row (no --group)"
-    method = (f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; "
-              f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples")  # fmt: skip
+    intervals = (f"95% intervals: percentile bootstrap over groups, {BOOTSTRAP:,} resamples" if report.groups >= MIN_GROUPS
+                 else f"no 95% intervals ({report.groups} groups, fewer than {MIN_GROUPS})")  # fmt: skip
+    method = f"{folds}-fold cross-validation, folds {by} (StratifiedGroupKFold, seed 0), the model's own settings; {intervals}"
     return {"method": method, **report.as_dict(), "brier": brier_score(report)}
 
 
@@ -278,6 +279,9 @@ def _validation_lines(card: dict[str, Any]) -> list[str]:
             return "-" if x is None else f"{x:.3f}"
 
         lines.append("  " + ", ".join(f"{r['metric']} {f(r['value'])} [{f(r['low'])}, {f(r['high'])}]" for r in overall))
+    notes = v.get("notes")
+    if isinstance(notes, list):
+        lines += [f"  note: {note}" for note in notes]
     return lines
 
 
