@@ -163,3 +163,20 @@ def test_a_card_with_too_few_groups_says_it_has_no_intervals(tmp_path):
     method = load(tmp_path / "m.pemodel").card["validation"]["method"]
     assert "no 95% intervals (4 groups, fewer than 10)" in method and "percentile bootstrap" not in method
     assert "note: 4 group(s): no 95% intervals" in r.output
+
+
+def test_evaluate_knows_a_review_task_by_its_cache_without_storing_the_path(voted, tmp_path):
+    import shutil
+
+    out = tmp_path / "t.pemodel"
+    r = CliRunner().invoke(cli, ["--db", str(voted), "learn", "fit", "--task", "t", "--out", str(out), "--min-df", "1",
+                                 "--allow-rare-ngrams"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = load(out).card["data"]
+    assert str(tmp_path) not in orjson.dumps(data).decode()  # the cache's path is not in the card
+    same = CliRunner().invoke(cli, ["--db", str(voted), "learn", "evaluate", str(out), "--task", "t"])
+    assert "these are its training texts" in same.output, same.output
+    other = tmp_path / "other.duckdb"
+    shutil.copy(voted, other)
+    elsewhere = CliRunner().invoke(cli, ["--db", str(other), "learn", "evaluate", str(out), "--task", "t"])
+    assert elsewhere.exit_code == 0 and "these are its training texts" not in elsewhere.output, elsewhere.output

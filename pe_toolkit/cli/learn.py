@@ -185,11 +185,12 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     _checked_columns(frame, label_col, group_col)
     spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
     # The file's content hash lets `learn evaluate` recognise the training
-    # data under another name or path (a copy, a moved file); the absolute
-    # path, and the cache of a review task, tell it from another file or
-    # cache of the same name.
-    source = ({"file": str(Path(path).resolve()), "sha256": _sha256(path)} if path
-              else {"review_task": task, "level": level, "cache": str(cli_cache(ctx, read_only=True).resolve())})  # fmt: skip
+    # data under another name or path (a copy, a moved file) and tell it
+    # from another file of the same name; a review task is known with its
+    # cache, by a hash of the cache's path (the card travels with the model:
+    # a path names a home folder, often a person).
+    source = ({"file": str(path), "sha256": _sha256(path)} if path
+              else {"review_task": task, "level": level, "cache_key": _cache_key(ctx)})  # fmt: skip
     if relabels:
         source["relabel"] = ", ".join(relabels)
     weight = None if class_weight == "none" else class_weight
@@ -349,16 +350,23 @@ def evaluate_cmd(ctx: click.Context, model_path: str, path: str | None, task: st
 def _same_data(data: dict[str, Any], path: str | None, task: str | None, ctx: click.Context) -> bool:
     """Whether the card's training data is the data evaluated: by content
     hash where the card has one (a copy under another name is the same, an
-    edited file of the same name is not), else by absolute path; a review
-    task by name and cache."""
+    edited file of the same name is not), else by path; a review task by
+    name and cache."""
     if path is not None:
         if data.get("sha256") is not None:
             return bool(data["sha256"] == _sha256(path))
         return data.get("file") is not None and Path(str(data["file"])).resolve() == Path(path).resolve()
     if task is None or data.get("review_task") != task:
         return False
-    cache = data.get("cache")
-    return cache is None or Path(str(cache)) == cli_cache(ctx, read_only=True).resolve()
+    key = data.get("cache_key")
+    return key is None or key == _cache_key(ctx)
+
+
+def _cache_key(ctx: click.Context) -> str:
+    """A hash of the cache's absolute path: the same cache, without its path."""
+    import hashlib
+
+    return hashlib.sha256(str(cli_cache(ctx, read_only=True).resolve()).encode()).hexdigest()[:16]
 
 
 @learn_cmd.command("list")
