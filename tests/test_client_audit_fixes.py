@@ -417,3 +417,36 @@ def test_the_cli_keeps_wait_notices_on_its_progress_bars(caplog) -> None:
     notice.succeeded()
     notice.retry(8.0, RuntimeError("HTTP 503"), 5)  # outside the CLI: a WARNING as before
     assert [r for r in caplog.records if "before attempt 6" in r.getMessage()]
+
+
+# -- the key in an error body that was cut -------------------------------------------------------
+
+
+def _key_pieces(text: str, width: int = 6) -> list[str]:
+    return [KEY[i : i + width] for i in range(len(KEY) - width + 1) if KEY[i : i + width] in text]
+
+
+@pytest.mark.parametrize("lead", [165, 40], ids=["key across the 200-character cut", "key inside it"])
+def test_an_error_page_echoing_the_key_shows_none_of_it(lead: int) -> None:
+    """A proxy's 500 page echoing the request headers: the body was cut to
+    200 characters before the key was masked, so a key across the cut
+    showed its first characters (19 of 22 in an audit)."""
+
+    def echo(path: str, query: dict[str, str], n: int) -> Reply:
+        page = "<html>" + "x" * lead + f"Authorization: Bearer {KEY}" + " more headers" * 20 + "</html>"
+        return 500, page.encode(), {"Content-Type": "text/html"}
+
+    with serving(echo) as fake, client_for(fake.url, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(ApiStatusError) as caught:
+            client.list_conversations()
+    assert _key_pieces(str(caught.value)) == [] and "Authorization: Bearer *" in str(caught.value)
+
+
+def test_a_key_the_server_cut_itself_is_masked_from_its_start() -> None:
+    def cut(path: str, query: dict[str, str], n: int) -> Reply:
+        return 502, f"bad gateway; saw Authorization: Bearer {KEY[:15]}".encode(), {"Content-Type": "text/plain"}
+
+    with serving(cut) as fake, client_for(fake.url, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(ApiStatusError) as caught:
+            client.list_conversations()
+    assert _key_pieces(str(caught.value)) == [] and "********" in str(caught.value)

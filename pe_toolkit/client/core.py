@@ -264,11 +264,16 @@ class RequestCore:
         return tuple(e.url for e in self.endpoints)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the API key masked (servers may echo headers)."""
+        """``text`` with the API key masked (servers may echo headers). A
+        server that cut what it echoed may show only the key's start: from
+        its first 8 characters on, the rest of that word is masked too."""
         if self._key is not None:
             secret = self._key.reveal()
             if secret and secret in text:
                 text = text.replace(secret, "********")
+            head = secret[:8] if secret and len(secret) >= 12 else ""
+            if head and head in text:
+                text = re.sub(re.escape(head) + r"\S*", "********", text)
         return text
 
     def endpoint_for(self, url: str) -> Endpoint:
@@ -456,7 +461,9 @@ class RequestCore:
             if status < 400:
                 what = f"invalid JSON ({body})" if isinstance(body, Exception) else "not the contract's envelope"
                 raise MalformedResponseError(self.scrub(f"{where}: HTTP {status}, but the body is {what}"))
-            raise self._status_error(where, status, None, _short(content), None, _retry_after_header(response))
+            # Masked before it is cut: a cut through the key would leave its start unmasked.
+            raise self._status_error(where, status, None, _short(self.scrub(content[:_SHOWN_BYTES].decode("utf-8", "replace"))),
+                                     None, _retry_after_header(response))  # fmt: skip
 
         raw_error = envelope.get("error")
         error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
@@ -593,8 +600,13 @@ def _redirect_text(request: httpx.Request, response: httpx.Response) -> str:
     return f"{where}; redirects are not followed: fix PE_API_URL (the base URL must answer directly)"
 
 
-def _short(content: bytes) -> str:
-    text = content[:200].decode("utf-8", "replace").strip()
+# Of a non-JSON error body, this many bytes are read (and masked), and 200
+# characters shown.
+_SHOWN_BYTES = 65_536
+
+
+def _short(text: str) -> str:
+    text = text[:200].strip()
     return f"non-JSON body: {text!r}" if text else "empty body"
 
 
