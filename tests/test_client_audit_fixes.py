@@ -450,3 +450,30 @@ def test_a_key_the_server_cut_itself_is_masked_from_its_start() -> None:
         with pytest.raises(ApiStatusError) as caught:
             client.list_conversations()
     assert _key_pieces(str(caught.value)) == [] and "********" in str(caught.value)
+
+
+def test_an_id_that_keeps_failing_does_not_stop_the_next_syncs_from_listing(tmp_path) -> None:
+    """A partial run kept its checkpoint, so every later run resumed only the
+    failing ids and never listed again: new conversations were never fetched."""
+    total = {"n": 40}
+    broken = {3}
+
+    def conversation(i: int) -> Reply:
+        if i in broken:
+            return 503, _envelope(None, False, "PROCESSING_ERROR", "cannot render this one"), {}
+        return 200, _envelope(_conversation(i)), {}
+
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        return corpus(total["n"], conversation=conversation)(path, query, n)
+
+    with serving(answer) as fake, Store(tmp_path / "mine.duckdb") as store:
+        with client_for(fake.url, breaker=BreakerPolicy()) as client:
+            first = sync(store, client, mode="incremental", page_size=100, progress=False)
+            assert first.status == "partial" and store.count() == 39
+            total["n"] = 50  # ten new upstream; c00003 still fails
+            second = sync(store, client, mode="auto", page_size=100, progress=False)
+            assert second.status == "partial" and second.failed_ids == ["c00003"]
+            assert store.count() == 49
+            broken.clear()
+            third = sync(store, client, mode="auto", page_size=100, progress=False)
+            assert third.status == "completed" and store.count() == 50

@@ -228,8 +228,11 @@ def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress
     finally:
         writer.close()
     report.status = "partial" if report.failed else "completed"
-    if not report.failed:
-        sync_state.clear_checkpoint(store, source, scope)
+    # The run got to its end: the next one starts afresh, even after a
+    # partial run. Its listing plans the conversations that failed here
+    # again (missing or stale locally) and finds new ones; resuming only the
+    # failed ids, as before, never listed again while one id kept failing.
+    sync_state.clear_checkpoint(store, source, scope)
     _finish(ctx)
     report.seconds = time.perf_counter() - started
     events.publish("sync.completed", **report.as_event())
