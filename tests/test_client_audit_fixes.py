@@ -477,3 +477,37 @@ def test_an_id_that_keeps_failing_does_not_stop_the_next_syncs_from_listing(tmp_
             broken.clear()
             third = sync(store, client, mode="auto", page_size=100, progress=False)
             assert third.status == "completed" and store.count() == 50
+
+
+# -- export files left beside the cache ------------------------------------------------------------
+
+
+def test_an_abandoned_bulk_export_file_is_deleted_with_its_checkpoint(tmp_path) -> None:
+    """An interrupted bulk sync leaves its download (every conversation) in
+    `.NAME.sync/`; a later run of the other mode replaced the checkpoint but
+    left the file on disk."""
+    with serving(corpus(5)) as fake, Store(tmp_path / "mine.duckdb") as store:
+        with client_for(fake.url) as client:
+            source = fake.url
+            scope = sync_state.scope_key(None, None, None)
+            folder = sync_state.work_dir(store.path)
+            folder.mkdir()
+            (folder / "exp1.jsonl").write_text('{"id": "c00001"}\n')
+            (folder / "exp1.jsonl.part").write_text("{")
+            sync_state.save_checkpoint(store, source, scope, "run-0", "bulk", "load", {"export_id": "exp1"})
+            report = sync(store, client, mode="incremental", page_size=100, progress=False, source=source)
+        assert report.status == "completed" and store.count() == 5
+    assert not (folder / "exp1.jsonl").exists() and not (folder / "exp1.jsonl.part").exists()
+
+
+def test_a_failed_first_sync_removes_its_download_folder_with_the_new_cache(tmp_path, monkeypatch) -> None:
+    def refused(path: str, query: dict[str, str], n: int) -> Reply:
+        return 401, _envelope(None, False, "AUTHENTICATION_FAILED", "bad key"), {}
+
+    cache = tmp_path / "new.duckdb"
+    with serving(refused) as fake:
+        monkeypatch.setenv("PE_API_URL", fake.url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        r = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert not cache.exists() and not sync_state.work_dir(cache).exists()

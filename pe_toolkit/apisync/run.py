@@ -199,7 +199,7 @@ def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress
         sync_state.clear_checkpoint(store, source, scope)  # the caller asked for the other mode: start over
         checkpoint = None
     run_id = store.start_run("sync", source)
-    work_dir = store.path.parent / f".{store.path.name}.sync"
+    work_dir = sync_state.work_dir(store.path)
     work_dir.mkdir(mode=0o700, exist_ok=True)
     writer = BatchWriter(
         store, source, dataset=opts["dataset"] or "api", events=events, resolve=sync_state.open_dead_letters(store, source) > 0

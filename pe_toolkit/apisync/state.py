@@ -9,8 +9,10 @@ bookkeeping only means a little work is repeated on resume.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -57,7 +59,21 @@ def save_checkpoint(store: Store, source: str, scope: str, run_id: str, mode: st
         )
 
 
+def work_dir(cache: Path) -> Path:
+    """Where a sync keeps its downloads beside the cache file ``cache`` (``.NAME.sync``)."""
+    return cache.parent / f".{cache.name}.sync"
+
+
 def clear_checkpoint(store: Store, source: str, scope: str) -> None:
+    """Forget the checkpoint of (``source``, ``scope``), and delete the
+    export file of a bulk one: a copy of the conversations, which stayed on
+    disk when another mode's run replaced the checkpoint."""
+    found = load_checkpoint(store, source, scope)
+    export_id = found.state.get("export_id") if found is not None else None
+    if isinstance(export_id, str) and export_id and "/" not in export_id and not export_id.startswith("."):
+        for leftover in (f"{export_id}.jsonl", f"{export_id}.jsonl.part"):
+            with contextlib.suppress(OSError):
+                (work_dir(store.path) / leftover).unlink()
     with store.transaction() as con:
         con.execute("DELETE FROM sync_checkpoints WHERE source = ? AND scope = ?", [source, scope])
         con.execute("DELETE FROM sync_listing WHERE source = ? AND scope = ?", [source, scope])

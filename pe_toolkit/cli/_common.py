@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -79,6 +80,10 @@ def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Pat
         return
     for leftover in (cache, wal):
         leftover.unlink(missing_ok=True)
+    # A sync's downloads beside it (an export of conversations that were never stored).
+    from ..apisync.state import work_dir
+
+    shutil.rmtree(work_dir(cache), ignore_errors=True)
     if say:  # a NewCacheWarning announced the file
         click.echo(f"pe-toolkit: the {what} stored nothing; the new cache {cache} was removed", err=True)
     for folder in new_folders:  # innermost first; only folders this command made, and only empty ones
