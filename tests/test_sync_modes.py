@@ -347,3 +347,27 @@ def test_cli_sync_with_analyze_says_when_the_analysis_failed(served, tmp_path, m
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "analysis of what was synced failed (analyzer 'broken_in_sync' failed: RuntimeError: kaboom)" in lines[0], result.stderr
+
+
+def test_a_bulk_export_short_of_the_listing_leaves_a_dead_letter_too(served, tmp_path) -> None:
+    """A bulk export holding fewer conversations than the server lists was
+    reported as gaps only in the summary line: no dead letter for doctor."""
+
+    class Overcount(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            if request.url.path.endswith("/conversations"):
+                body = orjson.loads(response.read())
+                body["data"]["total"] += 3
+                return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=orjson.dumps(body))
+            return response
+
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url, transport=Overcount()) as client:
+            report = sync(store, client, mode="bulk", progress=False)
+        assert report.gaps == 3
+        dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
+        assert len(dead) == 1 and dead[0][0].startswith("listing:") and "the export held fewer lines" in dead[0][1]
+        with make_client(served.url) as client:
+            assert sync(store, client, mode="bulk", progress=False).gaps == 0
+        assert store.connection.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone() == (0,)

@@ -85,21 +85,7 @@ def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
     ctx.report.listed = len(pager.seen)
     ctx.report.gaps = pager.gaps
     ctx.report.drift = pager.drift_seen
-    _record_gaps(ctx, pager.gaps)
-
-
-def _record_gaps(ctx: SyncContext, gaps: int) -> None:
-    """A listing that did not settle leaves a dead letter for its scope
-    (visible in ``doctor`` and ``dead_letters``); one that settles resolves it."""
-    locator = f"listing:{ctx.scope}"
-    if gaps:
-        reason = (
-            f"{gaps:,} conversation(s) listed by the server were never seen: the corpus kept changing "
-            "during the listing; sync again to pick them up"
-        )
-        ctx.store.add_dead_letters([(ctx.source, locator, reason, None)])
-    else:
-        ctx.store.resolve_dead_letters(ctx.source, [locator])
+    sync_state.record_gaps(ctx.store, ctx.source, ctx.scope, pager.gaps, "the corpus kept changing during the listing")
 
 
 def plan(ctx: SyncContext) -> dict[str, int]:

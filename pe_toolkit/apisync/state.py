@@ -80,6 +80,18 @@ def clear_checkpoint(store: Store, source: str, scope: str) -> None:
         con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
 
 
+def record_gaps(store: Store, source: str, scope: str, gaps: int, why: str) -> None:
+    """A listing or a bulk export that did not account for every
+    conversation the server lists leaves a dead letter for its scope
+    (visible in ``doctor`` and ``dead_letters``); one that settles resolves it."""
+    locator = f"listing:{scope}"
+    if gaps:
+        reason = f"{gaps:,} conversation(s) listed by the server were never seen: {why}; sync again to pick them up"
+        store.add_dead_letters([(source, locator, reason, None)])
+    else:
+        store.resolve_dead_letters(source, [locator])
+
+
 def mark_seen(store: Store, source: str, ids: pa.Array | list[str]) -> None:
     """Record that ``ids`` were fetched from ``source`` now."""
     if len(ids) == 0:

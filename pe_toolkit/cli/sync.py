@@ -87,6 +87,10 @@ def sync_cmd(
         # Some fetches kept failing: a cron job must notice; they are queued
         # and the next run picks them up.
         problems.append(f"{report.failed:,} conversation(s) could not be fetched")
+    if report.gaps:
+        # Listed by the server but never received: as much "not synced" (a
+        # dead letter names them for doctor; the next sync looks again).
+        problems.append(f"{report.gaps:,} conversation(s) listed by the server were not received")
     if report.invalid:
         # Invalid payloads are as much "not synced" as failed fetches (they
         # wait in dead_letters for the next run): a run with any is not a
