@@ -511,3 +511,24 @@ def test_a_failed_first_sync_removes_its_download_folder_with_the_new_cache(tmp_
         r = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--no-progress"])
     assert r.exit_code == 1, r.output
     assert not cache.exists() and not sync_state.work_dir(cache).exists()
+
+
+def test_a_rounded_quality_score_in_the_listing_is_not_a_change(tmp_path) -> None:
+    """A server that rounds the summary's quality_score (0.91 for 0.9123)
+    had every conversation planned as changed on every run."""
+
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        status, body, headers = corpus(20)(path, query, n)
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, dict) and "conversations" in data:
+            for row in data["conversations"]:
+                row["quality_score"] = 0.91
+        elif isinstance(data, dict) and "quality_metrics" in data:
+            data["quality_metrics"]["overall_quality"] = 0.9123
+        return status, body, headers
+
+    with serving(answer) as fake, Store(tmp_path / "mine.duckdb") as store, client_for(fake.url) as client:
+        first = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert first.status == "completed" and store.count() == 20
+        again = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert again.planned.get("changed", 0) == 0, again.planned

@@ -126,21 +126,28 @@ def add_listing(store: Store, source: str, scope: str, summaries: pa.Table) -> N
             con.unregister("_page")
 
 
+# Half a hundredth, and a little for float error: a summary rounded to two decimals is the same.
+QUALITY_TOLERANCE = 0.005 + 1e-9
+
+
 def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta) -> dict[str, int]:
     """Fill ``sync_pending`` from the listing: ids that are new, changed
     (their summary differs from the stored row), stale (not fetched from
     this source within ``ttl``) or an open dead letter of this source.
     Returns the counts per reason."""
     differs = " OR ".join(
-        f"c.{a} IS DISTINCT FROM l.{b}"
-        for a, b in (
-            ("dataset", "dataset"),
-            ("tier", "tier"),
-            ("overall_quality", "quality_score"),
-            ("message_count", "message_count"),
-            ("created_at", "created_at"),
-        )
-    )
+        [
+            *(f"c.{a} IS DISTINCT FROM l.{b}" for a, b in (("dataset", "dataset"), ("tier", "tier"),
+                                                           ("message_count", "message_count"), ("created_at", "created_at"))),
+            # A summary's quality_score may be rounded (the contract gives no
+            # precision; a server rounding to 0.01 made every conversation
+            # "changed" on every run, a full download each time): within
+            # QUALITY_TOLERANCE it is the same, and a smaller change is picked
+            # up when the conversation goes stale (ttl).
+            "(c.overall_quality IS NULL) <> (l.quality_score IS NULL)",
+            f"abs(c.overall_quality - l.quality_score) > {QUALITY_TOLERANCE!r}",
+        ]
+    )  # fmt: skip
     with store.transaction() as con:
         con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
         con.execute(
