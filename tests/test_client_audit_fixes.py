@@ -532,3 +532,22 @@ def test_a_rounded_quality_score_in_the_listing_is_not_a_change(tmp_path) -> Non
         assert first.status == "completed" and store.count() == 20
         again = sync(store, client, mode="incremental", page_size=100, progress=False)
         assert again.planned.get("changed", 0) == 0, again.planned
+
+
+def test_one_summary_with_an_unreadable_date_does_not_fail_the_listing(tmp_path) -> None:
+    """A month 13 in one summary's created_at failed the whole listing, and
+    so every incremental sync; that conversation is now fetched and checked
+    whole (its full object is fine here, so it is stored)."""
+
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        status, body, headers = corpus(10)(path, query, n)
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, dict) and "conversations" in data:
+            for row in data["conversations"]:
+                if row["id"] == "c00004":
+                    row["created_at"] = "2025-13-45T99:00:00Z"
+        return status, body, headers
+
+    with serving(answer) as fake, Store(tmp_path / "mine.duckdb") as store, client_for(fake.url) as client:
+        report = sync(store, client, mode="incremental", page_size=100, progress=False)
+        assert report.status == "completed" and store.count() == 10

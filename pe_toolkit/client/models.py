@@ -204,7 +204,11 @@ class SummaryFrame:
         text_schema = {**SUMMARY_SCHEMA, "created_at": pl.String()}
         try:
             frame = pl.from_dicts(rows, schema=text_schema) if rows else pl.DataFrame(schema=text_schema)
-            frame = frame.with_columns(pl.col("created_at").str.to_datetime(time_zone="UTC", time_unit="us"))
+            # A summary's unreadable date is null, not a failed page: the
+            # summary then differs from the stored row, so the conversation
+            # is fetched and checked whole (a bad one goes to dead_letters).
+            # One such date made every incremental sync fail at the listing.
+            frame = frame.with_columns(pl.col("created_at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False))
         except (pl.exceptions.PolarsError, AttributeError) as exc:
             raise ValueError(f"conversation summaries do not follow the contract: {str(exc).splitlines()[0]}") from None
         if frame["id"].null_count() or (frame["id"].str.len_chars() == 0).any():
