@@ -166,22 +166,32 @@ def test_an_addition_and_a_removal_before_the_cursor_do_not_hide_a_conversation(
         assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
 
 
+class Overcount(httpx.HTTPTransport):
+    """A server whose listings claim three more conversations than it has;
+    ``probe_too``: also the one-item probe of the total (what a bulk sync
+    compares its export with), else only the listing pages."""
+
+    def __init__(self, *, probe_too: bool) -> None:
+        super().__init__()
+        self.probe_too = probe_too
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        probe = request.url.params.get("limit") == "1"
+        if request.url.path.endswith("/conversations") and (self.probe_too or not probe):
+            body = orjson.loads(response.read())
+            body["data"]["total"] += 3
+            return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=orjson.dumps(body))
+        return response
+
+
 def test_a_listing_that_does_not_settle_is_reported_as_gaps_and_a_dead_letter(served, tmp_path) -> None:
     """A server whose listing never reaches its own ``total`` (three more
     claimed than listed): the pull says so, in the report and in
     dead_letters; a later sync that settles resolves the dead letter."""
 
-    class Overcount(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            response = super().handle_request(request)
-            if request.url.path.endswith("/conversations") and request.url.params.get("limit") != "1":
-                body = orjson.loads(response.read())
-                body["data"]["total"] += 3
-                return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=orjson.dumps(body))
-            return response
-
     with Store(tmp_path / "mine.duckdb") as store:
-        with make_client(served.url, transport=Overcount()) as client:
+        with make_client(served.url, transport=Overcount(probe_too=False)) as client:
             report = sync(store, client, mode="incremental", page_size=500, progress=False)
         assert report.gaps == 3 and "never seen" in str(report)
         dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
@@ -353,17 +363,8 @@ def test_a_bulk_export_short_of_the_listing_leaves_a_dead_letter_too(served, tmp
     """A bulk export holding fewer conversations than the server lists was
     reported as gaps only in the summary line: no dead letter for doctor."""
 
-    class Overcount(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            response = super().handle_request(request)
-            if request.url.path.endswith("/conversations"):
-                body = orjson.loads(response.read())
-                body["data"]["total"] += 3
-                return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=orjson.dumps(body))
-            return response
-
     with Store(tmp_path / "mine.duckdb") as store:
-        with make_client(served.url, transport=Overcount()) as client:
+        with make_client(served.url, transport=Overcount(probe_too=True)) as client:
             report = sync(store, client, mode="bulk", progress=False)
         assert report.gaps == 3
         dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
