@@ -58,7 +58,7 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
             phase = "download"
             ctx.checkpoint("bulk", phase, state)
         ctx.report.export_id = state["export_id"]
-        path = ctx.work_dir / f"{state['export_id']}.jsonl"
+        path = sync_state.export_file(ctx.work_dir, state["export_id"])
         if phase == "download" or not path.is_file():
             try:
                 lines = _download_verified(ctx, state, path)
@@ -75,7 +75,7 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
                 # One fresh download tells the two apart.
                 short_retried = True
                 log.warning("export %s has %d conversations, the server lists %d; downloading again", state["export_id"], lines, expected)
-                _discard(path)
+                sync_state.discard(path)
                 continue
             ctx.report.gaps = max(0, expected - lines)
             # As a listing's: a dead letter for doctor until a sync settles.
@@ -85,7 +85,7 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
             ctx.checkpoint("bulk", phase, state)
         break
     _load(ctx, path, state)
-    _discard(path)
+    sync_state.discard(path)
 
 
 def _download_verified(ctx: SyncContext, state: dict[str, Any], path: Path) -> int:
@@ -104,7 +104,7 @@ def _download_verified(ctx: SyncContext, state: dict[str, Any], path: Path) -> i
         if not problem:
             return lines
         log.warning("export %s arrived damaged (%s); downloading again", state["export_id"], problem)
-        _discard(path)
+        sync_state.discard(path)
     raise MalformedResponseError(f"export {state['export_id']} kept arriving damaged: {problem}")
 
 
@@ -125,12 +125,6 @@ def _inspect(path: Path) -> tuple[int, str]:
         fh.seek(0)
         lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
     return lines, ""
-
-
-def _discard(path: Path) -> None:
-    for candidate in (path, path.with_name(path.name + ".part")):
-        with contextlib.suppress(OSError):
-            candidate.unlink()
 
 
 def _export_of(state: dict[str, Any]) -> ExportInfo:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from ..client.flows import part_path
 from ..store import Store, runs
 
 
@@ -64,6 +65,18 @@ def work_dir(cache: Path) -> Path:
     return cache.parent / f".{cache.name}.sync"
 
 
+def export_file(folder: Path, export_id: str) -> Path:
+    """Where a bulk sync downloads export ``export_id`` (in its work dir)."""
+    return folder / f"{export_id}.jsonl"
+
+
+def discard(path: Path) -> None:
+    """An export file and its partial download (the client's ``part_path``), if any."""
+    for candidate in (path, part_path(path)):
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+
+
 def clear_checkpoint(store: Store, source: str, scope: str) -> None:
     """Forget the checkpoint of (``source``, ``scope``), and delete the
     export file of a bulk one: a copy of the conversations, which stayed on
@@ -71,9 +84,7 @@ def clear_checkpoint(store: Store, source: str, scope: str) -> None:
     found = load_checkpoint(store, source, scope)
     export_id = found.state.get("export_id") if found is not None else None
     if isinstance(export_id, str) and export_id and "/" not in export_id and not export_id.startswith("."):
-        for leftover in (f"{export_id}.jsonl", f"{export_id}.jsonl.part"):
-            with contextlib.suppress(OSError):
-                (work_dir(store.path) / leftover).unlink()
+        discard(export_file(work_dir(store.path), export_id))
     with store.transaction() as con:
         con.execute("DELETE FROM sync_checkpoints WHERE source = ? AND scope = ?", [source, scope])
         con.execute("DELETE FROM sync_listing WHERE source = ? AND scope = ?", [source, scope])
