@@ -100,15 +100,14 @@ def id_texts(ids: pa.Array) -> pa.Array:
     return pa.concat_arrays([ids, id_words(ids)])
 
 
-def pseudonymised_ids(ids: pa.Array, redacted: pa.Array, pseudonyms: Pseudonyms) -> pa.Array:
+def pseudonymised_ids(ids: pa.Array, before: pa.Array, redacted: pa.Array, pseudonyms: Pseudonyms) -> pa.Array:
     """``ids`` with each one the scan changed replaced by its pseudonym (a
     placeholder such as ``[EMAIL]`` would make distinct ids collide);
-    ``redacted`` is :func:`id_texts` of them after the scan."""
+    ``before`` is :func:`id_texts` of them, ``redacted`` the same after the scan."""
     ids = ids.cast(pa.string())
     n = len(ids)
     if n == 0:
         return ids
-    before = id_texts(ids)
     changed = pc.fill_null(pc.not_equal(redacted, before), False)
     either = pc.or_(changed.slice(0, n), changed.slice(n, n))
     if not pc.any(either).as_py():
@@ -360,9 +359,10 @@ def redact_api_objects(
         _gather(obj.get("metadata"), found, True, row)
         _gather_scores(obj.get("scores"), found, row)
     # The ids with their conversations (two texts each, see id_texts).
-    scanned = _redact_slots(found, redact, before=(id_texts(ids), pa.concat_arrays([id_rows, id_rows])))
+    texts_of_ids = id_texts(ids)
+    scanned = _redact_slots(found, redact, before=(texts_of_ids, pa.concat_arrays([id_rows, id_rows])))
     assert scanned is not None
-    for (_, obj), new in zip(with_id, pseudonymised_ids(ids, scanned, pseudonyms).to_pylist()):
+    for (_, obj), new in zip(with_id, pseudonymised_ids(ids, texts_of_ids, scanned, pseudonyms).to_pylist()):
         obj["id"] = new
     for obj, metadata in zip(objects, _marked([o.get("metadata") for o in objects])):
         obj["metadata"] = metadata
@@ -398,7 +398,9 @@ def redact_batch(batch: pa.RecordBatch, source: str, redact: Callable[[pa.Array]
     # The ids with their conversations (two texts each, see id_texts).
     ids = batch.column("id").cast(pa.string()) if "id" in names else pa.array([], pa.string())
     id_rows = pa.array(range(len(ids)), pa.int64())
-    leaves.append(("id", False, (id_texts(ids), pa.concat_arrays([id_rows, id_rows]), lambda new: pseudonymised_ids(ids, new, pseudonyms))))
+    texts_of_ids = id_texts(ids)
+    leaves.append(("id", False, (texts_of_ids, pa.concat_arrays([id_rows, id_rows]),
+                                 lambda new: pseudonymised_ids(ids, texts_of_ids, new, pseudonyms))))  # fmt: skip
     texts = pa.concat_arrays([content.cast(pa.string()), *(values for _, _, (values, _, _) in leaves)])
     text_groups = pa.concat_arrays([groups.cast(pa.int64()), *(g.cast(pa.int64()) for _, _, (_, g, _) in leaves)])
     objects, found = _parsed(batch.column("metadata"))
