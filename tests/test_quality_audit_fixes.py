@@ -172,3 +172,26 @@ def test_different_emoji_only_replies_are_not_repeats_or_one_text():
     # Words still compare without their punctuation and case.
     q2 = QUALITY.score(_frame([("user", "a"), ("assistant", "I hear you."), ("user", "b"), ("assistant", "i HEAR you")])).messages
     assert q2["repeated_turn"].to_list() == [False, False, False, True]
+
+
+# -- a conversation with nothing to rate --------------------------------------------
+
+
+def test_a_conversation_without_an_assistant_message_has_no_metrics_and_no_tier():
+    # A Reddit post imported as a conversation has no reply to rate: v2 gave it
+    # the 0.5 priors and a tier (every post a "standard" conversation).
+    from pe_toolkit.analysis import analyze_frame
+    from pe_toolkit.schema import QUALITY_METRICS
+
+    m = pl.concat([
+        _frame([("user", "I can't sleep and I feel hopeless about everything.")], cid="post"),
+        _frame([("system", "Journal."), ("user", "Today was better."), ("user", "Still tired.")], cid="journal"),
+        _frame([("user", "I feel so alone lately."), ("assistant", "That sounds really hard. What has been going on?")], cid="chat"),
+    ])  # fmt: skip
+    conv = analyze_frame(m).conversations.sort("conversation_id")
+    rows = {r["conversation_id"]: r for r in conv.iter_rows(named=True)}
+    for cid in ("post", "journal"):
+        assert rows[cid]["scored_turns"] == 0
+        assert {name: rows[cid][name] for name in (*QUALITY_METRICS, "tier")} == dict.fromkeys((*QUALITY_METRICS, "tier"))
+    assert rows["chat"]["tier"] is not None
+    assert all(rows["chat"][name] is not None for name in QUALITY_METRICS)

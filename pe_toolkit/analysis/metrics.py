@@ -17,7 +17,9 @@ Components (per conversation):
                 after it whoever spoke in between, that carries a safety check, crisis
                 resources, a referral or harmful content); crisis replies are
                 judged by the safety metrics instead
-    ER, IP, EX = mean EPITOME level / 2 over those turns (0.5 when n = 0)
+    ER, IP, EX = mean EPITOME level / 2 over those turns (0.5 when n = 0;
+                 a conversation with no assistant message at all gets no
+                 metrics and no tier, see the quality analyzer)
     E  = (ER + IP + EX) / 3
     MI = (good + 1) / (good + poor + 2) over the skill codes of those turns;
          good: open_question, simple/complex_reflection, affirmation,

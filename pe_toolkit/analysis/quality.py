@@ -34,7 +34,7 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .segments import Segments
 
 NAME = "quality"
-VERSION = "2"
+VERSION = "3"
 
 _DEFECTS = ("empty_turn", "repeated_turn", "role_order_violation")
 _ROLE_CODES = {"user": structure.USER, "assistant": structure.ASSISTANT, "system": structure.SYSTEM}
@@ -149,6 +149,13 @@ def _components(segments: Segments, role: np.ndarray, flags: structure.Flags, em
         missing += ["end_arc"]
     for key in missing:
         out[key] = np.full(segments.n, np.nan)
+    # A conversation with no assistant message has nothing to rate (a post, a
+    # user's log): every component unknown, so every metric and the tier are
+    # null, not the priors' 0.5 dressed up as a tier.
+    unrated = segments.sum(assistant) == 0
+    for key in out:
+        if key != "turns":
+            out[key] = np.where(unrated, np.nan, out[key])
     return out
 
 
