@@ -372,3 +372,32 @@ def test_a_bulk_export_short_of_the_listing_leaves_a_dead_letter_too(served, tmp
         with make_client(served.url) as client:
             assert sync(store, client, mode="bulk", progress=False).gaps == 0
         assert store.connection.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone() == (0,)
+
+
+def test_a_conversation_that_left_the_filter_or_vanished_upstream_is_brought_up_to_date(served, tmp_path) -> None:
+    """A conversation whose tier changed upstream is absent from the
+    filtered listing: before, the cache kept its old tier, so filtering the
+    cache by that tier still counted it. It is now fetched as 'unlisted'.
+    One deleted upstream is asked for once (404), kept in the cache, and not
+    asked for again."""
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        assert sync(store, client, progress=False, mode="bulk").inserted == N
+        tier = "clinical"
+        ids = store.conversations(tier=tier, limit=3)["id"].to_list()
+        assert len(ids) == 3
+        assert sync(store, client, progress=False, mode="incremental", tier=tier).planned == {}
+
+        moved = {**store.conversation(ids[0])}
+        moved["metadata"] = {**moved["metadata"], "tier": "research"}
+        _change_at_source(served, tmp_path, [moved])
+        served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [ids[1]])
+        wait_until(lambda: served.mirror.snapshot.get(ids[1]) is None, what="the mirror to drop the conversation")
+
+        report = sync(store, client, progress=False, mode="incremental", tier=tier)
+        assert report.planned == {"unlisted": 2}
+        assert (report.fetched, report.vanished, report.updated) == (1, 1, 1)
+        assert store.conversation(ids[0])["metadata"]["tier"] == "research"
+        assert store.conversation(ids[1]) is not None  # what was fetched is kept
+        assert ids[0] not in store.conversations(tier=tier)["id"].to_list()
+        again = sync(store, client, progress=False, mode="incremental", tier=tier)
+        assert again.planned == {} and again.fetched == 0 and again.vanished == 0

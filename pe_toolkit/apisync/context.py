@@ -112,6 +112,12 @@ class SyncContext:
             ).total
         return self.total
 
+    def local_filter(self) -> tuple[str, list[Any]]:
+        """The sync's filter as a condition over the cache's ``conversations c``."""
+        from ..store.filters import ConversationFilter
+
+        return ConversationFilter(dataset=self.dataset, tier=self.tier, min_quality=self.min_quality).where("c")
+
     def checkpoint(self, mode: str, phase: str, state: dict[str, Any]) -> None:
         sync_state.save_checkpoint(self.store, self.source, self.scope, self.run_id, mode, phase, state)
 

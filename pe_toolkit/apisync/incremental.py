@@ -14,8 +14,12 @@ Phases, each checkpointed:
    time in batches, each batch validated and merged in one transaction,
    then removed from the queue (a batch is also written after
    ``FLUSH_SECONDS``, and whatever was fetched is written when the run is
-   interrupted or fails). A conversation that vanished since the
-   listing (404) is dropped; one whose fetch kept failing stays queued for
+   interrupted or fails). A conversation synced from this source that the
+   cache still files under the filter but the listing no longer shows is
+   fetched too (``unlisted``: its tier, dataset or quality changed
+   upstream, so its copy is out of date). A conversation that vanished
+   (404) stays in the cache but is no longer counted as synced from this
+   source, so it is not asked for again; one whose fetch kept failing stays queued for
    the next sync (the run is reported ``partial``). The run stops at once
    when the circuit breaker opens, the rate budget is exhausted or the key
    is refused: every further request would fail the same way.
@@ -89,7 +93,7 @@ def list_all(ctx: SyncContext, state: dict[str, Any] | None) -> None:
 
 
 def plan(ctx: SyncContext) -> dict[str, int]:
-    planned = sync_state.plan_fetches(ctx.store, ctx.source, ctx.scope, ctx.ttl)
+    planned = sync_state.plan_fetches(ctx.store, ctx.source, ctx.scope, ctx.ttl, ctx.local_filter())
     ctx.report.planned = planned
     ctx.checkpoint("incremental", "fetching", {"planned": planned, "listed": ctx.report.listed, "gaps": ctx.report.gaps})
     return planned
@@ -222,6 +226,7 @@ def _write_batch(ctx: SyncContext, batch: list[tuple[str, Any]]) -> list[str]:
             fetched.append((cid, result))
     written = _write(ctx, fetched, unnameable)
     sync_state.drop_pending(ctx.store, ctx.source, ctx.scope, written + vanished)
+    sync_state.forget_seen(ctx.store, ctx.source, vanished)
     ctx.report.fetched += len(fetched)
     ctx.report.vanished += len(vanished)
     if fatal is not None:

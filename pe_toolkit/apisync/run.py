@@ -285,7 +285,7 @@ def _choose(
         ctx.report.resumed = True
         return checkpoint.mode, f"resuming the interrupted {checkpoint.mode} sync"
     total = ctx.expected_total()
-    where, params = ConversationFilter(dataset=ctx.dataset, tier=ctx.tier, min_quality=ctx.min_quality).where("c")
+    where, params = ctx.local_filter()
     local, stale = sync_state.synced_locally(ctx.store, ctx.source, where, params, ctx.ttl)
     dead = sync_state.open_dead_letters(ctx.store, ctx.source)
     estimate = max(0, total - local) + stale + dead

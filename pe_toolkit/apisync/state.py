@@ -119,6 +119,16 @@ def mark_seen(store: Store, source: str, ids: pa.Array | list[str]) -> None:
             con.unregister("_seen_ids")
 
 
+def forget_seen(store: Store, source: str, ids: list[str]) -> None:
+    """``ids`` are gone from ``source`` (404): their copies stay in the cache,
+    no longer counted as synced from it, so no later listing plans them as
+    unlisted again (one request per deleted conversation per run)."""
+    if not ids:
+        return
+    with store.transaction() as con:
+        con.execute("DELETE FROM sync_seen WHERE source = ? AND id IN (SELECT unnest(?::VARCHAR[]))", [source, ids])
+
+
 def listed_ids(store: Store, source: str, scope: str) -> list[str]:
     rows = store.connection.execute("SELECT id FROM sync_listing WHERE source = ? AND scope = ?", [source, scope]).fetchall()
     return [r[0] for r in rows]
@@ -141,11 +151,15 @@ def add_listing(store: Store, source: str, scope: str, summaries: pa.Table) -> N
 QUALITY_TOLERANCE = 0.005 + 1e-9
 
 
-def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta) -> dict[str, int]:
+def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta, local: tuple[str, list[Any]]) -> dict[str, int]:
     """Fill ``sync_pending`` from the listing: ids that are new, changed
     (their summary differs from the stored row), stale (not fetched from
-    this source within ``ttl``) or an open dead letter of this source.
-    Returns the counts per reason."""
+    this source within ``ttl``) or an open dead letter of this source; and
+    ``unlisted`` ones: synced from this source, matching the filter in the
+    cache (``local``: a condition over ``conversations c`` and its
+    parameters) but absent from the listing. Such a copy is out of date
+    (its tier or dataset changed upstream, say): filtered by the old value
+    it would be counted in a scope it left. Returns the counts per reason."""
     differs = " OR ".join(
         [
             *(f"c.{a} IS DISTINCT FROM l.{b}" for a, b in (("dataset", "dataset"), ("tier", "tier"),
@@ -172,6 +186,13 @@ def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta) -> dict[
             "LEFT JOIN (SELECT DISTINCT locator FROM dead_letters WHERE source = ? AND resolved_at IS NULL) d ON d.locator = l.id "
             "WHERE l.source = ? AND l.scope = ?) WHERE reason IS NOT NULL",
             [source, scope, f"{int(ttl.total_seconds())} seconds", source, source, scope],
+        )
+        where, params = local
+        con.execute(
+            "INSERT INTO sync_pending SELECT ?, ?, c.id, 'unlisted' FROM conversations c "
+            "SEMI JOIN sync_seen seen ON seen.source = ? AND seen.id = c.id "
+            f"WHERE ({where}) AND c.id NOT IN (SELECT id FROM sync_listing WHERE source = ? AND scope = ?)",
+            [source, scope, source, *params, source, scope],
         )
         rows = con.execute(
             "SELECT reason, count(*) FROM sync_pending WHERE source = ? AND scope = ? GROUP BY reason", [source, scope]
