@@ -10,6 +10,7 @@ import pytest
 
 from pe_toolkit.client import AsyncClient, Conversation
 from pe_toolkit.client.core import BreakerPolicy
+from pe_toolkit.client.flows import part_path
 from pe_toolkit.errors import AuthenticationError, CircuitOpenError, NotFoundError, RequestValidationError
 
 from .client_support import FAST_RETRY, KEY, api_objects
@@ -96,6 +97,28 @@ def test_jobs_and_exports(mirror: Served, tmp_path) -> None:
     table = mirror.mirror.store.conversations()
     assert sorted(o["id"] for o in objects) == sorted(table.filter(pl.col("tier") == "clinical")["id"])
     assert all(o == served[o["id"]] for o in objects)
+
+
+def test_a_download_resumes_from_its_part_file_even_when_the_part_is_complete(mirror: Served, tmp_path) -> None:
+    """The async twin of the sync test: a complete `.part` (416 `bytes
+    */SIZE` to the resume) is finished, a longer one discarded and fetched
+    again, a shorter one resumed."""
+    path, part = tmp_path / "again.jsonl", part_path(tmp_path / "again.jsonl")
+
+    async def main() -> list[bytes]:
+        async with _client(mirror.url) as api:
+            info = await api.start_export(tier="clinical")
+            whole = (await api.download_export(info, tmp_path / "whole.jsonl", timeout=120, progress=False)).read_bytes()
+            got = [whole]
+            for leftover in (whole, whole + b'{"id": "not_in_the_export"}\n', whole[: len(whole) // 2]):
+                path.unlink(missing_ok=True)
+                part.write_bytes(leftover)
+                got.append((await api.download_export(info, path, timeout=120, progress=False)).read_bytes())
+                assert not part.exists()
+            return got
+
+    whole, *downloads = run(main())
+    assert whole and downloads == [whole] * 3
 
 
 def test_errors_and_the_key(mirror: Served) -> None:

@@ -25,6 +25,7 @@ from pe_toolkit.apisync import incremental, state as sync_state, sync
 from pe_toolkit.cli import cli
 from pe_toolkit.client import Client, RetryPolicy
 from pe_toolkit.client.core import BreakerPolicy
+from pe_toolkit.client.flows import part_path
 from pe_toolkit.client.pacing import WaitNotice
 from pe_toolkit.client.pagination import Listed, Paginator
 from pe_toolkit.errors import ApiStatusError, ConfigError, InputError, MalformedResponseError
@@ -480,6 +481,25 @@ def test_an_id_that_keeps_failing_does_not_stop_the_next_syncs_from_listing(tmp_
 
 
 # -- export files left beside the cache ------------------------------------------------------------
+
+
+def test_a_416_naming_no_size_discards_the_part_and_downloads_again(tmp_path) -> None:
+    """A resume refused with a 416 that names no size (no `Content-Range:
+    bytes */SIZE`) cannot vouch for the `.part`, even one of the right
+    length: it is deleted and the file fetched again, whole."""
+    body = b'{"id": "c00001"}\n{"id": "c00002"}\n'
+
+    def answer(path: str, query: dict[str, str], n: int) -> Reply:
+        if n == 1:  # the resume (bytes=LEN-)
+            return 416, _envelope(None, False, "VALIDATION_ERROR", "Range: starts past the end"), {}
+        return 200, body, {}
+
+    path = tmp_path / "exp1.jsonl"
+    part_path(path).write_bytes(b"x" * len(body))
+    with serving(answer) as fake, client_for(fake.url) as client:
+        assert client.download_export("/v1/exports/exp1/download", path, progress=False).read_bytes() == body
+        assert fake.requests == 2
+    assert not part_path(path).exists()
 
 
 def test_an_abandoned_bulk_export_file_is_deleted_with_its_checkpoint(tmp_path) -> None:

@@ -17,6 +17,7 @@ from pe_toolkit.client import (
     ExportInfo,
     Job,
 )
+from pe_toolkit.client.flows import part_path
 from pe_toolkit.errors import (
     ApiError,
     AuthenticationError,
@@ -232,6 +233,23 @@ def test_export_start_wait_download(client: Client, mirror: Served, table: pl.Da
     bogus = ExportInfo("exp_doesnotexist0000000000", None, "jsonl", {}, None, None, "/v1/exports/exp_doesnotexist0000000000/download", None, {})
     with pytest.raises(NotFoundError):
         client.download_export(bogus, tmp_path / "none.jsonl", progress=False)
+
+
+def test_a_download_resumes_from_its_part_file_even_when_the_part_is_complete(client: Client, tmp_path) -> None:
+    """A download killed after its last byte but before the rename leaves a
+    complete `.part`: the resume asks `bytes=SIZE-` and the mirror answers
+    416 `bytes */SIZE`, which finishes the file instead of failing. A part
+    longer than the file is not the file: it is discarded and the file
+    fetched again from zero. A shorter one resumes with a 206."""
+    info = client.start_export(tier="research", format="jsonl")
+    whole = client.download_export(info, tmp_path / "whole.jsonl", timeout=120, progress=False).read_bytes()
+    path = tmp_path / "again.jsonl"
+    part = part_path(path)
+    for leftover in (whole, whole + b'{"id": "not_in_the_export"}\n', whole[: len(whole) // 2]):
+        path.unlink(missing_ok=True)
+        part.write_bytes(leftover)
+        assert client.download_export(info, path, timeout=120, progress=False).read_bytes() == whole
+        assert not part.exists()
 
 
 def test_wrong_key_is_refused_and_never_shown(mirror: Served, caplog) -> None:

@@ -50,10 +50,15 @@ def with_range(call: Call[Any], part: Path | None) -> Call[Any]:
 
 @dataclass(frozen=True)
 class Pending:
-    """The export is still being written (a 202 on the download URL)."""
+    """Ask again after ``retry_after``: the export is still being written (a
+    202 on the download URL), or the partial file was discarded and the
+    download starts over (:data:`RESTART`)."""
 
     progress: float | None
     retry_after: float
+
+
+RESTART = Pending(None, 0.0)
 
 
 def pending_from(data: Any, response: httpx.Response) -> Pending:
@@ -80,6 +85,34 @@ def body_range(response: httpx.Response, offset: int) -> tuple[bool, int | None,
         return True, (int(total) if total.isdigit() and not encoded else None), encoded
     length = response.headers.get("content-length")
     return False, (int(length) if length and length.isdigit() and not encoded else None), encoded
+
+
+def resumed_past_the_end(response: httpx.Response, part: Path) -> Pending | None:
+    """A 416 to a download: ``None`` when the partial file is the whole file
+    (it is then finished as any download is), :data:`RESTART` when it was
+    deleted and the file is to be fetched again from byte 0.
+
+    A download that died after its last byte but before the rename resumes
+    with ``bytes=SIZE-``, which the server refuses with ``Content-Range:
+    bytes */SIZE`` (RFC 9110; the mirror does). A download's one integrity
+    check is its size (:func:`check_size`), so the part is accepted only
+    when the server names its size. A part of another size (a different or
+    changed file), or a 416 naming none, cannot be trusted: it is deleted.
+    The download from byte 0 asks no Range, so it cannot meet this 416 again.
+    """
+    if "range" not in response.request.headers:
+        # Nothing to resume, so nothing to discard; asking again (the retry
+        # policy reads .transient) would get the same answer.
+        error = MalformedResponseError(f"download of {response.request.url.path}: HTTP 416 to a request without a Range")
+        error.transient = False  # type: ignore[attr-defined]
+        raise error
+    unit, _, spec = response.headers.get("content-range", "").strip().partition(" ")
+    total = spec.strip().removeprefix("*/")
+    size = part.stat().st_size if part.exists() else None
+    if unit.lower() == "bytes" and spec.strip().startswith("*/") and total.isdigit() and int(total) == size:
+        return None
+    part.unlink(missing_ok=True)
+    return RESTART
 
 
 def check_size(written: int, expected: int | None, what: str) -> None:

@@ -483,6 +483,11 @@ class Client:
 
     def _consume_download(self, attempt: Attempt, response: httpx.Response, part: Path | None, bar: Any) -> flows.Pending | None:
         core = self._core
+        if response.status_code == 416 and part is not None:
+            # The resume asked past the end: the part is the whole file, or
+            # it is deleted and the file fetched again (flows decides).
+            core.stream_succeeded(attempt, response)
+            return flows.resumed_past_the_end(response, part)
         if response.status_code not in (200, 206):
             try:
                 body = core.body(attempt, response)
