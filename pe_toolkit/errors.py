@@ -124,8 +124,9 @@ class AnalysisError(PeToolkitError):
 
 
 class ModelError(AnalysisError):
-    """A learned model file is missing, does not match its content hash, or
-    was written by an incompatible version of pe_toolkit."""
+    """A learned model file is missing, does not match its content hash,
+    holds content it cannot be used with, or was written by an incompatible
+    version of pe_toolkit."""
 
 
 class ExportError(PeToolkitError):

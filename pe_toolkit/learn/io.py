@@ -6,8 +6,10 @@ the classes, what it was trained on (and under which licence), when, its
 figures, and ``content_hash``: the SHA-256 of every array's bytes and of
 the card without that field. :func:`load` refuses, with a clear
 :class:`~pe_toolkit.errors.ModelError`, a file that is not a model, one
-whose content does not match its hash (altered or truncated), and one of
-another format version.
+whose content does not match its hash (altered or truncated), one of
+another format version, and one whose hash matches but whose content is
+unusable (duplicate classes, non-finite weights, a malformed card field:
+edited and re-hashed, or written by another tool).
 
 Files are written bit for bit the same for the same model and card:
 entries in a fixed order, fixed timestamps, sorted JSON; so ``make models``
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import uuid
 import zipfile
@@ -35,7 +38,7 @@ import orjson
 
 from ..errors import InputError, ModelError
 from .features import FeatureSpec, Featurizer
-from .model import TextModel
+from .model import NO_THRESHOLD, TASKS, TextModel
 
 FORMAT_VERSION = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -159,6 +162,80 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _unusable(card: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[str, str] | None:
+    """(field, what is wrong with it) for the first part of a model that the
+    code after :func:`load` relies on without checking, or None. A matching
+    content hash proves only that the file is what its writer sealed: a card
+    edited and re-hashed by hand, or written by another tool, may hold
+    duplicate classes, NaN weights or a ``training`` that is not an object,
+    which would fail later (a traceback in ``learn list``, NaN probabilities,
+    a class never labelled) far from the file."""
+    if not isinstance(card.get("name"), str):
+        return "name", "is not a string"
+    if card.get("task") not in TASKS:
+        return "task", f"is not one of {', '.join(TASKS)}"
+    classes = card.get("classes")
+    # Each class names a column and is found by name: an empty or repeated one cannot be told apart.
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes):
+        return "classes", "is not a non-empty list of non-empty strings"
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        return "classes", f"names {', '.join(map(repr, repeated))} more than once"
+    for name in ("coef", "intercept", "thresholds"):
+        if name not in arrays or arrays[name].dtype.kind not in "fiu":
+            return name, "is missing or not numeric"
+    for name, array in arrays.items():
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            return name, "holds NaN or infinite values"
+    n = len(classes)
+    coef, thresholds = arrays["coef"], arrays["thresholds"]
+    if coef.ndim != 2 or coef.shape[1] != n:
+        return "classes", f"has {n} names for weights (coef) of shape {coef.shape}"
+    for name in ("intercept", "thresholds"):
+        if arrays[name].shape != (n,):
+            return name, f"has shape {arrays[name].shape}, not one value per class ({n})"
+    # Probabilities; a multi-class class without a threshold stores NO_THRESHOLD (see model._thresholds).
+    unset = (thresholds == NO_THRESHOLD) & (card["task"] == "multiclass")
+    if not (((thresholds >= 0) & (thresholds <= 1)) | unset).all():
+        return "thresholds", "holds a value outside [0, 1]"
+    shown = card.get("thresholds")  # the tuned thresholds as the card shows them (the shipped skills model's)
+    if shown is not None and not (
+        isinstance(shown, dict) and all(k in classes and _number(v) and 0 <= v <= 1 for k, v in shown.items())
+    ):
+        return "thresholds", "is not an object of the classes' thresholds, numbers in [0, 1]"
+    for name in ("constructs", "rule_names"):  # joined into messages and feature names
+        names = card.get(name, [])
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            return name, "is not a list of strings"
+    # Read with .get() by learn list and learn evaluate, and the levels are
+    # compared as set members by the registry (a list there is a TypeError).
+    training = card.get("training", {})
+    if not isinstance(training, dict):
+        return "training", "is not an object"
+    if "n" in training and not (isinstance(training["n"], int) and not isinstance(training["n"], bool) and training["n"] >= 0):
+        return "training.n", "is not a count of texts"
+    for part in ("training", "data"):
+        section = card.get(part)
+        if isinstance(section, dict) and section.get("level") is not None and not isinstance(section["level"], str):
+            return f"{part}.level", "is not a string"
+    validation = card.get("validation")
+    overall = validation.get("overall") if isinstance(validation, dict) else None
+    # learn list prints each row of a list here as "metric value [low, high]" (indexed; numbers to 3 places).
+    if isinstance(overall, list) and not all(
+        isinstance(r, dict) and "metric" in r and all(k in r and (r[k] is None or _number(r[k])) for k in ("value", "low", "high"))
+        for r in overall
+    ):
+        return "validation.overall", "holds a row that is not a metric with numbers value, low and high"
+    combination = card.get("combination")  # the risk model's weights of risk_score (analysis.safety)
+    if combination is not None and not (isinstance(combination, dict) and all(_number(v) for v in combination.values())):
+        return "combination", "is not an object of numbers"
+    return None
+
+
 def load(path: str | Path) -> TextModel:
     """Read a model file, refusing one that was altered or is of another
     format version (see the module docstring)."""
@@ -184,6 +261,9 @@ def load(path: str | Path) -> TextModel:
     expected = card.get("content_hash")
     if not expected or content_hash(arrays, card) != expected:
         raise ModelError(f"{path} does not match its content hash: the file was altered or is incomplete; retrain or reinstall it")
+    problem = _unusable(card, arrays)
+    if problem is not None:
+        raise ModelError(f"{path} cannot be used: its {problem[0]} {problem[1]}; retrain or reinstall it")
     try:
         spec = FeatureSpec.from_dict(card["features"])
         features = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("features/")}
