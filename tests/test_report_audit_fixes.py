@@ -193,3 +193,36 @@ def test_a_redacted_report_redacts_a_failing_cells_error_too(tmp_path):
     for shown in (page, str(raised.value)):
         assert email not in shown and phone not in shown and "[EMAIL]" in shown, shown[:300]
     assert "This report is incomplete" in page and "ValueError" in page
+
+
+def test_a_redacted_report_pseudonymises_an_id_holding_a_name_said_in_its_conversation(tmp_path):
+    # Before, the report scanned ids alone, where "priya" is no name to the
+    # scan: the id showed on a page its reader believed redacted (export
+    # --redact already read an id with its conversation).
+    named, plain_word = "session-priya-raman-01", "session-blue-sky-02"
+    convs = [
+        {"id": named, "dataset": "clinic", "messages": [
+            {"role": "user", "content": "Hi, my name is Priya Raman and I cannot sleep."},
+            {"role": "assistant", "content": "Thank you for telling me, Priya. What keeps you awake?"}]},
+        {"id": plain_word, "dataset": "clinic", "messages": [
+            {"role": "user", "content": "I looked at the blue sky today and felt nothing."},
+            {"role": "assistant", "content": "That sounds heavy. When did the numbness start?"}]},
+    ]  # fmt: skip
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
+    cache = tmp_path / "cache.duckdb"
+    with Store(cache) as store:
+        import_file(store, data, progress=False)
+    shows_ids = notebook(
+        tmp_path / "15_ids.ipynb",
+        "from pe_toolkit.store import Store\n"
+        "with Store(cache, read_only=True) as s:\n    ids = s.sql('SELECT id FROM conversations ORDER BY id')",
+        "print(ids['id'].to_list())",
+        "ids",
+        params="cache = None\nstatic_report = False\nredact_views = False",
+    )
+    (shared,) = build_reports(tmp_path / "shared", notebooks=[shows_ids], cache=cache, progress=False, redact=True)
+    after = shared.html.read_text()
+    assert "priya" not in after.lower() and "raman" not in after.lower()
+    assert len(set(re.findall(r"pseudo_[0-9a-f]{20}", after))) == 1
+    assert plain_word in after  # words that are no name stay: the id still joins to the cache
