@@ -19,6 +19,7 @@ importers, the client transport, the warehouse loader.
     ├── ExportError
     │   └── WarehouseError          the PostgreSQL load
     ├── ReportError                 a notebook failed while writing reports
+    ├── RequestCancelledError       a request given up: its caller stopped waiting for it
     └── ApiError                    talking to the Pixelated Empathy API
         ├── TransportError          connect failure, timeout, dropped connection
         │   └── DeadlineExceededError   no complete answer within the request's deadline
@@ -139,6 +140,14 @@ class WarehouseError(ExportError):
 
 class ReportError(PeToolkitError):
     """A notebook failed while the HTML reports were written."""
+
+
+class RequestCancelledError(PeToolkitError):
+    """A request given up before it was sent, or while it waited to be sent
+    again (pacing, Retry-After, backoff), because its caller cancelled it
+    (:meth:`pe_toolkit.client.Client.fetch_each`'s ``cancel``). Not an
+    :class:`ApiError`: the API did not fail, so it is never retried nor
+    counted against the id."""
 
 
 class ApiError(PeToolkitError):

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import _thread
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +26,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+import pe_toolkit
 from pe_toolkit.apisync import incremental, state as sync_state, sync
 from pe_toolkit.cli import cli
 from pe_toolkit.client import Client, RetryPolicy
@@ -28,7 +34,7 @@ from pe_toolkit.client.core import BreakerPolicy
 from pe_toolkit.client.flows import part_path
 from pe_toolkit.client.pacing import WaitNotice
 from pe_toolkit.client.pagination import Listed, Paginator
-from pe_toolkit.errors import ApiStatusError, ConfigError, InputError, MalformedResponseError
+from pe_toolkit.errors import ApiStatusError, ConfigError, InputError, MalformedResponseError, RequestCancelledError
 from pe_toolkit.store import Store
 
 KEY = "audit-key-0123456789abcdef"
@@ -219,6 +225,89 @@ def test_ctrl_c_during_the_fetch_writes_what_was_fetched(tmp_path) -> None:
         with client_for(fake.url) as client:
             report = sync(store, client, mode="incremental", page_size=100, progress=False)
         assert report.status == "completed" and store.count() == total
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_while_the_fetches_sleep_out_a_retry_after_returns_at_once(tmp_path, signum) -> None:
+    # `pe-toolkit sync` as a user runs it: the first 20 ids are served, the
+    # rest answered 429 with Retry-After: 30, so every fetch worker sleeps
+    # out the hint when Ctrl-C (or SIGTERM) comes. It used to return only
+    # when those sleeps ended (~30 s; 37-40 s against a 40 s hint).
+    served, total, hint = 20, 40, 30
+    answered, told_to_wait = threading.Semaphore(0), threading.Event()
+
+    def conversation(i: int) -> Reply:
+        if i < served:
+            answered.release()
+            return 200, _envelope(_conversation(i)), {}
+        told_to_wait.set()
+        return 429, _envelope(None, False, "RATE_LIMIT_EXCEEDED", "slow down"), {"Retry-After": str(hint)}
+
+    db = tmp_path / "mine.duckdb"
+    root = Path(pe_toolkit.__file__).resolve().parents[1]  # this checkout's package, not an installed one
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+    with serving(corpus(total, conversation=conversation)) as fake:
+        env |= {"PE_API_URL": fake.url, "PE_API_KEY": KEY, "PE_NO_PROGRESS": "1", "PYTHONPATH": str(root)}
+        command = [sys.executable, "-m", "pe_toolkit", "--db", str(db), "sync", "--mode", "incremental", "--no-progress"]
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                for _ in range(served):
+                    assert answered.acquire(timeout=60), "the first conversations were never fetched"
+                assert told_to_wait.wait(60), "no fetch was told to wait"
+                time.sleep(1.0)  # the workers are asleep on the hint now
+                sent = time.monotonic()
+                proc.send_signal(signum)
+                proc.wait(3 * hint)
+                took = time.monotonic() - sent
+            finally:
+                if proc.poll() is None:  # pragma: no cover - only when the test fails
+                    proc.kill()
+            out, err = proc.communicate()
+    assert took < 10, f"took {took:.1f} s to stop after the interrupt"
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["pe-toolkit: interrupted"]
+    assert KEY not in out + err
+    with Store(db) as store:
+        assert store.count() == served  # what was fetched before the interrupt is kept
+        source = f"api:{fake.url}"
+        assert len(sync_state.pending_ids(store, source, sync_state.scope_key(None, None, None))) == total - served
+        status, error = store.connection.execute(
+            "SELECT status, error FROM ingest_runs WHERE kind = 'sync' ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+    assert status != "running" and error  # the run is recorded as stopped, not left running
+
+
+def test_fetch_each_stops_at_once_while_fetches_sleep_out_a_retry_after() -> None:
+    # The client's part of the above: closing fetch_each (a fatal error, a
+    # break), or setting its cancel from another thread (the sync's fetch
+    # thread, on Ctrl-C), wakes fetches sleeping out a Retry-After, and no
+    # request is sent after it.
+    def conversation(i: int) -> Reply:
+        if i == 0:
+            return 200, _envelope(_conversation(i)), {}
+        return 429, _envelope(None, False, "RATE_LIMIT_EXCEEDED", "slow down"), {"Retry-After": "30"}
+
+    ids = [f"c{i:05d}" for i in range(8)]
+    retry = RetryPolicy(max_attempts=3, max_elapsed=120.0)
+    with serving(corpus(8, conversation=conversation)) as fake, client_for(fake.url, retry=retry) as client:
+        results = client.fetch_each(ids, concurrency=4, raw=True)
+        assert next(results)[0] == "c00000"
+        time.sleep(0.5)  # the other three are asleep on the hint
+        started = time.monotonic()
+        results.close()
+        assert time.monotonic() - started < 5
+        sent = fake.requests
+        assert sent <= 4
+
+        cancel = threading.Event()
+        results = client.fetch_each(ids[1:], concurrency=4, raw=True, cancel=cancel)
+        threading.Timer(0.5, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(RequestCancelledError):
+            next(results)
+        assert time.monotonic() - started < 5
+        time.sleep(0.2)
+        assert fake.requests - sent <= 4  # the first try of each running fetch, no retry
 
 
 def test_batches_are_also_written_on_a_timer(tmp_path, monkeypatch) -> None:

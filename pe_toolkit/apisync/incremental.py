@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -113,9 +114,10 @@ def fetch_pending(ctx: SyncContext) -> None:
     ctx.report.failed_ids = failed
 
 
-def _results(ctx: SyncContext, ids: list[str]) -> Iterator[tuple[str, Any]]:
-    """One continuous stream of fetch results; a fatal error ends it."""
-    results = ctx.client.fetch_each(ids, concurrency=ctx.concurrency, raw=True)
+def _results(ctx: SyncContext, ids: list[str], cancel: threading.Event) -> Iterator[tuple[str, Any]]:
+    """One continuous stream of fetch results; a fatal error ends it, and
+    so does setting ``cancel`` (the waits of the fetches end at once)."""
+    results = ctx.client.fetch_each(ids, concurrency=ctx.concurrency, raw=True, cancel=cancel)
     try:
         for item in results:
             yield item
@@ -140,9 +142,13 @@ def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
     # interrupt they are written too. Taken ones leave it at once: it never
     # holds more than the buffer. deque append/popleft are thread-safe.
     produced: deque[tuple[str, Any]] = deque()
+    # Set when the stream below is closed (Ctrl-C, SIGTERM, an error here):
+    # the fetch workers wake from a pacing or Retry-After wait at once, so
+    # the fetch thread stops now, not when the longest such wait ends.
+    stop = threading.Event()
 
     def recorded() -> Iterator[tuple[str, Any]]:
-        for item in _results(ctx, ids):
+        for item in _results(ctx, ids, stop):
             produced.append(item)  # before it is queued: this runs on the prefetch thread
             yield item
 
@@ -160,10 +166,11 @@ def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
     # Fetches run on a background thread up to two batches ahead, so
     # requests stay in flight while a batch is validated and merged here
     # (DuckDB releases the GIL while it works). Results cross one by one,
-    # so stopping (an error, Ctrl-C) waits for at most one fetch.
+    # so stopping (an error, Ctrl-C) waits for at most the requests on the
+    # wire (their deadline bounds them); none that waits to be sent.
     flushed_at = time.monotonic()
     try:
-        with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size)) as stream:
+        with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size, stop=stop)) as stream:
             for item in stream:
                 produced.popleft()  # this very item: the buffer is first in, first out
                 batch.append(item)

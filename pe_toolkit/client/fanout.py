@@ -131,7 +131,13 @@ class WidthTuner:
 
 
 def fan_out(
-    call: Callable[[K], Any], items: Iterable[K], width: int, catch: type[BaseException], *, clock: Callable[[], float] = time.perf_counter
+    call: Callable[[K], Any],
+    items: Iterable[K],
+    width: int,
+    catch: type[BaseException],
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    cancel: threading.Event | None = None,
 ) -> Iterator[tuple[K, Any]]:
     """Yield ``(item, result)`` as each call completes (not in input order),
     with at most ``width`` calls in flight (fewer where that is faster,
@@ -140,7 +146,9 @@ def fan_out(
     An exception of type ``catch`` is yielded as the result; any other one
     stops the run and re-raises here. Closing the generator (or breaking
     out of the loop) drops the items not started yet and waits for the
-    calls already running.
+    calls already running; with ``cancel``, an event those calls watch, it
+    is set first, so a call sleeping out a wait ends it instead of being
+    waited for.
     """
 
     def guarded(item: K) -> Any:
@@ -197,7 +205,11 @@ def fan_out(
             yield item, result
     finally:
         # Take back what no worker has started, then stop the workers
-        # (each finishes the call it is making).
+        # (each finishes the call it is making; one sleeping out a pacing
+        # delay or a Retry-After wakes on ``cancel``, so closing does not
+        # take as long as the longest such wait).
+        if cancel is not None:
+            cancel.set()
         while True:
             try:
                 todo.get_nowait()

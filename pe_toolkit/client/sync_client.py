@@ -15,6 +15,8 @@ see :mod:`.deadline`).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +27,7 @@ import polars as pl
 import tenacity
 
 from ..config import Secret, Settings
-from ..errors import ApiError, InputError
+from ..errors import ApiError, InputError, RequestCancelledError
 from ..progress import progress_bar
 from . import deadline as deadlines, flows, routes
 from .core import Attempt, BreakerPolicy, Call, CallState, Endpoint
@@ -129,15 +131,15 @@ class Client:
         """Run one :class:`~.core.Call` with retries (the building block of every method)."""
         return self._request(call)[0]
 
-    def _request(self, call: Call[T]) -> tuple[T, Endpoint]:
-        retrying = tenacity.Retrying(sleep=time.sleep, **self._core.retry_options(call.safety))
-        return retrying(self._attempt, call, CallState())
+    def _request(self, call: Call[T], cancel: threading.Event | None = None) -> tuple[T, Endpoint]:
+        sleep = time.sleep if cancel is None else functools.partial(_pause, cancel=cancel)
+        retrying = tenacity.Retrying(sleep=sleep, **self._core.retry_options(call.safety))
+        return retrying(self._attempt, call, CallState(), cancel)
 
-    def _attempt(self, call: Call[T], state: CallState) -> tuple[T, Endpoint]:
+    def _attempt(self, call: Call[T], state: CallState, cancel: threading.Event | None = None) -> tuple[T, Endpoint]:
         attempt = self._core.plan(call, state)
         try:
-            if attempt.delay:
-                time.sleep(attempt.delay)
+            _pause(attempt.delay, cancel)
             with deadlines.bounded(self._core.start(attempt)):
                 response, content = self._send(attempt)
             return self._core.complete(attempt, response, content), attempt.endpoint
@@ -219,7 +221,7 @@ class Client:
         return [found[c] for c in ids if c in found]
 
     def fetch_each(
-        self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False
+        self, ids: Iterable[str], *, concurrency: int | None = None, raw: bool = False, cancel: threading.Event | None = None
     ) -> Generator[tuple[str, Any], None, None]:
         """Yield ``(id, conversation or ApiError)`` as each fetch completes,
         with at most ``concurrency`` requests in flight (fewer while that
@@ -227,20 +229,27 @@ class Client:
         not raised, so one bad id does not stop the rest (an ``ApiError``, or
         an ``InputError`` for an id no URL can name, such as ``".."``); the consumer
         decides (stop on :class:`CircuitOpenError`, record the others).
-        ``raw=True`` yields the API objects as dicts."""
+        ``raw=True`` yields the API objects as dicts.
+
+        Closing the generator sets ``cancel`` (an event of its own when not
+        given): fetches waiting to be sent again (pacing, Retry-After,
+        backoff) end at once and no more are sent. Set it from elsewhere
+        (another thread) to stop the same way while a wait is under way:
+        the generator then raises :class:`RequestCancelledError`."""
         width = concurrency or self.options.concurrency
+        cancel = cancel if cancel is not None else threading.Event()
 
         def one(cid: str) -> Any:
             try:
                 call = routes.get_conversation(cid)
             except InputError as exc:
                 return exc  # an id no URL can name ('..'): it fails alone, the others go on
-            return self.request(call.raw() if raw else call)
+            return self._request(call.raw() if raw else call, cancel)[0]
 
         # Threads rather than an event loop: this works the same in a
         # notebook (whose loop is already running) and in a script; httpx's
         # Client is thread-safe and the GIL is released while waiting.
-        yield from fan_out(one, ids, width, ApiError)
+        yield from fan_out(one, ids, width, ApiError, cancel=cancel)
 
     def iter_conversations(
         self,
@@ -517,3 +526,16 @@ class Client:
             raise core.stream_failed(attempt, exc) from None
         core.stream_succeeded(attempt, response)
         return None
+
+
+def _pause(seconds: float, cancel: threading.Event | None) -> None:
+    """Wait ``seconds`` before a request is sent (again). With ``cancel``,
+    the wait ends as soon as it is set and raises instead of sending (also
+    with no wait: nothing is sent once cancelled). A worker thread cannot
+    be interrupted, so a plain sleep here made Ctrl-C wait out a 40 s
+    Retry-After."""
+    if cancel is None:
+        if seconds:
+            time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise RequestCancelledError("the request was cancelled before it was sent")

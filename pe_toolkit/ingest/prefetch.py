@@ -10,15 +10,21 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def prefetch(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None = None) -> Generator[T, None, None]:
     """Run a generator in a background thread, ``depth`` items ahead.
 
     Parsing the next chunk (its own DuckDB connection) overlaps with writing
     the current one; DuckDB releases the GIL while it works. Errors raised
     by the generator re-raise here, in order.
+
+    ``stop`` is set when this generator ends or is closed (Ctrl-C in the
+    consumer). Closing waits for the background thread, which notices
+    only between items: a generator that can block for long (fetches
+    sleeping out a Retry-After) should be given the same event and end
+    its waits when it is set.
     """
     q: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
     done = object()
 
     def worker() -> None:
@@ -45,7 +51,15 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     thread.start()
     try:
         while True:
-            exc, item = q.get()
+            try:
+                # Timed, so that Ctrl-C ends the wait: polars installs its own
+                # SIGINT handler with SA_RESTART, and under it the kernel resumes
+                # an untimed lock wait after Python's handler has run, so the
+                # KeyboardInterrupt came only with the next item (after the
+                # fetches' 30 s Retry-After). A timed wait is not resumed.
+                exc, item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if exc is not None:
                 raise exc
             if item is done:
