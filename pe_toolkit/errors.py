@@ -64,6 +64,13 @@ def is_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def run_error(exc: BaseException) -> str:
+    """How a run's failure is recorded (``ingest_runs.error``, events):
+    "interrupted" for Ctrl-C (:func:`is_interrupt`), not "KeyboardInterrupt";
+    else the message, or the exception's name when it has none."""
+    return "interrupted" if is_interrupt(exc) else (str(exc) or type(exc).__name__)
+
+
 class ConfigError(PeToolkitError):
     """Configuration is missing or invalid."""
 

@@ -274,7 +274,8 @@ def test_an_interrupt_while_the_fetches_sleep_out_a_retry_after_returns_at_once(
         status, error = store.connection.execute(
             "SELECT status, error FROM ingest_runs WHERE kind = 'sync' ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
-    assert status != "running" and error  # the run is recorded as stopped, not left running
+    # Recorded as stopped, not left running, and as an interrupt (it said "KeyboardInterrupt"), as imports and analyze runs are.
+    assert (status, error) == ("failed", "interrupted")
 
 
 def test_fetch_each_stops_at_once_while_fetches_sleep_out_a_retry_after() -> None:

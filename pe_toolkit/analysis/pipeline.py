@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import AnalysisError, StoreError, is_interrupt
+from ..errors import AnalysisError, StoreError, run_error
 from ..events import EventBus, bus as default_bus
 from ..report_table import HtmlReport
 from ..store import Store
@@ -408,7 +408,7 @@ def _analyze_held(store: Store, *, incremental: bool, batch_size: int, progress:
         ) else 0
     except BaseException as exc:
         # Ctrl-C is recorded as an import's is: "interrupted", not "KeyboardInterrupt"
-        error = "interrupted" if is_interrupt(exc) else (str(exc) or type(exc).__name__)
+        error = run_error(exc)
         with contextlib.suppress(Exception):
             store.finish_run(report.run_id, error=error)
         raise

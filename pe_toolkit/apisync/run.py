@@ -48,7 +48,7 @@ from typing import Any, Literal
 from ..client import Client
 from ..client.core import public_url
 from ..config import load_settings
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, run_error
 from ..events import EventBus, bus as default_bus
 from ..store import ConversationFilter, Store
 from . import bulk as sync_bulk, incremental as sync_incremental, state as sync_state
@@ -223,7 +223,7 @@ def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress
     except BaseException as exc:
         _finish(ctx, error=exc)
         report.seconds = time.perf_counter() - started
-        events.publish("sync.failed", source=source, error=str(exc) or type(exc).__name__, report=report.as_event())
+        events.publish("sync.failed", source=source, error=run_error(exc), report=report.as_event())
         raise
     finally:
         writer.close()
@@ -267,7 +267,7 @@ def _finish(ctx: SyncContext, error: BaseException | None = None) -> None:
     report.errors = report.errors[:MAX_ERRORS_KEPT]
     message = None
     if error is not None:
-        message = str(error) or type(error).__name__
+        message = run_error(error)
     elif report.failed:
         message = f"{report.failed} conversation(s) could not be fetched; queued for the next sync"
     with contextlib.suppress(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..errors import PeToolkitError, RecordError, is_interrupt
+from ..errors import PeToolkitError, RecordError, run_error
 from ..events import EventBus
 from ..report_table import HtmlReport
 from ..store import Store, UpsertResult
@@ -71,7 +71,7 @@ def _write_batches(store: Store, batches: Iterable[Batch], *, where: str, source
                 _announce(events, result, source)
         _resolve_fixed(store, source, run_id)
     except BaseException as exc:
-        error = "interrupted" if is_interrupt(exc) else (str(exc) or type(exc).__name__)
+        error = run_error(exc)
         with contextlib.suppress(Exception):
             store.finish_run(run_id, report, invalid=report.invalid, error=error)
         if isinstance(exc, PeToolkitError):
