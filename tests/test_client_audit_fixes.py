@@ -311,6 +311,43 @@ def test_fetch_each_stops_at_once_while_fetches_sleep_out_a_retry_after() -> Non
         assert fake.requests - sent <= 4  # the first try of each running fetch, no retry
 
 
+def test_ctrl_c_stops_a_script_fetching_in_its_main_thread(tmp_path) -> None:
+    # A script's client.fetch_conversations(...) while every fetch sleeps out
+    # a Retry-After: the main thread waits for results in fan_out, and under
+    # polars' SA_RESTART SIGINT handler an untimed wait slept through Ctrl-C.
+    hint = 30
+    asked = threading.Event()
+
+    def conversation(i: int) -> Reply:
+        asked.set()
+        return 429, _envelope(None, False, "RATE_LIMIT_EXCEEDED", "slow down"), {"Retry-After": str(hint)}
+
+    root = Path(pe_toolkit.__file__).resolve().parents[1]
+    script = tmp_path / "fetch.py"
+    script.write_text(
+        "import sys\nfrom pe_toolkit.client import Client, RetryPolicy\n"
+        "client = Client(sys.argv[2], sys.argv[1], retry=RetryPolicy(max_attempts=3, max_elapsed=600.0))\n"
+        "client.fetch_conversations([f'c{i:05d}' for i in range(8)], concurrency=4)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root)}
+    with serving(corpus(8, conversation=conversation)) as fake:
+        with subprocess.Popen([sys.executable, str(script), fake.url, KEY], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+            try:
+                assert asked.wait(60), "no fetch was sent"
+                time.sleep(1.0)  # every worker is asleep on the hint, the main thread waits for a result
+                sent = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                proc.wait(3 * hint)
+                took = time.monotonic() - sent
+            finally:
+                if proc.poll() is None:  # pragma: no cover - only when the test fails
+                    proc.kill()
+            _, err = proc.communicate()
+    assert took < 10, f"took {took:.1f} s to stop after Ctrl-C"
+    assert "KeyboardInterrupt" in err and KEY not in err
+
+
 def test_batches_are_also_written_on_a_timer(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(incremental, "FLUSH_SECONDS", 0.0)  # every result is "old enough"
     writes: list[int] = []

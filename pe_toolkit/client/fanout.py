@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 K = TypeVar("K")
+T = TypeVar("T")
 
 log = logging.getLogger("pe_toolkit.client")
 
@@ -130,6 +131,19 @@ class WidthTuner:
                     self._try(candidate, "check")
 
 
+def _next_done(done: queue.SimpleQueue[T]) -> T:
+    """The next completed call. Timed waits, so that Ctrl-C ends the wait in
+    a script's main thread: under polars' SIGINT handler (SA_RESTART) the
+    kernel resumes an untimed lock wait after Python's handler has run, and
+    the KeyboardInterrupt came only with the next result (see also
+    :func:`pe_toolkit.ingest.prefetch.prefetch`)."""
+    while True:
+        try:
+            return done.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
 def fan_out(
     call: Callable[[K], Any],
     items: Iterable[K],
@@ -197,7 +211,7 @@ def fan_out(
                 in_flight += 1
             if in_flight == 0:
                 return
-            item, result, error = done.get()
+            item, result, error = _next_done(done)
             in_flight -= 1
             if error is not None:
                 raise error
