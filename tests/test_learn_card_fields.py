@@ -85,6 +85,7 @@ BAD = [
     ("threshold-above-1", _set("thresholds", {"glad": 1.5}), None, "thresholds"),
     ("threshold-unknown-class", _set("thresholds", {"happy": 0.5}), None, "thresholds"),
     ("thresholds-a-list", _set("thresholds", [0.5, 0.5]), None, "thresholds"),
+    ("thresholds-not-the-models", _set("thresholds", {"glad": 0.4}), None, "thresholds"),
     ("threshold-array-nan", None, _array("thresholds", _nan_at_first), "thresholds"),
     ("threshold-array-length", None, _array("thresholds", lambda a: np.r_[a, 0.5]), "thresholds"),
     ("threshold-array-negative", None, _array("thresholds", lambda a: np.full_like(a, -0.5)), "thresholds"),

@@ -207,6 +207,9 @@ def _unusable(card: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[str,
         isinstance(shown, dict) and all(k in classes and _number(v) and 0 <= v <= 1 for k, v in shown.items())
     ):
         return "thresholds", "is not an object of the classes' thresholds, numbers in [0, 1]"
+    if shown and any(not math.isclose(v, float(thresholds[classes.index(k)]), abs_tol=1e-9) for k, v in shown.items()):
+        # The card's table of thresholds would tell its reader other ones than the model applies.
+        return "thresholds", "differ from the thresholds the model applies"
     for name in ("constructs", "rule_names"):  # joined into messages and feature names
         names = card.get(name, [])
         if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
