@@ -158,3 +158,28 @@ def test_too_few_items_of_every_label_for_the_folds_is_one_error_line(tmp_path, 
     pl.read_csv(labelled_csv).group_by("label", maintain_order=True).head(3).write_csv(few)
     r = CliRunner().invoke(cli, ["learn", "cv", "--data", str(few), "--folds", "5", "--no-progress"])
     assert r.exit_code == 1 and "needs a label with at least 5 items" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_cv_takes_the_settings_fit_takes(tmp_path):
+    # learn cv offered only --ngrams: a researcher could not measure the
+    # --c, --min-df or --class-weight they were about to train with.
+    from pe_toolkit.learn.validity import cross_validate
+
+    frame = toy()
+    # Every third label flipped and an unbalanced third class: settings show in the figures.
+    flipped = frame.with_columns(
+        label=pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.when(pl.col("label") == "sad").then(pl.lit("glad")).otherwise(pl.lit("sad")))
+        .otherwise(pl.col("label"))
+    )
+    rows = pl.concat([flipped, flipped.head(6).with_columns(label=pl.lit("meh"))]).with_columns(group=pl.int_range(pl.len()))
+    path = tmp_path / "noisy.csv"
+    rows.write_csv(path)
+    settings = ["--c", "0.05", "--min-df", "1", "--class-weight", "none"]
+    r = CliRunner().invoke(cli, ["learn", "cv", "--data", str(path), "--group", "group", "--folds", "3", "--no-progress", *settings])
+    assert r.exit_code == 0, r.output
+    frame = pl.read_csv(path, infer_schema=False)
+    expected = cross_validate(frame, text="text", label="label", group="group", folds=3, spec=FeatureSpec(min_df=1), c=0.05,
+                              class_weight=None, progress=False)  # fmt: skip
+    default = cross_validate(frame, text="text", label="label", group="group", folds=3, spec=FeatureSpec(), progress=False)
+    assert str(expected) != str(default)  # the settings change the figures here, so the check below can fail
+    assert r.stdout.strip() == str(expected).strip()

@@ -97,6 +97,24 @@ def _labelled_input(command: Any) -> Any:
     return command
 
 
+_SETTINGS = (
+    click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength."),
+    click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram."),
+    click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
+                 help="Texts an n-gram must occur in; the model file keeps every n-gram found in that many texts."),
+    click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True,
+                 help="balanced: every class weighs the same in training (rare codes are found more often, and their "
+                 "probabilities are inflated above their base rates); none: every text weighs the same."),
+)  # fmt: skip
+
+
+def _model_settings(command: Any) -> Any:
+    """The training settings, the same for fit and cv (what cv measures is what fit would train)."""
+    for option in reversed(_SETTINGS):
+        command = option(command)
+    return command
+
+
 def _relabelled(frame: Any, label: str, relabels: tuple[str, ...]) -> Any:
     """``frame`` with the --relabel FROM=TO renames applied to its label column."""
     import polars as pl
@@ -143,16 +161,10 @@ def learn_cmd() -> None:
 @_labelled_input
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the model (.pemodel).")
 @click.option("--force", is_flag=True, help="Replace a model file that exists at --out.")
-@click.option("--c", "c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Inverse regularisation strength.")
-@click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
-@click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Texts an n-gram must occur in; the model file keeps every n-gram found in that many texts.")  # fmt: skip
+@_model_settings
 @click.option("--allow-rare-ngrams", is_flag=True,
               help="Allow --min-df 1 with word pairs (--ngrams 2 or 3): every word pair of every training text is then "
               "in the model file. Only for texts that are not private.")  # fmt: skip
-@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True,
-              help="balanced: every class weighs the same in training (rare codes are found more often, and their "
-              "probabilities are inflated above their base rates); none: every text weighs the same.")  # fmt: skip
 @click.option("--cv", "cv_folds", type=click.IntRange(min=2), default=None,
               help="Also cross-validate with N folds (same settings, split by --group) and keep the figures in the card.")  # fmt: skip
 @_group
@@ -290,13 +302,15 @@ def _validation_lines(card: dict[str, Any]) -> list[str]:
 @_labelled_input
 @_group
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds.")
-@click.option("--ngrams", type=click.IntRange(1, 3), default=2, show_default=True, help="Longest word n-gram.")
+@_model_settings
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.pass_context
 def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, text_col: str, label_col: str,
-           context_col: str | None, relabels: tuple[str, ...], group_col: str | None, folds: int, ngrams: int,
-           no_progress: bool) -> None:  # fmt: skip
-    """Cross-validate a model on labels: F1 per class with 95% intervals."""
+           context_col: str | None, relabels: tuple[str, ...], group_col: str | None, folds: int, c: float, ngrams: int,
+           min_df: int, class_weight: str, no_progress: bool) -> None:  # fmt: skip
+    """Cross-validate a model on labels: F1 per class with 95% intervals,
+    with the settings `learn fit` takes (nothing is saved, so --min-df 1
+    needs no --allow-rare-ngrams here)."""
     from ..learn.features import FeatureSpec
     from ..learn.validity import cross_validate
 
@@ -305,7 +319,8 @@ def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, t
         group_col = "group"
     _checked_columns(frame, label_col, group_col)
     report = cross_validate(frame, text=text_col, label=label_col, context=context_col, group=group_col, folds=folds,
-                            spec=FeatureSpec(word_ngrams=ngrams, context=context_col is not None),
+                            spec=FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None), c=c,
+                            class_weight=None if class_weight == "none" else class_weight,
                             progress=progress_enabled(no_progress))  # fmt: skip
     click.echo(str(report))
 
