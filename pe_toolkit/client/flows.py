@@ -1,6 +1,7 @@
-"""The parts of multi-request flows that do no I/O, shared by both clients:
-where an export's file is, what a download response means, when a job
-wait gives up, and the progress bars."""
+"""The parts of multi-request flows shared by both clients, with no network
+I/O of their own: where an export's file is, what a download response
+means (and the local ``.part`` file it is written to: opened, finished,
+or discarded after a 416), when a job wait gives up, and the progress bars."""
 
 from __future__ import annotations
 
