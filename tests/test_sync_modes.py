@@ -401,3 +401,20 @@ def test_a_conversation_that_left_the_filter_or_vanished_upstream_is_brought_up_
         assert ids[0] not in store.conversations(tier=tier)["id"].to_list()
         again = sync(store, client, progress=False, mode="incremental", tier=tier)
         assert again.planned == {} and again.fetched == 0 and again.vanished == 0
+
+
+def test_sync_with_analyze_scores_what_an_interrupted_run_left_unscored(served, tmp_path) -> None:
+    # A sync --analyze stopped after its writes but before scoring: the rerun
+    # fetches nothing new, and used to exit 0 with nothing scored.
+    bus = EventBus()
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        sync(store, client, progress=False, events=bus)  # the interrupted run's writes, unscored
+        assert store.scalar("SELECT count(*) FROM conversation_scores") == 0
+        stop = auto_analyze(store, bus=bus)
+        try:
+            again = sync(store, client, progress=False, events=bus)
+        finally:
+            stop()
+        assert again.fetched == 0 and again.inserted == 0
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores") == N
+        assert stop.batcher.error is None  # type: ignore[attr-defined]

@@ -7,7 +7,8 @@ exactly the conversations that are new or changed) in batches: once at
 least ``min_batch`` conversations have arrived, and for the remainder when
 the sync or import that wrote them ends (``sync.completed``,
 ``sync.failed``, ``import.completed``). One analysis per batch of writes,
-never one per conversation.
+never one per conversation; and one at the first such end even without
+writes, for what an interrupted earlier run stored and left unscored.
 
     >>> stop = auto_analyze(store)
     >>> pe.sync(store)            # conversations are scored as batches land
@@ -49,7 +50,11 @@ class _Batcher:
             self.run()
 
     def on_flush(self, event: Event) -> None:
-        if self.waiting:
+        # The first flush runs even when nothing was written here: a sync
+        # interrupted after its writes left them unscored, and its rerun,
+        # fetching nothing new, exited 0 with nothing scored. The analysis
+        # is incremental: it scores exactly what is new, changed or outdated.
+        if self.waiting or not self.runs:
             self.run()
 
     def run(self) -> None:
