@@ -8,9 +8,13 @@ exit status 1; only bugs show a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -100,7 +104,7 @@ class LazyGroup(click.Group):
         try:
             # One-line warnings for this command only: the hook is restored on
             # return, so a notebook or script calling the CLI keeps its own.
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), terminate_as_interrupt():
                 warnings.showwarning = _one_line_warning
                 return super().invoke(ctx)
         except (KeyboardInterrupt, Exception) as exc:
@@ -161,6 +165,29 @@ def cli(ctx: click.Context, db: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, ``kill``, a service manager, ``docker stop``)
+    stops a command as Ctrl-C does: what it committed is kept, its partial
+    files are removed, its run is recorded as interrupted, and it exits 130
+    with one line. Before, every command but sync died at once, leaving an
+    export's hidden ``.part`` (conversation text) beside its target. Only
+    from the main thread, where signal handlers live; ``serve`` lets uvicorn
+    handle it (graceful shutdown)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> None:

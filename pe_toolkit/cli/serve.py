@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import click
@@ -98,6 +99,9 @@ def serve_cmd(
             err=True,
         )
 
+    # uvicorn shuts down gracefully on SIGTERM and then lets it end the
+    # process: the default handler, not the other commands' interrupt.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         serve(app, host=host, port=port, max_body_bytes=max_body, access_log=access_log, announce=announce)
     finally:

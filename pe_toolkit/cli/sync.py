@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import click
 
@@ -64,7 +61,7 @@ def sync_cmd(
 
             stop = auto_analyze(store)
         try:
-            with _terminate_as_interrupt(), _wait_notices_on_bars_only():
+            with _wait_notices_on_bars_only():  # SIGTERM stops it as Ctrl-C does (the command group's terminate_as_interrupt)
                 report = sync(
                     store,
                     dataset=dataset,
@@ -102,26 +99,6 @@ def sync_cmd(
     if problems:
         click.echo(f"pe-toolkit: error: {'; '.join(problems)}; run sync again", err=True)
         ctx.exit(1)
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, ``timeout``, ``kill``) stops the sync
-    like Ctrl-C: the fetched conversations are written and the checkpoint
-    kept, instead of the process dying with up to a batch fetched and
-    unwritten. Only from the main thread, where signal handlers live."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

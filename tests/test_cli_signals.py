@@ -1,0 +1,43 @@
+"""SIGTERM stops any command as Ctrl-C does (``timeout``, ``kill``, a
+service manager, ``docker stop``): exit 130 with one line, not death by
+signal leaving partial files and runs marked running (from a crash audit)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pe_toolkit
+from pe_toolkit.store import Store
+
+from .conftest import SAMPLE
+
+
+@pytest.mark.parametrize("command", [["import", str(SAMPLE), "--no-progress"], ["analyze", "--no-progress"]], ids=["import", "analyze"])
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path, command):
+    cache = tmp_path / "cache.duckdb"
+    root = Path(pe_toolkit.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root), "PE_LOCK_WAIT": "120"}
+    # The command waits for the cache this test holds: a moment at which it
+    # is certainly running, whatever the machine's speed.
+    with Store(cache):
+        with subprocess.Popen([sys.executable, "-m", "pe_toolkit", "--db", str(cache), *command], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+            try:
+                assert proc.stderr is not None
+                first = proc.stderr.readline()  # "waiting for ...: process N ..."
+                assert "waiting for" in first, first
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+            finally:
+                if proc.poll() is None:  # pragma: no cover - only when the test fails
+                    proc.kill()
+            rest = proc.stderr.read()
+    assert proc.returncode == 130, (first, rest)
+    assert rest.strip().splitlines()[-1:] == ["pe-toolkit: interrupted"], rest
+    assert "Traceback" not in rest
