@@ -116,6 +116,18 @@ def test_live_analyzer_scores_as_you_type():
     assert "<script>alert" not in analyzer._panel.value
 
 
+def test_live_analyzer_without_a_reply_says_there_is_nothing_to_rate():
+    # Quality v3: no assistant message, no metrics (null, not the 0.5
+    # priors). The bars would stand at 0, which reads as a reply rated 0.
+    analyzer = LiveAnalyzer(user="I can't sleep and I feel completely hopeless about everything.")
+    assert not analyzer.rated and analyzer.result["tier_classification"] is None
+    assert "No reply to rate" in analyzer._panel.value
+    page = analyzer.to_html()
+    assert "Quality metrics (local): skipped, no reply to rate" in page and "Plotly.newPlot" not in page
+    analyzer.reply.value = "That sounds exhausting. What has been keeping you up at night?"
+    assert analyzer.rated and "No reply to rate" not in analyzer._panel.value
+
+
 def test_static_mode_renders_views_as_html():
     bus = EventBus()
     monitor = LiveMonitor(BusSource(bus), min_interval=0)

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..schema import QUALITY_METRICS
 from .conversation_viewer import message_badges
 from .display import View, figure_html, is_redacting, static_figure
-from .figures import METRIC_LABELS, figure_widget
+from .figures import METRIC_LABELS, figure_widget, skipped
 from .html import STYLE, Span, badge, esc, highlight
 
 Validator = Callable[..., dict[str, Any]]
@@ -94,6 +94,13 @@ class LiveAnalyzer(View):
         self._panel.value = self._panel_html(conversation)
 
     @property
+    def rated(self) -> bool:
+        """Whether the exchange has quality metrics: without a reply there is
+        nothing to rate (they are null, and the bars stay at 0)."""
+        metrics = self.result.get("validation_results") or {}
+        return any(metrics.get(m) is not None for m in QUALITY_METRICS)
+
+    @property
     def message_scores(self) -> pl.DataFrame:
         return _frame(self.result.get("message_scores"))
 
@@ -104,6 +111,8 @@ class LiveAnalyzer(View):
     def _panel_html(self, conversation: dict[str, Any]) -> str:
         tier = self.result.get("tier_classification")
         parts = [f'<div class="pe-view"><p>tier: {badge(str(tier)) if tier else "–"}</p>']
+        if not self.rated:
+            parts.append('<p class="pe-note">No reply to rate: the quality metrics need an assistant message.</p>')
         scores = self.message_scores
         evidence = self.evidence
         start = len(self.history)
@@ -137,4 +146,7 @@ class LiveAnalyzer(View):
         return "".join(parts)
 
     def to_html(self) -> str:
+        if not self.rated:  # a plot of zeros would read as a reply rated 0
+            shown = skipped("Quality metrics (local)", "no reply to rate")._repr_mimebundle_()["text/html"]
+            return f"{STYLE}{shown}{self._panel.value}"
         return f"{STYLE}{figure_html(static_figure(self.fig))}{self._panel.value}"
