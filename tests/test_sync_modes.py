@@ -418,3 +418,13 @@ def test_sync_with_analyze_scores_what_an_interrupted_run_left_unscored(served, 
         assert again.fetched == 0 and again.inserted == 0
         assert store.scalar("SELECT count(*) FROM current_conversation_scores") == N
         assert stop.batcher.error is None  # type: ignore[attr-defined]
+
+
+def test_no_empty_download_folder_stays_beside_the_cache(served, tmp_path) -> None:
+    from pe_toolkit.apisync.state import work_dir
+
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        assert sync(store, client, progress=False, mode="bulk").status == "completed"
+        assert not work_dir(store.path).exists()  # an empty .mine.duckdb.sync stayed after every sync
+        assert sync(store, client, progress=False, mode="incremental").status == "completed"
+        assert not work_dir(store.path).exists()

@@ -227,6 +227,10 @@ def _run(store: Store, client: Client, *, mode: Mode, events: EventBus, progress
         raise
     finally:
         writer.close()
+        # The download folder goes when nothing is left in it to resume (an
+        # empty .NAME.sync stayed beside the cache after every sync).
+        with contextlib.suppress(OSError):
+            work_dir.rmdir()
     report.status = "partial" if report.failed else "completed"
     # The run got to its end: the next one starts afresh, even after a
     # partial run. Its listing plans the conversations that failed here
