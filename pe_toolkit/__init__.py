@@ -12,17 +12,24 @@ so that ``import pe_toolkit`` stays quick.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Secret, Settings, load_settings
 from .errors import PeToolkitError
 from .events import Event, EventBus, bus
-from .store import ConversationFilter, Store, open_store
+
+if TYPE_CHECKING:
+    from .store import ConversationFilter, Store, open_store
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported lazily)
+# public name -> module that defines it (imported lazily). The store too
+# (DuckDB, polars: half a second): the CLI imports this package before it
+# can catch anything, so Ctrl-C in that half second printed a traceback.
 _LAZY: dict[str, str] = {
+    "ConversationFilter": "pe_toolkit.store",
+    "Store": "pe_toolkit.store",
+    "open_store": "pe_toolkit.store",
     "import_file": "pe_toolkit.ingest",
     "import_frame": "pe_toolkit.ingest",
     "import_dataset": "pe_toolkit.ingest",
