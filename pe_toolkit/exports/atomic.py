@@ -2,7 +2,8 @@
 
 A crash (or a kill) at any moment leaves either the previous file or the
 complete new one at the target path, plus at worst a hidden ``.NAME.*.part``
-leftover: never a half-written file under the real name. Exports hold
+leftover, which the next successful write to that path removes
+(:mod:`pe_toolkit.leftovers`): never a half-written file under the real name. Exports hold
 conversations of people in distress, so what is created here is readable by
 its owner only (mode 600 / 700), like the cache itself; the mode is given
 at creation rather than through the process umask, which other threads
@@ -15,19 +16,22 @@ import contextlib
 import gzip
 import os
 import shutil
-import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ExportError
+from ..leftovers import sweep, temp_name
 
 PART_SUFFIX = ".part"
 
 
+OLD_SUFFIX = ".old"
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
+    return temp_name(path, PART_SUFFIX)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -109,6 +113,7 @@ def atomic_file(
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+    sweep(path, (PART_SUFFIX,))  # what killed writers of this target left (conversation text)
 
 
 def _looks_like_previous_export(path: Path, marker: str) -> bool:
@@ -137,7 +142,7 @@ def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
         if path.is_dir():
             # Two renames: a folder cannot replace a non-empty folder in one
             # step. Between them the old export sits under a hidden name.
-            old = _temp_name(path).with_suffix(".old")
+            old = temp_name(path, OLD_SUFFIX)
             os.rename(path, old)
             os.rename(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -147,3 +152,4 @@ def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(path.parent)
+    sweep(path, (PART_SUFFIX, OLD_SUFFIX))

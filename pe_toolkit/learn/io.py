@@ -26,7 +26,6 @@ import hashlib
 import io
 import math
 import os
-import uuid
 import zipfile
 import zlib
 from datetime import UTC, datetime
@@ -37,10 +36,12 @@ import numpy as np
 import orjson
 
 from ..errors import InputError, ModelError
+from ..leftovers import sweep, temp_name
 from .features import FeatureSpec, Featurizer
 from .model import NO_THRESHOLD, TASKS, TextModel
 
 FORMAT_VERSION = 1
+_TMP_SUFFIX = ".tmp"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _SUFFIX = ".pemodel"
 
@@ -115,7 +116,7 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     # A fresh name each time (O_EXCL): the mode is given at creation, not
     # through the process umask (other threads share it) nor after the
     # bytes are written, and a stale file of an earlier crash keeps its own.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = temp_name(path, _TMP_SUFFIX)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with (os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f,
@@ -127,6 +128,7 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
                 data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
                 z.writestr(info, data, compresslevel=9)
         tmp.replace(path)  # a crash while writing leaves the old file, never half a model
+        sweep(path, (_TMP_SUFFIX,))  # a killed save's copy holds the vocabulary: words of the training texts
     except BaseException as exc:
         # The half-written file goes on any failure, Ctrl-C included: it
         # holds the vocabulary, words of the training texts.
