@@ -127,6 +127,13 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
                 info.external_attr = 0o644 << 16
                 data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
                 z.writestr(info, data, compresslevel=9)
+        # On disk before the rename, as exports are: after a power cut the
+        # name must not point at a file whose bytes never arrived.
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         tmp.replace(path)  # a crash while writing leaves the old file, never half a model
         sweep(path, (_TMP_SUFFIX,))  # a killed save's copy holds the vocabulary: words of the training texts
     except BaseException as exc:
