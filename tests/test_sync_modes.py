@@ -428,3 +428,24 @@ def test_no_empty_download_folder_stays_beside_the_cache(served, tmp_path) -> No
         assert not work_dir(store.path).exists()  # an empty .mine.duckdb.sync stayed after every sync
         assert sync(store, client, progress=False, mode="incremental").status == "completed"
         assert not work_dir(store.path).exists()
+
+
+def test_an_interrupted_sync_starts_no_analysis_and_a_failed_one_no_catch_up(tmp_path) -> None:
+    # The catch-up above runs at a completed sync's end only: a failed sync's
+    # end is published from its exception path, and an interrupted one must
+    # stop at once (Ctrl-C looked ignored while the whole cache was scored).
+    bus = EventBus()
+    with Store(tmp_path / "mine.duckdb") as store:
+        import_file(store, SAMPLE, progress=False)
+        stop = auto_analyze(store, bus=bus)
+        try:
+            bus.publish("sync.failed", source="api:x", error="HTTP 401")  # nothing written: no catch-up here
+            bus.publish("conversation.created", ids=["a", "b"])
+            bus.publish("sync.failed", source="api:x", error="interrupted")  # written, but stop now
+            assert stop.batcher.runs == 0  # type: ignore[attr-defined]
+            assert store.scalar("SELECT count(*) FROM conversation_scores") == 0
+            bus.publish("sync.completed", source="api:x")
+            assert stop.batcher.runs == 1  # type: ignore[attr-defined]
+        finally:
+            stop()
+        assert store.scalar("SELECT count(*) FROM current_conversation_scores") == store.count()

@@ -7,8 +7,9 @@ exactly the conversations that are new or changed) in batches: once at
 least ``min_batch`` conversations have arrived, and for the remainder when
 the sync or import that wrote them ends (``sync.completed``,
 ``sync.failed``, ``import.completed``). One analysis per batch of writes,
-never one per conversation; and one at the first such end even without
-writes, for what an interrupted earlier run stored and left unscored.
+never one per conversation; and one at the first completed sync or import
+even without writes, for what an interrupted earlier run stored and left
+unscored. An interrupted run (Ctrl-C, SIGTERM) starts no analysis.
 
     >>> stop = auto_analyze(store)
     >>> pe.sync(store)            # conversations are scored as batches land
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 WRITE_TOPICS = ("conversation.created", "conversation.updated")
 FLUSH_TOPICS = ("sync.completed", "sync.failed", "import.completed")
+# The ends after which what earlier runs left unscored is caught up on: a
+# failed sync's end runs in its exception path, so only what it wrote is scored.
+CATCH_UP_TOPICS = ("sync.completed", "import.completed")
 
 
 class _Batcher:
@@ -35,6 +39,7 @@ class _Batcher:
         self.store, self.events, self.min_batch = store, events, min_batch
         self.waiting = 0
         self.runs = 0
+        self.attempted = False
         self._lock = threading.Lock()
         self._running = False
         # The last analysis that failed. The event bus isolates handlers (a
@@ -50,11 +55,14 @@ class _Batcher:
             self.run()
 
     def on_flush(self, event: Event) -> None:
-        # The first flush runs even when nothing was written here: a sync
-        # interrupted after its writes left them unscored, and its rerun,
-        # fetching nothing new, exited 0 with nothing scored. The analysis
-        # is incremental: it scores exactly what is new, changed or outdated.
-        if self.waiting or not self.runs:
+        if event.payload.get("error") == "interrupted":
+            return  # Ctrl-C or SIGTERM: stop now; the next run scores what was written
+        # The first completed sync or import runs it even when nothing was
+        # written here: a sync interrupted after its writes left them
+        # unscored, and its rerun, fetching nothing new, exited 0 with
+        # nothing scored. The analysis is incremental: it scores what is
+        # new, changed or outdated (after an analyzer's upgrade, everything).
+        if self.waiting or (not self.attempted and event.topic in CATCH_UP_TOPICS):
             self.run()
 
     def run(self) -> None:
@@ -63,7 +71,7 @@ class _Batcher:
         with self._lock:
             if self._running:  # analysis writes scores; never re-enter from its own events
                 return
-            self._running, self.waiting = True, 0
+            self._running, self.waiting, self.attempted = True, 0, True
         try:
             analyze(self.store, incremental=True, progress=False, events=self.events)
             self.runs += 1

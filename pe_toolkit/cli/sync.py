@@ -24,7 +24,7 @@ from ._common import filling_store, progress_enabled
 )
 @click.option("--ttl-hours", type=click.FloatRange(min=0), default=24 * 7, show_default=True, help="Fetch a conversation again when its copy is older than this (incremental).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Most parallel requests of the incremental path (default 8; fewer when that is faster).")
-@click.option("--analyze", is_flag=True, help="Score new and changed conversations as they land, and any an interrupted run left unscored (incremental analysis).")
+@click.option("--analyze", is_flag=True, help="Score new and changed conversations as they land; at the end also any an interrupted run left unscored, or outdated by an analyzer's upgrade (incremental analysis).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
 @click.pass_context
 def sync_cmd(
