@@ -147,3 +147,16 @@ def test_closing_early_drops_what_has_not_started() -> None:
     assert gauge.calls == calls  # the workers stopped
     assert calls < 200
     assert not [t for t in threading.enumerate() if t.name.startswith("pe-fetch_")]
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_callers_cancel_event_is_set_only_when_the_run_ends_early(width):
+    # An event the caller keeps (an app's shutdown event) set by a run that
+    # simply finished made every later fetch_each raise RequestCancelledError.
+    cancel = threading.Event()
+    assert sorted(r for _, r in fan_out(lambda x: x * 2, [1, 2, 3], width, Exception, cancel=cancel)) == [2, 4, 6]
+    assert not cancel.is_set()
+    run = fan_out(lambda x: x, range(100), width, Exception, cancel=cancel)
+    next(run)
+    run.close()  # an early end: calls still waiting must stop
+    assert cancel.is_set()

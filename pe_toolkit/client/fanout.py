@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from .. import interruptible
+
 K = TypeVar("K")
-T = TypeVar("T")
 
 log = logging.getLogger("pe_toolkit.client")
 
@@ -131,19 +132,6 @@ class WidthTuner:
                     self._try(candidate, "check")
 
 
-def _next_done(done: queue.SimpleQueue[T]) -> T:
-    """The next completed call. Timed waits, so that Ctrl-C ends the wait in
-    a script's main thread: under polars' SIGINT handler (SA_RESTART) the
-    kernel resumes an untimed lock wait after Python's handler has run, and
-    the KeyboardInterrupt came only with the next result (see also
-    :func:`pe_toolkit.ingest.prefetch.prefetch`)."""
-    while True:
-        try:
-            return done.get(timeout=0.1)
-        except queue.Empty:
-            continue
-
-
 def fan_out(
     call: Callable[[K], Any],
     items: Iterable[K],
@@ -185,7 +173,7 @@ def fan_out(
                 done.put((item, None, exc))
 
     in_flight = 0
-    exhausted = False
+    exhausted = finished = False
     try:
         while True:
             if tuner.width == 1 and in_flight == 0:
@@ -193,6 +181,7 @@ def fan_out(
                 try:
                     one = next(source)
                 except StopIteration:
+                    finished = True
                     return
                 result = guarded(one)
                 tuner.completed(clock())
@@ -210,8 +199,9 @@ def fan_out(
                 todo.put(item)
                 in_flight += 1
             if in_flight == 0:
+                finished = True
                 return
-            item, result, error = _next_done(done)
+            item, result, error = interruptible.get(done)  # Ctrl-C ends the wait in a script's main thread
             in_flight -= 1
             if error is not None:
                 raise error
@@ -222,7 +212,7 @@ def fan_out(
         # (each finishes the call it is making; one sleeping out a pacing
         # delay or a Retry-After wakes on ``cancel``, so closing does not
         # take as long as the longest such wait).
-        if cancel is not None:
+        if cancel is not None and not finished:  # a caller's event outlives this call: set only on an early end
             cancel.set()
         while True:
             try:

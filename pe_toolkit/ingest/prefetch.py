@@ -7,6 +7,8 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
+from .. import interruptible
+
 T = TypeVar("T")
 
 
@@ -51,15 +53,7 @@ def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None
     thread.start()
     try:
         while True:
-            try:
-                # Timed, so that Ctrl-C ends the wait: polars installs its own
-                # SIGINT handler with SA_RESTART, and under it the kernel resumes
-                # an untimed lock wait after Python's handler has run, so the
-                # KeyboardInterrupt came only with the next item (after the
-                # fetches' 30 s Retry-After). A timed wait is not resumed.
-                exc, item = q.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            exc, item = interruptible.get(q)  # Ctrl-C ends the wait (see pe_toolkit.interruptible)
             if exc is not None:
                 raise exc
             if item is done:
