@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 import click
@@ -100,8 +101,10 @@ def serve_cmd(
         )
 
     # uvicorn shuts down gracefully on SIGTERM and then lets it end the
-    # process: the default handler, not the other commands' interrupt.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # process: the default handler, not the other commands' interrupt
+    # (which the command group installs from the main thread only).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         serve(app, host=host, port=port, max_body_bytes=max_body, access_log=access_log, announce=announce)
     finally:
