@@ -3,7 +3,7 @@
 A crash (or a kill) at any moment leaves either the previous file or the
 complete new one at the target path, plus at worst a hidden ``.NAME.*.part``
 leftover, which the next successful write to that path removes
-(:mod:`pe_toolkit.leftovers`): never a half-written file under the real name. Exports hold
+(:mod:`pe_toolkit.durable`): never a half-written file under the real name. Exports hold
 conversations of people in distress, so what is created here is readable by
 its owner only (mode 600 / 700), like the cache itself; the mode is given
 at creation rather than through the process umask, which other threads
@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..durable import fsync_dir, fsync_file, sweep, temp_name
 from ..errors import ExportError
-from ..leftovers import sweep, temp_name
 
 PART_SUFFIX = ".part"
 
@@ -32,19 +32,6 @@ OLD_SUFFIX = ".old"
 
 def _temp_name(path: Path) -> Path:
     return temp_name(path, PART_SUFFIX)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        _fsync_file(folder)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_parent(path: Path) -> None:
@@ -106,13 +93,13 @@ def atomic_file(
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         yield tmp
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     sweep(path, (PART_SUFFIX,))  # what killed writers of this target left (conversation text)
 
 
@@ -137,8 +124,8 @@ def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
     try:
         yield tmp
         for child in tmp.iterdir():
-            _fsync_file(child)
-        _fsync_dir(tmp)
+            fsync_file(child)
+        fsync_dir(tmp)
         if path.is_dir():
             # Two renames: a folder cannot replace a non-empty folder in one
             # step. Between them the old export sits under a hidden name.
@@ -151,5 +138,5 @@ def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     sweep(path, (PART_SUFFIX, OLD_SUFFIX))

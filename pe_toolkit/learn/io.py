@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..durable import fsync_dir, fsync_file, sweep, temp_name
 from ..errors import InputError, ModelError
-from ..leftovers import sweep, temp_name
 from .features import FeatureSpec, Featurizer
 from .model import NO_THRESHOLD, TASKS, TextModel
 
@@ -127,14 +127,11 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
                 info.external_attr = 0o644 << 16
                 data = orjson.dumps(card, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) if name == "card.json" else _npy(arrays[name])
                 z.writestr(info, data, compresslevel=9)
-        # On disk before the rename, as exports are: after a power cut the
-        # name must not point at a file whose bytes never arrived.
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # On disk before the rename and the rename after it, as exports are:
+        # after a power cut the name must not point at bytes that never arrived.
+        fsync_file(tmp)
         tmp.replace(path)  # a crash while writing leaves the old file, never half a model
+        fsync_dir(path.parent)
         sweep(path, (_TMP_SUFFIX,))  # a killed save's copy holds the vocabulary: words of the training texts
     except BaseException as exc:
         # The half-written file goes on any failure, Ctrl-C included: it

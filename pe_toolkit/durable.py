@@ -1,0 +1,94 @@
+"""Writing a file so that a crash never leaves half of it under its name.
+
+A file (or folder) is written under a hidden name beside its target,
+``.NAME.<pid>-<random><suffix>``, flushed to disk and renamed into place
+when complete (``exports.atomic``, model files). A SIGKILL, an
+out-of-memory kill or a power cut leaves the hidden copy: an export's is
+conversation text, a model's holds its vocabulary. :func:`sweep`, called
+after a later write to the same target succeeded, removes the copies whose
+writer is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+# A copy untouched this long whose writer is not running is a leftover. The
+# age guards a writer this machine cannot see (another container sharing
+# the folder, whose pid means nothing here): a live one keeps writing.
+STALE_AFTER = 600.0
+
+
+def temp_name(path: Path, suffix: str) -> Path:
+    """A fresh hidden name beside ``path`` for this process's writer."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """The folder's entries on disk (a rename is not durable before)."""
+    with contextlib.suppress(OSError):
+        fsync_file(folder)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process: a copy of ours untouched for STALE_AFTER is not being written
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # someone else's (EPERM), or no pid of this machine
+        return True
+    return True
+
+
+def _last_touched(entry: Path) -> float:
+    """The newest modification time of a file, or of a folder and its files."""
+    newest = entry.lstat().st_mtime
+    if entry.is_dir() and not entry.is_symlink():
+        for child in entry.iterdir():
+            with contextlib.suppress(OSError):
+                newest = max(newest, child.lstat().st_mtime)
+    return newest
+
+
+def sweep(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Remove the hidden copies beside ``path`` (with one of ``suffixes``)
+    untouched for :data:`STALE_AFTER` seconds whose writer process is not
+    running; returns what was removed. Called after a write to ``path``
+    succeeded, so that a write that then fails removes nothing (a crash
+    between the two renames of a folder leaves the previous export only
+    under its hidden ``.old`` name). Never raises: the write it follows has
+    succeeded."""
+    names = "|".join(re.escape(s) for s in suffixes)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[0-9a-f]{{12}}(?:{names})")
+    removed = []
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            found = pattern.fullmatch(entry.name)
+            if found is None:
+                continue
+            with contextlib.suppress(OSError):
+                if now - _last_touched(entry) < STALE_AFTER or _running(int(found.group(1))):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+    return removed
