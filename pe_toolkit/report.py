@@ -286,30 +286,36 @@ def _prepare_out(out_dir: Path) -> None:
 _PLOTLY_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "/": "\\u002f", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-# The messages of the conversations whose id holds a word (two letters or
+# The texts (messages, metadata, dataset name, as export --redact reads a
+# conversation) of the conversations whose id holds a word (two letters or
 # more) that the conversation itself says: only there can an id hold a
 # name the scan would find ("session-priya-raman-01", then "I'm Priya"), so
 # only those are scanned with their id, not the whole cache.
 _IDS_SAYING_THEIR_WORDS = r"""
-    WITH words AS (
+    WITH texts AS (
+        SELECT conversation_id, idx, content FROM messages
+        UNION ALL SELECT id, -1, CAST(metadata AS VARCHAR) FROM conversations WHERE metadata IS NOT NULL
+        UNION ALL SELECT id, -2, dataset FROM conversations WHERE dataset IS NOT NULL
+    ), words AS (
         SELECT DISTINCT id, unnest(regexp_extract_all(lower(id), '\p{L}{2,}')) AS word FROM conversations
     ), said AS (
-        SELECT DISTINCT w.id FROM words w JOIN messages m ON m.conversation_id = w.id
+        SELECT DISTINCT w.id FROM words w JOIN texts m ON m.conversation_id = w.id
         -- the substring test first: 0.4 s per 1 M messages, against 3.9 s for tokenising every one
         WHERE contains(lower(m.content), w.word) AND list_contains(regexp_extract_all(lower(m.content), '\p{L}+'), w.word)
     )
-    SELECT m.conversation_id, m.content FROM messages m SEMI JOIN said ON said.id = m.conversation_id
+    SELECT m.conversation_id, m.content FROM texts m SEMI JOIN said ON said.id = m.conversation_id
     ORDER BY m.conversation_id, m.idx"""
 
 
 def _ids_holding_names(messages: Any) -> list[str]:
-    """The ids among ``messages``' conversations holding a name said in
-    their conversation: each id is read as words with its conversation's
-    texts (``exports.redact.id_texts``), as ``export --redact`` reads it."""
+    """The ids among ``messages``' conversations (their texts) holding a
+    name said in their conversation: each id is read as words with its
+    conversation's texts (``exports.redact.id_texts``), as ``export
+    --redact`` reads it."""
     import polars as pl
 
     from .analysis.pii import redact_frame
-    from .exports.redact import id_texts
+    from .exports.redact import id_texts, ids_changed
 
     if messages.is_empty():
         return []
@@ -317,9 +323,8 @@ def _ids_holding_names(messages: Any) -> list[str]:
     texts = pl.Series("content", id_texts(ids.to_arrow()))
     frame = pl.concat([messages, pl.DataFrame({"conversation_id": pl.concat([ids, ids]), "content": texts})])
     scanned = redact_frame(frame, by="conversation_id")["content"].tail(len(texts))
-    changed = (scanned != texts).fill_null(False)
-    either = changed.head(len(ids)) | changed.tail(len(ids))
-    return ids.filter(either.to_numpy()).to_list()
+    changed = ids_changed(len(ids), texts.to_arrow(), scanned.to_arrow())
+    return ids.filter(pl.Series(changed)).to_list()
 
 
 def _id_scrubber(cache_path: Path, pseudonyms: Any) -> Callable[[str], str]:

@@ -207,6 +207,10 @@ def test_a_redacted_report_pseudonymises_an_id_holding_a_name_said_in_its_conver
         {"id": plain_word, "dataset": "clinic", "messages": [
             {"role": "user", "content": "I looked at the blue sky today and felt nothing."},
             {"role": "assistant", "content": "That sounds heavy. When did the numbness start?"}]},
+        # The name only in the metadata, as export --redact reads it too.
+        {"id": "intake-amara-okafor", "dataset": "clinic", "metadata": {"author": "Amara Okafor"}, "messages": [
+            {"role": "user", "content": "Everything feels heavy lately."},
+            {"role": "assistant", "content": "I'm glad you wrote. What has been weighing on you?"}]},
     ]  # fmt: skip
     data = tmp_path / "mine.jsonl"
     data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
@@ -223,6 +227,6 @@ def test_a_redacted_report_pseudonymises_an_id_holding_a_name_said_in_its_conver
     )
     (shared,) = build_reports(tmp_path / "shared", notebooks=[shows_ids], cache=cache, progress=False, redact=True)
     after = shared.html.read_text()
-    assert "priya" not in after.lower() and "raman" not in after.lower()
-    assert len(set(re.findall(r"pseudo_[0-9a-f]{20}", after))) == 1
+    assert "priya" not in after.lower() and "raman" not in after.lower() and "okafor" not in after.lower()
+    assert len(set(re.findall(r"pseudo_[0-9a-f]{20}", after))) == 2
     assert plain_word in after  # words that are no name stay: the id still joins to the cache

@@ -100,6 +100,14 @@ def id_texts(ids: pa.Array) -> pa.Array:
     return pa.concat_arrays([ids, id_words(ids)])
 
 
+def ids_changed(n: int, before: pa.Array, redacted: pa.Array) -> pa.Array:
+    """Per id (``n`` of them), whether the scan changed either of its two
+    texts: ``before`` is :func:`id_texts` of them, ``redacted`` the same
+    after the scan."""
+    changed = pc.fill_null(pc.not_equal(redacted, before), False)
+    return pc.or_(changed.slice(0, n), changed.slice(n, n))
+
+
 def pseudonymised_ids(ids: pa.Array, before: pa.Array, redacted: pa.Array, pseudonyms: Pseudonyms) -> pa.Array:
     """``ids`` with each one the scan changed replaced by its pseudonym (a
     placeholder such as ``[EMAIL]`` would make distinct ids collide);
@@ -108,8 +116,7 @@ def pseudonymised_ids(ids: pa.Array, before: pa.Array, redacted: pa.Array, pseud
     n = len(ids)
     if n == 0:
         return ids
-    changed = pc.fill_null(pc.not_equal(redacted, before), False)
-    either = pc.or_(changed.slice(0, n), changed.slice(n, n))
+    either = ids_changed(n, before, redacted)
     if not pc.any(either).as_py():
         return ids
     flags = either.to_pylist()
