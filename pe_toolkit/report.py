@@ -301,6 +301,7 @@ _IDS_SAYING_THEIR_WORDS = r"""
     ), said AS (
         SELECT DISTINCT w.id FROM words w JOIN texts m ON m.conversation_id = w.id
         -- the substring test first: 0.4 s per 1 M messages, against 3.9 s for tokenising every one
+        -- (2.7 s in all with the metadata of the 125k synthetic conversations, which hold their ground truth)
         WHERE contains(lower(m.content), w.word) AND list_contains(regexp_extract_all(lower(m.content), '\p{L}+'), w.word)
     )
     SELECT m.conversation_id, m.content FROM texts m SEMI JOIN said ON said.id = m.conversation_id
