@@ -115,6 +115,16 @@ def _model_settings(command: Any) -> Any:
     return command
 
 
+def _training_settings(text: str, label: str, context: str | None, c: float, ngrams: int, min_df: int,
+                       class_weight: str) -> dict[str, Any]:  # fmt: skip
+    """The fit options the settings options name, for ``fit`` and ``cv`` alike."""
+    from ..learn.features import FeatureSpec
+
+    spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context is not None)
+    weight = None if class_weight == "none" else class_weight
+    return {"text": text, "label": label, "context": context, "spec": spec, "c": c, "class_weight": weight}
+
+
 def _relabelled(frame: Any, label: str, relabels: tuple[str, ...]) -> Any:
     """``frame`` with the --relabel FROM=TO renames applied to its label column."""
     import polars as pl
@@ -178,7 +188,6 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     found in --min-df or more training texts: share it as you would share
     the texts."""
     from ..errors import InputError
-    from ..learn.features import FeatureSpec
     from ..learn.io import save
     from ..learn.labels import level_of
     from ..learn.model import fit
@@ -195,7 +204,6 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
         level = level_of(frame) or level  # what "auto" chose
         group_col = group_col or "group"
     _checked_columns(frame, label_col, group_col)
-    spec = FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None)
     # The file's content hash lets `learn evaluate` recognise the training
     # data under another name or path (a copy, a moved file) and tell it
     # from another file of the same name; a review task is known with its
@@ -205,10 +213,9 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
               else {"review_task": task, "level": level, "cache_key": _cache_key(ctx)})  # fmt: skip
     if relabels:
         source["relabel"] = ", ".join(relabels)
-    weight = None if class_weight == "none" else class_weight
-    settings: dict[str, Any] = {"text": text_col, "label": label_col, "context": context_col, "spec": spec, "c": c,
-                                "class_weight": weight}  # fmt: skip
-    card: dict[str, Any] = {"data": source, "privacy": _PRIVACY.format(min_df=min_df), "probabilities": _PROBABILITIES[weight]}
+    settings = _training_settings(text_col, label_col, context_col, c, ngrams, min_df, class_weight)
+    card: dict[str, Any] = {"data": source, "privacy": _PRIVACY.format(min_df=min_df),
+                            "probabilities": _PROBABILITIES[settings["class_weight"]]}  # fmt: skip
     if cv_folds is not None:
         card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
     # save() dates the card (UTC).
@@ -311,17 +318,14 @@ def cv_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, t
     """Cross-validate a model on labels: F1 per class with 95% intervals,
     with the settings `learn fit` takes (nothing is saved, so --min-df 1
     needs no --allow-rare-ngrams here)."""
-    from ..learn.features import FeatureSpec
     from ..learn.validity import cross_validate
 
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
     if task is not None and group_col is None:
         group_col = "group"
     _checked_columns(frame, label_col, group_col)
-    report = cross_validate(frame, text=text_col, label=label_col, context=context_col, group=group_col, folds=folds,
-                            spec=FeatureSpec(word_ngrams=ngrams, min_df=min_df, context=context_col is not None), c=c,
-                            class_weight=None if class_weight == "none" else class_weight,
-                            progress=progress_enabled(no_progress))  # fmt: skip
+    settings = _training_settings(text_col, label_col, context_col, c, ngrams, min_df, class_weight)
+    report = cross_validate(frame, group=group_col, folds=folds, progress=progress_enabled(no_progress), **settings)
     click.echo(str(report))
 
 
