@@ -10,9 +10,9 @@ reason the importer would give.
 The answer::
 
     {"conversation_id": str,
-     "validation_results": {the six metrics, floats in [0, 1]},
+     "validation_results": {the six metrics, floats in [0, 1]; null without an assistant message},
      "recommendations": [str, ...],        # most urgent first; [] when none apply
-     "tier_classification": str,           # local tier (see pe_toolkit.analysis.metrics)
+     "tier_classification": str | null,    # local tier (see pe_toolkit.analysis.metrics); null without a reply to rate
      "validation_timestamp": ISO-8601 UTC,
      # with include_messages=True:
      "message_scores": [{idx, role, <every message score>}, ...],
