@@ -19,7 +19,7 @@ from .errors import PeToolkitError
 from .events import Event, EventBus, bus
 
 if TYPE_CHECKING:
-    from .store import ConversationFilter, Store, open_store
+    from .store import ConversationFilter as ConversationFilter, Store as Store, open_store as open_store
 
 __version__ = "0.1.0"
 
@@ -48,16 +48,13 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "ConversationFilter",
     "Event",
     "EventBus",
     "PeToolkitError",
     "Secret",
     "Settings",
-    "Store",
     "bus",
     "load_settings",
-    "open_store",
     *_LAZY,
 ]
 
