@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.jsonl.gz"
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child Python process: this checkout's package
+    first on its path, none of the developer's PE_ settings, then ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(ROOT), **extra}
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """No PE_* settings from outside; the default cache lives in tmp_path."""

@@ -4,25 +4,21 @@ signal leaving partial files and runs marked running (from a crash audit)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import pe_toolkit
 from pe_toolkit.store import Store
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, child_env
 
 
 @pytest.mark.parametrize("command", [["import", str(SAMPLE), "--no-progress"], ["analyze", "--no-progress"]], ids=["import", "analyze"])
 def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path, command):
     cache = tmp_path / "cache.duckdb"
-    root = Path(pe_toolkit.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root), "PE_LOCK_WAIT": "120"}
+    env = child_env(PE_LOCK_WAIT="120")
     # The command waits for the cache this test holds: a moment at which it
     # is certainly running, whatever the machine's speed.
     with Store(cache):
@@ -48,8 +44,6 @@ def test_the_cli_entry_point_loads_no_heavy_module_before_it_can_catch_ctrl_c():
     # the store imported eagerly (DuckDB, polars: about 0.45 s), Ctrl-C in
     # that window printed a 16-55 line traceback and exited -2.
     code = "import sys, pe_toolkit.cli; print(sorted(m for m in ('duckdb', 'polars', 'pyarrow', 'numpy') if m in sys.modules))"
-    root = Path(pe_toolkit.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

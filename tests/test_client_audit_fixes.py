@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _thread
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +24,6 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-import pe_toolkit
 from pe_toolkit.apisync import incremental, state as sync_state, sync
 from pe_toolkit.cli import cli
 from pe_toolkit.client import Client, RetryPolicy
@@ -36,6 +33,8 @@ from pe_toolkit.client.pacing import WaitNotice
 from pe_toolkit.client.pagination import Listed, Paginator
 from pe_toolkit.errors import ApiStatusError, ConfigError, InputError, MalformedResponseError, RequestCancelledError
 from pe_toolkit.store import Store
+
+from .conftest import child_env
 
 KEY = "audit-key-0123456789abcdef"
 QUICK = RetryPolicy(max_attempts=6, max_elapsed=30.0, backoff_base=0.001, max_backoff=0.01)
@@ -227,6 +226,22 @@ def test_ctrl_c_during_the_fetch_writes_what_was_fetched(tmp_path) -> None:
         assert report.status == "completed" and store.count() == total
 
 
+def _seconds_to_stop(proc: subprocess.Popen, signum: int, ready: Callable[[], object], limit: float) -> float:
+    """Wait until ``ready()`` returns (the fetches are told to wait), give the
+    workers a second to fall asleep on the hint, send ``signum``, and return
+    how long the process took to end (it is killed if it outlives ``limit``)."""
+    try:
+        ready()
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(limit)
+        return time.monotonic() - sent
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            proc.kill()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_while_the_fetches_sleep_out_a_retry_after_returns_at_once(tmp_path, signum) -> None:
     # `pe-toolkit sync` as a user runs it: the first 20 ids are served, the
@@ -244,24 +259,17 @@ def test_an_interrupt_while_the_fetches_sleep_out_a_retry_after_returns_at_once(
         return 429, _envelope(None, False, "RATE_LIMIT_EXCEEDED", "slow down"), {"Retry-After": str(hint)}
 
     db = tmp_path / "mine.duckdb"
-    root = Path(pe_toolkit.__file__).resolve().parents[1]  # this checkout's package, not an installed one
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
     with serving(corpus(total, conversation=conversation)) as fake:
-        env |= {"PE_API_URL": fake.url, "PE_API_KEY": KEY, "PE_NO_PROGRESS": "1", "PYTHONPATH": str(root)}
+        env = child_env(PE_API_URL=fake.url, PE_API_KEY=KEY, PE_NO_PROGRESS="1")
         command = [sys.executable, "-m", "pe_toolkit", "--db", str(db), "sync", "--mode", "incremental", "--no-progress"]
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-            try:
+
+            def asleep() -> None:
                 for _ in range(served):
                     assert answered.acquire(timeout=60), "the first conversations were never fetched"
                 assert told_to_wait.wait(60), "no fetch was told to wait"
-                time.sleep(1.0)  # the workers are asleep on the hint now
-                sent = time.monotonic()
-                proc.send_signal(signum)
-                proc.wait(3 * hint)
-                took = time.monotonic() - sent
-            finally:
-                if proc.poll() is None:  # pragma: no cover - only when the test fails
-                    proc.kill()
+
+            took = _seconds_to_stop(proc, signum, asleep, 3 * hint)
             out, err = proc.communicate()
     assert took < 10, f"took {took:.1f} s to stop after the interrupt"
     assert proc.returncode == 130, (out, err)
@@ -322,27 +330,17 @@ def test_ctrl_c_stops_a_script_fetching_in_its_main_thread(tmp_path) -> None:
         asked.set()
         return 429, _envelope(None, False, "RATE_LIMIT_EXCEEDED", "slow down"), {"Retry-After": str(hint)}
 
-    root = Path(pe_toolkit.__file__).resolve().parents[1]
     script = tmp_path / "fetch.py"
     script.write_text(
         "import sys\nfrom pe_toolkit.client import Client, RetryPolicy\n"
         "client = Client(sys.argv[2], sys.argv[1], retry=RetryPolicy(max_attempts=3, max_elapsed=600.0))\n"
         "client.fetch_conversations([f'c{i:05d}' for i in range(8)], concurrency=4)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root)}
     with serving(corpus(8, conversation=conversation)) as fake:
-        with subprocess.Popen([sys.executable, str(script), fake.url, KEY], env=env, stdout=subprocess.PIPE,
+        with subprocess.Popen([sys.executable, str(script), fake.url, KEY], env=child_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
-            try:
-                assert asked.wait(60), "no fetch was sent"
-                time.sleep(1.0)  # every worker is asleep on the hint, the main thread waits for a result
-                sent = time.monotonic()
-                proc.send_signal(signal.SIGINT)
-                proc.wait(3 * hint)
-                took = time.monotonic() - sent
-            finally:
-                if proc.poll() is None:  # pragma: no cover - only when the test fails
-                    proc.kill()
+            # the main thread waits for a result while every worker sleeps on the hint
+            took = _seconds_to_stop(proc, signal.SIGINT, lambda: asked.wait(60) or pytest.fail("no fetch was sent"), 3 * hint)
             _, err = proc.communicate()
     assert took < 10, f"took {took:.1f} s to stop after Ctrl-C"
     assert "KeyboardInterrupt" in err and KEY not in err

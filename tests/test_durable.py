@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import pe_toolkit
 from pe_toolkit.durable import STALE_AFTER, temp_name
 from pe_toolkit.exports.atomic import atomic_dir, atomic_file
 from pe_toolkit.learn import fit, save
 from pe_toolkit.learn.features import FeatureSpec
 
+from .conftest import child_env
 from .test_learn import toy
 
 KILLED_WRITER = """
@@ -37,9 +37,7 @@ with (atomic_dir(target, marker="m") if sys.argv[2] == "dir" else atomic_file(ta
 
 
 def _run_killed(target: Path, kind: str) -> None:
-    root = Path(pe_toolkit.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target), kind], env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target), kind], env=child_env(), timeout=120)
     assert done.returncode == -signal.SIGKILL
 
 
