@@ -4,7 +4,6 @@ unchanged against the mirror (only the import line names pe_toolkit)."""
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from pe_toolkit import PixelatedEmpathyAPI
 from pe_toolkit.client import PixelatedEmpathyAPIError, RateLimitError
 
 from .client_support import KEY
+from .conftest import child_env
 from .server_support import Served
 
 # The published SDK's README and integration examples, condensed: list,
@@ -78,7 +78,7 @@ SCRIPT = textwrap.dedent(
 def test_a_published_sdk_script_runs_unchanged(mirror: Served, tmp_path) -> None:
     script = tmp_path / "sdk_example.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+    env = child_env()
     env["PE_CACHE"] = str(tmp_path / "unused.duckdb")
     out = subprocess.run(
         [sys.executable, str(script), mirror.url + "/v1", KEY], capture_output=True, text=True, env=env, timeout=300

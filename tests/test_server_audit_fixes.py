@@ -14,6 +14,7 @@ from pe_toolkit.client import Client
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
+from .conftest import child_env
 from .server_support import KEYS, Served, check_envelope, copy_store, start_mirror, wait_until
 
 
@@ -92,7 +93,6 @@ def test_a_cancelled_analysis_job_stops_and_says_so(tmp_path: Path, sample_store
     assert not [r for r in caplog.records if "event handler" in r.getMessage()]  # the bus no longer swallows it
 
 def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_template: Path, tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
     import threading
@@ -116,7 +116,7 @@ def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_temp
         for poller in pollers:
             poller.start()
         try:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_LOCK_WAIT": "20"}
+            env = child_env(PE_LOCK_WAIT="20")
             cli = Path(sys.executable).parent / "pe-toolkit"
             run = subprocess.run([str(cli), "--db", str(db), "import", str(data)], capture_output=True, text=True, env=env, timeout=120)
         finally:
@@ -132,7 +132,6 @@ def test_steady_traffic_lets_an_import_from_another_process_in(sample_store_temp
 
 
 def test_health_answers_while_queries_queue_for_a_held_cache(sample_store_template: Path, tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
     import threading
@@ -143,7 +142,7 @@ def test_health_answers_while_queries_queue_for_a_held_cache(sample_store_templa
     with start_mirror(db) as served:
         served.mirror.db.release_when_idle(0.2)  # queries then wait LOCK_WAIT (5 s) for the file
         wait_until(lambda: not served.mirror.db.is_open, what="the mirror to let go of its cache")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+        env = child_env()
         holder = subprocess.Popen(
             [sys.executable, "-c", "import sys; from pe_toolkit.store import Store; s = Store(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(db)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,

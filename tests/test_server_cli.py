@@ -17,6 +17,7 @@ import pytest
 
 from pe_toolkit.store import Store
 
+from .conftest import child_env
 from .server_support import check_envelope, copy_store, wait_until
 
 
@@ -29,7 +30,7 @@ def free_port() -> int:
 @contextmanager
 def serving(db: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1", **(env or {})}
+    environment = child_env(PE_NO_PROGRESS="1", **(env or {}))
     url = f"http://127.0.0.1:{port}"
     with subprocess.Popen(
         [sys.executable, "-m", "pe_toolkit", "--db", str(db), "serve", "--port", str(port), *args],
@@ -97,7 +98,7 @@ def test_serve_without_keys_on_loopback_prints_a_one_time_key(sample_store_templ
 
 
 def test_serve_refuses_an_open_host_without_keys(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")}
+    env = child_env()
     out = subprocess.run(
         [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "c.duckdb"), "serve", "--host", "0.0.0.0", "--no-sample"],
         env=env, capture_output=True, text=True, timeout=60,
@@ -110,7 +111,7 @@ def test_serve_refuses_an_open_host_without_keys(tmp_path: Path) -> None:
 def test_serve_refuses_a_short_key_beyond_loopback(tmp_path: Path) -> None:
     """A guessable key on an open address is refused in one line that does
     not show it; on loopback the same key is accepted (issue 15, part 8)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_SERVER_KEYS": "a-long-enough-server-key,short-key-42"}
+    env = child_env(PE_SERVER_KEYS="a-long-enough-server-key,short-key-42")
     out = subprocess.run(
         [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "c.duckdb"), "serve", "--host", "0.0.0.0", "--no-sample", "--port", str(free_port())],
         env=env, capture_output=True, text=True, timeout=60,
@@ -132,7 +133,7 @@ def test_a_key_in_a_query_string_never_reaches_the_log(tmp_path: Path) -> None:
     key = "query-string-key-5b7e19c2d4"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1", "PE_SERVER_KEYS": key}
+    environment = child_env(PE_NO_PROGRESS="1", PE_SERVER_KEYS=key)
     command = [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "empty.duckdb"), "serve", "--port", str(port), "--no-sample", "--access-log"]
     stdout = tmp_path / "stdout.log"  # uvicorn's access lines go to stdout, the rest to stderr
     with stdout.open("w") as out, subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.PIPE, text=True) as proc, contextmanager(_run)(proc, url):
@@ -203,7 +204,7 @@ def test_serve_lets_an_import_beside_it_through_and_announces_it(sample_store_te
     db = copy_store(sample_store_template, tmp_path)
     path = tmp_path / "beside.jsonl"
     path.write_bytes(orjson.dumps(conversation(9400)) + b"\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PE_")} | {"PE_NO_PROGRESS": "1"}
+    env = child_env(PE_NO_PROGRESS="1")
     headers = {"Authorization": "Bearer cli-key-1"}
     with serving(db, env={"PE_SERVER_KEYS": "cli-key-1"}) as (_proc, url):
         with httpx.stream("GET", url + "/v1/stream/updates", params={"topics": "conversation.created"}, headers=headers, timeout=30) as response:
