@@ -449,3 +449,53 @@ def test_an_interrupted_sync_starts_no_analysis_and_a_failed_one_no_catch_up(tmp
         finally:
             stop()
         assert store.scalar("SELECT count(*) FROM current_conversation_scores") == store.count()
+
+
+class RepeatingExport(httpx.HTTPTransport):
+    """Serves every export file with some of its lines written twice: each
+    repeat the same conversation with one more message (an upstream that
+    re-exported rows it touched), far enough down the file to fall in a
+    later chunk of the load."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self.repeated: dict[str, dict] = {}  # id -> the last copy in the file
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.endswith("/download") or response.status_code != 200:
+            return response
+        lines = response.read().splitlines()
+        again = []
+        for line in lines[:: self.every]:
+            obj = orjson.loads(line)
+            obj["messages"] = [*obj["messages"], {"role": "user", "content": "one more thing"}]
+            self.repeated[obj["id"]] = obj
+            again.append(orjson.dumps(obj))
+        body = b"".join(line + b"\n" for line in [*lines, *again])
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        # Given as a stream: a body given as bytes counts as read already,
+        # and the client streams the download.
+        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+
+
+def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp_path) -> None:
+    """An export holding the same id twice (in chunks loaded apart) was
+    reported as two conversations: created, then updated (or unchanged)
+    again, in the report and in the events. The last copy in the file is
+    the one stored, as for repeats within one chunk."""
+    hook = RepeatingExport(every=100)
+    bus = EventBus()
+    events = _record(bus)
+    with make_client(served.url, transport=hook) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="bulk", progress=False, events=bus, chunk_bytes=64 * 1024)
+        assert len(hook.repeated) == N // 100
+        assert (report.inserted, report.updated, report.unchanged) == (N, 0, 0), report
+        assert report.repeated == N // 100 and "12 repeated lines" in str(report)
+        created = [cid for e in events if e.topic == "conversation.created" for cid in e.payload["ids"]]
+        assert sorted(created) == sorted(set(created)) and len(created) == N
+        assert not [e for e in events if e.topic == "conversation.updated"]
+        for cid, last in hook.repeated.items():
+            assert store.conversation(cid)["messages"][-1]["content"] == "one more thing"
+            assert len(store.conversation(cid)["messages"]) == len(last["messages"])

@@ -15,7 +15,9 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
 2. ``load``: the file is read in chunks of whole lines (bounded memory),
    each chunk validated by the importer's normalizer on a background thread
    while the previous one is merged by id and content hash
-   (``Store.upsert``); invalid records go to ``dead_letters``. The
+   (``Store.upsert``); invalid records go to ``dead_letters``. An id on
+   several lines is stored from its last line and counted once
+   (:mod:`.distinct`). The
    checkpoint records the last line merged, so a resumed load skips what
    was committed.
 """
@@ -33,6 +35,7 @@ from ..errors import MalformedResponseError, NotFoundError
 from ..ingest.prefetch import prefetch
 from ..ingest.reader import DEFAULT_CHUNK_BYTES, read_line_chunks
 from . import state as sync_state
+from .distinct import LoadedIds
 from .writer import id_of
 
 if TYPE_CHECKING:
@@ -172,9 +175,14 @@ def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> None:
 
     size = path.stat().st_size
     ctx.events.publish("sync.progress", source=ctx.source, phase="load", done=0, total=size)
-    with ctx.store.bulk_writes(), ctx.bar(size, "load", "B") as bar, contextlib.closing(prefetch(normalized())) as batches:
+    with (
+        ctx.store.bulk_writes(),
+        ctx.bar(size, "load", "B") as bar,
+        contextlib.closing(prefetch(normalized())) as batches,
+        contextlib.closing(LoadedIds()) as loaded,
+    ):
         for good, errors, last, position in batches:
-            writer.write(good, errors, locator)
+            writer.write(good, errors, locator, loaded=loaded)
             state["lines_done"] = last
             ctx.checkpoint("bulk", "load", state)
             bar.update(position - bar.n)

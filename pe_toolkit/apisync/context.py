@@ -37,6 +37,7 @@ class SyncReport(HtmlReport):
     unchanged: int = 0
     invalid: int = 0
     resolved: int = 0
+    repeated: int = 0  # export lines that repeated an id: stored and counted once (the last copy)
     listed: int = 0
     planned: dict[str, int] = field(default_factory=dict)
     fetched: int = 0
@@ -67,6 +68,8 @@ class SyncReport(HtmlReport):
             text += f", {self.invalid:,} invalid (in dead_letters)"
         if self.resolved:
             text += f", {self.resolved:,} dead letters resolved"
+        if self.repeated:
+            text += f", {self.repeated:,} repeated lines in the export (the last copy kept)"
         if self.vanished:
             text += f", {self.vanished:,} gone upstream"
         if self.failed:

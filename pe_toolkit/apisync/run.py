@@ -267,7 +267,7 @@ def _incremental(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None, *, 
 def _finish(ctx: SyncContext, error: BaseException | None = None) -> None:
     counts, report = ctx.writer.counts, ctx.report
     report.inserted, report.updated, report.unchanged = counts.inserted, counts.updated, counts.unchanged
-    report.invalid, report.resolved = counts.invalid, counts.resolved
+    report.invalid, report.resolved, report.repeated = counts.invalid, counts.resolved, counts.repeated
     report.errors = report.errors[:MAX_ERRORS_KEPT]
     message = None
     if error is not None:

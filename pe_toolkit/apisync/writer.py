@@ -19,6 +19,7 @@ from ..events import EventBus
 from ..store import Store, UpsertResult
 from ..store.normalize import normalize_lines, parse_connection
 from . import state as sync_state
+from .distinct import LoadedIds
 
 
 @dataclass
@@ -63,9 +64,12 @@ class BatchWriter:
         locator: Callable[[int, str], str],
         *,
         extra_bad: Sequence[tuple[str, str, str | None]] = (),
+        loaded: LoadedIds | None = None,
     ) -> UpsertResult:
         """Upsert ``good``; record ``errors`` (and ``extra_bad`` as
-        ``(locator, reason, payload)``) as dead letters."""
+        ``(locator, reason, payload)``) as dead letters. ``loaded``: the ids
+        written earlier in the same load, which are not counted or
+        announced again."""
         dead: list[tuple[str, str, str, str | None]] = [(self.source, locator(line, raw), reason, raw) for line, reason, raw in errors]
         dead += [(self.source, loc, reason, payload) for loc, reason, payload in extra_bad]
         if dead:
@@ -73,14 +77,16 @@ class BatchWriter:
             self.counts.invalid += len(dead)
             self.counts.dead_letter_ids += [d[1] for d in dead]
         result = self.store.upsert(good) if good.num_rows else UpsertResult()
+        column = good.column("id")
+        ids = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if loaded is not None and good.num_rows:
+            result = loaded.settle(ids, result)
         self.counts.add(result, keep_ids=False)
-        ids = good.column("id")
         if good.num_rows:
-            sync_state.mark_seen(self.store, self.source, ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+            sync_state.mark_seen(self.store, self.source, ids)
             if self.resolve:
-                loaded = ids.to_pylist()
                 before = sync_state.open_dead_letters(self.store, self.source)
-                self.store.resolve_dead_letters(self.source, loaded)
+                self.store.resolve_dead_letters(self.source, ids.to_pylist())
                 self.counts.resolved += before - sync_state.open_dead_letters(self.store, self.source)
         if result.created_ids:
             self.events.publish("conversation.created", ids=result.created_ids, source=self.source)

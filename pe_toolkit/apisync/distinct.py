@@ -1,0 +1,82 @@
+"""Count each conversation of one export load once.
+
+An export file may hold the same id on several lines. Within a chunk the
+store keeps the last copy and counts it once (``Store.upsert``); across
+chunks the later copy was merged again and counted again -- as updated or
+unchanged, with a second ``conversation.updated`` event -- so the report
+added up to more conversations than the file holds. The data was right
+(the last copy in the file is the one stored, as within a chunk); only the
+counts were not.
+
+:class:`LoadedIds` keeps, for one load, the ids written so far and what
+their first write did, in an in-memory DuckDB table (millions of ids stay
+compact and are matched by hash join, not in a Python set).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from ..store import UpsertResult
+
+
+class LoadedIds:
+    """The ids one load has written and their outcome so far: ``inserted``,
+    ``updated`` or ``unchanged`` against the cache as it was before the load."""
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect()
+        self._con.execute("CREATE TABLE loaded (id VARCHAR PRIMARY KEY, outcome VARCHAR NOT NULL)")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def settle(self, ids: pa.Array, result: UpsertResult) -> UpsertResult:
+        """``result`` (of upserting the conversations ``ids``) as this load
+        reports it: an id written earlier in the load is not counted again,
+        but a copy that changes what an unchanged first copy left counts as
+        updated. ``repeated`` counts the lines that repeated an id."""
+        con = self._con
+        con.register("_chunk", pa.table({"id": ids}))
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _now AS SELECT DISTINCT id, CASE "
+                "WHEN id IN (SELECT unnest(?::VARCHAR[])) THEN 'inserted' "
+                "WHEN id IN (SELECT unnest(?::VARCHAR[])) THEN 'updated' ELSE 'unchanged' END AS outcome FROM _chunk",
+                [result.created_ids, result.updated_ids],
+            )
+        finally:
+            con.unregister("_chunk")
+        # What each id of the chunk counts as for the whole load: the first
+        # write's outcome, unless that left the cache as it was and this one
+        # changed it.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _net AS SELECT n.id, l.outcome AS before, "
+            "CASE WHEN l.outcome IS NULL OR l.outcome = 'unchanged' THEN n.outcome ELSE l.outcome END AS outcome "
+            "FROM _now n LEFT JOIN loaded l USING (id)"
+        )
+        counts = dict(
+            con.execute(
+                "SELECT k, count(*) FROM (SELECT outcome AS k FROM _net WHERE before IS NULL OR before <> outcome "
+                "UNION ALL SELECT 'was_' || before FROM _net WHERE before IS NOT NULL AND before <> outcome) GROUP BY k"
+            ).fetchall()
+        )
+        created = [r[0] for r in con.execute("SELECT id FROM _net WHERE before IS NULL AND outcome = 'inserted' ORDER BY id").fetchall()]
+        updated = [
+            r[0]
+            for r in con.execute(
+                "SELECT id FROM _net WHERE outcome = 'updated' AND before IS DISTINCT FROM 'updated' ORDER BY id"
+            ).fetchall()
+        ]
+        repeats = int(con.execute("SELECT count(*) FROM _net WHERE before IS NOT NULL").fetchall()[0][0])
+        con.execute("INSERT OR REPLACE INTO loaded SELECT id, outcome FROM _net")
+        return UpsertResult(
+            inserted=counts.get("inserted", 0),
+            updated=counts.get("updated", 0),
+            unchanged=counts.get("unchanged", 0) - counts.get("was_unchanged", 0),
+            messages_written=result.messages_written,
+            repeated=result.repeated + repeats,
+            created_ids=created,
+            updated_ids=updated,
+        )
