@@ -499,3 +499,52 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
         for cid, last in hook.repeated.items():
             assert store.conversation(cid)["messages"][-1]["content"] == "one more thing"
             assert len(store.conversation(cid)["messages"]) == len(last["messages"])
+
+
+def test_a_bulk_sync_brings_conversations_that_left_the_filter_up_to_date(served, tmp_path) -> None:
+    """The bulk path's 'unlisted': a conversation cached under the filter
+    that the export no longer holds (its tier changed upstream) kept its old
+    tier after a bulk sync, so filtering the cache by that tier still
+    counted it. It is now fetched after the load; one deleted upstream is
+    asked for once (404), kept, and not asked for again."""
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        assert sync(store, client, progress=False, mode="bulk").inserted == N
+        tier = "clinical"
+        ids = store.conversations(tier=tier, limit=3)["id"].to_list()
+        assert len(ids) == 3
+
+        moved = {**store.conversation(ids[0])}
+        moved["metadata"] = {**moved["metadata"], "tier": "research"}
+        _change_at_source(served, tmp_path, [moved])
+        served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [ids[1]])
+        wait_until(lambda: served.mirror.snapshot.get(ids[1]) is None, what="the mirror to drop the conversation")
+
+        report = sync(store, client, progress=False, mode="bulk", tier=tier)
+        assert report.planned == {"unlisted": 2}
+        assert (report.fetched, report.vanished, report.updated) == (1, 1, 1), report
+        assert store.conversation(ids[0])["metadata"]["tier"] == "research"
+        assert store.conversation(ids[1]) is not None  # what was fetched is kept
+        assert ids[0] not in store.conversations(tier=tier)["id"].to_list()
+        assert store.count(tier=tier) == served.mirror.store.count(tier=tier) + 1  # the deleted one stays
+        again = sync(store, client, progress=False, mode="bulk", tier=tier)
+        assert again.planned == {} and again.fetched == 0 and again.vanished == 0
+
+
+def test_a_resumed_bulk_load_plans_no_conversation_it_loaded_before_as_unlisted(served, tmp_path) -> None:
+    """The unlisted ones are those not synced since the bulk run started,
+    a start the checkpoint keeps: what the interrupted load wrote counts as
+    in the export, and is not fetched again one by one."""
+    bus = EventBus()
+
+    def interrupt_the_load(event) -> None:
+        if event.payload.get("phase") == "load" and event.payload.get("done"):
+            raise KeyboardInterrupt  # Ctrl-C after the first chunk
+
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        assert sync(store, client, progress=False, mode="bulk").inserted == N
+        stop = bus.subscribe("sync.progress", interrupt_the_load)
+        with pytest.raises(KeyboardInterrupt):
+            sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
+        stop()
+        resumed = sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
+        assert resumed.resumed and resumed.planned == {} and resumed.fetched == 0, resumed

@@ -20,6 +20,9 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    (:mod:`.distinct`). The
    checkpoint records the last line merged, so a resumed load skips what
    was committed.
+3. ``fetching``: the ``unlisted`` conversations (synced from this source,
+   filed under the filter in the cache, not in the export) are fetched one
+   by one through the incremental path's queue (:func:`._plan_unlisted`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
 from ..ingest.prefetch import prefetch
 from ..ingest.reader import DEFAULT_CHUNK_BYTES, read_line_chunks
-from . import state as sync_state
+from . import incremental as sync_incremental, state as sync_state
 from .distinct import LoadedIds
 from .writer import id_of
 
@@ -52,12 +55,34 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
     phase = checkpoint.phase if checkpoint and state else "download"
     if state:
         ctx.report.resumed = True
+    else:
+        # Before anything is written: every conversation the export loads is
+        # marked seen after this moment, which is how the unlisted ones are
+        # told apart (state.plan_unlisted).
+        state["since"] = str(ctx.store.scalar("SELECT now()::VARCHAR"))
+    if phase != "fetching":
+        path = _download_export(ctx, state, phase)
+        _load(ctx, path, state)
+        sync_state.discard(path)
+        _plan_unlisted(ctx, state)
+    else:
+        ctx.report.planned = dict(state.get("planned", {}))
+    if ctx.report.planned:
+        sync_incremental.fetch_pending(ctx)
+
+
+def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Path:
+    """Phase 1: request the export (again when the server lost it), download
+    and verify it; returns the file. ``state`` is updated in place."""
     short_retried = False
+    path = sync_state.export_file(ctx.work_dir, "")
     for attempt in range(MAX_EXPORTS):
-        if not state:
+        if "export_id" not in state:
             expected = ctx.expected_total()
             info = ctx.client.start_export(dataset=ctx.dataset, format="jsonl", tier=ctx.tier, min_quality=ctx.min_quality)
-            state = {"export_id": info.export_id, "download_url": info.download_url, "endpoint": info.endpoint, "expected": expected}
+            kept = {"since": state["since"]} if "since" in state else {}
+            state.clear()
+            state.update(kept, export_id=info.export_id, download_url=info.download_url, endpoint=info.endpoint, expected=expected)
             phase = "download"
             ctx.checkpoint("bulk", phase, state)
         ctx.report.export_id = state["export_id"]
@@ -68,7 +93,7 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
             except NotFoundError:
                 if attempt + 1 < MAX_EXPORTS:
                     log.warning("export %s is gone from the server; requesting a new one", state["export_id"])
-                    state = {}
+                    del state["export_id"]
                     continue
                 raise
             expected = int(state.get("expected") or 0)
@@ -87,8 +112,26 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
             state["lines_done"] = 0
             ctx.checkpoint("bulk", phase, state)
         break
-    _load(ctx, path, state)
-    sync_state.discard(path)
+    return path
+
+
+def _plan_unlisted(ctx: SyncContext, state: dict[str, Any]) -> None:
+    """Phase 3 planned: the conversations cached from this source under the
+    filter that the export did not hold (their tier, dataset or quality
+    changed upstream, or they were deleted) are fetched one by one, as the
+    incremental sync's ``unlisted`` are. The export cannot say where they
+    went; without this, the cache kept their old values and counted them in
+    a scope they had left."""
+    since = state.get("since")
+    if not since:
+        # A checkpoint written before bulk syncs kept the start time: what
+        # the interrupted run loaded cannot be told apart; the next
+        # incremental sync plans these.
+        return
+    planned = sync_state.plan_unlisted(ctx.store, ctx.source, ctx.scope, since, ctx.local_filter())
+    ctx.report.planned = planned
+    state["planned"] = planned
+    ctx.checkpoint("bulk", "fetching", state)
 
 
 def _download_verified(ctx: SyncContext, state: dict[str, Any], path: Path) -> int:

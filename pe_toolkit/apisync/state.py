@@ -200,6 +200,30 @@ def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta, local: t
     return {reason: int(n) for reason, n in rows}
 
 
+def plan_unlisted(store: Store, source: str, scope: str, since: str, local: tuple[str, list[Any]]) -> dict[str, int]:
+    """Fill ``sync_pending`` with the ``unlisted`` ids of a bulk sync that
+    started at ``since``: synced from this source, matching the filter in
+    the cache (``local``, as for :func:`plan_fetches`), but not written
+    since then, so the export did not hold them. Every conversation an
+    export loads is marked seen (``mark_seen``), unchanged ones too: no
+    list of the export's ids is needed, and a resumed load, which skips
+    what an earlier process wrote, plans the same ids. Ids the export held
+    but could not load (dead letters since ``since``) are not unlisted:
+    the next sync fetches them as dead letters."""
+    where, params = local
+    with store.transaction() as con:
+        con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
+        con.execute(
+            "INSERT INTO sync_pending SELECT ?, ?, c.id, 'unlisted' FROM conversations c "
+            "SEMI JOIN sync_seen seen ON seen.source = ? AND seen.id = c.id AND seen.synced_at < ?::TIMESTAMPTZ "
+            f"WHERE ({where}) AND c.id NOT IN (SELECT locator FROM dead_letters "
+            "WHERE source = ? AND resolved_at IS NULL AND last_seen >= ?::TIMESTAMPTZ)",
+            [source, scope, source, since, *params, source, since],
+        )
+        n = int(con.execute("SELECT count(*) FROM sync_pending WHERE source = ? AND scope = ?", [source, scope]).fetchall()[0][0])
+    return {"unlisted": n} if n else {}
+
+
 def pending_ids(store: Store, source: str, scope: str) -> list[str]:
     rows = store.connection.execute(
         "SELECT id FROM sync_pending WHERE source = ? AND scope = ? ORDER BY id", [source, scope]
