@@ -169,6 +169,40 @@ def test_a_listing_that_does_not_advance_stops_with_a_malformed_response(answer)
         assert fake.requests <= 6  # was: thousands, until the offset reached the claimed total
 
 
+def _ignores_offset_and_says_so(path: str, query: dict[str, str], n: int) -> Reply:
+    # The same full page whatever the offset, answered as offset 0 (the
+    # contract's list echoes the offset it answered).
+    limit = int(query.get("limit", 100))
+    rows = [_summary(i) for i in range(limit)]
+    return 200, _envelope({"conversations": rows, "total": 10_000, "limit": limit, "offset": 0}), {}
+
+
+def _ignores_offset_and_echoes_it(path: str, query: dict[str, str], n: int) -> Reply:
+    # The same full page whatever the offset, echoing the offset asked for.
+    limit = int(query.get("limit", 100))
+    rows = [_summary(i) for i in range(limit)]
+    return 200, _envelope({"conversations": rows, "total": 10_000, "limit": limit, "offset": int(query.get("offset", 0))}), {}
+
+
+def test_a_server_that_answers_another_offset_with_the_same_ids_is_stopped_at_the_second_page() -> None:
+    """It was stopped only at the fourth page (three without a new id). A
+    page that brings no new id can be a shifted order (page_size - 1
+    conversations added before the cursor: one, for pages of 2); the same
+    page answered for another offset than the one asked is not."""
+    with serving(_ignores_offset_and_says_so) as fake, client_for(fake.url) as client:
+        with pytest.raises(MalformedResponseError, match=r"asked for offset 49, the server answered offset 0"):
+            for _ in client.iter_conversations(page_size=50):
+                pass
+        assert fake.requests == 2
+    # A server that echoes the offset it ignored gives no such sign: the
+    # run of pages without a new id stops it, as before.
+    with serving(_ignores_offset_and_echoes_it) as fake, client_for(fake.url) as client:
+        with pytest.raises(MalformedResponseError, match="does not advance"):
+            for _ in client.iter_conversations(page_size=50):
+                pass
+        assert fake.requests == 4
+
+
 def test_a_keyset_listing_past_total_stops() -> None:
     pager = Paginator(page_size=10)
     with pytest.raises(MalformedResponseError, match="past the listing's total"):

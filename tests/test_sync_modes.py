@@ -147,6 +147,18 @@ def test_offset_drift_during_the_listing_is_reconciled_by_id(served, tmp_path, k
         assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
 
 
+def test_a_page_shifted_by_a_whole_page_of_additions_does_not_stop_the_listing(served, tmp_path) -> None:
+    """Nine conversations added before the cursor between the first two
+    pages of 10 (offset pages): the second page holds only ids the first
+    one had. That alone is a shifted order, not a server ignoring offset:
+    the listing goes on, drifts and is reconciled."""
+    late = [_new_conversation(f"a_late_{i}") for i in range(9)]
+    hook = ListingHook(lambda: _change_at_source(served, tmp_path, late), 1, keyset=False)
+    with make_client(served.url, transport=hook) as client, Store(tmp_path / "mine.duckdb") as store:
+        report = sync(store, client, mode="incremental", page_size=10, progress=False)
+        assert report.drift and report.gaps == 0 and report.inserted == N + len(late)
+
+
 @pytest.mark.parametrize("keyset", [True, False], ids=["keyset", "offset-only server"])
 def test_an_addition_and_a_removal_before_the_cursor_do_not_hide_a_conversation(served, tmp_path, keyset) -> None:
     """Issue 15: one conversation added and another removed before the

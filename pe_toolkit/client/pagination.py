@@ -41,10 +41,16 @@ cursor, answers the same ids whatever the offset, or keeps saying
 ``has_more`` past ``total`` would otherwise be paged forever (the audit saw
 2,669 requests in 30 s). The pull stops with
 :class:`~pe_toolkit.errors.MalformedResponseError` when a keyset page ends on
-the cursor it was asked for, when :data:`STALL_PAGES` pages in a row bring
-no id the last few pages did not already hold, or when the offset passes
-``total`` by more than a page. A changing corpus shifts a page by a few
-ids, never several whole pages in a row, so these never stop a sound pull.
+the cursor it was asked for, when an offset page brings no new id and the
+server says it answered another offset than the one asked (the contract's
+list echoes ``offset``: the second page already shows it), when
+:data:`STALL_PAGES` pages in a row bring no id the last few pages did not
+already hold (a server that echoes the offset it ignored), or when the
+offset passes ``total`` by more than a page. One page with no new id alone
+is not enough: ``page_size - 1`` conversations added before the cursor
+between two requests give exactly that. A changing corpus shifts a page by
+a few ids, never several whole pages in a row, so these never stop a sound
+pull.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class Listed(Generic[T]):
     total: int
     keyset: bool = False
     has_more: bool | None = None
+    offset: int | None = None  # the offset the server says it answered (the contract's echo)
 
 
 def listing_call(call: Call[T], request: PageRequest) -> Call[Listed[T]]:
@@ -109,7 +116,9 @@ def listing_call(call: Call[T], request: PageRequest) -> Call[Listed[T]]:
         ids = [str(r["id"]) for r in rows]  # one id per summary of one page
         honoured = asked is not None and isinstance(d, Mapping) and d.get("after") == asked
         has_more = d.get("has_more")
-        return Listed(inner(d), ids, int(d["total"]), honoured, has_more if isinstance(has_more, bool) else None)
+        echoed = d.get("offset")
+        offset = echoed if isinstance(echoed, int) and not isinstance(echoed, bool) else None
+        return Listed(inner(d), ids, int(d["total"]), honoured, has_more if isinstance(has_more, bool) else None, offset)
 
     return call.decoded(decode, params={**(call.params or {}), **request.params()})
 
@@ -195,20 +204,33 @@ class Paginator:
                 seen.add(cid)
             fresh.append(new)
         self.in_pass += len(ids) - start
-        self._check_progress(ids[start:])
+        # The offset echo counts on offset pages the listing would go on
+        # from: a keyset page's means nothing (the mirror answers 0), and a
+        # server may answer an offset past the end from an earlier one.
+        goes_on = not keyset and self.offset + len(ids) < page.total
+        self._check_progress(ids[start:], page.offset if goes_on else None)
         self._end_page(len(ids), ids[-1] if ids else None, page.total, keyset, page.has_more, len(seen))
         return fresh
 
     # -- a listing that does not advance ------------------------------------------
-    def _check_progress(self, ids: list[str]) -> None:
+    def _check_progress(self, ids: list[str], answered: int | None) -> None:
         """Count pages that bring nothing the last few pages did not hold;
         :data:`STALL_PAGES` in a row mean the server answers the same ids
-        whatever it is asked (one alone may be a shifted order)."""
+        whatever it is asked. One alone may be a shifted order (page_size - 1
+        conversations added before the cursor between two requests: a
+        single one for pages of 2), unless the server says it answered
+        another offset than the one asked (``answered``): then it ignores
+        offset, and this page already shows it."""
         if not ids:
             return
         page = frozenset(ids)
         if self._recent and page <= frozenset().union(*self._recent):
             self.stalled += 1
+            if answered is not None and answered != self.offset:
+                raise self._stuck(
+                    f"asked for offset {self.offset:,}, the server answered offset {answered:,} "
+                    "with ids it had already listed (it ignores offset)"
+                )
         else:
             self.stalled = 0
         self._recent.append(page)
