@@ -513,6 +513,29 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
             assert len(store.conversation(cid)["messages"]) == len(last["messages"])
 
 
+def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
+    """The per-id rule behind the counts above: an id counts as its first
+    write did, except that a later copy changing an unchanged first copy
+    makes it updated (announced once)."""
+    import pyarrow as pa
+
+    from pe_toolkit.apisync.distinct import LoadedIds
+    from pe_toolkit.store import UpsertResult
+
+    loaded = LoadedIds()
+    try:
+        first = loaded.settle(pa.array(["kept", "same"]), UpsertResult(unchanged=2))
+        assert (first.inserted, first.updated, first.unchanged, first.repeated) == (0, 0, 2, 0)
+        second = loaded.settle(pa.array(["kept", "new"]), UpsertResult(inserted=1, updated=1, created_ids=["new"], updated_ids=["kept"]))
+        assert (second.inserted, second.updated, second.unchanged, second.repeated) == (1, 1, -1, 1)
+        assert (second.created_ids, second.updated_ids) == (["new"], ["kept"])
+        third = loaded.settle(pa.array(["kept", "same", "new"]), UpsertResult(updated=2, unchanged=1, updated_ids=["kept", "new"]))
+        assert (third.inserted, third.updated, third.unchanged, third.repeated) == (0, 0, 0, 3)
+        assert third.updated_ids == []  # "kept" was announced already, "new" was created in this load
+    finally:
+        loaded.close()
+
+
 def test_a_bulk_sync_brings_conversations_that_left_the_filter_up_to_date(served, tmp_path) -> None:
     """The bulk path's 'unlisted': a conversation cached under the filter
     that the export no longer holds (its tier changed upstream) kept its old
