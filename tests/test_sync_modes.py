@@ -583,3 +583,36 @@ def test_a_resumed_bulk_load_plans_no_conversation_it_loaded_before_as_unlisted(
         stop()
         resumed = sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
         assert resumed.resumed and resumed.planned == {} and resumed.fetched == 0, resumed
+
+
+class GoneTwice(Overcount):
+    """Overcount (the export short of the probe's total by three), and the
+    export is gone when fetched after the first and the second request for
+    one: it is asked for as an id the server never made, so the server's own
+    404 answers. (The mirror answers the same filters with the same export.)"""
+
+    def __init__(self) -> None:
+        super().__init__(probe_too=True)
+        self.requested = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/export"):
+            self.requested += 1
+        elif "/exports/" in request.url.path and self.requested < 3:
+            eid = request.url.path.split("/exports/")[1].split("/")[0]
+            request.url = request.url.copy_with(path=request.url.path.replace(eid, "exp_never_made"))
+        return super().handle_request(request)
+
+
+def test_a_short_export_on_the_last_attempt_is_loaded_with_its_gaps(served, tmp_path) -> None:
+    """Two exports gone from the server, then a short one: the short file
+    was deleted to be downloaded again although no attempt was left, and the
+    load then failed on the missing file. The last export is loaded as a
+    second short download would be, its gaps recorded."""
+    transport = GoneTwice()
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url, transport=transport) as client:
+            report = sync(store, client, mode="bulk", progress=False)
+        assert transport.requested == 3
+        assert report.status == "completed" and report.gaps == 3
+        assert report.inserted == store.count() == N

@@ -97,10 +97,12 @@ def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Pat
                     continue
                 raise
             expected = int(state.get("expected") or 0)
-            if lines < expected and not short_retried:
+            if lines < expected and not short_retried and attempt + 1 < MAX_EXPORTS:
                 # Complete JSON lines, but fewer than the server lists: a cut
                 # that landed on a line end, or the corpus grew meanwhile.
-                # One fresh download tells the two apart.
+                # One fresh download tells the two apart; on the last
+                # attempt there is none left, so the file is loaded with its
+                # gaps, as a second short download is.
                 short_retried = True
                 log.warning("export %s has %d conversations, the server lists %d; downloading again", state["export_id"], lines, expected)
                 sync_state.discard(path)
