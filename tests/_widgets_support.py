@@ -91,3 +91,23 @@ def build_imported_store(folder: Path, **sizes: int) -> Path:
             else:
                 import_file(store, file, format="esconv" if file.name == "esconv.json" else "auto", progress=False)
     return path
+
+
+def add_posts(path: Path, n: int, *, dataset: str = "posts") -> list[str]:
+    """Import ``n`` posts into the cache at ``path`` (one user message each,
+    no reply, no API tier or scores, as a Reddit dump imports) and analyze:
+    since quality v3 their local metrics and tier are null. Returns their ids."""
+    import orjson
+
+    from pe_toolkit import analyze as run_analysis
+
+    ids = [f"post-{i}" for i in range(n)]
+    data = path.parent / f"{dataset}.jsonl"
+    with data.open("wb") as fh:
+        for i, cid in enumerate(ids):
+            text = f"I have not slept properly in weeks and I feel hopeless about work ({i})."
+            fh.write(orjson.dumps({"id": cid, "messages": [{"role": "user", "content": text}], "metadata": {"dataset": dataset}}) + b"\n")
+    with Store(path) as store:
+        import_file(store, data, progress=False)
+        run_analysis(store, incremental=True, progress=False)
+    return ids

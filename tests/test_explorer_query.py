@@ -13,7 +13,7 @@ from pe_toolkit.errors import InputError
 from pe_toolkit.store import Store
 from pe_toolkit.widgets.explorer_query import BINS, ExplorerQuery
 
-from ._widgets_support import build_store
+from ._widgets_support import add_posts, build_store
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +145,19 @@ def test_without_analysis_only_the_api_range(tmp_path):
         q.reload()
         assert q.ranges == ["quality", "local_quality", "empathy", "risk"]
         assert q.criteria() == {"tier": ["basic"]} and q.count() == s.count(tier="basic")
+
+
+def test_a_conversation_without_a_quality_is_in_no_histogram_bin(tmp_path):
+    # Posts have no reply to rate (null local quality since quality v3) and no
+    # API score: least(floor(NULL * 20), 19) is 19 in DuckDB, so every one of
+    # them was drawn as a conversation of quality 0.95-1.
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    add_posts(path, 12)
+    with Store(path, read_only=True) as s:
+        q = ExplorerQuery(s)
+        counts, quality, local = q.summary()
+        assert sum(counts.values()) == 42
+        assert local is not None
+        assert sum(quality) == 30 and sum(local) == 30
+        rated = s.sql("SELECT s.overall_quality AS q FROM current_conversation_scores s WHERE s.overall_quality >= 0.95")
+        assert local[BINS - 1] == rated.height

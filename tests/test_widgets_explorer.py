@@ -13,7 +13,7 @@ from pe_toolkit.store import Store
 from pe_toolkit.widgets import Explorer
 from pe_toolkit.widgets.explorer import BINS
 
-from ._widgets_support import build_store
+from ._widgets_support import add_posts, build_store
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +226,19 @@ def test_reload_after_the_first_analysis(tmp_path):
         ex.set(risk=(0.5, 1.0))
         assert ex.count == s.scalar("SELECT count(*) FROM conversation_scores WHERE risk_score >= 0.5")
         assert ex.ui.children[1].children[1].children[0] is ex._ranges["quality"]  # the new controls are shown
+
+
+def test_the_quality_histogram_says_what_it_leaves_out(tmp_path):
+    # A post has no reply to rate and no API score: the histogram has no bar
+    # for it, and its title says how many of the matches are not drawn.
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    add_posts(path, 12)
+    with Store(path, read_only=True) as s:
+        ex = Explorer(s)
+        assert [sum(t.y) for t in ex.fig_quality.data] == [30, 30]
+        title = ex.fig_quality.layout.title.text
+        assert "of 42 matches" in title and "12 without an API quality" in title and "12 without a local quality (no reply to rate" in title
+        ex.set(dataset=["posts"])
+        assert [sum(t.y) for t in ex.fig_quality.data] == [0, 0] and "12 without a local quality" in ex.fig_quality.layout.title.text
+        ex.set(dataset=[d for d in ex.model.datasets if d != "posts"])
+        assert ex.fig_quality.layout.title.text == "Overall quality"

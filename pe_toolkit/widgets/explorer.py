@@ -50,6 +50,17 @@ TABLE_COLUMNS = (
 )
 CRISIS_TITLE = "Crisis categories (conversations)"
 NO_CRISIS = "no matching conversation has a crisis disclosure"
+QUALITY_TITLE = "Overall quality"
+# Why a matching conversation has no bar in a quality histogram.
+WITHOUT_QUALITY = {"API": "without an API quality", "local": "without a local quality (no reply to rate, or not analyzed)"}
+
+
+def quality_title(matches: int, series: dict[str, list[int]]) -> str:
+    """The histogram's title, naming what it leaves out: a conversation with
+    no reply has no local quality (quality v3), an imported one no API
+    quality, and a histogram over fewer conversations than match must say so."""
+    left_out = [f"{matches - sum(bins):,} {WITHOUT_QUALITY[name]}" for name, bins in series.items() if sum(bins) < matches]
+    return QUALITY_TITLE if not left_out else f"{QUALITY_TITLE}<br><sup>of {matches:,} matches, not drawn: " + "; ".join(left_out) + "</sup>"
 
 
 class Explorer(View):
@@ -217,7 +228,7 @@ class Explorer(View):
         self.fig_mix = figure_widget("Conversations by dataset and tier" if model.tiered else "Conversations by dataset", barmode="stack")
         for tier in tiers:
             self.fig_mix.add_bar(name=group_label("tier", tier), x=model.datasets, y=[0] * len(model.datasets), marker_color=colour("tier", tier, 0))
-        self.fig_quality = figure_widget("Overall quality", barmode="overlay", bargap=0.05)
+        self.fig_quality = figure_widget(QUALITY_TITLE, barmode="overlay", bargap=0.05)
         centres = [(i + 0.5) / BINS for i in range(BINS)]
         # An API series only when the corpus carries API scores (an imported one does not).
         if model.api_scored or "local_quality" not in model.columns:
@@ -269,6 +280,8 @@ class Explorer(View):
         with self.fig_quality.batch_update():
             for trace in self.fig_quality.data:
                 trace.y = quality if trace.name == "API" else local
+            drawn = {t.name: (quality if t.name == "API" else local) or [] for t in self.fig_quality.data}
+            self.fig_quality.layout.title.text = quality_title(self.count, drawn)
         if "crisis_categories" in model.columns:
             crisis = model.crisis_counts()
             with self.fig_crisis.batch_update():

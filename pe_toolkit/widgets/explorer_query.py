@@ -346,7 +346,10 @@ class ExplorerQuery:
         has_local = "local_quality" in self.columns
 
         def bin_of(column: str) -> str:
-            return f"least(floor(e.{column} * {BINS}), {BINS - 1})::INTEGER"
+            # Not least(floor(x * BINS), BINS - 1): DuckDB's least skips a
+            # NULL, which put every conversation without a quality (no reply
+            # to rate, no API score) in the top bin. A NULL stays out here.
+            return f"(CASE WHEN e.{column} >= 1 THEN {BINS - 1} ELSE floor(e.{column} * {BINS}) END)::INTEGER"
 
         select = f"e.dataset, e.tier, {bin_of('overall_quality')} AS qbin, grouping(e.dataset) AS g_mix, grouping(qbin) AS g_q"
         sets = ["(e.dataset, e.tier)", "(qbin)"]
