@@ -131,3 +131,27 @@ def test_websocket_analysis_and_suggestions(mirror: Served) -> None:
     weakest = tips["weakest_metrics"]
     metrics = direct["validation_results"]
     assert [w["score"] for w in weakest] == sorted(metrics[k] for k in QUALITY_METRICS if k != "overall_quality")[: len(weakest)]
+
+
+def test_the_quality_summary_counts_a_conversation_without_a_reply_apart(tmp_path) -> None:
+    # A post has no reply to rate (null metrics and tier since quality v3): it
+    # was counted as an "unknown" tier, and a selection of posts listed them as
+    # the weakest conversations, with recommendations about replies they lack.
+    from pe_toolkit.server.db import ServerDB
+    from pe_toolkit.server.tasks import quality_summary
+    from pe_toolkit.store import Store
+
+    from ._widgets_support import add_posts, build_store
+
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    posts = add_posts(path, 12)
+    with Store(path) as store:
+        db = ServerDB(store)
+        everything = quality_summary(db, ConversationFilter())
+        assert set(everything["tier_classification"]) <= set(TIERS) and sum(everything["tier_classification"].values()) == 30
+        assert not set(everything["weakest"]) & set(posts) and len(everything["weakest"]) == 5
+        assert (everything["conversations_scored"], everything["conversations_rated"], everything["conversations_unrated"]) == (42, 30, 12)
+        only_posts = quality_summary(db, ConversationFilter(dataset="posts"))
+        assert only_posts["tier_classification"] == {} and only_posts["weakest"] == []
+        assert (only_posts["conversations_rated"], only_posts["conversations_unrated"]) == (0, 12)
+        assert all(m["computed_mean"] is None for m in only_posts["metrics"].values())

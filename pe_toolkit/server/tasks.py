@@ -98,32 +98,44 @@ def quality_summary(db: ServerDB, filter: ConversationFilter) -> dict[str, Any]:
     metric_sql = ", ".join(
         f"avg(s.{m}), avg(c.{m}), avg(abs(s.{m} - c.{m}))" for m in QUALITY_METRICS
     )
+    # A scored conversation without a tier has no reply to rate (quality v3:
+    # a post, a journal; or an analyzer the metrics need did not run): its
+    # metrics are null, so the computed means cover the rated ones only, and
+    # it is counted apart as unrated, not as a tier.
     row = db.one(
-        f"SELECT count(*), (SELECT count(*) FROM conversations c WHERE {where}), "
+        f"SELECT count(*), (SELECT count(*) FROM conversations c WHERE {where}), count(s.tier), "
         f"avg(CASE WHEN s.tier = c.tier THEN 1.0 ELSE 0.0 END) FILTER (WHERE c.tier IS NOT NULL AND s.tier IS NOT NULL), {metric_sql} "
         f"FROM conversations c {join} WHERE {where}",
         [*params, *params],
     )
     assert row is not None
-    scored, selected, agreement = int(row[0]), int(row[1]), row[2]
+    scored, selected, rated, agreement = int(row[0]), int(row[1]), int(row[2]), row[3]
     metrics = {}
     for n, name in enumerate(QUALITY_METRICS):
-        local, stored, diff = row[3 + 3 * n : 6 + 3 * n]
+        local, stored, diff = row[4 + 3 * n : 7 + 3 * n]
         metrics[name] = {
             "computed_mean": _r(local),
             "stored_mean": _r(stored),
             "mean_absolute_difference": _r(diff),
         }
-    tiers = dict(db.rows(f"SELECT s.tier, count(*) FROM conversations c {join} WHERE {where} GROUP BY s.tier ORDER BY 2 DESC", params))
+    tiers = dict(db.rows(
+        f"SELECT s.tier, count(*) FROM conversations c {join} WHERE {where} AND s.tier IS NOT NULL GROUP BY s.tier ORDER BY 2 DESC, 1",
+        params,
+    ))
+    # Not a conversation with nothing to rate: its recommendations would be
+    # advice on replies it does not have.
     weakest = [r[0] for r in db.rows(
-        f"SELECT c.id FROM conversations c {join} WHERE {where} ORDER BY s.overall_quality ASC NULLS LAST, c.id LIMIT {WEAKEST}",
+        f"SELECT c.id FROM conversations c {join} WHERE {where} AND s.overall_quality IS NOT NULL "
+        f"ORDER BY s.overall_quality ASC, c.id LIMIT {WEAKEST}",
         params,
     )]
     return {
         "conversations_selected": selected,
         "conversations_scored": scored,
+        "conversations_rated": rated,
+        "conversations_unrated": scored - rated,
         "metrics": metrics,
-        "tier_classification": {("unknown" if t is None else t): int(n) for t, n in tiers.items()},
+        "tier_classification": {t: int(n) for t, n in tiers.items()},
         "tier_agreement": _r(agreement),
         "weakest": weakest,
     }
