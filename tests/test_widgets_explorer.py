@@ -242,3 +242,18 @@ def test_the_quality_histogram_says_what_it_leaves_out(tmp_path):
         assert [sum(t.y) for t in ex.fig_quality.data] == [0, 0] and "12 without a local quality" in ex.fig_quality.layout.title.text
         ex.set(dataset=[d for d in ex.model.datasets if d != "posts"])
         assert ex.fig_quality.layout.title.text == "Overall quality"
+
+
+def test_a_cache_of_posts_draws_no_empty_quality_plots(tmp_path):
+    # Posts have no reply to rate and no API score: the static page showed a
+    # histogram of zeros and an empty scatter without a word.
+    path = tmp_path / "cache.duckdb"
+    Store(path).close()
+    add_posts(path, 6)
+    with Store(path, read_only=True) as s:
+        ex = Explorer(s)
+        html = ex.to_html()
+        # The mix of datasets only (no post discloses a crisis: that one says so too).
+        assert html.count("Plotly.newPlot") == 1 and "Conversations by dataset" in html
+        assert "Overall quality: skipped, no matching conversation has a quality score (no reply to rate" in html
+        assert "local quality vs risk score (sample): skipped, no matching conversation has a quality score" in html

@@ -51,6 +51,7 @@ TABLE_COLUMNS = (
 CRISIS_TITLE = "Crisis categories (conversations)"
 NO_CRISIS = "no matching conversation has a crisis disclosure"
 QUALITY_TITLE = "Overall quality"
+NO_QUALITY = "no matching conversation has a quality score (no reply to rate, no API score, or not analyzed)"
 # Why a matching conversation has no bar in a quality histogram.
 WITHOUT_QUALITY = {"API": "without an API quality", "local": "without a local quality (no reply to rate, or not analyzed)"}
 
@@ -333,6 +334,12 @@ class Explorer(View):
         # so, not an empty chart.
         if name == "crisis" and not len(fig.data[0].x or ()):
             return skipped(CRISIS_TITLE, NO_CRISIS)._repr_mimebundle_()["text/html"]
+        # Nor an empty histogram or scatter: a cache of posts has no quality to
+        # draw (no reply to rate, no API score), and a plot of zeros says nothing.
+        if name == "quality" and not any(sum(t.y or ()) for t in fig.data):
+            return skipped(QUALITY_TITLE, NO_QUALITY)._repr_mimebundle_()["text/html"]
+        if name == "points" and not any(len(t.x or ()) for t in fig.data):
+            return skipped(fig.layout.title.text, NO_QUALITY)._repr_mimebundle_()["text/html"]
         return figure_html(static_figure(fig))
 
     # -- layout --------------------------------------------------------------------
