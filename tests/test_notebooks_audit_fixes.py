@@ -14,7 +14,7 @@ import pytest
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
 
-from ._widgets_support import build_store
+from ._widgets_support import add_posts, build_store
 
 pytestmark = pytest.mark.slow  # kernels: out of `make test-fast`
 
@@ -123,3 +123,22 @@ def test_06_cleanup_runs_after_a_failed_setup(tmp_path):
 def test_07_without_bootstrap_from_another_directory(tmp_path):
     text = run("07_validity.ipynb", tmp_path / "07.ipynb", cwd=tmp_path, boot=0, data_dir=str(tmp_path / "no-data"))
     assert "rule crisis severity, r/SuicideWatch against the others: AUROC" in text
+
+
+def test_02_says_what_its_local_metrics_cover(tmp_path):
+    # Posts have no reply to rate (null metrics since quality v3): the local
+    # heatmaps and boxes left them out without a word, and a dataset of posts
+    # vanished from "Local metrics by dataset"; a cache of posts alone said
+    # "no rows to show".
+    mixed = build_store(tmp_path / "mixed", n=12, seed=4, analyze=True)
+    add_posts(mixed, 5)
+    text = run("02_quality.ipynb", tmp_path / "02.ipynb", cache=str(mixed), source="cache")
+    assert "local metrics: 12 of 17 analysed conversations rated; 5 without a reply to rate" in text
+    posts = tmp_path / "posts" / "cache.duckdb"
+    posts.parent.mkdir()
+    Store(posts).close()
+    add_posts(posts, 4)
+    text = run("02_quality.ipynb", tmp_path / "02p.ipynb", cache=str(posts), source="cache")
+    assert "local metrics: 0 of 4 analysed conversations rated" in text
+    assert "Local metrics by dataset (mean): skipped, 4 analysed conversations, none with a reply to rate" in text
+    assert "Local overall quality by dataset: skipped, 4 analysed conversations, none with a reply to rate" in text
