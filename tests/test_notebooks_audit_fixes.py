@@ -142,3 +142,14 @@ def test_02_says_what_its_local_metrics_cover(tmp_path):
     assert "local metrics: 0 of 4 analysed conversations rated" in text
     assert "Local metrics by dataset (mean): skipped, 4 analysed conversations, none with a reply to rate" in text
     assert "Local overall quality by dataset: skipped, 4 analysed conversations, none with a reply to rate" in text
+
+
+def test_02_measures_the_replies_of_conversations_that_have_one(tmp_path):
+    # A post's length ratio is 0 (no assistant words): the box of a cache of
+    # posts was "every value is 0", and a dataset of posts drew a box at 0, as
+    # if its replies were very short rather than absent.
+    posts = tmp_path / "cache.duckdb"
+    Store(posts).close()
+    add_posts(posts, 4)
+    text = run("02_quality.ipynb", tmp_path / "02.ipynb", cache=str(posts), source="cache")
+    assert "Assistant words per user word by dataset: skipped, no conversation has a reply" in text
