@@ -93,20 +93,26 @@ def build_imported_store(folder: Path, **sizes: int) -> Path:
     return path
 
 
-def add_posts(path: Path, n: int, *, dataset: str = "posts") -> list[str]:
+def add_posts(path: Path, n: int, *, dataset: str = "posts", api_quality: float | None = None) -> list[str]:
     """Import ``n`` posts into the cache at ``path`` (one user message each,
-    no reply, no API tier or scores, as a Reddit dump imports) and analyze:
-    since quality v3 their local metrics and tier are null. Returns their ids."""
+    no reply, no API tier or scores, as a Reddit dump imports; with
+    ``api_quality``, the API's six metrics at that value, as a source that
+    rates posts would send) and analyze: since quality v3 their local metrics
+    and tier are null. Returns their ids."""
     import orjson
 
     from pe_toolkit import analyze as run_analysis
+    from pe_toolkit.schema import QUALITY_METRICS
 
     ids = [f"post-{i}" for i in range(n)]
     data = path.parent / f"{dataset}.jsonl"
     with data.open("wb") as fh:
         for i, cid in enumerate(ids):
             text = f"I have not slept properly in weeks and I feel hopeless about work ({i})."
-            fh.write(orjson.dumps({"id": cid, "messages": [{"role": "user", "content": text}], "metadata": {"dataset": dataset}}) + b"\n")
+            record = {"id": cid, "messages": [{"role": "user", "content": text}], "metadata": {"dataset": dataset}}
+            if api_quality is not None:
+                record["quality_metrics"] = dict.fromkeys(QUALITY_METRICS, api_quality)
+            fh.write(orjson.dumps(record) + b"\n")
     with Store(path) as store:
         import_file(store, data, progress=False)
         run_analysis(store, incremental=True, progress=False)

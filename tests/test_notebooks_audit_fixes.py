@@ -153,3 +153,16 @@ def test_02_measures_the_replies_of_conversations_that_have_one(tmp_path):
     add_posts(posts, 4)
     text = run("02_quality.ipynb", tmp_path / "02.ipynb", cache=str(posts), source="cache")
     assert "Assistant words per user word by dataset: skipped, no conversation has a reply" in text
+
+
+def test_02_disagreements_need_both_scores(tmp_path):
+    # A post the API rated has no local quality (no reply to rate): with fewer
+    # rated conversations than examples, posts filled the disagreements with
+    # a null local score, and their viewers followed.
+    cache = build_store(tmp_path, n=3, seed=4, analyze=True)
+    posts = add_posts(cache, 6, api_quality=0.4)
+    with Store(cache, read_only=True) as s:
+        rated = s.sql("SELECT count(*) AS n FROM current_conversation_scores WHERE overall_quality IS NOT NULL")["n"][0]
+    assert rated == 3
+    text = run("02_quality.ipynb", tmp_path / "02.ipynb", cache=str(cache), source="cache", examples=10)
+    assert not any(p in text for p in posts)
