@@ -16,7 +16,7 @@ from pe_toolkit.widgets.aggregates import group_order
 from pe_toolkit.widgets.corpus import Corpus
 from pe_toolkit.widgets.explorer import Explorer
 
-from ._widgets_support import ESCONV, build_imported_store, build_store
+from ._widgets_support import ESCONV, add_posts, build_imported_store, build_store
 
 
 def _analyzed(folder, **sizes):
@@ -218,3 +218,16 @@ def test_the_explorer_says_when_no_conversation_discloses_a_crisis(published, im
         ex = Explorer(store)
         assert ex.fig_crisis.layout.title.text == "Crisis categories (conversations)"
         assert "pe-skipped" not in ex.to_html()
+
+
+def test_a_selection_from_posts_says_none_has_a_reply_to_rate(tmp_path):
+    # Posts are analysed but unrated (no reply: null local quality since
+    # quality v3); "no conversation is scored" sent the reader to run an
+    # analysis that would change nothing.
+    path = tmp_path / "cache.duckdb"
+    Store(path).close()
+    add_posts(path, 5)
+    with Store(path, read_only=True) as store:
+        sel = Corpus.of(store).selection(store, tier="auto", min_quality=0.8)
+        assert store.count(**sel.filters) == 0
+        assert str(sel).endswith("local overall quality >= 0.8: no conversation has a reply to rate")

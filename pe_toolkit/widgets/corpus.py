@@ -162,10 +162,8 @@ class Corpus:
         0.8), so when no conversation reaches the bound the top quarter of the
         local quality stands in, and the description says so."""
         where, params = ConversationFilter(tier=tier).where("c")
-        scored = (
-            f"conversations c JOIN {self._info.conversation_scores()} s ON s.conversation_id = c.id "
-            f"WHERE {where} AND s.overall_quality IS NOT NULL"
-        )
+        analysed = f"conversations c JOIN {self._info.conversation_scores()} s ON s.conversation_id = c.id WHERE {where}"
+        scored = f"{analysed} AND s.overall_quality IS NOT NULL"
 
         def at_least(bound: float) -> list[str]:
             return store.sql(f"SELECT c.id FROM {scored} AND s.overall_quality >= ? ORDER BY c.id", [*params, bound])["id"].to_list()
@@ -175,7 +173,12 @@ class Corpus:
             return ids, f"local overall quality >= {min_quality} (no API scores in this corpus)"
         quartile = store.sql(f"SELECT quantile_cont(s.overall_quality, 0.75) AS q FROM {scored}", params)["q"][0]
         if quartile is None:
-            return [], f"local overall quality >= {min_quality}: no conversation{' of tier ' + tier if tier else ''} is scored"
+            # Analysed but unrated (quality v3: no reply to rate, as in a cache
+            # of posts) is not "not scored": running the analysis again would
+            # not change it.
+            unrated = store.sql(f"SELECT count(*) AS n FROM {analysed}", params)["n"][0]
+            why = "has a reply to rate" if unrated else "is scored"
+            return [], f"local overall quality >= {min_quality}: no conversation{' of tier ' + tier if tier else ''} {why}"
         # Rounded down so the bound printed is the bound applied.
         bound = math.floor(quartile * 100) / 100
         return at_least(bound), (
