@@ -169,7 +169,7 @@ def test_an_empty_label_is_refused_on_the_command_line(tmp_path):
 
 
 def test_an_analyzer_with_columns_differing_only_in_case_fails_clearly(tmp_path):
-    # A model file made before fit refused such classes (or by hand).
+    # Built in memory: a model file with such classes is refused by load (test_learn_card_fields).
     model = dataclasses.replace(fit(toy(), spec=FeatureSpec(min_df=1)), classes=("Question", "question"))
     with _store_of(tmp_path, ["so sad"]) as store:
         with pytest.raises(AnalysisError, match="'casey_p_Question' and 'casey_p_question' differ only in case"):

@@ -80,6 +80,7 @@ TEXT_FIGURE = {"metric": "f1", "value": "high", "low": None, "high": None}
 BAD = [
     ("duplicate-classes", _set("classes", ["sad", "sad"]), None, "classes"),
     ("empty-class", _set("classes", ["glad", " "]), None, "classes"),
+    ("classes-differ-in-case", _set("classes", ["Sad", "sad"]), None, "classes"),
     ("classes-not-strings", _set("classes", [1, 2]), None, "classes"),
     ("threshold-strings", _set("thresholds", {"glad": "0.5", "sad": "0.5"}), None, "thresholds"),
     ("threshold-above-1", _set("thresholds", {"glad": 1.5}), None, "thresholds"),
@@ -131,3 +132,21 @@ def test_list_refuses_a_card_with_training_as_a_list_in_one_line(saved, tmp_path
     refused = [line for line in r.stdout.splitlines() if line.startswith("tr.pemodel")]
     assert len(refused) == 1 and "REFUSED" in refused[0] and "training" in refused[0], r.stdout
     assert r.stderr == "pe-toolkit: error: 1 of 2 model file(s) refused (listed above): do not use them\n", r.stderr
+
+
+def test_classes_differing_only_in_case_are_refused_at_load_and_by_the_cli_in_one_line(saved, tmp_path):
+    # Each class becomes a message column, and the cache's column names
+    # ignore case: the analyzer refused such a model only when it first scored.
+    bad = _resealed(saved, tmp_path / "case.pemodel", _set("classes", ["Sad", "sad"]))
+    with pytest.raises(ModelError, match="'Sad' and 'sad', which differ only in case"):
+        load(bad)
+    r = CliRunner().invoke(cli, ["learn", "list", str(bad)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    refused = [line for line in r.stdout.splitlines() if line.startswith("case.pemodel")]
+    assert len(refused) == 1 and "REFUSED" in refused[0] and "differ only in case" in refused[0], r.stdout
+    data = tmp_path / "labelled.csv"
+    toy().write_csv(data)
+    r = CliRunner().invoke(cli, ["learn", "evaluate", str(bad), "--data", str(data)])
+    assert r.exit_code == 1 and r.stdout == "" and "Traceback" not in r.output, r.output
+    assert r.stderr.startswith("pe-toolkit: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert str(bad) in r.stderr and "'Sad' and 'sad', which differ only in case" in r.stderr, r.stderr

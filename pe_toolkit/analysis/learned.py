@@ -118,9 +118,10 @@ class ModelAnalyzer:
 
     def _checked_columns(self) -> dict[str, str]:
         """:meth:`columns`, refusing two message columns whose names differ
-        only in case (classes "Question" and "question" of a model fitted
-        before fit refused them): the cache's column names ignore case, and
-        the second would overwrite the first or fail with a KeyError."""
+        only in case (names given with ``columns=``, or classes "Question"
+        and "question" of a model built in memory: fit and load refuse those
+        classes): the cache's column names ignore case, and the second would
+        overwrite the first or fail with a KeyError."""
         columns = self.columns()
         names = [*([self.prefix] if self.label_column else []), *columns.values()]
         seen: dict[str, str] = {}

@@ -8,7 +8,7 @@ the card without that field. :func:`load` refuses, with a clear
 :class:`~pe_toolkit.errors.ModelError`, a file that is not a model, one
 whose content does not match its hash (altered or truncated), one of
 another format version, and one whose hash matches but whose content is
-unusable (duplicate classes, non-finite weights, a malformed card field:
+unusable (duplicate classes or ones differing only in case, non-finite weights, a malformed card field:
 edited and re-hashed, or written by another tool).
 
 Files are written bit for bit the same for the same model and card:
@@ -191,6 +191,16 @@ def _unusable(card: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[str,
     repeated = sorted({c for c in classes if classes.count(c) > 1})
     if repeated:
         return "classes", f"names {', '.join(map(repr, repeated))} more than once"
+    # Each class also becomes a message column (<prefix>_p_<class>), and the
+    # cache's column names ignore case: fit refuses such labels, and the
+    # analyzer would refuse the model only when it first scores.
+    by_case: dict[str, list[str]] = {}
+    for c in classes:
+        by_case.setdefault(c.lower(), []).append(c)
+    clashes = [" and ".join(map(repr, names)) for names in by_case.values() if len(names) > 1]
+    if clashes:
+        return "classes", (f"name {'; '.join(clashes)}, which differ only in case (each class becomes a column, "
+                           "and the cache's column names ignore case)")  # fmt: skip
     for name in ("coef", "intercept", "thresholds"):
         if name not in arrays or arrays[name].dtype.kind not in "fiu":
             return name, "is missing or not numeric"
