@@ -87,3 +87,70 @@ def test_a_killed_model_saves_copy_goes_with_the_next_save(tmp_path):
     _age(stale)
     save(model, target)
     assert _hidden(tmp_path) == []
+
+
+DAY = 24 * 3600.0  # how long a copy named without a pid must lie untouched (durable.LEGACY_STALE_AFTER)
+
+
+def _legacy(folder: Path, name: str, data: bytes | None = b"I can't sleep and I feel hopeless\n") -> Path:
+    """A leftover as versions before 2026-12-06 named it (no pid): a file,
+    or a folder of one shard when ``data`` is None."""
+    entry = folder / name
+    if data is None:
+        entry.mkdir()
+        (entry / "shard.jsonl").write_text("I can't sleep and I feel hopeless\n")
+    else:
+        entry.write_bytes(data)
+    return entry
+
+
+def test_leftovers_named_without_a_pid_go_after_a_day_untouched_and_nothing_else(tmp_path):
+    # Older versions named them .NAME.<random>.part (atomic_file, atomic_dir),
+    # .NAME.<random>.old (atomic_dir between its renames) and .NAME.<random>.tmp
+    # (a model's save): their writer cannot be asked whether it still runs.
+    file_target, dir_target = tmp_path / "out.jsonl", tmp_path / "out_hf"
+    old_part = _legacy(tmp_path, f".out.jsonl.{'0' * 12}.part")
+    old_dir_part = _legacy(tmp_path, f".out_hf.{'1' * 12}.part", None)
+    old_dir_old = _legacy(tmp_path, f".out_hf.{'2' * 12}.old", None)
+    recent = _legacy(tmp_path, f".out.jsonl.{'3' * 12}.part")  # an older writer may still be at work
+    others = [  # not copies of ours: another target's, another suffix, not 12 hex digits
+        _legacy(tmp_path, f".other.jsonl.{'4' * 12}.part"),
+        _legacy(tmp_path, f".out.jsonl.{'5' * 12}.bak"),
+        _legacy(tmp_path, ".out.jsonl.notes.part"),
+        _legacy(tmp_path, "out.jsonl.tmp"),
+    ]
+    for entry in [old_part, old_dir_part, old_dir_old, *others]:
+        _age(entry, 2 * DAY)
+    _age(recent, DAY / 2)  # far older than STALE_AFTER, yet not a day
+    with atomic_file(file_target) as tmp:
+        tmp.write_text("done\n")
+    with atomic_dir(dir_target, marker="m") as tmp:
+        (tmp / "m").write_text("")
+    with atomic_dir(dir_target, marker="m") as tmp:  # over the previous export: the two renames
+        (tmp / "m").write_text("")
+    assert _hidden(tmp_path) == sorted(p.name for p in [recent, *others] if p.name.startswith("."))
+    assert all(p.exists() for p in others)
+
+
+def test_a_model_saves_copy_named_without_a_pid_goes_after_a_day_untouched(tmp_path):
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    target = tmp_path / "m.pemodel"
+    begun = save(model, tmp_path / "whole.pemodel").read_bytes()[:500]  # what a killed save leaves: the zip's start
+    hidden = _legacy(tmp_path, f".m.pemodel.{'a' * 12}.tmp", begun)
+    visible = _legacy(tmp_path, "m.pemodel.tmp", begun)  # saves before 82ab36f: visible, one name for all
+    for entry in (hidden, visible):
+        _age(entry, 2 * DAY)
+    save(model, target)
+    assert not hidden.exists() and not visible.exists()
+    # The visible name could be a researcher's own file: only the start of a model goes, and only after a day.
+    empty_but_new = _legacy(tmp_path, "m.pemodel.tmp", b"")
+    save(model, target)
+    assert empty_but_new.exists()
+    _age(empty_but_new, 2 * DAY)
+    other = _legacy(tmp_path, "n.pemodel.tmp", b"PK\x03\x04 notes of mine, zipped by hand")
+    backup = _legacy(tmp_path, "b.pemodel.tmp", (tmp_path / "whole.pemodel").read_bytes())  # a complete model
+    for entry in (other, backup):
+        _age(entry, 2 * DAY)
+    for name in ("m", "n", "b"):
+        save(model, tmp_path / f"{name}.pemodel")
+    assert not empty_but_new.exists() and other.exists() and backup.exists()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..durable import fsync_dir, fsync_file, sweep, temp_name
+from ..durable import fsync_dir, fsync_file, sweep, sweep_legacy_file, temp_name
 from ..errors import InputError, ModelError
 from .features import FeatureSpec, Featurizer
 from .model import NO_THRESHOLD, TASKS, TextModel
@@ -133,6 +133,8 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
         tmp.replace(path)  # a crash while writing leaves the old file, never half a model
         fsync_dir(path.parent)
         sweep(path, (_TMP_SUFFIX,))  # a killed save's copy holds the vocabulary: words of the training texts
+        # Saves before 2026-12-06 (82ab36f) wrote NAME.pemodel.tmp, visible and readable by all.
+        sweep_legacy_file(path.with_name(path.name + _TMP_SUFFIX), _a_killed_save)
     except BaseException as exc:
         # The half-written file goes on any failure, Ctrl-C included: it
         # holds the vocabulary, words of the training texts.
@@ -145,6 +147,18 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
         raise ModelError(f"cannot write the model to {path}: {why}") from None
     model.card = card
     return path
+
+
+def _a_killed_save(copy: Path) -> bool:
+    """Whether ``copy`` is what a killed save left: save writes the zip
+    entry card.json first, so the copy is empty or starts with that entry's
+    local header (30 bytes, then its name), and it lacks the zip's closing
+    directory (a complete model under that name may be someone's backup)."""
+    with copy.open("rb") as f:
+        head = f.read(64)
+    if head == b"":
+        return True
+    return head[:4] == b"PK\x03\x04" and head[26:28] == b"\x09\x00" and head[30:39] == b"card.json" and not zipfile.is_zipfile(copy)
 
 
 # What reading a damaged file can raise: a bad zip directory, a bad deflate
