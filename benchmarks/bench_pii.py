@@ -14,15 +14,23 @@ What it measures (medians of ``--repeats`` runs; the machine is shared and noisy
   characters (a run of digits, of digits in pairs, of ``a.``, of ``a@``, of
   ``www.a``, of capitalised words, of digit words, of dotted quads...):
   ``redact()`` time per size, so a quadratic pattern shows as a time that
-  quadruples when the size doubles.
+  quadruples when the size doubles;
+- ``report --redact``'s id scrubber (``report._id_scrubber``) on a cache of
+  ``--scrub-ids`` conversations, half of them with an e-mail as id (each
+  flagged): the whole build, then its forms stage and one page's scrub
+  against the baseline in the same run (the Python loop over flagged ids and
+  the patterns passed as Python lists, as before), outputs compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import tempfile
 import time
+from html import escape as html_escape
 from pathlib import Path
 
 import polars as pl
@@ -68,6 +76,68 @@ def timed_cpu(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
+def baseline_forms(plain: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The scrubber's forms as built before: a Python loop over the texts."""
+    from pe_toolkit.report import _PLOTLY_JSON_ESCAPES
+
+    escapes = str.maketrans(_PLOTLY_JSON_ESCAPES)
+    forms: dict[str, str] = {}
+    for raw, new in plain.items():
+        forms.setdefault(raw, new)
+        forms.setdefault(html_escape(raw), html_escape(new))
+        forms.setdefault(html_escape(raw, quote=False), html_escape(new, quote=False))
+        for cut in range(8, len(raw)):
+            forms.setdefault(html_escape(raw[:cut], quote=False) + "\u2026", new)
+            forms.setdefault(html_escape(raw[:cut]) + "\u2026", new)
+        for ascii_only in (True, False):
+            as_json = json.dumps(raw, ensure_ascii=ascii_only)[1:-1]
+            forms.setdefault(as_json, new)
+            forms.setdefault(as_json.translate(escapes), new)
+    patterns = sorted(forms, key=len, reverse=True)
+    return patterns, [forms[f] for f in patterns]
+
+
+def bench_scrubber(n: int, repeats: int) -> None:
+    import orjson
+
+    from pe_toolkit.exports.redact import Pseudonyms
+    from pe_toolkit.ingest import import_file
+    from pe_toolkit.report import _id_scrubber, _scrub_forms
+    from pe_toolkit.store import Store
+
+    names = ["priya", "sam", "jo", "amara", "tom", "lee"]
+    ids = [f"client.{names[i % 6]}{i}@example.org" if i % 2 == 0 else f"s{i:07d}" for i in range(n)]
+    pseudonyms = Pseudonyms(b"k" * 32)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, cache = Path(tmp) / "ids.jsonl", Path(tmp) / "ids.duckdb"
+        data.write_bytes(b"".join(orjson.dumps({"id": cid, "dataset": "clinic", "messages": [
+            {"role": "user", "content": "I have been struggling to sleep."},
+            {"role": "assistant", "content": "That sounds exhausting. What keeps you awake?"}]}) + b"\n" for cid in ids))  # fmt: skip
+        with Store(cache) as store:
+            import_file(store, data, progress=False)
+        _id_scrubber(cache, pseudonyms)  # the PII scan's lexicons, loaded once
+        print(f"report id scrubber, {n:,} conversations ({n - n // 2:,} ids flagged):")
+        wall, cpu = timed_cpu(lambda: _id_scrubber(cache, pseudonyms), repeats)
+        print(f"  {'_id_scrubber (whole build)':<34} {wall:7.3f} s wall {cpu:7.3f} s CPU")
+    plain = {v: pseudonyms.of(v) for v in ids if "@" in v}
+    now = _scrub_forms(plain)
+    before = baseline_forms(plain)
+    assert (now[0].to_list(), now[1].to_list()) == before, "the forms differ from the baseline's"
+    for label, fn in (("forms, baseline (loop)", lambda: baseline_forms(plain)), ("forms, now (columnar)", lambda: _scrub_forms(plain))):
+        wall, cpu = timed_cpu(fn, repeats)
+        print(f"  {label:<34} {wall:7.3f} s wall {cpu:7.3f} s CPU  ({len(before[0]):,} forms)")
+    page = " ".join(f"<td>{i}</td>" for i in ids[:2000]) + " x" * 500_000
+    lists, columns = before, (now[0].implode(), now[1].implode())
+    results = {}
+    for label, (patterns, replacements) in (("page scrub, baseline (lists)", lists), ("page scrub, now (list columns)", columns)):
+        def scrub(patterns=patterns, replacements=replacements, label=label) -> None:
+            results[label] = pl.Series([page]).str.replace_many(patterns, replacements, leftmost=True)[0]
+
+        wall, cpu = timed_cpu(scrub, repeats)
+        print(f"  {label:<34} {wall:7.3f} s wall {cpu:7.3f} s CPU  ({len(page) / 1e6:.1f} MB page)")
+    assert len(set(results.values())) == 1, "the scrubbed pages differ"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=200_000)
@@ -75,7 +145,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="250000,500000,1000000,2000000")
     parser.add_argument("--skip-corpus", action="store_true")
     parser.add_argument("--skip-adversarial", action="store_true")
+    parser.add_argument("--scrub-ids", type=int, default=200_000, help="conversations in the id scrubber's cache (0: skip)")
     args = parser.parse_args()
+
+    if args.scrub_ids:
+        bench_scrubber(args.scrub_ids, args.repeats)
 
     from pe_toolkit.analysis.patterns.folding import fold_ascii
     from pe_toolkit.analysis.pii import pii_spans, redact, redact_frame
