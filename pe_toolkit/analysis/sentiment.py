@@ -484,17 +484,22 @@ def _evidence(messages: pl.DataFrame, result: SentimentResult) -> pl.DataFrame:
         at = pl.Series(from_emoji)
         src = messages["content"].gather(rows.gather(at))
         text = text.scatter(at, src.str.slice(pl.Series(start[from_emoji]), pl.Series(end[from_emoji] - start[from_emoji])))
-    category = pl.concat_str(
-        [pl.when(pl.col("v") > 0).then(pl.lit("positive")).otherwise(pl.lit("negative"))]
-        + [pl.when(pl.col(name)).then(pl.lit("+" + name)).otherwise(pl.lit("")) for name in hits.rules]
-    )
-    flags = pl.DataFrame({"v": hits.valence[moved], **{name: f[moved] for name, f in hits.rules.items()}})
+    # The category ("positive"/"negative", then "+rule" for each rule that
+    # changed the word, in rule order) of each of the 2^(rules + 1)
+    # combinations, gathered by a bit code per hit: one gather, where
+    # building each hit's string took a when/then per rule (6x the time).
+    names = list(hits.rules)
+    code = (hits.valence[moved] > 0).astype(np.int64)
+    for bit, name in enumerate(names, start=1):
+        code |= hits.rules[name][moved].astype(np.int64) << bit
+    labels = [("positive" if c & 1 else "negative") + "".join("+" + name for bit, name in enumerate(names, start=1) if c >> bit & 1)
+              for c in range(1 << (len(names) + 1))]  # fmt: skip
     return pl.DataFrame(
         {
             "conversation_id": messages["conversation_id"].gather(rows),
             "idx": messages["idx"].gather(rows),
             "analyzer": pl.repeat(NAME, len(moved), eager=True),
-            "category": flags.select(category).to_series(),
+            "category": pl.Series(labels, dtype=pl.String).gather(code),
             "start": start.astype(np.int32),
             "end": end.astype(np.int32),
             "text": text,
