@@ -507,7 +507,10 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
         assert report.repeated == N // 100 and "12 repeated lines" in str(report)
         created = [cid for e in events if e.topic == "conversation.created" for cid in e.payload["ids"]]
         assert sorted(created) == sorted(set(created)) and len(created) == N
-        assert not [e for e in events if e.topic == "conversation.updated"]
+        # Each later copy changed its conversation: announced, so that what
+        # rescores on these events (sync --analyze, the live stream) sees it.
+        updated = [cid for e in events if e.topic == "conversation.updated" for cid in e.payload["ids"]]
+        assert sorted(updated) == sorted(hook.repeated)
         for cid, last in hook.repeated.items():
             assert store.conversation(cid)["messages"][-1]["content"] == "one more thing"
             assert len(store.conversation(cid)["messages"]) == len(last["messages"])
@@ -516,7 +519,7 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
 def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
     """The per-id rule behind the counts above: an id counts as its first
     write did, except that a later copy changing an unchanged first copy
-    makes it updated (announced once)."""
+    makes it updated; every change is announced."""
     import pyarrow as pa
 
     from pe_toolkit.apisync.distinct import LoadedIds
@@ -531,7 +534,7 @@ def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
         assert (second.created_ids, second.updated_ids) == (["new"], ["kept"])
         third = loaded.settle(pa.array(["kept", "same", "new"]), UpsertResult(updated=2, unchanged=1, updated_ids=["kept", "new"]))
         assert (third.inserted, third.updated, third.unchanged, third.repeated) == (0, 0, 0, 3)
-        assert third.updated_ids == []  # "kept" was announced already, "new" was created in this load
+        assert third.updated_ids == ["kept", "new"]  # counted once, but every change is announced
     finally:
         loaded.close()
 
@@ -616,3 +619,37 @@ def test_a_short_export_on_the_last_attempt_is_loaded_with_its_gaps(served, tmp_
         assert transport.requested == 3
         assert report.status == "completed" and report.gaps == 3
         assert report.inserted == store.count() == N
+
+
+class DropsLastLines(httpx.HTTPTransport):
+    """Every download of the export lacks its last ``k`` lines (whole
+    lines, a matching Content-Length): an export short of the listing."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.endswith("/download") or response.status_code != 200:
+            return response
+        body = b"".join(line + b"\n" for line in response.read().splitlines()[: -self.k])
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+
+
+def test_a_short_bulk_export_fetches_no_conversation_one_by_one(served, tmp_path) -> None:
+    """A short export (gaps) planned every cached conversation it lacked as
+    'unlisted' and fetched each with its own request: 400 requests for 400
+    missing lines, 1.6 M for an export capped at 1 M of 2.6 M. The gaps are
+    reported and left to the next incremental sync, as before."""
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url) as client:
+            assert sync(store, client, mode="bulk", progress=False).inserted == N
+        with make_client(served.url, transport=DropsLastLines(400)) as client:
+            report = sync(store, client, mode="bulk", progress=False)
+        assert report.gaps == 400 and report.status == "completed"
+        assert report.planned == {} and report.fetched == 0
+        with make_client(served.url) as client:
+            after = sync(store, client, mode="incremental", progress=False)
+        assert after.planned == {} and store.count() == N

@@ -39,7 +39,9 @@ class LoadedIds:
         """``result`` (of upserting the conversations ``ids``) as this load
         reports it: an id written earlier in the load is not counted again,
         but a copy that changes what an unchanged first copy left counts as
-        updated. ``repeated`` counts the lines that repeated an id."""
+        updated. ``repeated`` counts the lines that repeated an id. Events
+        are not deduplicated: ``updated_ids`` is every id this write changed
+        (a later copy that differs from an earlier one of the same load too)."""
         con = self._con
         # Columnar: the upsert's id lists become one outcome column (a list
         # bound as a query parameter cost more than the rest together).
@@ -72,13 +74,6 @@ class LoadedIds:
                 "UNION ALL SELECT 'was_' || before FROM _net WHERE before IS NOT NULL AND before <> outcome) GROUP BY k"
             ).fetchall()
         )
-        created = [r[0] for r in con.execute("SELECT id FROM _net WHERE before IS NULL AND outcome = 'inserted' ORDER BY id").fetchall()]
-        updated = [
-            r[0]
-            for r in con.execute(
-                "SELECT id FROM _net WHERE outcome = 'updated' AND before IS DISTINCT FROM 'updated' ORDER BY id"
-            ).fetchall()
-        ]
         repeats = int(con.execute("SELECT count(*) FROM _net WHERE before IS NOT NULL").fetchall()[0][0])
         con.execute("INSERT INTO loaded SELECT id, outcome FROM _net WHERE before IS NULL")
         if counts.get("was_unchanged"):
@@ -92,6 +87,9 @@ class LoadedIds:
             unchanged=counts.get("unchanged", 0) - counts.get("was_unchanged", 0),
             messages_written=result.messages_written,
             repeated=result.repeated + repeats,
-            created_ids=created,
-            updated_ids=updated,
+            created_ids=list(result.created_ids),  # never an id written earlier in the load
+            # Every write that changed a conversation is announced, a repeat
+            # too: ``sync --analyze`` and the live stream rescore on these
+            # events, and the counts alone are what is deduplicated.
+            updated_ids=list(result.updated_ids),
         )

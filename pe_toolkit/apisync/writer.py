@@ -68,8 +68,8 @@ class BatchWriter:
     ) -> UpsertResult:
         """Upsert ``good``; record ``errors`` (and ``extra_bad`` as
         ``(locator, reason, payload)``) as dead letters. ``loaded``: the ids
-        written earlier in the same load, which are not counted or
-        announced again."""
+        written earlier in the same load, which are not counted again (a
+        later copy that changes one is still announced as updated)."""
         dead: list[tuple[str, str, str, str | None]] = [(self.source, locator(line, raw), reason, raw) for line, reason, raw in errors]
         dead += [(self.source, loc, reason, payload) for loc, reason, payload in extra_bad]
         if dead:
