@@ -155,3 +155,25 @@ def test_the_quality_summary_counts_a_conversation_without_a_reply_apart(tmp_pat
         assert only_posts["tier_classification"] == {} and only_posts["weakest"] == []
         assert (only_posts["conversations_rated"], only_posts["conversations_unrated"]) == (0, 12)
         assert all(m["computed_mean"] is None for m in only_posts["metrics"].values())
+
+
+def test_the_quality_summary_compares_the_stored_means_over_the_rated_conversations(tmp_path) -> None:
+    # Posts the API rated (0.1) but that have no reply to rate locally: the
+    # stored means took them in while the computed means could not, so the
+    # two means compared different sets (stored 0.33 against computed 0.55).
+    from pe_toolkit.server.db import ServerDB
+    from pe_toolkit.server.tasks import quality_summary
+    from pe_toolkit.store import Store
+
+    from ._widgets_support import add_posts, build_store
+
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    posts = add_posts(path, 30, api_quality=0.1)
+    with Store(path) as store:
+        summary = quality_summary(ServerDB(store), ConversationFilter())
+        rated = store.sql(
+            "SELECT c.* FROM conversations c JOIN current_conversation_scores s ON s.conversation_id = c.id WHERE s.tier IS NOT NULL"
+        )
+    assert summary["conversations_rated"] == rated.height == 30 and not set(rated["id"]) & set(posts)
+    for m in QUALITY_METRICS:
+        assert summary["metrics"][m]["stored_mean"] == pytest.approx(rated[m].mean(), abs=1e-4)

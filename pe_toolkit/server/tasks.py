@@ -96,12 +96,14 @@ def quality_summary(db: ServerDB, filter: ConversationFilter) -> dict[str, Any]:
     where, params = filter.where("c")
     join = SCORES_JOIN
     metric_sql = ", ".join(
-        f"avg(s.{m}), avg(c.{m}), avg(abs(s.{m} - c.{m}))" for m in QUALITY_METRICS
+        f"avg(s.{m}), avg(c.{m}) FILTER (WHERE s.tier IS NOT NULL), avg(abs(s.{m} - c.{m}))" for m in QUALITY_METRICS
     )
     # A scored conversation without a tier has no reply to rate (quality v3:
     # a post, a journal; or an analyzer the metrics need did not run): its
     # metrics are null, so the computed means cover the rated ones only, and
-    # it is counted apart as unrated, not as a tier.
+    # it is counted apart as unrated, not as a tier. The stored (API) means
+    # cover the same rated conversations, or the two means would compare
+    # different sets (posts the API rated pulled its mean alone).
     row = db.one(
         f"SELECT count(*), (SELECT count(*) FROM conversations c WHERE {where}), count(s.tier), "
         f"avg(CASE WHEN s.tier = c.tier THEN 1.0 ELSE 0.0 END) FILTER (WHERE c.tier IS NOT NULL AND s.tier IS NOT NULL), {metric_sql} "
