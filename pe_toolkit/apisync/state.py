@@ -187,13 +187,7 @@ def plan_fetches(store: Store, source: str, scope: str, ttl: timedelta, local: t
             "WHERE l.source = ? AND l.scope = ?) WHERE reason IS NOT NULL",
             [source, scope, f"{int(ttl.total_seconds())} seconds", source, source, scope],
         )
-        where, params = local
-        con.execute(
-            "INSERT INTO sync_pending SELECT ?, ?, c.id, 'unlisted' FROM conversations c "
-            "SEMI JOIN sync_seen seen ON seen.source = ? AND seen.id = c.id "
-            f"WHERE ({where}) AND c.id NOT IN (SELECT id FROM sync_listing WHERE source = ? AND scope = ?)",
-            [source, scope, source, *params, source, scope],
-        )
+        _queue_unlisted(con, source, scope, local, "SELECT id FROM sync_listing WHERE source = ? AND scope = ?", [source, scope])
         rows = con.execute(
             "SELECT reason, count(*) FROM sync_pending WHERE source = ? AND scope = ? GROUP BY reason", [source, scope]
         ).fetchall()
@@ -210,18 +204,31 @@ def plan_unlisted(store: Store, source: str, scope: str, since: str, local: tupl
     what an earlier process wrote, plans the same ids. Ids the export held
     but could not load (dead letters since ``since``) are not unlisted:
     the next sync fetches them as dead letters."""
-    where, params = local
     with store.transaction() as con:
         con.execute("DELETE FROM sync_pending WHERE source = ? AND scope = ?", [source, scope])
-        con.execute(
-            "INSERT INTO sync_pending SELECT ?, ?, c.id, 'unlisted' FROM conversations c "
-            "SEMI JOIN sync_seen seen ON seen.source = ? AND seen.id = c.id AND seen.synced_at < ?::TIMESTAMPTZ "
-            f"WHERE ({where}) AND c.id NOT IN (SELECT locator FROM dead_letters "
-            "WHERE source = ? AND resolved_at IS NULL AND last_seen >= ?::TIMESTAMPTZ)",
-            [source, scope, source, since, *params, source, since],
-        )
+        _queue_unlisted(
+            con, source, scope, local,
+            "SELECT locator FROM dead_letters WHERE source = ? AND resolved_at IS NULL AND last_seen >= ?::TIMESTAMPTZ",
+            [source, since], seen_before=since,
+        )  # fmt: skip
         n = int(con.execute("SELECT count(*) FROM sync_pending WHERE source = ? AND scope = ?", [source, scope]).fetchall()[0][0])
     return {"unlisted": n} if n else {}
+
+
+def _queue_unlisted(
+    con: Any, source: str, scope: str, local: tuple[str, list[Any]], but_not: str, but_not_params: list[Any], *, seen_before: str | None = None
+) -> None:
+    """Queue as ``unlisted`` the conversations synced from ``source`` (last
+    synced before ``seen_before`` when given) that match the filter in the
+    cache (``local``) and are not among the ids ``but_not`` selects."""
+    where, params = local
+    before = " AND seen.synced_at < ?::TIMESTAMPTZ" if seen_before is not None else ""
+    con.execute(
+        "INSERT INTO sync_pending SELECT ?, ?, c.id, 'unlisted' FROM conversations c "
+        f"SEMI JOIN sync_seen seen ON seen.source = ? AND seen.id = c.id{before} "
+        f"WHERE ({where}) AND c.id NOT IN ({but_not})",
+        [source, scope, source, *([seen_before] if seen_before is not None else []), *params, *but_not_params],
+    )
 
 
 def pending_ids(store: Store, source: str, scope: str) -> list[str]:
