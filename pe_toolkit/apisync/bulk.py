@@ -22,7 +22,9 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    was committed.
 3. ``fetching``: the ``unlisted`` conversations (synced from this source,
    filed under the filter in the cache, not in the export) are fetched one
-   by one through the incremental path's queue (:func:`._plan_unlisted`).
+   by one through the incremental path's queue (:func:`._plan_unlisted`);
+   none after a short export, whose missing lines the next incremental
+   sync settles.
 """
 
 from __future__ import annotations
