@@ -25,12 +25,10 @@ What it measures (medians of ``--repeats`` runs; the machine is shared and noisy
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
-from html import escape as html_escape
 from pathlib import Path
 
 import polars as pl
@@ -77,24 +75,12 @@ def timed_cpu(fn, repeats: int) -> tuple[float, float]:
 
 
 def baseline_forms(plain: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The scrubber's forms as built before: a Python loop over the texts."""
-    from pe_toolkit.report import _PLOTLY_JSON_ESCAPES
+    """The scrubber's forms as built before: a Python loop over the texts
+    (the tests' oracle, ``tests/test_report_scrub_forms.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_report_scrub_forms import _loop_forms
 
-    escapes = str.maketrans(_PLOTLY_JSON_ESCAPES)
-    forms: dict[str, str] = {}
-    for raw, new in plain.items():
-        forms.setdefault(raw, new)
-        forms.setdefault(html_escape(raw), html_escape(new))
-        forms.setdefault(html_escape(raw, quote=False), html_escape(new, quote=False))
-        for cut in range(8, len(raw)):
-            forms.setdefault(html_escape(raw[:cut], quote=False) + "\u2026", new)
-            forms.setdefault(html_escape(raw[:cut]) + "\u2026", new)
-        for ascii_only in (True, False):
-            as_json = json.dumps(raw, ensure_ascii=ascii_only)[1:-1]
-            forms.setdefault(as_json, new)
-            forms.setdefault(as_json.translate(escapes), new)
-    patterns = sorted(forms, key=len, reverse=True)
-    return patterns, [forms[f] for f in patterns]
+    return _loop_forms(plain)
 
 
 def bench_scrubber(n: int, repeats: int) -> None:

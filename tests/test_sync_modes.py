@@ -61,6 +61,16 @@ def _change_at_source(served, folder, objects: list[dict]) -> None:
     wait_until(served_now, what="the mirror to serve the change")
 
 
+def _move_and_delete_upstream(served, folder, store: Store, moved_id: str, deleted_id: str) -> None:
+    """Upstream, ``moved_id`` changes tier to research (as the cache holds
+    it, otherwise unchanged) and ``deleted_id`` is deleted."""
+    moved = {**store.conversation(moved_id)}
+    moved["metadata"] = {**moved["metadata"], "tier": "research"}
+    _change_at_source(served, folder, [moved])
+    served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [deleted_id])
+    wait_until(lambda: served.mirror.snapshot.get(deleted_id) is None, what="the mirror to drop the conversation")
+
+
 def _new_conversation(cid: str, tier: str = "basic") -> dict:
     return {
         "id": cid,
@@ -399,11 +409,7 @@ def test_a_conversation_that_left_the_filter_or_vanished_upstream_is_brought_up_
         assert len(ids) == 3
         assert sync(store, client, progress=False, mode="incremental", tier=tier).planned == {}
 
-        moved = {**store.conversation(ids[0])}
-        moved["metadata"] = {**moved["metadata"], "tier": "research"}
-        _change_at_source(served, tmp_path, [moved])
-        served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [ids[1]])
-        wait_until(lambda: served.mirror.snapshot.get(ids[1]) is None, what="the mirror to drop the conversation")
+        _move_and_delete_upstream(served, tmp_path, store, ids[0], ids[1])
 
         report = sync(store, client, progress=False, mode="incremental", tier=tier)
         assert report.planned == {"unlisted": 2}
@@ -463,7 +469,25 @@ def test_an_interrupted_sync_starts_no_analysis_and_a_failed_one_no_catch_up(tmp
         assert store.scalar("SELECT count(*) FROM current_conversation_scores") == store.count()
 
 
-class RepeatingExport(httpx.HTTPTransport):
+class RewrittenDownload(httpx.HTTPTransport):
+    """Serves every export file with its lines as :meth:`rewrite` makes them
+    (whole lines, a matching Content-Length)."""
+
+    def rewrite(self, lines: list[bytes]) -> list[bytes]:
+        raise NotImplementedError
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.endswith("/download") or response.status_code != 200:
+            return response
+        body = b"".join(line + b"\n" for line in self.rewrite(response.read().splitlines()))
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        # Given as a stream: a body given as bytes counts as read already,
+        # and the client streams the download.
+        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+
+
+class RepeatingExport(RewrittenDownload):
     """Serves every export file with some of its lines written twice: each
     repeat the same conversation with one more message (an upstream that
     re-exported rows it touched), far enough down the file to fall in a
@@ -474,22 +498,14 @@ class RepeatingExport(httpx.HTTPTransport):
         self.every = every
         self.repeated: dict[str, dict] = {}  # id -> the last copy in the file
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if not request.url.path.endswith("/download") or response.status_code != 200:
-            return response
-        lines = response.read().splitlines()
+    def rewrite(self, lines: list[bytes]) -> list[bytes]:
         again = []
         for line in lines[:: self.every]:
             obj = orjson.loads(line)
             obj["messages"] = [*obj["messages"], {"role": "user", "content": "one more thing"}]
             self.repeated[obj["id"]] = obj
             again.append(orjson.dumps(obj))
-        body = b"".join(line + b"\n" for line in [*lines, *again])
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
-        # Given as a stream: a body given as bytes counts as read already,
-        # and the client streams the download.
-        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+        return [*lines, *again]
 
 
 def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp_path) -> None:
@@ -551,11 +567,7 @@ def test_a_bulk_sync_brings_conversations_that_left_the_filter_up_to_date(served
         ids = store.conversations(tier=tier, limit=3)["id"].to_list()
         assert len(ids) == 3
 
-        moved = {**store.conversation(ids[0])}
-        moved["metadata"] = {**moved["metadata"], "tier": "research"}
-        _change_at_source(served, tmp_path, [moved])
-        served.mirror.store.connection.execute("DELETE FROM conversations WHERE id = ?", [ids[1]])
-        wait_until(lambda: served.mirror.snapshot.get(ids[1]) is None, what="the mirror to drop the conversation")
+        _move_and_delete_upstream(served, tmp_path, store, ids[0], ids[1])
 
         report = sync(store, client, progress=False, mode="bulk", tier=tier)
         assert report.planned == {"unlisted": 2}
@@ -621,21 +633,16 @@ def test_a_short_export_on_the_last_attempt_is_loaded_with_its_gaps(served, tmp_
         assert report.inserted == store.count() == N
 
 
-class DropsLastLines(httpx.HTTPTransport):
-    """Every download of the export lacks its last ``k`` lines (whole
-    lines, a matching Content-Length): an export short of the listing."""
+class DropsLastLines(RewrittenDownload):
+    """Every download of the export lacks its last ``k`` lines: an export
+    short of the listing."""
 
     def __init__(self, k: int) -> None:
         super().__init__()
         self.k = k
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if not request.url.path.endswith("/download") or response.status_code != 200:
-            return response
-        body = b"".join(line + b"\n" for line in response.read().splitlines()[: -self.k])
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
-        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+    def rewrite(self, lines: list[bytes]) -> list[bytes]:
+        return lines[: -self.k]
 
 
 def test_a_short_bulk_export_fetches_no_conversation_one_by_one(served, tmp_path) -> None:
