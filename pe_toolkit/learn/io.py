@@ -38,7 +38,7 @@ import orjson
 from ..durable import fsync_dir, fsync_file, sweep, sweep_legacy_file, temp_name
 from ..errors import InputError, ModelError
 from .features import FeatureSpec, Featurizer
-from .model import NO_THRESHOLD, TASKS, TextModel
+from .model import NO_THRESHOLD, TASKS, TextModel, case_clashes
 
 FORMAT_VERSION = 1
 _TMP_SUFFIX = ".tmp"
@@ -208,10 +208,7 @@ def _unusable(card: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[str,
     # Each class also becomes a message column (<prefix>_p_<class>), and the
     # cache's column names ignore case: fit refuses such labels, and the
     # analyzer would refuse the model only when it first scores.
-    by_case: dict[str, list[str]] = {}
-    for c in classes:
-        by_case.setdefault(c.lower(), []).append(c)
-    clashes = [" and ".join(map(repr, names)) for names in by_case.values() if len(names) > 1]
+    clashes = [" and ".join(map(repr, names)) for names in case_clashes(classes)]
     if clashes:
         return "classes", (f"name {'; '.join(clashes)}, which differ only in case (each class becomes a column, "
                            "and the cache's column names ignore case)")  # fmt: skip

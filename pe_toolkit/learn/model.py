@@ -350,6 +350,16 @@ def training_data(
     )
 
 
+def case_clashes(classes: Any) -> list[list[str]]:
+    """The groups of class names that differ only in case (each class
+    becomes a cache column, and the cache's column names ignore case), in
+    the order the classes come."""
+    by_case: dict[str, list[str]] = {}
+    for c in classes:
+        by_case.setdefault(str(c).lower(), []).append(str(c))
+    return [names for names in by_case.values() if len(names) > 1]
+
+
 def _check_class_names(classes: Sequence[str], label: str) -> None:
     """Refuse class names a model cannot carry into ``analyze()``: each class
     becomes a column ``<prefix>_p_<class>``, and column names in the cache
@@ -359,10 +369,7 @@ def _check_class_names(classes: Sequence[str], label: str) -> None:
     if empty:
         raise InputError(f"the label column {label!r} holds an empty label ({', '.join(repr(c) for c in empty)}); a class "
                          "needs a name: drop those rows or give them a label")  # fmt: skip
-    by_case: dict[str, list[str]] = {}
-    for c in classes:
-        by_case.setdefault(str(c).lower(), []).append(str(c))
-    clashes = [names for names in by_case.values() if len(names) > 1]
+    clashes = case_clashes(classes)
     if clashes:
         named = "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
         raise InputError(f"labels in column {label!r} differ only in case: {named}; a model's classes become column "
