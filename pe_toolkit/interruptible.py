@@ -11,6 +11,7 @@ KeyboardInterrupt through at once.
 from __future__ import annotations
 
 import queue
+import time
 from typing import Protocol, TypeVar
 
 T = TypeVar("T", covariant=True)
@@ -22,10 +23,16 @@ class _Gettable(Protocol[T]):
     def get(self, block: bool = ..., timeout: float | None = ...) -> T: ...
 
 
-def get(q: _Gettable[T]) -> T:
-    """``q.get()``, in timed steps (a ``queue.Queue`` or ``SimpleQueue``)."""
+def get(q: _Gettable[T], timeout: float | None = None) -> T:
+    """``q.get(timeout=timeout)``, in timed steps (a ``queue.Queue`` or
+    ``SimpleQueue``): raises ``queue.Empty`` once ``timeout`` seconds have
+    passed with nothing (never, without one)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        step = STEP if deadline is None else min(STEP, max(0.0, deadline - time.monotonic()))
         try:
-            return q.get(timeout=STEP)
+            return q.get(timeout=step)
         except queue.Empty:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
             continue

@@ -392,6 +392,40 @@ def test_batches_are_also_written_on_a_timer(tmp_path, monkeypatch) -> None:
     assert len(writes) == 20  # not one write at the end of a batch of 1,000
 
 
+def test_a_partial_batch_is_written_on_time_while_the_next_fetch_hangs(tmp_path, monkeypatch) -> None:
+    # Two conversations come back at once, the third hangs (a server that
+    # stalls, a fetch sleeping out a Retry-After). The two are due for a
+    # write after FLUSH_SECONDS; the timer was checked only when a result
+    # arrived, so they waited for the third, and a kill meanwhile lost them.
+    monkeypatch.setattr(incremental, "FLUSH_SECONDS", 0.2)
+    written = threading.Event()
+
+    def conversation(i: int) -> Reply:
+        if i == 2:
+            written.wait(10)  # answered once the first two are written, or after 10 s
+        return 200, _envelope(_conversation(i)), {}
+
+    seen: list[tuple[int, bool]] = []
+    with serving(corpus(3, conversation=conversation)) as fake, Store(tmp_path / "mine.duckdb") as store, \
+            client_for(fake.url) as client:  # fmt: skip
+        from pe_toolkit.events import EventBus
+
+        def on_progress(e: Any) -> None:
+            if e.payload.get("phase") == "fetch":
+                seen.append((e.payload["done"], written.is_set()))
+                if e.payload["done"] == 2:
+                    written.set()
+
+        bus = EventBus()
+        bus.subscribe("sync.progress", on_progress)
+        started = time.monotonic()
+        report = sync(store, client, mode="incremental", page_size=100, progress=False, events=bus)
+        took = time.monotonic() - started
+        assert report.fetched == 3 and store.count() == 3
+    assert seen[0] == (2, False), seen  # the two were written while the third was still out
+    assert took < 8, f"{took:.1f} s: the two waited for the hanging fetch"
+
+
 # -- 3. two conversations that keep failing ----------------------------------------------
 
 

@@ -51,7 +51,7 @@ from ..errors import (
     PermissionDeniedError,
     RateLimitError,
 )
-from ..ingest.prefetch import prefetch
+from ..ingest.prefetch import Idle, prefetch
 from . import state as sync_state
 
 if TYPE_CHECKING:
@@ -170,8 +170,18 @@ def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
     # wire (their deadline bounds them); none that waits to be sent.
     flushed_at = time.monotonic()
     try:
-        with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size, stop=stop)) as stream:
+        # The stream also ticks while nothing arrives (a fetch sleeping out a
+        # long Retry-After), so a partial batch is written on time even then:
+        # checked only on arrival, it waited for the next result, and a kill
+        # meanwhile lost it.
+        tick = max(0.05, min(1.0, FLUSH_SECONDS))
+        with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size, stop=stop, idle=tick)) as stream:
             for item in stream:
+                if isinstance(item, Idle):
+                    if batch and time.monotonic() - flushed_at >= FLUSH_SECONDS:
+                        flush()
+                        flushed_at = time.monotonic()
+                    continue
                 produced.popleft()  # this very item: the buffer is first in, first out
                 batch.append(item)
                 if (

@@ -5,14 +5,28 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Generator, Iterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 from .. import interruptible
 
 T = TypeVar("T")
 
 
-def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None = None) -> Generator[T, None, None]:
+class Idle:
+    """What :func:`prefetch` yields, given ``idle``, when nothing came for that long."""
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE: Final = Idle()
+
+
+@overload
+def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None = None, idle: None = None) -> Generator[T, None, None]: ...
+@overload
+def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None = None, idle: float) -> Generator[T | Idle, None, None]: ...
+def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None = None, idle: float | None = None) -> Generator[Any, None, None]:
     """Run a generator in a background thread, ``depth`` items ahead.
 
     Parsing the next chunk (its own DuckDB connection) overlaps with writing
@@ -24,6 +38,10 @@ def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None
     only between items: a generator that can block for long (fetches
     sleeping out a Retry-After) should be given the same event and end
     its waits when it is set.
+
+    ``idle`` (seconds): yield :data:`IDLE` whenever nothing came for that
+    long, so that a consumer with a deadline of its own (writing a partial
+    batch after a while) meets it while the generator is blocked.
     """
     q: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue(maxsize=depth)
     stop = stop if stop is not None else threading.Event()
@@ -53,7 +71,11 @@ def prefetch(items: Iterator[T], depth: int = 2, *, stop: threading.Event | None
     thread.start()
     try:
         while True:
-            exc, item = interruptible.get(q)  # Ctrl-C ends the wait (see pe_toolkit.interruptible)
+            try:
+                exc, item = interruptible.get(q, idle)  # Ctrl-C ends the wait (see pe_toolkit.interruptible)
+            except queue.Empty:
+                yield IDLE
+                continue
             if exc is not None:
                 raise exc
             if item is done:
