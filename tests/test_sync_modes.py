@@ -390,7 +390,7 @@ def test_a_bulk_export_short_of_the_listing_leaves_a_dead_letter_too(served, tmp
             report = sync(store, client, mode="bulk", progress=False)
         assert report.gaps == 3
         dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
-        assert len(dead) == 1 and dead[0][0].startswith("listing:") and "the export held fewer lines" in dead[0][1]
+        assert len(dead) == 1 and dead[0][0].startswith("listing:") and "the export held fewer distinct conversations" in dead[0][1]
         with make_client(served.url) as client:
             assert sync(store, client, mode="bulk", progress=False).gaps == 0
         assert store.connection.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone() == (0,)
@@ -660,3 +660,77 @@ def test_a_short_bulk_export_fetches_no_conversation_one_by_one(served, tmp_path
         with make_client(served.url) as client:
             after = sync(store, client, mode="incremental", progress=False)
         assert after.planned == {} and store.count() == N
+
+
+class RepeatsInPlaceOfDropped(RewrittenDownload):
+    """Every download of the export has its last ``k`` lines replaced by
+    copies of its first ``k``: as many lines as the listing, ``k``
+    conversations fewer. The copies fall in the load's last chunk, far
+    from their first lines."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.dropped: list[str] = []
+
+    def rewrite(self, lines: list[bytes]) -> list[bytes]:
+        self.dropped = [orjson.loads(line)["id"] for line in lines[-self.k :]]
+        return [*lines[: -self.k], *lines[: self.k]]
+
+
+def test_an_export_repeating_ids_in_place_of_others_reports_them_as_gaps(served, tmp_path) -> None:
+    """The completeness check counted the export's lines: five ids written
+    twice in place of five others made as many lines as the server lists,
+    so the export passed as complete (gaps 0, no dead letter), and the five
+    cached conversations it lacked were planned as 'unlisted' and fetched
+    one by one, the cost a short export is spared. Gaps now count the
+    distinct conversations the export held."""
+    k = 5
+    hook = RepeatsInPlaceOfDropped(k)
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url) as client:
+            assert sync(store, client, mode="bulk", progress=False).inserted == N
+        with make_client(served.url, transport=hook) as client:
+            report = sync(store, client, mode="bulk", progress=False, chunk_bytes=64 * 1024)
+        assert len(hook.dropped) == k and report.repeated == k
+        assert report.status == "completed" and report.gaps == k, report
+        assert report.planned == {} and report.fetched == 0  # left to the next incremental sync, as a short export's
+        dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()
+        assert len(dead) == 1 and dead[0][0].startswith("listing:") and f"{k} conversation(s)" in dead[0][1], dead
+        with make_client(served.url) as client:
+            after = sync(store, client, mode="incremental", progress=False)
+        assert after.gaps == 0 and store.count() == N
+        assert store.connection.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone() == (0,)
+
+
+def test_a_resumed_load_counts_the_ids_an_earlier_process_loaded_once(served, tmp_path) -> None:
+    """The distinct count survives an interrupted load: the ids loaded
+    before the interruption are read again from the export file (the
+    checkpoint keeps only the last line merged), so the copies after it
+    count once, and the ids before it are not missed. Into an empty cache:
+    the five dropped conversations are the gaps, and the incremental sync
+    after fetches them as new."""
+    k = 5
+    hook = RepeatsInPlaceOfDropped(k)
+    bus = EventBus()
+
+    def interrupt_the_load(event) -> None:
+        if event.payload.get("phase") == "load" and event.payload.get("done"):
+            raise KeyboardInterrupt  # Ctrl-C after the first chunk, which holds the first copies
+
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url, transport=hook) as client:
+            stop = bus.subscribe("sync.progress", interrupt_the_load)
+            with pytest.raises(KeyboardInterrupt):
+                sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
+            stop()
+            loaded_before = store.count()
+            assert 0 < loaded_before < N - k
+            resumed = sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
+        assert resumed.resumed and resumed.status == "completed"
+        assert resumed.inserted == N - k - loaded_before and store.count() == N - k
+        assert resumed.gaps == k, resumed
+        assert not any(store.conversation(cid) for cid in hook.dropped)
+        with make_client(served.url) as client:
+            after = sync(store, client, mode="incremental", progress=False)
+        assert after.planned == {"new": k} and after.gaps == 0 and store.count() == N

@@ -9,9 +9,8 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    export the server no longer knows (expired, or the server lost it) is
    requested again. The file must be whole JSON lines (a body cut short
    with a matching Content-Length, or an error page in its place, is
-   downloaded again) and hold as many conversations as the server lists
-   for the filter (else one fresh download; what is still missing is
-   reported as gaps).
+   downloaded again) and hold as many lines as the server lists
+   conversations for the filter (else one fresh download).
 2. ``load``: the file is read in chunks of whole lines (bounded memory),
    each chunk validated by the importer's normalizer on a background thread
    while the previous one is merged by id and content hash
@@ -19,11 +18,14 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    several lines is stored from its last line and counted once
    (:mod:`.distinct`). The
    checkpoint records the last line merged, so a resumed load skips what
-   was committed.
+   was committed. The conversations the server lists beyond the distinct
+   ids the file held are reported as gaps (an id repeated in place of
+   another hides a gap from a count of lines); a resumed load reads the
+   ids of the lines it skips again, so it counts the same.
 3. ``fetching``: the ``unlisted`` conversations (synced from this source,
    filed under the filter in the cache, not in the export) are fetched one
    by one through the incremental path's queue (:func:`._plan_unlisted`);
-   none after a short export, whose missing lines the next incremental
+   none after a short export, whose missing conversations the next incremental
    sync settles.
 """
 
@@ -34,6 +36,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
@@ -64,7 +68,7 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
         state["since"] = str(ctx.store.scalar("SELECT now()::VARCHAR"))
     if phase != "fetching":
         path = _download_export(ctx, state, phase)
-        _load(ctx, path, state)
+        _record_gaps(ctx, state, _load(ctx, path, state))
         _plan_unlisted(ctx, state)  # checkpointed as "fetching" before the file goes
         sync_state.discard(path)
     else:
@@ -107,17 +111,27 @@ def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Pat
                 # attempt there is none left, so the file is loaded with its
                 # gaps, as a second short download is.
                 short_retried = True
-                log.warning("export %s has %d conversations, the server lists %d; downloading again", state["export_id"], lines, expected)
+                log.warning("export %s has %d lines, the server lists %d conversations; downloading again", state["export_id"], lines, expected)
                 sync_state.discard(path)
                 continue
-            ctx.report.gaps = state["gaps"] = max(0, expected - lines)
-            # As a listing's: a dead letter for doctor until a sync settles.
-            sync_state.record_gaps(ctx.store, ctx.source, ctx.scope, ctx.report.gaps, "the export held fewer lines")
+            # The gaps are counted after the load, by distinct id (_record_gaps).
             phase = "load"
             state["lines_done"] = 0
             ctx.checkpoint("bulk", phase, state)
         break
     return path
+
+
+def _record_gaps(ctx: SyncContext, state: dict[str, Any], held: int) -> None:
+    """The conversations the server lists beyond the ``held`` distinct ones
+    the export held are gaps. Counted by id after the load, not by line at
+    the download: an export repeating ids in place of others had as many
+    lines as listed and passed as complete (gaps 0, and the cached ones it
+    lacked planned as unlisted, one request each)."""
+    expected = int(state.get("expected") or 0)
+    ctx.report.gaps = state["gaps"] = max(0, expected - held)
+    # As a listing's: a dead letter for doctor until a sync settles.
+    sync_state.record_gaps(ctx.store, ctx.source, ctx.scope, ctx.report.gaps, "the export held fewer distinct conversations")
 
 
 def _plan_unlisted(ctx: SyncContext, state: dict[str, Any]) -> None:
@@ -196,28 +210,49 @@ def _export_of(state: dict[str, Any]) -> ExportInfo:
     )
 
 
+def _last_line(chunk: Any) -> int:
+    lines = chunk.lines
+    last = int(lines.column("line_no")[-1].as_py()) if lines.num_rows else 0
+    return max([last, *(b[0] for b in chunk.bad_lines)])
+
+
 def _chunks(path: Path, skip_through: int, chunk_bytes: int) -> Iterator[Any]:
     """Validated chunks after line ``skip_through`` (chunk boundaries are
     deterministic for a file and chunk size, so a resumed load skips whole
     chunks without parsing them)."""
     for chunk in read_line_chunks(path, chunk_bytes):
-        lines = chunk.lines
-        last = int(lines.column("line_no")[-1].as_py()) if lines.num_rows else 0
-        last = max([last, *(b[0] for b in chunk.bad_lines)])
+        last = _last_line(chunk)
         if last <= skip_through:
             continue
         yield chunk, last
 
 
-def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> None:
+def _count_skipped(path: Path, skip_through: int, chunk_bytes: int, loaded: LoadedIds) -> None:
+    """Count in ``loaded`` the ids of the chunks :func:`_chunks` skips: an
+    earlier process merged them, and without them a copy after the resume
+    point counted as a conversation of its own and the ids before it as
+    none (the gaps came out wrong by the lines merged before). Their ids are
+    parsed again (DuckDB over each chunk's lines), only on resume."""
+    for chunk in read_line_chunks(path, chunk_bytes):
+        if _last_line(chunk) > skip_through:
+            return
+        loaded.add_lines(chunk.lines.column("raw").combine_chunks())
+        if chunk.bad_lines:  # not UTF-8 (error path only)
+            loaded.add_lines(pa.array([raw for _, _, raw in chunk.bad_lines], pa.large_string()))
+
+
+def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> int:
+    """Phase 2; returns how many distinct conversations the file held
+    (:meth:`LoadedIds.distinct`), those merged before a resume too."""
     writer = ctx.writer
+    chunk_bytes = ctx.chunk_bytes or DEFAULT_CHUNK_BYTES
     export_id = state["export_id"]
     done = int(state.get("lines_done", 0))
     if done:
         ctx.report.resumed = True
 
     def normalized() -> Iterator[Any]:
-        for chunk, last in _chunks(path, done, ctx.chunk_bytes or DEFAULT_CHUNK_BYTES):
+        for chunk, last in _chunks(path, done, chunk_bytes):
             good, errors = writer.normalize(chunk.lines)
             yield good, sorted(chunk.bad_lines + errors), last, chunk.position
 
@@ -232,11 +267,14 @@ def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> None:
         contextlib.closing(prefetch(normalized())) as batches,
         contextlib.closing(LoadedIds()) as loaded,
     ):
+        if done:
+            _count_skipped(path, done, chunk_bytes, loaded)
         for good, errors, last, position in batches:
             writer.write(good, errors, locator, loaded=loaded)
             state["lines_done"] = last
             ctx.checkpoint("bulk", "load", state)
             bar.update(position - bar.n)
             ctx.events.publish("sync.progress", source=ctx.source, phase="load", done=position, total=size)
+        return loaded.distinct()
 
 

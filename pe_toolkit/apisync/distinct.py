@@ -11,6 +11,15 @@ counts were not.
 :class:`LoadedIds` keeps, for one load, the ids written so far and what
 their first write did, in an in-memory DuckDB table (millions of ids stay
 compact and are matched by hash join, not in a Python set).
+
+It also counts the distinct conversations the export held, which the bulk
+sync's completeness check compares with the server's total: counting lines
+let an export that repeats one id in place of another pass as complete.
+The ids loaded are those above; the ids of lines set aside (dead letters:
+the export held them, and the next sync fetches them by id) and of the
+lines an interrupted load merged before this process (read again from the
+file on resume: the checkpoint keeps only the last line merged) are kept
+apart, so that they leave the outcomes above alone.
 """
 
 from __future__ import annotations
@@ -31,9 +40,45 @@ class LoadedIds:
         # No key: an index made the insert over half the work; each id
         # is inserted once (repeats are updated) and matched by hash join.
         self._con.execute("CREATE TABLE loaded (id VARCHAR NOT NULL, outcome VARCHAR NOT NULL)")
+        # Ids of lines held but not written by this load (see add_lines);
+        # lines without a usable id count one each, as they did as lines.
+        self._con.execute("CREATE TABLE held (id VARCHAR)")
 
     def close(self) -> None:
         self._con.close()
+
+    def add_lines(self, raw: pa.Array) -> None:
+        """Count the export lines ``raw`` as held but not written by this
+        load: lines set aside as invalid, or merged by an earlier process
+        of the same load. Blank lines are no conversation (the normalizer
+        skips them too); a line without a usable id counts as one."""
+        if not len(raw):
+            return
+        # A usable id as the normalizer takes it (a non-blank string). The
+        # line is parsed once: try() makes a line that is not JSON NULL
+        # (a json_valid guard parsed each line again: 3.0 s against 0.9 s
+        # for 100,000 lines, 2 cores).
+        self._con.register("_raw", pa.table({"raw": raw.cast(pa.large_string())}))
+        try:
+            self._con.execute(
+                "INSERT INTO held SELECT CASE WHEN json_type(j) = 'VARCHAR' AND trim(j ->> '$') <> '' THEN j ->> '$' END "
+                "FROM (SELECT try(json_extract(raw, '$.id')) AS j FROM _raw "
+                "WHERE raw NOT IN ('', chr(10), chr(13), chr(13) || chr(10)))"
+            )
+        finally:
+            self._con.unregister("_raw")
+
+    def distinct(self) -> int:
+        """How many distinct conversations the load's lines held: the ids
+        written, the other ids held (:meth:`add_lines`) and the lines
+        without an id."""
+        return int(
+            self._con.execute(
+                "SELECT (SELECT count(*) FROM loaded) "
+                "+ (SELECT count(DISTINCT id) FROM held h WHERE id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM loaded l WHERE l.id = h.id)) "
+                "+ (SELECT count(*) FROM held WHERE id IS NULL)"
+            ).fetchall()[0][0]
+        )
 
     def settle(self, ids: pa.Array, result: UpsertResult) -> UpsertResult:
         """``result`` (of upserting the conversations ``ids``) as this load

@@ -69,13 +69,17 @@ class BatchWriter:
         """Upsert ``good``; record ``errors`` (and ``extra_bad`` as
         ``(locator, reason, payload)``) as dead letters. ``loaded``: the ids
         written earlier in the same load, which are not counted again (a
-        later copy that changes one is still announced as updated)."""
+        later copy that changes one is still announced as updated); the
+        lines of ``errors`` are counted there as held by the export."""
         dead: list[tuple[str, str, str, str | None]] = [(self.source, locator(line, raw), reason, raw) for line, reason, raw in errors]
         dead += [(self.source, loc, reason, payload) for loc, reason, payload in extra_bad]
         if dead:
             self.store.add_dead_letters(dead)
             self.counts.invalid += len(dead)
             self.counts.dead_letter_ids += [d[1] for d in dead]
+        if loaded is not None and errors:
+            # Held by the export, though not loaded: not a gap (error path only).
+            loaded.add_lines(pa.array([raw for _, _, raw in errors], pa.large_string()))
         result = self.store.upsert(good) if good.num_rows else UpsertResult()
         column = good.column("id")
         ids = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
