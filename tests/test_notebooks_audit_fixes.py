@@ -145,9 +145,9 @@ def test_02_says_what_its_local_metrics_cover(tmp_path):
 
 
 def test_02_measures_the_replies_of_conversations_that_have_one(tmp_path):
-    # A post's length ratio is 0 (no assistant words): the box of a cache of
-    # posts was "every value is 0", and a dataset of posts drew a box at 0, as
-    # if its replies were very short rather than absent.
+    # A post's length ratio was 0 (no assistant words; null since quality v4):
+    # the box of a cache of posts was "every value is 0", and a dataset of posts
+    # drew a box at 0, as if its replies were very short rather than absent.
     posts = tmp_path / "cache.duckdb"
     Store(posts).close()
     add_posts(posts, 4)

@@ -195,3 +195,36 @@ def test_a_conversation_without_an_assistant_message_has_no_metrics_and_no_tier(
         assert {name: rows[cid][name] for name in (*QUALITY_METRICS, "tier")} == dict.fromkeys((*QUALITY_METRICS, "tier"))
     assert rows["chat"]["tier"] is not None
     assert all(rows["chat"][name] is not None for name in QUALITY_METRICS)
+
+
+def test_a_conversation_without_assistant_words_has_no_length_ratio():
+    # v3 stored a post's length_ratio as 0 (0 assistant words / n user words):
+    # a reply that does not exist read as a very short one. With no reply, or
+    # only an empty one, there is no length to compare (as reading ease is null).
+    m = pl.concat([
+        _frame([("user", "I can't sleep and I feel hopeless about everything.")], cid="post"),
+        _frame([("user", "Are you there?"), ("assistant", "   ")], cid="empty_reply"),
+        _frame([("user", "One two three four."), ("assistant", "Five six.")], cid="chat"),
+    ])  # fmt: skip
+    conv = QUALITY.score(m).conversations
+    rows = {r["conversation_id"]: r for r in conv.iter_rows(named=True)}
+    assert (rows["post"]["assistant_words"], rows["post"]["length_ratio"]) == (0, None)
+    assert (rows["empty_reply"]["assistant_turns"], rows["empty_reply"]["length_ratio"]) == (1, None)
+    assert rows["chat"]["length_ratio"] == 0.5
+
+
+def test_a_stored_post_has_a_null_length_ratio(tmp_path):
+    # What the notebooks, exports and the warehouse read: the stored score, on a
+    # real cache of synthetic conversations and imported posts.
+    from pe_toolkit.store import Store
+
+    from ._widgets_support import add_posts, build_store
+
+    path = build_store(tmp_path, n=10, seed=4, analyze=True)
+    posts = add_posts(path, 3)
+    with Store(path, read_only=True) as s:
+        stored = s.sql("SELECT conversation_id, length_ratio, assistant_words FROM current_conversation_scores")
+    post_rows = stored.filter(pl.col("conversation_id").is_in(posts))
+    assert post_rows.height == 3 and post_rows["length_ratio"].null_count() == 3
+    chats = stored.filter(~pl.col("conversation_id").is_in(posts))
+    assert chats.height == 10 and (chats["length_ratio"] > 0).all()

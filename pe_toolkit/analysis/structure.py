@@ -12,7 +12,9 @@ Per message (Boolean):
 
 Per conversation: ``user_turns``, ``assistant_turns``, the counts of the
 three defects, ``user_words``, ``assistant_words`` and ``length_ratio``
-(assistant words per user word; null without user words).
+(assistant words per user word; null without user words, and null without
+assistant words: a post or a journal has no reply whose length to compare,
+as its reading ease and quality metrics are null).
 
 Input order is the analyzers' contract (sorted by conversation_id, idx), so
 "previous" is the previous row of the same conversation: numpy shifts over
@@ -78,8 +80,10 @@ def conversation_counts(segments: Segments, role: np.ndarray, words: np.ndarray,
     user, assistant = role == USER, role == ASSISTANT
     user_words = segments.sum(np.where(user, words, 0))
     assistant_words = segments.sum(np.where(assistant, words, 0))
+    # No reply, no ratio: a post's 0 read as a very short reply (quality v4;
+    # v3 stored 0), and 0 words over 0 words is undefined too.
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(user_words > 0, assistant_words / np.maximum(user_words, 1), np.nan)
+        ratio = np.where((user_words > 0) & (assistant_words > 0), assistant_words / np.maximum(user_words, 1), np.nan)
     return {
         "user_turns": segments.sum(user).astype(np.int32),
         "assistant_turns": segments.sum(assistant).astype(np.int32),
