@@ -244,6 +244,32 @@ def test_the_quality_histogram_says_what_it_leaves_out(tmp_path):
         assert ex.fig_quality.layout.title.text == "Overall quality"
 
 
+def test_the_scatter_says_what_it_leaves_out(tmp_path):
+    # A post has no API quality (nor a local one): the scatter had no point for
+    # it and said nothing, while the histogram beside it counted it in its title.
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    add_posts(path, 12)
+    with Store(path, read_only=True) as s:
+        ex = Explorer(s)
+        assert sum(len(t.x) for t in ex.fig_points.data) == 30
+        assert ex.fig_points.layout.title.text == (
+            "API quality vs risk score (sample)<br><sup>of 42 matches, not drawn: 12 without an API quality</sup>")
+        ex.set(dataset=[d for d in ex.model.datasets if d != "posts"])
+        assert ex.fig_points.layout.title.text == "API quality vs risk score (sample)"
+        capped = Explorer(s, max_points=10)  # the cap leaves points out too, and says how many
+        assert capped.fig_points.layout.title.text.endswith("12 without an API quality; 20 beyond the sample of 10</sup>")
+        assert "not drawn: 12 without an API quality" in capped.to_html()
+    # Conversations imported after the analysis have an API quality but no risk score yet.
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
+
+    synth.write(tmp_path / "late.jsonl", 5, seed=77, progress=False)
+    with Store(path) as s:
+        import_file(s, tmp_path / "late.jsonl", progress=False)
+        ex = Explorer(s)
+        assert ex.fig_points.layout.title.text.endswith("12 without an API quality; 5 without a risk score (not analyzed)</sup>")
+
+
 def test_a_cache_of_posts_draws_no_empty_quality_plots(tmp_path):
     # Posts have no reply to rate and no API score: the static page showed a
     # histogram of zeros and an empty scatter without a word.

@@ -56,12 +56,31 @@ NO_QUALITY = "no matching conversation has a quality score (no reply to rate, no
 WITHOUT_QUALITY = {"API": "without an API quality", "local": "without a local quality (no reply to rate, or not analyzed)"}
 
 
+def not_drawn_title(title: str, matches: int, left_out: list[str]) -> str:
+    """``title``, with a subtitle naming the matches a chart leaves out (none: the title alone)."""
+    return title if not left_out else f"{title}<br><sup>of {matches:,} matches, not drawn: " + "; ".join(left_out) + "</sup>"
+
+
 def quality_title(matches: int, series: dict[str, list[int]]) -> str:
     """The histogram's title, naming what it leaves out: a conversation with
     no reply has no local quality (quality v3), an imported one no API
     quality, and a histogram over fewer conversations than match must say so."""
     left_out = [f"{matches - sum(bins):,} {WITHOUT_QUALITY[name]}" for name, bins in series.items() if sum(bins) < matches]
-    return QUALITY_TITLE if not left_out else f"{QUALITY_TITLE}<br><sup>of {matches:,} matches, not drawn: " + "; ".join(left_out) + "</sup>"
+    return not_drawn_title(QUALITY_TITLE, matches, left_out)
+
+
+def points_title(title: str, matches: int, counts: tuple[int, int, int], drawn: int, x: str, y: str) -> str:
+    """The scatter's title, naming what it leaves out as the histogram's does:
+    matches without an x (``counts`` as :meth:`ExplorerQuery.point_counts`;
+    ``x`` "API" or "local"), with an x but no ``y``, and those beyond the
+    sample (``drawn`` points of the drawable ones)."""
+    drawable, no_x, no_y = counts
+    left_out = [f"{no_x:,} {WITHOUT_QUALITY[x]}"] if no_x else []
+    if no_y:
+        left_out.append(f"{no_y:,} without a {y} (not analyzed)")
+    if drawable > drawn:
+        left_out.append(f"{drawable - drawn:,} beyond the sample of {drawn:,}")
+    return not_drawn_title(title, matches, left_out)
 
 
 class Explorer(View):
@@ -241,7 +260,8 @@ class Explorer(View):
         self.fig_crisis.add_bar(x=[], y=[], orientation="h", marker_color="#c44e52", name="conversations")
         y_title = "risk score" if "risk_score" in model.columns else "messages"
         x_title = "API quality" if model.points_x == "overall_quality" else "local quality"
-        self.fig_points = figure_widget(f"{x_title} vs {y_title} (sample)")
+        self._points_title = f"{x_title} vs {y_title} (sample)"  # a subtitle says what is not drawn (_update_points)
+        self.fig_points = figure_widget(self._points_title)
         for tier in tiers:
             self.fig_points.add_scatter(name=group_label("tier", tier), x=[], y=[], mode="markers", marker=dict(size=5, color=colour("tier", tier, 0), opacity=0.7), text=[], hovertemplate="%{text}<extra></extra>")
         self.fig_points.update_xaxes(title_text=f"{x_title.replace('quality', 'overall quality')}")
@@ -297,8 +317,15 @@ class Explorer(View):
         self._status.value = self._status_html()
 
     def _update_points(self) -> None:
-        points = self.model.points(self.max_points)
+        model = self.model
+        points = model.points(self.max_points)
+        x = "API" if model.points_x == "overall_quality" else "local"
+        # A match without a quality (a post: no reply to rate) has no point: the
+        # title says how many, as the histogram's does, not a silently thinner cloud.
+        y = "risk score" if "risk_score" in model.columns else "message count"  # a count is never null
+        title = points_title(self._points_title, self.count, model.point_counts(), points.height, x, y)
         with self.fig_points.batch_update():
+            self.fig_points.layout.title.text = title
             for trace in self.fig_points.data:
                 part = points.filter(pl.col("tier").eq_missing(None if trace.name == NO_TIER else trace.name))
                 trace.x = part["x"].to_list()
@@ -339,7 +366,7 @@ class Explorer(View):
         if name == "quality" and not any(sum(t.y or ()) for t in fig.data):
             return skipped(QUALITY_TITLE, NO_QUALITY)._repr_mimebundle_()["text/html"]
         if name == "points" and not any(len(t.x or ()) for t in fig.data):
-            return skipped(fig.layout.title.text, NO_QUALITY)._repr_mimebundle_()["text/html"]
+            return skipped(self._points_title, NO_QUALITY)._repr_mimebundle_()["text/html"]
         return figure_html(static_figure(fig))
 
     # -- layout --------------------------------------------------------------------

@@ -381,14 +381,29 @@ class ExplorerQuery:
                 params,
             )
 
+    def _points_xy(self) -> tuple[str, str]:
+        y = "e.risk_score" if "risk_score" in self.columns else "e.message_count"
+        return f"e.{self.points_x}", y
+
     def points(self, limit: int) -> pl.DataFrame:
         """Up to ``limit`` matches for the scatter (``id``, ``tier``, ``x``,
         ``y``): x is :attr:`points_x`, y the risk score (else the message count)."""
-        y = "e.risk_score" if "risk_score" in self.columns else "e.message_count"
-        x = f"e.{self.points_x}"
+        x, y = self._points_xy()
         # hash(id) orders a deterministic, unbiased sample of the matches.
         return self.query(
             f"e.id, e.tier, {x} AS x, {y} AS y",
             f"AND {x} IS NOT NULL AND {y} IS NOT NULL ORDER BY hash(e.id) LIMIT ?",
             [int(limit)],
         )
+
+    def point_counts(self) -> tuple[int, int, int]:
+        """Of the matches: how many have both coordinates of the scatter, how
+        many no x (no quality: a post has no reply to rate, an imported
+        conversation no API score) and how many an x but no y (not analyzed
+        since it arrived): the scatter can only leave them out, and says how many."""
+        x, y = self._points_xy()
+        row = self.query(
+            f"count(*) FILTER (WHERE {x} IS NOT NULL AND {y} IS NOT NULL) AS drawable, "
+            f"count(*) FILTER (WHERE {x} IS NULL) AS no_x, count(*) FILTER (WHERE {x} IS NOT NULL AND {y} IS NULL) AS no_y"
+        ).row(0)
+        return int(row[0]), int(row[1]), int(row[2])
