@@ -166,3 +166,20 @@ def test_02_disagreements_need_both_scores(tmp_path):
     assert rated == 3
     text = run("02_quality.ipynb", tmp_path / "02.ipynb", cache=str(cache), source="cache", examples=10)
     assert not any(p in text for p in posts)
+
+
+@pytest.fixture(scope="module")
+def tiers_and_posts(tmp_path_factory) -> Path:
+    """12 synthetic conversations with API tiers and scores, and 5 posts
+    without either (no reply: null local quality, empathy and question share)."""
+    path = build_store(tmp_path_factory.mktemp("mixed"), n=12, seed=4, analyze=True)
+    add_posts(path, 5)
+    return path
+
+
+def test_03_names_and_counts_the_conversations_without_a_tier(tiers_and_posts, tmp_path):
+    # The skill-mix table grouped by tier had a row whose tier was blank (null),
+    # and averages over the posts it held (none: no reply), without a word.
+    text = run("03_empathy.ipynb", tmp_path / "03.ipynb", cache=str(tiers_and_posts), source="cache")
+    assert "'no tier' row: 5 conversations without an API tier, 0 with a reply" in text
+

@@ -18,7 +18,7 @@ from pe_toolkit.store import Store
 from pe_toolkit.store.annotations import annotate, labels
 from pe_toolkit.widgets import ConversationViewer, LiveMonitor, ReviewQueue, alert_ids, check_count, check_threshold
 
-from ._widgets_support import build_store
+from ._widgets_support import add_posts, build_store
 
 DISTRESS = "I have pills saved up and I am going to take them all tonight"
 
@@ -189,3 +189,18 @@ def test_reviewers_agreeing_on_one_label_have_no_kappa(store_path):
     kappa = frame["kappa"][0]
     assert frame["agreement"][0] == 1.0 and (kappa is None or math.isnan(kappa))
     assert isinstance(frame, pl.DataFrame)
+
+
+def test_a_table_by_tier_names_the_conversations_without_one(tmp_path):
+    # Grouped by tier, the posts (no API tier) were a row with a blank tier:
+    # labelled() names it as the figures do, after the tiers in their order.
+    from pe_toolkit.widgets import aggregates as agg
+
+    path = build_store(tmp_path, n=20, seed=4, analyze=True)
+    add_posts(path, 3)
+    with Store(path, read_only=True) as s:
+        by_tier = s.sql("SELECT c.tier, count(*) AS conversations FROM conversations c GROUP BY c.tier")
+    table = agg.labelled(by_tier, "tier")
+    assert table["tier"].null_count() == 0 and table.row(-1) == ("no tier", 3)
+    assert table["conversations"].sum() == 23 and table["tier"].to_list()[:-1] == agg.tier_order(by_tier.drop_nulls())["tier"].to_list()
+    assert agg.labelled(pl.DataFrame({"dataset": ["b", None, "a"]}), "dataset")["dataset"].to_list() == ["a", "b", "none"]

@@ -59,3 +59,12 @@ def group_order(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     if column == "tier":
         return tier_order(frame, column)
     return frame.sort(column, nulls_last=True, maintain_order=True)
+
+
+def labelled(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """:func:`group_order`, with a null group named as the figures name it
+    ("no tier" for tiers, "none" otherwise): in a table a null row reads as a
+    gap in the data, not as the conversations that have no tier."""
+    from .figures import label
+
+    return group_order(frame, column).with_columns(pl.col(column).fill_null(label(column, None)))
