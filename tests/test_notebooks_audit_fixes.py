@@ -183,3 +183,10 @@ def test_03_names_and_counts_the_conversations_without_a_tier(tiers_and_posts, t
     text = run("03_empathy.ipynb", tmp_path / "03.ipynb", cache=str(tiers_and_posts), source="cache")
     assert "'no tier' row: 5 conversations without an API tier, 0 with a reply" in text
 
+
+def test_05_says_how_many_conversations_its_correlation_covers(tiers_and_posts, tmp_path):
+    # drop_nulls() left the posts (no API quality, no empathy) out of the
+    # correlation and the figure still read as one over every conversation.
+    text = run("05_pipelines.ipynb", tmp_path / "05.ipynb", cache=str(tiers_and_posts), source="cache", incoming_n=5)
+    assert "correlation over 12 of 17 conversations; 5 left out, missing a feature (conversations without it: " in text
+    assert "overall_quality 5" in text
