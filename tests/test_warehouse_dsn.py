@@ -34,3 +34,28 @@ def test_the_defaults_are_added_once_and_a_query_password_is_masked():
     assert d.masked == "postgresql://me@db/x?sslmode=require&password=***&connect_timeout=3"
     assert d.password == "se cret"
     assert Dsn.parse("postgresql://me@db/x").uri == "postgresql://me@db/x?connect_timeout=10&application_name=pe_toolkit"
+
+
+def test_a_uri_without_a_host_keeps_its_slashes_and_connects(pg_dsn):
+    # postgresql:///db (libpq's local default, the host in the query string)
+    # lost its "//" on the way to libpq: "postgresql:/db", which it rejects.
+    from urllib.parse import urlsplit
+
+    from pe_toolkit.exports.warehouse import connect
+
+    d = Dsn.parse("postgresql:///research?host=/var/run/postgresql")
+    assert d.uri == "postgresql:///research?host=/var/run/postgresql&connect_timeout=10&application_name=pe_toolkit"
+    assert d.masked == "postgresql:///research?host=/var/run/postgresql"
+    server = urlsplit(pg_dsn)
+    no_host = f"postgresql://{server.path}?host={server.hostname}&port={server.port or 5432}"
+    if server.username:
+        no_host += f"&user={server.username}"
+    if server.password:
+        no_host += f"&password={server.password}"
+    con = connect(Dsn.parse(no_host))
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT current_setting('application_name')")
+            assert cur.fetchone() == ("pe_toolkit",)
+    finally:
+        con.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from ..errors import InputError
 
@@ -20,6 +20,14 @@ MASK = "***"
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds: an unreachable host fails quickly, not after TCP's minutes
+
+
+def _unsplit(parts: SplitResult) -> str:
+    """``urlunsplit`` that keeps the ``//`` of an empty host: it drops it for
+    schemes it does not know, and ``postgresql:///db`` (the local socket)
+    became ``postgresql:/db``, which libpq rejects."""
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return text + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Dsn:
             added.append(f"connect_timeout={DEFAULT_CONNECT_TIMEOUT}")
         if not any(k == "application_name" for k, _ in query):
             added.append("application_name=pe_toolkit")
-        uri = urlunsplit(parts._replace(query="&".join(p for p in (parts.query, *added) if p)))
+        uri = _unsplit(parts._replace(query="&".join(p for p in (parts.query, *added) if p)))
         netloc = parts.netloc
         if parts.password is not None:
             user, _, host = netloc.rpartition("@")
@@ -74,7 +82,7 @@ class Dsn:
             f"{item.split('=', 1)[0]}={MASK}" if unquote(item.split("=", 1)[0]) == "password" else item
             for item in parts.query.split("&")
         ]
-        masked = urlunsplit(parts._replace(netloc=netloc, query="&".join(shown)))
+        masked = _unsplit(parts._replace(netloc=netloc, query="&".join(shown)))
         return cls(uri=uri, masked=masked, password=password or None)
 
     @classmethod
