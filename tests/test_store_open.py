@@ -53,3 +53,29 @@ def test_read_only_default_cache_that_is_missing_is_an_error(elsewhere):
     with pytest.raises(StoreError, match="no cache at"):
         open_store(read_only=True)
     assert not (elsewhere / "data").exists()
+
+
+def test_a_data_file_given_as_the_cache_is_refused_and_left_as_it_was(tmp_path):
+    # DuckDB 2 opens a CSV, JSON or Parquet file as an in-memory database
+    # with a view over it: `pe-toolkit --db corpus.csv import x.jsonl` then
+    # reported "2 new" and stored nothing, `serve` served an empty memory
+    # database, and the file's mode was narrowed to 600 as a cache's is.
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+
+    data = tmp_path / "corpus.csv"
+    data.write_text("subreddit,post\ndepression,I feel empty every day\n")
+    data.chmod(0o644)
+    posts = tmp_path / "posts.csv"
+    posts.write_text("subreddit,post\nanxiety,I cannot breathe at night\n")
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=r"corpus\.csv.*not a DuckDB database"):
+            Store(data, read_only=read_only)
+    result = CliRunner().invoke(cli, ["--db", str(data), "import", str(posts), "--map", "user=post"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pe-toolkit: error:") and "not a DuckDB database" in lines[0], result.stderr
+    assert data.read_text() == "subreddit,post\ndepression,I feel empty every day\n"
+    assert data.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.csv", "posts.csv"]

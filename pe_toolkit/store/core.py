@@ -165,6 +165,22 @@ def _lock_holder(pid: int) -> str | None:
     return " ".join(name.split())[:60] or None
 
 
+DUCKDB_MAGIC = b"DUCK"  # at offset 8 of every DuckDB database file
+
+
+def _data_file(path: Path) -> bool:
+    """True for an existing, non-empty file that is not a DuckDB database.
+    DuckDB 2 opens a CSV, JSON or Parquet file given as the database as an
+    in-memory database with a view over it: writes would vanish unsaid."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        with path.open("rb") as fh:
+            return fh.read(12)[8:12] != DUCKDB_MAGIC
+    except OSError:
+        return False  # unreadable: DuckDB's own error says why
+
+
 def _translate_open_error(path: Path, exc: duckdb.Error, *, read_only: bool) -> StoreError:
     text = str(exc)
     if "lock" in text.lower():
@@ -368,6 +384,11 @@ class Store:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self.read_only and not self.path.exists():
             raise StoreError(f"no cache at {self.path}; import or sync something first")
+        if _data_file(self.path):
+            raise StoreError(
+                f"cannot open {self.path}: not a DuckDB database (a data file? name the cache with --db or "
+                "PE_CACHE, and import files with pe-toolkit import / pe.import_file)"
+            )
         if not self.read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
