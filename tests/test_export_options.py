@@ -442,6 +442,20 @@ def test_force_is_refused_where_it_would_do_nothing(tmp_path):
     assert r.exit_code == 2 and "--force applies to a file export" in r.output
 
 
+def test_warehouse_options_are_refused_for_a_file_export(tmp_path, store):
+    # --schema and --no-features were accepted with PATH and did nothing:
+    # the file was written as if they had not been given.
+    store.close()
+    runner = CliRunner()
+    for extra in (["--schema", "research"], ["--schema", "pe_toolkit"], ["--no-features"]):
+        out = tmp_path / "x.jsonl"
+        r = runner.invoke(cli, ["--db", str(store.path), "export", str(out), "--no-progress", *extra])
+        assert r.exit_code == 2 and "apply to --to" in r.output, (extra, r.output)
+        assert not out.exists()
+        r = runner.invoke(cli, ["export", "--engine", "ray", "--scores", str(tmp_path), str(tmp_path / "o"), "--format", "jsonl", *extra])
+        assert r.exit_code == 2 and "apply to --to" in r.output, (extra, r.output)
+
+
 def test_an_unwritable_place_is_one_clear_error(tmp_path, store):
     with pytest.raises(ExportError, match="does not exist"):
         export(store, tmp_path / "no" / "such" / "x.jsonl", format="jsonl", progress=False)

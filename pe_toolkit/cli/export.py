@@ -118,6 +118,9 @@ def export_cmd(
         # A warehouse load and Ray shards never replace a file: say so
         # rather than accept a flag that does nothing.
         raise click.UsageError("--force applies to a file export (PATH), not to --to or --engine ray")
+    schema_given = ctx.get_parameter_source("schema") not in (None, click.core.ParameterSource.DEFAULT)
+    if not to and (schema_given or no_features):
+        raise click.UsageError("--schema and --no-features apply to --to (a warehouse load), not to a file export")
     if crisis:
         click.echo("pe-toolkit: warning: --crisis is deprecated; use --crisis-category", err=True)
     # The one filter vocabulary (pe_toolkit.store.filters): each option is its name.
