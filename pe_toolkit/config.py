@@ -137,7 +137,7 @@ def _number(name: str, raw: Any, kind: type) -> Any:
     try:
         return kind(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
 def _optional_int(name: str, raw: Any) -> int | None:

@@ -37,7 +37,11 @@ def test_secret_never_shows_itself():
 
 def test_bad_numbers_are_config_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PE_RATE_LIMIT", "lots")
-    with pytest.raises(ConfigError, match="PE_RATE_LIMIT"):
+    with pytest.raises(ConfigError, match=r"^PE_RATE_LIMIT must be an integer, got 'lots'$"):
+        load_settings()
+    monkeypatch.delenv("PE_RATE_LIMIT")
+    monkeypatch.setenv("PE_API_DEADLINE", "soon")  # was "must be a float", and "a int" above
+    with pytest.raises(ConfigError, match=r"^PE_API_DEADLINE / \[api\] deadline must be a number, got 'soon'$"):
         load_settings()
 
 
