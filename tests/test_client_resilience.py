@@ -407,6 +407,9 @@ def test_a_checkpoint_restores_the_walk_and_accepts_an_older_one():
 @settings(deadline=None)  # examples: the profile's (tests/conftest.py)
 @example(ids=[0, 1, 3, 4], page_size=3, inserted=[2], removed=[0], at_request=1, keyset=False)  # issue 15
 @example(ids=[0, 1, 3, 4], page_size=3, inserted=[2], removed=[0], at_request=1, keyset=True)
+# Three added before the cursor at once, pages of 2 (one id on per page): three pages of ids
+# already seen in a row, which the stall guard took for a server ignoring offset.
+@example(ids=[3, 4, 5, 6, 7], page_size=2, inserted=[0, 1, 2], removed=[], at_request=3, keyset=False)
 @given(
     ids=st.lists(st.integers(0, 400), min_size=0, max_size=60, unique=True),
     page_size=st.integers(2, 9),

@@ -40,17 +40,19 @@ each conversation.
 cursor, answers the same ids whatever the offset, or keeps saying
 ``has_more`` past ``total`` would otherwise be paged forever (the audit saw
 2,669 requests in 30 s). The pull stops with
-:class:`~pe_toolkit.errors.MalformedResponseError` when a keyset page ends on
-the cursor it was asked for, when an offset page brings no new id and the
+:class:`~pe_toolkit.errors.MalformedResponseError` when a keyset page ends
+on the cursor it was asked for, when an offset page brings no new id and the
 server says it answered another offset than the one asked (the contract's
 list echoes ``offset``: the second page already shows it), when
-:data:`STALL_PAGES` pages in a row bring no id the last few pages did not
-already hold (a server that echoes the offset it ignored), or when the
-offset passes ``total`` by more than a page. One page with no new id alone
-is not enough: ``page_size - 1`` conversations added before the cursor
-between two requests give exactly that. A changing corpus shifts a page by
-a few ids, never several whole pages in a row, so these never stop a sound
-pull.
+:data:`STALL_PAGES` pages in a row answer the very ids of the page before (a
+server that echoes the offset it ignored), or when the offset passes
+``total`` by more than a page. One page with no new id alone is not enough:
+``page_size - 1`` conversations added before the cursor between two requests
+give exactly that, and with small pages several in a row (pages of 2 advance
+by one id: three added at once give three). So the run counts pages that
+answer exactly the ids of the page before: a changing corpus moves the
+window on by an id or more each page, a server that ignores offset does not.
+These never stop a sound pull.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class Paginator:
     keyset: bool | None = None  # None: not known yet whether the server honours `after`
     in_pass: int = 0  # ids read in this pass, overlaps excluded
     last_id: str | None = None
-    stalled: int = 0  # consecutive pages that brought no id beyond the recent pages
+    stalled: int = 0  # consecutive pages that answered the ids of the page before
     seen: set[str] = field(default_factory=set, repr=False, compare=False)
     # The ids of the last RECENT_PAGES pages (not checkpointed: a resumed
     # pull rebuilds it within a few pages).
@@ -214,25 +216,25 @@ class Paginator:
 
     # -- a listing that does not advance ------------------------------------------
     def _check_progress(self, ids: list[str], answered: int | None) -> None:
-        """Count pages that bring nothing the last few pages did not hold;
+        """Count pages that answer the very ids of the page before;
         :data:`STALL_PAGES` in a row mean the server answers the same ids
-        whatever it is asked. One alone may be a shifted order (page_size - 1
-        conversations added before the cursor between two requests: a
-        single one for pages of 2), unless the server says it answered
+        whatever it is asked. A page of ids already seen is not enough: a
+        shifted order gives those (``page_size - 1`` conversations added
+        before the cursor between two requests, one for pages of 2; three
+        added at once, three pages of 2 in a row), but it moves the window
+        on by an id or more each page. Unless the server says it answered
         another offset than the one asked (``answered``): then it ignores
-        offset, and this page already shows it."""
+        offset, and a page of ids already seen shows it at once."""
         if not ids:
             return
         page = frozenset(ids)
-        if self._recent and page <= frozenset().union(*self._recent):
-            self.stalled += 1
-            if answered is not None and answered != self.offset:
-                raise self._stuck(
-                    f"asked for offset {self.offset:,}, the server answered offset {answered:,} "
-                    "with ids it had already listed (it ignores offset)"
-                )
-        else:
-            self.stalled = 0
+        if (self._recent and answered is not None and answered != self.offset
+                and page <= frozenset().union(*self._recent)):  # fmt: skip
+            raise self._stuck(
+                f"asked for offset {self.offset:,}, the server answered offset {answered:,} "
+                "with ids it had already listed (it ignores offset)"
+            )
+        self.stalled = self.stalled + 1 if self._recent and page == self._recent[-1] else 0
         self._recent.append(page)
         if self.stalled >= STALL_PAGES:
             raise MalformedResponseError(
