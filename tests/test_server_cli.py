@@ -97,6 +97,21 @@ def test_serve_without_keys_on_loopback_prints_a_one_time_key(sample_store_templ
         check_envelope(httpx.get(url + "/v1/datasets", headers={"Authorization": f"Bearer {key[1]}x"}), 401)
 
 
+def test_serve_on_a_port_in_use_fails_in_one_line_without_a_key(tmp_path: Path) -> None:
+    # The one-time key was printed before the bind failed: a key nothing accepts.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = subprocess.run(
+            [sys.executable, "-m", "pe_toolkit", "--db", str(tmp_path / "c.duckdb"), "serve", "--no-sample",
+             "--port", str(taken.getsockname()[1])],
+            env=child_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
+    assert out.stderr.startswith("pe-toolkit: error:") and "one-time key" not in out.stderr
+
+
 def test_serve_refuses_an_open_host_without_keys(tmp_path: Path) -> None:
     env = child_env()
     out = subprocess.run(

@@ -79,13 +79,6 @@ def serve_cmd(
         if report is not None:
             click.echo(f"loaded the bundled sample into the empty cache: {report}", err=True)
     app = create_app(config)
-    if config.generated_key:
-        click.echo(
-            "pe-toolkit: no server keys configured; this run accepts the one-time key\n"
-            f"    {config.keys[0].reveal()}\n"
-            "(set PE_SERVER_KEYS to choose your own)",
-            err=True,
-        )
 
     limit = (
         f"{config.rate_limit} requests per key per {config.rate_window:g} s"
@@ -94,6 +87,15 @@ def serve_cmd(
     )
 
     def announce(url: str) -> None:
+        # The one-time key once the port is bound: a run that fails to start
+        # (the port in use) printed a key that nothing accepts.
+        if config.generated_key:
+            click.echo(
+                "pe-toolkit: no server keys configured; this run accepts the one-time key\n"
+                f"    {config.keys[0].reveal()}\n"
+                "(set PE_SERVER_KEYS to choose your own)",
+                err=True,
+            )
         click.echo(
             f"serving {config.db_path} at {url}/v1 "
             f"({len(config.keys)} key(s), {limit})",
