@@ -259,7 +259,9 @@ class Explorer(View):
         self.fig_crisis = figure_widget(CRISIS_TITLE, height=300)
         self.fig_crisis.add_bar(x=[], y=[], orientation="h", marker_color="#c44e52", name="conversations")
         y_title = "risk score" if "risk_score" in model.columns else "messages"
-        x_title = "API quality" if model.points_x == "overall_quality" else "local quality"
+        # The x quality's source and the y, named once: the subtitle names them too (_update_points).
+        self._points_axes = ("API" if model.points_x == "overall_quality" else "local", y_title)
+        x_title = f"{self._points_axes[0]} quality"
         self._points_title = f"{x_title} vs {y_title} (sample)"  # a subtitle says what is not drawn (_update_points)
         self.fig_points = figure_widget(self._points_title)
         for tier in tiers:
@@ -319,11 +321,9 @@ class Explorer(View):
     def _update_points(self) -> None:
         model = self.model
         points = model.points(self.max_points)
-        x = "API" if model.points_x == "overall_quality" else "local"
         # A match without a quality (a post: no reply to rate) has no point: the
         # title says how many, as the histogram's does, not a silently thinner cloud.
-        y = "risk score" if "risk_score" in model.columns else "message count"  # a count is never null
-        title = points_title(self._points_title, self.count, model.point_counts(), points.height, x, y)
+        title = points_title(self._points_title, self.count, model.point_counts(), points.height, *self._points_axes)
         with self.fig_points.batch_update():
             self.fig_points.layout.title.text = title
             for trace in self.fig_points.data:
