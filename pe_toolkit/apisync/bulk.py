@@ -37,8 +37,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
 from ..ingest.prefetch import prefetch
@@ -237,8 +235,7 @@ def _count_skipped(path: Path, skip_through: int, chunk_bytes: int, loaded: Load
         if _last_line(chunk) > skip_through:
             return
         loaded.add_lines(chunk.lines.column("raw").combine_chunks())
-        if chunk.bad_lines:  # not UTF-8 (error path only)
-            loaded.add_lines(pa.array([raw for _, _, raw in chunk.bad_lines], pa.large_string()))
+        loaded.add_rejected(chunk.bad_lines)  # not UTF-8 (error path only)
 
 
 def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> int:

@@ -68,6 +68,11 @@ class LoadedIds:
         finally:
             self._con.unregister("_raw")
 
+    def add_rejected(self, lines: list[tuple[int, str, str]]) -> None:
+        """:meth:`add_lines` for rejected lines ``(line, reason, raw)``."""
+        if lines:
+            self.add_lines(pa.array([raw for _, _, raw in lines], pa.large_string()))
+
     def distinct(self) -> int:
         """How many distinct conversations the load's lines held: the ids
         written, the other ids held (:meth:`add_lines`) and the lines

@@ -77,9 +77,9 @@ class BatchWriter:
             self.store.add_dead_letters(dead)
             self.counts.invalid += len(dead)
             self.counts.dead_letter_ids += [d[1] for d in dead]
-        if loaded is not None and errors:
+        if loaded is not None:
             # Held by the export, though not loaded: not a gap (error path only).
-            loaded.add_lines(pa.array([raw for _, _, raw in errors], pa.large_string()))
+            loaded.add_rejected(errors)
         result = self.store.upsert(good) if good.num_rows else UpsertResult()
         column = good.column("id")
         ids = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
