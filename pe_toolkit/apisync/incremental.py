@@ -177,18 +177,12 @@ def _fetch_round(ctx: SyncContext, ids: list[str], bar: Any) -> list[str]:
         tick = max(0.05, min(1.0, FLUSH_SECONDS))
         with contextlib.closing(prefetch(recorded(), depth=2 * ctx.batch_size, stop=stop, idle=tick)) as stream:
             for item in stream:
-                if isinstance(item, Idle):
-                    if batch and time.monotonic() - flushed_at >= FLUSH_SECONDS:
-                        flush()
-                        flushed_at = time.monotonic()
-                    continue
-                produced.popleft()  # this very item: the buffer is first in, first out
-                batch.append(item)
-                if (
-                    len(batch) >= ctx.batch_size
-                    or isinstance(item[1], FATAL)
-                    or time.monotonic() - flushed_at >= FLUSH_SECONDS
-                ):
+                fatal = False
+                if not isinstance(item, Idle):  # IDLE: nothing came; only the timer can be due
+                    produced.popleft()  # this very item: the buffer is first in, first out
+                    batch.append(item)
+                    fatal = isinstance(item[1], FATAL)
+                if batch and (fatal or len(batch) >= ctx.batch_size or time.monotonic() - flushed_at >= FLUSH_SECONDS):
                     flush()
                     flushed_at = time.monotonic()
         if batch:
