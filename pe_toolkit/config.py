@@ -1,10 +1,16 @@
-"""Settings: environment variables > ``pe_toolkit.toml`` > defaults.
+"""Settings: explicit overrides > environment variables > config files > defaults.
 
-The config file is the first of: ``$PE_CONFIG``; ``pe_toolkit.toml`` in the
-current directory or any parent (the project root, so notebooks run from
-``notebooks/`` find the same cache as the CLI run from the root);
-``~/.config/pe_toolkit/config.toml``. Relative paths in the file are
-relative to the file's folder.
+Config files are read in layers, as git reads its own, each key from the
+last file that sets it: first the user-level file
+(``$XDG_CONFIG_HOME/pe_toolkit/config.toml``, else
+``~/.config/pe_toolkit/config.toml``), where a user keeps what is theirs
+(the API key) out of any repository; then the project's file over it:
+``$PE_CONFIG`` when set, else ``pe_toolkit.toml`` in the current directory
+or any parent (so notebooks run from ``notebooks/`` find the same cache as
+the CLI run from the root). Relative paths in a file are relative to that
+file's folder. The project root (the default cache ``data/pe_cache.duckdb``
+and sample are under it) is the project file's folder, else the current
+directory: never the user-level file's folder.
 
 Environment variables: ``PE_CACHE``, ``PE_API_URL`` (one URL or several,
 comma-separated, for failover), ``PE_API_KEY``, ``PE_SERVER_KEYS``
@@ -94,7 +100,9 @@ class Settings:
     export_quota_total: int | None = None
     export_min_free_bytes: int | None = None
     models: tuple[ConfiguredModel, ...] = ()
-    config_file: Path | None = None
+    config_file: Path | None = None  # the last file read: the project's when there is one
+    config_files: tuple[Path, ...] = ()  # every file read, in order (a later one wins, per key)
+    # Per key, where its value came from: "$ENV", a config file's path, or "default".
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -105,7 +113,18 @@ class Settings:
         return replace(self, **changes)
 
 
-def find_config_file(start: Path | None = None) -> Path | None:
+def user_config_file() -> Path:
+    """The user-level file: ``$XDG_CONFIG_HOME/pe_toolkit/config.toml``, else
+    ``~/.config/pe_toolkit/config.toml`` (the XDG rule: a relative
+    ``XDG_CONFIG_HOME`` is ignored). It may not exist."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
+    return base / "pe_toolkit" / "config.toml"
+
+
+def find_project_file(start: Path | None = None) -> Path | None:
+    """The project's file: ``$PE_CONFIG``, else ``pe_toolkit.toml`` in
+    ``start`` (the current directory) or a parent."""
     env = os.environ.get("PE_CONFIG")
     if env:
         path = Path(env).expanduser()
@@ -117,8 +136,27 @@ def find_config_file(start: Path | None = None) -> Path | None:
         candidate = folder / CONFIG_NAME
         if candidate.is_file():
             return candidate
-    user = Path.home() / ".config" / "pe_toolkit" / "config.toml"
-    return user if user.is_file() else None
+    return None
+
+
+def find_config_files(start: Path | None = None) -> tuple[Path, ...]:
+    """Every config file to read, in order: the user-level file (when
+    there is one), then the project's over it."""
+    return _layered(find_project_file(start))
+
+
+def _layered(project: Path | None) -> tuple[Path, ...]:
+    """One file named twice (``$PE_CONFIG`` pointing at the user file) is
+    read once, as the project's."""
+    user = user_config_file()
+    files = [user] if user.is_file() and not (project and project.resolve() == user.resolve()) else []
+    return (*files, *([project] if project else []))
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The last config file read (the one that wins where several set a key)."""
+    files = find_config_files(start)
+    return files[-1] if files else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -205,8 +243,11 @@ def _models(raw: Any, root: Path, where: Path | None) -> tuple[ConfiguredModel, 
     return tuple(found)
 
 
-def _project_root(config_file: Path | None) -> Path:
-    return config_file.parent if config_file else Path.cwd()
+def _section(doc: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    section = doc.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table (a [{name}] header with keys under it), got {section!r}")
+    return section
 
 
 def _default_sample(root: Path) -> Path:
@@ -221,27 +262,36 @@ def _default_sample(root: Path) -> Path:
 
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings; keyword overrides win over everything else."""
-    config_file = find_config_file()
-    doc = _read_toml(config_file) if config_file else {}
-    root = _project_root(config_file)
+    project = find_project_file()
+    files = _layered(project)
+    layers = [(path, _read_toml(path)) for path in files]
+    # The project root: the project file's folder, else where the user works
+    # (a user-level file holds the user's settings, not their project).
+    root = project.parent if project else Path.cwd()
     sources: dict[str, str] = {}
+    origin: dict[str, Path] = {}  # key -> the folder its file's relative paths start from
 
     def pick(env: str, section: str, key: str, default: Any) -> Any:
         if env and os.environ.get(env):
             sources[key] = f"${env}"
+            origin[key] = Path.cwd()
             return os.environ[env]
-        value = doc.get(section, {}).get(key)
-        if value is not None:
-            sources[key] = str(config_file)
-            return value
+        for path, doc in reversed(layers):  # the last file read wins
+            value = _section(doc, section, path).get(key)
+            if value is not None:
+                sources[key] = str(path)
+                origin[key] = path.parent
+                return value
         sources[key] = "default"
+        origin[key] = root
         return default
 
     cache = Path(pick("PE_CACHE", "cache", "path", str(DEFAULT_CACHE))).expanduser()
-    if not cache.is_absolute():
-        cache = (Path.cwd() if sources["path"] == "$PE_CACHE" else root) / cache
+    cache = cache if cache.is_absolute() else origin["path"] / cache
     sample = pick("", "cache", "sample", None)
-    sample_path = (root / sample) if sample else _default_sample(root)
+    sample_path = (origin["sample"] / Path(sample).expanduser()) if sample else _default_sample(root)
+    models = pick("", "analysis", "models", None)
+    models_file = Path(sources["models"]) if models is not None else None
 
     urls = pick("PE_API_URL", "api", "url", ())
     urls = _split(urls) if isinstance(urls, str) else tuple(urls)
@@ -282,8 +332,9 @@ def load_settings(**overrides: Any) -> Settings:
             "PE_EXPORT_MIN_FREE / [server] export_min_free_bytes",
             pick("PE_EXPORT_MIN_FREE", "server", "export_min_free_bytes", None),
         ),
-        models=_models(doc.get("analysis", {}).get("models"), root, config_file),
-        config_file=config_file,
+        models=_models(models, origin["models"], models_file),
+        config_file=files[-1] if files else None,
+        config_files=files,
         sources=sources,
     )
     if overrides:

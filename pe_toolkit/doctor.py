@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, load_settings
+from .config import Settings, load_settings, user_config_file
 from .errors import PeToolkitError, StoreLockedError
 
 
@@ -123,17 +124,31 @@ def check_analysis(store: Any) -> Check | None:
     return Check("analysis", False, f"the latest analysis is {status}, not completed: run pe-toolkit analyze")
 
 
+def config_files(settings: Settings) -> str:
+    """Every config file read, in order, each with its part: the user's
+    beneath the project's (or $PE_CONFIG's)."""
+    if not settings.config_files:
+        return "no config file (defaults and environment)"
+    pe_config = bool(os.environ.get("PE_CONFIG"))  # then the last file is its (even the user file)
+    last = len(settings.config_files) - 1
+    named = [f"{path} ({'user' if path == user_config_file() and not (pe_config and i == last) else '$PE_CONFIG' if pe_config else 'project'})"
+             for i, path in enumerate(settings.config_files)]  # fmt: skip
+    return ", then ".join(named) + ("; later files win per key" if len(named) > 1 else "")
+
+
 def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
     checks: list[Check] = []
     try:
         settings = load_settings(cache_path=cache)
     except PeToolkitError as exc:
         return [Check("config", False, str(exc))]
-    checks.append(Check("config", True, str(settings.config_file) if settings.config_file else "no config file (defaults and environment)"))
-    if settings.config_file and settings.api_key and settings.sources.get("key") == str(settings.config_file):
-        mode = settings.config_file.stat().st_mode
+    checks.append(Check("config", True, config_files(settings)))
+    # The file the API key in force came from (not from $PE_API_KEY or an argument).
+    key_file = next((f for f in settings.config_files if str(f) == settings.sources.get("key")), None) if settings.api_key else None
+    if key_file is not None:
+        mode = key_file.stat().st_mode
         private = not mode & (stat.S_IRWXG | stat.S_IRWXO)
-        checks.append(Check("config permissions", private, "owner-only" if private else f"{settings.config_file} holds an API key and is readable by others: chmod 600 it"))
+        checks.append(Check("config permissions", private, "owner-only" if private else f"{key_file} holds an API key and is readable by others: chmod 600 it"))
     checks.append(Check("sample", settings.sample_path.is_file(), str(settings.sample_path)))
     model_versions: list[str] = []
     if settings.models:

@@ -37,10 +37,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """No PE_* settings from outside; the default cache lives in tmp_path."""
+    """No PE_* settings from outside, nor the developer's user-level config
+    file (read beneath every project's); the default cache lives in tmp_path."""
     for key in list(os.environ):
         if key.startswith("PE_"):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
     monkeypatch.setenv("PE_CACHE", str(tmp_path / "cache.duckdb"))
     monkeypatch.setenv("PE_NO_PROGRESS", "1")
     yield

@@ -1,0 +1,137 @@
+"""Config files in layers, as git reads its own: the user-level file
+beneath the project's (or $PE_CONFIG's), per key; environment variables
+over both; explicit overrides over all. Real files in tmp_path; HOME, cwd
+and the environment set per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pe_toolkit.cli import cli
+from pe_toolkit.config import load_settings
+from pe_toolkit.errors import ConfigError
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A home folder of its own, with the user-level config folder made."""
+    home = tmp_path / "home"
+    (home / ".config" / "pe_toolkit").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("PE_CACHE", raising=False)
+    return home
+
+
+def user_file(home: Path, text: str) -> Path:
+    path = home / ".config" / "pe_toolkit" / "config.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def project(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pe_toolkit.toml").write_text(text)
+    monkeypatch.chdir(root / "notebooks")  # found upward, as notebooks find it
+    return root / "pe_toolkit.toml"
+
+
+def test_a_key_in_the_user_file_is_seen_inside_a_project(home, tmp_path, monkeypatch):
+    # The project file (committed) names the API; the key stays in the user's file.
+    user = user_file(home, '[api]\nkey = "sk-user-1"\nurl = "https://user.example/v1"\ntimeout = 7\n')
+    proj = project(tmp_path, '[api]\nurl = "https://proj.example/v1"\n', monkeypatch)
+    settings = load_settings()
+    assert settings.api_key is not None and settings.api_key.reveal() == "sk-user-1"
+    assert settings.api_urls == ("https://proj.example/v1",)  # the project's key wins, per key
+    assert settings.timeout == 7.0  # what the project leaves unset comes from the user's file
+    assert settings.sources["key"] == str(user) and settings.sources["url"] == str(proj)
+    assert settings.config_files == (user, proj)  # in the order read: later wins
+    assert settings.config_file == proj
+    assert "sk-user-1" not in repr(settings)
+
+    monkeypatch.setenv("PE_API_KEY", "sk-env")  # the environment over both files
+    assert load_settings().api_key.reveal() == "sk-env"
+    assert load_settings(api_key="sk-arg").api_key.reveal() == "sk-arg"  # explicit over all
+
+
+def test_relative_paths_stay_relative_to_the_file_that_names_them(home, tmp_path, monkeypatch):
+    user = user_file(home, '[cache]\nsample = "mine.jsonl.gz"\n[[analysis.models]]\npath = "m.pemodel"\nname = "codes"\n')
+    proj = project(tmp_path, '[cache]\npath = "data/c.duckdb"\n', monkeypatch)
+    settings = load_settings()
+    assert settings.cache_path == proj.parent / "data" / "c.duckdb"
+    assert settings.sample_path == user.parent / "mine.jsonl.gz"
+    assert [m.path for m in settings.models] == [user.parent / "m.pemodel"]
+
+
+def test_pe_config_replaces_the_project_file_with_the_user_file_beneath(home, tmp_path, monkeypatch):
+    user = user_file(home, '[api]\nkey = "sk-user-2"\n')
+    project(tmp_path, '[api]\nurl = "https://proj.example/v1"\n', monkeypatch)
+    other = tmp_path / "elsewhere" / "ci.toml"
+    other.parent.mkdir()
+    other.write_text('[api]\nurl = "https://ci.example/v1"\n')
+    monkeypatch.setenv("PE_CONFIG", str(other))
+    settings = load_settings()
+    assert settings.api_urls == ("https://ci.example/v1",)
+    assert settings.api_key.reveal() == "sk-user-2"
+    assert settings.config_files == (user, other)
+    # Its folder is the project root, as a project file's is.
+    assert settings.cache_path == other.parent / "data" / "pe_cache.duckdb"
+    # PE_CONFIG naming the user file itself: read once.
+    monkeypatch.setenv("PE_CONFIG", str(user))
+    assert load_settings().config_files == (user,)
+
+
+def test_xdg_config_home_moves_the_user_file(home, tmp_path, monkeypatch):
+    xdg = tmp_path / "xdg"
+    (xdg / "pe_toolkit").mkdir(parents=True)
+    (xdg / "pe_toolkit" / "config.toml").write_text('[api]\nkey = "sk-xdg"\n')
+    user_file(home, '[api]\nkey = "sk-home"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    assert load_settings().api_key.reveal() == "sk-xdg"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/ignored")  # the XDG rule: only an absolute path counts
+    assert load_settings().api_key.reveal() == "sk-home"
+
+
+def test_the_default_cache_is_where_the_user_works_not_in_the_user_config_folder(home, tmp_path, monkeypatch):
+    user_file(home, '[api]\nkey = "sk-user-3"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    settings = load_settings()
+    assert settings.cache_path == work / "data" / "pe_cache.duckdb"
+    assert settings.sources["path"] == "default"
+    # A cache path the user file names is relative to that file, as documented.
+    user = user_file(home, '[cache]\npath = "store/c.duckdb"\n')
+    assert load_settings().cache_path == user.parent / "store" / "c.duckdb"
+
+
+def test_a_section_that_is_not_a_table_is_a_config_error(home, tmp_path, monkeypatch):
+    user = user_file(home, 'api = "https://user.example/v1"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^{user}: \[api\] must be a table"):
+        load_settings()
+
+
+def test_doctor_lists_every_file_read_in_order_and_checks_the_one_holding_the_key(home, tmp_path, monkeypatch):
+    user = user_file(home, '[api]\nkey = "sk-user-4"\n')
+    proj = project(tmp_path, '[api]\nurl = "http://127.0.0.1:9/v1"\n', monkeypatch)
+    cache = str(tmp_path / "none.duckdb")
+    result = CliRunner().invoke(cli, ["--db", cache, "doctor"])
+    assert "sk-user-4" not in result.output
+    config_line = next(line for line in result.output.splitlines() if " config: " in line)
+    assert config_line == f"[ok  ] config: {user} (user), then {proj} (project); later files win per key"
+    assert "config permissions: owner-only" in result.output
+    monkeypatch.setenv("PE_CONFIG", str(user))  # named by PE_CONFIG, the user file is read once, as its
+    result = CliRunner().invoke(cli, ["--db", cache, "doctor"])
+    assert f"[ok  ] config: {user} ($PE_CONFIG)\n" in result.output
+    monkeypatch.delenv("PE_CONFIG")
+    user.chmod(0o644)
+    result = CliRunner().invoke(cli, ["--db", cache, "doctor"])
+    assert f"[FAIL] config permissions: {user} holds an API key and is readable by others: chmod 600 it" in result.output
+    assert result.exit_code == 1
