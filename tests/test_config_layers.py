@@ -135,3 +135,39 @@ def test_doctor_lists_every_file_read_in_order_and_checks_the_one_holding_the_ke
     result = CliRunner().invoke(cli, ["--db", cache, "doctor"])
     assert f"[FAIL] config permissions: {user} holds an API key and is readable by others: chmod 600 it" in result.output
     assert result.exit_code == 1
+
+
+def test_pe_cache_naming_a_folder_is_one_error_line_naming_pe_cache(tmp_path, monkeypatch):
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    monkeypatch.setenv("PE_CACHE", str(folder))
+    for args in (["info"], ["sql", "SELECT 1"], ["doctor"], ["export", "--format", "jsonl", str(tmp_path / "o.jsonl")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output == (f"pe-toolkit: error: PE_CACHE names a folder, not a cache file: {folder} "
+                                 f"(name a file, e.g. {folder / 'pe_cache.duckdb'})\n")  # fmt: skip
+    # Refused where the cache is opened, not when parsing: help still shows.
+    assert CliRunner().invoke(cli, ["info", "--help"]).exit_code == 0
+    assert not any(folder.iterdir())
+
+
+@pytest.mark.parametrize("args", [["--db", "{f}", "info"], ["info", "--db", "{f}"], ["--db={f}", "info"], ["serve", "--db", "{f}"]])
+def test_db_naming_a_folder_is_one_error_line_naming_db(tmp_path, monkeypatch, args):
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    monkeypatch.setenv("PE_CACHE", str(tmp_path / "fine.duckdb"))  # the command line wins, and is what is named
+    result = CliRunner().invoke(cli, [a.format(f=folder) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"pe-toolkit: error: --db names a folder, not a cache file: {folder} ")
+    assert len(result.output.splitlines()) == 1
+
+
+def test_serve_own_db_wins_over_a_pe_cache_folder(tmp_path, monkeypatch):
+    # PE_CACHE is not used when serve is given its own --db: not refused for it.
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    monkeypatch.setenv("PE_CACHE", str(folder))
+    # A bad quota stops serve after the cache is chosen, before anything is served.
+    result = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "c.duckdb"), "--export-quota-total", "lots"])
+    assert result.exit_code == 1
+    assert result.output.startswith("pe-toolkit: error: --export-quota-total must be a byte size"), result.output

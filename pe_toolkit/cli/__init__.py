@@ -151,7 +151,10 @@ def _missing_extra(exc: BaseException) -> tuple[str, str] | None:
 @click.option(
     "--db",
     "db",
-    type=click.Path(dir_okay=False),
+    # No dir_okay=False: click would call a PE_CACHE folder "Invalid value
+    # for '--db'", a usage error, when no --db was typed; the commands that
+    # open the cache refuse a folder instead, naming what named it
+    # (_common.cache_option).
     envvar="PE_CACHE",
     help="Cache file (default: $PE_CACHE, the config file, or data/pe_cache.duckdb).",
 )
@@ -165,6 +168,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+    from_env = ctx.get_parameter_source("db") is click.core.ParameterSource.ENVIRONMENT
+    ctx.obj["db_option"] = "PE_CACHE" if from_env else "--db"
 
 
 @contextlib.contextmanager

@@ -16,10 +16,27 @@ from ..store import Store, cache_path
 from ..store.lease import lock_wait
 
 
+def cache_option(ctx: click.Context) -> Path | None:
+    """The cache the global --db or $PE_CACHE names (None: neither; the
+    config's is used then). A folder is refused, naming the one that named it."""
+    db = ctx.obj.get("db") if ctx.obj else None
+    return None if db is None else not_a_folder(db, ctx.obj.get("db_option", "--db"))
+
+
+def not_a_folder(path: str | os.PathLike[str], option: str) -> Path:
+    """``path`` as a cache file; a ConfigError when it is a folder (DuckDB
+    would fail opening it with a message naming neither option nor fix)."""
+    from ..errors import ConfigError
+
+    if Path(path).is_dir():
+        raise ConfigError(f"{option} names a folder, not a cache file: {path} (name a file, e.g. {Path(path) / 'pe_cache.duckdb'})")
+    return Path(path)
+
+
 def cli_cache(ctx: click.Context, *, read_only: bool = False) -> Path:
     """The cache named by --db / $PE_CACHE / config (the same choice, and
     warning, as ``Store``'s own)."""
-    return cache_path(ctx.obj.get("db") if ctx.obj else None, read_only=read_only)
+    return cache_path(cache_option(ctx), read_only=read_only)
 
 
 def open_cli_store(ctx: click.Context, *, read_only: bool = False, path: Path | None = None) -> Store:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import cli_cache, filling_store, open_cli_store, progress_enabled
+from ._common import cache_option, cli_cache, filling_store, open_cli_store, progress_enabled
 
 if TYPE_CHECKING:
     import polars as pl
@@ -193,7 +193,7 @@ def doctor_cmd(ctx: click.Context, online: bool) -> None:
     from ..doctor import diagnose
 
     problems = 0
-    for check in diagnose(Path(ctx.obj["db"]) if ctx.obj.get("db") else None, online=online):
+    for check in diagnose(cache_option(ctx), online=online):
         mark = "ok  " if check.ok else "FAIL"
         problems += not check.ok
         click.echo(f"[{mark}] {check.name}: {check.detail}")

@@ -8,7 +8,7 @@ import logging
 import click
 
 from ..errors import InputError
-from ._common import progress_enabled
+from ._common import cache_option, progress_enabled
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -64,7 +64,7 @@ def report_cmd(
     reports = build_reports(
         out,
         notebooks=list(names) or None,
-        cache=ctx.obj.get("db") if ctx.obj else None,
+        cache=cache_option(ctx),
         parameters=_parse_params(params),
         include_code=include_code,
         progress=progress_enabled(no_progress),

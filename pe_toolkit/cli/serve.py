@@ -10,7 +10,7 @@ import click
 
 
 @click.command("serve")
-@click.option("--db", "db", type=click.Path(dir_okay=False), help="Cache file to serve (default: the global --db, $PE_CACHE, config).")
+@click.option("--db", "db", type=click.Path(), help="Cache file to serve (default: the global --db, $PE_CACHE, config).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs configured keys of 16+ characters.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
 @click.option(
@@ -58,8 +58,10 @@ def serve_cmd(
     from ..ingest.sample import ensure_sample
     from ..server import ServerConfig, create_app, serve
     from ..store import Store
+    from ._common import cache_option, not_a_folder
 
-    settings = load_settings(cache_path=db or (ctx.obj or {}).get("db"))
+    # Its own --db first; PE_CACHE (read into the global --db) is not looked at then.
+    settings = load_settings(cache_path=not_a_folder(db, "--db") if db else cache_option(ctx))
     overrides: dict[str, Any] = {"host": host, "port": port, "rate_window": rate_window, "max_body_bytes": max_body, "export_ttl": export_ttl, "access_log": access_log}
     if rate_limit is not None:
         overrides["rate_limit"] = rate_limit
