@@ -34,7 +34,7 @@ from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
-from .config import load_settings
+from .config import find_project_file, load_settings
 from .errors import ConfigError, InputError, ReportError, is_interrupt
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ class Report:
 
 
 def notebooks_dir() -> Path:
-    """The curated notebooks: ``notebooks/`` beside the project's config file,
-    else in the current folder or one of its parents."""
-    settings = load_settings()
+    """The curated notebooks: ``notebooks/`` beside the project's config file
+    (not the user-level one), else in the current folder or one of its parents."""
+    project = find_project_file()
     here = Path.cwd().resolve()
-    roots = [settings.config_file.parent] if settings.config_file else []
+    roots = [project.parent] if project else []
     for root in (*roots, here, *here.parents):
         if (root / "notebooks").is_dir():
             return root / "notebooks"

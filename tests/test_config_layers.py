@@ -171,3 +171,24 @@ def test_serve_own_db_wins_over_a_pe_cache_folder(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "c.duckdb"), "--export-quota-total", "lots"])
     assert result.exit_code == 1
     assert result.output.startswith("pe-toolkit: error: --export-quota-total must be a byte size"), result.output
+
+
+def test_the_notebooks_are_looked_for_beside_the_project_not_the_user_file(home, tmp_path, monkeypatch):
+    from pe_toolkit.report import notebooks_dir
+
+    user_file(home, '[api]\nkey = "sk-user-1"\n')
+    (home / ".config" / "pe_toolkit" / "notebooks").mkdir()  # not the project's
+    work = tmp_path / "work"
+    (work / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert notebooks_dir() == work / "notebooks"
+
+
+def test_a_model_listed_in_the_user_file_is_named_by_that_file_in_errors(home, tmp_path, monkeypatch):
+    from pe_toolkit.analysis import registry
+
+    user = user_file(home, '[[analysis.models]]\nname = "mine"\npath = "missing.pemodel"\n')
+    project(tmp_path, '[api]\nurl = "https://proj.example/v1"\n', monkeypatch)
+    with pytest.raises(ConfigError) as err:
+        registry.configured()
+    assert str(err.value).startswith(f"{user}: analysis.models 'mine'")

@@ -109,7 +109,7 @@ def configured() -> tuple[Analyzer, ...]:
     from ..errors import ConfigError
 
     settings = load_settings()
-    where = settings.config_file
+    where = settings.sources.get("models", settings.config_file)  # the file that listed them (user or project)
     found: list[Analyzer] = []
     for entry in settings.models:
         label = f"{where}: analysis.models {entry.name!r}"
