@@ -177,3 +177,42 @@ def test_the_quality_summary_compares_the_stored_means_over_the_rated_conversati
     assert summary["conversations_rated"] == rated.height == 30 and not set(rated["id"]) & set(posts)
     for m in QUALITY_METRICS:
         assert summary["metrics"][m]["stored_mean"] == pytest.approx(rated[m].mean(), abs=1e-4)
+
+
+def test_the_quality_summary_means_cover_the_conversations_with_both_values(tmp_path) -> None:
+    # Rated dialogues imported without API metrics have a computed value and
+    # no stored one; rated posts have a stored value and no computed one. The
+    # computed mean took in the first and the stored mean the second, so the
+    # two means were over different sets (and their difference meant little).
+    from pe_toolkit import analyze as run_analysis, synth
+    from pe_toolkit.ingest import import_file
+    from pe_toolkit.server.db import ServerDB
+    from pe_toolkit.server.tasks import quality_summary
+    from pe_toolkit.store import Store
+
+    from ._widgets_support import add_posts, build_store
+
+    path = build_store(tmp_path, n=30, seed=8, analyze=True)
+    plain = tmp_path / "plain.jsonl"
+    with plain.open("wb") as fh:
+        for i, conv in enumerate(synth.generate(10, seed=21)):
+            turns = [{"role": m["role"], "content": m["content"]} for m in conv["messages"] if m["role"] != "system"]
+            fh.write(orjson.dumps({"id": f"plain-{i}", "messages": turns}) + b"\n")
+    with Store(path) as store:
+        import_file(store, plain, progress=False)
+        run_analysis(store, incremental=True, progress=False)
+    add_posts(path, 12, api_quality=0.1)
+    with Store(path) as store:
+        summary = quality_summary(ServerDB(store), ConversationFilter())
+        frame = store.sql(
+            "SELECT c.id, " + ", ".join(f"s.{m} AS local_{m}, c.{m} AS api_{m}" for m in QUALITY_METRICS)
+            + " FROM conversations c JOIN current_conversation_scores s ON s.conversation_id = c.id"
+        )
+    both = frame.filter(~pl.col("id").str.starts_with("plain-") & ~pl.col("id").str.starts_with("post-"))
+    assert both.height == 30 and frame.filter(pl.col("id").str.starts_with("plain-"))["local_overall_quality"].null_count() == 0
+    for m in QUALITY_METRICS:
+        found = summary["metrics"][m]
+        assert found["computed_mean"] == pytest.approx(both[f"local_{m}"].mean(), abs=1e-4)
+        assert found["stored_mean"] == pytest.approx(both[f"api_{m}"].mean(), abs=1e-4)
+        assert found["mean_absolute_difference"] == pytest.approx((both[f"local_{m}"] - both[f"api_{m}"]).abs().mean(), abs=1e-4)
+        assert (found["n"], found["computed_only"], found["stored_only"]) == (30, 10, 12)

@@ -95,15 +95,19 @@ SCORES_JOIN = "JOIN current_conversation_scores s ON s.conversation_id = c.id"
 def quality_summary(db: ServerDB, filter: ConversationFilter) -> dict[str, Any]:
     where, params = filter.where("c")
     join = SCORES_JOIN
+    # Per metric, both means cover the conversations that have both values
+    # (n), or their difference would compare different sets: a post the API
+    # rated has no computed value (no reply to rate since quality v3), a
+    # conversation imported without API metrics has no stored one. Those are
+    # counted per metric as stored_only and computed_only.
     metric_sql = ", ".join(
-        f"avg(s.{m}), avg(c.{m}) FILTER (WHERE s.tier IS NOT NULL), avg(abs(s.{m} - c.{m}))" for m in QUALITY_METRICS
+        f"avg(s.{m}) FILTER (WHERE c.{m} IS NOT NULL), avg(c.{m}) FILTER (WHERE s.{m} IS NOT NULL), "
+        f"avg(abs(s.{m} - c.{m})), count(s.{m} - c.{m}), count(s.{m}), count(c.{m})"
+        for m in QUALITY_METRICS
     )
     # A scored conversation without a tier has no reply to rate (quality v3:
     # a post, a journal; or an analyzer the metrics need did not run): its
-    # metrics are null, so the computed means cover the rated ones only, and
-    # it is counted apart as unrated, not as a tier. The stored (API) means
-    # cover the same rated conversations, or the two means would compare
-    # different sets (posts the API rated pulled its mean alone).
+    # metrics are null, and it is counted apart as unrated, not as a tier.
     row = db.one(
         f"SELECT count(*), (SELECT count(*) FROM conversations c WHERE {where}), count(s.tier), "
         f"avg(CASE WHEN s.tier = c.tier THEN 1.0 ELSE 0.0 END) FILTER (WHERE c.tier IS NOT NULL AND s.tier IS NOT NULL), {metric_sql} "
@@ -113,12 +117,16 @@ def quality_summary(db: ServerDB, filter: ConversationFilter) -> dict[str, Any]:
     assert row is not None
     scored, selected, rated, agreement = int(row[0]), int(row[1]), int(row[2]), row[3]
     metrics = {}
+    width = 6
     for n, name in enumerate(QUALITY_METRICS):
-        local, stored, diff = row[4 + 3 * n : 7 + 3 * n]
+        local, stored, diff, both, computed, api = row[4 + width * n : 4 + width * (n + 1)]
         metrics[name] = {
             "computed_mean": _r(local),
             "stored_mean": _r(stored),
             "mean_absolute_difference": _r(diff),
+            "n": int(both),
+            "computed_only": int(computed) - int(both),
+            "stored_only": int(api) - int(both),
         }
     tiers = dict(db.rows(
         f"SELECT s.tier, count(*) FROM conversations c {join} WHERE {where} AND s.tier IS NOT NULL GROUP BY s.tier ORDER BY 2 DESC, 1",
