@@ -31,6 +31,7 @@ from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store.normalize import sql_str
 from .manifest import MANIFEST, Manifest
+from .run import rate_text
 
 _SUFFIX = {"jsonl": ".jsonl", "openai": ".jsonl", "sharegpt": ".jsonl", "csv": ".csv", "parquet": ".parquet", "huggingface": ""}
 
@@ -47,10 +48,10 @@ class ScaleExportReport(HtmlReport):
     files: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        rate = self.conversations / self.seconds if self.seconds else 0.0
         return (
             f"wrote {self.conversations:,} conversations ({self.messages:,} messages) as {self.format} to {self.path} "
-            f"in {self.shards:,} shards: {self.seconds:.1f}s ({rate:,.0f} conversations/s) on {self.workers} workers"
+            f"in {self.shards:,} shards: {self.seconds:.1f}s{rate_text(self.conversations, self.seconds, 'conversations')} "
+            f"on {self.workers} workers"
         )
 
 

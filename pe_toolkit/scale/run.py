@@ -35,6 +35,16 @@ from .manifest import Manifest
 from .partition import PARTITION_TABLES, run_batch
 
 
+def rate_text(count: int, seconds: float, unit: str) -> str:
+    """`` (N UNIT/s)`` for a report line, or nothing when nothing was done.
+    Two significant digits below 10: a small run spends its seconds
+    starting Ray, and 2 conversations in 6 s rounded to "0 conversations/s"."""
+    if not count or seconds <= 0:
+        return ""
+    rate = count / seconds
+    return f" ({rate:,.0f} {unit}/s)" if rate >= 10 else f" ({rate:.2g} {unit}/s)"
+
+
 @dataclass
 class ScaleReport(HtmlReport):
     """What one ``analyze_dataset`` run did."""
@@ -60,7 +70,7 @@ class ScaleReport(HtmlReport):
         text = (
             f"{self.messages:,} messages in {self.conversations:,} conversations ({self.files:,} files): "
             f"{len(self.computed):,} partitions scored, {self.skipped:,} up to date; "
-            f"{self.messages_computed:,} messages in {self.seconds:.1f}s ({self.throughput:,.0f} messages/s) "
+            f"{self.messages_computed:,} messages in {self.seconds:.1f}s{rate_text(self.messages_computed, self.seconds, 'messages')} "
             f"on {self.workers} workers"
         )
         if self.dead_letters:
