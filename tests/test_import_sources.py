@@ -96,7 +96,7 @@ def test_identical_rows_without_an_id_are_stored_once_and_reported(store, tmp_pa
     path.write_text("user,assistant\nhi,hello\nhi,hello\nI feel sad,I am sorry\n")
     report = import_file(store, path, progress=False)
     assert (report.inserted, report.repeated, store.count()) == (2, 1, 2)
-    assert "1 row(s) repeated another row's id in the same batch and were stored once" in str(report)
+    assert "1 row(s) repeated another row's id in the same batch or split and were stored once" in str(report)
     again = import_file(store, path, progress=False)
     assert (again.unchanged, again.repeated) == (2, 1)
 
@@ -276,6 +276,28 @@ def test_hugging_face_saved_shards_and_objects(store, tmp_path):
         import_file(store, "hf://datasets/nbertagnolli/counsel-chat", progress=False)
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "c.duckdb"), "import", "hf://datasets/x/y"])
     assert result.exit_code == 1 and "download it first" in result.stderr
+
+
+def test_a_row_in_two_splits_is_a_repeat_within_the_import(store, tmp_path):
+    # The same conversation (same id) in train and test: the test copy
+    # overwrote the train copy within one import and was reported as
+    # "1 updated"; importing the same DatasetDict again reported "2 updated"
+    # (each split's copy overwrote the other's in turn).
+    datasets = pytest.importorskip("datasets")
+    rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:3]), "test": datasets.Dataset.from_list(rows[2:])})
+    first = import_dataset(store, dd, dataset="dd")
+    assert (first.inserted, first.updated, first.unchanged, first.repeated) == (4, 0, 0, 1)
+    assert "1 row(s) repeated another row's id in the same batch or split and were stored once" in str(first)
+    # The last copy is kept, as for an id repeated in a batch (Store.upsert).
+    assert _meta(store, "c2")["split"] == "test"
+    again = import_dataset(store, dd, dataset="dd")
+    assert (again.inserted, again.updated, again.unchanged, again.repeated) == (0, 0, 4, 1)
+    saved = tmp_path / "saved"
+    dd.save_to_disk(str(saved))
+    from_disk = import_file(store, saved, dataset="dd", progress=False)
+    assert (from_disk.updated, from_disk.unchanged, from_disk.repeated) == (0, 4, 1)
+    assert store.conversations().height == 4
 
 
 def test_parquet_with_a_chat_column(store, tmp_path):

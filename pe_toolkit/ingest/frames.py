@@ -17,7 +17,7 @@ table) with the same mappings as a CSV file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -174,8 +174,11 @@ def relation_batches(con: duckdb.DuckDBPyConnection, relation: str, params: dict
 
 
 def import_table(store: Store, table: pa.Table, *, name: str, dataset: str, columns: ColumnMap | None, skip_invalid: bool,
-                 progress: bool, batch_rows: int, events: EventBus | None, source: str | None = None) -> ImportReport:  # fmt: skip
-    """Import an Arrow table (a frame, a dataset split) as conversations."""
+                 progress: bool, batch_rows: int, events: EventBus | None, source: str | None = None,
+                 keep: Callable[[pa.Table], pa.Table] | None = None) -> ImportReport:  # fmt: skip
+    """Import an Arrow table (a frame, a dataset split) as conversations.
+    ``keep``: applied to each batch of conversations before it is written
+    (the splits of a dataset leave out the ids a later split has)."""
     source = source or f"frame:{name}"
     report = ImportReport(path=name, format="table")
     if table.num_columns == 0:  # DuckDB refuses to register it with an error of its own
@@ -190,8 +193,9 @@ def import_table(store: Store, table: pa.Table, *, name: str, dataset: str, colu
         def counted() -> Iterator[Batch]:
             with progress_bar(total, name, "conv", enabled=progress) as bar:
                 for good, errors in batches:
-                    yield good, errors
-                    bar.update(good.num_rows + len(errors))
+                    read = good.num_rows + len(errors)
+                    yield (good if keep is None else keep(good)), errors
+                    bar.update(read)
 
         write_batches(store, counted(), where=name, source=source, report=report, skip_invalid=skip_invalid, events=events or default_bus)
     finally:

@@ -111,19 +111,43 @@ def import_splits(store: Store, splits: list[tuple[str | None, pa.Table]], *, na
                   events: EventBus | None) -> ImportReport:  # fmt: skip
     """Import every split into one report. Its mapping is the first split's;
     a split mapped otherwise (other columns) adds its own lines, prefixed
-    with ``[split]``."""
+    with ``[split]``.
+
+    A conversation id in several splits is a repeat within this import, as
+    an id twice in one batch is (:meth:`Store.upsert`): stored once, the
+    last copy (the last split's, with its ``split``), and counted in
+    ``repeated``, not as an update of the cache. So the splits go last
+    first, each leaving out the ids a later one already wrote."""
     total = ImportReport(path=name, format="hf")
-    first: list[str] | None = None
-    for split, table in splits:
+    later: set[str] = set()
+    parts: list[tuple[str | None, ImportReport]] = []
+    for split, table in reversed(splits):
+        written: list[str] = []
+        left_out = [0]
+
+        def keep(good: pa.Table, written: list[str] = written, left_out: list[int] = left_out) -> pa.Table:
+            # A set lookup per row: the set spans splits (and batches), which
+            # no columnar kernel holds between calls.
+            ids = good.column("id").to_pylist()
+            mask = [cid not in later for cid in ids]
+            left_out[0] += len(ids) - sum(mask)
+            written.extend(cid for cid, kept in zip(ids, mask, strict=True) if kept)
+            return good if all(mask) else good.filter(pa.array(mask, pa.bool_()))
+
         part = import_table(store, _with_split(table, split), name=f"{name}[{split}]" if split else name, dataset=dataset,
                             columns=columns, skip_invalid=skip_invalid, progress=progress, batch_rows=batch_rows,
-                            events=events, source=f"{source}[{split}]" if split else source)  # fmt: skip
+                            events=events, source=f"{source}[{split}]" if split else source,
+                            keep=keep if len(splits) > 1 else None)  # fmt: skip
+        later.update(written)
+        part.repeated += left_out[0]
+        parts.append((split, part))
+    parts.reverse()
+    first = parts[0][1].mapping if parts else []
+    total.mapping = list(first)
+    for split, part in parts:
         total.add(part, keep_ids=False)
         total.invalid += part.invalid
-        if first is None:
-            first = part.mapping
-            total.mapping = list(part.mapping)
-        elif part.mapping != first:
+        if part.mapping != first:
             total.mapping += [f"[{split}] {line}" for line in part.mapping]
     return total
 

@@ -39,7 +39,7 @@ class ImportReport(UpsertResult, HtmlReport):
         if self.invalid:
             text += f", {self.invalid:,} invalid (in dead_letters)"
         if self.repeated:
-            text += (f"; {self.repeated:,} row(s) repeated another row's id in the same batch and were stored once "
+            text += (f"; {self.repeated:,} row(s) repeated another row's id in the same batch or split and were stored once (the last copy) "
                      "(without an id column the id is the content's hash: identical conversations are one)")  # fmt: skip
         return text
 
