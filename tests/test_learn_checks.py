@@ -137,6 +137,31 @@ def test_save_refuses_a_folder_and_wraps_os_errors(tmp_path):
     _one_line_error(r, "labels.csv is a file, not a folder")
 
 
+def test_a_missing_folder_is_refused_as_export_refuses_it(tmp_path):
+    # save created missing folders (path.parent.mkdir) while export refuses
+    # them: a typo in --out (modles/) made a folder and wrote the model into
+    # it instead of failing. Now both say the folder does not exist, and the
+    # CLI says so before it trains.
+    from pe_toolkit.errors import ExportError
+    from pe_toolkit.exports import export
+    from pe_toolkit.store import Store
+
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(ModelError, match=r"cannot write the model to .*x.pemodel: the folder .*no/such does not exist"):
+        save(model, missing / "x.pemodel")
+    with Store(tmp_path / "c.duckdb") as store, pytest.raises(ExportError, match="does not exist"):
+        export(store, missing / "x.jsonl", format="jsonl", progress=False)
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(_csv(tmp_path)), "--min-df", "1", "--allow-rare-ngrams", "--out", str(missing / "x")])
+    _one_line_error(r, "the folder", "no/such does not exist")
+    # Before the training: data it could not learn from is not reached.
+    numbers = tmp_path / "num.csv"
+    numbers.write_text("text,label\n1,a\n2,b\n3,a\n4,b\n")
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(numbers), "--out", str(missing / "x")])
+    _one_line_error(r, "no/such does not exist")
+    assert not (tmp_path / "no").exists()
+
+
 def _csv(tmp_path):
     path = tmp_path / "toy.csv"
     pl.concat([toy()] * 3).with_columns(group=pl.int_range(pl.len()) // 2).write_csv(path)

@@ -255,8 +255,9 @@ def _cross_validated(frame: Any, settings: dict[str, Any], group: str | None, fo
 
 def _model_target(out: str, force: bool) -> Path:
     """Where fit writes (with the suffix save adds), checked before any
-    training: an existing model is replaced only with --force, and a folder
-    or a parent that is a file is refused now rather than after the fitting."""
+    training: an existing model is replaced only with --force, and a folder,
+    a parent that is a file or a missing folder is refused now rather than
+    after the fitting."""
     from ..errors import InputError
     from ..learn.io import model_path
 
@@ -266,6 +267,8 @@ def _model_target(out: str, force: bool) -> Path:
     blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
     if blocker is not None:
         raise InputError(f"cannot write the model to {target}: {blocker} is a file, not a folder")
+    if not target.parent.is_dir():  # not created, as export does not create it: a typo fails before the training
+        raise InputError(f"cannot write the model to {target}: the folder {target.parent} does not exist")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to replace it")
     return target

@@ -96,7 +96,8 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     """Write ``model`` to ``path`` (the suffix ``.pemodel`` is added when
     missing); returns the path. The card gains ``content_hash``, and
     ``date`` (today, UTC) when it has none. A path that is a folder, or
-    that cannot be written, raises :class:`~pe_toolkit.errors.ModelError`.
+    that cannot be written (its folder missing: none is created, as for
+    an export), raises :class:`~pe_toolkit.errors.ModelError`.
 
     The file is created readable by its owner only (``mode`` 600), like the
     cache and the exports: its vocabulary holds word n-grams of the
@@ -118,7 +119,6 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
     # bytes are written, and a stale file of an earlier crash keeps its own.
     tmp = temp_name(path, _TMP_SUFFIX)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with (os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f,
               zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z):  # fmt: skip
             for name in ["card.json", *sorted(arrays)]:
@@ -142,8 +142,15 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
             tmp.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
+        # A missing folder is not created, as export does not create one: a
+        # typo in the path fails here rather than making a folder.
         blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
-        why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        if blocker is not None:
+            why = f"{blocker} is a file, not a folder"
+        elif not path.parent.is_dir():
+            why = f"the folder {path.parent} does not exist"
+        else:
+            why = exc.strerror or str(exc)
         raise ModelError(f"cannot write the model to {path}: {why}") from None
     model.card = card
     return path
