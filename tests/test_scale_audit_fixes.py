@@ -149,6 +149,14 @@ def test_export_refuses_a_file_target_and_a_damaged_manifest_in_one_line(scored,
         attach_scores(output)
 
 
+def test_export_refuses_a_missing_folder_as_the_store_export_does(scored, tmp_path):
+    # The Ray export created PATH's missing parents where the store export
+    # (and learn fit --out) refuse them: a typo made a folder.
+    result = _cli(["export", "--engine", "ray", "--scores", str(scored), str(tmp_path / "no" / "shards"), "--format", "jsonl"])
+    assert result.exit_code == 1 and "no does not exist" in _one_error_line(result.stderr)
+    assert not (tmp_path / "no").exists()
+
+
 def test_an_unreadable_file_fails_in_one_line_keeps_the_rest_and_is_never_attached(scored, inputs, tmp_path):
     from pe_toolkit.errors import InputError
     from pe_toolkit.scale import analyze_dataset, attach_scores

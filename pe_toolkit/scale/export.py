@@ -143,6 +143,8 @@ def export_dataset(
         raise InputError(f"{target}: exists and is not a folder")
     if target.exists() and any(target.iterdir()):
         raise InputError(f"{target}: exists and is not empty")
+    if not target.parent.is_dir():  # not created, as the store export does not create it: a typo fails
+        raise ExportError(f"{target}: the folder {target.parent} does not exist")
     # A partition of a file with no good record has no Parquet file to read:
     # it has no shard (its conversations, none, are in no format).
     keys = sorted(k for k, entry in manifest.partitions.items() if int(entry.get("conversations") or 0) > 0)
@@ -151,7 +153,6 @@ def export_dataset(
     # when every shard and the manifest are written: a killed or failed
     # export leaves no folder that looks like a (partial) result, and the
     # same command can simply be run again.
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
