@@ -84,7 +84,8 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     messages_written: int = 0
-    # Rows whose id occurred again later in the same batch: stored once (the
+    # Rows whose id occurred again later in the same batch (or, for a Hugging
+    # Face DatasetDict, in a later split of the import): stored once (the
     # last). Rows without an id get their content's hash, so identical rows
     # count here.
     repeated: int = 0
