@@ -535,7 +535,8 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
 def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
     """The per-id rule behind the counts above: an id counts as its first
     write did, except that a later copy changing an unchanged first copy
-    makes it updated; every change is announced."""
+    makes it updated; every change is announced. Repeats are counted once
+    for the whole load, not per write (which missed a resumed load's)."""
     import pyarrow as pa
 
     from pe_toolkit.apisync.distinct import LoadedIds
@@ -546,11 +547,12 @@ def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
         first = loaded.settle(pa.array(["kept", "same"]), UpsertResult(unchanged=2))
         assert (first.inserted, first.updated, first.unchanged, first.repeated) == (0, 0, 2, 0)
         second = loaded.settle(pa.array(["kept", "new"]), UpsertResult(inserted=1, updated=1, created_ids=["new"], updated_ids=["kept"]))
-        assert (second.inserted, second.updated, second.unchanged, second.repeated) == (1, 1, -1, 1)
+        assert (second.inserted, second.updated, second.unchanged, second.repeated) == (1, 1, -1, 0)
         assert (second.created_ids, second.updated_ids) == (["new"], ["kept"])
         third = loaded.settle(pa.array(["kept", "same", "new"]), UpsertResult(updated=2, unchanged=1, updated_ids=["kept", "new"]))
-        assert (third.inserted, third.updated, third.unchanged, third.repeated) == (0, 0, 0, 3)
+        assert (third.inserted, third.updated, third.unchanged, third.repeated) == (0, 0, 0, 0)
         assert third.updated_ids == ["kept", "new"]  # counted once, but every change is announced
+        assert (loaded.repeated(), loaded.distinct()) == (4, 3)  # 7 lines, 3 ids
     finally:
         loaded.close()
 
@@ -668,14 +670,15 @@ class RepeatsInPlaceOfDropped(RewrittenDownload):
     conversations fewer. The copies fall in the load's last chunk, far
     from their first lines."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, *, first_twice: bool = False) -> None:
         super().__init__()
         self.k = k
+        self.first_twice = first_twice  # the first line again right after it: a repeat inside the first chunk
         self.dropped: list[str] = []
 
     def rewrite(self, lines: list[bytes]) -> list[bytes]:
         self.dropped = [orjson.loads(line)["id"] for line in lines[-self.k :]]
-        return [*lines[: -self.k], *lines[: self.k]]
+        return [*lines[:1], *lines[:1] * self.first_twice, *lines[1 : -self.k], *lines[: self.k]]
 
 
 def test_an_export_repeating_ids_in_place_of_others_reports_them_as_gaps(served, tmp_path) -> None:
@@ -709,9 +712,16 @@ def test_a_resumed_load_counts_the_ids_an_earlier_process_loaded_once(served, tm
     checkpoint keeps only the last line merged), so the copies after it
     count once, and the ids before it are not missed. Into an empty cache:
     the five dropped conversations are the gaps, and the incremental sync
-    after fetches them as new."""
+    after fetches them as new. ``repeated`` is the whole export's too, as
+    an uninterrupted load counts it: it counted only the repeats the
+    resumed process wrote (0 here: the copies after the resume point
+    repeat ids merged before it, and the repeat inside the first chunk
+    was counted by the process that was interrupted)."""
     k = 5
-    hook = RepeatsInPlaceOfDropped(k)
+    hook = RepeatsInPlaceOfDropped(k, first_twice=True)
+    with make_client(served.url, transport=hook) as client, Store(tmp_path / "whole.duckdb") as whole:
+        uninterrupted = sync(whole, client, progress=False, mode="bulk", chunk_bytes=64 * 1024)
+    assert (uninterrupted.repeated, uninterrupted.gaps) == (k + 1, k), uninterrupted
     bus = EventBus()
 
     def interrupt_the_load(event) -> None:
@@ -729,8 +739,72 @@ def test_a_resumed_load_counts_the_ids_an_earlier_process_loaded_once(served, tm
             resumed = sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
         assert resumed.resumed and resumed.status == "completed"
         assert resumed.inserted == N - k - loaded_before and store.count() == N - k
-        assert resumed.gaps == k, resumed
+        assert resumed.gaps == k and resumed.repeated == k + 1, resumed
         assert not any(store.conversation(cid) for cid in hook.dropped)
         with make_client(served.url) as client:
             after = sync(store, client, mode="incremental", progress=False)
         assert after.planned == {"new": k} and after.gaps == 0 and store.count() == N
+
+
+def test_a_resumed_load_reads_the_part_it_skips_once(served, tmp_path, monkeypatch) -> None:
+    """A resumed load read the chunks merged before the interruption twice:
+    once to count their ids, once more to skip them. They are read once,
+    their ids counted as they are skipped."""
+    from pe_toolkit.apisync import bulk, state as sync_state
+
+    bus = EventBus()
+
+    def interrupt_the_load(event) -> None:
+        if event.payload.get("phase") == "load" and (event.payload.get("done") or 0) > 200 * 1024:
+            raise KeyboardInterrupt  # Ctrl-C after a few chunks
+
+    with make_client(served.url) as client, Store(tmp_path / "mine.duckdb") as store:
+        stop = bus.subscribe("sync.progress", interrupt_the_load)
+        with pytest.raises(KeyboardInterrupt):
+            sync(store, client, progress=False, mode="bulk", events=bus, chunk_bytes=64 * 1024)
+        stop()
+        loaded_before = store.count()
+        (export,) = sync_state.work_dir(store.path).glob("*.jsonl")
+        whole = sum(1 for _ in bulk.read_line_chunks(export, 64 * 1024))
+
+        read: list[int] = []
+        real = bulk.read_line_chunks
+
+        def counted(*args, **kwargs):
+            for chunk in real(*args, **kwargs):
+                read.append(chunk.position)
+                yield chunk
+
+        monkeypatch.setattr(bulk, "read_line_chunks", counted)
+        resumed = sync(store, client, progress=False, mode="bulk", chunk_bytes=64 * 1024)
+    assert resumed.resumed and 0 < loaded_before < N and resumed.inserted == N - loaded_before
+    assert resumed.gaps == 0 and resumed.repeated == 0, resumed
+    assert len(read) == whole > 4, (len(read), whole)  # each chunk once
+
+
+def test_a_bulk_sync_resumed_in_its_fetching_phase_reports_the_exports_repeats(served, tmp_path) -> None:
+    """A bulk sync interrupted while it fetched the unlisted conversations
+    reported, resumed, the repeats of no export line (the load was done):
+    ``repeated`` is the export's, whichever phase the run resumed in."""
+    hook = RepeatingExport(every=100)
+    bus = EventBus()
+
+    def interrupt_the_fetch(event) -> None:
+        if event.payload.get("phase") == "fetch" and event.payload.get("done"):
+            raise KeyboardInterrupt  # Ctrl-C after the first fetched conversation
+
+    tier = "clinical"
+    with Store(tmp_path / "mine.duckdb") as store:
+        with make_client(served.url) as client:
+            assert sync(store, client, progress=False, mode="bulk").inserted == N
+        ids = store.conversations(tier=tier, limit=2)["id"].to_list()
+        _move_and_delete_upstream(served, tmp_path, store, ids[0], ids[1])
+        with make_client(served.url, transport=hook) as client:
+            stop = bus.subscribe("sync.progress", interrupt_the_fetch)
+            with pytest.raises(KeyboardInterrupt):
+                sync(store, client, progress=False, mode="bulk", tier=tier, events=bus, batch_size=1)
+            stop()
+            resumed = sync(store, client, progress=False, mode="bulk", tier=tier, batch_size=1)
+        repeats = len(hook.repeated)
+        assert repeats > 0 and resumed.resumed and resumed.fetched + resumed.vanished == 1, resumed  # the other of the two
+        assert resumed.repeated == repeats, resumed

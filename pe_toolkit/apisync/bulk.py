@@ -20,8 +20,10 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    checkpoint records the last line merged, so a resumed load skips what
    was committed. The conversations the server lists beyond the distinct
    ids the file held are reported as gaps (an id repeated in place of
-   another hides a gap from a count of lines); a resumed load reads the
-   ids of the lines it skips again, so it counts the same.
+   another hides a gap from a count of lines), and the lines that repeated
+   an id as ``repeated``; a resumed load reads the ids of the lines it
+   skips as it skips them, so both count the whole export, as an
+   uninterrupted load does.
 3. ``fetching``: the ``unlisted`` conversations (synced from this source,
    filed under the filter in the cache, not in the export) are fetched one
    by one through the incremental path's queue (:func:`._plan_unlisted`);
@@ -35,7 +37,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
@@ -66,12 +68,17 @@ def run_bulk(ctx: SyncContext, checkpoint: sync_state.Checkpoint | None) -> None
         state["since"] = str(ctx.store.scalar("SELECT now()::VARCHAR"))
     if phase != "fetching":
         path = _download_export(ctx, state, phase)
-        _record_gaps(ctx, state, _load(ctx, path, state))
+        held, state["repeated"] = _load(ctx, path, state)
+        _record_gaps(ctx, state, held)
         _plan_unlisted(ctx, state)  # checkpointed as "fetching" before the file goes
         sync_state.discard(path)
     else:
         sync_state.discard(sync_state.export_file(ctx.work_dir, state["export_id"]))  # a crash may have left it
         ctx.report.planned = dict(state.get("planned", {}))
+    # The whole export's, the lines merged before a resume too (kept in the
+    # checkpoint for a run resumed in the fetching phase); the writer's
+    # per-write counts leave repeats to this (LoadedIds.settle).
+    ctx.writer.counts.repeated += int(state.get("repeated", 0))
     if ctx.report.planned:
         sync_incremental.fetch_pending(ctx)
 
@@ -214,33 +221,19 @@ def _last_line(chunk: Any) -> int:
     return max([last, *(b[0] for b in chunk.bad_lines)])
 
 
-def _chunks(path: Path, skip_through: int, chunk_bytes: int) -> Iterator[Any]:
-    """Validated chunks after line ``skip_through`` (chunk boundaries are
-    deterministic for a file and chunk size, so a resumed load skips whole
-    chunks without parsing them)."""
-    for chunk in read_line_chunks(path, chunk_bytes):
-        last = _last_line(chunk)
-        if last <= skip_through:
-            continue
-        yield chunk, last
+class _Skipped(NamedTuple):
+    """A chunk an earlier process merged (a resumed load), as the load's
+    background thread hands it over: its lines only, not validated."""
+
+    raw: Any  # pa.Array of the chunk's lines
+    bad_lines: list[tuple[int, str, str]]  # not UTF-8 (error path only)
+    position: int
 
 
-def _count_skipped(path: Path, skip_through: int, chunk_bytes: int, loaded: LoadedIds) -> None:
-    """Count in ``loaded`` the ids of the chunks :func:`_chunks` skips: an
-    earlier process merged them, and without them a copy after the resume
-    point counted as a conversation of its own and the ids before it as
-    none (the gaps came out wrong by the lines merged before). Their ids are
-    parsed again (DuckDB over each chunk's lines), only on resume."""
-    for chunk in read_line_chunks(path, chunk_bytes):
-        if _last_line(chunk) > skip_through:
-            return
-        loaded.add_lines(chunk.lines.column("raw").combine_chunks())
-        loaded.add_rejected(chunk.bad_lines)  # not UTF-8 (error path only)
-
-
-def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> int:
+def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> tuple[int, int]:
     """Phase 2; returns how many distinct conversations the file held
-    (:meth:`LoadedIds.distinct`), those merged before a resume too."""
+    (:meth:`LoadedIds.distinct`) and how many of its lines repeated an id
+    (:meth:`LoadedIds.repeated`), counting those merged before a resume."""
     writer = ctx.writer
     chunk_bytes = ctx.chunk_bytes or DEFAULT_CHUNK_BYTES
     export_id = state["export_id"]
@@ -249,7 +242,19 @@ def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> int:
         ctx.report.resumed = True
 
     def normalized() -> Iterator[Any]:
-        for chunk, last in _chunks(path, done, chunk_bytes):
+        # On the background thread. Chunk boundaries are deterministic for a
+        # file and chunk size, so a resumed load skips the whole chunks an
+        # earlier process merged, without validating them. Their lines still
+        # go to the consumer, whose LoadedIds (one DuckDB connection, used by
+        # that thread only) counts their ids: without them a copy after the
+        # resume point counted as a conversation of its own, and the ids
+        # before it as none. The file is read once (the ids were counted in
+        # a pass of their own over the skipped part, which read it twice).
+        for chunk in read_line_chunks(path, chunk_bytes):
+            last = _last_line(chunk)
+            if last <= done:
+                yield _Skipped(chunk.lines.column("raw").combine_chunks(), chunk.bad_lines, chunk.position)
+                continue
             good, errors = writer.normalize(chunk.lines)
             yield good, sorted(chunk.bad_lines + errors), last, chunk.position
 
@@ -264,14 +269,18 @@ def _load(ctx: SyncContext, path: Path, state: dict[str, Any]) -> int:
         contextlib.closing(prefetch(normalized())) as batches,
         contextlib.closing(LoadedIds()) as loaded,
     ):
-        if done:
-            _count_skipped(path, done, chunk_bytes, loaded)
-        for good, errors, last, position in batches:
+        for item in batches:
+            if isinstance(item, _Skipped):
+                loaded.add_lines(item.raw)
+                loaded.add_rejected(item.bad_lines)
+                bar.update(item.position - bar.n)
+                continue
+            good, errors, last, position = item
             writer.write(good, errors, locator, loaded=loaded)
             state["lines_done"] = last
             ctx.checkpoint("bulk", "load", state)
             bar.update(position - bar.n)
             ctx.events.publish("sync.progress", source=ctx.source, phase="load", done=position, total=size)
-        return loaded.distinct()
+        return loaded.distinct(), loaded.repeated()
 
 

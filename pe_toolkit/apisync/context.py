@@ -37,7 +37,11 @@ class SyncReport(HtmlReport):
     unchanged: int = 0
     invalid: int = 0
     resolved: int = 0
-    repeated: int = 0  # export lines that repeated an id: stored and counted once (the last copy)
+    # Bulk: export lines holding an id an earlier line held (the id is stored
+    # and counted once, from its last valid line). Like ``gaps``, the whole
+    # export's, also in a resumed run (whose inserted/updated/unchanged
+    # count what that run wrote).
+    repeated: int = 0
     listed: int = 0
     planned: dict[str, int] = field(default_factory=dict)
     fetched: int = 0
@@ -69,7 +73,7 @@ class SyncReport(HtmlReport):
         if self.resolved:
             text += f", {self.resolved:,} dead letters resolved"
         if self.repeated:
-            text += f", {self.repeated:,} repeated lines in the export (the last copy kept)"
+            text += f", {self.repeated:,} repeated lines in the export (the last valid copy kept)"
         if self.vanished:
             text += f", {self.vanished:,} gone upstream"
         if self.failed:

@@ -14,15 +14,19 @@ compact and are matched by hash join, not in a Python set).
 
 It also counts the distinct conversations the export held, which the bulk
 sync's completeness check compares with the server's total: counting lines
-let an export that repeats one id in place of another pass as complete.
-The ids loaded are those above; the ids of lines set aside (dead letters:
-the export held them, and the next sync fetches them by id) and of the
-lines an interrupted load merged before this process (read again from the
-file on resume: the checkpoint keeps only the last line merged) are kept
-apart, so that they leave the outcomes above alone.
+let an export that repeats one id in place of another pass as complete;
+and the lines that repeated an id (:meth:`LoadedIds.repeated`). The ids
+loaded are those above; the ids of lines set aside (dead letters: the
+export held them, and the next sync fetches them by id) and of the lines
+an interrupted load merged before this process (read again from the file
+on resume: the checkpoint keeps only the last line merged) are kept apart,
+so that they leave the outcomes above alone. Both counts are the whole
+export's, a resumed load's too.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import duckdb
 import pyarrow as pa
@@ -43,6 +47,8 @@ class LoadedIds:
         # Ids of lines held but not written by this load (see add_lines);
         # lines without a usable id count one each, as they did as lines.
         self._con.execute("CREATE TABLE held (id VARCHAR)")
+        self._written = 0  # lines written by this load (each has an id), repeats included
+
 
     def close(self) -> None:
         self._con.close()
@@ -85,13 +91,25 @@ class LoadedIds:
             ).fetchall()[0][0]
         )
 
+    def repeated(self) -> int:
+        """How many of the load's lines held an id an earlier line held
+        (loaded or set aside, by this process or, on resume, before it):
+        the lines with an id beyond the distinct ids."""
+        held, ids = self._con.execute(
+            "SELECT (SELECT count(id) FROM held), "
+            "(SELECT count(*) FROM (SELECT id FROM loaded UNION SELECT id FROM held WHERE id IS NOT NULL))"
+        ).fetchall()[0]
+        return self._written + int(held) - int(ids)
+
     def settle(self, ids: pa.Array, result: UpsertResult) -> UpsertResult:
         """``result`` (of upserting the conversations ``ids``) as this load
         reports it: an id written earlier in the load is not counted again,
         but a copy that changes what an unchanged first copy left counts as
-        updated. ``repeated`` counts the lines that repeated an id. Events
-        are not deduplicated: ``updated_ids`` is every id this write changed
-        (a later copy that differs from an earlier one of the same load too).
+        updated. ``repeated`` is left to :meth:`repeated`, which counts the
+        whole export's once the load is done (0 here, the upsert's repeats
+        within ``ids`` too). Events are not deduplicated: ``updated_ids`` is
+        every id this write changed (a later copy that differs from an
+        earlier one of the same load too).
 
         Known limit: copies that change a cached conversation and then bring
         it back (the last copy equal to the cache) count as updated. Telling
@@ -100,6 +118,7 @@ class LoadedIds:
         cache (0.31 s against the upsert's 1.77 s re-syncing 100,000 into a
         full cache) and a hash kept per id, for a count in a rare export."""
         con = self._con
+        self._written += len(ids)
         # Columnar: the upsert's id lists become one outcome column (a list
         # bound as a query parameter cost more than the rest together).
         outcome = pc.if_else(
@@ -113,7 +132,7 @@ class LoadedIds:
                 # The common case, kept to one join and one insert: no id
                 # of the chunk came before, so its counts stand.
                 con.execute("INSERT INTO loaded SELECT DISTINCT id, outcome FROM _chunk")
-                return result
+                return dataclasses.replace(result, repeated=0)
             con.execute("CREATE OR REPLACE TEMP TABLE _now AS SELECT DISTINCT id, outcome FROM _chunk")
         finally:
             con.unregister("_chunk")
@@ -131,7 +150,6 @@ class LoadedIds:
                 "UNION ALL SELECT 'was_' || before FROM _net WHERE before IS NOT NULL AND before <> outcome) GROUP BY k"
             ).fetchall()
         )
-        repeats = int(con.execute("SELECT count(*) FROM _net WHERE before IS NOT NULL").fetchall()[0][0])
         con.execute("INSERT INTO loaded SELECT id, outcome FROM _net WHERE before IS NULL")
         if counts.get("was_unchanged"):
             con.execute(
@@ -143,7 +161,6 @@ class LoadedIds:
             updated=counts.get("updated", 0),
             unchanged=counts.get("unchanged", 0) - counts.get("was_unchanged", 0),
             messages_written=result.messages_written,
-            repeated=result.repeated + repeats,
             created_ids=list(result.created_ids),  # never an id written earlier in the load
             # Every write that changed a conversation is announced, a repeat
             # too: ``sync --analyze`` and the live stream rescore on these
