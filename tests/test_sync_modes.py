@@ -469,9 +469,24 @@ def test_an_interrupted_sync_starts_no_analysis_and_a_failed_one_no_catch_up(tmp
         assert store.scalar("SELECT count(*) FROM current_conversation_scores") == store.count()
 
 
+class _CountedBody(httpx.SyncByteStream):
+    """A body that counts, in ``owner.downloads``, the times it is read
+    (the wait for an export asks for the file without reading it)."""
+
+    def __init__(self, body: bytes, owner: RewrittenDownload) -> None:
+        self.body, self.owner = body, owner
+
+    def __iter__(self):
+        self.owner.downloads += 1
+        yield self.body
+
+
 class RewrittenDownload(httpx.HTTPTransport):
     """Serves every export file with its lines as :meth:`rewrite` makes them
-    (whole lines, a matching Content-Length)."""
+    (whole lines, a matching Content-Length); ``downloads`` counts the
+    files read."""
+
+    downloads = 0
 
     def rewrite(self, lines: list[bytes]) -> list[bytes]:
         raise NotImplementedError
@@ -484,7 +499,7 @@ class RewrittenDownload(httpx.HTTPTransport):
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
         # Given as a stream: a body given as bytes counts as read already,
         # and the client streams the download.
-        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=httpx.ByteStream(body))
+        return httpx.Response(200, headers={**headers, "content-length": str(len(body))}, stream=_CountedBody(body, self))
 
 
 class RepeatingExport(RewrittenDownload):
@@ -655,9 +670,11 @@ def test_a_short_bulk_export_fetches_no_conversation_one_by_one(served, tmp_path
     with Store(tmp_path / "mine.duckdb") as store:
         with make_client(served.url) as client:
             assert sync(store, client, mode="bulk", progress=False).inserted == N
-        with make_client(served.url, transport=DropsLastLines(400)) as client:
+        short = DropsLastLines(400)
+        with make_client(served.url, transport=short) as client:
             report = sync(store, client, mode="bulk", progress=False)
         assert report.gaps == 400 and report.status == "completed"
+        assert short.downloads == 2  # the one fresh download of a short file
         assert report.planned == {} and report.fetched == 0
         with make_client(served.url) as client:
             after = sync(store, client, mode="incremental", progress=False)
@@ -687,7 +704,9 @@ def test_an_export_repeating_ids_in_place_of_others_reports_them_as_gaps(served,
     so the export passed as complete (gaps 0, no dead letter), and the five
     cached conversations it lacked were planned as 'unlisted' and fetched
     one by one, the cost a short export is spared. Gaps now count the
-    distinct conversations the export held."""
+    distinct conversations the export held. The file is not downloaded
+    again for them: the same export's file holds the same repeats (a fresh
+    download is for a short file, one the transfer may have cut)."""
     k = 5
     hook = RepeatsInPlaceOfDropped(k)
     with Store(tmp_path / "mine.duckdb") as store:
@@ -695,7 +714,7 @@ def test_an_export_repeating_ids_in_place_of_others_reports_them_as_gaps(served,
             assert sync(store, client, mode="bulk", progress=False).inserted == N
         with make_client(served.url, transport=hook) as client:
             report = sync(store, client, mode="bulk", progress=False, chunk_bytes=64 * 1024)
-        assert len(hook.dropped) == k and report.repeated == k
+        assert len(hook.dropped) == k and report.repeated == k and hook.downloads == 1
         assert report.status == "completed" and report.gaps == k, report
         assert report.planned == {} and report.fetched == 0  # left to the next incremental sync, as a short export's
         dead = store.connection.execute("SELECT locator, reason FROM dead_letters WHERE resolved_at IS NULL").fetchall()

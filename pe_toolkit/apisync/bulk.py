@@ -114,7 +114,16 @@ def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Pat
                 # that landed on a line end, or the corpus grew meanwhile.
                 # One fresh download tells the two apart; on the last
                 # attempt there is none left, so the file is loaded with its
-                # gaps, as a second short download is.
+                # gaps, as a second short download is. Lines, not distinct
+                # ids as the gaps count: a download of the same export can
+                # only bring back lines the transfer lost (the client checks
+                # a resumed range's start, so it adds none), never an id a
+                # repeat displaced in the server's file; and counting ids
+                # here parses every line once more before the load, on every
+                # bulk sync (a 278 MB file of 100,000 conversations: 2.2-3.3 s
+                # to count its ids, 0.5-0.6 s to count its lines; 2 shared
+                # cores). An export whose repeats hide a cut as large as
+                # themselves (two faults at once) is loaded with its gaps.
                 short_retried = True
                 log.warning("export %s has %d lines, the server lists %d conversations; downloading again", state["export_id"], lines, expected)
                 sync_state.discard(path)
