@@ -199,7 +199,7 @@ def _secret_scrubber(params: Mapping[str, Any]) -> Callable[[str], str]:
     """A function masking, in any text, the password of every parameter
     that is a PostgreSQL connection string (plain, URL-encoded and
     HTML-escaped forms)."""
-    from .exports.dsn import MASK, Dsn
+    from .exports.dsn import Dsn
 
     dsns = []
     for value in params.values():
@@ -212,7 +212,7 @@ def _secret_scrubber(params: Mapping[str, Any]) -> Callable[[str], str]:
 
     def scrub(text: str) -> str:
         for dsn in dsns:
-            text = dsn.scrub(text).replace(html_escape(dsn.password or ""), MASK)
+            text = dsn.scrub(text, html=True)
         return text
 
     return scrub

@@ -56,6 +56,7 @@ from ..errors import (
     ServerError,
     TransportError,
 )
+from ..masking import mask_secrets
 from .breaker import CircuitBreaker
 from .pacing import PacingPolicy, RatePacer, WaitNotice
 from .retry import RetryPolicy, Safety, retry_options
@@ -269,8 +270,8 @@ class RequestCore:
         its first 8 characters on, the rest of that word is masked too."""
         if self._key is not None:
             secret = self._key.reveal()
-            if secret and secret in text:
-                text = text.replace(secret, "********")
+            # A short key only where it stands as a token: "k" masked in every word made the message unreadable.
+            text = mask_secrets(text, (secret,), "********")
             head = secret[:8] if secret and len(secret) >= 12 else ""
             if head and head in text:
                 text = re.sub(re.escape(head) + r"\S*", "********", text)

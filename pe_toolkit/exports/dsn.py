@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from ..errors import InputError
+from ..masking import mask_secrets
 
 MASK = "***"
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -97,11 +99,16 @@ class Dsn:
             uri += " application_name=pe_toolkit"
         return cls(uri=uri, masked=masked, password=password or None)
 
-    def scrub(self, message: str) -> str:
-        """``message`` with the password (plain, URL-encoded) and the full
-        connection string replaced by their masked forms."""
+    def scrub(self, message: str, *, html: bool = False) -> str:
+        """``message`` with the password (plain, URL-encoded, and with
+        ``html`` HTML-escaped too) and the full connection string replaced
+        by their masked forms; a short password only where it stands as a
+        token (:mod:`pe_toolkit.masking`: "p" made "port" read "***ort")."""
         message = message.replace(self.uri, self.masked)
-        if self.password:
-            for form in {self.password, quote(self.password, safe=""), quote(self.password)}:
-                message = message.replace(form, MASK)
-        return message
+        if html:
+            message = message.replace(html_escape(self.uri), html_escape(self.masked))
+        if not self.password:
+            return message
+        forms = {self.password, quote(self.password, safe=""), quote(self.password)}
+        # In one pattern, the longest form first: "p&" masked before "p&amp;" left "***amp;".
+        return mask_secrets(message, forms | {html_escape(f) for f in forms} if html else forms, MASK)

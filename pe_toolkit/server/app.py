@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Route
 
 from ..config import Secret
+from ..masking import mask_secrets, secret_pattern
 from . import handlers
 from .config import ServerConfig
 from .gateway import Gateway
@@ -37,9 +38,6 @@ MASKED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "pe_toolkit.serv
 _QUERY_SECRET = re.compile(
     r"([?&](?:api[_-]?key|key|token|access[_-]?token|auth|password|secret)=)[^&\s\"'#]*", re.IGNORECASE
 )
-# A configured key shorter than this is not masked where it merely occurs
-# (a loopback key "k" would garble every line); query parameters still are.
-_MIN_LITERAL = 8
 
 
 class SecretLogFilter(logging.Filter):
@@ -50,16 +48,16 @@ class SecretLogFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
 
     def add_keys(self, keys: Iterable[Secret]) -> None:
-        self._secrets.update(s for s in (k.reveal() for k in keys) if len(s) >= _MIN_LITERAL)
+        # A short key (a loopback "k") is masked only as a token of its own,
+        # not inside every word holding its letters (pe_toolkit.masking).
+        self._secrets.update(k.reveal() for k in keys)
+        self._pattern = secret_pattern(self._secrets)
 
     def mask(self, text: str) -> str:
-        text = _QUERY_SECRET.sub(r"\1***", text)
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return mask_secrets(_QUERY_SECRET.sub(r"\1***", text), self._pattern)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

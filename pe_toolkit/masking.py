@@ -1,0 +1,53 @@
+"""Masking a secret (a connection string's password, an API key) in text
+that is about to be shown: an error message, a log line, a report page.
+
+A secret of :data:`LONG_SECRET` characters or more is masked wherever it
+occurs: it cannot stand for anything else, and a longer word holding it
+("Sup3r-s3cret" in "Sup3r-s3cret&amp;pw") would still show it. A shorter one
+is masked only where it stands as a token of its own: replaced as a
+substring, the password "p" made "port" read "***ort" and "pass" made
+"password" read "***word". A token's edge is the end of the text or a
+character that is not a letter, digit or underscore, or an escape that
+ends in one (``%3A``, ``\\n``, ``\\u0022``, ``\\x22``): the secret right
+after an escape is still the secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+LONG_SECRET = 8
+
+# A lookbehind needs a fixed width: one alternative per escape's length.
+_AFTER_EDGE = r"(?:(?<!\w)|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbfv])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))"
+_BEFORE_EDGE = r"(?!\w)"
+
+
+def _alternative(secret: str) -> str:
+    body = re.escape(secret)
+    if len(secret) >= LONG_SECRET:
+        return body
+    head = _AFTER_EDGE if re.match(r"\w", secret[0]) else ""
+    tail = _BEFORE_EDGE if re.match(r"\w", secret[-1]) else ""
+    return head + body + tail
+
+
+def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for all ``secrets`` (empty ones ignored), the longest
+    first, so that a secret holding another is masked whole; None when
+    there is none."""
+    distinct = sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))
+    if not distinct:
+        return None
+    return re.compile("|".join(_alternative(s) for s in distinct))
+
+
+def mask_secrets(text: str, secrets: Iterable[str] | re.Pattern[str] | None, mask: str = "***") -> str:
+    """``text`` with each occurrence of ``secrets`` (or of a pattern from
+    :func:`secret_pattern`) replaced by ``mask``, as the module docstring
+    says."""
+    pattern = secrets if isinstance(secrets, re.Pattern) or secrets is None else secret_pattern(secrets)
+    if pattern is None:
+        return text
+    return pattern.sub(lambda _: mask, text)

@@ -1,0 +1,84 @@
+"""Secrets in shown text: a short secret is masked where it stands as the
+secret, never inside unrelated words; a long one wherever it occurs. Each
+case checks both directions: the secret is gone, the other words intact."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pe_toolkit.client.core import RequestCore
+from pe_toolkit.config import Secret
+from pe_toolkit.exports.dsn import Dsn
+from pe_toolkit.masking import mask_secrets
+from pe_toolkit.report import _secret_scrubber
+from pe_toolkit.server.app import SecretLogFilter
+
+UNRELATED = "port 5432 password authentication failed; a.bc (x) k8s keep"
+
+
+@pytest.mark.parametrize(
+    ("shown", "expected"),
+    [
+        ("user me:p@db", "user me:***@db"),
+        ("password=p host=db", "password=*** host=db"),
+        ("password='p'", "password='***'"),
+        ('{"password": "p"}', '{"password": "***"}'),
+        ("p", "***"),
+        ("postgresql%3A%2F%2Fme%3Ap%40db", "postgresql%3A%2F%2Fme%3A***%40db"),  # URL-encoded whole
+        ('"error:\\np"', '"error:\\n***"'),  # after a JSON escape
+        ("key \\u0022p\\u0022", "key \\u0022***\\u0022"),
+    ],
+)
+def test_a_short_secret_is_masked_where_it_stands_as_one(shown: str, expected: str) -> None:
+    assert mask_secrets(f"{UNRELATED} {shown}", ["p"]) == f"{UNRELATED} {expected}"
+
+
+@pytest.mark.parametrize(
+    ("secret", "unrelated"),
+    [("a.b", "axb a.bc ab"), ("(x)", "x xx (y)"), ("k$", "k8s keep k"), ("?*", "? * ?"), ("a\\b", "ab a b"), ("[p]", "p [q] pp")],
+)
+def test_a_secret_with_regex_metacharacters_is_masked_literally(secret: str, unrelated: str) -> None:
+    masked = mask_secrets(f"{unrelated} ({secret}) {secret}", [secret])
+    assert masked == f"{unrelated} (***) ***"
+
+
+def test_a_long_secret_is_masked_even_inside_a_longer_word() -> None:
+    secret = "Sup3r.s3cret+pw"
+    masked = mask_secrets(f"x{secret}y and {secret}&amp; and Sup3rXs3cret+pw", [secret])
+    assert secret not in masked and masked == "x***y and ***&amp; and Sup3rXs3cret+pw"
+
+
+def test_a_secret_holding_another_is_masked_whole() -> None:
+    assert mask_secrets("ab abc abcd", ["ab", "abc"]) == "*** *** abcd"
+
+
+def test_a_dsn_with_a_one_letter_password_masks_it_and_only_it() -> None:
+    dsn = Dsn.parse("postgresql://me:p@db.example:5432/research")
+    message = 'connection to server at "db.example", port 5432 failed: password authentication failed for "me:p@db"; p'
+    scrubbed = dsn.scrub(message)
+    assert scrubbed == (
+        'connection to server at "db.example", port 5432 failed: password authentication failed for "me:***@db"; ***'
+    )
+    keywords = Dsn.parse("host=db dbname=x user=me password=s")
+    assert keywords.scrub("password=s sslmode is set") == "password=*** sslmode is set"
+
+
+def test_a_report_masks_a_short_password_in_html_forms_only_as_the_password() -> None:
+    scrub = _secret_scrubber({"warehouse_dsn": "postgresql://me:p%26@db/x"})
+    page = "<pre>port pp&amp; p&amp; p%26 p& postgresql://me:p%26@db/x</pre>"
+    assert scrub(page) == "<pre>port pp&amp; *** *** *** postgresql://me:***@db/x</pre>"
+
+
+def test_the_log_filter_masks_a_short_server_key_as_a_token_only() -> None:
+    logs = SecretLogFilter()
+    logs.add_keys([Secret("k"), Secret("a-long-server-key-7f3e")])
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Bearer %s keeps %s", ("k", "xa-long-server-key-7f3e"), None)
+    logs.filter(record)
+    assert record.getMessage() == "Bearer *** keeps x***"
+
+
+def test_the_client_masks_a_short_key_as_a_token_only() -> None:
+    core = RequestCore(("http://a.test/v1",), Secret("k"))
+    assert core.scrub("bad key Bearer k; keep-alive") == "bad key Bearer ********; keep-alive"
