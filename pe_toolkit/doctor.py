@@ -42,10 +42,12 @@ def _key_problem(key: str) -> str | None:
 
 def _scrub(text: str, key: str) -> str:
     """``text`` without the key, raw or as an escaped repr shows it: a
-    message from the HTTP layer may quote the header it refused."""
-    for form in {key, repr(key)[1:-1], key.strip()} - {""}:
-        text = text.replace(form, "********")
-    return text
+    message from the HTTP layer may quote the header it refused. A short
+    key only where it stands as a token (pe_toolkit.masking): "k" masked
+    everywhere made "key accepted" read "********ey accepted"."""
+    from .masking import mask_secrets
+
+    return mask_secrets(text, {key, repr(key)[1:-1], key.strip()}, "********")
 
 
 def check_online(settings: Settings) -> Check:

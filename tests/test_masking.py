@@ -10,6 +10,7 @@ import pytest
 
 from pe_toolkit.client.core import RequestCore
 from pe_toolkit.config import Secret
+from pe_toolkit.doctor import _scrub as doctor_scrub
 from pe_toolkit.exports.dsn import Dsn
 from pe_toolkit.masking import mask_secrets
 from pe_toolkit.report import _secret_scrubber
@@ -82,3 +83,8 @@ def test_the_log_filter_masks_a_short_server_key_as_a_token_only() -> None:
 def test_the_client_masks_a_short_key_as_a_token_only() -> None:
     core = RequestCore(("http://a.test/v1",), Secret("k"))
     assert core.scrub("bad key Bearer k; keep-alive") == "bad key Bearer ********; keep-alive"
+
+
+def test_doctor_masks_a_short_key_as_a_token_only() -> None:
+    shown = doctor_scrub("http://a.test: reachable, key accepted; header 'Bearer k\\n' k", "k")
+    assert shown == "http://a.test: reachable, key accepted; header 'Bearer ********\\n' ********"
