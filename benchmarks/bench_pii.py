@@ -1,6 +1,7 @@
 """Benchmark: the PII scan on ordinary messages and on adversarial ones.
 
     .venv/bin/python benchmarks/bench_pii.py [--messages 200000] [--repeats 3] [--sizes 250000,500000,1000000,2000000]
+        [--scrub-ids 200000] [--scrub-synth 200000] [--synth-cache PATH]
 
 What it measures (medians of ``--repeats`` runs; the machine is shared and noisy):
 
@@ -19,7 +20,14 @@ What it measures (medians of ``--repeats`` runs; the machine is shared and noisy
   ``--scrub-ids`` conversations, half of them with an e-mail as id (each
   flagged): the whole build, then its forms stage and one page's scrub
   against the baseline in the same run (the Python loop over flagged ids and
-  the patterns passed as Python lists, as before), outputs compared.
+  the patterns passed as Python lists, as before), outputs compared; then
+  its three later steps against what they replaced, outputs compared: the
+  keyed hash of the flagged ids (``Pseudonyms.many`` against ``hmac.new``
+  per id), one page scrubbed with the forms it can hold
+  (``report_scrub.FormMatcher``, its one-time build shown apart) against
+  all forms, and, on a cache of ``--scrub-synth`` synthetic conversations
+  (``--synth-cache PATH`` keeps it between runs), the query for ids said in
+  their own conversation against the tokenising query it replaced.
 """
 
 from __future__ import annotations
@@ -123,6 +131,66 @@ def bench_scrubber(n: int, repeats: int) -> None:
         print(f"  {label:<34} {wall:7.3f} s wall {cpu:7.3f} s CPU  ({len(page) / 1e6:.1f} MB page)")
     assert len(set(results.values())) == 1, "the scrubbed pages differ"
 
+    import hashlib
+    import hmac
+
+    from pe_toolkit.report_scrub import FormMatcher
+
+    flagged = list(plain)
+    hashed = {}
+    for label, fn in (
+        ("keyed hash, baseline (hmac.new)", lambda: [hmac.new(b"k" * 32, v.encode(), hashlib.sha256).hexdigest()[:20] for v in flagged]),
+        ("keyed hash, now (Pseudonyms.many)", lambda: [p[len("pseudo_"):] for p in pseudonyms.many(flagged)]),
+    ):
+        hashed[label] = fn()
+        wall, cpu = timed_cpu(fn, repeats)
+        print(f"  {label:<34} {wall:7.3f} s wall {cpu:7.3f} s CPU  ({len(flagged):,} ids)")
+    assert len({tuple(v) for v in hashed.values()}) == 1, "the pseudonyms differ"
+    wall, cpu = timed_cpu(lambda: FormMatcher(*now), repeats)
+    print(f"  {'FormMatcher build (once)':<34} {wall:7.3f} s wall {cpu:7.3f} s CPU")
+    matcher = FormMatcher(*now)
+    scrubbed = {}
+
+    def held() -> None:
+        scrubbed["held"] = matcher(page)
+
+    wall, cpu = timed_cpu(held, repeats)
+    print(f"  {'page scrub, now (forms it holds)':<34} {wall:7.3f} s wall {cpu:7.3f} s CPU  ({int(matcher.forms_in(page).sum()):,} forms)")
+    assert scrubbed["held"] == results["page scrub, now (list columns)"], "the scrubbed pages differ"
+
+
+def bench_named_query(n: int, path: str | None, repeats: int) -> None:
+    """The query for ids said in their own conversation, on synthetic
+    conversations (every id holds the word "syn", their metadata says
+    "synthetic"), against the tokenising query it replaced."""
+    from pe_toolkit import synth
+    from pe_toolkit.ingest import import_file
+    from pe_toolkit.report import _IDS_SAYING_THEIR_WORDS
+    from pe_toolkit.store import Store
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_report_id_scrubber import _TOKENISING
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(path) if path else Path(tmp) / "synth.duckdb"
+        if not cache.exists():
+            data = Path(tmp) / "synth.jsonl"
+            synth.write(data, n, seed=7, progress=False)
+            with Store(cache) as store:
+                import_file(store, data, progress=False)
+        with Store(cache, read_only=True) as store:
+            count = store.scalar("SELECT count(*) FROM conversations")
+            print(f"ids said in their conversation, {count:,} synthetic conversations:")
+            found = {}
+            for label, query in (("query, baseline (tokenising)", _TOKENISING), ("query, now (split at the word)", _IDS_SAYING_THEIR_WORDS)):
+                def run(query=query, label=label) -> None:
+                    found[label] = store.sql(query)
+
+                wall, cpu = timed_cpu(run, repeats)
+                print(f"  {label:<34} {wall:7.3f} s wall {cpu:7.3f} s CPU")
+            first, second = found.values()
+            assert first.equals(second), "the queries' rows differ"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,10 +200,14 @@ def main() -> None:
     parser.add_argument("--skip-corpus", action="store_true")
     parser.add_argument("--skip-adversarial", action="store_true")
     parser.add_argument("--scrub-ids", type=int, default=200_000, help="conversations in the id scrubber's cache (0: skip)")
+    parser.add_argument("--scrub-synth", type=int, default=200_000, help="synthetic conversations for the named-ids query (0: skip)")
+    parser.add_argument("--synth-cache", help="a cache file to keep the synthetic conversations in between runs")
     args = parser.parse_args()
 
     if args.scrub_ids:
         bench_scrubber(args.scrub_ids, args.repeats)
+    if args.scrub_synth:
+        bench_named_query(args.scrub_synth, args.synth_cache, args.repeats)
 
     from pe_toolkit.analysis.patterns.folding import fold_ascii
     from pe_toolkit.analysis.pii import pii_spans, redact, redact_frame

@@ -36,7 +36,6 @@ would confirm a guessed conversation) become keyed hashes of this export.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -71,10 +70,25 @@ class Pseudonyms:
 
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key if key is not None else secrets.token_bytes(32)
+        # HMAC-SHA256 (RFC 2104) with its two keyed states computed once and
+        # copied per value: hmac.new per value took 0.30 s of CPU per 100,000
+        # ids, this 0.10 s (benchmarks/bench_pii.py); the pseudonyms are the same.
+        block = self._key if len(self._key) <= 64 else hashlib.sha256(self._key).digest()
+        block = block.ljust(64, b"\0")  # SHA-256's block size
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def of(self, value: str) -> str:
-        digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-        return PSEUDONYM_PREFIX + digest[:20]
+        inner = self._inner.copy()
+        inner.update(value.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return PSEUDONYM_PREFIX + outer.hexdigest()[:20]
+
+    def many(self, values: list[str]) -> list[str]:
+        """:meth:`of` each of ``values``. A loop: neither polars nor Arrow
+        has a keyed hash (DuckDB's sha256 built into HMAC took twice the CPU)."""
+        return [self.of(v) for v in values]
 
     def column(self, values: pa.Array, kind: str) -> pa.Array:
         """Every non-null value of a bookkeeping column keyed (``kind``
