@@ -9,7 +9,7 @@ of its 8-byte runs does, so each form is given one such run, its anchor
 every id shares, is not chosen), and a page is scrubbed with only the forms
 whose anchor it holds, plus those under 8 bytes. The forms dropped cannot
 match, so the page comes out as with all of them. For 1.35 M forms the
-anchors take 1.1 s to choose, once per scrubber, and a 1.1 MB page holding
+anchors take 0.7 s to choose, once per scrubber, and a 1.1 MB page holding
 1,000 flagged ids 0.07 s to scrub (benchmarks/bench_pii.py).
 """
 
