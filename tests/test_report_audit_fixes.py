@@ -230,3 +230,32 @@ def test_a_redacted_report_pseudonymises_an_id_holding_a_name_said_in_its_conver
     assert "priya" not in after.lower() and "raman" not in after.lower() and "okafor" not in after.lower()
     assert len(set(re.findall(r"pseudo_[0-9a-f]{20}", after))) == 2
     assert plain_word in after  # words that are no name stay: the id still joins to the cache
+
+
+def test_a_redacted_run_builds_the_id_scrubber_again_only_after_a_notebook_changed_the_conversations(tmp_path, pii_ids_cache, monkeypatch):
+    # The build scans the whole cache (about 6 s of CPU per 200k
+    # conversations); it was done after every notebook, though most only read.
+    builds = []
+    real = report_module._id_scrubber
+
+    def counted(*args):
+        builds.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(report_module, "_id_scrubber", counted)
+    params = "cache = None\nstatic_report = False\nredact_views = False"
+    show = "from pe_toolkit.store import Store\nwith Store(cache, read_only=True) as s:\n    print(s.sql('SELECT id FROM conversations ORDER BY id')['id'].to_list())"
+    added = "jo&sam/late-amara.okafor@example.com"
+    first, second = (notebook(tmp_path / f"1{n}_show.ipynb", show, params=params) for n in (1, 3))
+    writes = notebook(
+        tmp_path / "12_adds.ipynb",
+        "import json\nfrom pe_toolkit.ingest import import_file\nfrom pe_toolkit.store import Store\n"
+        f"conv = {{'id': {added!r}, 'messages': [{{'role': 'user', 'content': 'I cannot sleep.'}}]}}\n"
+        "open('late.jsonl', 'w').write(json.dumps(conv) + '\\n')\n"
+        "with Store(cache) as s:\n    import_file(s, 'late.jsonl', progress=False)",
+        params=params,
+    )
+    shown = build_reports(tmp_path / "out", notebooks=[first, writes, second], cache=pii_ids_cache, progress=False, redact=True)
+    assert len(builds) == 2  # after the first notebook, and after the one that wrote; not after the third
+    last = shown[-1].html.read_text()
+    assert "okafor" not in last and EMAIL_ID not in last and "c1" in last  # the scrubber knew the added id
