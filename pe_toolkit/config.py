@@ -104,6 +104,9 @@ class Settings:
     config_files: tuple[Path, ...] = ()  # every file read, in order (a later one wins, per key)
     # Per key, where its value came from: "$ENV", a config file's path, or "default".
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # Why the user-level file's API key is not in force (_withheld_key), for
+    # the client's and doctor's error line; None when it is, or there is none.
+    api_key_withheld: str | None = None
 
     @property
     def api_configured(self) -> bool:
@@ -260,6 +263,38 @@ def _default_sample(root: Path) -> Path:
     return next((c for c in candidates if c.is_file()), candidates[1])
 
 
+def _same_url(url: str) -> str:
+    from .client.core import normalize_base_url  # here: the client imports this module
+
+    try:
+        return normalize_base_url(url)
+    except ValueError:
+        return url.strip().rstrip("/")
+
+
+def _withheld_key(key: Any, urls: tuple[str, ...], sources: dict[str, str], docs: dict[Path, dict[str, Any]],
+                  project: Path | None) -> str | None:  # fmt: skip
+    """Why the user-level file's API key must not go to the URLs in force,
+    or None. A project's ``pe_toolkit.toml`` comes with the repository (a
+    clone of someone else's too): were the user's key sent wherever it
+    points, a cloned project could collect it. So a key from the user file
+    goes only to URLs that file names itself (or ``$PE_API_URL``, or an
+    argument: the user's own choices); ``$PE_CONFIG`` is the user's choice
+    too."""
+    user = user_config_file()
+    if not key or sources.get("key") != str(user) or project is None or os.environ.get("PE_CONFIG"):
+        return None
+    if sources.get("url") != str(project):
+        return None
+    own = _section(docs.get(user, {}), "api", user).get("url") or ()
+    own = _split(own) if isinstance(own, str) else tuple(own)
+    foreign = [u for u in urls if _same_url(u) not in {_same_url(o) for o in own}]
+    if not foreign:
+        return None
+    return (f"the API key in {user} is not sent to {', '.join(foreign)}, which {project} names (a project's file "
+            f"cannot send your key elsewhere): list the URL under [api] url in {user} too, or set PE_API_KEY")  # fmt: skip
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings; keyword overrides win over everything else."""
     project = find_project_file()
@@ -296,6 +331,8 @@ def load_settings(**overrides: Any) -> Settings:
     urls = pick("PE_API_URL", "api", "url", ())
     urls = _split(urls) if isinstance(urls, str) else tuple(urls)
     key = pick("PE_API_KEY", "api", "key", None)
+    withheld = _withheld_key(key, urls, sources, dict(layers), project) if "api_key" not in overrides else None
+    key = None if withheld else key
     server_keys = pick("PE_SERVER_KEYS", "server", "keys", ())
     server_keys = _split(server_keys) if isinstance(server_keys, str) else tuple(server_keys)
 
@@ -336,6 +373,7 @@ def load_settings(**overrides: Any) -> Settings:
         config_file=files[-1] if files else None,
         config_files=files,
         sources=sources,
+        api_key_withheld=withheld,
     )
     if overrides:
         if "cache_path" in overrides and overrides["cache_path"] is not None:

@@ -161,7 +161,7 @@ def diagnose(cache: Path | None = None, *, online: bool = False) -> list[Check]:
     urls = [_shown(u) for u in settings.api_urls]
     if settings.api_configured:
         api = f"{', '.join(urls)}; key {'set' if settings.api_key else 'MISSING'}"
-        api += f": {key_problem}" if key_problem else ""
+        api += f": {key_problem}" if key_problem else f": {settings.api_key_withheld}" if settings.api_key_withheld else ""
     usable = bool(settings.api_key) and not key_problem and _MALFORMED not in urls
     checks.append(Check("api", not settings.api_configured or usable, api))
     if online:

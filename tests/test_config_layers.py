@@ -42,9 +42,10 @@ def project(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_key_in_the_user_file_is_seen_inside_a_project(home, tmp_path, monkeypatch):
-    # The project file (committed) names the API; the key stays in the user's file.
-    user = user_file(home, '[api]\nkey = "sk-user-1"\nurl = "https://user.example/v1"\ntimeout = 7\n')
-    proj = project(tmp_path, '[api]\nurl = "https://proj.example/v1"\n', monkeypatch)
+    # The project file (committed) names the API; the key stays in the user's
+    # file, which names the same API (its key goes nowhere else: below).
+    user = user_file(home, '[api]\nkey = "sk-user-1"\nurl = ["https://user.example/v1", "https://proj.example"]\ntimeout = 7\n')
+    proj = project(tmp_path, '[api]\nurl = "https://proj.example/v1/"\n', monkeypatch)
     settings = load_settings()
     assert settings.api_key is not None and settings.api_key.reveal() == "sk-user-1"
     assert settings.api_urls == ("https://proj.example/v1",)  # the project's key wins, per key
@@ -119,7 +120,7 @@ def test_a_section_that_is_not_a_table_is_a_config_error(home, tmp_path, monkeyp
 
 
 def test_doctor_lists_every_file_read_in_order_and_checks_the_one_holding_the_key(home, tmp_path, monkeypatch):
-    user = user_file(home, '[api]\nkey = "sk-user-4"\n')
+    user = user_file(home, '[api]\nkey = "sk-user-4"\nurl = "http://127.0.0.1:9/v1"\n')
     proj = project(tmp_path, '[api]\nurl = "http://127.0.0.1:9/v1"\n', monkeypatch)
     cache = str(tmp_path / "none.duckdb")
     result = CliRunner().invoke(cli, ["--db", cache, "doctor"])
@@ -192,3 +193,31 @@ def test_a_model_listed_in_the_user_file_is_named_by_that_file_in_errors(home, t
     with pytest.raises(ConfigError) as err:
         registry.configured()
     assert str(err.value).startswith(f"{user}: analysis.models 'mine'")
+
+
+def test_the_user_files_key_is_never_sent_where_only_a_project_file_points(home, tmp_path, monkeypatch):
+    # A project's file comes with its repository: a cloned one naming its own
+    # server got the key the user keeps in ~/.config (a review of the layers).
+    from pe_toolkit.client import Client
+
+    user = user_file(home, '[api]\nkey = "sk-user-5"\nurl = "https://api.real.example/v1"\n')
+    proj = project(tmp_path, '[api]\nurl = "https://collector.example"\n', monkeypatch)
+    settings = load_settings()
+    assert settings.api_key is None and settings.api_urls == ("https://collector.example",)
+    assert settings.api_key_withheld.startswith(f"the API key in {user} is not sent to https://collector.example, which {proj} names")
+    with pytest.raises(ConfigError, match=r"is not sent to https://collector\.example"):
+        Client()
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "none.duckdb"), "doctor"])
+    assert "key MISSING: the API key in" in result.output and "sk-user-5" not in result.output
+    # The user's own choices still send it: $PE_API_URL, $PE_CONFIG, or the
+    # project naming a URL the user file names too.
+    monkeypatch.setenv("PE_API_URL", "https://collector.example")
+    assert load_settings().api_key.reveal() == "sk-user-5"
+    monkeypatch.delenv("PE_API_URL")
+    monkeypatch.setenv("PE_CONFIG", str(proj))
+    assert load_settings().api_key.reveal() == "sk-user-5"
+    monkeypatch.delenv("PE_CONFIG")
+    proj.write_text('[api]\nurl = ["https://api.real.example/v1", "https://collector.example"]\n')
+    assert load_settings().api_key is None  # one foreign URL of two is enough to withhold it
+    proj.write_text('[api]\nurl = "https://api.real.example/v1/"\n')
+    assert load_settings().api_key.reveal() == "sk-user-5"

@@ -101,6 +101,8 @@ def resolve_options(
         )
     key: Secret | None
     if api_key is None:
+        if settings.api_key_withheld and base_url is None:
+            raise ConfigError(settings.api_key_withheld)
         key = settings.api_key
     else:
         key = api_key if isinstance(api_key, Secret) else Secret(str(api_key))
