@@ -8,8 +8,9 @@ is masked only where it stands as a token of its own: replaced as a
 substring, the password "p" made "port" read "***ort" and "pass" made
 "password" read "***word". A token's edge is the end of the text or a
 character that is not a letter, digit or underscore, or an escape that
-ends in one (``%3A``, ``\\n``, ``\\u0022``, ``\\x22``): the secret right
-after an escape is still the secret.
+ends in one (``%3A``, ``\\n``, ``\\0``, ``\\x22``, ``\\u0022``,
+``\\U000e0001``, ``\\101``): the secret right after an escape is still the
+secret.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from collections.abc import Iterable
 LONG_SECRET = 8
 
 # A lookbehind needs a fixed width: one alternative per escape's length.
-_AFTER_EDGE = r"(?:(?<!\w)|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbfv])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))"
+_AFTER_EDGE = (
+    r"(?:(?<!\w)|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbfv0])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})"
+    r"|(?<=\\U[0-9A-Fa-f]{8})|(?<=\\[0-7]{3}))"
+)
 _BEFORE_EDGE = r"(?!\w)"
 
 

@@ -30,6 +30,8 @@ UNRELATED = "port 5432 password authentication failed; a.bc (x) k8s keep"
         ("postgresql%3A%2F%2Fme%3Ap%40db", "postgresql%3A%2F%2Fme%3A***%40db"),  # URL-encoded whole
         ('"error:\\np"', '"error:\\n***"'),  # after a JSON escape
         ("key \\u0022p\\u0022", "key \\u0022***\\u0022"),
+        ("tag \\U000e0001p", "tag \\U000e0001***"),  # after a repr's 8-digit escape
+        ("octal \\101p", "octal \\101***"),
     ],
 )
 def test_a_short_secret_is_masked_where_it_stands_as_one(shown: str, expected: str) -> None:
@@ -70,6 +72,20 @@ def test_a_report_masks_a_short_password_in_html_forms_only_as_the_password() ->
     scrub = _secret_scrubber({"warehouse_dsn": "postgresql://me:p%26@db/x"})
     page = "<pre>port pp&amp; p&amp; p%26 p& postgresql://me:p%26@db/x</pre>"
     assert scrub(page) == "<pre>port pp&amp; *** *** *** postgresql://me:***@db/x</pre>"
+
+
+@pytest.mark.parametrize("password", ["it's", "Sup3r'secret!", 'say"hi'])
+def test_a_report_masks_a_password_with_a_quote_as_nbconvert_escapes_printed_output(password: str) -> None:
+    # nbconvert escapes a cell's printed text with markupsafe (&#39; and
+    # &#34;), not html.escape's &#x27; and &quot;: such a password showed.
+    from urllib.parse import quote
+
+    from markupsafe import escape
+
+    scrub = _secret_scrubber({"warehouse_dsn": f"postgresql://me:{quote(password, safe='')}@db/x"})
+    page = f"<pre>failed for {escape(password)}; its port</pre>"
+    assert str(escape(password)) != password and str(escape(password)) in page  # the form under test
+    assert scrub(page) == "<pre>failed for ***; its port</pre>"
 
 
 def test_the_log_filter_masks_a_short_server_key_as_a_token_only() -> None:

@@ -111,4 +111,13 @@ class Dsn:
             return message
         forms = {self.password, quote(self.password, safe=""), quote(self.password)}
         # In one pattern, the longest form first: "p&" masked before "p&amp;" left "***amp;".
-        return mask_secrets(message, forms | {html_escape(f) for f in forms} if html else forms, MASK)
+        return mask_secrets(message, forms | {e for f in forms for e in _html_forms(f)} if html else forms, MASK)
+
+
+def _html_forms(text: str) -> set[str]:
+    """``text`` as HTML escapers write it: Python's ``html.escape`` (quotes
+    as ``&#x27;``/``&quot;``, or left) and markupsafe's, which nbconvert
+    uses for printed output (``&#39;``/``&#34;``): a password with a quote
+    printed by a notebook showed on its report page."""
+    base = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {html_escape(text), base, base.replace("'", "&#39;").replace('"', "&#34;")}
