@@ -37,6 +37,29 @@ def _alternative(secret: str) -> str:
     return head + body + tail
 
 
+# How the HTML escapers whose output reaches a report page write a character.
+# nbconvert's HTML exporter re-serialises the whole page with BeautifulSoup,
+# which writes text with its quotes raw (the second table) and an attribute
+# holding both quotes with ``&quot;`` (the fourth); inside a <script> (widget
+# state, plotly's data) a form stays as its library wrote it: Python's
+# ``html.escape`` (the first) or markupsafe's (Jinja, nbconvert's ansi2html:
+# the third).
+_AMP_LT_GT = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+HTML_ESCAPES: tuple[dict[str, str], ...] = (
+    _AMP_LT_GT | {'"': "&quot;", "'": "&#x27;"},
+    _AMP_LT_GT,
+    _AMP_LT_GT | {'"': "&#34;", "'": "&#39;"},
+    _AMP_LT_GT | {'"': "&quot;"},
+)
+HTML_SPECIAL = "".join(sorted({c for table in HTML_ESCAPES for c in table}))
+
+
+def html_forms(text: str) -> list[str]:
+    """``text`` as each table of :data:`HTML_ESCAPES` writes it, in that
+    order (equal forms kept: the caller's order may matter)."""
+    return [text.translate({ord(c): e for c, e in table.items()}) for table in HTML_ESCAPES]
+
+
 def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     """One pattern for all ``secrets`` (empty ones ignored), the longest
     first, so that a secret holding another is masked whole; None when

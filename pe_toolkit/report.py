@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 
 from .config import find_project_file, load_settings
 from .errors import ConfigError, InputError, ReportError, is_interrupt
+from .masking import HTML_ESCAPES, HTML_SPECIAL
 
 log = logging.getLogger(__name__)
 
@@ -385,11 +387,6 @@ def _id_scrubber(cache_path: Path, pseudonyms: Any) -> Callable[[str], str]:
     return FormMatcher(*_scrub_forms(plain))
 
 
-# What html.escape writes for a character, with and without quote.
-_HTML_QUOTED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
-_HTML_UNQUOTED = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
 def _each_char(text: Any, table: dict[str, str]) -> Any:
     """``text`` (a polars string expression) with each character in
     ``table`` replaced: one pass, as ``str.translate`` does (single
@@ -400,10 +397,12 @@ def _each_char(text: Any, table: dict[str, str]) -> Any:
 def _scrub_forms(plain: dict[str, str]) -> tuple[Any, Any]:
     """Every form in which each text of ``plain`` (flagged id or dataset
     name -> its stand-in) can show on a page, and what replaces it, longest
-    first: the text as stored, HTML-escaped with and without quotes, each
-    cut of it to 8 or more characters and "…" as a table shows it (polars,
-    at 32 by default), and in JSON as ``json.dumps`` writes it with and
-    without ``ensure_ascii`` (orjson, plotly's) and with plotly's escapes.
+    first: the text as stored and each cut of it to 8 or more characters
+    and "…" as a table shows it (polars, at 32 by default), each in the
+    forms of :data:`~pe_toolkit.masking.HTML_ESCAPES`; in JSON as
+    ``json.dumps`` writes it with and without ``ensure_ascii`` (orjson,
+    plotly's) and with plotly's escapes; and as Python's repr writes it (a
+    printed list of ids).
     Where two texts share a form (a cut), the first in ``plain`` keeps it.
 
     Columnar: a Python loop over the texts took 3.9-5.3 s of CPU for
@@ -416,8 +415,10 @@ def _scrub_forms(plain: dict[str, str]) -> tuple[Any, Any]:
     base = base.with_row_index("at")
     raw, new = pl.col("raw"), pl.col("new")
     # A form's step orders it among its text's forms as the loop wrote them:
-    # 0-2 the whole text, then two per cut, then the four JSON forms.
-    json_step = 2 * max(len(t) for t in plain) + 3
+    # 0 the whole text, one per HTML escaper, then as many per cut, then the
+    # four JSON forms and the two of repr.
+    n_html = len(HTML_ESCAPES)
+    json_step = n_html * max(len(t) for t in plain) + n_html + 1
     # JSON escapes a text character by character: the table of the characters found suffices.
     chars = set("".join(plain))
     as_json = [{c: e for c in chars if (e := json.dumps(c, ensure_ascii=ascii_only)[1:-1]) != c} for ascii_only in (True, False)]
@@ -426,26 +427,30 @@ def _scrub_forms(plain: dict[str, str]) -> tuple[Any, Any]:
         return frame.select("at", step.cast(pl.Int64).alias("step"), form.alias("form"), replacement.alias("new"))
 
     cuts = base.with_columns(pl.int_ranges(8, raw.str.len_chars(), dtype=pl.Int64).alias("cut")).explode("cut").drop_nulls("cut")
-    prefix, cut_step = raw.str.slice(0, pl.col("cut")), 3 + 2 * (pl.col("cut") - 8)
+    prefix, cut_step = raw.str.slice(0, pl.col("cut")), n_html + 1 + n_html * (pl.col("cut") - 8)
     # Most texts hold no character HTML escapes: their cuts need no escaping pass.
-    special = raw.str.contains(f"[{''.join(_HTML_QUOTED)}]")
+    special = raw.str.contains(f"[{re.escape(HTML_SPECIAL)}]")
     plain_cuts, special_cuts = cuts.filter(~special), cuts.filter(special)
-    parts = [
-        forms(base, pl.lit(0), raw, new),
-        forms(base, pl.lit(1), _each_char(raw, _HTML_QUOTED), _each_char(new, _HTML_QUOTED)),
-        forms(base, pl.lit(2), _each_char(raw, _HTML_UNQUOTED), _each_char(new, _HTML_UNQUOTED)),
-        forms(plain_cuts, cut_step, prefix + pl.lit("…"), new),
-        forms(special_cuts, cut_step, _each_char(prefix, _HTML_UNQUOTED) + pl.lit("…"), new),
-        forms(special_cuts, cut_step + 1, _each_char(prefix, _HTML_QUOTED) + pl.lit("…"), new),
-    ]
+    parts = [forms(base, pl.lit(0), raw, new), forms(plain_cuts, cut_step, prefix + pl.lit("…"), new)]
+    for k, table in enumerate(HTML_ESCAPES):
+        parts.append(forms(base, pl.lit(1 + k), _each_char(raw, table), _each_char(new, table)))
+        parts.append(forms(special_cuts, cut_step + k, _each_char(prefix, table) + pl.lit("…"), new))
     for k, table in enumerate(as_json):
         written = _each_char(raw, table)
         parts.append(forms(base, pl.lit(json_step + 2 * k), written, new))
         parts.append(forms(base, pl.lit(json_step + 2 * k + 1), _each_char(written, _PLOTLY_JSON_ESCAPES), new))
+    # Printed in a list, a tuple or a dict, a text shows as Python's repr
+    # writes it, in a printed cell's text (&, <, > escaped): a text with both
+    # quotes gets \', a control character \xNN. repr has no columnar twin;
+    # about 30 ms per 100,000 texts.
+    reprs = base.with_columns(pl.Series("raw", [repr(t)[1:-1] for t in plain], dtype=pl.String))
+    reprs = reprs.filter(raw != pl.Series(list(plain), dtype=pl.String))
+    parts.append(forms(reprs, pl.lit(json_step + 4), raw, new))
+    parts.append(forms(reprs, pl.lit(json_step + 5), _each_char(raw, HTML_ESCAPES[1]), new))
     # Each form once, as the loop's first writer of it had it: the least
     # (text, step); then the longest first where two overlap, and among equal
     # lengths the order in which the loop first wrote them.
-    key = pl.col("at").cast(pl.Int64) * (json_step + 4) + pl.col("step")
+    key = pl.col("at").cast(pl.Int64) * (json_step + 6) + pl.col("step")
     every = (
         pl.concat(parts)
         .group_by("form")

@@ -76,8 +76,9 @@ def test_a_report_masks_a_short_password_in_html_forms_only_as_the_password() ->
 
 @pytest.mark.parametrize("password", ["it's", "Sup3r'secret!", 'say"hi'])
 def test_a_report_masks_a_password_with_a_quote_as_nbconvert_escapes_printed_output(password: str) -> None:
-    # nbconvert escapes a cell's printed text with markupsafe (&#39; and
-    # &#34;), not html.escape's &#x27; and &quot;: such a password showed.
+    # markupsafe (Jinja, nbconvert's ansi2html) writes &#39; and &#34;, not
+    # html.escape's &#x27; and &quot;; BeautifulSoup re-serialises the page's
+    # text, but a <script>'s content (widget state) keeps the form it had.
     from urllib.parse import quote
 
     from markupsafe import escape

@@ -259,3 +259,36 @@ def test_a_redacted_run_builds_the_id_scrubber_again_only_after_a_notebook_chang
     assert len(builds) == 2  # after the first notebook, and after the one that wrote; not after the third
     last = shown[-1].html.read_text()
     assert "okafor" not in last and EMAIL_ID not in last and "c1" in last  # the scrubber knew the added id
+
+
+def test_a_redacted_report_pseudonymises_an_id_with_both_quotes_in_an_attribute(tmp_path):
+    # nbconvert re-serialises the page with BeautifulSoup, which writes an
+    # attribute holding both quotes with &quot; and the ' raw: a form neither
+    # html.escape table matched, so a tooltip built with html.escape showed
+    # the id on a page its reader believed redacted.
+    quoted = 'o\'brien "jo" rivers@example.org'
+    convs = [
+        {"id": cid, "dataset": "clinic", "messages": [
+            {"role": "user", "content": "I have been struggling to sleep."},
+            {"role": "assistant", "content": "That sounds exhausting. What keeps you awake?"}]}
+        for cid in (quoted, "c1")
+    ]  # fmt: skip
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
+    cache = tmp_path / "cache.duckdb"
+    with Store(cache) as store:
+        import_file(store, data, progress=False)
+    shows_ids = notebook(
+        tmp_path / "16_ids.ipynb",
+        "import html\nfrom IPython.display import HTML\nfrom pe_toolkit.store import Store\n"
+        "with Store(cache, read_only=True) as s:\n    ids = s.sql('SELECT id FROM conversations ORDER BY id')['id'].to_list()",
+        "print(ids)",
+        "HTML(''.join(f'<span title=\"{html.escape(i)}\">conversation</span>' for i in ids))",
+        params="cache = None\nstatic_report = False\nredact_views = False",
+    )
+    (plain,) = build_reports(tmp_path / "plain", notebooks=[shows_ids], cache=cache, progress=False)
+    (shared,) = build_reports(tmp_path / "shared", notebooks=[shows_ids], cache=cache, progress=False, redact=True)
+    assert """title="o'brien &quot;jo&quot; rivers""" in plain.html.read_text()  # the control: the form under test
+    after = shared.html.read_text()
+    assert "brien" not in after and "rivers" not in after, re.findall(r".{40}brien.{20}", after)
+    assert len(set(re.findall(r"pseudo_[0-9a-f]{20}", after))) == 1 and "c1" in after

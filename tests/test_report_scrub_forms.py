@@ -11,8 +11,17 @@ from html import escape as html_escape
 
 import polars as pl
 from hypothesis import given, settings, strategies as st
+from markupsafe import escape as markupsafe_escape
 
 from pe_toolkit.report import _PLOTLY_JSON_ESCAPES, _scrub_forms
+
+
+def _html_escapers(text: str) -> list[str]:
+    """``text`` as each escaper that reaches a page writes it: html.escape
+    with and without quotes, markupsafe, BeautifulSoup's attribute holding
+    both quotes (test_beautifulsoup_writes_an_attribute_as_the_fourth_table)."""
+    return [html_escape(text), html_escape(text, quote=False), str(markupsafe_escape(text)),
+            html_escape(text, quote=False).replace('"', "&quot;")]  # fmt: skip
 
 
 def _loop_forms(plain: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -21,15 +30,17 @@ def _loop_forms(plain: dict[str, str]) -> tuple[list[str], list[str]]:
     escapes = str.maketrans(_PLOTLY_JSON_ESCAPES)
     for raw, new in plain.items():
         forms.setdefault(raw, new)
-        forms.setdefault(html_escape(raw), html_escape(new))
-        forms.setdefault(html_escape(raw, quote=False), html_escape(new, quote=False))
+        for form, replacement in zip(_html_escapers(raw), _html_escapers(new), strict=True):
+            forms.setdefault(form, replacement)
         for cut in range(8, len(raw)):
-            forms.setdefault(html_escape(raw[:cut], quote=False) + "…", new)
-            forms.setdefault(html_escape(raw[:cut]) + "…", new)
+            for form in _html_escapers(raw[:cut]):
+                forms.setdefault(form + "…", new)
         for ascii_only in (True, False):
             as_json = json.dumps(raw, ensure_ascii=ascii_only)[1:-1]
             forms.setdefault(as_json, new)
             forms.setdefault(as_json.translate(escapes), new)
+        forms.setdefault(repr(raw)[1:-1], new)
+        forms.setdefault(html_escape(repr(raw)[1:-1], quote=False), new)
     patterns = sorted(forms, key=len, reverse=True)
     return patterns, [forms[f] for f in patterns]
 
@@ -45,6 +56,16 @@ TRICKY = {
     "short@x.io": "pseudo_ffffffffffffffffffff",  # under 9 characters of cut
     "clinic A&B sam.rivers@example.org": "clinic A&B [EMAIL]",  # a dataset name and its redacted text
 }
+
+
+def test_beautifulsoup_writes_an_attribute_as_the_fourth_table():
+    # nbconvert's HTML exporter re-serialises every page with BeautifulSoup:
+    # text keeps its quotes raw, an attribute with both quotes gets &quot;.
+    from bs4 import BeautifulSoup
+
+    text = """o'brien & "sons" <x>"""
+    soup = BeautifulSoup(f"<p title='{html_escape(text)}'>{html_escape(text)}</p>", features="html.parser")
+    assert str(soup) == f'<p title="{_html_escapers(text)[3]}">{_html_escapers(text)[1]}</p>'
 
 
 def test_the_forms_are_the_loops_in_its_order():

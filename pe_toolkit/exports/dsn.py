@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from html import escape as html_escape
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from ..errors import InputError
-from ..masking import mask_secrets
+from ..masking import html_forms, mask_secrets
 
 MASK = "***"
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -106,18 +105,10 @@ class Dsn:
         token (:mod:`pe_toolkit.masking`: "p" made "port" read "***ort")."""
         message = message.replace(self.uri, self.masked)
         if html:
-            message = message.replace(html_escape(self.uri), html_escape(self.masked))
+            for uri, masked in zip(html_forms(self.uri), html_forms(self.masked), strict=True):
+                message = message.replace(uri, masked)
         if not self.password:
             return message
         forms = {self.password, quote(self.password, safe=""), quote(self.password)}
         # In one pattern, the longest form first: "p&" masked before "p&amp;" left "***amp;".
-        return mask_secrets(message, forms | {e for f in forms for e in _html_forms(f)} if html else forms, MASK)
-
-
-def _html_forms(text: str) -> set[str]:
-    """``text`` as HTML escapers write it: Python's ``html.escape`` (quotes
-    as ``&#x27;``/``&quot;``, or left) and markupsafe's, which nbconvert
-    uses for printed output (``&#39;``/``&#34;``): a password with a quote
-    printed by a notebook showed on its report page."""
-    base = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return {html_escape(text), base, base.replace("'", "&#39;").replace('"', "&#34;")}
+        return mask_secrets(message, forms | {e for f in forms for e in html_forms(f)} if html else forms, MASK)
