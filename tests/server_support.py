@@ -82,11 +82,14 @@ def copy_store(template: Path, folder: Path, name: str = "store.duckdb") -> Path
 
 
 @contextmanager
-def start_mirror(db_path: Path, *, port: int = 0, faults: Faults | None = None, **settings: Any) -> Iterator[Served]:
+def start_mirror(
+    db_path: Path, *, port: int = 0, faults: Faults | None = None, wrap: Callable[[Any], Any] | None = None, **settings: Any
+) -> Iterator[Served]:
     """Serve ``db_path`` with ``settings`` (:class:`ServerConfig` fields) on
     ``port`` (0: a free one; a restarted server keeps its URL by passing the
     old one) and, with ``faults``, behind a :class:`FaultInjector`
-    (``served.injector``)."""
+    (``served.injector``); ``wrap(app)``, any other ASGI middleware between
+    client and mirror (give it the app's ``state``, as FaultInjector does)."""
     from pe_toolkit.server import ServerConfig, ServerThread, create_app
 
     keys = tuple(Secret(k) for k in settings.pop("keys", KEYS))
@@ -96,7 +99,8 @@ def start_mirror(db_path: Path, *, port: int = 0, faults: Faults | None = None, 
     config = ServerConfig(db_path=db_path, keys=keys, **settings)
     app = create_app(config)
     injector = FaultInjector(app, faults) if faults is not None else None
-    server = ServerThread(injector or app, port=port, max_body_bytes=config.max_body_bytes)
+    outer = injector or app
+    server = ServerThread(wrap(outer) if wrap is not None else outer, port=port, max_body_bytes=config.max_body_bytes)
 
     def stop() -> None:
         server.stop()

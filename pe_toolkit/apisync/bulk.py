@@ -5,7 +5,8 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
 
 1. ``download``: ``POST /v1/export`` (jsonl: the API's conversation
    objects), then the file is streamed to the sync's work folder beside the
-   cache (``.part`` until complete; a broken transfer resumes by Range). An
+   cache (``.part`` until complete; a broken transfer resumes by Range, on
+   condition (If-Range) that the export is still the file it began). An
    export the server no longer knows (expired, or the server lost it) is
    requested again. The file must be whole JSON lines (a body cut short
    with a matching Content-Length, or an error page in its place, is

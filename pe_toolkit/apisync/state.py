@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ..client.flows import part_path
+from ..client.flows import discard_part, part_path
 from ..store import Store, runs
 
 
@@ -71,10 +71,12 @@ def export_file(folder: Path, export_id: str) -> Path:
 
 
 def discard(path: Path) -> None:
-    """An export file and its partial download (the client's ``part_path``), if any."""
-    for candidate in (path, part_path(path)):
-        with contextlib.suppress(OSError):
-            candidate.unlink()
+    """An export file and its partial download (the client's ``part_path``,
+    with the validator recorded beside it), if any."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        discard_part(part_path(path))
 
 
 def clear_checkpoint(store: Store, source: str, scope: str) -> None:

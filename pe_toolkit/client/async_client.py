@@ -431,21 +431,21 @@ class AsyncClient:
         if part is None:
             core.stream_succeeded(attempt, response)
             return None
-        offset = part.stat().st_size if part.exists() else 0
-        append, expected, encoded = flows.body_range(response, offset)
-        written = offset if append else 0
-        bar.reset(total=expected)
-        bar.update(written)
+        ready = flows.begin_body(response, part, bar)
+        if isinstance(ready, flows.Pending):  # a 206 of another file: the part is gone, start over
+            core.stream_succeeded(attempt, response)
+            return ready
+        written = ready.written
         try:
             # Local file writes are short and sequential; a thread hop per
             # megabyte would cost more than it saves the loop.
-            with flows.open_part(part, append) as fh:
-                chunks = response.aiter_bytes(flows.DOWNLOAD_CHUNK) if encoded else response.aiter_raw(flows.DOWNLOAD_CHUNK)
+            with flows.open_part(part) as fh:
+                chunks = response.aiter_bytes(flows.DOWNLOAD_CHUNK) if ready.encoded else response.aiter_raw(flows.DOWNLOAD_CHUNK)
                 async for chunk in chunks:
                     fh.write(chunk)
                     written += len(chunk)
                     bar.update(len(chunk))
-            flows.check_size(written, expected, f"download of {attempt.call.path}")
+            flows.check_size(written, ready.expected, f"download of {attempt.call.path}")
         except (httpx.HTTPError, ApiError) as exc:
             raise core.stream_failed(attempt, exc) from None
         core.stream_succeeded(attempt, response)

@@ -1,12 +1,15 @@
 """The parts of multi-request flows shared by both clients, with no network
 I/O of their own: where an export's file is, what a download response
 means (and the local ``.part`` file it is written to: opened, finished,
-or discarded after a 416), when a job wait gives up, and the progress bars."""
+or discarded after a 416, with the validator its resume sends in
+``If-Range``), when a job wait gives up, and the progress bars."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -21,6 +24,13 @@ from .models import ExportInfo, Job
 # Retry-After: 1. Without a hint we poll every this many seconds.
 DEFAULT_EXPORT_POLL = 1.0
 DOWNLOAD_CHUNK = 1 << 20
+# RFC 9110 8.8.2.2: a client may take a Last-Modified date for a strong
+# validator (If-Range accepts no other) only when the response's Date is at
+# least this much later (a file changed twice within its clock's second
+# would otherwise keep one date).
+LAST_MODIFIED_MARGIN = 60.0
+
+log = logging.getLogger("pe_toolkit.client")
 
 
 def download_call(export: ExportInfo | str, *, endpoint: str | None = None, timeout: float | None = None) -> Call[Any]:
@@ -44,9 +54,23 @@ def download_call(export: ExportInfo | str, *, endpoint: str | None = None, time
 
 
 def with_range(call: Call[Any], part: Path | None) -> Call[Any]:
-    """The download call resuming after the bytes already in ``part``."""
+    """The download call resuming after the bytes already in ``part``, on
+    condition (``If-Range``) that the file is still the one those bytes came
+    from when the download that wrote them recorded its validator. Without
+    a recorded validator (the server sent none, or a ``.part`` written
+    before they were kept) the resume is unconditional, as it always was;
+    with one that cannot be read the download starts again from byte 0."""
     offset = part.stat().st_size if part is not None and part.exists() else 0
-    return replace(call, headers={"Range": f"bytes={offset}-"} if offset else None)
+    if not offset or part is None:
+        return replace(call, headers=None)
+    headers = {"Range": f"bytes={offset}-"}
+    try:
+        recorded = read_validator(part)
+    except ValueError:
+        return replace(call, headers=None)  # the 200 truncates the part
+    if recorded:
+        headers["If-Range"] = recorded
+    return replace(call, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,136 @@ def body_range(response: httpx.Response, offset: int) -> tuple[bool, int | None,
     return False, (int(length) if length and length.isdigit() and not encoded else None), encoded
 
 
+@dataclass(frozen=True)
+class Body:
+    """A 200/206 about to be written to the partial file, opened with
+    :func:`open_part`: ``written`` bytes are already there (the resume's
+    offset, or 0), ``expected`` is the final size if known."""
+
+    expected: int | None
+    encoded: bool
+    written: int
+
+
+def begin_body(response: httpx.Response, part: Path, bar: Any) -> Body | Pending:
+    """Make the partial file ready for the body of ``response`` (a 200 or
+    206): the one place both clients decide between appending and starting
+    over.
+
+    A 206 appends. A 200 is the whole file: the part is truncated, then the
+    response's validator recorded beside it (in that order: a crash between
+    the two leaves no validator, or an empty part, never old bytes under a
+    new validator). A 200 to a resume is said once, on the log and the bar:
+    with ``If-Range`` it means the file changed on the server since the
+    part was written (RFC 9110 13.1.5), without one that the server would
+    not serve the range. A 206 whose strong ``ETag`` is not the recorded
+    one comes from a server that ignored ``If-Range``: its tail belongs to
+    another file, so the part is discarded and :data:`RESTART` returned.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    append, expected, encoded = body_range(response, offset)
+    sent = response.request.headers
+    if append:
+        served, condition = strong_etag(response), sent.get("if-range", "")
+        if condition.startswith('"') and served and served != condition:
+            _say_restart(bar, offset, f"the server ignored If-Range and sent part of another file (ETag {served}, the part's {condition})")
+            discard_part(part)
+            return RESTART
+    else:
+        if offset:
+            if "if-range" in sent:
+                why = "the file changed on the server since the partial download (If-Range did not match)"
+            elif "range" in sent:
+                why = "the server sent the whole file instead of the rest"
+            else:
+                why = "the partial file's recorded validator could not be read"
+            _say_restart(bar, offset, why)
+        _validator_path(part).unlink(missing_ok=True)
+        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        _record_validator(part, response)
+    written = offset if append else 0
+    bar.reset(total=expected)
+    bar.update(written)
+    return Body(expected, encoded, written)
+
+
+def _say_restart(bar: Any, offset: int, why: str) -> None:
+    log.warning("export download: %s; starting again from byte 0 (%d bytes of %s discarded)", why, offset, _name(bar))
+    bar.set_postfix_str("restarted from byte 0", refresh=False)
+
+
+def _name(bar: Any) -> str:
+    return str(getattr(bar, "desc", "") or "the partial file")
+
+
+# -- the validator beside the partial file -------------------------------------------
+
+
+def _validator_path(part: Path) -> Path:
+    """Beside the part and named after it, so what lists or deletes the one
+    (``NAME.part``) finds the other (``NAME.part.validator``)."""
+    return part.with_name(part.name + ".validator")
+
+
+def strong_etag(response: httpx.Response) -> str | None:
+    etag = response.headers.get("etag", "").strip()
+    return etag if len(etag) >= 2 and etag.startswith('"') and etag.endswith('"') else None
+
+
+def validator_of(response: httpx.Response) -> str | None:
+    """What a resume of this response's file may send in ``If-Range``: its
+    strong ETag, else its Last-Modified where RFC 9110 lets a client call
+    that date strong, else nothing (a weak ETag is never allowed)."""
+    if etag := strong_etag(response):
+        return etag
+    modified, date = response.headers.get("last-modified", "").strip(), response.headers.get("date", "")
+    try:
+        if modified and date and (parsedate_to_datetime(date) - parsedate_to_datetime(modified)).total_seconds() >= LAST_MODIFIED_MARGIN:
+            return modified
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def _record_validator(part: Path, response: httpx.Response) -> None:
+    validator = validator_of(response)
+    if validator is None or not _sendable(validator):
+        return
+    # Owner-only as the part is, and synced: it has to outlive a crash to
+    # be of use to the resume after one.
+    fd = os.open(_validator_path(part), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(validator + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_validator(part: Path) -> str | None:
+    """The validator recorded for ``part``, ``None`` when there is none;
+    ValueError when its file cannot be read or holds no header value (the
+    caller then trusts the part no more than a changed file)."""
+    try:
+        raw = _validator_path(part).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"cannot read {_validator_path(part)}: {exc}") from None
+    text = raw.decode("ascii", "replace").removesuffix("\n")
+    if not _sendable(text):
+        raise ValueError(f"{_validator_path(part)} holds no validator")
+    return text
+
+
+def _sendable(value: str) -> bool:
+    return 0 < len(value) <= 1024 and all(" " <= c <= "~" for c in value)
+
+
+def discard_part(part: Path) -> None:
+    """Delete a partial download and its recorded validator."""
+    part.unlink(missing_ok=True)
+    _validator_path(part).unlink(missing_ok=True)
+
+
 def resumed_past_the_end(response: httpx.Response, part: Path) -> Pending | None:
     """A 416 to a download: ``None`` when the partial file is the whole file
     (it is then finished as any download is), :data:`RESTART` when it was
@@ -112,7 +266,7 @@ def resumed_past_the_end(response: httpx.Response, part: Path) -> Pending | None
     size = part.stat().st_size if part.exists() else None
     if unit.lower() == "bytes" and spec.strip().startswith("*/") and total.isdigit() and int(total) == size:
         return None
-    part.unlink(missing_ok=True)
+    discard_part(part)
     return RESTART
 
 
@@ -125,16 +279,17 @@ def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def open_part(part: Path, append: bool) -> BinaryIO:
-    """The partial download, created owner-only (it holds conversations)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    return os.fdopen(os.open(part, flags, 0o600), "ab" if append else "wb")
+def open_part(part: Path) -> BinaryIO:
+    """The partial download, to append the body :func:`begin_body` prepared
+    it for; created owner-only (it holds conversations)."""
+    return os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
 
 def finish_download(part: Path, path: Path) -> Path:
     with open(part, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(part, path)
+    _validator_path(part).unlink(missing_ok=True)
     return path
 
 

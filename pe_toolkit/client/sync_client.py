@@ -431,7 +431,8 @@ class Client:
     ) -> Path:
         """Wait for the export, then stream its file to ``path`` (written as
         ``path.part`` and renamed when complete; an interrupted transfer
-        resumes with a Range request where the server allows it)."""
+        resumes with a Range request where the server allows it, under
+        If-Range: a file changed on the server since is fetched whole)."""
         path = Path(path)
         self._download(export, path, timeout=timeout, progress=progress)
         return path
@@ -509,19 +510,19 @@ class Client:
         if part is None:  # only waiting: the file is ready
             core.stream_succeeded(attempt, response)
             return None
-        offset = part.stat().st_size if part.exists() else 0
-        append, expected, encoded = flows.body_range(response, offset)
-        written = offset if append else 0
-        bar.reset(total=expected)
-        bar.update(written)
+        ready = flows.begin_body(response, part, bar)
+        if isinstance(ready, flows.Pending):  # a 206 of another file: the part is gone, start over
+            core.stream_succeeded(attempt, response)
+            return ready
+        written = ready.written
         try:
-            with flows.open_part(part, append) as fh:
-                chunks = response.iter_bytes(flows.DOWNLOAD_CHUNK) if encoded else response.iter_raw(flows.DOWNLOAD_CHUNK)
+            with flows.open_part(part) as fh:
+                chunks = response.iter_bytes(flows.DOWNLOAD_CHUNK) if ready.encoded else response.iter_raw(flows.DOWNLOAD_CHUNK)
                 for chunk in chunks:
                     fh.write(chunk)
                     written += len(chunk)
                     bar.update(len(chunk))
-            flows.check_size(written, expected, f"download of {attempt.call.path}")
+            flows.check_size(written, ready.expected, f"download of {attempt.call.path}")
         except (httpx.HTTPError, ApiError) as exc:
             raise core.stream_failed(attempt, exc) from None
         core.stream_succeeded(attempt, response)

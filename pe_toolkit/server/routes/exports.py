@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from typing import Any
@@ -108,9 +109,27 @@ async def _file(m: Any, export_id: str) -> Response:
 
 
 class EnvelopedFileResponse(FileResponse):
-    """Starlette's FileResponse (ranges, HEAD), except that a bad ``Range``
-    header gets the contract's envelope (400, or 416 past the end) rather
-    than Starlette's bare text."""
+    """Starlette's FileResponse (ranges, ``If-Range``, HEAD), except that a
+    bad ``Range`` header gets the contract's envelope (400, or 416 past the
+    end) rather than Starlette's bare text, and that the strong ``ETag`` a
+    resume sends back in ``If-Range`` names the file itself, not only its
+    size and modification time.
+
+    Starlette's ETag hashes ``st_mtime`` and ``st_size``: a file replaced
+    by another of the same size within one tick of the file system's clock
+    (a few ms on Linux, 1-2 s on some network and FAT file systems), or
+    with its time copied (``cp -p``, ``rsync -t``), kept its ETag, and a
+    resume under ``If-Range`` got a 206 tail of the new file to append to
+    the old one's head. Files are replaced by renaming a new one over them
+    (the exporter writes aside, then renames), and the new one was created
+    while the old still existed, so its inode differs: the inode joins the
+    hash. Reading the content for a hash would cost a pass over the whole
+    file per download."""
+
+    def set_stat_headers(self, stat_result: os.stat_result) -> None:
+        identity = f"{stat_result.st_dev}-{stat_result.st_ino}-{stat_result.st_mtime_ns}-{stat_result.st_size}"
+        self.headers.setdefault("etag", f'"{hashlib.md5(identity.encode(), usedforsecurity=False).hexdigest()}"')
+        super().set_stat_headers(stat_result)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
