@@ -96,7 +96,7 @@ def test_identical_rows_without_an_id_are_stored_once_and_reported(store, tmp_pa
     path.write_text("user,assistant\nhi,hello\nhi,hello\nI feel sad,I am sorry\n")
     report = import_file(store, path, progress=False)
     assert (report.inserted, report.repeated, store.count()) == (2, 1, 2)
-    assert "1 row(s) repeated another row's id in the same batch or split and were stored once" in str(report)
+    assert "1 row(s) repeated another row's id in the import and were stored once" in str(report)
     again = import_file(store, path, progress=False)
     assert (again.unchanged, again.repeated) == (2, 1)
 
@@ -288,7 +288,7 @@ def test_a_row_in_two_splits_is_a_repeat_within_the_import(store, tmp_path):
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:3]), "test": datasets.Dataset.from_list(rows[2:])})
     first = import_dataset(store, dd, dataset="dd")
     assert (first.inserted, first.updated, first.unchanged, first.repeated) == (4, 0, 0, 1)
-    assert "1 row(s) repeated another row's id in the same batch or split and were stored once" in str(first)
+    assert "1 row(s) repeated another row's id in the import and were stored once" in str(first)
     # The last copy is kept, as for an id repeated in a batch (Store.upsert).
     assert _meta(store, "c2")["split"] == "test"
     again = import_dataset(store, dd, dataset="dd")

@@ -554,8 +554,8 @@ def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
     for the whole load, not per write (which missed a resumed load's)."""
     import pyarrow as pa
 
-    from pe_toolkit.apisync.distinct import LoadedIds
     from pe_toolkit.store import UpsertResult
+    from pe_toolkit.store.loaded import LoadedIds
 
     loaded = LoadedIds()
     try:

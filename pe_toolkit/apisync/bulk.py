@@ -44,8 +44,8 @@ from ..client.models import ExportInfo
 from ..errors import MalformedResponseError, NotFoundError
 from ..ingest.prefetch import prefetch
 from ..ingest.reader import DEFAULT_CHUNK_BYTES, read_line_chunks
+from ..store.loaded import LoadedIds
 from . import incremental as sync_incremental, state as sync_state
-from .distinct import LoadedIds
 from .writer import id_of
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from ..events import EventBus
 from ..store import Store, UpsertResult
+from ..store.loaded import LoadedIds
 from ..store.normalize import normalize_lines, parse_connection
 from . import state as sync_state
-from .distinct import LoadedIds
 
 
 @dataclass

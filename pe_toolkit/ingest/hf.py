@@ -114,10 +114,11 @@ def import_splits(store: Store, splits: list[tuple[str | None, pa.Table]], *, na
     with ``[split]``.
 
     A conversation id in several splits is a repeat within this import, as
-    an id twice in one batch is (:meth:`Store.upsert`): stored once, the
-    last copy (the last split's, with its ``split``), and counted in
-    ``repeated``, not as an update of the cache. So the splits go last
-    first, each leaving out the ids a later one already wrote."""
+    an id twice in one split is (:mod:`pe_toolkit.store.loaded`): stored
+    once, the last copy (the last split's, with its ``split``), and counted
+    in ``repeated``, not as an update of the cache. So the splits go last
+    first, each leaving out the ids a later one already wrote; within a
+    split the batches go in order, so its last copy is the one left."""
     total = ImportReport(path=name, format="hf")
     later: set[str] = set()
     parts: list[tuple[str | None, ImportReport]] = []

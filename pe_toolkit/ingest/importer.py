@@ -13,7 +13,9 @@ Guarantees:
   half-written and a killed import loses only the batch in flight;
 - re-importing a file changes nothing (conversations are keyed by id and
   content hash; id-less formats derive the id from the content);
-- when an id occurs several times, the last occurrence in the file wins;
+- when an id occurs several times, the last occurrence in the file wins,
+  and the other copies count as ``repeated`` whatever batch they are in
+  (:mod:`pe_toolkit.store.loaded`);
 - a bad record stops the import with ``file:line: reason`` before its batch
   is written, or, with ``skip_invalid``, goes to ``dead_letters`` with its
   reason while the rest is imported.

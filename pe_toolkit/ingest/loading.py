@@ -17,6 +17,7 @@ from ..errors import PeToolkitError, RecordError, run_error
 from ..events import EventBus
 from ..report_table import HtmlReport
 from ..store import Store, UpsertResult
+from ..store.loaded import LoadedIds
 from .prefetch import prefetch
 
 Batch = tuple[pa.Table, list[tuple[int, str, str]]]
@@ -39,7 +40,7 @@ class ImportReport(UpsertResult, HtmlReport):
         if self.invalid:
             text += f", {self.invalid:,} invalid (in dead_letters)"
         if self.repeated:
-            text += (f"; {self.repeated:,} row(s) repeated another row's id in the same batch or split and were stored once (the last copy) "
+            text += (f"; {self.repeated:,} row(s) repeated another row's id in the import and were stored once (the last copy) "
                      "(without an id column the id is the content's hash: identical conversations are one)")  # fmt: skip
         return text
 
@@ -57,18 +58,34 @@ def _write_batches(store: Store, batches: Iterable[Batch], *, where: str, source
                    skip_invalid: bool, events: EventBus) -> None:  # fmt: skip
     run_id = store.start_run("import", source)
     try:
-        with store.bulk_writes(), contextlib.closing(prefetch(iter(batches))) as prefetched:
-            for good, errors in prefetched:
-                if errors and not skip_invalid:
-                    line, reason, _ = errors[0]
-                    more = f" (and {len(errors) - 1} more in this batch)" if len(errors) > 1 else ""
-                    raise RecordError(where, line, reason + more)
-                if errors:
-                    store.add_dead_letters([(source, str(line), reason, raw) for line, reason, raw in errors])
-                    report.invalid += len(errors)
-                result = store.upsert(good)
-                report.add(result, keep_ids=False)
-                _announce(events, result, source)
+        with (
+            store.bulk_writes(),
+            contextlib.closing(prefetch(iter(batches))) as prefetched,
+            contextlib.closing(LoadedIds()) as loaded,
+        ):
+            try:
+                for good, errors in prefetched:
+                    if errors and not skip_invalid:
+                        line, reason, _ = errors[0]
+                        more = f" (and {len(errors) - 1} more in this batch)" if len(errors) > 1 else ""
+                        raise RecordError(where, line, reason + more)
+                    if errors:
+                        store.add_dead_letters([(source, str(line), reason, raw) for line, reason, raw in errors])
+                        report.invalid += len(errors)
+                    result = store.upsert(good)
+                    if good.num_rows:
+                        # An id a batch before this one wrote is a repeat
+                        # within the import, as one twice in a batch is
+                        # (the store keeps the last copy either way), not a
+                        # second update: the counts do not depend on where
+                        # the batches happen to split the file.
+                        result = loaded.settle(_ids(good), result)
+                    report.add(result, keep_ids=False)
+                    _announce(events, result, source)
+            finally:
+                # The whole import's (settle leaves repeats to this), the
+                # batches before a failure too.
+                report.repeated += loaded.repeated()
         _resolve_fixed(store, source, run_id)
     except BaseException as exc:
         error = run_error(exc)
@@ -79,6 +96,11 @@ def _write_batches(store: Store, batches: Iterable[Batch], *, where: str, source
         raise
     store.finish_run(run_id, report, invalid=report.invalid)
     events.publish("import.completed", path=where, inserted=report.inserted, updated=report.updated, unchanged=report.unchanged, invalid=report.invalid)
+
+
+def _ids(good: pa.Table) -> pa.Array:
+    column = good.column("id")
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def _note_committed(exc: PeToolkitError, report: ImportReport) -> None:

@@ -84,10 +84,11 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     messages_written: int = 0
-    # Rows whose id occurred again later in the same batch (or, for a Hugging
-    # Face DatasetDict, in a later split of the import): stored once (the
-    # last). Rows without an id get their content's hash, so identical rows
-    # count here.
+    # Rows whose id occurred again later in the same batch (an import's
+    # report: later in the import, in any batch or, for a Hugging Face
+    # DatasetDict, in a later split; see store.loaded.LoadedIds): stored once
+    # (the last). Rows without an id get their content's hash, so identical
+    # rows count here.
     repeated: int = 0
     created_ids: list[str] = field(default_factory=list, repr=False)
     updated_ids: list[str] = field(default_factory=list, repr=False)

@@ -1,18 +1,21 @@
-"""Count each conversation of one export load once.
+"""Count each conversation of one load once: an API export, a file import.
 
-An export file may hold the same id on several lines. Within a chunk the
-store keeps the last copy and counts it once (``Store.upsert``); across
-chunks the later copy was merged again and counted again -- as updated or
-unchanged, with a second ``conversation.updated`` event -- so the report
-added up to more conversations than the file holds. The data was right
-(the last copy in the file is the one stored, as within a chunk); only the
-counts were not.
+A load may hold the same id on several lines or rows. Within one write
+the store keeps the last copy and counts it once (``Store.upsert``);
+across writes the later copy was merged again and counted again -- as
+updated or unchanged, with a second ``conversation.updated`` event -- so
+the report added up to more conversations than the load held, and a file
+import's counts depended on its batch size. The data was right (the last
+copy is the one stored, as within a write); only the counts were not.
 
 :class:`LoadedIds` keeps, for one load, the ids written so far and what
 their first write did, in an in-memory DuckDB table (millions of ids stay
-compact and are matched by hash join, not in a Python set).
+compact and are matched by hash join, not in a Python set). The bulk API
+sync (:mod:`pe_toolkit.apisync.bulk`) and every file, frame and dataset
+import (:mod:`pe_toolkit.ingest.loading`) use it; it lives in the store
+package because both sit above it.
 
-It also counts the distinct conversations the export held, which the bulk
+It also counts the distinct conversations an export held, which the bulk
 sync's completeness check compares with the server's total: counting lines
 let an export that repeats one id in place of another pass as complete;
 and the lines that repeated an id (:meth:`LoadedIds.repeated`). The ids
@@ -21,7 +24,8 @@ export held them, and the next sync fetches them by id) and of the lines
 an interrupted load merged before this process (read again from the file
 on resume: the checkpoint keeps only the last line merged) are kept apart,
 so that they leave the outcomes above alone. Both counts are the whole
-export's, a resumed load's too.
+export's, a resumed load's too. A file import records no lines apart
+(:meth:`add_lines`): its invalid records are counted as invalid only.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..store import UpsertResult
+from .core import UpsertResult
 
 
 class LoadedIds:
