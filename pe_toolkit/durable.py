@@ -45,6 +45,28 @@ def temp_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}")
 
 
+def parent_problem(path: Path) -> str | None:
+    """Why nothing can be written at ``path`` because of its folder, or None
+    when the folder is there. Every writer (export, the Ray engine's analyze
+    and export, a model's save, synth) says it in these words, and none
+    creates a missing folder: a typo in a path fails instead of making one."""
+    if path.parent.is_dir():
+        return None
+    # A file where a folder should be: "does not exist" sent people looking
+    # for a folder they could see was there, as a file.
+    blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    return f"the folder {path.parent} does not exist"
+
+
+def check_parent(path: Path, error: type[Exception]) -> None:
+    """Raise ``error("PATH: why")`` when :func:`parent_problem` finds one."""
+    why = parent_problem(path)
+    if why is not None:
+        raise error(f"{path}: {why}")
+
+
 def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -157,6 +157,19 @@ def test_export_refuses_a_missing_folder_as_the_store_export_does(scored, tmp_pa
     assert not (tmp_path / "no").exists()
 
 
+def test_export_calls_a_file_in_the_path_a_file(scored, tmp_path):
+    # It said "the folder .../notes.txt does not exist" of a file anyone can
+    # see; now it says what every writer says (pe_toolkit.durable.parent_problem).
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine", "utf-8")
+    for target in (blocker / "shards", blocker / "deeper" / "shards"):
+        result = _cli(["export", "--engine", "ray", "--scores", str(scored), str(target), "--format", "jsonl", "--no-progress"])
+        assert result.exit_code == 1, result.output
+        line = _one_error_line(result.stderr)
+        assert line.endswith(f"{blocker} is a file, not a folder") and "does not exist" not in line
+    assert blocker.read_text("utf-8") == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_an_unreadable_file_fails_in_one_line_keeps_the_rest_and_is_never_attached(scored, inputs, tmp_path):
     from pe_toolkit.errors import InputError
     from pe_toolkit.scale import analyze_dataset, attach_scores

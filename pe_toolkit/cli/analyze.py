@@ -16,7 +16,7 @@ from ._common import cli_cache, open_cli_store, progress_enabled
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Conversations per transaction (default 14,000; three batches are held at a time).")
 @click.option("--engine", type=click.Choice(["store", "ray"]), default="store", show_default=True, help="store: the cache; ray: --input files to an --output Parquet dataset on Ray.")
 @click.option("--input", "input_", metavar="PATH", help="--engine ray: a file, folder, glob or object-store URL of conversations (any import format).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="--engine ray: the output folder (re-runs skip the partitions it completed).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="--engine ray: the output folder, created in a folder that must exist (re-runs skip the partitions it completed).")
 @click.option("--address", metavar="ADDRESS", help="--engine ray: a Ray cluster (ray://HOST:10001 or auto; default: a local Ray on this machine's cores).")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.pass_context

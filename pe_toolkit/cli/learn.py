@@ -258,17 +258,16 @@ def _model_target(out: str, force: bool) -> Path:
     training: an existing model is replaced only with --force, and a folder,
     a parent that is a file or a missing folder is refused now rather than
     after the fitting."""
+    from ..durable import parent_problem
     from ..errors import InputError
     from ..learn.io import model_path
 
     target = model_path(out)
     if target.is_dir():
         raise InputError(f"{target} is a folder; give the model file's path")
-    blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
-    if blocker is not None:
-        raise InputError(f"cannot write the model to {target}: {blocker} is a file, not a folder")
-    if not target.parent.is_dir():  # not created, as export does not create it: a typo fails before the training
-        raise InputError(f"cannot write the model to {target}: the folder {target.parent} does not exist")
+    why = parent_problem(target)
+    if why is not None:  # a missing folder is not created, as export does not create it: a typo fails before the training
+        raise InputError(f"cannot write the model to {target}: {why}")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to replace it")
     return target

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..durable import fsync_dir, fsync_file, sweep, temp_name
+from ..durable import check_parent, fsync_dir, fsync_file, sweep, temp_name
 from ..errors import ExportError
 
 PART_SUFFIX = ".part"
@@ -32,11 +32,6 @@ OLD_SUFFIX = ".old"
 
 def _temp_name(path: Path) -> Path:
     return temp_name(path, PART_SUFFIX)
-
-
-def _check_parent(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise ExportError(f"{path}: the folder {path.parent} does not exist")
 
 
 def _first_line(path: Path, gz: bool) -> bytes | None:
@@ -81,7 +76,7 @@ def atomic_file(
     previous export of the same kind), or with ``force``: an unrelated file
     is never replaced silently."""
     path = Path(path)
-    _check_parent(path)
+    check_parent(path, ExportError)
     if path.is_dir():
         raise ExportError(f"{path} is a folder; give a file name")
     if path.exists() and not force and not _looks_like_previous_file(path, previous, gz):
@@ -114,7 +109,7 @@ def atomic_dir(path: str | os.PathLike[str], *, marker: str) -> Iterator[Path]:
     holds ``marker`` (a previous export of the same kind): a folder of other
     files is never deleted."""
     path = Path(path)
-    _check_parent(path)
+    check_parent(path, ExportError)
     if path.exists() and not path.is_dir():
         raise ExportError(f"{path} is a file; this format writes a folder")
     if path.is_dir() and any(path.iterdir()) and not _looks_like_previous_export(path, marker):

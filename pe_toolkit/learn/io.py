@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..durable import fsync_dir, fsync_file, sweep, sweep_legacy_file, temp_name
+from ..durable import fsync_dir, fsync_file, parent_problem, sweep, sweep_legacy_file, temp_name
 from ..errors import InputError, ModelError
 from .features import FeatureSpec, Featurizer
 from .model import NO_THRESHOLD, TASKS, TextModel, case_clashes
@@ -144,13 +144,7 @@ def save(model: TextModel, path: str | Path, *, mode: int = 0o600) -> Path:
             raise
         # A missing folder is not created, as export does not create one: a
         # typo in the path fails here rather than making a folder.
-        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
-        if blocker is not None:
-            why = f"{blocker} is a file, not a folder"
-        elif not path.parent.is_dir():
-            why = f"the folder {path.parent} does not exist"
-        else:
-            why = exc.strerror or str(exc)
+        why = parent_problem(path) or exc.strerror or str(exc)
         raise ModelError(f"cannot write the model to {path}: {why}") from None
     model.card = card
     return path

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..durable import check_parent
 from ..errors import ExportError, InputError, PeToolkitError
 from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
@@ -143,8 +144,7 @@ def export_dataset(
         raise InputError(f"{target}: exists and is not a folder")
     if target.exists() and any(target.iterdir()):
         raise InputError(f"{target}: exists and is not empty")
-    if not target.parent.is_dir():  # not created, as the store export does not create it: a typo fails
-        raise ExportError(f"{target}: the folder {target.parent} does not exist")
+    check_parent(target, ExportError)  # not created, as the store export does not create it: a typo fails
     # A partition of a file with no good record has no Parquet file to read:
     # it has no shard (its conversations, none, are in no format).
     keys = sorted(k for k, entry in manifest.partitions.items() if int(entry.get("conversations") or 0) > 0)

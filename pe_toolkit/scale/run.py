@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.registry import shipped, version_of
+from ..durable import check_parent
 from ..errors import AnalysisError, InputError
 from ..report_table import HtmlReport
 from . import corpus
@@ -161,8 +162,12 @@ def analyze_dataset(
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
+    # Before the inputs are listed and Ray starts. The output itself is
+    # created, its missing parents are not: every other writer refuses them
+    # (a typo in --output made a tree of folders and scored into it).
+    check_parent(out, InputError)
     files = list_inputs(input)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     version = analysis_version()
     manifest = Manifest.load(out)
     if manifest.analysis_version != version:
