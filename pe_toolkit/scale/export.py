@@ -51,7 +51,7 @@ class ScaleExportReport(HtmlReport):
     def __str__(self) -> str:
         return (
             f"wrote {self.conversations:,} conversations ({self.messages:,} messages) as {self.format} to {self.path} "
-            f"in {self.shards:,} shards: {self.seconds:.1f}s{rate_text(self.conversations, self.seconds, 'conversations')} "
+            f"in {self.shards:,} shards: {self.seconds:.1f}s{rate_text(self.conversations, self.seconds, 'conversation')} "
             f"on {self.workers} workers"
         )
 

@@ -35,15 +35,35 @@ from .inputs import InputFile, fingerprint, list_inputs
 from .manifest import Manifest
 from .partition import PARTITION_TABLES, run_batch
 
+# Below this rate the line gives the time per item: "83 s per conversation"
+# reads at once where "0.012 conversations/s" (or 1.2e-05) does not.
+PER_ITEM_BELOW = 0.1
+
+# (the largest time, in seconds, shown in this unit; the unit; its length in seconds)
+_DURATION_UNITS = ((120.0, "s", 1.0), (120 * 60.0, "min", 60.0), (48 * 3600.0, "h", 3600.0), (float("inf"), "days", 86400.0))
+
+
+def _figure(x: float) -> str:
+    """Two significant digits below 10, whole numbers with commas above: never
+    an exponent ("1e-05", "1.2e+03"), at any magnitude."""
+    return f"{x:,.0f}" if x >= 9.95 else f"{x:.2g}"
+
 
 def rate_text(count: int, seconds: float, unit: str) -> str:
-    """`` (N UNIT/s)`` for a report line, or nothing when nothing was done.
-    Two significant digits below 10: a small run spends its seconds
-    starting Ray, and 2 conversations in 6 s rounded to "0 conversations/s"."""
+    """`` (N UNITs/s)`` for a report line (``unit`` singular: "message"), or
+    nothing when nothing was done. Two significant digits below 10/s: a small
+    run spends its seconds starting Ray, and 2 conversations in 6 s rounded to
+    "0 conversations/s". Below 0.1/s, the time per item in s, min, h or days
+    (``(83 s per conversation)``): as a rate, two significant digits printed
+    "1e-05 conversations/s"."""
     if not count or seconds <= 0:
         return ""
     rate = count / seconds
-    return f" ({rate:,.0f} {unit}/s)" if rate >= 10 else f" ({rate:.2g} {unit}/s)"
+    if rate >= PER_ITEM_BELOW:
+        return f" ({_figure(rate)} {unit}s/s)"
+    per = seconds / count
+    _, name, length = next(u for u in _DURATION_UNITS if per < u[0])
+    return f" ({_figure(per / length)} {name} per {unit})"
 
 
 @dataclass
@@ -71,7 +91,7 @@ class ScaleReport(HtmlReport):
         text = (
             f"{self.messages:,} messages in {self.conversations:,} conversations ({self.files:,} files): "
             f"{len(self.computed):,} partitions scored, {self.skipped:,} up to date; "
-            f"{self.messages_computed:,} messages in {self.seconds:.1f}s{rate_text(self.messages_computed, self.seconds, 'messages')} "
+            f"{self.messages_computed:,} messages in {self.seconds:.1f}s{rate_text(self.messages_computed, self.seconds, 'message')} "
             f"on {self.workers} workers"
         )
         if self.dead_letters:
