@@ -21,9 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from pe_toolkit.client import AsyncClient, Client, RetryPolicy
+from pe_toolkit.client import AsyncClient, Client, RetryPolicy, flows
 from pe_toolkit.client.core import BreakerPolicy
 from pe_toolkit.client.flows import part_path
 from pe_toolkit.errors import TransportError
@@ -163,6 +164,42 @@ def test_a_resume_after_the_export_was_replaced_downloads_the_new_file_whole(
     assert len(said) == 1 and "changed on the server" in said[0] and f"{offset} bytes" in said[0]
 
 
+@pytest.mark.parametrize("crash_at", ["truncating the part", "recording the new validator"])
+def test_a_crash_while_a_changed_export_restarts_leaves_no_splice(
+    served: tuple[Served, Downloads], crash_at: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resume's 200 (the export changed) is written from byte 0, and
+    the process dies on the way (a kill, here an interrupt): the next run
+    must still get the new file whole. Before, the old validator was deleted
+    before the part was emptied, and a crash between the two left the old
+    bytes with no validator: the next run resumed them unconditionally and
+    appended the new file's tail (a review reproduced it)."""
+    mirror, downloads = served
+    path = tmp_path / "export.jsonl"
+    info, served_file, old, offset = _interrupted_export(mirror, downloads, "sync", 0.31 if crash_at[0] == "t" else 0.32, path)
+    new = b"".join(reversed(old.splitlines(keepends=True)))
+    aside = served_file.with_name("." + served_file.name + ".new.part")
+    aside.write_bytes(new)
+    os.replace(aside, served_file)
+    part = part_path(path)
+    real_open = os.open
+
+    def dies(file: Any, flags: int, *args: Any) -> int:
+        target = part if crash_at == "truncating the part" else part.with_name(part.name + ".validator.new")
+        if Path(file) == target and flags & os.O_TRUNC:
+            raise KeyboardInterrupt("killed")
+        return real_open(file, flags, *args)
+
+    monkeypatch.setattr(os, "open", dies)
+    with pytest.raises(KeyboardInterrupt):
+        _download("sync", mirror.url, info, path, NO_RETRY)
+    monkeypatch.setattr(os, "open", real_open)
+    downloads.seen.clear()
+    got = _download("sync", mirror.url, info, path, FAST_RETRY).read_bytes()
+    assert got == new, "spliced" if got == old[:offset] + new[offset:] else "other"
+    assert [r["status"] for r in downloads.seen] == [200]
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_resume_of_an_unchanged_export_fetches_only_the_rest(served: tuple[Served, Downloads], kind: str, tmp_path: Path) -> None:
     mirror, downloads = served
@@ -265,3 +302,12 @@ def test_a_206_of_another_file_is_not_appended(kind: str, tmp_path: Path) -> Non
         careless.server.server_close()
     etag = '"' + hashlib.sha256(old).hexdigest()[:16] + '"'
     assert careless.seen == [(None, None, 200), (f"bytes={offset}-", etag, 206), (None, None, 200)]
+
+
+def test_a_weak_etag_gives_no_validator_not_even_the_date() -> None:
+    # RFC 9110 13.1.5: a client holding an entity tag sends no date in
+    # If-Range; with a weak ETag it fell back to Last-Modified (a review).
+    dates = {"last-modified": "Mon, 01 Jan 2024 00:00:00 GMT", "date": "Tue, 02 Jan 2024 00:00:00 GMT"}
+    assert flows.validator_of(httpx.Response(200, headers=dates)) == dates["last-modified"]
+    assert flows.validator_of(httpx.Response(200, headers={**dates, "etag": 'W/"abc"'})) is None
+    assert flows.validator_of(httpx.Response(200, headers={**dates, "etag": '"abc"'})) == '"abc"'

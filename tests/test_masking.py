@@ -5,6 +5,7 @@ case checks both directions: the secret is gone, the other words intact."""
 from __future__ import annotations
 
 import logging
+from html import escape as html_escape
 
 import pytest
 
@@ -87,6 +88,19 @@ def test_a_report_masks_a_password_with_a_quote_as_nbconvert_escapes_printed_out
     page = f"<pre>failed for {escape(password)}; its port</pre>"
     assert str(escape(password)) != password and str(escape(password)) in page  # the form under test
     assert scrub(page) == "<pre>failed for ***; its port</pre>"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [("postgresql://me:Sup3r'x\"y@db/x", "Sup3r\\'x\"y"), ("host=db user=me password='ab\\\\cd-long' dbname=x", "ab\\\\\\\\cd-long")],
+)
+def test_a_report_footer_masks_a_password_as_repr_writes_it(dsn: str, shown: str) -> None:
+    # The footer prints each parameter's repr: a quote escaped, a backslash
+    # doubled, so the password did not match and showed on every page.
+    footer = html_escape(f"parameters: source={dsn!r}", quote=False)
+    assert shown in footer  # the form under test
+    scrubbed = _secret_scrubber({"source": dsn})(footer)
+    assert "***" in scrubbed and "Sup3r" not in scrubbed and "cd-long" not in scrubbed, scrubbed
 
 
 def test_the_log_filter_masks_a_short_server_key_as_a_token_only() -> None:

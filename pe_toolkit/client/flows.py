@@ -129,9 +129,9 @@ def begin_body(response: httpx.Response, part: Path, bar: Any) -> Body | Pending
     over.
 
     A 206 appends. A 200 is the whole file: the part is truncated, then the
-    response's validator recorded beside it (in that order: a crash between
-    the two leaves no validator, or an empty part, never old bytes under a
-    new validator). A 200 to a resume is said once, on the log and the bar:
+    response's validator put in place of the old one (in that order: a
+    crash between the two leaves an empty part, never old bytes with no
+    validator or a new one). A 200 to a resume is said once, on the log and the bar:
     with ``If-Range`` it means the file changed on the server since the
     part was written (RFC 9110 13.1.5), without one that the server would
     not serve the range. A 206 whose strong ``ETag`` is not the recorded
@@ -156,8 +156,15 @@ def begin_body(response: httpx.Response, part: Path, bar: Any) -> Body | Pending
             else:
                 why = "the partial file's recorded validator could not be read"
             _say_restart(bar, offset, why)
-        _validator_path(part).unlink(missing_ok=True)
-        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        # The part is emptied (and synced) before its validator changes: a
+        # crash between the two leaves an empty part, which starts again
+        # from byte 0. Removing the old validator first left the old bytes
+        # with none, and the next run appended the new file to them unasked.
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         _record_validator(part, response)
     written = offset if append else 0
     bar.reset(total=expected)
@@ -191,9 +198,13 @@ def strong_etag(response: httpx.Response) -> str | None:
 def validator_of(response: httpx.Response) -> str | None:
     """What a resume of this response's file may send in ``If-Range``: its
     strong ETag, else its Last-Modified where RFC 9110 lets a client call
-    that date strong, else nothing (a weak ETag is never allowed)."""
+    that date strong, else nothing: a weak ETag is never allowed, and a
+    response with one gives no date either (RFC 9110 13.1.5: a client that
+    has an entity tag sends no date in If-Range)."""
     if etag := strong_etag(response):
         return etag
+    if response.headers.get("etag", "").strip():
+        return None
     modified, date = response.headers.get("last-modified", "").strip(), response.headers.get("date", "")
     try:
         if modified and date and (parsedate_to_datetime(date) - parsedate_to_datetime(modified)).total_seconds() >= LAST_MODIFIED_MARGIN:
@@ -204,16 +215,23 @@ def validator_of(response: httpx.Response) -> str | None:
 
 
 def _record_validator(part: Path, response: httpx.Response) -> None:
+    """Replace the part's validator with this response's (or remove it when
+    the response has none), in one rename: a crash leaves the old one or
+    the new one, never a half-written file."""
+    target = _validator_path(part)
     validator = validator_of(response)
     if validator is None or not _sendable(validator):
+        target.unlink(missing_ok=True)
         return
     # Owner-only as the part is, and synced: it has to outlive a crash to
     # be of use to the resume after one.
-    fd = os.open(_validator_path(part), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    staged = target.with_name(target.name + ".new")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(validator + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.replace(staged, target)
 
 
 def read_validator(part: Path) -> str | None:

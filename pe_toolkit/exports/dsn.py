@@ -99,8 +99,8 @@ class Dsn:
         return cls(uri=uri, masked=masked, password=password or None)
 
     def scrub(self, message: str, *, html: bool = False) -> str:
-        """``message`` with the password (plain, URL-encoded, and with
-        ``html`` HTML-escaped too) and the full connection string replaced
+        """``message`` with the password (plain, URL-encoded, as repr
+        writes it, and with ``html`` HTML-escaped too) and the full connection string replaced
         by their masked forms; a short password only where it stands as a
         token (:mod:`pe_toolkit.masking`: "p" made "port" read "***ort")."""
         message = message.replace(self.uri, self.masked)
@@ -109,6 +109,12 @@ class Dsn:
                 message = message.replace(uri, masked)
         if not self.password:
             return message
-        forms = {self.password, quote(self.password, safe=""), quote(self.password)}
+        # As typed in a key=value string too (a backslash or quote escaped),
+        # and each as Python's repr writes it: a report's footer prints its
+        # parameters so, and a password with both quotes or a backslash
+        # showed on every page (a review).
+        typed = self.password.replace("\\", "\\\\").replace("'", "\\'")
+        forms = {self.password, quote(self.password, safe=""), quote(self.password), typed}
+        forms |= {repr(f)[1:-1] for f in forms}
         # In one pattern, the longest form first: "p&" masked before "p&amp;" left "***amp;".
         return mask_secrets(message, forms | {e for f in forms for e in html_forms(f)} if html else forms, MASK)
