@@ -198,6 +198,7 @@ def test_a_crash_while_a_changed_export_restarts_leaves_no_splice(
     got = _download("sync", mirror.url, info, path, FAST_RETRY).read_bytes()
     assert got == new, "spliced" if got == old[:offset] + new[offset:] else "other"
     assert [r["status"] for r in downloads.seen] == [200]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no part, validator or staged validator left
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -255,9 +255,11 @@ def _sendable(value: str) -> bool:
 
 
 def discard_part(part: Path) -> None:
-    """Delete a partial download and its recorded validator."""
+    """Delete a partial download and its recorded validator (and one a
+    crash left half-staged)."""
     part.unlink(missing_ok=True)
-    _validator_path(part).unlink(missing_ok=True)
+    for validator in (_validator_path(part), _validator_path(part).with_name(_validator_path(part).name + ".new")):
+        validator.unlink(missing_ok=True)
 
 
 def resumed_past_the_end(response: httpx.Response, part: Path) -> Pending | None:
