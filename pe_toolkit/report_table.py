@@ -32,6 +32,7 @@ def report_html(report: Any) -> str:
         f'<tr><th style="text-align:left">{escape(field.name)}</th>'
         f'<td style="text-align:left">{_cell(getattr(report, field.name))}</td></tr>'
         for field in dataclasses.fields(report)
+        if field.metadata.get("report", True)  # working data of one write (UpsertResult.updated_hashes)
     )
     caption = f"<b>{escape(type(report).__name__)}</b>: {escape(_short(str(report)))}"
     return f'<table class="pe-report"><caption style="text-align:left">{caption}</caption><tbody>{rows}</tbody></table>'

@@ -89,18 +89,31 @@ def test_an_id_repeated_across_jsonl_chunks_counts_as_in_one_chunk(tmp_path):
         assert _stored(many) == _stored(one) == _last_copies(edited)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/import.md): a first copy that changes the cached "
-                   "conversation and a later batch's copy that restores it count as updated")  # fmt: skip
-def test_known_limit_a_copy_restoring_the_cache_in_a_later_batch(tmp_path):
+def test_a_copy_restoring_the_cache_in_a_later_batch_counts_as_unchanged(tmp_path):
+    """A first copy that changes a cached conversation and a copy in a
+    later batch that brings it back as the cache held it before the import
+    counted as updated, though a one-batch import (which keeps the last
+    copy only) said unchanged. The counts are now against the content
+    hash each id had before the import, whatever the batches."""
     rows = _rows()
     path = tmp_path / "repeats.jsonl"
     _write_jsonl(path, rows)
     with Store(tmp_path / "one.duckdb") as one, Store(tmp_path / "many.duckdb") as many:
         import_file(one, path, progress=False)
         import_file(many, path, progress=False)
-        # c3 and c7: their first copies differ from the cache (the last copies).
-        chunked = import_file(many, path, progress=False, chunk_bytes=400)
-        assert _counts(chunked) == _counts(import_file(one, path, progress=False))
+        # c3 and c7: their first copies differ from the cache (the last
+        # copies), their last copies bring it back. c9 is changed by a
+        # first copy, brought back, then changed again: updated.
+        again = [*rows[:4], _chat("c9", "edited 9"), *rows[4:20], _chat("c9", "first 9"), *rows[20:], _chat("c9", "edited 9 again")]
+        again_path = tmp_path / "again" / path.name  # the same dataset (named after the file)
+        again_path.parent.mkdir()
+        _write_jsonl(again_path, again)
+        chunked, batches = _batches_written(many, again_path, chunk_bytes=400)
+        assert batches > 5
+        whole = import_file(one, again_path, progress=False)
+        distinct = len(_last_copies(again))
+        assert _counts(chunked) == _counts(whole) == (0, 1, distinct - 1, len(again) - distinct)
+        assert _stored(many) == _stored(one) == _last_copies(again)
 
 
 def test_an_id_repeated_across_table_batches_counts_as_in_one_batch(tmp_path):

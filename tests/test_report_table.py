@@ -45,10 +45,12 @@ def test_a_report_is_an_escaped_table_of_its_fields(name):
     assert out.startswith('<table class="pe-report">') and out.endswith("</table>")
     # Nothing from a field reaches the page as markup.
     assert "<script>" not in out and "&lt;script&gt;" in out
-    # The caption is the one-line str(); every field has its row.
+    # The caption is the one-line str(); every field has its row, but a
+    # write's working data (UpsertResult.updated_hashes).
     assert html.escape(str(report)) in out
     names = re.findall(r'<th style="text-align:left">([^<]*)</th>', out)
-    assert names == [f.name for f in dataclasses.fields(report)]
+    assert names == [f.name for f in dataclasses.fields(report) if f.metadata.get("report", True)]
+    assert "updated_hashes" not in names
 
 
 def test_long_lists_are_shortened_and_values_readable():

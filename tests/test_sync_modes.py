@@ -547,11 +547,60 @@ def test_an_export_with_repeated_lines_counts_each_conversation_once(served, tmp
             assert len(store.conversation(cid)["messages"]) == len(last["messages"])
 
 
+class RestoringExport(RewrittenDownload):
+    """Serves every export file with some of its lines changed (one more
+    message) and, far down the file (a later chunk of the load), the line
+    as it was again: the export's last copy of each is the one the source
+    holds."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self.restored: list[str] = []
+
+    def rewrite(self, lines: list[bytes]) -> list[bytes]:
+        changed, originals = list(lines), lines[:: self.every]
+        for i in range(0, len(lines), self.every):
+            obj = orjson.loads(lines[i])
+            obj["messages"] = [*obj["messages"], {"role": "user", "content": "one more thing"}]
+            changed[i] = orjson.dumps(obj)
+        self.restored = [orjson.loads(line)["id"] for line in originals]
+        return [*changed, *originals]
+
+
+def test_an_export_whose_later_copies_restore_the_cache_counts_them_unchanged(served, tmp_path) -> None:
+    """A bulk sync into a cache that holds the export's conversations, whose
+    export changes some of them and, in a later chunk, brings them back as
+    the cache held them: they counted as updated, though a load in one
+    chunk (which keeps the last copy only) says unchanged. The counts are
+    against each id's content hash before the load, whatever the chunks;
+    each change is still announced."""
+    hook = RestoringExport(every=100)
+    with Store(tmp_path / "chunks.duckdb") as chunked, Store(tmp_path / "whole.duckdb") as whole:
+        with make_client(served.url) as client:
+            assert sync(chunked, client, mode="bulk", progress=False).inserted == N
+            assert sync(whole, client, mode="bulk", progress=False).inserted == N
+        bus = EventBus()
+        events = _record(bus)
+        with make_client(served.url, transport=hook) as client:
+            small = sync(chunked, client, mode="bulk", progress=False, events=bus, chunk_bytes=64 * 1024)
+            one = sync(whole, client, mode="bulk", progress=False)
+        assert len(hook.restored) == N // 100 and hook.downloads == 2
+        counts = [(r.inserted, r.updated, r.unchanged, r.repeated, r.gaps) for r in (small, one)]
+        assert counts == [(0, 0, N, len(hook.restored), 0)] * 2, (small, one)
+        updated = [cid for e in events if e.topic == "conversation.updated" for cid in e.payload["ids"]]
+        assert sorted(updated) == sorted(hook.restored * 2)  # changed, then changed back
+        for store in (chunked, whole):
+            assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / f"check_{store.path.stem}")
+
+
 def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
-    """The per-id rule behind the counts above: an id counts as its first
-    write did, except that a later copy changing an unchanged first copy
-    makes it updated; every change is announced. Repeats are counted once
-    for the whole load, not per write (which missed a resumed load's)."""
+    """The per-id rule behind the counts above: an id absent before the
+    load counts as inserted; one present counts as unchanged when the last
+    copy has the hash it had before the load, else as updated. Every change
+    is announced. Repeats are counted once for the whole load, not per
+    write (which missed a resumed load's). A result built without hashes
+    counts a change as one."""
     import pyarrow as pa
 
     from pe_toolkit.store import UpsertResult
@@ -568,6 +617,31 @@ def test_each_id_of_a_load_counts_once_as_what_it_did_to_the_cache() -> None:
         assert (third.inserted, third.updated, third.unchanged, third.repeated) == (0, 0, 0, 0)
         assert third.updated_ids == ["kept", "new"]  # counted once, but every change is announced
         assert (loaded.repeated(), loaded.distinct()) == (4, 3)  # 7 lines, 3 ids
+    finally:
+        loaded.close()
+
+    def hashes(*rows: tuple[str, str, str]) -> pa.Table:
+        return pa.table({k: [r[i] for r in rows] for i, k in enumerate(("id", "previous_hash", "content_hash"))})
+
+    def changed(*rows: tuple[str, str, str]) -> UpsertResult:
+        return UpsertResult(updated=len(rows), updated_ids=[r[0] for r in rows], updated_hashes=hashes(*rows))
+
+    loaded = LoadedIds()
+    try:
+        # "a" and "b" held hash 0 before the load; "c" held 5.
+        steps = [
+            (["a", "b", "c"], changed(("a", "0", "1")), (0, 1, 2)),  # b, c unchanged
+            (["a", "b"], changed(("a", "1", "0"), ("b", "0", "2")), (0, 0, 0)),  # a back to 0; b changed
+            (["a", "c"], changed(("a", "0", "3"), ("c", "5", "6")), (0, 2, -2)),
+            (["a", "b", "c"], changed(("a", "3", "0"), ("b", "2", "0"), ("c", "6", "7")), (0, -2, 2)),  # a, b back
+        ]
+        total = [0, 0, 0]
+        for ids, result, expected in steps:
+            result.unchanged = len(ids) - result.updated
+            got = loaded.settle(pa.array(ids), result)
+            assert (got.inserted, got.updated, got.unchanged) == expected, (ids, got)
+            total = [t + g for t, g in zip(total, (got.inserted, got.updated, got.unchanged))]
+        assert total == [0, 1, 2]  # c changed (7 against 5); a and b as before the load
     finally:
         loaded.close()
 

@@ -16,8 +16,8 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    each chunk validated by the importer's normalizer on a background thread
    while the previous one is merged by id and content hash
    (``Store.upsert``); invalid records go to ``dead_letters``. An id on
-   several lines is stored from its last line and counted once
-   (:mod:`.distinct`). The
+   several lines is stored from its last line and counted once, against
+   the cache as it was before the load (:mod:`pe_toolkit.store.loaded`). The
    checkpoint records the last line merged, so a resumed load skips what
    was committed. The conversations the server lists beyond the distinct
    ids the file held are reported as gaps (an id repeated in place of

@@ -76,6 +76,9 @@ SCORE_VIEWS = {
 }
 
 
+UPDATED_HASHES = pa.schema([("id", pa.string()), ("previous_hash", pa.string()), ("content_hash", pa.string())])
+
+
 @dataclass
 class UpsertResult:
     """What one upsert (or a whole import) changed."""
@@ -92,6 +95,13 @@ class UpsertResult:
     repeated: int = 0
     created_ids: list[str] = field(default_factory=list, repr=False)
     updated_ids: list[str] = field(default_factory=list, repr=False)
+    # One write's updated ids with the content hash the cache held before
+    # it (previous_hash) and the one it holds now (content_hash), as Arrow
+    # columns (UPDATED_HASHES); None when not known (a result built by
+    # hand). LoadedIds.settle keeps the first as the hash an id had before
+    # the load, to tell a later copy that brings it back. Of one write
+    # only: add() does not carry it, and reports do not show it.
+    updated_hashes: pa.Table | None = field(default=None, repr=False, compare=False, metadata={"report": False})
 
     def add(self, other: UpsertResult, *, keep_ids: bool = True) -> None:
         """Accumulate another result (ids only when ``keep_ids``: a long
@@ -779,12 +789,17 @@ class Store:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _hashes AS SELECT id, {CONTENT_HASH_SQL} AS content_hash FROM _incoming")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _changed AS "
-            "SELECT h.id, h.content_hash, c.id IS NOT NULL AS existed FROM _hashes h "
+            "SELECT h.id, h.content_hash, c.content_hash AS previous_hash, c.id IS NOT NULL AS existed FROM _hashes h "
             "LEFT JOIN conversations c ON c.id = h.id "
             "WHERE c.id IS NULL OR c.content_hash <> h.content_hash"
         )
         created = [r[0] for r in con.execute("SELECT id FROM _changed WHERE NOT existed ORDER BY id").fetchall()]
-        updated = [r[0] for r in con.execute("SELECT id FROM _changed WHERE existed ORDER BY id").fetchall()]
+        # The hashes come with the join above: a load that repeats an id
+        # needs the one before its first write (LoadedIds.settle), which
+        # the cache no longer holds once that write is merged.
+        hashes = con.sql("SELECT id, previous_hash, content_hash FROM _changed WHERE existed ORDER BY id").to_arrow_table()
+        hashes = hashes.cast(UPDATED_HASHES)
+        updated = hashes.column("id").to_pylist()
         if updated:
             _refuse_redacted_over_full(con)
         total = con.execute("SELECT count(*) FROM _hashes").fetchall()[0][0]
@@ -812,6 +827,7 @@ class Store:
             messages_written=int(written),
             created_ids=created,
             updated_ids=updated,
+            updated_hashes=hashes,
         )
 
     def add_dead_letters(self, rows: Sequence[tuple[str, str, str, str | None]]) -> None:

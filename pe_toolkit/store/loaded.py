@@ -15,6 +15,18 @@ sync (:mod:`pe_toolkit.apisync.bulk`) and every file, frame and dataset
 import (:mod:`pe_toolkit.ingest.loading`) use it; it lives in the store
 package because both sit above it.
 
+Each id counts against the cache as it was before the load: inserted when
+it was not cached; otherwise unchanged when its last copy has the content
+hash it had before the load, else updated, wherever the batches split the
+copies. Copies that change a cached conversation and a later one that
+brings it back count as unchanged, as in one batch. That needs the hash
+before the load, which the cache no longer holds once a copy changed it:
+the store's merge hands over the hashes of the ids it changed
+(``UpsertResult.updated_hashes``, from the join it makes anyway), and the
+hash an id had before its first change is kept (table ``prior``). The
+counts of a write that revises an earlier write's are the change (one may
+be negative); their sum is exact after every write.
+
 It also counts the distinct conversations an export held, which the bulk
 sync's completeness check compares with the server's total: counting lines
 let an export that repeats one id in place of another pass as complete;
@@ -36,7 +48,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .core import UpsertResult
+from .core import UPDATED_HASHES, UpsertResult
 
 
 class LoadedIds:
@@ -48,6 +60,10 @@ class LoadedIds:
         # No key: an index made the insert over half the work; each id
         # is inserted once (repeats are updated) and matched by hash join.
         self._con.execute("CREATE TABLE loaded (id VARCHAR NOT NULL, outcome VARCHAR NOT NULL)")
+        # The content hash before the load of the ids a write of the load
+        # changed (see settle); one row per id, kept for the whole load:
+        # that hash does not change.
+        self._con.execute("CREATE TABLE prior (id VARCHAR NOT NULL, hash VARCHAR NOT NULL)")
         # Ids of lines held but not written by this load (see add_lines);
         # lines without a usable id count one each, as they did as lines.
         self._con.execute("CREATE TABLE held (id VARCHAR)")
@@ -107,24 +123,23 @@ class LoadedIds:
 
     def settle(self, ids: pa.Array, result: UpsertResult) -> UpsertResult:
         """``result`` (of upserting the conversations ``ids``) as this load
-        reports it: an id written earlier in the load is not counted again,
-        but a copy that changes what an unchanged first copy left counts as
-        updated. ``repeated`` is left to :meth:`repeated`, which counts the
-        whole export's once the load is done (0 here, the upsert's repeats
-        within ``ids`` too). Events are not deduplicated: ``updated_ids`` is
-        every id this write changed (a later copy that differs from an
-        earlier one of the same load too).
+        reports it, so that the load's counts add up to what its last copies
+        did to the cache as it was before the load, whatever the batches:
+        an id absent before counts as inserted, once; one present counts as
+        unchanged when its last copy has the content hash it had before the
+        load, else as updated. A write holding ids written earlier in the
+        load returns the change in the counts (one may be negative: an id
+        that a later copy brings back moves from updated to unchanged), so
+        a running sum is exact after every write. ``repeated`` is left to
+        :meth:`repeated`, which counts the whole export's once the load is
+        done (0 here, the upsert's repeats within ``ids`` too). Events are
+        not deduplicated: ``updated_ids`` is every id this write changed (a
+        later copy that differs from an earlier one of the same load too).
 
-        Known limit: copies that change a cached conversation and then bring
-        it back (the last copy equal to the cache) count as updated. Telling
-        needs the hash each conversation had before the load, gone once the
-        first copy is merged: one more join of every chunk's ids against the
-        cache (0.31 s against the upsert's 1.77 s re-syncing 100,000 into a
-        full cache; the bare join, 0.09-0.12 s for 100,000 ids against a
-        125,000-conversation cache) and a hash kept per id, on every bulk
-        load, for a count in a rare export. The store's merge joins those
-        hashes already: an ``UpsertResult`` carrying the previous hash of
-        each updated id would make this exact without that join."""
+        The hash before the load is the one the store saw when the first
+        write of the load changed the id (``result.updated_hashes``, which
+        the store's merge joins anyway): kept for the ids whose count so far
+        is updated only, since until then the cache still holds it."""
         con = self._con
         self._written += len(ids)
         # Columnar: the upsert's id lists become one outcome column (a list
@@ -134,24 +149,39 @@ class LoadedIds:
             "inserted",
             pc.if_else(pc.is_in(ids, pa.array(result.updated_ids, pa.string())), "updated", "unchanged"),
         )
+        hashes = result.updated_hashes
+        if hashes is None:
+            # Built by hand, without hashes: a change is counted as one
+            # (nothing to tell a copy that brings an id back by).
+            hashes = pa.table([pa.array(result.updated_ids, pa.string()), pa.nulls(len(result.updated_ids), pa.string()),
+                               pa.nulls(len(result.updated_ids), pa.string())], schema=UPDATED_HASHES)  # fmt: skip
         con.register("_chunk", pa.table({"id": ids, "outcome": outcome}))
+        con.register("_hashes", hashes)
         try:
             if not con.execute("SELECT count(*) FROM _chunk SEMI JOIN loaded USING (id)").fetchall()[0][0]:
-                # The common case, kept to one join and one insert: no id
-                # of the chunk came before, so its counts stand.
+                # The common case, kept to one join and one insert (two
+                # when the write changed cached conversations): no id of
+                # the chunk came before, so its counts stand.
                 con.execute("INSERT INTO loaded SELECT DISTINCT id, outcome FROM _chunk")
+                if hashes.num_rows:
+                    con.execute("INSERT INTO prior SELECT id, previous_hash FROM _hashes WHERE previous_hash IS NOT NULL")
                 return dataclasses.replace(result, repeated=0)
-            con.execute("CREATE OR REPLACE TEMP TABLE _now AS SELECT DISTINCT id, outcome FROM _chunk")
+            # What each id of the chunk counts as for the whole load: as its
+            # first write did; then an inserted id stays inserted, a copy
+            # that left the cache as it was leaves the count, and one that
+            # changed it counts as unchanged if it brought back the hash of
+            # before the load (kept in prior once the id counted as
+            # updated), else as updated.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _net AS SELECT n.id, l.outcome AS before, h.previous_hash, p.hash AS prior, "
+                "CASE WHEN l.outcome IS NULL THEN n.outcome WHEN l.outcome = 'inserted' OR h.id IS NULL THEN l.outcome "
+                "WHEN h.content_hash = p.hash THEN 'unchanged' ELSE 'updated' END AS outcome "
+                "FROM (SELECT DISTINCT id, outcome FROM _chunk) n LEFT JOIN loaded l USING (id) "
+                "LEFT JOIN prior p USING (id) LEFT JOIN _hashes h USING (id)"
+            )
         finally:
             con.unregister("_chunk")
-        # What each id of the chunk counts as for the whole load: the first
-        # write's outcome, unless that left the cache as it was and this one
-        # changed it.
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _net AS SELECT n.id, l.outcome AS before, "
-            "CASE WHEN l.outcome IS NULL OR l.outcome = 'unchanged' THEN n.outcome ELSE l.outcome END AS outcome "
-            "FROM _now n LEFT JOIN loaded l USING (id)"
-        )
+            con.unregister("_hashes")
         counts = dict(
             con.execute(
                 "SELECT k, count(*) FROM (SELECT outcome AS k FROM _net WHERE before IS NULL OR before <> outcome "
@@ -159,14 +189,21 @@ class LoadedIds:
             ).fetchall()
         )
         con.execute("INSERT INTO loaded SELECT id, outcome FROM _net WHERE before IS NULL")
-        if counts.get("was_unchanged"):
+        # The hash before the load, for the ids that count as updated from
+        # now on: the one this write replaced, unless an earlier write of the
+        # load had changed the id (then prior holds it already).
+        con.execute(
+            "INSERT INTO prior SELECT id, previous_hash FROM _net WHERE outcome = 'updated' AND prior IS NULL "
+            "AND previous_hash IS NOT NULL AND (before IS NULL OR before = 'unchanged')"
+        )
+        if counts.get("was_unchanged") or counts.get("was_updated"):
             con.execute(
                 "UPDATE loaded SET outcome = n.outcome FROM _net n "
                 "WHERE loaded.id = n.id AND n.before IS NOT NULL AND n.before <> n.outcome"
             )
         return UpsertResult(
-            inserted=counts.get("inserted", 0),
-            updated=counts.get("updated", 0),
+            inserted=counts.get("inserted", 0) - counts.get("was_inserted", 0),
+            updated=counts.get("updated", 0) - counts.get("was_updated", 0),
             unchanged=counts.get("unchanged", 0) - counts.get("was_unchanged", 0),
             messages_written=result.messages_written,
             created_ids=list(result.created_ids),  # never an id written earlier in the load
@@ -174,4 +211,5 @@ class LoadedIds:
             # too: ``sync --analyze`` and the live stream rescore on these
             # events, and the counts alone are what is deduplicated.
             updated_ids=list(result.updated_ids),
+            updated_hashes=result.updated_hashes,
         )
