@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from ..errors import InputError
 from ..masking import html_forms, mask_secrets
 
 MASK = "***"
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# libpq's key=value syntax: a value quoted ('...') or not, a backslash
+# escaping the next character in both (an unquoted "a\ b" is "a b").
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])+)", re.IGNORECASE)
 _SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds: an unreachable host fails quickly, not after TCP's minutes
 
@@ -34,8 +36,9 @@ def _unsplit(parts: SplitResult) -> str:
 @dataclass(frozen=True)
 class Dsn:
     uri: str = field(repr=False)  # what libpq gets; holds the password
-    masked: str
+    masked: str  # the text as given, its password masked
     password: str | None = field(default=None, repr=False)
+    given: str = field(default="", repr=False)  # the text as given; holds the password
 
     def __str__(self) -> str:
         return self.masked
@@ -63,7 +66,9 @@ class Dsn:
             masked = re.sub(r"(://[^:/@]*:)[^@]*@", rf"\1{MASK}@", text)
             raise InputError(f"cannot parse the connection string {masked}") from None
         password = unquote(parts.password) if parts.password is not None else None
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        # Each value percent-decoded as libpq does, a "+" kept ("+" is no
+        # space to libpq; parse_qsl read it as one, so the password was wrong).
+        query = [(unquote(k), unquote(v)) for k, _, v in (item.partition("=") for item in parts.query.split("&") if item)]
         if any(k == "password" for k, _ in query):
             password = password or next(v for k, v in query if k == "password")
         # The defaults are appended to the query string as given: decoding
@@ -84,29 +89,39 @@ class Dsn:
             for item in parts.query.split("&")
         ]
         masked = _unsplit(parts._replace(netloc=netloc, query="&".join(shown)))
-        return cls(uri=uri, masked=masked, password=password or None)
+        return cls(uri=uri, masked=masked, password=password or None, given=text)
 
     @classmethod
     def _from_keywords(cls, text: str) -> Dsn:
         match = _KEYWORD_PASSWORD.search(text)
-        password = match[2].strip("'") if match else None
+        value = match[2] if match else None
+        if value is not None and value.startswith("'") and value.endswith("'") and len(value) >= 2:
+            value = value[1:-1]
+        password = re.sub(r"\\(.)", r"\1", value) if value is not None else None
         masked = _KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text)
         uri = text
         if "connect_timeout" not in text:
             uri += f" connect_timeout={DEFAULT_CONNECT_TIMEOUT}"
         if "application_name" not in text:
             uri += " application_name=pe_toolkit"
-        return cls(uri=uri, masked=masked, password=password or None)
+        return cls(uri=uri, masked=masked, password=password or None, given=text)
 
     def scrub(self, message: str, *, html: bool = False) -> str:
         """``message`` with the password (plain, URL-encoded, as repr
         writes it, and with ``html`` HTML-escaped too) and the full connection string replaced
         by their masked forms; a short password only where it stands as a
         token (:mod:`pe_toolkit.masking`: "p" made "port" read "***ort")."""
-        message = message.replace(self.uri, self.masked)
-        if html:
-            for uri, masked in zip(html_forms(self.uri), html_forms(self.masked), strict=True):
-                message = message.replace(uri, masked)
+        # The whole connection string first, as libpq gets it and as it was
+        # given, also as repr writes it (a report's footer prints its
+        # parameters so): however the password is spelt in it (a lowercase
+        # %2f, partly encoded), the text given is masked whole.
+        for text, masked in ((self.uri, self.masked), (self.given, self.masked), (repr(self.given)[1:-1], repr(self.masked)[1:-1])):
+            if not text:
+                continue
+            message = message.replace(text, masked)
+            if html:
+                for form, masked_form in zip(html_forms(text), html_forms(masked), strict=True):
+                    message = message.replace(form, masked_form)
         if not self.password:
             return message
         # As typed in a key=value string too (a backslash or quote escaped),
