@@ -4,6 +4,7 @@ the batches of a dataset split). Its second copy in a later batch was
 counted as updated or unchanged, so the import summary depended on the
 batch size; the stored copy (the last) was right all along."""
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -158,3 +159,56 @@ def test_a_dataset_split_with_an_id_repeated_across_batches(tmp_path):
             small = import_file(from_disk, saved, dataset="dd", batch_rows=3, progress=False)
             assert _counts(small) == _counts(whole)
             assert _stored(from_disk) == _last_copies(everything)
+
+
+def _import_counts(tmp_path, name: str, rows: list[dict]) -> tuple[int, int, int, int]:
+    src = tmp_path / f"{name}.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    with Store(tmp_path / f"{name}.duckdb") as store:
+        import_file(store, src, progress=False)  # the cache before the load
+        changed = [_chat(r["id"], "changed") if i % 3 == 0 else r for i, r in enumerate(_rows())]
+        src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in changed))
+        return _counts(import_file(store, src, progress=False, chunk_bytes=1))
+
+
+def test_hash_collisions_leave_the_load_counts_exact(tmp_path, monkeypatch):
+    """settle finds the earlier ids by a 64-bit hash of each id; a hash
+    that collides only sends the write to the exact join on the ids. With
+    every id hashed alike (each write a collision with every id loaded) the
+    counts are those of the real hash, one row per write."""
+    from pe_toolkit.store import loaded
+
+    rows = [_chat(f"c{i}", f"first {i}") for i in range(20)]
+    expected = _import_counts(tmp_path, "real", rows)
+    monkeypatch.setattr(loaded, "_hash", lambda ids: np.zeros(len(ids), np.uint64))
+    assert _import_counts(tmp_path, "colliding", rows) == expected
+    # The counts themselves: the 30 ids less the cached 20 inserted; of the
+    # cached, those with a changed last copy updated; repeats beyond.
+    last = {r["id"]: r for r in (_chat(r["id"], "changed") if i % 3 == 0 else r for i, r in enumerate(_rows()))}
+    before = {r["id"]: r for r in rows}
+    assert expected[0] == len(set(last) - set(before))
+    assert expected[1] == sum(1 for k in set(last) & set(before) if last[k] != before[k])
+
+
+def test_the_hash_index_points_at_each_id_row():
+    """Each loaded id's row is found by rowid (a point read, not a join
+    over the load): the index's rows must be the rows holding the ids, also
+    after writes that repeat ids and merge the index's runs."""
+    from pe_toolkit.store.core import UpsertResult
+    from pe_toolkit.store.loaded import LoadedIds, _hash
+
+    loaded = LoadedIds()
+    try:
+        for k in range(40):
+            batch = [f"id-{k * 100 + i}" for i in range(100)] + [f"id-{k * 7}", f"id-{k * 100}"]  # repeats
+            loaded.settle(pa.array(batch), UpsertResult(unchanged=len(set(batch))))
+        ids = pa.array([f"id-{i}" for i in range(0, 4000, 37)])
+        rows = loaded._index.rows(_hash(ids))
+        assert len(rows) == len(ids)
+        got = loaded._con.execute("SELECT id FROM loaded WHERE rowid = ANY($r)", {"r": rows}).fetchall()
+        assert sorted(i for (i,) in got) == sorted(ids.to_pylist())
+        assert loaded._index.rows(_hash(pa.array(["id-4000", "other"]))) == []
+        assert loaded.distinct() == 4000
+        assert loaded.repeated() == 40 * 102 - 4000
+    finally:
+        loaded.close()
