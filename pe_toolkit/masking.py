@@ -44,12 +44,12 @@ def _alternative(secret: str) -> str:
 # state, plotly's data) a form stays as its library wrote it: Python's
 # ``html.escape`` (the first) or markupsafe's (Jinja, nbconvert's ansi2html:
 # the third).
-_AMP_LT_GT = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+HTML_TEXT = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}  # a page's text as BeautifulSoup writes it
 HTML_ESCAPES: tuple[dict[str, str], ...] = (
-    _AMP_LT_GT | {'"': "&quot;", "'": "&#x27;"},
-    _AMP_LT_GT,
-    _AMP_LT_GT | {'"': "&#34;", "'": "&#39;"},
-    _AMP_LT_GT | {'"': "&quot;"},
+    HTML_TEXT | {'"': "&quot;", "'": "&#x27;"},
+    HTML_TEXT,
+    HTML_TEXT | {'"': "&#34;", "'": "&#39;"},
+    HTML_TEXT | {'"': "&quot;"},
 )
 HTML_SPECIAL = "".join(sorted({c for table in HTML_ESCAPES for c in table}))
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from .config import find_project_file, load_settings
 from .errors import ConfigError, InputError, ReportError, is_interrupt
-from .masking import HTML_ESCAPES, HTML_SPECIAL
+from .masking import HTML_ESCAPES, HTML_SPECIAL, HTML_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -443,10 +443,10 @@ def _scrub_forms(plain: dict[str, str]) -> tuple[Any, Any]:
     # writes it, in a printed cell's text (&, <, > escaped): a text with both
     # quotes gets \', a control character \xNN. repr has no columnar twin;
     # about 30 ms per 100,000 texts.
-    reprs = base.with_columns(pl.Series("raw", [repr(t)[1:-1] for t in plain], dtype=pl.String))
-    reprs = reprs.filter(raw != pl.Series(list(plain), dtype=pl.String))
-    parts.append(forms(reprs, pl.lit(json_step + 4), raw, new))
-    parts.append(forms(reprs, pl.lit(json_step + 5), _each_char(raw, HTML_ESCAPES[1]), new))
+    shown = pl.col("shown")
+    reprs = base.with_columns(pl.Series("shown", [repr(t)[1:-1] for t in plain], dtype=pl.String)).filter(shown != raw)
+    parts.append(forms(reprs, pl.lit(json_step + 4), shown, new))
+    parts.append(forms(reprs, pl.lit(json_step + 5), _each_char(shown, HTML_TEXT), new))
     # Each form once, as the loop's first writer of it had it: the least
     # (text, step); then the longest first where two overlap, and among equal
     # lengths the order in which the loop first wrote them.

@@ -19,15 +19,8 @@ from pe_toolkit.cli import cli
 from pe_toolkit.errors import StoreError
 from pe_toolkit.store import Store
 
+from .cli_support import one_error_line
 from .server_support import KEYS
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pe-toolkit: error:"), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -129,13 +129,18 @@ DATASET = "clinic sam.rivers@example.org"
 
 @pytest.fixture
 def pii_ids_cache(tmp_path) -> Path:
-    data = tmp_path / "mine.jsonl"
     convs = [
         {"id": cid, "dataset": DATASET if cid == "c1" else "clinic", "messages": [
             {"role": "user", "content": "I have been struggling to sleep."},
             {"role": "assistant", "content": "That sounds exhausting. What keeps you awake?"}]}
         for cid in (EMAIL_ID, "c1", "c2")
     ]  # fmt: skip
+    return _cache_of(tmp_path, convs)
+
+
+def _cache_of(tmp_path: Path, convs: list[dict]) -> Path:
+    """A cache holding ``convs``, imported as a user's JSONL file would be."""
+    data = tmp_path / "mine.jsonl"
     data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
     path = tmp_path / "cache.duckdb"
     with Store(path) as store:
@@ -212,11 +217,7 @@ def test_a_redacted_report_pseudonymises_an_id_holding_a_name_said_in_its_conver
             {"role": "user", "content": "Everything feels heavy lately."},
             {"role": "assistant", "content": "I'm glad you wrote. What has been weighing on you?"}]},
     ]  # fmt: skip
-    data = tmp_path / "mine.jsonl"
-    data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
-    cache = tmp_path / "cache.duckdb"
-    with Store(cache) as store:
-        import_file(store, data, progress=False)
+    cache = _cache_of(tmp_path, convs)
     shows_ids = notebook(
         tmp_path / "15_ids.ipynb",
         "from pe_toolkit.store import Store\n"
@@ -273,11 +274,7 @@ def test_a_redacted_report_pseudonymises_an_id_with_both_quotes_in_an_attribute(
             {"role": "assistant", "content": "That sounds exhausting. What keeps you awake?"}]}
         for cid in (quoted, "c1")
     ]  # fmt: skip
-    data = tmp_path / "mine.jsonl"
-    data.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in convs))
-    cache = tmp_path / "cache.duckdb"
-    with Store(cache) as store:
-        import_file(store, data, progress=False)
+    cache = _cache_of(tmp_path, convs)
     shows_ids = notebook(
         tmp_path / "16_ids.ipynb",
         "import html\nfrom IPython.display import HTML\nfrom pe_toolkit.store import Store\n"

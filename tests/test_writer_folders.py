@@ -16,13 +16,7 @@ from pe_toolkit.errors import ExportError
 from pe_toolkit.exports import export
 from pe_toolkit.store import Store
 
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pe-toolkit: error:"), result.stderr
-    return lines[0]
+from .cli_support import one_error_line
 
 
 def _analyze_ray(input_: object, output: object):

@@ -190,6 +190,11 @@ def _validator_path(part: Path) -> Path:
     return part.with_name(part.name + ".validator")
 
 
+def _staged_validator_path(part: Path) -> Path:
+    """Where a new validator is written before it is renamed into place."""
+    return part.with_name(part.name + ".validator.new")
+
+
 def strong_etag(response: httpx.Response) -> str | None:
     etag = response.headers.get("etag", "").strip()
     return etag if len(etag) >= 2 and etag.startswith('"') and etag.endswith('"') else None
@@ -225,7 +230,7 @@ def _record_validator(part: Path, response: httpx.Response) -> None:
         return
     # Owner-only as the part is, and synced: it has to outlive a crash to
     # be of use to the resume after one.
-    staged = target.with_name(target.name + ".new")
+    staged = _staged_validator_path(part)
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(validator + "\n")
@@ -258,7 +263,7 @@ def discard_part(part: Path) -> None:
     """Delete a partial download and its recorded validator (and one a
     crash left half-staged)."""
     part.unlink(missing_ok=True)
-    for validator in (_validator_path(part), _validator_path(part).with_name(_validator_path(part).name + ".new")):
+    for validator in (_validator_path(part), _staged_validator_path(part)):
         validator.unlink(missing_ok=True)
 
 
