@@ -63,3 +63,15 @@ def test_analyze_scores_again_after_a_lexicon_edit(tmp_path, monkeypatch) -> Non
         assert again.scored == store.count()
         versions = store.sql("SELECT DISTINCT analysis_version FROM current_conversation_scores")
         assert versions.height == 1 and versions.item() == again.analysis_version
+
+
+@pytest.mark.parametrize("module", ["empathy", "safety"])
+def test_the_module_docstring_names_the_analyzers_own_version(module) -> None:
+    # The docstring said safety's version was 7 after v8 shipped: a reader
+    # matching stored scores to the docs was told the wrong rules.
+    import importlib
+    import re
+
+    mod = importlib.import_module(f"pe_toolkit.analysis.{module}")
+    said = re.search(r"its version is ``(\w+)``", mod.__doc__ or "")
+    assert said is not None and said.group(1) == mod.VERSION, (module, said and said.group(1), mod.VERSION)
