@@ -372,3 +372,64 @@ def test_ranges_concatenates_each_run_in_order():
     starts, lengths = np.array([5, 0, 9, 2, 7]), np.array([3, 0, 1, 2, 0])
     assert ranges(starts, lengths).tolist() == [s + j for s, n in zip(starts, lengths, strict=True) for j in range(n)]
     assert ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []
+
+
+def _with_folds(labels: list[str], proba: np.ndarray, classes: list[str], fold: np.ndarray):
+    r = report(labels, proba, classes, groups=np.arange(len(labels)), boot=0)
+    return r.__class__(**{**r.__dict__, "predictions": r.predictions.with_columns(fold=pl.Series(fold, dtype=pl.Int32))})
+
+
+def _best_threshold_by_hand(p: np.ndarray, y: np.ndarray) -> float:
+    """Every candidate threshold tried as the rule p >= t (no ties in p here);
+    the highest of the best, as the tuning keeps the first in descending order."""
+    best, best_f1 = 1.0, -1.0
+    for t in sorted(set(p.tolist()), reverse=True):
+        tp = int((p >= t)[y].sum())
+        f1 = 2 * tp / ((p >= t).sum() + y.sum())
+        if f1 > best_f1:
+            best, best_f1 = t, f1
+    return round(best, 4)
+
+
+def test_the_multi_code_decision_is_scored_with_thresholds_from_the_other_folds():
+    from pe_toolkit.learn.recipes import multi_code_report
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c"]
+    labels = rng.choice(classes, 240).tolist()
+    raw = rng.random((240, 3)) + 0.6 * (np.asarray(labels)[:, None] == np.asarray(classes)[None, :])
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    fold = np.arange(240) % 4
+    rep = _with_folds(labels, proba, classes, fold)
+    nested = multi_code_report(rep, boot=0)
+    y = np.asarray(labels)[:, None] == np.asarray(classes)[None, :]
+    for k in range(4):
+        rest = fold != k
+        cut = [_best_threshold_by_hand(proba[rest, j], y[rest, j]) for j in range(3)]
+        expected = [[c for j, c in enumerate(classes) if proba[i, j] >= cut[j]] for i in np.flatnonzero(fold == k)]
+        assert nested.predictions.filter(pl.Series(fold == k))["predicted"].to_list() == expected
+    # In-sample: one set of thresholds for all, tuned on all of them.
+    whole = multi_code_report(rep, nested=False, boot=0)
+    cut = [_best_threshold_by_hand(proba[:, j], y[:, j]) for j in range(3)]
+    assert whole.predictions["predicted"].to_list() == [[c for j, c in enumerate(classes) if row[j] >= cut[j]] for row in proba]
+    # A fold's own labels never move its thresholds: relabel fold 0 and its decisions stay.
+    relabelled = [("a" if f == 0 else g) for g, f in zip(labels, fold, strict=True)]
+    again = multi_code_report(_with_folds(relabelled, proba, classes, fold), boot=0)
+    first = pl.Series(fold == 0)
+    assert again.predictions.filter(first)["predicted"].to_list() == nested.predictions.filter(first)["predicted"].to_list()
+
+
+def test_cross_validation_keeps_each_items_fold_and_nested_thresholds_need_it():
+    from pe_toolkit.learn.recipes import multi_code_report
+
+    frame = pl.concat([toy()] * 3).with_columns(group=pl.int_range(pl.len()) // 2)
+    r = cross_validate(frame, group="group", folds=4, boot=20, spec=FeatureSpec(min_df=1), workers=1)
+    assert r.predictions["fold"].to_list() == folds_of(frame["group"].to_numpy(), frame["label"].to_list(), 4, 0).tolist()
+    assert multi_code_report(r, boot=20).n == frame.height
+    without = report(frame["label"].to_list(), r.predictions.select("p_glad", "p_sad").to_numpy(), ["glad", "sad"], boot=0)
+    with pytest.raises(InputError, match="each item's fold"):
+        multi_code_report(without)
+    with pytest.raises(InputError, match="one per class"):
+        from pe_toolkit.learn.validity import multilabel_report
+
+        multilabel_report([["a"], ["b"]], np.full((2, 2), 0.5), ["a", "b"], thresholds=np.full(3, 0.5))

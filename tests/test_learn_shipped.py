@@ -86,13 +86,35 @@ def test_dev_data_parses_as_documented():
     assert lexicon["construct"].n_unique() >= 49 and lexicon.height > 4000
 
 
-def test_the_skills_model_is_rebuilt_bit_for_bit_from_the_dev_data():
+@pytest.fixture(scope="module")
+def skills_build():
     dev_dir()
-    from pe_toolkit.learn.io import _arrays, _card, content_hash
     from pe_toolkit.learn.recipes import build_skills
 
-    model, _ = build_skills(progress=False)
+    return build_skills(progress=False)
+
+
+def test_the_skills_model_is_rebuilt_bit_for_bit_from_the_dev_data(skills_build):
+    from pe_toolkit.learn.io import _arrays, _card, content_hash
+
+    model, _ = skills_build
     assert content_hash(_arrays(model), _card(model)) == read_card(MODELS_DIR / "skills.pemodel")["content_hash"]
+
+
+def test_the_skills_lists_figures_in_the_empathy_card_are_the_nested_ones(skills_build):
+    """The card's table of the model's decision (what `skills` follows) is
+    what multi_code_report computes, thresholds tuned on the other folds."""
+    from pathlib import Path
+
+    from pe_toolkit.learn.recipes import multi_code_report
+
+    _, cv = skills_build
+    page = (Path(__file__).resolve().parents[1] / "docs" / "metric_cards_empathy_safety.md").read_text(encoding="utf-8")
+    nested = multi_code_report(cv)
+    for code in ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information"):
+        r = nested.per_class.filter(pl.col("class") == code).row(0, named=True)
+        row = f"| {r['f1']:.3f} ({r['precision']:.3f} / {r['recall']:.3f}) | {r['f1_low']:.3f}–{r['f1_high']:.3f} | {r['support']} |"
+        assert row in page, (code, row)
 
 
 def _conversation() -> pl.DataFrame:

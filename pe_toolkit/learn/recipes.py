@@ -32,11 +32,12 @@ import numpy as np
 import polars as pl
 
 from ..analysis.learned import MODELS_DIR, SKILL_CLASSES
+from ..errors import InputError
 from . import devdata
 from .features import FeatureSpec
 from .io import load, save
 from .model import TextModel, fit
-from .validity import Report, auroc_interval, cross_validate
+from .validity import BOOTSTRAP, Report, auroc_interval, cross_validate, multilabel_report
 
 # Bumped by hand when a model is retrained on purpose: the card's date is
 # part of the file, so a rebuild on another day still gives the same bytes.
@@ -81,20 +82,50 @@ def skills_frame(data: Path | None = None) -> pl.DataFrame:
     )
 
 
-def tune_thresholds(report: Report) -> dict[str, float]:
-    """Per class, the probability threshold with the best one-vs-rest F1
-    on the out-of-fold predictions (for the multi-code ``skills`` list)."""
-    out = {}
-    for c in report.classes:
-        p = report.predictions[f"p_{c}"].to_numpy()
-        y = (report.predictions["gold"] == c).to_numpy()
+def _best_thresholds(predictions: pl.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    """Per class, the probability threshold with the best one-vs-rest F1 on
+    ``predictions`` (gold, p_<class>), rounded as the shipped model stores it."""
+    out = np.empty(len(classes))
+    for j, c in enumerate(classes):  # a handful of classes
+        p = predictions[f"p_{c}"].to_numpy()
+        y = (predictions["gold"] == c).to_numpy()
         order = np.argsort(-p, kind="stable")
         tp = np.cumsum(y[order])
         k = np.arange(1, len(p) + 1)
         f1 = 2 * tp / (k + y.sum())
-        best = int(np.argmax(f1))
-        out[c] = round(float(p[order][best]), 4)
+        out[j] = round(float(p[order][int(np.argmax(f1))]), 4)
     return out
+
+
+def tune_thresholds(report: Report) -> dict[str, float]:
+    """Per class, the probability threshold with the best one-vs-rest F1
+    on the out-of-fold predictions (for the multi-code ``skills`` list)."""
+    return dict(zip(report.classes, _best_thresholds(report.predictions, report.classes).tolist(), strict=True))
+
+
+def multi_code_report(report: Report, *, nested: bool = True, boot: int = BOOTSTRAP, seed: int = 0) -> Report:
+    """The multi-code decision of a multi-class model (a class is present
+    when its probability reaches its threshold, as the ``skills`` list
+    follows the skills model) against the one gold class per item, each
+    class as its own binary task, with intervals. ``nested``: each fold's
+    thresholds are tuned on the other folds' out-of-fold predictions and
+    applied to its own, so the figures do not score the tuning on the items
+    it was tuned on (``report`` must come from :func:`cross_validate`);
+    ``False``: tuned on all of them, as the shipped model's thresholds are
+    (in-sample for the tuning, so optimistic)."""
+    preds = report.predictions
+    proba = np.column_stack([preds[f"p_{c}"].to_numpy() for c in report.classes])
+    if not nested:
+        cut = np.broadcast_to(_best_thresholds(preds, report.classes), proba.shape)
+    elif "fold" not in preds.columns:
+        raise InputError("nested thresholds need each item's fold: give a report from cross_validate")
+    else:
+        fold = preds["fold"].to_numpy()
+        cut = np.empty_like(proba)
+        for k in np.unique(fold):  # one tuning per fold
+            cut[fold == k] = _best_thresholds(preds.filter(pl.col("fold") != k), report.classes)
+    gold = [[g] for g in preds["gold"].to_list()]  # evaluation only: one class per item, as a list
+    return multilabel_report(gold, proba, report.classes, thresholds=cut, groups=preds["group"].to_numpy(), boot=boot, seed=seed)
 
 
 def _figures(report: Report) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,7 @@ class Report:
     per_class: pl.DataFrame  # class, precision, recall, f1, f1_low, f1_high, auroc, support
     confusion: pl.DataFrame  # gold x predicted
     calibration: pl.DataFrame  # class, bin, n, predicted, observed
-    predictions: pl.DataFrame = field(repr=False)  # per item: gold, predicted, p_<class>, group
+    predictions: pl.DataFrame = field(repr=False)  # per item: gold, predicted, p_<class>, group (and fold, from cross_validate)
     notes: tuple[str, ...] = ()  # what a reader of the figures must know (no intervals with too few groups)
 
     def metric(self, name: str) -> float | None:
@@ -377,7 +377,8 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
                       seed: int = 0) -> Report:  # fmt: skip
     """A :class:`Report` for a multi-label task: each class is its own binary
     task (present or not; predicted when its probability reaches its
-    threshold, default 0.5). ``overall``: macro-F1 (mean over classes),
+    threshold, default 0.5; ``thresholds`` one per class, or one per item
+    and class, items x classes, e.g. tuned on the other folds). ``overall``: macro-F1 (mean over classes),
     micro-F1 (pooled counts), subset accuracy (every class right), mean
     Cohen's kappa and mean AUROC over classes, each with its bootstrap
     interval; ``confusion``: per class, tp / fp / fn / tn."""
@@ -390,6 +391,8 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
         for v in values or ():
             y[i, index[v]] = True
     cut = np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    if cut.shape not in ((k,), proba.shape):
+        raise InputError(f"thresholds of shape {cut.shape}: give one per class ({k}) or one per item and class {proba.shape}")
     pred = proba >= cut
     groups = np.arange(len(gold)) if groups is None else np.asarray(groups)
     resamples = _Resamples.of(groups, boot, seed)
@@ -595,9 +598,13 @@ def cross_validate(frame: pl.DataFrame, *, text: str = "text", label: str = "lab
             proba[fold == k] = fold_proba
     if data.task == "multilabel":
         # Each fold's model keeps the default 0.5 thresholds unless fit_options give others.
-        return multilabel_report(data.labels, proba, data.classes, thresholds=_cv_thresholds(fit_options, data.classes),
-                                 groups=groups, boot=boot, seed=seed)  # fmt: skip
-    return report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)
+        done_report = multilabel_report(data.labels, proba, data.classes, thresholds=_cv_thresholds(fit_options, data.classes),
+                                        groups=groups, boot=boot, seed=seed)  # fmt: skip
+    else:
+        done_report = report(data.labels, proba, data.classes, groups=groups, merge=merge, boot=boot, seed=seed)
+    # Each item's fold, so a step tuned on the predictions (thresholds) can
+    # be scored the honest way: tuned on the other folds, applied to its own.
+    return replace(done_report, predictions=done_report.predictions.with_columns(fold=pl.Series(fold, dtype=pl.Int32)))
 
 
 def _cv_thresholds(fit_options: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray | None:
