@@ -102,18 +102,32 @@ def test_the_skills_model_is_rebuilt_bit_for_bit_from_the_dev_data(skills_build)
 
 
 def test_the_skills_lists_figures_in_the_empathy_card_are_the_nested_ones(skills_build):
-    """The card's table of the model's decision (what `skills` follows) is
-    what multi_code_report computes, thresholds tuned on the other folds."""
+    """The card's table is what the code computes: the rules alone, and the
+    model's decision (what `skills` follows) with thresholds tuned on the
+    other folds (multi_code_report)."""
     from pathlib import Path
 
-    from pe_toolkit.learn.recipes import multi_code_report
+    from pe_toolkit.analysis.empathy import EMPATHY
+    from pe_toolkit.learn.recipes import multi_code_report, skills_frame
 
     _, cv = skills_build
     page = (Path(__file__).resolve().parents[1] / "docs" / "metric_cards_empathy_safety.md").read_text(encoding="utf-8")
     nested = multi_code_report(cv)
-    for code in ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information"):
+    turns = skills_frame()
+    # The rules alone (the empathy analyzer without the model), as the card's first column.
+    rules = analyze_frame(pl.DataFrame({"conversation_id": turns["dialogue"].cast(pl.String), "role": "assistant", "content": turns["text"],
+                                        "idx": pl.int_range(turns.height, eager=True).cast(pl.Int32)}),
+                          analyzers=(EMPATHY,), corpus=False).messages.sort("idx")["skills"]  # fmt: skip
+    families = {"question": ["open_question", "closed_question"], "reflection": ["simple_reflection", "complex_reflection"],
+                "self_disclosure": ["self_disclosure"], "affirmation": ["affirmation", "reassurance", "validation"],
+                "suggestion": ["suggestion", "unsolicited_advice"], "information": ["information"]}  # fmt: skip
+    for code, members in families.items():
+        said = rules.list.eval(pl.element().is_in(members)).list.any().fill_null(False)
+        truth = turns["skill"] == code
+        tp, fp, fn = int((said & truth).sum()), int((said & ~truth).sum()), int((~said & truth).sum())
         r = nested.per_class.filter(pl.col("class") == code).row(0, named=True)
-        row = f"| {r['f1']:.3f} ({r['precision']:.3f} / {r['recall']:.3f}) | {r['f1_low']:.3f}–{r['f1_high']:.3f} | {r['support']} |"
+        row = (f"| {2 * tp / (2 * tp + fp + fn):.3f} ({tp / (tp + fp):.3f} / {tp / (tp + fn):.3f}) "
+               f"| {r['f1']:.3f} ({r['precision']:.3f} / {r['recall']:.3f}) | {r['f1_low']:.3f}–{r['f1_high']:.3f} | {r['support']} |")  # fmt: skip
         assert row in page, (code, row)
 
 
