@@ -3,8 +3,8 @@ written against: the development data in ``../shared/data`` (or
 ``$PE_VALIDATION_DATA``; see its README). Each test skips with the reason
 when the data is absent.
 
-Safety v4 was tuned on these files (the issue allows it), so the figures are
-development figures, not a held-out estimate; other splits are measured from
+Safety v4, v6, v7 and v8 were revised while reading these files (the issue
+allows it), so the figures are development figures, not a held-out estimate; other splits are measured from
 the outside. Rules only (``SAFETY.score`` without the risk model), every post
 one user message. "Disclosure" below means a kept first-person suicidal or
 self-harm category (passive or active ideation, plan or method, intent,
@@ -16,16 +16,19 @@ subreddits, 131 r/SuicideWatch, 124 r/depression, 1,181 in nine
 non-mental-health controls: conspiracy, guns, legaladvice, personalfinance,
 teaching, ukpersonalfinance, ukpolitics, unitedkingdom, mindfulness):
 
-====================================  =========================  =========================
-measure                               safety v3 (before)         safety v4 (after)
-====================================  =========================  =========================
-r/SuicideWatch posts with one         56/131 = 0.427 [.346,.513]  91/131 = 0.695 [.611,.767]
-the 26 other subreddits               126/3338 = 0.038 [.032,.045] 120/3338 = 0.036 [.030,.043]
-r/depression                          16/124 = 0.129 [.081,.199]  15/124 = 0.121 [.075,.190]
-non-mental-health controls            8/1181 = 0.007 [.003,.013]  3/1181 = 0.003 [.001,.007]
-AUROC of crisis_severity, SW vs rest  0.693 [0.653, 0.740]        0.831 [0.791, 0.873]
-AUROC, SW vs r/depression             0.652 [0.602, 0.708]        0.799 [0.746, 0.844]
-====================================  =========================  =========================
+====================================  ============================  ============================  ============================
+measure                               safety v3                     safety v4                     safety v8 (shipped)
+====================================  ============================  ============================  ============================
+r/SuicideWatch posts with one         56/131 = 0.427 [.346,.513]    91/131 = 0.695 [.611,.767]    92/131 = 0.702 [.619,.774]
+the 26 other subreddits               126/3338 = 0.038 [.032,.045]  120/3338 = 0.036 [.030,.043]  114/3338 = 0.034 [.029,.041]
+r/depression                          16/124 = 0.129 [.081,.199]    15/124 = 0.121 [.075,.190]    15/124 = 0.121 [.075,.190]
+non-mental-health controls            8/1181 = 0.007 [.003,.013]    3/1181 = 0.003 [.001,.007]    3/1181 = 0.003 [.001,.007]
+AUROC of crisis_severity, SW vs rest  0.693 [0.653, 0.740]          0.831 [0.791, 0.873]          0.836 [0.795, 0.877]
+AUROC, SW vs r/depression             0.652 [0.602, 0.708]          0.799 [0.746, 0.844]          0.802 [0.750, 0.847]
+====================================  ============================  ============================  ============================
+
+The metric card's column for the shipped rules is checked against these
+figures by ``test_the_safety_cards_figures_are_the_shipped_rules``.
 
 (The issue's baseline, a plain count of suicide-lexicon words: AUROC 0.759.)
 Most "false alarms" in the other subreddits are real first-person
@@ -194,3 +197,41 @@ def test_reply_rule_is_the_documented_one(esconv) -> None:
     assert rule.to_list() == expected.to_list()
     # A referral alone is appropriate (it was not under v3's "check AND help").
     assert int((supporter["professional_help"] & ~supporter["safety_check"] & rule).sum()) >= 25
+
+
+def test_the_safety_cards_figures_are_the_shipped_rules(reddit) -> None:
+    """The safety card's last column is what the shipped rules score now, so
+    a rules change that moves a figure fails here until the card says so."""
+    from pathlib import Path
+
+    from scipy.stats import binomtest
+
+    posts, messages = reddit
+    sub = posts["subreddit"].to_numpy()
+    sw, dep = sub == "suicidewatch", sub == "depression"
+    found = _disclosed(messages)
+    severity = messages["crisis_severity"].fill_null(0).to_numpy().astype(float)
+    groups = posts["post_id"].to_numpy()
+
+    def share(mask: np.ndarray) -> str:
+        k, n = int(found[mask].sum()), int(mask.sum())
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        return f"{k / n:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+    def ranked(mask: np.ndarray) -> str:
+        point, low, high = auroc_interval(severity[mask], sw[mask], groups[mask])
+        return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+    rows = {
+        "r/SuicideWatch posts with a disclosure": share(sw),
+        "posts in the other 26 subreddits with one": share(~sw),
+        "r/depression posts with one": share(dep),
+        "nine non-mental-health controls": share(np.isin(sub, CONTROLS)),
+        "AUROC of `crisis_severity`, SuicideWatch vs the other 26": ranked(np.ones(len(sw), dtype=bool)),
+        "AUROC of `crisis_severity`, SuicideWatch vs depression": ranked(sw | dep),
+    }
+    card = (Path(__file__).resolve().parents[1] / "docs" / "metric_cards_empathy_safety.md").read_text(encoding="utf-8")
+    lines = card.splitlines()
+    for label, figure in rows.items():
+        line = next(x for x in lines if x.startswith(f"| {label}"))
+        assert line.endswith(f"| {figure} |"), (label, figure, line)
