@@ -134,6 +134,31 @@ def test_reading_ease_and_counts_worked_by_hand():
     assert a["lexical_diversity"] == pytest.approx(8 / 11)
 
 
+
+def test_a_message_ending_in_emoji_or_an_emoticon_has_its_last_sentence_counted():
+    # The rule adds one sentence for a message whose last *word* does not end
+    # one; it read the last token, so a trailing emoji, emoticon or lone
+    # "..." (not words) left "I hear you 💙" with 3 words and 0 sentences,
+    # and its conversation with no words_per_sentence.
+    m = frame(
+        [
+            ("a", "user", "Hi"),
+            ("a", "assistant", "I hear you 💙"),  # 3 words, 1 sentence
+            ("a", "assistant", "That sounds sad :("),  # 3 words, 1 sentence
+            ("a", "assistant", "Thanks. 🙂"),  # 1 word, 1 sentence (the last word ends it)
+            ("a", "assistant", "Take your time ..."),  # 3 words, 1 sentence
+            ("a", "assistant", "👍 ..."),  # no words, no sentence
+        ]
+    )
+    q = QUALITY.score(m)
+    assert q.messages["words"].to_list() == [1, 3, 3, 1, 3, 0]
+    assert q.messages["sentences"].to_list() == [1, 1, 1, 1, 1, 0]
+    a = q.conversations.row(0, named=True)
+    assert a["words_per_sentence"] == pytest.approx(10 / 4)
+    syllables = int(q.messages["syllables"][1:].sum())
+    assert a["reading_ease"] == pytest.approx(206.835 - 1.015 * 10 / 4 - 84.6 * syllables / 10)
+
+
 # -- duplicates ----------------------------------------------------------------------
 
 

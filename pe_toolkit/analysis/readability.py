@@ -111,11 +111,24 @@ def text_counts(tokens: Tokens, vocab: pl.DataFrame) -> TextCounts:
         total = segment_sum(packed[tokens.codes], tokens.offsets)
         mask = (1 << _FIELD) - 1
         words, sentence_ends, syllables = total & mask, (total >> _FIELD) & mask, total >> (2 * _FIELD)
-    # The last sentence of a message often has no final punctuation.
-    last = tokens.offsets[1:] - 1
-    has_tokens = tokens.lengths > 0
-    last_ends = np.zeros(len(last), dtype=bool)
-    last_ends[has_tokens] = (ends[tokens.codes[last[has_tokens]]] > 0) | (is_word[tokens.codes[last[has_tokens]]] == 0)
+    # The last sentence of a message often has no final punctuation: one more
+    # sentence when the message's last *word* does not end one.
+    has_tokens = np.flatnonzero(tokens.lengths > 0)
+    last_code = tokens.codes[tokens.offsets[1:][has_tokens] - 1]
+    last_ends = np.zeros(tokens.n_texts, dtype=bool)
+    last_ends[has_tokens] = ends[last_code] > 0
+    # A message ending in tokens that are not words ("I hear you 💙", "sad :(",
+    # "..."): look back to its last word, over these messages' tokens only
+    # (few; a pass over every token costs ~0.1 s per million messages).
+    trailing = has_tokens[is_word[last_code] == 0]
+    trailing = trailing[words[trailing] > 0]
+    if len(trailing):
+        idx = tokens.texts_of(trailing)
+        word = is_word[tokens.codes[idx]] > 0
+        word_idx = idx[word]
+        text_of = np.repeat(trailing, tokens.lengths[trailing])[word]
+        last_word = np.flatnonzero(np.append(text_of[1:] != text_of[:-1], True))
+        last_ends[text_of[last_word]] = ends[tokens.codes[word_idx[last_word]]] > 0
     sentences = sentence_ends + ((words > 0) & ~last_ends).astype(np.int64)
     return TextCounts(words=words, sentences=sentences, syllables=syllables)
 
