@@ -271,6 +271,22 @@ def test_analyze_frame_checks_and_orders_its_input():
         analyze_frame(pl.DataFrame([("a", 1, "user", "x"), ("a", 1, "user", "y"), ("a", 0, "user", "z")], schema=MESSAGES_SCHEMA, orient="row"))
 
 
+
+def test_analyze_frame_input_errors_name_the_first_bad_row():
+    # In a frame of many conversations, "has nulls: content (1)" and "the same
+    # (conversation_id, idx) more than once" left the user to search for the
+    # row; a role in another case ("User", as exports often spell it) got no hint.
+    rows = [("a", 0, "user", "hi"), ("a", 1, "assistant", "hello"), ("b", 0, "user", "x"), ("b", 1, "assistant", None)]
+    with pytest.raises(InputError, match=r"nulls: content \(1\); the first at conversation_id 'b', idx 1$"):
+        analyze_frame(pl.DataFrame(rows, schema=MESSAGES_SCHEMA, orient="row"))
+    rows = [("a", 0, "user", "hi"), ("b", 2, "user", "x"), ("b", 2, "assistant", "y"), ("b", 0, "user", "z")]
+    with pytest.raises(InputError, match=r"more than once: conversation_id 'b', idx 2$"):
+        analyze_frame(pl.DataFrame(rows, schema=MESSAGES_SCHEMA, orient="row"))
+    rows = [("a", 0, "User", "hi"), ("a", 1, "ASSISTANT", "hello")]
+    with pytest.raises(InputError, match=r"expected one of user, assistant, system \(roles are lower-case\)$"):
+        analyze_frame(pl.DataFrame(rows, schema=MESSAGES_SCHEMA, orient="row"))
+
+
 def test_read_only_store_is_refused(filled):
     with Store(filled) as store:
         pass

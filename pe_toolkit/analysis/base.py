@@ -102,20 +102,29 @@ def check_messages(messages: Any, *, complete: bool = True) -> pl.DataFrame:
         return frame
     nulls = {c: n for c, n in zip(frame.columns, frame.null_count().row(0), strict=True) if n}
     if nulls:
-        raise InputError("messages frame has nulls: " + ", ".join(f"{c} ({n})" for c, n in nulls.items()))
+        # Name the first such row: in a frame of many conversations a count alone sends the user searching.
+        first = frame.filter(pl.any_horizontal(pl.all().is_null())).row(0, named=True)
+        raise InputError("messages frame has nulls: " + ", ".join(f"{c} ({n})" for c, n in nulls.items())
+                         + f"; the first at {_where(first)}")  # fmt: skip
     bad_roles = frame.filter(~pl.col("role").is_in(list(ROLES)))["role"].unique().to_list()
     if bad_roles:
-        raise InputError(f"unknown role(s) {', '.join(map(repr, sorted(bad_roles)[:5]))}; expected one of {', '.join(ROLES)}")
+        # "User" or "ASSISTANT" (as exports often spell them) are refused, not guessed: say how to fix them.
+        hint = " (roles are lower-case)" if any(r.strip().lower() in ROLES for r in bad_roles) else ""
+        raise InputError(f"unknown role(s) {', '.join(map(repr, sorted(bad_roles)[:5]))}; expected one of {', '.join(ROLES)}{hint}")
     conv, idx = pl.col("conversation_id"), pl.col("idx")
     in_order = frame.select(
         ((conv > conv.shift(1)) | ((conv == conv.shift(1)) & (idx > idx.shift(1)))).fill_null(True).all()
     ).item()
     if not in_order:
         frame = frame.sort("conversation_id", "idx")
-        dup = frame.select(((conv == conv.shift(1)) & (idx == idx.shift(1))).fill_null(False).any()).item()
-        if dup:
-            raise InputError("messages frame has the same (conversation_id, idx) more than once")
+        dup = frame.filter(((conv == conv.shift(1)) & (idx == idx.shift(1))).fill_null(False))
+        if dup.height:
+            raise InputError(f"messages frame has the same (conversation_id, idx) more than once: {_where(dup.row(0, named=True))}")
     return frame
+
+
+def _where(row: dict[str, Any]) -> str:
+    return f"conversation_id {row['conversation_id']!r}, idx {row['idx']}"
 
 
 class Batch:
