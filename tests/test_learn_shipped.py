@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from pe_toolkit.analysis import analyze_frame
+from pe_toolkit.analysis.base import MESSAGES_SCHEMA, Batch
 from pe_toolkit.analysis.learned import MODELS_DIR, RISK_MODEL, SKILL_CLASSES, SKILLS_MODEL, ModelAnalyzer
 from pe_toolkit.learn import devdata
 from pe_toolkit.learn.features import FeatureSpec
@@ -162,6 +163,32 @@ def test_learned_columns_and_evidence_in_analyze_frame():
     for cid, idx, start, end, text in learned.select("conversation_id", "idx", "start", "end", "text").iter_rows():
         assert content[(cid, idx)][start:end] == text and text
     assert "skills_model=" in scores.analysis_version and "risk_model=" in scores.analysis_version
+
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "role", "text"),
+    [(RISK_MODEL, "user", "I'm not suicidal, I just feel stuck."), (SKILLS_MODEL, "assistant", "Hello?")],
+    ids=["risk_model", "skills_model"],
+)
+def test_two_features_on_one_span_give_one_evidence_row(analyzer: ModelAnalyzer, role: str, text: str):
+    # Two of a text's top features can sit on the same span (the risk model's
+    # "#Other suicidal language" group and the word "suicidal"; the skills
+    # model's "?" and "hello" on the token "Hello?"): the evidence table has
+    # no feature column, so they were stored as two identical rows (44 of
+    # the risk model's 620 rows on the synthetic sample, 18 of the skills
+    # model's 15,188).
+    frame = pl.DataFrame([("c", 0, role, text)], schema=MESSAGES_SCHEMA, orient="row")
+    model = analyzer.model
+    features = model.transform(Batch(frame).tokens, np.array([0]))
+    proba = model.predict_proba(features)
+    target = list(model.classes).index(analyzer.evidence_class) if analyzer.evidence_class else int(proba.argmax())
+    explained = model.evidence(features, proba, top=analyzer.evidence_top, classes=np.array([target]), spans_only=True)
+    spans = explained.select("start", "end").unique(maintain_order=True)
+    assert spans.height < explained.height  # the case in point: features sharing a span
+    evidence = analyzer.score(frame).evidence
+    assert evidence.select("start", "end").rows() == spans.rows()
+    assert evidence.height == evidence.unique().height
 
 
 def test_a_researchers_own_model_is_an_analyzer():

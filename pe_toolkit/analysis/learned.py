@@ -53,7 +53,7 @@ class ModelAnalyzer:
     most probable of the classes at or over their thresholds, null when
     none is) and ``<prefix>_p_<class>`` per class in
     ``columns`` (default: all). ``evidence_top`` features per message are
-    kept as evidence, for messages whose class is not in ``quiet`` and,
+    kept as evidence (one row per span: features sharing a span give one), for messages whose class is not in ``quiet`` and,
     when ``evidence_min`` is set, whose probability reaches it; the class
     explained is the label column's class, or ``evidence_class`` (evidence
     category: the class, or ``evidence_category``).
@@ -269,6 +269,10 @@ class ModelAnalyzer:
             return empty_evidence()
         if self.evidence_category is not None:
             ev = ev.with_columns(pl.lit(self.evidence_category).alias("class"))
+        # Two features on one span (a lexicon group and its word; "?" and the
+        # word it ends) would be two identical rows once the feature is
+        # dropped: keep the heavier (rows come heaviest first per text).
+        ev = ev.unique(["row", "class", "start", "end"], keep="first", maintain_order=True)
         if inverse is not None:
             # A distinct text's evidence goes to every message holding it, in message order.
             members = pl.DataFrame({"row": inverse, "at": np.arange(len(inverse), dtype=np.int64)})
