@@ -57,7 +57,7 @@ from .patterns.context import content_words
 from .patterns.folding import fold_ascii
 from .patterns.lexicon import lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher, sorted_entries
-from .patterns.spans import find_spans, original_text
+from .patterns.spans import ascii_slices, find_spans, original_text
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"
@@ -154,14 +154,15 @@ def _apply_rules(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     # Sentence-start first (four characters of context): it drops most of the
     # cues that have rules, before the costlier rest-of-sentence work.
     initial = spans.filter(pl.col("initial"))
+    # Byte slices of the ASCII folded texts (str.slice walks a long message
+    # from its start for every span: quadratic).
     if len(initial):
-        source = folded.gather(initial["row"])
         lo = (initial["start"] - 4).clip(lower_bound=0)
-        initial = initial.filter(source.str.slice(lo, initial["start"] - lo).str.contains(_SENTENCE_START))
+        initial = initial.filter(ascii_slices(folded, initial["row"], lo, initial["start"] - lo).str.contains(_SENTENCE_START))
     spans = pl.concat([spans.filter(~pl.col("initial")), initial])
     if not len(spans):
         return spans.with_columns(skill=pl.lit(None, pl.String))
-    rest = folded.gather(spans["row"]).str.slice(spans["end"], 240)
+    rest = ascii_slices(folded, spans["row"], spans["end"], pl.repeat(240, len(spans), dtype=pl.Int32, eager=True))
     stop = rest.str.find(r"[.!?\n]").fill_null(rest.str.len_bytes())
     spans = spans.with_columns(
         rest=rest.str.slice(0, stop),
@@ -211,6 +212,28 @@ def _apply_rules(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     return spans.with_columns(skill.alias("skill"))
 
 
+def _cues_inside(questions: pl.DataFrame, cues: pl.DataFrame) -> pl.DataFrame:
+    """``q`` (question), ``c`` (cue row), ``category``, ``mechanism`` of every
+    cue inside a question. A message's questions do not overlap and are in
+    text order (each ends at its own "?"), so the only question that can
+    hold a cue is the last one starting at or before it: one binary search
+    per cue. (A join of every question with every cue of its message was
+    quadratic: a 268,000-character reply with 4,000 questions and 16,000
+    cues took 2 GB, a 1.3-million-character one was killed for memory.)"""
+    q_row, q_start, q_end = (questions[c].to_numpy().astype(np.int64) for c in ("row", "start", "end"))
+    c_row, c_start, c_end = (cues[c].to_numpy().astype(np.int64) for c in ("row", "start", "end"))
+    order = np.lexsort((q_start, q_row))
+    pos = np.searchsorted((q_row[order] << 32) | q_start[order], (c_row << 32) | c_start, side="right") - 1
+    q = order[np.maximum(pos, 0)]
+    hit = np.flatnonzero((pos >= 0) & (q_row[q] == c_row) & (c_end <= q_end[q]))
+    return pl.DataFrame({
+        "q": questions["q"].gather(q[hit]),
+        "c": pl.Series(hit, dtype=pl.UInt32),
+        "category": cues["category"].gather(hit),
+        "mechanism": cues["mechanism"].gather(hit),
+    })
+
+
 def exploration_spans(folded: pl.Series, cues: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(questions as spans of :data:`_SPAN_SCHEMA`, the cues minus exploration
     prompts that sit inside a question, which the question already counts)."""
@@ -219,11 +242,7 @@ def exploration_spans(folded: pl.Series, cues: pl.DataFrame) -> tuple[pl.DataFra
     if not len(questions):
         return pl.DataFrame(schema=_SPAN_SCHEMA), cues
     questions = questions.with_row_index("q")
-    inside = (
-        questions.select("q", "row", pl.col("start").alias("qs"), pl.col("end").alias("qe"))
-        .join(cues.select("row", "start", "end", "category", "mechanism").with_row_index("c"), on="row")
-        .filter((pl.col("start") >= pl.col("qs")) & (pl.col("end") <= pl.col("qe")))
-    )
+    inside = _cues_inside(questions, cues)
     not_exploring = inside.filter(pl.col("category").is_in(list(_NOT_EXPLORATION)))["q"].unique()
     prompts_in_questions = inside.filter(pl.col("mechanism") == "explorations")["c"]
     cues = cues.with_row_index("c").filter(~pl.col("c").is_in(prompts_in_questions.implode())).drop("c")

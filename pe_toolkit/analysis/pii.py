@@ -65,7 +65,7 @@ from . import pii_checks
 from .patterns.folding import fold_ascii
 from .patterns.lexicon import load_lexicon
 from .patterns.matcher import Matcher
-from .patterns.spans import find_spans
+from .patterns.spans import ascii_slices as _ascii_slices, char_slices as _slices, find_spans
 
 # The contract's kinds (schema.PII_KINDS), then those added since.
 KINDS: tuple[str, ...] = (*PII_KINDS, "ip_address", "social_handle", "name")
@@ -133,47 +133,6 @@ _CANDIDATE = (
     r"(?-u)[0-9@/]|www\.|[(\[{<] ?(?:at|AT) ?[)\]}>]| (?:dot|DOT) |"
     + _DIGIT_WORD + r"(?:[ ,-]{1,3}" + _DIGIT_WORD + "){6}"
 )
-
-
-def _ascii_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
-    """``texts[rows][start:start + length]`` for ASCII texts (the folded ones),
-    as byte slices: ``str.slice`` walks each text from its start, which is
-    quadratic over the many spans of one long message."""
-    return texts.cast(pl.Binary).gather(rows).bin.slice(start, length).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
-
-
-def _slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
-    """``texts[rows][start:start + length]`` in characters, for any texts:
-    byte slices on ASCII rows; on the others ``str.slice``, except in long
-    messages, sliced in Python (see below)."""
-    if not len(rows):
-        return pl.Series([], dtype=pl.String)
-    ascii_row = texts.str.len_bytes() == texts.str.len_chars()
-    long_row = texts.str.len_bytes() > _LONG
-    flags = pl.DataFrame({"a": ascii_row.gather(rows), "l": long_row.gather(rows)})
-    out = pl.Series([None] * len(rows), dtype=pl.String)
-    plain = flags["a"].arg_true()
-    if len(plain):
-        out = out.scatter(plain, _ascii_slices(texts, rows.gather(plain), start.gather(plain), length.gather(plain)))
-    other = (~flags["a"]).arg_true()
-    if len(other):
-        short = other.filter(~flags["l"].gather(other))
-        if len(short):
-            out = out.scatter(short, texts.gather(rows.gather(short)).str.slice(start.gather(short), length.gather(short)))
-        slow = other.filter(flags["l"].gather(other))
-        if len(slow):
-            # A Python loop over the spans of long non-ASCII messages only:
-            # Python strings index in constant time, polars' str.slice in
-            # time proportional to the offset.
-            values = texts.to_list()
-            cut = [values[r][a : a + n] for r, a, n in zip(rows.gather(slow).to_list(), start.gather(slow).to_list(),
-                                                          length.gather(slow).to_list())]  # fmt: skip
-            out = out.scatter(slow, pl.Series(cut, dtype=pl.String))
-    return out
-
-
-# Above this many bytes a non-ASCII message is sliced in Python (_slices).
-_LONG = 20_000
 
 
 def _candidate_rows(folded: pl.Series) -> pl.Series:

@@ -103,12 +103,54 @@ def find_spans(texts: pl.Series, regex: str, where: str = "lexicon") -> pl.DataF
         raise AnalysisError(f"{where}: the regex does not compile: {exc}") from None
 
 
+# Above this many bytes a non-ASCII text is sliced in Python (char_slices).
+LONG_TEXT_BYTES = 20_000
+
+
+def ascii_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
+    """``texts[rows][start:start + length]`` for ASCII texts (the folded ones),
+    as byte slices: ``str.slice`` walks each text from its start, which is
+    quadratic over the many spans of one long message."""
+    return texts.cast(pl.Binary).gather(rows).bin.slice(start, length).cast(pl.String)  # type: ignore[arg-type]  # per-row offsets: polars runs them, its stub types scalars only
+
+
+def char_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.Series) -> pl.Series:
+    """``texts[rows][start:start + length]`` in characters, for any texts:
+    byte slices on ASCII rows; on the others ``str.slice``, except in long
+    messages, sliced in Python (see below)."""
+    if not len(rows):
+        return pl.Series([], dtype=pl.String)
+    ascii_row = texts.str.len_bytes() == texts.str.len_chars()
+    long_row = texts.str.len_bytes() > LONG_TEXT_BYTES
+    flags = pl.DataFrame({"a": ascii_row.gather(rows), "l": long_row.gather(rows)})
+    out = pl.Series([None] * len(rows), dtype=pl.String)
+    plain = flags["a"].arg_true()
+    if len(plain):
+        out = out.scatter(plain, ascii_slices(texts, rows.gather(plain), start.gather(plain), length.gather(plain)))
+    other = (~flags["a"]).arg_true()
+    if len(other):
+        short = other.filter(~flags["l"].gather(other))
+        if len(short):
+            out = out.scatter(short, texts.gather(rows.gather(short)).str.slice(start.gather(short), length.gather(short)))
+        slow = other.filter(flags["l"].gather(other))
+        if len(slow):
+            # A Python loop over the spans of long non-ASCII messages only:
+            # Python strings index in constant time, polars' str.slice in
+            # time proportional to the offset.
+            values = texts.to_list()
+            cut = [values[r][a : a + n] for r, a, n in zip(rows.gather(slow).to_list(), start.gather(slow).to_list(),
+                                                          length.gather(slow).to_list())]  # fmt: skip
+            out = out.scatter(slow, pl.Series(cut, dtype=pl.String))
+    return out
+
+
 def original_text(spans: pl.DataFrame, texts: pl.Series) -> pl.Series:
     """Each span's text in the original messages ``texts`` (indexed by
-    ``row``). Gathering string views is cheap; only the slices are new."""
+    ``row``), in characters (:func:`char_slices`: str.slice walks a text from
+    its start, quadratic over the many spans of one long message)."""
     if not len(spans):
         return pl.Series("text", [], dtype=pl.String)
-    return texts.gather(spans["row"]).str.slice(spans["start"], spans["end"] - spans["start"]).alias("text")
+    return char_slices(texts, spans["row"], spans["start"], spans["end"] - spans["start"]).alias("text")
 
 
 def windows(spans: pl.DataFrame, folded: pl.Series, *, before: int = 160, after: int = 160) -> pl.DataFrame:
@@ -116,9 +158,8 @@ def windows(spans: pl.DataFrame, folded: pl.Series, *, before: int = 160, after:
     ``post`` (up to ``after`` characters after it) from the folded texts."""
     if not len(spans):
         return spans.with_columns(pre=pl.lit("", pl.String), post=pl.lit("", pl.String))
-    text = folded.gather(spans["row"])
     lo = (spans["start"] - before).clip(lower_bound=0)
     return spans.with_columns(
-        pre=text.str.slice(lo, spans["start"] - lo),
-        post=text.str.slice(spans["end"], after),
+        pre=ascii_slices(folded, spans["row"], lo, spans["start"] - lo),
+        post=ascii_slices(folded, spans["row"], spans["end"], pl.repeat(after, len(spans), dtype=pl.Int32, eager=True)),
     )
