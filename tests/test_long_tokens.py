@@ -54,29 +54,25 @@ def test_a_megabyte_token_is_scored(tmp_path):
     assert scores.messages.height == 2 and scores.conversations.height == 1
 
 
-def test_an_emoji_dense_long_message_is_scored_in_linear_time_with_exact_evidence():
+def test_an_emoji_dense_long_message_has_exact_evidence():
     # Sentiment's evidence for a word of an emoji's description is the emoji,
     # read from content with polars' str.slice, which walks the text from
     # its start: quadratic, this 1.4-million-character message took 33 s
-    # (measured), under 1 s after. Short messages keep the columnar slice.
-    import time
-
+    # (measured), under 1 s after; the time is benchmarks/bench_long_messages.py's
+    # to measure, this test checks the spans of the long path and the short one.
     from pe_toolkit.analysis.sentiment import SENTIMENT
 
     long_text = "I am happy 😀 but sad 😢, " * 50_000 + "😀 " * 100_000
     texts = [long_text, "so happy 😀", "😢😢 really sad"]
     frame = pl.DataFrame({"conversation_id": ["c", "c", "d"], "idx": pl.Series([0, 1, 0], dtype=pl.Int32),
                           "role": ["user", "assistant", "user"], "content": texts})  # fmt: skip
-    began = time.perf_counter()
     evidence = SENTIMENT.score(frame).evidence
-    took = time.perf_counter() - began
     content = {("c", 0): texts[0], ("c", 1): texts[1], ("d", 0): texts[2]}
     emoji = 0
     for cid, idx, start, end, text in evidence.select("conversation_id", "idx", "start", "end", "text").iter_rows():
         assert content[(cid, idx)][start:end] == text
         emoji += text in ("😀", "😢")
     assert emoji == 50_000 * 2 + 100_000 + 1 + 2
-    assert took < 3.0, f"{took:.1f} s"
 
 
 PARAGRAPH = "I hear you 😊. That sounds really hard, doesn't it? How are you feeling about it? Are you safe? Please call 988. "
