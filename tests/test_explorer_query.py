@@ -134,7 +134,7 @@ def test_without_analysis_only_the_api_range(tmp_path):
         assert q.ranges == ["quality"] and q.categories == [] and q.points_x == "overall_quality"
         assert q.crisis_counts().height == 0
         assert q.summary()[2] is None
-        with pytest.raises(InputError, match="unknown Explorer filter risk"):
+        with pytest.raises(InputError, match=r"^risk: this store has no risk scores yet; run pe\.analyze"):
             q.set(risk=(0.5, 1.0))
         q.set(tier="basic")
         assert q.count() == s.count(tier="basic")

@@ -548,8 +548,12 @@ def folds_of(groups: np.ndarray, labels: Sequence[Any], folds: int, seed: int = 
                          f"{values[counts.argmax()]!r}, has {counts.max()} (use fewer folds)")  # fmt: skip
     _refuse_labels_in_one_group(groups, [[v] for v in y] if classes_of is None else classes_of)
     if counts.min() < folds:
-        warnings.warn(f"label {values[counts.argmin()]!r} has {counts.min()} item(s), fewer than the {folds} folds: "
-                      "some folds cannot test it", stacklevel=3)  # fmt: skip
+        rarest = values[counts.argmin()]
+        # A multi-label task's strata are label sets joined with "|" (cross_validate): name the set,
+        # not a label "a|b" or "" that the data does not hold.
+        what = f"label {rarest!r}" if classes_of is None else f"label set {rarest.replace('|', ' + ') or '(no label)'}"
+        warnings.warn(f"{what} has {counts.min()} item(s), fewer than the {folds} folds: some folds cannot test it",
+                      stacklevel=3)  # fmt: skip
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # said above in our words, once
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

@@ -97,6 +97,23 @@ def custom_badges(row: dict[str, Any], columns: tuple[str, ...]) -> str:
     return f'<div class="pe-badges">{"".join(parts)}</div>' if parts else ""
 
 
+def check_ids(store: Store, ids: Sequence[str]) -> None:
+    """Refuse ``ids`` that name no conversation in ``store`` (ids of another
+    cache, a typo, or conversations gone since they were chosen): a viewer
+    or review queue shows its items one at a time, so an unknown one was
+    found only when reached, and every step onto it failed, leaving the
+    items after it out of reach."""
+    if not ids:
+        return
+    given = pl.Series("id", list(ids), dtype=pl.String)
+    found = store.sql("SELECT id FROM conversations WHERE id IN (SELECT unnest(?::VARCHAR[]))", [given.unique().to_list()])
+    missing = given.filter(~given.is_in(found["id"])).to_list()
+    if missing:
+        named = ", ".join(repr(i) for i in missing[:5]) + (f" and {len(missing) - 5:,} more" if len(missing) > 5 else "")
+        raise InputError(f"{len(missing):,} of {len(given):,} ids are not conversations in {store.path}: {named}; "
+                         "drop them, or open the cache they come from")  # fmt: skip
+
+
 def warning_text(row: dict[str, Any]) -> str:
     if row.get("unchecked"):
         return "Content warning: not checked for crisis disclosures (no safety scores)"
@@ -123,6 +140,7 @@ class ConversationViewer(View):
         # None: the kernel's setting (pw.redact_views, a report's --redact)
         self.redact = is_redacting() if redact is None else bool(redact)
         self.ids: list[str] = list(ids) if ids is not None else []
+        check_ids(store, self.ids)
         self.conversation: dict[str, Any] = {}
         self.messages = pl.DataFrame()
         self.evidence = pl.DataFrame()

@@ -20,8 +20,9 @@ every query goes through :meth:`Store.read`.
 from __future__ import annotations
 
 import math
+import numbers
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +57,23 @@ RANGES = {
 # Filters choosing among values present in the store.
 CHOICES = ("dataset", "tier", "crisis_categories")
 FULL_RANGE = (0.0, 1.0)
+
+
+def _score_range(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as a score range (lo, hi): two numbers in [0, 1], lo <= hi.
+    Checked here because the slider refused an inverted range with a
+    traitlets error, clamped 5 (for 0.5) to 1 without a word, and a NaN
+    bound filtered nothing while the criteria showed it."""
+    expected = f"{name}: expected a range (lo, hi) of two numbers in [0, 1] with lo <= hi, got {value!r}"
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InputError(expected)
+    bounds = list(value)
+    if len(bounds) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in bounds):
+        raise InputError(expected)
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not (0.0 <= lo <= hi <= 1.0):  # also false for NaN
+        raise InputError(expected)
+    return lo, hi
 
 
 class ExplorerQuery:
@@ -183,6 +201,12 @@ class ExplorerQuery:
         (tuples for choices and ranges, a string for the text); ``None``
         clears a filter. Raises :class:`InputError` naming what is wrong."""
         known = [*CHOICES, "text", *self.ranges]
+        # A score range of a store without those scores (never analyzed) is
+        # a known filter with nothing to filter yet: say so, not "unknown".
+        unscored = sorted(set(values) & set(RANGES) - set(self.ranges))
+        if unscored:
+            raise InputError(f"{', '.join(unscored)}: this store has no {' or '.join(RANGES[n][1] for n in unscored)} "
+                             "scores yet; run pe.analyze(store) (or `pe-toolkit analyze`), then reload()")  # fmt: skip
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise InputError(f"unknown Explorer filter {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
@@ -200,9 +224,7 @@ class ExplorerQuery:
             elif name == "text":
                 value = "" if value is None else str(value)
             else:
-                value = FULL_RANGE if value is None else tuple(float(v) for v in value)
-                if len(value) != 2:
-                    raise InputError(f"{name}: expected a range (lo, hi), got {values[name]!r}")
+                value = FULL_RANGE if value is None else _score_range(name, value)
             out[name] = value
         return out
 

@@ -32,7 +32,7 @@ from ..config import load_settings
 from ..errors import InputError
 from ..store import Store
 from ..store.annotations import annotate, labels as stored_labels
-from .conversation_viewer import ConversationViewer
+from .conversation_viewer import ConversationViewer, check_ids
 from .display import View
 from .html import STYLE, esc, table
 from .params import check_number
@@ -105,7 +105,11 @@ class ReviewQueue(View):
         self.options = tuple(labels or ALERT_LABELS)
         if not self.options:
             raise InputError("ReviewQueue needs at least one label")
-        self.items = alert_ids(store, threshold) if ids is None else _as_ids(ids)
+        if ids is None:
+            self.items = alert_ids(store, threshold)
+        else:
+            self.items = _as_ids(ids)
+            check_ids(store, self.items)
         self.auto_advance = auto_advance
 
         self.viewer = ConversationViewer(store, reveal=reveal, redact=redact)

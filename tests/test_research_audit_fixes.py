@@ -1,0 +1,126 @@
+"""Regressions from the audit of a researcher's path (own labels, the
+review queue, the widgets driven from a script): a queue or viewer given an
+id the cache does not hold is refused when built, not stuck on it later;
+the Explorer's score ranges are checked in its own words; a score filter of
+a store never analyzed says so; a multi-label fold warning names a label
+set, not a label."""
+
+from __future__ import annotations
+
+import warnings
+
+import polars as pl
+import pytest
+
+from pe_toolkit import learn
+from pe_toolkit.errors import InputError
+from pe_toolkit.store import Store
+from pe_toolkit.store.annotations import labels
+from pe_toolkit.widgets import ConversationViewer, Explorer, ReviewQueue
+
+from ._widgets_support import build_store
+
+
+@pytest.fixture(scope="module")
+def raw_path(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("raw"), n=12)
+
+
+@pytest.fixture(scope="module")
+def analyzed_path(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("analyzed"), n=12, analyze=True)
+
+
+def _ids(path, n: int = 3) -> list[str]:
+    with Store(path, read_only=True) as s:
+        return s.sql(f"SELECT id FROM conversations ORDER BY id LIMIT {n}")["id"].to_list()
+
+
+# -- 1 · an id the cache does not hold -------------------------------------------------
+
+
+def test_a_review_queue_with_an_unknown_id_is_refused_when_built(raw_path, tmp_path):
+    ids = _ids(raw_path)
+    with Store(raw_path) as s:
+        with pytest.raises(InputError, match=r"1 of 4 ids .*'gone-0001'"):
+            ReviewQueue(s, ids=[ids[0], "gone-0001", *ids[1:]], reviewer="ana", task="audit", labels=("a", "b"))
+        assert labels(s, "audit").height == 0  # nothing written before the refusal
+
+
+def test_a_queue_of_known_ids_still_walks_every_item(raw_path):
+    ids = _ids(raw_path)
+    with Store(raw_path) as s:
+        queue = ReviewQueue(s, ids=pl.Series(ids), reviewer="ana", task="walk", labels=("a", "b"))
+        for _ in ids:
+            queue.label("a")
+        assert queue.done
+        assert sorted(labels(s, "walk")["conversation_id"].to_list()) == sorted(ids)
+
+
+def test_a_viewer_with_an_unknown_id_among_its_ids_is_refused_when_built(raw_path):
+    ids = _ids(raw_path, 2)
+    with Store(raw_path, read_only=True) as s:
+        # The first id is shown at once; the unknown one was reached only by "next", which then failed every time.
+        with pytest.raises(InputError, match=r"1 of 3 ids .*'gone-0002'"):
+            ConversationViewer(s, ids=[ids[0], "gone-0002", ids[1]])
+        many = [f"gone-{i}" for i in range(8)]
+        with pytest.raises(InputError, match=r"8 of 9 ids .*and 3 more"):
+            ConversationViewer(s, ids=[ids[0], *many])
+        viewer = ConversationViewer(s, ids=ids)
+        viewer.step(1)
+        assert viewer.conversation["id"] == ids[1]
+
+
+# -- 2 · the Explorer's ranges -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(0.9, 0.1), (float("nan"), 1.0), (0.2, float("inf")), (-0.5, 0.3), (0.5, 2.0), 0.5, "abc", ("low", 1.0), (True, 1.0)],
+)
+def test_an_explorer_range_out_of_order_or_not_numbers_is_refused_by_name(analyzed_path, value):
+    with Store(analyzed_path, read_only=True) as s:
+        ex = Explorer(s)
+        before = ex.count
+        with pytest.raises(InputError, match=r"^risk: "):
+            ex.set(risk=value)
+        assert ex.criteria() == {} and ex.count == before  # no control moved
+        with pytest.raises(InputError, match=r"^risk: "):
+            ex.model.set(risk=value)
+        ex.close()
+
+
+def test_an_explorer_range_in_order_still_filters(analyzed_path):
+    with Store(analyzed_path, read_only=True) as s:
+        ex = Explorer(s)
+        ex.set(risk=[0, 0.5], empathy=None)
+        expected = s.sql("SELECT count(*) AS n FROM current_conversation_scores WHERE risk_score BETWEEN 0 AND 0.5")["n"][0]
+        assert ex.criteria() == {"risk": (0.0, 0.5)} and ex.count == expected
+        ex.close()
+
+
+def test_a_score_filter_of_a_store_never_analyzed_says_to_analyze(raw_path):
+    with Store(raw_path, read_only=True) as s:
+        ex = Explorer(s)
+        with pytest.raises(InputError, match=r"risk.*no risk scores.*pe\.analyze"):
+            ex.set(risk=(0.5, 1.0))
+        with pytest.raises(InputError, match="unknown Explorer filter riks"):
+            ex.set(riks=(0.5, 1.0))
+        ex.close()
+
+
+# -- 3 · cross-validating a multi-label task ---------------------------------------------
+
+
+def test_a_multilabel_fold_warning_names_the_label_set():
+    texts = ["have you tried writing it down", "that sounds really hard", "how are you feeling today",
+             "i hear you, that is painful", "what happened next", "you are not alone in this"] * 2  # fmt: skip
+    codes = [["q"], ["r"], ["q"], ["r"], ["q", "r"], []] * 2
+    frame = pl.DataFrame({"text": texts, "code": codes}, schema={"text": pl.String, "code": pl.List(pl.String)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learn.cross_validate(frame, text="text", label="code", folds=3, boot=0, workers=1)
+    said = [str(w.message) for w in caught if "fold" in str(w.message)]
+    assert said, "the warning about a rare combination went"
+    assert all("label ''" not in m and "label 'q|r'" not in m for m in said), said
+    assert any("label set" in m and ("(no label)" in m or "q + r" in m) for m in said), said
