@@ -124,3 +124,39 @@ def test_a_multilabel_fold_warning_names_the_label_set():
     assert said, "the warning about a rare combination went"
     assert all("label ''" not in m and "label 'q|r'" not in m for m in said), said
     assert any("label set" in m and ("(no label)" in m or "q + r" in m) for m in said), said
+
+
+# -- 4 · a model of whole conversations in analyze() ----------------------------------------
+
+
+def test_a_model_of_review_labels_is_refused_by_model_analyzer_as_by_the_config(raw_path, tmp_path):
+    from pe_toolkit.analysis import ModelAnalyzer, analyze_frame, register, unregister
+    from pe_toolkit.errors import ModelError
+    from pe_toolkit.learn import FeatureSpec
+    from pe_toolkit.store.annotations import annotate
+
+    path = tmp_path / "review.duckdb"
+    path.write_bytes(raw_path.read_bytes())
+    with Store(path) as s:
+        ids = s.sql("SELECT id FROM conversations ORDER BY id")["id"].to_list()
+        for i, cid in enumerate(ids):
+            annotate(s, cid, "good" if i % 2 else "bad", reviewer="ana", task="review")
+        frame = learn.from_store(s, task="review")  # learn.md: the review widget's labels, "one call away"
+        model = learn.fit(frame, text="text", label="label", context="context", spec=FeatureSpec(min_df=1))
+        learn.save(model, tmp_path / "review.pemodel")
+        messages = s.messages()
+        # The model scored single messages with a classifier of whole conversations, silently.
+        with pytest.raises(ModelError, match="my_codes: the model was trained on whole conversations"):
+            ModelAnalyzer(model, name="my_codes")
+        lazy = ModelAnalyzer(tmp_path / "review.pemodel", name="my_codes")  # a path is read on first use
+        with pytest.raises(ModelError, match="trained on whole conversations"):
+            analyze_frame(messages, analyzers=(lazy,))
+        # Labels of messages still make a model analyze() runs.
+        for cid in ids:
+            annotate(s, cid, "a" if cid in ids[::2] else "b", reviewer="ana", task="msgs", message_idx=1)
+        by_message = learn.fit(learn.from_store(s, task="msgs"), text="text", label="label", spec=FeatureSpec(min_df=1))
+        mine = ModelAnalyzer(by_message, name="my_codes", role="user", prefix="code")
+        register(mine)
+        unregister("my_codes")
+        scored = analyze_frame(messages, analyzers=(mine,)).messages
+        assert scored.filter(pl.col("role") == "user")["code"].null_count() == 0

@@ -45,6 +45,23 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
 MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
 
 
+def conversation_level_problem(model: Any) -> str | None:
+    """Why ``model`` cannot score single messages, or None: one fitted on
+    labels of whole conversations (the review widget's, through
+    ``learn.from_store``; its card's ``data`` or ``training`` level says so)
+    reads a conversation's messages joined, and on one message its classes
+    mean something else. Said once for the configured models
+    (``[[analysis.models]]``) and :class:`ModelAnalyzer`."""
+    card = getattr(model, "card", None) or {}
+    levels = {part.get("level") for part in (card.get("data"), card.get("training")) if isinstance(part, dict)}
+    if "conversation" not in levels:
+        return None
+    return ("the model was trained on whole conversations (labels of conversations, as the review widget gives "
+            "them), and analyze scores single messages; train it on labels of messages "
+            "(pe_toolkit.store.annotations.annotate(store, conversation_id, label, reviewer=..., task=..., "
+            "message_idx=...), or a labelled file of messages)")  # fmt: skip
+
+
 class ModelAnalyzer:
     """A text model over the messages of ``role``.
 
@@ -88,6 +105,8 @@ class ModelAnalyzer:
         self.evidence_category = evidence_category
         self.quiet = quiet
         self.distinct = True  # score each distinct text once (False: every message; the same result)
+        if not isinstance(model, (str, Path)):
+            self._refuse_conversation_level(model)  # at once: register() and analyzers=(...) fail here
 
     def __repr__(self) -> str:
         return f"ModelAnalyzer(name={self.name!r}, role={self.role!r})"
@@ -97,8 +116,16 @@ class ModelAnalyzer:
         if isinstance(self._model, (str, Path)):
             from ..learn.io import load
 
-            return load(self._model)
+            return self._refuse_conversation_level(load(self._model))
         return self._model
+
+    def _refuse_conversation_level(self, model: Any) -> Any:
+        problem = conversation_level_problem(model)
+        if problem:
+            from ..errors import ModelError
+
+            raise ModelError(f"{self.name}: {problem}")
+        return model
 
     @functools.cached_property
     def version(self) -> str:

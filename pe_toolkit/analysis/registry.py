@@ -147,7 +147,7 @@ def _model_analyzer(entry: ConfiguredModel, state: tuple[int, ...], label: str) 
     read again if the file changed while it was read."""
     from ..errors import ConfigError, ModelError
     from ..learn.io import load as load_model
-    from .learned import ModelAnalyzer
+    from .learned import ModelAnalyzer, conversation_level_problem
 
     for _ in range(3):
         try:
@@ -160,12 +160,9 @@ def _model_analyzer(entry: ConfiguredModel, state: tuple[int, ...], label: str) 
         state = after
     else:
         raise ConfigError(f"{label}: {entry.path} keeps changing while it is read")
-    levels = {part.get("level") for part in (model.card.get("data"), model.card.get("training")) if isinstance(part, dict)}
-    if "conversation" in levels:
-        raise ConfigError(f"{label}: the model was trained on whole conversations (labels of conversations, as the "
-                          "review widget gives them), and analyze scores single messages; train it on labels of "
-                          "messages (pe_toolkit.store.annotations.annotate(store, conversation_id, label, reviewer=..., task=..., "
-                          "message_idx=...), or a labelled file of messages)")  # fmt: skip
+    problem = conversation_level_problem(model)
+    if problem:
+        raise ConfigError(f"{label}: {problem}")
     return state, cast(Analyzer, ModelAnalyzer(model, name=entry.name, role=entry.role, prefix=entry.prefix))
 
 
