@@ -251,15 +251,33 @@ def _lists_of(mask: np.ndarray, classes: list[str]) -> pl.Series:
     return pl.DataFrame({"bits": bits}).join(table, on="bits", how="left", maintain_order="left")["labels"]
 
 
+def _text_series(values: Any, name: str) -> pl.Series:
+    """``values`` (a Series, or a sequence of strings) as a String Series.
+    A bare string is a sequence too: predict("how are you") scored each of
+    its characters as a text (19 rows for one message), so it is refused,
+    as are a frame and values that are not strings (polars' TypeError)."""
+    if isinstance(values, pl.Series):
+        return values.cast(pl.String)
+    if isinstance(values, str | bytes):
+        raise InputError(f"{name}: a list of texts, not one string (it would be read one character at a time); for "
+                         f"one text: predict([{values[:20]!r}])")  # fmt: skip
+    if isinstance(values, pl.DataFrame):
+        raise InputError(f"{name}: a list of texts or a column, not a DataFrame: give a column, such as frame['text']")
+    try:
+        return pl.Series(name, list(values), dtype=pl.String)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values if v is not None and not isinstance(v, str)})
+        raise InputError(f"{name}: texts must be strings (or None), found {', '.join(kinds)}; convert them first, "
+                         "such as pl.Series(values).cast(pl.String)") from None
+
+
 def _batch_of(model: TextModel | Featurizer, texts: Any, context: Any, rules: np.ndarray | None) -> Batch:
     """The batch of plain texts (tokenized here) for a model (its blocks
     folded where they can be) or a featurizer (everything materialised)."""
-    text = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
-    text = text.cast(pl.String).fill_null("")
+    text = _text_series(texts, "texts").fill_null("")
     n = len(text)
     if context is not None:
-        ctx = context if isinstance(context, pl.Series) else pl.Series("context", list(context), dtype=pl.String)
-        ctx = ctx.cast(pl.String)
+        ctx = _text_series(context, "context")
         if len(ctx) != n:
             raise InputError(f"context has {len(ctx)} values for {n} texts")
         tokens = tokenize(pl.concat([text, ctx.fill_null("")]))
