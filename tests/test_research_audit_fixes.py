@@ -160,3 +160,41 @@ def test_a_model_of_review_labels_is_refused_by_model_analyzer_as_by_the_config(
         unregister("my_codes")
         scored = analyze_frame(messages, analyzers=(mine,)).messages
         assert scored.filter(pl.col("role") == "user")["code"].null_count() == 0
+
+
+# -- 5 · learn list on a model saved from Python ---------------------------------------------
+
+
+def test_learn_list_says_a_python_saved_models_data_is_not_recorded(tmp_path):
+    from click.testing import CliRunner
+
+    from pe_toolkit.cli import cli
+    from pe_toolkit.learn import FeatureSpec
+
+    frame = pl.DataFrame({"text": ["how are you", "that is hard", "what then", "i hear you"] * 2, "code": ["q", "r"] * 4})
+    learn.save(learn.fit(frame, text="text", label="code", spec=FeatureSpec(min_df=1)), tmp_path / "codes.pemodel")
+    r = CliRunner().invoke(cli, ["learn", "list", str(tmp_path / "codes.pemodel")])
+    assert r.exit_code == 0, r.output
+    assert "data: ;" not in r.output and "data: not recorded in the card;" in r.output, r.output
+
+
+# -- 6 · predict on one string -----------------------------------------------------------------
+
+
+def test_predict_refuses_a_bare_string_instead_of_scoring_each_character():
+    from pe_toolkit.learn import FeatureSpec
+
+    frame = pl.DataFrame({"text": ["how are you", "that is hard", "what then", "i hear you"] * 2, "code": ["q", "r"] * 4})
+    model = learn.fit(frame, text="text", label="code", spec=FeatureSpec(min_df=1), context="text")
+    text = "how are you feeling"
+    with pytest.raises(InputError, match=r"texts: a list of texts.*not one string.*predict\(\['how are you"):
+        model.predict(text)  # was a frame of 19 rows, one per character
+    with pytest.raises(InputError, match="context: a list of texts"):
+        model.predict([text], context="earlier turn")
+    with pytest.raises(InputError, match=r"texts: .*DataFrame.*a column"):
+        model.predict(frame)
+    with pytest.raises(InputError, match=r"texts: .*strings.*int"):
+        model.predict([1, 2])
+    one = model.predict([text], context=["earlier turn"])
+    assert one.height == 1
+    assert model.predict(pl.Series([text, None])).height == 2  # a Series, a missing text as none: unchanged

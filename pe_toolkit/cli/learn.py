@@ -417,6 +417,8 @@ def list_cmd(paths: tuple[str, ...]) -> None:
         data = card.get("data", {})
         if isinstance(data, dict):
             data = data.get("name") or ", ".join(f"{k} {v}" for k, v in data.items())
+        # learn.save from Python writes no data section: say so rather than print "data: ;".
+        data = data or "not recorded in the card"
         click.echo(f"{target.name}: {card.get('name')} ({card.get('task')}, {len(card.get('classes', []))} classes), "
                    f"trained {card.get('date', '?')} on {_count(training.get('n'))} texts; data: {data}; "
                    f"hash {str(card.get('content_hash', ''))[:12]}")  # fmt: skip
