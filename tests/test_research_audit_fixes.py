@@ -198,3 +198,25 @@ def test_predict_refuses_a_bare_string_instead_of_scoring_each_character():
     one = model.predict([text], context=["earlier turn"])
     assert one.height == 1
     assert model.predict(pl.Series([text, None])).height == 2  # a Series, a missing text as none: unchanged
+
+
+# -- 7 · a class named "gold" --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("classes", [("gold", "silver", "bronze"), ("gold", "gold_label", "tin")])
+def test_a_class_named_gold_keeps_the_confusion_tables_row_labels(classes):
+    texts = ["have you tried writing it down", "that sounds really hard", "how are you feeling today",
+             "i hear you, that is painful", "what happened next", "you are not alone in this"] * 4  # fmt: skip
+    frame = pl.DataFrame({"text": texts, "code": list(classes) * 8})
+    model = learn.fit(frame, text="text", label="code")
+    report = learn.evaluate(model, frame, text="text", label="code", boot=0)
+    confusion = report.confusion
+    index = confusion.columns[0]
+    # The class "gold"'s counts overwrote the row labels: a frame of three count columns.
+    assert confusion.schema[index] == pl.String and sorted(confusion[index].to_list()) == sorted(classes)
+    assert sorted(confusion.columns[1:]) == sorted(classes)
+    predicted = report.predictions.select("gold", "predicted")
+    for row in confusion.iter_rows(named=True):
+        for c in classes:
+            expected = predicted.filter((pl.col("gold") == row[index]) & (pl.col("predicted") == c)).height
+            assert row[c] == expected, (row, c)

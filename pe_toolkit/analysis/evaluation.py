@@ -56,7 +56,7 @@ class Evaluation:
     weighted_kappa: float | None
     auroc: float | None
     per_class: dict[Any, ClassScores]
-    confusion: pl.DataFrame = field(repr=False)  # gold label x predicted label counts
+    confusion: pl.DataFrame = field(repr=False)  # gold label x predicted label counts; first column "gold" (confusion_index)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -197,8 +197,23 @@ def evaluate(
         weighted_kappa=weighted,
         auroc=area,
         per_class=per_class,
-        confusion=pl.DataFrame({"gold": [str(c) for c in classes], **{str(c): confusion[:, j] for j, c in enumerate(classes)}}),
+        confusion=pl.DataFrame({confusion_index(classes): [str(c) for c in classes],
+                                **{str(c): confusion[:, j] for j, c in enumerate(classes)}}),  # fmt: skip
     )
+
+
+def confusion_index(classes: Sequence[Any]) -> str:
+    """The name of the confusion table's first column, the gold labels:
+    ``gold``, unless a class is named so (its column of counts replaced the
+    labels), then ``gold_label`` (with more underscores while a class has
+    that name too)."""
+    names = {str(c) for c in classes}
+    name = "gold"
+    if name in names:
+        name = "gold_label"
+        while name in names:
+            name += "_"
+    return name
 
 
 def agreement(store: Store, task: str = "review", *, ids: Sequence[str] | None = None) -> pl.DataFrame:

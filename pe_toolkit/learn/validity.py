@@ -56,7 +56,7 @@ class Report:
     classes: tuple[str, ...]
     overall: pl.DataFrame  # metric, value, low, high
     per_class: pl.DataFrame  # class, precision, recall, f1, f1_low, f1_high, auroc, support
-    confusion: pl.DataFrame  # gold x predicted
+    confusion: pl.DataFrame  # gold x predicted; first column "gold" ("gold_label" when a class is named "gold")
     calibration: pl.DataFrame  # class, bin, n, predicted, observed
     predictions: pl.DataFrame = field(repr=False)  # per item: gold, predicted, p_<class>, group (and fold, from cross_validate)
     notes: tuple[str, ...] = ()  # what a reader of the figures must know (no intervals with too few groups)
