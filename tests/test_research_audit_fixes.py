@@ -66,6 +66,8 @@ def test_a_viewer_with_an_unknown_id_among_its_ids_is_refused_when_built(raw_pat
         many = [f"gone-{i}" for i in range(8)]
         with pytest.raises(InputError, match=r"8 of 9 ids .*and 3 more"):
             ConversationViewer(s, ids=[ids[0], *many])
+        with pytest.raises(InputError, match=r"1 of 3 ids .*None"):
+            ConversationViewer(s, ids=pl.Series([*ids, None]))
         viewer = ConversationViewer(s, ids=ids)
         viewer.step(1)
         assert viewer.conversation["id"] == ids[1]
@@ -220,3 +222,15 @@ def test_a_class_named_gold_keeps_the_confusion_tables_row_labels(classes):
         for c in classes:
             expected = predicted.filter((pl.col("gold") == row[index]) & (pl.col("predicted") == c)).height
             assert row[c] == expected, (row, c)
+
+
+def test_review_queue_goto_takes_a_conversation_id_of_the_queue(raw_path):
+    ids = _ids(raw_path)
+    with Store(raw_path) as s:
+        queue = ReviewQueue(s, ids=ids, reviewer="ana", task="goto", labels=("a", "b"))
+        queue.goto(ids[2])  # was ValueError: invalid literal for int() with base 10
+        assert queue.position == 2 and queue.current_id == ids[2]
+        with pytest.raises(InputError, match="'gone' is not in this queue"):
+            queue.goto("gone")
+        queue.goto(1)
+        assert queue.current_id == ids[1]

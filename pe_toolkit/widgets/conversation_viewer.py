@@ -107,7 +107,7 @@ def check_ids(store: Store, ids: Sequence[str]) -> None:
         return
     given = pl.Series("id", list(ids), dtype=pl.String)
     found = store.sql("SELECT id FROM conversations WHERE id IN (SELECT unnest(?::VARCHAR[]))", [given.unique().to_list()])
-    missing = given.filter(~given.is_in(found["id"])).to_list()
+    missing = given.filter(given.is_null() | ~given.is_in(found["id"].implode())).to_list()  # a None id is no conversation either
     if missing:
         named = ", ".join(repr(i) for i in missing[:5]) + (f" and {len(missing) - 5:,} more" if len(missing) > 5 else "")
         raise InputError(f"{len(missing):,} of {len(given):,} ids are not conversations in {store.path}: {named}; "

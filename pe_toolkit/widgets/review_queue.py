@@ -162,7 +162,13 @@ class ReviewQueue(View):
     def done(self) -> bool:
         return self.position >= len(self.items)
 
-    def goto(self, position: int) -> None:
+    def goto(self, position: int | str) -> None:
+        """Show the item at ``position`` (0-based; past the end: the end of
+        the queue), or the item of that conversation id."""
+        if isinstance(position, str):
+            if position not in self.items:
+                raise InputError(f"{position!r} is not in this queue ({len(self.items):,} items)")
+            position = self.items.index(position)
         self.position = max(0, min(len(self.items), int(position)))
         mine = self._mine()
         current = self.current_id
