@@ -234,3 +234,39 @@ def test_review_queue_goto_takes_a_conversation_id_of_the_queue(raw_path):
             queue.goto("gone")
         queue.goto(1)
         assert queue.current_id == ids[1]
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"role": "assitant"}, r"my_codes: role must be one of user, assistant, system, got 'assitant'"),
+    ({"role": "Assistant"}, r"role must be one of .* got 'Assistant'"),
+    ({"role": None}, r"role must be one of .* got None"),
+    ({"name": ""}, r"a ModelAnalyzer needs a name"),
+    ({"prefix": "  "}, r"my_codes: prefix must be a column name"),
+])  # fmt: skip
+def test_model_analyzer_refuses_a_role_it_would_score_nothing_of(options, said):
+    from pe_toolkit.analysis import ModelAnalyzer
+    from pe_toolkit.learn import FeatureSpec
+
+    frame = pl.DataFrame({"text": ["how are you", "that is hard", "what then", "i hear you"] * 2, "code": ["q", "r"] * 4})
+    model = learn.fit(frame, text="text", label="code", spec=FeatureSpec(min_df=1))
+    # A misspelt role gave columns of nulls only (measured: 0 of 40 messages scored), "" columns named "" and "_p_q".
+    with pytest.raises(InputError, match=said):
+        ModelAnalyzer(model, **{"name": "my_codes", **options})
+
+
+def test_a_misspelt_role_of_the_label_frames_is_refused(raw_path, tmp_path):
+    from pe_toolkit.store.annotations import annotate
+
+    path = tmp_path / "roles.duckdb"
+    path.write_bytes(raw_path.read_bytes())
+    with Store(path) as s:
+        ids = s.sql("SELECT id FROM conversations ORDER BY id LIMIT 4")["id"].to_list()
+        for i, cid in enumerate(ids):
+            annotate(s, cid, "good" if i % 2 else "bad", reviewer="ana", task="review")
+        # Was an empty frame (fit then said "every text or label is missing").
+        with pytest.raises(InputError, match=r"role must be one of user, assistant, system \(or None\), got 'assitant'"):
+            learn.from_store(s, task="review", role="assitant")
+        # Was "no conversation carries a 'topic' label (role: assitant)".
+        with pytest.raises(InputError, match=r"role must be one of .* got 'Assistant'"):
+            learn.from_metadata(s, "topic", level="conversation", role="Assistant")
+        assert learn.from_store(s, task="review", role="assistant").height == len(ids)

@@ -92,6 +92,17 @@ class ModelAnalyzer:
         evidence_category: str | None = None,
         quiet: tuple[str, ...] = (),
     ) -> None:
+        from ..errors import InputError
+        from ..schema import ROLES
+
+        # Checked here as [[analysis.models]] checks them: a misspelt role
+        # ("assitant") matched no message, and the columns came out all null.
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"a ModelAnalyzer needs a name (its evidence rows and default column prefix), got {name!r}")
+        if role not in ROLES:
+            raise InputError(f"{name}: role must be one of {', '.join(ROLES)}, got {role!r}")
+        if prefix is not None and (not isinstance(prefix, str) or not prefix.strip()):
+            raise InputError(f"{name}: prefix must be a column name (or None for the name), got {prefix!r}")
         self.name = name
         self.role = role
         self._model = model  # a TextModel or a path, loaded on first use

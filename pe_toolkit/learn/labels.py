@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from ..errors import InputError
+from ..schema import ROLES
 from ..store import Store
 from ..store.annotations import labels as stored_labels
 
@@ -40,6 +41,14 @@ def rename_labels(frame: pl.DataFrame, label: str, mapping: Mapping[str, str]) -
     return frame.with_columns(renamed.alias(label))
 
 
+def _check_role(role: str | None) -> None:
+    """A misspelt role ("assitant") matched no message: from_store gave an
+    empty frame (fit then said every text was missing) and from_metadata
+    said no conversation carried the label."""
+    if role is not None and role not in ROLES:
+        raise InputError(f"role must be one of {', '.join(ROLES)} (or None), got {role!r}")
+
+
 def from_store(store: Store, task: str = "review", *, level: str = "auto", role: str | None = None,
                ties: str = "drop") -> pl.DataFrame:  # fmt: skip
     """Training rows from the labels of ``task`` (see the module docstring).
@@ -50,6 +59,7 @@ def from_store(store: Store, task: str = "review", *, level: str = "auto", role:
     tie, "keep" keeps them (``tied`` true)."""
     if level not in LEVELS:
         raise InputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    _check_role(role)
     if ties not in ("drop", "keep"):
         raise InputError(f"ties must be 'drop' or 'keep', got {ties!r}")
     raw = stored_labels(store, task)
@@ -165,6 +175,7 @@ def from_metadata(store: Store, key: str, *, level: str = "message", role: str |
     """
     if level not in ("message", "conversation"):
         raise InputError(f"level must be 'message' or 'conversation', got {level!r}")
+    _check_role(role)
     where = "c.dataset = $dataset" if dataset is not None else "true"
     params: dict[str, object] = {"key": key, "role": role}
     if dataset is not None:
