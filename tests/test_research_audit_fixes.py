@@ -270,3 +270,10 @@ def test_a_misspelt_role_of_the_label_frames_is_refused(raw_path, tmp_path):
         with pytest.raises(InputError, match=r"role must be one of .* got 'Assistant'"):
             learn.from_metadata(s, "topic", level="conversation", role="Assistant")
         assert learn.from_store(s, task="review", role="assistant").height == len(ids)
+
+
+def test_a_viewer_takes_a_frame_of_ids_as_the_review_queue_does(raw_path):
+    with Store(raw_path, read_only=True) as s:
+        frame = s.sql("SELECT id, dataset FROM conversations ORDER BY id LIMIT 3")
+        viewer = ConversationViewer(s, ids=frame)  # was read as the column names 'id', 'dataset'
+        assert viewer.ids == frame["id"].to_list() and viewer.conversation["id"] == frame["id"][0]

@@ -97,6 +97,20 @@ def custom_badges(row: dict[str, Any], columns: tuple[str, ...]) -> str:
     return f'<div class="pe-badges">{"".join(parts)}</div>' if parts else ""
 
 
+def as_ids(items: Sequence[str] | pl.DataFrame | pl.Series) -> list[str]:
+    """Conversation ids from a list, a Series, one id, or a frame's
+    ``conversation_id`` or ``id`` column (a frame iterated as a sequence
+    gives its column names), each once, in order."""
+    if isinstance(items, pl.DataFrame):
+        for column in ("conversation_id", "id"):
+            if column in items.columns:
+                return items[column].unique(maintain_order=True).to_list()
+        raise InputError("a frame of items needs an 'id' or 'conversation_id' column")
+    if isinstance(items, str):
+        return [items]
+    return list(dict.fromkeys(items))
+
+
 def check_ids(store: Store, ids: Sequence[str]) -> None:
     """Refuse ``ids`` that name no conversation in ``store`` (ids of another
     cache, a typo, or conversations gone since they were chosen): a viewer
@@ -130,7 +144,7 @@ class ConversationViewer(View):
         store: Store,
         conversation_id: str | None = None,
         *,
-        ids: Sequence[str] | None = None,
+        ids: Sequence[str] | pl.DataFrame | pl.Series | None = None,
         reveal: bool = False,
         redact: bool | None = None,
     ) -> None:
@@ -139,7 +153,7 @@ class ConversationViewer(View):
         self.reveal_default = reveal
         # None: the kernel's setting (pw.redact_views, a report's --redact)
         self.redact = is_redacting() if redact is None else bool(redact)
-        self.ids: list[str] = list(ids) if ids is not None else []
+        self.ids: list[str] = as_ids(ids) if ids is not None else []
         check_ids(store, self.ids)
         self.conversation: dict[str, Any] = {}
         self.messages = pl.DataFrame()

@@ -32,7 +32,7 @@ from ..config import load_settings
 from ..errors import InputError
 from ..store import Store
 from ..store.annotations import annotate, labels as stored_labels
-from .conversation_viewer import ConversationViewer, check_ids
+from .conversation_viewer import ConversationViewer, as_ids as _as_ids, check_ids
 from .display import View
 from .html import STYLE, esc, table
 from .params import check_number
@@ -66,17 +66,6 @@ def alert_ids(store: Store, threshold: float | None = None) -> list[str]:
         [threshold],
     )
     return frame["conversation_id"].to_list()
-
-
-def _as_ids(items: Sequence[str] | pl.DataFrame | pl.Series) -> list[str]:
-    if isinstance(items, pl.DataFrame):
-        for column in ("conversation_id", "id"):
-            if column in items.columns:
-                return items[column].unique(maintain_order=True).to_list()
-        raise InputError("a frame of items needs an 'id' or 'conversation_id' column")
-    if isinstance(items, str):
-        return [items]
-    return list(dict.fromkeys(items))
 
 
 class ReviewQueue(View):
