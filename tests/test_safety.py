@@ -289,6 +289,29 @@ def test_a_stretch_of_time_up_to_now_is_not_a_time_now() -> None:
     assert _user("I've planned it for months now and I'm going to kill myself tonight.")["crisis_severity"] == 4
 
 
+def test_an_overdose_said_as_taking_all_of_ones_pills() -> None:
+    """Before safety v9 "I'm going to take all my pills tonight" scored 0 (no
+    category, no alert): the overdose entries needed the word "overdose"."""
+    assert _user("I'm going to take all my pills tonight.")["crisis_severity"] == 4
+    assert _user("I plan to take all my sleeping pills tonight and be done with it")["crisis_severity"] == 4
+    assert _user("I'm gonna take every single one of my antidepressants tonight")["crisis_severity"] == 4
+    assert _user("I'm going to swallow the whole bottle of sleeping pills and not wake up")["crisis_categories"] == ["intent"]
+    assert _user("I'm going to take all the pills at once")["crisis_severity"] == 3
+    assert _user("I have pills saved up and I plan to take them tonight")["crisis_categories"] == ["preparatory_behavior"]
+    # Taking one's medication as prescribed, someone else, a negation, a hypothetical.
+    for text in (
+        "I'm going to take all my meds tonight before bed like the doctor said.",
+        "I'll take all my tablets tomorrow morning with food.",
+        "I take all my pills every morning with breakfast.",
+        "I'm going to take all my meds on time from now on.",
+        "She's going to take all her pills tonight.",
+        "I'm not going to take all my pills tonight, I promise.",
+        "If I were going to take all my pills tonight I would tell you.",
+        "My grandma has pills stashed away in every drawer.",
+    ):
+        assert _user(text)["crisis_categories"] == [], text
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``8`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``9`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -161,7 +161,10 @@ NAME = "safety"
 #    after ("no one will notice"); "pushes me away" is not abuse; the pii column follows the PII fixes of 2026-12-06
 # 8: a verb phrase after "and" shares the pronoun subject before it ("she would scream and cry and self
 #    mutilate"); a stretch of time up to now ("for 6 years now") is not a time now
-VERSION = "8"
+# 9: an overdose said as taking all of one's pills ("I'm going to take all my pills tonight" scored 0): intent, 4
+#    with a time that ends the clause, 3 with "at once" or "and not wake up"; pills kept "saved up" or "stashed"
+#    are preparatory
+VERSION = "9"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
