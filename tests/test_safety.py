@@ -312,6 +312,32 @@ def test_an_overdose_said_as_taking_all_of_ones_pills() -> None:
         assert _user(text)["crisis_categories"] == [], text
 
 
+def test_methods_and_an_overdose_taken_are_disclosures() -> None:
+    """Before safety v9 each of these scored 0 (no category, no alert)."""
+    assert _user("I'm going to slit my wrists")["crisis_categories"] == ["intent"]
+    assert _user("I'm going to drive my car into a tree")["crisis_categories"] == ["intent"]
+    assert _user("I bought a gun and I'm going to use it on myself")["crisis_categories"] == ["intent"]
+    assert _user("I'm planning to overdose this weekend")["crisis_severity"] == 4
+    assert _user("I took 30 pills an hour ago")["crisis_severity"] == 3  # an attempt, recent
+    assert _user("I just took a bunch of pills")["crisis_severity"] == 3
+    assert _user("I swallowed a bottle of pills")["crisis_categories"] == ["prior_attempt"]
+    for text in (
+        "I'm going to drive my car into the garage",
+        "I took 2 pills for my headache",
+        "I took all my pills this morning",
+        "I took 20 mg of prozac this morning",
+        "I took a handful of pills for my back pain",
+        "I swallowed a bottle of water",
+        "My brother took 30 pills last night and is in hospital",
+        "I bought a knife and I'm going to use it on the steak",
+        "I'm going to use the knife on the chicken",
+        "I'm not going to slit my wrists, don't worry",
+        "She was going to drive her car into a tree",
+        "I would never overdose",
+    ):
+        assert _user(text)["crisis_categories"] == [], text
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

@@ -163,7 +163,10 @@ NAME = "safety"
 #    mutilate"); a stretch of time up to now ("for 6 years now") is not a time now
 # 9: an overdose said as taking all of one's pills ("I'm going to take all my pills tonight" scored 0): intent, 4
 #    with a time that ends the clause, 3 with "at once" or "and not wake up"; pills kept "saved up" or "stashed"
-#    are preparatory
+#    are preparatory; slitting one's wrists, driving one's car into a tree, overdosing ("planning to overdose")
+#    and using a weapon named in the sentence "on myself" are methods of the intent and ideation entries; an
+#    overdose taken ("I took 30 pills an hour ago", "I just took a bunch of pills") is an attempt; "an hour ago"
+#    is recent
 VERSION = "9"
 
 FRAMINGS: tuple[str, ...] = (
