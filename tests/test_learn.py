@@ -433,3 +433,10 @@ def test_cross_validation_keeps_each_items_fold_and_nested_thresholds_need_it():
         from pe_toolkit.learn.validity import multilabel_report
 
         multilabel_report([["a"], ["b"]], np.full((2, 2), 0.5), ["a", "b"], thresholds=np.full(3, 0.5))
+    # One threshold for all classes, or a row of them, as before per-item thresholds.
+    from pe_toolkit.learn.validity import multilabel_report
+
+    p = np.array([[0.2, 0.6], [0.4, 0.1]])
+    same = [multilabel_report([["a"], ["b"]], p, ["a", "b"], thresholds=t, boot=0).predictions["predicted"].to_list()
+            for t in (0.3, np.array([0.3, 0.3]), np.array([[0.3, 0.3]]), np.full((2, 2), 0.3))]  # fmt: skip
+    assert same == [[["b"], ["a"]]] * 4

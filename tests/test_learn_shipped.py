@@ -89,16 +89,19 @@ def test_dev_data_parses_as_documented():
 
 @pytest.fixture(scope="module")
 def skills_build():
-    dev_dir()
+    """(model, cross-validation report, data folder). Module-scoped, so it is
+    built before the per-test fixtures clear $PE_VALIDATION_DATA: the tests
+    read the data from the folder it found, not from the variable again."""
+    where = dev_dir()
     from pe_toolkit.learn.recipes import build_skills
 
-    return build_skills(progress=False)
+    return (*build_skills(where, progress=False), where)
 
 
 def test_the_skills_model_is_rebuilt_bit_for_bit_from_the_dev_data(skills_build):
     from pe_toolkit.learn.io import _arrays, _card, content_hash
 
-    model, _ = skills_build
+    model, _, _ = skills_build
     assert content_hash(_arrays(model), _card(model)) == read_card(MODELS_DIR / "skills.pemodel")["content_hash"]
 
 
@@ -111,10 +114,10 @@ def test_the_skills_lists_figures_in_the_empathy_card_are_the_nested_ones(skills
     from pe_toolkit.analysis.empathy import EMPATHY
     from pe_toolkit.learn.recipes import multi_code_report, skills_frame
 
-    _, cv = skills_build
+    _, cv, where = skills_build
     page = (Path(__file__).resolve().parents[1] / "docs" / "metric_cards_empathy_safety.md").read_text(encoding="utf-8")
     nested = multi_code_report(cv)
-    turns = skills_frame()
+    turns = skills_frame(where)
     # The rules alone (the empathy analyzer without the model), as the card's first column.
     rules = analyze_frame(pl.DataFrame({"conversation_id": turns["dialogue"].cast(pl.String), "role": "assistant", "content": turns["text"],
                                         "idx": pl.int_range(turns.height, eager=True).cast(pl.Int32)}),

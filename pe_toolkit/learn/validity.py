@@ -377,8 +377,8 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
                       seed: int = 0) -> Report:  # fmt: skip
     """A :class:`Report` for a multi-label task: each class is its own binary
     task (present or not; predicted when its probability reaches its
-    threshold, default 0.5; ``thresholds`` one per class, or one per item
-    and class, items x classes, e.g. tuned on the other folds). ``overall``: macro-F1 (mean over classes),
+    threshold, default 0.5; ``thresholds`` one for all, one per class, or
+    one per item and class, items x classes, e.g. tuned on the other folds). ``overall``: macro-F1 (mean over classes),
     micro-F1 (pooled counts), subset accuracy (every class right), mean
     Cohen's kappa and mean AUROC over classes, each with its bootstrap
     interval; ``confusion``: per class, tp / fp / fn / tn."""
@@ -391,8 +391,11 @@ def multilabel_report(gold: Sequence[Sequence[str] | None], proba: np.ndarray, c
         for v in values or ():
             y[i, index[v]] = True
     cut = np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    if cut.shape not in ((k,), proba.shape):
-        raise InputError(f"thresholds of shape {cut.shape}: give one per class ({k}) or one per item and class {proba.shape}")
+    try:  # one for all, one per class, or one per item and class
+        cut = np.broadcast_to(cut, proba.shape)
+    except ValueError:
+        raise InputError(f"thresholds of shape {cut.shape}: give one for all, one per class ({k}) or one per item and "
+                         f"class {proba.shape}") from None
     pred = proba >= cut
     groups = np.arange(len(gold)) if groups is None else np.asarray(groups)
     resamples = _Resamples.of(groups, boot, seed)
