@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import ExportError
+from ..errors import ExportError, InputError
 from ..schema import CRISIS_CATEGORIES
 from ._common import open_cli_store, progress_enabled
 
@@ -27,10 +27,20 @@ def _format_from(path: Path) -> str:
 
 
 def _read_ids(ids: tuple[str, ...], ids_file: str | None) -> list[str] | None:
-    found = list(ids)
-    if ids_file:
-        found += [line.strip() for line in Path(ids_file).read_text("utf-8").splitlines() if line.strip()]
-    return found or None
+    """The ids selected, or None when neither --id nor --ids-file is given.
+    An --ids-file that lists none selects none (as ``ids=[]`` does in
+    Python): before, its empty list read as "no id filter", and an empty
+    list of, say, consented conversations exported every conversation."""
+    if ids_file is None:
+        return list(ids) or None
+    try:
+        # utf-8-sig: a byte order mark (a Windows editor's) is not part of the first id.
+        text = Path(ids_file).read_text("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--ids-file {ids_file}: not UTF-8 text (byte {exc.start}); give a text file of conversation ids, one per line") from None
+    except OSError as exc:
+        raise InputError(f"--ids-file {ids_file}: cannot read it ({exc.strerror or exc})") from None
+    return [*ids, *(line.strip() for line in text.splitlines() if line.strip())]
 
 
 @click.command("export")
