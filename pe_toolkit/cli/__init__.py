@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -74,6 +75,26 @@ def hoist_db(args: list[str], group: click.Group) -> list[str]:
     return head + moved + tail
 
 
+def _abandoned_work(record: logging.LogRecord) -> bool:
+    """False for asyncio's report of a task or future the interrupt left
+    behind: when it is collected (often at exit), its exception (the kernel
+    a report was running, shut down) "was never retrieved", and asyncio
+    printed that with a traceback after the one ``interrupted`` line."""
+    return not str(record.msg).startswith(_ABANDONED)
+
+
+_ABANDONED = ("Task exception was never retrieved", "Future exception was never retrieved", "Task was destroyed but it is pending")
+
+
+def _interrupted(ctx: click.Context) -> NoReturn:
+    """Ctrl-C or SIGTERM: the one line, exit 130. What the interrupt
+    abandoned (an asyncio task) fails quietly from here to the exit (the
+    filter stays on the "asyncio" logger: the process is exiting)."""
+    logging.getLogger("asyncio").addFilter(_abandoned_work)
+    click.echo("pe-toolkit: interrupted", err=True)
+    ctx.exit(130)
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:  # fmt: skip
     """Warnings as one line, like errors: not a source path and line number."""
@@ -98,7 +119,13 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_db(args, self))
+        try:
+            # hoist_db imports the subcommand's module (polars, DuckDB: about
+            # a second): Ctrl-C there was click's "Aborted!" and exit 1, the
+            # status of an expected failure, not the 130 of every interrupt.
+            return super().parse_args(ctx, hoist_db(args, self))
+        except KeyboardInterrupt:
+            _interrupted(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,8 +138,7 @@ class LazyGroup(click.Group):
             # Ctrl-C inside a DuckDB query arrives as a RuntimeError (or as an
             # error wrapping one): still an interrupt, not a failure or a bug.
             if is_interrupt(exc):
-                click.echo("pe-toolkit: interrupted", err=True)
-                ctx.exit(130)
+                _interrupted(ctx)
             extra = _missing_extra(exc)
             if extra:
                 click.echo(f"pe-toolkit: error: {ctx.invoked_subcommand or ctx.info_name} needs {extra[0]!r}, in the {extra[1]} extra: "
