@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import subprocess
 import sys
 
@@ -126,3 +127,26 @@ def probe_cmd():
     done = _run_probe(tmp_path, module)
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip().splitlines() == ["pe-toolkit: interrupted"], done.stderr
+
+
+# -- sync: an API that does not answer -----------------------------------------------
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sync_to_an_api_that_does_not_answer_names_it_and_what_to_check(tmp_path, monkeypatch):
+    # Before: "GET /v1/conversations?limit=1&offset=0: ConnectError: [Errno
+    # 111] Connection refused", naming neither the server nor PE_API_URL.
+    port = _closed_port()
+    key = "sekrit_key_0123456789"
+    monkeypatch.setenv("PE_API_URL", f"http://user:pass_word@127.0.0.1:{port}")
+    monkeypatch.setenv("PE_API_KEY", key)
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "c.duckdb"), "sync", "--mode", "incremental"])
+    line = one_error_line(result)
+    assert f"http://127.0.0.1:{port}/v1/conversations" in line and "PE_API_URL" in line, line
+    assert key not in result.output and "pass_word" not in result.output

@@ -504,10 +504,16 @@ class RequestCore:
         kind = type(exc).__name__
         detail = self.scrub(str(exc) or kind)
         attempt.endpoint.last_error = f"{kind}: {detail}"
-        error = TransportError(self.scrub(f"{attempt.call.method} {_display(attempt.request)}: {kind}: {detail}"))
+        sent = not isinstance(exc, _NOT_SENT)
+        # The server named (scheme, host, port: never credentials), and what
+        # to check when it could not be reached: "GET /v1/...: ConnectError"
+        # alone named neither which of the configured URLs failed nor PE_API_URL.
+        server = _server(attempt.request)
+        hint = "" if sent else f" (nothing answers at {server}: is the API up there, and is PE_API_URL right?)"
+        error = TransportError(self.scrub(f"{attempt.call.method} {server}{_display(attempt.request)}: {kind}: {detail}{hint}"))
         # Read by the retry policy: a request that never left may be repeated
         # even when it is not idempotent.
-        error.request_sent = not isinstance(exc, _NOT_SENT)
+        error.request_sent = sent
         return error
 
     def stream_failed(self, attempt: Attempt, exc: BaseException) -> ApiError:
@@ -581,6 +587,13 @@ def _failure_key(attempt: Attempt) -> tuple[str, str]:
     """What the breaker tells one request from another by (method, path
     and query): the same conversation retried is one key."""
     return attempt.call.method, _display(attempt.request)
+
+
+def _server(request: httpx.Request) -> str:
+    """scheme://host[:port] of the request: no user or password, no path."""
+    url = request.url
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address as a URL writes it
+    return f"{url.scheme}://{host}{f':{url.port}' if url.port else ''}"
 
 
 def _display(request: httpx.Request) -> str:
