@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
@@ -82,6 +84,7 @@ def test_export_ids_file_not_text_is_one_line(tmp_path, cache):
 # for a shipped command.
 _RUN_WITH = """
 import sys
+import time
 from pe_toolkit.cli import COMMANDS, main
 COMMANDS["probe"] = ("probe_cmd", "probe_cmd", "a test command")
 main(["probe"])
@@ -150,3 +153,34 @@ def test_sync_to_an_api_that_does_not_answer_names_it_and_what_to_check(tmp_path
     line = one_error_line(result)
     assert f"http://127.0.0.1:{port}/v1/conversations" in line and "PE_API_URL" in line, line
     assert key not in result.output and "pass_word" not in result.output
+
+
+# -- sql: Ctrl-C stops a long query ------------------------------------------------------
+
+
+def test_ctrl_c_stops_a_long_sql_query(cache):
+    # Before: the main thread sat inside DuckDB, where Python's signal
+    # handlers do not run: Ctrl-C on a self-join of the messages table
+    # took 480 s to end the command (this query: hours), SIGTERM likewise.
+    query = "SELECT count(*) FROM range(1000000000000) t(a) WHERE a % 7 = 3"
+    holder = Store(cache)  # held until the command waits for it: then it is certainly past its start-up
+    with subprocess.Popen([sys.executable, "-m", "pe_toolkit", "--db", str(cache), "sql", query],
+                          env=child_env(PE_LOCK_WAIT="120"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()
+            assert "waiting for" in first, first
+            holder.close()
+            time.sleep(2)  # the store let go: the command opens the cache and starts the query
+            proc.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            proc.wait(60)
+            stopped_in = time.monotonic() - started
+        finally:
+            holder.close()
+            if proc.poll() is None:  # pragma: no cover - only when the test fails
+                proc.kill()
+        rest = proc.stderr.read()
+    assert proc.returncode == 130, rest
+    assert rest.strip().splitlines()[-1:] == ["pe-toolkit: interrupted"] and "Traceback" not in rest, rest
+    assert stopped_in < 30
