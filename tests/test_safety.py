@@ -296,7 +296,7 @@ def test_an_overdose_said_as_taking_all_of_ones_pills() -> None:
     assert _user("I plan to take all my sleeping pills tonight and be done with it")["crisis_severity"] == 4
     assert _user("I'm gonna take every single one of my antidepressants tonight")["crisis_severity"] == 4
     assert _user("I'm going to swallow the whole bottle of sleeping pills and not wake up")["crisis_categories"] == ["intent"]
-    assert _user("I'm going to take all the pills at once")["crisis_severity"] == 3
+    assert _user("I'm going to take all the pills and not wake up")["crisis_severity"] == 3
     assert _user("I have pills saved up and I plan to take them tonight")["crisis_categories"] == ["preparatory_behavior"]
     # Taking one's medication as prescribed, someone else, a negation, a hypothetical.
     for text in (
@@ -308,6 +308,13 @@ def test_an_overdose_said_as_taking_all_of_ones_pills() -> None:
         "I'm not going to take all my pills tonight, I promise.",
         "If I were going to take all my pills tonight I would tell you.",
         "My grandma has pills stashed away in every drawer.",
+        # A review's realistic adherence and storage talk, read as intent or preparation by v9's first version.
+        "I'll just take all my meds at once in the morning, it's easier than remembering three times a day.",
+        "I'm going to take every one of my pills tonight, I've been skipping the evening dose.",
+        "New routine! I'm going to take all my meds today and every day after.",
+        "I'm going to take all my pills in one go at breakfast from now on, my GP said that's fine.",
+        "I keep my meds hidden away from the kids since my son got into them.",
+        "I have my insulin stashed in the fridge at work just in case.",
     ):
         assert _user(text)["crisis_categories"] == [], text
 
@@ -318,8 +325,7 @@ def test_methods_and_an_overdose_taken_are_disclosures() -> None:
     assert _user("I'm going to drive my car into a tree")["crisis_categories"] == ["intent"]
     assert _user("I bought a gun and I'm going to use it on myself")["crisis_categories"] == ["intent"]
     assert _user("I'm planning to overdose this weekend")["crisis_severity"] == 4
-    assert _user("I took 30 pills an hour ago")["crisis_severity"] == 3  # an attempt, recent
-    assert _user("I just took a bunch of pills")["crisis_severity"] == 3
+    assert _user("I took 30 pills an hour ago")["crisis_categories"] == ["prior_attempt"]
     assert _user("I swallowed a bottle of pills")["crisis_categories"] == ["prior_attempt"]
     for text in (
         "I'm going to drive my car into the garage",
@@ -334,6 +340,15 @@ def test_methods_and_an_overdose_taken_are_disclosures() -> None:
         "I'm not going to slit my wrists, don't worry",
         "She was going to drive her car into a tree",
         "I would never overdose",
+        # A review's realistic text, flagged by v9's first version.
+        "I took a box of tablets back to the pharmacy because they gave me the wrong dose.",
+        "I took my bottle of pills with me on holiday and it got lost at the airport.",
+        "I took every one of my pills this week, didn't miss a single one!",
+        "I just took a bunch of pills for my migraine and I'm lying down.",
+        "I bought a massage gun and I'm going to use it on myself after the gym.",
+        "At work we made a plan for overdose response and everyone has naloxone now.",
+        "I keep thinking about overdose deaths in my town since my friend died.",
+        "I'm so tired I'm scared I'll crash my car into a tree on the way home.",
     ):
         assert _user(text)["crisis_categories"] == [], text
 

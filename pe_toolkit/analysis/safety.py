@@ -162,11 +162,10 @@ NAME = "safety"
 # 8: a verb phrase after "and" shares the pronoun subject before it ("she would scream and cry and self
 #    mutilate"); a stretch of time up to now ("for 6 years now") is not a time now
 # 9: an overdose said as taking all of one's pills ("I'm going to take all my pills tonight" scored 0): intent, 4
-#    with a time that ends the clause, 3 with "at once" or "and not wake up"; pills kept "saved up" or "stashed"
-#    are preparatory; slitting one's wrists, driving one's car into a tree, overdosing ("planning to overdose")
-#    and using a weapon named in the sentence "on myself" are methods of the intent and ideation entries; an
-#    overdose taken ("I took 30 pills an hour ago", "I just took a bunch of pills") is an attempt; "an hour ago"
-#    is recent
+#    when "tonight" or "right now" ends the clause, 3 with "and not wake up"; pills "saved up" or "stashed away"
+#    are preparatory; slitting one's wrists, driving one's car into a tree and "planning to overdose" are methods
+#    of the intent and ideation entries, as is using a gun or knife named with its determiner "on myself"; an
+#    overdose taken by its dose ("I took 30 pills", "I swallowed a bottle of pills") is an attempt
 VERSION = "9"
 
 FRAMINGS: tuple[str, ...] = (
