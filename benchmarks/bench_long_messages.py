@@ -24,8 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "benchmarks" / ".data"
+from bench_learned import DATA, ROOT, _worktree  # the baseline's git worktree, made once for both benchmarks
 
 PARAGRAPH = "I hear you 😊. That sounds really hard, doesn't it? How are you feeling about it? Are you safe? Please call 988. "
 EMOJI_LINE = "I am happy 😀 but sad 😢, "
@@ -48,14 +47,6 @@ else:
 print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "evidence": rows}))
 """
-
-
-def _worktree(ref: str) -> Path:
-    target = DATA / f"baseline_{ref}"
-    if not target.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target), ref], check=True, capture_output=True)
-    return target
 
 
 def _child(code_root: Path, kind: str, size: int) -> dict:
