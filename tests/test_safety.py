@@ -353,6 +353,52 @@ def test_methods_and_an_overdose_taken_are_disclosures() -> None:
         assert _user(text)["crisis_categories"] == [], text
 
 
+def test_a_time_after_the_telling_is_the_tellings() -> None:
+    """Before safety v10 a recent time anywhere after the match raised a
+    remote-past act: told to someone "two days ago", a childhood abuse was
+    ongoing (2) and an attempt at 15 a recent one (3)."""
+    assert _user("My stepdad hit me when I was little, I finally talked about it a few days ago.")["abuse_severity"] == 1
+    assert _user("He raped me when I was 15 and I only realised it was rape last month.")["abuse_severity"] == 1
+    assert _user("When I was 12 my uncle molested me, I remembered it last week.")["abuse_severity"] == 1
+    assert _user("I tried to kill myself when I was 15, I told my therapist about it two days ago.")["crisis_severity"] == 2
+    assert _user("I attempted suicide when I was 16, I only told my parents last night.")["crisis_severity"] == 2
+    assert _user("I used to cut myself when I was 13, I told my mum yesterday.")["crisis_categories"] == []
+    # Without a remote past the time still counts; a recency in another clause
+    # after the telling, or one that is the act's own, still cancels the past.
+    assert _user("He hit me, I told my mum yesterday.")["abuse_severity"] == 2
+    assert _user("I tried to kill myself when I was 15 and again last week.")["crisis_severity"] == 3
+    assert _user("My dad beat me when I was a kid and he beat me again yesterday.")["abuse_severity"] == 2
+    assert _user("I used to cut myself as a teenager, and I have started again this week.")["crisis_severity"] == 2
+    assert _user("I self harmed when I was 14 and I told my friend today but now I want to do it again.")["crisis_severity"] == 2
+
+
+def test_overdose_phrasings_read_since_v10() -> None:
+    """Each of these scored 0 (no category, no alert) in safety v9, or 3 where a
+    misspelt time was not read as now."""
+    assert _user("I'll take all my pills tonight.")["crisis_severity"] == 4
+    assert _user("I will take all of my tablets right now.")["crisis_severity"] == 4
+    assert _user("I'm going to take all my xanax tonight.")["crisis_severity"] == 4
+    assert _user("I'm going to kill myself tonite.")["crisis_severity"] == 4
+    assert _user("im gonna end it tmrw")["crisis_severity"] == 4
+    assert _user("I popped 20 pills an hour ago.")["crisis_categories"] == ["prior_attempt"]
+    assert _user("I took twenty five pills last night.")["crisis_severity"] == 3
+    assert _user("I took 30 xanax last night.")["crisis_severity"] == 3
+    assert _user("I swallowed a whole bottle of ambien.")["crisis_categories"] == ["prior_attempt"]
+    assert _user("I'm going to wrap my car around a tree tonight.")["crisis_severity"] == 4
+    for text in (
+        "I'll take all my pills tonight with dinner.",
+        "I forgot my pills this morning so I'll take them tonight.",
+        "I'll take all my vitamins tonight.",
+        "I took 2 ibuprofen for my headache.",
+        "I popped 2 advil and went to bed.",
+        "I took twenty minutes to get ready.",
+        "I took 15 minutes to calm down.",
+        "He wrapped his car around a tree when he was drunk.",
+        "My doctor said to take all my antibiotics.",
+    ):
+        assert _user(text)["crisis_categories"] == [], text
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

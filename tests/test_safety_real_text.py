@@ -17,7 +17,7 @@ non-mental-health controls: conspiracy, guns, legaladvice, personalfinance,
 teaching, ukpersonalfinance, ukpolitics, unitedkingdom, mindfulness):
 
 ====================================  ============================  ============================  ============================
-measure                               safety v3                     safety v4                     safety v9 (shipped)
+measure                               safety v3                     safety v4                     safety v10 (shipped)
 ====================================  ============================  ============================  ============================
 r/SuicideWatch posts with one         56/131 = 0.427 [.346,.513]    91/131 = 0.695 [.611,.767]    92/131 = 0.702 [.619,.774]
 the 26 other subreddits               126/3338 = 0.038 [.032,.045]  120/3338 = 0.036 [.030,.043]  114/3338 = 0.034 [.029,.041]

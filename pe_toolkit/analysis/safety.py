@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``9`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``10`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -166,7 +166,11 @@ NAME = "safety"
 #    are preparatory; slitting one's wrists, driving one's car into a tree and "planning to overdose" are methods
 #    of the intent and ideation entries, as is using a gun or knife named with its determiner "on myself"; an
 #    overdose taken by its dose ("I took 30 pills", "I swallowed a bottle of pills") is an attempt
-VERSION = "9"
+# 10: a time after a first-person telling of a remote-past act is the telling's ("he hit me when I was little, I
+#    told my therapist two days ago" is past abuse, 1, not ongoing); "I'll take all my pills tonight"; medicines by
+#    name and counts in words in overdoses ("I took twenty xanax"); "popped"; tonite, tmrw; wrapping one's car
+#    around a tree
+VERSION = "10"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -197,6 +201,14 @@ _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 _MY_IN_MATCH = r"(?i)(?-u:\b)my(?-u:\b)"
 _MY_BEFORE = r"(?i)(?-u:\b)my\s+(?:own\s+)?$"
 _NO_MY = frozenset({"harm_to_others"})
+# The rest of a telling's clause (cues.toml `telling`), up to a boundary that
+# opens another ("..., I told my friend today but now I want to do it again"
+# keeps "now"); the boundary is kept as $1.
+_TELLING_CLAUSE = (
+    rf"[^,;:]*?((?:{_B}(?:but|so|because|cos|though|although|yet|however|whereas"
+    rf"|and (?:now|then|i|i'm|i've|i am|i have)){_B})|[,;:]|$)"
+)
+
 # Intent told in the past tense, its subject inside the match ("I was going
 # to ..."); a match opening with its own subject is not read from the clause.
 _PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
@@ -356,6 +368,15 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     shows = pl.col("coordinated").str.contains(_SHARED_MODAL) | verb_after_and.str.contains(_INFLECTED)
     carried = (mentions.list.len() == 1) & shared.str.contains(_SHARED_SUBJECT) & shows
     last_subject = pl.coalesce(own_subject, pl.when(carried).then(shared))
+    # The act's time is read after the match only up to a first-person telling
+    # of it ("..., I told my therapist two days ago"): past there or in the
+    # clause makes a remote past, and then a recency or recent time after the
+    # telling is the telling's. Without a remote past the whole rest is read,
+    # so "He hit me, I told my mum yesterday" stays recent.
+    telling = _cue_regexes().get(("telling", "after"))
+    act_rest = pl.col("rest").str.replace(telling + _TELLING_CLAUSE, " $1") if telling else pl.col("rest")
+    past_time = _cue("past", "clause", pl.col("clause")) | _cue("past", "after", act_rest)
+    time_rest = pl.when(past_time).then(act_rest).otherwise(pl.col("rest"))
     return w.with_columns(
         negated=_cue("negation", "clause", pl.col("clause")) & ~_cue("pseudo_negation", "clause", pl.col("clause")),
         hypothetical=_cue("hypothetical", "clause", pl.col("clause"))
@@ -374,15 +395,15 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         names_user=pl.col("text").str.contains(_MY_IN_MATCH) | pl.col("clause").str.contains(_MY_BEFORE),
         # Someone else named anywhere earlier in the sentence: an abuser as the agent.
         agent=pl.col("sentence").str.contains(other_subject),
-        past_time=_cue("past", "clause", pl.col("clause")) | _cue("past", "after", pl.col("rest")),
+        past_time=past_time,
         # The subject may open the match ("I was going to kill myself"); a
         # match that opens with its own present subject is present whatever
         # precedes it ("my only thought was I'm going to kill myself").
         past_intent=(_cue("past_intent", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_SUBJECT_OPENS_MATCH))
         | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
         resolved=_cue("resolved", "after", pl.col("rest")),
-        recency=_cue("recency", "after", pl.col("rest")) | _cue("recency", "clause", pl.col("clause")),
-        recent_strong=_cue("recent", "after", pl.col("rest")) | _cue("recent", "clause", pl.col("clause")),
+        recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
+        recent_strong=_cue("recent", "after", time_rest) | _cue("recent", "clause", pl.col("clause")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
