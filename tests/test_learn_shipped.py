@@ -14,7 +14,7 @@ import pytest
 
 from pe_toolkit.analysis import analyze_frame
 from pe_toolkit.analysis.base import MESSAGES_SCHEMA, Batch
-from pe_toolkit.analysis.learned import MODELS_DIR, RISK_MODEL, SKILL_CLASSES, SKILLS_MODEL, ModelAnalyzer
+from pe_toolkit.analysis.learned import MODELS_DIR, OUTPUT_REVISION, RISK_MODEL, SKILL_CLASSES, SKILLS_MODEL, ModelAnalyzer
 from pe_toolkit.learn import devdata
 from pe_toolkit.learn.features import FeatureSpec
 from pe_toolkit.learn.io import read_card
@@ -309,5 +309,5 @@ def test_models_analyzers_are_registered_before_the_rules_that_read_them():
 
     names = load().names
     assert names.index("skills_model") < names.index("empathy") and names.index("risk_model") < names.index("safety")
-    assert SKILLS_MODEL.version == read_card(MODELS_DIR / "skills.pemodel")["content_hash"][:12]
-    assert RISK_MODEL.version == read_card(MODELS_DIR / "risk.pemodel")["content_hash"][:12]
+    assert SKILLS_MODEL.version == read_card(MODELS_DIR / "skills.pemodel")["content_hash"][:12] + f"+out.{OUTPUT_REVISION}"
+    assert RISK_MODEL.version == read_card(MODELS_DIR / "risk.pemodel")["content_hash"][:12] + f"+out.{OUTPUT_REVISION}"

@@ -2,8 +2,8 @@
 analyzer contract (frames in, score frames and evidence out).
 
 :class:`ModelAnalyzer` runs any model over the messages of one role; its
-version is the model file's content hash, so a retrained model makes
-``analyze()`` re-score. Two are shipped and registered (see
+version is the model file's content hash and :data:`OUTPUT_REVISION`, so a
+retrained model, or a change in what it writes, makes ``analyze()`` re-score. Two are shipped and registered (see
 ``docs/metric_cards_learned.md`` for their figures on human labels):
 
 - :data:`SKILLS_MODEL` (``skills_model``), assistant messages: the ESConv
@@ -43,6 +43,10 @@ from ..errors import AnalysisError
 from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
+# Part of every learned analyzer's version, so that a change in what the same
+# model writes makes analyze() re-score: 2, one evidence row per span (two top
+# features on one span had been written as two identical rows, 2d94d1a).
+OUTPUT_REVISION = 2
 
 
 def conversation_level_problem(model: Any) -> str | None:
@@ -140,13 +144,14 @@ class ModelAnalyzer:
 
     @functools.cached_property
     def version(self) -> str:
-        """The model file's content hash (computed for a model not saved yet)."""
+        """The model file's content hash (computed for a model not saved yet)
+        and the revision of how its scores and evidence are written."""
         digest = self.model.card.get("content_hash")
         if not digest:
             from ..learn.io import _arrays, _card, content_hash
 
             digest = content_hash(_arrays(self.model), _card(self.model))
-        return str(digest)[:12]
+        return f"{str(digest)[:12]}+out.{OUTPUT_REVISION}"
 
     def columns(self) -> dict[str, str]:
         """class -> message column of its probability."""
