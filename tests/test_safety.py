@@ -370,21 +370,30 @@ def test_a_time_after_the_telling_is_the_tellings() -> None:
     assert _user("My dad beat me when I was a kid and he beat me again yesterday.")["abuse_severity"] == 2
     assert _user("I used to cut myself as a teenager, and I have started again this week.")["crisis_severity"] == 2
     assert _user("I self harmed when I was 14 and I told my friend today but now I want to do it again.")["crisis_severity"] == 2
+    # A review's disclosures under-rated by v10's first version: a repetition
+    # or an ongoing situation in the telling's clause is the act's; an adult
+    # age, uni or "back in April" is not a remote past; told needs whom.
+    assert _user("I used to cut myself when I was 13, I told my mum yesterday that I relapsed.")["crisis_severity"] == 2
+    assert _user("When I was 16 I tried to kill myself, I told my doctor yesterday I tried again on Friday.")["crisis_severity"] == 3
+    assert _user("He raped me when I was 14, I told the police last week he did it again on Saturday.")["abuse_severity"] == 2
+    assert _user("My stepdad raped me when I was 15, I told my mum yesterday and I still live with him.")["abuse_severity"] == 2
+    assert _user("My boyfriend raped me when I was 19, I reported it to the police yesterday.")["abuse_severity"] == 2
+    assert _user("He choked me back in April, I reported it yesterday.")["abuse_severity"] == 3  # strangulation, recent
+    assert _user("I overdosed when I was 13, I wrote a note last night.")["crisis_severity"] == 3
 
 
 def test_overdose_phrasings_read_since_v10() -> None:
     """Each of these scored 0 (no category, no alert) in safety v9, or 3 where a
     misspelt time was not read as now."""
-    assert _user("I'll take all my pills tonight.")["crisis_severity"] == 4
-    assert _user("I will take all of my tablets right now.")["crisis_severity"] == 4
+    assert _user("I'll take all my pills tonight and not wake up.")["crisis_severity"] == 4
     assert _user("I'm going to take all my xanax tonight.")["crisis_severity"] == 4
     assert _user("I'm going to kill myself tonite.")["crisis_severity"] == 4
     assert _user("im gonna end it tmrw")["crisis_severity"] == 4
     assert _user("I popped 20 pills an hour ago.")["crisis_categories"] == ["prior_attempt"]
     assert _user("I took twenty five pills last night.")["crisis_severity"] == 3
     assert _user("I took 30 xanax last night.")["crisis_severity"] == 3
+    assert _user("I took 30 of my sertraline last night.")["crisis_severity"] == 3
     assert _user("I swallowed a whole bottle of ambien.")["crisis_categories"] == ["prior_attempt"]
-    assert _user("I'm going to wrap my car around a tree tonight.")["crisis_severity"] == 4
     for text in (
         "I'll take all my pills tonight with dinner.",
         "I forgot my pills this morning so I'll take them tonight.",
@@ -395,6 +404,20 @@ def test_overdose_phrasings_read_since_v10() -> None:
         "I took 15 minutes to calm down.",
         "He wrapped his car around a tree when he was drunk.",
         "My doctor said to take all my antibiotics.",
+        # A review's realistic text, flagged by v10's first version: a count
+        # before a drug name is mostly milligrams; a regimen, a group, carrying;
+        # "I'll take all my X tonight" is mostly taking one's medication; a crash feared.
+        "Doc bumped me up so I took 50 sertraline this morning and I'm a bit jittery.",
+        "I took 81 aspirin this morning like the cardiologist told me to.",
+        "When I was on chemo I took twenty pills a day.",
+        "I took ninety pills home from the pharmacy.",
+        "Me and the lads popped like 15 pills each at the festival.",
+        "I took 20 xanax bars out of my brother's room and flushed them.",
+        "I took 20 ambien over the whole month, way less than prescribed.",
+        "I took the whole bottle of ibuprofen with me to the festival.",
+        "Ok mum stop nagging, I'll take all my tablets right now.",
+        "Yes doctor, I will take all my antidepressants tonight.",
+        "These roads are so icy I'm scared I'll wrap my car around a tree on the way home.",
     ):
         assert _user(text)["crisis_categories"] == [], text
 

@@ -166,10 +166,11 @@ NAME = "safety"
 #    are preparatory; slitting one's wrists, driving one's car into a tree and "planning to overdose" are methods
 #    of the intent and ideation entries, as is using a gun or knife named with its determiner "on myself"; an
 #    overdose taken by its dose ("I took 30 pills", "I swallowed a bottle of pills") is an attempt
-# 10: a time after a first-person telling of a remote-past act is the telling's ("he hit me when I was little, I
-#    told my therapist two days ago" is past abuse, 1, not ongoing); "I'll take all my pills tonight"; medicines by
-#    name and counts in words in overdoses ("I took twenty xanax"); "popped"; tonite, tmrw; wrapping one's car
-#    around a tree
+# 10: a time after a first-person telling of a childhood or teenage act is the telling's ("he hit me when I was
+#    little, I told my therapist two days ago" is past abuse, 1, not ongoing), unless it says the act happened
+#    again or goes on; "... tonight and not wake up" after "I'll"; medicines by name in swallowed bottles and in
+#    counts of pills ("I took 30 xanax", "30 of my sertraline"); counts in words; "popped"; tonite, tmrw;
+#    unless_after: a dose "a day", "each", "home" is not an attempt
 VERSION = "10"
 
 FRAMINGS: tuple[str, ...] = (
@@ -208,6 +209,18 @@ _TELLING_CLAUSE = (
     rf"[^,;:]*?((?:{_B}(?:but|so|because|cos|though|although|yet|however|whereas"
     rf"|and (?:now|then|i|i'm|i've|i am|i have)){_B})|[,;:]|$)"
 )
+
+# Past times that may be months, not years, ago ("back in April", "last
+# year", "when I was 7 months pregnant", "when I was 19", "in uni"): a past,
+# but not a remote one for the telling rule (see _context). Remote is a
+# childhood or teenage age, a school, "years ago".
+_NEAR_PAST = (
+    r"(?i)back (?:then|when|in)|in the past|at one point|there was a time|last year"
+    r"|(?:a|one|over a|about a|almost a|nearly a) year (?:and a half )?ago|when i was [0-9]+ (?:weeks?|months?)"
+    r"|when i was (?:1[89]|[2-9][0-9]|eighteen|nineteen|twenty|thirty)\b|when i was in (?:college|uni|university)"
+)
+# The act happening again, or going on, wherever it is said after the match.
+_REPEATED = r"(?i)\b(?:again|relapsed|another|started back|still)\b"
 
 # Intent told in the past tense, its subject inside the match ("I was going
 # to ..."); a match opening with its own subject is not read from the clause.
@@ -272,6 +285,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("requires", None, pl.String),
             ("requires_sentence", None, pl.String),
             ("requires_near", None, pl.String),
+            ("unless_after", None, pl.String),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
@@ -370,13 +384,20 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     last_subject = pl.coalesce(own_subject, pl.when(carried).then(shared))
     # The act's time is read after the match only up to a first-person telling
     # of it ("..., I told my therapist two days ago"): past there or in the
-    # clause makes a remote past, and then a recency or recent time after the
-    # telling is the telling's. Without a remote past the whole rest is read,
-    # so "He hit me, I told my mum yesterday" stays recent.
+    # clause makes a past. Where that past is remote (childhood, years ago),
+    # a time inside the telling's clause is the telling's; otherwise, and
+    # whatever the past, the whole rest is read ("He hit me, I told my mum
+    # yesterday" stays recent; "back in April, I reported it yesterday" too),
+    # and a repetition anywhere after the match ("I told my mum yesterday
+    # that I relapsed", "... he did it again") is the act's own.
     telling = _cue_regexes().get(("telling", "after"))
     act_rest = pl.col("rest").str.replace(telling + _TELLING_CLAUSE, " $1") if telling else pl.col("rest")
     past_time = _cue("past", "clause", pl.col("clause")) | _cue("past", "after", act_rest)
-    time_rest = pl.when(past_time).then(act_rest).otherwise(pl.col("rest"))
+    remote = _cue("past", "clause", pl.col("clause").str.replace_all(_NEAR_PAST, " ")) | _cue(
+        "past", "after", act_rest.str.replace_all(_NEAR_PAST, " ")
+    )
+    repeated = pl.col("rest").str.contains(_REPEATED)
+    time_rest = pl.when(remote & ~repeated).then(act_rest).otherwise(pl.col("rest"))
     return w.with_columns(
         negated=_cue("negation", "clause", pl.col("clause")) & ~_cue("pseudo_negation", "clause", pl.col("clause")),
         hypothetical=_cue("hypothetical", "clause", pl.col("clause"))
@@ -450,6 +471,12 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         ((pl.col(field) == rule) & ~window.str.contains("(?i)" + rule)).fill_null(False)
         for field, window in (("requires", pl.col("sentence")), ("requires_sentence", whole_sentence), ("requires_near", pl.col("pre")))
         for rule in table[field].drop_nulls().unique().to_list()
+    ]
+    # ... and may be cancelled by what follows it at once (unless_after: "I
+    # took 20 pills a day").
+    needed += [
+        ((pl.col("unless_after") == rule) & pl.col("rest").str.contains(r"(?i)^\s*(?:" + rule + ")")).fill_null(False)
+        for rule in table["unless_after"].drop_nulls().unique().to_list()
     ]
     if needed:
         c = c.filter(~pl.any_horizontal(needed))
