@@ -65,6 +65,22 @@ def test_unknown_words_are_ignored_and_batches_do_not_change_scores():
     assert one_by_one.equals(p)  # bit for bit, whatever the batch holds
 
 
+def test_a_missing_text_gets_no_score():
+    """predict([None]) scored the missing text as an empty one (the model's
+    prior, shown as a prediction); it gets a row of nulls, as fit and
+    evaluate leave such rows out, and its neighbours score as alone."""
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    out = model.predict(["so sad", None, "great"])
+    assert out.height == 3 and out.row(1) == (None, None, None, None)
+    assert out[[0, 2]].equals(model.predict(["so sad", "great"]))
+    column = pl.DataFrame({"text": ["so sad", None]})["text"]
+    assert model.predict(column).row(1) == (None, None, None, None)
+    # evaluate leaves out a row without a text (it had no prediction to score)
+    labelled = pl.concat([toy(), pl.DataFrame({"text": [None], "label": ["sad"], "group": [99]},
+                                              schema=toy().schema)])  # fmt: skip
+    assert evaluate(model, labelled, boot=0).n == toy().height
+
+
 def test_fit_learns_a_separable_task_and_probabilities_sum_to_one():
     model = fit(toy(), spec=FeatureSpec(min_df=1), name="mood")
     pred = model.predict(["such a sad day", "a great and happy day"])

@@ -88,9 +88,21 @@ class TextModel:
                 rules: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """Per text: ``label`` (the most probable class), ``labels`` (every
         class over its threshold; in a multi-class model, a class without a
-        threshold where it is the most probable) and ``p_<class>`` for each class."""
-        batch = _batch_of(self, texts, context, rules)
-        return self.frame_of(self.predict_proba(batch))
+        threshold where it is the most probable) and ``p_<class>`` for each class.
+
+        A missing text (None, or null in a column) gets a row of nulls: it
+        is not scored, as :func:`fit` and :func:`~.validity.evaluate` leave
+        out rows without a text, and ``analyze()`` leaves the columns null
+        where a model reads no message. (Scoring it as an empty text would
+        give it the model's prior as if it were a prediction.) A missing
+        ``context`` value is read as no preceding turn."""
+        text = _text_series(texts, "texts")
+        batch = _batch_of(self, text, context, rules)
+        out = self.frame_of(self.predict_proba(batch))
+        if text.null_count():
+            missing = pl.lit(text.is_null())
+            out = out.with_columns(pl.when(missing).then(None).otherwise(pl.col(c)).alias(c) for c in out.columns)
+        return out
 
     def frame_of(self, proba: np.ndarray) -> pl.DataFrame:
         classes = list(self.classes)

@@ -473,7 +473,10 @@ def evaluate(model: TextModel, frame: pl.DataFrame, *, text: str = "text", label
              context: str | None = None, group: str | None = None, rules: Sequence[str] = (),
              merge: Mapping[str, str] | None = None, boot: int = BOOTSTRAP, seed: int = 0) -> Report:  # fmt: skip
     """Score ``model`` on a labelled frame (a multi-label model: each class
-    as its own binary task at the model's thresholds, :func:`multilabel_report`)."""
+    as its own binary task at the model's thresholds, :func:`multilabel_report`).
+    Rows whose text or label is missing are left out, as :func:`~.model.fit`
+    leaves them out (the report's ``n`` counts the rows scored); a missing
+    text is not scored as an empty one."""
     if model.featurizer.spec.context and context is None:
         warnings.warn(f"{model.name} was fitted with the preceding turn as context; without context= it is scored "
                       "as if every text had none", stacklevel=2)  # fmt: skip
