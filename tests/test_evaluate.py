@@ -114,3 +114,22 @@ def test_matches_a_direct_count(pairs):
         assert s.support == sum(g == label for g in gold)
         assert s.precision == (pytest.approx(tp / predicted) if predicted else None)
     assert e.kappa is None or -1.0 - 1e-9 <= e.kappa <= 1.0 + 1e-9
+
+
+def test_labels_of_different_types_are_refused_naming_the_clash():
+    """1 and "1" were one class or two by accident (a TypeError from polars
+    on the way, or numpy's silent cast); gold and predictions of different
+    types are an InputError naming the labels that clash."""
+    with pytest.raises(InputError, match=r"predicted holds numbers, gold holds strings; they clash on 1 \(predicted\) and '1' \(gold\)"):
+        evaluate([1, 2, 1], ["1", "2", "2"])
+    with pytest.raises(InputError, match="clash on 1"):
+        evaluate(pl.Series([1, 2]), pl.Series(["1", "2"]))
+    with pytest.raises(InputError, match=r"booleans.*numbers"):
+        evaluate([True, False], [1, 0])  # True == 1 in Python: one class by accident
+    with pytest.raises(InputError, match=r"predicted holds labels of different types \(numbers: 1; strings: '1'\)"):
+        evaluate([1, "1"], ["1", "1"])
+    with pytest.raises(InputError, match="labels= hold numbers"):
+        evaluate(["1", "2"], ["1", "2"], labels=[1, 2])
+    # one type on both sides is fine, ints and floats alike
+    assert evaluate([1, 2], [1.0, 2.0]).accuracy == 1.0
+    assert evaluate(np.array([1, 2]), [1, 2], labels=[1, 2]).accuracy == 1.0

@@ -83,13 +83,45 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def _kind(dtype: Any) -> str:
+    """What a label column holds, as a reader names it: 1 and "1" are
+    different kinds (so are True and 1, equal in Python)."""
+    if dtype == pl.Boolean:
+        return "booleans"
+    if dtype.is_numeric():
+        return "numbers"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "strings"
+    return str(dtype)
+
+
+def _value_kind(value: Any) -> str:
+    return _kind(pl.Series([value]).dtype)
+
+
+def _mixed(values: list[Any], what: str) -> InputError:
+    """The error for labels of different kinds (the values of an error
+    path: a Python pass over them is fine)."""
+    by_kind: dict[str, list[Any]] = {}
+    for v in values:
+        if v is not None:
+            by_kind.setdefault(_value_kind(v), []).append(v)
+    named = "; ".join(f"{k}: {', '.join(map(repr, list(dict.fromkeys(vs))[:3]))}" for k, vs in by_kind.items())
+    return InputError(f"{what} holds labels of different types ({named}); 1 and '1' would be two classes or one "
+                      "by accident: convert them to one type first")  # fmt: skip
+
+
 def _series(values: Any, name: str) -> pl.Series:
     if isinstance(values, pl.Series):
         out = values.rename(name)
-    elif isinstance(values, np.ndarray):
-        out = pl.Series(name, values)
     else:
-        out = pl.Series(name, list(values))
+        listed = values if isinstance(values, np.ndarray) else list(values)
+        try:
+            out = pl.Series(name, listed)
+        except TypeError:
+            raise _mixed(list(listed), name) from None
+    if out.dtype == pl.Object:
+        raise _mixed(out.to_list(), name)
     if out.null_count():
         raise InputError(f"{name} has {out.null_count()} missing value(s)")
     return out
@@ -137,7 +169,9 @@ def evaluate(
 
     ``labels``: the classes in order (default: sorted union of both sides;
     the order matters for ``weighted_kappa``). ``positive``: the positive
-    class of a binary task (default: the last label, e.g. True).
+    class of a binary task (default: the last label, e.g. True). Labels of
+    different types (1 and "1", True and 1) on the two sides, within one
+    side or in ``labels`` are an :class:`InputError` naming the clash.
     """
     pred = _series(predicted, "predicted")
     truth = _series(gold, "gold")
@@ -145,6 +179,7 @@ def evaluate(
         raise InputError(f"predicted has {len(pred)} items, gold {len(truth)}")
     if not len(truth):
         raise InputError("nothing to evaluate: no items")
+    _check_kinds(pred, truth, labels)
     found = sorted(set(pred.to_list()) | set(truth.to_list()), key=lambda v: (str(type(v)), v))
     classes = list(labels) if labels is not None else found
     unknown = set(found) - set(classes)
@@ -200,6 +235,45 @@ def evaluate(
         confusion=pl.DataFrame({confusion_index(classes): [str(c) for c in classes],
                                 **{str(c): confusion[:, j] for j, c in enumerate(classes)}}),  # fmt: skip
     )
+
+
+def _check_kinds(pred: pl.Series, truth: pl.Series, labels: Sequence[Any] | None) -> None:
+    """Refuse gold and predicted labels of different types (a model's "1"
+    against gold 1, True against 1): they were counted as one class or as
+    two by accident. Names the labels that clash, those equal as text."""
+    kinds = {"predicted": _kind(pred.dtype), "gold": _kind(truth.dtype)}
+    if labels is not None:
+        listed = list(labels)
+        kinds_of_labels = {_value_kind(v) for v in listed}
+        if len(kinds_of_labels) > 1:
+            raise _mixed(listed, "labels")
+        if kinds_of_labels:
+            kinds["labels"] = kinds_of_labels.pop()
+    if len(set(kinds.values())) < 2:
+        return
+    sides = {"predicted": pred, "gold": truth}
+    if labels is not None:
+        sides["labels"] = pl.Series("labels", list(labels))
+    distinct = {side: values.unique(maintain_order=True) for side, values in sides.items()}
+    # The clash a reader looks for: values that print the same (1 and "1").
+    as_text = [v.cast(pl.String).rename("text") for v in distinct.values()]
+    same = set(as_text[0].to_list())
+    for t in as_text[1:]:
+        same &= set(t.to_list())
+    if same:
+        example = sorted(same)[0]
+        clash = " and ".join(f"{distinct[side].filter(as_text[i] == example)[0]!r} ({side})"
+                             for i, side in enumerate(distinct))  # fmt: skip
+        clash = f"; they clash on {clash}"
+    else:
+        clash = "; for example " + " and ".join(f"{distinct[side][0]!r} ({side})" for side in distinct)
+    grouped: dict[str, list[str]] = {}
+    for side, kind in kinds.items():
+        grouped.setdefault(kind, []).append("labels=" if side == "labels" else side)
+    described = ", ".join(f"{' and '.join(sides_)} {'hold' if len(sides_) > 1 or sides_[0] == 'labels=' else 'holds'} {kind}"
+                          for kind, sides_ in grouped.items())  # fmt: skip
+    raise InputError(f"{described}{clash}; labels of different types are different classes by accident (1 is not "
+                     "'1'): convert one side, such as pl.Series(values).cast(pl.String)")  # fmt: skip
 
 
 def confusion_index(classes: Sequence[Any]) -> str:
