@@ -133,3 +133,21 @@ def test_labels_of_different_types_are_refused_naming_the_clash():
     # one type on both sides is fine, ints and floats alike
     assert evaluate([1, 2], [1.0, 2.0]).accuracy == 1.0
     assert evaluate(np.array([1, 2]), [1, 2], labels=[1, 2]).accuracy == 1.0
+
+
+def _ends_of_columns(line: str) -> list[int]:
+    """Where each blank-separated field of a table line ends."""
+    import re
+
+    return [m.end() for m in re.finditer(r"\S+(?: \S+)*", line.replace("[", " ").replace(",", " ").replace("]", " "))]
+
+
+def test_printed_table_lines_up_with_long_class_names():
+    """A class name longer than the class column pushed its row's figures
+    out from under their headers; every column ends where its header does."""
+    long = "a_class_name_much_longer_than_the_column_was"
+    e = evaluate([long, "b", long, "b"], [long, "b", "b", "b"])
+    header, *rows = str(e).splitlines()[1:]
+    ends = _ends_of_columns(header)[1:]  # the right-aligned figure columns
+    for row in rows:
+        assert _ends_of_columns(row)[1:] == ends, str(e)

@@ -276,6 +276,29 @@ def test_report_matches_scikit_learn_and_intervals_hold_the_point():
     assert r.calibration["n"].sum() == 300 * 3
 
 
+def test_printed_report_lines_up_with_long_class_names():
+    """A class name longer than the class column pushed its row's figures
+    out from under their headers (and the interval's header was one wider
+    than the interval, so auroc and n were off by one on every row)."""
+    import re
+
+    long = "a_class_name_much_longer_than_the_column_was"
+    gold = [long, "b"] * 10
+    proba = np.tile([[0.8, 0.2], [0.3, 0.7]], (10, 1))
+    text = str(report(gold, proba, [long, "b"], boot=0))
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("class"))
+
+    def spans(line):
+        found = [(m.start(), m.end()) for m in re.finditer(r"\S+", line)]
+        # prec, recall, f1 and auroc, n end under their headers; the interval starts under its header
+        return [e for _, e in found[1:4]], [e for _, e in found[-2:]], found[4][0]
+
+    want = spans(lines[at])
+    for row in lines[at + 1 : at + 3]:
+        assert spans(row) == want, text
+
+
 def test_auroc_interval_and_group_folds():
     y = np.array([0, 0, 1, 1, 0, 1] * 20, dtype=bool)
     s = np.where(y, 0.7, 0.3) + np.linspace(0, 0.5, len(y))

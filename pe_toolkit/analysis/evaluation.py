@@ -73,13 +73,17 @@ class Evaluation:
         def f(x: float | None) -> str:
             return "-" if x is None else f"{x:.3f}"
 
+        # The class column as wide as the longest name (a long one pushed
+        # its row's figures out of their columns).
+        cw = max([16, *(len(str(label)) + 2 for label in self.per_class)])
+        sw = max([9, *(len(str(s.support)) + 2 for s in self.per_class.values())])
         lines = [
             f"n={self.n}  accuracy={f(self.accuracy)}  macro_f1={f(self.macro_f1)}  kappa={f(self.kappa)}  "
             f"weighted_kappa={f(self.weighted_kappa)}  auroc={f(self.auroc)}",
-            f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+            f"{'class':<{cw}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>{sw}}",
         ]
         for label, s in self.per_class.items():
-            lines.append(f"{label!s:<16}{f(s.precision):>10}{f(s.recall):>10}{f(s.f1):>10}{s.support:>9}")
+            lines.append(f"{label!s:<{cw}}{f(s.precision):>10}{f(s.recall):>10}{f(s.f1):>10}{s.support:>{sw}}")
         return "\n".join(lines)
 
 

@@ -83,12 +83,18 @@ class Report:
         def f(x: Any) -> str:
             return "   -  " if x is None else f"{x:6.3f}"
 
+        # Columns as wide as their longest entry (a class name of 40
+        # characters pushed its row's figures out of their columns).
+        mw = max([10, *(len(str(m)) + 2 for m in self.overall["metric"])])
+        cw = max([26, *(len(str(c)) + 2 for c in self.per_class["class"])])
+        nw = max([6, *(len(str(n)) + 2 for n in self.per_class["support"])])
         lines = [f"n={self.n} ({self.groups} groups)"]
         for metric, value, low, high in self.overall.iter_rows():
-            lines.append(f"  {metric:<10}{f(value)}  [{f(low)}, {f(high)}]")
-        lines.append(f"  {'class':<26}{'prec':>7}{'recall':>7}{'f1':>7}  {'95% CI':<17}{'auroc':>7}{'n':>6}")
+            lines.append(f"  {metric:<{mw}}{f(value)}  [{f(low)}, {f(high)}]")
+        # "[lo, hi]" is 16 characters wide: the header's column is too.
+        lines.append(f"  {'class':<{cw}}{'prec':>7}{'recall':>7}{'f1':>7}  {'95% CI':<16}{'auroc':>7}{'n':>{nw}}")
         for cls, p, r, f1, lo, hi, au, n in self.per_class.iter_rows():
-            lines.append(f"  {cls:<26}{f(p):>7}{f(r):>7}{f(f1):>7}  [{f(lo)}, {f(hi)}]{f(au):>7}{n:>6}")
+            lines.append(f"  {cls:<{cw}}{f(p):>7}{f(r):>7}{f(f1):>7}  [{f(lo)}, {f(hi)}]{f(au):>7}{n:>{nw}}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
