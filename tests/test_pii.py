@@ -511,3 +511,25 @@ def test_overlapping_name_forms_leave_no_part_of_a_name() -> None:
     )
     out = redact_frame(frame)["content"].to_list()
     assert "Okafor" not in out[1] and "Jane" not in out[1] and "sarah" not in out[1], out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a ")" the URL opened is the URL's; the prose's own stays
+        ("(see https://example.com/a_(b))", "(see [URL])"),
+        ("(https://example.com/x)", "([URL])"),
+        ("https://en.wikipedia.org/wiki/Foo_(bar), then", "[URL], then"),
+        ("see www.example.com/a_(b). ok", "see [URL]. ok"),
+        ("x (https://example.com/a_(b)).", "x ([URL])."),
+        # an emoji in the path (folded to a space for the patterns) is part of it
+        ("go to https://example.com/caf\u00e9/\U0001f642/page now", "go to [URL] now"),
+        ("(https://example.com/\U0001f642/a_(b)) ok", "([URL]) ok"),
+        ("my site example.com/p\U0001f642ge/x!", "my site [URL]!"),
+    ],
+)
+def test_a_url_is_masked_whole_and_the_prose_keeps_its_parenthesis(text: str, expected: str) -> None:
+    """A URL's own ")" (Wikipedia's "Foo_(bar)") was left after [URL], and a
+    path went on being shown after an emoji; the prose's ")" must stay."""
+    assert redact(text) == expected
+    assert find_pii(pl.Series([text]))["kind"].to_list() == ["url"]

@@ -289,9 +289,11 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     spans = spans.filter(
         (pl.col("kind") != "phone") | (pl.col("cat") == "spelled_phone") | ~digits.str.contains(_TOLL_FREE)
     )
+    spans = _urls_through_symbols(spans, texts)
     # Trim what the patterns take around the value: trailing punctuation of a
-    # URL, the "live at" / "zip code is" lead of an address.
-    trail = pl.col("text").str.len_bytes() - pl.col("text").str.replace(r"[.,;:!?)\]'\"]+$", "").str.len_bytes()
+    # URL (a ")" only when the URL has no "(" it closes), the "live at" /
+    # "zip code is" lead of an address.
+    trail = _url_trail(spans["text"], spans["kind"] == "url")
     lead = pl.col("text").str.len_bytes() - pl.col("text").str.replace(r"^[^0-9]+", "").str.len_bytes()
     spans = spans.with_columns(
         end=pl.when(pl.col("kind") == "url").then(pl.col("end") - trail).otherwise(pl.col("end")).cast(pl.Int32),
@@ -300,6 +302,66 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     spans = spans.filter(pl.col("end") > pl.col("start"))
     spans = spans.with_columns(text=_slices(texts, spans["row"], spans["start"], spans["end"] - spans["start"]))
     return spans.select(list(PII_SCHEMA)).sort("row", "start")
+
+
+# A URL's tail past a character that folding made a space (an emoji, a
+# symbol): at most this many characters more, as the domain form's path.
+URL_TAIL = 2000
+_URL_CHAR = r'[^\s<>"]'
+_URL_TRAILING = ".,;:!?)]'\""
+
+
+def _urls_through_symbols(spans: pl.DataFrame, texts: pl.Series) -> pl.DataFrame:
+    """URL spans carried on through the characters folding turned into
+    spaces ("https://example.com/\U0001f642/page" ended at the emoji, and
+    "\U0001f642/page" was left in the redacted text): their ``end`` and
+    ``text`` read from the original texts; a span inside the longer URL goes."""
+    after_space = (spans["kind"] == "url") & (spans["after"] == " ")
+    which = after_space.arg_true()
+    if not len(which):
+        return spans
+    rows, ends = spans["row"].gather(which), spans["end"].gather(which)
+    following = _slices(texts, rows, ends, pl.Series([1] * len(which), dtype=pl.Int32))
+    goes_on = following.str.contains(f"^{_URL_CHAR}$").fill_null(False)
+    which = which.filter(goes_on)
+    if not len(which):
+        return spans
+    rows, starts, ends = spans["row"].gather(which), spans["start"].gather(which), spans["end"].gather(which)
+    tail = _slices(texts, rows, ends, pl.Series([URL_TAIL] * len(which), dtype=pl.Int32))
+    more = tail.str.extract(f"^({_URL_CHAR}*)", 1).str.len_chars().fill_null(0).cast(pl.Int32)
+    new_end = ends + more
+    spans = spans.with_columns(
+        end=spans["end"].scatter(which, new_end),
+        text=spans["text"].scatter(which, _slices(texts, rows, starts, new_end - starts)),
+    )
+    return _non_overlapping(spans.sort("row", "start", pl.col("end"), descending=[False, False, True]))
+
+
+def _url_trail(text: pl.Series, is_url: pl.Series) -> pl.Series:
+    """Characters to trim from the end of each URL span (0 for the others):
+    trailing punctuation, and a ")" only when the URL holds fewer "(" than
+    ")" ("(see https://example.com/a_(b))" keeps its own ")" and leaves the
+    prose's)."""
+    ends_in = is_url & text.str.contains(r"[.,;:!?)\]'\"]$").fill_null(False)
+    out = pl.Series([0] * len(text), dtype=pl.Int32)
+    which = ends_in.arg_true()
+    if not len(which):
+        return out
+    distinct = text.gather(which).unique()
+    # A Python pass over the distinct URLs that end in punctuation (a few
+    # per message): the trim is sequential, ")" by ")" against the count of "(".
+    trims = {}
+    for url in distinct.to_list():
+        end, opened, closed = len(url), url.count("("), url.count(")")
+        while end and url[end - 1] in _URL_TRAILING:
+            if url[end - 1] == ")":
+                if closed <= opened:
+                    break
+                closed -= 1
+            end -= 1
+        trims[url] = len(url) - end
+    found = text.gather(which).replace_strict(list(trims), list(trims.values()), return_dtype=pl.Int32)
+    return out.scatter(which, found)
 
 
 def _currency_before(spans: pl.DataFrame, texts: pl.Series) -> pl.Series:
