@@ -155,6 +155,22 @@ def test_sync_to_an_api_that_does_not_answer_names_it_and_what_to_check(tmp_path
     assert key not in result.output and "pass_word" not in result.output
 
 
+def test_sync_when_every_api_url_refuses_names_the_last_error(tmp_path, monkeypatch):
+    # Before: "all 2 API endpoints: circuit open after repeated failures;
+    # failing fast, next probe in 30 s": the health checks that opened the
+    # circuits kept no error, so the line said nothing of what failed.
+    first, second = _closed_port(), _closed_port()
+    key = "sekrit_key_0123456789"
+    monkeypatch.setenv("PE_API_URL", f"http://127.0.0.1:{first},http://user:pass_word@127.0.0.1:{second}")
+    monkeypatch.setenv("PE_API_KEY", key)
+    for mode in ("incremental", "bulk"):
+        result = CliRunner().invoke(cli, ["--db", str(tmp_path / f"{mode}.duckdb"), "sync", "--mode", mode])
+        line = one_error_line(result)
+        assert "all 2 API endpoints" in line and "last error: http://127.0.0.1:" in line, line
+        assert "Connection refused" in line or "ConnectError" in line, line
+        assert key not in result.output and "pass_word" not in result.output
+
+
 # -- sql: Ctrl-C stops a long query ------------------------------------------------------
 
 

@@ -163,11 +163,10 @@ class AsyncClient:
             try:
                 async with asyncio.timeout(timeout):
                     response = await self._http.send(request)
-                body = response.json() if response.status_code == 200 else None
-                healthy = isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy"
-            except (httpx.HTTPError, ValueError, TimeoutError):
-                healthy = False
-            self._core.record_health(endpoint, healthy)
+                healthy, why = self._core.health_of(response, None, timeout)
+            except (httpx.HTTPError, TimeoutError) as exc:
+                healthy, why = self._core.health_of(None, exc, timeout)
+            self._core.record_health(endpoint, healthy, why)
             found[endpoint.url] = healthy
         return found
 

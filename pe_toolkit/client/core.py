@@ -169,6 +169,7 @@ class Endpoint:
         self.origin = _origin(self.url)
         self.breaker, self.pacer = breaker, pacer
         self.last_error = ""  # the latest failure, quoted when the circuit is open
+        self.last_error_at = 0.0  # time.monotonic() of it: the most recent is quoted
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.url} {self.breaker.state.value}>"
@@ -296,8 +297,13 @@ class RequestCore:
             if endpoint.breaker.allow():
                 return endpoint
         wait = min(e.breaker.retry_in() for e in candidates)
-        where = candidates[0].url if len(candidates) == 1 else f"all {len(candidates)} API endpoints"
-        last = next((e.last_error for e in candidates if e.last_error), "")
+        where = public_url(candidates[0].url) if len(candidates) == 1 else f"all {len(candidates)} API endpoints"
+        failed = [e for e in candidates if e.last_error]
+        last = ""
+        if failed:
+            # The most recent failure, and with several URLs, whose (never its credentials).
+            latest = max(failed, key=lambda e: e.last_error_at)
+            last = latest.last_error if len(candidates) == 1 else f"{public_url(latest.url)}: {latest.last_error}"
         raise CircuitOpenError(
             f"{where}: circuit open after repeated failures; failing fast, next probe in {wait:.0f} s"
             + (f" (last error: {last})" if last else "")
@@ -352,6 +358,7 @@ class RequestCore:
         attempt.state.last_failed = attempt.endpoint
         where = f"{attempt.call.method} {_display(attempt.request)}"
         attempt.endpoint.last_error = f"no complete answer within {attempt.deadline_why}"
+        attempt.endpoint.last_error_at = time.monotonic()
         error = DeadlineExceededError(self.scrub(f"{where}: no complete answer within {attempt.deadline_why}"))
         error.request_sent = True
         return error
@@ -428,6 +435,7 @@ class RequestCore:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 endpoint.breaker.record_failure(_failure_key(attempt))
                 endpoint.last_error = "malformed data"
+                endpoint.last_error_at = time.monotonic()
                 malformed = MalformedResponseError(
                     self.scrub(f"{where}: the response's data does not follow the API contract ({_describe(exc)})")
                 )
@@ -454,6 +462,7 @@ class RequestCore:
         if status >= 500 or (envelope is None and status < 400):
             endpoint.breaker.record_failure(_failure_key(attempt))
             endpoint.last_error = f"HTTP {status}"
+            endpoint.last_error_at = time.monotonic()
             attempt.state.last_failed = endpoint
         else:
             endpoint.breaker.record_success()
@@ -504,6 +513,7 @@ class RequestCore:
         kind = type(exc).__name__
         detail = self.scrub(str(exc) or kind)
         attempt.endpoint.last_error = f"{kind}: {detail}"
+        attempt.endpoint.last_error_at = time.monotonic()
         sent = not isinstance(exc, _NOT_SENT)
         # The server named (scheme, host, port: never credentials), and what
         # to check when it could not be reached: "GET /v1/...: ConnectError"
@@ -545,10 +555,32 @@ class RequestCore:
     def health_call(self, endpoint: Endpoint, timeout: float) -> Call[Any]:
         return Call("GET", "/health", root=True, pin=endpoint.url, timeout=timeout)
 
-    def record_health(self, endpoint: Endpoint, healthy: bool) -> None:
+    def health_of(self, response: httpx.Response | None, exc: BaseException | None, timeout: float) -> tuple[bool, str]:
+        """Whether a ``/health`` answer (or the exception instead of one)
+        says healthy, and if not, why (quoted when the circuit is open)."""
+        if exc is not None:
+            if isinstance(exc, httpx.TimeoutException | TimeoutError):
+                return False, f"no answer to GET /health within {timeout:g} s"
+            return False, f"GET /health: {type(exc).__name__}: {exc or type(exc).__name__}"
+        assert response is not None
+        if response.status_code != 200:
+            return False, f"GET /health: HTTP {response.status_code}"
+        try:
+            body = response.json()
+        except ValueError:
+            return False, "GET /health: not JSON"
+        if isinstance(body, dict) and bool(body.get("success")) and (body.get("data") or {}).get("status") == "healthy":
+            return True, ""
+        return False, "GET /health: not healthy"
+
+    def record_health(self, endpoint: Endpoint, healthy: bool, why: str = "") -> None:
         if healthy:
             endpoint.breaker.record_success()
         else:
+            # Remembered, so that "circuit open" can say what went wrong
+            # (a sync whose every URL refused ended naming no error at all).
+            endpoint.last_error = self.scrub(why or "the health check failed")
+            endpoint.last_error_at = time.monotonic()
             endpoint.breaker.trip()
 
 
