@@ -119,6 +119,24 @@ def test_a_filter_value_the_cache_does_not_hold_is_refused_when_nothing_matched(
     assert export(store, tmp_path / "t.jsonl", format="jsonl", progress=False, dataset=["edge", "edg"]).conversations > 0
 
 
+def test_a_name_whose_extension_names_another_format_is_refused(tmp_path, store):
+    """`export x.csv --format jsonl` wrote JSON Lines under a .csv name
+    without a word; now one line, exit 1, and nothing written. A format
+    whose extension fits (openai in .jsonl) or a name without a known
+    extension is written as before."""
+    db = store.path.as_posix()
+    for name, fmt, holds in (("x.csv", "jsonl", "csv"), ("x.jsonl.gz", "csv", "JSON Lines"),
+                             ("x.parquet", "openai", "parquet"), ("ds.parquet", "huggingface", "parquet")):  # fmt: skip
+        result = CliRunner().invoke(cli, ["--db", db, "export", str(tmp_path / name), "--format", fmt])
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, (name, result.output)
+        assert f"'{name}' names a {holds} file, but the {fmt} format" in result.stderr, result.stderr
+        with pytest.raises(InputError, match=f"names a {holds} file"):
+            export(store, tmp_path / name, format=fmt, progress=False)
+    assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob("ds*"))
+    assert export(store, tmp_path / "chat.jsonl", format="openai", progress=False).conversations > 0
+    assert export(store, tmp_path / "lines.txt", format="jsonl", progress=False).conversations > 0
+
+
 # -- scores --------------------------------------------------------------------
 
 

@@ -162,7 +162,33 @@ def check_options(fmt: str, path: Path, layout: str | None, include_scores: bool
     gz = path.name.lower().endswith(".gz")
     if gz and fmt not in ("jsonl", "openai", "sharegpt", "csv"):
         raise InputError(f"{fmt} is not gzipped as a whole (parquet compresses inside); drop the .gz")
+    _check_suffix(fmt, path)
     return layout, gz
+
+
+# What a file name's extension says it holds: JSON Lines (the jsonl, openai
+# and sharegpt formats), csv or parquet.
+_SUFFIX_HOLDS = {".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON Lines", ".csv": "csv", ".parquet": "parquet"}
+_FORMAT_WRITES = {"jsonl": "JSON Lines", "openai": "JSON Lines", "sharegpt": "JSON Lines", "csv": "csv", "parquet": "parquet",
+                  "huggingface": "a folder"}  # fmt: skip
+
+
+def _check_suffix(fmt: str, path: Path) -> None:
+    """Refuse a name whose extension names another format than the one
+    written: ``export x.csv --format jsonl`` wrote JSON Lines under a .csv
+    name without a word, and a reader that trusts the extension fails on
+    it. A name without a known extension (``ds``, ``out.txt``) is the
+    caller's choice."""
+    suffix = Path(path.name.lower().removesuffix(".gz")).suffix
+    holds = _SUFFIX_HOLDS.get(suffix)
+    writes = _FORMAT_WRITES[fmt]
+    if holds is not None and holds != writes:
+        fitting = sorted(s for s, h in _SUFFIX_HOLDS.items() if h == writes)
+        named = f"a name ending in {' or '.join(fitting)}" if fitting else "a folder name without an extension"
+        formats = [f for f, w in _FORMAT_WRITES.items() if w == holds]
+        choice = " or ".join(formats) if len(formats) < 3 else f"{', '.join(formats[:-1])} or {formats[-1]}"
+        raise InputError(f"{path.name!r} names a {holds} file, but the {fmt} format writes {writes}: give {named}, "
+                         f"or the format {choice}")  # fmt: skip
 
 
 def export(
