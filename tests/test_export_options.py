@@ -491,6 +491,22 @@ def test_exports_are_private_to_their_owner(tmp_path, store):
     assert (tmp_path / "p.hf").stat().st_mode & 0o777 == 0o700
 
 
+def test_the_files_of_a_folder_export_are_private_too(tmp_path, store):
+    """The huggingface export's shards, state.json and dataset_info.json
+    (and the parquet tables layout's files) were created through the umask,
+    644 here, while every file export is 600: copied out of their folder
+    they were readable by all."""
+    old = os.umask(0o022)  # the usual umask, whatever the test runner's
+    try:
+        export(store, tmp_path / "p.hf", format="huggingface", progress=False)
+        export(store, tmp_path / "t", format="parquet", layout="tables", progress=False)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "p.hf", tmp_path / "t"):
+        files = sorted(folder.iterdir())
+        assert files and {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+
+
 # -- threads -------------------------------------------------------------------
 
 

@@ -84,8 +84,7 @@ def atomic_file(
             f"{path} exists and does not look like a previous export of this format; "
             "choose another path, or replace it with --force (force=True)"
         )
-    tmp = _temp_name(path)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    tmp = private_file(_temp_name(path))
     try:
         yield tmp
         fsync_file(tmp)
@@ -96,6 +95,16 @@ def atomic_file(
         raise
     fsync_dir(path.parent)
     sweep(path, (PART_SUFFIX,))  # what killed writers of this target left (conversation text)
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty, readable by its owner only (mode 600, given
+    at creation: see the module docstring), and return it. A writer that
+    opens it afterwards (pyarrow, ``write_text``) truncates it and keeps
+    the mode; a file of a folder export is created so too, as its folder
+    (mode 700) may be copied or moved elsewhere whole."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
 
 
 def _looks_like_previous_export(path: Path, marker: str) -> bool:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ExportError
 from . import shape
+from .atomic import private_file
 
 MANIFEST = "pe_toolkit_export.json"
 HF_SHARD_BYTES = 500 << 20  # datasets' own default max_shard_size
@@ -141,7 +142,8 @@ class CsvWriter(_TextWriter):
 class _ParquetFile:
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.schema = normal_schema(schema)
-        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        # The tables layout's files are created here, inside the export's folder: private as the others.
+        self.writer = pq.ParquetWriter(str(path if path.exists() else private_file(path)), self.schema, compression="zstd")
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -216,7 +218,7 @@ class HuggingFaceWriter(Writer):
         self._close_shard()
         path = self._target / f".shard-{len(self._shards):05d}.arrow"
         self._shards.append(path)
-        self._sink = pa.OSFile(str(path), "wb")
+        self._sink = pa.OSFile(str(private_file(path)), "wb")
         self._stream = pa.ipc.new_stream(self._sink, self._schema)
 
     def _close_shard(self) -> None:
@@ -261,8 +263,8 @@ class HuggingFaceWriter(Writer):
             "homepage": "",
             "license": "",
         }
-        (self._target / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-        (self._target / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        private_file(self._target / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        private_file(self._target / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
     def abort(self) -> None:
         self._close_shard()
@@ -287,4 +289,4 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     """A small record of what the folder holds; also marks it as ours, so a
     later export may replace it."""
     fields["exported_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    (folder / MANIFEST).write_text(json.dumps(fields, indent=2, default=str) + "\n")
+    private_file(folder / MANIFEST).write_text(json.dumps(fields, indent=2, default=str) + "\n")
