@@ -159,6 +159,25 @@ def test_a_message_ending_in_emoji_or_an_emoticon_has_its_last_sentence_counted(
     assert a["reading_ease"] == pytest.approx(206.835 - 1.015 * 10 / 4 - 84.6 * syllables / 10)
 
 
+def test_a_sentence_ended_by_an_emoji_and_its_full_stop_is_counted():
+    # A token of symbols ending in '.', '!' or '?' ("🙂.") ended no sentence:
+    # only a word's own '.' did, so "I hear you 🙂. You are not alone 🙂."
+    # was one sentence (quality v5). It ends one when a word came since the
+    # previous end; a second symbol after an end adds none.
+    m = frame(
+        [
+            ("a", "user", "Hi"),
+            ("a", "assistant", "I hear you 🙂. You are not alone 🙂."),  # 7 words, 2 sentences
+            ("a", "assistant", "ok! 🙂. 🙂. fine 🙂! more words"),  # 4 words, 3 sentences
+            ("a", "assistant", "Take care 💙."),  # 2 words, 1 sentence
+        ]
+    )
+    q = QUALITY.score(m)
+    assert q.messages["words"].to_list() == [1, 7, 4, 2]
+    assert q.messages["sentences"].to_list() == [1, 2, 3, 1]
+    assert q.conversations.row(0, named=True)["words_per_sentence"] == pytest.approx(13 / 6)
+
+
 # -- duplicates ----------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from .base import EVIDENCE_SCHEMA, Batch, Scores
 from .segments import Segments
 
 NAME = "quality"
-VERSION = "5"  # 3: no metrics or tier without an assistant message; 4: no length_ratio without assistant words; 5: a message ending in non-words (emoji, ":(") has its last sentence counted
+VERSION = "6"  # 3: no metrics or tier without an assistant message; 4: no length_ratio without assistant words; 5: a message ending in non-words (emoji, ":(") has its last sentence counted; 6: a token of symbols ending in '.', '!' or '?' ("🙂.") ends a sentence after a word
 
 _DEFECTS = ("empty_turn", "repeated_turn", "role_order_violation")
 _ROLE_CODES = {"user": structure.USER, "assistant": structure.ASSISTANT, "system": structure.SYSTEM}

@@ -14,7 +14,8 @@ outside 0-100.
 Definitions (heuristics, documented in docs/metrics.md with their failure modes):
 - word: a whitespace token with at least one letter or digit;
 - sentence: a word ending in '.', '!' or '?' (closing quotes and brackets
-  ignored), plus one for a message whose last word does not end one;
+  ignored), or a token of symbols so ending ("\U0001f642.") after a word since
+  the previous end, plus one for a message whose last word does not end one;
 - syllables of a word: groups of vowels (a e i o u y), minus a silent ending
   ('-e' but not '-le', '-ed' but not '-ted'/'-ded', '-ely'), plus vowel
   pairs usually spoken as two ('ia' but not 'cia'/'tia', 'ua', 'iet', final
@@ -130,7 +131,49 @@ def text_counts(tokens: Tokens, vocab: pl.DataFrame) -> TextCounts:
         last_word = np.flatnonzero(np.append(text_of[1:] != text_of[:-1], True))
         last_ends[text_of[last_word]] = ends[tokens.codes[word_idx[last_word]]] > 0
     sentences = sentence_ends + ((words > 0) & ~last_ends).astype(np.int64)
+    _symbol_ends(tokens, vocab, is_word, words, sentences)
     return TextCounts(words=words, sentences=sentences, syllables=syllables)
+
+
+def _symbol_ends(tokens: Tokens, vocab: pl.DataFrame, is_word: np.ndarray, words: np.ndarray, sentences: np.ndarray) -> None:
+    """Recount, in place, the sentences of the texts where a token that is
+    not a word ends one ("I hear you \U0001f642. You are not alone \U0001f642.":
+    before, only a word's own '.' ended a sentence, so this counted one):
+    such a token ends a sentence when a word came since the previous end."""
+    symbol_end = (vocab["ends_sentence"].to_numpy() & (is_word == 0)).astype(bool)
+    if not symbol_end.any():
+        return
+    # One boolean gather over the tokens finds the texts (few: emoji or ":)."
+    # after a sentence); the recount runs over their tokens only.
+    at = np.flatnonzero(symbol_end[tokens.codes])
+    if not len(at):
+        return
+    texts = np.searchsorted(tokens.offsets, at, side="right") - 1
+    texts = np.unique(texts)
+    texts = texts[words[texts] > 0]
+    if not len(texts):
+        return
+    idx = tokens.texts_of(texts)
+    codes = tokens.codes[idx]
+    word = is_word[codes]
+    ends = vocab["ends_sentence"].to_numpy()[codes]
+    lengths = tokens.lengths[texts]
+    first = np.cumsum(lengths) - lengths  # each text's first token, in idx
+    seen = np.cumsum(word)  # words up to and including each token
+    text_of = np.repeat(np.arange(len(texts)), lengths)
+    end_at = np.flatnonzero(ends)
+    start_words = seen[first] - word[first]  # words before each text
+    # Words since the previous end of the same text (or its start).
+    same = np.r_[False, text_of[end_at[1:]] == text_of[end_at[:-1]]]
+    base = np.where(same, seen[np.r_[end_at[:1], end_at[:-1]]], start_words[text_of[end_at]])
+    counted = (seen[end_at] - base) > 0
+    per_text = np.bincount(text_of[end_at], weights=counted, minlength=len(texts)).astype(np.int64)
+    # Words after the text's last end: an unpunctuated last sentence.
+    last_end = np.full(len(texts), -1, dtype=np.int64)
+    last_end[text_of[end_at]] = end_at  # end_at ascends: the last write is the last end
+    total = seen[first + lengths - 1]
+    after = total - np.where(last_end >= 0, seen[np.maximum(last_end, 0)], start_words)
+    sentences[texts] = per_text + (after > 0)
 
 
 def reading_ease(words: pl.Expr, sentences: pl.Expr, syllables: pl.Expr) -> pl.Expr:
