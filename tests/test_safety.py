@@ -380,20 +380,30 @@ def test_a_time_after_the_telling_is_the_tellings() -> None:
     assert _user("My boyfriend raped me when I was 19, I reported it to the police yesterday.")["abuse_severity"] == 2
     assert _user("He choked me back in April, I reported it yesterday.")["abuse_severity"] == 3  # strangulation, recent
     assert _user("I overdosed when I was 13, I wrote a note last night.")["crisis_severity"] == 3
+    # The second review's: the telling's clause ends where the act told starts
+    # with its own subject and time; an ongoing situation is the act's.
+    assert _user("I cut myself when I was 13, I told my mum this morning I've been doing it every day this week.")["crisis_severity"] == 2
+    assert _user("My dad started choking me when I was 15, I told the school counsellor today he did it on Friday.")["abuse_severity"] >= 2
+    assert _user("My dad beat me as a kid and he never stopped, I opened up to my counsellor yesterday.")["abuse_severity"] == 2
 
 
 def test_overdose_phrasings_read_since_v10() -> None:
     """Each of these scored 0 (no category, no alert) in safety v9, or 3 where a
     misspelt time was not read as now."""
     assert _user("I'll take all my pills tonight and not wake up.")["crisis_severity"] == 4
+    assert _user("I'll take all my xanax tonight and never wake up.")["crisis_severity"] == 4
+    assert _user("I'll take all my seroquel tonight and not wake up.")["crisis_severity"] == 4
     assert _user("I'm going to take all my xanax tonight.")["crisis_severity"] == 4
     assert _user("I'm going to kill myself tonite.")["crisis_severity"] == 4
-    assert _user("im gonna end it tmrw")["crisis_severity"] == 4
+    assert _user("im going to kill myself tmrw")["crisis_severity"] == 4
+    # Doses said in words, "popped" or by a drug's name, beside a sign of an attempt.
     assert _user("I popped 20 pills an hour ago.")["crisis_categories"] == ["prior_attempt"]
     assert _user("I took twenty five pills last night.")["crisis_severity"] == 3
     assert _user("I took 30 xanax last night.")["crisis_severity"] == 3
     assert _user("I took 30 of my sertraline last night.")["crisis_severity"] == 3
-    assert _user("I swallowed a whole bottle of ambien.")["crisis_categories"] == ["prior_attempt"]
+    assert _user("I swallowed a whole bottle of zoloft an hour ago.")["crisis_categories"] == ["prior_attempt"]
+    assert _user("I swallowed all my prozac last night.")["crisis_severity"] == 3
+    assert _user("I popped 20 oxy pills last weekend because I wanted it all to stop.")["crisis_categories"] == ["prior_attempt"]
     for text in (
         "I'll take all my pills tonight with dinner.",
         "I forgot my pills this morning so I'll take them tonight.",
@@ -404,20 +414,27 @@ def test_overdose_phrasings_read_since_v10() -> None:
         "I took 15 minutes to calm down.",
         "He wrapped his car around a tree when he was drunk.",
         "My doctor said to take all my antibiotics.",
-        # A review's realistic text, flagged by v10's first version: a count
-        # before a drug name is mostly milligrams; a regimen, a group, carrying;
-        # "I'll take all my X tonight" is mostly taking one's medication; a crash feared.
+        # Two reviews' realistic text, flagged by earlier drafts of v10: a count
+        # before a drug name is mostly milligrams; counts in words and "popped"
+        # are as often a regimen, a group, carrying; "I'll take all my X
+        # tonight" is mostly taking one's medication; "be done with" a course;
+        # a toddler; an accident.
         "Doc bumped me up so I took 50 sertraline this morning and I'm a bit jittery.",
         "I took 81 aspirin this morning like the cardiologist told me to.",
         "When I was on chemo I took twenty pills a day.",
         "I took ninety pills home from the pharmacy.",
         "Me and the lads popped like 15 pills each at the festival.",
-        "I took 20 xanax bars out of my brother's room and flushed them.",
         "I took 20 ambien over the whole month, way less than prescribed.",
         "I took the whole bottle of ibuprofen with me to the festival.",
         "Ok mum stop nagging, I'll take all my tablets right now.",
         "Yes doctor, I will take all my antidepressants tonight.",
         "These roads are so icy I'm scared I'll wrap my car around a tree on the way home.",
+        "I took 20 klonopin over 3 weeks when I was tapering.",
+        "Popped 30 tablets in my bag before the flight.",
+        "I popped 20 pills of adderall during finals.",
+        "I'm going to take all my tablets today and be done with this stupid course of steroids.",
+        "My toddler downed a whole bottle of benadryl syrup, poison control says she'll be fine.",
+        "I swallowed a whole bottle of benadryl liquid once as a kid thinking it was juice, mum rushed me to hospital.",
     ):
         assert _user(text)["crisis_categories"] == [], text
 

@@ -194,7 +194,7 @@ _B = r"(?-u:\b)"
 _ABUSE = "abuse_disclosure"
 _NO_SUBJECT_CHECK = frozenset({_ABUSE})
 _NO_PAST = frozenset({"prior_attempt"})
-_ACCIDENT_APPLIES = frozenset({"self_harm"})
+_ACCIDENT_APPLIES = frozenset({"self_harm", "prior_attempt"})
 _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # A possessive "my" in the match ("my suicide attempt") or right before it ("he
 # interferes with my suicide plans") names the user, whoever the subject is;
@@ -204,10 +204,12 @@ _MY_BEFORE = r"(?i)(?-u:\b)my\s+(?:own\s+)?$"
 _NO_MY = frozenset({"harm_to_others"})
 # The rest of a telling's clause (cues.toml `telling`), up to a boundary that
 # opens another ("..., I told my friend today but now I want to do it again"
-# keeps "now"); the boundary is kept as $1.
+# keeps "now"), or a new subject, the act told with its own time ("I told my
+# mum this morning I've been doing it every day this week"); the boundary is
+# kept as $1.
 _TELLING_CLAUSE = (
     rf"[^,;:]*?((?:{_B}(?:but|so|because|cos|though|although|yet|however|whereas"
-    rf"|and (?:now|then|i|i'm|i've|i am|i have)){_B})|[,;:]|$)"
+    rf"|and (?:now|then|i|i'm|i've|i am|i have)|(?:that )?(?:i|i've|i'm|i'd|i was|he|he's|she|she's|they|they've|it happened)){_B})|[,;:]|$)"
 )
 
 # Past times that may be months, not years, ago ("back in April", "last
@@ -220,7 +222,10 @@ _NEAR_PAST = (
     r"|when i was (?:1[89]|[2-9][0-9]|eighteen|nineteen|twenty|thirty)\b|when i was in (?:college|uni|university)"
 )
 # The act happening again, or going on, wherever it is said after the match.
-_REPEATED = r"(?i)\b(?:again|relapsed|another|started back|still)\b"
+_REPEATED = (
+    r"(?i)\b(?:again|relapsed|another|started back|still|never stopped|(?:hasn't|has not|hasn't ever) stopped|keeps"
+    r"|lives? with (?:me|us)|every (?:day|night))\b"
+)
 
 # Intent told in the past tense, its subject inside the match ("I was going
 # to ..."); a match opening with its own subject is not read from the clause.
@@ -285,7 +290,6 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("requires", None, pl.String),
             ("requires_sentence", None, pl.String),
             ("requires_near", None, pl.String),
-            ("unless_after", None, pl.String),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
@@ -471,12 +475,6 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         ((pl.col(field) == rule) & ~window.str.contains("(?i)" + rule)).fill_null(False)
         for field, window in (("requires", pl.col("sentence")), ("requires_sentence", whole_sentence), ("requires_near", pl.col("pre")))
         for rule in table[field].drop_nulls().unique().to_list()
-    ]
-    # ... and may be cancelled by what follows it at once (unless_after: "I
-    # took 20 pills a day").
-    needed += [
-        ((pl.col("unless_after") == rule) & pl.col("rest").str.contains(r"(?i)^\s*(?:" + rule + ")")).fill_null(False)
-        for rule in table["unless_after"].drop_nulls().unique().to_list()
     ]
     if needed:
         c = c.filter(~pl.any_horizontal(needed))
