@@ -435,8 +435,34 @@ def test_overdose_phrasings_read_since_v10() -> None:
         "I'm going to take all my tablets today and be done with this stupid course of steroids.",
         "My toddler downed a whole bottle of benadryl syrup, poison control says she'll be fine.",
         "I swallowed a whole bottle of benadryl liquid once as a kid thinking it was juice, mum rushed me to hospital.",
+        # A third review's: someone else's overdose of the user's pills, an
+        # animal, a daily dose, pills put into an organiser.
+        "My brother swallowed all my sleeping pills last night and is in hospital.",
+        "My sister popped thirty of my xanax last night and we had to call an ambulance.",
+        "My brother swallowed a bottle of my pills.",
+        "My dog swallowed a whole bottle of advil last night and we rushed him to the emergency vet.",
+        "I swallowed all my tablets this morning and went to work.",
+        "Popped twenty ibuprofen tablets into the pill organiser this morning, the nurse at the hospital showed me how.",
     ):
         assert _user(text)["crisis_categories"] == [], text
+
+
+def test_abuse_named_by_its_word() -> None:
+    """Safety v9 scored each of these abuse_severity 0: only "sexually abused
+    me" and "I was abused by/at home" were read."""
+    assert _user("My father abused me when I was small.")["abuse_severity"] == 1
+    assert _user("He emotionally abused me for years.")["abuse_severity"] == 1
+    assert _user("My mom is abusing me and I don't know who to tell.")["abuse_severity"] == 2
+    assert _user("For years my wife has been abusing me.")["abuse_severity"] == 2
+    assert _user("I was abused as a child.")["abuse_severity"] == 1
+    assert _user("He's been touching me since I was a little kid.")["abuse_severity"] == 2
+    for text in (
+        "The system abused me and my trust.",  # no person as the agent
+        "He abused my trust.",
+        "I would never abuse my kids.",
+        "She said her dad abused her.",
+    ):
+        assert _user(text)["abuse_severity"] == 0, text
 
 
 def test_blind_set() -> None:

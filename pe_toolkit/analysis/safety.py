@@ -167,10 +167,11 @@ NAME = "safety"
 #    of the intent and ideation entries, as is using a gun or knife named with its determiner "on myself"; an
 #    overdose taken by its dose ("I took 30 pills", "I swallowed a bottle of pills") is an attempt
 # 10: a time after a first-person telling of a childhood or teenage act is the telling's ("he hit me when I was
-#    little, I told my therapist two days ago" is past abuse, 1, not ongoing), unless it says the act happened
-#    again or goes on; "... tonight and not wake up" after "I'll"; medicines by name in swallowed bottles and in
-#    counts of pills ("I took 30 xanax", "30 of my sertraline"); counts in words; "popped"; tonite, tmrw;
-#    unless_after: a dose "a day", "each", "home" is not an attempt
+#    little, I told my therapist two days ago" is past abuse, 1, not ongoing), unless the sentence says the act
+#    repeats or goes on, or the act told has its own subject and time; doses in words, "popped", by a drug's name
+#    or a swallowed bottle of one, only beside a sign of an attempt ("I took 30 xanax last night"); a "my" in a
+#    dose is whose the pills are (possessive_my); "... tonight and not wake up" after "I'll"; tonite, tmrw as times
+#    now; an accident drops a prior attempt; an animal is someone else; "my father abused me", "is abusing me"
 VERSION = "10"
 
 FRAMINGS: tuple[str, ...] = (
@@ -294,6 +295,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
             ("past_exempt", False, pl.Boolean),
+            ("possessive_my", False, pl.Boolean),
         ]
     )
 
@@ -484,7 +486,7 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         pl.col("other_person")
         & pl.col("subject_check")
         & ~cat.is_in(list(_NO_SUBJECT_CHECK))
-        & ~(pl.col("names_user") & ~cat.is_in(list(_NO_MY)))
+        & ~(pl.col("names_user") & ~cat.is_in(list(_NO_MY)) & ~pl.col("possessive_my"))
     )
     # Resolved ("I'm safe now") removes any match; a remote past time removes
     # all but prior attempts and entries about now, and makes abuse past abuse.
