@@ -413,6 +413,34 @@ def test_ranges_concatenates_each_run_in_order():
     assert ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []
 
 
+def test_counts_matrix_is_scipys_canonical_csr_array_for_array():
+    """The count matrix built by two counting transposes is scipy's
+    COO -> CSR with its repeats summed, array for array (sorted columns in
+    each row, same dtypes): the tf-idf norms, the scores and the evidence's
+    tie order read the nonzeros in that order. Input as the featurizer
+    gives it: parts each in text order, not in order together, with repeats
+    and empty rows."""
+    import scipy.sparse as sp
+
+    from pe_toolkit.learn.features import _csr
+
+    rng = np.random.default_rng(7)
+    parts = [(np.sort(rng.integers(0, 40, n)), rng.integers(0, 25, n)) for n in (300, 120, 0, 45)]
+    rows = np.concatenate([p[0] for p in parts])
+    cols = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    for n_rows, n_cols in ((50, 25), (40, 30)):
+        ours = _csr(rows, cols, n_rows, n_cols)
+        ref = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_rows, n_cols))
+        ref.sum_duplicates()
+        assert ours.shape == ref.shape and ours.has_canonical_format and ours.has_sorted_indices
+        for name in ("indptr", "indices", "data"):
+            a, b = getattr(ours, name), getattr(ref, name)
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+        assert ours.data.max() > 1  # repeats were summed
+    empty = _csr(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 3, 4)
+    assert empty.shape == (3, 4) and empty.nnz == 0 and np.array_equal(empty.indptr, [0, 0, 0, 0])
+
+
 def _with_folds(labels: list[str], proba: np.ndarray, classes: list[str], fold: np.ndarray):
     r = report(labels, proba, classes, groups=np.arange(len(labels)), boot=0)
     return r.__class__(**{**r.__dict__, "predictions": r.predictions.with_columns(fold=pl.Series(fold, dtype=pl.Int32))})

@@ -254,8 +254,10 @@ class Occurrences:
     width: np.ndarray
     words: Words
 
-    @property
+    @functools.cached_property
     def text(self) -> np.ndarray:
+        """The text of each hit (read by the count matrix and by evidence:
+        gathered once)."""
         return self.words.text[self.pos]
 
     def tokens(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -419,10 +421,21 @@ def _idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float64)
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, data: np.ndarray | None = None) -> sp.csr_matrix:
-    values = np.ones(len(rows), dtype=np.float64) if data is None else data
-    m = sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols))
-    m.sum_duplicates()
+def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """Counts of the (row, col) pairs as a canonical CSR matrix (columns
+    sorted in each row, repeats summed): the same matrix as
+    ``csr_matrix((ones, (rows, cols))).sum_duplicates()``.
+
+    Two counting passes instead of scipy's COO -> CSR and its per-row
+    sort (a third of a batch's featurizing, ~50 ms per 2.8 M hits): the
+    pairs go to CSC unsummed (bucketed by column), and CSC -> CSR buckets
+    them by row in column order, so each row comes out sorted with its
+    repeats next to each other, and only the summing is left. The values
+    are ones, so the order repeats are summed in cannot change a bit."""
+    coo = sp.coo_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n_rows, n_cols))
+    coo.has_canonical_format = True  # not true (repeats): tells tocsc not to sort and sum them in CSC
+    m = coo.tocsc().tocsr()  # scipy marks the result sorted (the transpose sorts)
+    m.sum_duplicates()  # a linear check for repeats, then their sums: no sort
     return m
 
 
@@ -797,7 +810,7 @@ class Featurizer:
         rows = np.asarray(rows, dtype=np.int64)
         w = words_of(tokens, rows, self._table)
         block, occ = self._word_block(w)
-        blocks = [block * self.spec.weight("words")]
+        blocks = [self._weighted(block, "words")]
         offset = None
         if self.char_grams is not None:
             if fold is not None and self.spec.char_pooling != "l2":
@@ -806,19 +819,29 @@ class Featurizer:
                 offset = self._char_scores(w, weights) * self.spec.weight("chars")
                 blocks.append(sp.csr_matrix((len(rows), len(self.char_grams))))
             else:
-                blocks.append(self._char_block(w) * self.spec.weight("chars"))
+                blocks.append(self._weighted(self._char_block(w), "chars"))
         if self.lexicon_keys is not None:
             lex, hits = self._lexicon_block(w)
-            blocks.append(lex * self.spec.weight("lexicon"))
+            blocks.append(self._weighted(lex, "lexicon"))
             occ = Occurrences.join(occ, hits.with_cols_offset(self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0)))
         if self.context_keys is not None:
             ctx = np.full(len(rows), -1, dtype=np.int64) if context_rows is None else np.asarray(context_rows, dtype=np.int64)
-            blocks.append(self._context_block(tokens, ctx) * self.spec.weight("context"))
+            blocks.append(self._weighted(self._context_block(tokens, ctx), "context"))
         if self.rule_names:
             if rules is None or rules.shape != (len(rows), len(self.rule_names)):
                 raise InputError(f"this featurizer needs {len(self.rule_names)} rule column(s) per text: {', '.join(self.rule_names)}")
-            blocks.append(sp.csr_matrix(np.asarray(rules, dtype=np.float64)) * self.spec.weight("rules"))
-        return Batch(tokens, rows, occ, sp.hstack(blocks, format="csr"), offset)
+            blocks.append(self._weighted(sp.csr_matrix(np.asarray(rules, dtype=np.float64)), "rules"))
+        # One block (the skills model's words) is the matrix: hstack would copy it.
+        matrix = blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
+        return Batch(tokens, rows, occ, matrix, offset)
+
+    def _weighted(self, block: sp.csr_matrix, name: str) -> sp.csr_matrix:
+        """``block * weight`` in place (the block is a fresh one of this
+        call's): the same values, without a copy when the weight is 1."""
+        weight = self.spec.weight(name)
+        if weight != 1.0:
+            block.data *= weight
+        return block
 
     def transform_texts(self, texts: Sequence[str] | pl.Series, **kwargs: Any) -> sp.csr_matrix:
         """Features of plain texts (tokenized here)."""
