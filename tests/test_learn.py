@@ -405,6 +405,35 @@ def test_evidence_counts_a_negative_value_under_a_negative_weight_and_skips_any_
     assert skipped["row"].unique().to_list() == [1]
 
 
+@pytest.mark.parametrize("n_wanted", [16, 13, 12, 3, 0])
+def test_evidence_is_each_wanted_texts_heaviest_contributions_whatever_share_is_explained(n_wanted):
+    """Evidence against a brute-force ranking of every contribution, with all,
+    most and few of the texts explained (the texts left out skipped with a
+    negative class): the few are read from their own nonzeros only, the
+    rest from all of them with the skipped masked; the same rows either way."""
+    from pe_toolkit.learn.model import _batch_of
+
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    texts = [*SAD, *GLAD]
+    batch = _batch_of(model, texts, None, None)
+    proba = model.predict_proba(batch)
+    rng = np.random.default_rng(n_wanted)
+    target = rng.integers(0, 2, len(texts))  # some texts explained for the class they are not
+    wanted = np.zeros(len(texts), dtype=bool)
+    wanted[rng.permutation(len(texts))[:n_wanted]] = True
+    ev = model.evidence(batch, proba, top=3, classes=np.where(wanted, target, -1 - rng.integers(0, 5, len(texts))))
+    dense = batch.matrix.toarray()
+    names = model.featurizer.feature_names()
+    expected = []
+    for row in np.flatnonzero(wanted).tolist():
+        contrib = dense[row] * model.coef[:, target[row]]
+        expected += [(row, names[j], contrib[j]) for j in np.argsort(-contrib, kind="stable")[:3] if contrib[j] > 0]
+    got = list(zip(ev["row"].to_list(), ev["feature"].to_list(), ev["weight"].to_list(), strict=True))
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    np.testing.assert_allclose([g[2] for g in got], [e[2] for e in expected], rtol=1e-12)
+    assert (len(got) > 0) == (n_wanted > 0)
+
+
 def test_ranges_concatenates_each_run_in_order():
     from pe_toolkit.analysis.text import ranges
 

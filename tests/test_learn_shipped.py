@@ -265,6 +265,41 @@ def test_scoring_each_distinct_text_once_changes_nothing(analyzer: ModelAnalyzer
     assert once.evidence.height > 0 and once.evidence.equals(each.evidence)
 
 
+@pytest.mark.parametrize("analyzer", [SKILLS_MODEL, RISK_MODEL], ids=lambda a: a.name)
+def test_evidence_rows_are_the_models_explanations_one_per_span_in_message_order(analyzer: ModelAnalyzer):
+    """The analyzer's evidence (distinct texts explained once, repeated spans
+    dropped, rows copied to every message holding the text) against the
+    plain way: every message of the role explained on its own, repeats of a
+    span dropped by polars' unique, rows in message order. Synthetic
+    conversations: many texts repeat, and some tops share a span."""
+    from pe_toolkit import synth
+
+    rows_in = [(c["id"], i, m["role"], m["content"]) for c in synth.generate(60, seed=3) for i, m in enumerate(c["messages"])]
+    frame = pl.DataFrame(rows_in, schema=MESSAGES_SCHEMA, orient="row")
+    model = analyzer.model
+    rows = (frame["role"] == analyzer.role).arg_true().to_numpy().astype(np.int64)
+    features = model.transform(Batch(frame).tokens, rows)
+    proba = model.predict_proba(features)
+    if analyzer.evidence_class:
+        target = np.full(len(rows), list(model.classes).index(analyzer.evidence_class))
+    else:
+        target = proba.argmax(axis=1)
+    wanted = ~np.isin(np.asarray(model.classes)[target], list(analyzer.quiet))
+    if analyzer.evidence_min is not None:
+        wanted &= proba[np.arange(len(rows)), target] >= analyzer.evidence_min
+    plain = model.evidence(features, proba, top=analyzer.evidence_top, classes=np.where(wanted, target, -1), spans_only=True)
+    plain = plain.unique(["row", "class", "start", "end"], keep="first", maintain_order=True)
+    at = rows[plain["row"].to_numpy()]
+    contents = frame["content"].gather(at).to_list()
+    expected = [(frame["conversation_id"][int(i)], int(frame["idx"][int(i)]), a, b, text[a:b])
+                for i, a, b, text in zip(at, plain["start"].to_list(), plain["end"].to_list(), contents, strict=True)]  # fmt: skip
+    got = analyzer.score(frame).evidence
+    assert got.select("conversation_id", "idx", "start", "end", "text").rows() == expected
+    assert len(expected) > 20 and plain.height < model.evidence(
+        features, proba, top=analyzer.evidence_top, classes=np.where(wanted, target, -1), spans_only=True).height  # fmt: skip
+    assert len(set(frame["content"].gather(rows).to_list())) < len(rows)  # some texts repeat
+
+
 def test_risk_score_is_continuous_not_a_few_steps():
     texts = ["I want to die", "I feel empty and tired of everything", "nobody would miss me", "my cat is sick",
              "I hate my job", "I cut myself again last night", "can't stop crying", "life is pointless lately",

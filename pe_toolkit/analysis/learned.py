@@ -41,6 +41,7 @@ import polars as pl
 
 from ..errors import AnalysisError
 from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
+from .text import ranges
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
 # Part of every learned analyzer's version, so that a change in what the same
@@ -312,16 +313,21 @@ class ModelAnalyzer:
             return empty_evidence()
         if self.evidence_category is not None:
             ev = ev.with_columns(pl.lit(self.evidence_category).alias("class"))
-        # Two features on one span (a lexicon group and its word; "?" and the
-        # word it ends) would be two identical rows once the feature is
-        # dropped: keep the heavier (rows come heaviest first per text).
-        ev = ev.unique(["row", "class", "start", "end"], keep="first", maintain_order=True)
+        ev_rows = ev["row"].to_numpy()
+        if len(ev_rows) > 1 and (ev_rows[1:] < ev_rows[:-1]).any():  # model.evidence gives them by text: kept so
+            ev = ev.sort("row", maintain_order=True)
+            ev_rows = ev["row"].to_numpy()
+        ev = ev.filter(~_repeated_span(ev_rows, ev["start"], ev["end"], self.evidence_top))
+        ev_rows = ev["row"].to_numpy()
         if inverse is not None:
-            # A distinct text's evidence goes to every message holding it, in message order.
-            members = pl.DataFrame({"row": inverse, "at": np.arange(len(inverse), dtype=np.int64)})
-            ev = (ev.join(members, on="row", how="inner", maintain_order="left").sort("at", maintain_order=True)
-                  .drop("row").rename({"at": "row"}))  # fmt: skip
-        message_rows = rows[ev["row"].to_numpy()]
+            # A distinct text's evidence goes to every message holding it, in
+            # message order: per message, its text's rows (ev is by text, so a
+            # text's rows are one run).
+            per_text = np.bincount(ev_rows, minlength=len(proba))
+            first_of = np.cumsum(per_text) - per_text
+            ev = ev[ranges(first_of[inverse], per_text[inverse])]
+            ev_rows = np.repeat(np.arange(len(inverse), dtype=np.int64), per_text[inverse])
+        message_rows = rows[ev_rows]
         keys = frame.select("conversation_id", "idx")[message_rows]
         text = frame["content"].gather(message_rows).str.slice(ev["start"], ev["end"] - ev["start"])
         return pl.concat(
@@ -329,6 +335,20 @@ class ModelAnalyzer:
              text.alias("text").to_frame()],  # fmt: skip
             how="horizontal",
         ).select(list(EVIDENCE_SCHEMA)).cast(EVIDENCE_SCHEMA)
+
+
+def _repeated_span(rows: np.ndarray, start: pl.Series, end: pl.Series, top: int) -> np.ndarray:
+    """Per evidence row (grouped by text, heaviest first), whether an earlier
+    row of its text has the same span: two features on one span (a lexicon
+    group and its word; "?" and the word it ends) would be two identical
+    rows once the feature is dropped, and the heavier is kept. A text's rows
+    share its class, and it has at most ``top``: each is compared with the
+    ``top - 1`` before it (a missing span equals a missing span)."""
+    s, e = start.fill_null(-1).to_numpy(), end.fill_null(-1).to_numpy()
+    out = np.zeros(len(rows), dtype=bool)
+    for lag in range(1, min(top, len(rows))):
+        out[lag:] |= (rows[lag:] == rows[:-lag]) & (s[lag:] == s[:-lag]) & (e[lag:] == e[:-lag])
+    return out
 
 
 SKILL_CLASSES: tuple[str, ...] = ("question", "reflection", "self_disclosure", "affirmation", "suggestion", "information", "other")

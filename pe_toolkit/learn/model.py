@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ..analysis.text import Tokens, tokenize
+from ..analysis.text import Tokens, ranges, tokenize
 from ..errors import InputError
 from .features import Batch, FeatureSpec, Featurizer
 
@@ -53,10 +53,6 @@ class TextModel:
     intercept: np.ndarray
     thresholds: np.ndarray
     card: dict[str, Any] = field(default_factory=dict)
-    # The (feature, class) pairs that can raise a class, per kind of batch
-    # (see _raisers): a pass over the whole weight table, kept instead of
-    # redone for every batch (40k x 27 for the risk model).
-    _raising: dict[tuple[bool, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ---------------------------------------------------------- prediction
     def decision(self, batch: Batch | sp.csr_matrix) -> np.ndarray:
@@ -126,19 +122,6 @@ class TextModel:
         )
 
     # ------------------------------------------------------------ evidence
-    def _raisers(self, negatives: bool, spans_only: bool) -> np.ndarray:
-        """(features x classes) Boolean: a feature's value can raise the
-        class (a positive weight; any nonzero weight when the batch holds
-        negative values), and with ``spans_only`` the feature has a span."""
-        key = (negatives, spans_only)
-        found = self._raising.get(key)
-        if found is None:
-            found = self.coef != 0 if negatives else self.coef > 0
-            if spans_only:
-                found &= self.featurizer.has_span[:, None]
-            self._raising[key] = found  # two threads may both compute it: the same array
-        return found
-
     def evidence(self, batch: Batch, proba: np.ndarray, *, top: int = 3, classes: np.ndarray | None = None,
                  spans_only: bool = False) -> pl.DataFrame:  # fmt: skip
         """The ``top`` features that raised each text's class the most
@@ -156,23 +139,35 @@ class TextModel:
         if not len(wanted) or not m.nnz:
             return pl.DataFrame(schema=schema)
         # The nonzeros that can be evidence: of a wanted text, with a positive
-        # contribution to its class (and a span, with spans_only), compressed
-        # once so the passes below touch only them.
+        # contribution to its class (a positive value under a positive
+        # weight, or a negative one, such as a rule column's, under a
+        # negative weight), and a span with spans_only. Each nonzero's
+        # contribution is one flat gather of the weights, computed before
+        # any selection (fewer passes than selecting first), and the passes
+        # below touch only the candidates.
         lengths = np.diff(m.indptr)
-        all_rows = np.repeat(np.arange(m.shape[0]), lengths)
         n_classes = self.coef.shape[1]
-        # (feature, class) pairs that can raise the class: a positive weight
-        # (and a span, with spans_only); one flat gather per nonzero decides.
-        # (A negative value, such as a rule column's, raises a class with a
-        # negative weight: then any nonzero weight is a candidate.)
-        can_raise = self._raisers(bool((m.data < 0).any()), spans_only)
-        on_class = target[all_rows]
-        at = m.indices.astype(np.int64) * n_classes + np.maximum(on_class, 0)  # masked below where on_class < 0
-        idx = np.flatnonzero((on_class >= 0) & can_raise.ravel()[at])
-        rows, cols = all_rows[idx], m.indices[idx].astype(np.int64)
-        contrib = m.data[idx] * self.coef.ravel()[at[idx]]
-        live = contrib > 0
-        rows, cols, contrib = rows[live], cols[live], contrib[live]
+        if len(wanted) * 4 < len(target) * 3:
+            # Few texts explained (the risk model's over its evidence
+            # threshold): only their nonzeros are read.
+            nonzero_rows = np.repeat(wanted, lengths[wanted])
+            picked = ranges(m.indptr[:-1][wanted].astype(np.int64), lengths[wanted])
+            indices, data = m.indices[picked], m.data[picked]
+            on_class = target[nonzero_rows]
+        else:
+            nonzero_rows = np.repeat(np.arange(m.shape[0]), lengths)
+            indices, data = m.indices, m.data
+            on_class = np.repeat(target, lengths)
+        skipped = bool((on_class < 0).any())
+        at = indices.astype(np.int64) * n_classes + (np.maximum(on_class, 0) if skipped else on_class)
+        contrib = data * self.coef.ravel()[at]
+        keep = contrib > 0
+        if skipped:
+            keep &= on_class >= 0
+        if spans_only:
+            keep &= self.featurizer.has_span[indices]
+        idx = np.flatnonzero(keep)
+        rows, cols, contrib = nonzero_rows[idx], indices[idx].astype(np.int64), contrib[idx]
         seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
         lengths = np.diff(np.r_[seg, len(rows)])
         n_texts = len(target)
