@@ -170,6 +170,52 @@ def test_context_and_lexicon_blocks():
         fit(toy(), spec=FeatureSpec(context=True))
 
 
+def test_lexicon_phrases_are_found_where_a_plain_walk_finds_them():
+    """Every window of 1 to 4 words that is a phrase, against a walk over
+    every window of every text: through the model's place tables and hash
+    index, and through the sorted keys with the tables computed on the spot.
+    Phrases share words in different places ("so sad", "sad so", "so so
+    sad") so a word fitting some place is not enough; windows never cross
+    texts."""
+    from pe_toolkit.learn import features as F
+
+    vocabulary = ["so", "sad", "i", "feel", "alone", "not", "ok", "tired", "of", "it", "x", "y"]
+    phrases = ["sad", "alone", "so sad", "sad so", "so so sad", "feel so alone", "tired of it", "i feel not ok", "not ok",
+               "it"]  # fmt: skip
+    lexicon = pl.DataFrame({"construct": ["a"] * len(phrases), "phrase": phrases})
+    rng = np.random.default_rng(11)
+    texts = [" ".join([*rng.choice(vocabulary, size=rng.integers(0, 8)), *str(rng.choice(phrases)).split(),
+                       *rng.choice(vocabulary, size=rng.integers(0, 8))]) if k % 5 else ""
+             for k in range(400)]  # fmt: skip
+    train = pl.DataFrame({"text": [*texts[:40], "i feel so alone", "tired of it"], "label": ["a", "b"] * 21})
+    model = fit(train, lexicon=lexicon, spec=FeatureSpec(min_df=1))
+    f = model.featurizer
+    tokens = tokenize(pl.Series(texts))
+    w = F.words_of(tokens, np.arange(len(texts)), f._table)
+    words = f.words.tolist()
+    key_of = {}
+    for p in phrases:
+        k = 0
+        for x in p.split():
+            k = k * f.base + words.index(x) + 1
+        key_of[tuple(p.split())] = k
+    expected = {n: [] for n in range(1, 5)}
+    start = 0
+    for text in texts:
+        ws = text.split()
+        for i in range(len(ws)):
+            for n in range(1, 5):
+                if tuple(ws[i : i + n]) in key_of and i + n <= len(ws):
+                    expected[n].append((start + i, key_of[tuple(ws[i : i + n])]))
+        start += len(ws)
+    for slots, index in ((f._lexicon_slots, f._lexicon_index), (None, None)):
+        parts = F.lexicon_grams(w, f.lexicon_keys, f.base, slots, index)
+        assert [n for _, _, n in parts] == [1, 2, 3, 4]
+        for keys, positions, n in parts:
+            assert list(zip(positions.tolist(), keys.tolist(), strict=True)) == expected[n]
+    assert all(len(expected[n]) > 5 for n in range(1, 5))
+
+
 def test_bad_training_data_fails_clearly():
     with pytest.raises(InputError, match="lacks column"):
         fit(toy(), label="nope")

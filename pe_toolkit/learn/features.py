@@ -344,33 +344,64 @@ def lexicon_order(base: int) -> int:
     return max(1, min(_MAX_LEXICON_WORDS, 62 // max(1, base.bit_length() - 1)))
 
 
-def lexicon_grams(w: Words, phrases: np.ndarray, base: int, lexicon_word: np.ndarray | None = None,
+def lexicon_slots(phrases: np.ndarray, base: int) -> dict[int, np.ndarray]:
+    """Per phrase length n, an (n, base) Boolean table: whether some phrase
+    of n words has the word (digit) at place j. A window whose every word
+    fits its place is a candidate (on the risk model's texts about one in
+    ten of the windows of known words), and only candidates are keyed and
+    looked up."""
+    digits = []  # least significant (last word) first
+    rest = np.asarray(phrases, dtype=np.int64).copy()
+    while rest.any():
+        digits.append(rest % base)
+        rest //= base
+    if not digits:
+        return {}
+    by_place = np.array(digits)
+    length = (by_place > 0).sum(axis=0)
+    out = {}
+    for n in np.unique(length).tolist():
+        sel = length == n
+        table = np.zeros((n, base), dtype=bool)
+        for j in range(n):
+            table[j, by_place[n - 1 - j, sel]] = True
+        table[:, 0] = False  # digit 0: a word not in the vocabulary
+        out[n] = table
+    return out
+
+
+def lexicon_grams(w: Words, phrases: np.ndarray, base: int, slots: dict[int, np.ndarray] | None = None,
                   index: KeyIndex | None = None) -> list[tuple[np.ndarray, np.ndarray, int]]:  # fmt: skip
     """Occurrences of the lexicon's phrase keys (sorted; 1 to 4 words) in
     the words, as (keys, positions of the first word, width) per length.
-    ``lexicon_word``: per digit, whether any phrase uses the word (only
-    windows of such words are looked up); ``index``: the phrases in a
-    :class:`KeyIndex` (else a search in the sorted keys)."""
+    ``slots``: :func:`lexicon_slots` of the phrases (only windows whose
+    words fit their places are looked up; default: computed here);
+    ``index``: the phrases in a :class:`KeyIndex` (else a search in the
+    sorted keys)."""
     parts = []
     ids, text = w.ids + 1, w.text
-    known = ids > 0 if lexicon_word is None else lexicon_word[ids]
+    slots = lexicon_slots(phrases, base) if slots is None else slots
     for n in range(1, lexicon_order(base) + 1):
         if len(ids) < n:
             break
         m = len(ids) - n + 1
-        ok = known[:m].copy()
-        key = ids[:m].copy()
+        table = slots.get(n)
+        if table is None:  # no phrase of n words
+            parts.append((ids[:0], np.zeros(0, dtype=np.int64), n))
+            continue
+        ok = table[0][ids[:m]]
         for j in range(1, n):
-            part = ids[j : j + m]
-            ok &= known[j : j + m] & (text[j : j + m] == text[:m])
-            key = key * base + part
+            ok &= table[j][ids[j : j + m]] & (text[j : j + m] == text[:m])
         cand = np.flatnonzero(ok)
+        key = ids[cand]
+        for j in range(1, n):
+            key = key * base + ids[cand + j]
         if index is not None:
-            hit = cand[index.get(key[cand]) >= 0]
+            found = index.get(key) >= 0
         else:
-            pos = np.minimum(np.searchsorted(phrases, key[cand]), max(len(phrases) - 1, 0))
-            hit = cand[phrases[pos] == key[cand]] if len(phrases) else cand[:0]
-        parts.append((key[hit], hit, n))
+            pos = np.minimum(np.searchsorted(phrases, key), max(len(phrases) - 1, 0))
+            found = phrases[pos] == key if len(phrases) else np.zeros(len(key), dtype=bool)
+        parts.append((key[found], cand[found], n))
     return parts
 
 
@@ -543,9 +574,10 @@ class Featurizer:
             self._pair_second[t, second] = True
             firsts, seconds = np.unique(first), np.unique(second)
             if len(firsts) * len(seconds) <= _PAIR_TABLE_MAX:
-                first_rank = np.full(self.base, -1, dtype=np.int64)
+                # int32 (a table holds at most _PAIR_TABLE_MAX cells): half the memory traffic.
+                first_rank = np.full(self.base, -1, dtype=np.int32)
                 first_rank[firsts] = np.arange(len(firsts))
-                second_rank = np.full(self.base, -1, dtype=np.int64)
+                second_rank = np.full(self.base, -1, dtype=np.int32)
                 second_rank[seconds] = np.arange(len(seconds))
                 cells = np.full(len(firsts) * len(seconds), -1, dtype=np.int32)
                 cells[first_rank[first] * len(seconds) + second_rank[second]] = self.columns[sel]
@@ -553,13 +585,7 @@ class Featurizer:
         self._lexicon_index = (
             None if self.lexicon_keys is None else KeyIndex(self.lexicon_keys, np.arange(len(self.lexicon_keys)))
         )
-        self._lexicon_word = np.zeros(self.base, dtype=bool)
-        if self.lexicon_keys is not None and len(self.lexicon_keys):
-            digits = self.lexicon_keys.copy()
-            while digits.any():
-                self._lexicon_word[digits[digits > 0] % self.base] = True
-                digits //= self.base
-            self._lexicon_word[0] = False
+        self._lexicon_slots = {} if self.lexicon_keys is None else lexicon_slots(self.lexicon_keys, self.base)
 
     # ------------------------------------------------------------------ names
     @property
@@ -657,7 +683,7 @@ class Featurizer:
             first_rank, second_rank, cells, width = table
             r1, r2 = first_rank[d[idx]], second_rank[d[idx + 1]]
             ok = np.flatnonzero((r1 >= 0) & (r2 >= 0))
-            cols = cells[r1[ok] * width + r2[ok]]
+            cols = cells[r1[ok] * np.int32(width) + r2[ok]]
             hit = cols >= 0
             return idx[ok[hit]], cols[hit].astype(np.int64)
         # One row of each table, then 1-D gathers (a scalar and an array
@@ -666,6 +692,21 @@ class Featurizer:
         cols = found.get(d[idx] * self.base + d[idx + 1] + (np.int64(tag) << np.int64(58)))
         hit = cols >= 0
         return idx[hit], cols[hit]
+
+    def _adjacent_pair_hits(self, d: np.ndarray, same_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, columns) of the plain word pairs (tag 0) of ``d``: with
+        a dense table, every word's ranks in one gather each, and the pairs
+        whose two ranks exist looked up (no gather of the positions first:
+        nearly every position starts a pair); else :meth:`_pair_hits`."""
+        table = self._pair_tables.get(0)
+        if table is None or 0 not in self._pairs:
+            return self._pair_hits(d, np.flatnonzero(same_text), 0)
+        first_rank, second_rank, cells, width = table
+        r1, r2 = first_rank[d[:-1]], second_rank[d[1:]]
+        ok = np.flatnonzero((r1 >= 0) & (r2 >= 0) & same_text)
+        cols = cells[r1[ok] * np.int32(width) + r2[ok]]
+        hit = cols >= 0
+        return ok[hit], cols[hit].astype(np.int64)
 
     def _word_hits(self, w: Words) -> Occurrences:
         """The word block's features in the words, looked up kind by kind
@@ -683,8 +724,9 @@ class Featurizer:
             parts.append((cols[keep], idx[keep], 1))
 
         singles(np.flatnonzero(d > 0), 0)
+        same_text = text[1:] == text[:-1]  # word i and i + 1 are in one text
         if n > 1 and self.spec.word_ngrams >= 2:
-            idx, cols = self._pair_hits(d, np.flatnonzero(text[1:] == text[:-1]), 0)
+            idx, cols = self._adjacent_pair_hits(d, same_text)
             parts.append((cols, idx, 2))
         if n > 2 and self.spec.word_ngrams >= 3:
             starts = np.flatnonzero((text[2:] == text[:-2]) & (d[:-2] > 0) & (d[1:-1] > 0) & (d[2:] > 0))
@@ -694,12 +736,11 @@ class Featurizer:
             parts.append((cols[keep], starts[keep], 3))
         if self.spec.sentences and n:
             first = np.ones(n, dtype=bool)
-            first[1:] = (text[1:] != text[:-1]) | w.ends_sentence[:-1]
-            sentence = np.cumsum(first) - 1
+            first[1:] = ~same_text | w.ends_sentence[:-1]
+            sentence = np.cumsum(first, dtype=np.int64 if n >= 2**31 else np.int32) - 1
             last = np.ones(n, dtype=bool)
             last[:-1] = first[1:]
-            is_q = np.zeros(int(sentence[-1]) + 1, dtype=bool)
-            is_q[sentence[last]] = w.ends_question[last]
+            is_q = w.ends_question[last]  # each sentence has one last word, in sentence order
             in_q = is_q[sentence]
             singles(np.flatnonzero(first & (d > 0)), _SENTENCE_FIRST)
             nxt = np.zeros(n, dtype=bool)
@@ -708,10 +749,13 @@ class Featurizer:
             parts.append((cols, idx, 2))
             idx, cols = self._pair_hits(d, np.flatnonzero(nxt & in_q), _QUESTION_FIRST2)
             parts.append((cols, idx, 2))
-            starts_at = np.flatnonzero(first)
-            within = np.arange(n) - starts_at[sentence]
-            singles(np.flatnonzero((within < 3) & in_q & (d > 0)), _QUESTION_WORD)
-            for tag, mask in ((_QUESTION, last & in_q), (_ENDS_WITH_QUESTION, np.append(text[1:] != text[:-1], True) & in_q)):
+            # The first three words of a sentence: a sentence starts at the
+            # word, or one or two words before it.
+            first3 = first.copy()
+            first3[1:] |= first[:-1]
+            first3[2:] |= first[:-2]
+            singles(np.flatnonzero(first3 & in_q & (d > 0)), _QUESTION_WORD)
+            for tag, mask in ((_QUESTION, last & in_q), (_ENDS_WITH_QUESTION, np.append(~same_text, True) & in_q)):
                 col = self._dense[tag, 0]
                 if col >= 0:
                     idx = np.flatnonzero(mask)
@@ -771,7 +815,7 @@ class Featurizer:
 
     def _lexicon_block(self, w: Words) -> tuple[sp.csr_matrix, Occurrences]:
         assert self.lexicon_keys is not None and self.lexicon_construct is not None
-        parts = lexicon_grams(w, self.lexicon_keys, self.base, self._lexicon_word, self._lexicon_index)
+        parts = lexicon_grams(w, self.lexicon_keys, self.base, self._lexicon_slots, self._lexicon_index)
         # The hits are few: a search maps each phrase to its construct.
         parts = [(self.lexicon_construct[np.searchsorted(self.lexicon_keys, keys)], pos, width) for keys, pos, width in parts]
         hits = Occurrences.concat(parts, w)
