@@ -107,6 +107,9 @@ def test_tokenize_splits_like_str_split_with_exact_spans(texts):
         assert words == text.split()
         start, end = tokens.spans(np.arange(lo, hi))
         assert [text[s:e] for s, e in zip(start, end, strict=True)] == words
+        # The same spans when the caller names each token's text (the learned evidence does).
+        known_start, known_end = tokens.spans(np.arange(lo, hi), texts=np.full(hi - lo, i))
+        assert known_start.tolist() == start.tolist() and known_end.tolist() == end.tolist()
 
 
 def test_evidence_names_the_words_and_rules():

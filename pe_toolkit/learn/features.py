@@ -462,11 +462,14 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr
     pairs go to CSC unsummed (bucketed by column), and CSC -> CSR buckets
     them by row in column order, so each row comes out sorted with its
     repeats next to each other, and only the summing is left. The values
-    are ones, so the order repeats are summed in cannot change a bit."""
-    coo = sp.coo_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n_rows, n_cols))
+    are ones, so the order repeats are summed in cannot change a bit; they
+    are counted as int32 (exact, and half the bytes through both passes),
+    then made float64."""
+    coo = sp.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n_rows, n_cols))
     coo.has_canonical_format = True  # not true (repeats): tells tocsc not to sort and sum them in CSC
     m = coo.tocsc().tocsr()  # scipy marks the result sorted (the transpose sorts)
     m.sum_duplicates()  # a linear check for repeats, then their sums: no sort
+    m.data = m.data.astype(np.float64)
     return m
 
 

@@ -217,8 +217,11 @@ class TextModel:
         start = np.zeros(len(r), dtype=np.int64)
         end = np.zeros(len(r), dtype=np.int64)
         if found.any():
-            start[found], _ = batch.tokens.spans(first_tok[found])
-            _, end[found] = batch.tokens.spans(last_tok[found])
+            # One call for both ends; each text is known (no search for it).
+            ends = np.concatenate([first_tok[found], last_tok[found]])
+            in_text = np.asarray(batch.rows, dtype=np.int64)[r[found]]
+            starts_and_ends, ends_and_ends = batch.tokens.spans(ends, texts=np.concatenate([in_text, in_text]))
+            start[found], end[found] = starts_and_ends[: len(in_text)], ends_and_ends[len(in_text) :]
         frame = pl.DataFrame({"weight": chosen_weight[r, kk]})
         return pl.DataFrame(
             {
