@@ -556,7 +556,8 @@ class Featurizer:
         mask = (np.int64(1) << np.int64(58)) - 1
         tags, body = self.keys >> 58, self.keys & mask
         single = body < self.base
-        self._dense = np.full((8, self.base), -1, dtype=np.int64)
+        # int32: the occurrences keep their columns as int32.
+        self._dense = np.full((8, self.base), -1, dtype=np.int32)
         self._dense[tags[single], body[single]] = self.columns[single]
         self._multi_keys, self._multi_cols = self.keys[~single], self.columns[~single]
         # Bigram keys by tag, and which digits start or end one (most word
@@ -688,7 +689,7 @@ class Featurizer:
             ok = np.flatnonzero((r1 >= 0) & (r2 >= 0))
             cols = cells[r1[ok] * np.int32(width) + r2[ok]]
             hit = cols >= 0
-            return idx[ok[hit]], cols[hit].astype(np.int64)
+            return idx[ok[hit]], cols[hit]
         # One row of each table, then 1-D gathers (a scalar and an array
         # as a 2-D index cost a third more here).
         idx = idx[self._pair_first[tag][d[idx]] & self._pair_second[tag][d[idx + 1]]]
@@ -709,7 +710,7 @@ class Featurizer:
         ok = np.flatnonzero((r1 >= 0) & (r2 >= 0) & same_text)
         cols = cells[r1[ok] * np.int32(width) + r2[ok]]
         hit = cols >= 0
-        return ok[hit], cols[hit].astype(np.int64)
+        return ok[hit], cols[hit]
 
     def _word_hits(self, w: Words) -> Occurrences:
         """The word block's features in the words, looked up kind by kind
@@ -726,7 +727,10 @@ class Featurizer:
             keep = cols >= 0
             parts.append((cols[keep], idx[keep], 1))
 
-        singles(np.flatnonzero(d > 0), 0)
+        # Every word at once (an unknown word, digit 0, has no column: -1).
+        plain = self._dense[0][d]
+        at = np.flatnonzero(plain >= 0)
+        parts.append((plain[at], at, 1))
         same_text = text[1:] == text[:-1]  # word i and i + 1 are in one text
         if n > 1 and self.spec.word_ngrams >= 2:
             idx, cols = self._adjacent_pair_hits(d, same_text)
