@@ -135,6 +135,15 @@ def test_labels_of_different_types_are_refused_naming_the_clash():
     assert evaluate(np.array([1, 2]), [1, 2], labels=[1, 2]).accuracy == 1.0
 
 
+def test_whole_and_decimal_numbers_are_one_kind():
+    """Half-point ratings (1, 1.5, 2) in one list were refused as "different
+    types (numbers: 1, 2.5)", and labels=[1, 2.0] ended in polars' TypeError."""
+    ev = evaluate([1, 2.5, 1], [1, 2.5, 2.5])
+    assert ev.accuracy == pytest.approx(2 / 3) and set(ev.per_class) == {1, 2.5}
+    assert evaluate([1, 2, 1], [1, 2, 2], labels=[1, 2.0]).accuracy == pytest.approx(2 / 3)
+    assert evaluate([1, 1.5, 2], [1, 1.5, 2]).accuracy == 1.0
+
+
 def _ends_of_columns(line: str) -> list[int]:
     """Where each blank-separated field of a table line ends."""
     import re

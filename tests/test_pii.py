@@ -526,6 +526,11 @@ def test_overlapping_name_forms_leave_no_part_of_a_name() -> None:
         ("go to https://example.com/caf\u00e9/\U0001f642/page now", "go to [URL] now"),
         ("(https://example.com/\U0001f642/a_(b)) ok", "([URL]) ok"),
         ("my site example.com/p\U0001f642ge/x!", "my site [URL]!"),
+        ("https://example.com/\U0001f44d\U0001f3fd/x ok", "[URL] ok"),
+        # CJK punctuation folds to a space too, and the prose after it has no
+        # space: the URL stops there (a review found the sentence masked)
+        ("see https://example.com/page\u3002\u8c22\u8c22\u4f60\u7684\u5e2e\u52a9", "see [URL]\u3002\u8c22\u8c22\u4f60\u7684\u5e2e\u52a9"),
+        ("\u30da\u30fc\u30b8 https://example.com/a\u3001\u3053\u306e\u30ea\u30f3\u30af", "\u30da\u30fc\u30b8 [URL]\u3001\u3053\u306e\u30ea\u30f3\u30af"),
     ],
 )
 def test_a_url_is_masked_whole_and_the_prose_keeps_its_parenthesis(text: str, expected: str) -> None:

@@ -178,6 +178,20 @@ def test_a_sentence_ended_by_an_emoji_and_its_full_stop_is_counted():
     assert q.conversations.row(0, named=True)["words_per_sentence"] == pytest.approx(13 / 6)
 
 
+def test_punctuation_alone_ends_no_sentence():
+    # A review found " ... " and " ? " counted as ends once a symbol token
+    # could end a sentence; an emoticon ending in "." still does.
+    m = frame(
+        [
+            ("a", "user", "Hi"),
+            ("a", "assistant", "I don't know ... maybe we could talk later"),
+            ("a", "assistant", "hmm ... ok ... sure"),
+            ("a", "assistant", "I hear you :). You are not alone 🙂."),
+        ]
+    )
+    assert QUALITY.score(m).messages["sentences"].to_list() == [1, 1, 1, 2]
+
+
 # -- duplicates ----------------------------------------------------------------------
 
 

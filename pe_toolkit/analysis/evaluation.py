@@ -123,7 +123,12 @@ def _series(values: Any, name: str) -> pl.Series:
         try:
             out = pl.Series(name, listed)
         except TypeError:
-            raise _mixed(list(listed), name) from None
+            # Whole and decimal numbers together (ratings 1, 1.5, 2) are one
+            # kind: numbers, as floats.
+            if {_value_kind(v) for v in listed if v is not None} == {"numbers"}:
+                out = pl.Series(name, listed, dtype=pl.Float64, strict=False)
+            else:
+                raise _mixed(list(listed), name) from None
     if out.dtype == pl.Object:
         raise _mixed(out.to_list(), name)
     if out.null_count():
@@ -191,8 +196,14 @@ def evaluate(
         raise InputError(f"label(s) not in labels: {', '.join(map(repr, sorted(unknown, key=str)[:5]))}")
     k = len(classes)
     code = {label: i for i, label in enumerate(classes)}
-    p_idx = pred.replace_strict(list(code), list(code.values()), return_dtype=pl.Int64).to_numpy()
-    g_idx = truth.replace_strict(list(code), list(code.values()), return_dtype=pl.Int64).to_numpy()
+    if pred.dtype.is_numeric() and truth.dtype.is_numeric():
+        # Numbers compare as numbers (1 == 1.0) on both sides and in labels.
+        pred, truth = pred.cast(pl.Float64), truth.cast(pl.Float64)
+        keys = pl.Series(list(code), dtype=pl.Float64, strict=False)
+    else:
+        keys = pl.Series(list(code))
+    p_idx = pred.replace_strict(keys, list(code.values()), return_dtype=pl.Int64).to_numpy()
+    g_idx = truth.replace_strict(keys, list(code.values()), return_dtype=pl.Int64).to_numpy()
     confusion = np.bincount(g_idx * k + p_idx, minlength=k * k).reshape(k, k)
     n = int(confusion.sum())
     tp = np.diag(confusion).astype(float)

@@ -307,7 +307,11 @@ def _pattern_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
 # A URL's tail past a character that folding made a space (an emoji, a
 # symbol): at most this many characters more, as the domain form's path.
 URL_TAIL = 2000
-_URL_CHAR = r'[^\s<>"]'
+# What carries a URL on past folding: an emoji or a symbol (with its skin
+# tone, joiner and variation selector), not punctuation ("。", "、" and "）"
+# fold to a space too, and CJK prose after a URL has no space to stop at).
+_URL_SYMBOL = r"[\p{So}\p{Sk}\p{Extended_Pictographic}]"
+_URL_TAIL_CHAR = r'(?:[\x21-\x7e&&[^<>"]]|[\p{L}\p{M}\p{N}\p{So}\p{Sk}\p{Extended_Pictographic}\x{200d}])'
 _URL_TRAILING = ".,;:!?)]'\""
 
 
@@ -322,13 +326,13 @@ def _urls_through_symbols(spans: pl.DataFrame, texts: pl.Series) -> pl.DataFrame
         return spans
     rows, ends = spans["row"].gather(which), spans["end"].gather(which)
     following = _slices(texts, rows, ends, pl.Series([1] * len(which), dtype=pl.Int32))
-    goes_on = following.str.contains(f"^{_URL_CHAR}$").fill_null(False)
+    goes_on = following.str.contains(f"^{_URL_SYMBOL}$").fill_null(False)
     which = which.filter(goes_on)
     if not len(which):
         return spans
     rows, starts, ends = spans["row"].gather(which), spans["start"].gather(which), spans["end"].gather(which)
     tail = _slices(texts, rows, ends, pl.Series([URL_TAIL] * len(which), dtype=pl.Int32))
-    more = tail.str.extract(f"^({_URL_CHAR}*)", 1).str.len_chars().fill_null(0).cast(pl.Int32)
+    more = tail.str.extract(f"^({_URL_TAIL_CHAR}*)", 1).str.len_chars().fill_null(0).cast(pl.Int32)
     new_end = ends + more
     spans = spans.with_columns(
         end=spans["end"].scatter(which, new_end),
