@@ -453,6 +453,7 @@ def test_abuse_named_by_its_word() -> None:
     assert _user("My father abused me when I was small.")["abuse_severity"] == 1
     assert _user("He emotionally abused me for years.")["abuse_severity"] == 1
     assert _user("My mom is abusing me and I don't know who to tell.")["abuse_severity"] == 2
+    assert _user("My dad was abusing me.")["abuse_severity"] == 1  # past progressive: past abuse
     assert _user("For years my wife has been abusing me.")["abuse_severity"] == 2
     assert _user("I was abused as a child.")["abuse_severity"] == 1
     assert _user("He's been touching me since I was a little kid.")["abuse_severity"] == 2
