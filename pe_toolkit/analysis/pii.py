@@ -55,6 +55,7 @@ Public API: :func:`find_pii` (spans), :func:`redact` (one string),
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
 import polars as pl
@@ -346,7 +347,7 @@ def _url_trail(text: pl.Series, is_url: pl.Series) -> pl.Series:
     trailing punctuation, and a ")" only when the URL holds fewer "(" than
     ")" ("(see https://example.com/a_(b))" keeps its own ")" and leaves the
     prose's)."""
-    ends_in = is_url & text.str.contains(r"[.,;:!?)\]'\"]$").fill_null(False)
+    ends_in = is_url & text.str.contains(f"[{re.escape(_URL_TRAILING)}]$").fill_null(False)
     out = pl.Series([0] * len(text), dtype=pl.Int32)
     which = ends_in.arg_true()
     if not len(which):

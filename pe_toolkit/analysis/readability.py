@@ -92,6 +92,10 @@ def vocab_frame(tokens: Tokens) -> pl.DataFrame:
         is_word=pl.col("norm").str.contains(r"[\p{L}\p{N}]"),
         ends_sentence=pl.col("token").str.contains(r"[.!?][\"'”’)\]]*$"),
         syllables=syllables_expr(pl.col("norm")),
+    ).with_columns(
+        # A token of symbols that ends a sentence ("🙂.", ":)."); punctuation
+        # alone (" ... ", " ? ") is a pause, not an end: it needs a symbol of its own.
+        symbol_end=pl.col("ends_sentence") & ~pl.col("is_word") & pl.col("token").str.contains(r"[^.!?\"'”’)\]]"),
     )
 
 
@@ -140,10 +144,7 @@ def _symbol_ends(tokens: Tokens, vocab: pl.DataFrame, is_word: np.ndarray, words
     not a word ends one ("I hear you \U0001f642. You are not alone \U0001f642.":
     before, only a word's own '.' ended a sentence, so this counted one):
     such a token ends a sentence when a word came since the previous end."""
-    # Punctuation alone (" ... ", " ? ") is a pause, not a sentence's end: the
-    # token needs a symbol of its own (an emoji, ":)").
-    own_symbol = vocab["token"].str.contains(r"[^.!?\"'”’)\]]").to_numpy()
-    symbol_end = (vocab["ends_sentence"].to_numpy() & (is_word == 0) & own_symbol).astype(bool)
+    symbol_end = vocab["symbol_end"].to_numpy()
     if not symbol_end.any():
         return
     # One boolean gather over the tokens finds the texts (few: emoji or ":)."
@@ -159,7 +160,7 @@ def _symbol_ends(tokens: Tokens, vocab: pl.DataFrame, is_word: np.ndarray, words
     idx = tokens.texts_of(texts)
     codes = tokens.codes[idx]
     word = is_word[codes]
-    ends = (vocab["ends_sentence"].to_numpy() & ((is_word == 1) | own_symbol))[codes]
+    ends = ((vocab["ends_sentence"].to_numpy() & (is_word == 1)) | symbol_end)[codes]
     lengths = tokens.lengths[texts]
     first = np.cumsum(lengths) - lengths  # each text's first token, in idx
     seen = np.cumsum(word)  # words up to and including each token

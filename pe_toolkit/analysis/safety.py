@@ -213,21 +213,6 @@ _TELLING_CLAUSE = (
     rf"|and (?:now|then|i|i'm|i've|i am|i have)|(?:that )?(?:i|i've|i'm|i'd|i was|he|he's|she|she's|they|they've|it happened)){_B})|[,;:]|$)"
 )
 
-# Past times that may be months, not years, ago ("back in April", "last
-# year", "when I was 7 months pregnant", "when I was 19", "in uni"): a past,
-# but not a remote one for the telling rule (see _context). Remote is a
-# childhood or teenage age, a school, "years ago".
-_NEAR_PAST = (
-    r"(?i)back (?:then|when|in)|in the past|at one point|there was a time|last year"
-    r"|(?:a|one|over a|about a|almost a|nearly a) year (?:and a half )?ago|when i was [0-9]+ (?:weeks?|months?)"
-    r"|when i was (?:1[89]|[2-9][0-9]|eighteen|nineteen|twenty|thirty)\b|when i was in (?:college|uni|university)"
-)
-# The act happening again, or going on, wherever it is said after the match.
-_REPEATED = (
-    r"(?i)\b(?:again|relapsed|another|started back|still|never stopped|(?:hasn't|has not|hasn't ever) stopped|keeps"
-    r"|lives? with (?:me|us)|every (?:day|night))\b"
-)
-
 # Intent told in the past tense, its subject inside the match ("I was going
 # to ..."); a match opening with its own subject is not read from the clause.
 _PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
@@ -342,8 +327,9 @@ def _cue(kind: str, scope: str, window: pl.Expr) -> pl.Expr:
     return window.str.contains(regex) if regex else pl.lit(False)
 
 
-def _without_durations(window: pl.Expr) -> pl.Expr:
-    regex = _cue_regexes().get(("duration", "sentence"))
+def _without(kind: str, window: pl.Expr) -> pl.Expr:
+    """``window`` with the sentence-scope cues of ``kind`` taken out."""
+    regex = _cue_regexes().get((kind, "sentence"))
     return window.str.replace_all(regex, " ") if regex else window
 
 
@@ -390,8 +376,9 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     last_subject = pl.coalesce(own_subject, pl.when(carried).then(shared))
     # The act's time is read after the match only up to a first-person telling
     # of it ("..., I told my therapist two days ago"): past there or in the
-    # clause makes a past. Where that past is remote (childhood, years ago),
-    # a time inside the telling's clause is the telling's; otherwise, and
+    # clause makes a past. Where that past is remote (childhood, years ago;
+    # not a cues.toml near_past), a time inside the telling's clause is the
+    # telling's; otherwise, and
     # whatever the past, the whole rest is read ("He hit me, I told my mum
     # yesterday" stays recent; "back in April, I reported it yesterday" too),
     # and a repetition anywhere after the match ("I told my mum yesterday
@@ -399,10 +386,8 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     telling = _cue_regexes().get(("telling", "after"))
     act_rest = pl.col("rest").str.replace(telling + _TELLING_CLAUSE, " $1") if telling else pl.col("rest")
     past_time = _cue("past", "clause", pl.col("clause")) | _cue("past", "after", act_rest)
-    remote = _cue("past", "clause", pl.col("clause").str.replace_all(_NEAR_PAST, " ")) | _cue(
-        "past", "after", act_rest.str.replace_all(_NEAR_PAST, " ")
-    )
-    repeated = pl.col("rest").str.contains(_REPEATED)
+    remote = _cue("past", "clause", _without("near_past", pl.col("clause"))) | _cue("past", "after", _without("near_past", act_rest))
+    repeated = _cue("repeated", "after", pl.col("rest"))
     time_rest = pl.when(remote & ~repeated).then(act_rest).otherwise(pl.col("rest"))
     return w.with_columns(
         negated=_cue("negation", "clause", pl.col("clause")) & ~_cue("pseudo_negation", "clause", pl.col("clause")),
@@ -435,8 +420,8 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
         # A stretch of time up to now ("for about 6 years now") is not a time now.
-        imminent=_cue("imminent", "after", _without_durations(pl.col("rest")))
-        | _cue("imminent", "sentence", _without_durations(pl.col("sentence")))
+        imminent=_cue("imminent", "after", _without("duration", pl.col("rest")))
+        | _cue("imminent", "sentence", _without("duration", pl.col("sentence")))
         | _cue("imminent", "after", pl.col("text")),
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),

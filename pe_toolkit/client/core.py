@@ -174,6 +174,10 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"<Endpoint {self.url} {self.breaker.state.value}>"
 
+    def failed(self, why: str) -> None:
+        """Remember ``why`` (already scrubbed) as the latest failure, and when."""
+        self.last_error, self.last_error_at = why, time.monotonic()
+
 
 @dataclass(slots=True)
 class CallState:
@@ -357,8 +361,7 @@ class RequestCore:
         attempt.endpoint.breaker.record_failure(_failure_key(attempt))
         attempt.state.last_failed = attempt.endpoint
         where = f"{attempt.call.method} {_display(attempt.request)}"
-        attempt.endpoint.last_error = f"no complete answer within {attempt.deadline_why}"
-        attempt.endpoint.last_error_at = time.monotonic()
+        attempt.endpoint.failed(f"no complete answer within {attempt.deadline_why}")
         error = DeadlineExceededError(self.scrub(f"{where}: no complete answer within {attempt.deadline_why}"))
         error.request_sent = True
         return error
@@ -434,8 +437,7 @@ class RequestCore:
                 result = call.decode(envelope.get("data"))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 endpoint.breaker.record_failure(_failure_key(attempt))
-                endpoint.last_error = "malformed data"
-                endpoint.last_error_at = time.monotonic()
+                endpoint.failed("malformed data")
                 malformed = MalformedResponseError(
                     self.scrub(f"{where}: the response's data does not follow the API contract ({_describe(exc)})")
                 )
@@ -461,8 +463,7 @@ class RequestCore:
         # words; a 4xx (429 included) is a healthy server saying no.
         if status >= 500 or (envelope is None and status < 400):
             endpoint.breaker.record_failure(_failure_key(attempt))
-            endpoint.last_error = f"HTTP {status}"
-            endpoint.last_error_at = time.monotonic()
+            endpoint.failed(f"HTTP {status}")
             attempt.state.last_failed = endpoint
         else:
             endpoint.breaker.record_success()
@@ -512,8 +513,7 @@ class RequestCore:
         attempt.state.last_failed = attempt.endpoint
         kind = type(exc).__name__
         detail = self.scrub(str(exc) or kind)
-        attempt.endpoint.last_error = f"{kind}: {detail}"
-        attempt.endpoint.last_error_at = time.monotonic()
+        attempt.endpoint.failed(f"{kind}: {detail}")
         sent = not isinstance(exc, _NOT_SENT)
         # The server named (scheme, host, port: never credentials), and what
         # to check when it could not be reached: "GET /v1/...: ConnectError"
@@ -579,8 +579,7 @@ class RequestCore:
         else:
             # Remembered, so that "circuit open" can say what went wrong
             # (a sync whose every URL refused ended naming no error at all).
-            endpoint.last_error = self.scrub(why or "the health check failed")
-            endpoint.last_error_at = time.monotonic()
+            endpoint.failed(self.scrub(why or "the health check failed"))
             endpoint.breaker.trip()
 
 
