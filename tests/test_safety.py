@@ -466,6 +466,101 @@ def test_abuse_named_by_its_word() -> None:
         assert _user(text)["abuse_severity"] == 0, text
 
 
+def test_beat_me_up_is_abuse() -> None:
+    """Safety v10 read the "up" of "beat me up" as "hit me up" (get in touch)
+    and dropped the disclosure: each of these scored abuse_severity 0."""
+    assert _user("My dad beat me up again this morning.")["abuse_severity"] == 2
+    assert _user("My boyfriend beat me up.")["abuse_severity"] == 1
+    assert _user("My brother beats me up when our parents are out.")["abuse_severity"] == 2
+    assert _user("She beat the crap out of me yesterday.")["abuse_severity"] == 2
+    assert _user("I'm afraid he will beat me up if I go home.")["abuse_severity"] == 3
+    # A review's fresh sentences: fear without an apostrophe or with "gonna",
+    # and the passive.
+    assert _user("im scared hes going to beat me up when he gets home tonight")["abuse_severity"] == 3
+    assert _user("afraid my husband is gonna beat me up")["abuse_severity"] == 3
+    assert _user("I got beat up by my mom's boyfriend last night")["abuse_severity"] == 2
+    for text in (
+        "My brother beat me up at chess again.",
+        "my sister beats me up in mario kart every christmas and rubs it in",
+        "he always beats me up at ping pong",
+        "he beat me up in the debate tonight, I had nothing",
+        "im scared he's going to beat me up in the final on sunday, he's ranked top 10 in the state",
+        "lol my sister beats me up every time we play smash bros",
+        "my nephew wanted to wrestle and kept pretending to beat me up, so cute",
+        "my dad used to joke that he'd beat me up at arm wrestling when i was 14",
+        "He hits me up every week asking for money.",
+        "Honestly, beats me why he left.",
+        "She said her husband beat her up last night.",
+        "He never beat me up, he just shouted a lot.",
+    ):
+        assert _user(text)["abuse_severity"] == 0, text
+
+
+def test_minutes_and_hours_ago_are_recent() -> None:
+    """An overdose or an assault an hour ago is recent: safety v10 read no
+    time in "an hour ago", so these were a lifetime attempt (2) and past
+    abuse (1)."""
+    assert _user("I took 30 pills an hour ago.")["crisis_severity"] == 3
+    assert _user("I tried to kill myself a few hours ago.")["crisis_severity"] == 3
+    assert _user("I swallowed a whole bottle of zoloft about 20 minutes ago.")["crisis_severity"] == 3
+    assert _user("He raped me a few hours ago.")["abuse_severity"] == 2
+    assert _user("My husband hit me earlier tonight.")["abuse_severity"] == 2
+    # A telling after a childhood act still takes the time.
+    assert _user("I tried to kill myself when I was 15, I told my therapist about it an hour ago.")["crisis_severity"] == 2
+    assert _user("I took my pills an hour ago and I feel fine.")["crisis_severity"] == 0
+
+
+def test_more_remote_past_times() -> None:
+    """"throughout my childhood" and "at age 14" time an act as long past, as
+    "when I was 14" does."""
+    assert _user("My mother beat me throughout my childhood, I finally told my partner last night.")["abuse_severity"] == 1
+    assert _user("I first attempted suicide at age 14, I told my mum about it yesterday.")["crisis_severity"] == 2
+    assert _user("I self harmed at the age of 13.")["crisis_severity"] == 0
+    # An adult age is not remote for the telling: the time stays the act's.
+    assert _user("I first attempted suicide at the age of 22, I told my mum about it yesterday.")["crisis_severity"] == 3
+    assert _user("I self harmed at the age of 13 and I've started again this week.")["crisis_severity"] == 2
+    # Only childhood and teenage ages: an adult age times nothing long past.
+    assert _user("at 34 years old i still think about killing myself every single day")["crisis_severity"] == 2
+    assert _user("at 25 years old i want to die every day")["crisis_severity"] == 1
+    assert _user("i was abused at age 6 and i feel like ending it all now")["abuse_severity"] == 1
+    # A hospital stay does not make an attempt timed in the past recent (v10: 3).
+    assert _user("I attempted suicide aged 17 and spent a month in hospital")["crisis_severity"] == 2
+    assert _user("I tried to kill myself when I was 16 and ended up in hospital.")["crisis_severity"] == 2
+    assert _user("I tried to kill myself last week and ended up in hospital.")["crisis_severity"] == 3
+    # A childhood past with the act worse now is current.
+    assert _user("I've been suicidal throughout my teens and I'm 17 now and it's worse than ever")["crisis_severity"] == 2
+
+
+def test_all_my_meds_and_not_wake_up_is_intent() -> None:
+    assert _user("I'm going to take all my meds tonight and not wake up.")["crisis_severity"] == 4
+    assert _user("I'll take all my medication and never wake up.")["crisis_severity"] == 3
+    for text in (
+        "I'm going to take all my meds tonight.",
+        "I'll take all my meds and be done with it.",
+        "She's going to take all her meds tonight and not wake up.",
+        # A review's fresh sentences: dying or not waking up is not where the clause ends.
+        "I'm going to take all my meds tonight and not wake up in pain for once, the new schedule should help",
+        "I'll take all my meds and not wake up sick tomorrow hopefully",
+        "im gonna take all my medication tonight and die if my mom finds out i skipped them lol",
+    ):
+        assert _user(text)["crisis_severity"] == 0, text
+
+
+def test_more_drug_names_in_an_overdose() -> None:
+    """Named drugs v10's list lacked: each scored 0. Still only beside a sign
+    of an attempt, and a count before most names is still milligrams."""
+    assert _user("I took 30 of my propranolol last night.")["crisis_severity"] == 3
+    assert _user("I took 30 zopiclone an hour ago.")["crisis_severity"] == 3
+    assert _user("I took a whole bottle of nyquil to make it stop.")["crisis_severity"] == 2
+    for text in (
+        "I took 30 of my propranolol to the pharmacy to swap for the new brand.",
+        "I took 100 trazodone at bedtime like the psychiatrist said.",
+        "I took a whole bottle of nyquil on the camping trip in case anyone caught a cold.",
+        "I took 20 temazepam last night and slept badly anyway.",
+    ):
+        assert _user(text)["crisis_severity"] == 0, text
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the

@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``10`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``11`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -29,7 +29,8 @@ Message columns (one row per input message):
   last message", intent and a plan in one message); intent told in the past
   tense ("I was going to ...") is never imminent (2, or 3 when recent). Ambivalence ("but I
   wouldn't act on it") lowers it by one, escalation ("needed stitches",
-  "right now") raises it by one. User rows; null elsewhere.
+  "right now") raises it by one (not a prior attempt timed in the past: "when
+  I was 16 ... ended up in hospital" stays 2). User rows; null elsewhere.
 - ``abuse_severity`` Int8, abuse disclosures on their own scale (they are a
   category of ``crisis_categories`` but never set ``crisis_severity``): 0
   none, 1 past abuse ("he raped me when I was 15"), 2 ongoing or recent abuse
@@ -172,7 +173,11 @@ NAME = "safety"
 #    or a swallowed bottle of one, only beside a sign of an attempt ("I took 30 xanax last night"); a "my" in a
 #    dose is whose the pills are (possessive_my); "... tonight and not wake up" after "I'll"; tonite, tmrw as times
 #    now; an accident drops a prior attempt; an animal is someone else; "my father abused me", "is abusing me"
-VERSION = "10"
+# 11: "beat me up" was read as "hit me up" (a figure of speech) and dropped: abuse now, as is "beat the shit out of
+#    me"; an attempt or abuse minutes or hours ago is recent ("I took 30 pills an hour ago" is 3); "throughout my
+#    childhood", "at age 14", "aged 9" are remote pasts; "all my meds ... and not wake up" is intent; a hospital stay
+#    no longer makes an attempt timed in the past recent (3); more drug names in overdoses
+VERSION = "11"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -506,12 +511,16 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     recent = pl.col("recent_strong") | (pl.col("recent_weak") & ~pl.col("past_time"))
     i16 = pl.Int16
     base = pl.col("severity").cast(i16) + pl.col("escalation").cast(i16) - pl.col("ambivalence").cast(i16)
+    timed_past = pl.col("past_time") & ~pl.col("recency")
+    attempt_base = base - (pl.col("escalation") & timed_past).cast(i16)
     severity = (
         pl.when(abuse)
         .then(pl.lit(0, i16))
         # Prior attempts (C-SSRS behaviour): 2, or 3 when recent; never imminent.
+        # A hospital stay (escalation) does not make an attempt timed in the
+        # past ("aged 17 ... in intensive care") a recent one.
         .when(cat == "prior_attempt")
-        .then((base + recent.cast(i16)).clip(1, 3))
+        .then((attempt_base + recent.cast(i16)).clip(1, 3))
         # Intent told in the past tense was not carried out: not imminent,
         # whatever time it names ("this morning I was going to ..."); 2, or 3
         # when recent, as an interrupted or aborted attempt is.
