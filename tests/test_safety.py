@@ -561,6 +561,15 @@ def test_more_drug_names_in_an_overdose() -> None:
         assert _user(text)["crisis_severity"] == 0, text
 
 
+def test_foster_and_adoptive_parents_are_people() -> None:
+    """The subjects list knew "my stepdad" but not "my foster dad": with no
+    person named as the agent, each abuse disclosure was dropped (0)."""
+    assert _user("my foster dad beat me up all the time when i was 11")["abuse_severity"] == 1
+    assert _user("My adoptive mum hit me last night.")["abuse_severity"] == 2
+    assert _user("My birth mother abused me when I was little.")["abuse_severity"] == 1
+    assert _user("My foster brother said he wants to kill himself.")["crisis_severity"] == 0
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the
