@@ -570,6 +570,18 @@ def test_foster_and_adoptive_parents_are_people() -> None:
     assert _user("My foster brother said he wants to kill himself.")["crisis_severity"] == 0
 
 
+def test_an_overdose_of_a_food_or_a_pastime_is_an_idiom() -> None:
+    """Safety v10 read each as a recent attempt (3), an alert without a good reply."""
+    for text in (
+        "I overdosed on caffeine this morning before the exam lol.",
+        "I think I overdosed on sugar at the party last night.",
+        "I've OD'd on netflix this weekend.",
+    ):
+        assert _user(text)["crisis_severity"] == 0, text
+    assert _user("I overdosed on my sleeping pills last night.")["crisis_severity"] == 3
+    assert _user("I overdosed on tylenol on purpose.")["crisis_severity"] == 2
+
+
 def test_blind_set() -> None:
     """tests/fixtures/safety_crisis_blind.csv was written after the lexicons
     were frozen; at first look it scored flag accuracy 0.750 (recall 0.576), the
