@@ -570,6 +570,27 @@ def test_foster_and_adoptive_parents_are_people() -> None:
     assert _user("My foster brother said he wants to kill himself.")["crisis_severity"] == 0
 
 
+def test_abuse_that_goes_on_after_a_childhood_past_is_ongoing() -> None:
+    """Safety v10 read the childhood time and scored these past abuse (1)."""
+    assert _user("My dad hit me when I was little and he still does it every day.")["abuse_severity"] == 2
+    assert _user("my dad beat me throughout my childhood and he still does it to this day")["abuse_severity"] == 2
+    # The memory going on is not the abuse going on.
+    for text in (
+        "my ex beat me up at age 19 and I still have nightmares",
+        "my father hit me throughout my teens, it still messes with my head",
+    ):
+        assert _user(text)["abuse_severity"] == 1, text
+
+
+def test_a_coach_or_a_babysitter_is_a_person() -> None:
+    """Not in v10's subjects list: with no person named as the agent the
+    abuse disclosure was dropped (0)."""
+    assert _user("My coach abused me when I was a teenager, I reported him to the police yesterday.")["abuse_severity"] == 1
+    assert _user("My babysitter touched me when I was 6.")["abuse_severity"] == 1
+    assert _user("My coach said he wants to kill himself.")["crisis_severity"] == 0
+    assert _user("My coach hit me up about training tomorrow.")["abuse_severity"] == 0
+
+
 def test_an_overdose_of_a_food_or_a_pastime_is_an_idiom() -> None:
     """Safety v10 read each as a recent attempt (3), an alert without a good reply."""
     for text in (

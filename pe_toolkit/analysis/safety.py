@@ -419,6 +419,7 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         past_intent=(_cue("past_intent", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_SUBJECT_OPENS_MATCH))
         | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
         resolved=_cue("resolved", "after", pl.col("rest")),
+        ongoing=_cue("ongoing", "after", pl.col("rest")),
         recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
         recent_strong=_cue("recent", "after", time_rest) | _cue("recent", "clause", pl.col("clause")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
@@ -538,7 +539,7 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         .then(pl.lit(0, i16))
         .when(pl.col("danger"))
         .then(pl.lit(3, i16))
-        .when(pl.col("recent_strong") | (pl.col("recent_weak") & ~pl.col("past_time")))
+        .when(pl.col("recent_strong") | (pl.col("recent_weak") & ~pl.col("past_time")) | pl.col("ongoing"))
         .then(when_recent)
         .when(pl.col("past_time"))
         .then(pl.lit(1, i16))
