@@ -11,10 +11,13 @@ KeyboardInterrupt through at once.
 from __future__ import annotations
 
 import queue
+import threading
 import time
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T", covariant=True)
+R = TypeVar("R")
 
 STEP = 0.1  # seconds between checks for a pending signal
 
@@ -36,3 +39,45 @@ def get(q: _Gettable[T], timeout: float | None = None) -> T:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
             continue
+
+
+# The one thread call() runs work on: a thread per call cost 0.8 ms a query
+# (measured on a busy two-core machine), a standing one 0.17 ms.
+_jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[tuple[bool, Any]]]] = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+_start = threading.Lock()
+
+
+def _serve() -> None:
+    while True:
+        work, done = _jobs.get()
+        try:
+            done.put((True, work()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            done.put((False, exc))
+        del work, done  # hold no result or frame until the next job
+
+
+def call(work: Callable[[], R], cancel: Callable[[], object]) -> R:
+    """``work()`` on a worker thread while this thread waits in timed steps,
+    so Ctrl-C reaches it even while the work sits in C code that never
+    looks for signals. On KeyboardInterrupt: ``cancel()`` (which must make
+    the work end soon), wait for the work to end, raise the
+    KeyboardInterrupt. Calls take turns on one standing worker (restarted
+    after a fork, which leaves it behind)."""
+    global _worker
+    with _start:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_serve, name="pe-toolkit-worker", daemon=True)
+            _worker.start()
+    done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    _jobs.put((work, done))
+    try:
+        ok, value = get(done)
+    except KeyboardInterrupt:
+        cancel()
+        done.get()  # the worker is free again: the next call is not queued behind this work
+        raise
+    if not ok:
+        raise value
+    return value

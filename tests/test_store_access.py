@@ -4,6 +4,9 @@ batches are cut for DuckDB's threads in one place."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pyarrow as pa
 import pytest
 
@@ -38,3 +41,40 @@ def test_for_threads_cuts_a_batch_per_thread_and_keeps_the_rows() -> None:
     assert cut.equals(table)
     small = table.slice(0, 15)
     assert access.for_threads(small) is small
+
+
+@pytest.mark.parametrize("entry", ["sql", "read", "arrow", "scalar"])
+def test_an_interrupt_stops_a_long_query_and_the_store_answers_the_next(tmp_path, entry) -> None:
+    # Jupyter's interrupt button sends SIGINT. Before, a query in one long
+    # operator (this cross join: about 20 s on two cores) ran to its end and
+    # then raised RuntimeError('Query interrupted'), or nothing at all.
+    store = Store(tmp_path / "c.duckdb")
+    store.sql("CREATE TABLE nums AS SELECT range AS i FROM range(63000)")
+    long = "SELECT sum(a.i * b.i) FROM nums a, nums b"
+    interrupt = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    try:
+        interrupt.start()
+        with pytest.raises(KeyboardInterrupt):
+            getattr(store, entry)(long)
+        assert store.scalar("SELECT count(*) FROM nums") == 63000
+        assert store.sql("SELECT 42 AS x")["x"].to_list() == [42]
+    finally:
+        interrupt.cancel()
+        interrupt.join()
+        store.close()
+
+
+def test_queries_off_the_main_thread_run_there(tmp_path) -> None:
+    # The mirror's request threads get no signals: their queries run on the
+    # calling thread (a DuckDB cursor belongs to the thread that made it).
+    store = Store(tmp_path / "c.duckdb")
+    seen: list[object] = []
+    try:
+        cursor = store.cursor()
+        worker = threading.Thread(target=lambda: seen.append(access.interruptible(cursor, threading.current_thread)))
+        worker.start()
+        worker.join()
+        assert seen == [worker]
+        assert access.interruptible(cursor, threading.current_thread) is not threading.main_thread()
+    finally:
+        store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,9 +12,6 @@ from ._common import cache_option, cli_cache, filling_store, open_cli_store, pro
 
 if TYPE_CHECKING:
     import polars as pl
-
-    from ..store import Store
-
 
 
 @click.command("import")
@@ -128,7 +125,8 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
         # A mistyped --db must not become a new, empty cache the query "succeeds" on.
         raise StoreError(f"no cache at {cache}; import or sync something first")
     with open_cli_store(ctx, read_only=not write, path=cache) as store:
-        frame = _interruptible_sql(store, query, list(params) or None)
+        # Ctrl-C (or SIGTERM) stops even a long operator: see pe_toolkit.store.access.interruptible.
+        frame = store.sql(query, list(params) or None)
     if fmt == "csv":
         sys.stdout.write(_csv_ready(frame).write_csv())
     elif fmt == "json":
@@ -136,40 +134,6 @@ def sql_cmd(ctx: click.Context, query: str, params: tuple[str, ...], fmt: str, w
     else:
         with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=160):
             click.echo(str(frame))
-
-
-def _interruptible_sql(store: Store, query: str, params: list[str] | None) -> pl.DataFrame:
-    """``store.sql`` that Ctrl-C (or SIGTERM) stops. Python runs a signal
-    handler only between bytecodes of the main thread, and DuckDB does not
-    look at signals inside a long operator: Ctrl-C on a self-join of the
-    messages table took 480 s to stop the command. The query runs on a
-    worker thread; the main thread waits in timed steps and, on an
-    interrupt, asks DuckDB to cancel the query (``interrupt()``), then
-    raises as Ctrl-C does everywhere."""
-    import queue
-    import threading
-
-    from .. import interruptible
-
-    done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-
-    def run() -> None:
-        try:
-            done.put((True, store.sql(query, params)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            done.put((False, exc))
-
-    worker = threading.Thread(target=run, name="pe-toolkit-sql", daemon=True)
-    worker.start()
-    try:
-        ok, value = interruptible.get(done)
-    except KeyboardInterrupt:
-        store.connection.interrupt()
-        worker.join()
-        raise
-    if not ok:
-        raise value
-    return value
 
 
 def _awkward(dtype: object) -> bool:

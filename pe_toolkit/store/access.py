@@ -9,10 +9,11 @@ file permissions, whichever of the two runs the query.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -21,6 +22,7 @@ import pyarrow as pa
 from ..errors import InputError, StoreError
 
 Params = Sequence[Any] | dict[str, Any] | None
+T = TypeVar("T")
 
 
 def query_error(exc: duckdb.Error, *, read_only: bool = False) -> str:
@@ -51,12 +53,15 @@ def store_errors(*, read_only: bool = False) -> Iterator[None]:
 def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, read_only: bool = False) -> pl.DataFrame:
     """One statement as a polars frame; a failure is a StoreError, a text
     without a statement an InputError."""
-    with store_errors(read_only=read_only):
+    def run() -> pa.Table:
         relation = con.sql(query, params=params or None)
         # None: the text held no statement (empty, ';', only comments).
         if relation is None:
             raise InputError("empty query: give one SQL statement")
-        table = relation.to_arrow_table()
+        return relation.to_arrow_table()
+
+    with store_errors(read_only=read_only):
+        table = interruptible(con, run)
     try:
         return pl.from_arrow(table)  # type: ignore[return-value]  # typed DataFrame | Series; a Table always gives a DataFrame
     except pl.exceptions.PolarsError as exc:
@@ -70,16 +75,38 @@ def frame(con: duckdb.DuckDBPyConnection, query: str, params: Params = None, *, 
 
 
 def arrow(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> pa.Table:
-    return con.sql(query, params=params or None).to_arrow_table()
+    return interruptible(con, lambda: con.sql(query, params=params or None).to_arrow_table())
 
 
 def rows(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> list[tuple[Any, ...]]:
-    return con.execute(query, params or []).fetchall()
+    return interruptible(con, lambda: con.execute(query, params or []).fetchall())
 
 
 def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Params = None) -> Any:
     found = rows(con, query, params)
     return found[0][0] if found else None
+
+
+def interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+    """``work()`` (a query on ``con``), stopped by Ctrl-C or Jupyter's
+    interrupt button (SIGINT).
+
+    Python runs signal handlers in the main thread only, between bytecodes,
+    and DuckDB looks for a pending one only between its tasks: inside one
+    long operator (a cross join, a self-join of the messages table) the
+    interrupt waited for the query to end (a 19 s cross join ran to its
+    end; `pe-toolkit sql` on a self-join, 480 s). So from the main thread
+    the work runs on a worker thread (:func:`pe_toolkit.interruptible.call`);
+    on KeyboardInterrupt DuckDB is asked to stop (``con.interrupt()``; on an
+    idle connection, when the work ended meanwhile, harmless: the next query
+    clears it), the worker is awaited, so the connection is free for the
+    next query, and the KeyboardInterrupt raised. Other threads (the
+    mirror's request threads) get no signals: they run the work directly."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    from .. import interruptible as waits
+
+    return waits.call(work, con.interrupt)
 
 
 def secure_files(path: Path) -> None:

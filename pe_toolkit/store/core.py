@@ -725,7 +725,7 @@ class Store:
         from .api_objects import api_objects_sql
 
         sql, params = api_objects_sql(ConversationFilter(ids=[conversation_id]))
-        rows = self._con.execute(sql, params).fetchall()
+        rows = access.rows(self._con, sql, params)
         if not rows:
             return None
         import orjson
