@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute  # loads pa.compute
 
 from ..analysis.duplicates import BOILERPLATE_MIN_CONVERSATIONS
+from ..exports.atomic import private_file
 
 FLAGS_SCHEMA = pa.schema(
     [
@@ -179,7 +180,7 @@ def join_partition(batch: dict[str, Any], output: str, flags: str, target: str) 
                 part_flags = pl.DataFrame(schema={"conversation_id": pl.String, "idx": pl.Int32, "boilerplate": pl.Int8, "near": pl.Int8})
             shares = shares_of(part_flags)
             joined = base.join(shares, on="conversation_id", how="left", maintain_order="left")
-            joined.write_parquet(folder / "part-00000.parquet")
+            joined.write_parquet(private_file(folder / "part-00000.parquet"))  # mode 600, as the partitions' files
         done.append(key)
     return pa.table({"key": pa.array(done, pa.string())})
 

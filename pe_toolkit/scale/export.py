@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ..durable import check_parent
 from ..errors import ExportError, InputError, PeToolkitError
+from ..exports.atomic import private_file
 from ..report_table import HtmlReport
 from ..schema import STORED_CONVERSATION_COLUMNS
 from ..store.normalize import sql_str
@@ -154,7 +155,7 @@ def export_dataset(
     # export leaves no folder that looks like a (partial) result, and the
     # same command can simply be run again.
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    staging.mkdir(0o700)  # as a store export's folder: it becomes the export
     try:
         rows = _export_shards(root, staging, keys, format, options, address, progress, report) if keys else []
         failed = [r for r in rows if r["error"]]
@@ -169,11 +170,8 @@ def export_dataset(
         report.conversations = sum(r["conversations"] for r in rows)
         report.messages = sum(r["messages"] for r in rows)
         report.files = [r["file"] for r in rows]
-        (staging / MANIFEST).write_text(
-            json.dumps({"format": format, "analysis_version": manifest.analysis_version, "shards": rows,
-                        "conversations": report.conversations, "messages": report.messages}, indent=1),  # fmt: skip
-            "utf-8",
-        )
+        write_manifest(staging, {"format": format, "analysis_version": manifest.analysis_version, "shards": rows,
+                                 "conversations": report.conversations, "messages": report.messages})  # fmt: skip
         if target.exists():
             target.rmdir()  # empty (checked above)
         os.replace(staging, target)
@@ -181,6 +179,14 @@ def export_dataset(
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def write_manifest(folder: Path, fields: dict[str, Any]) -> Path:
+    """The export's ``manifest.json``: readable by its owner only (mode
+    600), as the shards and every store export's files are."""
+    path = private_file(folder / MANIFEST)
+    path.write_text(json.dumps(fields, indent=1), "utf-8")
+    return path
 
 
 def _export_shards(root: Path, staging: Path, keys: list[str], format: str, options: dict[str, Any], address: str | None,

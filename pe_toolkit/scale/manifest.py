@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..exports.atomic import private_file
 from .partition import PARTITION_TABLES, partition_dir
 
 MANIFEST = "manifest.json"
@@ -51,7 +52,11 @@ class Manifest:
     def save(self, output: str | os.PathLike[str]) -> None:
         path = Path(output) / MANIFEST
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), "utf-8")
+        # The input's name, partition keys and counts of sensitive data:
+        # mode 600 as every export (a killed run's leftover goes first, as
+        # private_file creates the file anew).
+        tmp.unlink(missing_ok=True)
+        private_file(tmp).write_text(json.dumps(asdict(self), indent=1, sort_keys=True), "utf-8")
         os.replace(tmp, path)
 
     def complete(self, output: str | os.PathLike[str], key: str, fingerprint: str) -> bool:

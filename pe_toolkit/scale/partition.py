@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from ..analysis.frames import analyze_frame
 from ..analysis.registry import shipped, version_of
 from ..errors import AnalysisError, PeToolkitError
+from ..exports.atomic import private_file
 from ..ingest import esconv
 from ..ingest.columns import ColumnMap
 from ..ingest.importer import BATCH_ROWS, _json_batches, _strip_gz, _table_batches, detect_format
@@ -160,8 +161,10 @@ class _SeenIds:
 
 def _write(folder: Path, table: str, n: int, data: pa.Table) -> None:
     target = folder / table
-    target.mkdir(parents=True, exist_ok=True)
-    pq.write_table(data, target / f"part-{n:05d}.parquet")
+    target.mkdir(0o700, parents=True, exist_ok=True)
+    # The conversations and their scores: mode 600 as every export's files
+    # (pyarrow truncates the empty file and keeps its mode).
+    pq.write_table(data, str(private_file(target / f"part-{n:05d}.parquet")))
 
 
 def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, version: str | None = None,
@@ -180,7 +183,7 @@ def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, version: 
         )
     out = Path(output)
     tmp = out / "_tmp" / f"{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    tmp.mkdir(0o700, parents=True)
     counts = {"conversations": 0, "messages": 0, "evidence": 0, "dead_letters": 0}
     fetched_at = datetime.now(UTC)
     seen = _SeenIds()
@@ -242,9 +245,9 @@ def _publish(tmp: Path, out: Path, key: str) -> None:
     for table in PARTITION_TABLES:
         source = tmp / table
         if not source.exists():  # a file with no good record: empty tables, no files
-            source.mkdir(parents=True)
+            source.mkdir(0o700, parents=True)
         target = partition_dir(out, table, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(0o700, parents=True, exist_ok=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(source, target)

@@ -187,7 +187,7 @@ def analyze_dataset(
     # (a typo in --output made a tree of folders and scored into it).
     check_parent(out, InputError)
     files = list_inputs(input)
-    out.mkdir(exist_ok=True)
+    out.mkdir(0o700, exist_ok=True)  # it holds the conversations: private, as the cache and the exports
     version = analysis_version()
     manifest = Manifest.load(out)
     if manifest.analysis_version != version:
