@@ -69,18 +69,43 @@ def test_cli_fit_refuses_min_df_1_with_word_pairs_unless_allowed(tmp_path):
     data = _csv(tmp_path, pl.concat([toy()] * 3))
     out = tmp_path / "m.pemodel"
     r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1"])
-    _one_line_error(r, "--min-df 1 with --ngrams 2", "--allow-rare-ngrams")
+    _one_line_error(r, "--min-df 1 stores the words and sentence openings", "--allow-rare-ngrams")
     assert not out.exists()
-    # Single words, or the flag, are accepted; the card says what the file holds.
-    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(data), "--out", str(out), "--min-df", "1", "--ngrams", "1", "--force"])
-    assert r.exit_code == 0, r.output
     once = tmp_path / "once.csv"  # a word pair found in one text only
     pl.concat([toy(), pl.DataFrame({"text": ["Maria Kowalska cried"], "label": ["sad"], "group": [99]})]).write_csv(once)
     r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--min-df", "1", "--allow-rare-ngrams", "--force"])
     assert r.exit_code == 0, r.output
     model = load(out)
     assert "maria kowalska" in model.featurizer.feature_names()  # what the card warns of
-    assert "at least 1 training text(s)" in model.card["privacy"] and "as you would share the text" in model.card["privacy"]
+    assert "min_df 1" in model.card["privacy"] and "Do not share it unless the texts are public" in model.card["privacy"]
+    assert r.stderr.splitlines() == [f"pe-toolkit: warning: {out} holds words and sentence openings of single training texts "
+                                     "(--min-df 1): do not share it unless the texts are public"]  # fmt: skip
+
+
+def test_cli_fit_refuses_min_df_1_with_single_words_too(tmp_path):
+    # Before: --ngrams 1 --min-df 1 was accepted as "single words only", yet
+    # the sentence features keep each sentence's first two words: the model
+    # file held the opening of a sentence written once ('s2:maria kowalska')
+    # and the card said nothing of it.
+    once = tmp_path / "once.csv"
+    pl.concat([toy()] * 3 + [pl.DataFrame({"text": ["Maria Kowalska cried"], "label": ["sad"], "group": [99]})]).write_csv(once)
+    out = tmp_path / "m.pemodel"
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--min-df", "1", "--ngrams", "1"])
+    _one_line_error(r, "--min-df 1 stores the words and sentence openings", "--allow-rare-ngrams")
+    assert not out.exists()
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--min-df", "1", "--ngrams", "1",
+                                 "--allow-rare-ngrams"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    model = load(out)
+    assert "s2:maria kowalska" in model.featurizer.feature_names()
+    assert "sentence opening" in model.card["privacy"] and "min_df 1" in model.card["privacy"]
+    assert "pe-toolkit: warning:" in r.stderr
+    # The default (--min-df 2) keeps nothing found in one text only, and says so in the card.
+    r = CliRunner().invoke(cli, ["learn", "fit", "--data", str(once), "--out", str(out), "--ngrams", "1", "--force"])
+    assert r.exit_code == 0, r.output
+    names = load(out).featurizer.feature_names()
+    assert not [n for n in names if "kowalska" in n or "maria" in n]
+    assert "at least 2 training texts" in load(out).card["privacy"] and "pe-toolkit: warning" not in r.stderr
 
 
 # -------------------------------------- 2: evaluate --task resamples conversations
@@ -105,7 +130,8 @@ def test_evaluate_with_a_task_resamples_whole_conversations(tmp_path):
     db = _message_task_store(tmp_path)
     out = tmp_path / "codes.pemodel"
     runner = CliRunner()
-    r = runner.invoke(cli, ["--db", db, "learn", "fit", "--task", "codes", "--out", str(out), "--ngrams", "1", "--min-df", "1"])
+    r = runner.invoke(cli, ["--db", db, "learn", "fit", "--task", "codes", "--out", str(out), "--ngrams", "1", "--min-df", "1",
+                            "--allow-rare-ngrams"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["--db", db, "learn", "evaluate", str(out), "--task", "codes"])
     assert r.exit_code == 0, r.output

@@ -173,7 +173,7 @@ def learn_cmd() -> None:
 @click.option("--force", is_flag=True, help="Replace a model file that exists at --out.")
 @_model_settings
 @click.option("--allow-rare-ngrams", is_flag=True,
-              help="Allow --min-df 1 with word pairs (--ngrams 2 or 3): every word pair of every training text is then "
+              help="Allow --min-df 1: every word, word n-gram and sentence opening of every training text is then "
               "in the model file. Only for texts that are not private.")  # fmt: skip
 @click.option("--cv", "cv_folds", type=click.IntRange(min=2), default=None,
               help="Also cross-validate with N folds (same settings, split by --group) and keep the figures in the card.")  # fmt: skip
@@ -192,11 +192,13 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     from ..learn.labels import level_of
     from ..learn.model import fit
 
-    if min_df < 2 and ngrams >= 2 and not allow_rare_ngrams:
-        # With min_df 1 the vocabulary keeps every word pair of every text: a
-        # name with its surname, a sentence one person wrote, readable back
+    if min_df < 2 and not allow_rare_ngrams:
+        # With min_df 1 the vocabulary keeps every word of every text and,
+        # whatever --ngrams, its sentence openings (the first two words of
+        # each sentence and question are features): a name with its
+        # surname, the start of a sentence one person wrote, readable back
         # out of the model file. Refused before the data is read.
-        raise InputError(f"--min-df {min_df} with --ngrams {ngrams} stores every word pair of every training text in the "
+        raise InputError(f"--min-df {min_df} stores the words and sentence openings of every single training text in the "
                          "model file; use --min-df 2 or more, or give --allow-rare-ngrams if the texts are not private")  # fmt: skip
     target = _model_target(out, force)  # before the training, which may take minutes
     frame = _relabelled(_read_labelled(path, task, ctx, level), label_col, relabels)
@@ -214,7 +216,7 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     if relabels:
         source["relabel"] = ", ".join(relabels)
     settings = _training_settings(text_col, label_col, context_col, c, ngrams, min_df, class_weight)
-    card: dict[str, Any] = {"data": source, "privacy": _PRIVACY.format(min_df=min_df),
+    card: dict[str, Any] = {"data": source, "privacy": _privacy(min_df),
                             "probabilities": _PROBABILITIES[settings["class_weight"]]}  # fmt: skip
     if cv_folds is not None:
         card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
@@ -222,6 +224,9 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     model = fit(frame, group=group_col, name=Path(out).stem, card=card, **settings)
     written = save(model, target)
     click.echo(f"wrote {written}: {model.card['training']['n']:,} labelled texts, classes {', '.join(model.classes)}")
+    if min_df < 2:
+        click.echo(f"pe-toolkit: warning: {written} holds words and sentence openings of single training texts "
+                   "(--min-df 1): do not share it unless the texts are public", err=True)  # fmt: skip
     if cv_folds is not None:
         for line in _validation_lines(model.card):
             click.echo(line)
@@ -229,9 +234,13 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
 
 # What a reader of a researcher's model card must know (the shipped cards
 # say theirs in docs/metric_cards_learned.md).
-_PRIVACY = ("the vocabulary holds every word n-gram and sentence opening found in at least {min_df} training "
-            "text(s), readable from this file; with min_df 1 every text's word pairs are in it. Share a model "
-            "trained on private text as you would share the text.")  # fmt: skip
+def _privacy(min_df: int) -> str:
+    if min_df < 2:
+        return ("trained with min_df 1: the vocabulary holds every word, word n-gram and sentence opening (a sentence's "
+                "first two words) of every training text, readable from this file, fragments of single texts among "
+                "them (a name, the start of a sentence one person wrote). Do not share it unless the texts are public.")  # fmt: skip
+    return (f"the vocabulary holds every word n-gram and sentence opening found in at least {min_df} training texts, "
+            "readable from this file. Share a model trained on private text as you would share the text.")  # fmt: skip
 _PROBABILITIES = {
     "balanced": "class-balanced training (class_weight balanced): the probabilities are not calibrated to the base rates "
     "of the training data (rare classes get higher ones); compare them across texts, not with frequencies",
