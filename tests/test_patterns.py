@@ -116,3 +116,27 @@ def test_code_bits_round_trip():
     bits = code_bits(3, pl.Series([0, 0, 2, 2], dtype=pl.UInt32), pl.Series(["c", "a", "b", "zz"]), codes)
     assert bits.tolist() == [0b101, 0, 0b010]
     assert bits_to_lists(bits, codes, "codes").to_list() == [["a", "c"], [], ["b"]]
+
+
+def test_char_slices_turn_only_the_long_non_ascii_rows_into_python_strings(monkeypatch):
+    # Before, one long non-ASCII row made the whole text column Python
+    # strings (texts.to_list()): 100,000 short rows for one long one.
+    from pe_toolkit.analysis.patterns.spans import LONG_TEXT_BYTES, char_slices
+
+    long_text = "é" + "ab ç " * (LONG_TEXT_BYTES // 4)
+    texts = ["plain ascii text", "café au lait", long_text, "naïve", long_text[:-7] + "ü", *["x y z"] * 2000]
+    spans = [(0, 6, 5), (1, 2, 4), (2, 0, 3), (2, 9_001, 12), (3, 1, 3), (4, 20_000, 9), (2, 5, 0), (1, 10, 9), (500, 2, 3)]
+    rows, start, length = (pl.Series(c, dtype=d) for c, d in zip(zip(*spans, strict=True), (pl.UInt32, pl.Int32, pl.Int32), strict=True))
+    converted: list[int] = []
+    to_list = pl.Series.to_list
+
+    def counting(self: pl.Series) -> list:
+        if self.dtype == pl.String:
+            converted.append(len(self))
+        return to_list(self)
+
+    monkeypatch.setattr(pl.Series, "to_list", counting)
+    got = char_slices(pl.Series(texts, dtype=pl.String), rows, start, length)
+    monkeypatch.undo()
+    assert got.to_list() == [texts[r][a : a + n] for r, a, n in spans]
+    assert converted == [2]  # the two long non-ASCII messages, once each

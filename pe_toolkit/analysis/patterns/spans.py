@@ -120,8 +120,9 @@ def char_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.
     messages, sliced in Python (see below)."""
     if not len(rows):
         return pl.Series([], dtype=pl.String)
-    ascii_row = texts.str.len_bytes() == texts.str.len_chars()
-    long_row = texts.str.len_bytes() > LONG_TEXT_BYTES
+    nbytes = texts.str.len_bytes()
+    ascii_row = nbytes == texts.str.len_chars()
+    long_row = nbytes > LONG_TEXT_BYTES
     flags = pl.DataFrame({"a": ascii_row.gather(rows), "l": long_row.gather(rows)})
     out = pl.Series([None] * len(rows), dtype=pl.String)
     plain = flags["a"].arg_true()
@@ -136,9 +137,12 @@ def char_slices(texts: pl.Series, rows: pl.Series, start: pl.Series, length: pl.
         if len(slow):
             # A Python loop over the spans of long non-ASCII messages only:
             # Python strings index in constant time, polars' str.slice in
-            # time proportional to the offset.
-            values = texts.to_list()
-            cut = [values[r][a : a + n] for r, a, n in zip(rows.gather(slow).to_list(), start.gather(slow).to_list(),
+            # time proportional to the offset. Only those messages become
+            # Python strings, each once (not the whole column).
+            slow_rows = rows.gather(slow)
+            long_rows = slow_rows.unique()
+            values = dict(zip(long_rows.to_list(), texts.gather(long_rows).to_list(), strict=True))
+            cut = [values[r][a : a + n] for r, a, n in zip(slow_rows.to_list(), start.gather(slow).to_list(),
                                                           length.gather(slow).to_list())]  # fmt: skip
             out = out.scatter(slow, pl.Series(cut, dtype=pl.String))
     return out
