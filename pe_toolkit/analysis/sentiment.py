@@ -45,8 +45,9 @@ import numpy as np
 import polars as pl
 
 from .base import EVIDENCE_SCHEMA, Batch, Scores
+from .emoji_expansion import expand_emoji
 from .segments import Segments, gather_or_null
-from .text import EXPANSION_TYPE, Tokens, segment_sum, tokenize
+from .text import Tokens, segment_sum, tokenize
 
 NAME = "sentiment"
 RULES_VERSION = "1"
@@ -115,37 +116,8 @@ def _emoji_expansion(vocab: pl.Series) -> pl.Series:
     """Tokens holding an emoji become the tokens of VADER's replacement text
     (each emoji character turns into its description, with a space before it
     unless it starts the token; nothing after it). Each part's span covers the
-    characters it came from."""
-    res = vader()
-    frame = pl.DataFrame({"token": vocab})
-    has_emoji = frame.select(
-        (pl.col("token").str.len_bytes() != pl.col("token").str.len_chars())
-        & pl.col("token").str.contains_any(list(res.emojis))
-    ).to_series()
-    out: list[list[dict[str, object]] | None] = [None] * len(vocab)
-    # A Python loop over the distinct tokens that contain an emoji (few): the
-    # replacement is VADER's own character loop, with a source span per part.
-    for i in np.flatnonzero(has_emoji.to_numpy()):
-        token = vocab[int(i)]
-        chars: list[tuple[str, int]] = []
-        for pos, ch in enumerate(token):
-            if ch in res.emojis:
-                if pos:
-                    chars.append((" ", pos))
-                chars.extend((c, pos) for c in res.emojis[ch])
-            else:
-                chars.append((ch, pos))
-        parts: list[dict[str, object]] = []
-        word: list[tuple[str, int]] = []
-        for ch, pos in [*chars, (" ", -1)]:
-            if ch.isspace():
-                if word:
-                    parts.append({"text": "".join(c for c, _ in word), "start": word[0][1], "end": word[-1][1] + 1})
-                word = []
-            else:
-                word.append((ch, pos))
-        out[int(i)] = parts
-    return pl.Series(values=out, dtype=EXPANSION_TYPE)
+    characters it came from (:mod:`.emoji_expansion`)."""
+    return expand_emoji(vocab, vader().emojis)
 
 
 @dataclass(frozen=True)
