@@ -351,3 +351,13 @@ def test_the_bootstrap_is_the_same_draws_without_the_dense_matrix():
     finally:
         tracemalloc.stop()
     assert peak < boot * n * 8 / 4, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_a_library_fit_with_min_df_1_says_so_in_its_card(tmp_path) -> None:
+    """Only the CLI wrote the privacy note: ``fit(spec=FeatureSpec(min_df=1))``
+    then ``save`` gave a file holding fragments of single texts whose card
+    said nothing of it."""
+    frame = toy()
+    rare = save(fit(frame, spec=FeatureSpec(min_df=1)), tmp_path / "rare.pemodel")
+    assert "min_df 1" in load(rare).card["privacy"]
+    assert "privacy" not in fit(frame).card  # the default keeps words found in 2 texts or more; no note added

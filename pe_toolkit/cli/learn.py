@@ -190,7 +190,7 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     from ..errors import InputError
     from ..learn.io import save
     from ..learn.labels import level_of
-    from ..learn.model import fit
+    from ..learn.model import fit, privacy_note
 
     if min_df < 2 and not allow_rare_ngrams:
         # With min_df 1 the vocabulary keeps every word of every text and,
@@ -216,7 +216,7 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
     if relabels:
         source["relabel"] = ", ".join(relabels)
     settings = _training_settings(text_col, label_col, context_col, c, ngrams, min_df, class_weight)
-    card: dict[str, Any] = {"data": source, "privacy": _privacy(min_df),
+    card: dict[str, Any] = {"data": source, "privacy": privacy_note(min_df),
                             "probabilities": _PROBABILITIES[settings["class_weight"]]}  # fmt: skip
     if cv_folds is not None:
         card["validation"] = _cross_validated(frame, settings, group_col, cv_folds)
@@ -234,13 +234,6 @@ def fit_cmd(ctx: click.Context, path: str | None, task: str | None, level: str, 
 
 # What a reader of a researcher's model card must know (the shipped cards
 # say theirs in docs/metric_cards_learned.md).
-def _privacy(min_df: int) -> str:
-    if min_df < 2:
-        return ("trained with min_df 1: the vocabulary holds every word, word n-gram and sentence opening (a sentence's "
-                "first two words) of every training text, readable from this file, fragments of single texts among "
-                "them (a name, the start of a sentence one person wrote). Do not share it unless the texts are public.")  # fmt: skip
-    return (f"the vocabulary holds every word n-gram and sentence opening found in at least {min_df} training texts, "
-            "readable from this file. Share a model trained on private text as you would share the text.")  # fmt: skip
 _PROBABILITIES = {
     "balanced": "class-balanced training (class_weight balanced): the probabilities are not calibrated to the base rates "
     "of the training data (rare classes get higher ones); compare them across texts, not with frequencies",

@@ -473,6 +473,16 @@ def _fit_weights(x: sp.csr_matrix, y: np.ndarray, task: str, n_classes: int, c: 
     return coef, intercept
 
 
+def privacy_note(min_df: int) -> str:
+    """What a model card says its file holds of the training texts."""
+    if min_df < 2:
+        return ("trained with min_df 1: the vocabulary holds every word, word n-gram and sentence opening (a sentence's "
+                "first two words) of every training text, readable from this file, fragments of single texts among "
+                "them (a name, the start of a sentence one person wrote). Do not share it unless the texts are public.")  # fmt: skip
+    return (f"the vocabulary holds every word n-gram and sentence opening found in at least {min_df} training texts, "
+            "readable from this file. Share a model trained on private text as you would share the text.")  # fmt: skip
+
+
 def fit(
     frame: pl.DataFrame,
     *,
@@ -534,6 +544,10 @@ def fit(
         {"n": len(data.labels), "task": data.task, "classes": list(data.classes), "c": c, "class_weight": class_weight,
          "text": text, "label": label, "context": context, "rules": list(rules), "features": spec.as_dict()}  # fmt: skip
     )
+    if spec.min_df < 2:
+        # The CLI refuses min_df 1 without --allow-rare-ngrams and writes this
+        # note; a library caller's file must say it too.
+        model.card.setdefault("privacy", privacy_note(spec.min_df))
     from .labels import level_of  # labels reads the store; imported here, where a store frame is fitted
 
     level = level_of(frame)
