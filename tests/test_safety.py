@@ -591,6 +591,21 @@ def test_a_coach_or_a_babysitter_is_a_person() -> None:
     assert _user("My coach hit me up about training tomorrow.")["abuse_severity"] == 0
 
 
+def test_a_dose_without_a_number_beside_words_of_dying() -> None:
+    """"A handful of", "too many", "a load of": v10 read no dose (0, or 1
+    for the wish to die beside it)."""
+    assert _user("took a handful of lamotrigine an hour ago to make it stop")["crisis_severity"] == 3
+    assert _user("i took a load of trazodone earlier tonight and i hope i dont wake up")["crisis_severity"] == 3
+    assert _user("i took too many nyquil on purpose cause i wanted to die")["crisis_severity"] == 2
+    for text in (
+        "I just took a bunch of pills for my migraine.",
+        "I took too many painkillers for my back and ended up in hospital.",
+        "I took way too many ibuprofen for my period cramps, is that bad?",
+        "She took a handful of pills because she wanted to die.",
+    ):
+        assert _user(text)["crisis_severity"] == 0, text
+
+
 def test_an_overdose_of_a_food_or_a_pastime_is_an_idiom() -> None:
     """Safety v10 read each as a recent attempt (3), an alert without a good reply."""
     for text in (
