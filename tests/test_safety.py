@@ -606,6 +606,23 @@ def test_a_dose_without_a_number_beside_words_of_dying() -> None:
         assert _user(text)["crisis_severity"] == 0, text
 
 
+def test_beaten_by_needs_a_person() -> None:
+    """A third review's sentences: "beaten by" anyone or anything was abuse,
+    and "the priest" was no person."""
+    assert _user("I got beat up by my mom's boyfriend last night")["abuse_severity"] == 2
+    assert _user("I got beat up by some guys outside the club last night.")["abuse_severity"] == 2
+    assert _user("the priest at my church abused me aged 9")["abuse_severity"] == 1
+    assert _user("i took too many of my gabapentin on purpose last night")["crisis_severity"] == 3
+    for text in (
+        "I got beaten by my brother at chess again.",
+        "i got beat up by the heat today, 35 degrees and no aircon",
+        "i feel like i got beat up by a truck",
+        "my legs feel like someone beat the crap out of me after leg day",
+        "my coach beat me up in sparring today, need more cardio",
+    ):
+        assert _user(text)["abuse_severity"] == 0, text
+
+
 def test_an_overdose_of_a_food_or_a_pastime_is_an_idiom() -> None:
     """Safety v10 read each as a recent attempt (3), an alert without a good reply."""
     for text in (
