@@ -623,6 +623,19 @@ def test_beaten_by_needs_a_person() -> None:
         assert _user(text)["abuse_severity"] == 0, text
 
 
+def test_an_overdose_on_my_drug_without_the_i() -> None:
+    """"I overdosed" needed its "I": each of these scored 0 (or 1 for the
+    wish to die beside it)."""
+    assert _user("Overdosed on my gabapentin this morning, im scared to tell anyone.")["crisis_severity"] == 3
+    assert _user("overdosed on my insulin last night because i wanted to die")["crisis_severity"] == 3
+    for text in (
+        "My brother overdosed on my pills last night.",
+        "She overdosed on my meds when she was staying with us.",
+        "Overdosed on my favourite show this weekend lol.",
+    ):
+        assert _user(text)["crisis_severity"] == 0, text
+
+
 def test_an_overdose_of_a_food_or_a_pastime_is_an_idiom() -> None:
     """Safety v10 read each as a recent attempt (3), an alert without a good reply."""
     for text in (
