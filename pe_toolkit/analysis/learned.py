@@ -285,13 +285,18 @@ class ModelAnalyzer:
     def _distinct(texts: pl.Series) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(position of each distinct text's first occurrence, each text's
         distinct index), or (None, None) when every text is distinct."""
-        found = pl.DataFrame({"t": texts}).with_row_index("i")
-        firsts = found.unique("t", keep="first", maintain_order=True)
-        if firsts.height == found.height:
+        # One group_by (texts hashed and compared once): the groups in order of
+        # first appearance, each with its rows in row order; a join back onto
+        # the rows (a second hashing pass) cost twice as much (13 -> 4 ms).
+        groups = (
+            pl.DataFrame({"t": texts}).with_row_index("i")
+            .group_by("t", maintain_order=True).agg(pl.col("i"))["i"]
+        )  # fmt: skip
+        if len(groups) == len(texts):
             return None, None
-        inverse = found.join(firsts.select("t", pl.int_range(pl.len(), dtype=pl.UInt32).alias("u")), on="t", how="left",
-                             maintain_order="left")["u"]  # fmt: skip
-        return firsts["i"].to_numpy().astype(np.int64), inverse.to_numpy().astype(np.int64)
+        inverse = np.empty(len(texts), dtype=np.int64)
+        inverse[groups.explode().to_numpy()] = np.repeat(np.arange(len(groups), dtype=np.int64), groups.list.len().to_numpy())
+        return groups.list.first().to_numpy().astype(np.int64), inverse
 
     def _evidence(self, frame: pl.DataFrame, rows: np.ndarray, batch: Any, proba: np.ndarray,
                   inverse: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
