@@ -480,6 +480,30 @@ def test_evidence_is_each_wanted_texts_heaviest_contributions_whatever_share_is_
     assert (len(got) > 0) == (n_wanted > 0)
 
 
+def test_evidence_follows_weights_replaced_after_a_first_call():
+    """Evidence reads the weights through a table kept per weights array (as
+    float64, with the columns without a span at 0 for spans_only): a model
+    given new weights explains with them, not with the table of the old."""
+    from pe_toolkit.learn.model import _batch_of
+
+    model = fit(toy(), spec=FeatureSpec(min_df=1))
+    batch = _batch_of(model, [*SAD, *GLAD], None, None)
+    proba = model.predict_proba(batch)
+    target = proba.argmax(axis=1)
+    before = model.evidence(batch, proba, top=2, classes=target, spans_only=True)
+    model.coef = -model.coef  # a new array: what the positive contributions were are now the negative ones
+    after = model.evidence(batch, proba, top=2, classes=target, spans_only=True)
+    dense = batch.matrix.toarray()
+    names = model.featurizer.feature_names()
+    has_span = model.featurizer.has_span
+    expected = []
+    for row in range(len(target)):
+        contrib = np.where(has_span, dense[row] * model.coef[:, target[row]], 0.0)
+        expected += [(row, names[j]) for j in np.argsort(-contrib, kind="stable")[:2] if contrib[j] > 0]
+    assert list(zip(after["row"].to_list(), after["feature"].to_list(), strict=True)) == expected
+    assert not set(after["feature"].to_list()) & set(before["feature"].to_list())
+
+
 def test_ranges_concatenates_each_run_in_order():
     from pe_toolkit.analysis.text import ranges
 

@@ -154,26 +154,29 @@ class TextModel:
         if len(wanted) * 4 < len(target) * 3:
             # Few texts explained (the risk model's over its evidence
             # threshold): only their nonzeros are read.
-            nonzero_rows = np.repeat(wanted, lengths[wanted])
+            texts = wanted
             picked = ranges(m.indptr[:-1][wanted].astype(np.int64), lengths[wanted])
             indices, data = m.indices[picked], m.data[picked]
-            on_class = target_at[nonzero_rows]
         else:
-            nonzero_rows = np.repeat(np.arange(m.shape[0]), lengths)
+            texts = np.arange(m.shape[0])
             indices, data = m.indices, m.data
-            on_class = np.repeat(target_at, lengths)
-        skipped = bool((on_class < 0).any())
+        text_lengths = lengths[texts]
+        on_class = np.repeat(target_at[texts], text_lengths)
+        skipped = bool((target_at[texts][text_lengths > 0] < 0).any())
         at = indices.astype(flat, copy=False) * flat(n_classes) + (np.maximum(on_class, 0) if skipped else on_class)
-        contrib = data * self.coef.ravel()[at]
-        keep = contrib > 0
+        contrib = data * self._evidence_weights(spans_only)[at]
+        keep = contrib > 0  # with spans_only, also "has a span": the weights of the others are 0
         if skipped:
             keep &= on_class >= 0
-        if spans_only:
-            keep &= self.featurizer.has_span[indices]
         idx = np.flatnonzero(keep)
-        rows, cols, contrib = nonzero_rows[idx], indices[idx].astype(np.int64), contrib[idx]
-        seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
-        lengths = np.diff(np.r_[seg, len(rows)])
+        cols, contrib = indices[idx], contrib[idx]
+        # The candidates of each text are one run of idx: its bounds by a
+        # search of the texts' first nonzeros (no text number per nonzero).
+        text_ptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(text_lengths, out=text_ptr[1:])
+        kept_ptr = np.searchsorted(idx, text_ptr)
+        kept = np.diff(kept_ptr)
+        seg_text, seg, seg_lengths = texts[kept > 0], kept_ptr[:-1][kept > 0], kept[kept > 0]
         n_texts = len(target)
         # chosen[text, k]: the k-th heaviest feature of the text (-1: none).
         chosen = np.full((n_texts, max(top, 1)), -1, dtype=np.int64)
@@ -183,12 +186,13 @@ class TextModel:
             ok = best > 0
             if not ok.any():
                 break
-            at_max = np.flatnonzero(contrib == np.repeat(np.where(ok, best, np.inf), lengths))
-            first = np.ones(len(at_max), dtype=bool)  # the first nonzero holding its row's maximum
-            first[1:] = rows[at_max[1:]] != rows[at_max[:-1]]
+            at_max = np.flatnonzero(contrib == np.repeat(np.where(ok, best, np.inf), seg_lengths))
+            in_seg = np.searchsorted(seg, at_max, side="right") - 1
+            first = np.ones(len(at_max), dtype=bool)  # the first candidate holding its text's maximum
+            first[1:] = in_seg[1:] != in_seg[:-1]
             picked = at_max[first]
-            chosen[rows[picked], k] = cols[picked]
-            chosen_weight[rows[picked], k] = contrib[picked]
+            chosen[seg_text[in_seg[first]], k] = cols[picked]
+            chosen_weight[seg_text[in_seg[first]], k] = contrib[picked]
             contrib[picked] = 0.0
         r, kk = np.nonzero(chosen >= 0)  # by text, heaviest first
         if not len(r):
@@ -239,6 +243,24 @@ class TextModel:
             },
             schema=schema,
         )
+
+    def _evidence_weights(self, spans_only: bool) -> np.ndarray:
+        """The weights as evidence reads them, flat (feature-major): float64
+        (the products with the float64 values are the same as with the
+        float32 weights, which numpy widens per product), and with
+        ``spans_only`` 0 on the columns without a span, so that ``contrib >
+        0`` also says "has a span" (no gather of ``has_span`` per nonzero).
+        Kept for the weights array it was made from (a model's weights are
+        not changed in place; a new array makes a new table)."""
+        cached = self.__dict__.get("_evidence_cache")
+        if cached is not None and cached[0] is self.coef and cached[1] == spans_only:
+            return cached[2]
+        table = np.asarray(self.coef, dtype=np.float64)
+        if spans_only:
+            table = np.where(self.featurizer.has_span[:, None], table, 0.0)
+        table = np.ascontiguousarray(table).ravel()
+        self.__dict__["_evidence_cache"] = (self.coef, spans_only, table)
+        return table
 
     def top_features(self, n: int = 15) -> pl.DataFrame:
         """The ``n`` heaviest positive features of each class (for cards)."""
