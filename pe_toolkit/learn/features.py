@@ -744,31 +744,35 @@ class Featurizer:
             keep = cols >= 0
             parts.append((cols[keep], starts[keep], 3))
         if self.spec.sentences and n:
+            # Sentence features from per-sentence arrays (starts, ends, a
+            # question or not: a tenth of the words' length), not from
+            # per-word masks and each word's sentence number.
             first = np.ones(n, dtype=bool)
             first[1:] = ~same_text | w.ends_sentence[:-1]
-            sentence = np.cumsum(first, dtype=np.int64 if n >= 2**31 else np.int32) - 1
-            last = np.ones(n, dtype=bool)
-            last[:-1] = first[1:]
-            is_q = w.ends_question[last]  # each sentence has one last word, in sentence order
-            in_q = is_q[sentence]
-            singles(np.flatnonzero(first & (d > 0)), _SENTENCE_FIRST)
-            nxt = np.zeros(n, dtype=bool)
-            nxt[:-1] = first[:-1] & ~first[1:]
-            idx, cols = self._pair_hits(d, np.flatnonzero(nxt), _SENTENCE_FIRST2)
+            starts = np.flatnonzero(first)
+            ends = np.empty_like(starts)
+            ends[:-1] = starts[1:] - 1
+            ends[-1] = n - 1
+            length = ends - starts + 1
+            is_q = w.ends_question[ends]  # a question: its last word's token ends in "?"
+            singles(starts[d[starts] > 0], _SENTENCE_FIRST)
+            two = length >= 2
+            idx, cols = self._pair_hits(d, starts[two], _SENTENCE_FIRST2)
             parts.append((cols, idx, 2))
-            idx, cols = self._pair_hits(d, np.flatnonzero(nxt & in_q), _QUESTION_FIRST2)
+            idx, cols = self._pair_hits(d, starts[two & is_q], _QUESTION_FIRST2)
             parts.append((cols, idx, 2))
-            # The first three words of a sentence: a sentence starts at the
-            # word, or one or two words before it.
-            first3 = first.copy()
-            first3[1:] |= first[:-1]
-            first3[2:] |= first[:-2]
-            singles(np.flatnonzero(first3 & in_q & (d > 0)), _QUESTION_WORD)
-            for tag, mask in ((_QUESTION, last & in_q), (_ENDS_WITH_QUESTION, np.append(~same_text, True) & in_q)):
+            # The first three words of each question, in word order.
+            q_starts, q_length = starts[is_q], length[is_q]
+            first3 = (q_starts[:, None] + np.arange(3)).ravel()[(np.arange(3) < q_length[:, None]).ravel()]
+            singles(first3[d[first3] > 0], _QUESTION_WORD)
+            # One "<question>" per question (at its last word), and whether
+            # the text ends with one (its last word ends a sentence).
+            text_end = np.ones(len(ends), dtype=bool)
+            text_end[:-1] = ~same_text[ends[:-1]]
+            for tag, at in ((_QUESTION, ends[is_q]), (_ENDS_WITH_QUESTION, ends[is_q & text_end])):
                 col = self._dense[tag, 0]
                 if col >= 0:
-                    idx = np.flatnonzero(mask)
-                    parts.append((np.full(len(idx), col, dtype=np.int64), idx, 1))
+                    parts.append((np.full(len(at), col, dtype=np.int64), at, 1))
         return Occurrences.concat(parts, w)
 
     def _word_block(self, w: Words) -> tuple[sp.csr_matrix, Occurrences]:
