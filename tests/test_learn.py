@@ -427,6 +427,27 @@ def test_words_of_equals_a_plain_walk_over_tokens_and_their_words():
     assert len(words_of(tokens, np.arange(len(texts)), table).ids) > 10
 
 
+def test_words_of_reads_the_vocabularys_shared_words_as_a_fresh_tokenization_would():
+    """The vocabulary's flat words are computed once per Tokens and shared by
+    the models of a pass (each with its own word ids and texts): a second
+    model's words equal those of a tokenization that no model read before,
+    and the first model's ids do not leak into the second's."""
+    from pe_toolkit.learn.features import _vocab_flat_of, words_of
+
+    texts = ["Hi there. How are you?", "it's fine!! ok", "", "why? me. ", "how are you", "ok ok"]
+    first = pl.DataFrame({"word": ["hi", "how", "you", "?"], "id": np.arange(4)})
+    second = pl.DataFrame({"word": ["ok", "why", "me", "you", "fine"], "id": np.arange(5)})
+    shared = tokenize(pl.Series(texts))
+    words_of(shared, np.array([0, 4]), first)
+    assert _vocab_flat_of(shared) is _vocab_flat_of(shared)
+    for rows, table in ((np.array([1, 3, 5, 2]), second), (np.array([0, 4]), first), (np.arange(6), None)):
+        ours, fresh = words_of(shared, rows, table), words_of(tokenize(pl.Series(texts)), rows, table)
+        for name in ("ids", "text", "token", "ends_sentence", "ends_question", "batch_ids"):
+            assert np.array_equal(getattr(ours, name), getattr(fresh, name)), name
+        assert ours.words_of_batch.equals(fresh.words_of_batch)
+    assert words_of(shared, np.array([1, 5]), second).ids.tolist() == [-1, 4, -1, -1, 0, 0, 0]  # it's fine ! ! ok, ok ok
+
+
 def test_evidence_counts_a_negative_value_under_a_negative_weight_and_skips_any_negative_class():
     """A rule column may hold negative values: a negative value under a
     negative weight raises the class and is evidence (against a brute-force

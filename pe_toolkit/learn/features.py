@@ -155,10 +155,32 @@ def _vocab_words_of(tokens: Tokens) -> pl.DataFrame:
     return found
 
 
-def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Words:
-    """The words of texts ``rows`` of ``tokens``, with ids from ``table``
-    (a frame ``word``, ``id``); without a table every word gets -1."""
-    rows = np.asarray(rows, dtype=np.int64)
+@dataclass(frozen=True)
+class _VocabFlat:
+    """The words of a Tokens' vocabulary laid flat, entry by entry, with what
+    every model reads the same way: the batch's distinct words (sorted), each
+    flat word's index among them, and whether it is its token's last word
+    and that token ends a sentence or a question."""
+
+    n_words: np.ndarray  # int64, per vocabulary entry
+    word_ptr: np.ndarray  # int64, entry i's words are flat words word_ptr[i]:word_ptr[i + 1]
+    distinct: pl.Series
+    flat_batch: np.ndarray  # int64, per flat word: index into distinct
+    flat_ends: np.ndarray  # bool
+    flat_question: np.ndarray  # bool
+
+
+_flat_per_vocab: weakref.WeakKeyDictionary[Tokens, _VocabFlat] = weakref.WeakKeyDictionary()
+
+
+def _vocab_flat_of(tokens: Tokens) -> _VocabFlat:
+    """:class:`_VocabFlat` of the tokens' vocabulary, once per Tokens: the
+    two learned analyzers of a pass read the same tokens (each with its own
+    word ids), so the second reads the first's."""
+    with _per_vocab_lock:
+        found = _flat_per_vocab.get(tokens)
+    if found is not None:
+        return found
     per_vocab = _vocab_words_of(tokens)
     n_words = per_vocab["words"].list.len().to_numpy().astype(np.int64)
     flat = per_vocab.select(pl.col("words").explode(keep_nulls=False, empty_as_null=False))["words"]
@@ -168,6 +190,30 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
     flat_batch = flat.to_frame("word").join(
         distinct.to_frame("word").with_row_index("bid"), on="word", how="left", maintain_order="left"
     )["bid"].to_numpy().astype(np.int64)
+    word_ptr = np.zeros(len(n_words) + 1, dtype=np.int64)
+    np.cumsum(n_words, out=word_ptr[1:])
+    entry = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
+    last_word = np.zeros(len(flat_batch), dtype=bool)
+    last_word[word_ptr[1:][n_words > 0] - 1] = True
+    found = _VocabFlat(
+        n_words=n_words,
+        word_ptr=word_ptr,
+        distinct=distinct,
+        flat_batch=flat_batch,
+        flat_ends=per_vocab["ends"].to_numpy()[entry] & last_word,
+        flat_question=per_vocab["question"].to_numpy()[entry] & last_word,
+    )
+    with _per_vocab_lock:
+        _flat_per_vocab[tokens] = found
+    return found
+
+
+def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Words:
+    """The words of texts ``rows`` of ``tokens``, with ids from ``table``
+    (a frame ``word``, ``id``); without a table every word gets -1."""
+    rows = np.asarray(rows, dtype=np.int64)
+    vocab = _vocab_flat_of(tokens)
+    n_words, word_ptr, distinct, flat_batch = vocab.n_words, vocab.word_ptr, vocab.distinct, vocab.flat_batch
     if table is not None and len(distinct):
         ids_by_batch = (
             distinct.to_frame("word")
@@ -178,17 +224,10 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
         )
     else:
         ids_by_batch = np.full(len(distinct), -1, dtype=np.int64)
-    word_ptr = np.zeros(len(n_words) + 1, dtype=np.int64)
-    np.cumsum(n_words, out=word_ptr[1:])
-    # Per flat word (the vocabulary's words, entry by entry): its id, and
-    # whether it is its token's last word and that token ends a sentence or a
-    # question. The batch's words are gathers from these small tables.
-    entry = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
-    last_word = np.zeros(len(flat_batch), dtype=bool)
-    last_word[word_ptr[1:][n_words > 0] - 1] = True
+    # Per flat word (the vocabulary's words, entry by entry): its id. The
+    # batch's words are gathers from these small tables.
     flat_ids = ids_by_batch[flat_batch]
-    flat_ends = per_vocab["ends"].to_numpy()[entry] & last_word
-    flat_question = per_vocab["question"].to_numpy()[entry] & last_word
+    flat_ends, flat_question = vocab.flat_ends, vocab.flat_question
 
     tok_idx = tokens.texts_of(rows)  # every token of the chosen texts, in order
     tok_lens = tokens.lengths[rows]
@@ -493,8 +532,13 @@ def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _sublinear_tfidf(m: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """Sublinear tf-idf of the counts ``m`` (owned by the caller: changed in place)."""
-    m.data = (1.0 + np.log(m.data)) * idf[m.indices]
+    """Sublinear tf-idf of the counts ``m`` (float64, owned by the caller:
+    changed in place, with no temporary array of the nonzeros' size but the
+    idf gather; the same values as ``(1 + log(tf)) * idf``)."""
+    data = m.data
+    np.log(data, out=data)
+    data += 1.0
+    data *= idf[m.indices]
     return _l2_rows(m)
 
 
