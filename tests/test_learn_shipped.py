@@ -247,6 +247,28 @@ def test_a_model_with_rule_columns_reads_them_from_the_analyzers_before_it():
         analyze_frame(frame, analyzers=(mine,))
 
 
+def test_conversation_maxima_by_runs_of_rows_equal_a_group_by_and_rows_in_any_order_still_work():
+    """The risk model's per-conversation maximum is read off the pass's
+    conversation runs (no group_by); a frame scored by hand with a
+    conversation's messages apart (not one run) is grouped by id, and both
+    give each conversation's maximum over its user messages, null for a
+    conversation without one, in order of first appearance."""
+    base = pl.concat([_conversation(), _conversation().with_columns(pl.col("conversation_id") + "_b"),
+                      pl.DataFrame({"conversation_id": ["c3"], "idx": [0], "role": ["assistant"], "content": ["Hello."]},
+                                   schema=_conversation().schema)])  # fmt: skip
+    sorted_scores = RISK_MODEL.score(base)
+    expected = (
+        sorted_scores.messages.group_by("conversation_id", maintain_order=True)
+        .agg(pl.col("suicide_risk_p").max().alias("suicide_risk_p_max"))
+    )  # fmt: skip
+    assert sorted_scores.conversations.equals(expected)
+    assert sorted_scores.conversations["suicide_risk_p_max"].null_count() == 1  # c3: no user message
+    apart = base[[0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11, 12]]  # c1 and c1_b interleaved
+    apart_scores = RISK_MODEL.score(apart)
+    assert apart_scores.conversations["conversation_id"].to_list() == ["c1", "c1_b", "c2", "c2_b", "c3"]
+    assert apart_scores.conversations.sort("conversation_id").equals(sorted_scores.conversations.sort("conversation_id"))
+
+
 @pytest.mark.parametrize("analyzer", [SKILLS_MODEL, RISK_MODEL], ids=lambda a: a.name)
 def test_scoring_each_distinct_text_once_changes_nothing(analyzer: ModelAnalyzer):
     # The conversation repeated under other ids, one user and one assistant text

@@ -41,6 +41,7 @@ import polars as pl
 
 from ..errors import AnalysisError
 from .base import EVIDENCE_SCHEMA, Batch, Scores, empty_evidence
+from .segments import Segments
 from .text import ranges
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "learn" / "models"
@@ -183,14 +184,18 @@ class ModelAnalyzer:
         model = self.model
         rows = (frame["role"] == self.role).arg_true().to_numpy().astype(np.int64)
         keys = frame.select("conversation_id", "idx")
-        conversations = frame.select(pl.col("conversation_id").unique(maintain_order=True))
+        segments = self._segments(batch)
+        conversations = (
+            segments.ids.to_frame("conversation_id") if segments is not None
+            else frame.select(pl.col("conversation_id").unique(maintain_order=True))
+        )  # fmt: skip
         columns = self._checked_columns()
         if not len(rows):
             empty = keys.with_columns(
                 *( [pl.lit(None, pl.String).alias(self.prefix)] if self.label_column else [] ),
                 *(pl.lit(None, pl.Float64).alias(col) for col in columns.values()),
             )
-            return Scores(empty, self._conversation_columns(conversations, empty), empty_evidence())
+            return Scores(empty, self._conversation_columns(conversations, empty, segments), empty_evidence())
         context_rows = self._context_rows(frame, rows) if model.featurizer.spec.context else None
         rules = self._rule_matrix(batch, rows) if model.featurizer.rule_names else None
         # Each distinct text is scored once when the model reads nothing but
@@ -220,7 +225,7 @@ class ModelAnalyzer:
             values = np.full(n, np.nan)
             values[rows] = proba[:, j]
             out = out.with_columns(pl.Series(col, values).fill_nan(None))
-        return Scores(out, self._conversation_columns(conversations, out), evidence)
+        return Scores(out, self._conversation_columns(conversations, out, segments), evidence)
 
     def _primary(self, proba: np.ndarray) -> np.ndarray:
         """Per text, the index of the class in the label column (-1: no
@@ -275,9 +280,28 @@ class ModelAnalyzer:
         except pl.exceptions.PolarsError as exc:
             raise AnalysisError(f"{self.name}: a rule column is not numeric: {str(exc).splitlines()[0]}") from None
 
-    def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    @staticmethod
+    def _segments(batch: Batch) -> Segments | None:
+        """The batch's conversations as runs of rows (shared with the other
+        analyzers of the pass), or None when a conversation's messages are not
+        one run (a frame scored by hand may come in any order)."""
+        if batch.messages.height == 0:
+            return None
+        segments = batch.segments
+        return None if segments.ids.is_duplicated().any() else segments
+
+    def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame,
+                              segments: Segments | None = None) -> pl.DataFrame:  # fmt: skip
         if not self.max_columns:
             return conversations
+        if segments is not None and all(scored.schema[src] == pl.Float64 for src in self.max_columns):
+            # Each conversation's maximum over its run of rows (nulls read as
+            # NaN and skipped; a conversation without a value gets null): no
+            # group_by and join of the conversation ids.
+            return conversations.with_columns(
+                pl.Series(dst, np.fmax.reduceat(scored[src].to_numpy(), segments.starts)).fill_nan(None)
+                for src, dst in self.max_columns.items()
+            )
         maxima = scored.group_by("conversation_id").agg(pl.col(src).max().alias(dst) for src, dst in self.max_columns.items())
         return conversations.join(maxima, on="conversation_id", how="left", maintain_order="left")
 
