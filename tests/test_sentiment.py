@@ -112,6 +112,27 @@ def test_tokenize_splits_like_str_split_with_exact_spans(texts):
         assert known_start.tolist() == start.tolist() and known_end.tolist() == end.tolist()
 
 
+def test_spans_of_tokens_asked_alone_or_together_are_the_same():
+    """A token's span whether it is asked for with parts of replaced tokens
+    (other whitespace, an emoji's words) or alone after them, where no token
+    asked about is a part and the splice only shifts indices."""
+    texts = ["a\u2003b c d", "x  y\u00a0z w", "", "plain words only", "e\u2003f\u2003g h", "😁 ok 💔x"]
+    tokens = tokenize(pl.Series(texts, dtype=pl.String))
+    assert tokens._splices
+    everything = np.arange(tokens.n_tokens)
+    start, end = tokens.spans(everything)
+    for t in everything.tolist():
+        one_start, one_end = tokens.spans(np.array([t]))
+        assert (one_start[0], one_end[0]) == (start[t], end[t])
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        some = np.sort(rng.choice(tokens.n_tokens, size=rng.integers(1, tokens.n_tokens), replace=False))
+        some_start, some_end = tokens.spans(some)
+        assert some_start.tolist() == start[some].tolist() and some_end.tolist() == end[some].tolist()
+    text_of = np.searchsorted(tokens.offsets, everything, side="right") - 1
+    assert [texts[i][s:e] for i, s, e in zip(text_of, start, end, strict=True)] == [w for x in texts for w in x.split()]
+
+
 def test_evidence_names_the_words_and_rules():
     frame = pl.DataFrame(
         {"conversation_id": ["c", "c"], "idx": [0, 1], "role": ["user", "user"], "content": ["I am NOT happy,  really.", "Thanks :) 😁"]},

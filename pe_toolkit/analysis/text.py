@@ -73,16 +73,30 @@ class _Splice:
     rel_start: np.ndarray  # part spans relative to the replaced token's start
     rel_end: np.ndarray
 
-    def to_input(self, out_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(input index, relative start, relative end); -1 = the whole input token."""
-        k = np.searchsorted(self.out_first, out_idx, side="right") - 1
-        kk = np.maximum(k, 0)
-        after = self.out_first[kk] + self.n_parts[kk]
-        is_part = (k >= 0) & (out_idx < after)
-        in_idx = np.where(k >= 0, np.where(is_part, self.in_pos[kk], out_idx - after + self.in_pos[kk] + 1), out_idx)
-        part = np.where(is_part, self.part_first[kk] + out_idx - self.out_first[kk], 0)
-        rs = np.where(is_part, self.rel_start[part] if len(self.rel_start) else -1, -1)
-        re_ = np.where(is_part, self.rel_end[part] if len(self.rel_end) else -1, -1)
+    @cached_property
+    def _after_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indexed by the last replaced token at or before an output token
+        (+1; 0: none): the output index after its parts, and how far the
+        output indices from there on are ahead of the input's."""
+        after = self.out_first + self.n_parts
+        return np.concatenate([[-1], after]), np.concatenate([[0], after - self.in_pos - 1])
+
+    def to_input(self, out_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(input index, relative start, relative end); -1 = the whole input
+        token, and None for both when no token asked about is a part (most
+        calls: a shift per token, no per-part passes)."""
+        k = np.searchsorted(self.out_first, out_idx, side="right")  # the last splice at or before, + 1
+        after, shift = self._after_and_shift
+        in_idx = out_idx - shift[k]
+        parts = np.flatnonzero(out_idx < after[k])
+        if not len(parts):
+            return in_idx, None, None
+        kk = k[parts] - 1
+        in_idx[parts] = self.in_pos[kk]
+        part = self.part_first[kk] + out_idx[parts] - self.out_first[kk]
+        rs = np.full(len(out_idx), -1, dtype=np.int64)
+        re_ = np.full(len(out_idx), -1, dtype=np.int64)
+        rs[parts], re_[parts] = self.rel_start[part], self.rel_end[part]
         return in_idx, rs, re_
 
 
@@ -161,7 +175,8 @@ class Tokens:
         start = cs[idx].astype(np.int64) - cs[offsets[piece_text]]
         end = start + widths[codes[idx]]
         for rs, re_ in reversed(rels):
-            start, end = np.where(rs >= 0, start + rs, start), np.where(re_ >= 0, start + re_, end)
+            if rs is not None and re_ is not None:  # some tokens asked about are parts of a replaced one
+                start, end = np.where(rs >= 0, start + rs, start), np.where(re_ >= 0, start + re_, end)
         return start, end
 
     def _delete_code(self, code: int) -> Tokens:
