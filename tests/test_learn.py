@@ -531,6 +531,14 @@ def test_ranges_concatenates_each_run_in_order():
     starts, lengths = np.array([5, 0, 9, 2, 7]), np.array([3, 0, 1, 2, 0])
     assert ranges(starts, lengths).tolist() == [s + j for s, n in zip(starts, lengths, strict=True) for j in range(n)]
     assert ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).tolist() == []
+    # Long runs on average (a cumulative sum of steps): empty runs, starts going down and repeating.
+    rng = np.random.default_rng(2)
+    for n in (1, 3, 50):
+        starts, lengths = rng.integers(0, 1000, n), rng.integers(0, 12, n) * 2
+        lengths[rng.random(n) < 0.3] = 0
+        lengths[0] = 4 * n + 1  # at least four per run on average
+        assert len(lengths) * 4 <= lengths.sum()
+        assert ranges(starts, lengths).tolist() == [s + j for s, n in zip(starts, lengths, strict=True) for j in range(n)]
 
 
 def test_counts_matrix_is_scipys_canonical_csr_array_for_array():

@@ -55,10 +55,22 @@ def segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1`` for
     every i, concatenated: element k of the output is ``k`` plus its run's
-    start minus the elements before the run (one repeat)."""
+    start minus the elements before the run (one repeat). Runs of four or
+    more on average (a text's tokens): ones, each run's first element the
+    step from the previous run's last, and one cumulative sum in place (two
+    passes over the output instead of four: 2.7 -> 1.4 ms for 1.7 M)."""
     lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if len(lengths) * 4 <= total:
+        nonempty = lengths > 0
+        first, length = np.asarray(starts, dtype=np.int64)[nonempty], lengths[nonempty]
+        step = first.copy()
+        step[1:] -= first[:-1] + length[:-1] - 1
+        out = np.ones(total, dtype=np.int64)
+        out[np.cumsum(length) - length] = step
+        return np.cumsum(out, out=out)
     shift = np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
-    return np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+    return np.repeat(shift, lengths) + np.arange(total, dtype=np.int64)
 
 
 @dataclass(frozen=True)
