@@ -250,16 +250,18 @@ class TextModel:
         float32 weights, which numpy widens per product), and with
         ``spans_only`` 0 on the columns without a span, so that ``contrib >
         0`` also says "has a span" (no gather of ``has_span`` per nonzero).
-        Kept for the weights array it was made from (a model's weights are
-        not changed in place; a new array makes a new table)."""
-        cached = self.__dict__.get("_evidence_cache")
-        if cached is not None and cached[0] is self.coef and cached[1] == spans_only:
+        Kept per ``spans_only`` for the weights array and featurizer it was
+        made from (a model's weights are not changed in place; a new array
+        makes a new table)."""
+        tables = self.__dict__.setdefault("_evidence_tables", {})
+        cached = tables.get(spans_only)
+        if cached is not None and cached[0] is self.coef and cached[1] is self.featurizer:
             return cached[2]
         table = np.asarray(self.coef, dtype=np.float64)
         if spans_only:
             table = np.where(self.featurizer.has_span[:, None], table, 0.0)
         table = np.ascontiguousarray(table).ravel()
-        self.__dict__["_evidence_cache"] = (self.coef, spans_only, table)
+        tables[spans_only] = (self.coef, self.featurizer, table)
         return table
 
     def top_features(self, n: int = 15) -> pl.DataFrame:
