@@ -424,6 +424,7 @@ def test_words_of_equals_a_plain_walk_over_tokens_and_their_words():
         got = list(zip(w.ids.tolist(), w.text.tolist(), w.token.tolist(), w.ends_sentence.tolist(), w.ends_question.tolist(),
                        w.batch_ids.tolist(), strict=True))  # fmt: skip
         assert got == expected and w.n_texts == len(rows)
+        assert w.per_text.tolist() == [sum(1 for e in expected if e[1] == i) for i in range(len(rows))]
     assert len(words_of(tokens, np.arange(len(texts)), table).ids) > 10
 
 

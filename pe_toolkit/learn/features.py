@@ -125,6 +125,7 @@ class Words:
     n_texts: int
     words_of_batch: pl.Series  # the distinct words of this batch (for char n-grams)
     batch_ids: np.ndarray  # per word, index into words_of_batch
+    per_text: np.ndarray  # int64, the number of words of each text
 
 
 def _vocab_words(vocab: pl.Series) -> pl.DataFrame:
@@ -248,6 +249,7 @@ def words_of(tokens: Tokens, rows: np.ndarray, table: pl.DataFrame | None) -> Wo
         n_texts=n,
         words_of_batch=distinct,
         batch_ids=flat_batch[at],
+        per_text=words_per_text,
     )
 
 
@@ -866,7 +868,7 @@ class Featurizer:
 
     def _pool_scale(self, w: Words) -> np.ndarray:
         """Per text, what its summed character n-grams are multiplied by."""
-        n = np.bincount(w.text, minlength=w.n_texts).astype(np.float64)
+        n = w.per_text.astype(np.float64)  # the words of each text, counted when they were expanded
         n[n == 0] = 1.0
         return 1.0 / (np.sqrt(n) if self.spec.char_pooling == "sqrt" else n)
 
