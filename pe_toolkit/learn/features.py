@@ -314,7 +314,9 @@ class Occurrences:
             z = np.zeros(0, dtype=np.int32)
             return cls(z, z.astype(np.int64), np.zeros(0, dtype=np.int8), words)
         return cls(
-            np.concatenate([p[0] for p in parts]).astype(np.int32, copy=False),
+            # Straight into int32 (a part of int64 columns, such as a hash
+            # lookup's, would widen the whole concatenation first).
+            np.concatenate([p[0] for p in parts], dtype=np.int32),
             np.concatenate([p[1] for p in parts]),
             np.concatenate([np.full(len(p[0]), p[2], dtype=np.int8) for p in parts]),
             words,
