@@ -500,6 +500,12 @@ def test_evidence_is_each_wanted_texts_heaviest_contributions_whatever_share_is_
     assert [g[:2] for g in got] == [e[:2] for e in expected]
     np.testing.assert_allclose([g[2] for g in got], [e[2] for e in expected], rtol=1e-12)
     assert (len(got) > 0) == (n_wanted > 0)
+    # The spans: matched among the explained texts' occurrences only when
+    # they are few, among all when every text is explained; the same spans.
+    every = model.evidence(batch, proba, top=3, classes=target)
+    spans = ev.join(every, on=["row", "feature"], how="left", suffix="_every")
+    assert spans["start"].equals(spans["start_every"], check_names=False) and spans["end"].equals(spans["end_every"], check_names=False)
+    assert spans["start"].null_count() < max(spans.height, 1)
 
 
 def test_evidence_follows_weights_replaced_after_a_first_call():

@@ -206,16 +206,24 @@ class TextModel:
         # A chosen feature without a place in the text (possible without
         # spans_only) matches no occurrence: -1.
         spanned = np.where((chosen >= 0) & self.featurizer.has_span[np.maximum(chosen, 0)], chosen, -1).astype(occ.col.dtype)
-        occ_text = occ.text
+        occ_text, occ_col, occ_at = occ.text, occ.col, None
+        explained: np.ndarray = np.any(spanned >= 0, axis=1)
+        if int(explained.sum()) * 2 < len(spanned):
+            # Few texts explained (the risk model's over its evidence
+            # threshold, a tenth of them): only their occurrences are matched,
+            # rank by rank (one pass to find them instead of one per rank).
+            occ_at = np.flatnonzero(explained[occ_text])
+            occ_text, occ_col = occ_text[occ_at], occ_col[occ_at]
         best = np.full(chosen.shape, np.iinfo(np.int64).max, dtype=np.int64).ravel()
         for k in range(chosen.shape[1]):
             # One gather of the rank's column per occurrence (every
-            # occurrence: filtering them first by "chosen for some text"
-            # kept most of them and cost more than it saved).
-            match = np.flatnonzero(np.ascontiguousarray(spanned[:, k])[occ_text] == occ.col)
+            # occurrence of the texts explained: filtering them first by
+            # "chosen for some text" kept most of them and cost more than it
+            # saved).
+            match = np.flatnonzero(np.ascontiguousarray(spanned[:, k])[occ_text] == occ_col)
             if not len(match):
                 continue
-            first_t, last_t = occ.tokens(match)
+            first_t, last_t = occ.tokens(match if occ_at is None else occ_at[match])
             # first token * 1024 + (last - first): the minimum is the earliest occurrence.
             np.minimum.at(best, occ_text[match] * chosen.shape[1] + k, first_t * 1024 + np.minimum(last_t - first_t, 1023))
         located = best[r * chosen.shape[1] + kk]
