@@ -63,3 +63,9 @@ def test_a_partition_and_its_conversation_scores_are_private(tmp_path, open_umas
     assert {str(p.relative_to(tmp_path)): oct(_mode(p)) for p in files if _mode(p) != 0o600} == {}
     folders = [p for p in out.rglob("*") if p.is_dir() and p.name.startswith("part=")]
     assert folders and all(_mode(p) == 0o700 for p in folders)
+    # The folders join_partition makes, and the partitions' scratch folder, too.
+    made = [scores, *scores.glob("part=*"), out / "_tmp"]
+    assert {str(p.relative_to(tmp_path)): oct(_mode(p)) for p in made if _mode(p) != 0o700} == {}
+    # A retried task (a worker that died, the same key again) writes over its own file.
+    join_partition({"key": ["a"]}, str(out), str(tmp_path / "flags"), str(scores))
+    assert _mode(scores / "part=a" / "part-00000.parquet") == 0o600

@@ -173,14 +173,18 @@ def join_partition(batch: dict[str, Any], output: str, flags: str, target: str) 
         key = str(key)
         base = _read_folder(Path(output) / "_conversation_base" / f"part={key}")
         folder = Path(target) / f"part={key}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # parents=True alone: the umask's mode
+        folder.mkdir(mode=0o700, exist_ok=True)
         if base is not None:
             part_flags = _read_folder(Path(flags) / f"part={key}")
             if part_flags is None:
                 part_flags = pl.DataFrame(schema={"conversation_id": pl.String, "idx": pl.Int32, "boilerplate": pl.Int8, "near": pl.Int8})
             shares = shares_of(part_flags)
             joined = base.join(shares, on="conversation_id", how="left", maintain_order="left")
-            joined.write_parquet(private_file(folder / "part-00000.parquet"))  # mode 600, as the partitions' files
+            # Mode 600, as the partitions' files; a retried task (a worker that
+            # died, the same key again) writes over its own earlier file.
+            (folder / "part-00000.parquet").unlink(missing_ok=True)
+            joined.write_parquet(private_file(folder / "part-00000.parquet"))
         done.append(key)
     return pa.table({"key": pa.array(done, pa.string())})
 
@@ -194,7 +198,9 @@ def write_conversation_scores(output: str, keys: list[str], *, partitions: int, 
     out = Path(output)
     run = out / "_tmp" / f"corpus-{uuid.uuid4().hex[:8]}"
     flags, target = run / "flags", run / "conversation_scores"
-    target.mkdir(parents=True)
+    for folder in (out / "_tmp", run):  # the output's folders are private (docs/scale.md)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.mkdir(mode=0o700)
     message_files = sorted(str(p) for key in keys for p in (out / "message_scores" / f"part={key}").glob("*.parquet"))
     if message_files:
         # Power-of-two buckets, about a million messages each, two per worker at least.

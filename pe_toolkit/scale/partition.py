@@ -183,7 +183,8 @@ def analyze_file(uri: str, key: str, output: str, fingerprint: str, *, version: 
         )
     out = Path(output)
     tmp = out / "_tmp" / f"{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(0o700, parents=True)
+    tmp.parent.mkdir(0o700, parents=True, exist_ok=True)  # parents=True alone makes it with the umask's mode
+    tmp.mkdir(0o700)
     counts = {"conversations": 0, "messages": 0, "evidence": 0, "dead_letters": 0}
     fetched_at = datetime.now(UTC)
     seen = _SeenIds()
