@@ -75,9 +75,25 @@ def call(work: Callable[[], R], cancel: Callable[[], object]) -> R:
     try:
         ok, value = get(done)
     except KeyboardInterrupt:
-        cancel()
-        done.get()  # the worker is free again: the next call is not queued behind this work
+        _cancel_until_done(done, cancel)
         raise
     if not ok:
         raise value
     return value
+
+
+def _cancel_until_done(done: queue.SimpleQueue[tuple[bool, Any]], cancel: Callable[[], object]) -> None:
+    """Cancel until the work ends, so the worker is free for the next call.
+    Once is not enough: an interrupt that lands while DuckDB binds a query
+    is cleared when the work starts the query's execution (a 22 s wait
+    after Ctrl-C), so it is repeated every step. A second Ctrl-C meanwhile
+    does not abandon the work, which still holds the connection."""
+    while True:
+        try:
+            cancel()
+            done.get(timeout=STEP)
+            return
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            continue
