@@ -481,6 +481,7 @@ def test_beat_me_up_is_abuse() -> None:
     assert _user("I got beat up by my mom's boyfriend last night")["abuse_severity"] == 2
     for text in (
         "My brother beat me up at chess again.",
+        "my coach beat me up in sparring today, need more cardio",
         "my sister beats me up in mario kart every christmas and rubs it in",
         "he always beats me up at ping pong",
         "he beat me up in the debate tonight, I had nothing",
@@ -494,6 +495,17 @@ def test_beat_me_up_is_abuse() -> None:
         "He never beat me up, he just shouted a lot.",
     ):
         assert _user(text)["abuse_severity"] == 0, text
+
+
+def test_a_blow_at_the_gym_is_abuse() -> None:
+    """A contest's place after "beat me up" is winning; after another verb
+    it is where the blow fell (a review: v11's first list dropped these)."""
+    for text in (
+        "My dad hit me at the gym yesterday.",
+        "My dad slapped me at practice yesterday.",
+        "My husband hit me at the match last week.",
+    ):
+        assert _user(text)["abuse_severity"] == 2, text
 
 
 def test_minutes_and_hours_ago_are_recent() -> None:
@@ -551,8 +563,12 @@ def test_more_drug_names_in_an_overdose() -> None:
     of an attempt, and a count before most names is still milligrams."""
     assert _user("I took 30 of my propranolol last night.")["crisis_severity"] == 3
     assert _user("I took 30 zopiclone an hour ago.")["crisis_severity"] == 3
+    assert _user("I swallowed a whole bottle of nyquil last night.")["crisis_severity"] == 3
     assert _user("I took a whole bottle of nyquil to make it stop.")["crisis_severity"] == 2
     for text in (
+        # A review: carrying medicine is not taking it.
+        "I took a bottle of ibuprofen with me on the trip yesterday.",
+        "I took a box of advil to work yesterday.",
         "I took 30 of my propranolol to the pharmacy to swap for the new brand.",
         "I took 100 trazodone at bedtime like the psychiatrist said.",
         "I took a whole bottle of nyquil on the camping trip in case anyone caught a cold.",
@@ -574,8 +590,13 @@ def test_abuse_that_goes_on_after_a_childhood_past_is_ongoing() -> None:
     """Safety v10 read the childhood time and scored these past abuse (1)."""
     assert _user("My dad hit me when I was little and he still does it every day.")["abuse_severity"] == 2
     assert _user("my dad beat me throughout my childhood and he still does it to this day")["abuse_severity"] == 2
-    # The memory going on is not the abuse going on.
+    assert _user("My uncle abused me when I was 8 and he hasn't stopped since.")["abuse_severity"] == 2
+    # The memory going on is not the abuse going on (a review).
     for text in (
+        "My dad hit me when I was little and the nightmares have never stopped.",
+        "My uncle abused me when I was 8 and I haven't stopped thinking about it since.",
+        "My dad hit me when I was little and it has never stopped affecting me.",
+        "My mum hit me when I was 10 and I still do that thing where I flinch.",
         "my ex beat me up at age 19 and I still have nightmares",
         "my father hit me throughout my teens, it still messes with my head",
     ):
@@ -594,6 +615,7 @@ def test_a_coach_or_a_babysitter_is_a_person() -> None:
 def test_a_dose_without_a_number_beside_words_of_dying() -> None:
     """"A handful of", "too many", "a load of": v10 read no dose (0, or 1
     for the wish to die beside it)."""
+    assert _user("took a handful of lamotrigine an hour ago, i hope i dont wake up")["crisis_severity"] == 3
     assert _user("took a handful of lamotrigine an hour ago to make it stop")["crisis_severity"] == 3
     assert _user("i took a load of trazodone earlier tonight and i hope i dont wake up")["crisis_severity"] == 3
     assert _user("i took too many nyquil on purpose cause i wanted to die")["crisis_severity"] == 2
@@ -601,6 +623,13 @@ def test_a_dose_without_a_number_beside_words_of_dying() -> None:
         "I just took a bunch of pills for my migraine.",
         "I took too many painkillers for my back and ended up in hospital.",
         "I took way too many ibuprofen for my period cramps, is that bad?",
+        # A review: "to make it stop" and "not wake up in pain" are said of pain too.
+        "I took a handful of ibuprofen to make it stop, my migraine was unbearable today.",
+        "I took too many tylenol for my migraine last night, I just wanted it to stop.",
+        "I took a load of painkillers for my back so I would not wake up in pain.",
+        # Older reviews' medicine for an ailment, flagged before v11.
+        "I told my doctor yesterday I took 20 ibuprofen tablets over the weekend for my back.",
+        "I took 15 pills a week for my migraines back then, now just two.",
         "She took a handful of pills because she wanted to die.",
     ):
         assert _user(text)["crisis_severity"] == 0, text

@@ -235,6 +235,8 @@ _SHARED_SUBJECT = r"(?i)^(?:he|she|they|he'?s|she'?s|they'?re|they'?ve|he'?d|she
 # "and" inflected as the user's would not be ("... and cuts herself").
 _SHARED_MODAL = r"(?i)(?-u:\b)(?:he|she|they)(?:'d|\s+(?:would|will|could|can|might|may|should|must|used\s+to))(?-u:\b)"
 _INFLECTED = r"(?i)^[a-z']*[^s's]s$|^[a-z']+ed$"
+# "Beat me (up)" after a contest is winning, not a blow (cues.toml contest).
+_BEAT = r"(?i)(?-u:\b)beat"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
 
@@ -431,7 +433,9 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         | _cue("imminent", "after", pl.col("text")),
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),
-        figurative=_cue("figurative", "clause", pl.col("clause")) | _cue("figurative", "after", pl.col("post")),
+        figurative=_cue("figurative", "clause", pl.col("clause"))
+        | _cue("figurative", "after", pl.col("post"))
+        | (_cue("contest", "after", pl.col("post")) & pl.col("text").str.contains(_BEAT)),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
         ambivalence=_cue("ambivalence", "after", pl.col("rest")),
         escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
