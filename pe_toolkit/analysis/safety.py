@@ -35,7 +35,7 @@ Message columns (one row per input message):
   category of ``crisis_categories`` but never set ``crisis_severity``): 0
   none, 1 past abuse ("he raped me when I was 15"), 2 ongoing or recent abuse
   ("my husband hits me", "he hit me again last night", "won't let me see my
-  friends"), 3 current danger (threats now, "I'm afraid he'll kill me",
+  friends", a childhood act "he still does"), 3 current danger (threats now, "I'm afraid he'll kill me",
   strangulation, "he's outside", "scared to go home"). A resolved past ("I
   left years ago and I'm safe now") removes the disclosure. User rows; null
   elsewhere.
@@ -176,7 +176,10 @@ NAME = "safety"
 # 11: "beat me up" was read as "hit me up" (a figure of speech) and dropped: abuse now, as is "beat the shit out of
 #    me"; an attempt or abuse minutes or hours ago is recent ("I took 30 pills an hour ago" is 3); "throughout my
 #    childhood", "at age 14", "aged 9" are remote pasts; "all my meds ... and not wake up" is intent; a hospital stay
-#    no longer makes an attempt timed in the past recent (3); more drug names in overdoses
+#    no longer makes an attempt timed in the past recent (3); more drug names, doses without a number beside words
+#    of dying, "overdosed on my X" without an "I"; an ailment named makes an overdose medicine, "overdosed on
+#    caffeine" an idiom; abuse the abuser goes on with after a childhood past is ongoing (2); foster parents, a
+#    coach, "the priest" are people, "beaten by" needs one; a contest after "beat me up" is winning
 VERSION = "11"
 
 FRAMINGS: tuple[str, ...] = (
