@@ -497,6 +497,13 @@ def test_beat_me_up_is_abuse() -> None:
         assert _user(text)["abuse_severity"] == 0, text
 
 
+def test_a_body_part_is_not_an_ailment() -> None:
+    """The ailment cue first read "my back" and "my knee" alone: self-harm
+    there was dropped as medicine (0)."""
+    assert _user("I've been cutting myself on my back so no one sees.")["crisis_severity"] == 2
+    assert _user("I burned myself on my knee last night.")["crisis_severity"] == 2
+
+
 def test_a_blow_at_the_gym_is_abuse() -> None:
     """A contest's place after "beat me up" is winning; after another verb
     it is where the blow fell (a review: v11's first list dropped these)."""
@@ -627,7 +634,8 @@ def test_a_dose_without_a_number_beside_words_of_dying() -> None:
         "I took a handful of ibuprofen to make it stop, my migraine was unbearable today.",
         "I took too many tylenol for my migraine last night, I just wanted it to stop.",
         "I took a load of painkillers for my back so I would not wake up in pain.",
-        # Older reviews' medicine for an ailment, flagged before v11.
+        # Older reviews' medicine for an ailment, flagged before v11 (the
+        # ailment, not a body part: "cutting myself on my back" is self-harm).
         "I told my doctor yesterday I took 20 ibuprofen tablets over the weekend for my back.",
         "I took 15 pills a week for my migraines back then, now just two.",
         "She took a handful of pills because she wanted to die.",
