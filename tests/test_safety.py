@@ -649,6 +649,9 @@ def test_beaten_by_needs_a_person() -> None:
     assert _user("I got beat up by my mom's boyfriend last night")["abuse_severity"] == 2
     assert _user("I got beat up by some guys outside the club last night.")["abuse_severity"] == 2
     assert _user("the priest at my church abused me aged 9")["abuse_severity"] == 1
+    # "Abused by" anyone stays abuse; only "beaten by" needs a person.
+    assert _user("I was abused by a family member for years.")["abuse_severity"] == 1
+    assert _user("I was beaten by a relative as a kid.")["abuse_severity"] == 1
     assert _user("i took too many of my gabapentin on purpose last night")["crisis_severity"] == 3
     for text in (
         "I got beaten by my brother at chess again.",
