@@ -361,3 +361,28 @@ def test_a_library_fit_with_min_df_1_says_so_in_its_card(tmp_path) -> None:
     rare = save(fit(frame, spec=FeatureSpec(min_df=1)), tmp_path / "rare.pemodel")
     assert "min_df 1" in load(rare).card["privacy"]
     assert "privacy" not in fit(frame).card  # the default keeps words found in 2 texts or more; no note added
+
+
+def test_a_models_weights_are_read_only() -> None:
+    """Evidence keeps a table of the weights; a weight changed in place left
+    it explaining the old weights while predictions used the new (a review
+    of the speed change). Now an in-place change is refused."""
+    model = fit(toy())
+    with pytest.raises(ValueError, match="read-only"):
+        model.coef[0] = -5.0
+    with pytest.raises(ValueError, match="read-only"):
+        model.featurizer.has_span[0] = False
+    assert not load_shipped("risk").coef.flags.writeable
+
+
+def test_a_missing_conversation_id_gets_no_maximum() -> None:
+    """Scored by hand, one null conversation id got the risk maximum of its
+    run, two got none (the group_by path): now none either way, as before."""
+    from pe_toolkit.analysis.base import check_messages
+    from pe_toolkit.analysis.learned import RISK_MODEL
+
+    frame = pl.DataFrame({"conversation_id": [None, "x"], "idx": [0, 0], "role": ["user", "user"],
+                          "content": ["I want to die", "hi"]}, schema_overrides={"conversation_id": pl.String, "idx": pl.Int32})  # fmt: skip
+    conversations = RISK_MODEL.score(check_messages(frame, complete=False)).conversations
+    row = conversations.filter(pl.col("conversation_id").is_null())
+    assert row.height == 0 or row["suicide_risk_p_max"].is_null().all()

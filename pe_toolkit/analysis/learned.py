@@ -284,11 +284,12 @@ class ModelAnalyzer:
     def _segments(batch: Batch) -> Segments | None:
         """The batch's conversations as runs of rows (shared with the other
         analyzers of the pass), or None when a conversation's messages are not
-        one run (a frame scored by hand may come in any order)."""
+        one run (a frame scored by hand may come in any order) or an id is
+        missing (the group_by path gives a null id no maximum, as before)."""
         if batch.messages.height == 0:
             return None
         segments = batch.segments
-        return None if segments.ids.is_duplicated().any() else segments
+        return None if segments.ids.null_count() > 0 or segments.ids.is_duplicated().any() else segments
 
     def _conversation_columns(self, conversations: pl.DataFrame, scored: pl.DataFrame,
                               segments: Segments | None = None) -> pl.DataFrame:  # fmt: skip

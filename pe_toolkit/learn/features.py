@@ -680,6 +680,7 @@ class Featurizer:
         if self.lexicon_keys is not None:
             start = self.n_word_features + (len(self.char_grams) if self.char_grams is not None else 0)
             out[start : start + len(self.constructs)] = True
+        out.setflags(write=False)  # evidence caches a table made with it (TextModel._evidence_weights)
         return out
 
     @functools.cached_property

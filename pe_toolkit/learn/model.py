@@ -54,6 +54,14 @@ class TextModel:
     thresholds: np.ndarray
     card: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Read-only: evidence keeps a float64 table of the weights per array
+        # (_evidence_weights), so a weight changed in place would leave the
+        # evidence explaining the old weights while decision() used the new.
+        # A changed model is a new array (and a new content hash when saved).
+        if isinstance(self.coef, np.ndarray):
+            self.coef.setflags(write=False)
+
     # ---------------------------------------------------------- prediction
     def decision(self, batch: Batch | sp.csr_matrix) -> np.ndarray:
         """Raw scores (texts x classes): one sparse product (plus the scores
@@ -259,8 +267,8 @@ class TextModel:
         ``spans_only`` 0 on the columns without a span, so that ``contrib >
         0`` also says "has a span" (no gather of ``has_span`` per nonzero).
         Kept per ``spans_only`` for the weights array and featurizer it was
-        made from (a model's weights are not changed in place; a new array
-        makes a new table)."""
+        made from (the weights are read-only, see ``__post_init__``; a new
+        array makes a new table)."""
         tables = self.__dict__.setdefault("_evidence_tables", {})
         cached = tables.get(spans_only)
         if cached is not None and cached[0] is self.coef and cached[1] is self.featurizer:
