@@ -490,9 +490,8 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     # all but prior attempts and entries about now, and makes abuse past abuse.
     # A recency word cancels both ("but now I want to die").
     resolved = pl.col("resolved") & ~pl.col("recency")
-    past = (pl.col("past_time") & ~pl.col("recency") & ~cat.is_in(list(_NO_PAST)) & ~pl.col("past_exempt") & ~abuse) | (
-        resolved & ~cat.is_in(list(_NO_PAST))
-    )
+    timed_past = pl.col("past_time") & ~pl.col("recency")
+    past = (timed_past & ~cat.is_in(list(_NO_PAST)) & ~pl.col("past_exempt") & ~abuse) | (resolved & ~cat.is_in(list(_NO_PAST)))
     # An abuse match needs a person as the agent ("my dad hits me"), unless the
     # entry names the act without one ("I was raped"); a feeling or a thing
     # ("it just hit me", "hit me up") is figurative.
@@ -519,7 +518,6 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     recent = pl.col("recent_strong") | (pl.col("recent_weak") & ~pl.col("past_time"))
     i16 = pl.Int16
     base = pl.col("severity").cast(i16) + pl.col("escalation").cast(i16) - pl.col("ambivalence").cast(i16)
-    timed_past = pl.col("past_time") & ~pl.col("recency")
     attempt_base = base - (pl.col("escalation") & timed_past).cast(i16)
     severity = (
         pl.when(abuse)
