@@ -1031,3 +1031,80 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
     assert flags == [True, None, False, None]
     share = scores.conversations["responses_appropriate"].item()
     assert share == 0.5 == sum(f for f in flags if f is not None) / sum(f is not None for f in flags)
+
+
+@pytest.mark.parametrize(
+    ("text", "crisis", "abuse"),
+    [
+        # Threats told as what the abuser said, or on a condition of leaving or
+        # telling: current danger (safety v11: 1, 1, 0, 0).
+        ("My husband says he's going to beat me up if I leave.", 0, 3),
+        ("He told me he would beat me up if I called the police.", 0, 3),
+        ("He said he'd hurt me if I told anyone.", 0, 3),
+        ("He threatened to beat me up.", 0, 3),
+        ("My boyfriend threatened to beat me up if I left.", 0, 3),
+        ("He'll hurt me if I tell anyone.", 0, 3),
+        # Abuse as a habit with a verb whose past and present are one (v11: 1).
+        ("My foster parents beat me up every single day.", 0, 2),
+        ("My parents hit me all the time.", 0, 2),
+        # The police beside "beat me up at the gym" (v11: 0, read as winning).
+        ("My husband beat me up at the gym and the staff called the police.", 0, 1),
+        # "Attempted" with a recent time or "again" (v11: 0).
+        ("i attempted earlier tonight and nobody knows", 3, 0),
+        ("I attempted again last night.", 3, 0),
+        # "Took all my X" beside "on purpose" (v11: 0).
+        ("I took all my zopiclone on purpose last night.", 3, 0),
+        # A review's fresh sentences: other threats, a "that" before the
+        # abuser, coping that is not denial, an attempt long ago, a time now.
+        ("my stepdad says he'll break my arm if i tell mum", 0, 3),
+        ("he told me he'd put me in the hospital if i tried to leave again", 0, 3),
+        ("he threatened me with a knife last night", 0, 3),
+        ("I know that he'll kill me if I leave.", 0, 3),
+        ("he texted that he's going to beat me up when he gets home, he's on his way now", 0, 3),
+        ("i cant take him beating me anymore, i'm going to end it tonight", 4, 2),
+        ("i took all my meds at once, i want it to end", 2, 0),
+        ("i attempted when i was 16", 2, 0),
+        ("attempted on sunday, just got out of the hospital", 3, 0),
+        ("I'm going to kill myself after work.", 4, 0),
+    ],
+)
+def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: int) -> None:
+    row = _user(text)
+    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+
+
+@pytest.mark.parametrize(
+    ("text", "crisis", "abuse"),
+    [
+        # Being thrown out is not a blow; banter's condition is not leaving or telling.
+        ("Several times he's threatened to kick me out and make me homeless.", 0, 0),
+        ("He says he'll kick me out if I tell anyone.", 0, 0),
+        ("My coach is gonna beat me up if I miss practice lol", 0, 1),
+        ("My friend says she'll hit me up if she's in town.", 0, 0),
+        # A habit told in the past, or of an ex, stays past.
+        ("My dad beat me every day when I was a kid.", 0, 1),
+        ("My ex beat me every day.", 0, 1),
+        ("He hit me up every day last week asking for money.", 0, 0),
+        # A contest without a sign of injury stays winning.
+        ("He beat me up in the debate again.", 0, 0),
+        ("My brother beats me up at the gym every time we spar.", 0, 0),
+        # "Attempted" with an object, or a time that is not the clause's end.
+        ("i attempted today's quiz and failed", 0, 0),
+        ("I attempted the exam yesterday.", 0, 0),
+        # A day's dose taken, without a sign of an attempt.
+        ("I took all my meds this morning like the doctor said.", 0, 0),
+        ("i took all my pills last night", 0, 0),
+        # Laughter after a threat is banter; after an act it is kept.
+        ("my sister says she'll kill me if i spoil the finale lol", 0, 0),
+        ("my brother says he's going to beat me up if i touch his xbox again haha", 0, 0),
+        ("He hit me again last night lol", 0, 2),
+        # A toddler is not an abuser; "cut me off" is not a blow.
+        ("my toddler hits me all the time when he's tired", 0, 0),
+        ("My girlfriend said she'd cut me off if I keep smoking.", 0, 0),
+        # A leaving that is not a condition still resolves.
+        ("My ex threatened to hurt me but I left him years ago and I'm safe now.", 0, 0),
+    ],
+)
+def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
+    row = _user(text)
+    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text

@@ -180,7 +180,15 @@ NAME = "safety"
 #    of dying, "overdosed on my X" without an "I"; an ailment named makes an overdose medicine, "overdosed on
 #    caffeine" an idiom; abuse the abuser goes on with after a childhood past is ongoing (2); foster parents, a
 #    coach, "the priest" are people, "beaten by" needs one; a contest after "beat me up" is winning
-VERSION = "11"
+# 12: threats told as what the abuser said or on a condition of leaving or telling ("he says he's going to beat me
+#    up if I leave", 1 in v11; "threatened to beat me up", 0; "break my arm", "put me in the hospital") are danger
+#    (3), and "if I left" is not a leaving; a laughter tag after a threat is banter; "I know that he'll kill me"
+#    is not a thing as the agent; abuse told as a habit with "beat" or "hit" and no past time is ongoing (2); the
+#    police or an injury beside "beat me up at the gym" is not a contest; a toddler is not an abuser; "can't take
+#    him beating me" is not a denial; "attempted" with no object and a recent time is a recent attempt (3), with a
+#    childhood time a lifetime one (2); "took all my X" beside words of dying or "on purpose" is an overdose;
+#    "after work" is a time now
+VERSION = "12"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -225,6 +233,10 @@ _TELLING_CLAUSE = (
 # to ..."); a match opening with its own subject is not read from the clause.
 _PAST_INTENT_IN_MATCH = r"(?i)^(?:i|we)\s+(?:was|were|had\s+been)(?-u:\b)"
 _SUBJECT_OPENS_MATCH = r"(?i)^(?:i|i'?m|im|we|we'?re)(?-u:\b)"
+# A match that opens with the abuser ("he'll kill me if I leave"): a "that"
+# ending the clause before it is a conjunction ("I know that he'll ..."), not
+# a thing as the agent (cues.toml figurative; v11 dropped these).
+_AGENT_OPENS_MATCH = r"(?i)^(?:he|she|they|he'?s|she'?s|they'?re|my)(?-u:\b)"
 # Intent together with a plan or preparation in one message is imminent (C-SSRS 5).
 _INTENT = "intent"
 _PLANS = ("plan_or_method", "preparatory_behavior")
@@ -240,6 +252,10 @@ _SHARED_MODAL = r"(?i)(?-u:\b)(?:he|she|they)(?:'d|\s+(?:would|will|could|can|mi
 _INFLECTED = r"(?i)^[a-z']*[^s's]s$|^[a-z']+ed$"
 # "Beat me (up)" after a contest is winning, not a blow (cues.toml contest).
 _BEAT = r"(?i)(?-u:\b)beat"
+# Verbs whose past and present are one, read as now when told as a habit
+# (cues.toml habitual), unless the abuser is an ex.
+_SAME_TENSE = r"(?i)(?-u:\b)(?:beat|hit)(?-u:\b)"
+_EX = r"(?i)(?-u:\b)ex(?:-?(?:husband|wife|boyfriend|girlfriend|partner|bf|gf))?(?-u:\b)"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
 
@@ -291,6 +307,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("imminent", False, pl.Boolean),
             ("past_exempt", False, pl.Boolean),
             ("possessive_my", False, pl.Boolean),
+            ("jest", False, pl.Boolean),
         ]
     )
 
@@ -423,8 +440,15 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         # precedes it ("my only thought was I'm going to kill myself").
         past_intent=(_cue("past_intent", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_SUBJECT_OPENS_MATCH))
         | pl.col("text").str.contains(_PAST_INTENT_IN_MATCH),
-        resolved=_cue("resolved", "after", pl.col("rest")),
-        ongoing=_cue("ongoing", "after", pl.col("rest")),
+        # "If I left" is a condition, not a leaving ("he threatened to beat me up if I left").
+        resolved=_cue("resolved", "after", _without("condition", pl.col("rest"))),
+        ongoing=_cue("ongoing", "after", pl.col("rest"))
+        | (
+            _cue("habitual", "after", pl.col("rest"))
+            & pl.col("text").str.contains(_SAME_TENSE)
+            & ~past_time
+            & ~pl.col("sentence").str.contains(_EX)
+        ),
         recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
         recent_strong=_cue("recent", "after", time_rest) | _cue("recent", "clause", pl.col("clause")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
@@ -436,10 +460,16 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         | _cue("imminent", "after", pl.col("text")),
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),
-        figurative=_cue("figurative", "clause", pl.col("clause"))
+        figurative=(_cue("figurative", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_AGENT_OPENS_MATCH))
         | _cue("figurative", "after", pl.col("post"))
-        | (_cue("contest", "after", pl.col("post")) & pl.col("text").str.contains(_BEAT)),
+        | (
+            _cue("contest", "after", pl.col("post"))
+            & pl.col("text").str.contains(_BEAT)
+            & ~_cue("injury", "sentence", pl.col("sentence"))
+            & ~_cue("injury", "after", pl.col("rest"))
+        ),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
+        laughter=_cue("laughter", "after", pl.col("post")),
         ambivalence=_cue("ambivalence", "after", pl.col("rest")),
         escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
     )
@@ -511,7 +541,9 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         .then(pl.lit("accidental"))
         .when(figurative)
         .then(pl.lit("figurative"))
-        .when(pl.col("idiom") & ~abuse)
+        # A threat with a laughter tag after it is banter ("... if I spoil the
+        # finale lol"); an act is kept whatever follows ("he hit me again lol").
+        .when((pl.col("idiom") & ~abuse) | (abuse & pl.col("jest") & pl.col("laughter")))
         .then(pl.lit("idiom"))
         .otherwise(pl.lit("first_person"))
     )
