@@ -312,3 +312,54 @@ def test_a_weak_etag_gives_no_validator_not_even_the_date() -> None:
     assert flows.validator_of(httpx.Response(200, headers=dates)) == dates["last-modified"]
     assert flows.validator_of(httpx.Response(200, headers={**dates, "etag": 'W/"abc"'})) is None
     assert flows.validator_of(httpx.Response(200, headers={**dates, "etag": '"abc"'})) == '"abc"'
+
+
+# -- the mirror's side: what If-Range it honours, and what the ETag names --------------------------
+
+
+def _ready_export(mirror: Served, min_quality: float) -> tuple[Any, Path, bytes, str]:
+    """(export, its file on the server, the file's bytes, its download path)."""
+    with Client(KEY, mirror.url, retry=FAST_RETRY) as client:
+        info = client.start_export(format="jsonl", min_quality=min_quality)
+        client.wait_for_export(info, timeout=120, progress=False)
+    served_file = mirror.mirror.exports.resolve(info.export_id)[0]
+    return info, served_file, served_file.read_bytes(), f"/v1/exports/{info.export_id}/download"
+
+
+def _replace(served_file: Path, content: bytes, *, keep_time: bool) -> None:
+    """Rename a new file over the served one, as the exporter writes (with
+    its modification time copied, as ``cp -p`` or ``rsync -t`` do)."""
+    aside = served_file.with_name("." + served_file.name + ".new.part")
+    aside.write_bytes(content)
+    if keep_time:
+        stat = served_file.stat()
+        os.utime(aside, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(aside, served_file)
+
+
+def test_an_if_range_date_never_gets_a_range_of_a_replaced_file(served: tuple[Served, Downloads]) -> None:
+    """RFC 9110 13.1.5: If-Range with a date holds only when the date is a
+    strong validator, and 8.8.2.2 lets the server call it strong only when
+    it reliably knows the file did not change twice within that second.
+    The mirror cannot: Last-Modified has whole seconds, and a file replaced
+    within one (or copied with its time, cp -p, rsync -t) keeps it. Before,
+    the date was compared with Last-Modified (Starlette's rule) and the
+    resume got a 206 of the new file to append to the old one's head; now
+    a date never matches (the whole file, 200) and the strong ETag, which
+    the mirror always sends, is the validator that gets a range."""
+    mirror, _ = served
+    _, served_file, old, url = _ready_export(mirror, 0.41)
+    with mirror.client() as http:
+        first = http.get(url)
+        assert first.status_code == 200 and first.content == old
+        date = first.headers["last-modified"]
+        new = b"".join(reversed(old.splitlines(keepends=True)))
+        _replace(served_file, new, keep_time=True)
+        changed = http.get(url, headers={"Range": "bytes=10-", "If-Range": date})
+        assert changed.headers["last-modified"] == date  # the date alone cannot tell the two files apart
+        assert changed.status_code == 200 and changed.content == new
+        # The unchanged file's date gets the whole file too; its ETag, the range.
+        unchanged = http.get(url, headers={"Range": "bytes=10-", "If-Range": date})
+        assert unchanged.status_code == 200 and unchanged.content == new
+        by_etag = http.get(url, headers={"Range": "bytes=10-", "If-Range": changed.headers["etag"]})
+        assert by_etag.status_code == 206 and by_etag.content == new[10:]

@@ -111,9 +111,10 @@ async def _file(m: Any, export_id: str) -> Response:
 class EnvelopedFileResponse(FileResponse):
     """Starlette's FileResponse (ranges, ``If-Range``, HEAD), except that a
     bad ``Range`` header gets the contract's envelope (400, or 416 past the
-    end) rather than Starlette's bare text, and that the strong ``ETag`` a
+    end) rather than Starlette's bare text, that the strong ``ETag`` a
     resume sends back in ``If-Range`` names the file itself, not only its
-    size and modification time.
+    size and modification time, and that only that ETag, never a date,
+    gets a range.
 
     Starlette's ETag hashes ``st_mtime`` and ``st_size``: a file replaced
     by another of the same size within one tick of the file system's clock
@@ -130,6 +131,15 @@ class EnvelopedFileResponse(FileResponse):
         identity = f"{stat_result.st_dev}-{stat_result.st_ino}-{stat_result.st_mtime_ns}-{stat_result.st_size}"
         self.headers.setdefault("etag", f'"{hashlib.md5(identity.encode(), usedforsecurity=False).hexdigest()}"')
         super().set_stat_headers(stat_result)
+
+    def _should_use_range(self, http_if_range: str) -> bool:
+        # RFC 9110 13.1.5: an If-Range date holds only if it is a strong
+        # validator, and 8.8.2.2 makes it strong for a server only when it
+        # reliably knows the file did not change twice within that second.
+        # This one cannot (whole seconds; a file replaced within one, or
+        # copied with its time, keeps its Last-Modified), so a date gets the
+        # whole file. Every response carries the strong ETag to send instead.
+        return http_if_range == self.headers["etag"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
