@@ -363,3 +363,72 @@ def test_an_if_range_date_never_gets_a_range_of_a_replaced_file(served: tuple[Se
         assert unchanged.status_code == 200 and unchanged.content == new
         by_etag = http.get(url, headers={"Range": "bytes=10-", "If-Range": changed.headers["etag"]})
         assert by_etag.status_code == 206 and by_etag.content == new[10:]
+
+
+@pytest.mark.parametrize("asked", ["whole", "resume"])
+def test_the_etag_names_the_bytes_served_when_the_file_is_replaced_during_the_request(
+    served: tuple[Served, Downloads], asked: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is renamed over right after the mirror read its metadata
+    (the stat that makes ETag, Length and Last-Modified) and before it read
+    the bytes. Before, the file was stat'ed by name and opened by name
+    again: the response carried the old file's ETag over the new file's
+    bytes, and a resume under the old ETag got a 206 of the new file (a
+    splice the size check passes). Now the file is opened once and its
+    headers come from that open file, so they name the bytes sent."""
+    mirror, _ = served
+    _, served_file, old, url = _ready_export(mirror, 0.51 if asked == "whole" else 0.52)
+    new = b"".join(reversed(old.splitlines(keepends=True)))
+    assert len(new) == len(old) and new != old
+    with mirror.client() as http:
+        etag = http.head(url).headers["etag"]
+    before = served_file.stat()
+    armed, replaced = threading.Event(), threading.Event()
+    real_resolve, real_stat, real_fstat = mirror.mirror.exports.resolve, os.stat, os.fstat
+
+    def resolve(export_id: str) -> Any:
+        found = real_resolve(export_id)
+        armed.set()  # the route found the file: the next look at it is the response's
+        return found
+
+    def then_replace(result: os.stat_result) -> os.stat_result:
+        if armed.is_set() and not replaced.is_set() and (result.st_dev, result.st_ino) == (before.st_dev, before.st_ino):
+            replaced.set()
+            _replace(served_file, new, keep_time=False)
+        return result
+
+    monkeypatch.setattr(mirror.mirror.exports, "resolve", resolve)
+    monkeypatch.setattr(os, "stat", lambda *a, **k: then_replace(real_stat(*a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: then_replace(real_fstat(fd)))
+    headers = {"Range": "bytes=10-", "If-Range": etag} if asked == "resume" else {}
+    with mirror.client() as http:
+        got = http.get(url, headers=headers)
+    monkeypatch.undo()
+    assert replaced.is_set()  # the file did change under the request
+    assert got.headers["etag"] == etag
+    if asked == "resume":
+        assert got.status_code == 206 and got.content == old[10:], "the new file's tail under the old ETag" if got.content == new[10:] else "other"
+    else:
+        assert got.status_code == 200 and got.content == old, "the new file under the old ETag" if got.content == new else "other"
+    with mirror.client() as http:
+        after = http.get(url, headers={"Range": "bytes=10-", "If-Range": etag})
+    assert after.status_code == 200 and after.content == new and after.headers["etag"] != etag
+
+
+def test_an_export_file_deleted_after_the_route_found_it_is_a_404(served: tuple[Served, Downloads], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep deletes an expired export's file between the route's
+    lookup and the response opening it: an enveloped 404, as for any
+    expired export (Starlette's own answer was a 500)."""
+    mirror, _ = served
+    _, served_file, _, url = _ready_export(mirror, 0.53)
+    real_resolve = mirror.mirror.exports.resolve
+
+    def resolve(export_id: str) -> Any:
+        found = real_resolve(export_id)
+        served_file.unlink()
+        return found
+
+    monkeypatch.setattr(mirror.mirror.exports, "resolve", resolve)
+    with mirror.client() as http:
+        gone = http.get(url)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "RESOURCE_NOT_FOUND"

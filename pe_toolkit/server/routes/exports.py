@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import stat
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
 
+import anyio
 from fastapi import APIRouter, Request
 from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
@@ -113,8 +117,8 @@ class EnvelopedFileResponse(FileResponse):
     bad ``Range`` header gets the contract's envelope (400, or 416 past the
     end) rather than Starlette's bare text, that the strong ``ETag`` a
     resume sends back in ``If-Range`` names the file itself, not only its
-    size and modification time, and that only that ETag, never a date,
-    gets a range.
+    size and modification time, that the headers and the bytes come from
+    one open file, and that only that ETag, never a date, gets a range.
 
     Starlette's ETag hashes ``st_mtime`` and ``st_size``: a file replaced
     by another of the same size within one tick of the file system's clock
@@ -125,7 +129,16 @@ class EnvelopedFileResponse(FileResponse):
     (the exporter writes aside, then renames), and the new one was created
     while the old still existed, so its inode differs: the inode joins the
     hash. Reading the content for a hash would cost a pass over the whole
-    file per download."""
+    file per download.
+
+    Starlette stats the file by name and opens it by name again to send
+    it: a file renamed over in between went out under the old file's
+    ETag, and a resume got the new file's tail under the ETag it asked
+    for. Here the file is opened first and its headers come from that open
+    descriptor (``fstat``), which keeps the bytes of the file it opened
+    whatever is renamed over or deleted at its name meanwhile."""
+
+    _file: BinaryIO | None = None
 
     def set_stat_headers(self, stat_result: os.stat_result) -> None:
         identity = f"{stat_result.st_dev}-{stat_result.st_ino}-{stat_result.st_mtime_ns}-{stat_result.st_size}"
@@ -141,12 +154,28 @@ class EnvelopedFileResponse(FileResponse):
         # whole file. Every response carries the strong ETag to send instead.
         return http_if_range == self.headers["etag"]
 
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        # Every body handler of Starlette's reads through this: the file
+        # opened in __call__, not the path opened again (closed there too).
+        assert self._file is not None
+        yield anyio.AsyncFile(self._file)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self._file = await run_in_threadpool(_open_regular, self.path)
+        except FileNotFoundError:  # the sweep deleted an expired export since resolve()
+            return await problem_response(scope, not_found(f"export file {os.path.basename(self.path)!r}"))(scope, receive, send)
+        try:
+            self.stat_result = os.fstat(self._file.fileno())
+            self.set_stat_headers(self.stat_result)
+            await self._respond(scope, receive, send)
+        finally:
+            self._file.close()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         http_range, if_range = headers.get("range"), headers.get("if-range")
-        if http_range is not None and self.stat_result is None:
-            self.stat_result = os.stat(self.path)
-            self.set_stat_headers(self.stat_result)
         # The same conditions as Starlette's for reading the header at all.
         if http_range is not None and self.status_code == 200 and (if_range is None or self._should_use_range(if_range)):
             assert self.stat_result is not None
@@ -163,7 +192,17 @@ class EnvelopedFileResponse(FileResponse):
                 )
             if problem is not None:
                 return await problem_response(scope, problem)(scope, receive, send)
-        await super().__call__(scope, receive, send)
+        # Without the pathsend extension: the server would open the path again.
+        extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        await super().__call__({**scope, "extensions": extensions}, receive, send)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the response that serves it
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise FileNotFoundError(path)  # resolve() took a file; something else is there now
+    return handle
 
 
 def _still_writing(request: Request, m: Any, pending: ExportPending) -> Response:
