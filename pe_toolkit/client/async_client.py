@@ -437,9 +437,12 @@ class AsyncClient:
         written = ready.written
         try:
             # Local file writes are short and sequential; a thread hop per
-            # megabyte would cost more than it saves the loop.
+            # piece would cost more than it saves the loop.
             with flows.open_part(part) as fh:
-                chunks = response.aiter_bytes(flows.DOWNLOAD_CHUNK) if ready.encoded else response.aiter_raw(flows.DOWNLOAD_CHUNK)
+                # Each piece as the socket gives it (at most 64 KiB), not re-chunked:
+                # httpx holds an unfilled chunk in memory, and a cut dropped it (up
+                # to a whole chunk received and fetched again by the resume).
+                chunks = response.aiter_bytes() if ready.encoded else response.aiter_raw()
                 async for chunk in chunks:
                     fh.write(chunk)
                     written += len(chunk)

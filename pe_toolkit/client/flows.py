@@ -23,7 +23,6 @@ from .models import ExportInfo, Job
 # The contract gives no poll interval for exports; the mirror's 202 carries
 # Retry-After: 1. Without a hint we poll every this many seconds.
 DEFAULT_EXPORT_POLL = 1.0
-DOWNLOAD_CHUNK = 1 << 20
 # RFC 9110 8.8.2.2: a client may take a Last-Modified date for a strong
 # validator (If-Range accepts no other) only when the response's Date is at
 # least this much later (a file changed twice within its clock's second

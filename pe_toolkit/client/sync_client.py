@@ -516,7 +516,10 @@ class Client:
         written = ready.written
         try:
             with flows.open_part(part) as fh:
-                chunks = response.iter_bytes(flows.DOWNLOAD_CHUNK) if ready.encoded else response.iter_raw(flows.DOWNLOAD_CHUNK)
+                # Each piece as the socket gives it (at most 64 KiB), not re-chunked:
+                # httpx holds an unfilled chunk in memory, and a cut dropped it (up
+                # to a whole chunk received and fetched again by the resume).
+                chunks = response.iter_bytes() if ready.encoded else response.iter_raw()
                 for chunk in chunks:
                     fh.write(chunk)
                     written += len(chunk)
