@@ -10,12 +10,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from pe_toolkit.apisync import state as sync_state
 from pe_toolkit.cli import cli
+from pe_toolkit.client import flows
 from pe_toolkit.events import bus as default_bus
 from pe_toolkit.store import Store
 
@@ -118,3 +121,87 @@ def test_sigkill_mid_sync_then_rerun_gives_exactly_the_source(source, tmp_path, 
         with Store(cache) as store:
             assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
             assert store.scalar("SELECT count(*) FROM ingest_runs WHERE status = 'running'") == 0
+
+
+class _Downloads:
+    """ASGI middleware recording each export download: (Range, status, body bytes sent)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.state, self.seen = app, app.state, []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/download"):
+            await self.app(scope, receive, send)
+            return
+        asked = dict(scope["headers"]).get(b"range", b"").decode() or None
+        seen = [asked, None, 0]
+        self.seen.append(seen)
+
+        async def counting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen[1] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen[2] += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counting)
+
+
+def test_a_first_sync_stopped_mid_download_keeps_its_cache_and_resumes(source, tmp_path, monkeypatch) -> None:
+    """Ctrl-C while the first sync into a new cache downloads its export.
+    Before, the new cache was removed as one that stored nothing, and with
+    it the checkpoint (the export's id) and the partial download beside it:
+    the next run asked for an export again and downloaded it from byte 0
+    (a first sync is the longest download there is). A checkpoint now
+    counts as something stored: the cache stays and the rerun resumes the
+    download at the byte where it stopped."""
+    db = copy_store(source, tmp_path / "served")
+    cache = tmp_path / "new.duckdb"
+    command = ["--db", str(cache), "sync", "--no-progress"]
+    recorders: list[_Downloads] = []
+    real_open_part = flows.open_part
+
+    class CtrlC:
+        """The part's file, with a Ctrl-C once a megabyte is written (as it
+        lands while the client reads the body)."""
+
+        def __init__(self, part: Path) -> None:
+            self.fh, self.written = real_open_part(part), 0
+
+        def write(self, data: bytes) -> int:
+            n = self.fh.write(data)
+            self.written += n
+            if self.written >= 1 << 20:
+                raise KeyboardInterrupt
+            return n
+
+        def __enter__(self) -> CtrlC:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    def wrap(app: Any) -> _Downloads:
+        recorders.append(_Downloads(app))
+        return recorders[0]
+
+    with start_mirror(db, wrap=wrap) as served:
+        monkeypatch.setenv("PE_API_URL", served.url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        monkeypatch.setattr(flows, "open_part", CtrlC)
+        stopped = CliRunner().invoke(cli, command)
+        monkeypatch.setattr(flows, "open_part", real_open_part)
+        assert stopped.exit_code == 130, stopped.output
+        assert cache.exists(), "the new cache was removed with its checkpoint"
+        [part] = sync_state.work_dir(cache).glob("*.jsonl.part")
+        kept = part.stat().st_size
+        assert kept >= 1 << 20
+        recorders[0].seen.clear()
+        resumed = CliRunner().invoke(cli, command)
+        assert resumed.exit_code == 0, resumed.output
+        assert "resum" in resumed.output
+        [(asked, status, sent)] = [s for s in recorders[0].seen if s[0] is not None]
+        whole = served.mirror.exports.resolve(part.name.removesuffix(".jsonl.part"))[0].stat().st_size
+        assert (asked, status, sent) == (f"bytes={kept}-", 206, whole - kept)
+        with Store(cache) as store:
+            assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")

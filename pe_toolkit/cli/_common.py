@@ -84,13 +84,20 @@ def filling_store(ctx: click.Context, what: str) -> Iterator[Store]:
 
 def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Path], *, what: str, say: bool) -> None:
     """A cache holding anything stays; so does one the check cannot read
-    (the command's own error is what gets reported)."""
+    (the command's own error is what gets reported). A sync checkpoint is
+    something: a first sync stopped before it stored a conversation (Ctrl-C
+    during its export's download) resumes from it, and from the partial
+    download beside the cache; removing both made the next run ask for
+    the export again and download it from byte 0."""
     import duckdb
 
     from ..errors import PeToolkitError
 
     try:
-        empty = store.scalar("SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)") == 0
+        empty = store.scalar(
+            "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)"
+            " + (SELECT count(*) FROM sync_checkpoints)"
+        ) == 0
     except (duckdb.Error, PeToolkitError):
         return
     if not empty:
