@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pe_toolkit.analysis.auto_analyze import auto_analyze
 from pe_toolkit.apisync import sync
 from pe_toolkit.cli import cli
-from pe_toolkit.errors import AuthenticationError, InputError
+from pe_toolkit.errors import AuthenticationError, InputError, ServerError
 from pe_toolkit.events import EventBus
 from pe_toolkit.ingest import import_file
 from pe_toolkit.store import Store
@@ -906,3 +906,32 @@ def test_a_bulk_sync_resumed_in_its_fetching_phase_reports_the_exports_repeats(s
         # the repeats are what this test is about. It failed once on "== 1".
         assert repeats > 0 and resumed.resumed and resumed.fetched + resumed.vanished <= 2, resumed
         assert resumed.repeated == repeats, resumed
+
+
+def test_a_bulk_sync_whose_export_failed_on_the_server_does_not_resume_it(served, tmp_path) -> None:
+    """The server's export job fails (its download URL answers 500
+    EXPORT_ERROR). Before, the checkpoint kept the failed export's id, and
+    every later run resumed it and failed the same way until the export
+    expired (a day on the mirror), even once the server was well again.
+    A failed export is requested again, as a vanished one is; when every
+    attempt fails, the checkpoint forgets it, so the next run asks anew."""
+    exports = served.mirror.jobs.runners
+    working = exports["export"]
+    asked: list[str] = []
+
+    def failing(ctx) -> None:
+        asked.append(ctx.job.job_id)
+        raise RuntimeError("disk trouble")
+
+    exports["export"] = failing
+    try:
+        with Store(tmp_path / "mine.duckdb") as store, make_client(served.url) as client:
+            with pytest.raises(ServerError, match="EXPORT_ERROR"):
+                sync(store, client, mode="bulk", progress=False)
+            assert len(set(asked)) == 3  # the first export and two more (MAX_EXPORTS)
+            exports["export"] = working
+            report = sync(store, client, mode="bulk", progress=False)
+            assert report.status == "completed" and report.inserted == N
+            assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+    finally:
+        exports["export"] = working

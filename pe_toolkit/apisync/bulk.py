@@ -7,10 +7,11 @@ an hour against 2.59 M conversations). Phases, each checkpointed:
    objects), then the file is streamed to the sync's work folder beside the
    cache (``.part`` until complete; a broken transfer resumes by Range, on
    condition (If-Range) that the export is still the file it began). An
-   export the server no longer knows (expired, or the server lost it) is
-   requested again. The file must be whole JSON lines (a body cut short
-   with a matching Content-Length, or an error page in its place, is
-   downloaded again) and hold as many lines as the server lists
+   export the server no longer knows (expired, or the server lost it) or
+   whose job failed there (``EXPORT_ERROR``) is requested again, and is
+   never resumed by a later run. The file must be whole JSON lines (a body
+   cut short with a matching Content-Length, or an error page in its
+   place, is downloaded again) and hold as many lines as the server lists
    conversations for the filter (else one fresh download).
 2. ``load``: the file is read in chunks of whole lines (bounded memory),
    each chunk validated by the importer's normalizer on a background thread
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..client.models import ExportInfo
-from ..errors import MalformedResponseError, NotFoundError
+from ..errors import MalformedResponseError, NotFoundError, ServerError
 from ..ingest.prefetch import prefetch
 from ..ingest.reader import DEFAULT_CHUNK_BYTES, read_line_chunks
 from ..store.loaded import LoadedIds
@@ -103,11 +104,20 @@ def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Pat
         if phase == "download" or not path.is_file():
             try:
                 lines = _download_verified(ctx, state, path)
-            except NotFoundError:
+            except (NotFoundError, ServerError) as exc:
+                if isinstance(exc, ServerError) and exc.code != "EXPORT_ERROR":
+                    raise
+                # Gone (expired, lost) or failed on the server: this export
+                # will never download, so no run may resume it. Kept in the
+                # checkpoint, every later run failed the same way until it
+                # expired, even once the server was well again.
+                what = "is gone from the server" if isinstance(exc, NotFoundError) else "failed on the server"
+                sync_state.discard(path)
+                del state["export_id"]
                 if attempt + 1 < MAX_EXPORTS:
-                    log.warning("export %s is gone from the server; requesting a new one", state["export_id"])
-                    del state["export_id"]
+                    log.warning("export %s %s; requesting a new one", ctx.report.export_id, what)
                     continue
+                ctx.checkpoint("bulk", "download", state)
                 raise
             expected = int(state.get("expected") or 0)
             if lines < expected and not short_retried and attempt + 1 < MAX_EXPORTS:
