@@ -1066,6 +1066,26 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
         ("i attempted when i was 16", 2, 0),
         ("attempted on sunday, just got out of the hospital", 3, 0),
         ("I'm going to kill myself after work.", 4, 0),
+        # A second review: a nervous laugh beside fear, the condition first,
+        # a threat to the children, other verbs and weapons, tersely told
+        # attempts, an overdose beside "don't want to wake up".
+        ("he keeps saying he'll kill me if i leave him lol idk what to do", 0, 3),
+        ("if i tell anyone he'll hurt me", 0, 3),
+        ("he tells me he'll hurt the kids if i leave", 0, 3),
+        ("my dad smacks me constantly", 0, 2),
+        ("he came at me with a knife", 0, 3),
+        ("my parents beat me whenever i get bad grades", 0, 2),
+        ("i'm gonna end it after work", 4, 0),
+        ("i tried to end it a few years ago", 2, 0),
+        ("i tried to od last year", 2, 0),
+        ("last night i attempted", 3, 0),
+        ("i attempted last month", 3, 0),
+        ("just swallowed all my meds to die", 3, 0),
+        ("i took all my pills last night, i don't want to wake up", 3, 0),
+        ("he threw a plate at me this morning", 0, 2),
+        ("i get hit pretty much daily at home", 0, 2),
+        ("my dad hits my mom and me all the time", 0, 2),
+        ("my foster dad hits us whenever we talk back", 0, 2),
     ],
 )
 def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: int) -> None:
@@ -1101,6 +1121,17 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
         # A toddler is not an abuser; "cut me off" is not a blow.
         ("my toddler hits me all the time when he's tired", 0, 0),
         ("My girlfriend said she'd cut me off if I keep smoking.", 0, 0),
+        # Play and figures of speech after "hits me".
+        ("my little brother hits me all the time when we play smash bros", 0, 0),
+        ("he always hits me with the worst puns", 0, 0),
+        ("he told me he'd kill me if i beat his high score lol", 0, 0),
+        ("my friend threw a ball at me", 0, 0),
+        ("i got hit by a car", 0, 0),
+        ("i get hit by my brother every time we play", 0, 0),
+        ("he hits us up for money", 0, 0),
+        ("the storm hits us tonight", 0, 0),
+        # "Not kidding" is not a laughter tag.
+        ("he said he'd kill me if i leave, i'm not kidding", 0, 3),
         # A leaving that is not a condition still resolves.
         ("My ex threatened to hurt me but I left him years ago and I'm safe now.", 0, 0),
     ],

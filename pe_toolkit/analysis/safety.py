@@ -182,7 +182,8 @@ NAME = "safety"
 #    coach, "the priest" are people, "beaten by" needs one; a contest after "beat me up" is winning
 # 12: threats told as what the abuser said or on a condition of leaving or telling ("he says he's going to beat me
 #    up if I leave", 1 in v11; "threatened to beat me up", 0; "break my arm", "put me in the hospital") are danger
-#    (3), and "if I left" is not a leaving; a laughter tag after a threat is banter; "I know that he'll kill me"
+#    (3), and "if I left" is not a leaving; a laughter tag after a threat is banter, unless fear or a plea is
+#    near; a wounding thing thrown, "i get hit daily at home", "hits us" are blows; "I know that he'll kill me"
 #    is not a thing as the agent; abuse told as a habit with "beat" or "hit" and no past time is ongoing (2); the
 #    police or an injury beside "beat me up at the gym" is not a contest; a toddler is not an abuser; "can't take
 #    him beating me" is not a denial; "attempted" with no object and a recent time is a recent attempt (3), with a
@@ -469,7 +470,9 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~_cue("injury", "after", pl.col("rest"))
         ),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
-        laughter=_cue("laughter", "after", pl.col("post")),
+        laughter=_cue("laughter", "after", pl.col("post"))
+        & ~_cue("earnest", "near", pl.col("pre"))
+        & ~_cue("earnest", "near", pl.col("post")),
         ambivalence=_cue("ambivalence", "after", pl.col("rest")),
         escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
     )
