@@ -935,3 +935,38 @@ def test_a_bulk_sync_whose_export_failed_on_the_server_does_not_resume_it(served
             assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
     finally:
         exports["export"] = working
+
+
+def test_a_failed_export_is_forgotten_even_when_asking_for_the_next_fails(served, tmp_path) -> None:
+    """The first export fails on the server, and asking for the next one
+    fails too (the network, a quota). The checkpoint must already have
+    forgotten the failed export: a review found it saved only once the next
+    export was granted, so the next run resumed the failed one."""
+    from pe_toolkit.apisync.state import load_checkpoint
+    from pe_toolkit.errors import TransportError
+
+    exports = served.mirror.jobs.runners
+    working = exports["export"]
+
+    def failing(ctx) -> None:
+        raise RuntimeError("disk trouble")
+
+    exports["export"] = failing
+    try:
+        with Store(tmp_path / "mine.duckdb") as store, make_client(served.url) as client:
+            real_start = client.start_export
+            calls: list[str] = []
+
+            def start_once(**kw):
+                calls.append("start")
+                if len(calls) > 1:
+                    raise TransportError("the network went away")
+                return real_start(**kw)
+
+            client.start_export = start_once  # type: ignore[method-assign]
+            with pytest.raises(TransportError):
+                sync(store, client, mode="bulk", progress=False)
+            [checkpoint] = [load_checkpoint(store, s, sc) for s, sc in store.connection.execute("SELECT source, scope FROM sync_checkpoints").fetchall()]
+            assert checkpoint is not None and "export_id" not in checkpoint.state, checkpoint
+    finally:
+        exports["export"] = working

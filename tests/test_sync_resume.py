@@ -205,3 +205,27 @@ def test_a_first_sync_stopped_mid_download_keeps_its_cache_and_resumes(source, t
         assert (asked, status, sent) == (f"bytes={kept}-", 206, whole - kept)
         with Store(cache) as store:
             assert_equal_to_source(store, served.mirror.store.cursor(), tmp_path / "check")
+
+
+def test_a_first_sync_whose_every_export_failed_leaves_no_cache(source, tmp_path, monkeypatch) -> None:
+    """Every export fails on the server: the first sync into a new cache
+    ends with an error and, holding no export left to resume, removes the
+    cache it made, as any first run that stored nothing does (a review:
+    keeping every cache with a checkpoint left this one behind, with a
+    checkpoint naming no export)."""
+    db = copy_store(source, tmp_path / "served")
+    cache = tmp_path / "new.duckdb"
+    with start_mirror(db) as served:
+        runners = served.mirror.jobs.runners
+
+        def failing(ctx: Any) -> None:
+            raise RuntimeError("disk trouble")
+
+        runners["export"] = failing
+        monkeypatch.setenv("PE_API_URL", served.url)
+        monkeypatch.setenv("PE_API_KEY", KEY)
+        result = CliRunner().invoke(cli, ["--db", str(cache), "sync", "--no-progress", "--mode", "bulk"])
+    assert result.exit_code not in (0, 130), result.output
+    assert "EXPORT_ERROR" in result.output or "export" in result.output.lower(), result.output
+    assert not cache.exists(), "a cache with nothing to resume was kept"
+    assert not sync_state.work_dir(cache).exists()

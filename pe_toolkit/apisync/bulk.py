@@ -114,10 +114,12 @@ def _download_export(ctx: SyncContext, state: dict[str, Any], phase: str) -> Pat
                 what = "is gone from the server" if isinstance(exc, NotFoundError) else "failed on the server"
                 sync_state.discard(path)
                 del state["export_id"]
+                # Saved at once: if asking for the next export fails too
+                # (a quota, the network), the next run must not resume this one.
+                ctx.checkpoint("bulk", "download", state)
                 if attempt + 1 < MAX_EXPORTS:
                     log.warning("export %s %s; requesting a new one", ctx.report.export_id, what)
                     continue
-                ctx.checkpoint("bulk", "download", state)
                 raise
             expected = int(state.get("expected") or 0)
             if lines < expected and not short_retried and attempt + 1 < MAX_EXPORTS:

@@ -58,7 +58,9 @@ def filling_store(ctx: click.Context, what: str) -> Iterator[Store]:
     """The cache for a command that fills it (import, sync). A first run
     that fails (a malformed file, no API URL) leaves no new, empty cache
     behind: removed while this command still holds it, so a command waiting
-    for the file creates its own instead of losing what it writes."""
+    for the file creates its own instead of losing what it writes. A sync
+    checkpoint that names an export to resume is not empty (see
+    :func:`_remove_if_empty`)."""
     from ..store import NewCacheWarning
 
     # Whether a NewCacheWarning announces the cache: only then does its
@@ -84,11 +86,13 @@ def filling_store(ctx: click.Context, what: str) -> Iterator[Store]:
 
 def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Path], *, what: str, say: bool) -> None:
     """A cache holding anything stays; so does one the check cannot read
-    (the command's own error is what gets reported). A sync checkpoint is
-    something: a first sync stopped before it stored a conversation (Ctrl-C
-    during its export's download) resumes from it, and from the partial
-    download beside the cache; removing both made the next run ask for
-    the export again and download it from byte 0."""
+    (the command's own error is what gets reported). A sync checkpoint
+    that names an export is something: a first sync stopped before it
+    stored a conversation (Ctrl-C during its export's download) resumes
+    from it, and from the partial download beside the cache; removing both
+    made the next run ask for the export again and download it from byte
+    0. A checkpoint with no export left to resume (every export failed)
+    is not."""
     import duckdb
 
     from ..errors import PeToolkitError
@@ -96,7 +100,7 @@ def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Pat
     try:
         empty = store.scalar(
             "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)"
-            " + (SELECT count(*) FROM sync_checkpoints)"
+            " + (SELECT count(*) FROM sync_checkpoints WHERE json_extract_string(state, '$.export_id') IS NOT NULL)"
         ) == 0
     except (duckdb.Error, PeToolkitError):
         return
