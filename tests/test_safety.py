@@ -1059,6 +1059,11 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
         ("my stepdad says he'll break my arm if i tell mum", 0, 3),
         ("he told me he'd put me in the hospital if i tried to leave again", 0, 3),
         ("he threatened me with a knife last night", 0, 3),
+        # Laughter beside a danger or a recent time, or after a weapon, is not banter.
+        ("he says he'll kill me if i leave lol and he has a gun", 0, 3),
+        ("he threatened to kill me lol he's outside my door right now", 0, 3),
+        ("my husband threatened to kill me last night lol. anyway how do i file for divorce", 0, 3),
+        ("he threatened me with a knife last night lol", 0, 3),
         ("I know that he'll kill me if I leave.", 0, 3),
         ("he texted that he's going to beat me up when he gets home, he's on his way now", 0, 3),
         ("i cant take him beating me anymore, i'm going to end it tonight", 4, 2),
@@ -1076,7 +1081,8 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
         ("he came at me with a knife", 0, 3),
         ("my parents beat me whenever i get bad grades", 0, 2),
         ("i'm gonna end it after work", 4, 0),
-        ("i tried to end it a few years ago", 2, 0),
+        ("I've been suicidal since school. i tried to end it a few years ago", 2, 0),
+        ("I want to die. I tried to end it last night.", 3, 0),
         ("i tried to od last year", 2, 0),
         ("last night i attempted", 3, 0),
         ("i attempted last month", 3, 0),
@@ -1099,7 +1105,6 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
         # Being thrown out is not a blow; banter's condition is not leaving or telling.
         ("Several times he's threatened to kick me out and make me homeless.", 0, 0),
         ("He says he'll kick me out if I tell anyone.", 0, 0),
-        ("My coach is gonna beat me up if I miss practice lol", 0, 1),
         ("My friend says she'll hit me up if she's in town.", 0, 0),
         # A habit told in the past, or of an ex, stays past.
         ("My dad beat me every day when I was a kid.", 0, 1),
@@ -1130,6 +1135,19 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
         ("i get hit by my brother every time we play", 0, 0),
         ("he hits us up for money", 0, 0),
         ("the storm hits us tonight", 0, 0),
+        # The second review of the merged change: everyday "hit me", "beat me",
+        # "shoot me"; joking said before a threat; a habit told in the past;
+        # ending a relationship; tasks attempted.
+        ("she said she'll shoot me a text when she's free", 0, 0),
+        ("she says she'll beat me to it", 0, 0),
+        ("he told me he'd hit me with the details tomorrow", 0, 0),
+        ("my brother jokes he'll beat me up if i tell mum about the party", 0, 0),
+        ("my brother always jokes that he'll kill me if i eat his fries", 0, 0),
+        ("my dad beat me whenever he got drunk", 0, 1),
+        ("my father beat me every day until he died", 0, 1),
+        ("we dated for two years. i tried to end it last month but he begged me to stay", 0, 0),
+        ("i attempted on friday, but the teacher said it was wrong", 0, 0),
+        ("i attempted this week and i passed", 0, 0),
         # "Not kidding" is not a laughter tag.
         ("he said he'd kill me if i leave, i'm not kidding", 0, 3),
         # A leaving that is not a condition still resolves.

@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``11`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``12`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -256,6 +256,8 @@ _BEAT = r"(?i)(?-u:\b)beat"
 # Verbs whose past and present are one, read as now when told as a habit
 # (cues.toml habitual), unless the abuser is an ex.
 _SAME_TENSE = r"(?i)(?-u:\b)(?:beat|hit)(?-u:\b)"
+# A threat's condition, to the end of the sentence ("if I tell anyone").
+_CONDITION_ON = r"(?i)(?-u:\b)(?:if|unless|when|whenever|every time)(?-u:\b).*$"
 _EX = r"(?i)(?-u:\b)ex(?:-?(?:husband|wife|boyfriend|girlfriend|partner|bf|gf))?(?-u:\b)"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
@@ -303,6 +305,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("requires", None, pl.String),
             ("requires_sentence", None, pl.String),
             ("requires_near", None, pl.String),
+            ("excludes_sentence", None, pl.String),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
@@ -446,6 +449,7 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         ongoing=_cue("ongoing", "after", pl.col("rest"))
         | (
             _cue("habitual", "after", pl.col("rest"))
+            & ~_cue("habit_past", "after", pl.col("rest"))
             & pl.col("text").str.contains(_SAME_TENSE)
             & ~past_time
             & ~pl.col("sentence").str.contains(_EX)
@@ -462,6 +466,7 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),
         figurative=(_cue("figurative", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_AGENT_OPENS_MATCH))
+        | _cue("joke", "clause", pl.col("clause"))
         | _cue("figurative", "after", pl.col("post"))
         | (
             _cue("contest", "after", pl.col("post"))
@@ -470,9 +475,17 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~_cue("injury", "after", pl.col("rest"))
         ),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
+        # Not beside fear or a plea, a danger (a gun, he's outside) or a
+        # recent time ("threatened to kill me last night lol"); a time in
+        # the threat's condition is the condition's ("... if i touch his
+        # xbox again haha").
         laughter=_cue("laughter", "after", pl.col("post"))
         & ~_cue("earnest", "near", pl.col("pre"))
-        & ~_cue("earnest", "near", pl.col("post")),
+        & ~_cue("earnest", "near", pl.col("post"))
+        & ~_cue("danger", "near", pl.col("pre"))
+        & ~_cue("danger", "near", pl.col("post"))
+        & ~_cue("recent", "after", pl.col("rest").str.replace(_CONDITION_ON, ""))
+        & ~_cue("recent", "clause", pl.col("clause")),
         ambivalence=_cue("ambivalence", "after", pl.col("rest")),
         escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
     )
@@ -508,6 +521,12 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         ((pl.col(field) == rule) & ~window.str.contains("(?i)" + rule)).fill_null(False)
         for field, window in (("requires", pl.col("sentence")), ("requires_sentence", whole_sentence), ("requires_near", pl.col("pre")))
         for rule in table[field].drop_nulls().unique().to_list()
+    ]
+    # Or a word it must not have in its sentence (excludes_sentence: "I
+    # attempted on friday, but the teacher said it was wrong" is a task).
+    needed += [
+        ((pl.col("excludes_sentence") == rule) & whole_sentence.str.contains("(?i)" + rule)).fill_null(False)
+        for rule in table["excludes_sentence"].drop_nulls().unique().to_list()
     ]
     if needed:
         c = c.filter(~pl.any_horizontal(needed))
