@@ -1064,6 +1064,16 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
         ("he threatened to kill me lol he's outside my door right now", 0, 3),
         ("my husband threatened to kill me last night lol. anyway how do i file for divorce", 0, 3),
         ("he threatened me with a knife last night lol", 0, 3),
+        # A review of the fixes: joking beside a gun; a time outside the
+        # condition; threats said with everyday verbs; a match ending on its
+        # stop; a word of crisis beside a task word; a habit said to go on.
+        ("he jokes that he'll kill me if i leave, he has a gun", 0, 3),
+        ("he threatened to stab me when we were fighting last night lol", 0, 3),
+        ("he said he'd shoot me", 0, 3),
+        ("she says she'll hit me", 0, 3),
+        ("i attempted last night. the doctor ran some tests", 3, 0),
+        ("i attempted last week because of my grades, i want to die", 3, 0),
+        ("my mom beat me whenever i did something wrong and she still does", 0, 2),
         ("I know that he'll kill me if I leave.", 0, 3),
         ("he texted that he's going to beat me up when he gets home, he's on his way now", 0, 3),
         ("i cant take him beating me anymore, i'm going to end it tonight", 4, 2),
@@ -1148,6 +1158,9 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
         ("we dated for two years. i tried to end it last month but he begged me to stay", 0, 0),
         ("i attempted on friday, but the teacher said it was wrong", 0, 0),
         ("i attempted this week and i passed", 0, 0),
+        ("my sister says she'll kill me if i touch her xbox again haha", 0, 0),
+        ("my doctor said the surgery will hurt me if i go out too soon", 0, 0),
+        ("he said he'll hit me back later today", 0, 0),
         # "Not kidding" is not a laughter tag.
         ("he said he'd kill me if i leave, i'm not kidding", 0, 3),
         # A leaving that is not a condition still resolves.

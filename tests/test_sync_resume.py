@@ -229,3 +229,19 @@ def test_a_first_sync_whose_every_export_failed_leaves_no_cache(source, tmp_path
     assert "EXPORT_ERROR" in result.output or "export" in result.output.lower(), result.output
     assert not cache.exists(), "a cache with nothing to resume was kept"
     assert not sync_state.work_dir(cache).exists()
+
+
+def test_an_incremental_checkpoint_keeps_a_new_cache_and_a_bulk_one_without_export_does_not(tmp_path) -> None:
+    """What a failed first run leaves: a first incremental sync stopped while
+    it lists resumes from its checkpoint (no export in it), so the cache
+    stays; a bulk checkpoint naming no export (every export failed) has
+    nothing to resume, so the new cache goes (a review: keeping only
+    checkpoints with an export dropped the incremental one)."""
+    from pe_toolkit.cli._common import _remove_if_empty
+
+    for mode, state, kept in (("incremental", {"pager": {"cursor": "abc"}}, True), ("bulk", {"since": None}, False)):
+        cache = tmp_path / f"{mode}.duckdb"
+        with Store(cache) as store:
+            sync_state.save_checkpoint(store, "api:http://127.0.0.1:1", "dataset=*;tier=*;min_quality=*", "run-1", mode, "listing", state)
+            _remove_if_empty(store, cache.resolve(), Path(f"{cache}.wal"), [], what="sync", say=False)
+        assert cache.exists() is kept, mode

@@ -256,8 +256,12 @@ _BEAT = r"(?i)(?-u:\b)beat"
 # Verbs whose past and present are one, read as now when told as a habit
 # (cues.toml habitual), unless the abuser is an ex.
 _SAME_TENSE = r"(?i)(?-u:\b)(?:beat|hit)(?-u:\b)"
-# A threat's condition, to the end of the sentence ("if I tell anyone").
-_CONDITION_ON = r"(?i)(?-u:\b)(?:if|unless|when|whenever|every time)(?-u:\b).*$"
+# Words of crisis that keep a match its excludes_sentence would drop.
+_CRISIS_WORDS = r"(?i)(?-u:\b)(?:die|dying|suicid[a-z]*|kill myself|end it|end my life|do it again|hospital|a&e|er|ambulance|pills|overdos[a-z]*|od|hang myself|rope|wrists?|neck|scars|found me|not wake up)(?-u:\b)"
+# A threat's condition, to the end of its clause ("if I tell anyone", up to
+# "and", "but" or a comma). Not "when": in a threat told in the past it is a
+# time ("threatened to stab me when we were fighting last night").
+_CONDITION_ON = r"(?i)(?-u:\b)(?:if|unless)(?-u:\b)[^,;]*?(?:\s+(?:and|but)\s+|[,;]|$)"
 _EX = r"(?i)(?-u:\b)ex(?:-?(?:husband|wife|boyfriend|girlfriend|partner|bf|gf))?(?-u:\b)"
 _OPEN_DOUBLE_QUOTE = r'^[^"]*(?:"[^"]*"[^"]*)*"[^"]*$'
 _OPEN_SINGLE_QUOTE = r"(?:^|[\s(])'[^']*$"
@@ -466,7 +470,6 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
         danger=_cue("danger", "near", pl.col("pre")) | _cue("danger", "near", pl.col("post")),
         accidental=_cue("accidental", "sentence", pl.col("sentence")) | _cue("accidental", "after", pl.col("rest")),
         figurative=(_cue("figurative", "clause", pl.col("clause")) & ~pl.col("text").str.contains(_AGENT_OPENS_MATCH))
-        | _cue("joke", "clause", pl.col("clause"))
         | _cue("figurative", "after", pl.col("post"))
         | (
             _cue("contest", "after", pl.col("post"))
@@ -475,16 +478,17 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~_cue("injury", "after", pl.col("rest"))
         ),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
-        # Not beside fear or a plea, a danger (a gun, he's outside) or a
-        # recent time ("threatened to kill me last night lol"); a time in
-        # the threat's condition is the condition's ("... if i touch his
-        # xbox again haha").
-        laughter=_cue("laughter", "after", pl.col("post"))
+        # A laughter tag after, or joking said before ("he always jokes that
+        # he'll kill me"); not beside fear or a plea, a danger (a gun, he's
+        # outside) or a recent time ("threatened to kill me last night lol").
+        # A time in the threat's condition is the condition's ("... if i
+        # touch his xbox again haha"), in the match or after it.
+        laughter=(_cue("laughter", "after", pl.col("post")) | _cue("joke", "clause", pl.col("clause")))
         & ~_cue("earnest", "near", pl.col("pre"))
         & ~_cue("earnest", "near", pl.col("post"))
         & ~_cue("danger", "near", pl.col("pre"))
         & ~_cue("danger", "near", pl.col("post"))
-        & ~_cue("recent", "after", pl.col("rest").str.replace(_CONDITION_ON, ""))
+        & ~_cue("recent", "after", pl.concat_str([pl.col("text"), pl.col("rest")], separator=" ").str.replace_all(_CONDITION_ON, " "))
         & ~_cue("recent", "clause", pl.col("clause")),
         ambivalence=_cue("ambivalence", "after", pl.col("rest")),
         escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
@@ -523,9 +527,12 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         for rule in table[field].drop_nulls().unique().to_list()
     ]
     # Or a word it must not have in its sentence (excludes_sentence: "I
-    # attempted on friday, but the teacher said it was wrong" is a task).
+    # attempted on friday, but the teacher said it was wrong" is a task),
+    # unless a word of crisis is there too ("because I failed my exams, I
+    # want to die"). A match ending on its sentence's stop has no rest.
+    own_sentence = pl.when(pl.col("text").str.contains(r"[.!?]\s*$")).then(pl.concat_str([pl.col("sentence"), pl.col("text")], separator=" ")).otherwise(whole_sentence)
     needed += [
-        ((pl.col("excludes_sentence") == rule) & whole_sentence.str.contains("(?i)" + rule)).fill_null(False)
+        ((pl.col("excludes_sentence") == rule) & own_sentence.str.contains("(?i)" + rule) & ~own_sentence.str.contains(_CRISIS_WORDS)).fill_null(False)
         for rule in table["excludes_sentence"].drop_nulls().unique().to_list()
     ]
     if needed:

@@ -91,8 +91,8 @@ def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Pat
     stored a conversation (Ctrl-C during its export's download) resumes
     from it, and from the partial download beside the cache; removing both
     made the next run ask for the export again and download it from byte
-    0. A checkpoint with no export left to resume (every export failed)
-    is not."""
+    0. A bulk checkpoint with no export left to resume (every export
+    failed) is not; an incremental one (its listing) is."""
     import duckdb
 
     from ..errors import PeToolkitError
@@ -100,7 +100,7 @@ def _remove_if_empty(store: Store, cache: Path, wal: Path, new_folders: list[Pat
     try:
         empty = store.scalar(
             "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM dead_letters)"
-            " + (SELECT count(*) FROM sync_checkpoints WHERE json_extract_string(state, '$.export_id') IS NOT NULL)"
+            " + (SELECT count(*) FROM sync_checkpoints WHERE mode <> 'bulk' OR json_extract_string(state, '$.export_id') IS NOT NULL)"
         ) == 0
     except (duckdb.Error, PeToolkitError):
         return
