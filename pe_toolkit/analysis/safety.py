@@ -148,6 +148,7 @@ from .patterns.folding import fold_ascii
 from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
 from .patterns.spans import find_spans, original_text, windows
+from .patterns.translate import lower_pattern
 from .pii import KINDS as PII_KINDS, pii_spans
 from .segments import Segments
 
@@ -328,32 +329,37 @@ def _responses() -> tuple[Matcher, pl.DataFrame]:
 
 @functools.cache
 def _cue_regexes() -> dict[tuple[str, str], str]:
-    """One case-insensitive regex per (cue kind, scope)."""
+    """One regex per (cue kind, scope), for the lower-cased windows every
+    caller reads (the matchers' prepared text): lower-cased patterns, not
+    ``(?i)``, which makes each letter a class and the automaton bigger, so
+    slower to build each batch (polars keeps only 32 compiled regexes per
+    thread, and a safety pass reads more)."""
     parts: dict[tuple[str, str], list[str]] = {}
     check_patterns(load_lexicon("cues").entries)  # they go to polars, not through a Matcher
     for e in load_lexicon("cues").entries:
         scope = e.get("scope", "clause")
         if scope not in {"clause", "sentence", "after", "near"}:
             raise AnalysisError(f"lexicons/cues.toml entry {e.index + 1}: unknown scope {scope!r}")
-        p = e.pattern.replace(" ", r"\s+")
+        p = lower_pattern(e.pattern).replace(" ", r"\s+")
         # Boundaries only where the pattern has a word edge: not before "^",
         # not after "$" or a quotation mark.
         lead = "" if p.startswith("^") else _B
         trail = _B if p[-1:].isalnum() or p.endswith(")") else ""
         parts.setdefault((e.category, scope), []).append(f"{lead}(?:{p}){trail}")
-    return {key: "(?i)(?:" + "|".join(ps) + ")" for key, ps in parts.items()}
+    return {key: "(?:" + "|".join(ps) + ")" for key, ps in parts.items()}
 
 
 @functools.cache
 def _subject_regexes() -> tuple[str, str, str]:
-    """(any subject mention, a first-person one anchored, any other-person mention)."""
+    """(any subject mention, a first-person one anchored, any other-person
+    mention), for lower-cased windows as the cues are."""
     subjects = load_lexicon("cues").tables["subjects"]
-    alts = [s["pattern"].replace(" ", r"\s+") for s in subjects]
-    first = [s["pattern"].replace(" ", r"\s+") for s in subjects if s["person"] == "first"]
-    other = [s["pattern"].replace(" ", r"\s+") for s in subjects if s["person"] == "other"]
-    any_subject = "(?i)" + "|".join(f"{_B}(?:{p}){_B}" for p in alts)
-    first_person = "(?i)^(?:" + "|".join(first) + ")$"
-    other_person = "(?i)" + "|".join(f"{_B}(?:{p}){_B}" for p in other)
+    alts = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects]
+    first = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects if s["person"] == "first"]
+    other = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects if s["person"] == "other"]
+    any_subject = "|".join(f"{_B}(?:{p}){_B}" for p in alts)
+    first_person = "^(?:" + "|".join(first) + ")$"
+    other_person = "|".join(f"{_B}(?:{p}){_B}" for p in other)
     return any_subject, first_person, other_person
 
 
