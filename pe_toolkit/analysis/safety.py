@@ -183,8 +183,8 @@ NAME = "safety"
 #    coach, "the priest" are people, "beaten by" needs one; a contest after "beat me up" is winning
 # 12: threats told as what the abuser said or on a condition of leaving or telling ("he says he's going to beat me
 #    up if I leave", 1 in v11; "threatened to beat me up", 0; "break my arm", "put me in the hospital") are danger
-#    (3), and "if I left" is not a leaving; a laughter tag after a threat is banter, unless fear or a plea is
-#    near; a wounding thing thrown, "i get hit daily at home", "hits us" are blows; "I know that he'll kill me"
+#    (3), and "if I left" is not a leaving; a laughter tag after a threat, or joking said before it, is banter,
+#    unless fear, a plea, a danger or a recent time is near; a wounding thing thrown, "i get hit daily at home", "hits us" are blows; "I know that he'll kill me"
 #    is not a thing as the agent; abuse told as a habit with "beat" or "hit" and no past time is ongoing (2); the
 #    police or an injury beside "beat me up at the gym" is not a contest; a toddler is not an abuser; "can't take
 #    him beating me" is not a denial; "attempted" with no object and a recent time is a recent attempt (3), with a
@@ -576,8 +576,9 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         .then(pl.lit("accidental"))
         .when(figurative)
         .then(pl.lit("figurative"))
-        # A threat with a laughter tag after it is banter ("... if I spoil the
-        # finale lol"); an act is kept whatever follows ("he hit me again lol").
+        # A threat with a laughter tag after it, or joking said before it, is
+        # banter ("... if I spoil the finale lol"); an act is kept whatever
+        # follows ("he hit me again lol").
         .when((pl.col("idiom") & ~abuse) | (abuse & pl.col("jest") & pl.col("laughter")))
         .then(pl.lit("idiom"))
         .otherwise(pl.lit("first_person"))
