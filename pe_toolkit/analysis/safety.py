@@ -465,7 +465,6 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~pl.col("sentence").str.contains(_EX)
         ),
         recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
-        recent_strong=_cue("recent", "after", time_rest) | _cue("recent", "clause", pl.col("clause")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
@@ -484,20 +483,23 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~_cue("injury", "after", pl.col("rest"))
         ),
         idiom=_cue("idiom", "after", pl.col("post")) | _cue("idiom", "clause", pl.col("clause")),
+        recent_clause=_cue("recent", "clause", pl.col("clause")),
+        ambivalence=_cue("ambivalence", "after", pl.col("rest")),
+        escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
+    ).with_columns(
+        recent_strong=_cue("recent", "after", time_rest) | pl.col("recent_clause"),
         # A laughter tag after, or joking said before ("he always jokes that
         # he'll kill me"); not beside fear or a plea, a danger (a gun, he's
         # outside) or a recent time ("threatened to kill me last night lol").
         # A time in the threat's condition is the condition's ("... if i
-        # touch his xbox again haha"), in the match or after it.
+        # touch his xbox again haha"), in the match or after it. Read from
+        # the flags above, not their regexes once more.
         laughter=(_cue("laughter", "after", pl.col("post")) | _cue("joke", "clause", pl.col("clause")))
         & ~_cue("earnest", "near", pl.col("pre"))
         & ~_cue("earnest", "near", pl.col("post"))
-        & ~_cue("danger", "near", pl.col("pre"))
-        & ~_cue("danger", "near", pl.col("post"))
+        & ~pl.col("danger")
         & ~_cue("recent", "after", pl.concat_str([pl.col("text"), pl.col("rest")], separator=" ").str.replace_all(_CONDITION_ON, " "))
-        & ~_cue("recent", "clause", pl.col("clause")),
-        ambivalence=_cue("ambivalence", "after", pl.col("rest")),
-        escalation=_cue("escalation", "after", pl.col("rest")) | _cue("escalation", "clause", pl.col("clause")),
+        & ~pl.col("recent_clause"),
     )
 
 

@@ -20,6 +20,9 @@ from .translate import spaces_to_runs
 
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 _RESERVED = {"category", "pattern", "example"}
+# Entry fields that hold patterns too (crisis.toml's filters): macros are
+# expanded in them as in the pattern, so entries can share one list.
+_PATTERN_FIELDS = {"requires", "requires_sentence", "requires_near", "excludes_sentence"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ def _entries(name: str, raw: list[dict[str, Any]], macros: Mapping[str, str], ca
             raise AnalysisError(f"{where}: category {item['category']!r} has no definition in [categories]")
         pattern = _expand(item["pattern"], macros, where)
         fields = {**defaults, **{k: v for k, v in item.items() if k not in _RESERVED}}
+        for key in _PATTERN_FIELDS & fields.keys():
+            fields[key] = _expand(fields[key], macros, f"{where} {key}")
         out.append(Entry(name, i, item["category"], pattern, item["example"], fields))
     return tuple(out)
 
