@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any
 
@@ -101,6 +102,52 @@ def find_spans(texts: pl.Series, regex: str, where: str = "lexicon") -> pl.DataF
         return _split_map(texts, lambda part: _spans_of(part, regex))
     except pl.exceptions.ComputeError as exc:
         raise AnalysisError(f"{where}: the regex does not compile: {exc}") from None
+
+
+def find_spans_in_parts(texts: pl.Series, regexes: list[str], whole: re.Pattern[str], where: str = "lexicon") -> pl.DataFrame:
+    """:func:`find_spans` of the alternation ``"|".join(regexes)``, scanned
+    one part at a time (see :meth:`.Matcher.regexes`); ``whole`` is that
+    alternation compiled by Python's ``re`` (the same leftmost-first
+    semantics). The parts' spans are merged as the one regex would have
+    matched them: at one start the earlier part wins, and a span overlapping
+    one kept before it is dropped. Where a dropped span reaches past the kept
+    one, its part's own scan skipped text the one regex would have scanned,
+    so those rows (a few in a thousand) are scanned again with ``whole``."""
+    if len(regexes) == 1:
+        return find_spans(texts, regexes[0], where)
+    found = [find_spans(texts, r, where).with_columns(part=pl.lit(i, pl.UInt32)) for i, r in enumerate(regexes)]
+    spans = pl.concat(found).sort("row", "start", "part")
+    if not len(spans):
+        return empty_spans()
+    row = spans["row"].to_numpy()
+    start = spans["start"].to_numpy().astype(np.int64)
+    end = spans["end"].to_numpy().astype(np.int64)
+    first = np.r_[True, row[1:] != row[:-1]]
+    # Greedy in order: keep a span when it starts at or after the end of
+    # every span kept before it in its row. Solved by iteration from "keep
+    # all": each round settles at least the next undecided span of every
+    # row, and overlaps are short, so two or three rounds do. Rows apart:
+    # each row's ends lifted above every earlier row's, so one running
+    # maximum serves all rows.
+    lift = (np.cumsum(first) - 1) * (int(end.max()) + 2)
+    keep = np.ones(len(spans), dtype=bool)
+    before = np.full(len(spans), -1, dtype=np.int64)
+    for _ in range(len(spans)):
+        latest = np.maximum.accumulate(np.where(keep, end, -1) + lift) - lift
+        before = np.where(first, -1, np.r_[-1, latest[:-1]])
+        new = start >= before
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    merged = spans.filter(pl.Series(keep)).drop("part")
+    redo = np.unique(row[~keep & (end > before)])
+    if not len(redo):
+        return merged
+    # A Python loop over those few rows only, with the whole alternation.
+    redo_texts = texts.gather(pl.Series(redo, dtype=pl.UInt32)).to_list()
+    again = [(int(r), m.start(), m.end(), m.group()) for r, t in zip(redo, redo_texts, strict=True) for m in whole.finditer(t)]
+    fixed = pl.DataFrame(again, schema=SPANS_SCHEMA, orient="row")
+    return pl.concat([merged.filter(~pl.col("row").is_in(redo.tolist())), fixed]).sort("row", "start")
 
 
 # Above this many bytes a non-ASCII text is sliced in Python (char_slices).
