@@ -518,10 +518,11 @@ def test_a_blow_at_the_gym_is_abuse() -> None:
 def test_minutes_and_hours_ago_are_recent() -> None:
     """An overdose or an assault an hour ago is recent: safety v10 read no
     time in "an hour ago", so these were a lifetime attempt (2) and past
-    abuse (1)."""
-    assert _user("I took 30 pills an hour ago.")["crisis_severity"] == 3
-    assert _user("I tried to kill myself a few hours ago.")["crisis_severity"] == 3
-    assert _user("I swallowed a whole bottle of zoloft about 20 minutes ago.")["crisis_severity"] == 3
+    abuse (1). Since v13 an attempt minutes or hours ago is under way,
+    imminent (4); v11 and v12 read it as recent (3)."""
+    assert _user("I took 30 pills an hour ago.")["crisis_severity"] == 4
+    assert _user("I tried to kill myself a few hours ago.")["crisis_severity"] == 4
+    assert _user("I swallowed a whole bottle of zoloft about 20 minutes ago.")["crisis_severity"] == 4
     assert _user("He raped me a few hours ago.")["abuse_severity"] == 2
     assert _user("My husband hit me earlier tonight.")["abuse_severity"] == 2
     # A telling after a childhood act still takes the time.
@@ -569,7 +570,7 @@ def test_more_drug_names_in_an_overdose() -> None:
     """Named drugs v10's list lacked: each scored 0. Still only beside a sign
     of an attempt, and a count before most names is still milligrams."""
     assert _user("I took 30 of my propranolol last night.")["crisis_severity"] == 3
-    assert _user("I took 30 zopiclone an hour ago.")["crisis_severity"] == 3
+    assert _user("I took 30 zopiclone an hour ago.")["crisis_severity"] == 4  # under way (v13)
     assert _user("I swallowed a whole bottle of nyquil last night.")["crisis_severity"] == 3
     assert _user("I took a whole bottle of nyquil to make it stop.")["crisis_severity"] == 2
     for text in (
@@ -621,10 +622,11 @@ def test_a_coach_or_a_babysitter_is_a_person() -> None:
 
 def test_a_dose_without_a_number_beside_words_of_dying() -> None:
     """"A handful of", "too many", "a load of": v10 read no dose (0, or 1
-    for the wish to die beside it)."""
-    assert _user("took a handful of lamotrigine an hour ago, i hope i dont wake up")["crisis_severity"] == 3
-    assert _user("took a handful of lamotrigine an hour ago to make it stop")["crisis_severity"] == 3
-    assert _user("i took a load of trazodone earlier tonight and i hope i dont wake up")["crisis_severity"] == 3
+    for the wish to die beside it). An hour ago, or a hope not to wake up
+    told now, is an attempt under way (4, since v13)."""
+    assert _user("took a handful of lamotrigine an hour ago, i hope i dont wake up")["crisis_severity"] == 4
+    assert _user("took a handful of lamotrigine an hour ago to make it stop")["crisis_severity"] == 4
+    assert _user("i took a load of trazodone earlier tonight and i hope i dont wake up")["crisis_severity"] == 4
     assert _user("i took too many nyquil on purpose cause i wanted to die")["crisis_severity"] == 2
     for text in (
         "I just took a bunch of pills for my migraine.",
@@ -1097,7 +1099,7 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
         ("i tried to od last year", 2, 0),
         ("last night i attempted", 3, 0),
         ("i attempted last month", 3, 0),
-        ("just swallowed all my meds to die", 3, 0),
+        ("just swallowed all my meds to die", 4, 0),  # under way since v13
         ("i took all my pills last night, i don't want to wake up", 3, 0),
         ("he threw a plate at me this morning", 0, 2),
         ("i get hit pretty much daily at home", 0, 2),
@@ -1169,5 +1171,89 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
     ],
 )
 def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
+    row = _user(text)
+    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+
+
+@pytest.mark.parametrize(
+    ("text", "crisis", "abuse"),
+    [
+        # An attempt under way (minutes or hours ago, its effects now, a plea
+        # not to be found) is imminent; v12 read 2 or 3.
+        ("i swallowed a whole bottle of my sleeping pills twenty minutes ago", 4, 0),
+        ("took 40 tylenol about an hour ago and my ears are ringing", 4, 0),
+        ("i just took all my lorazepam because i want to die", 4, 0),
+        ("took a handful of my tablets on purpose and now the room is spinning", 4, 0),
+        ("overdosed on my meds, please dont call anyone, i just want to sleep", 4, 0),
+        # Doses v12 did not read (0): a bottle unnamed, a month's supply.
+        ("swallowed the whole bottle 15 minutes ago", 4, 0),
+        ("downed a whole month's supply of my meds at once", 2, 0),
+        # Means at hand now (0 in v12) are preparation now, imminent; a rope
+        # hung, pills bought, a gun to the head wished are 3.
+        ("my pills are all lined up in front of me on the desk", 4, 0),
+        ("i have my tablets counted out beside me and the house is empty", 4, 0),
+        ("the noose is hanging from the beam in my garage", 3, 0),
+        ("tied the rope to the banister and sat down next to it", 3, 0),
+        ("the gun is in my lap and i keep looking at it", 4, 0),
+        ("the car is running in the garage with the door closed and i'm in the back seat", 4, 0),
+        ("got 40 sertraline laid out in rows on my bed", 4, 0),
+        ("i have all my tablets in my hand right now", 4, 0),
+        ("perched on the multistorey car park ledge and it's windy", 4, 0),
+        ("i'm lying on the railway tracks near my house", 4, 0),
+        ("i keep wanting to put a gun to my head", 3, 0),
+        ("i'm standing on the edge of the bridge right now", 4, 0),
+        ("bought three boxes of paracetamol from different pharmacies so nobody would get suspicious", 3, 0),
+        ("i'm checking out on friday. the note is written.", 3, 0),
+        # Attempts told by their aftermath or a euphemism (0 in v12).
+        ("i tried to end it 4 years ago and lately the thoughts are coming back", 2, 0),
+        ("the last time i tried i woke up in the icu", 2, 0),
+        ("i was on the psych ward twice after attempts.", 2, 0),
+        ("i tried to go to sleep forever when i was 19", 2, 0),
+        ("my stomach got pumped in year 9 and nobody talks about it", 2, 0),
+        ("the doctors made me drink charcoal and i'm honestly gutted it didnt work", 2, 0),
+        ("i tried to hang myself earlier this evening and my neck hurts", 4, 0),
+        # Wishes v12 missed (0).
+        ("i wish i would just not wake up one morning", 1, 0),
+        ("if a lorry ran me over today i wouldnt really care", 1, 0),
+        # Slang: "sh" (self-harm), "ctb" (suicide), a method picked out (v12: 0, or 2).
+        ("relapsed on sh after a year clean", 2, 0),
+        ("i have urges to sh again tonight", 2, 0),
+        ("i cut way too deep this time", 2, 0),
+        ("been thinking about ctb every day", 2, 0),
+        ("thinkin abt sewerslide constantly lately", 2, 0),
+        ("my sh is getting worse and i'm hiding it", 2, 0),
+        ("i burned every night this week", 2, 0),
+        ("i want to die and i've been researching methods", 3, 0),
+        ("i'm holding the bottle and thinking this is how i end it", 3, 0),
+        ("i've been suicidal for months and have a method picked out", 3, 0),
+        # Ordinary sentences beside them; the first five were flagged by v12.
+        ("tonight is the night!!! first date in two years", 0, 0),
+        ("tonight is the night, the finale drops at 9", 0, 0),
+        ("giving away my old books before i move, anyone in leeds want some?", 0, 0),
+        ("gave away most of my clothes to charity after losing weight", 0, 0),
+        ("bungee jumped off a bridge on holiday last year", 0, 0),
+        ("took 2 ibuprofen an hour ago and my headache is gone", 0, 0),
+        ("my meds are lined up in my pill organiser for the week", 0, 0),
+        ("my pills are lined up next to me so i don't forget the evening ones", 0, 0),
+        ("we tied the knot last summer and honeymooned in spain", 0, 0),
+        ("the rope is hanging from the beam in the climbing gym", 0, 0),
+        ("my cousin jumped off the pier into the sea on a dare", 0, 0),
+        ("sitting on the edge of the cliff watching the sunset", 0, 0),
+        ("cut way too deep into the onion and nicked my thumb", 0, 0),
+        ("i relapsed on smoking after a year clean", 0, 0),
+        ("bought three boxes of tissues from different stores because of my cold", 0, 0),
+        ("i have a method picked out for the science fair", 0, 0),
+        ("the note is written and on the fridge for the babysitter", 0, 0),
+        ("i swallowed a whole bottle of water an hour ago after the run", 0, 0),
+        ("i'd rather die than sit through his wedding speech again", 0, 0),
+        ("this is my last message for today, thanks for listening", 0, 0),
+        ("had my stomach pumped after way too many shots at uni", 0, 0),
+        ("the cake was a flop, so annoyed it didnt work", 0, 0),
+        ("i've been researching methods for my dissertation", 0, 0),
+        ("took a selfie sitting on the old railway tracks", 0, 0),
+        ("i have all my receipts in my hand for the refund", 0, 0),
+    ],
+)
+def test_safety_v13_attempts_under_way_means_at_hand_and_slang(text: str, crisis: int, abuse: int) -> None:
     row = _user(text)
     assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text

@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``12`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``13`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -26,7 +26,10 @@ Message columns (one row per input message):
   intent without a time or plan (item 4), preparatory acts, a recent attempt,
   violence toward someone; 4 imminent, only intent with a plan, a time or
   preparation now (item 5: "I'm going to kill myself tonight", "this is my
-  last message", intent and a plan in one message); intent told in the past
+  last message", intent and a plan in one message), or an attempt under way
+  (taken minutes or hours ago, its effects felt now: "I took 30 pills an
+  hour ago", "swallowed them all, everything is spinning"; the 988
+  Lifeline's imminent-risk policy, Draper et al., 2015); intent told in the past
   tense ("I was going to ...") is never imminent (2, or 3 when recent). Ambivalence ("but I
   wouldn't act on it") lowers it by one, escalation ("needed stitches",
   "right now") raises it by one (not a prior attempt timed in the past: "when
@@ -147,7 +150,7 @@ from .patterns.context import clause_prefix, coordinated_prefix, sentence_prefix
 from .patterns.folding import fold_ascii
 from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
-from .patterns.spans import find_spans, original_text, windows
+from .patterns.spans import find_spans, find_spans_in_parts, original_text, windows
 from .patterns.translate import lower_pattern
 from .pii import KINDS as PII_KINDS, pii_spans
 from .segments import Segments
@@ -190,7 +193,13 @@ NAME = "safety"
 #    him beating me" is not a denial; "attempted" with no object and a recent time is a recent attempt (3), with a
 #    childhood time a lifetime one (2); "took all my X" beside words of dying or "on purpose" is an overdose;
 #    "after work" is a time now
-VERSION = "12"
+# 13: an attempt under way (minutes or hours ago, its effects now, "don't call anyone") is imminent (4; 3 in v12);
+#    means at hand now (pills lined up beside the user, a gun in the lap, a car running in a shut garage, on a
+#    ledge or the tracks) are preparation now (4), a rope hung or pills bought in several shops 3; attempts told by
+#    their aftermath or a euphemism, "sh" and "ctb", "thinkin abt", "wish i could just not wake up"; "tonight is the
+#    night" alone, giving things away when moving, a bungee jump, "researching methods", "rather die than sit
+#    through" are no longer disclosures; excludes_always; the crisis regex is scanned in two parts
+VERSION = "13"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -213,6 +222,11 @@ _B = r"(?-u:\b)"
 _ABUSE = "abuse_disclosure"
 _NO_SUBJECT_CHECK = frozenset({_ABUSE})
 _NO_PAST = frozenset({"prior_attempt"})
+# Entries per regex of the crisis scan: one alternation of all of them
+# outgrows the regex engine's automaton cache (Matcher.regexes).
+_CRISIS_PART = 110
+# A dose taken, opening a match: "just" before it is an attempt under way.
+_DOSE_TAKEN = r"^(?:took|swallowed|downed|popped|overdosed|od'?d|o\.d\.'?d)\b"
 _ACCIDENT_APPLIES = frozenset({"self_harm", "prior_attempt"})
 _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # A possessive "my" in the match ("my suicide attempt") or right before it ("he
@@ -311,6 +325,7 @@ def _crisis() -> tuple[Matcher, pl.DataFrame]:
             ("requires_sentence", None, pl.String),
             ("requires_near", None, pl.String),
             ("excludes_sentence", None, pl.String),
+            ("excludes_always", False, pl.Boolean),
             ("abuse", 0, pl.Int8),
             ("abuse_recent", None, pl.Int8),
             ("imminent", False, pl.Boolean),
@@ -465,6 +480,11 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
             & ~pl.col("sentence").str.contains(_EX)
         ),
         recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
+        # An attempt under way: minutes ago, "just", its effects now.
+        in_progress=_cue("in_progress", "after", time_rest)
+        | (_cue("in_progress", "clause", pl.col("clause")) & pl.col("text").str.contains(_DOSE_TAKEN))
+        | _cue("in_progress", "near", pl.col("pre"))
+        | _cue("in_progress", "near", pl.col("post")),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
@@ -516,7 +536,7 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     tense), which the message-level intent-and-plan rule leaves out."""
     matcher, table = _crisis()
     folded = matcher.prepare(folded)
-    spans = find_spans(folded, matcher.regex, "lexicons/crisis.toml")
+    spans = find_spans_in_parts(folded, matcher.regexes(_CRISIS_PART), matcher.whole, "lexicons/crisis.toml")
     schema = {"row": pl.UInt32, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "category": pl.String,
               "severity": pl.Int8, "abuse": pl.Int8, "framing": pl.String, "past_intent": pl.Boolean}  # fmt: skip
     if not len(spans):
@@ -537,10 +557,16 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     # Or a word it must not have in its sentence (excludes_sentence: "I
     # attempted on friday, but the teacher said it was wrong" is a task),
     # unless a word of crisis is there too ("because I failed my exams, I
-    # want to die"). A match ending on its sentence's stop has no rest.
+    # want to die"), or always (excludes_always: where the entry's own
+    # words are words of crisis, "the rope is hanging ... in the climbing
+    # gym"). A match ending on its sentence's stop has no rest.
     own_sentence = pl.when(pl.col("text").str.contains(r"[.!?]\s*$")).then(pl.concat_str([pl.col("sentence"), pl.col("text")], separator=" ")).otherwise(whole_sentence)
     needed += [
-        ((pl.col("excludes_sentence") == rule) & own_sentence.str.contains("(?i)" + rule) & ~own_sentence.str.contains(_CRISIS_WORDS)).fill_null(False)
+        (
+            (pl.col("excludes_sentence") == rule)
+            & own_sentence.str.contains("(?i)" + rule)
+            & (pl.col("excludes_always") | ~own_sentence.str.contains(_CRISIS_WORDS))
+        ).fill_null(False)
         for rule in table["excludes_sentence"].drop_nulls().unique().to_list()
     ]
     if needed:
@@ -592,9 +618,13 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     severity = (
         pl.when(abuse)
         .then(pl.lit(0, i16))
-        # Prior attempts (C-SSRS behaviour): 2, or 3 when recent; never imminent.
-        # A hospital stay (escalation) does not make an attempt timed in the
-        # past ("aged 17 ... in intensive care") a recent one.
+        # An attempt under way (minutes or hours ago, its effects now) is
+        # imminent risk whatever its entry, unless a past time times it.
+        .when((cat == "prior_attempt") & pl.col("in_progress") & ~timed_past)
+        .then(pl.lit(4, i16))
+        # Prior attempts (C-SSRS behaviour): 2, or 3 when recent; otherwise
+        # never imminent. A hospital stay (escalation) does not make an
+        # attempt timed in the past ("aged 17 ... in intensive care") a recent one.
         .when(cat == "prior_attempt")
         .then((attempt_base + recent.cast(i16)).clip(1, 3))
         # Intent told in the past tense was not carried out: not imminent,
