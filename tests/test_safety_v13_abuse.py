@@ -1,0 +1,72 @@
+"""Safety v13 abuse cases: current danger without a blow, coercive control,
+and threats to the children, pets, home or the abuser's own life as coercion.
+
+Each case is written for this file (not copied from any review set); the
+decoys are ordinary sentences that share the words and must stay 0 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_safety import _user
+
+# (text, crisis_severity, abuse_severity)
+DISCLOSURES = [
+    # threats to the home, the children, the pets, or a murder-suicide
+    ("My husband says if I leave he'll set the house on fire with me in it.", 0, 3),
+    ("She told me she'll drown the puppy if I ever break up with her.", 0, 3),
+    ("If I go to the police hell take the kids away and I'll never see them again.", 0, 3),
+    ("My boyfriend keeps saying hell kill himself and me too if I leave.", 0, 3),
+    ("He threatened to drive us into a tree with the kids in the back.", 0, 3),
+    # coercive control
+    ("My wife has taken my entire salary every month since we moved in together.", 0, 2),
+    ("My boyfriend changed all the passwords on our bank accounts so I can't see where the money goes.", 0, 2),
+    ("My husband tells me I can't see my family anymore.", 0, 2),
+    ("She reads through my messages every single night and deletes people.", 0, 2),
+    ("My girlfriend put a tracking app on my phone without telling me.", 0, 2),
+    ("My husband keeps my papers locked up so I can't leave.", 0, 2),
+    ("My partner makes me share my location and send a photo whenever I go out.", 0, 2),
+    ("My boyfriend hides my keys so I can't leave when he's at work.", 0, 2),
+    # current danger without a blow
+    ("My ex is kicking at the back door and screaming that he'll get in, I'm terrified.", 0, 3),
+    ("He keeps showing up outside my apartment even though there's a restraining order.", 0, 3),
+    ("My ex has been following me to the gym every morning and I'm scared.", 0, 3),
+    ("My husband got drunk and left a knife out on the counter, I don't know what to do.", 0, 3),
+    ("My boyfriend texted me that I'll pay for it if I go to my sister's tonight.", 0, 3),
+    ("My girlfriend is standing outside my window and won't leave, I've locked everything.", 0, 3),
+    ("He locked me in the basement and took the key with him, I'm still down here.", 0, 3),
+]
+
+DECOYS = [
+    "My mom took my phone because I failed my math test.",
+    "My mom has my location 24/7 and freaks out if it's off lol.",
+    "My dad goes through my phone every night since I got caught sneaking out.",
+    "The landlord changed the locks and kept my deposit.",
+    "My toddler hides my keys every morning so I can't leave on time.",
+    "My mom says I can't see my friends until my grades improve.",
+    "She took my passport photo at the post office.",
+    "My dad changed the password on my bank account after it got hacked.",
+    "My husband takes my paycheck to the bank on Fridays because I work late.",
+    "The delivery guy was banging on the door for ten minutes.",
+    "My dad is outside my door telling me dinner is ready.",
+    "My dad has his rifle out on the table to clean it before hunting season.",
+    "You'll regret it if you don't try the cake.",
+    "My friend said I'll regret it if I skip the concert.",
+    "My mom said I'd be sorry if I didn't wear a coat.",
+    "My cat follows me to the bathroom every morning.",
+    "She showed up at my house with a cake for my birthday.",
+    "My girlfriend has my location and I have hers, it's handy.",
+]
+
+
+@pytest.mark.parametrize(("text", "crisis", "abuse"), DISCLOSURES)
+def test_v13_abuse_disclosure(text: str, crisis: int, abuse: int) -> None:
+    row = _user(text)
+    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+
+
+@pytest.mark.parametrize("text", DECOYS)
+def test_v13_abuse_decoy_stays_clear(text: str) -> None:
+    row = _user(text)
+    assert (row["crisis_severity"], row["abuse_severity"]) == (0, 0), text
