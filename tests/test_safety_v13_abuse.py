@@ -36,6 +36,8 @@ DISCLOSURES = [
     ("My boyfriend texted me that I'll pay for it if I go to my sister's tonight.", 0, 3),
     ("My girlfriend is standing outside my window and won't leave, I've locked everything.", 0, 3),
     ("He locked me in the basement and took the key with him, I'm still down here.", 0, 3),
+    ("My girlfriend broke my phone so I couldn't text my brother for help.", 0, 2),
+    ("My husband swore he'll destroy all my things if I go to my parents.", 0, 3),
 ]
 
 DECOYS = [
@@ -57,6 +59,9 @@ DECOYS = [
     "My cat follows me to the bathroom every morning.",
     "She showed up at my house with a cake for my birthday.",
     "My girlfriend has my location and I have hers, it's handy.",
+    "I'm hiding in my room from my mum because I broke her vase.",
+    "My boyfriend took my phone to take a picture of the sunset.",
+    "My little brother says he'll destroy everything in minecraft lol",
 ]
 
 
