@@ -36,7 +36,7 @@ DISCLOSURES = [
     ("My boyfriend texted me that I'll pay for it if I go to my sister's tonight.", 0, 3),
     ("My girlfriend warned me I'll be sorry when she gets back tonight.", 0, 3),
     ("My girlfriend is standing outside my window and won't leave, I've locked everything.", 0, 3),
-    ("He locked me in the basement and took the key with him, I'm still down here.", 0, 3),
+    ("She locked me in the basement and has the key with her, I'm still down here.", 0, 3),
     ("My girlfriend broke my phone so I couldn't text my brother for help.", 0, 2),
     ("My husband swore he'll destroy all my things if I go to my parents.", 0, 3),
 ]
