@@ -13,6 +13,16 @@ from .test_safety import _user
 
 # (text, crisis_severity, abuse_severity)
 DISCLOSURES = [
+    # a second round, after a fresh review: strangulation told by the hands,
+    # a bruising grip, a weapon kept with a threat to use it, things smashed
+    # while the user hides, a threat of worse, shut in, touching as a habit
+    ("my boyfriend had his hands around my neck again last night", 0, 3),
+    ("my husband grabs my wrists so hard they bruise whenever we fight", 0, 2),
+    ("my brother keeps a bat under his bed and says he'll use it on me if i snitch", 0, 3),
+    ("my dad's smashing plates again and i'm hiding in my wardrobe", 0, 3),
+    ("he slapped me yesterday and said next time it will be worse", 0, 3),
+    ("when i was small my stepmum locked me in the cellar for hours", 0, 1),
+    ("my uncle used to touch me when i was nine", 0, 1),
     # threats to the home, the children, the pets, or a murder-suicide
     ("My husband says if I leave he'll set the house on fire with me in it.", 0, 3),
     ("She told me she'll drown the puppy if I ever break up with her.", 0, 3),
@@ -42,6 +52,13 @@ DISCLOSURES = [
 ]
 
 DECOYS = [
+    "my little brother grabbed my arm to stop me falling off the wall",
+    "my cat keeps trying to touch me with her paw at night",
+    "the kids are smashing things in minecraft again",
+    "my nan keeps a knife in her handbag and says she'll use it if she needs to cut an apple",
+    "we were hiding in the bathroom during hide and seek",
+    "he was breaking things off with her when i walked in",
+    "out of fear she would try to touch me i stayed in my room",
     "My mom took my phone because I failed my math test.",
     "My mom has my location 24/7 and freaks out if it's off lol.",
     "My dad goes through my phone every night since I got caught sneaking out.",

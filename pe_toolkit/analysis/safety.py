@@ -151,7 +151,7 @@ from .patterns.folding import fold_ascii
 from .patterns.lexicon import check_patterns, lexicons_digest, load_lexicon
 from .patterns.matcher import Matcher
 from .patterns.spans import find_spans, find_spans_in_parts, original_text, windows
-from .patterns.translate import lower_pattern
+from .patterns.translate import lower_pattern, rust_pattern
 from .pii import KINDS as PII_KINDS, pii_spans
 from .segments import Segments
 
@@ -411,9 +411,8 @@ def _reply_context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     )
 
 
-def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
-    """The cue flags of each crisis span."""
-    w = _windows(spans, folded)
+def _context(w: pl.DataFrame) -> pl.DataFrame:
+    """The cue flags of each crisis span, from its windows (:func:`_windows`)."""
     any_subject, first_person, other_subject = _subject_regexes()
     # A clause without a subject of its own, opened by "and", shares the
     # subject of the verb phrase before it ("she would scream and cry and self
@@ -523,6 +522,15 @@ def _context(spans: pl.DataFrame, folded: pl.Series) -> pl.DataFrame:
     )
 
 
+@functools.cache
+def _window_rule(rule: str) -> str:
+    """An entry's filter pattern for the windows, which are lower-cased
+    ASCII: lower-cased with ASCII classes rather than ``(?i)``, which makes
+    every letter a class and each regex slower to build, and polars builds
+    these again every batch (it keeps 32 compiled regexes per thread)."""
+    return rust_pattern(lower_pattern(rule))
+
+
 def crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     """Crisis matches in user texts: row, start, end, text, category, severity
     (crisis severity after cues, 0 for abuse), abuse (abuse severity after cues,
@@ -543,34 +551,41 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     table = table.rename({"imminent": "imminent_entry"})
     spans = spans.with_columns(matcher.classify(spans["text"]).alias("entry")).join(table, on="entry", how="left")
-    c = _context(spans, folded)
+    # The entries' own filters first, on the windows alone: the cue flags
+    # are the pass's costliest part, and spans a filter drops need none.
+    c = _windows(spans, folded)
     # An entry may need a word earlier in its sentence ("just in case" after
     # "goodbye"), anywhere in its sentence (requires_sentence: "when I'm gone"
     # beside an arrangement, before or after it), or within the 160
-    # characters before it (requires_near).
+    # characters before it (requires_near). Or a word it must not have in its
+    # sentence (excludes_sentence: "I attempted on friday, but the teacher
+    # said it was wrong" is a task), unless a word of crisis is there too
+    # ("because I failed my exams, I want to die"), or always
+    # (excludes_always: where the entry's own words are words of crisis, "the
+    # rope is hanging ... in the climbing gym"). A match ending on its
+    # sentence's stop has no rest.
     whole_sentence = pl.concat_str([pl.col("sentence"), pl.col("text"), pl.col("rest")], separator=" ")
-    needed = [
-        ((pl.col(field) == rule) & ~window.str.contains("(?i)" + rule)).fill_null(False)
-        for field, window in (("requires", pl.col("sentence")), ("requires_sentence", whole_sentence), ("requires_near", pl.col("pre")))
-        for rule in table[field].drop_nulls().unique().to_list()
-    ]
-    # Or a word it must not have in its sentence (excludes_sentence: "I
-    # attempted on friday, but the teacher said it was wrong" is a task),
-    # unless a word of crisis is there too ("because I failed my exams, I
-    # want to die"), or always (excludes_always: where the entry's own
-    # words are words of crisis, "the rope is hanging ... in the climbing
-    # gym"). A match ending on its sentence's stop has no rest.
     own_sentence = pl.when(pl.col("text").str.contains(r"[.!?]\s*$")).then(pl.concat_str([pl.col("sentence"), pl.col("text")], separator=" ")).otherwise(whole_sentence)
-    needed += [
-        (
-            (pl.col("excludes_sentence") == rule)
-            & own_sentence.str.contains("(?i)" + rule)
-            & (pl.col("excludes_always") | ~own_sentence.str.contains(_CRISIS_WORDS))
-        ).fill_null(False)
-        for rule in table["excludes_sentence"].drop_nulls().unique().to_list()
-    ]
-    if needed:
-        c = c.filter(~pl.any_horizontal(needed))
+    fails = {
+        "requires": lambda rule: ~pl.col("sentence").str.contains(rule),
+        "requires_sentence": lambda rule: ~whole_sentence.str.contains(rule),
+        "requires_near": lambda rule: ~pl.col("pre").str.contains(rule),
+        "excludes_sentence": lambda rule: own_sentence.str.contains(rule)
+        & (pl.col("excludes_always") | ~own_sentence.str.contains(_CRISIS_WORDS)),
+    }
+    c = c.with_row_index("_span")
+    dropped: list[pl.Series] = []
+    # A Python loop over the distinct filter patterns of the entries matched
+    # in this batch (a few dozen at most), each read only on its own entries'
+    # spans: a pattern no span needs is never compiled (polars would build
+    # each of them again every batch, and they are most of the pass's cost).
+    for field, fail in fails.items():
+        for rule in c[field].drop_nulls().unique().to_list():
+            own = c.filter(pl.col(field) == rule)
+            dropped.append(own.filter(fail(_window_rule(rule)))["_span"])
+    if dropped:
+        c = c.filter(~pl.col("_span").is_in(pl.concat(dropped).implode()))
+    c = _context(c.drop("_span"))
     cat = pl.col("category")
     abuse = cat == _ABUSE
     third_person = (
