@@ -23,6 +23,8 @@ DISCLOSURES = [
     ("he slapped me yesterday and said next time it will be worse", 0, 3),
     ("when i was small my stepmum locked me in the cellar for hours", 0, 1),
     ("my uncle used to touch me when i was nine", 0, 1),
+    ("got sexually assaulted at a club on friday and i feel disgusting", 0, 2),
+    ("my boyfriend throws stuff at me when he's drunk", 0, 2),
     # threats to the home, the children, the pets, or a murder-suicide
     ("My husband says if I leave he'll set the house on fire with me in it.", 0, 3),
     ("She told me she'll drown the puppy if I ever break up with her.", 0, 3),
@@ -52,6 +54,7 @@ DISCLOSURES = [
 ]
 
 DECOYS = [
+    "my best friend got raped last year and i don't know how to help her",
     "my little brother grabbed my arm to stop me falling off the wall",
     "my cat keeps trying to touch me with her paw at night",
     "the kids are smashing things in minecraft again",
