@@ -1185,6 +1185,9 @@ def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
         ("i just took all my lorazepam because i want to die", 4, 0),
         ("took a handful of my tablets on purpose and now the room is spinning", 4, 0),
         ("overdosed on my meds, please dont call anyone, i just want to sleep", 4, 0),
+        # A mood is not an effect: a lifetime attempt beside "I feel numb" stays 2.
+        ("i tried to kill myself twice. i feel numb most days", 2, 0),
+        ("i overdosed once and since then i feel heavy and sick", 2, 0),
         # Doses v12 did not read (0): a bottle unnamed, a month's supply.
         ("swallowed the whole bottle 15 minutes ago", 4, 0),
         ("downed a whole month's supply of my meds at once", 2, 0),
