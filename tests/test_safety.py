@@ -515,7 +515,7 @@ def test_a_blow_at_the_gym_is_abuse() -> None:
         assert _user(text)["abuse_severity"] == 2, text
 
 
-def test_minutes_and_hours_ago_are_recent() -> None:
+def test_minutes_and_hours_ago_are_recent_and_an_attempt_then_under_way() -> None:
     """An overdose or an assault an hour ago is recent: safety v10 read no
     time in "an hour ago", so these were a lifetime attempt (2) and past
     abuse (1). Since v13 an attempt minutes or hours ago is under way,
@@ -1185,6 +1185,14 @@ def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
         ("i just took all my lorazepam because i want to die", 4, 0),
         ("took a handful of my tablets on purpose and now the room is spinning", 4, 0),
         ("overdosed on my meds, please dont call anyone, i just want to sleep", 4, 0),
+        ("I just overdosed.", 4, 0),
+        ("i just took all my pills and everything is spinning", 4, 0),
+        # Not under way: a lifetime attempt (a count, "before"), one said to
+        # be over, days ago; a plea said of anything.
+        ("I've attempted suicide twice before. Sorry if I don't reply quickly, I'm at work.", 2, 0),
+        ("I've tried to kill myself before. Please don't call my mom, she doesn't know.", 2, 0),
+        ("I tried to kill myself a couple of hours ago but I'm safe now.", 3, 0),
+        ("tried to kill myself 48 hours ago, I'm in the hospital now", 3, 0),
         # A mood is not an effect: a lifetime attempt beside "I feel numb" stays 2.
         ("i tried to kill myself twice. i feel numb most days", 2, 0),
         ("i overdosed once and since then i feel heavy and sick", 2, 0),
@@ -1252,6 +1260,17 @@ def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
         ("this is my last message in this group, see you all in the new chat", 0, 0),
         ("goodbye forever old phone, sold it on ebay today", 0, 0),
         ("i'm going to kill my brother if he eats my leftovers again", 0, 0),
+        # A review of the merged change: a platform, a roof being fixed, a
+        # level crossing, a car warmed up, a morning dose, a dog on a rope,
+        # a concert, a date.
+        ("I'm standing on the edge of the platform waiting for my train.", 0, 0),
+        ("I'm sitting on the edge of the roof fixing the gutter.", 0, 0),
+        ("Waiting by the train tracks for the 5:15 to pass", 0, 0),
+        ("I'm in my car in the garage with the engine running to warm it up.", 0, 0),
+        ("I have all my meds in my hand ready to take with breakfast.", 0, 0),
+        ("I tied the rope to the railing so the dog wouldn't run off.", 0, 0),
+        ("Tonight is the night I go to the concert.", 0, 0),
+        ("Today's the day I do it, I'm finally asking her out!", 0, 0),
         ("honestly wouldnt mind if i just didnt wake up", 1, 0),
         ("i'd rather die than sit through his wedding speech again", 0, 0),
         ("this is my last message for today, thanks for listening", 0, 0),

@@ -16,7 +16,11 @@ DISCLOSURES = [
     # a second round, after a fresh review: strangulation told by the hands,
     # a bruising grip, a weapon kept with a threat to use it, things smashed
     # while the user hides, a threat of worse, shut in, touching as a habit
-    ("my boyfriend had his hands around my neck again last night", 0, 3),
+    ("my boyfriend had his hands around my throat again last night", 0, 3),
+    ("he pinned me to the wall with his hands on my neck", 0, 3),
+    # hiding or turning up long ago is not danger now: past abuse stays 1
+    ("my dad used to hit me when i was little, i'd spend hours hiding in my room", 0, 1),
+    ("my ex hit me years ago, he once turned up at my work drunk", 0, 1),
     ("my husband grabs my wrists so hard they bruise whenever we fight", 0, 2),
     ("my brother keeps a bat under his bed and says he'll use it on me if i snitch", 0, 3),
     ("my dad's smashing plates again and i'm hiding in my wardrobe", 0, 3),
@@ -54,6 +58,17 @@ DISCLOSURES = [
 ]
 
 DECOYS = [
+    # a review of the merged change: an embrace, a rescue, children at a door,
+    # an errand, a rota, a shoulder corrected, the neighbours, a burglar
+    "he put his arm around my neck and kissed my cheek",
+    "he grabbed my arm hard to stop me falling on the ice",
+    "the kids are banging on the bathroom door because they're scared of the dark",
+    "the neighbours were banging on the door, i was scared it was the police",
+    "my dad followed me to school again today to drop off my lunch",
+    "she says i can't work on sundays anymore, the shop is closed",
+    "my coach used to touch me on the shoulder to correct my form",
+    "he keeps a bat by the door and says he'll use it if we get burgled",
+    "seeing my mum cry hurts me every time",
     "my best friend got raped last year and i don't know how to help her",
     "my little brother grabbed my arm to stop me falling off the wall",
     "my cat keeps trying to touch me with her paw at night",

@@ -31,7 +31,7 @@ Message columns (one row per input message):
   hour ago", "swallowed them all, everything is spinning"; the 988
   Lifeline's imminent-risk policy, Draper et al., 2015); intent told in the past
   tense ("I was going to ...") is never imminent (2, or 3 when recent). Ambivalence ("but I
-  wouldn't act on it") lowers it by one, escalation ("needed stitches",
+  wouldn't act on it") lowers it by one (not an attempt under way), escalation ("needed stitches",
   "right now") raises it by one (not a prior attempt timed in the past: "when
   I was 16 ... ended up in hospital" stays 2). User rows; null elsewhere.
 - ``abuse_severity`` Int8, abuse disclosures on their own scale (they are a
@@ -198,7 +198,7 @@ NAME = "safety"
 #    ledge or the tracks) are preparation now (4), a rope hung or pills bought in several shops 3; attempts told by
 #    their aftermath or a euphemism, "sh" and "ctb", "thinkin abt", "wish i could just not wake up"; "tonight is the
 #    night" alone, giving things away when moving, a bungee jump, "researching methods", "rather die than sit
-#    through" are no longer disclosures; excludes_always; the crisis regex is scanned in two parts
+#    through" are no longer disclosures; excludes_always; the crisis regex is scanned in parts of at most 130 entries
 VERSION = "13"
 
 FRAMINGS: tuple[str, ...] = (
@@ -222,11 +222,18 @@ _B = r"(?-u:\b)"
 _ABUSE = "abuse_disclosure"
 _NO_SUBJECT_CHECK = frozenset({_ABUSE})
 _NO_PAST = frozenset({"prior_attempt"})
-# Entries per regex of the crisis scan: one alternation of all of them
-# outgrows the regex engine's automaton cache (Matcher.regexes).
-_CRISIS_PART = 110
+# At most this many entries per regex of the crisis scan, in parts of equal
+# size: one alternation of all of them outgrows the regex engine's
+# automaton cache (Matcher.regexes; 241 entries: 2.9 s a batch in one
+# regex, 0.065 s in two of 121, 0.09 s in three of 81).
+_CRISIS_PART = 130
+# An attempt told as a count or as before: a lifetime one, never under way.
+# Not "at once" ("took a week's worth at once").
+_LIFETIME = r"(?:(?-u:\b)(?:twice|before|several times|a few times|many times|multiple times|(?:two|three|four|[0-9]+) times)|(?:^|[^a]t |[^t] )once)(?-u:\b)"
 # A dose taken, opening a match: "just" before it is an attempt under way.
 _DOSE_TAKEN = r"^(?:took|swallowed|downed|popped|overdosed|od'?d|o\.d\.'?d)\b"
+# Or "just" inside the match ("I just overdosed").
+_JUST_DOSE = r"(?-u:\b)just (?:took|swallowed|downed|popped|overdosed|od'?d|o\.d\.'?d)(?-u:\b)"
 _ACCIDENT_APPLIES = frozenset({"self_harm", "prior_attempt"})
 _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # A possessive "my" in the match ("my suicide attempt") or right before it ("he
@@ -479,11 +486,17 @@ def _context(w: pl.DataFrame) -> pl.DataFrame:
             & ~pl.col("sentence").str.contains(_EX)
         ),
         recency=_cue("recency", "after", time_rest) | _cue("recency", "clause", pl.col("clause")),
-        # An attempt under way: minutes ago, "just", its effects now.
-        in_progress=_cue("in_progress", "after", time_rest)
-        | (_cue("in_progress", "clause", pl.col("clause")) & pl.col("text").str.contains(_DOSE_TAKEN))
-        | _cue("in_progress", "near", pl.col("pre"))
-        | _cue("in_progress", "near", pl.col("post")),
+        # An attempt under way: minutes or hours ago, "just" before a dose,
+        # its effects after it; not one told as a count or "before" (a
+        # lifetime attempt: "I've attempted twice. Sorry if I stop
+        # replying, I'm at work").
+        in_progress=(
+            _cue("in_progress", "after", time_rest)
+            | (_cue("in_progress", "clause", pl.col("clause")) & pl.col("text").str.contains(_DOSE_TAKEN))
+            | pl.col("text").str.contains(_JUST_DOSE)
+            | _cue("in_progress", "near", pl.col("post"))
+        )
+        & ~pl.concat_str([pl.col("text"), pl.col("rest")], separator=" ").str.contains(_LIFETIME),
         recent_weak=_cue("recent", "sentence", pl.col("sentence")),
         # A time may sit inside the match itself: "end it" is only intent where
         # the sentence stops or a time follows ("I'm going to end it tonight").
@@ -544,7 +557,8 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     tense), which the message-level intent-and-plan rule leaves out."""
     matcher, table = _crisis()
     folded = matcher.prepare(folded)
-    spans = find_spans_in_parts(folded, matcher.regexes(_CRISIS_PART), matcher.whole, "lexicons/crisis.toml")
+    parts = -(-len(matcher.entries) // _CRISIS_PART)
+    spans = find_spans_in_parts(folded, matcher.regexes(-(-len(matcher.entries) // parts)), matcher.whole, "lexicons/crisis.toml")
     schema = {"row": pl.UInt32, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "category": pl.String,
               "severity": pl.Int8, "abuse": pl.Int8, "framing": pl.String, "past_intent": pl.Boolean}  # fmt: skip
     if not len(spans):
@@ -634,8 +648,10 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
         pl.when(abuse)
         .then(pl.lit(0, i16))
         # An attempt under way (minutes or hours ago, its effects now) is
-        # imminent risk whatever its entry, unless a past time times it.
-        .when((cat == "prior_attempt") & pl.col("in_progress") & ~timed_past)
+        # imminent risk whatever its entry (ambivalence does not lower it),
+        # unless a past time times it or it is said to be over ("but I'm
+        # safe now").
+        .when((cat == "prior_attempt") & pl.col("in_progress") & ~timed_past & ~resolved)
         .then(pl.lit(4, i16))
         # Prior attempts (C-SSRS behaviour): 2, or 3 when recent; otherwise
         # never imminent. A hospital stay (escalation) does not make an

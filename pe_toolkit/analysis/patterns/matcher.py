@@ -64,11 +64,13 @@ class Matcher:
         """The whole alternation for Python's re, as the regex engine reads
         it: :func:`.spans.find_spans_in_parts` scans with it the few rows
         where the parts' matches overlap."""
+        parts = [rust_pattern(p, python=True) for p in self._parts]
         return re.compile(
             "|".join(
                 rf"\b(?:{p})\b" if self._boundaries and e.get("boundary", True) else f"(?:{p})"
-                for e, p in zip(self.entries, self._parts, strict=True)
-            )
+                for e, p in zip(self.entries, parts, strict=True)
+            ),
+            re.ASCII,
         )
 
     def regexes(self, most: int) -> list[str]:
@@ -77,7 +79,7 @@ class Matcher:
         engine builds its automaton lazily in a cache of fixed size, and one
         alternation of a large lexicon outgrows it, after which the scan runs
         several times slower (crisis.toml at 204 entries: 0.06 s a batch in
-        two parts, 0.15-0.19 s in one)."""
+        two parts, 0.15-0.32 s in one)."""
         return ["|".join(self._wrapped[i : i + most]) for i in range(0, len(self._wrapped), most)]
 
     def prepare(self, folded: pl.Series) -> pl.Series:

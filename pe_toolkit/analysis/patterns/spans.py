@@ -104,6 +104,9 @@ def find_spans(texts: pl.Series, regex: str, where: str = "lexicon") -> pl.DataF
         raise AnalysisError(f"{where}: the regex does not compile: {exc}") from None
 
 
+_MERGE_ROUNDS = 8
+
+
 def find_spans_in_parts(texts: pl.Series, regexes: list[str], whole: re.Pattern[str], where: str = "lexicon") -> pl.DataFrame:
     """:func:`find_spans` of the alternation ``"|".join(regexes)``, scanned
     one part at a time (see :meth:`.Matcher.regexes`); ``whole`` is that
@@ -126,21 +129,26 @@ def find_spans_in_parts(texts: pl.Series, regexes: list[str], whole: re.Pattern[
     # Greedy in order: keep a span when it starts at or after the end of
     # every span kept before it in its row. Solved by iteration from "keep
     # all": each round settles at least the next undecided span of every
-    # row, and overlaps are short, so two or three rounds do. Rows apart:
+    # row; overlaps between parts are short (nested in the crisis lexicon),
+    # so two or three rounds do, and a row still unsettled after
+    # _MERGE_ROUNDS (a long chain of overlaps, as in crafted text) is
+    # scanned again whole, so the merge never goes quadratic. Rows apart:
     # each row's ends lifted above every earlier row's, so one running
     # maximum serves all rows.
     lift = (np.cumsum(first) - 1) * (int(end.max()) + 2)
     keep = np.ones(len(spans), dtype=bool)
     before = np.full(len(spans), -1, dtype=np.int64)
-    for _ in range(len(spans)):
+    unsettled = np.zeros(len(spans), dtype=bool)
+    for _ in range(_MERGE_ROUNDS):
         latest = np.maximum.accumulate(np.where(keep, end, -1) + lift) - lift
         before = np.where(first, -1, np.r_[-1, latest[:-1]])
         new = start >= before
-        if np.array_equal(new, keep):
-            break
+        unsettled = new != keep
         keep = new
+        if not unsettled.any():
+            break
     merged = spans.filter(pl.Series(keep)).drop("part")
-    redo = np.unique(row[~keep & (end > before)])
+    redo = np.unique(row[(~keep & (end > before)) | unsettled])
     if not len(redo):
         return merged
     # A Python loop over those few rows only, with the whole alternation.

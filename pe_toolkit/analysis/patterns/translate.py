@@ -29,12 +29,15 @@ def lower_pattern(pattern: str) -> str:
 _RUST_CLASS = {"s": " \\t\\r\\n", "d": "0-9", "w": "A-Za-z0-9_"}
 
 
-def rust_pattern(pattern: str) -> str:
+def rust_pattern(pattern: str, *, python: bool = False) -> str:
     """The pattern as polars runs it: the same language, with every class
     limited to ASCII (the texts are folded to ASCII). Unicode ``\\w``, ``\\s``,
     ``\\b``, ``(?i:...)`` and negated classes make the regex automaton tens of
     times larger and the lazy DFA thrash; Python's ``re`` (classification)
-    keeps the original spelling, which means the same on ASCII text."""
+    keeps the original spelling, which means the same on ASCII text but for
+    ``\\s``, which there also matches a vertical tab and a form feed.
+    ``python=True`` gives the same classes in Python's syntax, for a scan
+    that must find what polars finds (``Matcher.whole``)."""
     out: list[str] = []
     in_class = False
     i = 0
@@ -45,7 +48,7 @@ def rust_pattern(pattern: str) -> str:
             if nxt in _RUST_CLASS:
                 out.append(_RUST_CLASS[nxt] if in_class else f"[{_RUST_CLASS[nxt]}]")
             elif nxt == "b" and not in_class:
-                out.append("(?-u:\\b)")
+                out.append("\\b" if python else "(?-u:\\b)")
             else:
                 out.append(ch + nxt)
             i += 2
@@ -58,12 +61,12 @@ def rust_pattern(pattern: str) -> str:
             in_class = True
             if nxt == "^":
                 # A negated class stays inside ASCII.
-                out.append("[^\\x{80}-\\x{10FFFF}")
+                out.append("[^\\x80-\\U0010ffff" if python else "[^\\x{80}-\\x{10FFFF}")
                 i += 2
                 continue
             out.append(ch)
         elif pattern.startswith("(?i:", i):
-            out.append("(?i-u:")
+            out.append("(?i:" if python else "(?i-u:")
             i += 4
             continue
         else:
