@@ -75,6 +75,17 @@ class FormMatcher:
         keep = pl.Series(self.forms_in(page))
         if not keep.any():
             return page
-        patterns: Any = self._patterns.filter(keep).implode()
-        replacements: Any = self._replacements.filter(keep).implode()
-        return str(pl.Series([page]).str.replace_many(patterns, replacements, leftmost=True)[0])
+        return replace_leftmost(page, self._patterns.filter(keep), self._replacements.filter(keep))
+
+
+def replace_leftmost(page: str, patterns: pl.Series, replacements: pl.Series) -> str:
+    """``page`` with ``patterns`` replaced by ``replacements`` in one
+    leftmost pass (``str.replace_many(..., leftmost=True)``)."""
+    return str(pl.Series([page]).str.replace_many(_one_list(patterns), _one_list(replacements), leftmost=True)[0])
+
+
+def _one_list(series: pl.Series) -> Any:
+    """``series`` as one list literal taken as a scalar: polars 2.2 refuses
+    a one-row Series (``implode()``) here ("must be a scalar value"); 2.1
+    takes both forms."""
+    return pl.lit(series.implode()).first()

@@ -10,13 +10,12 @@ import hashlib
 import hmac
 
 import orjson
-import polars as pl
 from hypothesis import given, settings, strategies as st
 
 from pe_toolkit.exports.redact import Pseudonyms
 from pe_toolkit.ingest import import_file
 from pe_toolkit.report import _IDS_SAYING_THEIR_WORDS, _scrub_forms
-from pe_toolkit.report_scrub import FormMatcher
+from pe_toolkit.report_scrub import FormMatcher, replace_leftmost
 from pe_toolkit.store import Store
 
 # The query as it was: each text tokenised, the id's word looked up among the tokens.
@@ -86,7 +85,7 @@ MATCHER = FormMatcher(*FORMS)
 
 def _all_forms(page: str) -> str:
     patterns, replacements = FORMS
-    return str(pl.Series([page]).str.replace_many(patterns.implode(), replacements.implode(), leftmost=True)[0])
+    return replace_leftmost(page, patterns, replacements)
 
 
 @settings(max_examples=150, deadline=None)
