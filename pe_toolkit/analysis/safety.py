@@ -558,7 +558,7 @@ def _crisis_spans(folded: pl.Series, texts: pl.Series) -> pl.DataFrame:
     matcher, table = _crisis()
     folded = matcher.prepare(folded)
     parts = -(-len(matcher.entries) // _CRISIS_PART)
-    spans = find_spans_in_parts(folded, matcher.regexes(-(-len(matcher.entries) // parts)), matcher.whole, "lexicons/crisis.toml")
+    spans = find_spans_in_parts(folded, matcher.regexes(-(-len(matcher.entries) // parts)), lambda: matcher.whole, "lexicons/crisis.toml")
     schema = {"row": pl.UInt32, "start": pl.Int32, "end": pl.Int32, "text": pl.String, "category": pl.String,
               "severity": pl.Int8, "abuse": pl.Int8, "framing": pl.String, "past_intent": pl.Boolean}  # fmt: skip
     if not len(spans):
