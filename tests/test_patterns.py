@@ -98,6 +98,25 @@ def test_a_lexicon_scanned_in_parts_matches_as_one_regex(texts):
     assert by_re == one.select("row", "start", "end").rows()
 
 
+def test_the_whole_alternation_is_compiled_only_for_rows_whose_parts_chain():
+    """Compiling the whole alternation in Python's re is costly (the crisis
+    lexicon's: 0.35 s), so it is asked for only when a row must be scanned
+    again: not when the parts' spans do not overlap."""
+    matcher = Matcher([_entry(i, p, "c") for i, p in enumerate(_CHAIN)])
+    asked: list[int] = []
+
+    def whole():
+        asked.append(1)
+        return matcher.whole
+
+    plain = pl.Series(["a", "x c", "nothing here", ""], dtype=pl.String)
+    assert find_spans_in_parts(plain, matcher.regexes(2), whole).equals(find_spans(plain, matcher.regex))
+    assert not asked
+    chained = pl.Series(["ab c x"], dtype=pl.String)
+    assert find_spans_in_parts(chained, matcher.regexes(2), whole).equals(find_spans(chained, matcher.regex))
+    assert asked
+
+
 def test_a_pattern_that_does_not_compile_is_named_by_lexicon_and_entry():
     good, bad = _entry(0, "feel sad", "general"), _entry(1, "feel (sad", "general")
     with pytest.raises(AnalysisError, match=r"lexicons/test.toml entry 2: bad pattern"):

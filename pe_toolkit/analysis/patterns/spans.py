@@ -112,9 +112,9 @@ def find_spans_in_parts(texts: pl.Series, regexes: list[str], whole: Callable[[]
     """:func:`find_spans` of the alternation ``"|".join(regexes)``, scanned
     one part at a time (see :meth:`.Matcher.regexes`); ``whole()`` gives that
     alternation compiled by Python's ``re`` (the same leftmost-first
-    semantics), asked for only when a row needs it: compiling the crisis
-    lexicon's takes 0.9 s of CPU. The parts' spans are merged as the one regex would have
-    matched them: at one start the earlier part wins, and a span overlapping
+    semantics), asked for only when a row needs it (compiling the crisis
+    lexicon's takes 0.35 s of CPU). The parts' spans are merged as the one
+    regex would have matched them: at one start the earlier part wins, and a span overlapping
     one kept before it is dropped. Where a dropped span reaches past the kept
     one, its part's own scan skipped text the one regex would have scanned,
     so those rows (a few in a thousand) are scanned again with ``whole``."""
