@@ -155,7 +155,8 @@ def find_spans_in_parts(texts: pl.Series, regexes: list[str], whole: Callable[[]
         return merged
     # A Python loop over those few rows only, with the whole alternation.
     redo_texts = texts.gather(pl.Series(redo, dtype=pl.UInt32)).to_list()
-    again = [(int(r), m.start(), m.end(), m.group()) for r, t in zip(redo, redo_texts, strict=True) for m in whole().finditer(t)]
+    pattern = whole()
+    again = [(int(r), m.start(), m.end(), m.group()) for r, t in zip(redo, redo_texts, strict=True) for m in pattern.finditer(t)]
     fixed = pl.DataFrame(again, schema=SPANS_SCHEMA, orient="row")
     return pl.concat([merged.filter(~pl.col("row").is_in(redo.tolist())), fixed]).sort("row", "start")
 
