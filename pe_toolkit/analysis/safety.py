@@ -1,7 +1,7 @@
 """Safety: crisis disclosures, whether replies to them were appropriate, harmful
 assistant content, personal data, and a conversation risk score with alerts.
 
-Analyzer :data:`SAFETY` (name ``safety``; its version is ``13`` plus digests of its
+Analyzer :data:`SAFETY` (name ``safety``; its version is ``14`` plus digests of its
 lexicons, of the package data the PII pass reads and of the risk model, and the
 alert threshold); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
@@ -199,7 +199,11 @@ NAME = "safety"
 #    their aftermath or a euphemism, "sh" and "ctb", "thinkin abt", "wish i could just not wake up"; "tonight is the
 #    night" alone, giving things away when moving, a bungee jump, "researching methods", "rather die than sit
 #    through" are no longer disclosures; excludes_always; the crisis regex is scanned in parts of at most 130 entries
-VERSION = "13"
+# 14: attempts told by a poison swallowed ("I drank bleach"), by the act in the past tense ("I hanged myself", "I
+#    slit my wrists"), or by a count of someone's pills ("30 of my sleeping pills"; not carried to the pharmacy);
+#    "just" before "drank" is under way as before a dose; a parent called by name ("mum", "grandad") is a person,
+#    so an agent of abuse or someone else as the subject; "hurts me when mum is out / nobody is home"
+VERSION = "14"
 
 FRAMINGS: tuple[str, ...] = (
     "first_person", "negated", "hypothetical", "quotation", "third_person", "past", "accidental", "figurative", "idiom",
@@ -230,10 +234,11 @@ _CRISIS_PART = 130
 # An attempt told as a count or as before: a lifetime one, never under way.
 # Not "at once" ("took a week's worth at once").
 _LIFETIME = r"(?:(?-u:\b)(?:twice|before|several times|a few times|many times|multiple times|(?:two|three|four|[0-9]+) times)|(?:^|[^a]t |[^t] )once)(?-u:\b)"
-# A dose taken, opening a match: "just" before it is an attempt under way.
-_DOSE_TAKEN = r"^(?:took|swallowed|downed|popped|overdosed|od'?d|o\.d\.'?d)\b"
-# Or "just" inside the match ("I just overdosed").
-_JUST_DOSE = r"(?-u:\b)just (?:took|swallowed|downed|popped|overdosed|od'?d|o\.d\.'?d)(?-u:\b)"
+# A dose taken (pills, or since v14 a poison drunk): "just" right before it
+# is an attempt under way, opening the match or inside it ("I just overdosed").
+_DOSE_VERBS = r"(?:took|swallowed|downed|popped|drank|chugged|ingested|overdosed|od'?d|o\.d\.'?d)"
+_DOSE_TAKEN = rf"^{_DOSE_VERBS}\b"
+_JUST_DOSE = rf"(?-u:\b)just {_DOSE_VERBS}(?-u:\b)"
 _ACCIDENT_APPLIES = frozenset({"self_harm", "prior_attempt"})
 _FIRST_IN_MATCH = r"(?i)(?-u:\b)(?:i|i'?m|i'?ve|i'?d|i'?ll|me|myself)(?-u:\b)"
 # A possessive "my" in the match ("my suicide attempt") or right before it ("he
