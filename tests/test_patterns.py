@@ -42,6 +42,16 @@ def test_translation_for_lower_case_ascii_and_whitespace_runs():
     assert spaces_to_runs(r"so [ a] tired\ ") == r"so[ \t\r\n]+[ a][ \t\r\n]+tired\ "
 
 
+def test_a_space_marked_optional_is_an_optional_run():
+    # Until safety v14 " ?" was a run made lazy: "weed ?killer" missed "weedkiller".
+    assert spaces_to_runs("weed ?killer") == r"weed[ \t\r\n]*?killer"
+    assert spaces_to_runs("end ?") == r"end[ \t\r\n]*?"
+    assert spaces_to_runs("a [ ]?b") == r"a[ \t\r\n]+[ ]?b"  # a class keeps its own "?"
+    whole = re.compile(f"^(?:{spaces_to_runs('weed ?killer')})$")
+    assert all(whole.match(t) for t in ("weedkiller", "weed killer", "weed \n killer"))
+    assert not whole.match("weed-killer")
+
+
 def test_lexicons_load_with_macros_expanded_and_examples_matching():
     lexicon = load_lexicon("empathy")
     assert lexicon.entries and len(lexicon.digest) == 12

@@ -1,6 +1,6 @@
 """Safety v14: attempts told by what was swallowed or done, doses counted
-"of" someone's pills, and abuse by a parent called by name or when no one
-else is home.
+"of" someone's pills, abuse by a parent called by name or when no one else
+is home, and "mum doesn't know I ..." not read as a denial.
 
 Each case is written for this file (not copied from any review set); the
 decoys are ordinary sentences that share the words and must stay 0 0. On
@@ -22,6 +22,7 @@ DISCLOSURES = [
     ("I just drank bleach", 4, 0),
     ("I drank bleach last year and ended up in hospital", 2, 0),
     ("I swallowed some rat poison", 2, 0),
+    ("i drank weedkiller last night", 3, 0),  # " ?" in "weed ?killer" is an optional space
     # a count "of" someone's pills
     ("I took 30 of my sleeping pills", 2, 0),
     ("I took 25 of my mum's tablets an hour ago", 4, 0),
@@ -37,6 +38,26 @@ DISCLOSURES = [
     ("my stepdad hurts me when nobody is home", 0, 2),
     ("dad hits me every day", 0, 2),
     ("mum hits me when she is drunk", 0, 2),
+    ("uncle hurts me when mum is out", 0, 2),
+    ("he hurts me when mum goes to work", 0, 2),
+    ("he hurts me when my mum's not home", 0, 2),
+    # a review of the first round: a bare name elsewhere in the clause, the
+    # user's "I" left out, is not the subject (it was 0 in the first round)
+    ("since dad left been cutting again", 2, 0),
+    ("told mum wanna die", 1, 0),
+    ("because of dad want to die", 1, 0),
+    ("when mum leaves for work gonna end it", 3, 0),
+    ("mum help took 30 pills", 2, 0),
+    # ... and a pill count beside a pharmacy or a holiday is still a dose
+    ("I took 30 pills and then walked to the pharmacy", 2, 0),
+    ("I took 30 pills on holiday", 2, 0),
+    ("I took 30 of mum's sleeping pills", 2, 0),
+    ("I drank some of the bleach", 2, 0),
+    ("I slashed my wrists last night", 3, 0),
+    # someone not knowing, or not being told, denies nothing
+    ("mum doesnt know i tried to drown myself in the bath a few days ago", 3, 0),
+    ("dad doesnt know im having suicidal thoughts again", 2, 0),
+    ("I can't tell mum I cut myself", 2, 0),
 ]
 
 DECOYS = [
@@ -55,6 +76,22 @@ DECOYS = [
     "I didn't slit my wrists",
     "it hurts me when my mum is away, I miss her",
     "mum tried to kill herself last year",
+    # a bare name opening the clause is the subject
+    "mum took 30 pills last night",
+    "mum is self harming",
+    "mum took an overdose last night, shes in hospital and i dont know what to do",
+    # carrying, cleaning, childhood accidents, other senses
+    "I took the bleach upstairs to clean the bathroom",
+    "I took the weed killer back to the shop",
+    "when I was 3 I drank bleach and had my stomach pumped",
+    "I swallowed some bleach while cleaning, is that dangerous",
+    "I hung myself a new calendar",
+    "I shot myself up with insulin last night",
+    "I took 30 of my pills this month, one every day",
+    "I took 30 of my tablets to my gp appointment",
+    # a negation in the user's own clause still negates
+    "mum doesn't know I don't want to die",
+    "I never said I wanted to die",
 ]
 
 

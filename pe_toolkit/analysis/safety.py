@@ -202,7 +202,9 @@ NAME = "safety"
 # 14: attempts told by a poison swallowed ("I drank bleach"), by the act in the past tense ("I hanged myself", "I
 #    slit my wrists"), or by a count of someone's pills ("30 of my sleeping pills"; not carried to the pharmacy);
 #    "just" before "drank" is under way as before a dose; a parent called by name ("mum", "grandad") is a person,
-#    so an agent of abuse or someone else as the subject; "hurts me when mum is out / nobody is home"
+#    an agent of abuse anywhere, someone else as the subject only opening the match's clause; "hurts me when mum is
+#    out / nobody is home"; "mum doesn't know I ..." is not a denial; " ?" in a pattern is an optional space (it
+#    was a run of at least one, so "weed ?killer", "light ?headed" missed the forms without one)
 VERSION = "14"
 
 FRAMINGS: tuple[str, ...] = (
@@ -354,6 +356,13 @@ def _responses() -> tuple[Matcher, pl.DataFrame]:
     return matcher, matcher.frame([("also", None, pl.String)])
 
 
+def _cue_pattern(pattern: str) -> str:
+    """A cues.toml pattern for the lower-cased windows: a space is a run of
+    whitespace, " ?" an optional run (as :func:`.spaces_to_runs` reads an
+    entry's pattern; inside a class too, as these always were)."""
+    return lower_pattern(pattern).replace(" ?", r"\s*?").replace(" ", r"\s+")
+
+
 @functools.cache
 def _cue_regexes() -> dict[tuple[str, str], str]:
     """One regex per (cue kind, scope), for the lower-cased windows every
@@ -367,7 +376,7 @@ def _cue_regexes() -> dict[tuple[str, str], str]:
         scope = e.get("scope", "clause")
         if scope not in {"clause", "sentence", "after", "near"}:
             raise AnalysisError(f"lexicons/cues.toml entry {e.index + 1}: unknown scope {scope!r}")
-        p = lower_pattern(e.pattern).replace(" ", r"\s+")
+        p = _cue_pattern(e.pattern)
         # Boundaries only where the pattern has a word edge: not before "^",
         # not after "$" or a quotation mark.
         lead = "" if p.startswith("^") else _B
@@ -376,15 +385,29 @@ def _cue_regexes() -> dict[tuple[str, str], str]:
     return {key: "(?:" + "|".join(ps) + ")" for key, ps in parts.items()}
 
 
+# What may stand between a bare kinship name and the match it is the subject of.
+_AUX_ONLY = r"(?:is|was|has|had|been|just|also|then|once|tried|to|keeps|kept|used|nearly|almost|actually|literally|apparently|finally|always|still|even|again)"
+
+
 @functools.cache
 def _subject_regexes() -> tuple[str, str, str]:
     """(any subject mention, a first-person one anchored, any other-person
     mention), for lower-cased windows as the cues are."""
     subjects = load_lexicon("cues").tables["subjects"]
-    alts = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects]
-    first = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects if s["person"] == "first"]
-    other = [lower_pattern(s["pattern"]).replace(" ", r"\s+") for s in subjects if s["person"] == "other"]
-    any_subject = "|".join(f"{_B}(?:{p}){_B}" for p in alts)
+    alts = [_cue_pattern(s["pattern"]) for s in subjects]
+    first = [_cue_pattern(s["pattern"]) for s in subjects if s["person"] == "first"]
+    other = [_cue_pattern(s["pattern"]) for s in subjects if s["person"] == "other"]
+    # A subject marked opens_clause ("mum", "dad" without "my") is the
+    # subject only where the clause before the match is that name and at
+    # most auxiliaries ("mum took 30 pills", "dad has been self harming"):
+    # not "since dad left been cutting", "told mum wanna die", "because of
+    # dad want to die", "mum help took 30 pills" (a name that is an object,
+    # a vocative or in another clause; the disclosure stays the user's). As
+    # the agent of abuse it counts anywhere in the sentence.
+    any_subject = "|".join(
+        (rf"^(?:{p})(?:\s+{_AUX_ONLY})*\s*$" if s.get("opens_clause") else f"{_B}(?:{p}){_B}")
+        for s, p in zip(subjects, alts, strict=True)
+    )
     first_person = "^(?:" + "|".join(first) + ")$"
     other_person = "|".join(f"{_B}(?:{p}){_B}" for p in other)
     return any_subject, first_person, other_person

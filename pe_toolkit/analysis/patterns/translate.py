@@ -75,11 +75,22 @@ def rust_pattern(pattern: str, *, python: bool = False) -> str:
     return "".join(out)
 
 
-def spaces_to_runs(pattern: str) -> str:
-    """A space outside a character class matches any run of whitespace."""
+def spaces_to_runs(pattern: str, space: str = "[ \\t\\r\\n]") -> str:
+    """A space outside a character class matches any run of whitespace
+    (``space``), and a space marked optional (" ?") an optional run: "weed
+    ?killer" is "weedkiller" or "weed killer". (Until safety v14 " ?" was
+    read as a run made lazy, so the entries that meant an optional space,
+    "weed ?killer", "light ?headed", "can(?:'?t| ?not)", missed the form
+    without one.)"""
     out: list[str] = []
-    in_class = escaped = False
+    in_class = escaped = optional = False
     for ch in pattern:
+        if optional:
+            optional = False
+            if ch == "?":
+                out.append(f"{space}*?")
+                continue
+            out.append(f"{space}+")
         if escaped:
             out.append(ch)
             escaped = False
@@ -93,7 +104,9 @@ def spaces_to_runs(pattern: str) -> str:
             out.append(ch)
             in_class = True
         elif ch == " ":
-            out.append("[ \\t\\r\\n]+")
+            optional = True  # a run, or an optional run if "?" follows
         else:
             out.append(ch)
+    if optional:
+        out.append(f"{space}+")
     return "".join(out)
