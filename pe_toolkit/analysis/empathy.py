@@ -1,7 +1,7 @@
 """Empathy: the three EPITOME mechanisms and counselling-skill codes of every
 assistant message.
 
-Analyzer :data:`EMPATHY` (name ``empathy``; its version is ``3`` plus digests of its
+Analyzer :data:`EMPATHY` (name ``empathy``; its version is ``4`` plus digests of its
 lexicons and of the skills model); see
 docs/metric_cards_empathy_safety.md for what each score means and how well it
 agrees with hand labels.
@@ -61,7 +61,10 @@ from .patterns.spans import ascii_slices, find_spans, original_text
 from .skills import SKILL_CODES, conversation_ratios, question_code, question_spans
 
 NAME = "empathy"
-VERSION = "3"  # 2: skills and levels refined by the skills model when it ran; 3: code families follow the model
+# 2: skills and levels refined by the skills model when it ran; 3: code families follow the model; 4: " ?" in a
+# lexicon pattern is an optional space, as its entries meant ("I cannot imagine how ...", "go through alone"); the
+# lexicon files did not change, so their digests do not say so
+VERSION = "4"
 MECHANISMS: tuple[str, ...] = ("emotional_reactions", "interpretations", "explorations")
 ADVICE_PENALTY = 0.1
 
