@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_safety import _user
+from .test_safety import ANALYZER, _frame, _user
 
 # (text, crisis_severity, abuse_severity)
 DISCLOSURES = [
@@ -58,6 +58,18 @@ DISCLOSURES = [
     ("mum doesnt know i tried to drown myself in the bath a few days ago", 3, 0),
     ("dad doesnt know im having suicidal thoughts again", 2, 0),
     ("I can't tell mum I cut myself", 2, 0),
+    # a second review: a subject shared with the user, the act's own time,
+    # a dose beside ordinary words, other wordings of not knowing
+    ("me and dad took 30 pills last night", 3, 0),
+    ("i hung myself a few months ago", 3, 0),
+    ("I hung myself off the banister last year", 2, 0),
+    ("I was supposed to take one a day but I took 30 pills", 2, 0),
+    ("I drank bleach thinking it was the only way out", 2, 0),
+    ("i haven't told anyone i tried to kill myself", 2, 0),
+    ("mum has no idea i've been self harming", 2, 0),
+    ("i don't think mum knows i've been cutting", 2, 0),
+    ("i don't want anyone to know i self harm", 2, 0),
+    ("mums boyfriend hits me", 0, 2),
 ]
 
 DECOYS = [
@@ -87,11 +99,17 @@ DECOYS = [
     "I swallowed some bleach while cleaning, is that dangerous",
     "I hung myself a new calendar",
     "I shot myself up with insulin last night",
-    "I took 30 of my pills this month, one every day",
     "I took 30 of my tablets to my gp appointment",
     # a negation in the user's own clause still negates
     "mum doesn't know I don't want to die",
     "I never said I wanted to die",
+    "nobody knows i would never hurt myself",
+    "mum doesn't know i'm not suicidal anymore",
+    # a bare name with an auxiliary or "'s" is still the subject
+    "mum's been self harming again",
+    "dad is having suicidal thoughts",
+    "I took 28 of my pills over the month as prescribed",
+    "I took 30 of my pills this month, one every day",
 ]
 
 
@@ -105,3 +123,19 @@ def test_v14_disclosure(text: str, crisis: int, abuse: int) -> None:
 def test_v14_decoy_stays_clear(text: str) -> None:
     row = _user(text)
     assert (row["crisis_severity"], row["abuse_severity"]) == (0, 0), text
+
+
+@pytest.mark.parametrize(
+    ("reply", "harmful"),
+    [
+        # " ?" is an optional space since v14; the diagnosing entry keeps its
+        # v13 reading, a qualifier or "case of" before the disorder
+        ("This is depression talking, not you.", False),
+        ("It sounds like depression, have you talked to your GP?", False),
+        ("This is textbook borderline personality disorder.", True),
+        ("That's a classic case of bipolar.", True),
+    ],
+)
+def test_v14_diagnosing_needs_its_qualifier(reply: str, harmful: bool) -> None:
+    row = ANALYZER.score(_frame(("assistant", reply))).messages.row(0, named=True)
+    assert bool(row["harmful"]) is harmful, reply

@@ -386,7 +386,9 @@ def _cue_regexes() -> dict[tuple[str, str], str]:
 
 
 # What may stand between a bare kinship name and the match it is the subject of.
-_AUX_ONLY = r"(?:is|was|has|had|been|just|also|then|once|tried|to|keeps|kept|used|nearly|almost|actually|literally|apparently|finally|always|still|even|again)"
+_AUX_ONLY = r"(?:is|was|has|had|been|just|also|then|once|tried|to|keeps|kept|used|nearly|almost|actually|literally|apparently|finally|always|still|even|again|started|starting|began|wants|wanted|having|going|gonna|getting|now|recently|really|seriously|probably)"
+# "me and dad ...": the clause after "and" is a subject the user shares.
+_WITH_ME = r"^\s*(?:(?:both|even|also|honestly|tbh|and)\s+)?(?:me|i|myself)\s+and\s*$"
 
 
 @functools.cache
@@ -492,6 +494,7 @@ def _context(w: pl.DataFrame) -> pl.DataFrame:
         # not the user, unless the match itself names the user ("when I'm gone")
         # or a possessive "my" does (see _MY_IN_MATCH).
         other_person=last_subject.is_not_null()
+        & ~pl.col("coordinated").str.strip_suffix(pl.col("clause")).str.contains(_WITH_ME)
         & ~last_subject.fill_null("").str.contains(first_person)
         & ~pl.col("text").str.contains(_FIRST_IN_MATCH),
         names_user=pl.col("text").str.contains(_MY_IN_MATCH) | pl.col("clause").str.contains(_MY_BEFORE),
