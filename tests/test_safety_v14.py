@@ -70,6 +70,13 @@ DISCLOSURES = [
     ("i don't think mum knows i've been cutting", 2, 0),
     ("i don't want anyone to know i self harm", 2, 0),
     ("mums boyfriend hits me", 0, 2),
+    # a third round: an attempt under way told by its effects, someone
+    # else's pills, "I'm ending it" where the sentence stops
+    ("drank a bottle of bleach, my throat is burning", 4, 0),
+    ("swallowed a load of my mums sleeping pills earlier, feel really drowsy and weird now", 4, 0),
+    ("i took all of nan's morphine about an hour ago and i can barely keep my eyes open", 4, 0),
+    ("i cut my wrists to die about ten mins ago", 4, 0),
+    ("tomorrow morning im ending it, ive decided", 4, 0),
 ]
 
 DECOYS = [
@@ -100,6 +107,8 @@ DECOYS = [
     "I hung myself a new calendar",
     "I shot myself up with insulin last night",
     "I took 30 of my tablets to my gp appointment",
+    "I took all my meds this morning, starting to feel a bit sick",
+    "I'm ending it with him tonight",
     # a negation in the user's own clause still negates
     "mum doesn't know I don't want to die",
     "I never said I wanted to die",
