@@ -77,6 +77,12 @@ DISCLOSURES = [
     ("i took all of nan's morphine about an hour ago and i can barely keep my eyes open", 4, 0),
     ("i cut my wrists to die about ten mins ago", 4, 0),
     ("tomorrow morning im ending it, ive decided", 4, 0),
+    # a third review: intent with a method and a time, "ending it all" beside
+    # a partner, a burning throat read only in the attempt's own sentence
+    ("i'm going to cut my wrists to die tonight", 4, 0),
+    ("i'm ending it all, tell her i'm sorry", 3, 0),
+    ("im ending it. i cant do this anymore", 3, 0),
+    ("I overdosed. My throat is burning from reflux today", 2, 0),
 ]
 
 DECOYS = [
@@ -109,6 +115,10 @@ DECOYS = [
     "I took 30 of my tablets to my gp appointment",
     "I took all my meds this morning, starting to feel a bit sick",
     "I'm ending it with him tonight",
+    "my lease is up and im ending it",
+    "honestly im just ending it now, the relationship is dead",
+    "took a load of paracetamol for my period, starting to feel sick",
+    "took too many benadryl for my allergies and now im drowsy",
     # a negation in the user's own clause still negates
     "mum doesn't know I don't want to die",
     "I never said I wanted to die",
