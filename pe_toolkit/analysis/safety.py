@@ -203,8 +203,11 @@ NAME = "safety"
 #    slit my wrists"), or by a count of someone's pills ("30 of my sleeping pills"; not carried to the pharmacy);
 #    "just" before "drank" is under way as before a dose; a parent called by name ("mum", "grandad") is a person,
 #    an agent of abuse anywhere, someone else as the subject only opening the match's clause; "hurts me when mum is
-#    out / nobody is home"; "mum doesn't know I ..." is not a denial; " ?" in a pattern is an optional space (it
-#    was a run of at least one, so "weed ?killer", "light ?headed" missed the forms without one)
+#    out / nobody is home"; "mum doesn't know I ..." and "I haven't told anyone I ..." are not denials; "me and
+#    dad" is a subject the user shares; an overdose of someone else's pills counts beside its effects, a burning
+#    throat in its sentence makes an attempt under way; "I'm ending it" where the sentence stops is intent, not
+#    beside a breakup or a contract; " ?" in a pattern is an optional space (it was a run of at least one, so
+#    "weed ?killer", "light ?headed" missed the forms without one)
 VERSION = "14"
 
 FRAMINGS: tuple[str, ...] = (

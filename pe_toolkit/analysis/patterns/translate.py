@@ -75,14 +75,15 @@ def rust_pattern(pattern: str, *, python: bool = False) -> str:
     return "".join(out)
 
 
-def spaces_to_runs(pattern: str, space: str = "[ \\t\\r\\n]") -> str:
-    """A space outside a character class matches any run of whitespace
-    (``space``), and a space marked optional (" ?") an optional run: "weed
+def spaces_to_runs(pattern: str) -> str:
+    """A space outside a character class matches any run of whitespace,
+    and a space marked optional (" ?") an optional run: "weed
     ?killer" is "weedkiller" or "weed killer". (Until safety v14 " ?" was
     read as a run made lazy, so the entries that meant an optional space,
     "weed ?killer", "light ?headed", "can(?:'?t| ?not)", missed the form
     without one.)"""
     out: list[str] = []
+    space = "[ \\t\\r\\n]"
     in_class = escaped = optional = False
     for ch in pattern:
         if optional:
