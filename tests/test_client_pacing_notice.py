@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -72,8 +73,14 @@ def test_a_spent_budget_on_a_real_mirror_is_waited_out_with_a_word(sample_store_
             for _ in range(5):  # the fourth waits for the next window
                 client.list_datasets()
     said = _warnings(caplog)
-    assert len(said) == 1 and "requests of the rate-limit window are spent" in said[0] and "max_wait" in said[0]
-    assert KEY not in said[0]
+    # One word per wait, not one per paced request. Usually there is one wait;
+    # on a loaded machine (a CI run of the whole suite) the first requests have
+    # spilled over a window boundary even with 6 s windows, and a second,
+    # separate wait was announced, so the check is one notice per window reset.
+    assert said and all("requests of the rate-limit window are spent" in w and "max_wait" in w for w in said)
+    resets = [re.search(r"the window resets at (\S+)", w) for w in said]
+    assert all(resets) and len({m.group(1) for m in resets if m}) == len(said), said
+    assert all(KEY not in w for w in said)
 
 
 def test_a_retry_after_wait_is_announced_once(sample_store_template: Path, tmp_path: Path, caplog) -> None:
