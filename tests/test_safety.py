@@ -57,6 +57,12 @@ def _user(text: str) -> dict:
     return ANALYZER.score(_frame(("user", text))).messages.row(0, named=True)
 
 
+def _levels(text: str) -> tuple[int, int]:
+    """(crisis_severity, abuse_severity) of ``text`` said alone by the user."""
+    row = _user(text)
+    return row["crisis_severity"], row["abuse_severity"]
+
+
 def _disclosed(row: dict) -> bool:
     """A kept disclosure: crisis or abuse severity above 0."""
     return (row["crisis_severity"] or 0) > 0 or (row["abuse_severity"] or 0) > 0
@@ -1108,8 +1114,7 @@ def test_reply_appropriate_is_the_per_disclosure_basis_of_the_share() -> None:
     ],
 )
 def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: int) -> None:
-    row = _user(text)
-    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+    assert _levels(text) == (crisis, abuse), text
 
 
 @pytest.mark.parametrize(
@@ -1171,8 +1176,7 @@ def test_safety_v12_threats_habits_and_attempts(text: str, crisis: int, abuse: i
     ],
 )
 def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
-    row = _user(text)
-    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+    assert _levels(text) == (crisis, abuse), text
 
 
 @pytest.mark.parametrize(
@@ -1282,5 +1286,4 @@ def test_safety_v12_decoys(text: str, crisis: int, abuse: int) -> None:
     ],
 )
 def test_safety_v13_attempts_under_way_means_at_hand_and_slang(text: str, crisis: int, abuse: int) -> None:
-    row = _user(text)
-    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+    assert _levels(text) == (crisis, abuse), text

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_safety import ANALYZER, _frame, _user
+from .test_safety import ANALYZER, _frame, _levels
 
 # (text, crisis_severity, abuse_severity)
 DISCLOSURES = [
@@ -134,14 +134,12 @@ DECOYS = [
 
 @pytest.mark.parametrize(("text", "crisis", "abuse"), DISCLOSURES)
 def test_v14_disclosure(text: str, crisis: int, abuse: int) -> None:
-    row = _user(text)
-    assert (row["crisis_severity"], row["abuse_severity"]) == (crisis, abuse), text
+    assert _levels(text) == (crisis, abuse), text
 
 
 @pytest.mark.parametrize("text", DECOYS)
 def test_v14_decoy_stays_clear(text: str) -> None:
-    row = _user(text)
-    assert (row["crisis_severity"], row["abuse_severity"]) == (0, 0), text
+    assert _levels(text) == (0, 0), text
 
 
 @pytest.mark.parametrize(
